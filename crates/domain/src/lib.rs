@@ -1,0 +1,1 @@
+//! Domain types and rules of Tenancy. This crate does no IO.
