@@ -1,1 +1,17 @@
-//! Domain types and rules of Tenancy. This crate does no IO.
+//! Domain types and rules of Tenancy.
+//!
+//! This crate does no IO and knows nothing of HTTP or SQL: it holds the records
+//! (plans, tenants, API keys, events, audit entries), their validation, the tenant
+//! status state machine and the single application error type. Every other crate
+//! depends on it; it depends on none of them.
+
+pub mod apikey;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod page;
+pub mod plan;
+pub mod tenant;
+pub mod time;
+
+pub use error::{Error, Result};

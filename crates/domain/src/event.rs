@@ -1,0 +1,81 @@
+//! Events (the outbox and archive) and audit entries: the append-only records that
+//! commit in the same transaction as the change they describe.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::time::Timestamp;
+
+pub const SOURCE: &str = "tenancy";
+
+/// The names of the events Tenancy emits (`detail-type`).
+pub mod names {
+    pub const TENANT_CREATED: &str = "TenantCreated";
+    pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
+    pub const TENANT_PROVISIONING_FAILED: &str = "TenantProvisioningFailed";
+    pub const TENANT_UPDATED: &str = "TenantUpdated";
+    pub const TENANT_SUSPENDED: &str = "TenantSuspended";
+    pub const TENANT_RESUMED: &str = "TenantResumed";
+    pub const TENANT_PLAN_CHANGED: &str = "TenantPlanChanged";
+    pub const TENANT_OFFBOARDING_STARTED: &str = "TenantOffboardingStarted";
+    pub const TENANT_OFFBOARDED: &str = "TenantOffboarded";
+    pub const EXECUTION_FAILED: &str = "ExecutionFailed";
+}
+
+/// An event in the EventBridge envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub time: Timestamp,
+    pub tenant_id: Option<String>,
+    pub resources: Vec<String>,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+impl Event {
+    pub fn new(detail_type: &str, tenant_id: Option<&str>, resources: Vec<String>, detail: Value) -> Self {
+        Event {
+            id: crate::ids::new_id("evt"),
+            source: SOURCE.to_owned(),
+            detail_type: detail_type.to_owned(),
+            time: Timestamp::now(),
+            tenant_id: tenant_id.map(str::to_owned),
+            resources,
+            detail,
+        }
+    }
+}
+
+/// Who did something: an API key (with its role) or the system itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Actor {
+    pub key_id: Option<String>,
+    pub role: String,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Actor { key_id: None, role: "system".into() }
+    }
+}
+
+/// An audit entry as written in the transaction of its effect. The log's position
+/// (`seq`) and hash chain are added when the entry is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub time: Timestamp,
+    pub actor_key_id: Option<String>,
+    pub actor_role: String,
+    pub action: String,
+    pub target: String,
+    pub tenant_id: Option<String>,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub outcome: String,
+    pub detail: Value,
+}

@@ -1,0 +1,342 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Written once against the trait; [`store_conformance_suite!`] instantiates it for a
+//! backend as one `#[tokio::test]` per case:
+//!
+//! ```text
+//! tenancy_store::store_conformance_suite!(sqlite, tenancy_store::sql::testing::sqlite());
+//! ```
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tenancy_domain::apikey::{ApiKey, Role};
+use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::page::PageRequest;
+use tenancy_domain::plan::{Isolation, Plan};
+use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus, Transition};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Error;
+
+use crate::store::*;
+
+/// Generates one test per conformance case for a backend. `$make` is an expression
+/// evaluating to a future of a value with a `store: Arc<impl Store>` field, kept alive
+/// for the test's duration.
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            $crate::store_conformance_suite!(@cases $make;
+                ready, plans_put_get_list, plan_versions, plan_delete_in_use, tenant_create_and_duplicate,
+                tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions,
+                effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
+                lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists);
+        }
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let db = $make.await;
+                let store: std::sync::Arc<dyn $crate::Store> = db.store.clone();
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn plan(id: &str, isolation: Isolation) -> Plan {
+    Plan {
+        id: id.into(),
+        name: id.to_uppercase(),
+        isolation,
+        features: vec!["sso".into()],
+        quotas: Default::default(),
+        version: 1,
+        created_at: Timestamp(1_000),
+        updated_at: Timestamp(1_000),
+    }
+}
+
+fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
+    Tenant {
+        id: id.into(),
+        name: format!("Tenant {id}"),
+        plan: plan.into(),
+        region: region.into(),
+        status: TenantStatus::Provisioning,
+        metadata: json!({"tier": "gold"}).as_object().cloned().unwrap_or_default(),
+        version: 1,
+        created_at: Timestamp(2_000),
+        updated_at: Timestamp(2_000),
+    }
+}
+
+fn audit(action: &str, tenant: Option<&str>) -> AuditEntry {
+    AuditEntry {
+        id: tenancy_domain::ids::new_id("aud"),
+        time: Timestamp::now(),
+        actor_key_id: Some("key_test".into()),
+        actor_role: "admin".into(),
+        action: action.into(),
+        target: format!("tenant/{}", tenant.unwrap_or("-")),
+        tenant_id: tenant.map(str::to_owned),
+        request_id: Some("req-1".into()),
+        source_ip: Some("127.0.0.1".into()),
+        outcome: "success".into(),
+        detail: json!({}),
+    }
+}
+
+fn created(t: &Tenant) -> Effects {
+    Effects::none()
+        .with_event(Event::new("TenantCreated", Some(&t.id), vec![], json!({"id": t.id})))
+        .with_audit(audit("tenant.create", Some(&t.id)))
+        .with_job(Job::new("provision", Some(&t.id), json!({}), Timestamp(0)))
+}
+
+fn page(limit: u32) -> PageRequest {
+    PageRequest { limit, after: None }
+}
+
+async fn all_events(store: &dyn Store, tenant: &str) -> Vec<StoredEvent> {
+    let filter = EventFilter { tenant_id: Some(tenant.into()), ..Default::default() };
+    store.event_list(&filter, &page(1000)).await.unwrap().items
+}
+
+pub async fn ready(store: Arc<dyn Store>) {
+    store.ready().await.unwrap();
+}
+
+pub async fn plans_put_get_list(store: Arc<dyn Store>) {
+    for id in ["pro", "basic", "enterprise"] {
+        store.plan_put(&plan(id, Isolation::Pool), None, &Effects::none()).await.unwrap();
+    }
+    let got = store.plan_get("pro").await.unwrap();
+    assert_eq!(got, plan("pro", Isolation::Pool));
+    let first = store.plan_list(&page(2)).await.unwrap();
+    assert_eq!(first.items.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["basic", "enterprise"]);
+    let next = PageRequest { limit: 2, after: first.next_cursor };
+    let second = store.plan_list(&next).await.unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.next_cursor, None);
+    assert!(matches!(store.plan_get("nope").await, Err(Error::NotFound { .. })));
+}
+
+pub async fn plan_versions(store: Arc<dyn Store>) {
+    let v1 = store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    assert_eq!(v1.version, 1);
+    let v2 = store.plan_put(&plan("pro", Isolation::Silo), Some(1), &Effects::none()).await.unwrap();
+    assert_eq!((v2.version, v2.isolation), (2, Isolation::Silo));
+    let stale = store.plan_put(&plan("pro", Isolation::Pool), Some(1), &Effects::none()).await;
+    assert!(matches!(stale, Err(Error::PreconditionFailed { expected: 1, found: 2, .. })), "{stale:?}");
+    assert_eq!(store.plan_get("pro").await.unwrap().isolation, Isolation::Silo);
+}
+
+pub async fn plan_delete_in_use(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    let err = store.plan_delete("pro", &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), "plan-in-use");
+    // Offboarded tenants are tombstones and do not hold their plan.
+    let mut gone = t.clone();
+    gone.status = TenantStatus::Offboarded;
+    store.tenant_update(&gone, t.version, &Effects::none()).await.unwrap();
+    store.plan_delete("pro", &Effects::none()).await.unwrap();
+    assert!(matches!(store.plan_delete("pro", &Effects::none()).await, Err(Error::NotFound { .. })));
+}
+
+pub async fn tenant_create_and_duplicate(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = tenant("acme", "pro", "eu");
+    store.tenant_create(&t, &Effects::none()).await.unwrap();
+    assert_eq!(store.tenant_get("acme").await.unwrap(), t);
+    let dup = store.tenant_create(&t, &created(&t)).await.unwrap_err();
+    assert!(matches!(dup, Error::AlreadyExists { .. }), "{dup:?}");
+    assert!(all_events(&*store, "acme").await.is_empty(), "a rejected create wrote an event");
+}
+
+pub async fn tenant_unknown_plan(store: Arc<dyn Store>) {
+    let err = store.tenant_create(&tenant("acme", "ghost", "eu"), &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), "unknown-plan");
+    assert!(matches!(store.tenant_get("acme").await, Err(Error::NotFound { .. })));
+}
+
+pub async fn tenant_list_filters_and_pages(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    store.plan_put(&plan("basic", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    for i in 0..30 {
+        let p = if i % 3 == 0 { "pro" } else { "basic" };
+        let r = if i % 2 == 0 { "eu" } else { "us" };
+        let mut t = tenant(&format!("t{i:02}"), p, r);
+        if i % 5 == 0 {
+            t.status = TenantStatus::Active;
+        }
+        store.tenant_create(&t, &Effects::none()).await.unwrap();
+    }
+    let filter = TenantFilter { plan: Some("pro".into()), ..Default::default() };
+    let mut seen = Vec::new();
+    let mut req = page(3);
+    loop {
+        let p = store.tenant_list(&filter, &req).await.unwrap();
+        assert!(p.items.len() <= 3);
+        seen.extend(p.items.iter().map(|t| t.id.clone()));
+        match p.next_cursor {
+            Some(c) => req = PageRequest { limit: 3, after: Some(c) },
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..30).filter(|i| i % 3 == 0).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let filter = TenantFilter {
+        plan: Some("pro".into()),
+        status: Some(TenantStatus::Active),
+        region: Some("eu".into()),
+    };
+    let ids: Vec<String> = store.tenant_list(&filter, &page(100)).await.unwrap().items.into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["t00"]);
+}
+
+pub async fn tenant_update_versions(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let mut t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    t.transition(Transition::Provisioned).unwrap();
+    let v2 = store.tenant_update(&t, 1, &Effects::none()).await.unwrap();
+    assert_eq!(v2.version, 2);
+    let mut other = t.clone();
+    other.name = "Lost update".into();
+    let fx = Effects::none().with_event(Event::new("TenantUpdated", Some("acme"), vec![], json!({})));
+    let err = store.tenant_update(&other, 1, &fx).await.unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { expected: 1, found: 2, .. }), "{err:?}");
+    let stored = store.tenant_get("acme").await.unwrap();
+    assert_eq!((stored.name.as_str(), stored.status, stored.version), ("Tenant acme", TenantStatus::Active, 2));
+    assert!(all_events(&*store, "acme").await.is_empty());
+}
+
+pub async fn effects_commit_with_the_change(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = tenant("acme", "pro", "eu");
+    let fx = created(&t);
+    store.tenant_create(&t, &fx).await.unwrap();
+    let events = all_events(&*store, "acme").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, fx.events[0]);
+    let audit = store.audit_list(&AuditFilter { tenant_id: Some("acme".into()), ..Default::default() }, &page(10)).await.unwrap();
+    assert_eq!(audit.items.len(), 1);
+    assert_eq!(audit.items[0].entry, fx.audit[0]);
+    assert_eq!(store.job_get(&fx.jobs[0].id).await.unwrap().map(|j| j.kind), Some("provision".into()));
+}
+
+pub async fn effects_roll_back_with_the_change(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = tenant("acme", "pro", "eu");
+    // The change is written, then one of its effects fails (an event id that already
+    // exists): the change must not survive without its event.
+    let e = Event::new("TenantCreated", Some("other"), vec![], json!({}));
+    store.job_complete(&Effects::none().with_event(e.clone())).await.unwrap();
+    let fx = Effects::none().with_event(e).with_audit(audit("tenant.create", Some("acme")));
+    assert!(store.tenant_create(&t, &fx).await.is_err());
+    assert!(matches!(store.tenant_get("acme").await, Err(Error::NotFound { .. })));
+    assert!(all_events(&*store, "acme").await.is_empty());
+    let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
+    assert!(audit.items.is_empty());
+}
+
+pub async fn jobs_are_leased(store: Arc<dyn Store>) {
+    let fx = Effects::none()
+        .with_job(Job::new("a", None, json!({"n": 1}), Timestamp(100)))
+        .with_job(Job::new("b", None, json!({"n": 2}), Timestamp(5_000)));
+    store.job_complete(&fx).await.unwrap();
+    let claimed = store.job_claim("w1", 1_000, 10, Timestamp(1_000)).await.unwrap();
+    assert_eq!(claimed.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["a"], "b is not due yet");
+    assert_eq!(claimed[0].payload, json!({"n": 1}));
+    assert!(store.job_claim("w2", 1_000, 10, Timestamp(1_500)).await.unwrap().is_empty(), "a is leased");
+    // The lease expires: another worker takes the job over.
+    let again = store.job_claim("w2", 1_000, 10, Timestamp(2_500)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    store.job_retry(&again[0].id, "w2", Timestamp(10_000), "boom").await.unwrap();
+    let due = store.job_claim("w3", 1_000, 10, Timestamp(6_000)).await.unwrap();
+    assert_eq!(due.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["b"]);
+    store.job_complete(&Effects::none().completing(&due[0].id, "w3")).await.unwrap();
+    assert_eq!(store.job_get(&due[0].id).await.unwrap(), None);
+}
+
+pub async fn lost_lease_rolls_back(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = tenant("acme", "pro", "eu");
+    let fx = created(&t);
+    store.tenant_create(&t, &fx).await.unwrap();
+    let job = store.job_claim("w1", 10, 1, Timestamp(0)).await.unwrap().remove(0);
+    // w1 stalls past its lease; w2 takes the job over.
+    let _ = store.job_claim("w2", 60_000, 1, Timestamp(100)).await.unwrap().remove(0);
+    let mut active = t.clone();
+    active.transition(Transition::Provisioned).unwrap();
+    let fx = Effects::none()
+        .with_event(Event::new("TenantProvisioned", Some("acme"), vec![], json!({})))
+        .completing(&job.id, "w1");
+    let err = store.tenant_update(&active, 1, &fx).await.unwrap_err();
+    assert_eq!(err.code(), "lease-lost");
+    assert_eq!(store.tenant_get("acme").await.unwrap().status, TenantStatus::Provisioning);
+    assert_eq!(all_events(&*store, "acme").await.len(), 1, "only TenantCreated");
+    let fx = Effects::none().completing(&job.id, "w2");
+    store.tenant_update(&active, 1, &fx).await.unwrap();
+}
+
+pub async fn idempotency_keys(store: Arc<dyn Store>) {
+    assert_eq!(store.idempotency_begin("k1", "abc", "h1").await.unwrap(), IdempotencyState::Started);
+    assert_eq!(
+        store.idempotency_begin("k1", "abc", "h2").await.unwrap(),
+        IdempotencyState::InProgress { request_hash: "h1".into() }
+    );
+    assert_eq!(store.idempotency_begin("k2", "abc", "h2").await.unwrap(), IdempotencyState::Started, "scoped per caller");
+    store.idempotency_finish("k1", "abc", 201, "{\"ok\":true}").await.unwrap();
+    assert_eq!(
+        store.idempotency_begin("k1", "abc", "h1").await.unwrap(),
+        IdempotencyState::Completed { request_hash: "h1".into(), status: 201, response: "{\"ok\":true}".into() }
+    );
+    store.idempotency_abandon("k2", "abc").await.unwrap();
+    assert_eq!(store.idempotency_begin("k2", "abc", "h3").await.unwrap(), IdempotencyState::Started);
+}
+
+pub async fn api_keys(store: Arc<dyn Store>) {
+    let key = ApiKey {
+        id: "key_abc".into(),
+        name: "ci".into(),
+        role: Role::Tenant,
+        tenant_id: Some("acme".into()),
+        created_at: Timestamp(1),
+        expires_at: Some(Timestamp(99)),
+        hash: "ff".repeat(32),
+    };
+    store.api_key_create(&key, &Effects::none()).await.unwrap();
+    assert!(matches!(store.api_key_create(&key, &Effects::none()).await, Err(Error::AlreadyExists { .. })));
+    assert_eq!(store.api_key_get("key_abc").await.unwrap(), key);
+    assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![key]);
+    store.api_key_delete("key_abc", &Effects::none()).await.unwrap();
+    assert!(matches!(store.api_key_get("key_abc").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.api_key_delete("key_abc", &Effects::none()).await, Err(Error::NotFound { .. })));
+}
+
+pub async fn event_and_audit_lists(store: Arc<dyn Store>) {
+    for i in 0..5 {
+        let tenant = if i % 2 == 0 { "a" } else { "b" };
+        let fx = Effects::none()
+            .with_event(Event::new(if i < 3 { "X" } else { "Y" }, Some(tenant), vec![], json!({"i": i})))
+            .with_audit(audit(if i < 3 { "x.do" } else { "y.do" }, Some(tenant)));
+        store.job_complete(&fx).await.unwrap();
+    }
+    let f = EventFilter { detail_type: Some("X".into()), ..Default::default() };
+    let p1 = store.event_list(&f, &page(2)).await.unwrap();
+    assert_eq!(p1.items.len(), 2);
+    let p2 = store.event_list(&f, &PageRequest { limit: 2, after: p1.next_cursor }).await.unwrap();
+    assert_eq!(p2.items.iter().map(|e| e.event.detail["i"].as_i64().unwrap()).collect::<Vec<_>>(), [2]);
+    assert_eq!(all_events(&*store, "b").await.len(), 2);
+    let a = store
+        .audit_list(&AuditFilter { action: Some("y.do".into()), tenant_id: Some("b".into()), ..Default::default() }, &page(10))
+        .await
+        .unwrap();
+    assert_eq!(a.items.len(), 1);
+    assert!(store.event_list(&EventFilter::default(), &PageRequest { limit: 1, after: Some("x".into()) }).await.is_err());
+}

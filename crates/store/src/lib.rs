@@ -1,0 +1,15 @@
+//! Storage for Tenancy: object-safe traits and their SQL backends.
+//!
+//! The [`Store`] trait is what the `app` crate sees, always as `Arc<dyn Store>`.
+//! Every mutating method takes [`Effects`]: the events, audit entries and jobs that the
+//! change causes. A backend commits the change and its effects in ONE transaction, or
+//! nothing at all; this is the transactional outbox the rest of the system relies on.
+//!
+//! Backends: [`sql::SqlStore`] on SQLite (the embedded default) and PostgreSQL. Both
+//! run the same conformance suite ([`conformance`]).
+
+pub mod conformance;
+pub mod sql;
+mod store;
+
+pub use store::*;

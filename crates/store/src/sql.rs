@@ -1,0 +1,676 @@
+//! The SQL backends: SQLite (the embedded default) and PostgreSQL.
+//!
+//! Both run through sqlx's `Any` driver with the same SQL text: `$1` placeholders work
+//! on both engines, every timestamp is a BIGINT of unix milliseconds and every JSON
+//! value is TEXT. Where the engines differ (row locks, DDL) the [`Dialect`] says so, and
+//! the migrations are one directory per engine.
+//!
+//! SQLite allows one writer at a time, so the SQLite store keeps a single-connection
+//! writer pool (writes queue in-process instead of failing with `SQLITE_BUSY`) beside a
+//! reader pool that WAL mode lets run concurrently. On PostgreSQL both are one pool.
+
+mod effects;
+mod rows;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
+use tenancy_domain::apikey::ApiKey;
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::plan::Plan;
+use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+
+use crate::store::*;
+use effects::apply_effects;
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
+/// several replicas start at once.
+const MIGRATION_LOCK: i64 = 0x7e_4a_4e_c7;
+
+/// SQL fragments that differ between engines.
+#[derive(Debug, Clone, Copy)]
+struct Dialect {
+    backend: Backend,
+}
+
+impl Dialect {
+    /// Row lock taken by a reader that must keep a row alive until commit.
+    fn for_share(self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR SHARE",
+            Backend::Sqlite => "",
+        }
+    }
+    fn for_update(self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+    fn skip_locked(self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+/// Options for [`SqlStore::connect`].
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// `sqlite://path/to/file.db` or `postgres://...`.
+    pub url: String,
+    /// Connections of the (reader) pool.
+    pub max_connections: u32,
+}
+
+impl SqlOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        SqlOptions { url: url.into(), max_connections: 8 }
+    }
+}
+
+/// The SQL store.
+#[derive(Clone)]
+pub struct SqlStore {
+    dialect: Dialect,
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Error::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(d) if d.message().contains("database is locked") => {
+            Error::Unavailable(e.to_string())
+        }
+        _ => Error::Internal(format!("database error: {e}")),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serializing a record to JSON cannot fail")
+}
+
+impl SqlStore {
+    /// Connects, configures the engine and applies pending migrations.
+    pub async fn connect(opts: &SqlOptions) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let store = if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(&opts.url)
+                .await
+                .map_err(db_err)?;
+            SqlStore { dialect: Dialect { backend: Backend::Postgres }, writer: pool.clone(), reader: pool }
+        } else if opts.url.starts_with("sqlite:") {
+            let url = if opts.url.contains('?') { opts.url.clone() } else { format!("{}?mode=rwc", opts.url) };
+            let writer = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(sqlite_pragmas)
+                .connect(&url)
+                .await
+                .map_err(db_err)?;
+            let reader = AnyPoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(sqlite_pragmas)
+                .connect(&url)
+                .await
+                .map_err(db_err)?;
+            SqlStore { dialect: Dialect { backend: Backend::Sqlite }, writer, reader }
+        } else {
+            return Err(Error::invalid(format!(
+                "unsupported database URL {:?}: use sqlite://... or postgres://...",
+                redact_url(&opts.url)
+            )));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
+        match self.dialect.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.writer.acquire().await.map_err(db_err)?;
+        if self.dialect.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        let result = async {
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .map_err(db_err)?;
+            let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| r.get::<i64, _>(0))
+                .collect();
+            for (version, name, sql) in self.migrations() {
+                if applied.contains(version) {
+                    continue;
+                }
+                tracing::info!(version, name, backend = self.dialect.backend.as_str(), "applying migration");
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db_err)?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_err)?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                    .bind(*version)
+                    .bind(*name)
+                    .bind(Timestamp::now().millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if self.dialect.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
+        }
+        result
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        self.writer.begin().await.map_err(db_err)
+    }
+}
+
+/// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL
+/// synchronous (durable across process crashes; an OS crash may lose the last
+/// transactions, the usual WAL trade-off), a busy timeout, and foreign keys on.
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_core::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+             PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// A database URL with its password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:****{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Appends `AND <clause>` with the next placeholder number to a query being built.
+struct Where {
+    sql: String,
+    binds: Vec<String>,
+}
+
+impl Where {
+    fn new(base: &str) -> Self {
+        Where { sql: format!("{base} WHERE 1=1"), binds: Vec::new() }
+    }
+    fn eq(&mut self, column: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.binds.push(v.to_owned());
+            self.sql.push_str(&format!(" AND {column} = ${}", self.binds.len()));
+        }
+    }
+    fn gt(&mut self, column: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.binds.push(v.to_owned());
+            self.sql.push_str(&format!(" AND {column} > ${}", self.binds.len()));
+        }
+    }
+    fn raw(&mut self, clause: &str) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(clause);
+    }
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.sql);
+        for b in &self.binds {
+            q = q.bind(b.as_str());
+        }
+        q
+    }
+}
+
+fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
+    cursor
+        .map(|c| c.parse::<i64>().map_err(|_| Error::invalid(format!("invalid cursor {c:?}"))))
+        .transpose()
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.dialect.backend
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let applied: i64 = row.get(0);
+        let latest = self.migrations().last().map(|m| m.0).unwrap_or(0);
+        if applied < latest {
+            return Err(Error::Unavailable(format!("migrations pending: at {applied}, latest {latest}")));
+        }
+        Ok(())
+    }
+
+    async fn plan_put(&self, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT version, created_at FROM plans WHERE id = $1{}", self.dialect.for_update());
+        let current = sqlx::query(&sql).bind(&plan.id).fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let mut stored = plan.clone();
+        match current {
+            None => {
+                if let Some(expected) = if_version {
+                    return Err(Error::PreconditionFailed { kind: "plan", id: plan.id.clone(), expected, found: 0 });
+                }
+                stored.version = 1;
+                let res = sqlx::query(
+                    "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&stored.id)
+                .bind(&stored.name)
+                .bind(stored.isolation.as_str())
+                .bind(json_text(&stored.features))
+                .bind(json_text(&stored.quotas))
+                .bind(stored.version)
+                .bind(stored.created_at.millis())
+                .bind(stored.updated_at.millis())
+                .execute(&mut *tx)
+                .await;
+                match res {
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(Error::conflict(format!("plan {:?} was created concurrently", plan.id)))
+                    }
+                    r => r.map_err(db_err)?,
+                };
+            }
+            Some(row) => {
+                let found: i64 = row.get(0);
+                if let Some(expected) = if_version {
+                    if expected != found {
+                        return Err(Error::PreconditionFailed { kind: "plan", id: plan.id.clone(), expected, found });
+                    }
+                }
+                stored.version = found + 1;
+                stored.created_at = Timestamp(row.get(1));
+                sqlx::query(
+                    "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
+                     updated_at = $7 WHERE id = $1",
+                )
+                .bind(&stored.id)
+                .bind(&stored.name)
+                .bind(stored.isolation.as_str())
+                .bind(json_text(&stored.features))
+                .bind(json_text(&stored.quotas))
+                .bind(stored.version)
+                .bind(stored.updated_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+        }
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn plan_get(&self, id: &str) -> Result<Plan> {
+        let row = sqlx::query("SELECT * FROM plans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("plan", id))?;
+        rows::plan(&row)
+    }
+
+    async fn plan_list(&self, page: &PageRequest) -> Result<Page<Plan>> {
+        let mut w = Where::new("SELECT * FROM plans");
+        w.gt("id", page.after.as_deref());
+        w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let plans = rows.iter().map(rows::plan).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(plans, page.limit, |p| p.id.clone()))
+    }
+
+    async fn plan_delete(&self, id: &str, fx: &Effects) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT id FROM plans WHERE id = $1{}", self.dialect.for_update());
+        if sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
+            return Err(Error::not_found("plan", id));
+        }
+        let in_use: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
+            .bind(id)
+            .bind(TenantStatus::Offboarded.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if in_use > 0 {
+            return Err(Error::Conflict {
+                code: "plan-in-use",
+                message: format!("plan {id:?} is used by {in_use} tenant(s)"),
+            });
+        }
+        sqlx::query("DELETE FROM plans WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn tenant_create(&self, t: &Tenant, fx: &Effects) -> Result<Tenant> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT id FROM plans WHERE id = $1{}", self.dialect.for_share());
+        if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
+            return Err(Error::InvalidRequest { code: "unknown-plan", message: format!("plan {:?} does not exist", t.plan) });
+        }
+        let res = sqlx::query(
+            "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.plan)
+        .bind(&t.region)
+        .bind(t.status.as_str())
+        .bind(json_text(&t.metadata))
+        .bind(t.version)
+        .bind(t.created_at.millis())
+        .bind(t.updated_at.millis())
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => return Err(Error::AlreadyExists { kind: "tenant", id: t.id.clone() }),
+            r => r.map_err(db_err)?,
+        };
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(t.clone())
+    }
+
+    async fn tenant_get(&self, id: &str) -> Result<Tenant> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("tenant", id))?;
+        rows::tenant(&row)
+    }
+
+    async fn tenant_list(&self, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>> {
+        let mut w = Where::new("SELECT * FROM tenants");
+        w.eq("plan_id", filter.plan.as_deref());
+        w.eq("status", filter.status.map(TenantStatus::as_str));
+        w.eq("region", filter.region.as_deref());
+        w.gt("id", page.after.as_deref());
+        w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let tenants = rows.iter().map(rows::tenant).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(tenants, page.limit, |t| t.id.clone()))
+    }
+
+    async fn tenant_update(&self, t: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant> {
+        let mut tx = self.begin().await?;
+        let mut stored = t.clone();
+        stored.version = expected_version + 1;
+        let res = sqlx::query(
+            "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
+             updated_at = $8 WHERE id = $1 AND version = $9",
+        )
+        .bind(&stored.id)
+        .bind(&stored.name)
+        .bind(&stored.plan)
+        .bind(&stored.region)
+        .bind(stored.status.as_str())
+        .bind(json_text(&stored.metadata))
+        .bind(stored.version)
+        .bind(stored.updated_at.millis())
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            let found = sqlx::query("SELECT version FROM tenants WHERE id = $1")
+                .bind(&t.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| Error::not_found("tenant", &t.id))?
+                .get::<i64, _>(0);
+            return Err(Error::PreconditionFailed { kind: "tenant", id: t.id.clone(), expected: expected_version, found });
+        }
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn api_key_create(&self, k: &ApiKey, fx: &Effects) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(k.role.as_str())
+        .bind(k.tenant_id.as_deref())
+        .bind(&k.hash)
+        .bind(k.created_at.millis())
+        .bind(k.expires_at.map(Timestamp::millis))
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => return Err(Error::AlreadyExists { kind: "api key", id: k.id.clone() }),
+            r => r.map_err(db_err)?,
+        };
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn api_key_get(&self, id: &str) -> Result<ApiKey> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("api key", id))?;
+        rows::api_key(&row)
+    }
+
+    async fn api_key_list(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
+        let mut w = Where::new("SELECT * FROM api_keys");
+        w.gt("id", page.after.as_deref());
+        w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let keys = rows.iter().map(rows::api_key).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(keys, page.limit, |k| k.id.clone()))
+    }
+
+    async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let res = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(Error::not_found("api key", id));
+        }
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str) -> Result<IdempotencyState> {
+        let res = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(request_hash)
+        .bind(Timestamp::now().millis())
+        .execute(&self.writer)
+        .await;
+        match res {
+            Ok(_) => Ok(IdempotencyState::Started),
+            Err(e) if is_unique_violation(&e) => {
+                let row = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                    .bind(scope)
+                    .bind(key)
+                    .fetch_one(&self.writer)
+                    .await
+                    .map_err(db_err)?;
+                let request_hash: String = row.get(0);
+                let status: Option<i64> = row.get(1);
+                let response: Option<String> = row.get(2);
+                Ok(match (status, response) {
+                    (Some(status), Some(response)) => {
+                        IdempotencyState::Completed { request_hash, status: status as u16, response }
+                    }
+                    _ => IdempotencyState::InProgress { request_hash },
+                })
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, response: &str) -> Result<()> {
+        sqlx::query("UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .bind(status as i64)
+            .bind(response)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn job_claim(&self, owner: &str, lease_ms: i64, limit: u32, now: Timestamp) -> Result<Vec<Job>> {
+        let sql = format!(
+            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+             ORDER BY run_at LIMIT {limit}{}) RETURNING *",
+            self.dialect.skip_locked()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now.millis() + lease_ms)
+            .bind(now.millis())
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    async fn job_retry(&self, job_id: &str, owner: &str, run_at: Timestamp, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, run_at = $3, last_error = $4 \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(job_id)
+        .bind(owner)
+        .bind(run_at.millis())
+        .bind(error)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn job_complete(&self, fx: &Effects) -> Result<()> {
+        let mut tx = self.begin().await?;
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn job_get(&self, id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.reader).await.map_err(db_err)?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    async fn event_list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+        let mut w = Where::new("SELECT * FROM events");
+        w.eq("detail_type", filter.detail_type.as_deref());
+        w.eq("tenant_id", filter.tenant_id.as_deref());
+        if let Some(after) = filter.after {
+            w.raw(&format!("time >= {}", after.millis()));
+        }
+        if let Some(seq) = parse_cursor_i64(page.after.as_deref())? {
+            w.raw(&format!("seq > {seq}"));
+        }
+        w.sql.push_str(&format!(" ORDER BY seq LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let events = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(events, page.limit, |e| e.seq.to_string()))
+    }
+
+    async fn audit_list(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
+        let mut w = Where::new("SELECT * FROM audit_log");
+        w.eq("tenant_id", filter.tenant_id.as_deref());
+        w.eq("actor_key_id", filter.actor.as_deref());
+        w.eq("action", filter.action.as_deref());
+        if let Some(after) = filter.after {
+            w.raw(&format!("time >= {}", after.millis()));
+        }
+        if let Some(pos) = parse_cursor_i64(page.after.as_deref())? {
+            w.raw(&format!("pos > {pos}"));
+        }
+        w.sql.push_str(&format!(" ORDER BY pos LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let entries = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(entries, page.limit, |a| a.pos.to_string()))
+    }
+}

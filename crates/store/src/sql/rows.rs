@@ -1,0 +1,120 @@
+//! Decoding rows into domain records.
+
+use serde::de::DeserializeOwned;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tenancy_domain::apikey::{ApiKey, Role};
+use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::plan::{Isolation, Plan};
+use tenancy_domain::tenant::{Tenant, TenantStatus};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+
+use super::db_err;
+use crate::store::{Job, StoredAudit, StoredEvent};
+
+fn get<T>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(db_err)
+}
+
+fn json<T: DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
+    let text: String = get(row, col)?;
+    serde_json::from_str(&text).map_err(|e| Error::internal(format!("corrupt JSON in column {col}: {e}")))
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::internal(format!("corrupt {what} {value:?} in the store"))
+}
+
+pub(super) fn plan(row: &AnyRow) -> Result<Plan> {
+    let isolation: String = get(row, "isolation")?;
+    Ok(Plan {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        isolation: Isolation::parse(&isolation).ok_or_else(|| corrupt("isolation", &isolation))?,
+        features: json(row, "features")?,
+        quotas: json(row, "quotas")?,
+        version: get(row, "version")?,
+        created_at: Timestamp(get(row, "created_at")?),
+        updated_at: Timestamp(get(row, "updated_at")?),
+    })
+}
+
+pub(super) fn tenant(row: &AnyRow) -> Result<Tenant> {
+    let status: String = get(row, "status")?;
+    Ok(Tenant {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        plan: get(row, "plan_id")?,
+        region: get(row, "region")?,
+        status: TenantStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        metadata: json(row, "metadata")?,
+        version: get(row, "version")?,
+        created_at: Timestamp(get(row, "created_at")?),
+        updated_at: Timestamp(get(row, "updated_at")?),
+    })
+}
+
+pub(super) fn api_key(row: &AnyRow) -> Result<ApiKey> {
+    let role: String = get(row, "role")?;
+    Ok(ApiKey {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+        tenant_id: get(row, "tenant_id")?,
+        created_at: Timestamp(get(row, "created_at")?),
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(Timestamp),
+        hash: get(row, "hash")?,
+    })
+}
+
+pub(super) fn job(row: &AnyRow) -> Result<Job> {
+    Ok(Job {
+        id: get(row, "id")?,
+        kind: get(row, "kind")?,
+        tenant_id: get(row, "tenant_id")?,
+        payload: json(row, "payload")?,
+        attempts: get(row, "attempts")?,
+        run_at: Timestamp(get(row, "run_at")?),
+    })
+}
+
+pub(super) fn event(row: &AnyRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: get(row, "seq")?,
+        event: Event {
+            id: get(row, "id")?,
+            source: get(row, "source")?,
+            detail_type: get(row, "detail_type")?,
+            time: Timestamp(get(row, "time")?),
+            tenant_id: get(row, "tenant_id")?,
+            resources: json(row, "resources")?,
+            detail: json(row, "detail")?,
+        },
+    })
+}
+
+pub(super) fn audit(row: &AnyRow) -> Result<StoredAudit> {
+    Ok(StoredAudit {
+        pos: get(row, "pos")?,
+        entry: AuditEntry {
+            id: get(row, "id")?,
+            time: Timestamp(get(row, "time")?),
+            actor_key_id: get(row, "actor_key_id")?,
+            actor_role: get(row, "actor_role")?,
+            action: get(row, "action")?,
+            target: get(row, "target")?,
+            tenant_id: get(row, "tenant_id")?,
+            request_id: get(row, "request_id")?,
+            source_ip: get(row, "source_ip")?,
+            outcome: get(row, "outcome")?,
+            detail: json(row, "detail")?,
+        },
+        seq: get(row, "seq")?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}

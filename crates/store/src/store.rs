@@ -1,0 +1,188 @@
+//! The storage traits and the records that only storage needs.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tenancy_domain::apikey::ApiKey;
+use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::plan::Plan;
+use tenancy_domain::tenant::{Tenant, TenantFilter};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Result;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A unit of background work, claimed by one worker at a time with a lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub tenant_id: Option<String>,
+    pub payload: Value,
+    /// How many times the job was claimed before this claim.
+    pub attempts: i64,
+    pub run_at: Timestamp,
+}
+
+impl Job {
+    pub fn new(kind: &str, tenant_id: Option<&str>, payload: Value, run_at: Timestamp) -> Self {
+        Job {
+            id: tenancy_domain::ids::new_id("exe"),
+            kind: kind.to_owned(),
+            tenant_id: tenant_id.map(str::to_owned),
+            payload,
+            attempts: 0,
+            run_at,
+        }
+    }
+}
+
+/// Completing a leased job in the same transaction as its effect: the transaction fails
+/// with a conflict when the lease was lost, so work is never applied twice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobCompletion {
+    pub job_id: String,
+    pub lease_owner: String,
+}
+
+/// What a change causes, committed with it in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub events: Vec<Event>,
+    pub audit: Vec<AuditEntry>,
+    pub jobs: Vec<Job>,
+    pub complete_job: Option<JobCompletion>,
+}
+
+impl Effects {
+    pub fn none() -> Self {
+        Effects::default()
+    }
+    pub fn with_event(mut self, e: Event) -> Self {
+        self.events.push(e);
+        self
+    }
+    pub fn with_audit(mut self, a: AuditEntry) -> Self {
+        self.audit.push(a);
+        self
+    }
+    pub fn with_job(mut self, j: Job) -> Self {
+        self.jobs.push(j);
+        self
+    }
+    pub fn completing(mut self, job_id: &str, lease_owner: &str) -> Self {
+        self.complete_job = Some(JobCompletion { job_id: job_id.to_owned(), lease_owner: lease_owner.to_owned() });
+        self
+    }
+}
+
+/// A stored idempotency record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyState {
+    /// The key is new: the caller owns it and must `finish` or `abandon` it.
+    Started,
+    /// A request with this key is still running.
+    InProgress { request_hash: String },
+    /// A request with this key completed with this response.
+    Completed { request_hash: String, status: u16, response: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub detail_type: Option<String>,
+    pub tenant_id: Option<String>,
+    /// Only events at or after this time.
+    pub after: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub tenant_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub after: Option<Timestamp>,
+}
+
+/// An event with its archive position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: Event,
+}
+
+/// An audit entry with its position in the log; `seq`/`hash` are set once sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAudit {
+    pub pos: i64,
+    pub entry: AuditEntry,
+    pub seq: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// The whole store. Object safe: held as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Succeeds when the database answers and every migration is applied.
+    async fn ready(&self) -> Result<()>;
+
+    // Plans.
+    /// Creates the plan, or replaces it when `if_version` is `None` or matches.
+    async fn plan_put(&self, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan>;
+    async fn plan_get(&self, id: &str) -> Result<Plan>;
+    async fn plan_list(&self, page: &PageRequest) -> Result<Page<Plan>>;
+    /// Deletes the plan; a conflict while any tenant that is not offboarded uses it.
+    async fn plan_delete(&self, id: &str, fx: &Effects) -> Result<()>;
+
+    // Tenants.
+    /// Inserts a new tenant; its plan must exist.
+    async fn tenant_create(&self, tenant: &Tenant, fx: &Effects) -> Result<Tenant>;
+    async fn tenant_get(&self, id: &str) -> Result<Tenant>;
+    async fn tenant_list(&self, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>>;
+    /// Writes `tenant` if the stored version is still `expected_version`; returns the
+    /// stored tenant with its new version. A stale version is `PreconditionFailed`.
+    async fn tenant_update(&self, tenant: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant>;
+
+    // API keys.
+    async fn api_key_create(&self, key: &ApiKey, fx: &Effects) -> Result<()>;
+    async fn api_key_get(&self, id: &str) -> Result<ApiKey>;
+    async fn api_key_list(&self, page: &PageRequest) -> Result<Page<ApiKey>>;
+    async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()>;
+
+    // Idempotency keys.
+    /// Claims `key` in `scope` for a request whose canonical hash is `request_hash`.
+    async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str) -> Result<IdempotencyState>;
+    async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, response: &str) -> Result<()>;
+    /// Forgets a started key (the request failed in a way worth retrying).
+    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()>;
+
+    // Background jobs.
+    /// Leases up to `limit` due jobs to `owner` until `now + lease_ms`; a job whose
+    /// lease expired is due again.
+    async fn job_claim(&self, owner: &str, lease_ms: i64, limit: u32, now: Timestamp) -> Result<Vec<Job>>;
+    /// Releases a job for a later attempt at `run_at`, recording why.
+    async fn job_retry(&self, job_id: &str, owner: &str, run_at: Timestamp, error: &str) -> Result<()>;
+    /// Completes a job with effects but no other change.
+    async fn job_complete(&self, fx: &Effects) -> Result<()>;
+    async fn job_get(&self, id: &str) -> Result<Option<Job>>;
+
+    // Archive and audit (read side).
+    async fn event_list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>>;
+    async fn audit_list(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>>;
+}

@@ -1,0 +1,4 @@
+//! The store conformance suite on both backends.
+
+tenancy_store::store_conformance_suite!(sqlite, tenancy_store::sql::testing::sqlite());
+tenancy_store::store_conformance_suite!(postgres, tenancy_store::sql::testing::postgres());
