@@ -1,0 +1,136 @@
+//! Who is calling and for which request.
+
+use serde_json::Value;
+use tenancy_domain::apikey::Role;
+use tenancy_domain::event::AuditEntry;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The API key's id; `None` for the bootstrap admin token and the system itself.
+    pub key_id: Option<String>,
+    pub role: Role,
+    /// Set for tenant-scoped keys: the only tenant this caller may see.
+    pub tenant_id: Option<String>,
+}
+
+/// The context of one operation: the caller and the request it came in.
+#[derive(Debug, Clone)]
+pub struct OpContext {
+    pub principal: Principal,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+/// What an operation needs to be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read plans (the catalog).
+    PlanRead,
+    PlanWrite,
+    /// Read tenants (scoped keys: their own only).
+    TenantRead,
+    /// Create tenants and run lifecycle operations on them.
+    TenantAdmin,
+    /// Change a tenant's own fields (name, region, metadata).
+    TenantWrite,
+    KeyAdmin,
+    /// The event archive and the audit log.
+    RecordsRead,
+}
+
+impl OpContext {
+    /// The context of work Tenancy does on its own (background workers).
+    pub fn system() -> Self {
+        OpContext {
+            principal: Principal { key_id: None, role: Role::Admin, tenant_id: None },
+            request_id: None,
+            source_ip: None,
+        }
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.principal.key_id.is_none() && self.request_id.is_none()
+    }
+
+    /// Checks a permission that is not about one tenant.
+    pub fn authorize(&self, p: Permission) -> Result<()> {
+        use Permission as P;
+        use Role as R;
+        let allowed = match (self.principal.role, p) {
+            (R::Admin, _) => true,
+            (R::Operator, P::KeyAdmin) => false,
+            (R::Operator, _) => true,
+            (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead) => true,
+            (R::Service, P::PlanRead | P::TenantRead) => true,
+            (R::Tenant, P::TenantRead | P::TenantWrite) => true,
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("role {} may not do this", self.principal.role.as_str())))
+        }
+    }
+
+    /// Checks a permission on one tenant. A tenant-scoped caller asking about another
+    /// tenant learns nothing, not even that it exists: `NotFound`.
+    pub fn authorize_tenant(&self, p: Permission, tenant_id: &str) -> Result<()> {
+        if let Some(own) = &self.principal.tenant_id {
+            if own != tenant_id {
+                return Err(Error::not_found("tenant", tenant_id));
+            }
+        }
+        self.authorize(p)
+    }
+
+    /// An audit entry for an action of this caller.
+    pub fn audit(&self, action: &str, target: String, tenant_id: Option<&str>, detail: Value) -> AuditEntry {
+        AuditEntry {
+            id: tenancy_domain::ids::new_id("aud"),
+            time: Timestamp::now(),
+            actor_key_id: self.principal.key_id.clone(),
+            actor_role: if self.is_system() { "system".into() } else { self.principal.role.as_str().into() },
+            action: action.into(),
+            target,
+            tenant_id: tenant_id.map(str::to_owned),
+            request_id: self.request_id.clone(),
+            source_ip: self.source_ip.clone(),
+            outcome: "success".into(),
+            detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(role: Role, tenant: Option<&str>) -> OpContext {
+        OpContext {
+            principal: Principal { key_id: Some("key_x".into()), role, tenant_id: tenant.map(Into::into) },
+            request_id: Some("r".into()),
+            source_ip: None,
+        }
+    }
+
+    #[test]
+    fn tenant_keys_see_only_their_tenant() {
+        let c = ctx(Role::Tenant, Some("acme"));
+        c.authorize_tenant(Permission::TenantRead, "acme").unwrap();
+        assert!(matches!(c.authorize_tenant(Permission::TenantRead, "other"), Err(Error::NotFound { .. })));
+        assert!(matches!(c.authorize_tenant(Permission::TenantAdmin, "acme"), Err(Error::Forbidden(_))));
+        assert!(matches!(c.authorize(Permission::PlanRead), Err(Error::Forbidden(_))));
+    }
+
+    #[test]
+    fn roles() {
+        assert!(ctx(Role::Operator, None).authorize(Permission::KeyAdmin).is_err());
+        assert!(ctx(Role::Viewer, None).authorize(Permission::TenantAdmin).is_err());
+        ctx(Role::Viewer, None).authorize(Permission::RecordsRead).unwrap();
+        assert!(ctx(Role::Service, None).authorize(Permission::RecordsRead).is_err());
+        ctx(Role::Admin, None).authorize(Permission::KeyAdmin).unwrap();
+    }
+}

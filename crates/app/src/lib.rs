@@ -1,0 +1,16 @@
+//! Tenancy's application layer.
+//!
+//! Every operation the API offers is one method on [`App`] taking an [`OpContext`]
+//! (who is calling, for which request). Authorization happens here, before storage is
+//! touched; every mutation builds its events and audit entry and hands them to the
+//! store with the change, so they commit in one transaction. Background work (the
+//! tenant lifecycle until the workflow engine takes it over) runs in [`worker`].
+
+pub mod auth;
+mod context;
+pub mod lifecycle;
+mod ops;
+pub mod worker;
+
+pub use context::{OpContext, Principal};
+pub use ops::*;

@@ -1,0 +1,319 @@
+//! The operations of the API, one method each.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::json;
+use tenancy_domain::apikey::{self, ApiKey, NewApiKey};
+use tenancy_domain::event::names;
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::plan::{Plan, PlanSpec};
+use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tenancy_store::{AuditFilter, Effects, EventFilter, Job, StoredAudit, StoredEvent, Store};
+use tokio::sync::Notify;
+
+use crate::auth::Authenticator;
+use crate::context::Permission as P;
+use crate::lifecycle::{self, tenant_event};
+use crate::OpContext;
+
+/// The application: the store plus what operations share.
+pub struct App {
+    store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    /// Wakes this process's workers when it enqueued work, so it starts at once.
+    work_ready: Arc<Notify>,
+}
+
+/// A tenant and the id of the execution that carries out the operation started on it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TenantOperation {
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    pub execution_id: Option<String>,
+}
+
+/// Retries a read-modify-write when no version was demanded and another writer won.
+const OPTIMISTIC_RETRIES: usize = 5;
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>) -> Self {
+        App { auth: Authenticator::new(store.clone(), admin_token), store, work_ready: Arc::new(Notify::new()) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn work_ready(&self) -> Arc<Notify> {
+        self.work_ready.clone()
+    }
+
+    // Plans.
+
+    /// Creates or replaces a plan; returns it and whether it was created.
+    pub async fn plan_put(&self, ctx: &OpContext, id: &str, spec: PlanSpec, if_match: Option<i64>) -> Result<(Plan, bool)> {
+        ctx.authorize(P::PlanWrite)?;
+        let plan = spec.into_plan(id, Timestamp::now())?;
+        let audit = ctx.audit("plan.put", format!("plan/{id}"), None, json!({"isolation": plan.isolation, "features": plan.features}));
+        let stored = self.store.plan_put(&plan, if_match, &Effects::none().with_audit(audit)).await?;
+        let created = stored.version == 1;
+        Ok((stored, created))
+    }
+
+    pub async fn plan_get(&self, ctx: &OpContext, id: &str) -> Result<Plan> {
+        ctx.authorize(P::PlanRead)?;
+        self.store.plan_get(id).await
+    }
+
+    pub async fn plan_list(&self, ctx: &OpContext, page: &PageRequest) -> Result<Page<Plan>> {
+        ctx.authorize(P::PlanRead)?;
+        self.store.plan_list(page).await
+    }
+
+    pub async fn plan_delete(&self, ctx: &OpContext, id: &str) -> Result<()> {
+        ctx.authorize(P::PlanWrite)?;
+        let audit = ctx.audit("plan.delete", format!("plan/{id}"), None, json!({}));
+        self.store.plan_delete(id, &Effects::none().with_audit(audit)).await
+    }
+
+    // Tenants.
+
+    /// Creates a tenant in `provisioning` and starts its provisioning.
+    pub async fn tenant_create(&self, ctx: &OpContext, new: NewTenant) -> Result<TenantOperation> {
+        ctx.authorize(P::TenantAdmin)?;
+        let tenant = new.into_tenant(Timestamp::now())?;
+        let job = Job::new(lifecycle::PROVISION, Some(&tenant.id), json!({}), Timestamp::now());
+        let fx = Effects::none()
+            .with_event(tenant_event(names::TENANT_CREATED, &tenant, &[], json!({"execution_id": job.id})))
+            .with_audit(ctx.audit("tenant.create", format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"plan": tenant.plan, "region": tenant.region})))
+            .with_job(job.clone());
+        let tenant = self.store.tenant_create(&tenant, &fx).await?;
+        self.work_ready.notify_one();
+        Ok(TenantOperation { tenant, execution_id: Some(job.id) })
+    }
+
+    pub async fn tenant_get(&self, ctx: &OpContext, id: &str) -> Result<Tenant> {
+        ctx.authorize_tenant(P::TenantRead, id)?;
+        self.store.tenant_get(id).await
+    }
+
+    pub async fn tenant_list(&self, ctx: &OpContext, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>> {
+        ctx.authorize(P::TenantRead)?;
+        if let Some(own) = &ctx.principal.tenant_id {
+            // A tenant-scoped caller lists exactly its own tenant, when it matches.
+            let t = match self.store.tenant_get(own).await {
+                Ok(t) => Some(t),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            let items = t
+                .filter(|t| {
+                    filter.plan.as_ref().is_none_or(|p| *p == t.plan)
+                        && filter.status.is_none_or(|s| s == t.status)
+                        && filter.region.as_ref().is_none_or(|r| *r == t.region)
+                        && page.after.as_ref().is_none_or(|a| t.id > *a)
+                })
+                .into_iter()
+                .collect();
+            return Ok(Page { items, next_cursor: None });
+        }
+        self.store.tenant_list(filter, page).await
+    }
+
+    /// Reads the tenant, applies `change` and writes it back with its effects. With
+    /// `if_match` the write happens only at that version (else 412); without it a
+    /// concurrent writer makes the change re-run on the fresh tenant.
+    async fn tenant_modify(
+        &self,
+        id: &str,
+        if_match: Option<i64>,
+        change: impl Fn(&mut Tenant) -> Result<Effects>,
+    ) -> Result<Tenant> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tenant = self.store.tenant_get(id).await?;
+            let version = tenant.version;
+            if let Some(expected) = if_match {
+                if expected != version {
+                    return Err(Error::PreconditionFailed { kind: "tenant", id: id.into(), expected, found: version });
+                }
+            }
+            tenant.ensure_mutable()?;
+            let fx = change(&mut tenant)?;
+            tenant.updated_at = Timestamp::now();
+            match self.store.tenant_update(&tenant, version, &fx).await {
+                Err(Error::PreconditionFailed { .. }) if if_match.is_none() && attempt < OPTIMISTIC_RETRIES => continue,
+                r => return r,
+            }
+        }
+    }
+
+    pub async fn tenant_patch(&self, ctx: &OpContext, id: &str, patch: TenantPatch, if_match: Option<i64>) -> Result<Tenant> {
+        ctx.authorize_tenant(P::TenantWrite, id)?;
+        self.tenant_modify(id, if_match, |t| {
+            let changed = t.patch(patch.clone())?;
+            let mut fx = Effects::none()
+                .with_audit(ctx.audit("tenant.update", format!("tenant/{}", t.id), Some(&t.id), json!({"changed": changed})));
+            if !changed.is_empty() {
+                let mut next = t.clone();
+                next.version += 1;
+                fx = fx.with_event(tenant_event(names::TENANT_UPDATED, &next, &changed, json!({})));
+            }
+            Ok(fx)
+        })
+        .await
+    }
+
+    /// A transition that completes within the request (suspend, resume).
+    async fn tenant_transition_now(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        if_match: Option<i64>,
+        t: Transition,
+        action: &str,
+        event: &str,
+    ) -> Result<Tenant> {
+        ctx.authorize_tenant(P::TenantAdmin, id)?;
+        self.tenant_modify(id, if_match, |tenant| {
+            let from = tenant.transition(t)?;
+            let mut next = tenant.clone();
+            next.version += 1;
+            Ok(Effects::none()
+                .with_event(tenant_event(event, &next, &["status"], json!({"previous_status": from})))
+                .with_audit(ctx.audit(action, format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"from": from, "to": tenant.status}))))
+        })
+        .await
+    }
+
+    pub async fn tenant_suspend(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<Tenant> {
+        self.tenant_transition_now(ctx, id, if_match, Transition::Suspend, "tenant.suspend", names::TENANT_SUSPENDED).await
+    }
+
+    pub async fn tenant_resume(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<Tenant> {
+        self.tenant_transition_now(ctx, id, if_match, Transition::Resume, "tenant.resume", names::TENANT_RESUMED).await
+    }
+
+    /// A transition that starts background work (plan change, offboarding).
+    async fn tenant_start_operation(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        if_match: Option<i64>,
+        t: Transition,
+        kind: &str,
+        payload: serde_json::Value,
+        event: Option<&str>,
+    ) -> Result<TenantOperation> {
+        ctx.authorize_tenant(P::TenantAdmin, id)?;
+        let job = Job::new(kind, Some(id), payload.clone(), Timestamp::now());
+        let tenant = self
+            .tenant_modify(id, if_match, |tenant| {
+                let from = tenant.transition(t)?;
+                let mut fx = Effects::none()
+                    .with_audit(ctx.audit(kind, format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"from": from, "request": payload, "execution_id": job.id})))
+                    .with_job(job.clone());
+                if let Some(event) = event {
+                    let mut next = tenant.clone();
+                    next.version += 1;
+                    fx = fx.with_event(tenant_event(event, &next, &["status"], json!({"previous_status": from, "execution_id": job.id})));
+                }
+                Ok(fx)
+            })
+            .await?;
+        self.work_ready.notify_one();
+        Ok(TenantOperation { tenant, execution_id: Some(job.id) })
+    }
+
+    pub async fn tenant_change_plan(&self, ctx: &OpContext, id: &str, plan: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        ctx.authorize_tenant(P::TenantAdmin, id)?;
+        match self.store.plan_get(plan).await {
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::InvalidRequest { code: "unknown-plan", message: format!("plan {plan:?} does not exist") })
+            }
+            Err(e) => return Err(e),
+        }
+        let current = self.store.tenant_get(id).await?;
+        if current.plan == plan {
+            return Err(Error::Conflict { code: "invalid-transition", message: format!("tenant {id:?} is already on plan {plan:?}") });
+        }
+        self.tenant_start_operation(ctx, id, if_match, Transition::ChangePlan, lifecycle::CHANGE_PLAN, json!({"plan": plan}), None)
+            .await
+    }
+
+    pub async fn tenant_offboard(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        self.tenant_start_operation(
+            ctx,
+            id,
+            if_match,
+            Transition::Offboard,
+            lifecycle::OFFBOARD,
+            json!({}),
+            Some(names::TENANT_OFFBOARDING_STARTED),
+        )
+        .await
+    }
+
+    // API keys.
+
+    /// Creates a key; the plaintext is returned this once and never stored.
+    pub async fn api_key_create(&self, ctx: &OpContext, new: NewApiKey) -> Result<(ApiKey, String)> {
+        ctx.authorize(P::KeyAdmin)?;
+        let now = Timestamp::now();
+        new.validate(now)?;
+        let generated = apikey::generate(&mut rand::thread_rng());
+        let key = ApiKey {
+            id: generated.id,
+            name: new.name,
+            role: new.role,
+            tenant_id: new.tenant_id,
+            created_at: now,
+            expires_at: new.expires_at,
+            hash: generated.hash,
+        };
+        let audit = ctx.audit(
+            "api_key.create",
+            format!("api-key/{}", key.id),
+            key.tenant_id.as_deref(),
+            json!({"name": key.name, "role": key.role}),
+        );
+        self.store.api_key_create(&key, &Effects::none().with_audit(audit)).await?;
+        Ok((key, generated.plaintext))
+    }
+
+    pub async fn api_key_list(&self, ctx: &OpContext, page: &PageRequest) -> Result<Page<ApiKey>> {
+        ctx.authorize(P::KeyAdmin)?;
+        self.store.api_key_list(page).await
+    }
+
+    pub async fn api_key_delete(&self, ctx: &OpContext, id: &str) -> Result<()> {
+        ctx.authorize(P::KeyAdmin)?;
+        let audit = ctx.audit("api_key.delete", format!("api-key/{id}"), None, json!({}));
+        self.store.api_key_delete(id, &Effects::none().with_audit(audit)).await?;
+        self.auth.evict(id);
+        Ok(())
+    }
+
+    // Records.
+
+    pub async fn event_list(&self, ctx: &OpContext, filter: EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+        ctx.authorize(P::RecordsRead)?;
+        self.store.event_list(&filter, page).await
+    }
+
+    pub async fn audit_list(&self, ctx: &OpContext, filter: AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
+        ctx.authorize(P::RecordsRead)?;
+        self.store.audit_list(&filter, page).await
+    }
+}
+
+/// Statuses a filter may name, for error messages.
+pub fn status_names() -> Vec<&'static str> {
+    TenantStatus::ALL.iter().map(|s| s.as_str()).collect()
+}

@@ -1,0 +1,15 @@
+//! Tenancy's HTTP API.
+//!
+//! The only crate that knows axum. A handler extracts its inputs (with this crate's
+//! extractors, so bad input becomes a problem+json document), calls one `app`
+//! operation with the caller's [`tenancy_app::OpContext`] and converts the result.
+
+mod extract;
+mod idempotency;
+mod openapi;
+mod problem;
+mod routes;
+mod server;
+
+pub use openapi::openapi_json;
+pub use server::{router, ServerState};

@@ -1,0 +1,31 @@
+//! The route table: every endpoint of the v1 API, documented for OpenAPI.
+
+mod keys;
+mod plans;
+mod records;
+mod system;
+mod tenants;
+
+use std::sync::Arc;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::server::ServerState;
+
+pub use system::{healthz, metrics, readyz};
+
+pub fn api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(plans::list_plans))
+        .routes(routes!(plans::put_plan, plans::get_plan, plans::delete_plan))
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(tenants::get_tenant, tenants::patch_tenant, tenants::delete_tenant))
+        .routes(routes!(tenants::suspend_tenant))
+        .routes(routes!(tenants::resume_tenant))
+        .routes(routes!(tenants::change_plan))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::delete_key))
+        .routes(routes!(records::list_events))
+        .routes(routes!(records::list_audit))
+}

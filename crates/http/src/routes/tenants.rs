@@ -1,0 +1,146 @@
+//! `/v1/tenants`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use tenancy_app::TenantOperation;
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus};
+
+use crate::extract::{etag, record_tenant, Caller, IfMatch, Json, Path, Query};
+use crate::problem::{ApiResult, Problem};
+use crate::server::ServerState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListQuery {
+    pub plan: Option<String>,
+    pub status: Option<TenantStatus>,
+    pub region: Option<String>,
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The body of `POST /v1/tenants/{id}/plan`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChange {
+    pub plan: String,
+}
+
+fn accepted(op: TenantOperation) -> impl IntoResponse {
+    let location = format!("/v1/tenants/{}", op.tenant.id);
+    (StatusCode::ACCEPTED, [etag(op.tenant.version), (header::LOCATION, location)], axum::Json(op))
+}
+
+/// Create a tenant; provisioning runs in the background (`status: provisioning`).
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 202, description = "Provisioning started", body = TenantOperation),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Json(new): Json<NewTenant>) -> ApiResult<impl IntoResponse> {
+    let op = s.app.tenant_create(&ctx, new).await?;
+    record_tenant(&op.tenant.id);
+    Ok(accepted(op))
+}
+
+/// List tenants, filtered by plan, status and region.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(TenantListQuery),
+    responses((status = 200, body = Page<Tenant>),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_tenants(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Query(q): Query<TenantListQuery>) -> ApiResult<axum::Json<Page<Tenant>>> {
+    let page = PageRequest::new(q.limit, q.cursor)?;
+    let filter = TenantFilter { plan: q.plan, status: q.status, region: q.region };
+    Ok(axum::Json(s.app.tenant_list(&ctx, &filter, &page).await?))
+}
+
+/// Get a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    let t = s.app.tenant_get(&ctx, &id).await?;
+    Ok(([etag(t.version)], axum::Json(t)))
+}
+
+/// Change a tenant's name, region or metadata.
+#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", request_body = TenantPatch,
+    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn patch_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    Json(patch): Json<TenantPatch>,
+) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    let t = s.app.tenant_patch(&ctx, &id, patch, if_match).await?;
+    Ok(([etag(t.version)], axum::Json(t)))
+}
+
+/// Suspend an active tenant.
+#[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn suspend_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>, IfMatch(if_match): IfMatch) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    let t = s.app.tenant_suspend(&ctx, &id, if_match).await?;
+    Ok(([etag(t.version)], axum::Json(t)))
+}
+
+/// Resume a suspended tenant.
+#[utoipa::path(post, path = "/v1/tenants/{id}/resume", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resume_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>, IfMatch(if_match): IfMatch) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    let t = s.app.tenant_resume(&ctx, &id, if_match).await?;
+    Ok(([etag(t.version)], axum::Json(t)))
+}
+
+/// Move a tenant to another plan; runs in the background (`status: updating`).
+#[utoipa::path(post, path = "/v1/tenants/{id}/plan", tag = "tenants", request_body = PlanChange,
+    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    responses((status = 202, body = TenantOperation),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn change_plan(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    Json(body): Json<PlanChange>,
+) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    Ok(accepted(s.app.tenant_change_plan(&ctx, &id, &body.plan, if_match).await?))
+}
+
+/// Offboard a tenant; runs in the background (`status: offboarding`) and leaves a
+/// tombstone (`status: offboarded`).
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    responses((status = 202, body = TenantOperation),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn delete_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>, IfMatch(if_match): IfMatch) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    Ok(accepted(s.app.tenant_offboard(&ctx, &id, if_match).await?))
+}
