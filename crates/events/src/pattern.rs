@@ -460,7 +460,10 @@ fn parse_operator(op: &Map<String, Value>, path: &str) -> Result<Matcher, Patter
         },
         "numeric" => parse_numeric(arg, path).map(Matcher::Numeric),
         "anything-but" => parse_anything_but(arg, path).map(Matcher::AnythingBut),
-        other => Err(err(path, PatternErrorKind::UnknownOperator(other.to_owned()))),
+        other => Err(err(
+            path,
+            PatternErrorKind::UnknownOperator(other.to_owned()),
+        )),
     }
 }
 
