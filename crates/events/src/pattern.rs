@@ -571,6 +571,15 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
                 return Err(bad(path, OP, EXPECTED));
             }
             let (name, inner) = m.iter().next().expect("one key");
+            if !matches!(
+                name.as_str(),
+                "prefix" | "suffix" | "equals-ignore-case" | "wildcard"
+            ) {
+                return Err(err(
+                    path,
+                    PatternErrorKind::UnknownOperator(format!("anything-but/{name}")),
+                ));
+            }
             let strings = strings_or_list(inner).ok_or_else(|| {
                 bad(
                     path,
@@ -582,16 +591,12 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
                 "prefix" => Ok(AnythingBut::Prefix(strings)),
                 "suffix" => Ok(AnythingBut::Suffix(strings)),
                 "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(strings)),
-                "wildcard" => strings
+                _ => strings
                     .iter()
                     .map(|s| Wildcard::parse(s))
                     .collect::<Result<Vec<_>, _>>()
                     .map(AnythingBut::Wildcard)
                     .map_err(|k| err(path, k)),
-                other => Err(err(
-                    path,
-                    PatternErrorKind::UnknownOperator(format!("anything-but/{other}")),
-                )),
             }
         }
     }
