@@ -144,9 +144,10 @@ mod tests {
 
     #[test]
     fn sorts_keys_by_utf16_code_units() {
-        // U+FF61 sorts after U+1F600 in UTF-8/code points, before it in UTF-16.
-        let v = json!({"\u{1F600}": 1, "\u{FF61}": 2});
-        assert_eq!(canonical_json(&v), "{\"\u{FF61}\":2,\"\u{1F600}\":1}");
+        // By code point U+FF61 sorts before U+1F600; in UTF-16 the surrogate pair of
+        // U+1F600 (D83D DE00) sorts before FF61, which is what RFC 8785 wants.
+        let v = json!({"\u{FF61}": 2, "\u{1F600}": 1});
+        assert_eq!(canonical_json(&v), "{\"\u{1F600}\":1,\"\u{FF61}\":2}");
     }
 
     #[test]
