@@ -93,7 +93,7 @@ fn reference(fields: &Value, event: &Value) -> bool {
         };
         list.as_array().unwrap().iter().any(|p| {
             if let Some(b) = p.get("exists").and_then(Value::as_bool) {
-                return b == !values.is_empty();
+                return b != values.is_empty();
             }
             values.iter().any(|v| match p {
                 Value::Object(op) if op.contains_key("prefix") => {
