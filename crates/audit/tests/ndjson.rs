@@ -101,3 +101,17 @@ fn range_exports_report_their_anchor() {
     let err = verify_ndjson_from(Cursor::new(range), ChainStart::Genesis).unwrap_err();
     assert_eq!(err.line(), 1);
 }
+
+#[test]
+fn checkpoint_over_python_export_matches_python_root() {
+    // checkpoint_root("export.ndjson", 4) from the Python code in docs/audit.md.
+    let records: Vec<AuditRecord> = PYTHON_EXPORT
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cp = tenancy_audit::Checkpoint::over(&records, "2025-01-31T12:10:00.000Z".into()).unwrap();
+    assert_eq!(
+        cp.root,
+        "44a8274b32eacafc3e19d98145a39f91c33ae11bc227f7990040f3ec597987fd"
+    );
+}
