@@ -1,0 +1,18 @@
+//! The pure part of Tenancy's tamper-evident audit log: the record, its canonical
+//! form and hash ([`record`], [`canonical`]), hash chain verification ([`chain`]),
+//! RFC 6962 Merkle checkpoints and inclusion proofs ([`merkle`]) and verification of
+//! NDJSON exports ([`ndjson`]). Storage lives elsewhere. `docs/audit.md` describes
+//! the format for third-party verifiers.
+
+pub mod canonical;
+pub mod chain;
+pub mod merkle;
+pub mod ndjson;
+pub mod record;
+
+pub use chain::{
+    verify_chain, verify_chain_from, BreakReason, ChainBreak, ChainStart, ChainSummary,
+};
+pub use merkle::{inclusion_proof, merkle_root, verify_inclusion, Checkpoint};
+pub use ndjson::{verify_ndjson, VerifyError};
+pub use record::{AuditEntry, AuditRecord, GENESIS_HASH};
