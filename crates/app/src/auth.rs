@@ -108,7 +108,12 @@ pub async fn bootstrap_admin(auth: &Authenticator, store: &dyn Store, data_dir: 
         expires_at: None,
         hash: generated.hash,
     };
-    let audit = crate::OpContext::system().audit("api_key.create", format!("api-key/{}", key.id), None, serde_json::json!({"name": key.name, "role": "admin"}));
+    let audit = crate::OpContext::system().audit(
+        "api_key.create",
+        format!("api-key/{}", key.id),
+        None,
+        serde_json::json!({"name": key.name, "role": "admin"}),
+    );
     store.api_key_create(&key, &Effects::none().with_audit(audit)).await?;
     write_secret_file(&path, &generated.plaintext)
         .map_err(|e| Error::internal(format!("failed to write {}: {e}", path.display())))?;

@@ -72,7 +72,12 @@ pub async fn run_job(store: &dyn Store, job: &Job, owner: &str) -> Result<()> {
     tenant.updated_at = Timestamp::now();
     tenant.version = version + 1;
     let event = tenant_event(detail_type, &tenant, &changed, extra);
-    let audit = ctx.audit(&job.kind.replace("tenant.", "tenant.complete_"), format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"execution_id": job.id}));
+    let audit = ctx.audit(
+        &job.kind.replace("tenant.", "tenant.complete_"),
+        format!("tenant/{}", tenant.id),
+        Some(&tenant.id),
+        json!({"execution_id": job.id}),
+    );
     let fx = Effects::none().with_event(event).with_audit(audit).completing(&job.id, owner);
     store.tenant_update(&tenant, version, &fx).await?;
     Ok(())

@@ -12,7 +12,7 @@ use tenancy_domain::plan::{Plan, PlanSpec};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{AuditFilter, Effects, EventFilter, Job, StoredAudit, StoredEvent, Store};
+use tenancy_store::{AuditFilter, Effects, EventFilter, Job, Store, StoredAudit, StoredEvent};
 use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
@@ -36,6 +36,15 @@ pub struct TenantOperation {
     pub execution_id: Option<String>,
 }
 
+/// A lifecycle operation that finishes in the background.
+struct Operation<'a> {
+    transition: Transition,
+    kind: &'a str,
+    payload: serde_json::Value,
+    /// Emitted when the operation starts, if anything.
+    event: Option<&'a str>,
+}
+
 /// Retries a read-modify-write when no version was demanded and another writer won.
 const OPTIMISTIC_RETRIES: usize = 5;
 
@@ -55,10 +64,21 @@ impl App {
     // Plans.
 
     /// Creates or replaces a plan; returns it and whether it was created.
-    pub async fn plan_put(&self, ctx: &OpContext, id: &str, spec: PlanSpec, if_match: Option<i64>) -> Result<(Plan, bool)> {
+    pub async fn plan_put(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        spec: PlanSpec,
+        if_match: Option<i64>,
+    ) -> Result<(Plan, bool)> {
         ctx.authorize(P::PlanWrite)?;
         let plan = spec.into_plan(id, Timestamp::now())?;
-        let audit = ctx.audit("plan.put", format!("plan/{id}"), None, json!({"isolation": plan.isolation, "features": plan.features}));
+        let audit = ctx.audit(
+            "plan.put",
+            format!("plan/{id}"),
+            None,
+            json!({"isolation": plan.isolation, "features": plan.features}),
+        );
         let stored = self.store.plan_put(&plan, if_match, &Effects::none().with_audit(audit)).await?;
         let created = stored.version == 1;
         Ok((stored, created))
@@ -89,7 +109,12 @@ impl App {
         let job = Job::new(lifecycle::PROVISION, Some(&tenant.id), json!({}), Timestamp::now());
         let fx = Effects::none()
             .with_event(tenant_event(names::TENANT_CREATED, &tenant, &[], json!({"execution_id": job.id})))
-            .with_audit(ctx.audit("tenant.create", format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"plan": tenant.plan, "region": tenant.region})))
+            .with_audit(ctx.audit(
+                "tenant.create",
+                format!("tenant/{}", tenant.id),
+                Some(&tenant.id),
+                json!({"plan": tenant.plan, "region": tenant.region}),
+            ))
             .with_job(job.clone());
         let tenant = self.store.tenant_create(&tenant, &fx).await?;
         self.work_ready.notify_one();
@@ -101,7 +126,12 @@ impl App {
         self.store.tenant_get(id).await
     }
 
-    pub async fn tenant_list(&self, ctx: &OpContext, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>> {
+    pub async fn tenant_list(
+        &self,
+        ctx: &OpContext,
+        filter: &TenantFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Tenant>> {
         ctx.authorize(P::TenantRead)?;
         if let Some(own) = &ctx.principal.tenant_id {
             // A tenant-scoped caller lists exactly its own tenant, when it matches.
@@ -153,12 +183,22 @@ impl App {
         }
     }
 
-    pub async fn tenant_patch(&self, ctx: &OpContext, id: &str, patch: TenantPatch, if_match: Option<i64>) -> Result<Tenant> {
+    pub async fn tenant_patch(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        patch: TenantPatch,
+        if_match: Option<i64>,
+    ) -> Result<Tenant> {
         ctx.authorize_tenant(P::TenantWrite, id)?;
         self.tenant_modify(id, if_match, |t| {
             let changed = t.patch(patch.clone())?;
-            let mut fx = Effects::none()
-                .with_audit(ctx.audit("tenant.update", format!("tenant/{}", t.id), Some(&t.id), json!({"changed": changed})));
+            let mut fx = Effects::none().with_audit(ctx.audit(
+                "tenant.update",
+                format!("tenant/{}", t.id),
+                Some(&t.id),
+                json!({"changed": changed}),
+            ));
             if !changed.is_empty() {
                 let mut next = t.clone();
                 next.version += 1;
@@ -186,13 +226,19 @@ impl App {
             next.version += 1;
             Ok(Effects::none()
                 .with_event(tenant_event(event, &next, &["status"], json!({"previous_status": from})))
-                .with_audit(ctx.audit(action, format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"from": from, "to": tenant.status}))))
+                .with_audit(ctx.audit(
+                    action,
+                    format!("tenant/{}", tenant.id),
+                    Some(&tenant.id),
+                    json!({"from": from, "to": tenant.status}),
+                )))
         })
         .await
     }
 
     pub async fn tenant_suspend(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<Tenant> {
-        self.tenant_transition_now(ctx, id, if_match, Transition::Suspend, "tenant.suspend", names::TENANT_SUSPENDED).await
+        self.tenant_transition_now(ctx, id, if_match, Transition::Suspend, "tenant.suspend", names::TENANT_SUSPENDED)
+            .await
     }
 
     pub async fn tenant_resume(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<Tenant> {
@@ -205,23 +251,22 @@ impl App {
         ctx: &OpContext,
         id: &str,
         if_match: Option<i64>,
-        t: Transition,
-        kind: &str,
-        payload: serde_json::Value,
-        event: Option<&str>,
+        op: Operation<'_>,
     ) -> Result<TenantOperation> {
         ctx.authorize_tenant(P::TenantAdmin, id)?;
-        let job = Job::new(kind, Some(id), payload.clone(), Timestamp::now());
+        let job = Job::new(op.kind, Some(id), op.payload.clone(), Timestamp::now());
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
-                let from = tenant.transition(t)?;
+                let from = tenant.transition(op.transition)?;
+                let detail = json!({"from": from, "request": op.payload, "execution_id": job.id});
                 let mut fx = Effects::none()
-                    .with_audit(ctx.audit(kind, format!("tenant/{}", tenant.id), Some(&tenant.id), json!({"from": from, "request": payload, "execution_id": job.id})))
+                    .with_audit(ctx.audit(op.kind, format!("tenant/{}", tenant.id), Some(&tenant.id), detail))
                     .with_job(job.clone());
-                if let Some(event) = event {
+                if let Some(event) = op.event {
                     let mut next = tenant.clone();
                     next.version += 1;
-                    fx = fx.with_event(tenant_event(event, &next, &["status"], json!({"previous_status": from, "execution_id": job.id})));
+                    let extra = json!({"previous_status": from, "execution_id": job.id});
+                    fx = fx.with_event(tenant_event(event, &next, &["status"], extra));
                 }
                 Ok(fx)
             })
@@ -230,34 +275,48 @@ impl App {
         Ok(TenantOperation { tenant, execution_id: Some(job.id) })
     }
 
-    pub async fn tenant_change_plan(&self, ctx: &OpContext, id: &str, plan: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+    pub async fn tenant_change_plan(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        plan: &str,
+        if_match: Option<i64>,
+    ) -> Result<TenantOperation> {
         ctx.authorize_tenant(P::TenantAdmin, id)?;
         match self.store.plan_get(plan).await {
             Ok(_) => {}
             Err(Error::NotFound { .. }) => {
-                return Err(Error::InvalidRequest { code: "unknown-plan", message: format!("plan {plan:?} does not exist") })
+                return Err(Error::InvalidRequest {
+                    code: "unknown-plan",
+                    message: format!("plan {plan:?} does not exist"),
+                })
             }
             Err(e) => return Err(e),
         }
         let current = self.store.tenant_get(id).await?;
         if current.plan == plan {
-            return Err(Error::Conflict { code: "invalid-transition", message: format!("tenant {id:?} is already on plan {plan:?}") });
+            return Err(Error::Conflict {
+                code: "invalid-transition",
+                message: format!("tenant {id:?} is already on plan {plan:?}"),
+            });
         }
-        self.tenant_start_operation(ctx, id, if_match, Transition::ChangePlan, lifecycle::CHANGE_PLAN, json!({"plan": plan}), None)
-            .await
+        let op = Operation {
+            transition: Transition::ChangePlan,
+            kind: lifecycle::CHANGE_PLAN,
+            payload: json!({"plan": plan}),
+            event: None,
+        };
+        self.tenant_start_operation(ctx, id, if_match, op).await
     }
 
     pub async fn tenant_offboard(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
-        self.tenant_start_operation(
-            ctx,
-            id,
-            if_match,
-            Transition::Offboard,
-            lifecycle::OFFBOARD,
-            json!({}),
-            Some(names::TENANT_OFFBOARDING_STARTED),
-        )
-        .await
+        let op = Operation {
+            transition: Transition::Offboard,
+            kind: lifecycle::OFFBOARD,
+            payload: json!({}),
+            event: Some(names::TENANT_OFFBOARDING_STARTED),
+        };
+        self.tenant_start_operation(ctx, id, if_match, op).await
     }
 
     // API keys.
@@ -302,12 +361,22 @@ impl App {
 
     // Records.
 
-    pub async fn event_list(&self, ctx: &OpContext, filter: EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    pub async fn event_list(
+        &self,
+        ctx: &OpContext,
+        filter: EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
         ctx.authorize(P::RecordsRead)?;
         self.store.event_list(&filter, page).await
     }
 
-    pub async fn audit_list(&self, ctx: &OpContext, filter: AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
+    pub async fn audit_list(
+        &self,
+        ctx: &OpContext,
+        filter: AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredAudit>> {
         ctx.authorize(P::RecordsRead)?;
         self.store.audit_list(&filter, page).await
     }

@@ -127,19 +127,13 @@ mod tests {
     #[test]
     fn sorts_keys_recursively_without_whitespace() {
         let v = json!({"b": 1, "a": {"d": [true, null], "c": "x"}});
-        assert_eq!(
-            canonical_json(&v),
-            r#"{"a":{"c":"x","d":[true,null]},"b":1}"#
-        );
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[true,null]},"b":1}"#);
     }
 
     #[test]
     fn escapes_strings_like_rfc8785() {
         let v = json!("q\"b\\/\u{8}\t\n\u{c}\r\u{1}\u{7f}é€😀");
-        assert_eq!(
-            canonical_json(&v),
-            "\"q\\\"b\\\\/\\b\\t\\n\\f\\r\\u0001\u{7f}é€😀\""
-        );
+        assert_eq!(canonical_json(&v), "\"q\\\"b\\\\/\\b\\t\\n\\f\\r\\u0001\u{7f}é€😀\"");
     }
 
     #[test]
@@ -175,11 +169,7 @@ mod tests {
 
     #[test]
     fn integers_are_exact() {
-        let v: Value = serde_json::from_str("[18446744073709551615, -9223372036854775808, 5.0]")
-            .expect("json");
-        assert_eq!(
-            canonical_json(&v),
-            "[18446744073709551615,-9223372036854775808,5]"
-        );
+        let v: Value = serde_json::from_str("[18446744073709551615, -9223372036854775808, 5.0]").expect("json");
+        assert_eq!(canonical_json(&v), "[18446744073709551615,-9223372036854775808,5]");
     }
 }

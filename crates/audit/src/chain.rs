@@ -76,23 +76,12 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// A verifier expecting the chain to start as `start` says.
     pub fn new(start: ChainStart) -> ChainVerifier {
-        ChainVerifier {
-            start,
-            records: 0,
-            first_seq: None,
-            last_seq: None,
-            start_prev_hash: None,
-            head: None,
-        }
+        ChainVerifier { start, records: 0, first_seq: None, last_seq: None, start_prev_hash: None, head: None }
     }
 
     /// Checks the next record.
     pub fn push(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
-        let fail = |reason| ChainBreak {
-            index: self.records,
-            seq: record.seq,
-            reason,
-        };
+        let fail = |reason| ChainBreak { index: self.records, seq: record.seq, reason };
         if record.seq < 1 {
             return Err(fail(BreakReason::InvalidSeq));
         }
@@ -106,9 +95,7 @@ impl ChainVerifier {
                     return Err(fail(BreakReason::SeqGap { expected: last + 1 }));
                 }
                 if &record.prev_hash != head {
-                    return Err(fail(BreakReason::PrevHashMismatch {
-                        expected: head.clone(),
-                    }));
+                    return Err(fail(BreakReason::PrevHashMismatch { expected: head.clone() }));
                 }
             }
             _ => match &self.start {
@@ -116,9 +103,7 @@ impl ChainVerifier {
                     return Err(fail(BreakReason::NotGenesis));
                 }
                 ChainStart::After(expected) if &record.prev_hash != expected => {
-                    return Err(fail(BreakReason::PrevHashMismatch {
-                        expected: expected.clone(),
-                    }));
+                    return Err(fail(BreakReason::PrevHashMismatch { expected: expected.clone() }));
                 }
                 _ => {}
             },
@@ -154,9 +139,7 @@ impl ChainVerifier {
 }
 
 /// Verifies a whole log from its first record (`seq` 1, genesis `prev_hash`).
-pub fn verify_chain(
-    records: impl IntoIterator<Item = AuditRecord>,
-) -> Result<ChainSummary, ChainBreak> {
+pub fn verify_chain(records: impl IntoIterator<Item = AuditRecord>) -> Result<ChainSummary, ChainBreak> {
     verify_chain_from(records, ChainStart::Genesis)
 }
 

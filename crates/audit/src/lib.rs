@@ -10,9 +10,7 @@ pub mod merkle;
 pub mod ndjson;
 pub mod record;
 
-pub use chain::{
-    verify_chain, verify_chain_from, BreakReason, ChainBreak, ChainStart, ChainSummary,
-};
+pub use chain::{verify_chain, verify_chain_from, BreakReason, ChainBreak, ChainStart, ChainSummary};
 pub use merkle::{inclusion_proof, merkle_root, verify_inclusion, Checkpoint};
 pub use ndjson::{verify_ndjson, VerifyError};
 pub use record::{AuditEntry, AuditRecord, GENESIS_HASH};

@@ -79,10 +79,7 @@ pub fn merkle_root<E: AsRef<[u8]>>(entries: &[E]) -> Hash {
 }
 
 /// The audit path of entry `index` (RFC 6962 `PATH(m, D[n])`), leaf side first.
-pub fn inclusion_proof<E: AsRef<[u8]>>(
-    entries: &[E],
-    index: u64,
-) -> Result<Vec<Hash>, MerkleError> {
+pub fn inclusion_proof<E: AsRef<[u8]>>(entries: &[E], index: u64) -> Result<Vec<Hash>, MerkleError> {
     let tree_size = entries.len() as u64;
     if index >= tree_size {
         return Err(MerkleError::IndexOutOfRange { index, tree_size });
@@ -110,13 +107,7 @@ fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
 
 /// Checks that `entry` is at `index` in the tree of `tree_size` entries with `root`
 /// (RFC 9162 section 2.1.3.2).
-pub fn verify_inclusion(
-    entry: &[u8],
-    index: u64,
-    tree_size: u64,
-    proof: &[Hash],
-    root: &Hash,
-) -> bool {
+pub fn verify_inclusion(entry: &[u8], index: u64, tree_size: u64, proof: &[Hash], root: &Hash) -> bool {
     if index >= tree_size {
         return false;
     }
@@ -158,15 +149,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint over `records` (which must be the log from `seq` 1, in order).
     pub fn over(records: &[AuditRecord], time: String) -> Result<Checkpoint, MerkleError> {
-        let entries = records
-            .iter()
-            .map(record_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Checkpoint {
-            tree_size: entries.len() as u64,
-            root: hex::encode(merkle_root(&entries)),
-            time,
-        })
+        let entries = records.iter().map(record_entry).collect::<Result<Vec<_>, _>>()?;
+        Ok(Checkpoint { tree_size: entries.len() as u64, root: hex::encode(merkle_root(&entries)), time })
     }
 
     /// Whether `record` (at `seq`, so index `seq - 1`) is covered by this checkpoint

@@ -35,9 +35,7 @@ impl VerifyError {
     /// The 1-based line the error is about.
     pub fn line(&self) -> u64 {
         match self {
-            VerifyError::Io { line, .. }
-            | VerifyError::Parse { line, .. }
-            | VerifyError::Chain { line, .. } => *line,
+            VerifyError::Io { line, .. } | VerifyError::Parse { line, .. } | VerifyError::Chain { line, .. } => *line,
         }
     }
 }
@@ -50,31 +48,17 @@ pub fn verify_ndjson(reader: impl BufRead) -> Result<ChainSummary, VerifyError> 
 }
 
 /// [`verify_ndjson`] with an explicit expectation of where the export starts.
-pub fn verify_ndjson_from(
-    reader: impl BufRead,
-    start: ChainStart,
-) -> Result<ChainSummary, VerifyError> {
+pub fn verify_ndjson_from(reader: impl BufRead, start: ChainStart) -> Result<ChainSummary, VerifyError> {
     let mut verifier = ChainVerifier::new(start);
     for (i, line) in reader.lines().enumerate() {
         let line_no = i as u64 + 1;
-        let text = line.map_err(|source| VerifyError::Io {
-            line: line_no,
-            source,
-        })?;
+        let text = line.map_err(|source| VerifyError::Io { line: line_no, source })?;
         if text.trim().is_empty() {
             continue;
         }
         let record: AuditRecord =
-            serde_json::from_str(&text).map_err(|source| VerifyError::Parse {
-                line: line_no,
-                source,
-            })?;
-        verifier
-            .push(&record)
-            .map_err(|source| VerifyError::Chain {
-                line: line_no,
-                source,
-            })?;
+            serde_json::from_str(&text).map_err(|source| VerifyError::Parse { line: line_no, source })?;
+        verifier.push(&record).map_err(|source| VerifyError::Chain { line: line_no, source })?;
     }
     Ok(verifier.finish())
 }

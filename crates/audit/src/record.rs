@@ -66,9 +66,7 @@ impl AuditEntry {
 /// `2025-01-31T12:00:00.123Z`.
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .expect("valid nanosecond");
+    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).expect("valid nanosecond");
     let s = t.format(&Rfc3339).expect("utc time formats as rfc 3339");
     // Rfc3339 drops trailing zero digits; pad to milliseconds.
     match s.find('.') {
@@ -143,18 +141,9 @@ mod tests {
 
     #[test]
     fn time_has_milliseconds_in_utc() {
-        assert_eq!(
-            format_time(datetime!(2025-01-31 12:00:00.123456 UTC)),
-            "2025-01-31T12:00:00.123Z"
-        );
-        assert_eq!(
-            format_time(datetime!(2025-01-31 12:00:00 UTC)),
-            "2025-01-31T12:00:00.000Z"
-        );
-        assert_eq!(
-            format_time(datetime!(2025-01-31 14:00:00.5 +02:00)),
-            "2025-01-31T12:00:00.500Z"
-        );
+        assert_eq!(format_time(datetime!(2025-01-31 12:00:00.123456 UTC)), "2025-01-31T12:00:00.123Z");
+        assert_eq!(format_time(datetime!(2025-01-31 12:00:00 UTC)), "2025-01-31T12:00:00.000Z");
+        assert_eq!(format_time(datetime!(2025-01-31 14:00:00.5 +02:00)), "2025-01-31T12:00:00.500Z");
     }
 
     #[test]

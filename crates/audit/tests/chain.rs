@@ -2,9 +2,7 @@
 
 use serde_json::json;
 use tenancy_audit::chain::ChainVerifier;
-use tenancy_audit::{
-    verify_chain, verify_chain_from, AuditEntry, AuditRecord, BreakReason, ChainStart, GENESIS_HASH,
-};
+use tenancy_audit::{verify_chain, verify_chain_from, AuditEntry, AuditRecord, BreakReason, ChainStart, GENESIS_HASH};
 
 fn entry(i: i64) -> AuditEntry {
     AuditEntry {
@@ -83,24 +81,16 @@ fn hash_is_sha256_of_the_documented_canonical_form() {
     assert_eq!(r.canonical_form(), expected_form);
     // Computed independently: python3 -c 'import hashlib,sys;
     //   print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' "$FORM"
-    assert_eq!(
-        r.hash,
-        "ac47bbe54a25d1b181d8666b8f156eb25895887917983fecc2655c8de44ef14f"
-    );
+    assert_eq!(r.hash, "ac47bbe54a25d1b181d8666b8f156eb25895887917983fecc2655c8de44ef14f");
 }
 
 #[test]
 fn key_order_in_detail_does_not_change_the_hash() {
     let mut a = entry(1);
-    a.detail =
-        serde_json::from_str(r#"{"b": {"y": 1, "x": [2, {"q": 1, "p": 2}]}, "a": true}"#).unwrap();
+    a.detail = serde_json::from_str(r#"{"b": {"y": 1, "x": [2, {"q": 1, "p": 2}]}, "a": true}"#).unwrap();
     let mut b = entry(1);
-    b.detail =
-        serde_json::from_str(r#"{"a": true, "b": {"x": [2, {"p": 2, "q": 1}], "y": 1}}"#).unwrap();
-    assert_eq!(
-        AuditRecord::seal(a, 1, GENESIS_HASH).hash,
-        AuditRecord::seal(b, 1, GENESIS_HASH).hash
-    );
+    b.detail = serde_json::from_str(r#"{"a": true, "b": {"x": [2, {"p": 2, "q": 1}], "y": 1}}"#).unwrap();
+    assert_eq!(AuditRecord::seal(a, 1, GENESIS_HASH).hash, AuditRecord::seal(b, 1, GENESIS_HASH).hash);
 }
 
 #[test]
@@ -139,10 +129,7 @@ fn dropped_record_is_detected() {
     let err = verify_chain(records).unwrap_err();
     assert_eq!((err.index, err.seq), (2, 4));
     assert_eq!(err.reason, BreakReason::SeqGap { expected: 3 });
-    assert_eq!(
-        err.to_string(),
-        "chain broken at record 2 (seq 4): expected seq 3"
-    );
+    assert_eq!(err.to_string(), "chain broken at record 2 (seq 4): expected seq 3");
 }
 
 #[test]
@@ -171,26 +158,12 @@ fn swapped_pair_is_detected() {
 #[test]
 fn wrong_genesis_is_detected() {
     let bad = AuditRecord::seal(entry(1), 1, &"1".repeat(64));
-    assert_eq!(
-        verify_chain(vec![bad.clone()]).unwrap_err().reason,
-        BreakReason::BadGenesis
-    );
-    assert_eq!(
-        verify_chain_from(vec![bad], ChainStart::Trusted)
-            .unwrap_err()
-            .reason,
-        BreakReason::BadGenesis
-    );
+    assert_eq!(verify_chain(vec![bad.clone()]).unwrap_err().reason, BreakReason::BadGenesis);
+    assert_eq!(verify_chain_from(vec![bad], ChainStart::Trusted).unwrap_err().reason, BreakReason::BadGenesis);
     let records = log(3);
-    assert_eq!(
-        verify_chain(records[1..].to_vec()).unwrap_err().reason,
-        BreakReason::NotGenesis
-    );
+    assert_eq!(verify_chain(records[1..].to_vec()).unwrap_err().reason, BreakReason::NotGenesis);
     let zero = AuditRecord::seal(entry(0), 0, GENESIS_HASH);
-    assert_eq!(
-        verify_chain(vec![zero]).unwrap_err().reason,
-        BreakReason::InvalidSeq
-    );
+    assert_eq!(verify_chain(vec![zero]).unwrap_err().reason, BreakReason::InvalidSeq);
 }
 
 #[test]
@@ -202,8 +175,7 @@ fn range_export_from_the_middle() {
     assert_eq!(trusted.first_seq, Some(5));
     assert_eq!(trusted.start_prev_hash, records[3].hash);
     assert_eq!(trusted.head, records[7].hash);
-    let anchored =
-        verify_chain_from(range.clone(), ChainStart::After(records[3].hash.clone())).unwrap();
+    let anchored = verify_chain_from(range.clone(), ChainStart::After(records[3].hash.clone())).unwrap();
     assert_eq!(anchored, trusted);
     let err = verify_chain_from(range, ChainStart::After(records[2].hash.clone())).unwrap_err();
     assert_eq!(err.index, 0);

@@ -5,8 +5,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use tenancy_audit::merkle::{leaf_hash, MerkleError};
 use tenancy_audit::{
-    inclusion_proof, merkle_root, verify_inclusion, AuditEntry, AuditRecord, Checkpoint,
-    GENESIS_HASH,
+    inclusion_proof, merkle_root, verify_inclusion, AuditEntry, AuditRecord, Checkpoint, GENESIS_HASH,
 };
 
 /// The eight leaves of the Certificate Transparency reference tests
@@ -43,22 +42,14 @@ fn h(s: &str) -> [u8; 32] {
 #[test]
 fn empty_tree_root_is_sha256_of_nothing() {
     let none: [&[u8]; 0] = [];
-    assert_eq!(
-        hex::encode(merkle_root(&none)),
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
+    assert_eq!(hex::encode(merkle_root(&none)), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 #[test]
 fn roots_match_ct_vectors() {
     let leaves = ct_leaves();
     for (n, want) in CT_ROOTS.iter().enumerate() {
-        assert_eq!(
-            hex::encode(merkle_root(&leaves[..=n])),
-            *want,
-            "tree size {}",
-            n + 1
-        );
+        assert_eq!(hex::encode(merkle_root(&leaves[..=n])), *want, "tree size {}", n + 1);
     }
     assert_eq!(leaf_hash(&[]), h(CT_ROOTS[0]));
 }
@@ -85,29 +76,16 @@ fn inclusion_proofs_match_ct_vectors() {
                 "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
             ],
         ),
-        (
-            2,
-            3,
-            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
-        ),
+        (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
     ];
     for (index, size, path) in cases {
         let proof = inclusion_proof(&leaves[..size], index).unwrap();
         let want: Vec<[u8; 32]> = path.iter().map(|p| h(p)).collect();
         assert_eq!(proof, want, "leaf {index} of {size}");
         let root = h(CT_ROOTS[size - 1]);
-        assert!(verify_inclusion(
-            &leaves[index as usize],
-            index,
-            size as u64,
-            &proof,
-            &root
-        ));
+        assert!(verify_inclusion(&leaves[index as usize], index, size as u64, &proof, &root));
     }
-    assert_eq!(
-        inclusion_proof(&leaves[..1], 0).unwrap(),
-        Vec::<[u8; 32]>::new()
-    );
+    assert_eq!(inclusion_proof(&leaves[..1], 0).unwrap(), Vec::<[u8; 32]>::new());
     assert!(verify_inclusion(&leaves[0], 0, 1, &[], &h(CT_ROOTS[0])));
 }
 
@@ -116,35 +94,14 @@ fn bad_proofs_are_rejected() {
     let leaves = ct_leaves();
     let root = h(CT_ROOTS[7]);
     let proof = inclusion_proof(&leaves, 5).unwrap();
-    assert!(
-        !verify_inclusion(&leaves[5], 4, 8, &proof, &root),
-        "wrong index"
-    );
-    assert!(
-        !verify_inclusion(&leaves[5], 5, 6, &proof, &root),
-        "wrong size"
-    );
-    assert!(
-        !verify_inclusion(&leaves[5], 5, 8, &proof[..2], &root),
-        "short proof"
-    );
+    assert!(!verify_inclusion(&leaves[5], 4, 8, &proof, &root), "wrong index");
+    assert!(!verify_inclusion(&leaves[5], 5, 6, &proof, &root), "wrong size");
+    assert!(!verify_inclusion(&leaves[5], 5, 8, &proof[..2], &root), "short proof");
     let mut long = proof.clone();
     long.push([0; 32]);
-    assert!(
-        !verify_inclusion(&leaves[5], 5, 8, &long, &root),
-        "long proof"
-    );
-    assert!(
-        !verify_inclusion(&leaves[5], 8, 8, &proof, &root),
-        "index out of range"
-    );
-    assert_eq!(
-        inclusion_proof(&leaves, 8),
-        Err(MerkleError::IndexOutOfRange {
-            index: 8,
-            tree_size: 8
-        })
-    );
+    assert!(!verify_inclusion(&leaves[5], 5, 8, &long, &root), "long proof");
+    assert!(!verify_inclusion(&leaves[5], 8, 8, &proof, &root), "index out of range");
+    assert_eq!(inclusion_proof(&leaves, 8), Err(MerkleError::IndexOutOfRange { index: 8, tree_size: 8 }));
 }
 
 #[test]
@@ -172,10 +129,7 @@ fn checkpoint_over_audit_records() {
         .collect();
     let cp = Checkpoint::over(&records, "2025-01-31T12:05:00.000Z".into()).unwrap();
     assert_eq!(cp.tree_size, 5);
-    let entries: Vec<Vec<u8>> = records
-        .iter()
-        .map(|r| hex::decode(&r.hash).unwrap())
-        .collect();
+    let entries: Vec<Vec<u8>> = records.iter().map(|r| hex::decode(&r.hash).unwrap()).collect();
     assert_eq!(cp.root, hex::encode(merkle_root(&entries)));
     for (i, r) in records.iter().enumerate() {
         let proof = inclusion_proof(&entries, i as u64).unwrap();

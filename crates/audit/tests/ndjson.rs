@@ -5,9 +5,7 @@ use std::io::Cursor;
 
 use serde_json::json;
 use tenancy_audit::ndjson::verify_ndjson_from;
-use tenancy_audit::{
-    verify_ndjson, AuditEntry, AuditRecord, BreakReason, ChainStart, VerifyError, GENESIS_HASH,
-};
+use tenancy_audit::{verify_ndjson, AuditEntry, AuditRecord, BreakReason, ChainStart, VerifyError, GENESIS_HASH};
 
 /// Written by the Python code in docs/audit.md (floats, UTF-16 key order, control
 /// characters, a u64 integer, an empty detail), not by this crate.
@@ -55,10 +53,7 @@ fn python_written_export_verifies() {
 fn own_export_verifies_with_blank_lines_skipped() {
     let text = export(5) + "\n\n";
     let summary = verify_ndjson(Cursor::new(text)).unwrap();
-    assert_eq!(
-        (summary.records, summary.first_seq, summary.last_seq),
-        (5, Some(1), Some(5))
-    );
+    assert_eq!((summary.records, summary.first_seq, summary.last_seq), (5, Some(1), Some(5)));
 }
 
 #[test]
@@ -93,11 +88,7 @@ fn range_exports_report_their_anchor() {
     let summary = verify_ndjson(Cursor::new(range.clone())).unwrap();
     assert_eq!(summary.first_seq, Some(4));
     assert_eq!(summary.start_prev_hash, prev.hash);
-    verify_ndjson_from(
-        Cursor::new(range.clone()),
-        ChainStart::After(prev.hash.clone()),
-    )
-    .unwrap();
+    verify_ndjson_from(Cursor::new(range.clone()), ChainStart::After(prev.hash.clone())).unwrap();
     let err = verify_ndjson_from(Cursor::new(range), ChainStart::Genesis).unwrap_err();
     assert_eq!(err.line(), 1);
 }
@@ -105,13 +96,7 @@ fn range_exports_report_their_anchor() {
 #[test]
 fn checkpoint_over_python_export_matches_python_root() {
     // checkpoint_root("export.ndjson", 4) from the Python code in docs/audit.md.
-    let records: Vec<AuditRecord> = PYTHON_EXPORT
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records: Vec<AuditRecord> = PYTHON_EXPORT.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let cp = tenancy_audit::Checkpoint::over(&records, "2025-01-31T12:10:00.000Z".into()).unwrap();
-    assert_eq!(
-        cp.root,
-        "44a8274b32eacafc3e19d98145a39f91c33ae11bc227f7990040f3ec597987fd"
-    );
+    assert_eq!(cp.root, "44a8274b32eacafc3e19d98145a39f91c33ae11bc227f7990040f3ec597987fd");
 }

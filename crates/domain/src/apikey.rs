@@ -48,9 +48,7 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Admin, Role::Operator, Role::Viewer, Role::Service, Role::Tenant]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [Role::Admin, Role::Operator, Role::Viewer, Role::Service, Role::Tenant].into_iter().find(|r| r.as_str() == s)
     }
 }
 

@@ -17,9 +17,7 @@ impl PageRequest {
     pub fn new(limit: Option<u32>, after: Option<String>) -> crate::Result<Self> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(crate::Error::invalid(format!(
-                "limit must be between 1 and {MAX_LIMIT}, got {limit}"
-            )));
+            return Err(crate::Error::invalid(format!("limit must be between 1 and {MAX_LIMIT}, got {limit}")));
         }
         Ok(PageRequest { limit, after })
     }

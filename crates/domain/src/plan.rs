@@ -103,9 +103,7 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(format!(
-            "{what} {name:?} is invalid: use 1-64 letters, digits, '-', '_', '.' or ':'"
-        )))
+        Err(Error::invalid(format!("{what} {name:?} is invalid: use 1-64 letters, digits, '-', '_', '.' or ':'")))
     }
 }
 
@@ -162,8 +160,7 @@ mod tests {
         let bad = serde_json::json!({"name": "x", "isolation": "shared"});
         assert!(serde_json::from_value::<PlanSpec>(bad).is_err());
         let spec: PlanSpec =
-            serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "features": ["a b"]}))
-                .unwrap();
+            serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "features": ["a b"]})).unwrap();
         assert!(spec.into_plan("x", Timestamp(0)).is_err());
     }
 }

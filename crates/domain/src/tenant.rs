@@ -277,9 +277,15 @@ mod tests {
     #[test]
     fn happy_lifecycle() {
         let mut s = TenantStatus::Provisioning;
-        for t in [Transition::Provisioned, Transition::Suspend, Transition::Resume, Transition::ChangePlan,
-            Transition::PlanChanged, Transition::Offboard, Transition::Offboarded]
-        {
+        for t in [
+            Transition::Provisioned,
+            Transition::Suspend,
+            Transition::Resume,
+            Transition::ChangePlan,
+            Transition::PlanChanged,
+            Transition::Offboard,
+            Transition::Offboarded,
+        ] {
             s = s.apply(t).unwrap();
         }
         assert_eq!(s, TenantStatus::Offboarded);

@@ -23,12 +23,7 @@ pub fn delay(attempt: u32, base: Duration, max: Duration) -> Duration {
 }
 
 /// [`delay`] with an injected random generator, for deterministic tests.
-pub fn delay_with_rng<R: Rng + ?Sized>(
-    attempt: u32,
-    base: Duration,
-    max: Duration,
-    rng: &mut R,
-) -> Duration {
+pub fn delay_with_rng<R: Rng + ?Sized>(attempt: u32, base: Duration, max: Duration, rng: &mut R) -> Duration {
     let ceiling = ceiling(attempt, base, max).as_nanos();
     if ceiling == 0 {
         return Duration::ZERO;
@@ -63,20 +58,12 @@ impl Schedule {
         let denominator = (1u128 << attempts).saturating_sub(1).max(1);
         let base = duration_from_nanos(window.as_nanos() / denominator);
         let max = ceiling(attempts.saturating_sub(1), base, window);
-        Schedule {
-            base,
-            max,
-            attempts,
-        }
+        Schedule { base, max, attempts }
     }
 
     /// A schedule from explicit parameters.
     pub fn new(base: Duration, max: Duration, attempts: u32) -> Schedule {
-        Schedule {
-            base,
-            max,
-            attempts,
-        }
+        Schedule { base, max, attempts }
     }
 
     /// The number of retries.

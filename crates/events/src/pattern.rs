@@ -65,10 +65,7 @@ pub enum PatternErrorKind {
     #[error("unknown operator \"{0}\"")]
     UnknownOperator(String),
     #[error("\"{op}\" expects {expected}")]
-    BadOperand {
-        op: &'static str,
-        expected: &'static str,
-    },
+    BadOperand { op: &'static str, expected: &'static str },
     #[error("\"numeric\" expects an operator followed by a number, once or twice")]
     NumericShape,
     #[error("\"numeric\" has unknown comparison \"{0}\"")]
@@ -290,18 +287,12 @@ impl Matcher {
             Matcher::Exists(want) => *want,
             Matcher::AnythingBut(ab) => match ab {
                 AnythingBut::Values(vals) => !vals.iter().any(|s| s.matches(v)),
-                AnythingBut::Prefix(ps) => v
-                    .as_str()
-                    .is_some_and(|s| !ps.iter().any(|p| s.starts_with(p.as_str()))),
-                AnythingBut::Suffix(ps) => v
-                    .as_str()
-                    .is_some_and(|s| !ps.iter().any(|p| s.ends_with(p.as_str()))),
-                AnythingBut::EqualsIgnoreCase(ts) => v
-                    .as_str()
-                    .is_some_and(|s| !ts.iter().any(|t| lower(s) == lower(t))),
-                AnythingBut::Wildcard(ws) => {
-                    v.as_str().is_some_and(|s| !ws.iter().any(|w| w.matches(s)))
+                AnythingBut::Prefix(ps) => v.as_str().is_some_and(|s| !ps.iter().any(|p| s.starts_with(p.as_str()))),
+                AnythingBut::Suffix(ps) => v.as_str().is_some_and(|s| !ps.iter().any(|p| s.ends_with(p.as_str()))),
+                AnythingBut::EqualsIgnoreCase(ts) => {
+                    v.as_str().is_some_and(|s| !ts.iter().any(|t| lower(s) == lower(t)))
                 }
+                AnythingBut::Wildcard(ws) => v.as_str().is_some_and(|s| !ws.iter().any(|w| w.matches(s))),
             },
         }
     }
@@ -313,17 +304,13 @@ impl Pattern {
         let Value::Object(map) = pattern else {
             return Err(err("", PatternErrorKind::NotAnObject));
         };
-        Ok(Pattern {
-            root: parse_object(map, "")?,
-        })
+        Ok(Pattern { root: parse_object(map, "")? })
     }
 
     /// Parses a pattern from JSON text.
     pub fn parse_str(pattern: &str) -> Result<Pattern, PatternError> {
-        let value: Value = serde_json::from_str(pattern).map_err(|_| PatternError {
-            path: root_path(""),
-            kind: PatternErrorKind::NotAnObject,
-        })?;
+        let value: Value = serde_json::from_str(pattern)
+            .map_err(|_| PatternError { path: root_path(""), kind: PatternErrorKind::NotAnObject })?;
         Pattern::parse(&value)
     }
 
@@ -342,10 +329,7 @@ fn root_path(path: &str) -> String {
 }
 
 fn err(path: &str, kind: PatternErrorKind) -> PatternError {
-    PatternError {
-        path: root_path(path),
-        kind,
-    }
+    PatternError { path: root_path(path), kind }
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -360,10 +344,7 @@ fn parse_object(map: &Map<String, Value>, path: &str) -> Result<ObjectPattern, P
     if map.is_empty() {
         return Err(err(path, PatternErrorKind::EmptyObject));
     }
-    let mut out = ObjectPattern {
-        fields: Vec::new(),
-        ors: Vec::new(),
-    };
+    let mut out = ObjectPattern { fields: Vec::new(), ors: Vec::new() };
     for (key, value) in map {
         let here = join(path, key);
         if key == "$or" {
@@ -409,9 +390,7 @@ fn parse_match_list(items: &[Value], path: &str) -> Result<Vec<Matcher>, Pattern
         .map(|item| match item {
             Value::Array(_) => Err(err(path, PatternErrorKind::NestedArray)),
             Value::Object(op) => parse_operator(op, path),
-            scalar => Ok(Matcher::Exact(
-                Scalar::from_value(scalar).expect("scalar json value"),
-            )),
+            scalar => Ok(Matcher::Exact(Scalar::from_value(scalar).expect("scalar json value"))),
         })
         .collect()
 }
@@ -438,20 +417,14 @@ fn parse_operator(op: &Map<String, Value>, path: &str) -> Result<Matcher, Patter
                 },
                 _ => return Err(bad(path, op_name, expected)),
             };
-            Ok(if is_prefix {
-                Matcher::Prefix { text, ignore_case }
-            } else {
-                Matcher::Suffix { text, ignore_case }
-            })
+            Ok(if is_prefix { Matcher::Prefix { text, ignore_case } } else { Matcher::Suffix { text, ignore_case } })
         }
         "equals-ignore-case" => match arg {
             Value::String(s) => Ok(Matcher::EqualsIgnoreCase(s.clone())),
             _ => Err(bad(path, "equals-ignore-case", "a string")),
         },
         "wildcard" => match arg {
-            Value::String(s) => Wildcard::parse(s)
-                .map(Matcher::Wildcard)
-                .map_err(|k| err(path, k)),
+            Value::String(s) => Wildcard::parse(s).map(Matcher::Wildcard).map_err(|k| err(path, k)),
             _ => Err(bad(path, "wildcard", "a string")),
         },
         "exists" => match arg {
@@ -460,10 +433,7 @@ fn parse_operator(op: &Map<String, Value>, path: &str) -> Result<Matcher, Patter
         },
         "numeric" => parse_numeric(arg, path).map(Matcher::Numeric),
         "anything-but" => parse_anything_but(arg, path).map(Matcher::AnythingBut),
-        other => Err(err(
-            path,
-            PatternErrorKind::UnknownOperator(other.to_owned()),
-        )),
+        other => Err(err(path, PatternErrorKind::UnknownOperator(other.to_owned()))),
     }
 }
 
@@ -474,18 +444,13 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
     if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
         return Err(err(path, PatternErrorKind::NumericShape));
     }
-    let mut range = NumericRange {
-        lower: Bound::Unbounded,
-        upper: Bound::Unbounded,
-    };
+    let mut range = NumericRange { lower: Bound::Unbounded, upper: Bound::Unbounded };
     let mut equals = false;
     for pair in items.chunks(2) {
         let (Value::String(cmp), Value::Number(n)) = (&pair[0], &pair[1]) else {
             return Err(err(path, PatternErrorKind::NumericShape));
         };
-        let x = n
-            .as_f64()
-            .ok_or_else(|| err(path, PatternErrorKind::NumericShape))?;
+        let x = n.as_f64().ok_or_else(|| err(path, PatternErrorKind::NumericShape))?;
         let (slot_is_lower, bound) = match cmp.as_str() {
             ">" => (true, Bound::Exclusive(x)),
             ">=" => (true, Bound::Inclusive(x)),
@@ -500,18 +465,9 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
                 range.upper = Bound::Inclusive(x);
                 continue;
             }
-            other => {
-                return Err(err(
-                    path,
-                    PatternErrorKind::NumericOperator(other.to_owned()),
-                ))
-            }
+            other => return Err(err(path, PatternErrorKind::NumericOperator(other.to_owned()))),
         };
-        let slot = if slot_is_lower {
-            &mut range.lower
-        } else {
-            &mut range.upper
-        };
+        let slot = if slot_is_lower { &mut range.lower } else { &mut range.upper };
         if *slot != Bound::Unbounded {
             return Err(err(path, PatternErrorKind::NumericPair));
         }
@@ -523,15 +479,9 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
             Bound::Unbounded => None,
         };
         if let (Some(lower), Some(upper)) = (value(range.lower), value(range.upper)) {
-            let both_inclusive = matches!(
-                (range.lower, range.upper),
-                (Bound::Inclusive(_), Bound::Inclusive(_))
-            );
+            let both_inclusive = matches!((range.lower, range.upper), (Bound::Inclusive(_), Bound::Inclusive(_)));
             if lower > upper || (lower == upper && !both_inclusive) {
-                return Err(err(
-                    path,
-                    PatternErrorKind::NumericEmptyRange { lower, upper },
-                ));
+                return Err(err(path, PatternErrorKind::NumericEmptyRange { lower, upper }));
             }
         }
     }
@@ -546,9 +496,7 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
     const EXPECTED: &str = "a string, a number, a non-empty array of strings or numbers, or an object with one of prefix, suffix, equals-ignore-case, wildcard";
     match arg {
         Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => {
-            Ok(AnythingBut::Values(vec![
-                Scalar::from_value(arg).expect("scalar")
-            ]))
+            Ok(AnythingBut::Values(vec![Scalar::from_value(arg).expect("scalar")]))
         }
         Value::Array(items) => {
             if items.is_empty() {
@@ -559,34 +507,18 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
             if !(all_strings || all_numbers) {
                 return Err(bad(path, OP, EXPECTED));
             }
-            Ok(AnythingBut::Values(
-                items
-                    .iter()
-                    .map(|v| Scalar::from_value(v).expect("scalar"))
-                    .collect(),
-            ))
+            Ok(AnythingBut::Values(items.iter().map(|v| Scalar::from_value(v).expect("scalar")).collect()))
         }
         Value::Object(m) => {
             if m.len() != 1 {
                 return Err(bad(path, OP, EXPECTED));
             }
             let (name, inner) = m.iter().next().expect("one key");
-            if !matches!(
-                name.as_str(),
-                "prefix" | "suffix" | "equals-ignore-case" | "wildcard"
-            ) {
-                return Err(err(
-                    path,
-                    PatternErrorKind::UnknownOperator(format!("anything-but/{name}")),
-                ));
+            if !matches!(name.as_str(), "prefix" | "suffix" | "equals-ignore-case" | "wildcard") {
+                return Err(err(path, PatternErrorKind::UnknownOperator(format!("anything-but/{name}"))));
             }
-            let strings = strings_or_list(inner).ok_or_else(|| {
-                bad(
-                    path,
-                    OP,
-                    "its operator to take a string or a non-empty array of strings",
-                )
-            })?;
+            let strings = strings_or_list(inner)
+                .ok_or_else(|| bad(path, OP, "its operator to take a string or a non-empty array of strings"))?;
             match name.as_str() {
                 "prefix" => Ok(AnythingBut::Prefix(strings)),
                 "suffix" => Ok(AnythingBut::Suffix(strings)),
@@ -605,10 +537,7 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
 fn strings_or_list(v: &Value) -> Option<Vec<String>> {
     match v {
         Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect(),
+        Value::Array(items) if !items.is_empty() => items.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
         _ => None,
     }
 }
@@ -634,11 +563,7 @@ fn eval_object(pattern: &ObjectPattern, nodes: &[&Value]) -> bool {
             Node::Leaf(matchers) => eval_leaf(matchers, &children),
         }
     });
-    fields_hold
-        && pattern
-            .ors
-            .iter()
-            .all(|branches| branches.iter().any(|b| eval_object(b, nodes)))
+    fields_hold && pattern.ors.iter().all(|branches| branches.iter().any(|b| eval_object(b, nodes)))
 }
 
 fn eval_leaf(matchers: &[Matcher], values: &[&Value]) -> bool {
@@ -646,7 +571,5 @@ fn eval_leaf(matchers: &[Matcher], values: &[&Value]) -> bool {
     if leaves.is_empty() {
         return matchers.contains(&Matcher::Exists(false));
     }
-    matchers
-        .iter()
-        .any(|m| leaves.iter().any(|leaf| m.matches_leaf(leaf)))
+    matchers.iter().any(|m| leaves.iter().any(|leaf| m.matches_leaf(leaf)))
 }

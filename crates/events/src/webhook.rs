@@ -85,9 +85,7 @@ impl WebhookSecret {
     /// Parses `whsec_<base64>`; the prefix is optional, as the spec's libraries accept.
     pub fn parse(s: &str) -> Result<WebhookSecret, WebhookError> {
         let encoded = s.strip_prefix(SECRET_PREFIX).unwrap_or(s);
-        let key = B64
-            .decode(encoded)
-            .map_err(|_| WebhookError::SecretEncoding)?;
+        let key = B64.decode(encoded).map_err(|_| WebhookError::SecretEncoding)?;
         WebhookSecret::from_bytes(key)
     }
 
@@ -139,12 +137,7 @@ pub fn sign_all<S>(secrets: &S, msg_id: &str, timestamp: i64, body: &[u8]) -> St
 where
     S: AsRef<[WebhookSecret]> + ?Sized,
 {
-    secrets
-        .as_ref()
-        .iter()
-        .map(|s| sign(s, msg_id, timestamp, body))
-        .collect::<Vec<_>>()
-        .join(" ")
+    secrets.as_ref().iter().map(|s| sign(s, msg_id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
 /// Verifies a delivery against one or more secrets.
@@ -166,11 +159,7 @@ where
     if secrets.is_empty() {
         return Err(WebhookError::NoSecrets);
     }
-    let timestamp: i64 = headers
-        .timestamp
-        .trim()
-        .parse()
-        .map_err(|_| WebhookError::InvalidTimestamp)?;
+    let timestamp: i64 = headers.timestamp.trim().parse().map_err(|_| WebhookError::InvalidTimestamp)?;
     let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
     if timestamp < now.saturating_sub(tolerance) {
         return Err(WebhookError::TimestampTooOld);
@@ -178,10 +167,7 @@ where
     if timestamp > now.saturating_add(tolerance) {
         return Err(WebhookError::TimestampTooNew);
     }
-    let expected: Vec<[u8; 32]> = secrets
-        .iter()
-        .map(|s| s.mac(headers.id, timestamp, body))
-        .collect();
+    let expected: Vec<[u8; 32]> = secrets.iter().map(|s| s.mac(headers.id, timestamp, body)).collect();
     let mut matched = subtle::Choice::from(0u8);
     for entry in headers.signature.split(' ').filter(|e| !e.is_empty()) {
         let Some(encoded) = entry.strip_prefix("v1,") else {

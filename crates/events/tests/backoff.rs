@@ -12,11 +12,7 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 fn ceilings_double_and_cap() {
     let c: Vec<Duration> = (0..6).map(|a| ceiling(a, S(1), S(10))).collect();
     assert_eq!(c, [S(1), S(2), S(4), S(8), S(10), S(10)]);
-    assert_eq!(
-        ceiling(200, S(1), S(3600)),
-        S(3600),
-        "no overflow on huge attempts"
-    );
+    assert_eq!(ceiling(200, S(1), S(3600)), S(3600), "no overflow on huge attempts");
 }
 
 #[test]
@@ -36,21 +32,14 @@ fn delays_stay_within_the_ceiling() {
 fn jitter_is_deterministic_with_a_seeded_rng_and_spreads_out() {
     let draw = |seed| {
         let mut rng = StdRng::seed_from_u64(seed);
-        (0..10)
-            .map(|a| delay_with_rng(a, S(1), S(600), &mut rng))
-            .collect::<Vec<_>>()
+        (0..10).map(|a| delay_with_rng(a, S(1), S(600), &mut rng)).collect::<Vec<_>>()
     };
     assert_eq!(draw(1), draw(1));
     assert_ne!(draw(1), draw(2));
     let mut rng = StdRng::seed_from_u64(3);
-    let samples: Vec<Duration> = (0..1000)
-        .map(|_| delay_with_rng(4, S(1), S(600), &mut rng))
-        .collect();
+    let samples: Vec<Duration> = (0..1000).map(|_| delay_with_rng(4, S(1), S(600), &mut rng)).collect();
     let mean = samples.iter().sum::<Duration>() / 1000;
-    assert!(
-        mean > S(6) && mean < S(10),
-        "full jitter averages half the ceiling: {mean:?}"
-    );
+    assert!(mean > S(6) && mean < S(10), "full jitter averages half the ceiling: {mean:?}");
 }
 
 #[test]
@@ -61,14 +50,9 @@ fn schedule_covers_the_window() {
         let total = s.max_total();
         assert!(total <= Schedule::DEFAULT_WINDOW, "{attempts}: {total:?}");
         // Truncating the base to whole nanoseconds loses under 2^attempts ns.
-        assert!(
-            Schedule::DEFAULT_WINDOW - total < Duration::from_millis(2),
-            "{attempts}: {total:?}"
-        );
+        assert!(Schedule::DEFAULT_WINDOW - total < Duration::from_millis(2), "{attempts}: {total:?}");
         let mut rng = StdRng::seed_from_u64(attempts.into());
-        let drawn: Duration = (0..attempts)
-            .map(|a| s.next_delay(a, &mut rng).unwrap())
-            .sum();
+        let drawn: Duration = (0..attempts).map(|a| s.next_delay(a, &mut rng).unwrap()).sum();
         assert!(drawn <= Schedule::DEFAULT_WINDOW);
         assert_eq!(s.next_delay(attempts, &mut rng), None);
     }

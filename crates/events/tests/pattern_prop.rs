@@ -50,11 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         scalar().prop_map(Op::Exact),
         "[xy]{0,2}".prop_map(Op::Prefix),
-        prop_oneof![
-            (-3i64..4).prop_map(|n| json!(n)),
-            "[xy]{0,3}".prop_map(Value::String)
-        ]
-        .prop_map(Op::AnythingBut),
+        prop_oneof![(-3i64..4).prop_map(|n| json!(n)), "[xy]{0,3}".prop_map(Value::String)].prop_map(Op::AnythingBut),
         (-3i64..4, 0i64..4).prop_map(|(lo, w)| Op::Between(lo, lo + w)),
         any::<bool>().prop_map(Op::Exists),
     ]
@@ -100,9 +96,7 @@ fn reference(fields: &Value, event: &Value) -> bool {
                     let pre = op["prefix"].as_str().unwrap();
                     v.as_str().is_some_and(|s| s.starts_with(pre))
                 }
-                Value::Object(op) if op.contains_key("anything-but") => {
-                    !same(&op["anything-but"], v)
-                }
+                Value::Object(op) if op.contains_key("anything-but") => !same(&op["anything-but"], v),
                 Value::Object(op) if op.contains_key("numeric") => {
                     let r = op["numeric"].as_array().unwrap();
                     let (lo, hi) = (r[1].as_f64().unwrap(), r[3].as_f64().unwrap());

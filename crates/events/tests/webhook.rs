@@ -24,11 +24,7 @@ const OUR_BODY: &[u8] = br#"{"type":"tenant.created","data":{"id":"acme"}}"#;
 const OUR_SIG: &str = "v1,DvHWJ+6VWt3zD6Xdgr3K7gh7ld3cDBpzR3veO1AXH9A=";
 
 fn headers<'a>(id: &'a str, ts: &'a str, sig: &'a str) -> WebhookHeaders<'a> {
-    WebhookHeaders {
-        id,
-        timestamp: ts,
-        signature: sig,
-    }
+    WebhookHeaders { id, timestamp: ts, signature: sig }
 }
 
 #[test]
@@ -37,19 +33,9 @@ fn matches_known_vectors() {
     assert_eq!(sign(&spec, SPEC_ID, SPEC_TS, SPEC_BODY), SPEC_SIG);
     let ours = WebhookSecret::parse(OUR_SECRET).unwrap();
     assert_eq!(sign(&ours, OUR_ID, OUR_TS, OUR_BODY), OUR_SIG);
-    assert_eq!(
-        ours,
-        WebhookSecret::from_bytes((0u8..32).collect::<Vec<_>>()).unwrap()
-    );
+    assert_eq!(ours, WebhookSecret::from_bytes((0u8..32).collect::<Vec<_>>()).unwrap());
     let ts = SPEC_TS.to_string();
-    verify(
-        &spec,
-        &headers(SPEC_ID, &ts, SPEC_SIG),
-        SPEC_BODY,
-        SPEC_TS,
-        DEFAULT_TOLERANCE,
-    )
-    .unwrap();
+    verify(&spec, &headers(SPEC_ID, &ts, SPEC_SIG), SPEC_BODY, SPEC_TS, DEFAULT_TOLERANCE).unwrap();
 }
 
 #[test]
@@ -65,14 +51,8 @@ fn generated_secret_has_prefix_and_32_bytes_and_round_trips() {
 
 #[test]
 fn parse_rejects_bad_secrets() {
-    assert_eq!(
-        WebhookSecret::parse("whsec_!!!"),
-        Err(WebhookError::SecretEncoding)
-    );
-    assert_eq!(
-        WebhookSecret::parse("whsec_"),
-        Err(WebhookError::SecretEmpty)
-    );
+    assert_eq!(WebhookSecret::parse("whsec_!!!"), Err(WebhookError::SecretEncoding));
+    assert_eq!(WebhookSecret::parse("whsec_"), Err(WebhookError::SecretEmpty));
     // The prefix is optional.
     assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
 }
@@ -82,14 +62,7 @@ fn round_trip() {
     let s = WebhookSecret::generate();
     let body = b"{\"hello\":\"world\"}";
     let sig = sign(&s, "msg_1", 1000, body);
-    verify(
-        &s,
-        &headers("msg_1", "1000", &sig),
-        body,
-        1000,
-        DEFAULT_TOLERANCE,
-    )
-    .unwrap();
+    verify(&s, &headers("msg_1", "1000", &sig), body, 1000, DEFAULT_TOLERANCE).unwrap();
 }
 
 #[test]
@@ -97,9 +70,8 @@ fn tampering_is_detected() {
     let s = WebhookSecret::generate();
     let body = b"{\"amount\":10}";
     let sig = sign(&s, "msg_1", 1000, body);
-    let check = |id: &str, ts: &str, sig: &str, body: &[u8]| {
-        verify(&s, &headers(id, ts, sig), body, 1000, DEFAULT_TOLERANCE)
-    };
+    let check =
+        |id: &str, ts: &str, sig: &str, body: &[u8]| verify(&s, &headers(id, ts, sig), body, 1000, DEFAULT_TOLERANCE);
     let no = Err(WebhookError::NoMatchingSignature);
     assert_eq!(check("msg_1", "1000", &sig, b"{\"amount\":99}"), no);
     assert_eq!(check("msg_2", "1000", &sig, body), no);
@@ -107,29 +79,12 @@ fn tampering_is_detected() {
     let mut flipped = sig.clone().into_bytes();
     let last = flipped.len() - 2;
     flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
-    assert_eq!(
-        check(
-            "msg_1",
-            "1000",
-            std::str::from_utf8(&flipped).unwrap(),
-            body
-        ),
-        no
-    );
+    assert_eq!(check("msg_1", "1000", std::str::from_utf8(&flipped).unwrap(), body), no);
     assert_eq!(check("msg_1", "1000", "", body), no);
     assert_eq!(check("msg_1", "1000", &sig.replace("v1,", "v2,"), body), no);
     assert_eq!(check("msg_1", "1000", "v1,not-base64", body), no);
     let other = WebhookSecret::generate();
-    assert_eq!(
-        verify(
-            &other,
-            &headers("msg_1", "1000", &sig),
-            body,
-            1000,
-            DEFAULT_TOLERANCE
-        ),
-        no
-    );
+    assert_eq!(verify(&other, &headers("msg_1", "1000", &sig), body, 1000, DEFAULT_TOLERANCE), no);
 }
 
 #[test]
@@ -139,52 +94,19 @@ fn rotation_signs_with_every_secret_and_either_verifies() {
     let body = b"{}";
     let header = sign_all(&[old.clone(), new.clone()], "msg_r", 500, body);
     let parts: Vec<&str> = header.split(' ').collect();
-    assert_eq!(
-        parts,
-        [
-            sign(&old, "msg_r", 500, body),
-            sign(&new, "msg_r", 500, body)
-        ]
-    );
+    assert_eq!(parts, [sign(&old, "msg_r", 500, body), sign(&new, "msg_r", 500, body)]);
     for receiver in [&old, &new] {
-        verify(
-            receiver,
-            &headers("msg_r", "500", &header),
-            body,
-            500,
-            DEFAULT_TOLERANCE,
-        )
-        .unwrap();
+        verify(receiver, &headers("msg_r", "500", &header), body, 500, DEFAULT_TOLERANCE).unwrap();
     }
     // A receiver holding both secrets accepts a header signed with only one of them.
     let only_new = sign(&new, "msg_r", 500, body);
-    verify(
-        &vec![old.clone(), new.clone()],
-        &headers("msg_r", "500", &only_new),
-        body,
-        500,
-        DEFAULT_TOLERANCE,
-    )
-    .unwrap();
+    verify(&vec![old.clone(), new.clone()], &headers("msg_r", "500", &only_new), body, 500, DEFAULT_TOLERANCE).unwrap();
     // Unknown versions and extra spaces are tolerated.
     let mixed = format!("v2,xxxx  {only_new}");
-    verify(
-        &new,
-        &headers("msg_r", "500", &mixed),
-        body,
-        500,
-        DEFAULT_TOLERANCE,
-    )
-    .unwrap();
+    verify(&new, &headers("msg_r", "500", &mixed), body, 500, DEFAULT_TOLERANCE).unwrap();
     let none: [WebhookSecret; 0] = [];
     assert_eq!(
-        verify(
-            &none,
-            &headers("msg_r", "500", &header),
-            body,
-            500,
-            DEFAULT_TOLERANCE
-        ),
+        verify(&none, &headers("msg_r", "500", &header), body, 500, DEFAULT_TOLERANCE),
         Err(WebhookError::NoSecrets)
     );
 }
@@ -200,18 +122,9 @@ fn timestamp_tolerance() {
     assert_eq!(DEFAULT_TOLERANCE, Duration::from_secs(300));
     assert!(at(10_000, 10_300, DEFAULT_TOLERANCE).is_ok());
     assert!(at(10_300, 10_000, DEFAULT_TOLERANCE).is_ok());
-    assert_eq!(
-        at(10_000, 10_301, DEFAULT_TOLERANCE),
-        Err(WebhookError::TimestampTooOld)
-    );
-    assert_eq!(
-        at(10_301, 10_000, DEFAULT_TOLERANCE),
-        Err(WebhookError::TimestampTooNew)
-    );
-    assert_eq!(
-        at(10_000, 10_020, Duration::from_secs(10)),
-        Err(WebhookError::TimestampTooOld)
-    );
+    assert_eq!(at(10_000, 10_301, DEFAULT_TOLERANCE), Err(WebhookError::TimestampTooOld));
+    assert_eq!(at(10_301, 10_000, DEFAULT_TOLERANCE), Err(WebhookError::TimestampTooNew));
+    assert_eq!(at(10_000, 10_020, Duration::from_secs(10)), Err(WebhookError::TimestampTooOld));
     let sig = sign(&s, "m", 1, body);
     assert_eq!(
         verify(&s, &headers("m", "soon", &sig), body, 1, DEFAULT_TOLERANCE),

@@ -21,14 +21,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
+        let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
         if !is_json {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -49,7 +45,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => {
                 ApiError::bad_request("malformed-json", format!("the request body is not valid JSON: {inner}"))
             }
             serde_json::error::Category::Data if path == "." => {
@@ -129,9 +127,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             return Ok(IfMatch(None));
         }
         let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
-        s.parse::<i64>()
-            .map(|n| IfMatch(Some(n)))
-            .map_err(|_| ApiError::bad_request("invalid-header", format!("If-Match must be an ETag such as \"3\", got {s:?}")))
+        s.parse::<i64>().map(|n| IfMatch(Some(n))).map_err(|_| {
+            ApiError::bad_request("invalid-header", format!("If-Match must be an ETag such as \"3\", got {s:?}"))
+        })
     }
 }
 

@@ -58,7 +58,10 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
-        Err(_) => return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "request body too large").into_response(),
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "request body too large")
+                .into_response()
+        }
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str());
@@ -70,7 +73,8 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
 
     match state.app.store().idempotency_begin(&scope, &key, &request_hash).await {
         Err(e) => return ApiError::from(e).into_response(),
-        Ok(IdempotencyState::InProgress { request_hash: first }) | Ok(IdempotencyState::Completed { request_hash: first, .. })
+        Ok(IdempotencyState::InProgress { request_hash: first })
+        | Ok(IdempotencyState::Completed { request_hash: first, .. })
             if first != request_hash =>
         {
             return ApiError::from(tenancy_domain::Error::Unprocessable(
@@ -79,8 +83,12 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
             .into_response()
         }
         Ok(IdempotencyState::InProgress { .. }) => {
-            return ApiError::new(StatusCode::CONFLICT, "idempotency-key-in-use", "a request with this Idempotency-Key is still in progress")
-                .into_response()
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "a request with this Idempotency-Key is still in progress",
+            )
+            .into_response()
         }
         Ok(IdempotencyState::Completed { status, response, .. }) => return replay(status, &response),
         Ok(IdempotencyState::Started) => {}

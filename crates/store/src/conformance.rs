@@ -189,12 +189,10 @@ pub async fn tenant_list_filters_and_pages(store: Arc<dyn Store>) {
     }
     let expected: Vec<String> = (0..30).filter(|i| i % 3 == 0).map(|i| format!("t{i:02}")).collect();
     assert_eq!(seen, expected);
-    let filter = TenantFilter {
-        plan: Some("pro".into()),
-        status: Some(TenantStatus::Active),
-        region: Some("eu".into()),
-    };
-    let ids: Vec<String> = store.tenant_list(&filter, &page(100)).await.unwrap().items.into_iter().map(|t| t.id).collect();
+    let filter =
+        TenantFilter { plan: Some("pro".into()), status: Some(TenantStatus::Active), region: Some("eu".into()) };
+    let ids: Vec<String> =
+        store.tenant_list(&filter, &page(100)).await.unwrap().items.into_iter().map(|t| t.id).collect();
     assert_eq!(ids, ["t00"]);
 }
 
@@ -222,7 +220,10 @@ pub async fn effects_commit_with_the_change(store: Arc<dyn Store>) {
     let events = all_events(&*store, "acme").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event, fx.events[0]);
-    let audit = store.audit_list(&AuditFilter { tenant_id: Some("acme".into()), ..Default::default() }, &page(10)).await.unwrap();
+    let audit = store
+        .audit_list(&AuditFilter { tenant_id: Some("acme".into()), ..Default::default() }, &page(10))
+        .await
+        .unwrap();
     assert_eq!(audit.items.len(), 1);
     assert_eq!(audit.items[0].entry, fx.audit[0]);
     assert_eq!(store.job_get(&fx.jobs[0].id).await.unwrap().map(|j| j.kind), Some("provision".into()));
@@ -244,9 +245,12 @@ pub async fn effects_roll_back_with_the_change(store: Arc<dyn Store>) {
 }
 
 pub async fn jobs_are_leased(store: Arc<dyn Store>) {
-    let fx = Effects::none()
-        .with_job(Job::new("a", None, json!({"n": 1}), Timestamp(100)))
-        .with_job(Job::new("b", None, json!({"n": 2}), Timestamp(5_000)));
+    let fx = Effects::none().with_job(Job::new("a", None, json!({"n": 1}), Timestamp(100))).with_job(Job::new(
+        "b",
+        None,
+        json!({"n": 2}),
+        Timestamp(5_000),
+    ));
     store.job_complete(&fx).await.unwrap();
     let claimed = store.job_claim("w1", 1_000, 10, Timestamp(1_000)).await.unwrap();
     assert_eq!(claimed.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["a"], "b is not due yet");
@@ -290,7 +294,11 @@ pub async fn idempotency_keys(store: Arc<dyn Store>) {
         store.idempotency_begin("k1", "abc", "h2").await.unwrap(),
         IdempotencyState::InProgress { request_hash: "h1".into() }
     );
-    assert_eq!(store.idempotency_begin("k2", "abc", "h2").await.unwrap(), IdempotencyState::Started, "scoped per caller");
+    assert_eq!(
+        store.idempotency_begin("k2", "abc", "h2").await.unwrap(),
+        IdempotencyState::Started,
+        "scoped per caller"
+    );
     store.idempotency_finish("k1", "abc", 201, "{\"ok\":true}").await.unwrap();
     assert_eq!(
         store.idempotency_begin("k1", "abc", "h1").await.unwrap(),
@@ -334,9 +342,15 @@ pub async fn event_and_audit_lists(store: Arc<dyn Store>) {
     assert_eq!(p2.items.iter().map(|e| e.event.detail["i"].as_i64().unwrap()).collect::<Vec<_>>(), [2]);
     assert_eq!(all_events(&*store, "b").await.len(), 2);
     let a = store
-        .audit_list(&AuditFilter { action: Some("y.do".into()), tenant_id: Some("b".into()), ..Default::default() }, &page(10))
+        .audit_list(
+            &AuditFilter { action: Some("y.do".into()), tenant_id: Some("b".into()), ..Default::default() },
+            &page(10),
+        )
         .await
         .unwrap();
     assert_eq!(a.items.len(), 1);
-    assert!(store.event_list(&EventFilter::default(), &PageRequest { limit: 1, after: Some("x".into()) }).await.is_err());
+    assert!(store
+        .event_list(&EventFilter::default(), &PageRequest { limit: 1, after: Some("x".into()) })
+        .await
+        .is_err());
 }

@@ -29,10 +29,8 @@ use tenancy_domain::{Error, Result};
 use crate::store::*;
 use effects::apply_effects;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
 /// several replicas start at once.
@@ -91,12 +89,8 @@ pub struct SqlStore {
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
     match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Error::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(d) if d.message().contains("database is locked") => {
-            Error::Unavailable(e.to_string())
-        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Error::Unavailable(e.to_string()),
+        sqlx::Error::Database(d) if d.message().contains("database is locked") => Error::Unavailable(e.to_string()),
         _ => Error::Internal(format!("database error: {e}")),
     }
 }
@@ -275,9 +269,7 @@ impl Where {
 }
 
 fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
-    cursor
-        .map(|c| c.parse::<i64>().map_err(|_| Error::invalid(format!("invalid cursor {c:?}"))))
-        .transpose()
+    cursor.map(|c| c.parse::<i64>().map_err(|_| Error::invalid(format!("invalid cursor {c:?}")))).transpose()
 }
 
 #[async_trait]
@@ -408,7 +400,10 @@ impl Store for SqlStore {
         let mut tx = self.begin().await?;
         let sql = format!("SELECT id FROM plans WHERE id = $1{}", self.dialect.for_share());
         if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
-            return Err(Error::InvalidRequest { code: "unknown-plan", message: format!("plan {:?} does not exist", t.plan) });
+            return Err(Error::InvalidRequest {
+                code: "unknown-plan",
+                message: format!("plan {:?} does not exist", t.plan),
+            });
         }
         let res = sqlx::query(
             "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at) \
@@ -484,7 +479,12 @@ impl Store for SqlStore {
                 .map_err(db_err)?
                 .ok_or_else(|| Error::not_found("tenant", &t.id))?
                 .get::<i64, _>(0);
-            return Err(Error::PreconditionFailed { kind: "tenant", id: t.id.clone(), expected: expected_version, found });
+            return Err(Error::PreconditionFailed {
+                kind: "tenant",
+                id: t.id.clone(),
+                expected: expected_version,
+                found,
+            });
         }
         apply_effects(&mut tx, fx).await?;
         tx.commit().await.map_err(db_err)?;
@@ -507,7 +507,9 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await;
         match res {
-            Err(e) if is_unique_violation(&e) => return Err(Error::AlreadyExists { kind: "api key", id: k.id.clone() }),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::AlreadyExists { kind: "api key", id: k.id.clone() })
+            }
             r => r.map_err(db_err)?,
         };
         apply_effects(&mut tx, fx).await?;
@@ -544,24 +546,25 @@ impl Store for SqlStore {
     }
 
     async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str) -> Result<IdempotencyState> {
-        let res = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(request_hash)
-        .bind(Timestamp::now().millis())
-        .execute(&self.writer)
-        .await;
+        let res =
+            sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(scope)
+                .bind(key)
+                .bind(request_hash)
+                .bind(Timestamp::now().millis())
+                .execute(&self.writer)
+                .await;
         match res {
             Ok(_) => Ok(IdempotencyState::Started),
             Err(e) if is_unique_violation(&e) => {
-                let row = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                    .bind(scope)
-                    .bind(key)
-                    .fetch_one(&self.writer)
-                    .await
-                    .map_err(db_err)?;
+                let row = sqlx::query(
+                    "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(db_err)?;
                 let request_hash: String = row.get(0);
                 let status: Option<i64> = row.get(1);
                 let response: Option<String> = row.get(2);
@@ -637,7 +640,11 @@ impl Store for SqlStore {
     }
 
     async fn job_get(&self, id: &str) -> Result<Option<Job>> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.reader).await.map_err(db_err)?;
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
         row.as_ref().map(rows::job).transpose()
     }
 

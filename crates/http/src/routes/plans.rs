@@ -56,7 +56,11 @@ pub async fn put_plan(
     responses((status = 200, body = Plan, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_plan(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn get_plan(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let plan = s.app.plan_get(&ctx, &id).await?;
     Ok(([etag(plan.version)], axum::Json(plan)))
 }
@@ -66,7 +70,11 @@ pub async fn get_plan(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Pa
     responses((status = 200, body = Page<Plan>),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_plans(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Query(q): Query<PageQuery>) -> ApiResult<axum::Json<Page<Plan>>> {
+pub async fn list_plans(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Plan>>> {
     Ok(axum::Json(s.app.plan_list(&ctx, &q.page()?).await?))
 }
 
@@ -76,7 +84,11 @@ pub async fn list_plans(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, 
     responses((status = 204, description = "Deleted"),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn delete_plan(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_plan(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     s.app.plan_delete(&ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -45,7 +45,11 @@ fn accepted(op: TenantOperation) -> impl IntoResponse {
     responses((status = 202, description = "Provisioning started", body = TenantOperation),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn create_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Json(new): Json<NewTenant>) -> ApiResult<impl IntoResponse> {
+pub async fn create_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Json(new): Json<NewTenant>,
+) -> ApiResult<impl IntoResponse> {
     let op = s.app.tenant_create(&ctx, new).await?;
     record_tenant(&op.tenant.id);
     Ok(accepted(op))
@@ -56,7 +60,11 @@ pub async fn create_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Calle
     responses((status = 200, body = Page<Tenant>),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list_tenants(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Query(q): Query<TenantListQuery>) -> ApiResult<axum::Json<Page<Tenant>>> {
+pub async fn list_tenants(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Query(q): Query<TenantListQuery>,
+) -> ApiResult<axum::Json<Page<Tenant>>> {
     let page = PageRequest::new(q.limit, q.cursor)?;
     let filter = TenantFilter { plan: q.plan, status: q.status, region: q.region };
     Ok(axum::Json(s.app.tenant_list(&ctx, &filter, &page).await?))
@@ -68,7 +76,11 @@ pub async fn list_tenants(State(s): State<Arc<ServerState>>, Caller(ctx): Caller
     responses((status = 200, body = Tenant, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn get_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
     let t = s.app.tenant_get(&ctx, &id).await?;
     Ok(([etag(t.version)], axum::Json(t)))
@@ -98,7 +110,12 @@ pub async fn patch_tenant(
     responses((status = 200, body = Tenant, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn suspend_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>, IfMatch(if_match): IfMatch) -> ApiResult<impl IntoResponse> {
+pub async fn suspend_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
     let t = s.app.tenant_suspend(&ctx, &id, if_match).await?;
     Ok(([etag(t.version)], axum::Json(t)))
@@ -110,7 +127,12 @@ pub async fn suspend_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Call
     responses((status = 200, body = Tenant, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn resume_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>, IfMatch(if_match): IfMatch) -> ApiResult<impl IntoResponse> {
+pub async fn resume_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
     let t = s.app.tenant_resume(&ctx, &id, if_match).await?;
     Ok(([etag(t.version)], axum::Json(t)))
@@ -140,7 +162,12 @@ pub async fn change_plan(
     responses((status = 202, body = TenantOperation),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn delete_tenant(State(s): State<Arc<ServerState>>, Caller(ctx): Caller, Path(id): Path<String>, IfMatch(if_match): IfMatch) -> ApiResult<impl IntoResponse> {
+pub async fn delete_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
     Ok(accepted(s.app.tenant_offboard(&ctx, &id, if_match).await?))
 }

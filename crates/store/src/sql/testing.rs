@@ -47,9 +47,9 @@ pub fn postgres_server_url() -> String {
 pub async fn fresh_postgres_url() -> String {
     let server = postgres_server_url();
     let name = format!("tenancy_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&server).await.unwrap_or_else(|e| {
-        panic!("cannot connect to the test PostgreSQL at {}: {e}", super::redact_url(&server))
-    });
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {}: {e}", super::redact_url(&server)));
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
     let mut url = url::Url::parse(&server).expect("valid PostgreSQL URL");
     url.set_path(&name);

@@ -1,0 +1,471 @@
+//! The command line: `tenancy serve` and the operator commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use crate::client::{Client, ClientError};
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "tenancy", version, about = "Control plane for multi-tenant SaaS")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Server URL for the operator commands.
+    #[arg(long, global = true, env = "TENANCY_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API key for the operator commands (default: <data dir>/admin-token when readable).
+    #[arg(long, global = true, env = "TENANCY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output of the operator commands.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane.
+    Serve(ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(TenantCmd),
+    /// Manage plans.
+    #[command(subcommand)]
+    Plans(PlanCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeyCmd),
+    /// Read the event archive.
+    #[command(subcommand)]
+    Events(EventCmd),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TENANCY_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory: SQLite database, blobs, admin token [default: ./tenancy-data].
+    #[arg(long, env = "TENANCY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://...` to run on PostgreSQL instead of SQLite in the data directory.
+    #[arg(long, env = "TENANCY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// TOML config file (keys: listen, data_dir, database_url, log_format, roles).
+    #[arg(long, env = "TENANCY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Roles to run, comma separated: api, worker [default: all].
+    #[arg(long, env = "TENANCY_ROLES", value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant (provisioning starts in the background).
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Change name, region or metadata.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    Suspend {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Move a tenant to another plan.
+    ChangePlan {
+        id: String,
+        #[arg(long)]
+        plan: String,
+    },
+    /// Offboard a tenant.
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCmd {
+    /// Create or replace a plan.
+    Put {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "pool")]
+        isolation: String,
+        /// A feature; repeat for several.
+        #[arg(long = "feature")]
+        features: Vec<String>,
+        /// A quota as NAME=LIMIT[/day|/month][/soft]; repeat for several.
+        #[arg(long = "quota")]
+        quotas: Vec<String>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create an API key; the key is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// RFC 3339 expiry time.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    List,
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCmd {
+    List {
+        #[arg(long)]
+        detail_type: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Verify an NDJSON audit export offline: rejects changed, dropped or reordered records.
+    Verify { file: PathBuf },
+}
+
+/// Why a command failed, with the exit code it maps to.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments (exit 2).
+    Usage(String),
+    /// The server said no (exit 1).
+    Api(ClientError),
+    /// The server could not be reached (exit 3).
+    Unreachable(ClientError),
+    /// Anything else (exit 1).
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Unreachable(_) => 3,
+            CliError::Api(_) | CliError::Other(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) => f.write_str(m),
+            CliError::Api(e) | CliError::Unreachable(e) => e.fmt(f),
+            CliError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable(_) => CliError::Unreachable(e),
+            ClientError::Api { .. } => CliError::Api(e),
+        }
+    }
+}
+
+fn parse_object(flag: &str, s: &str) -> Result<Map<String, Value>, CliError> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(CliError::Usage(format!("{flag} must be a JSON object, e.g. '{{\"tier\": \"gold\"}}'"))),
+    }
+}
+
+/// Parses `NAME=LIMIT[/day|/month][/soft]`.
+pub fn parse_quota(s: &str) -> Result<(String, Value), CliError> {
+    let usage = || CliError::Usage(format!("invalid quota {s:?}: use NAME=LIMIT[/day|/month][/soft]"));
+    let (name, rest) = s.split_once('=').ok_or_else(usage)?;
+    let mut parts = rest.split('/');
+    let limit: u64 = parts.next().and_then(|l| l.parse().ok()).ok_or_else(usage)?;
+    let mut q = json!({"limit": limit});
+    for p in parts {
+        match p {
+            "day" | "month" => q["period"] = json!(p),
+            "soft" => q["soft"] = json!(true),
+            _ => return Err(usage()),
+        }
+    }
+    Ok((name.to_owned(), q))
+}
+
+fn opt_query(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, String)> {
+    pairs.iter().filter_map(|(k, v)| v.clone().map(|v| (*k, v))).collect()
+}
+
+/// The token to use: the flag/env, else the generated admin key of the local data dir.
+pub fn resolve_token(token: Option<String>) -> Option<String> {
+    token.or_else(|| {
+        let dir = std::env::var("TENANCY_DATA_DIR").unwrap_or_else(|_| crate::config::DEFAULT_DATA_DIR.into());
+        std::fs::read_to_string(PathBuf::from(dir).join("admin-token")).ok().map(|s| s.trim().to_owned())
+    })
+}
+
+/// Runs an operator command (anything but `serve`), printing to stdout.
+pub async fn run_client(cli: Cli) -> Result<(), CliError> {
+    let output = cli.output;
+    let client = Client::new(&cli.server, resolve_token(cli.token));
+    let (value, columns): (Value, &[&str]) = match cli.command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Openapi => {
+            println!("{}", tenancy_http::openapi_json());
+            return Ok(());
+        }
+        Command::Audit(AuditCmd::Verify { file }) => return verify_audit(&file, output),
+        Command::Tenants(cmd) => (tenants(&client, cmd).await?, TENANT_COLUMNS),
+        Command::Plans(cmd) => (plans(&client, cmd).await?, &["id", "name", "isolation", "features", "version"]),
+        Command::Keys(cmd) => (keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "key"]),
+        Command::Events(EventCmd::List { detail_type, tenant, limit }) => {
+            let q = opt_query(&[
+                ("detail_type", detail_type),
+                ("tenant_id", tenant),
+                ("limit", limit.map(|l| l.to_string())),
+            ]);
+            (client.get("/v1/events", &q).await?, &["id", "time", "detail-type", "tenant_id"])
+        }
+        Command::Audit(AuditCmd::List { tenant, action, limit }) => {
+            let q = opt_query(&[("tenant_id", tenant), ("action", action), ("limit", limit.map(|l| l.to_string()))]);
+            (client.get("/v1/audit", &q).await?, &["time", "actor_role", "actor_key_id", "action", "target", "outcome"])
+        }
+    };
+    print_value(&value, columns, output);
+    Ok(())
+}
+
+const TENANT_COLUMNS: &[&str] = &["id", "name", "plan", "region", "status", "version", "execution_id"];
+
+async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
+    Ok(match cmd {
+        TenantCmd::Create { id, name, plan, region, metadata } => {
+            let mut body = json!({"name": name, "plan": plan});
+            if let Some(id) = id {
+                body["id"] = json!(id);
+            }
+            if let Some(r) = region {
+                body["region"] = json!(r);
+            }
+            if let Some(m) = metadata {
+                body["metadata"] = Value::Object(parse_object("--metadata", &m)?);
+            }
+            c.call(Method::POST, "/v1/tenants", &[], Some(&body)).await?
+        }
+        TenantCmd::List { plan, status, region, limit, cursor } => {
+            let q = opt_query(&[
+                ("plan", plan),
+                ("status", status),
+                ("region", region),
+                ("limit", limit.map(|l| l.to_string())),
+                ("cursor", cursor),
+            ]);
+            c.get("/v1/tenants", &q).await?
+        }
+        TenantCmd::Get { id } => c.get(&format!("/v1/tenants/{id}"), &[]).await?,
+        TenantCmd::Update { id, name, region, metadata } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(r) = region {
+                body["region"] = json!(r);
+            }
+            if let Some(m) = metadata {
+                body["metadata"] = Value::Object(parse_object("--metadata", &m)?);
+            }
+            c.call(Method::PATCH, &format!("/v1/tenants/{id}"), &[], Some(&body)).await?
+        }
+        TenantCmd::Suspend { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/suspend"), &[], None).await?,
+        TenantCmd::Resume { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/resume"), &[], None).await?,
+        TenantCmd::ChangePlan { id, plan } => {
+            c.call(Method::POST, &format!("/v1/tenants/{id}/plan"), &[], Some(&json!({"plan": plan}))).await?
+        }
+        TenantCmd::Delete { id } => c.call(Method::DELETE, &format!("/v1/tenants/{id}"), &[], None).await?,
+    })
+}
+
+async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
+    Ok(match cmd {
+        PlanCmd::Put { id, name, isolation, features, quotas } => {
+            let mut q = Map::new();
+            for s in &quotas {
+                let (name, quota) = parse_quota(s)?;
+                q.insert(name, quota);
+            }
+            let body = json!({"name": name, "isolation": isolation, "features": features, "quotas": q});
+            c.call(Method::PUT, &format!("/v1/plans/{id}"), &[], Some(&body)).await?
+        }
+        PlanCmd::List => c.get("/v1/plans", &[]).await?,
+        PlanCmd::Get { id } => c.get(&format!("/v1/plans/{id}"), &[]).await?,
+        PlanCmd::Delete { id } => {
+            c.call(Method::DELETE, &format!("/v1/plans/{id}"), &[], None).await?;
+            json!({"id": id, "deleted": true})
+        }
+    })
+}
+
+async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
+    Ok(match cmd {
+        KeyCmd::Create { name, role, tenant, expires_at } => {
+            let mut body = json!({"name": name, "role": role});
+            if let Some(t) = tenant {
+                body["tenant_id"] = json!(t);
+            }
+            if let Some(e) = expires_at {
+                body["expires_at"] = json!(e);
+            }
+            c.call(Method::POST, "/v1/api-keys", &[], Some(&body)).await?
+        }
+        KeyCmd::List => c.get("/v1/api-keys", &[]).await?,
+        KeyCmd::Delete { id } => {
+            c.call(Method::DELETE, &format!("/v1/api-keys/{id}"), &[], None).await?;
+            json!({"id": id, "deleted": true})
+        }
+    })
+}
+
+fn verify_audit(file: &std::path::Path, output: Output) -> Result<(), CliError> {
+    let f = std::fs::File::open(file).map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
+    match tenancy_audit::verify_ndjson(std::io::BufReader::new(f)) {
+        Ok(summary) => {
+            let v = json!({"ok": true, "records": summary.records, "first_seq": summary.first_seq, "last_seq": summary.last_seq, "head": summary.head});
+            match output {
+                Output::Json => println!("{v}"),
+                Output::Table => println!("ok: {} records verified, head {}", summary.records, summary.head),
+            }
+            Ok(())
+        }
+        Err(e) => Err(CliError::Other(anyhow::anyhow!("audit export {} failed verification: {e}", file.display()))),
+    }
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints a value: JSON as is, or a table of `columns` for a list (`items`) or object.
+pub fn print_value(v: &Value, columns: &[&str], output: Output) {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(v).expect("JSON prints"));
+        return;
+    }
+    let rows: Vec<&Value> = match v.get("items").and_then(Value::as_array) {
+        Some(items) => items.iter().collect(),
+        None => vec![v],
+    };
+    let used: Vec<&str> = columns.iter().copied().filter(|c| rows.iter().any(|r| r.get(*c).is_some())).collect();
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(used.iter().map(|c| c.to_uppercase()));
+    for r in &rows {
+        table.add_row(used.iter().map(|c| cell(r.get(*c))));
+    }
+    println!("{table}");
+    if let Some(next) = v.get("next_cursor").and_then(Value::as_str) {
+        eprintln!("more: --cursor {next}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_parse() {
+        assert_eq!(parse_quota("seats=10").unwrap(), ("seats".into(), json!({"limit": 10})));
+        assert_eq!(
+            parse_quota("calls=5/month/soft").unwrap(),
+            ("calls".into(), json!({"limit": 5, "period": "month", "soft": true}))
+        );
+        assert!(parse_quota("seats").is_err());
+        assert!(parse_quota("seats=x").is_err());
+        assert!(parse_quota("seats=1/week").is_err());
+    }
+}

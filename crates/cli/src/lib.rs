@@ -1,0 +1,7 @@
+//! The `tenancy` binary as a library: the server's start-up (used by the binary and by
+//! the integration tests, which start real servers on port 0) and the operator CLI.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod serve;

@@ -1,0 +1,130 @@
+//! `tenancy serve`: the control plane process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use tenancy_app::worker::{Worker, WorkerOptions};
+use tenancy_app::App;
+use tenancy_http::ServerState;
+use tenancy_store::sql::{redact_url, SqlOptions, SqlStore};
+use tenancy_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `serve` needs, resolved from flags, environment and config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: SQLite in the data directory.
+    pub database_url: Option<String>,
+    pub admin_token: Option<SecretString>,
+    /// Serve the HTTP API.
+    pub api: bool,
+    /// Run background work (lifecycle jobs).
+    pub worker: bool,
+    /// Names this process in leases; a random id by default.
+    pub node_id: Option<String>,
+}
+
+impl ServeOptions {
+    /// Options for a throwaway server: port 0, everything on.
+    pub fn for_tests(data_dir: PathBuf, database_url: Option<String>, admin_token: &str) -> Self {
+        ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            data_dir,
+            database_url,
+            admin_token: Some(SecretString::from(admin_token.to_owned())),
+            api: true,
+            worker: true,
+            node_id: None,
+        }
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests, lets in-flight requests and jobs finish, and returns.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server stopped (after `shutdown_token().cancel()`).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("failed to create data directory {}", opts.data_dir.display()))?;
+    let url = match &opts.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", opts.data_dir.join("tenancy.db").display()),
+    };
+    let store = SqlStore::connect(&SqlOptions::new(&url))
+        .await
+        .with_context(|| format!("failed to open the store at {}", redact_url(&url)))?;
+    tracing::info!(backend = store.backend().as_str(), url = %redact_url(&url), "store ready");
+    Ok(Arc::new(store))
+}
+
+/// Opens the store, bootstraps the admin key, binds the listener and starts the API
+/// and the worker.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
+    let store = open_store(&opts).await?;
+    let app = Arc::new(App::new(store.clone(), opts.admin_token.clone()));
+    if let Some(path) = tenancy_app::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
+        tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
+    }
+    let shutdown = CancellationToken::new();
+    let node_id =
+        opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let mut tasks = Vec::new();
+
+    if opts.worker {
+        let worker = Worker::new(store.clone(), WorkerOptions::new(format!("{node_id}/worker")), app.work_ready());
+        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    if opts.api {
+        let router = tenancy_http::router(ServerState::new(app.clone()));
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { token.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+        tracing::info!(%addr, node_id, "listening");
+    }
+    Ok(RunningServer { addr, app, shutdown, tasks })
+}

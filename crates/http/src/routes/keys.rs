@@ -1,0 +1,81 @@
+//! `/v1/api-keys`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use tenancy_domain::apikey::{ApiKey, NewApiKey, Role};
+use tenancy_domain::page::Page;
+use tenancy_domain::time::Timestamp;
+
+use super::plans::PageQuery;
+use crate::extract::{Caller, Json, Path, Query};
+use crate::problem::{ApiResult, Problem};
+use crate::server::ServerState;
+
+/// A new API key with its plaintext `key`, shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    /// The key itself. It is stored only as a hash and cannot be shown again.
+    pub key: String,
+}
+
+/// Create an API key (admin only).
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = CreatedKey),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create_key(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Json(new): Json<NewApiKey>,
+) -> ApiResult<impl IntoResponse> {
+    let (k, plaintext) = s.app.api_key_create(&ctx, new).await?;
+    let body = CreatedKey {
+        id: k.id,
+        name: k.name,
+        role: k.role,
+        tenant_id: k.tenant_id,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        key: plaintext,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+/// List API keys (never the keys themselves).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(PageQuery),
+    responses((status = 200, body = Page<ApiKey>),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_keys(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<ApiKey>>> {
+    Ok(axum::Json(s.app.api_key_list(&ctx, &q.page()?).await?))
+}
+
+/// Revoke an API key.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked"),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn delete_key(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.app.api_key_delete(&ctx, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,126 @@
+//! `/v1/events` (the archive) and `/v1/audit`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use tenancy_domain::event::Event;
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Error;
+use tenancy_store::{AuditFilter, EventFilter, StoredAudit};
+
+use crate::extract::{Caller, Query};
+use crate::problem::{ApiResult, Problem};
+use crate::server::ServerState;
+
+fn parse_time(field: &str, v: Option<String>) -> Result<Option<Timestamp>, Error> {
+    v.map(|s| {
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| Error::invalid(format!("{field} must be an RFC 3339 time, got {s:?}")))
+    })
+    .transpose()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    pub detail_type: Option<String>,
+    pub tenant_id: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// List archived events, oldest first.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
+    responses((status = 200, body = Page<Event>),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_events(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Query(q): Query<EventQuery>,
+) -> ApiResult<axum::Json<Page<Event>>> {
+    let page = PageRequest::new(q.limit, q.cursor)?;
+    let filter =
+        EventFilter { detail_type: q.detail_type, tenant_id: q.tenant_id, after: parse_time("after", q.after)? };
+    let events = s.app.event_list(&ctx, filter, &page).await?;
+    Ok(axum::Json(events.map(|e| e.event)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub tenant_id: Option<String>,
+    /// The actor's API key id.
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// One audit record; `seq`, `prev_hash` and `hash` are set once the record is sealed
+/// into the hash chain.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditRecordView {
+    pub id: String,
+    pub time: Timestamp,
+    pub actor_key_id: Option<String>,
+    pub actor_role: String,
+    pub action: String,
+    pub target: String,
+    pub tenant_id: Option<String>,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub outcome: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub seq: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl From<StoredAudit> for AuditRecordView {
+    fn from(a: StoredAudit) -> Self {
+        let e = a.entry;
+        AuditRecordView {
+            id: e.id,
+            time: e.time,
+            actor_key_id: e.actor_key_id,
+            actor_role: e.actor_role,
+            action: e.action,
+            target: e.target,
+            tenant_id: e.tenant_id,
+            request_id: e.request_id,
+            source_ip: e.source_ip,
+            outcome: e.outcome,
+            detail: e.detail,
+            seq: a.seq,
+            prev_hash: a.prev_hash,
+            hash: a.hash,
+        }
+    }
+}
+
+/// List audit records, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Page<AuditRecordView>),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_audit(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<axum::Json<Page<AuditRecordView>>> {
+    let page = PageRequest::new(q.limit, q.cursor)?;
+    let filter =
+        AuditFilter { tenant_id: q.tenant_id, actor: q.actor, action: q.action, after: parse_time("after", q.after)? };
+    let records = s.app.audit_list(&ctx, filter, &page).await?;
+    Ok(axum::Json(records.map(AuditRecordView::from)))
+}
