@@ -1,0 +1,1225 @@
+//! The step API: a pure, deterministic interpreter that moves an execution from one
+//! point where the engine must act (run a task, run branches, wait for a timer, finish)
+//! to the next. All state between steps lives in a serializable [`Cursor`].
+
+use crate::choice::Condition;
+use crate::context::{context_object, ExecutionContext, MapItem, StateFacts};
+use crate::definition::{Dynamic, PathField, Program, QueryLanguage, State, StateKind, WaitFor};
+use crate::error::{names, Failure};
+use crate::intrinsics::{java_string, Entropy};
+use crate::jsonata;
+use crate::path::{PathError, Scope};
+use crate::payload;
+use crate::timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// AWS's limit on the size of a state's input or output.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Serializable position of a running execution (persisted by the engine between steps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Current state.
+    pub state: String,
+    /// The raw input of the current state.
+    pub input: Value,
+    /// The effective input of a pending Task or Parallel/Map (after InputPath/Parameters).
+    pub effective: Value,
+    pub phase: Phase,
+    /// When the current state was entered (unix ms).
+    pub entered_ms: i64,
+    /// History event id of the current state's `...StateEntered` event.
+    pub entered_event_id: u64,
+    /// Id the next history event will get.
+    pub next_event_id: u64,
+    /// Attempts used per retrier of the current state.
+    pub retry_counts: Vec<u32>,
+    /// Attempt number of the pending task (0 = first).
+    pub attempt: u32,
+    /// Workflow variables (`Assign`).
+    pub variables: Map<String, Value>,
+    /// Set inside a Map iteration.
+    pub map_item: Option<MapItem>,
+    /// State of the deterministic random generator (jitter, States.UUID, MathRandom).
+    pub rng: u64,
+}
+
+/// What the cursor waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Phase {
+    /// A Wait state's timer; `output` is the state's output once it fires.
+    Timer { output: Value },
+    /// A task or the branches of a Parallel/Map state.
+    Work,
+    /// A retry back-off timer.
+    Backoff,
+    /// The execution ended.
+    Done,
+}
+
+/// A Task to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub state: String,
+    pub resource: String,
+    pub parameters: Value,
+    pub timeout_seconds: Option<u64>,
+    pub heartbeat_seconds: Option<u64>,
+    /// 0 for the first attempt, then 1, 2 ... for retries.
+    pub attempt: u32,
+    /// Stable across engine restarts: `idempotency_key(execution_id, state, attempt)`.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BranchKind {
+    Parallel,
+    Map,
+}
+
+/// The branches of a Parallel state or the iterations of an inline Map state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchRequest {
+    pub state: String,
+    pub kind: BranchKind,
+    /// One input per branch (Parallel) or per item (Map, after ItemSelector).
+    pub inputs: Vec<Value>,
+    /// Map only: the items themselves (`$$.Map.Item.Value`).
+    pub items: Vec<Value>,
+    pub max_concurrency: u32,
+    pub tolerated_failure_count: Option<u64>,
+    pub tolerated_failure_percentage: Option<f64>,
+    pub attempt: u32,
+    /// The variables visible to the branches (read-only copy of the outer scope).
+    pub variables: Map<String, Value>,
+}
+
+/// What the engine must do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    /// Call the handler for `resource`, then `task_succeeded` / `task_failed`.
+    RunTask(TaskRequest),
+    /// Run the branches (e.g. with `runner::run_branches`), then `task_succeeded` with
+    /// the array of results or `task_failed` with the failure.
+    RunBranches(BranchRequest),
+    /// Sleep until `until_ms` (unix ms), then call `resume`.
+    Wait {
+        until_ms: i64,
+    },
+    /// Retry back-off: wait until `until_ms`, then call `resume` (re-runs the work).
+    RetryAfter {
+        until_ms: i64,
+        state: String,
+        error: String,
+        attempt: u32,
+    },
+    Succeeded {
+        output: Value,
+    },
+    Failed {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+}
+
+/// One history event, with Step Functions' type names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub id: u64,
+    pub kind: String,
+    pub state: Option<String>,
+    pub details: Value,
+}
+
+/// The outcome of a step: the new cursor, what to do, and what happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub cursor: Cursor,
+    pub action: Action,
+    pub history: Vec<HistoryEvent>,
+}
+
+/// A stable idempotency key for a task attempt.
+pub fn idempotency_key(execution_id: &str, state: &str, attempt: u32) -> String {
+    use sha2::Digest as _;
+    let digest =
+        sha2::Sha256::digest(format!("{execution_id}\u{0}{state}\u{0}{attempt}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Options of a sub-execution (a Parallel branch or a Map iteration).
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub variables: Map<String, Value>,
+    pub map_item: Option<MapItem>,
+    pub first_event_id: Option<u64>,
+    /// Emit `ExecutionStarted` (top-level runs only).
+    pub top_level: bool,
+}
+
+/// The interpreter over one program (the machine, a branch or a Map processor).
+pub struct Interpreter<'a> {
+    pub program: &'a Program,
+    pub ctx: &'a ExecutionContext,
+}
+
+enum Flow {
+    Enter(String, Value),
+    Done(Value),
+    Fail(Failure),
+    Pause(Action),
+}
+
+struct Run {
+    cursor: Cursor,
+    history: Vec<HistoryEvent>,
+    now: i64,
+    top_level: bool,
+}
+
+impl Entropy for Cursor {
+    fn next_u64(&mut self) -> u64 {
+        // SplitMix64: tiny, deterministic, good enough for jitter and test data.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl Run {
+    fn event(&mut self, kind: &str, state: Option<&str>, details: Value) -> u64 {
+        let id = self.cursor.next_event_id;
+        self.cursor.next_event_id += 1;
+        self.history.push(HistoryEvent {
+            id,
+            kind: kind.to_string(),
+            state: state.map(str::to_string),
+            details,
+        });
+        id
+    }
+}
+
+fn seed_of(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn runtime(msg: impl Into<String>) -> Failure {
+    Failure::new(names::RUNTIME, msg)
+}
+
+/// The AWS "Error"/"Cause" object a catcher places at its ResultPath.
+fn error_output(f: &Failure) -> Value {
+    let mut m = Map::new();
+    if let Some(e) = &f.error {
+        m.insert("Error".into(), json!(e));
+    }
+    if let Some(c) = &f.cause {
+        m.insert("Cause".into(), json!(c));
+    }
+    Value::Object(m)
+}
+
+fn matches_error(list: &[String], error: &str) -> bool {
+    list.iter().any(|e| {
+        e == error || (e == names::ALL && error != names::RUNTIME && error != names::DATA_LIMIT)
+    })
+}
+
+impl<'a> Interpreter<'a> {
+    pub fn new(program: &'a Program, ctx: &'a ExecutionContext) -> Self {
+        Interpreter { program, ctx }
+    }
+
+    fn state(&self, name: &str) -> &'a State {
+        &self.program.states[name]
+    }
+
+    /// Starts a run of the program with `input`.
+    pub fn start(&self, input: Value, now_ms: i64, opts: StartOptions) -> Step {
+        let cursor = Cursor {
+            state: self.program.start_at.clone(),
+            input: input.clone(),
+            effective: Value::Null,
+            phase: Phase::Work,
+            entered_ms: now_ms,
+            entered_event_id: 0,
+            next_event_id: opts.first_event_id.unwrap_or(1),
+            retry_counts: vec![],
+            attempt: 0,
+            variables: opts.variables,
+            map_item: opts.map_item,
+            rng: seed_of(&self.ctx.execution_id) ^ opts.first_event_id.unwrap_or(0),
+        };
+        let mut run = Run {
+            cursor,
+            history: vec![],
+            now: now_ms,
+            top_level: opts.top_level,
+        };
+        if run.top_level {
+            run.event("ExecutionStarted", None, json!({"input": input}));
+        }
+        self.drive(run, Flow::Enter(self.program.start_at.clone(), input))
+    }
+
+    /// Continues after a `Wait` or `RetryAfter` timer fired.
+    pub fn resume(&self, cursor: &Cursor, now_ms: i64) -> Step {
+        let mut run = self.run_of(cursor, now_ms);
+        let state = self.state(&cursor.state);
+        let flow = match cursor.phase.clone() {
+            Phase::Timer { output } => self.leave(&mut run, state, output),
+            Phase::Backoff => {
+                run.cursor.attempt += 1;
+                run.cursor.phase = Phase::Work;
+                match self.execute(&mut run, state) {
+                    Ok(f) => f,
+                    Err(f) => {
+                        let f = self.prefixed(&run, f);
+                        self.on_error(&mut run, state, f)
+                    }
+                }
+            }
+            Phase::Work | Phase::Done => return self.unchanged(run),
+        };
+        self.drive(run, flow)
+    }
+
+    /// The pending task (or branches) succeeded with `result`.
+    pub fn task_succeeded(&self, cursor: &Cursor, result: Value, now_ms: i64) -> Step {
+        let mut run = self.run_of(cursor, now_ms);
+        if cursor.phase != Phase::Work {
+            return self.unchanged(run);
+        }
+        let state = self.state(&cursor.state);
+        let kind = match state.kind {
+            StateKind::Task { .. } => "Task",
+            StateKind::Parallel { .. } => "Parallel",
+            _ => "Map",
+        };
+        let ev = if kind == "Task" {
+            "TaskSucceeded"
+        } else {
+            &format!("{kind}StateSucceeded")
+        };
+        run.event(ev, Some(&state.name), json!({"output": result}));
+        let flow = match self.finish_with_result(&mut run, state, result) {
+            Ok(out) => self.leave(&mut run, state, out),
+            Err(f) => {
+                let f = self.prefixed(&run, f);
+                self.on_error(&mut run, state, f)
+            }
+        };
+        self.drive(run, flow)
+    }
+
+    /// The pending task (or branches) failed.
+    pub fn task_failed(&self, cursor: &Cursor, failure: Failure, now_ms: i64) -> Step {
+        let mut run = self.run_of(cursor, now_ms);
+        if cursor.phase != Phase::Work {
+            return self.unchanged(run);
+        }
+        let state = self.state(&cursor.state);
+        let ev = match state.kind {
+            StateKind::Task { .. } => "TaskFailed",
+            StateKind::Parallel { .. } => "ParallelStateFailed",
+            _ => "MapStateFailed",
+        };
+        run.event(ev, Some(&state.name), error_output(&failure));
+        let flow = self.on_error(&mut run, state, failure);
+        self.drive(run, flow)
+    }
+
+    fn run_of(&self, cursor: &Cursor, now: i64) -> Run {
+        Run {
+            cursor: cursor.clone(),
+            history: vec![],
+            now,
+            top_level: cursor.map_item.is_none() && cursor.next_event_id > 0,
+        }
+    }
+
+    fn unchanged(&self, run: Run) -> Step {
+        let action = match &run.cursor.phase {
+            Phase::Done => Action::Failed {
+                error: Some(names::RUNTIME.into()),
+                cause: Some("the execution has already ended".into()),
+            },
+            _ => Action::Failed {
+                error: Some(names::RUNTIME.into()),
+                cause: Some("the cursor is not waiting for this event".into()),
+            },
+        };
+        Step {
+            cursor: run.cursor,
+            action,
+            history: run.history,
+        }
+    }
+
+    fn drive(&self, mut run: Run, mut flow: Flow) -> Step {
+        loop {
+            flow = match flow {
+                Flow::Enter(name, input) => {
+                    let state = self.state(&name);
+                    run.cursor.state = name.clone();
+                    run.cursor.input = input;
+                    run.cursor.effective = Value::Null;
+                    run.cursor.entered_ms = run.now;
+                    run.cursor.retry_counts = vec![0; state.retry.len()];
+                    run.cursor.attempt = 0;
+                    run.cursor.phase = Phase::Work;
+                    let details = json!({"input": run.cursor.input});
+                    run.cursor.entered_event_id = run.event(
+                        &format!("{}StateEntered", state.type_name()),
+                        Some(&name),
+                        details,
+                    );
+                    match self.execute(&mut run, state) {
+                        Ok(f) => f,
+                        Err(f) => {
+                            let f = self.prefixed(&run, f);
+                            self.on_error(&mut run, state, f)
+                        }
+                    }
+                }
+                Flow::Done(output) => {
+                    run.cursor.phase = Phase::Done;
+                    if run.top_level {
+                        run.event("ExecutionSucceeded", None, json!({"output": output}));
+                    }
+                    return Step {
+                        cursor: run.cursor,
+                        action: Action::Succeeded { output },
+                        history: run.history,
+                    };
+                }
+                Flow::Fail(f) => {
+                    run.cursor.phase = Phase::Done;
+                    if run.top_level {
+                        run.event("ExecutionFailed", None, error_output(&f));
+                    }
+                    return Step {
+                        cursor: run.cursor,
+                        action: Action::Failed {
+                            error: f.error,
+                            cause: f.cause,
+                        },
+                        history: run.history,
+                    };
+                }
+                Flow::Pause(action) => {
+                    return Step {
+                        cursor: run.cursor,
+                        action,
+                        history: run.history,
+                    }
+                }
+            }
+        }
+    }
+
+    /// AWS prefixes run-time errors raised by the interpreter with the state and event.
+    fn prefixed(&self, run: &Run, mut f: Failure) -> Failure {
+        let prefix_it = matches!(
+            f.error.as_deref(),
+            Some(names::RUNTIME | names::QUERY_EVALUATION | names::INTRINSIC)
+        );
+        if prefix_it {
+            let cause = f.cause.take().unwrap_or_default();
+            f.cause = Some(format!(
+                "An error occurred while executing the state '{}' (entered at the event id #{}). {cause}",
+                run.cursor.state, run.cursor.entered_event_id
+            ));
+        }
+        f
+    }
+
+    fn context(&self, run: &Run, state: &State) -> Value {
+        let retry_count =
+            matches!(state.kind, StateKind::Task { .. }).then_some(run.cursor.attempt);
+        context_object(
+            self.ctx,
+            &StateFacts {
+                name: &state.name,
+                entered_ms: run.cursor.entered_ms,
+                retry_count,
+                map_item: run.cursor.map_item.as_ref(),
+                task_token: None,
+            },
+        )
+    }
+
+    fn select_field(
+        &self,
+        run: &Run,
+        state: &State,
+        field: &PathField,
+        input: &Value,
+        null_value: Value,
+    ) -> Result<Value, Failure> {
+        match field {
+            PathField::Default => Ok(input.clone()),
+            PathField::Null => Ok(null_value),
+            PathField::Path(p) => {
+                let ctx = self.context(run, state);
+                let scope = Scope {
+                    input,
+                    context: &ctx,
+                    variables: &run.cursor.variables,
+                };
+                p.select(&scope).map_err(|e| match e {
+                    PathError::NotFound(_) => runtime(format!(
+                        "Invalid path '{p}' : No results for path: {}",
+                        p.canonical()
+                    )),
+                    other => runtime(other.to_string()),
+                })
+            }
+        }
+    }
+
+    fn template(
+        &self,
+        run: &mut Run,
+        state: &State,
+        template: &Value,
+        input: &Value,
+    ) -> Result<Value, Failure> {
+        let ctx = self.context(run, state);
+        let vars = run.cursor.variables.clone();
+        let scope = Scope {
+            input,
+            context: &ctx,
+            variables: &vars,
+        };
+        payload::eval_template(template, &scope, &mut run.cursor)
+    }
+
+    fn states_binding(&self, run: &Run, state: &State, extra: &[(&str, &Value)]) -> Value {
+        let mut m = Map::new();
+        m.insert("input".into(), run.cursor.input.clone());
+        m.insert("context".into(), self.context(run, state));
+        for (k, v) in extra {
+            m.insert((*k).to_string(), (*v).clone());
+        }
+        Value::Object(m)
+    }
+
+    fn jsonata(
+        &self,
+        run: &Run,
+        states: &Value,
+        template: &Value,
+        field: &str,
+    ) -> Result<Value, Failure> {
+        jsonata::eval_template(template, states, &run.cursor.variables, field)
+    }
+
+    /// Evaluates `Assign` and returns the new variables (applied by the caller).
+    fn assign(
+        &self,
+        run: &mut Run,
+        state: &State,
+        assign: Option<&Value>,
+        jsonpath_input: &Value,
+        states: &Value,
+    ) -> Result<Option<Map<String, Value>>, Failure> {
+        let Some(assign) = assign else {
+            return Ok(None);
+        };
+        let v = match state.query_language {
+            QueryLanguage::JsonPath => self.template(run, state, assign, jsonpath_input)?,
+            QueryLanguage::Jsonata => self.jsonata(run, states, assign, "Assign")?,
+        };
+        match v {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Err(runtime("Assign must be an object")),
+        }
+    }
+
+    fn apply_assign(run: &mut Run, vars: Option<Map<String, Value>>) {
+        if let Some(vars) = vars {
+            for (k, v) in vars {
+                run.cursor.variables.insert(k, v);
+            }
+        }
+    }
+
+    fn check_size(state: &State, v: &Value) -> Result<(), Failure> {
+        if serde_json::to_string(v).map(|s| s.len()).unwrap_or(0) > MAX_PAYLOAD_BYTES {
+            return Err(Failure::new(
+                names::DATA_LIMIT,
+                format!(
+                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                    state.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Leaves a state with `output`: to the next state or the end.
+    fn leave(&self, run: &mut Run, state: &State, output: Value) -> Flow {
+        if let Err(f) = Self::check_size(state, &output) {
+            return Flow::Fail(f);
+        }
+        run.event(
+            &format!("{}StateExited", state.type_name()),
+            Some(&state.name),
+            json!({"output": output}),
+        );
+        match (&state.next, &state.kind) {
+            (Some(next), _) => Flow::Enter(next.clone(), output),
+            (None, _) => Flow::Done(output),
+        }
+    }
+
+    fn execute(&self, run: &mut Run, state: &'a State) -> Result<Flow, Failure> {
+        let input = run.cursor.input.clone();
+        let jsonata = state.query_language == QueryLanguage::Jsonata;
+        match &state.kind {
+            StateKind::Pass { result } => {
+                if jsonata {
+                    let states = self.states_binding(run, state, &[]);
+                    let vars = self.assign(run, state, state.assign.as_ref(), &input, &states)?;
+                    let output = match &state.output {
+                        Some(o) => self.jsonata(run, &states, o, "Output")?,
+                        None => input,
+                    };
+                    Self::apply_assign(run, vars);
+                    return Ok(self.leave(run, state, output));
+                }
+                let effective =
+                    self.select_field(run, state, &state.input_path, &input, json!({}))?;
+                let effective = match &state.parameters {
+                    Some(p) => self.template(run, state, p, &effective)?,
+                    None => effective,
+                };
+                let result = result.clone().unwrap_or(effective);
+                Self::check_size(state, &result)?;
+                let vars = self.assign(run, state, state.assign.as_ref(), &result, &Value::Null)?;
+                let output = self.result_path(run, state, &state.result_path, &input, result)?;
+                let output =
+                    self.select_field(run, state, &state.output_path, &output, json!({}))?;
+                Self::apply_assign(run, vars);
+                Ok(self.leave(run, state, output))
+            }
+            StateKind::Choice { choices, default } => {
+                let effective = if jsonata {
+                    input.clone()
+                } else {
+                    self.select_field(run, state, &state.input_path, &input, json!({}))?
+                };
+                let states = self.states_binding(run, state, &[]);
+                let ctx = self.context(run, state);
+                let mut chosen = None;
+                for rule in choices {
+                    let holds = match &rule.condition {
+                        Condition::Jsonata(c) => match self.jsonata(run, &states, c, "Condition")? {
+                            Value::Bool(b) => b,
+                            other => return Err(Failure::new(
+                                names::QUERY_EVALUATION,
+                                format!(
+                                    "The Condition field evaluated to a non-boolean value: {other}"
+                                ),
+                            )),
+                        },
+                        cond => {
+                            let scope = Scope {
+                                input: &effective,
+                                context: &ctx,
+                                variables: &run.cursor.variables,
+                            };
+                            cond.eval(&scope).map_err(runtime)?
+                        }
+                    };
+                    if holds {
+                        chosen = Some(rule);
+                        break;
+                    }
+                }
+                let (next, output_t, assign_t) = match (chosen, default) {
+                    (Some(r), _) => (
+                        r.next.clone(),
+                        r.output.as_ref().or(state.output.as_ref()),
+                        r.assign.as_ref().or(state.assign.as_ref()),
+                    ),
+                    (None, Some(d)) => (d.clone(), state.output.as_ref(), state.assign.as_ref()),
+                    (None, None) => {
+                        return Err(Failure::new(
+                            names::NO_CHOICE,
+                            format!("No Matches! (state {})", state.name),
+                        ))
+                    }
+                };
+                let vars = self.assign(run, state, assign_t, &effective, &states)?;
+                let output = if jsonata {
+                    match output_t {
+                        Some(o) => self.jsonata(run, &states, o, "Output")?,
+                        None => input,
+                    }
+                } else {
+                    self.select_field(run, state, &state.output_path, &effective, json!({}))?
+                };
+                Self::apply_assign(run, vars);
+                run.event(
+                    "ChoiceStateExited",
+                    Some(&state.name),
+                    json!({"output": output}),
+                );
+                Ok(Flow::Enter(next, output))
+            }
+            StateKind::Wait(wait) => {
+                let effective = if jsonata {
+                    input.clone()
+                } else {
+                    self.select_field(run, state, &state.input_path, &input, json!({}))?
+                };
+                let states = self.states_binding(run, state, &[]);
+                let until = self.wait_until(run, state, wait, &effective, &states)?;
+                let vars = self.assign(run, state, state.assign.as_ref(), &effective, &states)?;
+                let output = if jsonata {
+                    match &state.output {
+                        Some(o) => self.jsonata(run, &states, o, "Output")?,
+                        None => input,
+                    }
+                } else {
+                    self.select_field(run, state, &state.output_path, &effective, json!({}))?
+                };
+                Self::apply_assign(run, vars);
+                if until <= run.now {
+                    return Ok(self.leave(run, state, output));
+                }
+                run.cursor.phase = Phase::Timer { output };
+                Ok(Flow::Pause(Action::Wait { until_ms: until }))
+            }
+            StateKind::Succeed => {
+                let output = if jsonata {
+                    match &state.output {
+                        Some(o) => {
+                            let states = self.states_binding(run, state, &[]);
+                            self.jsonata(run, &states, o, "Output")?
+                        }
+                        None => input,
+                    }
+                } else {
+                    let e = self.select_field(run, state, &state.input_path, &input, json!({}))?;
+                    self.select_field(run, state, &state.output_path, &e, json!({}))?
+                };
+                run.event(
+                    "SucceedStateExited",
+                    Some(&state.name),
+                    json!({"output": output}),
+                );
+                Ok(Flow::Done(output))
+            }
+            StateKind::Fail { error, cause } => {
+                let states = self.states_binding(run, state, &[]);
+                let error =
+                    self.fail_field(run, state, error.as_ref(), "Error", &input, &states)?;
+                let cause =
+                    self.fail_field(run, state, cause.as_ref(), "Cause", &input, &states)?;
+                Ok(Flow::Fail(Failure { error, cause }))
+            }
+            StateKind::Task { .. } | StateKind::Parallel { .. } | StateKind::Map(_) => {
+                let effective = if jsonata {
+                    match &state.arguments {
+                        Some(a) => {
+                            let states = self.states_binding(run, state, &[]);
+                            self.jsonata(run, &states, a, "Arguments")?
+                        }
+                        None => input,
+                    }
+                } else {
+                    let e = self.select_field(run, state, &state.input_path, &input, json!({}))?;
+                    match &state.parameters {
+                        Some(p) => self.template(run, state, p, &e)?,
+                        None => e,
+                    }
+                };
+                run.cursor.effective = effective;
+                self.schedule_work(run, state)
+            }
+        }
+    }
+
+    fn fail_field(
+        &self,
+        run: &mut Run,
+        state: &State,
+        d: Option<&Dynamic>,
+        field: &str,
+        input: &Value,
+        states: &Value,
+    ) -> Result<Option<String>, Failure> {
+        let v = match d {
+            None => return Ok(None),
+            Some(Dynamic::Value(v)) if state.query_language == QueryLanguage::Jsonata => {
+                self.jsonata(run, states, v, field)?
+            }
+            Some(Dynamic::Value(v)) => v.clone(),
+            Some(Dynamic::Path(p)) => {
+                let ctx = self.context(run, state);
+                let scope = Scope {
+                    input,
+                    context: &ctx,
+                    variables: &run.cursor.variables,
+                };
+                p.select(&scope).map_err(|_| {
+                    runtime(format!(
+                        "The JSONPath '{p}' specified for the field '{field}Path' could not be found in the input '{input}'"
+                    ))
+                })?
+            }
+            Some(Dynamic::Intrinsic(call)) => {
+                let ctx = self.context(run, state);
+                let vars = run.cursor.variables.clone();
+                let scope = Scope {
+                    input,
+                    context: &ctx,
+                    variables: &vars,
+                };
+                payload::eval_expr(call, &format!("{field}Path"), &scope, &mut run.cursor)?
+            }
+        };
+        Ok(Some(match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }))
+    }
+
+    fn wait_until(
+        &self,
+        run: &mut Run,
+        state: &State,
+        wait: &WaitFor,
+        effective: &Value,
+        states: &Value,
+    ) -> Result<i64, Failure> {
+        let base = run.cursor.entered_ms;
+        let ctx = self.context(run, state);
+        let scope = Scope {
+            input: effective,
+            context: &ctx,
+            variables: &run.cursor.variables,
+        };
+        match wait {
+            WaitFor::Seconds(Dynamic::Value(v)) => {
+                let v = if state.query_language == QueryLanguage::Jsonata {
+                    self.jsonata(run, states, v, "Seconds")?
+                } else {
+                    v.clone()
+                };
+                match v.as_i64() {
+                    Some(s) if s >= 0 => Ok(base + s * 1000),
+                    _ => Err(Failure::new(
+                        names::QUERY_EVALUATION,
+                        format!("The Seconds field must be a non-negative integer, got {v}"),
+                    )),
+                }
+            }
+            WaitFor::Timestamp(Dynamic::Value(v)) => {
+                let v = if state.query_language == QueryLanguage::Jsonata {
+                    self.jsonata(run, states, v, "Timestamp")?
+                } else {
+                    v.clone()
+                };
+                let s = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                timestamp::parse(&s).map(timestamp::to_ms).ok_or_else(|| {
+                    Failure::new(
+                        names::QUERY_EVALUATION,
+                        format!("The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {s}"),
+                    )
+                })
+            }
+            WaitFor::Seconds(Dynamic::Intrinsic(_)) | WaitFor::Timestamp(Dynamic::Intrinsic(_)) => {
+                Err(runtime(
+                    "intrinsic functions are not allowed in Wait fields",
+                ))
+            }
+            WaitFor::SecondsPath(p) | WaitFor::Seconds(Dynamic::Path(p)) => {
+                let v = p.select(&scope).map_err(|_| {
+                    runtime(format!(
+                        "The SecondsPath parameter does not reference an input value: {p}"
+                    ))
+                })?;
+                match &v {
+                    Value::Number(n) if n.as_i64().is_some() || n.as_u64().is_some() => {
+                        let s = n.as_i64().unwrap_or(i64::MAX);
+                        if s < 0 {
+                            Err(runtime(format!(
+                                "The SecondsPath parameter references a negative value: {p} == {v}"
+                            )))
+                        } else {
+                            Ok(base.saturating_add(s.saturating_mul(1000)))
+                        }
+                    }
+                    _ => Err(runtime(format!(
+                        "The SecondsPath parameter cannot be parsed as a long value: {p} == {}",
+                        java_string(&v, true)
+                    ))),
+                }
+            }
+            WaitFor::TimestampPath(p) | WaitFor::Timestamp(Dynamic::Path(p)) => {
+                let v = p.select(&scope).map_err(|_| {
+                    runtime(format!(
+                        "The TimestampPath parameter does not reference an input value: {p}"
+                    ))
+                })?;
+                v.as_str()
+                    .and_then(timestamp::parse)
+                    .map(timestamp::to_ms)
+                    .ok_or_else(|| {
+                        runtime(format!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {p} == {}",
+                            java_string(&v, true)
+                        ))
+                    })
+            }
+        }
+    }
+
+    fn number_field(
+        &self,
+        run: &mut Run,
+        state: &State,
+        d: Option<&Dynamic>,
+        field: &str,
+        input: &Value,
+    ) -> Result<Option<f64>, Failure> {
+        let Some(d) = d else { return Ok(None) };
+        let v = match d {
+            Dynamic::Value(v) if state.query_language == QueryLanguage::Jsonata => {
+                let states = self.states_binding(run, state, &[]);
+                self.jsonata(run, &states, v, field)?
+            }
+            Dynamic::Value(v) => v.clone(),
+            Dynamic::Intrinsic(_) => {
+                return Err(runtime(format!(
+                    "intrinsic functions are not allowed in {field}Path"
+                )))
+            }
+            Dynamic::Path(p) => {
+                let ctx = self.context(run, state);
+                let scope = Scope {
+                    input,
+                    context: &ctx,
+                    variables: &run.cursor.variables,
+                };
+                let v = p.select(&scope).map_err(|_| {
+                    runtime(format!(
+                        "The {field}Path field refers to a path that does not exist: {p}"
+                    ))
+                })?;
+                if !v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0)
+                    && field != "ToleratedFailurePercentage"
+                {
+                    return Err(runtime(format!(
+                        "The {field}Path field refers to value \"{}\" which is not a valid integer: {p}",
+                        java_string(&v, true)
+                    )));
+                }
+                v
+            }
+        };
+        v.as_f64().map(Some).ok_or_else(|| {
+            Failure::new(
+                names::QUERY_EVALUATION,
+                format!("The {field} field must be a number, got {v}"),
+            )
+        })
+    }
+
+    /// Emits the action for the pending work of a Task / Parallel / Map state.
+    fn schedule_work(&self, run: &mut Run, state: &'a State) -> Result<Flow, Failure> {
+        run.cursor.phase = Phase::Work;
+        let effective = run.cursor.effective.clone();
+        let input = run.cursor.input.clone();
+        match &state.kind {
+            StateKind::Task {
+                resource,
+                timeout_seconds,
+                heartbeat_seconds,
+            } => {
+                let timeout = self.number_field(
+                    run,
+                    state,
+                    timeout_seconds.as_ref(),
+                    "TimeoutSeconds",
+                    &input,
+                )?;
+                let heartbeat = self.number_field(
+                    run,
+                    state,
+                    heartbeat_seconds.as_ref(),
+                    "HeartbeatSeconds",
+                    &input,
+                )?;
+                run.event(
+                    "TaskScheduled",
+                    Some(&state.name),
+                    json!({"resource": resource, "parameters": effective}),
+                );
+                Ok(Flow::Pause(Action::RunTask(TaskRequest {
+                    state: state.name.clone(),
+                    resource: resource.clone(),
+                    parameters: effective,
+                    timeout_seconds: timeout.map(|t| t as u64),
+                    heartbeat_seconds: heartbeat.map(|t| t as u64),
+                    attempt: run.cursor.attempt,
+                    idempotency_key: idempotency_key(
+                        &self.ctx.execution_id,
+                        &state.name,
+                        run.cursor.attempt,
+                    ),
+                })))
+            }
+            StateKind::Parallel { branches } => {
+                run.event("ParallelStateStarted", Some(&state.name), json!({}));
+                Ok(Flow::Pause(Action::RunBranches(BranchRequest {
+                    state: state.name.clone(),
+                    kind: BranchKind::Parallel,
+                    inputs: vec![effective; branches.len()],
+                    items: vec![],
+                    max_concurrency: 0,
+                    tolerated_failure_count: None,
+                    tolerated_failure_percentage: None,
+                    attempt: run.cursor.attempt,
+                    variables: run.cursor.variables.clone(),
+                })))
+            }
+            StateKind::Map(spec) => {
+                let jsonata = state.query_language == QueryLanguage::Jsonata;
+                let items_value = if jsonata {
+                    match &spec.items {
+                        Some(t) => {
+                            let states = self.states_binding(run, state, &[]);
+                            let v = self.jsonata(run, &states, t, "Items")?;
+                            if !v.is_array() {
+                                let expr =
+                                    t.as_str().map(jsonata::strip_delims).unwrap_or_default();
+                                return Err(Failure::new(
+                                    names::QUERY_EVALUATION,
+                                    format!(
+                                        "The JSONata expression '{expr}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
+                                        jsonata::type_name(&v),
+                                        v
+                                    ),
+                                ));
+                            }
+                            v
+                        }
+                        None => input.clone(),
+                    }
+                } else {
+                    self.select_field(run, state, &spec.items_path, &effective, json!({}))?
+                };
+                let Value::Array(items) = items_value else {
+                    let err = if jsonata {
+                        names::QUERY_EVALUATION
+                    } else {
+                        names::RUNTIME
+                    };
+                    return Err(Failure::new(
+                        err,
+                        format!("Map state input must be an array but was: {items_value}"),
+                    ));
+                };
+                let max = self.number_field(
+                    run,
+                    state,
+                    spec.max_concurrency.as_ref(),
+                    "MaxConcurrency",
+                    &effective,
+                )?;
+                let tol_count = self.number_field(
+                    run,
+                    state,
+                    spec.tolerated_failure_count.as_ref(),
+                    "ToleratedFailureCount",
+                    &effective,
+                )?;
+                let tol_pct = self.number_field(
+                    run,
+                    state,
+                    spec.tolerated_failure_percentage.as_ref(),
+                    "ToleratedFailurePercentage",
+                    &effective,
+                )?;
+                let mut inputs = Vec::with_capacity(items.len());
+                for (index, value) in items.iter().enumerate() {
+                    let saved = run.cursor.map_item.replace(MapItem {
+                        index,
+                        value: value.clone(),
+                    });
+                    let r = match &spec.item_selector {
+                        Some(sel) if jsonata => {
+                            let states = self.states_binding(run, state, &[]);
+                            self.jsonata(run, &states, sel, "ItemSelector")
+                        }
+                        Some(sel) => self.template(run, state, sel, &effective),
+                        None => Ok(value.clone()),
+                    };
+                    run.cursor.map_item = saved;
+                    inputs.push(r?);
+                }
+                run.event(
+                    "MapStateStarted",
+                    Some(&state.name),
+                    json!({"length": items.len()}),
+                );
+                Ok(Flow::Pause(Action::RunBranches(BranchRequest {
+                    state: state.name.clone(),
+                    kind: BranchKind::Map,
+                    inputs,
+                    items,
+                    max_concurrency: max.map(|m| m as u32).unwrap_or(0),
+                    tolerated_failure_count: tol_count.map(|c| c as u64),
+                    tolerated_failure_percentage: tol_pct,
+                    attempt: run.cursor.attempt,
+                    variables: run.cursor.variables.clone(),
+                })))
+            }
+            _ => Err(runtime("no work to schedule")),
+        }
+    }
+
+    fn result_path(
+        &self,
+        run: &Run,
+        state: &State,
+        rp: &PathField,
+        input: &Value,
+        result: Value,
+    ) -> Result<Value, Failure> {
+        let _ = (run, state);
+        match rp {
+            PathField::Default => Ok(result),
+            PathField::Null => Ok(input.clone()),
+            PathField::Path(p) => p
+                .write(input.clone(), result)
+                .map_err(|e| Failure::new(names::RESULT_PATH, e.to_string())),
+        }
+    }
+
+    /// ResultSelector, ResultPath, OutputPath (JSONPath) or Output (JSONata), and Assign.
+    fn finish_with_result(
+        &self,
+        run: &mut Run,
+        state: &State,
+        result: Value,
+    ) -> Result<Value, Failure> {
+        let input = run.cursor.input.clone();
+        if state.query_language == QueryLanguage::Jsonata {
+            let states = self.states_binding(run, state, &[("result", &result)]);
+            let vars = self.assign(run, state, state.assign.as_ref(), &result, &states)?;
+            let output = match &state.output {
+                Some(o) => self.jsonata(run, &states, o, "Output")?,
+                None => result,
+            };
+            Self::apply_assign(run, vars);
+            return Ok(output);
+        }
+        let result = match &state.result_selector {
+            Some(sel) => self.template(run, state, sel, &result)?,
+            None => result,
+        };
+        let vars = self.assign(run, state, state.assign.as_ref(), &result, &Value::Null)?;
+        let output = self.result_path(run, state, &state.result_path, &input, result)?;
+        let output = self.select_field(run, state, &state.output_path, &output, json!({}))?;
+        Self::apply_assign(run, vars);
+        Ok(output)
+    }
+
+    /// Retry, then Catch, then fail the run.
+    fn on_error(&self, run: &mut Run, state: &State, failure: Failure) -> Flow {
+        let error = failure.error.clone().unwrap_or_default();
+        let can_retry = matches!(
+            state.kind,
+            StateKind::Task { .. } | StateKind::Parallel { .. } | StateKind::Map(_)
+        );
+        if can_retry {
+            if let Some(i) = state
+                .retry
+                .iter()
+                .position(|r| matches_error(&r.error_equals, &error))
+            {
+                let r = &state.retry[i];
+                if run.cursor.retry_counts.len() < state.retry.len() {
+                    run.cursor.retry_counts.resize(state.retry.len(), 0);
+                }
+                let count = run.cursor.retry_counts[i];
+                if count < r.max_attempts {
+                    let mut delay = r.interval_seconds * r.backoff_rate.powi(count as i32);
+                    if let Some(max) = r.max_delay_seconds {
+                        delay = delay.min(max);
+                    }
+                    if r.jitter_full {
+                        let u = (run.cursor.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                        delay *= u;
+                    }
+                    run.cursor.retry_counts[i] = count + 1;
+                    run.cursor.phase = Phase::Backoff;
+                    let until = run.now + (delay * 1000.0).round() as i64;
+                    return Flow::Pause(Action::RetryAfter {
+                        until_ms: until,
+                        state: state.name.clone(),
+                        error,
+                        attempt: run.cursor.attempt + 1,
+                    });
+                }
+            }
+        }
+        if let Some(c) = state
+            .catch
+            .iter()
+            .find(|c| matches_error(&c.error_equals, &error))
+        {
+            let err_out = error_output(&failure);
+            let input = run.cursor.input.clone();
+            let out = if state.query_language == QueryLanguage::Jsonata {
+                let states = self.states_binding(run, state, &[("errorOutput", &err_out)]);
+                let vars = match self.assign(run, state, c.assign.as_ref(), &err_out, &states) {
+                    Ok(v) => v,
+                    Err(f) => return Flow::Fail(self.prefixed(run, f)),
+                };
+                let out = match &c.output {
+                    Some(o) => match self.jsonata(run, &states, o, "Output") {
+                        Ok(v) => v,
+                        Err(f) => return Flow::Fail(self.prefixed(run, f)),
+                    },
+                    None => err_out,
+                };
+                Self::apply_assign(run, vars);
+                out
+            } else {
+                let vars = match self.assign(run, state, c.assign.as_ref(), &err_out, &Value::Null)
+                {
+                    Ok(v) => v,
+                    Err(f) => return Flow::Fail(self.prefixed(run, f)),
+                };
+                Self::apply_assign(run, vars);
+                match self.result_path(run, state, &c.result_path, &input, err_out) {
+                    Ok(v) => v,
+                    Err(f) => return Flow::Fail(f),
+                }
+            };
+            run.event(
+                &format!("{}StateExited", state.type_name()),
+                Some(&state.name),
+                json!({"output": out}),
+            );
+            return Flow::Enter(c.next.clone(), out);
+        }
+        Flow::Fail(failure)
+    }
+}
