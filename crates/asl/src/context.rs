@@ -19,6 +19,9 @@ pub struct ExecutionContext {
     pub start_time_ms: i64,
     /// The execution's input.
     pub input: Value,
+    /// `$$.Execution.RedriveCount`: `Some(0)` for standard workflows, `None` for express
+    /// ones (which AWS does not redrive and which lack the field).
+    pub redrive_count: Option<u32>,
 }
 
 impl ExecutionContext {
@@ -37,6 +40,7 @@ impl ExecutionContext {
             role_arn: String::new(),
             start_time_ms,
             input,
+            redrive_count: Some(0),
         }
     }
 }
@@ -69,17 +73,17 @@ pub(crate) fn context_object(ctx: &ExecutionContext, s: &StateFacts<'_>) -> Valu
         state.insert("RetryCount".into(), json!(n));
     }
     let mut obj = Map::new();
-    obj.insert(
-        "Execution".into(),
-        json!({
-            "Id": ctx.execution_id,
-            "Input": ctx.input,
-            "StartTime": timestamp::format_ms(ctx.start_time_ms),
-            "Name": ctx.execution_name,
-            "RoleArn": ctx.role_arn,
-            "RedriveCount": 0,
-        }),
-    );
+    let mut execution = json!({
+        "Id": ctx.execution_id,
+        "Input": ctx.input,
+        "StartTime": timestamp::format_ms(ctx.start_time_ms),
+        "Name": ctx.execution_name,
+        "RoleArn": ctx.role_arn,
+    });
+    if let (Some(n), Some(m)) = (ctx.redrive_count, execution.as_object_mut()) {
+        m.insert("RedriveCount".into(), json!(n));
+    }
+    obj.insert("Execution".into(), execution);
     obj.insert(
         "StateMachine".into(),
         json!({"Id": ctx.state_machine_id, "Name": ctx.state_machine_name}),

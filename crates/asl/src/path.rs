@@ -445,12 +445,9 @@ impl<'a> Parser<'a> {
                 loop {
                     match self.peek() {
                         None => return Err(self.err("unterminated quoted name")),
-                        Some('\\') => {
-                            self.pos += 1;
-                            if let Some(c) = self.peek() {
-                                s.push(c);
-                                self.pos += 1;
-                            }
+                        Some('\\') if self.chars.get(self.pos + 1) == Some(&quote) => {
+                            s.push(quote);
+                            self.pos += 2;
                         }
                         Some(c) if c == quote => {
                             self.pos += 1;

@@ -920,6 +920,10 @@ impl<'a> Interpreter<'a> {
                         "The {field}Path field refers to a path that does not exist: {p}"
                     ))
                 })?;
+                let v = match &v {
+                    Value::String(s) => s.trim().parse::<u64>().map(Value::from).unwrap_or(v),
+                    _ => v,
+                };
                 if !v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0)
                     && field != "ToleratedFailurePercentage"
                 {
