@@ -2,13 +2,28 @@
 //! `Assign`, `Condition`, `Items` ... evaluated with `$states` and the workflow
 //! variables bound.
 
+mod eval;
+mod functions;
+mod parse;
+
 use crate::error::{names, Failure};
+use eval::{Env, Val};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// The result of evaluating an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evaluated {
+    Value(Value),
+    /// JSONata's `undefined` (e.g. a missing field or variable).
+    Undefined,
+    /// A function or regular expression: not representable as JSON.
+    Unsupported,
+}
 
 /// The expression inside `{% ... %}`, or `None` for a plain string.
 pub fn expression(s: &str) -> Option<&str> {
-    let t = s.trim();
-    t.strip_prefix("{%")?.strip_suffix("%}").map(str::trim)
+    s.strip_prefix("{%")?.strip_suffix("%}").map(str::trim)
 }
 
 /// The text of an expression string without its delimiters.
@@ -39,10 +54,14 @@ pub fn eval_template(
     match template {
         Value::String(s) => match expression(s) {
             Some(expr) => match evaluate(expr, states, variables) {
-                Ok(Some(v)) => Ok(v),
-                Ok(None) => Err(Failure::new(
+                Ok(Evaluated::Value(v)) => Ok(v),
+                Ok(Evaluated::Undefined) => Err(Failure::new(
                     names::QUERY_EVALUATION,
                     format!("The JSONata expression '{expr}' specified for the field '{field}' returned nothing (undefined)."),
+                )),
+                Ok(Evaluated::Unsupported) => Err(Failure::new(
+                    names::QUERY_EVALUATION,
+                    format!("The JSONata expression '{expr}' specified for the field '{field}' returned an unsupported result type."),
                 )),
                 Err(e) => Err(Failure::new(
                     names::QUERY_EVALUATION,
@@ -68,12 +87,72 @@ pub fn eval_template(
     }
 }
 
-/// Evaluates one expression; `Ok(None)` is JSONata's `undefined`.
+/// Evaluates one expression with `$states` and the variables bound.
 pub fn evaluate(
     expr: &str,
     states: &Value,
     variables: &Map<String, Value>,
-) -> Result<Option<Value>, String> {
-    let _ = (expr, states, variables);
-    Err("JSONata evaluation is not supported".into())
+) -> Result<Evaluated, String> {
+    let ast = parse::parse(expr)?;
+    let mut vars: HashMap<String, Val> = variables
+        .iter()
+        .map(|(k, v)| (k.clone(), Val::Json(v.clone())))
+        .collect();
+    vars.insert("states".into(), Val::Json(states.clone()));
+    let env = Env::root(vars);
+    Ok(match eval::eval(&ast, &Val::Undef, &env)? {
+        Val::Json(v) => Evaluated::Value(v),
+        Val::Undef => Evaluated::Undefined,
+        _ => Evaluated::Unsupported,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(expr: &str) -> Evaluated {
+        let mut vars = Map::new();
+        vars.insert("x".into(), json!(5));
+        evaluate(
+            expr,
+            &json!({"input": {"a": [1, 2, 3], "s": "hi", "o": [{"k": 1}, {"k": 2}]}}),
+            &vars,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn evaluates_expressions() {
+        assert_eq!(
+            ev("$sum($states.input.a) + $x"),
+            Evaluated::Value(json!(11))
+        );
+        assert_eq!(ev("$states.input.o.k"), Evaluated::Value(json!([1, 2])));
+        assert_eq!(ev("$states.input.a[1]"), Evaluated::Value(json!(2)));
+        assert_eq!(ev("$states.input.o[k > 1].k"), Evaluated::Value(json!(2)));
+        assert_eq!(ev("$states.input.s & '!'"), Evaluated::Value(json!("hi!")));
+        assert_eq!(ev("$nope"), Evaluated::Undefined);
+        assert_eq!(ev("function($v){$v}"), Evaluated::Unsupported);
+        assert_eq!(
+            ev("($f := function($v){$v * 2}; $f(4))"),
+            Evaluated::Value(json!(8))
+        );
+        assert_eq!(
+            ev("$x > 3 ? 'big' : 'small'"),
+            Evaluated::Value(json!("big"))
+        );
+        assert_eq!(
+            ev("$partition([1,2,3], 2)"),
+            Evaluated::Value(json!([[1, 2], [3]]))
+        );
+        assert_eq!(
+            ev("$contains('hello$world', /^hello\\$/)"),
+            Evaluated::Value(json!(true))
+        );
+        assert!(evaluate("$randomSeeded(1)", &json!({}), &Map::new())
+            .unwrap_err()
+            .starts_with("T1006"));
+    }
 }

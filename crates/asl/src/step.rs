@@ -621,15 +621,19 @@ impl<'a> Interpreter<'a> {
                 let mut chosen = None;
                 for rule in choices {
                     let holds = match &rule.condition {
-                        Condition::Jsonata(c) => match self.jsonata(run, &states, c, "Condition")? {
-                            Value::Bool(b) => b,
-                            other => return Err(Failure::new(
-                                names::QUERY_EVALUATION,
-                                format!(
+                        Condition::Jsonata(c) => {
+                            match self.jsonata(run, &states, c, "Condition")? {
+                                Value::Bool(b) => b,
+                                other => {
+                                    return Err(Failure::new(
+                                        names::QUERY_EVALUATION,
+                                        format!(
                                     "The Condition field evaluated to a non-boolean value: {other}"
                                 ),
-                            )),
-                        },
+                                    ))
+                                }
+                            }
+                        }
                         cond => {
                             let scope = Scope {
                                 input: &effective,
