@@ -33,7 +33,9 @@ pub mod validate;
 
 pub use context::ExecutionContext;
 pub use error::{DefinitionError, Failure};
-pub use step::{Action, BranchRequest, Cursor, HistoryEvent, Step, TaskRequest};
+pub use step::{
+    idempotency_key, Action, BranchRequest, Cursor, HistoryEvent, Step, StepError, TaskRequest,
+};
 
 use definition::{inherited_language, parse_program, Program};
 use serde_json::Value;
@@ -80,23 +82,30 @@ impl StateMachine {
         )
     }
 
-    /// Continues after a `Wait` or `RetryAfter` deadline.
-    pub fn resume(&self, ctx: &ExecutionContext, cursor: &Cursor, now_ms: i64) -> Step {
+    /// Continues after a `Wait` or `RetryAfter` deadline. Called before the deadline,
+    /// it returns the same timer action again.
+    pub fn resume(
+        &self,
+        ctx: &ExecutionContext,
+        cursor: &Cursor,
+        now_ms: i64,
+    ) -> Result<Step, StepError> {
         Interpreter::new(&self.program, ctx).resume(cursor, now_ms)
     }
 
-    /// Reports the result of a `RunTask` (or `RunBranches`).
+    /// Reports the result of a `RunTask`.
     pub fn task_succeeded(
         &self,
         ctx: &ExecutionContext,
         cursor: &Cursor,
         result: Value,
         now_ms: i64,
-    ) -> Step {
+    ) -> Result<Step, StepError> {
         Interpreter::new(&self.program, ctx).task_succeeded(cursor, result, now_ms)
     }
 
-    /// Reports the failure of a `RunTask` (or `RunBranches`).
+    /// Reports the failure of a `RunTask` (`States.Timeout` for a task that timed out,
+    /// `States.HeartbeatTimeout` for a missed heartbeat, or the handler's error).
     pub fn task_failed(
         &self,
         ctx: &ExecutionContext,
@@ -104,11 +113,27 @@ impl StateMachine {
         error: &str,
         cause: Option<&str>,
         now_ms: i64,
-    ) -> Step {
+    ) -> Result<Step, StepError> {
         let failure = Failure {
             error: Some(error.to_string()),
             cause: cause.map(str::to_string),
         };
         Interpreter::new(&self.program, ctx).task_failed(cursor, failure, now_ms)
+    }
+
+    /// Reports the outcome of a `RunBranches` (from [`runner::run_branches`]).
+    pub fn branches_finished(
+        &self,
+        ctx: &ExecutionContext,
+        cursor: &Cursor,
+        outcome: runner::BranchOutcome,
+        now_ms: i64,
+    ) -> Result<Step, StepError> {
+        Interpreter::new(&self.program, ctx).branches_finished(
+            cursor,
+            outcome.result,
+            outcome.next_event_id,
+            now_ms,
+        )
     }
 }

@@ -102,7 +102,7 @@ mod tests {
             Ok(json!({"x": 1, "y": {"z": "S"}, "l": [{"n": 2}], "lit": "$.a"}))
         );
         let err = eval_template(&json!({"x.$": "$.nope"}), &scope, &mut Zero).unwrap_err();
-        assert_eq!(err.error, "States.Runtime");
+        assert_eq!(err.error.as_deref(), Some("States.Runtime"));
         assert!(err
             .cause
             .unwrap()

@@ -43,6 +43,13 @@ pub struct Cursor {
     pub map_item: Option<MapItem>,
     /// State of the deterministic random generator (jitter, States.UUID, MathRandom).
     pub rng: u64,
+    /// Where this (sub-)execution sits: empty at the top level, else e.g. `Map@0[3]`
+    /// (state, attempt, branch or item index). Part of the tasks' idempotency keys.
+    pub scope: String,
+    /// Whether this is the execution itself (emits Execution* events) or a branch.
+    pub top_level: bool,
+    /// Deadline of a pending Wait state (unix ms).
+    pub timer_until_ms: Option<i64>,
 }
 
 /// What the cursor waits for.
@@ -53,7 +60,7 @@ pub enum Phase {
     /// A task or the branches of a Parallel/Map state.
     Work,
     /// A retry back-off timer.
-    Backoff,
+    Backoff { until_ms: i64 },
     /// The execution ended.
     Done,
 }
@@ -68,8 +75,10 @@ pub struct TaskRequest {
     pub heartbeat_seconds: Option<u64>,
     /// 0 for the first attempt, then 1, 2 ... for retries.
     pub attempt: u32,
-    /// Stable across engine restarts: `idempotency_key(execution_id, state, attempt)`.
+    /// Stable across engine restarts: `idempotency_key(execution_id, scope/state, attempt)`.
     pub idempotency_key: String,
+    /// The cursor's scope: empty at the top level, e.g. `Map@0[3]` inside a Map iteration.
+    pub scope: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +102,10 @@ pub struct BranchRequest {
     pub attempt: u32,
     /// The variables visible to the branches (read-only copy of the outer scope).
     pub variables: Map<String, Value>,
+    /// The scope of the Parallel/Map state's cursor (empty at the top level).
+    pub scope: String,
+    /// History id the first event of the branches gets.
+    pub first_event_id: u64,
 }
 
 /// What the engine must do next.
@@ -140,7 +153,17 @@ pub struct Step {
     pub history: Vec<HistoryEvent>,
 }
 
-/// A stable idempotency key for a task attempt.
+fn scoped(scope: &str, state: &str) -> String {
+    if scope.is_empty() {
+        state.to_string()
+    } else {
+        format!("{scope}/{state}")
+    }
+}
+
+/// A stable idempotency key for a task attempt. `state` is the state name, prefixed
+/// by the cursor's scope inside a Parallel branch or Map iteration
+/// (`Map@0[3]/Charge`).
 pub fn idempotency_key(execution_id: &str, state: &str, attempt: u32) -> String {
     use sha2::Digest as _;
     let digest =
@@ -152,6 +175,8 @@ pub fn idempotency_key(execution_id: &str, state: &str, attempt: u32) -> String 
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     pub variables: Map<String, Value>,
+    /// Where a sub-execution sits (e.g. `Map@0[3]`); empty at the top level.
+    pub scope: String,
     pub map_item: Option<MapItem>,
     pub first_event_id: Option<u64>,
     /// Emit `ExecutionStarted` (top-level runs only).
@@ -175,7 +200,25 @@ struct Run {
     cursor: Cursor,
     history: Vec<HistoryEvent>,
     now: i64,
-    top_level: bool,
+}
+
+/// The step API was called with a cursor that does not fit the call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("unknown state {0:?}: the cursor does not belong to this state machine")]
+    UnknownState(String),
+    #[error("the cursor at state {state:?} is not waiting for {expected}")]
+    NotWaiting {
+        state: String,
+        expected: &'static str,
+    },
+}
+
+fn cursor_deadline(cursor: &Cursor) -> Option<i64> {
+    match cursor.phase {
+        Phase::Backoff { until_ms } => Some(until_ms),
+        _ => cursor.timer_until_ms,
+    }
 }
 
 impl Entropy for Cursor {
@@ -236,12 +279,16 @@ impl<'a> Interpreter<'a> {
         Interpreter { program, ctx }
     }
 
-    fn state(&self, name: &str) -> &'a State {
-        &self.program.states[name]
+    fn state(&self, name: &str) -> Result<&'a State, StepError> {
+        self.program
+            .states
+            .get(name)
+            .ok_or_else(|| StepError::UnknownState(name.to_string()))
     }
 
     /// Starts a run of the program with `input`.
     pub fn start(&self, input: Value, now_ms: i64, opts: StartOptions) -> Step {
+        let first = opts.first_event_id.unwrap_or(1);
         let cursor = Cursor {
             state: self.program.start_at.clone(),
             input: input.clone(),
@@ -249,32 +296,42 @@ impl<'a> Interpreter<'a> {
             phase: Phase::Work,
             entered_ms: now_ms,
             entered_event_id: 0,
-            next_event_id: opts.first_event_id.unwrap_or(1),
+            next_event_id: first,
             retry_counts: vec![],
             attempt: 0,
             variables: opts.variables,
             map_item: opts.map_item,
-            rng: seed_of(&self.ctx.execution_id) ^ opts.first_event_id.unwrap_or(0),
+            rng: seed_of(&format!("{}/{}", self.ctx.execution_id, opts.scope)),
+            scope: opts.scope,
+            top_level: opts.top_level,
+            timer_until_ms: None,
         };
         let mut run = Run {
             cursor,
             history: vec![],
             now: now_ms,
-            top_level: opts.top_level,
         };
-        if run.top_level {
+        if run.cursor.top_level {
             run.event("ExecutionStarted", None, json!({"input": input}));
         }
         self.drive(run, Flow::Enter(self.program.start_at.clone(), input))
     }
 
     /// Continues after a `Wait` or `RetryAfter` timer fired.
-    pub fn resume(&self, cursor: &Cursor, now_ms: i64) -> Step {
+    pub fn resume(&self, cursor: &Cursor, now_ms: i64) -> Result<Step, StepError> {
         let mut run = self.run_of(cursor, now_ms);
-        let state = self.state(&cursor.state);
+        let state = self.state(&cursor.state)?;
         let flow = match cursor.phase.clone() {
+            _ if cursor_deadline(cursor).is_some_and(|until| now_ms < until) => {
+                // Too early: the timer is still pending.
+                return Ok(Step {
+                    action: self.pending_timer(cursor),
+                    cursor: run.cursor,
+                    history: vec![],
+                });
+            }
             Phase::Timer { output } => self.leave(&mut run, state, output),
-            Phase::Backoff => {
+            Phase::Backoff { .. } => {
                 run.cursor.attempt += 1;
                 run.cursor.phase = Phase::Work;
                 match self.execute(&mut run, state) {
@@ -285,29 +342,108 @@ impl<'a> Interpreter<'a> {
                     }
                 }
             }
-            Phase::Work | Phase::Done => return self.unchanged(run),
+            Phase::Work | Phase::Done => {
+                return Err(StepError::NotWaiting {
+                    state: cursor.state.clone(),
+                    expected: "a timer",
+                })
+            }
         };
-        self.drive(run, flow)
+        Ok(self.drive(run, flow))
     }
 
-    /// The pending task (or branches) succeeded with `result`.
-    pub fn task_succeeded(&self, cursor: &Cursor, result: Value, now_ms: i64) -> Step {
-        let mut run = self.run_of(cursor, now_ms);
-        if cursor.phase != Phase::Work {
-            return self.unchanged(run);
+    fn pending_timer(&self, cursor: &Cursor) -> Action {
+        match cursor.phase {
+            Phase::Backoff { until_ms } => Action::RetryAfter {
+                until_ms,
+                state: cursor.state.clone(),
+                error: String::new(),
+                attempt: cursor.attempt + 1,
+            },
+            _ => Action::Wait {
+                until_ms: cursor.timer_until_ms.unwrap_or_default(),
+            },
         }
-        let state = self.state(&cursor.state);
-        let kind = match state.kind {
-            StateKind::Task { .. } => "Task",
-            StateKind::Parallel { .. } => "Parallel",
-            _ => "Map",
-        };
-        let ev = if kind == "Task" {
-            "TaskSucceeded"
-        } else {
-            &format!("{kind}StateSucceeded")
-        };
-        run.event(ev, Some(&state.name), json!({"output": result}));
+    }
+
+    fn check_work(&self, cursor: &Cursor, branches: bool) -> Result<&'a State, StepError> {
+        let state = self.state(&cursor.state)?;
+        let is_branches = matches!(state.kind, StateKind::Parallel { .. } | StateKind::Map(_));
+        let is_task = matches!(state.kind, StateKind::Task { .. });
+        if cursor.phase != Phase::Work || (branches && !is_branches) || (!branches && !is_task) {
+            return Err(StepError::NotWaiting {
+                state: cursor.state.clone(),
+                expected: if branches { "branches" } else { "a task" },
+            });
+        }
+        Ok(state)
+    }
+
+    /// The pending task succeeded with `result`.
+    pub fn task_succeeded(
+        &self,
+        cursor: &Cursor,
+        result: Value,
+        now_ms: i64,
+    ) -> Result<Step, StepError> {
+        let state = self.check_work(cursor, false)?;
+        let mut run = self.run_of(cursor, now_ms);
+        run.event(
+            "TaskSucceeded",
+            Some(&state.name),
+            json!({"output": result}),
+        );
+        Ok(self.succeed_work(run, state, result))
+    }
+
+    /// The pending task failed.
+    pub fn task_failed(
+        &self,
+        cursor: &Cursor,
+        failure: Failure,
+        now_ms: i64,
+    ) -> Result<Step, StepError> {
+        let state = self.check_work(cursor, false)?;
+        let mut run = self.run_of(cursor, now_ms);
+        run.event("TaskFailed", Some(&state.name), error_output(&failure));
+        let flow = self.on_error(&mut run, state, failure);
+        Ok(self.drive(run, flow))
+    }
+
+    /// The branches of the pending Parallel / Map state finished.
+    pub fn branches_finished(
+        &self,
+        cursor: &Cursor,
+        outcome: Result<Value, Failure>,
+        next_event_id: u64,
+        now_ms: i64,
+    ) -> Result<Step, StepError> {
+        let state = self.check_work(cursor, true)?;
+        let mut run = self.run_of(cursor, now_ms);
+        run.cursor.next_event_id = run.cursor.next_event_id.max(next_event_id);
+        let kind = state.type_name();
+        match outcome {
+            Ok(result) => {
+                run.event(
+                    &format!("{kind}StateSucceeded"),
+                    Some(&state.name),
+                    json!({"output": result}),
+                );
+                Ok(self.succeed_work(run, state, result))
+            }
+            Err(failure) => {
+                run.event(
+                    &format!("{kind}StateFailed"),
+                    Some(&state.name),
+                    error_output(&failure),
+                );
+                let flow = self.on_error(&mut run, state, failure);
+                Ok(self.drive(run, flow))
+            }
+        }
+    }
+
+    fn succeed_work(&self, mut run: Run, state: &'a State, result: Value) -> Step {
         let flow = match self.finish_with_result(&mut run, state, result) {
             Ok(out) => self.leave(&mut run, state, out),
             Err(f) => {
@@ -318,47 +454,11 @@ impl<'a> Interpreter<'a> {
         self.drive(run, flow)
     }
 
-    /// The pending task (or branches) failed.
-    pub fn task_failed(&self, cursor: &Cursor, failure: Failure, now_ms: i64) -> Step {
-        let mut run = self.run_of(cursor, now_ms);
-        if cursor.phase != Phase::Work {
-            return self.unchanged(run);
-        }
-        let state = self.state(&cursor.state);
-        let ev = match state.kind {
-            StateKind::Task { .. } => "TaskFailed",
-            StateKind::Parallel { .. } => "ParallelStateFailed",
-            _ => "MapStateFailed",
-        };
-        run.event(ev, Some(&state.name), error_output(&failure));
-        let flow = self.on_error(&mut run, state, failure);
-        self.drive(run, flow)
-    }
-
     fn run_of(&self, cursor: &Cursor, now: i64) -> Run {
         Run {
             cursor: cursor.clone(),
             history: vec![],
             now,
-            top_level: cursor.map_item.is_none() && cursor.next_event_id > 0,
-        }
-    }
-
-    fn unchanged(&self, run: Run) -> Step {
-        let action = match &run.cursor.phase {
-            Phase::Done => Action::Failed {
-                error: Some(names::RUNTIME.into()),
-                cause: Some("the execution has already ended".into()),
-            },
-            _ => Action::Failed {
-                error: Some(names::RUNTIME.into()),
-                cause: Some("the cursor is not waiting for this event".into()),
-            },
-        };
-        Step {
-            cursor: run.cursor,
-            action,
-            history: run.history,
         }
     }
 
@@ -366,7 +466,8 @@ impl<'a> Interpreter<'a> {
         loop {
             flow = match flow {
                 Flow::Enter(name, input) => {
-                    let state = self.state(&name);
+                    // Validation guarantees that every transition names a state.
+                    let state = &self.program.states[&name];
                     run.cursor.state = name.clone();
                     run.cursor.input = input;
                     run.cursor.effective = Value::Null;
@@ -374,6 +475,7 @@ impl<'a> Interpreter<'a> {
                     run.cursor.retry_counts = vec![0; state.retry.len()];
                     run.cursor.attempt = 0;
                     run.cursor.phase = Phase::Work;
+                    run.cursor.timer_until_ms = None;
                     let details = json!({"input": run.cursor.input});
                     run.cursor.entered_event_id = run.event(
                         &format!("{}StateEntered", state.type_name()),
@@ -390,7 +492,7 @@ impl<'a> Interpreter<'a> {
                 }
                 Flow::Done(output) => {
                     run.cursor.phase = Phase::Done;
-                    if run.top_level {
+                    if run.cursor.top_level {
                         run.event("ExecutionSucceeded", None, json!({"output": output}));
                     }
                     return Step {
@@ -401,7 +503,7 @@ impl<'a> Interpreter<'a> {
                 }
                 Flow::Fail(f) => {
                     run.cursor.phase = Phase::Done;
-                    if run.top_level {
+                    if run.cursor.top_level {
                         run.event("ExecutionFailed", None, error_output(&f));
                     }
                     return Step {
@@ -701,6 +803,7 @@ impl<'a> Interpreter<'a> {
                     return Ok(self.leave(run, state, output));
                 }
                 run.cursor.phase = Phase::Timer { output };
+                run.cursor.timer_until_ms = Some(until);
                 Ok(Flow::Pause(Action::Wait { until_ms: until }))
             }
             StateKind::Succeed => {
@@ -986,9 +1089,10 @@ impl<'a> Interpreter<'a> {
                     attempt: run.cursor.attempt,
                     idempotency_key: idempotency_key(
                         &self.ctx.execution_id,
-                        &state.name,
+                        &scoped(&run.cursor.scope, &state.name),
                         run.cursor.attempt,
                     ),
+                    scope: run.cursor.scope.clone(),
                 })))
             }
             StateKind::Parallel { branches } => {
@@ -1003,6 +1107,8 @@ impl<'a> Interpreter<'a> {
                     tolerated_failure_percentage: None,
                     attempt: run.cursor.attempt,
                     variables: run.cursor.variables.clone(),
+                    scope: run.cursor.scope.clone(),
+                    first_event_id: run.cursor.next_event_id,
                 })))
             }
             StateKind::Map(spec) => {
@@ -1095,6 +1201,8 @@ impl<'a> Interpreter<'a> {
                     tolerated_failure_percentage: tol_pct,
                     attempt: run.cursor.attempt,
                     variables: run.cursor.variables.clone(),
+                    scope: run.cursor.scope.clone(),
+                    first_event_id: run.cursor.next_event_id,
                 })))
             }
             _ => Err(runtime("no work to schedule")),
@@ -1176,8 +1284,8 @@ impl<'a> Interpreter<'a> {
                         delay *= u;
                     }
                     run.cursor.retry_counts[i] = count + 1;
-                    run.cursor.phase = Phase::Backoff;
                     let until = run.now + (delay * 1000.0).round() as i64;
+                    run.cursor.phase = Phase::Backoff { until_ms: until };
                     return Flow::Pause(Action::RetryAfter {
                         until_ms: until,
                         state: state.name.clone(),
