@@ -647,11 +647,8 @@ fn parse_state(
                 }
                 "Timestamp" => {
                     let v = &obj["Timestamp"];
-                    if ql == QueryLanguage::JsonPath
-                        && !v
-                            .as_str()
-                            .is_some_and(|s| crate::timestamp::parse(s).is_some())
-                    {
+                    let valid = v.as_str().and_then(crate::timestamp::parse).is_some();
+                    if ql == QueryLanguage::JsonPath && !valid {
                         return Err(c.err("Timestamp", "must be an ISO-8601 timestamp"));
                     }
                     WaitFor::Timestamp(Dynamic::Value(v.clone()))

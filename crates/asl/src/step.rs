@@ -60,7 +60,7 @@ pub enum Phase {
     /// A task or the branches of a Parallel/Map state.
     Work,
     /// A retry back-off timer.
-    Backoff { until_ms: i64 },
+    Backoff { until_ms: i64, error: String },
     /// The execution ended.
     Done,
 }
@@ -216,7 +216,7 @@ pub enum StepError {
 
 fn cursor_deadline(cursor: &Cursor) -> Option<i64> {
     match cursor.phase {
-        Phase::Backoff { until_ms } => Some(until_ms),
+        Phase::Backoff { until_ms, .. } => Some(until_ms),
         _ => cursor.timer_until_ms,
     }
 }
@@ -353,11 +353,11 @@ impl<'a> Interpreter<'a> {
     }
 
     fn pending_timer(&self, cursor: &Cursor) -> Action {
-        match cursor.phase {
-            Phase::Backoff { until_ms } => Action::RetryAfter {
-                until_ms,
+        match &cursor.phase {
+            Phase::Backoff { until_ms, error } => Action::RetryAfter {
+                until_ms: *until_ms,
                 state: cursor.state.clone(),
-                error: String::new(),
+                error: error.clone(),
                 attempt: cursor.attempt + 1,
             },
             _ => Action::Wait {
@@ -1285,7 +1285,10 @@ impl<'a> Interpreter<'a> {
                     }
                     run.cursor.retry_counts[i] = count + 1;
                     let until = run.now + (delay * 1000.0).round() as i64;
-                    run.cursor.phase = Phase::Backoff { until_ms: until };
+                    run.cursor.phase = Phase::Backoff {
+                        until_ms: until,
+                        error: error.clone(),
+                    };
                     return Flow::Pause(Action::RetryAfter {
                         until_ms: until,
                         state: state.name.clone(),
