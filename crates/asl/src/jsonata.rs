@@ -50,10 +50,11 @@ pub fn eval_template(
     states: &Value,
     variables: &Map<String, Value>,
     field: &str,
+    seed: u64,
 ) -> Result<Value, Failure> {
     match template {
         Value::String(s) => match expression(s) {
-            Some(expr) => match evaluate(expr, states, variables) {
+            Some(expr) => match evaluate(expr, states, variables, seed) {
                 Ok(Evaluated::Value(v)) => Ok(v),
                 Ok(Evaluated::Undefined) => Err(Failure::new(
                     names::QUERY_EVALUATION,
@@ -73,14 +74,15 @@ pub fn eval_template(
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                out.insert(k.clone(), eval_template(v, states, variables, &format!("{field}/{k}"))?);
+                out.insert(k.clone(), eval_template(v, states, variables, &format!("{field}/{k}"), seed.wrapping_add(out.len() as u64 + 1))?);
             }
             Ok(Value::Object(out))
         }
         Value::Array(items) => Ok(Value::Array(
             items
                 .iter()
-                .map(|x| eval_template(x, states, variables, field))
+                .enumerate()
+                .map(|(i, x)| eval_template(x, states, variables, field, seed.wrapping_add(i as u64 + 1)))
                 .collect::<Result<_, _>>()?,
         )),
         other => Ok(other.clone()),
@@ -88,10 +90,12 @@ pub fn eval_template(
 }
 
 /// Evaluates one expression with `$states` and the variables bound.
+/// `seed` feeds `$random` and `$uuid`, so that evaluation is deterministic.
 pub fn evaluate(
     expr: &str,
     states: &Value,
     variables: &Map<String, Value>,
+    seed: u64,
 ) -> Result<Evaluated, String> {
     let ast = parse::parse(expr)?;
     let mut vars: HashMap<String, Val> = variables
@@ -99,7 +103,7 @@ pub fn evaluate(
         .map(|(k, v)| (k.clone(), Val::Json(v.clone())))
         .collect();
     vars.insert("states".into(), Val::Json(states.clone()));
-    let env = Env::root(vars);
+    let env = Env::root(vars, seed);
     Ok(match eval::eval(&ast, &Val::Undef, &env)? {
         Val::Json(v) => Evaluated::Value(v),
         Val::Undef => Evaluated::Undefined,
@@ -119,6 +123,7 @@ mod tests {
             expr,
             &json!({"input": {"a": [1, 2, 3], "s": "hi", "o": [{"k": 1}, {"k": 2}]}}),
             &vars,
+            7,
         )
         .unwrap()
     }
@@ -151,8 +156,34 @@ mod tests {
             ev("$contains('hello$world', /^hello\\$/)"),
             Evaluated::Value(json!(true))
         );
-        assert!(evaluate("$randomSeeded(1)", &json!({}), &Map::new())
+        assert!(evaluate("$randomSeeded(1)", &json!({}), &Map::new(), 7)
             .unwrap_err()
             .starts_with("T1006"));
+    }
+
+    #[test]
+    fn random_and_uuid_are_deterministic_per_seed() {
+        assert_eq!(ev("$uuid()"), ev("$uuid()"));
+        assert_eq!(ev("$random()"), ev("$random()"));
+        assert_ne!(ev("[$uuid(), $uuid()][0]"), ev("[$uuid(), $uuid()][1]"));
+    }
+
+    #[test]
+    fn templates_only_evaluate_delimited_strings() {
+        let t = json!({"a": "{% 1 + 1 %}", "b": " {% 1 %} ", "c": ["{% $states.x %}"]});
+        let v = eval_template(&t, &json!({"x": true}), &Map::new(), "Output", 0).unwrap();
+        assert_eq!(v, json!({"a": 2, "b": " {% 1 %} ", "c": [true]}));
+        let e = eval_template(
+            &json!({"r": "{% $nope %}"}),
+            &json!({}),
+            &Map::new(),
+            "Output",
+            0,
+        )
+        .unwrap_err();
+        assert!(e
+            .cause
+            .unwrap()
+            .contains("field 'Output/r' returned nothing (undefined)"));
     }
 }

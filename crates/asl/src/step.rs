@@ -268,9 +268,15 @@ fn error_output(f: &Failure) -> Value {
     Value::Object(m)
 }
 
+/// Whether an `ErrorEquals` list matches `error`. `States.ALL` matches everything but
+/// the terminal `States.Runtime` and `States.DataLimitExceeded`; `States.TaskFailed`
+/// also excludes `States.Timeout`, as in Step Functions.
 fn matches_error(list: &[String], error: &str) -> bool {
+    let terminal = error == names::RUNTIME || error == names::DATA_LIMIT;
     list.iter().any(|e| {
-        e == error || (e == names::ALL && error != names::RUNTIME && error != names::DATA_LIMIT)
+        e == error
+            || (e == names::ALL && !terminal)
+            || (e == names::TASK_FAILED && !terminal && error != names::TIMEOUT)
     })
 }
 
@@ -620,7 +626,11 @@ impl<'a> Interpreter<'a> {
         template: &Value,
         field: &str,
     ) -> Result<Value, Failure> {
-        jsonata::eval_template(template, states, &run.cursor.variables, field)
+        let seed = run
+            .cursor
+            .rng
+            .wrapping_add(run.cursor.next_event_id.wrapping_mul(0x9E37_79B9));
+        jsonata::eval_template(template, states, &run.cursor.variables, field, seed)
     }
 
     /// Evaluates `Assign` and returns the new variables (applied by the caller).
@@ -1340,5 +1350,56 @@ impl<'a> Interpreter<'a> {
             return Flow::Enter(c.next.clone(), out);
         }
         Flow::Fail(failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn error_matching() {
+        assert!(matches_error(&list(&["E"]), "E"));
+        assert!(!matches_error(&list(&["E"]), "F"));
+        assert!(matches_error(&list(&["States.ALL"]), "Anything"));
+        assert!(matches_error(&list(&["States.ALL"]), "States.Timeout"));
+        assert!(!matches_error(&list(&["States.ALL"]), "States.Runtime"));
+        assert!(!matches_error(
+            &list(&["States.ALL"]),
+            "States.DataLimitExceeded"
+        ));
+        assert!(matches_error(&list(&["States.TaskFailed"]), "Custom"));
+        assert!(!matches_error(
+            &list(&["States.TaskFailed"]),
+            "States.Timeout"
+        ));
+        assert!(matches_error(&list(&["States.Runtime"]), "States.Runtime"));
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_and_distinct() {
+        assert_eq!(idempotency_key("e", "S", 0), idempotency_key("e", "S", 0));
+        assert_ne!(idempotency_key("e", "S", 0), idempotency_key("e", "S", 1));
+        assert_ne!(
+            idempotency_key("e", "S", 0),
+            idempotency_key("e", "M@0[1]/S", 0)
+        );
+        assert_eq!(idempotency_key("e", "S", 0).len(), 32);
+    }
+
+    #[test]
+    fn cursor_round_trips_through_json() {
+        let ctx = ExecutionContext::new("sm", "ex", json!({}), 0);
+        let def =
+            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 5, "End": true}}});
+        let m = crate::StateMachine::parse(&def).unwrap();
+        let step = m.start(&ctx, json!({"a": [1, {"b": null}]}), 0);
+        let text = serde_json::to_string(&step.cursor).unwrap();
+        let back: Cursor = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, step.cursor);
     }
 }

@@ -3,7 +3,7 @@
 use super::functions;
 use super::parse::{Expr, Lambda};
 use serde_json::{Map, Number, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -31,20 +31,32 @@ impl Val {
 pub struct Env {
     vars: RefCell<HashMap<String, Val>>,
     parent: Option<Rc<Env>>,
+    /// Random state for `$random` / `$uuid` (used at the root scope only).
+    rng: Cell<u64>,
 }
 
 impl Env {
-    pub fn root(vars: HashMap<String, Val>) -> Rc<Env> {
+    pub fn root(vars: HashMap<String, Val>, seed: u64) -> Rc<Env> {
         Rc::new(Env {
             vars: RefCell::new(vars),
             parent: None,
+            rng: Cell::new(seed),
         })
+    }
+
+    /// The random state of the root scope.
+    pub fn rng(&self) -> &Cell<u64> {
+        match &self.parent {
+            Some(p) => p.rng(),
+            None => &self.rng,
+        }
     }
 
     fn child(parent: &Rc<Env>) -> Rc<Env> {
         Rc::new(Env {
             vars: RefCell::new(HashMap::new()),
             parent: Some(parent.clone()),
+            rng: Cell::new(0),
         })
     }
 
@@ -239,7 +251,7 @@ pub fn eval(e: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val, EvalError> {
             for a in args {
                 vals.push(eval(a, ctx, env)?);
             }
-            apply(&func, vals, ctx)?
+            apply(&func, vals, ctx, env)?
         }
         Expr::Lambda(l) => Val::Lambda(l.clone(), env.clone()),
         Expr::Bind(name, x) => {
@@ -286,7 +298,7 @@ fn field(ctx: &Val, name: &str) -> Val {
     }
 }
 
-pub fn apply(func: &Val, args: Vec<Val>, ctx: &Val) -> Result<Val, EvalError> {
+pub fn apply(func: &Val, args: Vec<Val>, ctx: &Val, env: &Rc<Env>) -> Result<Val, EvalError> {
     match func {
         Val::Lambda(l, closure) => {
             let scope = Env::child(closure);
@@ -295,7 +307,7 @@ pub fn apply(func: &Val, args: Vec<Val>, ctx: &Val) -> Result<Val, EvalError> {
             }
             eval(&l.body, ctx, &scope)
         }
-        Val::Builtin(name) => functions::call(name, args),
+        Val::Builtin(name) => functions::call(name, args, env),
         _ => Err("T1006: Attempted to invoke a non-function".into()),
     }
 }
@@ -339,11 +351,11 @@ fn binary(op: &str, l: &Expr, r: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val,
                 for x in args {
                     vals.push(eval(x, ctx, env)?);
                 }
-                apply(&func, vals, ctx)
+                apply(&func, vals, ctx, env)
             }
             other => {
                 let func = eval(other, ctx, env)?;
-                apply(&func, vec![a], ctx)
+                apply(&func, vec![a], ctx, env)
             }
         };
     }

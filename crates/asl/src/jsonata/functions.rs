@@ -1,9 +1,10 @@
 //! Built-in JSONata functions, plus the functions Step Functions adds
 //! (`$partition`, `$range`, `$hash`, `$random`, `$uuid`, `$parse`).
 
-use super::eval::{apply, deep_eq, num, truthy, EvalError, Val};
+use super::eval::{apply, deep_eq, num, truthy, Env, EvalError, Val};
 use base64::Engine as _;
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 const NAMES: &[&str] = &[
     "sum",
@@ -120,15 +121,18 @@ fn j(v: Value) -> Result<Val, EvalError> {
     Ok(Val::Json(v))
 }
 
-fn seeded(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *seed;
+/// SplitMix64 over the evaluation's random state: deterministic per step.
+fn next_random(env: &Env) -> u64 {
+    let cell = env.rng();
+    let seed = cell.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    cell.set(seed);
+    let mut z = seed;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-pub fn call(name: &str, args: Vec<Val>) -> Result<Val, EvalError> {
+pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError> {
     let a0 = arg_json(&args, 0);
     match name {
         "sum" => j(num(numbers(name, a0)?.iter().sum())),
@@ -358,7 +362,7 @@ pub fn call(name: &str, args: Vec<Val>) -> Result<Val, EvalError> {
             let mut out = Vec::new();
             for (i, x) in array_of(a0).into_iter().enumerate() {
                 let item = Val::Json(x.clone());
-                let r = apply(&f, vec![item.clone(), Val::Json(num(i as f64))], &item)?;
+                let r = apply(&f, vec![item.clone(), Val::Json(num(i as f64))], &item, env)?;
                 if name == "map" {
                     if let Val::Json(v) = r {
                         out.push(v);
@@ -455,14 +459,17 @@ pub fn call(name: &str, args: Vec<Val>) -> Result<Val, EvalError> {
             hash(&data, alg).map(|h| Val::Json(Value::String(h)))
         }
         "random" => {
-            let mut seed = match a0 {
-                Some(v) => v.as_f64().map(|f| f.to_bits()).unwrap_or(0),
-                None => std::process::id() as u64 ^ 0x5DEE_CE66,
-            };
-            let r = seeded(&mut seed);
+            let r = next_random(env);
             j(num((r >> 11) as f64 / (1u64 << 53) as f64))
         }
-        "uuid" => j(Value::String(uuid::Uuid::new_v4().to_string())),
+        "uuid" => {
+            let bytes = ((next_random(env) as u128) << 64) | next_random(env) as u128;
+            j(Value::String(
+                uuid::Builder::from_random_bytes(bytes.to_le_bytes())
+                    .into_uuid()
+                    .to_string(),
+            ))
+        }
         "parse" => match arg_str(name, &args, 0)? {
             Some(s) => serde_json::from_str(s)
                 .map(Val::Json)
