@@ -578,6 +578,18 @@ fn parse_state(
             }
         }
     }
+    for f in ["ItemReader", "ResultWriter", "ItemBatcher"] {
+        if obj.contains_key(f) {
+            return Err(c.err(f, "distributed Map features are not supported"));
+        }
+    }
+    if ql == QueryLanguage::Jsonata {
+        for (k, v) in obj {
+            if !["ItemProcessor", "Iterator", "Branches"].contains(&k.as_str()) {
+                crate::jsonata::check_template(v).map_err(|m| c.err(k, m))?;
+            }
+        }
+    }
     let next = opt_string(&c, obj, "Next")?;
     let end = match obj.get("End") {
         None => false,

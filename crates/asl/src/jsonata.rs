@@ -89,6 +89,21 @@ pub fn eval_template(
     }
 }
 
+/// Checks that every `{% %}` string inside `v` parses.
+pub fn check_template(v: &Value) -> Result<(), String> {
+    match v {
+        Value::String(s) => match expression(s) {
+            Some(expr) => parse::parse(expr)
+                .map(|_| ())
+                .map_err(|e| format!("invalid JSONata expression {expr:?}: {e}")),
+            None => Ok(()),
+        },
+        Value::Object(m) => m.values().try_for_each(check_template),
+        Value::Array(items) => items.iter().try_for_each(check_template),
+        _ => Ok(()),
+    }
+}
+
 /// Evaluates one expression with `$states` and the variables bound.
 /// `seed` feeds `$random` and `$uuid`, so that evaluation is deterministic.
 pub fn evaluate(

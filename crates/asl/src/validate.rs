@@ -188,6 +188,32 @@ mod tests {
     }
 
     #[test]
+    fn jsonata_expressions_are_checked() {
+        assert!(err(json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "Output": "{% (1 %}"}}}))
+            .contains("field \"Output\": invalid JSONata expression"));
+        assert!(err(
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "Output": 1}}})
+        )
+        .contains("only supported with the JSONata query language"));
+        assert!(err(json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "InputPath": "$"}}}))
+            .contains("not supported with the JSONata query language"));
+    }
+
+    #[test]
+    fn distributed_map_is_rejected() {
+        let e = err(
+            json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ItemReader": {},
+            "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}}),
+        );
+        assert!(e.contains("distributed Map"));
+        let e = err(
+            json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}}),
+        );
+        assert!(e.contains("only INLINE"));
+    }
+
+    #[test]
     fn valid_machine_parses() {
         assert_eq!(
             err(
