@@ -11,12 +11,13 @@
 //! * [`runner::run`]: an in-memory runner with a virtual clock.
 //!
 //! Parallel and inline Map states surface as one [`Action::RunBranches`]: the engine
-//! runs the branches as a unit, normally with [`runner::run_branches`] (which drives
-//! nested sub-executions through the same step API and calls the engine's
-//! [`runner::TaskRunner`] for the tasks inside), and reports the outcome with
-//! `task_succeeded` / `task_failed`, so Retry and Catch of the Parallel/Map state
+//! runs the branches as a unit with [`runner::run_branches`] (which drives nested
+//! sub-executions through the same step API and calls the engine's
+//! [`runner::TaskRunner`] for the tasks inside) and reports the outcome with
+//! [`StateMachine::branches_finished`], so Retry and Catch of the Parallel/Map state
 //! apply as for a Task. A crash inside a Parallel/Map re-runs the whole state; task
-//! handlers are idempotent by [`step::idempotency_key`].
+//! handlers are idempotent by [`idempotency_key`], which includes the task's place
+//! (`Map@0[3]/Charge`). See `docs/asl.md` for the engine's loop.
 
 pub mod choice;
 pub mod context;
