@@ -2,7 +2,7 @@
 
 use crate::path::{JsonPath, PathError, Scope};
 use base64::Engine as _;
-use serde_json::{Number, Value};
+use serde_json::Value;
 use sha2::Digest as _;
 use thiserror::Error;
 
@@ -381,7 +381,7 @@ fn format(template: &str, args: &[Value]) -> Result<Value, IntrinsicError> {
                     fail("The number of arguments does not match the number of placeholders in States.Format")
                 })?;
                 next += 1;
-                out.push_str(&java_string(v, true));
+                out.push_str(&java_string(v));
             }
             c => out.push(c),
         }
@@ -396,35 +396,24 @@ fn format(template: &str, args: &[Value]) -> Result<Value, IntrinsicError> {
 
 /// A value rendered like Java's `toString` of the deserialized JSON (as AWS does in
 /// States.Format): strings bare, objects `{a=1, b=[]}`.
-pub fn java_string(v: &Value, top: bool) -> String {
+pub fn java_string(v: &Value) -> String {
     match v {
-        Value::String(s) => {
-            let _ = top;
-            s.clone()
-        }
+        Value::String(s) => s.clone(),
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => number_string(n),
+        Value::Number(n) => n.to_string(),
         Value::Array(items) => format!(
             "[{}]",
-            items
-                .iter()
-                .map(|x| java_string(x, false))
-                .collect::<Vec<_>>()
-                .join(", ")
+            items.iter().map(java_string).collect::<Vec<_>>().join(", ")
         ),
         Value::Object(map) => format!(
             "{{{}}}",
             map.iter()
-                .map(|(k, x)| format!("{k}={}", java_string(x, false)))
+                .map(|(k, x)| format!("{k}={}", java_string(x)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     }
-}
-
-fn number_string(n: &Number) -> String {
-    n.to_string()
 }
 
 struct P<'a> {

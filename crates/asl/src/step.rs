@@ -716,7 +716,7 @@ impl<'a> Interpreter<'a> {
                 let result = result.clone().unwrap_or(effective);
                 Self::check_size(state, &result)?;
                 let vars = self.assign(run, state, state.assign.as_ref(), &result, &Value::Null)?;
-                let output = self.result_path(run, state, &state.result_path, &input, result)?;
+                let output = Self::result_path(&state.result_path, &input, result)?;
                 let output =
                     self.select_field(run, state, &state.output_path, &output, json!({}))?;
                 Self::apply_assign(run, vars);
@@ -982,7 +982,7 @@ impl<'a> Interpreter<'a> {
                     }
                     _ => Err(runtime(format!(
                         "The SecondsPath parameter cannot be parsed as a long value: {p} == {}",
-                        java_string(&v, true)
+                        java_string(&v)
                     ))),
                 }
             }
@@ -998,7 +998,7 @@ impl<'a> Interpreter<'a> {
                     .ok_or_else(|| {
                         runtime(format!(
                             "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {p} == {}",
-                            java_string(&v, true)
+                            java_string(&v)
                         ))
                     })
             }
@@ -1046,7 +1046,7 @@ impl<'a> Interpreter<'a> {
                 {
                     return Err(runtime(format!(
                         "The {field}Path field refers to value \"{}\" which is not a valid integer: {p}",
-                        java_string(&v, true)
+                        java_string(&v)
                     )));
                 }
                 v
@@ -1219,15 +1219,8 @@ impl<'a> Interpreter<'a> {
         }
     }
 
-    fn result_path(
-        &self,
-        run: &Run,
-        state: &State,
-        rp: &PathField,
-        input: &Value,
-        result: Value,
-    ) -> Result<Value, Failure> {
-        let _ = (run, state);
+    /// Places `result` into the state's raw input according to a ResultPath.
+    fn result_path(rp: &PathField, input: &Value, result: Value) -> Result<Value, Failure> {
         match rp {
             PathField::Default => Ok(result),
             PathField::Null => Ok(input.clone()),
@@ -1260,7 +1253,7 @@ impl<'a> Interpreter<'a> {
             None => result,
         };
         let vars = self.assign(run, state, state.assign.as_ref(), &result, &Value::Null)?;
-        let output = self.result_path(run, state, &state.result_path, &input, result)?;
+        let output = Self::result_path(&state.result_path, &input, result)?;
         let output = self.select_field(run, state, &state.output_path, &output, json!({}))?;
         Self::apply_assign(run, vars);
         Ok(output)
@@ -1337,7 +1330,7 @@ impl<'a> Interpreter<'a> {
                     Err(f) => return Flow::Fail(self.prefixed(run, f)),
                 };
                 Self::apply_assign(run, vars);
-                match self.result_path(run, state, &c.result_path, &input, err_out) {
+                match Self::result_path(&c.result_path, &input, err_out) {
                     Ok(v) => v,
                     Err(f) => return Flow::Fail(f),
                 }
