@@ -618,12 +618,29 @@ fn parse_state(
         "Pass" => StateKind::Pass {
             result: obj.get("Result").cloned(),
         },
-        "Task" => StateKind::Task {
-            resource: opt_string(&c, obj, "Resource")?
-                .ok_or_else(|| c.err("Resource", "missing required field"))?,
-            timeout_seconds: dynamic(&c, obj, "TimeoutSeconds", ql)?,
-            heartbeat_seconds: dynamic(&c, obj, "HeartbeatSeconds", ql)?,
-        },
+        "Task" => {
+            let literal = |f: &str| -> Result<Option<u64>, DefinitionError> {
+                match obj.get(f) {
+                    Some(Value::String(s)) if crate::jsonata::expression(s).is_some() => Ok(None),
+                    Some(v) => match v.as_u64() {
+                        Some(n) if n > 0 => Ok(Some(n)),
+                        _ => Err(c.err(f, "must be a positive integer")),
+                    },
+                    None => Ok(None),
+                }
+            };
+            if let (Some(t), Some(h)) = (literal("TimeoutSeconds")?, literal("HeartbeatSeconds")?) {
+                if h >= t {
+                    return Err(c.err("HeartbeatSeconds", "must be smaller than TimeoutSeconds"));
+                }
+            }
+            StateKind::Task {
+                resource: opt_string(&c, obj, "Resource")?
+                    .ok_or_else(|| c.err("Resource", "missing required field"))?,
+                timeout_seconds: dynamic(&c, obj, "TimeoutSeconds", ql)?,
+                heartbeat_seconds: dynamic(&c, obj, "HeartbeatSeconds", ql)?,
+            }
+        }
         "Choice" => {
             let items = obj
                 .get("Choices")

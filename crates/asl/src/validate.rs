@@ -200,6 +200,30 @@ mod tests {
     }
 
     #[test]
+    fn task_timeouts() {
+        let task = |extra: Value| {
+            let mut t = json!({"Type": "Task", "Resource": "r", "End": true});
+            for (k, v) in extra.as_object().unwrap() {
+                t[k] = v.clone();
+            }
+            json!({"StartAt": "A", "States": {"A": t}})
+        };
+        assert!(err(task(json!({"TimeoutSeconds": 0}))).contains("positive integer"));
+        assert!(
+            err(task(json!({"TimeoutSeconds": 10, "HeartbeatSeconds": 10})))
+                .contains("smaller than TimeoutSeconds")
+        );
+        assert!(err(task(
+            json!({"TimeoutSeconds": 10, "TimeoutSecondsPath": "$.t"})
+        ))
+        .contains("cannot be combined"));
+        assert!(err(task(
+            json!({"TimeoutSecondsPath": "$.t", "HeartbeatSeconds": 3})
+        ))
+        .is_empty());
+    }
+
+    #[test]
     fn distributed_map_is_rejected() {
         let e = err(
             json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ItemReader": {},
