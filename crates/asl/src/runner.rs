@@ -18,6 +18,7 @@ use crate::StateMachine;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Poll;
 
 /// A boxed future, so that [`TaskRunner`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -75,7 +76,10 @@ pub async fn run(
 }
 
 /// Runs the branches of a Parallel state or the iterations of an inline Map state
-/// (the [`Action::RunBranches`] of `cursor`), one after the other.
+/// (the [`Action::RunBranches`] of `cursor`) concurrently: all Parallel branches at
+/// once, Map iterations at most `MaxConcurrency` at a time (0 = unbounded). The first
+/// failure (beyond the tolerated ones) stops the others. Outputs keep the order of the
+/// branches / items; history events are numbered in that order too.
 pub async fn run_branches(
     machine: &StateMachine,
     ctx: &ExecutionContext,
@@ -164,89 +168,161 @@ fn drive<'a>(
     })
 }
 
+/// One branch or iteration that has finished.
+struct Finished {
+    index: usize,
+    result: ExecutionResult,
+}
+
 async fn branches(
     ctx: &ExecutionContext,
     programs: Vec<&Program>,
     req: &BranchRequest,
-    mut now: i64,
+    now: i64,
     tasks: &dyn TaskRunner,
 ) -> BranchOutcome {
-    let mut outputs = Vec::with_capacity(req.inputs.len());
-    let mut history = Vec::new();
-    let mut failures = 0u64;
-    let total = req.inputs.len() as f64;
-    let mut event_id = req.first_event_id;
+    let n = req.inputs.len();
     let is_map = req.kind == BranchKind::Map;
-    for (i, input) in req.inputs.iter().enumerate() {
-        let Some(program) = programs.get(if is_map { 0 } else { i }).copied() else {
-            return finish(
-                Err(Failure::new(names::RUNTIME, "the branch does not exist")),
-                history,
-                event_id,
-                now,
-            );
-        };
-        let prefix = if req.scope.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", req.scope)
-        };
-        if is_map {
-            push(&mut history, &mut event_id, req, "MapIterationStarted", i);
+    let limit = match (is_map, req.max_concurrency) {
+        (true, m) if m > 0 => m as usize,
+        _ => n.max(1),
+    };
+    let prefix = if req.scope.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", req.scope)
+    };
+    let mut running: Vec<(usize, BoxFuture<'_, ExecutionResult>)> = Vec::new();
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut launched = 0;
+    let mut clock = now;
+    let mut end = now;
+    let mut events_so_far = 0u64;
+    let mut failures = 0u64;
+    let mut failure = None;
+    while failure.is_none() && (launched < n || !running.is_empty()) {
+        while running.len() < limit && launched < n {
+            let i = launched;
+            launched += 1;
+            let Some(program) = programs.get(if is_map { 0 } else { i }).copied() else {
+                failure = Some(Failure::new(names::RUNTIME, "the branch does not exist"));
+                break;
+            };
+            // Exact when branches run one at a time; otherwise numbered by arrival,
+            // as Step Functions does.
+            let first = req.first_event_id + events_so_far + u64::from(is_map);
+            let opts = StartOptions {
+                variables: req.variables.clone(),
+                scope: format!("{prefix}{}@{}[{i}]", req.state, req.attempt),
+                map_item: is_map.then(|| MapItem {
+                    index: i,
+                    value: req.items.get(i).cloned().unwrap_or(Value::Null),
+                }),
+                first_event_id: Some(first),
+                top_level: false,
+            };
+            let step = Interpreter::new(program, ctx).start(req.inputs[i].clone(), clock, opts);
+            running.push((i, drive(program, ctx, step, clock, tasks)));
         }
-        let opts = StartOptions {
-            variables: req.variables.clone(),
-            scope: format!("{prefix}{}@{}[{i}]", req.state, req.attempt),
-            map_item: is_map.then(|| MapItem {
-                index: i,
-                value: req.items.get(i).cloned().unwrap_or(Value::Null),
-            }),
-            first_event_id: Some(event_id),
-            top_level: false,
-        };
-        let step = Interpreter::new(program, ctx).start(input.clone(), now, opts);
-        let result = drive(program, ctx, step, now, tasks).await;
-        now = result.end_ms;
-        event_id += result.history.len() as u64;
-        history.extend(result.history);
-        match result.status {
+        if running.is_empty() {
+            break;
+        }
+        let (slot, index, result) = std::future::poll_fn(|cx| {
+            for (slot, (index, fut)) in running.iter_mut().enumerate() {
+                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                    return Poll::Ready((slot, *index, r));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        drop(running.remove(slot));
+        clock = clock.max(result.end_ms);
+        end = end.max(result.end_ms);
+        events_so_far += result.history.len() as u64 + if is_map { 2 } else { 0 };
+        if let Status::Failed(f) = &result.status {
+            let tolerated = is_map
+                && (req.tolerated_failure_count.is_some()
+                    || req.tolerated_failure_percentage.is_some());
+            failures += 1;
+            let count_ok = req.tolerated_failure_count.is_none_or(|c| failures <= c);
+            let pct_ok = req
+                .tolerated_failure_percentage
+                .is_none_or(|p| (failures as f64) * 100.0 / n as f64 <= p);
+            if !tolerated {
+                failure = Some(f.clone());
+            } else if !(count_ok && pct_ok) {
+                failure = Some(Failure::new(
+                    names::TOLERATED,
+                    "The specified tolerated failure threshold was exceeded",
+                ));
+            }
+        }
+        finished.push(Finished { index, result });
+    }
+    let aborted: Vec<usize> = running.iter().map(|(i, _)| *i).collect();
+    drop(running);
+    finished.sort_by_key(|f| f.index);
+    let mut history = Vec::new();
+    let mut event_id = req.first_event_id;
+    let mut outputs = Vec::with_capacity(n);
+    for f in finished {
+        if is_map {
+            push(
+                &mut history,
+                &mut event_id,
+                req,
+                "MapIterationStarted",
+                f.index,
+            );
+        }
+        for mut e in f.result.history {
+            e.id = event_id;
+            event_id += 1;
+            history.push(e);
+        }
+        match f.result.status {
             Status::Succeeded(v) => {
                 if is_map {
-                    push(&mut history, &mut event_id, req, "MapIterationSucceeded", i);
+                    push(
+                        &mut history,
+                        &mut event_id,
+                        req,
+                        "MapIterationSucceeded",
+                        f.index,
+                    );
                 }
                 outputs.push(v);
             }
-            Status::Failed(f) => {
+            Status::Failed(_) => {
                 if is_map {
-                    push(&mut history, &mut event_id, req, "MapIterationFailed", i);
-                }
-                let tolerated = is_map
-                    && (req.tolerated_failure_count.is_some()
-                        || req.tolerated_failure_percentage.is_some());
-                if !tolerated {
-                    return finish(Err(f), history, event_id, now);
-                }
-                failures += 1;
-                let count_ok = req.tolerated_failure_count.is_none_or(|c| failures <= c);
-                let pct_ok = req
-                    .tolerated_failure_percentage
-                    .is_none_or(|p| (failures as f64) * 100.0 / total <= p);
-                if !(count_ok && pct_ok) {
-                    return finish(
-                        Err(Failure::new(
-                            names::TOLERATED,
-                            "The specified tolerated failure threshold was exceeded",
-                        )),
-                        history,
-                        event_id,
-                        now,
+                    push(
+                        &mut history,
+                        &mut event_id,
+                        req,
+                        "MapIterationFailed",
+                        f.index,
                     );
                 }
                 outputs.push(Value::Null);
             }
         }
     }
-    finish(Ok(Value::Array(outputs)), history, event_id, now)
+    for index in aborted {
+        if is_map {
+            push(
+                &mut history,
+                &mut event_id,
+                req,
+                "MapIterationAborted",
+                index,
+            );
+        }
+    }
+    match failure {
+        Some(f) => finish(Err(f), history, event_id, end),
+        None => finish(Ok(Value::Array(outputs)), history, event_id, end),
+    }
 }
 
 fn finish(

@@ -330,8 +330,9 @@ fn map_and_parallel_run_tasks_with_distinct_keys() {
         json!({"items": ["x", "y"], "mapped": [{"v": "x", "i": 0}, {"v": "y", "i": 1}]})
     );
     assert_eq!(out["b"], json!(["x", "y"]));
-    // Virtual time: a 60 s back-off and a 30 s wait ran one after the other, instantly.
-    assert_eq!(result.end_ms, T0 + 90_000);
+    // Virtual time: the branches ran concurrently (a 60 s back-off beside a 30 s wait),
+    // instantly.
+    assert_eq!(result.end_ms, T0 + 60_000);
     let calls = tasks.calls.lock().unwrap();
     let keys: std::collections::BTreeSet<&String> = calls.iter().map(|c| &c.2).collect();
     assert_eq!(calls.len(), 4);
@@ -429,4 +430,72 @@ fn variables_survive_persistence() {
             output: json!("ok/2")
         }
     );
+}
+
+#[test]
+fn map_tolerates_failures_up_to_the_threshold() {
+    let def = |count: u64| {
+        json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ToleratedFailureCount": count,
+            "ItemProcessor": {"StartAt": "C", "States": {
+                "C": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericGreaterThan": 1, "Next": "Bad"}], "Default": "Ok"},
+                "Bad": {"Type": "Fail", "Error": "TooBig"},
+                "Ok": {"Type": "Pass", "End": true}}}}}})
+    };
+    let tasks = Recorder {
+        calls: Mutex::new(vec![]),
+        fail_first: AtomicU32::new(0),
+    };
+    let run = |count| {
+        block_on(runner::run(
+            &machine(def(count)),
+            &ctx(),
+            json!([1, 2, 3]),
+            &tasks,
+        ))
+    };
+    assert_eq!(run(2).status, Status::Succeeded(json!([1, null, null])));
+    let failed = run(1);
+    let Status::Failed(f) = &failed.status else {
+        panic!("expected a failure")
+    };
+    assert_eq!(
+        f.error.as_deref(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
+}
+
+#[test]
+fn map_with_max_concurrency_one_numbers_events_exactly() {
+    let m = machine(
+        json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "MaxConcurrency": 1,
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}}),
+    );
+    let tasks = Recorder {
+        calls: Mutex::new(vec![]),
+        fail_first: AtomicU32::new(0),
+    };
+    let result = block_on(runner::run(&m, &ctx(), json!(["a", "b"]), &tasks));
+    assert_eq!(result.status, Status::Succeeded(json!(["a", "b"])));
+    let kinds: Vec<&str> = result.history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ExecutionStarted",
+            "MapStateEntered",
+            "MapStateStarted",
+            "MapIterationStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "MapIterationSucceeded",
+            "MapIterationStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "MapIterationSucceeded",
+            "MapStateSucceeded",
+            "MapStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let ids: Vec<u64> = result.history.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=14).collect::<Vec<_>>());
 }
