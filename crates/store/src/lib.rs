@@ -11,5 +11,8 @@
 pub mod conformance;
 pub mod sql;
 mod store;
+mod workflow;
+pub mod workflow_conformance;
 
 pub use store::*;
+pub use workflow::*;

@@ -13,6 +13,7 @@ mod effects;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod workflows;
 
 use std::time::Duration;
 
@@ -29,8 +30,14 @@ use tenancy_domain::{Error, Result};
 use crate::store::*;
 use effects::apply_effects;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "workflows", include_str!("../migrations/sqlite/0002_workflows.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "workflows", include_str!("../migrations/postgres/0002_workflows.sql")),
+];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
 /// several replicas start at once.
@@ -276,6 +283,10 @@ fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
         self.dialect.backend
+    }
+
+    fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore> {
+        std::sync::Arc::new(self.clone())
     }
 
     async fn ready(&self) -> Result<()> {

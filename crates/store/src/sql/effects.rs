@@ -72,5 +72,8 @@ pub(super) async fn apply_effects(tx: &mut Transaction<'static, Any>, fx: &Effec
         .await
         .map_err(db_err)?;
     }
+    for e in &fx.executions {
+        super::workflows::insert_execution(tx, e).await?;
+    }
     Ok(())
 }
