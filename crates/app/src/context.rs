@@ -39,6 +39,14 @@ pub enum Permission {
     KeyAdmin,
     /// The event archive and the audit log.
     RecordsRead,
+    /// Read state machines (not for tenant keys).
+    StateMachineRead,
+    /// Read executions and their history (tenant keys: their tenant's only).
+    ExecutionRead,
+    /// Define state machines, start, stop and redrive executions.
+    WorkflowWrite,
+    /// Complete callback tasks (`/v1/task-tokens/...`).
+    TaskCallback,
 }
 
 impl OpContext {
@@ -64,8 +72,9 @@ impl OpContext {
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead) => true,
-            (R::Service, P::PlanRead | P::TenantRead) => true,
-            (R::Tenant, P::TenantRead | P::TenantWrite) => true,
+            (R::Viewer, P::StateMachineRead | P::ExecutionRead) => true,
+            (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
+            (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,
             _ => false,
         };
         if allowed {

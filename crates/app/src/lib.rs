@@ -8,9 +8,12 @@
 
 pub mod auth;
 mod context;
+pub mod engine;
 pub mod lifecycle;
 mod ops;
 pub mod worker;
+mod workflows;
 
-pub use context::{OpContext, Principal};
+pub use context::{OpContext, Permission, Principal};
 pub use ops::*;
+pub use workflows::*;

@@ -14,6 +14,7 @@ use utoipa::Modify;
         (name = "api-keys", description = "API keys and roles"),
         (name = "events", description = "The event archive"),
         (name = "audit", description = "The audit log"),
+        (name = "workflows", description = "State machines (ASL), executions and callback tokens"),
     )
 )]
 struct ApiDoc;

@@ -5,6 +5,7 @@ mod plans;
 mod records;
 mod system;
 mod tenants;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -28,4 +29,19 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(keys::delete_key))
         .routes(routes!(records::list_events))
         .routes(routes!(records::list_audit))
+        .merge(workflows_api())
+}
+
+fn workflows_api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(workflows::list_state_machines))
+        .routes(routes!(workflows::put_state_machine, workflows::get_state_machine))
+        .routes(routes!(workflows::start_execution, workflows::list_executions))
+        .routes(routes!(workflows::get_execution))
+        .routes(routes!(workflows::execution_history))
+        .routes(routes!(workflows::stop_execution))
+        .routes(routes!(workflows::redrive_execution))
+        .routes(routes!(workflows::task_success))
+        .routes(routes!(workflows::task_failure))
+        .routes(routes!(workflows::task_heartbeat))
 }

@@ -136,6 +136,17 @@ pub struct RedrivePoint {
     pub pending: Value,
 }
 
+/// Something a lifecycle workflow created for a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantResource {
+    pub tenant_id: String,
+    pub kind: String,
+    pub detail: Value,
+    /// The idempotency key of the task that created it.
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
 /// The workflow engine's storage. Object safe: held as `Arc<dyn WorkflowStore>`.
 #[async_trait]
 pub trait WorkflowStore: Send + Sync + 'static {
@@ -174,4 +185,11 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// still the expected one (else that step's result is a `Conflict` with code
     /// `execution-moved` and nothing of it is written). A database error fails all.
     async fn execution_commit(&self, commits: &[StepCommit]) -> Result<Vec<Result<()>>>;
+
+    /// Records a resource unless one of that kind exists; returns the stored one and
+    /// whether it was created.
+    async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)>;
+    /// Forgets a resource; whether it existed.
+    async fn tenant_resource_delete(&self, tenant_id: &str, kind: &str) -> Result<bool>;
+    async fn tenant_resource_list(&self, tenant_id: &str) -> Result<Vec<TenantResource>>;
 }

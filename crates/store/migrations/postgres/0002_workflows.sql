@@ -46,3 +46,13 @@ CREATE TABLE execution_history (
     time BIGINT NOT NULL,
     PRIMARY KEY (execution_id, event_id)
 );
+
+-- What lifecycle workflows created for a tenant (each step's idempotent record).
+CREATE TABLE tenant_resources (
+    tenant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind)
+);

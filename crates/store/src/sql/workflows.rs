@@ -426,4 +426,58 @@ impl WorkflowStore for SqlStore {
         tx.commit().await.map_err(db_err)?;
         Ok(results)
     }
+
+    async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)> {
+        let res = sqlx::query(
+            "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, kind) DO NOTHING",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.kind)
+        .bind(json_text(&r.detail))
+        .bind(&r.created_by)
+        .bind(r.created_at.millis())
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 1 {
+            return Ok((r.clone(), true));
+        }
+        let row = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+            .bind(&r.tenant_id)
+            .bind(&r.kind)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok((resource(&row)?, false))
+    }
+
+    async fn tenant_resource_delete(&self, tenant_id: &str, kind: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+            .bind(tenant_id)
+            .bind(kind)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn tenant_resource_list(&self, tenant_id: &str) -> Result<Vec<TenantResource>> {
+        let rows = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 ORDER BY kind")
+            .bind(tenant_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(resource).collect()
+    }
+}
+
+fn resource(row: &AnyRow) -> Result<TenantResource> {
+    Ok(TenantResource {
+        tenant_id: get(row, "tenant_id")?,
+        kind: get(row, "kind")?,
+        detail: parse_json(&get::<String>(row, "detail")?, "detail")?,
+        created_by: get(row, "created_by")?,
+        created_at: Timestamp(get(row, "created_at")?),
+    })
 }
