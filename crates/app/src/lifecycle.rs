@@ -136,7 +136,9 @@ impl TaskHandler for ResourceCreate {
             created_at: Timestamp::now(),
         };
         let (stored, created) = call.store.workflows().tenant_resource_put(&r).await.map_err(app_failure)?;
-        Ok(TaskOutput::new(json!({"kind": stored.kind, "created": created})))
+        tracing::debug!(tenant_id, kind, created, "tenant resource recorded");
+        // The same result whether this call or an earlier attempt created it.
+        Ok(TaskOutput::new(json!({"tenant_id": stored.tenant_id, "kind": stored.kind})))
     }
 }
 
@@ -150,7 +152,8 @@ impl TaskHandler for ResourceDelete {
         let tenant_id = param(&call, "tenant_id")?;
         let kind = param(&call, "kind")?;
         let deleted = call.store.workflows().tenant_resource_delete(tenant_id, kind).await.map_err(app_failure)?;
-        Ok(TaskOutput::new(json!({"kind": kind, "deleted": deleted})))
+        tracing::debug!(tenant_id, kind, deleted, "tenant resource deleted");
+        Ok(TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind})))
     }
 }
 

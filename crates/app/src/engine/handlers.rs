@@ -16,6 +16,7 @@ use tenancy_domain::event::Event;
 use tenancy_store::{Effects, Store};
 
 /// What a handler is called with.
+#[derive(Clone, Copy)]
 pub struct TaskCall<'a> {
     pub resource: &'a str,
     pub parameters: &'a Value,
