@@ -83,6 +83,7 @@ pub struct Engine {
     handlers: Registry,
     machines: Mutex<HashMap<(String, i64), Arc<StateMachine>>>,
     wake: Notify,
+    finished: tokio::sync::broadcast::Sender<(String, String)>,
 }
 
 fn now_ms() -> i64 {
@@ -144,6 +145,7 @@ impl Engine {
             handlers: Registry::builtin(),
             machines: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            finished: tokio::sync::broadcast::channel(65_536).0,
         })
     }
 
@@ -153,6 +155,12 @@ impl Engine {
 
     pub fn workflows(&self) -> &Arc<dyn WorkflowStore> {
         &self.wf
+    }
+
+    /// `(execution id, status)` of every execution this process's worker finished
+    /// (for benchmarks and metrics; a slow receiver misses some).
+    pub fn subscribe_finished(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
+        self.finished.subscribe()
     }
 
     /// Wakes this process's worker (work was just made due).
@@ -453,9 +461,13 @@ impl Engine {
             let prepared = self.prepare(step, now);
             let (commit, runnable) = self.commit_of(&rec, prepared, fx);
             let (cursor, pending) = (commit.state.cursor.clone(), commit.state.pending.clone());
+            let final_status = commit.state.stopped_at.map(|_| commit.state.status.clone());
             if let Err(e) = send(commits, commit).await {
                 tracing::debug!(execution_id = %rec.id, error = %e, "step not committed");
                 return;
+            }
+            if let Some(status) = final_status {
+                let _ = self.finished.send((rec.id.clone(), status));
             }
             if !runnable {
                 return;
