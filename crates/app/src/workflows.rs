@@ -493,7 +493,9 @@ impl App {
     pub async fn task_heartbeat(&self, ctx: &OpContext, token: &str) -> Result<()> {
         for _ in 0..MOVED_RETRIES {
             let (rec, pending) = self.waiting(ctx, token).await?;
-            let Pending::Callback { request, timeout_at, .. } = pending else { unreachable!("checked by waiting") };
+            let Pending::Callback { request, timeout_at, .. } = pending else {
+                return Err(Error::not_found("task token", token));
+            };
             let now = Timestamp::now().millis();
             let heartbeat_at = request.heartbeat_seconds.map(|s| now + s as i64 * 1000);
             let wake = match (timeout_at, heartbeat_at) {

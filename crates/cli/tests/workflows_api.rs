@@ -433,3 +433,24 @@ async fn tenant_provisioning_is_an_execution(backend: Backend) {
     assert!(machines >= 3);
     s.stop().await;
 }
+
+/// Two replicas on one PostgreSQL database share the executions: each runs once, no
+/// state is entered twice, every execution finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_executions() {
+    let url = support::database_url(Backend::Postgres).await;
+    let a = TestServer::start_with(url.clone()).await;
+    let b = TestServer::start_with(url).await;
+    put_machine(&a, "five", five_states()).await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        ids.push(start_execution(s, "five", json!({"n": i})).await);
+    }
+    for id in &ids {
+        wait_execution(&a, id, "SUCCEEDED", 20).await;
+        assert_clean_history(&history(&b, id).await);
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -125,7 +125,8 @@ pub struct ExecutionFilter {
     pub status: Option<String>,
     pub state_machine: Option<String>,
     pub tenant_id: Option<String>,
-    /// Only RUNNING executions whose last progress is older than this.
+    /// Only stuck executions: RUNNING, due (timer) before this time and not moved since.
+    /// A Wait or a callback that is not due yet is not stuck.
     pub updated_before: Option<Timestamp>,
 }
 

@@ -357,7 +357,9 @@ impl WorkflowStore for SqlStore {
         w.eq("state_machine", filter.state_machine.as_deref());
         w.eq("tenant_id", filter.tenant_id.as_deref());
         if let Some(before) = filter.updated_before {
-            w.raw(&format!("status = 'RUNNING' AND updated_at < {}", before.millis()));
+            // Due before the cutoff and not moved since: a worker should have taken it.
+            let b = before.millis();
+            w.raw(&format!("status = 'RUNNING' AND updated_at < {b} AND wake_at IS NOT NULL AND wake_at < {b}"));
         }
         w.gt("id", page.after.as_deref());
         w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
