@@ -132,20 +132,11 @@ impl ChoiceRule {
                     return Err(format!("unknown field {k:?} in a JSONata choice rule"));
                 }
             }
-            Condition::Jsonata(
-                o.get("Condition")
-                    .cloned()
-                    .ok_or("a JSONata choice rule needs Condition")?,
-            )
+            Condition::Jsonata(o.get("Condition").cloned().ok_or("a JSONata choice rule needs Condition")?)
         } else {
             Condition::parse(v)?
         };
-        Ok(ChoiceRule {
-            condition,
-            next,
-            output: o.get("Output").cloned(),
-            assign: o.get("Assign").cloned(),
-        })
+        Ok(ChoiceRule { condition, next, output: o.get("Output").cloned(), assign: o.get("Assign").cloned() })
     }
 }
 
@@ -157,24 +148,14 @@ impl Condition {
             match k.as_str() {
                 "Next" | "Comment" | "Variable" | "Assign" => continue,
                 "And" | "Or" => {
-                    let items = x
-                        .as_array()
-                        .filter(|a| !a.is_empty())
-                        .ok_or(format!("{k} must be a non-empty array"))?;
-                    let inner = items
-                        .iter()
-                        .map(Condition::parse)
-                        .collect::<Result<Vec<_>, _>>()?;
-                    found = Some(if k == "And" {
-                        Condition::And(inner)
-                    } else {
-                        Condition::Or(inner)
-                    });
+                    let items =
+                        x.as_array().filter(|a| !a.is_empty()).ok_or(format!("{k} must be a non-empty array"))?;
+                    let inner = items.iter().map(Condition::parse).collect::<Result<Vec<_>, _>>()?;
+                    found = Some(if k == "And" { Condition::And(inner) } else { Condition::Or(inner) });
                 }
                 "Not" => found = Some(Condition::Not(Box::new(Condition::parse(x)?))),
                 name => {
-                    let (op, is_path) = op_from_name(name)
-                        .ok_or(format!("unknown comparison operator {name:?}"))?;
+                    let (op, is_path) = op_from_name(name).ok_or(format!("unknown comparison operator {name:?}"))?;
                     let var = o
                         .get("Variable")
                         .and_then(Value::as_str)
@@ -190,11 +171,7 @@ impl Condition {
                     if found.is_some() {
                         return Err("a choice rule must have exactly one operator".into());
                     }
-                    found = Some(Condition::Compare {
-                        variable,
-                        op,
-                        operand,
-                    });
+                    found = Some(Condition::Compare { variable, op, operand });
                 }
             }
         }
@@ -221,11 +198,7 @@ impl Condition {
                 false
             }
             Condition::Not(c) => !c.eval(scope)?,
-            Condition::Compare {
-                variable,
-                op,
-                operand,
-            } => {
+            Condition::Compare { variable, op, operand } => {
                 let value = match variable.select(scope) {
                     Ok(v) => Some(v),
                     Err(PathError::NotFound(_)) => None,
@@ -253,9 +226,7 @@ impl Condition {
                 };
                 compare(*op, &value, &expected)
             }
-            Condition::Jsonata(_) => {
-                return Err("a JSONata condition needs the JSONata evaluator".into())
-            }
+            Condition::Jsonata(_) => return Err("a JSONata condition needs the JSONata evaluator".into()),
         })
     }
 }
@@ -269,9 +240,7 @@ fn check_literal(name: &str, op: Op, v: &Value) -> Result<(), String> {
         Op::Compare(Kind::String, _) | Op::StringMatches => v.is_string(),
         Op::Compare(Kind::Numeric, _) => v.is_number(),
         Op::Compare(Kind::Boolean, _) => v.is_boolean(),
-        Op::Compare(Kind::Timestamp, _) => {
-            v.as_str().is_some_and(|s| timestamp::parse(s).is_some())
-        }
+        Op::Compare(Kind::Timestamp, _) => v.as_str().is_some_and(|s| timestamp::parse(s).is_some()),
         _ => v.is_boolean(),
     };
     if ok {
@@ -301,12 +270,7 @@ pub fn compare(op: Op, value: &Value, expected: &Value) -> bool {
         Op::IsNumeric => value.is_number() == want,
         Op::IsString => value.is_string() == want,
         Op::IsBoolean => value.is_boolean() == want,
-        Op::IsTimestamp => {
-            value
-                .as_str()
-                .is_some_and(|s| timestamp::parse(s).is_some())
-                == want
-        }
+        Op::IsTimestamp => value.as_str().is_some_and(|s| timestamp::parse(s).is_some()) == want,
         Op::StringMatches => match (value.as_str(), expected.as_str()) {
             (Some(s), Some(p)) => string_matches(s, p),
             _ => false,
@@ -326,10 +290,7 @@ pub fn compare(op: Op, value: &Value, expected: &Value) -> bool {
             _ => false,
         },
         Op::Compare(Kind::Timestamp, c) => {
-            match (
-                value.as_str().and_then(timestamp::parse),
-                expected.as_str().and_then(timestamp::parse),
-            ) {
+            match (value.as_str().and_then(timestamp::parse), expected.as_str().and_then(timestamp::parse)) {
                 (Some(a), Some(b)) => apply_cmp(c, a.cmp(&b)),
                 _ => false,
             }
@@ -390,48 +351,17 @@ mod tests {
 
     fn eval(rule: Value, input: Value) -> Result<bool, String> {
         let vars = Map::new();
-        let scope = Scope {
-            input: &input,
-            context: &Value::Null,
-            variables: &vars,
-        };
+        let scope = Scope { input: &input, context: &Value::Null, variables: &vars };
         Condition::parse(&rule)?.eval(&scope)
     }
 
     #[test]
     fn operators() {
-        assert_eq!(
-            eval(
-                json!({"Variable": "$.a", "NumericGreaterThan": 1}),
-                json!({"a": 2})
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            eval(
-                json!({"Variable": "$.a", "NumericEqualsPath": "$.b"}),
-                json!({"a": 2, "b": 2.0})
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            eval(
-                json!({"Variable": "$.a", "StringLessThan": "b"}),
-                json!({"a": "a"})
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            eval(json!({"Variable": "$.a", "IsPresent": false}), json!({})),
-            Ok(true)
-        );
-        assert_eq!(
-            eval(
-                json!({"Variable": "$.a", "IsNull": true}),
-                json!({"a": null})
-            ),
-            Ok(true)
-        );
+        assert_eq!(eval(json!({"Variable": "$.a", "NumericGreaterThan": 1}), json!({"a": 2})), Ok(true));
+        assert_eq!(eval(json!({"Variable": "$.a", "NumericEqualsPath": "$.b"}), json!({"a": 2, "b": 2.0})), Ok(true));
+        assert_eq!(eval(json!({"Variable": "$.a", "StringLessThan": "b"}), json!({"a": "a"})), Ok(true));
+        assert_eq!(eval(json!({"Variable": "$.a", "IsPresent": false}), json!({})), Ok(true));
+        assert_eq!(eval(json!({"Variable": "$.a", "IsNull": true}), json!({"a": null})), Ok(true));
         assert_eq!(
             eval(
                 json!({"Variable": "$.a", "TimestampLessThan": "2020-01-01T00:00:00Z"}),
@@ -439,13 +369,7 @@ mod tests {
             ),
             Ok(true)
         );
-        assert_eq!(
-            eval(
-                json!({"Not": {"Variable": "$.a", "BooleanEquals": true}}),
-                json!({"a": false})
-            ),
-            Ok(true)
-        );
+        assert_eq!(eval(json!({"Not": {"Variable": "$.a", "BooleanEquals": true}}), json!({"a": false})), Ok(true));
         assert_eq!(
             eval(
                 json!({"And": [{"Variable": "$.a", "IsString": true}, {"Variable": "$.a", "StringMatches": "x*z"}]}),

@@ -26,12 +26,7 @@ pub struct ExecutionContext {
 
 impl ExecutionContext {
     /// A context with ids derived from a name (handy for tests and the in-memory runner).
-    pub fn new(
-        state_machine_name: &str,
-        execution_name: &str,
-        input: Value,
-        start_time_ms: i64,
-    ) -> Self {
+    pub fn new(state_machine_name: &str, execution_name: &str, input: Value, start_time_ms: i64) -> Self {
         ExecutionContext {
             execution_id: format!("execution:{state_machine_name}:{execution_name}"),
             execution_name: execution_name.to_string(),
@@ -65,10 +60,7 @@ pub struct MapItem {
 pub(crate) fn context_object(ctx: &ExecutionContext, s: &StateFacts<'_>) -> Value {
     let mut state = Map::new();
     state.insert("Name".into(), json!(s.name));
-    state.insert(
-        "EnteredTime".into(),
-        json!(timestamp::format_ms(s.entered_ms)),
-    );
+    state.insert("EnteredTime".into(), json!(timestamp::format_ms(s.entered_ms)));
     if let Some(n) = s.retry_count {
         state.insert("RetryCount".into(), json!(n));
     }
@@ -84,19 +76,13 @@ pub(crate) fn context_object(ctx: &ExecutionContext, s: &StateFacts<'_>) -> Valu
         m.insert("RedriveCount".into(), json!(n));
     }
     obj.insert("Execution".into(), execution);
-    obj.insert(
-        "StateMachine".into(),
-        json!({"Id": ctx.state_machine_id, "Name": ctx.state_machine_name}),
-    );
+    obj.insert("StateMachine".into(), json!({"Id": ctx.state_machine_id, "Name": ctx.state_machine_name}));
     obj.insert("State".into(), Value::Object(state));
     if let Some(token) = s.task_token {
         obj.insert("Task".into(), json!({ "Token": token }));
     }
     if let Some(item) = s.map_item {
-        obj.insert(
-            "Map".into(),
-            json!({"Item": {"Index": item.index, "Value": item.value}}),
-        );
+        obj.insert("Map".into(), json!({"Item": {"Index": item.index, "Value": item.value}}));
     }
     Value::Object(obj)
 }
@@ -108,19 +94,10 @@ mod tests {
     #[test]
     fn builds_context_object() {
         let ctx = ExecutionContext::new("sm", "ex", json!({"a": 1}), 0);
-        let item = MapItem {
-            index: 2,
-            value: json!("v"),
-        };
+        let item = MapItem { index: 2, value: json!("v") };
         let v = context_object(
             &ctx,
-            &StateFacts {
-                name: "S",
-                entered_ms: 1000,
-                retry_count: Some(1),
-                map_item: Some(&item),
-                task_token: None,
-            },
+            &StateFacts { name: "S", entered_ms: 1000, retry_count: Some(1), map_item: Some(&item), task_token: None },
         );
         assert_eq!(v["Execution"]["Input"], json!({"a": 1}));
         assert_eq!(v["State"]["EnteredTime"], json!("1970-01-01T00:00:01.000Z"));

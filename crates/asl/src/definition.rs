@@ -67,27 +67,13 @@ pub enum WaitFor {
 
 #[derive(Debug, Clone)]
 pub enum StateKind {
-    Pass {
-        result: Option<Value>,
-    },
-    Task {
-        resource: String,
-        timeout_seconds: Option<Dynamic>,
-        heartbeat_seconds: Option<Dynamic>,
-    },
-    Choice {
-        choices: Vec<ChoiceRule>,
-        default: Option<String>,
-    },
+    Pass { result: Option<Value> },
+    Task { resource: String, timeout_seconds: Option<Dynamic>, heartbeat_seconds: Option<Dynamic> },
+    Choice { choices: Vec<ChoiceRule>, default: Option<String> },
     Wait(WaitFor),
     Succeed,
-    Fail {
-        error: Option<Dynamic>,
-        cause: Option<Dynamic>,
-    },
-    Parallel {
-        branches: Vec<Program>,
-    },
+    Fail { error: Option<Dynamic>, cause: Option<Dynamic> },
+    Parallel { branches: Vec<Program> },
     Map(Box<MapSpec>),
 }
 
@@ -139,23 +125,12 @@ impl State {
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 const FLOW: &[&str] = &["Next", "End"];
 const IO: &[&str] = &["InputPath", "OutputPath", "Output", "Assign"];
-const RESULT: &[&str] = &[
-    "ResultPath",
-    "Parameters",
-    "ResultSelector",
-    "Arguments",
-    "Retry",
-    "Catch",
-];
+const RESULT: &[&str] = &["ResultPath", "Parameters", "ResultSelector", "Arguments", "Retry", "Catch"];
 
 fn allowed(kind: &str) -> Option<Vec<&'static str>> {
     let mut v: Vec<&'static str> = COMMON.to_vec();
     match kind {
-        "Pass" => v.extend(
-            FLOW.iter()
-                .chain(IO)
-                .chain(&["ResultPath", "Parameters", "Result"]),
-        ),
+        "Pass" => v.extend(FLOW.iter().chain(IO).chain(&["ResultPath", "Parameters", "Result"])),
         "Task" => v.extend(FLOW.iter().chain(IO).chain(RESULT).chain(&[
             "Resource",
             "TimeoutSeconds",
@@ -165,12 +140,7 @@ fn allowed(kind: &str) -> Option<Vec<&'static str>> {
             "Credentials",
         ])),
         "Choice" => v.extend(IO.iter().chain(&["Choices", "Default"])),
-        "Wait" => v.extend(FLOW.iter().chain(IO).chain(&[
-            "Seconds",
-            "Timestamp",
-            "SecondsPath",
-            "TimestampPath",
-        ])),
+        "Wait" => v.extend(FLOW.iter().chain(IO).chain(&["Seconds", "Timestamp", "SecondsPath", "TimestampPath"])),
         "Succeed" => v.extend(IO),
         "Fail" => v.extend(["Error", "Cause", "ErrorPath", "CausePath"]),
         "Parallel" => v.extend(FLOW.iter().chain(IO).chain(RESULT).chain(&["Branches"])),
@@ -208,61 +178,26 @@ impl Ctx<'_> {
 
 /// Parses a `{StartAt, States}` object into a program.
 pub fn parse_program(def: &Value, inherited: QueryLanguage) -> Result<Program, DefinitionError> {
-    let obj = def
-        .as_object()
-        .ok_or_else(|| DefinitionError::new(None, None, "a definition must be a JSON object"))?;
+    let obj = def.as_object().ok_or_else(|| DefinitionError::new(None, None, "a definition must be a JSON object"))?;
     let start_at = match obj.get("StartAt") {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(DefinitionError::new(
-                None,
-                Some("StartAt"),
-                "must be a string",
-            ))
-        }
-        None => {
-            return Err(DefinitionError::new(
-                None,
-                Some("StartAt"),
-                "missing required field",
-            ))
-        }
+        Some(_) => return Err(DefinitionError::new(None, Some("StartAt"), "must be a string")),
+        None => return Err(DefinitionError::new(None, Some("StartAt"), "missing required field")),
     };
     let states_obj = match obj.get("States") {
         Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(DefinitionError::new(
-                None,
-                Some("States"),
-                "must be an object",
-            ))
-        }
-        None => {
-            return Err(DefinitionError::new(
-                None,
-                Some("States"),
-                "missing required field",
-            ))
-        }
+        Some(_) => return Err(DefinitionError::new(None, Some("States"), "must be an object")),
+        None => return Err(DefinitionError::new(None, Some("States"), "missing required field")),
     };
     let ql = match obj.get("QueryLanguage") {
         None => inherited,
-        Some(v) => parse_ql(v).ok_or_else(|| {
-            DefinitionError::new(
-                None,
-                Some("QueryLanguage"),
-                "must be \"JSONPath\" or \"JSONata\"",
-            )
-        })?,
+        Some(v) => parse_ql(v)
+            .ok_or_else(|| DefinitionError::new(None, Some("QueryLanguage"), "must be \"JSONPath\" or \"JSONata\""))?,
     };
     let mut states = BTreeMap::new();
     for (name, raw) in states_obj {
         if name.is_empty() || name.chars().count() > 80 {
-            return Err(DefinitionError::new(
-                Some(name),
-                None,
-                "a state name must have 1 to 80 characters",
-            ));
+            return Err(DefinitionError::new(Some(name), None, "a state name must have 1 to 80 characters"));
         }
         states.insert(name.clone(), parse_state(name, raw, ql)?);
     }
@@ -277,40 +212,24 @@ fn parse_ql(v: &Value) -> Option<QueryLanguage> {
     }
 }
 
-fn path_field(
-    c: &Ctx<'_>,
-    obj: &Map<String, Value>,
-    field: &str,
-) -> Result<PathField, DefinitionError> {
+fn path_field(c: &Ctx<'_>, obj: &Map<String, Value>, field: &str) -> Result<PathField, DefinitionError> {
     match obj.get(field) {
         None => Ok(PathField::Default),
         Some(Value::Null) => Ok(PathField::Null),
-        Some(Value::String(s)) => JsonPath::parse(s)
-            .map(PathField::Path)
-            .map_err(|e| c.err(field, e.to_string())),
+        Some(Value::String(s)) => JsonPath::parse(s).map(PathField::Path).map_err(|e| c.err(field, e.to_string())),
         Some(_) => Err(c.err(field, "must be a string or null")),
     }
 }
 
-fn opt_path(
-    c: &Ctx<'_>,
-    obj: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<JsonPath>, DefinitionError> {
+fn opt_path(c: &Ctx<'_>, obj: &Map<String, Value>, field: &str) -> Result<Option<JsonPath>, DefinitionError> {
     match obj.get(field) {
         None => Ok(None),
-        Some(Value::String(s)) => JsonPath::parse(s)
-            .map(Some)
-            .map_err(|e| c.err(field, e.to_string())),
+        Some(Value::String(s)) => JsonPath::parse(s).map(Some).map_err(|e| c.err(field, e.to_string())),
         Some(_) => Err(c.err(field, "must be a string")),
     }
 }
 
-fn opt_string(
-    c: &Ctx<'_>,
-    obj: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, DefinitionError> {
+fn opt_string(c: &Ctx<'_>, obj: &Map<String, Value>, field: &str) -> Result<Option<String>, DefinitionError> {
     match obj.get(field) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -368,39 +287,24 @@ fn dynamic(
     }
 }
 
-fn string_list(
-    c: &Ctx<'_>,
-    v: Option<&Value>,
-    field: &str,
-) -> Result<Vec<String>, DefinitionError> {
-    let items = v
-        .and_then(Value::as_array)
-        .ok_or_else(|| c.err(field, "ErrorEquals must be a non-empty array of strings"))?;
-    let out: Option<Vec<String>> = items
-        .iter()
-        .map(|x| x.as_str().map(str::to_string))
-        .collect();
+fn string_list(c: &Ctx<'_>, v: Option<&Value>, field: &str) -> Result<Vec<String>, DefinitionError> {
+    let items =
+        v.and_then(Value::as_array).ok_or_else(|| c.err(field, "ErrorEquals must be a non-empty array of strings"))?;
+    let out: Option<Vec<String>> = items.iter().map(|x| x.as_str().map(str::to_string)).collect();
     match out {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(c.err(field, "ErrorEquals must be a non-empty array of strings")),
     }
 }
 
-fn check_error_lists(
-    c: &Ctx<'_>,
-    field: &str,
-    lists: &[&Vec<String>],
-) -> Result<(), DefinitionError> {
+fn check_error_lists(c: &Ctx<'_>, field: &str, lists: &[&Vec<String>]) -> Result<(), DefinitionError> {
     for (i, list) in lists.iter().enumerate() {
         if list.iter().any(|e| e == "States.ALL") {
             if list.len() != 1 {
                 return Err(c.err(field, "States.ALL must appear alone in ErrorEquals"));
             }
             if i + 1 != lists.len() {
-                return Err(c.err(
-                    field,
-                    "a retrier or catcher with States.ALL must be the last one",
-                ));
+                return Err(c.err(field, "a retrier or catcher with States.ALL must be the last one"));
             }
         }
     }
@@ -408,14 +312,10 @@ fn check_error_lists(
 }
 
 fn parse_retry(c: &Ctx<'_>, v: &Value) -> Result<Vec<Retrier>, DefinitionError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| c.err("Retry", "must be an array"))?;
+    let items = v.as_array().ok_or_else(|| c.err("Retry", "must be an array"))?;
     let mut out = Vec::new();
     for item in items {
-        let o = item
-            .as_object()
-            .ok_or_else(|| c.err("Retry", "each retrier must be an object"))?;
+        let o = item.as_object().ok_or_else(|| c.err("Retry", "each retrier must be an object"))?;
         for k in o.keys() {
             if ![
                 "ErrorEquals",
@@ -434,9 +334,7 @@ fn parse_retry(c: &Ctx<'_>, v: &Value) -> Result<Vec<Retrier>, DefinitionError> 
         let num = |k: &str, default: f64| -> Result<f64, DefinitionError> {
             match o.get(k) {
                 None => Ok(default),
-                Some(v) => v
-                    .as_f64()
-                    .ok_or_else(|| c.err("Retry", format!("{k} must be a number"))),
+                Some(v) => v.as_f64().ok_or_else(|| c.err("Retry", format!("{k} must be a number"))),
             }
         };
         let interval = num("IntervalSeconds", 1.0)?;
@@ -472,39 +370,21 @@ fn parse_retry(c: &Ctx<'_>, v: &Value) -> Result<Vec<Retrier>, DefinitionError> 
             jitter_full,
         });
     }
-    check_error_lists(
-        c,
-        "Retry",
-        &out.iter().map(|r| &r.error_equals).collect::<Vec<_>>(),
-    )?;
+    check_error_lists(c, "Retry", &out.iter().map(|r| &r.error_equals).collect::<Vec<_>>())?;
     Ok(out)
 }
 
 fn parse_catch(c: &Ctx<'_>, v: &Value) -> Result<Vec<Catcher>, DefinitionError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| c.err("Catch", "must be an array"))?;
+    let items = v.as_array().ok_or_else(|| c.err("Catch", "must be an array"))?;
     let mut out = Vec::new();
     for item in items {
-        let o = item
-            .as_object()
-            .ok_or_else(|| c.err("Catch", "each catcher must be an object"))?;
+        let o = item.as_object().ok_or_else(|| c.err("Catch", "each catcher must be an object"))?;
         for k in o.keys() {
-            if ![
-                "ErrorEquals",
-                "Next",
-                "ResultPath",
-                "Output",
-                "Assign",
-                "Comment",
-            ]
-            .contains(&k.as_str())
-            {
+            if !["ErrorEquals", "Next", "ResultPath", "Output", "Assign", "Comment"].contains(&k.as_str()) {
                 return Err(c.err("Catch", format!("unknown field {k:?} in catcher")));
             }
         }
-        let next =
-            opt_string(c, o, "Next")?.ok_or_else(|| c.err("Catch", "a catcher needs Next"))?;
+        let next = opt_string(c, o, "Next")?.ok_or_else(|| c.err("Catch", "a catcher needs Next"))?;
         out.push(Catcher {
             error_equals: string_list(c, o.get("ErrorEquals"), "Catch")?,
             next,
@@ -513,30 +393,19 @@ fn parse_catch(c: &Ctx<'_>, v: &Value) -> Result<Vec<Catcher>, DefinitionError> 
             assign: o.get("Assign").cloned(),
         });
     }
-    check_error_lists(
-        c,
-        "Catch",
-        &out.iter().map(|r| &r.error_equals).collect::<Vec<_>>(),
-    )?;
+    check_error_lists(c, "Catch", &out.iter().map(|r| &r.error_equals).collect::<Vec<_>>())?;
     Ok(out)
 }
 
-fn parse_state(
-    name: &str,
-    raw: &Value,
-    inherited: QueryLanguage,
-) -> Result<State, DefinitionError> {
+fn parse_state(name: &str, raw: &Value, inherited: QueryLanguage) -> Result<State, DefinitionError> {
     let c = Ctx { state: name };
-    let obj = raw
-        .as_object()
-        .ok_or_else(|| DefinitionError::new(Some(name), None, "a state must be a JSON object"))?;
+    let obj = raw.as_object().ok_or_else(|| DefinitionError::new(Some(name), None, "a state must be a JSON object"))?;
     let kind_name = match obj.get("Type") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(c.err("Type", "must be a string")),
         None => return Err(c.err("Type", "missing required field")),
     };
-    let allowed = allowed(kind_name)
-        .ok_or_else(|| c.err("Type", format!("unknown state type {kind_name:?}")))?;
+    let allowed = allowed(kind_name).ok_or_else(|| c.err("Type", format!("unknown state type {kind_name:?}")))?;
     for k in obj.keys() {
         if !allowed.contains(&k.as_str()) {
             return Err(c.err(k, format!("field is not allowed in a {kind_name} state")));
@@ -544,14 +413,10 @@ fn parse_state(
     }
     let ql = match obj.get("QueryLanguage") {
         None => inherited,
-        Some(v) => parse_ql(v)
-            .ok_or_else(|| c.err("QueryLanguage", "must be \"JSONPath\" or \"JSONata\""))?,
+        Some(v) => parse_ql(v).ok_or_else(|| c.err("QueryLanguage", "must be \"JSONPath\" or \"JSONata\""))?,
     };
     if inherited == QueryLanguage::Jsonata && ql == QueryLanguage::JsonPath {
-        return Err(c.err(
-            "QueryLanguage",
-            "a state cannot use JSONPath when the machine uses JSONata",
-        ));
+        return Err(c.err("QueryLanguage", "a state cannot use JSONPath when the machine uses JSONata"));
     }
     if ql == QueryLanguage::Jsonata {
         for f in [
@@ -615,9 +480,7 @@ fn parse_state(
         check_template(&c, "Assign", &obj["Assign"])?;
     }
     let kind = match kind_name {
-        "Pass" => StateKind::Pass {
-            result: obj.get("Result").cloned(),
-        },
+        "Pass" => StateKind::Pass { result: obj.get("Result").cloned() },
         "Task" => {
             let literal = |f: &str| -> Result<Option<u64>, DefinitionError> {
                 match obj.get(f) {
@@ -651,10 +514,7 @@ fn parse_state(
             for item in items {
                 choices.push(ChoiceRule::parse(item, ql, true).map_err(|m| c.err("Choices", m))?);
             }
-            StateKind::Choice {
-                choices,
-                default: opt_string(&c, obj, "Default")?,
-            }
+            StateKind::Choice { choices, default: opt_string(&c, obj, "Default")? }
         }
         "Wait" => {
             let present: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"]
@@ -662,14 +522,15 @@ fn parse_state(
                 .filter(|f| obj.contains_key(*f))
                 .collect();
             if present.len() != 1 {
-                return Err(c.err("Seconds", "a Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath"));
+                return Err(c.err(
+                    "Seconds",
+                    "a Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath",
+                ));
             }
             StateKind::Wait(match present[0] {
                 "Seconds" => {
                     let v = &obj["Seconds"];
-                    if ql == QueryLanguage::JsonPath
-                        && !v.as_f64().is_some_and(|s| s >= 0.0 && s.fract() == 0.0)
-                    {
+                    if ql == QueryLanguage::JsonPath && !v.as_f64().is_some_and(|s| s >= 0.0 && s.fract() == 0.0) {
                         return Err(c.err("Seconds", "must be a non-negative integer"));
                     }
                     WaitFor::Seconds(Dynamic::Value(v.clone()))
@@ -682,12 +543,8 @@ fn parse_state(
                     }
                     WaitFor::Timestamp(Dynamic::Value(v.clone()))
                 }
-                "SecondsPath" => {
-                    WaitFor::SecondsPath(opt_path(&c, obj, "SecondsPath")?.unwrap_or_else(root))
-                }
-                _ => {
-                    WaitFor::TimestampPath(opt_path(&c, obj, "TimestampPath")?.unwrap_or_else(root))
-                }
+                "SecondsPath" => WaitFor::SecondsPath(opt_path(&c, obj, "SecondsPath")?.unwrap_or_else(root)),
+                _ => WaitFor::TimestampPath(opt_path(&c, obj, "TimestampPath")?.unwrap_or_else(root)),
             })
         }
         "Succeed" => StateKind::Succeed,
@@ -711,20 +568,12 @@ fn parse_state(
             let (field, proc) = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
                 (Some(p), None) => ("ItemProcessor", p),
                 (None, Some(p)) => ("Iterator", p),
-                (Some(_), Some(_)) => {
-                    return Err(c.err("ItemProcessor", "cannot be combined with Iterator"))
-                }
+                (Some(_), Some(_)) => return Err(c.err("ItemProcessor", "cannot be combined with Iterator")),
                 (None, None) => return Err(c.err("ItemProcessor", "missing required field")),
             };
-            if let Some(mode) = proc
-                .pointer("/ProcessorConfig/Mode")
-                .and_then(Value::as_str)
-            {
+            if let Some(mode) = proc.pointer("/ProcessorConfig/Mode").and_then(Value::as_str) {
                 if mode != "INLINE" {
-                    return Err(c.err(
-                        field,
-                        format!("processor mode {mode:?} is not supported (only INLINE)"),
-                    ));
+                    return Err(c.err(field, format!("processor mode {mode:?} is not supported (only INLINE)")));
                 }
             }
             if obj.contains_key("Parameters") && obj.contains_key("ItemSelector") {
@@ -738,10 +587,7 @@ fn parse_state(
                 processor: parse_program(&proc_def, ql).map_err(|e| e.nested(name, field))?,
                 items_path: path_field(&c, obj, "ItemsPath")?,
                 items: obj.get("Items").cloned(),
-                item_selector: obj
-                    .get("ItemSelector")
-                    .or_else(|| obj.get("Parameters"))
-                    .cloned(),
+                item_selector: obj.get("ItemSelector").or_else(|| obj.get("Parameters")).cloned(),
                 max_concurrency: dynamic(&c, obj, "MaxConcurrency", ql)?,
                 tolerated_failure_count: dynamic(&c, obj, "ToleratedFailureCount", ql)?,
                 tolerated_failure_percentage: dynamic(&c, obj, "ToleratedFailurePercentage", ql)?,
@@ -766,11 +612,7 @@ fn parse_state(
             }
             rp
         },
-        parameters: if is_map {
-            None
-        } else {
-            obj.get("Parameters").cloned()
-        },
+        parameters: if is_map { None } else { obj.get("Parameters").cloned() },
         result_selector: obj.get("ResultSelector").cloned(),
         arguments: obj.get("Arguments").cloned(),
         output: obj.get("Output").cloned(),
@@ -794,12 +636,7 @@ fn root() -> JsonPath {
 pub(crate) fn inherited_language(def: &Value) -> Result<QueryLanguage, DefinitionError> {
     match def.get("QueryLanguage") {
         None => Ok(QueryLanguage::JsonPath),
-        Some(v) => parse_ql(v).ok_or_else(|| {
-            DefinitionError::new(
-                None,
-                Some("QueryLanguage"),
-                "must be \"JSONPath\" or \"JSONata\"",
-            )
-        }),
+        Some(v) => parse_ql(v)
+            .ok_or_else(|| DefinitionError::new(None, Some("QueryLanguage"), "must be \"JSONPath\" or \"JSONata\"")),
     }
 }

@@ -14,11 +14,7 @@ pub struct DefinitionError {
 
 impl DefinitionError {
     pub fn new(state: Option<&str>, field: Option<&str>, message: impl Into<String>) -> Self {
-        DefinitionError {
-            state: state.map(str::to_string),
-            field: field.map(str::to_string),
-            message: message.into(),
-        }
+        DefinitionError { state: state.map(str::to_string), field: field.map(str::to_string), message: message.into() }
     }
 
     /// An error inside a branch or processor, reported with the enclosing state.
@@ -57,10 +53,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Failure {
-            error: Some(error.into()),
-            cause: Some(cause.into()),
-        }
+        Failure { error: Some(error.into()), cause: Some(cause.into()) }
     }
 }
 
@@ -89,10 +82,7 @@ mod tests {
     #[test]
     fn display_names_state_and_field() {
         let e = DefinitionError::new(Some("Foo"), Some("Next"), "unknown state \"Bar\"");
-        assert_eq!(
-            e.to_string(),
-            "state \"Foo\", field \"Next\": unknown state \"Bar\""
-        );
+        assert_eq!(e.to_string(), "state \"Foo\", field \"Next\": unknown state \"Bar\"");
         let e = DefinitionError::new(None, Some("StartAt"), "missing required field");
         assert_eq!(e.to_string(), "field \"StartAt\": missing required field");
     }

@@ -45,11 +45,7 @@ pub trait Entropy {
 
 impl Call {
     pub fn parse(text: &str) -> Result<Call, IntrinsicError> {
-        let mut p = P {
-            text,
-            chars: text.chars().collect(),
-            pos: 0,
-        };
+        let mut p = P { text, chars: text.chars().collect(), pos: 0 };
         p.ws();
         let call = p.call()?;
         p.ws();
@@ -78,28 +74,17 @@ fn fail(msg: impl Into<String>) -> IntrinsicError {
 
 fn arity(name: &str, args: &[Value], n: usize) -> Result<(), IntrinsicError> {
     if args.len() != n {
-        return Err(fail(format!(
-            "The function {name} expects {n} argument(s) but received {}",
-            args.len()
-        )));
+        return Err(fail(format!("The function {name} expects {n} argument(s) but received {}", args.len())));
     }
     Ok(())
 }
 
 fn as_str<'v>(name: &str, v: &'v Value) -> Result<&'v str, IntrinsicError> {
-    v.as_str().ok_or_else(|| {
-        fail(format!(
-            "The function {name} expects a string argument, got {v}"
-        ))
-    })
+    v.as_str().ok_or_else(|| fail(format!("The function {name} expects a string argument, got {v}")))
 }
 
 fn as_array<'v>(name: &str, v: &'v Value) -> Result<&'v Vec<Value>, IntrinsicError> {
-    v.as_array().ok_or_else(|| {
-        fail(format!(
-            "The function {name} expects an array argument, got {v}"
-        ))
-    })
+    v.as_array().ok_or_else(|| fail(format!("The function {name} expects an array argument, got {v}")))
 }
 
 fn as_int(name: &str, v: &Value) -> Result<i64, IntrinsicError> {
@@ -107,24 +92,14 @@ fn as_int(name: &str, v: &Value) -> Result<i64, IntrinsicError> {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .ok_or_else(|| {
-                fail(format!(
-                    "The function {name} expects an integer argument, got {v}"
-                ))
-            }),
-        _ => Err(fail(format!(
-            "The function {name} expects an integer argument, got {v}"
-        ))),
+            .ok_or_else(|| fail(format!("The function {name} expects an integer argument, got {v}"))),
+        _ => Err(fail(format!("The function {name} expects an integer argument, got {v}"))),
     }
 }
 
 /// Java's `Math.round`: half rounds up.
 fn java_round(v: &Value, name: &str) -> Result<i64, IntrinsicError> {
-    let f = v.as_f64().ok_or_else(|| {
-        fail(format!(
-            "The function {name} expects a number argument, got {v}"
-        ))
-    })?;
+    let f = v.as_f64().ok_or_else(|| fail(format!("The function {name} expects a number argument, got {v}")))?;
     Ok((f + 0.5).floor() as i64)
 }
 
@@ -133,9 +108,7 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         "States.Format" => {
             let template = as_str(
                 name,
-                args.first().ok_or_else(|| {
-                    fail("The function States.Format expects at least 1 argument")
-                })?,
+                args.first().ok_or_else(|| fail("The function States.Format expects at least 1 argument"))?,
             )?;
             format(template, &args[1..])
         }
@@ -145,8 +118,7 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
             if s.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            serde_json::from_str(s)
-                .map_err(|e| fail(format!("The function {name} could not parse {s:?}: {e}")))
+            serde_json::from_str(s).map_err(|e| fail(format!("The function {name} could not parse {s:?}: {e}")))
         }
         "States.JsonToString" => {
             arity(name, &args, 1)?;
@@ -158,14 +130,11 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
             let items = as_array(name, &args[0])?;
             let size = as_int(name, &args[1])?;
             if size <= 0 {
-                return Err(fail(format!("Invalid chunk size {size} for the function {name}: the chunk size must be greater than 0")));
+                return Err(fail(format!(
+                    "Invalid chunk size {size} for the function {name}: the chunk size must be greater than 0"
+                )));
             }
-            Ok(Value::Array(
-                items
-                    .chunks(size as usize)
-                    .map(|c| Value::Array(c.to_vec()))
-                    .collect(),
-            ))
+            Ok(Value::Array(items.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect()))
         }
         "States.ArrayContains" => {
             arity(name, &args, 2)?;
@@ -174,13 +143,8 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         }
         "States.ArrayRange" => {
             arity(name, &args, 3)?;
-            let (start, end, step) = (
-                as_int(name, &args[0])?,
-                as_int(name, &args[1])?,
-                as_int(name, &args[2])?,
-            );
-            array_range(start, end, step)
-                .map(|v| Value::Array(v.into_iter().map(Value::from).collect()))
+            let (start, end, step) = (as_int(name, &args[0])?, as_int(name, &args[1])?, as_int(name, &args[2])?);
+            array_range(start, end, step).map(|v| Value::Array(v.into_iter().map(Value::from).collect()))
         }
         "States.ArrayGetItem" => {
             arity(name, &args, 2)?;
@@ -190,11 +154,7 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
                 .ok()
                 .and_then(|i| items.get(i))
                 .cloned()
-                .ok_or_else(|| {
-                    fail(format!(
-                        "Index {idx} is out of bounds for the function {name}"
-                    ))
-                })
+                .ok_or_else(|| fail(format!("Index {idx} is out of bounds for the function {name}")))
         }
         "States.ArrayLength" => {
             arity(name, &args, 1)?;
@@ -214,13 +174,9 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
             arity(name, &args, 1)?;
             let s = as_str(name, &args[0])?;
             if s.len() > 10_000 {
-                return Err(fail(format!(
-                    "The input to {name} exceeds 10000 characters"
-                )));
+                return Err(fail(format!("The input to {name} exceeds 10000 characters")));
             }
-            Ok(Value::String(
-                base64::engine::general_purpose::STANDARD.encode(s),
-            ))
+            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s)))
         }
         "States.Base64Decode" => {
             arity(name, &args, 1)?;
@@ -228,11 +184,9 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| fail(format!("The function {name} could not decode {s:?}: {e}")))?;
-            String::from_utf8(bytes).map(Value::String).map_err(|_| {
-                fail(format!(
-                    "The function {name} decoded bytes that are not UTF-8"
-                ))
-            })
+            String::from_utf8(bytes)
+                .map(Value::String)
+                .map_err(|_| fail(format!("The function {name} decoded bytes that are not UTF-8")))
         }
         "States.Hash" => {
             arity(name, &args, 2)?;
@@ -246,7 +200,9 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         "States.JsonMerge" => {
             arity(name, &args, 3)?;
             if args[2] != Value::Bool(false) {
-                return Err(fail("The function States.JsonMerge supports only shallow merges: the third argument must be false"));
+                return Err(fail(
+                    "The function States.JsonMerge supports only shallow merges: the third argument must be false",
+                ));
             }
             let (Value::Object(a), Value::Object(b)) = (&args[0], &args[1]) else {
                 return Err(fail("The function States.JsonMerge expects two objects"));
@@ -259,9 +215,7 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         }
         "States.MathRandom" => {
             if args.len() != 2 && args.len() != 3 {
-                return Err(fail(
-                    "The function States.MathRandom expects 2 or 3 arguments",
-                ));
+                return Err(fail("The function States.MathRandom expects 2 or 3 arguments"));
             }
             let start = java_round(&args[0], name)?;
             let end = java_round(&args[1], name)?;
@@ -281,9 +235,7 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         }
         "States.MathAdd" => {
             arity(name, &args, 2)?;
-            Ok(Value::from(
-                java_round(&args[0], name)? + java_round(&args[1], name)?,
-            ))
+            Ok(Value::from(java_round(&args[0], name)? + java_round(&args[1], name)?))
         }
         "States.StringSplit" => {
             arity(name, &args, 2)?;
@@ -299,11 +251,7 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         "States.UUID" => {
             arity(name, &args, 0)?;
             let bytes = ((rng.next_u64() as u128) << 64) | rng.next_u64() as u128;
-            Ok(Value::String(
-                uuid::Builder::from_random_bytes(bytes.to_le_bytes())
-                    .into_uuid()
-                    .to_string(),
-            ))
+            Ok(Value::String(uuid::Builder::from_random_bytes(bytes.to_le_bytes()).into_uuid().to_string()))
         }
         other => Err(fail(format!("Unknown intrinsic function {other}"))),
     }
@@ -312,18 +260,14 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
 /// Inclusive range from `start` to `end` by `step`, at most 1000 items (AWS's limit).
 pub fn array_range(start: i64, end: i64, step: i64) -> Result<Vec<i64>, IntrinsicError> {
     if step == 0 {
-        return Err(fail(
-            "The function States.ArrayRange expects a non-zero step",
-        ));
+        return Err(fail("The function States.ArrayRange expects a non-zero step"));
     }
     let mut out = Vec::new();
     let mut x = start;
     while (step > 0 && x <= end) || (step < 0 && x >= end) {
         out.push(x);
         if out.len() > 1000 {
-            return Err(fail(
-                "The function States.ArrayRange would produce more than 1000 items",
-            ));
+            return Err(fail("The function States.ArrayRange would produce more than 1000 items"));
         }
         x += step;
     }
@@ -334,13 +278,9 @@ pub fn array_range(start: i64, end: i64, step: i64) -> Result<Vec<i64>, Intrinsi
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -387,9 +327,7 @@ fn format(template: &str, args: &[Value]) -> Result<Value, IntrinsicError> {
         }
     }
     if next != args.len() {
-        return Err(fail(
-            "The number of arguments does not match the number of placeholders in States.Format",
-        ));
+        return Err(fail("The number of arguments does not match the number of placeholders in States.Format"));
     }
     Ok(Value::String(out))
 }
@@ -402,17 +340,10 @@ pub fn java_string(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(java_string).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, x)| format!("{k}={}", java_string(x)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(java_string).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => {
+            format!("{{{}}}", map.iter().map(|(k, x)| format!("{k}={}", java_string(x))).collect::<Vec<_>>().join(", "))
+        }
     }
 }
 
@@ -424,10 +355,7 @@ struct P<'a> {
 
 impl P<'_> {
     fn err(&self, reason: &str) -> IntrinsicError {
-        IntrinsicError::Syntax {
-            text: self.text.to_string(),
-            reason: reason.to_string(),
-        }
+        IntrinsicError::Syntax { text: self.text.to_string(), reason: reason.to_string() }
     }
 
     fn peek(&self) -> Option<char> {
@@ -442,10 +370,7 @@ impl P<'_> {
 
     fn call(&mut self) -> Result<Call, IntrinsicError> {
         let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '_')
-        {
+        while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '_') {
             self.pos += 1;
         }
         let name: String = self.chars[start..self.pos].iter().collect();
@@ -531,24 +456,17 @@ impl P<'_> {
                     self.pos += 1;
                 }
                 let text: String = self.chars[start..self.pos].iter().collect();
-                JsonPath::parse(&text)
-                    .map(Arg::Path)
-                    .map_err(|e| self.err(&e.to_string()))
+                JsonPath::parse(&text).map(Arg::Path).map_err(|e| self.err(&e.to_string()))
             }
             Some('S') => Ok(Arg::Call(self.call()?)),
             _ => {
                 let start = self.pos;
-                while self
-                    .peek()
-                    .is_some_and(|c| !matches!(c, ',' | ')') && !c.is_whitespace())
-                {
+                while self.peek().is_some_and(|c| !matches!(c, ',' | ')') && !c.is_whitespace()) {
                     self.pos += 1;
                 }
                 let text: String = self.chars[start..self.pos].iter().collect();
                 match serde_json::from_str::<Value>(&text) {
-                    Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => {
-                        Ok(Arg::Literal(v))
-                    }
+                    Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => Ok(Arg::Literal(v)),
                     _ => Err(self.err(&format!("unexpected argument {text:?}"))),
                 }
             }
@@ -572,21 +490,14 @@ mod tests {
 
     fn eval(expr: &str, input: Value) -> Result<Value, IntrinsicError> {
         let vars = Map::new();
-        let scope = Scope {
-            input: &input,
-            context: &Value::Null,
-            variables: &vars,
-        };
+        let scope = Scope { input: &input, context: &Value::Null, variables: &vars };
         Call::parse(expr)?.eval(&scope, &mut Fixed(1))
     }
 
     #[test]
     fn format_and_escapes() {
         assert_eq!(
-            eval(
-                "States.Format('a {} b \\{\\} {}', $.x, $.y)",
-                json!({"x": 1, "y": {"k": [1, "s"]}})
-            ),
+            eval("States.Format('a {} b \\{\\} {}', $.x, $.y)", json!({"x": 1, "y": {"k": [1, "s"]}})),
             Ok(json!("a 1 b {} {k=[1, s]}"))
         );
         assert!(eval("States.Format('{}')", json!({})).is_err());
@@ -595,16 +506,10 @@ mod tests {
     #[test]
     fn nested_calls() {
         assert_eq!(
-            eval(
-                "States.ArrayGetItem(States.StringSplit('a-b-c', '-'), States.MathAdd(1, 1))",
-                json!({})
-            ),
+            eval("States.ArrayGetItem(States.StringSplit('a-b-c', '-'), States.MathAdd(1, 1))", json!({})),
             Ok(json!("c"))
         );
-        assert_eq!(
-            eval("States.ArrayLength(States.Array(1, 'x', null))", json!({})),
-            Ok(json!(3))
-        );
+        assert_eq!(eval("States.ArrayLength(States.Array(1, 'x', null))", json!({})), Ok(json!(3)));
     }
 
     #[test]
@@ -615,14 +520,8 @@ mod tests {
 
     #[test]
     fn hash_and_base64() {
-        assert_eq!(
-            eval("States.Hash('input data', 'MD5')", json!({})),
-            Ok(json!("812f45842bc6d66ee14572ce20db8e86"))
-        );
-        assert_eq!(
-            eval("States.Base64Decode(States.Base64Encode('hé'))", json!({})),
-            Ok(json!("hé"))
-        );
+        assert_eq!(eval("States.Hash('input data', 'MD5')", json!({})), Ok(json!("812f45842bc6d66ee14572ce20db8e86")));
+        assert_eq!(eval("States.Base64Decode(States.Base64Encode('hé'))", json!({})), Ok(json!("hé")));
         assert!(eval("States.Hash('x', 'CRC')", json!({})).is_err());
     }
 

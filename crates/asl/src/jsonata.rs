@@ -93,9 +93,9 @@ pub fn eval_template(
 pub fn check_template(v: &Value) -> Result<(), String> {
     match v {
         Value::String(s) => match expression(s) {
-            Some(expr) => parse::parse(expr)
-                .map(|_| ())
-                .map_err(|e| format!("invalid JSONata expression {expr:?}: {e}")),
+            Some(expr) => {
+                parse::parse(expr).map(|_| ()).map_err(|e| format!("invalid JSONata expression {expr:?}: {e}"))
+            }
             None => Ok(()),
         },
         Value::Object(m) => m.values().try_for_each(check_template),
@@ -106,17 +106,9 @@ pub fn check_template(v: &Value) -> Result<(), String> {
 
 /// Evaluates one expression with `$states` and the variables bound.
 /// `seed` feeds `$random` and `$uuid`, so that evaluation is deterministic.
-pub fn evaluate(
-    expr: &str,
-    states: &Value,
-    variables: &Map<String, Value>,
-    seed: u64,
-) -> Result<Evaluated, String> {
+pub fn evaluate(expr: &str, states: &Value, variables: &Map<String, Value>, seed: u64) -> Result<Evaluated, String> {
     let ast = parse::parse(expr)?;
-    let mut vars: HashMap<String, Val> = variables
-        .iter()
-        .map(|(k, v)| (k.clone(), Val::Json(v.clone())))
-        .collect();
+    let mut vars: HashMap<String, Val> = variables.iter().map(|(k, v)| (k.clone(), Val::Json(v.clone()))).collect();
     vars.insert("states".into(), Val::Json(states.clone()));
     let env = Env::root(vars, seed);
     Ok(match eval::eval(&ast, &Val::Undef, &env)? {
@@ -134,46 +126,23 @@ mod tests {
     fn ev(expr: &str) -> Evaluated {
         let mut vars = Map::new();
         vars.insert("x".into(), json!(5));
-        evaluate(
-            expr,
-            &json!({"input": {"a": [1, 2, 3], "s": "hi", "o": [{"k": 1}, {"k": 2}]}}),
-            &vars,
-            7,
-        )
-        .unwrap()
+        evaluate(expr, &json!({"input": {"a": [1, 2, 3], "s": "hi", "o": [{"k": 1}, {"k": 2}]}}), &vars, 7).unwrap()
     }
 
     #[test]
     fn evaluates_expressions() {
-        assert_eq!(
-            ev("$sum($states.input.a) + $x"),
-            Evaluated::Value(json!(11))
-        );
+        assert_eq!(ev("$sum($states.input.a) + $x"), Evaluated::Value(json!(11)));
         assert_eq!(ev("$states.input.o.k"), Evaluated::Value(json!([1, 2])));
         assert_eq!(ev("$states.input.a[1]"), Evaluated::Value(json!(2)));
         assert_eq!(ev("$states.input.o[k > 1].k"), Evaluated::Value(json!(2)));
         assert_eq!(ev("$states.input.s & '!'"), Evaluated::Value(json!("hi!")));
         assert_eq!(ev("$nope"), Evaluated::Undefined);
         assert_eq!(ev("function($v){$v}"), Evaluated::Unsupported);
-        assert_eq!(
-            ev("($f := function($v){$v * 2}; $f(4))"),
-            Evaluated::Value(json!(8))
-        );
-        assert_eq!(
-            ev("$x > 3 ? 'big' : 'small'"),
-            Evaluated::Value(json!("big"))
-        );
-        assert_eq!(
-            ev("$partition([1,2,3], 2)"),
-            Evaluated::Value(json!([[1, 2], [3]]))
-        );
-        assert_eq!(
-            ev("$contains('hello$world', /^hello\\$/)"),
-            Evaluated::Value(json!(true))
-        );
-        assert!(evaluate("$randomSeeded(1)", &json!({}), &Map::new(), 7)
-            .unwrap_err()
-            .starts_with("T1006"));
+        assert_eq!(ev("($f := function($v){$v * 2}; $f(4))"), Evaluated::Value(json!(8)));
+        assert_eq!(ev("$x > 3 ? 'big' : 'small'"), Evaluated::Value(json!("big")));
+        assert_eq!(ev("$partition([1,2,3], 2)"), Evaluated::Value(json!([[1, 2], [3]])));
+        assert_eq!(ev("$contains('hello$world', /^hello\\$/)"), Evaluated::Value(json!(true)));
+        assert!(evaluate("$randomSeeded(1)", &json!({}), &Map::new(), 7).unwrap_err().starts_with("T1006"));
     }
 
     #[test]
@@ -188,17 +157,7 @@ mod tests {
         let t = json!({"a": "{% 1 + 1 %}", "b": " {% 1 %} ", "c": ["{% $states.x %}"]});
         let v = eval_template(&t, &json!({"x": true}), &Map::new(), "Output", 0).unwrap();
         assert_eq!(v, json!({"a": 2, "b": " {% 1 %} ", "c": [true]}));
-        let e = eval_template(
-            &json!({"r": "{% $nope %}"}),
-            &json!({}),
-            &Map::new(),
-            "Output",
-            0,
-        )
-        .unwrap_err();
-        assert!(e
-            .cause
-            .unwrap()
-            .contains("field 'Output/r' returned nothing (undefined)"));
+        let e = eval_template(&json!({"r": "{% $nope %}"}), &json!({}), &Map::new(), "Output", 0).unwrap_err();
+        assert!(e.cause.unwrap().contains("field 'Output/r' returned nothing (undefined)"));
     }
 }

@@ -34,9 +34,7 @@ pub mod validate;
 
 pub use context::ExecutionContext;
 pub use error::{DefinitionError, Failure};
-pub use step::{
-    idempotency_key, Action, BranchRequest, Cursor, HistoryEvent, Step, StepError, TaskRequest,
-};
+pub use step::{idempotency_key, Action, BranchRequest, Cursor, HistoryEvent, Step, StepError, TaskRequest};
 
 use definition::{inherited_language, parse_program, Program};
 use serde_json::Value;
@@ -55,10 +53,7 @@ impl StateMachine {
         let ql = inherited_language(definition)?;
         let program = parse_program(definition, ql)?;
         validate::validate(&program)?;
-        Ok(StateMachine {
-            program,
-            definition: definition.clone(),
-        })
+        Ok(StateMachine { program, definition: definition.clone() })
     }
 
     /// The top-level program.
@@ -76,21 +71,13 @@ impl StateMachine {
         Interpreter::new(&self.program, ctx).start(
             input,
             now_ms,
-            StartOptions {
-                top_level: true,
-                ..StartOptions::default()
-            },
+            StartOptions { top_level: true, ..StartOptions::default() },
         )
     }
 
     /// Continues after a `Wait` or `RetryAfter` deadline. Called before the deadline,
     /// it returns the same timer action again.
-    pub fn resume(
-        &self,
-        ctx: &ExecutionContext,
-        cursor: &Cursor,
-        now_ms: i64,
-    ) -> Result<Step, StepError> {
+    pub fn resume(&self, ctx: &ExecutionContext, cursor: &Cursor, now_ms: i64) -> Result<Step, StepError> {
         Interpreter::new(&self.program, ctx).resume(cursor, now_ms)
     }
 
@@ -115,10 +102,7 @@ impl StateMachine {
         cause: Option<&str>,
         now_ms: i64,
     ) -> Result<Step, StepError> {
-        let failure = Failure {
-            error: Some(error.to_string()),
-            cause: cause.map(str::to_string),
-        };
+        let failure = Failure { error: Some(error.to_string()), cause: cause.map(str::to_string) };
         Interpreter::new(&self.program, ctx).task_failed(cursor, failure, now_ms)
     }
 
@@ -130,11 +114,6 @@ impl StateMachine {
         outcome: runner::BranchOutcome,
         now_ms: i64,
     ) -> Result<Step, StepError> {
-        Interpreter::new(&self.program, ctx).branches_finished(
-            cursor,
-            outcome.result,
-            outcome.next_event_id,
-            now_ms,
-        )
+        Interpreter::new(&self.program, ctx).branches_finished(cursor, outcome.result, outcome.next_event_id, now_ms)
     }
 }

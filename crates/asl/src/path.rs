@@ -94,9 +94,7 @@ impl JsonPath {
     /// A definite path names at most one value; an indefinite one (wildcard, slice,
     /// descendant, filter) yields an array of matches.
     pub fn is_definite(&self) -> bool {
-        self.segments
-            .iter()
-            .all(|s| matches!(s, Segment::Field(_) | Segment::Index(_)))
+        self.segments.iter().all(|s| matches!(s, Segment::Field(_) | Segment::Index(_)))
     }
 
     /// The path in Jayway's bracket notation, e.g. `$['a'][0]`, used in AWS error text.
@@ -129,18 +127,11 @@ impl JsonPath {
         let start = match &self.root {
             Root::Input => scope.input,
             Root::Context => scope.context,
-            Root::Variable(name) => scope
-                .variables
-                .get(name)
-                .ok_or_else(|| PathError::NotFound(self.text.clone()))?,
+            Root::Variable(name) => scope.variables.get(name).ok_or_else(|| PathError::NotFound(self.text.clone()))?,
         };
         let found = select_segments(start, &self.segments);
         if self.is_definite() {
-            found
-                .into_iter()
-                .next()
-                .cloned()
-                .ok_or_else(|| PathError::NotFound(self.canonical()))
+            found.into_iter().next().cloned().ok_or_else(|| PathError::NotFound(self.canonical()))
         } else {
             Ok(Value::Array(found.into_iter().cloned().collect()))
         }
@@ -149,11 +140,7 @@ impl JsonPath {
     /// Reads from `input` only (for paths known to be rooted at `$`).
     pub fn select_input(&self, input: &Value) -> Result<Value, PathError> {
         let empty = Map::new();
-        self.select(&Scope {
-            input,
-            context: &Value::Null,
-            variables: &empty,
-        })
+        self.select(&Scope { input, context: &Value::Null, variables: &empty })
     }
 
     /// Whether this is a valid reference path (`ResultPath`): `$` followed by fields
@@ -165,10 +152,7 @@ impl JsonPath {
     /// Writes `value` at this reference path inside `doc`, creating objects on the way.
     pub fn write(&self, doc: Value, value: Value) -> Result<Value, PathError> {
         if !self.is_reference() {
-            return Err(PathError::Reference(format!(
-                "{} is not a reference path",
-                self.text
-            )));
+            return Err(PathError::Reference(format!("{} is not a reference path", self.text)));
         }
         let mut doc = doc;
         write_at(&mut doc, &self.segments, value, &self.text)?;
@@ -176,12 +160,7 @@ impl JsonPath {
     }
 }
 
-fn write_at(
-    target: &mut Value,
-    segs: &[Segment],
-    value: Value,
-    text: &str,
-) -> Result<(), PathError> {
+fn write_at(target: &mut Value, segs: &[Segment], value: Value, text: &str) -> Result<(), PathError> {
     let Some((first, rest)) = segs.split_first() else {
         *target = value;
         return Ok(());
@@ -189,9 +168,7 @@ fn write_at(
     match first {
         Segment::Field(name) => {
             let Value::Object(map) = target else {
-                return Err(PathError::Reference(format!(
-                    "Unable to apply ResultPath \"{text}\" to input"
-                )));
+                return Err(PathError::Reference(format!("Unable to apply ResultPath \"{text}\" to input")));
             };
             let slot = map.entry(name.clone()).or_insert(Value::Null);
             if !rest.is_empty() && !slot.is_object() && !slot.is_array() {
@@ -201,18 +178,13 @@ fn write_at(
         }
         Segment::Index(i) => {
             let Value::Array(items) = target else {
-                return Err(PathError::Reference(format!(
-                    "Unable to apply ResultPath \"{text}\" to input"
-                )));
+                return Err(PathError::Reference(format!("Unable to apply ResultPath \"{text}\" to input")));
             };
-            let idx = resolve_index(*i, items.len()).ok_or_else(|| {
-                PathError::Reference(format!("Unable to apply ResultPath \"{text}\" to input"))
-            })?;
+            let idx = resolve_index(*i, items.len())
+                .ok_or_else(|| PathError::Reference(format!("Unable to apply ResultPath \"{text}\" to input")))?;
             write_at(&mut items[idx], rest, value, text)
         }
-        _ => Err(PathError::Reference(format!(
-            "{text} is not a reference path"
-        ))),
+        _ => Err(PathError::Reference(format!("{text} is not a reference path"))),
     }
 }
 
@@ -308,10 +280,9 @@ fn filter_matches(v: &Value, filter: &Filter) -> bool {
         return true;
     };
     let ord = match (actual, expected) {
-        (Value::Number(a), Value::Number(b)) => a
-            .as_f64()
-            .unwrap_or(f64::NAN)
-            .partial_cmp(&b.as_f64().unwrap_or(f64::NAN)),
+        (Value::Number(a), Value::Number(b)) => {
+            a.as_f64().unwrap_or(f64::NAN).partial_cmp(&b.as_f64().unwrap_or(f64::NAN))
+        }
         (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
         (a, b) => {
             return match op {
@@ -341,18 +312,11 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Self {
-        Parser {
-            text,
-            chars: text.chars().collect(),
-            pos: 0,
-        }
+        Parser { text, chars: text.chars().collect(), pos: 0 }
     }
 
     fn err(&self, reason: &str) -> PathError {
-        PathError::Syntax {
-            path: self.text.to_string(),
-            reason: reason.to_string(),
-        }
+        PathError::Syntax { path: self.text.to_string(), reason: reason.to_string() }
     }
 
     fn peek(&self) -> Option<char> {
@@ -383,11 +347,7 @@ impl<'a> Parser<'a> {
         if self.pos != self.chars.len() {
             return Err(self.err("unexpected trailing characters"));
         }
-        Ok(JsonPath {
-            root,
-            segments,
-            text: self.text.to_string(),
-        })
+        Ok(JsonPath { root, segments, text: self.text.to_string() })
     }
 
     fn name(&mut self) -> String {
@@ -482,8 +442,7 @@ impl<'a> Parser<'a> {
                     let b = self.int()?;
                     Ok(Segment::Slice(a, b))
                 } else {
-                    a.map(Segment::Index)
-                        .ok_or_else(|| self.err("expected an index, a name, '*' or a filter"))
+                    a.map(Segment::Index).ok_or_else(|| self.err("expected an index, a name, '*' or a filter"))
                 }
             }
         }
@@ -545,38 +504,17 @@ impl<'a> Parser<'a> {
         }
         let raw: String = self.chars[start..self.pos].iter().collect();
         let raw = raw.trim();
-        let literal = if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\''))
-        {
+        let literal = if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
             Value::String(inner.to_string())
         } else {
             serde_json::from_str(raw).map_err(|_| self.err("bad literal in filter"))?
         };
-        Ok(Filter {
-            path,
-            op: Some((op, literal)),
-        })
+        Ok(Filter { path, op: Some((op, literal)) })
     }
 }
 
 fn is_name_char(c: char) -> bool {
-    !matches!(
-        c,
-        '.' | '['
-            | ']'
-            | ' '
-            | '('
-            | ')'
-            | ','
-            | '\''
-            | '"'
-            | '='
-            | '!'
-            | '<'
-            | '>'
-            | '$'
-            | '@'
-            | '*'
-    )
+    !matches!(c, '.' | '[' | ']' | ' ' | '(' | ')' | ',' | '\'' | '"' | '=' | '!' | '<' | '>' | '$' | '@' | '*')
 }
 
 #[cfg(test)]
@@ -605,10 +543,7 @@ mod tests {
     #[test]
     fn filters() {
         let doc = json!({"u": [{"s": 0, "n": "a"}, {"s": 1, "n": "b"}]});
-        assert_eq!(
-            sel("$.u[?(@.s == 0)]", doc.clone()),
-            Ok(json!([{"s": 0, "n": "a"}]))
-        );
+        assert_eq!(sel("$.u[?(@.s == 0)]", doc.clone()), Ok(json!([{"s": 0, "n": "a"}])));
         assert_eq!(sel("$.u[?(@.n != 'a')].n", doc), Ok(json!(["b"])));
     }
 
@@ -625,14 +560,8 @@ mod tests {
     #[test]
     fn writes_reference_paths() {
         let p = JsonPath::parse("$.a.b").unwrap();
-        assert_eq!(
-            p.write(json!({"x": 1}), json!(2)),
-            Ok(json!({"x": 1, "a": {"b": 2}}))
-        );
-        assert_eq!(
-            JsonPath::parse("$").unwrap().write(json!(1), json!(2)),
-            Ok(json!(2))
-        );
+        assert_eq!(p.write(json!({"x": 1}), json!(2)), Ok(json!({"x": 1, "a": {"b": 2}})));
+        assert_eq!(JsonPath::parse("$").unwrap().write(json!(1), json!(2)), Ok(json!(2)));
         assert!(p.write(json!("s"), json!(2)).is_err());
     }
 

@@ -8,11 +8,7 @@ use crate::path::{JsonPath, PathError, Scope};
 use serde_json::{Map, Value};
 
 /// Evaluates a template against the scope.
-pub fn eval_template(
-    template: &Value,
-    scope: &Scope<'_>,
-    rng: &mut dyn Entropy,
-) -> Result<Value, Failure> {
+pub fn eval_template(template: &Value, scope: &Scope<'_>, rng: &mut dyn Entropy) -> Result<Value, Failure> {
     match template {
         Value::Object(m) => {
             let mut out = Map::new();
@@ -28,23 +24,15 @@ pub fn eval_template(
             }
             Ok(Value::Object(out))
         }
-        Value::Array(items) => Ok(Value::Array(
-            items
-                .iter()
-                .map(|x| eval_template(x, scope, rng))
-                .collect::<Result<_, _>>()?,
-        )),
+        Value::Array(items) => {
+            Ok(Value::Array(items.iter().map(|x| eval_template(x, scope, rng)).collect::<Result<_, _>>()?))
+        }
         other => Ok(other.clone()),
     }
 }
 
 /// Evaluates the value of one `.$` key: a path or an intrinsic function call.
-pub fn eval_expr(
-    expr: &str,
-    field: &str,
-    scope: &Scope<'_>,
-    rng: &mut dyn Entropy,
-) -> Result<Value, Failure> {
+pub fn eval_expr(expr: &str, field: &str, scope: &Scope<'_>, rng: &mut dyn Entropy) -> Result<Value, Failure> {
     let not_found = |p: &str| {
         Failure::new(
             names::RUNTIME,
@@ -91,11 +79,7 @@ mod tests {
         let input = json!({"a": 1, "b": [1, 2]});
         let ctx = json!({"State": {"Name": "S"}});
         let vars = Map::new();
-        let scope = Scope {
-            input: &input,
-            context: &ctx,
-            variables: &vars,
-        };
+        let scope = Scope { input: &input, context: &ctx, variables: &vars };
         let t = json!({"x.$": "$.a", "y": {"z.$": "$$.State.Name"}, "l": [{"n.$": "States.ArrayLength($.b)"}], "lit": "$.a"});
         assert_eq!(
             eval_template(&t, &scope, &mut Zero),
@@ -103,9 +87,6 @@ mod tests {
         );
         let err = eval_template(&json!({"x.$": "$.nope"}), &scope, &mut Zero).unwrap_err();
         assert_eq!(err.error.as_deref(), Some("States.Runtime"));
-        assert!(err
-            .cause
-            .unwrap()
-            .contains("'$.nope' specified for the field 'x.$'"));
+        assert!(err.cause.unwrap().contains("'$.nope' specified for the field 'x.$'"));
     }
 }

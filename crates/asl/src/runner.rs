@@ -11,8 +11,7 @@ use crate::context::{ExecutionContext, MapItem};
 use crate::definition::{Program, StateKind};
 use crate::error::{names, Failure};
 use crate::step::{
-    Action, BranchKind, BranchRequest, Cursor, HistoryEvent, Interpreter, StartOptions, Step,
-    StepError, TaskRequest,
+    Action, BranchKind, BranchRequest, Cursor, HistoryEvent, Interpreter, StartOptions, Step, StepError, TaskRequest,
 };
 use crate::StateMachine;
 use serde_json::{json, Value};
@@ -88,11 +87,8 @@ pub async fn run_branches(
     now_ms: i64,
     tasks: &dyn TaskRunner,
 ) -> Result<BranchOutcome, StepError> {
-    let state = machine
-        .program()
-        .states
-        .get(&cursor.state)
-        .ok_or_else(|| StepError::UnknownState(cursor.state.clone()))?;
+    let state =
+        machine.program().states.get(&cursor.state).ok_or_else(|| StepError::UnknownState(cursor.state.clone()))?;
     Ok(branches(ctx, programs(&state.kind), request, now_ms, tasks).await)
 }
 
@@ -118,18 +114,10 @@ fn drive<'a>(
             history.append(&mut step.history);
             let next = match step.action {
                 Action::Succeeded { output } => {
-                    return ExecutionResult {
-                        status: Status::Succeeded(output),
-                        history,
-                        end_ms: now,
-                    }
+                    return ExecutionResult { status: Status::Succeeded(output), history, end_ms: now }
                 }
                 Action::Failed { error, cause } => {
-                    return ExecutionResult {
-                        status: Status::Failed(Failure { error, cause }),
-                        history,
-                        end_ms: now,
-                    }
+                    return ExecutionResult { status: Status::Failed(Failure { error, cause }), history, end_ms: now }
                 }
                 Action::Wait { until_ms } | Action::RetryAfter { until_ms, .. } => {
                     now = now.max(tasks.sleep_until(until_ms).await).max(until_ms);
@@ -144,12 +132,7 @@ fn drive<'a>(
                         let outcome = branches(ctx, programs(&state.kind), &req, now, tasks).await;
                         now = outcome.end_ms;
                         history.extend(outcome.history);
-                        interp.branches_finished(
-                            &step.cursor,
-                            outcome.result,
-                            outcome.next_event_id,
-                            now,
-                        )
+                        interp.branches_finished(&step.cursor, outcome.result, outcome.next_event_id, now)
                     }
                     None => Err(StepError::UnknownState(req.state.clone())),
                 },
@@ -187,11 +170,7 @@ async fn branches(
         (true, m) if m > 0 => m as usize,
         _ => n.max(1),
     };
-    let prefix = if req.scope.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", req.scope)
-    };
+    let prefix = if req.scope.is_empty() { String::new() } else { format!("{}/", req.scope) };
     let mut running: Vec<(usize, BoxFuture<'_, ExecutionResult>)> = Vec::new();
     let mut finished: Vec<Finished> = Vec::new();
     let mut launched = 0;
@@ -214,10 +193,7 @@ async fn branches(
             let opts = StartOptions {
                 variables: req.variables.clone(),
                 scope: format!("{prefix}{}@{}[{i}]", req.state, req.attempt),
-                map_item: is_map.then(|| MapItem {
-                    index: i,
-                    value: req.items.get(i).cloned().unwrap_or(Value::Null),
-                }),
+                map_item: is_map.then(|| MapItem { index: i, value: req.items.get(i).cloned().unwrap_or(Value::Null) }),
                 first_event_id: Some(first),
                 top_level: false,
             };
@@ -241,21 +217,16 @@ async fn branches(
         end = end.max(result.end_ms);
         events_so_far += result.history.len() as u64 + if is_map { 2 } else { 0 };
         if let Status::Failed(f) = &result.status {
-            let tolerated = is_map
-                && (req.tolerated_failure_count.is_some()
-                    || req.tolerated_failure_percentage.is_some());
+            let tolerated =
+                is_map && (req.tolerated_failure_count.is_some() || req.tolerated_failure_percentage.is_some());
             failures += 1;
             let count_ok = req.tolerated_failure_count.is_none_or(|c| failures <= c);
-            let pct_ok = req
-                .tolerated_failure_percentage
-                .is_none_or(|p| (failures as f64) * 100.0 / n as f64 <= p);
+            let pct_ok = req.tolerated_failure_percentage.is_none_or(|p| (failures as f64) * 100.0 / n as f64 <= p);
             if !tolerated {
                 failure = Some(f.clone());
             } else if !(count_ok && pct_ok) {
-                failure = Some(Failure::new(
-                    names::TOLERATED,
-                    "The specified tolerated failure threshold was exceeded",
-                ));
+                failure =
+                    Some(Failure::new(names::TOLERATED, "The specified tolerated failure threshold was exceeded"));
             }
         }
         finished.push(Finished { index, result });
@@ -268,13 +239,7 @@ async fn branches(
     let mut outputs = Vec::with_capacity(n);
     for f in finished {
         if is_map {
-            push(
-                &mut history,
-                &mut event_id,
-                req,
-                "MapIterationStarted",
-                f.index,
-            );
+            push(&mut history, &mut event_id, req, "MapIterationStarted", f.index);
         }
         for mut e in f.result.history {
             e.id = event_id;
@@ -284,25 +249,13 @@ async fn branches(
         match f.result.status {
             Status::Succeeded(v) => {
                 if is_map {
-                    push(
-                        &mut history,
-                        &mut event_id,
-                        req,
-                        "MapIterationSucceeded",
-                        f.index,
-                    );
+                    push(&mut history, &mut event_id, req, "MapIterationSucceeded", f.index);
                 }
                 outputs.push(v);
             }
             Status::Failed(_) => {
                 if is_map {
-                    push(
-                        &mut history,
-                        &mut event_id,
-                        req,
-                        "MapIterationFailed",
-                        f.index,
-                    );
+                    push(&mut history, &mut event_id, req, "MapIterationFailed", f.index);
                 }
                 outputs.push(Value::Null);
             }
@@ -310,13 +263,7 @@ async fn branches(
     }
     for index in aborted {
         if is_map {
-            push(
-                &mut history,
-                &mut event_id,
-                req,
-                "MapIterationAborted",
-                index,
-            );
+            push(&mut history, &mut event_id, req, "MapIterationAborted", index);
         }
     }
     match failure {
@@ -331,21 +278,10 @@ fn finish(
     next_event_id: u64,
     end_ms: i64,
 ) -> BranchOutcome {
-    BranchOutcome {
-        result,
-        history,
-        next_event_id,
-        end_ms,
-    }
+    BranchOutcome { result, history, next_event_id, end_ms }
 }
 
-fn push(
-    history: &mut Vec<HistoryEvent>,
-    event_id: &mut u64,
-    req: &BranchRequest,
-    kind: &str,
-    index: usize,
-) {
+fn push(history: &mut Vec<HistoryEvent>, event_id: &mut u64, req: &BranchRequest, kind: &str, index: usize) {
     history.push(HistoryEvent {
         id: *event_id,
         kind: kind.to_string(),

@@ -166,8 +166,7 @@ fn scoped(scope: &str, state: &str) -> String {
 /// (`Map@0[3]/Charge`).
 pub fn idempotency_key(execution_id: &str, state: &str, attempt: u32) -> String {
     use sha2::Digest as _;
-    let digest =
-        sha2::Sha256::digest(format!("{execution_id}\u{0}{state}\u{0}{attempt}").as_bytes());
+    let digest = sha2::Sha256::digest(format!("{execution_id}\u{0}{state}\u{0}{attempt}").as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -208,10 +207,7 @@ pub enum StepError {
     #[error("unknown state {0:?}: the cursor does not belong to this state machine")]
     UnknownState(String),
     #[error("the cursor at state {state:?} is not waiting for {expected}")]
-    NotWaiting {
-        state: String,
-        expected: &'static str,
-    },
+    NotWaiting { state: String, expected: &'static str },
 }
 
 fn cursor_deadline(cursor: &Cursor) -> Option<i64> {
@@ -236,20 +232,13 @@ impl Run {
     fn event(&mut self, kind: &str, state: Option<&str>, details: Value) -> u64 {
         let id = self.cursor.next_event_id;
         self.cursor.next_event_id += 1;
-        self.history.push(HistoryEvent {
-            id,
-            kind: kind.to_string(),
-            state: state.map(str::to_string),
-            details,
-        });
+        self.history.push(HistoryEvent { id, kind: kind.to_string(), state: state.map(str::to_string), details });
         id
     }
 }
 
 fn seed_of(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 fn runtime(msg: impl Into<String>) -> Failure {
@@ -286,10 +275,7 @@ impl<'a> Interpreter<'a> {
     }
 
     fn state(&self, name: &str) -> Result<&'a State, StepError> {
-        self.program
-            .states
-            .get(name)
-            .ok_or_else(|| StepError::UnknownState(name.to_string()))
+        self.program.states.get(name).ok_or_else(|| StepError::UnknownState(name.to_string()))
     }
 
     /// Starts a run of the program with `input`.
@@ -312,11 +298,7 @@ impl<'a> Interpreter<'a> {
             top_level: opts.top_level,
             timer_until_ms: None,
         };
-        let mut run = Run {
-            cursor,
-            history: vec![],
-            now: now_ms,
-        };
+        let mut run = Run { cursor, history: vec![], now: now_ms };
         if run.cursor.top_level {
             run.event("ExecutionStarted", None, json!({"input": input}));
         }
@@ -330,11 +312,7 @@ impl<'a> Interpreter<'a> {
         let flow = match cursor.phase.clone() {
             _ if cursor_deadline(cursor).is_some_and(|until| now_ms < until) => {
                 // Too early: the timer is still pending.
-                return Ok(Step {
-                    action: self.pending_timer(cursor),
-                    cursor: run.cursor,
-                    history: vec![],
-                });
+                return Ok(Step { action: self.pending_timer(cursor), cursor: run.cursor, history: vec![] });
             }
             Phase::Timer { output } => self.leave(&mut run, state, output),
             Phase::Backoff { .. } => {
@@ -349,10 +327,7 @@ impl<'a> Interpreter<'a> {
                 }
             }
             Phase::Work | Phase::Done => {
-                return Err(StepError::NotWaiting {
-                    state: cursor.state.clone(),
-                    expected: "a timer",
-                })
+                return Err(StepError::NotWaiting { state: cursor.state.clone(), expected: "a timer" })
             }
         };
         Ok(self.drive(run, flow))
@@ -366,9 +341,7 @@ impl<'a> Interpreter<'a> {
                 error: error.clone(),
                 attempt: cursor.attempt + 1,
             },
-            _ => Action::Wait {
-                until_ms: cursor.timer_until_ms.unwrap_or_default(),
-            },
+            _ => Action::Wait { until_ms: cursor.timer_until_ms.unwrap_or_default() },
         }
     }
 
@@ -386,29 +359,15 @@ impl<'a> Interpreter<'a> {
     }
 
     /// The pending task succeeded with `result`.
-    pub fn task_succeeded(
-        &self,
-        cursor: &Cursor,
-        result: Value,
-        now_ms: i64,
-    ) -> Result<Step, StepError> {
+    pub fn task_succeeded(&self, cursor: &Cursor, result: Value, now_ms: i64) -> Result<Step, StepError> {
         let state = self.check_work(cursor, false)?;
         let mut run = self.run_of(cursor, now_ms);
-        run.event(
-            "TaskSucceeded",
-            Some(&state.name),
-            json!({"output": result}),
-        );
+        run.event("TaskSucceeded", Some(&state.name), json!({"output": result}));
         Ok(self.succeed_work(run, state, result))
     }
 
     /// The pending task failed.
-    pub fn task_failed(
-        &self,
-        cursor: &Cursor,
-        failure: Failure,
-        now_ms: i64,
-    ) -> Result<Step, StepError> {
+    pub fn task_failed(&self, cursor: &Cursor, failure: Failure, now_ms: i64) -> Result<Step, StepError> {
         let state = self.check_work(cursor, false)?;
         let mut run = self.run_of(cursor, now_ms);
         run.event("TaskFailed", Some(&state.name), error_output(&failure));
@@ -430,19 +389,11 @@ impl<'a> Interpreter<'a> {
         let kind = state.type_name();
         match outcome {
             Ok(result) => {
-                run.event(
-                    &format!("{kind}StateSucceeded"),
-                    Some(&state.name),
-                    json!({"output": result}),
-                );
+                run.event(&format!("{kind}StateSucceeded"), Some(&state.name), json!({"output": result}));
                 Ok(self.succeed_work(run, state, result))
             }
             Err(failure) => {
-                run.event(
-                    &format!("{kind}StateFailed"),
-                    Some(&state.name),
-                    error_output(&failure),
-                );
+                run.event(&format!("{kind}StateFailed"), Some(&state.name), error_output(&failure));
                 let flow = self.on_error(&mut run, state, failure);
                 Ok(self.drive(run, flow))
             }
@@ -461,11 +412,7 @@ impl<'a> Interpreter<'a> {
     }
 
     fn run_of(&self, cursor: &Cursor, now: i64) -> Run {
-        Run {
-            cursor: cursor.clone(),
-            history: vec![],
-            now,
-        }
+        Run { cursor: cursor.clone(), history: vec![], now }
     }
 
     fn drive(&self, mut run: Run, mut flow: Flow) -> Step {
@@ -483,11 +430,8 @@ impl<'a> Interpreter<'a> {
                     run.cursor.phase = Phase::Work;
                     run.cursor.timer_until_ms = None;
                     let details = json!({"input": run.cursor.input});
-                    run.cursor.entered_event_id = run.event(
-                        &format!("{}StateEntered", state.type_name()),
-                        Some(&name),
-                        details,
-                    );
+                    run.cursor.entered_event_id =
+                        run.event(&format!("{}StateEntered", state.type_name()), Some(&name), details);
                     match self.execute(&mut run, state) {
                         Ok(f) => f,
                         Err(f) => {
@@ -501,11 +445,7 @@ impl<'a> Interpreter<'a> {
                     if run.cursor.top_level {
                         run.event("ExecutionSucceeded", None, json!({"output": output}));
                     }
-                    return Step {
-                        cursor: run.cursor,
-                        action: Action::Succeeded { output },
-                        history: run.history,
-                    };
+                    return Step { cursor: run.cursor, action: Action::Succeeded { output }, history: run.history };
                 }
                 Flow::Fail(f) => {
                     run.cursor.phase = Phase::Done;
@@ -514,30 +454,18 @@ impl<'a> Interpreter<'a> {
                     }
                     return Step {
                         cursor: run.cursor,
-                        action: Action::Failed {
-                            error: f.error,
-                            cause: f.cause,
-                        },
+                        action: Action::Failed { error: f.error, cause: f.cause },
                         history: run.history,
                     };
                 }
-                Flow::Pause(action) => {
-                    return Step {
-                        cursor: run.cursor,
-                        action,
-                        history: run.history,
-                    }
-                }
+                Flow::Pause(action) => return Step { cursor: run.cursor, action, history: run.history },
             }
         }
     }
 
     /// AWS prefixes run-time errors raised by the interpreter with the state and event.
     fn prefixed(&self, run: &Run, mut f: Failure) -> Failure {
-        let prefix_it = matches!(
-            f.error.as_deref(),
-            Some(names::RUNTIME | names::QUERY_EVALUATION | names::INTRINSIC)
-        );
+        let prefix_it = matches!(f.error.as_deref(), Some(names::RUNTIME | names::QUERY_EVALUATION | names::INTRINSIC));
         if prefix_it {
             let cause = f.cause.take().unwrap_or_default();
             f.cause = Some(format!(
@@ -549,8 +477,7 @@ impl<'a> Interpreter<'a> {
     }
 
     fn context(&self, run: &Run, state: &State) -> Value {
-        let retry_count =
-            matches!(state.kind, StateKind::Task { .. }).then_some(run.cursor.attempt);
+        let retry_count = matches!(state.kind, StateKind::Task { .. }).then_some(run.cursor.attempt);
         context_object(
             self.ctx,
             &StateFacts {
@@ -576,36 +503,21 @@ impl<'a> Interpreter<'a> {
             PathField::Null => Ok(null_value),
             PathField::Path(p) => {
                 let ctx = self.context(run, state);
-                let scope = Scope {
-                    input,
-                    context: &ctx,
-                    variables: &run.cursor.variables,
-                };
+                let scope = Scope { input, context: &ctx, variables: &run.cursor.variables };
                 p.select(&scope).map_err(|e| match e {
-                    PathError::NotFound(_) => runtime(format!(
-                        "Invalid path '{p}' : No results for path: {}",
-                        p.canonical()
-                    )),
+                    PathError::NotFound(_) => {
+                        runtime(format!("Invalid path '{p}' : No results for path: {}", p.canonical()))
+                    }
                     other => runtime(other.to_string()),
                 })
             }
         }
     }
 
-    fn template(
-        &self,
-        run: &mut Run,
-        state: &State,
-        template: &Value,
-        input: &Value,
-    ) -> Result<Value, Failure> {
+    fn template(&self, run: &mut Run, state: &State, template: &Value, input: &Value) -> Result<Value, Failure> {
         let ctx = self.context(run, state);
         let vars = run.cursor.variables.clone();
-        let scope = Scope {
-            input,
-            context: &ctx,
-            variables: &vars,
-        };
+        let scope = Scope { input, context: &ctx, variables: &vars };
         payload::eval_template(template, &scope, &mut run.cursor)
     }
 
@@ -619,17 +531,8 @@ impl<'a> Interpreter<'a> {
         Value::Object(m)
     }
 
-    fn jsonata(
-        &self,
-        run: &Run,
-        states: &Value,
-        template: &Value,
-        field: &str,
-    ) -> Result<Value, Failure> {
-        let seed = run
-            .cursor
-            .rng
-            .wrapping_add(run.cursor.next_event_id.wrapping_mul(0x9E37_79B9));
+    fn jsonata(&self, run: &Run, states: &Value, template: &Value, field: &str) -> Result<Value, Failure> {
+        let seed = run.cursor.rng.wrapping_add(run.cursor.next_event_id.wrapping_mul(0x9E37_79B9));
         jsonata::eval_template(template, states, &run.cursor.variables, field, seed)
     }
 
@@ -681,11 +584,7 @@ impl<'a> Interpreter<'a> {
         if let Err(f) = Self::check_size(state, &output) {
             return Flow::Fail(f);
         }
-        run.event(
-            &format!("{}StateExited", state.type_name()),
-            Some(&state.name),
-            json!({"output": output}),
-        );
+        run.event(&format!("{}StateExited", state.type_name()), Some(&state.name), json!({"output": output}));
         match (&state.next, &state.kind) {
             (Some(next), _) => Flow::Enter(next.clone(), output),
             (None, _) => Flow::Done(output),
@@ -707,8 +606,7 @@ impl<'a> Interpreter<'a> {
                     Self::apply_assign(run, vars);
                     return Ok(self.leave(run, state, output));
                 }
-                let effective =
-                    self.select_field(run, state, &state.input_path, &input, json!({}))?;
+                let effective = self.select_field(run, state, &state.input_path, &input, json!({}))?;
                 let effective = match &state.parameters {
                     Some(p) => self.template(run, state, p, &effective)?,
                     None => effective,
@@ -717,8 +615,7 @@ impl<'a> Interpreter<'a> {
                 Self::check_size(state, &result)?;
                 let vars = self.assign(run, state, state.assign.as_ref(), &result, &Value::Null)?;
                 let output = Self::result_path(&state.result_path, &input, result)?;
-                let output =
-                    self.select_field(run, state, &state.output_path, &output, json!({}))?;
+                let output = self.select_field(run, state, &state.output_path, &output, json!({}))?;
                 Self::apply_assign(run, vars);
                 Ok(self.leave(run, state, output))
             }
@@ -733,25 +630,17 @@ impl<'a> Interpreter<'a> {
                 let mut chosen = None;
                 for rule in choices {
                     let holds = match &rule.condition {
-                        Condition::Jsonata(c) => {
-                            match self.jsonata(run, &states, c, "Condition")? {
-                                Value::Bool(b) => b,
-                                other => {
-                                    return Err(Failure::new(
-                                        names::QUERY_EVALUATION,
-                                        format!(
-                                    "The Condition field evaluated to a non-boolean value: {other}"
-                                ),
-                                    ))
-                                }
+                        Condition::Jsonata(c) => match self.jsonata(run, &states, c, "Condition")? {
+                            Value::Bool(b) => b,
+                            other => {
+                                return Err(Failure::new(
+                                    names::QUERY_EVALUATION,
+                                    format!("The Condition field evaluated to a non-boolean value: {other}"),
+                                ))
                             }
-                        }
+                        },
                         cond => {
-                            let scope = Scope {
-                                input: &effective,
-                                context: &ctx,
-                                variables: &run.cursor.variables,
-                            };
+                            let scope = Scope { input: &effective, context: &ctx, variables: &run.cursor.variables };
                             cond.eval(&scope).map_err(runtime)?
                         }
                     };
@@ -768,10 +657,7 @@ impl<'a> Interpreter<'a> {
                     ),
                     (None, Some(d)) => (d.clone(), state.output.as_ref(), state.assign.as_ref()),
                     (None, None) => {
-                        return Err(Failure::new(
-                            names::NO_CHOICE,
-                            format!("No Matches! (state {})", state.name),
-                        ))
+                        return Err(Failure::new(names::NO_CHOICE, format!("No Matches! (state {})", state.name)))
                     }
                 };
                 let vars = self.assign(run, state, assign_t, &effective, &states)?;
@@ -784,11 +670,7 @@ impl<'a> Interpreter<'a> {
                     self.select_field(run, state, &state.output_path, &effective, json!({}))?
                 };
                 Self::apply_assign(run, vars);
-                run.event(
-                    "ChoiceStateExited",
-                    Some(&state.name),
-                    json!({"output": output}),
-                );
+                run.event("ChoiceStateExited", Some(&state.name), json!({"output": output}));
                 Ok(Flow::Enter(next, output))
             }
             StateKind::Wait(wait) => {
@@ -829,19 +711,13 @@ impl<'a> Interpreter<'a> {
                     let e = self.select_field(run, state, &state.input_path, &input, json!({}))?;
                     self.select_field(run, state, &state.output_path, &e, json!({}))?
                 };
-                run.event(
-                    "SucceedStateExited",
-                    Some(&state.name),
-                    json!({"output": output}),
-                );
+                run.event("SucceedStateExited", Some(&state.name), json!({"output": output}));
                 Ok(Flow::Done(output))
             }
             StateKind::Fail { error, cause } => {
                 let states = self.states_binding(run, state, &[]);
-                let error =
-                    self.fail_field(run, state, error.as_ref(), "Error", &input, &states)?;
-                let cause =
-                    self.fail_field(run, state, cause.as_ref(), "Cause", &input, &states)?;
+                let error = self.fail_field(run, state, error.as_ref(), "Error", &input, &states)?;
+                let cause = self.fail_field(run, state, cause.as_ref(), "Cause", &input, &states)?;
                 Ok(Flow::Fail(Failure { error, cause }))
             }
             StateKind::Task { .. } | StateKind::Parallel { .. } | StateKind::Map(_) => {
@@ -883,11 +759,7 @@ impl<'a> Interpreter<'a> {
             Some(Dynamic::Value(v)) => v.clone(),
             Some(Dynamic::Path(p)) => {
                 let ctx = self.context(run, state);
-                let scope = Scope {
-                    input,
-                    context: &ctx,
-                    variables: &run.cursor.variables,
-                };
+                let scope = Scope { input, context: &ctx, variables: &run.cursor.variables };
                 p.select(&scope).map_err(|_| {
                     runtime(format!(
                         "The JSONPath '{p}' specified for the field '{field}Path' could not be found in the input '{input}'"
@@ -897,11 +769,7 @@ impl<'a> Interpreter<'a> {
             Some(Dynamic::Intrinsic(call)) => {
                 let ctx = self.context(run, state);
                 let vars = run.cursor.variables.clone();
-                let scope = Scope {
-                    input,
-                    context: &ctx,
-                    variables: &vars,
-                };
+                let scope = Scope { input, context: &ctx, variables: &vars };
                 payload::eval_expr(call, &format!("{field}Path"), &scope, &mut run.cursor)?
             }
         };
@@ -921,11 +789,7 @@ impl<'a> Interpreter<'a> {
     ) -> Result<i64, Failure> {
         let base = run.cursor.entered_ms;
         let ctx = self.context(run, state);
-        let scope = Scope {
-            input: effective,
-            context: &ctx,
-            variables: &run.cursor.variables,
-        };
+        let scope = Scope { input: effective, context: &ctx, variables: &run.cursor.variables };
         match wait {
             WaitFor::Seconds(Dynamic::Value(v)) => {
                 let v = if state.query_language == QueryLanguage::Jsonata {
@@ -947,10 +811,7 @@ impl<'a> Interpreter<'a> {
                 } else {
                     v.clone()
                 };
-                let s = v
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string());
+                let s = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 timestamp::parse(&s).map(timestamp::to_ms).ok_or_else(|| {
                     Failure::new(
                         names::QUERY_EVALUATION,
@@ -959,23 +820,17 @@ impl<'a> Interpreter<'a> {
                 })
             }
             WaitFor::Seconds(Dynamic::Intrinsic(_)) | WaitFor::Timestamp(Dynamic::Intrinsic(_)) => {
-                Err(runtime(
-                    "intrinsic functions are not allowed in Wait fields",
-                ))
+                Err(runtime("intrinsic functions are not allowed in Wait fields"))
             }
             WaitFor::SecondsPath(p) | WaitFor::Seconds(Dynamic::Path(p)) => {
                 let v = p.select(&scope).map_err(|_| {
-                    runtime(format!(
-                        "The SecondsPath parameter does not reference an input value: {p}"
-                    ))
+                    runtime(format!("The SecondsPath parameter does not reference an input value: {p}"))
                 })?;
                 match &v {
                     Value::Number(n) if n.as_i64().is_some() || n.as_u64().is_some() => {
                         let s = n.as_i64().unwrap_or(i64::MAX);
                         if s < 0 {
-                            Err(runtime(format!(
-                                "The SecondsPath parameter references a negative value: {p} == {v}"
-                            )))
+                            Err(runtime(format!("The SecondsPath parameter references a negative value: {p} == {v}")))
                         } else {
                             Ok(base.saturating_add(s.saturating_mul(1000)))
                         }
@@ -988,9 +843,7 @@ impl<'a> Interpreter<'a> {
             }
             WaitFor::TimestampPath(p) | WaitFor::Timestamp(Dynamic::Path(p)) => {
                 let v = p.select(&scope).map_err(|_| {
-                    runtime(format!(
-                        "The TimestampPath parameter does not reference an input value: {p}"
-                    ))
+                    runtime(format!("The TimestampPath parameter does not reference an input value: {p}"))
                 })?;
                 v.as_str()
                     .and_then(timestamp::parse)
@@ -1021,29 +874,19 @@ impl<'a> Interpreter<'a> {
             }
             Dynamic::Value(v) => v.clone(),
             Dynamic::Intrinsic(_) => {
-                return Err(runtime(format!(
-                    "intrinsic functions are not allowed in {field}Path"
-                )))
+                return Err(runtime(format!("intrinsic functions are not allowed in {field}Path")))
             }
             Dynamic::Path(p) => {
                 let ctx = self.context(run, state);
-                let scope = Scope {
-                    input,
-                    context: &ctx,
-                    variables: &run.cursor.variables,
-                };
-                let v = p.select(&scope).map_err(|_| {
-                    runtime(format!(
-                        "The {field}Path field refers to a path that does not exist: {p}"
-                    ))
-                })?;
+                let scope = Scope { input, context: &ctx, variables: &run.cursor.variables };
+                let v = p
+                    .select(&scope)
+                    .map_err(|_| runtime(format!("The {field}Path field refers to a path that does not exist: {p}")))?;
                 let v = match &v {
                     Value::String(s) => s.trim().parse::<u64>().map(Value::from).unwrap_or(v),
                     _ => v,
                 };
-                if !v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0)
-                    && field != "ToleratedFailurePercentage"
-                {
+                if !v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0) && field != "ToleratedFailurePercentage" {
                     return Err(runtime(format!(
                         "The {field}Path field refers to value \"{}\" which is not a valid integer: {p}",
                         java_string(&v)
@@ -1053,10 +896,7 @@ impl<'a> Interpreter<'a> {
             }
         };
         v.as_f64().map(Some).ok_or_else(|| {
-            Failure::new(
-                names::QUERY_EVALUATION,
-                format!("The {field} field must be a number, got {v}"),
-            )
+            Failure::new(names::QUERY_EVALUATION, format!("The {field} field must be a number, got {v}"))
         })
     }
 
@@ -1066,30 +906,11 @@ impl<'a> Interpreter<'a> {
         let effective = run.cursor.effective.clone();
         let input = run.cursor.input.clone();
         match &state.kind {
-            StateKind::Task {
-                resource,
-                timeout_seconds,
-                heartbeat_seconds,
-            } => {
-                let timeout = self.number_field(
-                    run,
-                    state,
-                    timeout_seconds.as_ref(),
-                    "TimeoutSeconds",
-                    &input,
-                )?;
-                let heartbeat = self.number_field(
-                    run,
-                    state,
-                    heartbeat_seconds.as_ref(),
-                    "HeartbeatSeconds",
-                    &input,
-                )?;
-                run.event(
-                    "TaskScheduled",
-                    Some(&state.name),
-                    json!({"resource": resource, "parameters": effective}),
-                );
+            StateKind::Task { resource, timeout_seconds, heartbeat_seconds } => {
+                let timeout = self.number_field(run, state, timeout_seconds.as_ref(), "TimeoutSeconds", &input)?;
+                let heartbeat =
+                    self.number_field(run, state, heartbeat_seconds.as_ref(), "HeartbeatSeconds", &input)?;
+                run.event("TaskScheduled", Some(&state.name), json!({"resource": resource, "parameters": effective}));
                 Ok(Flow::Pause(Action::RunTask(TaskRequest {
                     state: state.name.clone(),
                     resource: resource.clone(),
@@ -1129,8 +950,7 @@ impl<'a> Interpreter<'a> {
                             let states = self.states_binding(run, state, &[]);
                             let v = self.jsonata(run, &states, t, "Items")?;
                             if !v.is_array() {
-                                let expr =
-                                    t.as_str().map(jsonata::strip_delims).unwrap_or_default();
+                                let expr = t.as_str().map(jsonata::strip_delims).unwrap_or_default();
                                 return Err(Failure::new(
                                     names::QUERY_EVALUATION,
                                     format!(
@@ -1148,23 +968,10 @@ impl<'a> Interpreter<'a> {
                     self.select_field(run, state, &spec.items_path, &effective, json!({}))?
                 };
                 let Value::Array(items) = items_value else {
-                    let err = if jsonata {
-                        names::QUERY_EVALUATION
-                    } else {
-                        names::RUNTIME
-                    };
-                    return Err(Failure::new(
-                        err,
-                        format!("Map state input must be an array but was: {items_value}"),
-                    ));
+                    let err = if jsonata { names::QUERY_EVALUATION } else { names::RUNTIME };
+                    return Err(Failure::new(err, format!("Map state input must be an array but was: {items_value}")));
                 };
-                let max = self.number_field(
-                    run,
-                    state,
-                    spec.max_concurrency.as_ref(),
-                    "MaxConcurrency",
-                    &effective,
-                )?;
+                let max = self.number_field(run, state, spec.max_concurrency.as_ref(), "MaxConcurrency", &effective)?;
                 let tol_count = self.number_field(
                     run,
                     state,
@@ -1181,10 +988,7 @@ impl<'a> Interpreter<'a> {
                 )?;
                 let mut inputs = Vec::with_capacity(items.len());
                 for (index, value) in items.iter().enumerate() {
-                    let saved = run.cursor.map_item.replace(MapItem {
-                        index,
-                        value: value.clone(),
-                    });
+                    let saved = run.cursor.map_item.replace(MapItem { index, value: value.clone() });
                     let r = match &spec.item_selector {
                         Some(sel) if jsonata => {
                             let states = self.states_binding(run, state, &[]);
@@ -1196,11 +1000,7 @@ impl<'a> Interpreter<'a> {
                     run.cursor.map_item = saved;
                     inputs.push(r?);
                 }
-                run.event(
-                    "MapStateStarted",
-                    Some(&state.name),
-                    json!({"length": items.len()}),
-                );
+                run.event("MapStateStarted", Some(&state.name), json!({"length": items.len()}));
                 Ok(Flow::Pause(Action::RunBranches(BranchRequest {
                     state: state.name.clone(),
                     kind: BranchKind::Map,
@@ -1224,19 +1024,14 @@ impl<'a> Interpreter<'a> {
         match rp {
             PathField::Default => Ok(result),
             PathField::Null => Ok(input.clone()),
-            PathField::Path(p) => p
-                .write(input.clone(), result)
-                .map_err(|e| Failure::new(names::RESULT_PATH, e.to_string())),
+            PathField::Path(p) => {
+                p.write(input.clone(), result).map_err(|e| Failure::new(names::RESULT_PATH, e.to_string()))
+            }
         }
     }
 
     /// ResultSelector, ResultPath, OutputPath (JSONPath) or Output (JSONata), and Assign.
-    fn finish_with_result(
-        &self,
-        run: &mut Run,
-        state: &State,
-        result: Value,
-    ) -> Result<Value, Failure> {
+    fn finish_with_result(&self, run: &mut Run, state: &State, result: Value) -> Result<Value, Failure> {
         let input = run.cursor.input.clone();
         if state.query_language == QueryLanguage::Jsonata {
             let states = self.states_binding(run, state, &[("result", &result)]);
@@ -1262,16 +1057,9 @@ impl<'a> Interpreter<'a> {
     /// Retry, then Catch, then fail the run.
     fn on_error(&self, run: &mut Run, state: &State, failure: Failure) -> Flow {
         let error = failure.error.clone().unwrap_or_default();
-        let can_retry = matches!(
-            state.kind,
-            StateKind::Task { .. } | StateKind::Parallel { .. } | StateKind::Map(_)
-        );
+        let can_retry = matches!(state.kind, StateKind::Task { .. } | StateKind::Parallel { .. } | StateKind::Map(_));
         if can_retry {
-            if let Some(i) = state
-                .retry
-                .iter()
-                .position(|r| matches_error(&r.error_equals, &error))
-            {
+            if let Some(i) = state.retry.iter().position(|r| matches_error(&r.error_equals, &error)) {
                 let r = &state.retry[i];
                 if run.cursor.retry_counts.len() < state.retry.len() {
                     run.cursor.retry_counts.resize(state.retry.len(), 0);
@@ -1288,10 +1076,7 @@ impl<'a> Interpreter<'a> {
                     }
                     run.cursor.retry_counts[i] = count + 1;
                     let until = run.now + (delay * 1000.0).round() as i64;
-                    run.cursor.phase = Phase::Backoff {
-                        until_ms: until,
-                        error: error.clone(),
-                    };
+                    run.cursor.phase = Phase::Backoff { until_ms: until, error: error.clone() };
                     return Flow::Pause(Action::RetryAfter {
                         until_ms: until,
                         state: state.name.clone(),
@@ -1301,11 +1086,7 @@ impl<'a> Interpreter<'a> {
                 }
             }
         }
-        if let Some(c) = state
-            .catch
-            .iter()
-            .find(|c| matches_error(&c.error_equals, &error))
-        {
+        if let Some(c) = state.catch.iter().find(|c| matches_error(&c.error_equals, &error)) {
             let err_out = error_output(&failure);
             let input = run.cursor.input.clone();
             let out = if state.query_language == QueryLanguage::Jsonata {
@@ -1324,8 +1105,7 @@ impl<'a> Interpreter<'a> {
                 Self::apply_assign(run, vars);
                 out
             } else {
-                let vars = match self.assign(run, state, c.assign.as_ref(), &err_out, &Value::Null)
-                {
+                let vars = match self.assign(run, state, c.assign.as_ref(), &err_out, &Value::Null) {
                     Ok(v) => v,
                     Err(f) => return Flow::Fail(self.prefixed(run, f)),
                 };
@@ -1335,11 +1115,7 @@ impl<'a> Interpreter<'a> {
                     Err(f) => return Flow::Fail(f),
                 }
             };
-            run.event(
-                &format!("{}StateExited", state.type_name()),
-                Some(&state.name),
-                json!({"output": out}),
-            );
+            run.event(&format!("{}StateExited", state.type_name()), Some(&state.name), json!({"output": out}));
             return Flow::Enter(c.next.clone(), out);
         }
         Flow::Fail(failure)
@@ -1361,15 +1137,9 @@ mod tests {
         assert!(matches_error(&list(&["States.ALL"]), "Anything"));
         assert!(matches_error(&list(&["States.ALL"]), "States.Timeout"));
         assert!(!matches_error(&list(&["States.ALL"]), "States.Runtime"));
-        assert!(!matches_error(
-            &list(&["States.ALL"]),
-            "States.DataLimitExceeded"
-        ));
+        assert!(!matches_error(&list(&["States.ALL"]), "States.DataLimitExceeded"));
         assert!(matches_error(&list(&["States.TaskFailed"]), "Custom"));
-        assert!(!matches_error(
-            &list(&["States.TaskFailed"]),
-            "States.Timeout"
-        ));
+        assert!(!matches_error(&list(&["States.TaskFailed"]), "States.Timeout"));
         assert!(matches_error(&list(&["States.Runtime"]), "States.Runtime"));
     }
 
@@ -1377,18 +1147,14 @@ mod tests {
     fn idempotency_keys_are_stable_and_distinct() {
         assert_eq!(idempotency_key("e", "S", 0), idempotency_key("e", "S", 0));
         assert_ne!(idempotency_key("e", "S", 0), idempotency_key("e", "S", 1));
-        assert_ne!(
-            idempotency_key("e", "S", 0),
-            idempotency_key("e", "M@0[1]/S", 0)
-        );
+        assert_ne!(idempotency_key("e", "S", 0), idempotency_key("e", "M@0[1]/S", 0));
         assert_eq!(idempotency_key("e", "S", 0).len(), 32);
     }
 
     #[test]
     fn cursor_round_trips_through_json() {
         let ctx = ExecutionContext::new("sm", "ex", json!({}), 0);
-        let def =
-            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 5, "End": true}}});
+        let def = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 5, "End": true}}});
         let m = crate::StateMachine::parse(&def).unwrap();
         let step = m.start(&ctx, json!({"a": [1, {"b": null}]}), 0);
         let text = serde_json::to_string(&step.cursor).unwrap();

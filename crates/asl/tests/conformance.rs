@@ -28,12 +28,9 @@ struct FailingTasks;
 
 impl TaskRunner for FailingTasks {
     fn run_task<'a>(&'a self, request: &'a TaskRequest) -> BoxFuture<'a, Result<Value, Failure>> {
-        Box::pin(async move {
-            Err(Failure::new(
-                "States.TaskFailed",
-                format!("no task handler for {}", request.resource),
-            ))
-        })
+        Box::pin(
+            async move { Err(Failure::new("States.TaskFailed", format!("no task handler for {}", request.resource))) },
+        )
     }
 }
 
@@ -85,13 +82,9 @@ fn remove_path(doc: &mut Value, path: &str) {
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -135,10 +128,8 @@ fn run_case(case: &Value) -> Result<(), String> {
 }
 
 fn known_failures() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/known_failures.txt"),
-    )
-    .unwrap_or_default();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/known_failures.txt"))
+        .unwrap_or_default();
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -165,13 +156,9 @@ fn conformance_corpus() {
     let mut now_passing = Vec::new();
     let mut failing = BTreeSet::new();
     for file in &files {
-        let case: Value = serde_json::from_str(&std::fs::read_to_string(file).expect("read case"))
-            .expect("parse case");
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(file).expect("read case")).expect("parse case");
         let name = case["name"].as_str().unwrap_or_default().to_string();
-        let ql = case["query_language"]
-            .as_str()
-            .unwrap_or("JSONPath")
-            .to_string();
+        let ql = case["query_language"].as_str().unwrap_or("JSONPath").to_string();
         let outcome = std::panic::catch_unwind(|| run_case(&case))
             .unwrap_or_else(|_| Err("the interpreter panicked".to_string()));
         let entry = passed.entry(ql).or_default();
@@ -202,23 +189,12 @@ fn conformance_corpus() {
     }
     let stale: Vec<&String> = known
         .keys()
-        .filter(|k| {
-            !files.iter().any(|f| {
-                f.file_stem()
-                    .is_some_and(|s| s.to_str() == Some(k.as_str()))
-            })
-        })
+        .filter(|k| !files.iter().any(|f| f.file_stem().is_some_and(|s| s.to_str() == Some(k.as_str()))))
         .collect();
-    assert!(
-        stale.is_empty(),
-        "known_failures.txt names cases that do not exist: {stale:?}"
-    );
+    assert!(stale.is_empty(), "known_failures.txt names cases that do not exist: {stale:?}");
     for (ql, min) in THRESHOLDS {
         let ok = passed.get(*ql).map(|p| p.0).unwrap_or(0);
-        assert!(
-            ok >= *min,
-            "{ql}: {ok} cases pass, below the threshold {min}"
-        );
+        assert!(ok >= *min, "{ql}: {ok} cases pass, below the threshold {min}");
     }
     assert!(
         unexpected.is_empty(),

@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Wake, Waker};
 use tenancy_asl::runner::{self, BoxFuture, Status, TaskRunner};
 use tenancy_asl::{
-    idempotency_key, Action, Cursor, ExecutionContext, Failure, StateMachine, Step, StepError,
-    TaskRequest,
+    idempotency_key, Action, Cursor, ExecutionContext, Failure, StateMachine, Step, StepError, TaskRequest,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -52,51 +51,21 @@ fn task_success_flows_through_result_selector_and_result_path() {
     let step = m.start(&c, json!({"name": "acme"}), T0);
     assert_eq!(
         kinds(&step),
-        [
-            "ExecutionStarted",
-            "PassStateEntered",
-            "PassStateExited",
-            "TaskStateEntered",
-            "TaskScheduled"
-        ]
+        ["ExecutionStarted", "PassStateEntered", "PassStateExited", "TaskStateEntered", "TaskScheduled"]
     );
-    let Action::RunTask(req) = &step.action else {
-        panic!("expected a task, got {:?}", step.action)
-    };
+    let Action::RunTask(req) = &step.action else { panic!("expected a task, got {:?}", step.action) };
     assert_eq!(req.resource, "tenant.create");
     assert_eq!(req.parameters, json!({"id": 7, "token": "exec-1"}));
-    assert_eq!(
-        (req.timeout_seconds, req.heartbeat_seconds, req.attempt),
-        (Some(30), Some(5), 0)
-    );
-    assert_eq!(
-        req.idempotency_key,
-        idempotency_key(&c.execution_id, "Call", 0)
-    );
-    let done = m
-        .task_succeeded(&c, &persisted(&step), json!({"ok": true}), T0 + 10)
-        .unwrap();
+    assert_eq!((req.timeout_seconds, req.heartbeat_seconds, req.attempt), (Some(30), Some(5), 0));
+    assert_eq!(req.idempotency_key, idempotency_key(&c.execution_id, "Call", 0));
+    let done = m.task_succeeded(&c, &persisted(&step), json!({"ok": true}), T0 + 10).unwrap();
     assert_eq!(
         done.action,
-        Action::Succeeded {
-            output: json!({"name": "acme", "prep": {"id": 7}, "call": {"created": true}})
-        }
+        Action::Succeeded { output: json!({"name": "acme", "prep": {"id": 7}, "call": {"created": true}}) }
     );
-    assert_eq!(
-        kinds(&done),
-        ["TaskSucceeded", "TaskStateExited", "ExecutionSucceeded"]
-    );
-    let ids: Vec<u64> = step
-        .history
-        .iter()
-        .chain(&done.history)
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(
-        ids,
-        (1..=8).collect::<Vec<_>>(),
-        "event ids continue across steps"
-    );
+    assert_eq!(kinds(&done), ["TaskSucceeded", "TaskStateExited", "ExecutionSucceeded"]);
+    let ids: Vec<u64> = step.history.iter().chain(&done.history).map(|e| e.id).collect();
+    assert_eq!(ids, (1..=8).collect::<Vec<_>>(), "event ids continue across steps");
 }
 
 #[test]
@@ -115,65 +84,35 @@ fn retry_backs_off_then_catch_routes_to_handler() {
     }));
     let c = ctx();
     let step = m.start(&c, json!({"a": 1}), T0);
-    let s1 = m
-        .task_failed(&c, &persisted(&step), "Transient", Some("try again"), T0)
-        .unwrap();
-    assert!(
-        matches!(s1.action, Action::RetryAfter { until_ms, attempt: 1, .. } if until_ms == T0 + 2000)
-    );
+    let s1 = m.task_failed(&c, &persisted(&step), "Transient", Some("try again"), T0).unwrap();
+    assert!(matches!(s1.action, Action::RetryAfter { until_ms, attempt: 1, .. } if until_ms == T0 + 2000));
     // Too early: the same timer comes back.
     let early = m.resume(&c, &persisted(&s1), T0 + 1000).unwrap();
     assert_eq!(early.action, s1.action);
     let s2 = m.resume(&c, &persisted(&s1), T0 + 2000).unwrap();
-    let Action::RunTask(req) = &s2.action else {
-        panic!("expected a retry")
-    };
+    let Action::RunTask(req) = &s2.action else { panic!("expected a retry") };
     assert_eq!(req.attempt, 1);
-    assert_ne!(
-        req.idempotency_key,
-        idempotency_key(&c.execution_id, "Call", 0)
-    );
-    let s3 = m
-        .task_failed(&c, &persisted(&s2), "Transient", None, T0 + 2000)
-        .unwrap();
+    assert_ne!(req.idempotency_key, idempotency_key(&c.execution_id, "Call", 0));
+    let s3 = m.task_failed(&c, &persisted(&s2), "Transient", None, T0 + 2000).unwrap();
     // 2 * 3 = 6 s, capped at MaxDelaySeconds 5.
-    assert!(
-        matches!(s3.action, Action::RetryAfter { until_ms, attempt: 2, .. } if until_ms == T0 + 7000)
-    );
+    assert!(matches!(s3.action, Action::RetryAfter { until_ms, attempt: 2, .. } if until_ms == T0 + 7000));
     let s4 = m.resume(&c, &persisted(&s3), T0 + 7000).unwrap();
-    let s5 = m
-        .task_failed(&c, &persisted(&s4), "Transient", Some("still"), T0 + 7000)
-        .unwrap();
+    let s5 = m.task_failed(&c, &persisted(&s4), "Transient", Some("still"), T0 + 7000).unwrap();
     assert_eq!(
         s5.action,
-        Action::Succeeded {
-            output: json!({"a": 1, "error": {"Error": "Transient", "Cause": "still"}})
-        }
+        Action::Succeeded { output: json!({"a": 1, "error": {"Error": "Transient", "Cause": "still"}}) }
     );
 }
 
 #[test]
 fn uncaught_failure_fails_the_execution() {
-    let m = machine(
-        json!({"StartAt": "Call", "States": {"Call": {"Type": "Task", "Resource": "r", "End": true}}}),
-    );
+    let m = machine(json!({"StartAt": "Call", "States": {"Call": {"Type": "Task", "Resource": "r", "End": true}}}));
     let c = ctx();
     let step = m.start(&c, json!({}), T0);
-    let done = m
-        .task_failed(
-            &c,
-            &step.cursor,
-            "States.Timeout",
-            Some("took too long"),
-            T0,
-        )
-        .unwrap();
+    let done = m.task_failed(&c, &step.cursor, "States.Timeout", Some("took too long"), T0).unwrap();
     assert_eq!(
         done.action,
-        Action::Failed {
-            error: Some("States.Timeout".into()),
-            cause: Some("took too long".into())
-        }
+        Action::Failed { error: Some("States.Timeout".into()), cause: Some("took too long".into()) }
     );
     assert_eq!(kinds(&done).last(), Some(&"ExecutionFailed"));
 }
@@ -186,11 +125,7 @@ fn full_jitter_is_deterministic_and_bounded() {
     let c = ctx();
     let delay = || {
         let step = m.start(&c, json!({}), T0);
-        match m
-            .task_failed(&c, &step.cursor, "E", None, T0)
-            .unwrap()
-            .action
-        {
+        match m.task_failed(&c, &step.cursor, "E", None, T0).unwrap().action {
             Action::RetryAfter { until_ms, .. } => until_ms - T0,
             other => panic!("expected a retry, got {other:?}"),
         }
@@ -207,47 +142,21 @@ fn wait_states_surface_timers() {
         "Past": {"Type": "Wait", "Timestamp": "2020-01-01T00:00:00Z", "End": true}}}));
     let c = ctx();
     let step = m.start(&c, json!({"s": 3}), T0);
-    assert_eq!(
-        step.action,
-        Action::Wait {
-            until_ms: T0 + 3000
-        }
-    );
+    assert_eq!(step.action, Action::Wait { until_ms: T0 + 3000 });
     let done = m.resume(&c, &persisted(&step), T0 + 3000).unwrap();
-    assert_eq!(
-        done.action,
-        Action::Succeeded {
-            output: json!({"s": 3})
-        }
-    );
-    assert_eq!(
-        kinds(&done),
-        [
-            "WaitStateExited",
-            "WaitStateEntered",
-            "WaitStateExited",
-            "ExecutionSucceeded"
-        ]
-    );
+    assert_eq!(done.action, Action::Succeeded { output: json!({"s": 3}) });
+    assert_eq!(kinds(&done), ["WaitStateExited", "WaitStateEntered", "WaitStateExited", "ExecutionSucceeded"]);
 }
 
 #[test]
 fn misuse_is_an_error_not_a_panic() {
-    let m = machine(
-        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "End": true}}}),
-    );
+    let m = machine(json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "End": true}}}));
     let c = ctx();
     let step = m.start(&c, json!({}), T0);
-    assert!(matches!(
-        m.task_succeeded(&c, &step.cursor, json!(1), T0),
-        Err(StepError::NotWaiting { .. })
-    ));
+    assert!(matches!(m.task_succeeded(&c, &step.cursor, json!(1), T0), Err(StepError::NotWaiting { .. })));
     let mut bad = step.cursor.clone();
     bad.state = "Gone".into();
-    assert_eq!(
-        m.resume(&c, &bad, T0 + 5000),
-        Err(StepError::UnknownState("Gone".into()))
-    );
+    assert_eq!(m.resume(&c, &bad, T0 + 5000), Err(StepError::UnknownState("Gone".into())));
 }
 
 struct Recorder {
@@ -317,18 +226,10 @@ fn map_and_parallel_run_tasks_with_distinct_keys() {
         }
     }));
     let c = ctx();
-    let tasks = Recorder {
-        calls: Mutex::new(vec![]),
-        fail_first: AtomicU32::new(1),
-    };
+    let tasks = Recorder { calls: Mutex::new(vec![]), fail_first: AtomicU32::new(1) };
     let result = block_on(runner::run(&m, &c, json!({"items": ["x", "y"]}), &tasks));
-    let Status::Succeeded(out) = &result.status else {
-        panic!("failed: {:?}", result.status)
-    };
-    assert_eq!(
-        out["a"],
-        json!({"items": ["x", "y"], "mapped": [{"v": "x", "i": 0}, {"v": "y", "i": 1}]})
-    );
+    let Status::Succeeded(out) = &result.status else { panic!("failed: {:?}", result.status) };
+    assert_eq!(out["a"], json!({"items": ["x", "y"], "mapped": [{"v": "x", "i": 0}, {"v": "y", "i": 1}]}));
     assert_eq!(out["b"], json!(["x", "y"]));
     // Virtual time: the branches ran concurrently (a 60 s back-off beside a 30 s wait),
     // instantly.
@@ -336,21 +237,10 @@ fn map_and_parallel_run_tasks_with_distinct_keys() {
     let calls = tasks.calls.lock().unwrap();
     let keys: std::collections::BTreeSet<&String> = calls.iter().map(|c| &c.2).collect();
     assert_eq!(calls.len(), 4);
-    assert_eq!(
-        keys.len(),
-        4,
-        "every task attempt has its own idempotency key"
-    );
+    assert_eq!(keys.len(), 4, "every task attempt has its own idempotency key");
     let ids: Vec<u64> = result.history.iter().map(|e| e.id).collect();
-    assert_eq!(
-        ids,
-        (1..=ids.len() as u64).collect::<Vec<_>>(),
-        "history ids are dense"
-    );
-    assert!(result
-        .history
-        .iter()
-        .any(|e| e.kind == "MapIterationSucceeded"));
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "history ids are dense");
+    assert!(result.history.iter().any(|e| e.kind == "MapIterationSucceeded"));
 }
 
 #[test]
@@ -364,72 +254,40 @@ fn branch_failure_is_caught_on_the_parallel_state() {
             "Handled": {"Type": "Succeed"}
         }
     }));
-    let tasks = Recorder {
-        calls: Mutex::new(vec![]),
-        fail_first: AtomicU32::new(0),
-    };
+    let tasks = Recorder { calls: Mutex::new(vec![]), fail_first: AtomicU32::new(0) };
     let result = block_on(runner::run(&m, &ctx(), json!({}), &tasks));
-    assert_eq!(
-        result.status,
-        Status::Succeeded(json!({"Error": "Boom", "Cause": "bad"}))
-    );
+    assert_eq!(result.status, Status::Succeeded(json!({"Error": "Boom", "Cause": "bad"})));
 }
 
 #[test]
 fn engine_drives_branches_with_run_branches() {
-    let m = machine(
-        json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+    let m = machine(json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
         {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": 1, "End": true}}},
-        {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "work", "End": true}}}]}}}),
-    );
+        {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "work", "End": true}}}]}}}));
     let c = ctx();
-    let tasks = Recorder {
-        calls: Mutex::new(vec![]),
-        fail_first: AtomicU32::new(0),
-    };
+    let tasks = Recorder { calls: Mutex::new(vec![]), fail_first: AtomicU32::new(0) };
     let step = m.start(&c, json!({"k": 1}), T0);
-    let Action::RunBranches(req) = &step.action else {
-        panic!("expected branches")
-    };
+    let Action::RunBranches(req) = &step.action else { panic!("expected branches") };
     assert_eq!(req.inputs, vec![json!({"k": 1}), json!({"k": 1})]);
     let cursor = persisted(&step);
     let outcome = block_on(runner::run_branches(&m, &c, &cursor, req, T0, &tasks)).unwrap();
     let done = m.branches_finished(&c, &cursor, outcome, T0).unwrap();
-    assert_eq!(
-        done.action,
-        Action::Succeeded {
-            output: json!([1, {"echo": {"k": 1}}])
-        }
-    );
-    assert_eq!(
-        tasks.calls.lock().unwrap()[0].2,
-        idempotency_key(&c.execution_id, "P@0[1]/B", 0)
-    );
+    assert_eq!(done.action, Action::Succeeded { output: json!([1, {"echo": {"k": 1}}]) });
+    assert_eq!(tasks.calls.lock().unwrap()[0].2, idempotency_key(&c.execution_id, "P@0[1]/B", 0));
 }
 
 #[test]
 fn variables_survive_persistence() {
-    let m = machine(
-        json!({"QueryLanguage": "JSONata", "StartAt": "Set", "States": {
+    let m = machine(json!({"QueryLanguage": "JSONata", "StartAt": "Set", "States": {
         "Set": {"Type": "Pass", "Assign": {"n": "{% $states.input.n + 1 %}"}, "Next": "Call"},
         "Call": {"Type": "Task", "Resource": "r", "Arguments": {"n": "{% $n %}"},
-                 "Output": "{% $states.result.v & '/' & $string($n) %}", "End": true}}}),
-    );
+                 "Output": "{% $states.result.v & '/' & $string($n) %}", "End": true}}}));
     let c = ctx();
     let step = m.start(&c, json!({"n": 1}), T0);
-    let Action::RunTask(req) = &step.action else {
-        panic!("expected a task")
-    };
+    let Action::RunTask(req) = &step.action else { panic!("expected a task") };
     assert_eq!(req.parameters, json!({"n": 2}));
-    let done = m
-        .task_succeeded(&c, &persisted(&step), json!({"v": "ok"}), T0)
-        .unwrap();
-    assert_eq!(
-        done.action,
-        Action::Succeeded {
-            output: json!("ok/2")
-        }
-    );
+    let done = m.task_succeeded(&c, &persisted(&step), json!({"v": "ok"}), T0).unwrap();
+    assert_eq!(done.action, Action::Succeeded { output: json!("ok/2") });
 }
 
 #[test]
@@ -441,39 +299,19 @@ fn map_tolerates_failures_up_to_the_threshold() {
                 "Bad": {"Type": "Fail", "Error": "TooBig"},
                 "Ok": {"Type": "Pass", "End": true}}}}}})
     };
-    let tasks = Recorder {
-        calls: Mutex::new(vec![]),
-        fail_first: AtomicU32::new(0),
-    };
-    let run = |count| {
-        block_on(runner::run(
-            &machine(def(count)),
-            &ctx(),
-            json!([1, 2, 3]),
-            &tasks,
-        ))
-    };
+    let tasks = Recorder { calls: Mutex::new(vec![]), fail_first: AtomicU32::new(0) };
+    let run = |count| block_on(runner::run(&machine(def(count)), &ctx(), json!([1, 2, 3]), &tasks));
     assert_eq!(run(2).status, Status::Succeeded(json!([1, null, null])));
     let failed = run(1);
-    let Status::Failed(f) = &failed.status else {
-        panic!("expected a failure")
-    };
-    assert_eq!(
-        f.error.as_deref(),
-        Some("States.ExceedToleratedFailureThreshold")
-    );
+    let Status::Failed(f) = &failed.status else { panic!("expected a failure") };
+    assert_eq!(f.error.as_deref(), Some("States.ExceedToleratedFailureThreshold"));
 }
 
 #[test]
 fn map_with_max_concurrency_one_numbers_events_exactly() {
-    let m = machine(
-        json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "MaxConcurrency": 1,
-        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}}),
-    );
-    let tasks = Recorder {
-        calls: Mutex::new(vec![]),
-        fail_first: AtomicU32::new(0),
-    };
+    let m = machine(json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "MaxConcurrency": 1,
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}}));
+    let tasks = Recorder { calls: Mutex::new(vec![]), fail_first: AtomicU32::new(0) };
     let result = block_on(runner::run(&m, &ctx(), json!(["a", "b"]), &tasks));
     assert_eq!(result.status, Status::Succeeded(json!(["a", "b"])));
     let kinds: Vec<&str> = result.history.iter().map(|e| e.kind.as_str()).collect();

@@ -39,7 +39,9 @@ async fn tenant_lifecycle(backend: Backend) {
     let t = s.wait_status("acme", "active").await;
     assert_eq!(t["plan"], "pro");
 
-    let res = s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"name": "Acme Corp", "metadata": {"tier": "gold"}}))).await;
+    let res = s
+        .call(Method::PATCH, "/v1/tenants/acme", Some(json!({"name": "Acme Corp", "metadata": {"tier": "gold"}})))
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!((res.body["name"].as_str(), &res.body["metadata"]), (Some("Acme Corp"), &json!({"tier": "gold"})));
 
@@ -84,7 +86,8 @@ async fn caller_supplied_ids_and_duplicates(backend: Backend) {
     assert_eq!(dup.body["status"], 409);
     let unknown = s.call(Method::POST, "/v1/tenants", Some(json!({"id": "x", "name": "X", "plan": "ghost"}))).await;
     assert_eq!((unknown.status, unknown.code()), (StatusCode::BAD_REQUEST, "unknown-plan"));
-    let bad_id = s.call(Method::POST, "/v1/tenants", Some(json!({"id": "Not Valid", "name": "X", "plan": "basic"}))).await;
+    let bad_id =
+        s.call(Method::POST, "/v1/tenants", Some(json!({"id": "Not Valid", "name": "X", "plan": "basic"}))).await;
     assert_eq!((bad_id.status, bad_id.code()), (StatusCode::BAD_REQUEST, "invalid-request"));
     s.stop().await;
 }
@@ -92,7 +95,8 @@ async fn caller_supplied_ids_and_duplicates(backend: Backend) {
 async fn generated_tenant_ids(backend: Backend) {
     let s = TestServer::start(backend).await;
     s.put_plan("basic", "pool").await;
-    let res = s.call(Method::POST, "/v1/tenants", Some(json!({"name": "No id", "plan": "basic", "region": "eu-west"}))).await;
+    let res =
+        s.call(Method::POST, "/v1/tenants", Some(json!({"name": "No id", "plan": "basic", "region": "eu-west"}))).await;
     assert_eq!(res.status, StatusCode::ACCEPTED);
     let id = res.body["id"].as_str().unwrap();
     assert!(id.starts_with("t-"), "{id}");
@@ -129,8 +133,14 @@ async fn etag_and_if_match(backend: Backend) {
     let patch = |name: &'static str, etag: String| {
         let s = &s;
         async move {
-            s.call_with(Some(support::ADMIN), Method::PATCH, "/v1/tenants/acme", Some(json!({"name": name})), &[("if-match", &etag)])
-                .await
+            s.call_with(
+                Some(support::ADMIN),
+                Method::PATCH,
+                "/v1/tenants/acme",
+                Some(json!({"name": name})),
+                &[("if-match", &etag)],
+            )
+            .await
         }
     };
     let first = patch("First", etag.clone()).await;
@@ -143,7 +153,13 @@ async fn etag_and_if_match(backend: Backend) {
     assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid-header"));
     // Plans too.
     let res = s
-        .call_with(Some(support::ADMIN), Method::PUT, "/v1/plans/basic", Some(json!({"name": "b", "isolation": "silo"})), &[("if-match", "\"7\"")])
+        .call_with(
+            Some(support::ADMIN),
+            Method::PUT,
+            "/v1/plans/basic",
+            Some(json!({"name": "b", "isolation": "silo"})),
+            &[("if-match", "\"7\"")],
+        )
         .await;
     assert_eq!(res.status, StatusCode::PRECONDITION_FAILED);
     s.stop().await;
@@ -155,7 +171,10 @@ async fn idempotency_keys(backend: Backend) {
     let body = json!({"name": "Acme", "plan": "basic"});
     let post = |body: serde_json::Value, key: &'static str| {
         let s = &s;
-        async move { s.call_with(Some(support::ADMIN), Method::POST, "/v1/tenants", Some(body), &[("idempotency-key", key)]).await }
+        async move {
+            s.call_with(Some(support::ADMIN), Method::POST, "/v1/tenants", Some(body), &[("idempotency-key", key)])
+                .await
+        }
     };
     let first = post(body.clone(), "k-1").await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
@@ -183,27 +202,80 @@ async fn rejected_requests_change_nothing(backend: Backend) {
     let before = (s.get("/v1/tenants/acme").await.body, s.event_types("acme").await, s.audit_count().await);
 
     let cases: Vec<(support::Res, StatusCode, &str)> = vec![
-        (s.raw(Method::POST, "/v1/tenants", "application/json", "{\"name\": ").await, StatusCode::BAD_REQUEST, "malformed-json"),
-        (s.raw(Method::POST, "/v1/tenants", "text/plain", "{}").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
-        (s.call(Method::POST, "/v1/tenants", Some(json!({"name": "x", "plan": "basic", "bogus": 1}))).await, StatusCode::BAD_REQUEST, "invalid-body"),
-        (s.call(Method::POST, "/v1/tenants", Some(json!({"name": 5, "plan": "basic"}))).await, StatusCode::BAD_REQUEST, "invalid-body"),
-        (s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"region": "Not A Slug"}))).await, StatusCode::BAD_REQUEST, "invalid-request"),
-        (s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"status": "suspended"}))).await, StatusCode::BAD_REQUEST, "invalid-body"),
+        (
+            s.raw(Method::POST, "/v1/tenants", "application/json", "{\"name\": ").await,
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+        ),
+        (
+            s.raw(Method::POST, "/v1/tenants", "text/plain", "{}").await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            s.call(Method::POST, "/v1/tenants", Some(json!({"name": "x", "plan": "basic", "bogus": 1}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+        ),
+        (
+            s.call(Method::POST, "/v1/tenants", Some(json!({"name": 5, "plan": "basic"}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+        ),
+        (
+            s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"region": "Not A Slug"}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+        ),
+        (
+            s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"status": "suspended"}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+        ),
         (s.get("/v1/tenants?status=sleeping").await, StatusCode::BAD_REQUEST, "invalid-query"),
         (s.get("/v1/tenants?limit=0").await, StatusCode::BAD_REQUEST, "invalid-request"),
         (s.get("/v1/tenants?limit=abc").await, StatusCode::BAD_REQUEST, "invalid-query"),
         (s.get("/v1/tenants?colour=red").await, StatusCode::BAD_REQUEST, "invalid-query"),
         (s.get("/v1/events?after=yesterday").await, StatusCode::BAD_REQUEST, "invalid-request"),
         (s.get("/v1/events?cursor=zzz").await, StatusCode::BAD_REQUEST, "invalid-request"),
-        (s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "ghost"}))).await, StatusCode::BAD_REQUEST, "unknown-plan"),
-        (s.call(Method::PUT, "/v1/plans/pro", Some(json!({"name": "Pro", "isolation": "shared"}))).await, StatusCode::BAD_REQUEST, "invalid-body"),
-        (s.call(Method::PUT, "/v1/plans/pro", Some(json!({"name": "Pro", "isolation": "pool", "quotas": {"seats": -1}}))).await, StatusCode::BAD_REQUEST, "invalid-body"),
-        (s.call(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "tenant"}))).await, StatusCode::BAD_REQUEST, "invalid-request"),
-        (s.call(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "root"}))).await, StatusCode::BAD_REQUEST, "invalid-body"),
+        (
+            s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "ghost"}))).await,
+            StatusCode::BAD_REQUEST,
+            "unknown-plan",
+        ),
+        (
+            s.call(Method::PUT, "/v1/plans/pro", Some(json!({"name": "Pro", "isolation": "shared"}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+        ),
+        (
+            s.call(
+                Method::PUT,
+                "/v1/plans/pro",
+                Some(json!({"name": "Pro", "isolation": "pool", "quotas": {"seats": -1}})),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+        ),
+        (
+            s.call(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "tenant"}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+        ),
+        (
+            s.call(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "root"}))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+        ),
         (s.call(Method::GET, "/v1/nowhere", None).await, StatusCode::NOT_FOUND, "not-found"),
         (s.call(Method::PUT, "/v1/tenants/acme", None).await, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
         (s.call_with(None, Method::GET, "/v1/tenants", None, &[]).await, StatusCode::UNAUTHORIZED, "unauthenticated"),
-        (s.call_with(Some("tny_wrong"), Method::GET, "/v1/tenants", None, &[]).await, StatusCode::UNAUTHORIZED, "unauthenticated"),
+        (
+            s.call_with(Some("tny_wrong"), Method::GET, "/v1/tenants", None, &[]).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
     ];
     for (i, (res, status, code)) in cases.iter().enumerate() {
         assert_eq!((res.status, res.code()), (*status, *code), "case {i}: {}", res.body);
@@ -223,7 +295,13 @@ async fn tenant_list_filters_and_pagination(backend: Backend) {
     for i in 0..12 {
         let plan = if i % 3 == 0 { "pro" } else { "basic" };
         let region = if i % 2 == 0 { "eu" } else { "us" };
-        let res = s.call(Method::POST, "/v1/tenants", Some(json!({"id": format!("t{i:02}"), "name": "T", "plan": plan, "region": region}))).await;
+        let res = s
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(json!({"id": format!("t{i:02}"), "name": "T", "plan": plan, "region": region})),
+            )
+            .await;
         assert_eq!(res.status, StatusCode::ACCEPTED);
     }
     for i in 0..12 {

@@ -117,7 +117,8 @@ fn normalize(path: &str) -> String {
 
 #[test]
 fn table_covers_every_documented_route() {
-    let covered: BTreeSet<(String, String)> = table().iter().map(|r| (r.method.to_string(), normalize(r.path))).collect();
+    let covered: BTreeSet<(String, String)> =
+        table().iter().map(|r| (r.method.to_string(), normalize(r.path))).collect();
     assert_eq!(covered, documented_routes(), "the authorization table and the route table differ");
 }
 
@@ -159,16 +160,20 @@ async fn every_role_on_every_route(backend: Backend) {
             let res = s.call_with(Some(token), r.method.clone(), &path, r.body.clone(), &[]).await;
             let want = expected(*who, r.class);
             let ok = match want {
-                Outcome::Allowed => !matches!(res.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+                Outcome::Allowed => {
+                    !matches!(res.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+                }
                 Outcome::Forbidden => res.status == StatusCode::FORBIDDEN,
                 Outcome::Hidden => res.status == StatusCode::NOT_FOUND,
             };
             if !ok {
-                failures.push(format!("{who:?} {} {path}: expected {want:?}, got {} {}", r.method, res.status, res.body));
+                failures
+                    .push(format!("{who:?} {} {path}: expected {want:?}, got {} {}", r.method, res.status, res.body));
             }
             // A tenant key's listing holds its own tenant and nothing else.
             if r.class == Class::TenantList && matches!(who, Who::TenantOwn | Who::TenantOther) {
-                let ids: Vec<&str> = res.body["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+                let ids: Vec<&str> =
+                    res.body["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
                 if ids != [own.as_str()] {
                     failures.push(format!("{who:?} listed {ids:?}"));
                 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{Backend, TestServer};
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_commands() {
     let s = TestServer::start(Backend::Sqlite).await;
@@ -24,16 +23,47 @@ async fn operator_commands() {
                     .args(&args)
                     .output()
                     .expect("run tenancy");
-                (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+                (
+                    out.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
             })
             .await
             .unwrap()
         }
     };
-    let (code, out, err) = run(&["plans", "put", "pro", "--name", "Pro", "--isolation", "silo", "--feature", "sso", "--quota", "seats=10", "--quota", "calls=500/month/soft"]).await;
+    let (code, out, err) = run(&[
+        "plans",
+        "put",
+        "pro",
+        "--name",
+        "Pro",
+        "--isolation",
+        "silo",
+        "--feature",
+        "sso",
+        "--quota",
+        "seats=10",
+        "--quota",
+        "calls=500/month/soft",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pro") && out.contains("silo"), "{out}");
-    let (code, out, err) = run(&["tenants", "create", "--id", "acme", "--name", "Acme", "--plan", "pro", "--metadata", "{\"tier\":\"gold\"}"]).await;
+    let (code, out, err) = run(&[
+        "tenants",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--plan",
+        "pro",
+        "--metadata",
+        "{\"tier\":\"gold\"}",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ID") && out.contains("acme") && out.contains("provisioning"), "a table with a header: {out}");
     s.wait_status("acme", "active").await;
@@ -58,13 +88,17 @@ async fn operator_commands() {
     assert_eq!(code, 2);
     assert!(err.contains("NAME=LIMIT"), "{err}");
 
-    let (code, out, _) = run(&["keys", "create", "--name", "ci", "--role", "tenant", "--tenant", "acme", "-o", "json"]).await;
+    let (code, out, _) =
+        run(&["keys", "create", "--name", "ci", "--role", "tenant", "--tenant", "acme", "-o", "json"]).await;
     assert_eq!(code, 0);
     let key: Value = serde_json::from_str(&out).unwrap();
     assert!(key["key"].as_str().unwrap().starts_with("tny_"));
     let (code, out, _) = run(&["keys", "list"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains(key["id"].as_str().unwrap()) && !out.contains(key["key"].as_str().unwrap()), "keys are never listed");
+    assert!(
+        out.contains(key["id"].as_str().unwrap()) && !out.contains(key["key"].as_str().unwrap()),
+        "keys are never listed"
+    );
     let (code, out, _) = run(&["events", "list", "--tenant", "acme"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("TenantSuspended"), "{out}");
@@ -136,7 +170,8 @@ mod reqwest {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_once('/').unwrap();
         let mut s = std::net::TcpStream::connect(host).unwrap();
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).unwrap();
         buf.split_whitespace().nth(1).unwrap().parse().unwrap()

@@ -23,7 +23,13 @@ async fn two_replicas_share_one_database() {
     let creates = (0..40).map(|i| {
         let s = if i % 2 == 0 { &a } else { &b };
         async move {
-            let res = s.call(Method::POST, "/v1/tenants", Some(json!({"id": format!("t{i:02}"), "name": "T", "plan": "basic"}))).await;
+            let res = s
+                .call(
+                    Method::POST,
+                    "/v1/tenants",
+                    Some(json!({"id": format!("t{i:02}"), "name": "T", "plan": "basic"})),
+                )
+                .await;
             assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
         }
     });

@@ -37,11 +37,7 @@ pub struct Env {
 
 impl Env {
     pub fn root(vars: HashMap<String, Val>, seed: u64) -> Rc<Env> {
-        Rc::new(Env {
-            vars: RefCell::new(vars),
-            parent: None,
-            rng: Cell::new(seed),
-        })
+        Rc::new(Env { vars: RefCell::new(vars), parent: None, rng: Cell::new(seed) })
     }
 
     /// The random state of the root scope.
@@ -53,11 +49,7 @@ impl Env {
     }
 
     fn child(parent: &Rc<Env>) -> Rc<Env> {
-        Rc::new(Env {
-            vars: RefCell::new(HashMap::new()),
-            parent: Some(parent.clone()),
-            rng: Cell::new(0),
-        })
+        Rc::new(Env { vars: RefCell::new(HashMap::new()), parent: Some(parent.clone()), rng: Cell::new(0) })
     }
 
     fn get(&self, name: &str) -> Option<Val> {
@@ -78,9 +70,7 @@ pub fn num(f: f64) -> Value {
     if f.fract() == 0.0 && f.abs() < 9.0e15 {
         Value::Number(Number::from(f as i64))
     } else {
-        Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null)
+        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
     }
 }
 
@@ -107,13 +97,9 @@ fn json_truthy(j: &Value) -> bool {
 pub fn deep_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| deep_eq(a, b))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| deep_eq(a, b)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| deep_eq(v, w)))
         }
         _ => a == b,
     }
@@ -143,9 +129,9 @@ pub fn eval(e: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val, EvalError> {
         Expr::Str(s) => Val::Json(Value::String(s.clone())),
         Expr::Bool(b) => Val::Json(Value::Bool(*b)),
         Expr::Null => Val::Json(Value::Null),
-        Expr::Regex(r) => Val::Regex(Rc::new(
-            regex::Regex::new(r).map_err(|e| format!("S0302: invalid regular expression: {e}"))?,
-        )),
+        Expr::Regex(r) => {
+            Val::Regex(Rc::new(regex::Regex::new(r).map_err(|e| format!("S0302: invalid regular expression: {e}"))?))
+        }
         Expr::Var(name) if name.is_empty() => ctx.clone(),
         Expr::Var(name) => match env.get(name) {
             Some(v) => v,
@@ -181,11 +167,7 @@ pub fn eval(e: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val, EvalError> {
                 if i < 0 {
                     i += len;
                 }
-                return Ok(items
-                    .get(i as usize)
-                    .cloned()
-                    .map(Val::Json)
-                    .unwrap_or(Val::Undef));
+                return Ok(items.get(i as usize).cloned().map(Val::Json).unwrap_or(Val::Undef));
             }
             let mut out = Vec::new();
             let len = items.len() as i64;
@@ -223,11 +205,7 @@ pub fn eval(e: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val, EvalError> {
             for (k, v) in pairs {
                 let key = match eval(k, ctx, env)? {
                     Val::Json(Value::String(s)) => s,
-                    _ => {
-                        return Err(
-                            "T1003: Key in object structure must evaluate to a string".into()
-                        )
-                    }
+                    _ => return Err("T1003: Key in object structure must evaluate to a string".into()),
                 };
                 match eval(v, ctx, env)? {
                     Val::Undef => {}
@@ -288,12 +266,9 @@ fn field(ctx: &Val, name: &str) -> Val {
                 m.get(name).cloned().map(Val::Json).unwrap_or(Val::Undef)
             }
         }
-        Val::Json(Value::Array(items)) => sequence(
-            items
-                .iter()
-                .map(|it| field(&Val::Json(it.clone()), name))
-                .collect(),
-        ),
+        Val::Json(Value::Array(items)) => {
+            sequence(items.iter().map(|it| field(&Val::Json(it.clone()), name)).collect())
+        }
         _ => Val::Undef,
     }
 }
@@ -316,22 +291,16 @@ fn as_num(v: &Val, side: &str, op: &str) -> Result<Option<f64>, EvalError> {
     match v {
         Val::Undef => Ok(None),
         Val::Json(Value::Number(n)) => Ok(n.as_f64()),
-        _ => Err(format!(
-            "T2001: The {side} side of the \"{op}\" operator must evaluate to a number"
-        )),
+        _ => Err(format!("T2001: The {side} side of the \"{op}\" operator must evaluate to a number")),
     }
 }
 
 fn binary(op: &str, l: &Expr, r: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val, EvalError> {
     if op == "and" {
-        return Ok(Val::Json(Value::Bool(
-            truthy(&eval(l, ctx, env)?) && truthy(&eval(r, ctx, env)?),
-        )));
+        return Ok(Val::Json(Value::Bool(truthy(&eval(l, ctx, env)?) && truthy(&eval(r, ctx, env)?))));
     }
     if op == "or" {
-        return Ok(Val::Json(Value::Bool(
-            truthy(&eval(l, ctx, env)?) || truthy(&eval(r, ctx, env)?),
-        )));
+        return Ok(Val::Json(Value::Bool(truthy(&eval(l, ctx, env)?) || truthy(&eval(r, ctx, env)?))));
     }
     let a = eval(l, ctx, env)?;
     if op == "??" {
@@ -398,11 +367,9 @@ fn binary(op: &str, l: &Expr, r: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val,
                 (Val::Undef, _) | (_, Val::Undef) => return Ok(Val::Json(Value::Bool(false))),
                 (Val::Json(Value::Number(x)), Val::Json(Value::Number(y))) => x.as_f64().partial_cmp(&y.as_f64()),
                 (Val::Json(Value::String(x)), Val::Json(Value::String(y))) => Some(x.cmp(y)),
-                _ => {
-                    return Err(format!(
-                        "T2010: The expressions either side of operator \"{op}\" must evaluate to numeric or string values"
-                    ))
-                }
+                _ => return Err(format!(
+                    "T2010: The expressions either side of operator \"{op}\" must evaluate to numeric or string values"
+                )),
             };
             let Some(ord) = ord else {
                 return Ok(Val::Json(Value::Bool(false)));
@@ -417,9 +384,7 @@ fn binary(op: &str, l: &Expr, r: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val,
         }
         "in" => {
             let found = match (&a, &b) {
-                (Val::Json(x), Val::Json(Value::Array(items))) => {
-                    items.iter().any(|y| deep_eq(x, y))
-                }
+                (Val::Json(x), Val::Json(Value::Array(items))) => items.iter().any(|y| deep_eq(x, y)),
                 (Val::Json(x), Val::Json(y)) => deep_eq(x, y),
                 _ => false,
             };

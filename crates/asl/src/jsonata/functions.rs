@@ -70,10 +70,7 @@ fn arg_num(name: &str, args: &[Val], i: usize) -> Result<Option<f64>, EvalError>
     match args.get(i) {
         None | Some(Val::Undef) => Ok(None),
         Some(Val::Json(Value::Number(n))) => Ok(n.as_f64()),
-        _ => Err(format!(
-            "T0410: Argument {} of function \"{name}\" does not match function signature",
-            i + 1
-        )),
+        _ => Err(format!("T0410: Argument {} of function \"{name}\" does not match function signature", i + 1)),
     }
 }
 
@@ -81,10 +78,7 @@ fn arg_str<'a>(name: &str, args: &'a [Val], i: usize) -> Result<Option<&'a str>,
     match args.get(i) {
         None | Some(Val::Undef) => Ok(None),
         Some(Val::Json(Value::String(s))) => Ok(Some(s)),
-        _ => Err(format!(
-            "T0410: Argument {} of function \"{name}\" does not match function signature",
-            i + 1
-        )),
+        _ => Err(format!("T0410: Argument {} of function \"{name}\" does not match function signature", i + 1)),
     }
 }
 
@@ -100,9 +94,7 @@ fn numbers(name: &str, v: Option<&Value>) -> Result<Vec<f64>, EvalError> {
     array_of(v)
         .iter()
         .map(|x| {
-            x.as_f64().ok_or_else(|| {
-                format!("T0412: Argument 1 of function \"{name}\" must be an array of numbers")
-            })
+            x.as_f64().ok_or_else(|| format!("T0412: Argument 1 of function \"{name}\" must be an array of numbers"))
         })
         .collect()
 }
@@ -176,10 +168,7 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             None | Some(Val::Undef) => Ok(Val::Undef),
             Some(v) => j(Value::Bool(!truthy(v))),
         },
-        "exists" => j(Value::Bool(!matches!(
-            args.first(),
-            None | Some(Val::Undef)
-        ))),
+        "exists" => j(Value::Bool(!matches!(args.first(), None | Some(Val::Undef)))),
         "length" => match arg_str(name, &args, 0)? {
             Some(s) => j(num(s.chars().count() as f64)),
             None => Ok(Val::Undef),
@@ -227,10 +216,7 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             match args.get(1) {
                 Some(Val::Regex(r)) => j(Value::Bool(r.is_match(s))),
                 Some(Val::Json(Value::String(p))) => j(Value::Bool(s.contains(p.as_str()))),
-                _ => Err(
-                    "T0410: Argument 2 of function \"contains\" does not match function signature"
-                        .into(),
-                ),
+                _ => Err("T0410: Argument 2 of function \"contains\" does not match function signature".into()),
             }
         }
         "split" => {
@@ -242,20 +228,12 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
                 Some(Val::Json(Value::String(sep))) if sep.is_empty() => {
                     s.chars().map(|c| Value::String(c.to_string())).collect()
                 }
-                Some(Val::Json(Value::String(sep))) => s
-                    .split(sep.as_str())
-                    .map(|p| Value::String(p.to_string()))
-                    .collect(),
-                _ => {
-                    return Err(
-                        "T0410: Argument 2 of function \"split\" does not match function signature"
-                            .into(),
-                    )
+                Some(Val::Json(Value::String(sep))) => {
+                    s.split(sep.as_str()).map(|p| Value::String(p.to_string())).collect()
                 }
+                _ => return Err("T0410: Argument 2 of function \"split\" does not match function signature".into()),
             };
-            let limit = arg_num(name, &args, 2)?
-                .map(|l| l as usize)
-                .unwrap_or(usize::MAX);
+            let limit = arg_num(name, &args, 2)?.map(|l| l as usize).unwrap_or(usize::MAX);
             j(Value::Array(parts.into_iter().take(limit).collect()))
         }
         "join" => {
@@ -263,18 +241,15 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             let parts: Result<Vec<String>, EvalError> = array_of(a0)
                 .iter()
                 .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
-                        "T0412: Argument 1 of function \"join\" must be an array of strings"
-                            .to_string()
-                    })
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| "T0412: Argument 1 of function \"join\" must be an array of strings".to_string())
                 })
                 .collect();
             j(Value::String(parts?.join(sep)))
         }
         "keys" => match a0 {
-            Some(Value::Object(m)) => j(Value::Array(
-                m.keys().map(|k| Value::String(k.clone())).collect(),
-            )),
+            Some(Value::Object(m)) => j(Value::Array(m.keys().map(|k| Value::String(k.clone())).collect())),
             _ => Ok(Val::Undef),
         },
         "values" => match a0 {
@@ -286,12 +261,7 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             for o in array_of(a0) {
                 match o {
                     Value::Object(m) => out.extend(m),
-                    _ => {
-                        return Err(
-                            "T0412: Argument 1 of function \"merge\" must be an array of objects"
-                                .into(),
-                        )
-                    }
+                    _ => return Err("T0412: Argument 1 of function \"merge\" must be an array of objects".into()),
                 }
             }
             j(Value::Object(out))
@@ -309,10 +279,9 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
         "sort" => {
             let mut a = array_of(a0);
             a.sort_by(|x, y| match (x, y) {
-                (Value::Number(p), Value::Number(q)) => p
-                    .as_f64()
-                    .partial_cmp(&q.as_f64())
-                    .unwrap_or(std::cmp::Ordering::Equal),
+                (Value::Number(p), Value::Number(q)) => {
+                    p.as_f64().partial_cmp(&q.as_f64()).unwrap_or(std::cmp::Ordering::Equal)
+                }
                 (Value::String(p), Value::String(q)) => p.cmp(q),
                 _ => std::cmp::Ordering::Equal,
             });
@@ -338,11 +307,7 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
                     let v = x * p;
                     // Round half to even, as JSONata does.
                     let r = v.round();
-                    let r = if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-                        r - v.signum()
-                    } else {
-                        r
-                    };
+                    let r = if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 { r - v.signum() } else { r };
                     r / p
                 }
             })),
@@ -374,15 +339,11 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             j(Value::Array(out))
         }
         "lookup" => match (a0, arg_str(name, &args, 1)?) {
-            (Some(Value::Object(m)), Some(k)) => {
-                Ok(m.get(k).cloned().map(Val::Json).unwrap_or(Val::Undef))
-            }
+            (Some(Value::Object(m)), Some(k)) => Ok(m.get(k).cloned().map(Val::Json).unwrap_or(Val::Undef)),
             _ => Ok(Val::Undef),
         },
         "base64encode" => match arg_str(name, &args, 0)? {
-            Some(s) => j(Value::String(
-                base64::engine::general_purpose::STANDARD.encode(s),
-            )),
+            Some(s) => j(Value::String(base64::engine::general_purpose::STANDARD.encode(s))),
             None => Ok(Val::Undef),
         },
         "base64decode" => match arg_str(name, &args, 0)? {
@@ -401,22 +362,14 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             let rep = arg_str(name, &args, 2)?.unwrap_or("");
             match args.get(1) {
                 Some(Val::Regex(r)) => j(Value::String(r.replace_all(s, rep).into_owned())),
-                Some(Val::Json(Value::String(p))) if !p.is_empty() => {
-                    j(Value::String(s.replace(p.as_str(), rep)))
-                }
-                _ => Err(
-                    "D3010: Second argument of replace function cannot be an empty string".into(),
-                ),
+                Some(Val::Json(Value::String(p))) if !p.is_empty() => j(Value::String(s.replace(p.as_str(), rep))),
+                _ => Err("D3010: Second argument of replace function cannot be an empty string".into()),
             }
         }
         "zip" => {
             let arrays: Vec<Vec<Value>> = args.iter().map(|a| array_of(a.json())).collect();
             let n = arrays.iter().map(Vec::len).min().unwrap_or(0);
-            j(Value::Array(
-                (0..n)
-                    .map(|i| Value::Array(arrays.iter().map(|a| a[i].clone()).collect()))
-                    .collect(),
-            ))
+            j(Value::Array((0..n).map(|i| Value::Array(arrays.iter().map(|a| a[i].clone()).collect())).collect()))
         }
         "partition" => {
             let items = match a0 {
@@ -427,19 +380,12 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
             if size < 1.0 || size.fract() != 0.0 {
                 return Err("The chunk size of $partition must be a positive integer".into());
             }
-            j(Value::Array(
-                items
-                    .chunks(size as usize)
-                    .map(|c| Value::Array(c.to_vec()))
-                    .collect(),
-            ))
+            j(Value::Array(items.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect()))
         }
         "range" => {
-            let (Some(start), Some(end), Some(step)) = (
-                arg_num(name, &args, 0)?,
-                arg_num(name, &args, 1)?,
-                arg_num(name, &args, 2)?,
-            ) else {
+            let (Some(start), Some(end), Some(step)) =
+                (arg_num(name, &args, 0)?, arg_num(name, &args, 1)?, arg_num(name, &args, 2)?)
+            else {
                 return Err("$range expects start, end and step".into());
             };
             if [start, end, step].iter().any(|x| x.fract() != 0.0) {
@@ -464,24 +410,16 @@ pub fn call(name: &str, args: Vec<Val>, env: &Rc<Env>) -> Result<Val, EvalError>
         }
         "uuid" => {
             let bytes = ((next_random(env) as u128) << 64) | next_random(env) as u128;
-            j(Value::String(
-                uuid::Builder::from_random_bytes(bytes.to_le_bytes())
-                    .into_uuid()
-                    .to_string(),
-            ))
+            j(Value::String(uuid::Builder::from_random_bytes(bytes.to_le_bytes()).into_uuid().to_string()))
         }
         "parse" => match arg_str(name, &args, 0)? {
-            Some(s) => serde_json::from_str(s)
-                .map(Val::Json)
-                .map_err(|e| format!("$parse could not parse the string: {e}")),
+            Some(s) => {
+                serde_json::from_str(s).map(Val::Json).map_err(|e| format!("$parse could not parse the string: {e}"))
+            }
             None => Ok(Val::Undef),
         },
-        "now" | "millis" => Err(format!(
-            "${name} is not supported: the interpreter is deterministic"
-        )),
-        other => Err(format!(
-            "T1006: Attempted to invoke a non-function: ${other}"
-        )),
+        "now" | "millis" => Err(format!("${name} is not supported: the interpreter is deterministic")),
+        other => Err(format!("T1006: Attempted to invoke a non-function: ${other}")),
     }
 }
 

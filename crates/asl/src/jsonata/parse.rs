@@ -94,9 +94,7 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
             i += 1;
             loop {
                 let Some(&d) = chars.get(i) else {
-                    return Err(
-                        "S0101: String literal must be terminated by a matching quote".into(),
-                    );
+                    return Err("S0101: String literal must be terminated by a matching quote".into());
                 };
                 i += 1;
                 if d == c {
@@ -114,8 +112,7 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
                         'u' => {
                             let hex: String = chars.iter().skip(i).take(4).collect();
                             i += 4;
-                            let code = u32::from_str_radix(&hex, 16)
-                                .map_err(|_| "S0104: invalid unicode escape")?;
+                            let code = u32::from_str_radix(&hex, 16).map_err(|_| "S0104: invalid unicode escape")?;
                             s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                         }
                         other => s.push(other),
@@ -145,10 +142,7 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
                 }
             }
             let text: String = chars[start..i].iter().collect();
-            out.push(Tok::Num(
-                text.parse()
-                    .map_err(|_| format!("S0102: invalid number {text}"))?,
-            ));
+            out.push(Tok::Num(text.parse().map_err(|_| format!("S0102: invalid number {text}"))?));
             continue;
         }
         if c == '`' {
@@ -287,10 +281,7 @@ impl Parser {
                 }
                 ":=" => {
                     let Expr::Var(name) = lhs else {
-                        return Err(
-                            "S0212: The left side of := must be a variable name (start with $)"
-                                .into(),
-                        );
+                        return Err("S0212: The left side of := must be a variable name (start with $)".into());
                     };
                     Expr::Bind(name, Box::new(self.expr(bp - 1)?))
                 }
@@ -385,11 +376,7 @@ impl Parser {
                     Expr::Object(pairs)
                 }
                 "*" => Expr::Name("*".into()),
-                other => {
-                    return Err(format!(
-                        "S0211: The symbol {other} cannot be used as a unary operator"
-                    ))
-                }
+                other => return Err(format!("S0211: The symbol {other} cannot be used as a unary operator")),
             },
         })
     }
@@ -401,10 +388,7 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let mut p = Parser { toks, pos: 0 };
     let e = p.expr(0)?;
     if p.pos < p.toks.len() {
-        return Err(format!(
-            "S0201: Syntax error: unexpected {:?}",
-            p.toks[p.pos]
-        ));
+        return Err(format!("S0201: Syntax error: unexpected {:?}", p.toks[p.pos]));
     }
     Ok(e)
 }
@@ -418,18 +402,9 @@ mod tests {
         assert!(matches!(parse("$states.input.a").unwrap(), Expr::Path(..)));
         assert!(matches!(parse("$sum($x) + 1").unwrap(), Expr::Binary(op, ..) if op == "+"));
         assert!(matches!(parse("$a := 1").unwrap(), Expr::Bind(..)));
-        assert!(matches!(
-            parse("function($x){$x}").unwrap(),
-            Expr::Lambda(_)
-        ));
-        assert!(matches!(
-            parse("$contains('a', /^a\\$/)").unwrap(),
-            Expr::Call(..)
-        ));
-        assert!(matches!(
-            parse("{'a': [1, 'two']}").unwrap(),
-            Expr::Object(_)
-        ));
+        assert!(matches!(parse("function($x){$x}").unwrap(), Expr::Lambda(_)));
+        assert!(matches!(parse("$contains('a', /^a\\$/)").unwrap(), Expr::Call(..)));
+        assert!(matches!(parse("{'a': [1, 'two']}").unwrap(), Expr::Object(_)));
         assert!(parse("(1").is_err());
         assert!(parse("'abc").is_err());
     }

@@ -73,16 +73,17 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let opts = ServeOptions::for_tests(dir.path().to_owned(), database_url.clone(), ADMIN);
         let server = start(opts).await.expect("server starts");
-        TestServer {
-            url: server.url(),
-            server: Some(server),
-            database_url,
-            http: reqwest::Client::new(),
-            dir,
-        }
+        TestServer { url: server.url(), server: Some(server), database_url, http: reqwest::Client::new(), dir }
     }
 
-    pub async fn call_with(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Res {
+    pub async fn call_with(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Res {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -97,7 +98,8 @@ impl TestServer {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.expect("body read");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Res { status, headers, body }
     }
 
@@ -128,7 +130,11 @@ impl TestServer {
 
     pub async fn put_plan(&self, id: &str, isolation: &str) {
         let res = self
-            .call(Method::PUT, &format!("/v1/plans/{id}"), Some(json!({"name": id, "isolation": isolation, "features": ["sso"], "quotas": {"seats": 5}})))
+            .call(
+                Method::PUT,
+                &format!("/v1/plans/{id}"),
+                Some(json!({"name": id, "isolation": isolation, "features": ["sso"], "quotas": {"seats": 5}})),
+            )
             .await;
         assert!(res.status.is_success(), "put plan: {} {}", res.status, res.body);
     }
