@@ -229,7 +229,7 @@ async fn bulk_load(database_url: &str, n: usize) -> anyhow::Result<()> {
             ));
         }
         sqlx::query(&sql).execute(&mut *tx).await?;
-        if end % 100_000 == 0 {
+        if end.is_multiple_of(100_000) {
             tx.commit().await?;
             tx = conn.begin().await?;
             eprintln!("loaded {end} tenants");
