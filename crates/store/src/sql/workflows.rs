@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use super::effects::apply_effects;
+use super::effects::{apply_effects_batch, complete_job, start_executions};
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
 use crate::store::Effects;
 use crate::workflow::*;
@@ -78,11 +78,7 @@ fn opt_text(v: &Option<Value>) -> Option<String> {
     v.as_ref().map(json_text)
 }
 
-async fn insert_history(
-    tx: &mut Transaction<'static, Any>,
-    execution_id: &str,
-    events: &[HistoryRecord],
-) -> Result<()> {
+async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[HistoryRecord]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -107,7 +103,7 @@ async fn insert_history(
                 .bind(json_text(&e.details))
                 .bind(e.time.millis());
         }
-        q.execute(&mut **tx).await.map_err(|e| {
+        q.execute(&mut *conn).await.map_err(|e| {
             if is_unique_violation(&e) {
                 Error::Conflict {
                     code: "execution-moved",
@@ -122,7 +118,7 @@ async fn insert_history(
 }
 
 /// Inserts a new execution with its first step (also used by [`Effects::executions`]).
-pub(super) async fn insert_execution(tx: &mut Transaction<'static, Any>, n: &NewExecution) -> Result<()> {
+pub(super) async fn insert_execution(conn: &mut AnyConnection, n: &NewExecution) -> Result<()> {
     let s = &n.first;
     let now = Timestamp::now().millis();
     let res = sqlx::query(
@@ -147,7 +143,7 @@ pub(super) async fn insert_execution(tx: &mut Transaction<'static, Any>, n: &New
     .bind(n.started_at.millis())
     .bind(s.stopped_at.map(Timestamp::millis))
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await;
     match res {
         Err(e) if is_unique_violation(&e) => {
@@ -155,11 +151,11 @@ pub(super) async fn insert_execution(tx: &mut Transaction<'static, Any>, n: &New
         }
         r => r.map_err(db_err)?,
     };
-    insert_history(tx, &n.id, &s.history).await
+    insert_history(conn, &n.id, &s.history).await
 }
 
 /// Applies one step; `Ok(false)` when the execution moved on (nothing written).
-async fn apply_step(tx: &mut Transaction<'static, Any>, c: &StepCommit) -> Result<bool> {
+async fn apply_step(conn: &mut AnyConnection, c: &StepCommit) -> Result<bool> {
     let s = &c.state;
     let now = Timestamp::now().millis();
     let lease = if c.keep_lease { "" } else { ", lease_owner = NULL, lease_expires_at = NULL" };
@@ -194,7 +190,7 @@ async fn apply_step(tx: &mut Transaction<'static, Any>, c: &StepCommit) -> Resul
     for e in extra {
         q = q.bind(e);
     }
-    let res = q.execute(&mut **tx).await.map_err(|e| {
+    let res = q.execute(&mut *conn).await.map_err(|e| {
         if is_unique_violation(&e) {
             Error::conflict(format!("task token of execution {:?} already in use", c.execution_id))
         } else {
@@ -204,9 +200,25 @@ async fn apply_step(tx: &mut Transaction<'static, Any>, c: &StepCommit) -> Resul
     if res.rows_affected() == 0 {
         return Ok(false);
     }
-    insert_history(tx, &c.execution_id, &s.history).await?;
-    apply_effects(tx, &c.effects).await?;
+    insert_history(conn, &c.execution_id, &s.history).await?;
+    apply_effects(conn, &c.effects).await?;
     Ok(true)
+}
+
+/// The effects of a write done here in its own transaction (not through the batched
+/// writer: a step commit is already a batch of the engine's group commit).
+async fn apply_effects(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
+    if let Some(job) = &fx.complete_job {
+        complete_job(conn, job).await?;
+    }
+    start_executions(conn, fx).await?;
+    apply_effects_batch(conn, std::slice::from_ref(fx)).await
+}
+
+impl SqlStore {
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        self.write_pool.begin().await.map_err(db_err)
+    }
 }
 
 fn moved(id: &str) -> Error {
@@ -221,7 +233,7 @@ impl WorkflowStore for SqlStore {
         definition: &Value,
         fx: &Effects,
     ) -> Result<(StateMachineRecord, bool)> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT * FROM state_machines WHERE name = $1 ORDER BY version DESC LIMIT 1{}",
             self.dialect.for_update()
@@ -294,7 +306,7 @@ impl WorkflowStore for SqlStore {
         {
             return Ok((execution(&row)?, false));
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         match insert_execution(&mut tx, new).await {
             Ok(()) => {}
             Err(Error::AlreadyExists { .. }) => {
@@ -302,7 +314,7 @@ impl WorkflowStore for SqlStore {
                 let row = sqlx::query(&existing)
                     .bind(&new.state_machine)
                     .bind(&new.name)
-                    .fetch_one(&self.writer)
+                    .fetch_one(&self.write_pool)
                     .await
                     .map_err(db_err)?;
                 return Ok((execution(&row)?, false));
@@ -410,7 +422,7 @@ impl WorkflowStore for SqlStore {
             .bind(owner)
             .bind(now.millis() + lease_ms)
             .bind(now.millis())
-            .fetch_all(&self.writer)
+            .fetch_all(&self.write_pool)
             .await
             .map_err(db_err)?;
         rows.iter().map(execution).collect()
@@ -420,7 +432,7 @@ impl WorkflowStore for SqlStore {
         if commits.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut results = Vec::with_capacity(commits.len());
         for c in commits {
             results.push(if apply_step(&mut tx, c).await? { Ok(()) } else { Err(moved(&c.execution_id)) });
@@ -439,7 +451,7 @@ impl WorkflowStore for SqlStore {
         .bind(json_text(&r.detail))
         .bind(&r.created_by)
         .bind(r.created_at.millis())
-        .execute(&self.writer)
+        .execute(&self.write_pool)
         .await
         .map_err(db_err)?;
         if res.rows_affected() == 1 {
@@ -448,7 +460,7 @@ impl WorkflowStore for SqlStore {
         let row = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
             .bind(&r.tenant_id)
             .bind(&r.kind)
-            .fetch_one(&self.writer)
+            .fetch_one(&self.write_pool)
             .await
             .map_err(db_err)?;
         Ok((resource(&row)?, false))
@@ -458,7 +470,7 @@ impl WorkflowStore for SqlStore {
         let res = sqlx::query("DELETE FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
             .bind(tenant_id)
             .bind(kind)
-            .execute(&self.writer)
+            .execute(&self.write_pool)
             .await
             .map_err(db_err)?;
         Ok(res.rows_affected() > 0)
