@@ -306,11 +306,13 @@ impl WorkflowStore for SqlStore {
         {
             return Ok((execution(&row)?, false));
         }
-        let mut tx = self.begin_write().await?;
-        match insert_execution(&mut tx, new).await {
+        // Through the store's writer: on SQLite, concurrent starts share a commit.
+        let insert = new.clone();
+        let res =
+            self.writer.write(fx, move |conn| Box::pin(async move { insert_execution(conn, &insert).await })).await;
+        match res {
             Ok(()) => {}
             Err(Error::AlreadyExists { .. }) => {
-                drop(tx);
                 let row = sqlx::query(&existing)
                     .bind(&new.state_machine)
                     .bind(&new.name)
@@ -321,8 +323,6 @@ impl WorkflowStore for SqlStore {
             }
             Err(e) => return Err(e),
         }
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)?;
         let now = Timestamp::now();
         let s = &new.first;
         Ok((
