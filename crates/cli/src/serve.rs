@@ -109,7 +109,11 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.worker {
         let worker = Worker::new(store.clone(), WorkerOptions::new(format!("{node_id}/worker")), app.work_ready());
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
-        let engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
+        let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
+        // How long a crashed worker's executions stay leased (default 60 s).
+        if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
+            engine_opts.lease = std::time::Duration::from_secs(s.max(1));
+        }
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
     }
 
