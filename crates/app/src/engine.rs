@@ -137,6 +137,12 @@ pub(crate) struct Prepared {
 
 type CommitRequest = (StepCommit, oneshot::Sender<Result<()>>);
 
+/// The lease a worker holds on the executions it claimed.
+struct Lease {
+    owner: String,
+    length: Duration,
+}
+
 impl Engine {
     pub fn new(store: Arc<dyn Store>) -> Arc<Engine> {
         Arc::new(Engine {
@@ -345,7 +351,26 @@ impl Engine {
 
     /// Carries out the pending action of a claimed execution, and the following ones
     /// that are due at once, committing each step before the next.
-    async fn advance(&self, mut rec: ExecutionRecord, commits: &mpsc::Sender<CommitRequest>) {
+    /// Awaits `fut` while keeping `lease` alive (extended every third of its length).
+    async fn leased<F: std::future::Future>(&self, rec: &ExecutionRecord, lease: &Lease, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        let every = (lease.length / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                _ = tokio::time::sleep(every) => {
+                    let until = Timestamp::now().plus_millis(lease.length.as_millis() as i64);
+                    match self.wf.execution_lease_extend(&rec.id, &lease.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(execution_id = %rec.id, "lease lost during a task"),
+                        Err(e) => tracing::warn!(execution_id = %rec.id, error = %e, "failed to extend a lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn advance(&self, mut rec: ExecutionRecord, commits: &mpsc::Sender<CommitRequest>, lease: &Lease) {
         let machine = match self.machine(&rec.state_machine, rec.version).await {
             Ok(m) => m,
             Err(e) => {
@@ -364,7 +389,7 @@ impl Engine {
             let now;
             let result = match &pending {
                 Pending::Task { request } => {
-                    let out = self.run_handler(request, &rec).await;
+                    let out = self.leased(&rec, lease, self.run_handler(request, &rec)).await;
                     now = now_ms();
                     match out {
                         Ok(out) if request.resource.ends_with(WAIT_FOR_TASK_TOKEN) => {
@@ -420,7 +445,8 @@ impl Engine {
                 Pending::Branches { request } => {
                     let tasks = BranchTasks { engine: self, rec: &rec, effects: Mutex::new(Effects::none()) };
                     let started = now_ms();
-                    match runner::run_branches(&machine, &ctx, &cursor, request, started, &tasks).await {
+                    let run = runner::run_branches(&machine, &ctx, &cursor, request, started, &tasks);
+                    match self.leased(&rec, lease, run).await {
                         Ok(outcome) => {
                             now = now_ms();
                             fx = tasks.effects.into_inner().expect("effects lock");
@@ -488,6 +514,7 @@ impl Engine {
         let permits = Arc::new(Semaphore::new(opts.max_in_flight));
         let mut tasks = JoinSet::new();
         let lease_ms = opts.lease.as_millis() as i64;
+        let lease = Arc::new(Lease { owner: opts.owner.clone(), length: opts.lease });
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
@@ -518,8 +545,9 @@ impl Engine {
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let engine = self.clone();
                 let commits = tx.clone();
+                let lease = lease.clone();
                 tasks.spawn(async move {
-                    engine.advance(rec, &commits).await;
+                    engine.advance(rec, &commits, &lease).await;
                     drop(permit);
                 });
             }

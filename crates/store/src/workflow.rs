@@ -182,6 +182,9 @@ pub trait WorkflowStore: Send + Sync + 'static {
         limit: u32,
         now: Timestamp,
     ) -> Result<Vec<ExecutionRecord>>;
+    /// Extends `owner`'s lease on an execution (a long task in progress); `false` when
+    /// the lease was lost.
+    async fn execution_lease_extend(&self, id: &str, owner: &str, until: Timestamp) -> Result<bool>;
     /// Commits steps in one transaction; each applies only if its execution's `seq` is
     /// still the expected one (else that step's result is a `Conflict` with code
     /// `execution-moved` and nothing of it is written). A database error fails all.

@@ -150,6 +150,10 @@ pub async fn claims_are_leased(store: Arc<dyn Store>) {
     // The lease expires: another worker takes the execution over.
     let b = wf.execution_claim("b", 1_000, 10, Timestamp(1_300)).await.unwrap();
     assert_eq!(b.len(), 1);
+    // The holder extends its lease; a former holder cannot.
+    assert!(wf.execution_lease_extend("exe_1", "b", Timestamp(5_000)).await.unwrap());
+    assert!(!wf.execution_lease_extend("exe_1", "a", Timestamp(9_000)).await.unwrap());
+    assert!(wf.execution_claim("c", 1_000, 10, Timestamp(4_000)).await.unwrap().is_empty());
     // Releasing the lease with a new timer.
     let step = StepCommit {
         execution_id: "exe_1".into(),

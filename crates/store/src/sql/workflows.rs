@@ -428,6 +428,17 @@ impl WorkflowStore for SqlStore {
         rows.iter().map(execution).collect()
     }
 
+    async fn execution_lease_extend(&self, id: &str, owner: &str, until: Timestamp) -> Result<bool> {
+        let res = sqlx::query("UPDATE executions SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2")
+            .bind(id)
+            .bind(owner)
+            .bind(until.millis())
+            .execute(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
     async fn execution_commit(&self, commits: &[StepCommit]) -> Result<Vec<Result<()>>> {
         if commits.is_empty() {
             return Ok(Vec::new());
