@@ -128,6 +128,20 @@ pub fn failed_event(rec: &ExecutionRecord, error: Option<&str>, cause: Option<&s
     )
 }
 
+/// The effects of starting `new`: `ExecutionFailed` when its first step failed it.
+pub fn start_effects(new: &NewExecution) -> Effects {
+    if new.first.status != status::FAILED {
+        return Effects::none();
+    }
+    Effects::none().with_event(Event::new(
+        names::EXECUTION_FAILED,
+        new.tenant_id.as_deref(),
+        vec![format!("execution/{}", new.id)],
+        json!({"execution_id": new.id, "name": new.name, "state_machine": new.state_machine,
+               "error": new.first.error, "cause": new.first.cause}),
+    ))
+}
+
 /// A step turned into what the store records, and whether the engine can go on at once.
 pub(crate) struct Prepared {
     pub state: StepState,

@@ -274,7 +274,8 @@ impl App {
             new.tenant_id.as_deref(),
             json!({"state_machine": sm.name, "version": sm.version, "name": new.name}),
         );
-        let (rec, created) = self.engine.workflows().execution_start(&new, &Effects::none().with_audit(audit)).await?;
+        let fx = engine::start_effects(&new).with_audit(audit);
+        let (rec, created) = self.engine.workflows().execution_start(&new, &fx).await?;
         if created {
             self.engine.notify();
         }

@@ -372,6 +372,13 @@ async fn put_events_and_execution_failed_events(backend: Backend) {
     assert_eq!(failed[0]["detail"]["error"], "Custom.Boom");
     let audit = s.get("/v1/audit?action=execution.start").await.body["items"].as_array().unwrap().len();
     assert_eq!(audit, 1);
+    // An execution that fails in its very first step emits the event too.
+    put_machine(&s, "doomed", json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E.Now"}}})).await;
+    let id = start_execution(&s, "doomed", json!({})).await;
+    assert_eq!(s.get(&format!("/v1/executions/{id}")).await.body["status"], "FAILED");
+    let failed = s.get("/v1/events?detail_type=ExecutionFailed").await.body["items"].as_array().unwrap().clone();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[1]["detail"]["error"], "E.Now");
     s.stop().await;
 }
 
