@@ -367,9 +367,11 @@ fn binary(op: &str, l: &Expr, r: &Expr, ctx: &Val, env: &Rc<Env>) -> Result<Val,
                 (Val::Undef, _) | (_, Val::Undef) => return Ok(Val::Json(Value::Bool(false))),
                 (Val::Json(Value::Number(x)), Val::Json(Value::Number(y))) => x.as_f64().partial_cmp(&y.as_f64()),
                 (Val::Json(Value::String(x)), Val::Json(Value::String(y))) => Some(x.cmp(y)),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "T2010: The expressions either side of operator \"{op}\" must evaluate to numeric or string values"
-                )),
+                ))
+                }
             };
             let Some(ord) = ord else {
                 return Ok(Val::Json(Value::Bool(false)));
