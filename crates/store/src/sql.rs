@@ -9,8 +9,11 @@
 //! writer pool (writes queue in-process instead of failing with `SQLITE_BUSY`) beside a
 //! reader pool that WAL mode lets run concurrently. On PostgreSQL both are one pool.
 
+mod audit;
 mod effects;
+mod events;
 mod rows;
+mod wakeup;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -29,8 +32,14 @@ use tenancy_domain::{Error, Result};
 use crate::store::*;
 use effects::apply_effects;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
+];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
 /// several replicas start at once.
@@ -85,6 +94,8 @@ pub struct SqlStore {
     dialect: Dialect,
     writer: AnyPool,
     reader: AnyPool,
+    /// The PostgreSQL URL, for the wake-up listener's own connection.
+    pg_url: Option<String>,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
@@ -114,7 +125,12 @@ impl SqlStore {
                 .connect(&opts.url)
                 .await
                 .map_err(db_err)?;
-            SqlStore { dialect: Dialect { backend: Backend::Postgres }, writer: pool.clone(), reader: pool }
+            SqlStore {
+                dialect: Dialect { backend: Backend::Postgres },
+                writer: pool.clone(),
+                reader: pool,
+                pg_url: Some(opts.url.clone()),
+            }
         } else if opts.url.starts_with("sqlite:") {
             let url = if opts.url.contains('?') { opts.url.clone() } else { format!("{}?mode=rwc", opts.url) };
             let writer = AnyPoolOptions::new()
@@ -131,7 +147,7 @@ impl SqlStore {
                 .connect(&url)
                 .await
                 .map_err(db_err)?;
-            SqlStore { dialect: Dialect { backend: Backend::Sqlite }, writer, reader }
+            SqlStore { dialect: Dialect { backend: Backend::Sqlite }, writer, reader, pg_url: None }
         } else {
             return Err(Error::invalid(format!(
                 "unsupported database URL {:?}: use sqlite://... or postgres://...",

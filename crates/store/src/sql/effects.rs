@@ -57,6 +57,18 @@ pub(super) async fn apply_effects(tx: &mut Transaction<'static, Any>, fx: &Effec
         .await
         .map_err(db_err)?;
     }
+    if !fx.events.is_empty() || !fx.audit.is_empty() {
+        // Wake the dispatcher and the audit sealer: here, now (they queue behind this
+        // transaction for the writer), and on PostgreSQL every replica at commit.
+        if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::wakeup::CHANNEL)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+        super::wakeup::bump();
+    }
     for j in &fx.jobs {
         sqlx::query(
             "INSERT INTO jobs (id, kind, tenant_id, payload, attempts, run_at, created_at) \
