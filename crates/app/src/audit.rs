@@ -37,7 +37,8 @@ pub struct BlobStore {
 impl BlobStore {
     /// A local directory (created if missing).
     pub fn local(dir: &std::path::Path) -> Result<BlobStore> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("failed to create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("failed to create {}: {e}", dir.display())))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| Error::internal(format!("failed to open the blob store at {}: {e}", dir.display())))?;
         Ok(BlobStore { store: Arc::new(fs), url: format!("file://{}", dir.display()) })
@@ -330,7 +331,8 @@ impl Sealer {
             return Ok(None);
         }
         let hashes = hashes_upto(&*self.store, sealed as i64).await?;
-        let cp = AuditCheckpoint { tree_size: hashes.len() as i64, root: merkle_root_hex(&hashes)?, time: Timestamp::now() };
+        let cp =
+            AuditCheckpoint { tree_size: hashes.len() as i64, root: merkle_root_hex(&hashes)?, time: Timestamp::now() };
         self.store.audit_checkpoint_put(&cp).await?;
         *last = Instant::now();
         tracing::debug!(tree_size = cp.tree_size, root = %cp.root, "audit checkpoint");

@@ -298,7 +298,13 @@ impl Shared {
             Some(c) if c.version == sub.subscription.version => c.permits.clone(),
             _ => Arc::new(Semaphore::new(settings.max_concurrency as usize)),
         };
-        let e = Arc::new(Endpoint { version: sub.subscription.version, loaded: Instant::now(), settings, secrets, permits });
+        let e = Arc::new(Endpoint {
+            version: sub.subscription.version,
+            loaded: Instant::now(),
+            settings,
+            secrets,
+            permits,
+        });
         self.endpoints.lock().expect("endpoints").insert(id.to_owned(), e.clone());
         Ok(e)
     }
@@ -349,7 +355,15 @@ impl Shared {
         if let Some(e) = &error {
             tracing::debug!(delivery = %c.id, attempt = c.attempts + 1, error = %e, "delivery attempt failed");
         }
-        AttemptResult { delivery_id: c.id.clone(), attempt: c.attempts + 1, time: now, status_code, latency_ms, error, next }
+        AttemptResult {
+            delivery_id: c.id.clone(),
+            attempt: c.attempts + 1,
+            time: now,
+            status_code,
+            latency_ms,
+            error,
+            next,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ mod context;
 pub mod delivery;
 pub mod lifecycle;
 mod ops;
-mod subscriptions;
+pub mod subscriptions;
 pub mod worker;
 
 pub use context::{OpContext, Permission, Principal};

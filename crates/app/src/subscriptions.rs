@@ -94,7 +94,12 @@ impl App {
         let version = stored.subscription.version;
         if let Some(expected) = if_match {
             if expected != version {
-                return Err(Error::PreconditionFailed { kind: "subscription", id: id.into(), expected, found: version });
+                return Err(Error::PreconditionFailed {
+                    kind: "subscription",
+                    id: id.into(),
+                    expected,
+                    found: version,
+                });
             }
         }
         let s = &mut stored.subscription;

@@ -36,6 +36,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api: roles.iter().any(|r| r == "api"),
         worker: roles.iter().any(|r| r == "worker"),
         node_id: std::env::var("TENANCY_NODE_ID").ok(),
+        event_retention_days: args.event_retention_days,
+        blob_url: args.blob_url,
+        delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
     };
     let server = start(opts).await?;
     let token = server.shutdown_token();

@@ -422,7 +422,10 @@ pub async fn subscriptions_crud(store: Arc<dyn Store>) {
 
 pub async fn outbox_dispatch_fans_out_once(store: Arc<dyn Store>) {
     store.subscription_create(&subscription("sub_x", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
-    store.subscription_create(&subscription("sub_xy", json!({"detail-type": ["X", "Y"]})), &Effects::none()).await.unwrap();
+    store
+        .subscription_create(&subscription("sub_xy", json!({"detail-type": ["X", "Y"]})), &Effects::none())
+        .await
+        .unwrap();
     for t in ["X", "Y", "Z"] {
         emit(&*store, t, Timestamp::now()).await;
     }

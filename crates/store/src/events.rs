@@ -144,8 +144,13 @@ pub trait EventStore: Send + Sync {
     async fn delivery_get(&self, subscription_id: &str, delivery_id: &str) -> Result<Delivery>;
     /// Queues a dead delivery again (due `now`, a fresh attempt budget); a conflict
     /// unless it is dead.
-    async fn delivery_retry(&self, subscription_id: &str, delivery_id: &str, now: Timestamp, fx: &Effects)
-        -> Result<()>;
+    async fn delivery_retry(
+        &self,
+        subscription_id: &str,
+        delivery_id: &str,
+        now: Timestamp,
+        fx: &Effects,
+    ) -> Result<()>;
 
     /// Archived events with `from <= time < to`, after archive position `after_seq`.
     async fn event_range(&self, from: Timestamp, to: Timestamp, after_seq: i64, limit: u32)

@@ -13,9 +13,9 @@ mod audit;
 mod effects;
 mod events;
 mod rows;
-mod wakeup;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wakeup;
 
 use std::time::Duration;
 

@@ -62,22 +62,21 @@ impl AuditStore for SqlStore {
     }
 
     async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>> {
-        let row = sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_log WHERE seq IS NOT NULL AND time >= $1 AND time < $2")
-            .bind(from.map_or(i64::MIN, Timestamp::millis))
-            .bind(to.map_or(i64::MAX, Timestamp::millis))
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_log WHERE seq IS NOT NULL AND time >= $1 AND time < $2")
+                .bind(from.map_or(i64::MIN, Timestamp::millis))
+                .bind(to.map_or(i64::MAX, Timestamp::millis))
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?;
         let min: Option<i64> = row.try_get(0).map_err(db_err)?;
         let max: Option<i64> = row.try_get(1).map_err(db_err)?;
         Ok(min.zip(max))
     }
 
     async fn audit_counts(&self) -> Result<(u64, u64)> {
-        let row = sqlx::query("SELECT COUNT(seq), COUNT(*) FROM audit_log")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT COUNT(seq), COUNT(*) FROM audit_log").fetch_one(&self.reader).await.map_err(db_err)?;
         let sealed: i64 = row.try_get(0).map_err(db_err)?;
         let all: i64 = row.try_get(1).map_err(db_err)?;
         Ok((sealed as u64, (all - sealed) as u64))

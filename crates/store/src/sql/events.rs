@@ -191,10 +191,7 @@ impl EventStore for SqlStore {
     }
 
     async fn subscription_list(&self, page: &PageRequest) -> Result<Page<StoredSubscription>> {
-        let sql = format!(
-            "SELECT * FROM subscriptions WHERE id > $1 ORDER BY id LIMIT {}",
-            page.limit + 1
-        );
+        let sql = format!("SELECT * FROM subscriptions WHERE id > $1 ORDER BY id LIMIT {}", page.limit + 1);
         let rows = sqlx::query(&sql)
             .bind(page.after.as_deref().unwrap_or(""))
             .fetch_all(&self.reader)
@@ -276,8 +273,10 @@ impl EventStore for SqlStore {
 
     async fn outbox_dispatch(&self, limit: u32, matches: Matcher<'_>, now: Timestamp) -> Result<DispatchOutcome> {
         let mut tx = self.begin().await?;
-        let sql =
-            format!("SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}{}", self.dialect.skip_locked());
+        let sql = format!(
+            "SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}{}",
+            self.dialect.skip_locked()
+        );
         let rows = sqlx::query(&sql).fetch_all(&mut *tx).await.map_err(db_err)?;
         if rows.is_empty() {
             return Ok(DispatchOutcome::default());
@@ -360,7 +359,13 @@ impl EventStore for SqlStore {
         let claimed: Vec<(String, String, String, i64, i64)> = rows
             .iter()
             .map(|r| {
-                Ok((get(r, "id")?, get(r, "subscription_id")?, get(r, "event_id")?, get(r, "attempts")?, get(r, "tries")?))
+                Ok((
+                    get(r, "id")?,
+                    get(r, "subscription_id")?,
+                    get(r, "event_id")?,
+                    get(r, "attempts")?,
+                    get(r, "tries")?,
+                ))
             })
             .collect::<Result<_>>()?;
         let mut event_ids: Vec<&str> = claimed.iter().map(|c| c.2.as_str()).collect();
@@ -405,10 +410,8 @@ impl EventStore for SqlStore {
         let now = Timestamp::now().millis();
         let mut tx = self.begin().await?;
         for chunk in results.chunks(CHUNK) {
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect::<Vec<_>>().join(", ");
             let sql = format!(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, time, status_code, latency_ms, error) \
                  VALUES {values} ON CONFLICT DO NOTHING"
@@ -479,11 +482,10 @@ impl EventStore for SqlStore {
             q = q.bind(s.as_str());
         }
         let rows = q.fetch_all(&self.reader).await.map_err(db_err)?;
-        let mut page = Page::from_overfetch(
-            rows.iter().map(delivery).collect::<Result<Vec<_>>>()?,
-            page.limit,
-            |d: &Delivery| d.id.clone(),
-        );
+        let mut page =
+            Page::from_overfetch(rows.iter().map(delivery).collect::<Result<Vec<_>>>()?, page.limit, |d: &Delivery| {
+                d.id.clone()
+            });
         self.attempts_of(&mut page.items).await?;
         Ok(page)
     }
@@ -551,7 +553,8 @@ impl EventStore for SqlStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let sql = format!("SELECT * FROM events WHERE time >= $1 AND time < $2 AND seq > $3 ORDER BY seq LIMIT {limit}");
+        let sql =
+            format!("SELECT * FROM events WHERE time >= $1 AND time < $2 AND seq > $3 ORDER BY seq LIMIT {limit}");
         let rows = sqlx::query(&sql)
             .bind(from.millis())
             .bind(to.millis())
