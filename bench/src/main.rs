@@ -1,6 +1,40 @@
-//! Benchmark programs for Tenancy; scenarios land with the features they measure.
+//! Benchmark programs for Tenancy.
+//!
+//! `cargo run --release -p tenancy-bench -- <scenario> [options]`. Each scenario runs
+//! its baseline in the same invocation and ends with one line
+//! `<scenario>: <figure> <unit>` followed by the baseline and the ratio, so figures are
+//! compared on the same machine at the same moment (the machines are shared and noisy).
 
-fn main() -> anyhow::Result<()> {
-    let scenario = std::env::args().nth(1).unwrap_or_default();
-    anyhow::bail!("unknown scenario {scenario:?}")
+mod http_load;
+mod tenants;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tenancy-bench")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// A hello-world axum handler under the same load generator: the HTTP ceiling.
+    HttpBaseline(tenants::LoadArgs),
+    /// Tenants created over HTTP by concurrent clients.
+    TenantCreate(tenants::CreateArgs),
+    /// p99 latency of a filtered 100-item page with many tenants loaded.
+    TenantList(tenants::ListArgs),
+    /// GET /v1/tenants/{id} throughput against the hello-world handler.
+    TenantGet(tenants::LoadArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().scenario {
+        Scenario::HttpBaseline(args) => tenants::http_baseline(args).await,
+        Scenario::TenantCreate(args) => tenants::tenant_create(args).await,
+        Scenario::TenantList(args) => tenants::tenant_list(args).await,
+        Scenario::TenantGet(args) => tenants::tenant_get(args).await,
+    }
 }

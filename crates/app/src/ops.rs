@@ -45,6 +45,8 @@ struct Operation<'a> {
     payload: serde_json::Value,
     /// Emitted when the operation starts, if anything.
     event: Option<&'a str>,
+    /// For a plan change: the plan the tenant must not already be on.
+    target_plan: Option<&'a str>,
 }
 
 /// Retries a read-modify-write when no version was demanded and another writer won.
@@ -264,6 +266,14 @@ impl App {
         let job = Job::new(op.kind, Some(id), op.payload.clone(), Timestamp::now());
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
+                // Checked on the tenant as read for this attempt, so a racing change
+                // that already moved it to the plan makes this one a conflict.
+                if op.target_plan == Some(tenant.plan.as_str()) {
+                    return Err(Error::Conflict {
+                        code: "invalid-transition",
+                        message: format!("tenant {:?} is already on plan {:?}", tenant.id, tenant.plan),
+                    });
+                }
                 let from = tenant.transition(op.transition)?;
                 let detail = json!({"from": from, "request": op.payload, "execution_id": job.id});
                 let mut fx = Effects::none()
@@ -300,18 +310,12 @@ impl App {
             }
             Err(e) => return Err(e),
         }
-        let current = self.store.tenant_get(id).await?;
-        if current.plan == plan {
-            return Err(Error::Conflict {
-                code: "invalid-transition",
-                message: format!("tenant {id:?} is already on plan {plan:?}"),
-            });
-        }
         let op = Operation {
             transition: Transition::ChangePlan,
             kind: lifecycle::CHANGE_PLAN,
             payload: json!({"plan": plan}),
             event: None,
+            target_plan: Some(plan),
         };
         self.tenant_start_operation(ctx, id, if_match, op).await
     }
@@ -322,6 +326,7 @@ impl App {
             kind: lifecycle::OFFBOARD,
             payload: json!({}),
             event: Some(names::TENANT_OFFBOARDING_STARTED),
+            target_plan: None,
         };
         self.tenant_start_operation(ctx, id, if_match, op).await
     }

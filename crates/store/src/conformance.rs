@@ -35,7 +35,7 @@ macro_rules! store_conformance_suite {
                 effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
                 lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
-                replay_ranges_and_pruning, audit_sealing);
+                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -569,4 +569,29 @@ pub async fn audit_sealing(store: Arc<dyn Store>) {
         store.audit_checkpoint_put(&cp).await.unwrap();
     }
     assert_eq!(store.audit_checkpoint_latest().await.unwrap().map(|c| c.tree_size), Some(5));
+}
+
+/// Many writes at once (grouped into one transaction on SQLite): each failing write
+/// leaves no trace, and the others commit with all their effects.
+pub async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    store.tenant_create(&tenant("t005", "pro", "eu"), &Effects::none()).await.unwrap();
+    let writes = (0..40).map(|i| {
+        let store = store.clone();
+        async move {
+            // Every tenth write names a missing plan, t005 already exists.
+            let plan = if i % 10 == 3 { "ghost" } else { "pro" };
+            let t = tenant(&format!("t{i:03}"), plan, "eu");
+            store.tenant_create(&t, &created(&t)).await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    for (i, r) in results.iter().enumerate() {
+        let should_fail = i % 10 == 3 || i == 5;
+        assert_eq!(r.is_err(), should_fail, "write {i}: {r:?}");
+        let events = all_events(&*store, &format!("t{i:03}")).await;
+        assert_eq!(events.len(), usize::from(!should_fail), "events of write {i}");
+    }
+    let jobs = store.job_claim("w", 1000, 100, Timestamp::now()).await.unwrap();
+    assert_eq!(jobs.len(), 35);
 }

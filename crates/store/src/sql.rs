@@ -10,13 +10,16 @@
 //! reader pool that WAL mode lets run concurrently. On PostgreSQL both are one pool.
 
 mod audit;
+mod cache;
 mod effects;
 mod events;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wakeup;
+mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,7 +33,8 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use crate::store::*;
-use effects::apply_effects;
+use cache::TenantCache;
+use writer::Writer;
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
@@ -92,8 +96,15 @@ impl SqlOptions {
 #[derive(Clone)]
 pub struct SqlStore {
     dialect: Dialect,
-    writer: AnyPool,
+    /// The connection(s) writes use: migrations and idempotency records go here
+    /// directly, everything else through `writer`.
+    write_pool: AnyPool,
+    writer: Writer,
     reader: AnyPool,
+    /// SQLite only: this process is the database's one writer (see [`cache`]).
+    tenants: Option<Arc<TenantCache>>,
+    /// SQLite only: the lock that makes this process the database's one user.
+    _lock: Option<Arc<std::fs::File>>,
     /// The PostgreSQL URL, for the wake-up listener's own connection.
     pg_url: Option<String>,
 }
@@ -127,11 +138,15 @@ impl SqlStore {
                 .map_err(db_err)?;
             SqlStore {
                 dialect: Dialect { backend: Backend::Postgres },
-                writer: pool.clone(),
+                writer: Writer::direct(pool.clone()),
+                write_pool: pool.clone(),
                 reader: pool,
+                tenants: None,
+                _lock: None,
                 pg_url: Some(opts.url.clone()),
             }
         } else if opts.url.starts_with("sqlite:") {
+            let lock = lock_sqlite(&opts.url)?;
             let url = if opts.url.contains('?') { opts.url.clone() } else { format!("{}?mode=rwc", opts.url) };
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
@@ -147,7 +162,15 @@ impl SqlStore {
                 .connect(&url)
                 .await
                 .map_err(db_err)?;
-            SqlStore { dialect: Dialect { backend: Backend::Sqlite }, writer, reader, pg_url: None }
+            SqlStore {
+                dialect: Dialect { backend: Backend::Sqlite },
+                writer: Writer::batched(writer.clone()),
+                write_pool: writer,
+                reader,
+                tenants: Some(Arc::new(TenantCache::default())),
+                _lock: Some(Arc::new(lock)),
+                pg_url: None,
+            }
         } else {
             return Err(Error::invalid(format!(
                 "unsupported database URL {:?}: use sqlite://... or postgres://...",
@@ -166,7 +189,7 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut conn = self.writer.acquire().await.map_err(db_err)?;
+        let mut conn = self.write_pool.acquire().await.map_err(db_err)?;
         if self.dialect.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(MIGRATION_LOCK)
@@ -212,9 +235,30 @@ impl SqlStore {
         }
         result
     }
+}
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        self.writer.begin().await.map_err(db_err)
+/// Takes an exclusive lock on `<database>.lock`: a SQLite database serves one process
+/// (replicas share PostgreSQL instead), which is what lets the store cache tenants.
+fn lock_sqlite(url: &str) -> Result<std::fs::File> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::invalid("the SQLite store needs a database file"));
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Unavailable(format!("cannot open {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
+            "another process is using the database {path}: a SQLite data directory serves one tenancy process \
+             (run replicas on PostgreSQL)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Unavailable(format!("cannot lock {lock_path}: {e}"))),
     }
 }
 
@@ -308,65 +352,59 @@ impl Store for SqlStore {
     }
 
     async fn plan_put(&self, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan> {
-        let mut tx = self.begin().await?;
-        let sql = format!("SELECT version, created_at FROM plans WHERE id = $1{}", self.dialect.for_update());
-        let current = sqlx::query(&sql).bind(&plan.id).fetch_optional(&mut *tx).await.map_err(db_err)?;
-        let mut stored = plan.clone();
-        match current {
-            None => {
-                if let Some(expected) = if_version {
-                    return Err(Error::PreconditionFailed { kind: "plan", id: plan.id.clone(), expected, found: 0 });
-                }
-                stored.version = 1;
-                let res = sqlx::query(
-                    "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&stored.id)
-                .bind(&stored.name)
-                .bind(stored.isolation.as_str())
-                .bind(json_text(&stored.features))
-                .bind(json_text(&stored.quotas))
-                .bind(stored.version)
-                .bind(stored.created_at.millis())
-                .bind(stored.updated_at.millis())
-                .execute(&mut *tx)
-                .await;
-                match res {
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(Error::conflict(format!("plan {:?} was created concurrently", plan.id)))
+        let (plan, dialect) = (plan.clone(), self.dialect);
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let sql = format!("SELECT version, created_at FROM plans WHERE id = $1{}", dialect.for_update());
+                    let current = sqlx::query(&sql).bind(&plan.id).fetch_optional(&mut *c).await.map_err(db_err)?;
+                    let mut stored = plan.clone();
+                    let found = match current {
+                        None => 0,
+                        Some(row) => {
+                            stored.created_at = Timestamp(row.get(1));
+                            row.get::<i64, _>(0)
+                        }
+                    };
+                    if let Some(expected) = if_version {
+                        if expected != found {
+                            return Err(Error::PreconditionFailed {
+                                kind: "plan",
+                                id: plan.id.clone(),
+                                expected,
+                                found,
+                            });
+                        }
                     }
-                    r => r.map_err(db_err)?,
-                };
-            }
-            Some(row) => {
-                let found: i64 = row.get(0);
-                if let Some(expected) = if_version {
-                    if expected != found {
-                        return Err(Error::PreconditionFailed { kind: "plan", id: plan.id.clone(), expected, found });
+                    stored.version = found + 1;
+                    let sql = if found == 0 {
+                        "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    } else {
+                        "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
+                         created_at = $7, updated_at = $8 WHERE id = $1"
+                    };
+                    let res = sqlx::query(sql)
+                        .bind(&stored.id)
+                        .bind(&stored.name)
+                        .bind(stored.isolation.as_str())
+                        .bind(json_text(&stored.features))
+                        .bind(json_text(&stored.quotas))
+                        .bind(stored.version)
+                        .bind(stored.created_at.millis())
+                        .bind(stored.updated_at.millis())
+                        .execute(&mut *c)
+                        .await;
+                    match res {
+                        Err(e) if is_unique_violation(&e) => {
+                            Err(Error::conflict(format!("plan {:?} was created concurrently", plan.id)))
+                        }
+                        Err(e) => Err(db_err(e)),
+                        Ok(_) => Ok(stored),
                     }
-                }
-                stored.version = found + 1;
-                stored.created_at = Timestamp(row.get(1));
-                sqlx::query(
-                    "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
-                     updated_at = $7 WHERE id = $1",
-                )
-                .bind(&stored.id)
-                .bind(&stored.name)
-                .bind(stored.isolation.as_str())
-                .bind(json_text(&stored.features))
-                .bind(json_text(&stored.quotas))
-                .bind(stored.version)
-                .bind(stored.updated_at.millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-        }
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(stored)
+                })
+            })
+            .await
     }
 
     async fn plan_get(&self, id: &str) -> Result<Plan> {
@@ -389,70 +427,93 @@ impl Store for SqlStore {
     }
 
     async fn plan_delete(&self, id: &str, fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let sql = format!("SELECT id FROM plans WHERE id = $1{}", self.dialect.for_update());
-        if sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
-            return Err(Error::not_found("plan", id));
-        }
-        let in_use: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
-            .bind(id)
-            .bind(TenantStatus::Offboarded.as_str())
-            .fetch_one(&mut *tx)
+        let (id, dialect) = (id.to_owned(), self.dialect);
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let sql = format!("SELECT id FROM plans WHERE id = $1{}", dialect.for_update());
+                    if sqlx::query(&sql).bind(&id).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
+                        return Err(Error::not_found("plan", id));
+                    }
+                    let in_use: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
+                        .bind(&id)
+                        .bind(TenantStatus::Offboarded.as_str())
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .get(0);
+                    if in_use > 0 {
+                        return Err(Error::Conflict {
+                            code: "plan-in-use",
+                            message: format!("plan {id:?} is used by {in_use} tenant(s)"),
+                        });
+                    }
+                    sqlx::query("DELETE FROM plans WHERE id = $1").bind(&id).execute(&mut *c).await.map_err(db_err)?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(db_err)?
-            .get(0);
-        if in_use > 0 {
-            return Err(Error::Conflict {
-                code: "plan-in-use",
-                message: format!("plan {id:?} is used by {in_use} tenant(s)"),
-            });
-        }
-        sqlx::query("DELETE FROM plans WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn tenant_create(&self, t: &Tenant, fx: &Effects) -> Result<Tenant> {
-        let mut tx = self.begin().await?;
-        let sql = format!("SELECT id FROM plans WHERE id = $1{}", self.dialect.for_share());
-        if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
-            return Err(Error::InvalidRequest {
-                code: "unknown-plan",
-                message: format!("plan {:?} does not exist", t.plan),
-            });
+        let (t, dialect) = (t.clone(), self.dialect);
+        let stored = self
+            .writer
+            .write_atomic(fx, move |c| {
+                Box::pin(async move {
+                    // On PostgreSQL the plan row stays share-locked until commit, so a
+                    // concurrent plan delete either sees this tenant or comes first.
+                    let sql = format!("SELECT id FROM plans WHERE id = $1{}", dialect.for_share());
+                    if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
+                        return Err(Error::InvalidRequest {
+                            code: "unknown-plan",
+                            message: format!("plan {:?} does not exist", t.plan),
+                        });
+                    }
+                    let res = sqlx::query(
+                        "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&t.id)
+                    .bind(&t.name)
+                    .bind(&t.plan)
+                    .bind(&t.region)
+                    .bind(t.status.as_str())
+                    .bind(json_text(&t.metadata))
+                    .bind(t.version)
+                    .bind(t.created_at.millis())
+                    .bind(t.updated_at.millis())
+                    .execute(&mut *c)
+                    .await;
+                    match res {
+                        Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
+                        Err(e) => Err(db_err(e)),
+                        Ok(_) => Ok(t),
+                    }
+                })
+            })
+            .await?;
+        if let Some(c) = &self.tenants {
+            c.offer(&stored);
         }
-        let res = sqlx::query(
-            "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&t.id)
-        .bind(&t.name)
-        .bind(&t.plan)
-        .bind(&t.region)
-        .bind(t.status.as_str())
-        .bind(json_text(&t.metadata))
-        .bind(t.version)
-        .bind(t.created_at.millis())
-        .bind(t.updated_at.millis())
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => return Err(Error::AlreadyExists { kind: "tenant", id: t.id.clone() }),
-            r => r.map_err(db_err)?,
-        };
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(t.clone())
+        Ok(stored)
     }
 
     async fn tenant_get(&self, id: &str) -> Result<Tenant> {
+        if let Some(t) = self.tenants.as_ref().and_then(|c| c.get(id)) {
+            return Ok(t);
+        }
         let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reader)
             .await
             .map_err(db_err)?
             .ok_or_else(|| Error::not_found("tenant", id))?;
-        rows::tenant(&row)
+        let t = rows::tenant(&row)?;
+        if let Some(c) = &self.tenants {
+            c.offer(&t);
+        }
+        Ok(t)
     }
 
     async fn tenant_list(&self, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>> {
@@ -468,68 +529,79 @@ impl Store for SqlStore {
     }
 
     async fn tenant_update(&self, t: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant> {
-        let mut tx = self.begin().await?;
         let mut stored = t.clone();
         stored.version = expected_version + 1;
-        let res = sqlx::query(
-            "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
-             updated_at = $8 WHERE id = $1 AND version = $9",
-        )
-        .bind(&stored.id)
-        .bind(&stored.name)
-        .bind(&stored.plan)
-        .bind(&stored.region)
-        .bind(stored.status.as_str())
-        .bind(json_text(&stored.metadata))
-        .bind(stored.version)
-        .bind(stored.updated_at.millis())
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if res.rows_affected() == 0 {
-            let found = sqlx::query("SELECT version FROM tenants WHERE id = $1")
-                .bind(&t.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .ok_or_else(|| Error::not_found("tenant", &t.id))?
-                .get::<i64, _>(0);
-            return Err(Error::PreconditionFailed {
-                kind: "tenant",
-                id: t.id.clone(),
-                expected: expected_version,
-                found,
-            });
+        let stored = self
+            .writer
+            .write_atomic(fx, move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query(
+                        "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, \
+                         version = $7, updated_at = $8 WHERE id = $1 AND version = $9",
+                    )
+                    .bind(&stored.id)
+                    .bind(&stored.name)
+                    .bind(&stored.plan)
+                    .bind(&stored.region)
+                    .bind(stored.status.as_str())
+                    .bind(json_text(&stored.metadata))
+                    .bind(stored.version)
+                    .bind(stored.updated_at.millis())
+                    .bind(expected_version)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    if res.rows_affected() == 0 {
+                        let found = sqlx::query("SELECT version FROM tenants WHERE id = $1")
+                            .bind(&stored.id)
+                            .fetch_optional(&mut *c)
+                            .await
+                            .map_err(db_err)?
+                            .ok_or_else(|| Error::not_found("tenant", &stored.id))?
+                            .get::<i64, _>(0);
+                        return Err(Error::PreconditionFailed {
+                            kind: "tenant",
+                            id: stored.id,
+                            expected: expected_version,
+                            found,
+                        });
+                    }
+                    Ok(stored)
+                })
+            })
+            .await?;
+        if let Some(c) = &self.tenants {
+            c.offer(&stored);
         }
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)?;
         Ok(stored)
     }
 
     async fn api_key_create(&self, k: &ApiKey, fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let res = sqlx::query(
-            "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&k.id)
-        .bind(&k.name)
-        .bind(k.role.as_str())
-        .bind(k.tenant_id.as_deref())
-        .bind(&k.hash)
-        .bind(k.created_at.millis())
-        .bind(k.expires_at.map(Timestamp::millis))
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::AlreadyExists { kind: "api key", id: k.id.clone() })
-            }
-            r => r.map_err(db_err)?,
-        };
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)
+        let k = k.clone();
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query(
+                        "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&k.id)
+                    .bind(&k.name)
+                    .bind(k.role.as_str())
+                    .bind(k.tenant_id.as_deref())
+                    .bind(&k.hash)
+                    .bind(k.created_at.millis())
+                    .bind(k.expires_at.map(Timestamp::millis))
+                    .execute(&mut *c)
+                    .await;
+                    match res {
+                        Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "api key", id: k.id }),
+                        Err(e) => Err(db_err(e)),
+                        Ok(_) => Ok(()),
+                    }
+                })
+            })
+            .await
     }
 
     async fn api_key_get(&self, id: &str) -> Result<ApiKey> {
@@ -552,13 +624,22 @@ impl Store for SqlStore {
     }
 
     async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let res = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
-        if res.rows_affected() == 0 {
-            return Err(Error::not_found("api key", id));
-        }
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)
+        let id = id.to_owned();
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query("DELETE FROM api_keys WHERE id = $1")
+                        .bind(&id)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if res.rows_affected() == 0 {
+                        return Err(Error::not_found("api key", id));
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str) -> Result<IdempotencyState> {
@@ -568,7 +649,7 @@ impl Store for SqlStore {
                 .bind(key)
                 .bind(request_hash)
                 .bind(Timestamp::now().millis())
-                .execute(&self.writer)
+                .execute(&self.write_pool)
                 .await;
         match res {
             Ok(_) => Ok(IdempotencyState::Started),
@@ -578,7 +659,7 @@ impl Store for SqlStore {
                 )
                 .bind(scope)
                 .bind(key)
-                .fetch_one(&self.writer)
+                .fetch_one(&self.write_pool)
                 .await
                 .map_err(db_err)?;
                 let request_hash: String = row.get(0);
@@ -601,7 +682,7 @@ impl Store for SqlStore {
             .bind(key)
             .bind(status as i64)
             .bind(response)
-            .execute(&self.writer)
+            .execute(&self.write_pool)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -611,7 +692,7 @@ impl Store for SqlStore {
         sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
             .bind(scope)
             .bind(key)
-            .execute(&self.writer)
+            .execute(&self.write_pool)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -624,35 +705,47 @@ impl Store for SqlStore {
              ORDER BY run_at LIMIT {limit}{}) RETURNING *",
             self.dialect.skip_locked()
         );
-        let rows = sqlx::query(&sql)
-            .bind(owner)
-            .bind(now.millis() + lease_ms)
-            .bind(now.millis())
-            .fetch_all(&self.writer)
+        let owner = owner.to_owned();
+        self.writer
+            .write_atomic(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    let rows = sqlx::query(&sql)
+                        .bind(&owner)
+                        .bind(now.millis() + lease_ms)
+                        .bind(now.millis())
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    rows.iter().map(rows::job).collect()
+                })
+            })
             .await
-            .map_err(db_err)?;
-        rows.iter().map(rows::job).collect()
     }
 
     async fn job_retry(&self, job_id: &str, owner: &str, run_at: Timestamp, error: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, run_at = $3, last_error = $4 \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(job_id)
-        .bind(owner)
-        .bind(run_at.millis())
-        .bind(error)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        let (job_id, owner, error) = (job_id.to_owned(), owner.to_owned(), error.to_owned());
+        self.writer
+            .write(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, run_at = $3, last_error = $4 \
+                         WHERE id = $1 AND lease_owner = $2",
+                    )
+                    .bind(&job_id)
+                    .bind(&owner)
+                    .bind(run_at.millis())
+                    .bind(&error)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn job_complete(&self, fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
-        apply_effects(&mut tx, fx).await?;
-        tx.commit().await.map_err(db_err)
+        self.writer.write(fx, |_| Box::pin(async { Ok(()) })).await
     }
 
     async fn job_get(&self, id: &str) -> Result<Option<Job>> {

@@ -15,7 +15,7 @@ const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         if self.dialect.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SEAL_LOCK).execute(&mut *tx).await.map_err(db_err)?;
         }
@@ -87,7 +87,7 @@ impl AuditStore for SqlStore {
             .bind(cp.tree_size)
             .bind(&cp.root)
             .bind(cp.time.millis())
-            .execute(&self.writer)
+            .execute(&self.write_pool)
             .await
             .map_err(db_err)?;
         Ok(())

@@ -1,88 +1,140 @@
 //! Writing [`Effects`] inside the transaction of the change that causes them.
+//!
+//! The effects of a whole batch of writes are inserted together: one multi-row INSERT
+//! per table and chunk, instead of one statement per record.
 
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
+use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text};
-use crate::store::Effects;
+use crate::store::{Effects, JobCompletion};
 
-pub(super) async fn apply_effects(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Result<()> {
-    if let Some(done) = &fx.complete_job {
-        let res = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2")
-            .bind(&done.job_id)
-            .bind(&done.lease_owner)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-        if res.rows_affected() == 0 {
-            return Err(Error::Conflict {
-                code: "lease-lost",
-                message: format!("job {:?} is no longer leased by {:?}", done.job_id, done.lease_owner),
-            });
+/// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values.
+const CHUNK: usize = 200;
+
+/// Deletes a completed job, failing with `lease-lost` unless `owner` still holds it.
+pub(super) async fn complete_job(conn: &mut AnyConnection, done: &JobCompletion) -> Result<()> {
+    let res = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2")
+        .bind(&done.job_id)
+        .bind(&done.lease_owner)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if res.rows_affected() == 0 {
+        return Err(Error::Conflict {
+            code: "lease-lost",
+            message: format!("job {:?} is no longer leased by {:?}", done.job_id, done.lease_owner),
+        });
+    }
+    Ok(())
+}
+
+/// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows.
+fn insert_sql(head: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::from(head);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
         }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * columns + c + 1));
+        }
+        sql.push(')');
     }
-    for e in &fx.events {
-        sqlx::query(
-            "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&e.id)
-        .bind(&e.source)
-        .bind(&e.detail_type)
-        .bind(e.time.millis())
-        .bind(e.tenant_id.as_deref())
-        .bind(json_text(&e.resources))
-        .bind(json_text(&e.detail))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    sql
+}
+
+/// Inserts the events, audit entries and jobs of every write in `batch` (the job
+/// completions were applied with their writes).
+pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects]) -> Result<()> {
+    let events: Vec<_> = batch.iter().flat_map(|fx| &fx.events).collect();
+    for chunk in events.chunks(CHUNK) {
+        let sql = insert_sql(
+            "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail)",
+            7,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(&e.source)
+                .bind(&e.detail_type)
+                .bind(e.time.millis())
+                .bind(e.tenant_id.as_deref())
+                .bind(json_text(&e.resources))
+                .bind(json_text(&e.detail));
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
-    for a in &fx.audit {
-        sqlx::query(
+    let audit: Vec<_> = batch.iter().flat_map(|fx| &fx.audit).collect();
+    for chunk in audit.chunks(CHUNK) {
+        let sql = insert_sql(
             "INSERT INTO audit_log (id, time, actor_key_id, actor_role, action, target, tenant_id, request_id, \
-             source_ip, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&a.id)
-        .bind(a.time.millis())
-        .bind(a.actor_key_id.as_deref())
-        .bind(&a.actor_role)
-        .bind(&a.action)
-        .bind(&a.target)
-        .bind(a.tenant_id.as_deref())
-        .bind(a.request_id.as_deref())
-        .bind(a.source_ip.as_deref())
-        .bind(&a.outcome)
-        .bind(json_text(&a.detail))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+             source_ip, outcome, detail)",
+            11,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(a.time.millis())
+                .bind(a.actor_key_id.as_deref())
+                .bind(&a.actor_role)
+                .bind(&a.action)
+                .bind(&a.target)
+                .bind(a.tenant_id.as_deref())
+                .bind(a.request_id.as_deref())
+                .bind(a.source_ip.as_deref())
+                .bind(&a.outcome)
+                .bind(json_text(&a.detail));
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
-    if !fx.events.is_empty() || !fx.audit.is_empty() {
+    if !events.is_empty() || !audit.is_empty() {
         // Wake the dispatcher and the audit sealer: here, now (they queue behind this
         // transaction for the writer), and on PostgreSQL every replica at commit.
-        if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(super::wakeup::CHANNEL)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(db_err)?;
         }
         super::wakeup::bump();
     }
-    for j in &fx.jobs {
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, tenant_id, payload, attempts, run_at, created_at) \
-             VALUES ($1, $2, $3, $4, 0, $5, $6)",
-        )
-        .bind(&j.id)
-        .bind(&j.kind)
-        .bind(j.tenant_id.as_deref())
-        .bind(json_text(&j.payload))
-        .bind(j.run_at.millis())
-        .bind(tenancy_domain::time::Timestamp::now().millis())
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let jobs: Vec<_> = batch.iter().flat_map(|fx| &fx.jobs).collect();
+    let now = Timestamp::now().millis();
+    for chunk in jobs.chunks(CHUNK) {
+        let sql =
+            insert_sql("INSERT INTO jobs (id, kind, tenant_id, payload, attempts, run_at, created_at)", 7, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for j in chunk {
+            q = q
+                .bind(&j.id)
+                .bind(&j.kind)
+                .bind(j.tenant_id.as_deref())
+                .bind(json_text(&j.payload))
+                .bind(0i64)
+                .bind(j.run_at.millis())
+                .bind(now);
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multi_row_placeholders() {
+        assert_eq!(super::insert_sql("INSERT INTO t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+    }
 }

@@ -13,7 +13,7 @@ use tenancy_domain::subscription::{Delivery, DeliveryAttempt, DeliveryStatus, Su
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use super::effects::apply_effects;
+use super::effects::{apply_effects_batch, complete_job};
 use super::{db_err, is_unique_violation, json_text, rows, wakeup, SqlStore};
 use crate::events::*;
 use crate::store::{Backend, Effects, StoredEvent};
@@ -117,7 +117,21 @@ async fn insert_deliveries(tx: &mut Transaction<'static, Any>, new: &[NewDeliver
     Ok(())
 }
 
+/// A change's effects inside a transaction of this module's own.
+async fn apply_fx(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Result<()> {
+    if let Some(done) = &fx.complete_job {
+        complete_job(tx, done).await?;
+    }
+    apply_effects_batch(tx, std::slice::from_ref(fx)).await
+}
+
 impl SqlStore {
+    /// A transaction on the write connection, outside the group-committing writer:
+    /// dispatch, claims and results are batches of their own.
+    pub(super) async fn begin_direct(&self) -> Result<Transaction<'static, Any>> {
+        self.write_pool.begin().await.map_err(db_err)
+    }
+
     async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
         if self.dialect.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')").bind(wakeup::CHANNEL).execute(&mut **tx).await.map_err(db_err)?;
@@ -151,7 +165,7 @@ impl SqlStore {
 #[async_trait]
 impl EventStore for SqlStore {
     async fn subscription_create(&self, s: &StoredSubscription, fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let sub = &s.subscription;
         let res = sqlx::query(
             "INSERT INTO subscriptions (id, name, pattern, target, secret, previous_secret, \
@@ -176,7 +190,7 @@ impl EventStore for SqlStore {
             }
             r => r.map_err(db_err)?,
         };
-        apply_effects(&mut tx, fx).await?;
+        apply_fx(&mut tx, fx).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -207,7 +221,7 @@ impl EventStore for SqlStore {
         expected_version: i64,
         fx: &Effects,
     ) -> Result<StoredSubscription> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let mut stored = s.clone();
         stored.subscription.version = expected_version + 1;
         let sub = &stored.subscription;
@@ -243,13 +257,13 @@ impl EventStore for SqlStore {
                 found,
             });
         }
-        apply_effects(&mut tx, fx).await?;
+        apply_fx(&mut tx, fx).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(stored)
     }
 
     async fn subscription_delete(&self, id: &str, fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let res =
             sqlx::query("DELETE FROM subscriptions WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
         if res.rows_affected() == 0 {
@@ -267,12 +281,12 @@ impl EventStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        apply_effects(&mut tx, fx).await?;
+        apply_fx(&mut tx, fx).await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn outbox_dispatch(&self, limit: u32, matches: Matcher<'_>, now: Timestamp) -> Result<DispatchOutcome> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let sql = format!(
             "SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}{}",
             self.dialect.skip_locked()
@@ -316,10 +330,10 @@ impl EventStore for SqlStore {
     }
 
     async fn delivery_create(&self, deliveries: &[NewDelivery], fx: &Effects) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let now = Timestamp::now();
         insert_deliveries(&mut tx, deliveries, now).await?;
-        apply_effects(&mut tx, fx).await?;
+        apply_fx(&mut tx, fx).await?;
         if !deliveries.is_empty() {
             self.notify_in(&mut tx).await?;
         }
@@ -352,7 +366,7 @@ impl EventStore for SqlStore {
         for s in skip {
             q = q.bind(s.as_str());
         }
-        let rows = q.fetch_all(&self.writer).await.map_err(db_err)?;
+        let rows = q.fetch_all(&self.write_pool).await.map_err(db_err)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -394,7 +408,7 @@ impl EventStore for SqlStore {
                     )
                     .bind(&id)
                     .bind(now.millis())
-                    .execute(&self.writer)
+                    .execute(&self.write_pool)
                     .await
                     .map_err(db_err)?;
                 }
@@ -408,7 +422,7 @@ impl EventStore for SqlStore {
             return Ok(());
         }
         let now = Timestamp::now().millis();
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         for chunk in results.chunks(CHUNK) {
             let values =
                 (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect::<Vec<_>>().join(", ");
@@ -511,7 +525,7 @@ impl EventStore for SqlStore {
         now: Timestamp,
         fx: &Effects,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let res = sqlx::query(
             "UPDATE deliveries SET status = 'pending', tries = 0, next_attempt_at = $3, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = $3 WHERE id = $1 AND subscription_id = $2 AND status = 'dead'",
@@ -539,7 +553,7 @@ impl EventStore for SqlStore {
                 },
             });
         }
-        apply_effects(&mut tx, fx).await?;
+        apply_fx(&mut tx, fx).await?;
         self.notify_in(&mut tx).await?;
         tx.commit().await.map_err(db_err)?;
         wakeup::bump();
@@ -567,7 +581,7 @@ impl EventStore for SqlStore {
 
     async fn events_prune(&self, before: Timestamp) -> Result<(u64, u64)> {
         const BATCH: i64 = 5_000;
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_direct().await?;
         let finished = format!(
             "SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < $1 ORDER BY updated_at LIMIT {BATCH}"
         );
@@ -606,7 +620,7 @@ impl EventStore for SqlStore {
     async fn notify_wakeup(&self) {
         wakeup::bump();
         if self.dialect.backend == Backend::Postgres {
-            let res = sqlx::query("SELECT pg_notify($1, '')").bind(wakeup::CHANNEL).execute(&self.writer).await;
+            let res = sqlx::query("SELECT pg_notify($1, '')").bind(wakeup::CHANNEL).execute(&self.write_pool).await;
             if let Err(e) = res {
                 tracing::warn!(error = %e, "failed to notify other replicas");
             }

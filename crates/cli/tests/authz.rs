@@ -1,0 +1,222 @@
+//! Walks the whole route table with every role and asserts who may do what.
+//!
+//! Each route has a permission class; each role has an expected outcome per class:
+//! allowed (anything but 401/403/404), forbidden (403) or hidden (404: a tenant-scoped
+//! key asking about another tenant learns nothing). The table must cover every route
+//! of the OpenAPI document, so a new route cannot skip this test.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{Backend, TestServer};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Class {
+    PlanRead,
+    PlanWrite,
+    TenantList,
+    TenantRead,
+    TenantWrite,
+    TenantAdmin,
+    TenantCreate,
+    KeyAdmin,
+    RecordsRead,
+    SubscriptionRead,
+    SubscriptionWrite,
+    AuditExport,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    Allowed,
+    Forbidden,
+    Hidden,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Admin,
+    Operator,
+    Viewer,
+    Service,
+    /// A tenant key acting on its own tenant.
+    TenantOwn,
+    /// A tenant key acting on another tenant.
+    TenantOther,
+}
+
+fn expected(who: Who, class: Class) -> Outcome {
+    use Class::*;
+    use Outcome::*;
+    match (who, class) {
+        (Who::Admin, _) => Allowed,
+        (Who::Operator, KeyAdmin) => Forbidden,
+        (Who::Operator, _) => Allowed,
+        (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
+        (Who::Viewer, _) => Forbidden,
+        (Who::Service, PlanRead | TenantList | TenantRead) => Allowed,
+        (Who::Service, _) => Forbidden,
+        (Who::TenantOwn, TenantList | TenantRead | TenantWrite) => Allowed,
+        (Who::TenantOwn, _) => Forbidden,
+        (Who::TenantOther, TenantRead | TenantWrite | TenantAdmin) => Hidden,
+        (Who::TenantOther, TenantList) => Allowed,
+        (Who::TenantOther, _) => Forbidden,
+    }
+}
+
+struct Route {
+    method: Method,
+    /// `{tenant}`, `{plan}`, `{key}` and `{sub}` are filled in per call.
+    path: &'static str,
+    body: Option<Value>,
+    class: Class,
+}
+
+fn route(method: Method, path: &'static str, body: Option<Value>, class: Class) -> Route {
+    Route { method, path, body, class }
+}
+
+fn table() -> Vec<Route> {
+    use Class::*;
+    vec![
+        route(Method::GET, "/v1/plans", None, PlanRead),
+        route(Method::GET, "/v1/plans/{plan}", None, PlanRead),
+        route(Method::PUT, "/v1/plans/{plan}", Some(json!({"name": "P", "isolation": "pool"})), PlanWrite),
+        route(Method::DELETE, "/v1/plans/{plan}", None, PlanWrite),
+        route(Method::GET, "/v1/tenants", None, TenantList),
+        route(Method::POST, "/v1/tenants", Some(json!({"name": "New", "plan": "basic"})), TenantCreate),
+        route(Method::GET, "/v1/tenants/{tenant}", None, TenantRead),
+        route(Method::PATCH, "/v1/tenants/{tenant}", Some(json!({"metadata": {"k": "v"}})), TenantWrite),
+        route(Method::POST, "/v1/tenants/{tenant}/suspend", None, TenantAdmin),
+        route(Method::POST, "/v1/tenants/{tenant}/resume", None, TenantAdmin),
+        route(Method::POST, "/v1/tenants/{tenant}/plan", Some(json!({"plan": "pro"})), TenantAdmin),
+        route(Method::DELETE, "/v1/tenants/{tenant}", None, TenantAdmin),
+        route(Method::GET, "/v1/api-keys", None, KeyAdmin),
+        route(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "viewer"})), KeyAdmin),
+        route(Method::DELETE, "/v1/api-keys/{key}", None, KeyAdmin),
+        route(Method::GET, "/v1/events", None, RecordsRead),
+        route(Method::GET, "/v1/audit", None, RecordsRead),
+        route(Method::GET, "/v1/audit/verify", None, RecordsRead),
+        route(Method::GET, "/v1/audit/export", None, RecordsRead),
+        route(Method::POST, "/v1/audit/exports", Some(json!({})), AuditExport),
+        route(Method::GET, "/v1/subscriptions", None, SubscriptionRead),
+        route(Method::POST, "/v1/subscriptions", Some(subscription_body()), SubscriptionWrite),
+        route(Method::GET, "/v1/subscriptions/{sub}", None, SubscriptionRead),
+        route(Method::PATCH, "/v1/subscriptions/{sub}", Some(json!({"name": "renamed"})), SubscriptionWrite),
+        route(Method::DELETE, "/v1/subscriptions/{sub}", None, SubscriptionWrite),
+        route(Method::POST, "/v1/subscriptions/{sub}/rotate-secret", None, SubscriptionWrite),
+        route(Method::GET, "/v1/subscriptions/{sub}/deliveries", None, SubscriptionRead),
+        route(Method::POST, "/v1/subscriptions/{sub}/deliveries/{delivery}/retry", None, SubscriptionWrite),
+        route(
+            Method::POST,
+            "/v1/subscriptions/{sub}/replay",
+            Some(json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})),
+            SubscriptionWrite,
+        ),
+    ]
+}
+
+fn subscription_body() -> Value {
+    json!({"name": "s", "pattern": {"source": ["nobody"]}, "target": {"type": "webhook", "url": "http://127.0.0.1:9/x"}})
+}
+
+/// Every (method, path) of the OpenAPI document, with `{...}` parameters normalized.
+fn documented_routes() -> BTreeSet<(String, String)> {
+    let doc: Value = serde_json::from_str(&tenancy_http::openapi_json()).unwrap();
+    let mut out = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            out.insert((method.to_uppercase(), normalize(path)));
+        }
+    }
+    out
+}
+
+fn normalize(path: &str) -> String {
+    path.split('/').map(|seg| if seg.starts_with('{') { "{}" } else { seg }).collect::<Vec<_>>().join("/")
+}
+
+#[test]
+fn table_covers_every_documented_route() {
+    let covered: BTreeSet<(String, String)> =
+        table().iter().map(|r| (r.method.to_string(), normalize(r.path))).collect();
+    assert_eq!(covered, documented_routes(), "the authorization table and the route table differ");
+}
+
+both_backends!(every_role_on_every_route);
+
+async fn every_role_on_every_route(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.put_plan("basic", "pool").await;
+    s.put_plan("pro", "pool").await;
+    let mut tokens = Vec::new();
+    for who in [Who::Admin, Who::Operator, Who::Viewer, Who::Service, Who::TenantOwn, Who::TenantOther] {
+        let own = format!("own-{}", format!("{who:?}").to_lowercase());
+        s.create_tenant(&own, "basic").await;
+        s.wait_status(&own, "active").await;
+        let token = match who {
+            Who::Admin => support::ADMIN.to_owned(),
+            Who::Operator => s.key("operator", None).await,
+            Who::Viewer => s.key("viewer", None).await,
+            Who::Service => s.key("service", None).await,
+            // Both tenant keys belong to the tenant named after them: "own" acts on
+            // its own tenant, "other" acts on a tenant that is not its own.
+            Who::TenantOwn | Who::TenantOther => s.key("tenant", Some(&own)).await,
+        };
+        tokens.push((who, own, token));
+    }
+    s.create_tenant("victim", "basic").await;
+    s.wait_status("victim", "active").await;
+
+    let mut failures = Vec::new();
+    for r in table() {
+        for (who, own, token) in &tokens {
+            let tenant = if *who == Who::TenantOther { "victim".to_owned() } else { own.clone() };
+            // Fresh resources, so an allowed call finds what it acts on.
+            let plan = format!("p-{}", uuid::Uuid::new_v4().simple());
+            s.put_plan(&plan, "pool").await;
+            let key_res = s.call(Method::POST, "/v1/api-keys", Some(json!({"name": "victim", "role": "viewer"}))).await;
+            let key = key_res.body["id"].as_str().unwrap().to_owned();
+            let sub_res = s.call(Method::POST, "/v1/subscriptions", Some(subscription_body())).await;
+            let sub = sub_res.body["id"].as_str().unwrap().to_owned();
+            let path = r
+                .path
+                .replace("{tenant}", &tenant)
+                .replace("{plan}", &plan)
+                .replace("{key}", &key)
+                .replace("{sub}", &sub)
+                .replace("{delivery}", "dlv_missing");
+            let res = s.call_with(Some(token), r.method.clone(), &path, r.body.clone(), &[]).await;
+            let want = expected(*who, r.class);
+            let ok = match want {
+                // A retry of a delivery that does not exist is let through to a 404.
+                Outcome::Allowed if path.contains("/dlv_missing/") => {
+                    res.status == StatusCode::NOT_FOUND
+                        && res.body["detail"].as_str().unwrap_or("").contains("delivery")
+                }
+                Outcome::Allowed => {
+                    !matches!(res.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+                }
+                Outcome::Forbidden => res.status == StatusCode::FORBIDDEN,
+                Outcome::Hidden => res.status == StatusCode::NOT_FOUND,
+            };
+            if !ok {
+                failures
+                    .push(format!("{who:?} {} {path}: expected {want:?}, got {} {}", r.method, res.status, res.body));
+            }
+            // A tenant key's listing holds its own tenant and nothing else.
+            if r.class == Class::TenantList && matches!(who, Who::TenantOwn | Who::TenantOther) {
+                let ids: Vec<&str> =
+                    res.body["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+                if ids != [own.as_str()] {
+                    failures.push(format!("{who:?} listed {ids:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "authorization mismatches:\n{}", failures.join("\n"));
+    s.stop().await;
+}

@@ -1,0 +1,188 @@
+//! Test support: real servers on port 0 with fresh databases, and an HTTP client.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenancy::serve::{start, RunningServer, ServeOptions};
+
+pub const ADMIN: &str = "test-admin-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates a `sqlite` and a `postgres` test for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::support::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::support::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub url: String,
+    pub database_url: Option<String>,
+    http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+/// A response: status, headers and JSON body (`Null` when empty).
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Res {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+pub async fn database_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(tenancy_store::sql::testing::fresh_postgres_url().await),
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let url = database_url(backend).await;
+        TestServer::start_with(url).await
+    }
+
+    pub async fn start_with(database_url: Option<String>) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = ServeOptions::for_tests(dir.path().to_owned(), database_url.clone(), ADMIN);
+        let server = start(opts).await.expect("server starts");
+        TestServer { url: server.url(), server: Some(server), database_url, http: reqwest::Client::new(), dir }
+    }
+
+    pub async fn call_with(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Res {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body read");
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Res { status, headers, body }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Res {
+        self.call_with(Some(ADMIN), method, path, body, &[]).await
+    }
+
+    pub async fn get(&self, path: &str) -> Res {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Sends raw bytes with a content type (for malformed-input tests).
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: &'static str) -> Res {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.json().await.unwrap_or(Value::Null);
+        Res { status, headers, body }
+    }
+
+    pub async fn put_plan(&self, id: &str, isolation: &str) {
+        let res = self
+            .call(
+                Method::PUT,
+                &format!("/v1/plans/{id}"),
+                Some(json!({"name": id, "isolation": isolation, "features": ["sso"], "quotas": {"seats": 5}})),
+            )
+            .await;
+        assert!(res.status.is_success(), "put plan: {} {}", res.status, res.body);
+    }
+
+    pub async fn create_tenant(&self, id: &str, plan: &str) -> Res {
+        let res = self.call(Method::POST, "/v1/tenants", Some(json!({"id": id, "name": id, "plan": plan}))).await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "create tenant: {}", res.body);
+        res
+    }
+
+    /// Polls a tenant until it reaches `status`, failing after 10 s.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let res = self.get(&format!("/v1/tenants/{id}")).await;
+            if res.body["status"] == status {
+                return res.body;
+            }
+            assert!(Instant::now() < deadline, "tenant {id} never became {status}: {}", res.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Detail types of the archived events of a tenant, oldest first.
+    pub async fn event_types(&self, tenant: &str) -> Vec<String> {
+        let res = self.get(&format!("/v1/events?tenant_id={tenant}&limit=1000")).await;
+        res.body["items"].as_array().unwrap().iter().map(|e| e["detail-type"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Number of audit records (all of them).
+    pub async fn audit_count(&self) -> usize {
+        self.get("/v1/audit?limit=1000").await.body["items"].as_array().unwrap().len()
+    }
+
+    /// Creates an API key and returns its plaintext.
+    pub async fn key(&self, role: &str, tenant: Option<&str>) -> String {
+        let mut body = json!({"name": format!("{role} key"), "role": role});
+        if let Some(t) = tenant {
+            body["tenant_id"] = json!(t);
+        }
+        let res = self.call(Method::POST, "/v1/api-keys", Some(body)).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+        res.body["key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The write path: every change and its effects, in one transaction, with group commit
+//! on SQLite.
+//!
+//! SQLite takes one writer at a time, and a transaction there costs a handful of round
+//! trips to sqlx's worker thread whatever it writes. So on SQLite the writes of
+//! concurrent callers are queued to one writer task that commits them in batches: each
+//! write runs inside its own SAVEPOINT (a failing write leaves no trace and does not
+//! disturb the others), the effects of all successful writes are inserted with
+//! multi-row statements, and one COMMIT makes the whole batch durable. A caller's
+//! result is released only after that commit. On PostgreSQL, which has no single-writer
+//! constraint, every write is its own transaction (a batch of one).
+
+use std::any::Any as StdAny;
+
+use futures_core::future::BoxFuture;
+use sqlx::{AnyConnection, AnyPool, Connection};
+use tenancy_domain::{Error, Result};
+use tokio::sync::{mpsc, oneshot};
+
+use super::db_err;
+use super::effects::{apply_effects_batch, complete_job};
+use crate::store::Effects;
+
+type BoxAny = Box<dyn StdAny + Send>;
+type WriteFn = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<BoxAny>> + Send>;
+
+pub(super) struct Pending {
+    f: WriteFn,
+    fx: Effects,
+    /// Whether a failure of `f` may leave writes to undo (see [`Writer::write_atomic`]).
+    savepoint: bool,
+    done: oneshot::Sender<Result<BoxAny>>,
+}
+
+/// Most writes committed by one transaction.
+const MAX_BATCH: usize = 256;
+
+#[derive(Clone)]
+pub(super) enum Writer {
+    /// One transaction per write (PostgreSQL).
+    Direct(AnyPool),
+    /// Writes queued to a group-committing writer task (SQLite).
+    Batched(mpsc::UnboundedSender<Pending>),
+}
+
+impl Writer {
+    pub(super) fn direct(pool: AnyPool) -> Self {
+        Writer::Direct(pool)
+    }
+
+    pub(super) fn batched(pool: AnyPool) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&pool, batch).await;
+            }
+        });
+        Writer::Batched(tx)
+    }
+
+    /// Runs `f` and then writes `fx`, committing both or neither. `f` sees the
+    /// transaction's connection; when it fails, whatever it wrote is rolled back.
+    pub(super) async fn write<T, F>(&self, fx: &Effects, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(fx, f, true).await
+    }
+
+    /// [`Writer::write`] for an `f` that writes at most once, in its last statement, so
+    /// that its failure leaves nothing to undo: it skips the savepoint (two round trips)
+    /// unless `fx` completes a job, whose deletion precedes `f`.
+    pub(super) async fn write_atomic<T, F>(&self, fx: &Effects, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(fx, f, fx.complete_job.is_some()).await
+    }
+
+    async fn submit<T, F>(&self, fx: &Effects, f: F, savepoint: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let f: WriteFn = Box::new(move |c| Box::pin(async move { f(c).await.map(|v| Box::new(v) as BoxAny) }));
+        let (done, result) = oneshot::channel();
+        let pending = Pending { f, fx: fx.clone(), savepoint, done };
+        match self {
+            Writer::Direct(pool) => run_batch(pool, vec![pending]).await,
+            Writer::Batched(queue) => {
+                queue.send(pending).map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?
+            }
+        }
+        let value = result.await.map_err(|_| Error::Unavailable("the store's writer has stopped".into()))??;
+        Ok(*value.downcast::<T>().expect("a write returns the type it was given"))
+    }
+}
+
+async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
+    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(db_err)
+}
+
+async fn run_batch(pool: &AnyPool, batch: Vec<Pending>) {
+    let fail_all = |batch: Vec<oneshot::Sender<Result<BoxAny>>>, e: Error| {
+        for done in batch {
+            let _ = done.send(Err(e.clone()));
+        }
+    };
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
+    };
+    let mut tx = match conn.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
+    };
+    let single = batch.len() == 1;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut effects = Vec::with_capacity(batch.len());
+    for p in batch {
+        // A batch of one needs no savepoint: its failure rolls the transaction back.
+        let savepoint = p.savepoint && !single;
+        if savepoint {
+            if let Err(e) = exec(&mut tx, "SAVEPOINT w").await {
+                outcomes.push((p.done, Err(e)));
+                continue;
+            }
+        }
+        let result = async {
+            if let Some(job) = &p.fx.complete_job {
+                complete_job(&mut tx, job).await?;
+            }
+            (p.f)(&mut tx).await
+        }
+        .await;
+        let result = match result {
+            Ok(v) if !savepoint => Ok(v),
+            Ok(v) => exec(&mut tx, "RELEASE w").await.map(|_| v),
+            Err(e) if !savepoint => Err(e),
+            Err(e) => match exec(&mut tx, "ROLLBACK TO w").await.and(exec(&mut tx, "RELEASE w").await) {
+                Ok(()) => Err(e),
+                Err(rollback) => Err(Error::internal(format!("failed to roll back a write ({e}): {rollback}"))),
+            },
+        };
+        if result.is_ok() {
+            effects.push(p.fx);
+        }
+        outcomes.push((p.done, result));
+    }
+    let committed = if effects.is_empty() {
+        tx.rollback().await.map_err(db_err)
+    } else {
+        match apply_effects_batch(&mut tx, &effects).await {
+            Ok(()) => tx.commit().await.map_err(db_err),
+            Err(e) => Err(e),
+        }
+    };
+    match committed {
+        Ok(()) => {
+            for (done, r) in outcomes {
+                let _ = done.send(r);
+            }
+        }
+        Err(e) => fail_all(outcomes.into_iter().map(|(d, _)| d).collect(), e),
+    }
+}
