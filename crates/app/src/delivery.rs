@@ -113,7 +113,8 @@ impl Dispatcher {
 pub struct DeliveryOptions {
     /// Names this worker in leases; unique per process.
     pub owner: String,
-    /// How long a claimed delivery stays leased (longer than queueing plus a timeout).
+    /// How long a claimed delivery stays leased: longer than the worst wait in this
+    /// worker (`QUEUE_DEPTH` deliveries ahead, each up to the longest timeout, 60 s).
     pub lease: Duration,
     pub poll_interval: Duration,
     /// Deliveries claimed at once.
@@ -128,7 +129,7 @@ impl DeliveryOptions {
     pub fn new(owner: impl Into<String>) -> Self {
         DeliveryOptions {
             owner: owner.into(),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             batch: 500,
             max_in_flight: 2048,
@@ -148,6 +149,9 @@ struct Endpoint {
 }
 
 const ENDPOINT_TTL: Duration = Duration::from_secs(2);
+/// A worker holds at most this many times a subscription's `max_concurrency`
+/// deliveries of it (in flight plus queued).
+const QUEUE_DEPTH: usize = 4;
 
 struct Shared {
     store: Arc<dyn Store>,
@@ -169,6 +173,7 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
         .user_agent(concat!("tenancy-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client builds")
@@ -223,6 +228,8 @@ impl DeliveryWorker {
                 }
                 continue;
             }
+            let mut release = Vec::new();
+            let mut room_of: HashMap<String, usize> = HashMap::new();
             for c in claimed {
                 let endpoint = match s.endpoint(&c.subscription_id).await {
                     Ok(e) => e,
@@ -233,6 +240,17 @@ impl DeliveryWorker {
                         continue;
                     }
                 };
+                // Hold no more of one subscription than its queue depth: the rest goes
+                // back at once, for this or another worker to take when there is room.
+                let room = room_of.entry(c.subscription_id.clone()).or_insert_with(|| {
+                    let held = s.held.lock().expect("held").get(&c.subscription_id).copied().unwrap_or(0);
+                    (endpoint.settings.max_concurrency as usize * QUEUE_DEPTH).saturating_sub(held)
+                });
+                if *room == 0 {
+                    release.push(c.id);
+                    continue;
+                }
+                *room -= 1;
                 *s.held.lock().expect("held").entry(c.subscription_id.clone()).or_default() += 1;
                 s.in_flight.fetch_add(1, Ordering::AcqRel);
                 let s2 = s.clone();
@@ -250,6 +268,11 @@ impl DeliveryWorker {
                     s2.done.notify_one();
                 });
             }
+            if !release.is_empty() {
+                if let Err(e) = s.store.delivery_release(&s.opts.owner, &release).await {
+                    tracing::warn!(error = %e, "failed to release deliveries; their leases will expire");
+                }
+            }
         }
         while s.in_flight.load(Ordering::Acquire) > 0 {
             s.done.notified().await;
@@ -261,15 +284,15 @@ impl DeliveryWorker {
 }
 
 impl Shared {
-    /// Subscriptions with twice their concurrency already held: not claimed for now,
-    /// so a slow endpoint's backlog never fills the worker.
+    /// Subscriptions with their queue depth already held: not claimed for now, so a
+    /// slow endpoint's backlog never fills the worker.
     fn full_endpoints(&self) -> Vec<String> {
         let endpoints = self.endpoints.lock().expect("endpoints");
         let held = self.held.lock().expect("held");
         held.iter()
             .filter(|(id, n)| {
                 let limit = endpoints.get(*id).map_or(1, |e| e.settings.max_concurrency as usize);
-                **n >= limit * 2
+                **n >= limit * QUEUE_DEPTH
             })
             .map(|(id, _)| id.clone())
             .collect()

@@ -322,3 +322,27 @@ async fn events_subscriptions_validate_and_authorize() {
     }
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn events_a_slow_endpoint_does_not_hold_up_others() {
+    let s = server(Db::Sqlite, |_| {}).await;
+    let r = Receiver::start().await;
+    setup_plans(&s).await;
+    let created = json!({"detail-type": ["TenantCreated"]});
+    let slow_target = json!({"type": "webhook", "url": r.url("slow"), "max_concurrency": 1, "timeout_ms": 200});
+    let (slow, _) = subscribe(&s, "slow", created.clone(), slow_target).await;
+    let (fast, _) = subscribe(&s, "fast", created, json!({"type": "webhook", "url": r.url("fast")})).await;
+    for i in 0..30 {
+        s.post("/v1/tenants", json!({"id": format!("t{i}"), "name": "T", "plan": "basic"})).await;
+    }
+    // Every fast delivery arrives while the slow endpoint has worked through at most a
+    // few of its own (one at a time, each timing out after 200 ms).
+    settled(&s, &fast, 30, "delivered").await;
+    let slow_done = deliveries(&s, &slow).await.iter().filter(|d| d["attempts"].as_i64() > Some(0)).count();
+    assert!(slow_done < 30, "the slow subscription finished first ({slow_done})");
+    let d = deliveries(&s, &slow).await;
+    let failed = d.iter().find(|d| d["attempts"].as_i64() > Some(0)).expect("an attempt on the slow endpoint");
+    assert_eq!(failed["attempt_log"][0]["status_code"], Value::Null);
+    assert!(failed["last_error"].as_str().unwrap().contains("timed out"), "{failed}");
+    s.server.stop().await;
+}

@@ -450,6 +450,12 @@ pub async fn deliveries_are_leased_and_recorded(store: Arc<dyn Store>) {
     assert_eq!(claimed.len(), 1, "sub_b is skipped");
     assert_eq!((claimed[0].subscription_id.as_str(), &claimed[0].event, claimed[0].attempts), ("sub_a", &e, 0));
     assert!(store.delivery_claim("w2", 1_000, 10, Timestamp(2_500), &skip).await.unwrap().is_empty(), "leased");
+    // A release by another owner changes nothing; by the owner, frees the delivery.
+    store.delivery_release("w2", std::slice::from_ref(&claimed[0].id)).await.unwrap();
+    assert!(store.delivery_claim("w2", 1_000, 10, Timestamp(2_500), &skip).await.unwrap().is_empty());
+    store.delivery_release("w1", std::slice::from_ref(&claimed[0].id)).await.unwrap();
+    let claimed = store.delivery_claim("w1", 1_000, 10, Timestamp(2_000), &skip).await.unwrap();
+    assert_eq!(claimed.len(), 1);
     let retry = AttemptResult {
         delivery_id: claimed[0].id.clone(),
         attempt: 1,

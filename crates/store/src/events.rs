@@ -131,6 +131,8 @@ pub trait EventStore: Send + Sync {
         now: Timestamp,
         skip: &[String],
     ) -> Result<Vec<ClaimedDelivery>>;
+    /// Gives up leases without an attempt (the worker claimed more than it will hold).
+    async fn delivery_release(&self, owner: &str, ids: &[String]) -> Result<()>;
     /// Records attempts and moves their deliveries on; a delivery whose lease `owner`
     /// lost is left alone (its attempt is still recorded).
     async fn delivery_record(&self, owner: &str, results: &[AttemptResult]) -> Result<()>;

@@ -112,7 +112,8 @@ impl Received {
 }
 
 /// A webhook receiver: `/{name}` answers 200, unless `fail_next(name, n)` asked it to
-/// answer 500 to the next `n` requests (`usize::MAX`: until told otherwise).
+/// answer 500 to the next `n` requests (`usize::MAX`: until told otherwise). Names
+/// starting with `slow` take 5 seconds to answer.
 #[derive(Clone, Default)]
 pub struct Receiver {
     inner: Arc<Mutex<ReceiverState>>,
@@ -131,6 +132,9 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> StatusCode {
+    if name.starts_with("slow") {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
     let mut s = r.inner.lock().unwrap();
     s.received.push(Received { path: name.clone(), headers, body: body.to_vec() });
     match s.failures.get_mut(&name) {

@@ -417,6 +417,22 @@ impl EventStore for SqlStore {
         Ok(out)
     }
 
+    async fn delivery_release(&self, owner: &str, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE lease_owner = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(owner);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&self.write_pool).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
     async fn delivery_record(&self, owner: &str, results: &[AttemptResult]) -> Result<()> {
         if results.is_empty() {
             return Ok(());
