@@ -123,6 +123,8 @@ pub struct DeliveryOptions {
     pub max_in_flight: usize,
     /// Retries of a delivery are spread over at most this window (24 hours).
     pub retry_window: Duration,
+    /// Opens the stored signing secrets; `None` when they are stored in plaintext.
+    pub secrets: Option<Arc<crate::secretbox::SecretBox>>,
 }
 
 impl DeliveryOptions {
@@ -134,6 +136,7 @@ impl DeliveryOptions {
             batch: 500,
             max_in_flight: 2048,
             retry_window: Schedule::DEFAULT_WINDOW,
+            secrets: None,
         }
     }
 }
@@ -311,12 +314,16 @@ impl Shared {
             .target
             .webhook()
             .ok_or_else(|| Error::internal(format!("subscription {id:?} has no webhook target")))?;
-        let secrets = sub
-            .active_secrets(Timestamp::now())
-            .into_iter()
-            .map(WebhookSecret::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::internal(format!("corrupt secret of subscription {id:?}: {e}")))?;
+        let mut secrets = Vec::new();
+        for stored in sub.active_secrets(Timestamp::now()) {
+            let plain = match &self.opts.secrets {
+                Some(b) => b.open(id, stored)?,
+                None => stored.to_owned(),
+            };
+            let secret = WebhookSecret::parse(&plain)
+                .map_err(|e| Error::internal(format!("corrupt secret of subscription {id:?}: {e}")))?;
+            secrets.push(secret);
+        }
         let permits = match &cached {
             Some(c) if c.version == sub.subscription.version => c.permits.clone(),
             _ => Arc::new(Semaphore::new(settings.max_concurrency as usize)),

@@ -12,6 +12,7 @@ mod context;
 pub mod delivery;
 pub mod lifecycle;
 mod ops;
+pub mod secretbox;
 pub mod subscriptions;
 pub mod worker;
 

@@ -28,6 +28,8 @@ pub struct App {
     work_ready: Arc<Notify>,
     /// Where audit exports go (see [`App::set_blob_store`]).
     pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
+    /// Encrypts stored secrets (see [`App::set_secret_box`]).
+    pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -59,6 +61,7 @@ impl App {
             store,
             work_ready: Arc::new(Notify::new()),
             blobs: std::sync::OnceLock::new(),
+            secrets: std::sync::OnceLock::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::json;
+use std::sync::Arc;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::subscription::{
     self, Delivery, DeliveryStatus, NewSubscription, Subscription, SubscriptionPatch, Target,
@@ -11,7 +12,10 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 use tenancy_events::webhook::WebhookSecret;
 use tenancy_events::Pattern;
+
 use tenancy_store::{Effects, NewDelivery, StoredSubscription};
+
+use crate::secretbox::SecretBox;
 
 use crate::context::Permission as P;
 use crate::{App, OpContext};
@@ -42,6 +46,15 @@ fn validate(name: &str, pattern: &serde_json::Value, target: &Target) -> Result<
 }
 
 impl App {
+    /// The master key's box that stored secrets are sealed with.
+    pub fn set_secret_box(&self, secrets: Arc<SecretBox>) {
+        let _ = self.secrets.set(secrets);
+    }
+
+    fn secret_box(&self) -> Result<&SecretBox> {
+        self.secrets.get().map(|b| &**b).ok_or_else(|| Error::Unavailable("no master key configured".into()))
+    }
+
     pub async fn subscription_create(&self, ctx: &OpContext, new: NewSubscription) -> Result<SubscriptionWithSecret> {
         ctx.authorize(P::SubscriptionWrite)?;
         validate(&new.name, &new.pattern, &new.target)?;
@@ -58,7 +71,7 @@ impl App {
         let secret = WebhookSecret::generate().expose();
         let stored = StoredSubscription {
             subscription: sub.clone(),
-            secret: Some(secret.clone()),
+            secret: Some(self.secret_box()?.seal(&sub.id, &secret)),
             previous_secret: None,
             previous_expires_at: None,
         };
@@ -137,7 +150,7 @@ impl App {
         let version = stored.subscription.version;
         let secret = WebhookSecret::generate().expose();
         let now = Timestamp::now();
-        stored.previous_secret = stored.secret.replace(secret.clone());
+        stored.previous_secret = stored.secret.replace(self.secret_box()?.seal(id, &secret));
         stored.previous_expires_at = stored.previous_secret.as_ref().map(|_| now.plus_millis(ROTATION_OVERLAP_MS));
         stored.subscription.updated_at = now;
         let audit = ctx.audit(

@@ -39,6 +39,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         event_retention_days: args.event_retention_days,
         blob_url: args.blob_url,
         delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
+        master_key: std::env::var("TENANCY_MASTER_KEY").ok().filter(|k| !k.is_empty()).map(SecretString::from),
     };
     let server = start(opts).await?;
     let token = server.shutdown_token();

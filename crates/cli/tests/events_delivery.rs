@@ -252,6 +252,17 @@ async fn events_rotation_signs_with_both_secrets() {
     settled(&s, &id, 1, "delivered").await;
     let x = &r.received("rot")[0];
     check_signature(&[&new, &old], x);
+    // Secrets rest encrypted under the master key.
+    let pool = s.raw_db().await;
+    let row: (String, String) = sqlx::query_as("SELECT secret, previous_secret FROM subscriptions WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    for stored in [&row.0, &row.1] {
+        assert!(stored.starts_with("v1:") && *stored != new && *stored != old, "{stored}");
+    }
+    assert!(s.dir.path().join("master.key").exists());
     // The secret is never shown again.
     let got = s.get(&format!("/v1/subscriptions/{id}")).await;
     assert!(got.get("secret").is_none(), "{got}");

@@ -14,9 +14,13 @@ use events_support::*;
 
 #[tokio::test]
 async fn events_two_replicas_deliver_every_event() {
-    let a = server(Db::Postgres, |_| {}).await;
+    // Replicas share the master key that seals the webhook secrets.
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let a = server(Db::Postgres, |o| o.master_key = Some(key.to_owned().into())).await;
     let dir = tempfile::tempdir().unwrap();
-    let b = start(ServeOptions::for_tests(dir.path().to_path_buf(), Some(a.db_url.clone()), ADMIN)).await.unwrap();
+    let mut opts = ServeOptions::for_tests(dir.path().to_path_buf(), Some(a.db_url.clone()), ADMIN);
+    opts.master_key = Some(key.to_owned().into());
+    let b = start(opts).await.unwrap();
     let r = Receiver::start().await;
     let (status, _) = a
         .call(
