@@ -83,22 +83,38 @@ fn attempt(row: &AnyRow) -> Result<(String, DeliveryAttempt)> {
     ))
 }
 
-/// `$from, $from+1, ...` for `n` values.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+/// Placeholder `i`: `$i`, or `?` when `anon` (SQLite resolves `$N` names with a
+/// linear search per parameter, quadratic in a statement of thousands of them; a
+/// statement with `?` must bind its values in order and use each once).
+fn ph(anon: bool, i: usize) -> String {
+    if anon {
+        "?".to_owned()
+    } else {
+        format!("${i}")
+    }
+}
+
+/// Placeholders `from..from + n`, comma separated.
+fn placeholders(anon: bool, from: usize, n: usize) -> String {
+    (from..from + n).map(|i| ph(anon, i)).collect::<Vec<_>>().join(", ")
+}
+
+fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
 async fn insert_deliveries(tx: &mut Transaction<'static, Any>, new: &[NewDelivery], now: Timestamp) -> Result<()> {
+    let anon = is_sqlite(tx);
     for chunk in new.chunks(CHUNK) {
         let values = (0..chunk.len())
             .map(|i| {
                 let b = i * 4;
                 format!(
-                    "(${}, ${}, ${}, 'pending', 0, 0, ${}, {now}, {now})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
+                    "({}, {}, {}, 'pending', 0, 0, {}, {now}, {now})",
+                    ph(anon, b + 1),
+                    ph(anon, b + 2),
+                    ph(anon, b + 3),
+                    ph(anon, b + 4),
                     now = now.millis()
                 )
             })
@@ -122,10 +138,16 @@ async fn apply_fx(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Result<()
     if let Some(done) = &fx.complete_job {
         complete_job(tx, done).await?;
     }
-    apply_effects_batch(tx, std::slice::from_ref(fx)).await
+    let anon = is_sqlite(tx);
+    apply_effects_batch(tx, std::slice::from_ref(fx), anon).await
 }
 
 impl SqlStore {
+    /// Whether multi-value statements use anonymous `?` placeholders (SQLite).
+    fn anon(&self) -> bool {
+        self.dialect.backend == Backend::Sqlite
+    }
+
     /// A transaction on the write connection, outside the group-committing writer:
     /// dispatch, claims and results are batches of their own.
     pub(super) async fn begin_direct(&self) -> Result<Transaction<'static, Any>> {
@@ -145,7 +167,7 @@ impl SqlStore {
         }
         let sql = format!(
             "SELECT * FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
-            placeholders(1, deliveries.len())
+            placeholders(self.anon(), 1, deliveries.len())
         );
         let mut q = sqlx::query(&sql);
         for d in deliveries.iter() {
@@ -353,7 +375,7 @@ impl EventStore for SqlStore {
         let skip_clause = if skip.is_empty() {
             String::new()
         } else {
-            format!(" AND subscription_id NOT IN ({})", placeholders(4, skip.len()))
+            format!(" AND subscription_id NOT IN ({})", placeholders(false, 4, skip.len()))
         };
         let sql = format!(
             "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE id IN (SELECT id FROM deliveries \
@@ -387,7 +409,7 @@ impl EventStore for SqlStore {
         event_ids.dedup();
         let mut events = std::collections::HashMap::new();
         for chunk in event_ids.chunks(500) {
-            let sql = format!("SELECT * FROM events WHERE id IN ({})", placeholders(1, chunk.len()));
+            let sql = format!("SELECT * FROM events WHERE id IN ({})", placeholders(self.anon(), 1, chunk.len()));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
@@ -421,8 +443,9 @@ impl EventStore for SqlStore {
         for chunk in ids.chunks(500) {
             let sql = format!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE lease_owner = $1 AND id IN ({})",
-                placeholders(2, chunk.len())
+                 WHERE lease_owner = {} AND id IN ({})",
+                ph(self.anon(), 1),
+                placeholders(self.anon(), 2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(owner);
             for id in chunk {
@@ -440,8 +463,10 @@ impl EventStore for SqlStore {
         let now = Timestamp::now().millis();
         let mut tx = self.begin_direct().await?;
         for chunk in results.chunks(CHUNK) {
-            let values =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect::<Vec<_>>().join(", ");
+            let values = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(self.anon(), i * 6 + 1, 6)))
+                .collect::<Vec<_>>()
+                .join(", ");
             let sql = format!(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, time, status_code, latency_ms, error) \
                  VALUES {values} ON CONFLICT DO NOTHING"
@@ -463,8 +488,9 @@ impl EventStore for SqlStore {
             let sql = format!(
                 "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, tries = tries + 1, \
                  lease_owner = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = {now} \
-                 WHERE lease_owner = $1 AND id IN ({})",
-                placeholders(2, chunk.len())
+                 WHERE lease_owner = {} AND id IN ({})",
+                ph(self.anon(), 1),
+                placeholders(self.anon(), 2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(owner);
             for r in chunk {
