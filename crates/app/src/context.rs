@@ -39,6 +39,12 @@ pub enum Permission {
     KeyAdmin,
     /// The event archive and the audit log.
     RecordsRead,
+    /// Subscriptions and their deliveries, never their secrets.
+    SubscriptionRead,
+    /// Create, change, delete subscriptions; rotate secrets; retry and replay.
+    SubscriptionWrite,
+    /// Write audit exports to the blob store.
+    AuditExport,
 }
 
 impl OpContext {
@@ -63,7 +69,7 @@ impl OpContext {
             (R::Admin, _) => true,
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
-            (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead) => true,
+            (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Service, P::PlanRead | P::TenantRead) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite) => true,
             _ => false,

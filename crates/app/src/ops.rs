@@ -26,6 +26,10 @@ pub struct App {
     pub auth: Authenticator,
     /// Wakes this process's workers when it enqueued work, so it starts at once.
     work_ready: Arc<Notify>,
+    /// Where audit exports go (see [`App::set_blob_store`]).
+    pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
+    /// Encrypts stored secrets (see [`App::set_secret_box`]).
+    pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -52,7 +56,13 @@ const OPTIMISTIC_RETRIES: usize = 5;
 
 impl App {
     pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>) -> Self {
-        App { auth: Authenticator::new(store.clone(), admin_token), store, work_ready: Arc::new(Notify::new()) }
+        App {
+            auth: Authenticator::new(store.clone(), admin_token),
+            store,
+            work_ready: Arc::new(Notify::new()),
+            blobs: std::sync::OnceLock::new(),
+            secrets: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -8,8 +8,12 @@
 //! Backends: [`sql::SqlStore`] on SQLite (the embedded default) and PostgreSQL. Both
 //! run the same conformance suite ([`conformance`]).
 
+mod audit;
 pub mod conformance;
+mod events;
 pub mod sql;
 mod store;
 
+pub use audit::*;
+pub use events::*;
 pub use store::*;

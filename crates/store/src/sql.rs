@@ -9,11 +9,14 @@
 //! writer pool (writes queue in-process instead of failing with `SQLITE_BUSY`) beside a
 //! reader pool that WAL mode lets run concurrently. On PostgreSQL both are one pool.
 
+mod audit;
 mod cache;
 mod effects;
+mod events;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wakeup;
 mod writer;
 
 use std::sync::Arc;
@@ -33,8 +36,14 @@ use crate::store::*;
 use cache::TenantCache;
 use writer::Writer;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
+];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
 /// several replicas start at once.
@@ -96,6 +105,8 @@ pub struct SqlStore {
     tenants: Option<Arc<TenantCache>>,
     /// SQLite only: the lock that makes this process the database's one user.
     _lock: Option<Arc<std::fs::File>>,
+    /// The PostgreSQL URL, for the wake-up listener's own connection.
+    pg_url: Option<String>,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
@@ -132,6 +143,7 @@ impl SqlStore {
                 reader: pool,
                 tenants: None,
                 _lock: None,
+                pg_url: Some(opts.url.clone()),
             }
         } else if opts.url.starts_with("sqlite:") {
             let lock = lock_sqlite(&opts.url)?;
@@ -157,6 +169,7 @@ impl SqlStore {
                 reader,
                 tenants: Some(Arc::new(TenantCache::default())),
                 _lock: Some(Arc::new(lock)),
+                pg_url: None,
             }
         } else {
             return Err(Error::invalid(format!(

@@ -106,6 +106,18 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
         }
         q.execute(&mut *conn).await.map_err(db_err)?;
     }
+    if !events.is_empty() || !audit.is_empty() {
+        // Wake the dispatcher and the audit sealer: here, now (they queue behind this
+        // transaction for the writer), and on PostgreSQL every replica at commit.
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::wakeup::CHANNEL)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        super::wakeup::bump();
+    }
     let jobs: Vec<_> = batch.iter().flat_map(|fx| &fx.jobs).collect();
     let now = Timestamp::now().millis();
     for chunk in jobs.chunks(CHUNK) {
