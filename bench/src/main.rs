@@ -5,6 +5,7 @@
 //! `<scenario>: <figure> <unit>` followed by the baseline and the ratio, so figures are
 //! compared on the same machine at the same moment (the machines are shared and noisy).
 
+mod event_delivery;
 mod http_load;
 mod tenants;
 
@@ -27,6 +28,8 @@ enum Scenario {
     TenantList(tenants::ListArgs),
     /// GET /v1/tenants/{id} throughput against the hello-world handler.
     TenantGet(tenants::LoadArgs),
+    /// Events fanned out to webhook subscriptions on a local receiver.
+    EventDelivery(event_delivery::EventDeliveryArgs),
 }
 
 #[tokio::main]
@@ -36,5 +39,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TenantCreate(args) => tenants::tenant_create(args).await,
         Scenario::TenantList(args) => tenants::tenant_list(args).await,
         Scenario::TenantGet(args) => tenants::tenant_get(args).await,
+        Scenario::EventDelivery(args) => event_delivery::run(args).await,
     }
 }

@@ -39,6 +39,12 @@ pub enum Permission {
     KeyAdmin,
     /// The event archive and the audit log.
     RecordsRead,
+    /// Subscriptions and their deliveries, never their secrets.
+    SubscriptionRead,
+    /// Create, change, delete subscriptions; rotate secrets; retry and replay.
+    SubscriptionWrite,
+    /// Write audit exports to the blob store.
+    AuditExport,
     /// Read state machines (not for tenant keys).
     StateMachineRead,
     /// Read executions and their history (tenant keys: their tenant's only).
@@ -71,7 +77,7 @@ impl OpContext {
             (R::Admin, _) => true,
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
-            (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead) => true,
+            (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Viewer, P::StateMachineRead | P::ExecutionRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,

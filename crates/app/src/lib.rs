@@ -6,11 +6,15 @@
 //! store with the change, so they commit in one transaction. Background work (the
 //! tenant lifecycle until the workflow engine takes it over) runs in [`worker`].
 
+pub mod audit;
 pub mod auth;
 mod context;
+pub mod delivery;
 pub mod engine;
 pub mod lifecycle;
 mod ops;
+pub mod secretbox;
+pub mod subscriptions;
 pub mod worker;
 mod workflows;
 

@@ -27,6 +27,10 @@ pub struct App {
     pub auth: Authenticator,
     /// Wakes this process's workers when it enqueued work, so it starts at once.
     work_ready: Arc<Notify>,
+    /// Where audit exports go (see [`App::set_blob_store`]).
+    pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
+    /// Encrypts stored secrets (see [`App::set_secret_box`]).
+    pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
     /// The workflow engine (its worker runs from `serve`).
     pub(crate) engine: Arc<Engine>,
     /// Stored versions of the built-in state machines, once registered.
@@ -66,6 +70,8 @@ impl App {
             engine: Engine::new(store.clone()),
             store,
             work_ready: Arc::new(Notify::new()),
+            blobs: std::sync::OnceLock::new(),
+            secrets: std::sync::OnceLock::new(),
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
         }

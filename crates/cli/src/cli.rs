@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Roles to run, comma separated: api, worker [default: all].
     #[arg(long, env = "TENANCY_ROLES", value_delimiter = ',')]
     pub roles: Option<Vec<String>>,
+    /// Days archived events and finished deliveries are kept.
+    #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS", default_value_t = crate::serve::DEFAULT_EVENT_RETENTION_DAYS)]
+    pub event_retention_days: u32,
+    /// Blob store for audit exports: file:///path [default: <data dir>/blobs].
+    #[arg(long, env = "TENANCY_BLOB_URL")]
+    pub blob_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +217,15 @@ pub enum AuditCmd {
     },
     /// Verify an NDJSON audit export offline: rejects changed, dropped or reordered records.
     Verify { file: PathBuf },
+    /// Write sealed audit records as NDJSON to stdout (`> file`, then `audit verify file`).
+    Export {
+        /// RFC 3339: from the first record at or after this time.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339: to the last record before this time.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// Why a command failed, with the exit code it maps to.
@@ -294,7 +309,11 @@ pub fn resolve_token(token: Option<String>) -> Option<String> {
 /// Runs an operator command (anything but `serve`), printing to stdout.
 pub async fn run_client(cli: Cli) -> Result<(), CliError> {
     let output = cli.output;
-    let client = Client::new(&cli.server, resolve_token(cli.token));
+    let token = resolve_token(cli.token);
+    if let Command::Audit(AuditCmd::Export { from, to }) = &cli.command {
+        return export_audit(&cli.server, token.as_deref(), from.clone(), to.clone()).await;
+    }
+    let client = Client::new(&cli.server, token);
     let (value, columns): (Value, &[&str]) = match cli.command {
         Command::Serve(_) => unreachable!("serve is not a client command"),
         Command::Openapi => {
@@ -302,6 +321,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             return Ok(());
         }
         Command::Audit(AuditCmd::Verify { file }) => return verify_audit(&file, output),
+        Command::Audit(AuditCmd::Export { .. }) => unreachable!("handled above"),
         Command::Tenants(cmd) => (tenants(&client, cmd).await?, TENANT_COLUMNS),
         Command::StateMachines(cmd) => {
             (crate::workflows_cli::state_machines(&client, cmd).await?, crate::workflows_cli::STATE_MACHINE_COLUMNS)
@@ -414,6 +434,39 @@ async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
             json!({"id": id, "deleted": true})
         }
     })
+}
+
+/// Streams `GET /v1/audit/export` to stdout as it arrives.
+async fn export_audit(
+    server: &str,
+    token: Option<&str>,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let url = format!("{}/v1/audit/export", server.trim_end_matches('/'));
+    let mut req = reqwest::Client::new().get(url).query(&opt_query(&[("from", from), ("to", to)]));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let mut res = req.send().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        return Err(ClientError::Api {
+            status,
+            code: field("code").unwrap_or_else(|| "http-error".into()),
+            detail: field("detail").unwrap_or_else(|| status.to_string()),
+        }
+        .into());
+    }
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = res.chunk().await.map_err(|e| ClientError::Unreachable(e.to_string()))? {
+        out.write_all(&chunk).map_err(|e| CliError::Other(anyhow::anyhow!("failed to write the export: {e}")))?;
+    }
+    out.flush().map_err(|e| CliError::Other(anyhow::anyhow!("failed to write the export: {e}")))?;
+    Ok(())
 }
 
 fn verify_audit(file: &std::path::Path, output: Output) -> Result<(), CliError> {

@@ -36,6 +36,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api: roles.iter().any(|r| r == "api"),
         worker: roles.iter().any(|r| r == "worker"),
         node_id: std::env::var("TENANCY_NODE_ID").ok(),
+        event_retention_days: args.event_retention_days,
+        blob_url: args.blob_url,
+        delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
+        master_key: std::env::var("TENANCY_MASTER_KEY").ok().filter(|k| !k.is_empty()).map(SecretString::from),
     };
     let server = start(opts).await?;
     let token = server.shutdown_token();

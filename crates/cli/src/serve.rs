@@ -28,6 +28,15 @@ pub struct ServeOptions {
     pub worker: bool,
     /// Names this process in leases; a random id by default.
     pub node_id: Option<String>,
+    /// Events and finished deliveries older than this many days are deleted.
+    pub event_retention_days: u32,
+    /// Where audit exports go: `None` for `<data dir>/blobs`, or `file:///path`.
+    pub blob_url: Option<String>,
+    /// Retries of a failed delivery are spread over at most this window (24 hours).
+    pub delivery_retry_window: std::time::Duration,
+    /// The master key (base64 of 32 bytes) sealing stored secrets; `None`:
+    /// `<data dir>/master.key`, generated on first start. Replicas must share it.
+    pub master_key: Option<SecretString>,
 }
 
 impl ServeOptions {
@@ -41,8 +50,63 @@ impl ServeOptions {
             api: true,
             worker: true,
             node_id: None,
+            event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
+            blob_url: None,
+            delivery_retry_window: tenancy_events_window(),
+            master_key: None,
         }
     }
+}
+
+pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 30;
+
+fn tenancy_events_window() -> std::time::Duration {
+    tenancy_app::delivery::DeliveryOptions::new("").retry_window
+}
+
+/// The blob store of `--blob-url`: a local directory (default `<data dir>/blobs`).
+/// S3 is not built in yet (see docs/audit.md).
+pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit::BlobStore> {
+    let dir = match opts.blob_url.as_deref() {
+        None => opts.data_dir.join("blobs"),
+        Some(url) if url.starts_with("file://") => PathBuf::from(&url["file://".len()..]),
+        Some(url) => anyhow::bail!("unsupported blob URL {url:?}: use file:///path (S3 is not built in yet)"),
+    };
+    Ok(tenancy_app::audit::BlobStore::local(&dir)?)
+}
+
+/// The master key of `--master-key`/`TENANCY_MASTER_KEY`, else `<data dir>/master.key`.
+pub fn open_secret_box(opts: &ServeOptions) -> anyhow::Result<Arc<tenancy_app::secretbox::SecretBox>> {
+    use secrecy::ExposeSecret;
+    let b = match &opts.master_key {
+        Some(key) => tenancy_app::secretbox::SecretBox::from_base64(key.expose_secret())?,
+        None => tenancy_app::secretbox::SecretBox::load_or_create(&opts.data_dir.join("master.key"))?,
+    };
+    Ok(Arc::new(b))
+}
+
+/// Starts event delivery (dispatcher, delivery worker, pruner) and the audit sealer.
+fn start_event_loops(
+    secrets: &Arc<tenancy_app::secretbox::SecretBox>,
+    store: &Arc<dyn Store>,
+    opts: &ServeOptions,
+    node_id: &str,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) {
+    use tenancy_app::audit::{Sealer, SealerOptions};
+    use tenancy_app::delivery::*;
+    let dispatcher = Dispatcher::new(store.clone(), DispatcherOptions::default());
+    tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    let mut delivery = DeliveryOptions::new(format!("{node_id}/delivery"));
+    delivery.retry_window = opts.delivery_retry_window;
+    delivery.secrets = Some(secrets.clone());
+    tasks.push(tokio::spawn(DeliveryWorker::new(store.clone(), delivery).run(shutdown.clone())));
+    let retention = std::time::Duration::from_secs(u64::from(opts.event_retention_days) * 86_400);
+    let pruner =
+        Pruner::new(store.clone(), PrunerOptions { retention, interval: std::time::Duration::from_secs(3600) });
+    tasks.push(tokio::spawn(pruner.run(shutdown.clone())));
+    tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
 }
 
 /// A started server.
@@ -97,6 +161,9 @@ pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let store = open_store(&opts).await?;
     let app = Arc::new(App::new(store.clone(), opts.admin_token.clone()));
+    app.set_blob_store(open_blob_store(&opts)?);
+    let secrets = open_secret_box(&opts)?;
+    app.set_secret_box(secrets.clone());
     if let Some(path) = tenancy_app::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
@@ -109,6 +176,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.worker {
         let worker = Worker::new(store.clone(), WorkerOptions::new(format!("{node_id}/worker")), app.work_ready());
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+        start_event_loops(&secrets, &store, &opts, &node_id, &shutdown, &mut tasks);
         let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
         // How long a crashed worker's executions stay leased (default 60 s).
         if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {

@@ -24,6 +24,9 @@ enum Class {
     TenantCreate,
     KeyAdmin,
     RecordsRead,
+    SubscriptionRead,
+    SubscriptionWrite,
+    AuditExport,
     StateMachineRead,
     WorkflowWrite,
     ExecutionList,
@@ -57,7 +60,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Admin, _) => Allowed,
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
-        (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead) => Allowed,
+        (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead) => Allowed,
         (Who::Viewer, _) => Forbidden,
         (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
@@ -72,7 +75,7 @@ fn expected(who: Who, class: Class) -> Outcome {
 
 struct Route {
     method: Method,
-    /// `{tenant}`, `{plan}`, `{key}`, `{execution}` (of `{tenant}`, waiting for a
+    /// `{tenant}`, `{plan}`, `{key}`, `{sub}`, `{execution}` (of `{tenant}`, waiting for a
     /// callback) and `{token}` (its task token) are filled in per call.
     path: &'static str,
     body: Option<Value>,
@@ -103,6 +106,23 @@ fn table() -> Vec<Route> {
         route(Method::DELETE, "/v1/api-keys/{key}", None, KeyAdmin),
         route(Method::GET, "/v1/events", None, RecordsRead),
         route(Method::GET, "/v1/audit", None, RecordsRead),
+        route(Method::GET, "/v1/audit/verify", None, RecordsRead),
+        route(Method::GET, "/v1/audit/export", None, RecordsRead),
+        route(Method::POST, "/v1/audit/exports", Some(json!({})), AuditExport),
+        route(Method::GET, "/v1/subscriptions", None, SubscriptionRead),
+        route(Method::POST, "/v1/subscriptions", Some(subscription_body()), SubscriptionWrite),
+        route(Method::GET, "/v1/subscriptions/{sub}", None, SubscriptionRead),
+        route(Method::PATCH, "/v1/subscriptions/{sub}", Some(json!({"name": "renamed"})), SubscriptionWrite),
+        route(Method::DELETE, "/v1/subscriptions/{sub}", None, SubscriptionWrite),
+        route(Method::POST, "/v1/subscriptions/{sub}/rotate-secret", None, SubscriptionWrite),
+        route(Method::GET, "/v1/subscriptions/{sub}/deliveries", None, SubscriptionRead),
+        route(Method::POST, "/v1/subscriptions/{sub}/deliveries/{delivery}/retry", None, SubscriptionWrite),
+        route(
+            Method::POST,
+            "/v1/subscriptions/{sub}/replay",
+            Some(json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})),
+            SubscriptionWrite,
+        ),
         route(Method::GET, "/v1/state-machines", None, StateMachineRead),
         route(Method::GET, "/v1/state-machines/{sm}", None, StateMachineRead),
         route(Method::PUT, "/v1/state-machines/{sm}", Some(json!({"definition": callback_machine()})), WorkflowWrite),
@@ -116,6 +136,10 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/v1/task-tokens/{token}/failure", Some(json!({"error": "E"})), TaskCallback),
         route(Method::POST, "/v1/task-tokens/{token}/heartbeat", None, TaskCallback),
     ]
+}
+
+fn subscription_body() -> Value {
+    json!({"name": "s", "pattern": {"source": ["nobody"]}, "target": {"type": "webhook", "url": "http://127.0.0.1:9/x"}})
 }
 
 fn callback_machine() -> Value {
@@ -199,6 +223,8 @@ async fn every_role_on_every_route(backend: Backend) {
             s.put_plan(&plan, "pool").await;
             let key_res = s.call(Method::POST, "/v1/api-keys", Some(json!({"name": "victim", "role": "viewer"}))).await;
             let key = key_res.body["id"].as_str().unwrap().to_owned();
+            let sub_res = s.call(Method::POST, "/v1/subscriptions", Some(subscription_body())).await;
+            let sub = sub_res.body["id"].as_str().unwrap().to_owned();
             let (execution, task_token) = if r.path.contains("{execution}") || r.path.contains("{token}") {
                 waiting_execution(&s, &tenant).await
             } else {
@@ -209,12 +235,19 @@ async fn every_role_on_every_route(backend: Backend) {
                 .replace("{tenant}", &tenant)
                 .replace("{plan}", &plan)
                 .replace("{key}", &key)
+                .replace("{sub}", &sub)
+                .replace("{delivery}", "dlv_missing")
                 .replace("{execution}", &execution)
                 .replace("{token}", &task_token)
                 .replace("{sm}", "authz-callback");
             let res = s.call_with(Some(token), r.method.clone(), &path, r.body.clone(), &[]).await;
             let want = expected(*who, r.class);
             let ok = match want {
+                // A retry of a delivery that does not exist is let through to a 404.
+                Outcome::Allowed if path.contains("/dlv_missing/") => {
+                    res.status == StatusCode::NOT_FOUND
+                        && res.body["detail"].as_str().unwrap_or("").contains("delivery")
+                }
                 Outcome::Allowed => {
                     !matches!(res.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
                 }

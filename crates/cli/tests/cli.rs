@@ -177,3 +177,14 @@ mod reqwest {
         buf.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 }
+
+/// A SQLite data directory serves one process: a second server on it refuses to start
+/// with a message that says why (replicas share PostgreSQL instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_data_dir_serves_one_process() {
+    let first = TestServer::start(Backend::Sqlite).await;
+    let opts = tenancy::serve::ServeOptions::for_tests(first.dir.path().to_owned(), None, support::ADMIN);
+    let err = tenancy::serve::start(opts).await.err().expect("a second server on the same data dir must not start");
+    assert!(format!("{err:#}").contains("another process is using the database"), "{err:#}");
+    first.stop().await;
+}

@@ -13,6 +13,7 @@ use utoipa::Modify;
         (name = "tenants", description = "Tenants and their lifecycle"),
         (name = "api-keys", description = "API keys and roles"),
         (name = "events", description = "The event archive"),
+        (name = "subscriptions", description = "Event subscriptions, webhook deliveries, retries and replay"),
         (name = "audit", description = "The audit log"),
         (name = "workflows", description = "State machines (ASL), executions and callback tokens"),
     )

@@ -1,8 +1,10 @@
 //! The route table: every endpoint of the v1 API, documented for OpenAPI.
 
+mod audit;
 mod keys;
 mod plans;
 mod records;
+mod subscriptions;
 mod system;
 mod tenants;
 mod workflows;
@@ -29,6 +31,19 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(keys::delete_key))
         .routes(routes!(records::list_events))
         .routes(routes!(records::list_audit))
+        .routes(routes!(subscriptions::create_subscription, subscriptions::list_subscriptions))
+        .routes(routes!(
+            subscriptions::get_subscription,
+            subscriptions::patch_subscription,
+            subscriptions::delete_subscription
+        ))
+        .routes(routes!(subscriptions::rotate_secret))
+        .routes(routes!(subscriptions::list_deliveries))
+        .routes(routes!(subscriptions::retry_delivery))
+        .routes(routes!(subscriptions::replay))
+        .routes(routes!(audit::verify_audit))
+        .routes(routes!(audit::export_audit))
+        .routes(routes!(audit::create_export))
         .merge(workflows_api())
 }
 

@@ -18,6 +18,8 @@ use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Error;
 
+use crate::audit::*;
+use crate::events::*;
 use crate::store::*;
 
 /// Generates one test per conformance case for a backend. `$make` is an expression
@@ -31,7 +33,9 @@ macro_rules! store_conformance_suite {
                 ready, plans_put_get_list, plan_versions, plan_delete_in_use, tenant_create_and_duplicate,
                 tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions,
                 effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
-                lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists, concurrent_writes_fail_alone);
+                lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists, subscriptions_crud,
+                outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
+                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -353,6 +357,224 @@ pub async fn event_and_audit_lists(store: Arc<dyn Store>) {
         .event_list(&EventFilter::default(), &PageRequest { limit: 1, after: Some("x".into()) })
         .await
         .is_err());
+}
+
+fn subscription(id: &str, pattern: serde_json::Value) -> StoredSubscription {
+    use tenancy_domain::subscription::{Subscription, Target};
+    StoredSubscription {
+        subscription: Subscription {
+            id: id.into(),
+            name: format!("sub {id}"),
+            pattern,
+            target: Target::Webhook {
+                url: "http://127.0.0.1:9/hook".into(),
+                max_concurrency: None,
+                timeout_ms: None,
+                max_attempts: Some(3),
+            },
+            version: 1,
+            created_at: Timestamp(1_000),
+            updated_at: Timestamp(1_000),
+        },
+        secret: Some("whsec_current".into()),
+        previous_secret: None,
+        previous_expires_at: None,
+    }
+}
+
+/// Matches when the subscription's pattern names the event's detail-type (a stand-in
+/// for the app's EventBridge matcher).
+fn by_type(s: &StoredSubscription, e: &Event) -> bool {
+    s.subscription.pattern["detail-type"].as_array().is_some_and(|a| a.iter().any(|t| t == &json!(e.detail_type)))
+}
+
+async fn emit(store: &dyn Store, detail_type: &str, time: Timestamp) -> Event {
+    let mut e = Event::new(detail_type, Some("acme"), vec![], json!({}));
+    e.time = time;
+    store.job_complete(&Effects::none().with_event(e.clone())).await.unwrap();
+    e
+}
+
+pub async fn subscriptions_crud(store: Arc<dyn Store>) {
+    let s = subscription("sub_a", json!({"detail-type": ["X"]}));
+    store.subscription_create(&s, &Effects::none()).await.unwrap();
+    assert!(matches!(store.subscription_create(&s, &Effects::none()).await, Err(Error::AlreadyExists { .. })));
+    assert_eq!(store.subscription_get("sub_a").await.unwrap(), s);
+    let mut rotated = s.clone();
+    rotated.previous_secret = rotated.secret.replace("whsec_next".into());
+    rotated.previous_expires_at = Some(Timestamp(5_000));
+    let v2 = store.subscription_update(&rotated, 1, &Effects::none()).await.unwrap();
+    assert_eq!(v2.subscription.version, 2);
+    assert_eq!(v2.active_secrets(Timestamp(4_000)), ["whsec_next", "whsec_current"]);
+    assert_eq!(v2.active_secrets(Timestamp(5_000)), ["whsec_next"]);
+    let stale = store.subscription_update(&rotated, 1, &Effects::none()).await.unwrap_err();
+    assert!(matches!(stale, Error::PreconditionFailed { expected: 1, found: 2, .. }), "{stale:?}");
+    store.subscription_create(&subscription("sub_b", json!({})), &Effects::none()).await.unwrap();
+    let p = store.subscription_list(&page(1)).await.unwrap();
+    assert_eq!(p.items[0].subscription.id, "sub_a");
+    let p = store.subscription_list(&PageRequest { limit: 1, after: p.next_cursor }).await.unwrap();
+    assert_eq!((p.items[0].subscription.id.as_str(), p.next_cursor), ("sub_b", None));
+    let fx = Effects::none().with_audit(audit("subscription.delete", None));
+    store.subscription_delete("sub_a", &fx).await.unwrap();
+    assert!(matches!(store.subscription_get("sub_a").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.subscription_delete("sub_a", &Effects::none()).await, Err(Error::NotFound { .. })));
+}
+
+pub async fn outbox_dispatch_fans_out_once(store: Arc<dyn Store>) {
+    store.subscription_create(&subscription("sub_x", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
+    store
+        .subscription_create(&subscription("sub_xy", json!({"detail-type": ["X", "Y"]})), &Effects::none())
+        .await
+        .unwrap();
+    for t in ["X", "Y", "Z"] {
+        emit(&*store, t, Timestamp::now()).await;
+    }
+    let out = store.outbox_dispatch(100, &by_type, Timestamp::now()).await.unwrap();
+    assert_eq!(out, DispatchOutcome { events: 3, deliveries: 3 });
+    let again = store.outbox_dispatch(100, &by_type, Timestamp::now()).await.unwrap();
+    assert_eq!(again, DispatchOutcome::default(), "every event is dispatched once");
+    let xs = store.delivery_list("sub_x", None, &page(10)).await.unwrap().items;
+    assert_eq!(xs.len(), 1);
+    assert_eq!(xs[0].status, tenancy_domain::subscription::DeliveryStatus::Pending);
+    assert_eq!(store.delivery_list("sub_xy", None, &page(10)).await.unwrap().items.len(), 2);
+}
+
+pub async fn deliveries_are_leased_and_recorded(store: Arc<dyn Store>) {
+    use tenancy_domain::subscription::DeliveryStatus;
+    store.subscription_create(&subscription("sub_a", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
+    store.subscription_create(&subscription("sub_b", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
+    let e = emit(&*store, "X", Timestamp::now()).await;
+    store.outbox_dispatch(100, &by_type, Timestamp(1_000)).await.unwrap();
+    let skip = vec!["sub_b".to_owned()];
+    let claimed = store.delivery_claim("w1", 1_000, 10, Timestamp(2_000), &skip).await.unwrap();
+    assert_eq!(claimed.len(), 1, "sub_b is skipped");
+    assert_eq!((claimed[0].subscription_id.as_str(), &claimed[0].event, claimed[0].attempts), ("sub_a", &e, 0));
+    assert!(store.delivery_claim("w2", 1_000, 10, Timestamp(2_500), &skip).await.unwrap().is_empty(), "leased");
+    // A release by another owner changes nothing; by the owner, frees the delivery.
+    store.delivery_release("w2", std::slice::from_ref(&claimed[0].id)).await.unwrap();
+    assert!(store.delivery_claim("w2", 1_000, 10, Timestamp(2_500), &skip).await.unwrap().is_empty());
+    store.delivery_release("w1", std::slice::from_ref(&claimed[0].id)).await.unwrap();
+    let claimed = store.delivery_claim("w1", 1_000, 10, Timestamp(2_000), &skip).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let retry = AttemptResult {
+        delivery_id: claimed[0].id.clone(),
+        attempt: 1,
+        time: Timestamp(2_100),
+        status_code: Some(500),
+        latency_ms: 3,
+        error: Some("HTTP 500".into()),
+        next: DeliveryNext::RetryAt(Timestamp(4_000)),
+    };
+    store.delivery_record("w1", std::slice::from_ref(&retry)).await.unwrap();
+    assert!(store.delivery_claim("w2", 1_000, 10, Timestamp(3_000), &skip).await.unwrap().is_empty(), "not due");
+    let again = store.delivery_claim("w2", 1_000, 10, Timestamp(4_000), &skip).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts, again[0].tries), (1, 1, 1));
+    // w1's stale result for the same attempt changes nothing.
+    let stale = AttemptResult { next: DeliveryNext::Delivered, ..retry.clone() };
+    store.delivery_record("w1", &[stale]).await.unwrap();
+    let ok = AttemptResult {
+        attempt: 2,
+        time: Timestamp(4_100),
+        status_code: Some(204),
+        error: None,
+        next: DeliveryNext::Delivered,
+        ..retry
+    };
+    store.delivery_record("w2", &[ok]).await.unwrap();
+    let d = store.delivery_get("sub_a", &again[0].id).await.unwrap();
+    assert_eq!((d.status, d.attempts, d.next_attempt_at), (DeliveryStatus::Delivered, 2, None));
+    assert_eq!(d.attempt_log.iter().map(|a| a.status_code).collect::<Vec<_>>(), [Some(500), Some(204)]);
+    assert!(matches!(store.delivery_get("sub_b", &d.id).await, Err(Error::NotFound { .. })));
+}
+
+pub async fn dead_deliveries_retry(store: Arc<dyn Store>) {
+    use tenancy_domain::subscription::DeliveryStatus;
+    store.subscription_create(&subscription("sub_a", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
+    emit(&*store, "X", Timestamp::now()).await;
+    store.outbox_dispatch(100, &by_type, Timestamp(1_000)).await.unwrap();
+    let c = store.delivery_claim("w1", 1_000, 10, Timestamp(1_000), &[]).await.unwrap().remove(0);
+    let conflict = store.delivery_retry("sub_a", &c.id, Timestamp(1_100), &Effects::none()).await.unwrap_err();
+    assert_eq!(conflict.code(), "delivery-not-dead");
+    let dead = AttemptResult {
+        delivery_id: c.id.clone(),
+        attempt: 1,
+        time: Timestamp(1_100),
+        status_code: None,
+        latency_ms: 1,
+        error: Some("connection refused".into()),
+        next: DeliveryNext::Dead,
+    };
+    store.delivery_record("w1", &[dead]).await.unwrap();
+    let dead_list = store.delivery_list("sub_a", Some(DeliveryStatus::Dead), &page(10)).await.unwrap().items;
+    assert_eq!(dead_list.len(), 1);
+    assert_eq!(dead_list[0].last_error.as_deref(), Some("connection refused"));
+    let fx = Effects::none().with_audit(audit("delivery.retry", None));
+    store.delivery_retry("sub_a", &c.id, Timestamp(2_000), &fx).await.unwrap();
+    let again = store.delivery_claim("w2", 1_000, 10, Timestamp(2_000), &[]).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts, again[0].tries), (1, 1, 0), "numbering goes on, budget is fresh");
+    assert!(matches!(
+        store.delivery_retry("sub_a", "dlv_nope", Timestamp(2_000), &Effects::none()).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+pub async fn replay_ranges_and_pruning(store: Arc<dyn Store>) {
+    use tenancy_domain::subscription::DeliveryStatus;
+    store.subscription_create(&subscription("sub_a", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
+    let old = emit(&*store, "X", Timestamp(10_000)).await;
+    let mid = emit(&*store, "X", Timestamp(20_000)).await;
+    emit(&*store, "X", Timestamp(30_000)).await;
+    let range = store.event_range(Timestamp(10_000), Timestamp(30_000), 0, 10).await.unwrap();
+    assert_eq!(range.iter().map(|e| e.event.id.clone()).collect::<Vec<_>>(), [old.id.clone(), mid.id.clone()]);
+    let next = store.event_range(Timestamp(10_000), Timestamp(30_000), range[0].seq, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    store.delivery_create(&[NewDelivery::new("sub_a", &old.id, Timestamp(0))], &Effects::none()).await.unwrap();
+    // Undispatched events and events with pending deliveries are kept.
+    assert_eq!(store.events_prune(Timestamp(25_000)).await.unwrap(), (0, 0));
+    store.outbox_dispatch(100, &|_, _| false, Timestamp(1)).await.unwrap();
+    assert_eq!(store.events_prune(Timestamp(25_000)).await.unwrap(), (1, 0), "only mid: old has a pending delivery");
+    let c = store.delivery_claim("w", 1_000, 10, Timestamp(1), &[]).await.unwrap().remove(0);
+    let done = AttemptResult {
+        delivery_id: c.id,
+        attempt: 1,
+        time: Timestamp(1),
+        status_code: Some(200),
+        latency_ms: 1,
+        error: None,
+        next: DeliveryNext::Delivered,
+    };
+    store.delivery_record("w", &[done]).await.unwrap();
+    let far = Timestamp::now().plus_millis(60_000);
+    assert_eq!(store.events_prune(far).await.unwrap(), (2, 1));
+    assert!(store.delivery_list("sub_a", Some(DeliveryStatus::Delivered), &page(10)).await.unwrap().items.is_empty());
+}
+
+pub async fn audit_sealing(store: Arc<dyn Store>) {
+    let seal = |e: &AuditEntry, seq: i64, prev: &str| format!("{seq}:{}:{}", e.action, &prev[..4]);
+    assert_eq!(store.audit_seal(10, &seal).await.unwrap(), 0);
+    for i in 0..5 {
+        store.job_complete(&Effects::none().with_audit(audit(&format!("a{i}"), None))).await.unwrap();
+    }
+    assert_eq!(store.audit_counts().await.unwrap(), (0, 5));
+    assert_eq!(store.audit_seal(3, &seal).await.unwrap(), 3);
+    assert_eq!(store.audit_seal(10, &seal).await.unwrap(), 2);
+    assert_eq!(store.audit_counts().await.unwrap(), (5, 0));
+    let sealed = store.audit_sealed(0, 100).await.unwrap();
+    assert_eq!(sealed.iter().map(|a| a.seq.unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(sealed[0].prev_hash.as_deref(), Some("0".repeat(64).as_str()));
+    assert_eq!(sealed[0].hash.as_deref(), Some("1:a0:0000"));
+    assert_eq!(sealed[3].prev_hash, sealed[2].hash, "the chain continues across batches");
+    assert_eq!(sealed[3].hash.as_deref(), Some("4:a3:3:a2"));
+    assert_eq!(store.audit_sealed(4, 100).await.unwrap().len(), 1);
+    assert_eq!(store.audit_seq_range(None, None).await.unwrap(), Some((1, 5)));
+    assert_eq!(store.audit_seq_range(Some(Timestamp::now().plus_millis(60_000)), None).await.unwrap(), None);
+    assert_eq!(store.audit_checkpoint_latest().await.unwrap(), None);
+    for size in [2, 5] {
+        let cp = AuditCheckpoint { tree_size: size, root: format!("root{size}"), time: Timestamp(size) };
+        store.audit_checkpoint_put(&cp).await.unwrap();
+        store.audit_checkpoint_put(&cp).await.unwrap();
+    }
+    assert_eq!(store.audit_checkpoint_latest().await.unwrap().map(|c| c.tree_size), Some(5));
 }
 
 /// Many writes at once (grouped into one transaction on SQLite): each failing write

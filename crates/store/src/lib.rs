@@ -8,11 +8,15 @@
 //! Backends: [`sql::SqlStore`] on SQLite (the embedded default) and PostgreSQL. Both
 //! run the same conformance suite ([`conformance`]).
 
+mod audit;
 pub mod conformance;
+mod events;
 pub mod sql;
 mod store;
 mod workflow;
 pub mod workflow_conformance;
 
+pub use audit::*;
+pub use events::*;
 pub use store::*;
 pub use workflow::*;

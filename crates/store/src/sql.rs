@@ -9,13 +9,18 @@
 //! writer pool (writes queue in-process instead of failing with `SQLITE_BUSY`) beside a
 //! reader pool that WAL mode lets run concurrently. On PostgreSQL both are one pool.
 
+mod audit;
+mod cache;
 mod effects;
+mod events;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wakeup;
 mod workflows;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,15 +34,18 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use crate::store::*;
+use cache::TenantCache;
 use writer::Writer;
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, "workflows", include_str!("../migrations/sqlite/0002_workflows.sql")),
+    (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
+    (3, "workflows", include_str!("../migrations/sqlite/0003_workflows.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
-    (2, "workflows", include_str!("../migrations/postgres/0002_workflows.sql")),
+    (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
+    (3, "workflows", include_str!("../migrations/postgres/0003_workflows.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -96,6 +104,12 @@ pub struct SqlStore {
     write_pool: AnyPool,
     writer: Writer,
     reader: AnyPool,
+    /// SQLite only: this process is the database's one writer (see [`cache`]).
+    tenants: Option<Arc<TenantCache>>,
+    /// SQLite only: the lock that makes this process the database's one user.
+    _lock: Option<Arc<std::fs::File>>,
+    /// The PostgreSQL URL, for the wake-up listener's own connection.
+    pg_url: Option<String>,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
@@ -130,8 +144,12 @@ impl SqlStore {
                 writer: Writer::direct(pool.clone()),
                 write_pool: pool.clone(),
                 reader: pool,
+                tenants: None,
+                _lock: None,
+                pg_url: Some(opts.url.clone()),
             }
         } else if opts.url.starts_with("sqlite:") {
+            let lock = lock_sqlite(&opts.url)?;
             let url = if opts.url.contains('?') { opts.url.clone() } else { format!("{}?mode=rwc", opts.url) };
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
@@ -152,6 +170,9 @@ impl SqlStore {
                 writer: Writer::batched(writer.clone()),
                 write_pool: writer,
                 reader,
+                tenants: Some(Arc::new(TenantCache::default())),
+                _lock: Some(Arc::new(lock)),
+                pg_url: None,
             }
         } else {
             return Err(Error::invalid(format!(
@@ -216,6 +237,31 @@ impl SqlStore {
             let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
         }
         result
+    }
+}
+
+/// Takes an exclusive lock on `<database>.lock`: a SQLite database serves one process
+/// (replicas share PostgreSQL instead), which is what lets the store cache tenants.
+fn lock_sqlite(url: &str) -> Result<std::fs::File> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::invalid("the SQLite store needs a database file"));
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Unavailable(format!("cannot open {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
+            "another process is using the database {path}: a SQLite data directory serves one tenancy process \
+             (run replicas on PostgreSQL)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Unavailable(format!("cannot lock {lock_path}: {e}"))),
     }
 }
 
@@ -418,7 +464,8 @@ impl Store for SqlStore {
 
     async fn tenant_create(&self, t: &Tenant, fx: &Effects) -> Result<Tenant> {
         let (t, dialect) = (t.clone(), self.dialect);
-        self.writer
+        let stored = self
+            .writer
             .write_atomic(fx, move |c| {
                 Box::pin(async move {
                     // On PostgreSQL the plan row stays share-locked until commit, so a
@@ -452,17 +499,28 @@ impl Store for SqlStore {
                     }
                 })
             })
-            .await
+            .await?;
+        if let Some(c) = &self.tenants {
+            c.offer(&stored);
+        }
+        Ok(stored)
     }
 
     async fn tenant_get(&self, id: &str) -> Result<Tenant> {
+        if let Some(t) = self.tenants.as_ref().and_then(|c| c.get(id)) {
+            return Ok(t);
+        }
         let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reader)
             .await
             .map_err(db_err)?
             .ok_or_else(|| Error::not_found("tenant", id))?;
-        rows::tenant(&row)
+        let t = rows::tenant(&row)?;
+        if let Some(c) = &self.tenants {
+            c.offer(&t);
+        }
+        Ok(t)
     }
 
     async fn tenant_list(&self, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>> {
@@ -480,7 +538,8 @@ impl Store for SqlStore {
     async fn tenant_update(&self, t: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant> {
         let mut stored = t.clone();
         stored.version = expected_version + 1;
-        self.writer
+        let stored = self
+            .writer
             .write_atomic(fx, move |c| {
                 Box::pin(async move {
                     let res = sqlx::query(
@@ -517,7 +576,11 @@ impl Store for SqlStore {
                     Ok(stored)
                 })
             })
-            .await
+            .await?;
+        if let Some(c) = &self.tenants {
+            c.offer(&stored);
+        }
+        Ok(stored)
     }
 
     async fn api_key_create(&self, k: &ApiKey, fx: &Effects) -> Result<()> {

@@ -140,9 +140,10 @@ pub struct StoredAudit {
     pub hash: Option<String>,
 }
 
-/// The whole store. Object safe: held as `Arc<dyn Store>`.
+/// The whole store. Object safe: held as `Arc<dyn Store>`. Event delivery and audit
+/// sealing are the supertraits [`crate::EventStore`] and [`crate::AuditStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// The workflow engine's storage, on the same database (so a change and the

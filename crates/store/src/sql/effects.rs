@@ -39,8 +39,10 @@ pub(super) async fn start_executions(conn: &mut AnyConnection, fx: &Effects) -> 
     Ok(())
 }
 
-/// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows.
-fn insert_sql(head: &str, columns: usize, rows: usize) -> String {
+/// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows; with
+/// `anonymous`, `?` placeholders instead (SQLite resolves `$N` names with a linear
+/// search per parameter, which is quadratic in a statement of thousands of them).
+fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: bool) -> String {
     let mut sql = String::from(head);
     sql.push_str(" VALUES ");
     for r in 0..rows {
@@ -52,7 +54,11 @@ fn insert_sql(head: &str, columns: usize, rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * columns + c + 1));
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push_str(&format!("${}", r * columns + c + 1));
+            }
         }
         sql.push(')');
     }
@@ -61,13 +67,14 @@ fn insert_sql(head: &str, columns: usize, rows: usize) -> String {
 
 /// Inserts the events, audit entries and jobs of every write in `batch` (the job
 /// completions were applied with their writes).
-pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects]) -> Result<()> {
+pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects], anonymous: bool) -> Result<()> {
     let events: Vec<_> = batch.iter().flat_map(|fx| &fx.events).collect();
     for chunk in events.chunks(CHUNK) {
         let sql = insert_sql(
             "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail)",
             7,
             chunk.len(),
+            anonymous,
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {
@@ -89,6 +96,7 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
              source_ip, outcome, detail)",
             11,
             chunk.len(),
+            anonymous,
         );
         let mut q = sqlx::query(&sql);
         for a in chunk {
@@ -107,11 +115,27 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
         }
         q.execute(&mut *conn).await.map_err(db_err)?;
     }
+    if !events.is_empty() || !audit.is_empty() {
+        // Wake the dispatcher and the audit sealer: here, now (they queue behind this
+        // transaction for the writer), and on PostgreSQL every replica at commit.
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::wakeup::CHANNEL)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        super::wakeup::bump();
+    }
     let jobs: Vec<_> = batch.iter().flat_map(|fx| &fx.jobs).collect();
     let now = Timestamp::now().millis();
     for chunk in jobs.chunks(CHUNK) {
-        let sql =
-            insert_sql("INSERT INTO jobs (id, kind, tenant_id, payload, attempts, run_at, created_at)", 7, chunk.len());
+        let sql = insert_sql(
+            "INSERT INTO jobs (id, kind, tenant_id, payload, attempts, run_at, created_at)",
+            7,
+            chunk.len(),
+            anonymous,
+        );
         let mut q = sqlx::query(&sql);
         for j in chunk {
             q = q
@@ -132,6 +156,10 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
 mod tests {
     #[test]
     fn multi_row_placeholders() {
-        assert_eq!(super::insert_sql("INSERT INTO t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(
+            super::insert_sql("INSERT INTO t (a, b)", 2, 2, false),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(super::insert_sql("INSERT INTO t (a)", 1, 2, true), "INSERT INTO t (a) VALUES (?), (?)");
     }
 }

@@ -212,7 +212,8 @@ async fn apply_effects(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
         complete_job(conn, job).await?;
     }
     start_executions(conn, fx).await?;
-    apply_effects_batch(conn, std::slice::from_ref(fx)).await
+    let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    apply_effects_batch(conn, std::slice::from_ref(fx), anonymous).await
 }
 
 impl SqlStore {

@@ -59,7 +59,7 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                run_batch(&pool, batch).await;
+                run_batch(&pool, batch, true).await;
             }
         });
         Writer::Batched(tx)
@@ -96,7 +96,7 @@ impl Writer {
         let (done, result) = oneshot::channel();
         let pending = Pending { f, fx: fx.clone(), savepoint, done };
         match self {
-            Writer::Direct(pool) => run_batch(pool, vec![pending]).await,
+            Writer::Direct(pool) => run_batch(pool, vec![pending], false).await,
             Writer::Batched(queue) => {
                 queue.send(pending).map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?
             }
@@ -110,7 +110,8 @@ async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
     sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(db_err)
 }
 
-async fn run_batch(pool: &AnyPool, batch: Vec<Pending>) {
+/// Runs a batch in one transaction; `sqlite` selects `?` placeholders for the effects.
+async fn run_batch(pool: &AnyPool, batch: Vec<Pending>, sqlite: bool) {
     let fail_all = |batch: Vec<oneshot::Sender<Result<BoxAny>>>, e: Error| {
         for done in batch {
             let _ = done.send(Err(e.clone()));
@@ -162,7 +163,7 @@ async fn run_batch(pool: &AnyPool, batch: Vec<Pending>) {
     let committed = if effects.is_empty() {
         tx.rollback().await.map_err(db_err)
     } else {
-        match apply_effects_batch(&mut tx, &effects).await {
+        match apply_effects_batch(&mut tx, &effects, sqlite).await {
             Ok(()) => tx.commit().await.map_err(db_err),
             Err(e) => Err(e),
         }

@@ -1,0 +1,359 @@
+//! The audit log's sealing, checkpoints, verification and exports.
+//!
+//! Entries are written unsealed in the transaction of their change (so writers never
+//! contend on the chain's head). The [`Sealer`] then assigns `seq`, `prev_hash` and
+//! `hash` in `pos` order with `tenancy_audit::AuditRecord::seal`, one sealer at a time,
+//! and records a Merkle checkpoint every `checkpoint_every` records or
+//! `checkpoint_interval`, whichever comes first.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use tenancy_audit::chain::ChainVerifier;
+use tenancy_audit::{AuditRecord, ChainStart};
+use tenancy_domain::event::AuditEntry;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tenancy_store::{AuditCheckpoint, Effects, Store, StoredAudit};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Permission as P;
+use crate::{App, OpContext};
+
+const PAGE: u32 = 1000;
+
+/// The blob store audit exports are written to, and the URL it is known by.
+#[derive(Clone)]
+pub struct BlobStore {
+    pub store: Arc<dyn object_store::ObjectStore>,
+    /// e.g. `file:///var/lib/tenancy/blobs`; prefixes the locations reported.
+    pub url: String,
+}
+
+impl BlobStore {
+    /// A local directory (created if missing).
+    pub fn local(dir: &std::path::Path) -> Result<BlobStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("failed to create {}: {e}", dir.display())))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::internal(format!("failed to open the blob store at {}: {e}", dir.display())))?;
+        Ok(BlobStore { store: Arc::new(fs), url: format!("file://{}", dir.display()) })
+    }
+}
+
+/// The domain's entry as `tenancy_audit` hashes it.
+pub fn audit_entry(e: &AuditEntry) -> tenancy_audit::AuditEntry {
+    tenancy_audit::AuditEntry {
+        id: e.id.clone(),
+        time: e.time.to_rfc3339(),
+        actor_key_id: e.actor_key_id.clone(),
+        actor_role: e.actor_role.clone(),
+        action: e.action.clone(),
+        target: e.target.clone(),
+        tenant_id: e.tenant_id.clone(),
+        request_id: e.request_id.clone(),
+        source_ip: e.source_ip.clone(),
+        outcome: e.outcome.clone(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// A sealed stored row as the exported record; `None` while unsealed.
+pub fn audit_record(a: &StoredAudit) -> Option<AuditRecord> {
+    let (seq, prev_hash, hash) = (a.seq?, a.prev_hash.clone()?, a.hash.clone()?);
+    let mut r = AuditRecord::seal(audit_entry(&a.entry), seq, &prev_hash);
+    // The stored hash, not the recomputed one: verification compares the two.
+    r.hash = hash;
+    Some(r)
+}
+
+fn seal_hash(e: &AuditEntry, seq: i64, prev_hash: &str) -> String {
+    AuditRecord::seal(audit_entry(e), seq, prev_hash).hash
+}
+
+/// The result of `GET /v1/audit/verify`: the sealed records only; `pending` counts
+/// the entries not sealed yet.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditVerification {
+    pub ok: bool,
+    /// Sealed records verified.
+    pub records: u64,
+    /// Hash of the last sealed record (64 zeros for an empty log).
+    pub head: Option<String>,
+    pub pending: u64,
+    /// The latest checkpoint and whether its root matches the records.
+    pub checkpoint: Option<CheckpointView>,
+    /// 0-based index of the first bad record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckpointView {
+    pub tree_size: i64,
+    pub root: String,
+    pub time: Timestamp,
+    pub ok: bool,
+}
+
+/// Where an export was written.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditExport {
+    pub location: String,
+    pub records: u64,
+    /// Hash of the last exported record.
+    pub head: Option<String>,
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+}
+
+fn merkle_root_hex(hashes: &[String]) -> Result<String> {
+    let entries = hashes
+        .iter()
+        .map(|h| hex::decode(h).map_err(|_| Error::internal(format!("corrupt audit hash {h:?}"))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(hex::encode(tenancy_audit::merkle_root(&entries)))
+}
+
+/// Hashes of sealed records `1..=tree_size`.
+async fn hashes_upto(store: &dyn Store, tree_size: i64) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(tree_size.max(0) as usize);
+    let mut after = 0;
+    while after < tree_size {
+        let page = store.audit_sealed(after, PAGE.min((tree_size - after) as u32)).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq.unwrap_or(tree_size);
+        out.extend(page.into_iter().filter_map(|a| a.hash));
+    }
+    Ok(out)
+}
+
+impl App {
+    pub fn set_blob_store(&self, blobs: BlobStore) {
+        let _ = self.blobs.set(blobs);
+    }
+
+    /// Verifies the chain of sealed records from `seq` 1 and the latest checkpoint.
+    pub async fn audit_verify(&self, ctx: &OpContext) -> Result<AuditVerification> {
+        ctx.authorize(P::RecordsRead)?;
+        let store = self.store();
+        let (_, pending) = store.audit_counts().await?;
+        let checkpoint = store.audit_checkpoint_latest().await?;
+        let mut verifier = ChainVerifier::new(ChainStart::Genesis);
+        let mut hashes = Vec::new();
+        let mut after = 0;
+        let mut records = 0;
+        loop {
+            let page = store.audit_sealed(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq.unwrap_or(after);
+            for a in &page {
+                let Some(r) = audit_record(a) else { continue };
+                if let Err(b) = verifier.push(&r) {
+                    return Ok(AuditVerification {
+                        ok: false,
+                        records,
+                        head: None,
+                        pending,
+                        checkpoint: None,
+                        index: Some(b.index),
+                        seq: Some(b.seq),
+                        reason: Some(b.reason.to_string()),
+                    });
+                }
+                records += 1;
+                if checkpoint.as_ref().is_some_and(|c| r.seq <= c.tree_size) {
+                    hashes.push(r.hash);
+                }
+            }
+        }
+        let summary = verifier.finish();
+        let checkpoint = match checkpoint {
+            Some(c) => {
+                let ok = hashes.len() as i64 == c.tree_size && merkle_root_hex(&hashes)? == c.root;
+                Some(CheckpointView { tree_size: c.tree_size, root: c.root, time: c.time, ok })
+            }
+            None => None,
+        };
+        let ok = checkpoint.as_ref().is_none_or(|c| c.ok);
+        Ok(AuditVerification {
+            ok,
+            records,
+            head: Some(summary.head),
+            pending,
+            reason: (!ok).then(|| "the latest checkpoint's root does not match the records".to_owned()),
+            checkpoint,
+            index: None,
+            seq: None,
+        })
+    }
+
+    /// Sealed records from the first with `time >= from` to the last with `time < to`
+    /// (everything in between, so the range is contiguous and verifies), as NDJSON
+    /// chunks of up to 1000 lines.
+    pub async fn audit_export(
+        &self,
+        ctx: &OpContext,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<BoxStream<'static, Result<String>>> {
+        ctx.authorize(P::RecordsRead)?;
+        let store = self.store().clone();
+        let Some((first, last)) = store.audit_seq_range(from, to).await? else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let stream = futures::stream::try_unfold(first - 1, move |after| {
+            let store = store.clone();
+            async move {
+                if after >= last {
+                    return Ok(None);
+                }
+                let page = store.audit_sealed(after, PAGE.min((last - after) as u32)).await?;
+                let Some(next) = page.last().and_then(|a| a.seq) else { return Ok(None) };
+                let mut chunk = String::new();
+                for r in page.iter().filter_map(audit_record) {
+                    chunk.push_str(&serde_json::to_string(&r).map_err(Error::internal)?);
+                    chunk.push('\n');
+                }
+                Ok(Some((chunk, next)))
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    /// Writes [`App::audit_export`] to the blob store under `audit/exports/`.
+    pub async fn audit_export_to_blob(
+        &self,
+        ctx: &OpContext,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<AuditExport> {
+        ctx.authorize(P::AuditExport)?;
+        let blobs = self.blobs.get().cloned().ok_or_else(|| Error::Unavailable("no blob store configured".into()))?;
+        let mut stream = self.audit_export(ctx, from, to).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(chunk?.as_bytes());
+        }
+        let summary = tenancy_audit::verify_ndjson(&body[..])
+            .map_err(|e| Error::internal(format!("the export does not verify: {e}")))?;
+        let path = format!(
+            "audit/exports/{}-{}-{}.ndjson",
+            Timestamp::now().to_rfc3339().replace([':', '.'], ""),
+            summary.first_seq.unwrap_or(0),
+            summary.last_seq.unwrap_or(0)
+        );
+        let location = object_store::path::Path::from(path.as_str());
+        blobs
+            .store
+            .put(&location, bytes::Bytes::from(body).into())
+            .await
+            .map_err(|e| Error::Unavailable(format!("failed to write {path} to the blob store: {e}")))?;
+        let export = AuditExport {
+            location: format!("{}/{path}", blobs.url.trim_end_matches('/')),
+            records: summary.records,
+            head: summary.last_seq.map(|_| summary.head.clone()),
+            first_seq: summary.first_seq,
+            last_seq: summary.last_seq,
+        };
+        let audit = ctx.audit(
+            "audit.export",
+            format!("blob/{path}"),
+            None,
+            json!({"from": from, "to": to, "records": export.records, "head": export.head}),
+        );
+        self.store().job_complete(&Effects::none().with_audit(audit)).await?;
+        Ok(export)
+    }
+}
+
+// The sealer.
+
+#[derive(Debug, Clone)]
+pub struct SealerOptions {
+    pub batch: u32,
+    pub poll_interval: Duration,
+    /// A checkpoint after this many new records...
+    pub checkpoint_every: i64,
+    /// ...or after this long with any new record.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for SealerOptions {
+    fn default() -> Self {
+        SealerOptions {
+            batch: 1000,
+            poll_interval: Duration::from_secs(1),
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+pub struct Sealer {
+    store: Arc<dyn Store>,
+    opts: SealerOptions,
+}
+
+impl Sealer {
+    pub fn new(store: Arc<dyn Store>, opts: SealerOptions) -> Self {
+        Sealer { store, opts }
+    }
+
+    /// Seals everything pending; returns how many were sealed.
+    pub async fn seal_pending(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.store.audit_seal(self.opts.batch, &seal_hash).await?;
+            total += n;
+            if n < self.opts.batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Records a checkpoint over every sealed record when due (or `force`d and there
+    /// is anything new); returns it.
+    pub async fn checkpoint(&self, force: bool, last: &mut Instant) -> Result<Option<AuditCheckpoint>> {
+        let (sealed, _) = self.store.audit_counts().await?;
+        let latest = self.store.audit_checkpoint_latest().await?.map_or(0, |c| c.tree_size);
+        let new = sealed as i64 - latest;
+        let due = new >= self.opts.checkpoint_every || last.elapsed() >= self.opts.checkpoint_interval || force;
+        if new <= 0 || !due {
+            return Ok(None);
+        }
+        let hashes = hashes_upto(&*self.store, sealed as i64).await?;
+        let cp =
+            AuditCheckpoint { tree_size: hashes.len() as i64, root: merkle_root_hex(&hashes)?, time: Timestamp::now() };
+        self.store.audit_checkpoint_put(&cp).await?;
+        *last = Instant::now();
+        tracing::debug!(tree_size = cp.tree_size, root = %cp.root, "audit checkpoint");
+        Ok(Some(cp))
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut wake = self.store.subscribe_wakeups();
+        let mut last_checkpoint = Instant::now();
+        loop {
+            if let Err(e) = self.seal_pending().await {
+                tracing::warn!(error = %e, "failed to seal audit entries");
+            }
+            if let Err(e) = self.checkpoint(false, &mut last_checkpoint).await {
+                tracing::warn!(error = %e, "failed to checkpoint the audit log");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(self.opts.poll_interval) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Encryption of stored secrets (webhook signing secrets) under the master key.
+//!
+//! AES-256-GCM with a random 96-bit nonce per value and the owning record's id as
+//! associated data (a sealed value copied to another record does not open). Sealed
+//! values are `v1:<base64(nonce || ciphertext)>`. The master key is 32 random bytes,
+//! base64 in `TENANCY_MASTER_KEY` or in `<data dir>/master.key` (created with mode
+//! 0600 on first start). Replicas sharing a database must share the key.
+
+use std::io::Write;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rand::RngCore;
+use tenancy_domain::{Error, Result};
+
+const PREFIX: &str = "v1:";
+const NONCE_LEN: usize = 12;
+
+pub struct SecretBox {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox(..)")
+    }
+}
+
+impl SecretBox {
+    pub fn from_key(key: &[u8; 32]) -> SecretBox {
+        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)) }
+    }
+
+    /// A key from its base64 text (as in `TENANCY_MASTER_KEY` or `master.key`).
+    pub fn from_base64(text: &str) -> Result<SecretBox> {
+        let bytes = B64.decode(text.trim()).map_err(|_| Error::invalid("the master key is not valid base64"))?;
+        let key: [u8; 32] =
+            bytes.try_into().map_err(|_| Error::invalid("the master key must be 32 bytes (44 base64 characters)"))?;
+        Ok(SecretBox::from_key(&key))
+    }
+
+    /// Reads `path`, or creates it with a new random key (mode 0600) when missing.
+    pub fn load_or_create(path: &Path) -> Result<SecretBox> {
+        let fail = |e: std::io::Error| Error::internal(format!("failed to read or create {}: {e}", path.display()));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(path) {
+            Ok(mut f) => {
+                let mut key = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut key);
+                writeln!(f, "{}", B64.encode(key)).map_err(fail)?;
+                f.sync_all().map_err(fail)?;
+                tracing::info!(path = %path.display(), "generated the master key");
+                Ok(SecretBox::from_key(&key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                SecretBox::from_base64(&std::fs::read_to_string(path).map_err(fail)?)
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// Encrypts `plaintext` for the record `owner`.
+    pub fn seal(&self, owner: &str, plaintext: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: owner.as_bytes() })
+            .expect("AES-GCM encryption of a short value cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("{PREFIX}{}", B64.encode(out))
+    }
+
+    /// Decrypts a value sealed for `owner`.
+    pub fn open(&self, owner: &str, sealed: &str) -> Result<String> {
+        let corrupt = || Error::internal(format!("a stored secret of {owner:?} does not decrypt under the master key"));
+        let bytes = sealed.strip_prefix(PREFIX).and_then(|b| B64.decode(b).ok()).ok_or_else(corrupt)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(corrupt());
+        }
+        let (nonce, ct) = bytes.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: owner.as_bytes() })
+            .map_err(|_| corrupt())?;
+        String::from_utf8(plain).map_err(|_| corrupt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_for_its_owner_only() {
+        let b = SecretBox::from_key(&[7; 32]);
+        let sealed = b.seal("sub_1", "whsec_abc");
+        assert!(sealed.starts_with("v1:") && !sealed.contains("whsec_abc"));
+        assert_ne!(b.seal("sub_1", "whsec_abc"), sealed, "fresh nonce per value");
+        assert_eq!(b.open("sub_1", &sealed).unwrap(), "whsec_abc");
+        assert!(b.open("sub_2", &sealed).is_err(), "bound to its record");
+        assert!(SecretBox::from_key(&[8; 32]).open("sub_1", &sealed).is_err());
+        assert!(b.open("sub_1", "whsec_abc").is_err(), "plaintext is not accepted");
+    }
+
+    #[test]
+    fn key_file_is_created_once_with_mode_0600() {
+        let dir = std::env::temp_dir().join(format!("tenancy-secretbox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.key");
+        let _ = std::fs::remove_file(&path);
+        let a = SecretBox::load_or_create(&path).unwrap();
+        let b = SecretBox::load_or_create(&path).unwrap();
+        assert_eq!(b.open("x", &a.seal("x", "v")).unwrap(), "v");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

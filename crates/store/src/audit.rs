@@ -1,0 +1,39 @@
+//! Storage of the audit log's sealing: the hash chain and Merkle checkpoints.
+
+use async_trait::async_trait;
+use tenancy_domain::event::AuditEntry;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Result;
+
+use crate::store::StoredAudit;
+
+/// Computes the hash of an entry sealed as `seq` after `prev_hash`.
+pub type Sealer<'a> = &'a (dyn Fn(&AuditEntry, i64, &str) -> String + Send + Sync);
+
+/// A stored Merkle checkpoint over records `1..=tree_size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    pub tree_size: i64,
+    /// Lowercase hex root.
+    pub root: String,
+    pub time: Timestamp,
+}
+
+/// Object safe: every `Store` is one.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Seals up to `limit` unsealed entries in `pos` order, continuing the chain from
+    /// the last sealed record: assigns `seq`, `prev_hash` and `hash = seal(entry, seq,
+    /// prev_hash)`. One sealer at a time (serialized by the database). Returns how many
+    /// were sealed.
+    async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64>;
+    /// Sealed records with `seq > after_seq`, in `seq` order.
+    async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>>;
+    /// The `seq` range of sealed records with `from <= time < to`: the first and the
+    /// last such record (records in between are included whatever their time).
+    async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>>;
+    /// (sealed, unsealed) record counts.
+    async fn audit_counts(&self) -> Result<(u64, u64)>;
+    async fn audit_checkpoint_put(&self, cp: &AuditCheckpoint) -> Result<()>;
+    async fn audit_checkpoint_latest(&self) -> Result<Option<AuditCheckpoint>>;
+}

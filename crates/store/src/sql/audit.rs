@@ -1,0 +1,110 @@
+//! [`AuditStore`] on SQL: sealing unsealed rows into the hash chain, checkpoints.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Result;
+
+use super::{db_err, rows, SqlStore};
+use crate::audit::*;
+use crate::store::{Backend, StoredAudit};
+
+/// An arbitrary constant: the PostgreSQL advisory lock held by the one sealer at work.
+const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
+        let mut tx = self.begin_direct().await?;
+        if self.dialect.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SEAL_LOCK).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let (mut seq, mut prev) = match head {
+            Some(row) => (row.try_get::<i64, _>(0).map_err(db_err)?, row.try_get::<String, _>(1).map_err(db_err)?),
+            None => (0, "0".repeat(64)),
+        };
+        for row in &pending {
+            let a = rows::audit(row)?;
+            seq += 1;
+            let hash = seal(&a.entry, seq, &prev);
+            sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE pos = $4 AND seq IS NULL")
+                .bind(seq)
+                .bind(&prev)
+                .bind(&hash)
+                .bind(a.pos)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            prev = hash;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(pending.len() as u64)
+    }
+
+    async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>> {
+        let rows = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT {limit}"))
+            .bind(after_seq)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>> {
+        let row =
+            sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_log WHERE seq IS NOT NULL AND time >= $1 AND time < $2")
+                .bind(from.map_or(i64::MIN, Timestamp::millis))
+                .bind(to.map_or(i64::MAX, Timestamp::millis))
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?;
+        let min: Option<i64> = row.try_get(0).map_err(db_err)?;
+        let max: Option<i64> = row.try_get(1).map_err(db_err)?;
+        Ok(min.zip(max))
+    }
+
+    async fn audit_counts(&self) -> Result<(u64, u64)> {
+        let row =
+            sqlx::query("SELECT COUNT(seq), COUNT(*) FROM audit_log").fetch_one(&self.reader).await.map_err(db_err)?;
+        let sealed: i64 = row.try_get(0).map_err(db_err)?;
+        let all: i64 = row.try_get(1).map_err(db_err)?;
+        Ok((sealed as u64, (all - sealed) as u64))
+    }
+
+    async fn audit_checkpoint_put(&self, cp: &AuditCheckpoint) -> Result<()> {
+        sqlx::query("INSERT INTO audit_checkpoints (tree_size, root, time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(cp.tree_size)
+            .bind(&cp.root)
+            .bind(cp.time.millis())
+            .execute(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn audit_checkpoint_latest(&self) -> Result<Option<AuditCheckpoint>> {
+        let row = sqlx::query("SELECT tree_size, root, time FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(AuditCheckpoint {
+                tree_size: r.try_get(0).map_err(db_err)?,
+                root: r.try_get(1).map_err(db_err)?,
+                time: Timestamp(r.try_get(2).map_err(db_err)?),
+            })
+        })
+        .transpose()
+    }
+}
