@@ -446,13 +446,22 @@ pub struct Pruner {
     opts: PrunerOptions,
 }
 
+/// How long a repeated `Idempotency-Key` replays its first response (as Stripe: 24 h).
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 impl Pruner {
     pub fn new(store: Arc<dyn Store>, opts: PrunerOptions) -> Self {
         Pruner { store, opts }
     }
 
     /// Deletes everything past retention, in batches; returns (events, deliveries).
+    /// Idempotency keys are kept for [`IDEMPOTENCY_RETENTION`] and pruned here too.
     pub async fn run_once(&self) -> Result<(u64, u64), Error> {
+        let keys_before = Timestamp::now().plus_millis(-(IDEMPOTENCY_RETENTION.as_millis() as i64));
+        let keys = self.store.idempotency_prune(keys_before).await?;
+        if keys > 0 {
+            tracing::info!(keys, "pruned idempotency keys past retention");
+        }
         let before = Timestamp::now().plus_millis(-(self.opts.retention.as_millis() as i64));
         let mut total = (0, 0);
         loop {

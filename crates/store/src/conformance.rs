@@ -310,6 +310,10 @@ pub async fn idempotency_keys(store: Arc<dyn Store>) {
     );
     store.idempotency_abandon("k2", "abc").await.unwrap();
     assert_eq!(store.idempotency_begin("k2", "abc", "h3").await.unwrap(), IdempotencyState::Started);
+    // Past retention a key is forgotten and may be used afresh.
+    assert_eq!(store.idempotency_prune(Timestamp(0)).await.unwrap(), 0);
+    assert_eq!(store.idempotency_prune(Timestamp::now().plus_millis(1_000)).await.unwrap(), 2);
+    assert_eq!(store.idempotency_begin("k1", "abc", "h9").await.unwrap(), IdempotencyState::Started);
 }
 
 pub async fn api_keys(store: Arc<dyn Store>) {

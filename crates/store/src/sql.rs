@@ -705,6 +705,15 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn idempotency_prune(&self, before: Timestamp) -> Result<u64> {
+        let res = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before.millis())
+            .execute(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected())
+    }
+
     async fn job_claim(&self, owner: &str, lease_ms: i64, limit: u32, now: Timestamp) -> Result<Vec<Job>> {
         let sql = format!(
             "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1 \

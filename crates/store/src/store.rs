@@ -182,6 +182,8 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, response: &str) -> Result<()>;
     /// Forgets a started key (the request failed in a way worth retrying).
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()>;
+    /// Forgets keys first used before `before`; returns how many.
+    async fn idempotency_prune(&self, before: Timestamp) -> Result<u64>;
 
     // Background jobs.
     /// Leases up to `limit` due jobs to `owner` until `now + lease_ms`; a job whose
