@@ -11,6 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod page;
 pub mod plan;
+pub mod queue;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

@@ -11,9 +11,12 @@
 mod audit;
 pub mod conformance;
 mod events;
+pub mod queue_conformance;
+mod queues;
 pub mod sql;
 mod store;
 
 pub use audit::*;
 pub use events::*;
+pub use queues::*;
 pub use store::*;

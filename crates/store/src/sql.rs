@@ -13,6 +13,7 @@ mod audit;
 mod cache;
 mod effects;
 mod events;
+mod queues;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -39,10 +40,12 @@ use writer::Writer;
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
+    (4, "queues", include_str!("../migrations/sqlite/0004_queues.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
+    (4, "queues", include_str!("../migrations/postgres/0004_queues.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -336,6 +339,10 @@ fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
         self.dialect.backend
+    }
+
+    fn queues(&self) -> Arc<dyn crate::queues::QueueStore> {
+        Arc::new(self.clone())
     }
 
     async fn ready(&self) -> Result<()> {

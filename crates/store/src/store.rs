@@ -140,6 +140,9 @@ pub struct StoredAudit {
 pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
+    /// The queues' storage, on the same database.
+    fn queues(&self) -> std::sync::Arc<dyn crate::queues::QueueStore>;
+
     /// Succeeds when the database answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
 
