@@ -8,6 +8,7 @@
 mod event_delivery;
 mod http_load;
 mod tenants;
+mod workflow_throughput;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,20 @@ enum Scenario {
     TenantGet(tenants::LoadArgs),
     /// Events fanned out to webhook subscriptions on a local receiver.
     EventDelivery(event_delivery::EventDeliveryArgs),
+    /// Executions of a 5-state machine through the durable engine.
+    WorkflowThroughput(WorkflowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkflowArgs {
+    /// `postgres://...` server to create a fresh benchmark database on (default: SQLite).
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long, default_value_t = 10_000)]
+    executions: usize,
+    /// Executions in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
 }
 
 #[tokio::main]
@@ -40,5 +55,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TenantList(args) => tenants::tenant_list(args).await,
         Scenario::TenantGet(args) => tenants::tenant_get(args).await,
         Scenario::EventDelivery(args) => event_delivery::run(args).await,
+        Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }
 }

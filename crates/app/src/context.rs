@@ -45,6 +45,14 @@ pub enum Permission {
     SubscriptionWrite,
     /// Write audit exports to the blob store.
     AuditExport,
+    /// Read state machines (not for tenant keys).
+    StateMachineRead,
+    /// Read executions and their history (tenant keys: their tenant's only).
+    ExecutionRead,
+    /// Define state machines, start, stop and redrive executions.
+    WorkflowWrite,
+    /// Complete callback tasks (`/v1/task-tokens/...`).
+    TaskCallback,
 }
 
 impl OpContext {
@@ -70,8 +78,9 @@ impl OpContext {
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
-            (R::Service, P::PlanRead | P::TenantRead) => true,
-            (R::Tenant, P::TenantRead | P::TenantWrite) => true,
+            (R::Viewer, P::StateMachineRead | P::ExecutionRead) => true,
+            (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
+            (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,
             _ => false,
         };
         if allowed {

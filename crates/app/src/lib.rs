@@ -10,11 +10,14 @@ pub mod audit;
 pub mod auth;
 mod context;
 pub mod delivery;
+pub mod engine;
 pub mod lifecycle;
 mod ops;
 pub mod secretbox;
 pub mod subscriptions;
 pub mod worker;
+mod workflows;
 
 pub use context::{OpContext, Permission, Principal};
 pub use ops::*;
+pub use workflows::*;

@@ -1,23 +1,41 @@
-//! The tenant lifecycle's background half.
+//! The tenant lifecycle as workflows.
 //!
-//! An API call moves a tenant into a transitional status (`provisioning`, `updating`,
-//! `offboarding`) and, in the same transaction, enqueues a job naming the operation.
-//! [`run_job`] finishes the operation: it applies the final transition and commits it
-//! with its event, its audit entry and the job's completion, so a crash at any point
-//! either leaves the job to be retried or has finished everything.
+//! Provisioning, plan changes and offboarding are built-in ASL definitions
+//! (`crates/app/workflows/*.json`) run by the [`crate::engine`]: an API call moves the
+//! tenant into a transitional status (`provisioning`, `updating`, `offboarding`) and, in
+//! the same transaction, starts the execution. Each step is an idempotent built-in task
+//! handler registered here; provisioning steps have undo steps that a `Catch` runs in
+//! reverse before marking the tenant `failed` (`TenantProvisioningFailed` names the
+//! failing step and its error). Suspension and resumption stay synchronous: they change
+//! one status and have nothing to undo.
 //!
-//! This is the seam the workflow engine replaces: the job becomes the start of an ASL
-//! execution and the transition becomes that workflow's last step.
+//! [`run_job`] still finishes lifecycle jobs enqueued by earlier versions (the `jobs`
+//! seam the engine replaced), so an upgrade in flight loses nothing.
 
+use async_trait::async_trait;
 use serde_json::{json, Value};
 use tenancy_domain::event::{names, Event};
 use tenancy_domain::tenant::{Tenant, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{Effects, Job, Store};
+use tenancy_store::{Effects, Job, Store, TenantResource};
 
+use crate::engine::handlers::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 use crate::OpContext;
 
+/// Built-in state machines: name and definition.
+pub const PROVISION_MACHINE: &str = "tenancy.tenant.provision";
+pub const CHANGE_PLAN_MACHINE: &str = "tenancy.tenant.change-plan";
+pub const OFFBOARD_MACHINE: &str = "tenancy.tenant.offboard";
+pub const BUILTIN_MACHINES: &[(&str, &str)] = &[
+    (PROVISION_MACHINE, include_str!("../workflows/tenant-provision.json")),
+    (CHANGE_PLAN_MACHINE, include_str!("../workflows/tenant-change-plan.json")),
+    (OFFBOARD_MACHINE, include_str!("../workflows/tenant-offboard.json")),
+];
+/// Names reserved for built-in state machines.
+pub const RESERVED_PREFIX: &str = "tenancy.";
+
+/// Job kinds of the former `jobs` seam (drained by [`run_job`]).
 pub const PROVISION: &str = "tenant.provision";
 pub const CHANGE_PLAN: &str = "tenant.change_plan";
 pub const OFFBOARD: &str = "tenant.offboard";
@@ -81,4 +99,157 @@ pub async fn run_job(store: &dyn Store, job: &Job, owner: &str) -> Result<()> {
     let fx = Effects::none().with_event(event).with_audit(audit).completing(&job.id, owner);
     store.tenant_update(&tenant, version, &fx).await?;
     Ok(())
+}
+
+/// Registers the lifecycle's task handlers.
+pub fn register_handlers(r: &Registry) {
+    r.register("tenancy:resource.create", ResourceCreate);
+    r.register("tenancy:resource.delete", ResourceDelete);
+    r.register("tenancy:tenant.activate", Finish { op: FinishOp::Activate });
+    r.register("tenancy:tenant.provisioning_failed", Finish { op: FinishOp::ProvisioningFailed });
+    r.register("tenancy:tenant.apply_plan", Finish { op: FinishOp::ApplyPlan });
+    r.register("tenancy:tenant.revert_plan", Finish { op: FinishOp::RevertPlan });
+    r.register("tenancy:tenant.offboarded", Finish { op: FinishOp::Offboarded });
+    r.register("tenancy:tenant.set_status", Finish { op: FinishOp::SetStatus });
+}
+
+fn param<'a>(call: &'a TaskCall<'_>, name: &str) -> Result<&'a str, tenancy_asl::Failure> {
+    call.parameters[name]
+        .as_str()
+        .ok_or_else(|| failure("States.Runtime", format!("{}: parameter {name:?} must be a string", call.resource)))
+}
+
+/// `tenancy:resource.create` `{tenant_id, kind, ...}`: records a tenant resource of
+/// that kind; a second call finds it and changes nothing.
+struct ResourceCreate;
+
+#[async_trait]
+impl TaskHandler for ResourceCreate {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let tenant_id = param(&call, "tenant_id")?;
+        let kind = param(&call, "kind")?;
+        let r = TenantResource {
+            tenant_id: tenant_id.to_owned(),
+            kind: kind.to_owned(),
+            detail: call.parameters.clone(),
+            created_by: call.idempotency_key.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let (stored, created) = call.store.workflows().tenant_resource_put(&r).await.map_err(app_failure)?;
+        tracing::debug!(tenant_id, kind, created, "tenant resource recorded");
+        // The same result whether this call or an earlier attempt created it.
+        Ok(TaskOutput::new(json!({"tenant_id": stored.tenant_id, "kind": stored.kind})))
+    }
+}
+
+/// `tenancy:resource.delete` `{tenant_id, kind}`: the undo of `resource.create`;
+/// deleting a missing resource succeeds.
+struct ResourceDelete;
+
+#[async_trait]
+impl TaskHandler for ResourceDelete {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let tenant_id = param(&call, "tenant_id")?;
+        let kind = param(&call, "kind")?;
+        let deleted = call.store.workflows().tenant_resource_delete(tenant_id, kind).await.map_err(app_failure)?;
+        tracing::debug!(tenant_id, kind, deleted, "tenant resource deleted");
+        Ok(TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind})))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FinishOp {
+    Activate,
+    ProvisioningFailed,
+    ApplyPlan,
+    RevertPlan,
+    Offboarded,
+    SetStatus,
+}
+
+/// The tenant status changes of the lifecycle. Each is idempotent: a tenant already in
+/// the target state is left alone (no second event).
+struct Finish {
+    op: FinishOp,
+}
+
+#[async_trait]
+impl TaskHandler for Finish {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let tenant_id = param(&call, "tenant_id")?;
+        let execution_id = call.parameters["execution_id"].as_str().unwrap_or(call.execution_id);
+        let mut tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
+        let version = tenant.version;
+        let from = tenant.status;
+        let mut changed = vec!["status"];
+        let mut extra = json!({"previous_status": from, "execution_id": execution_id});
+        let (to, detail_type, action) = match self.op {
+            FinishOp::Activate => (TenantStatus::Active, names::TENANT_PROVISIONED, "tenant.complete_provision"),
+            FinishOp::ProvisioningFailed => {
+                extra["step"] = call.parameters["step"].clone();
+                extra["error"] = call.parameters["error"].clone();
+                (TenantStatus::Failed, names::TENANT_PROVISIONING_FAILED, "tenant.fail_provision")
+            }
+            FinishOp::ApplyPlan | FinishOp::RevertPlan => {
+                let plan = param(&call, "plan")?;
+                let done = tenant.status == TenantStatus::Active && tenant.plan == plan;
+                if done {
+                    return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
+                }
+                if tenant.status != TenantStatus::Updating {
+                    return Err(failure(
+                        "Tenancy.invalid-transition",
+                        format!("tenant {tenant_id:?} is {}, not updating", tenant.status.as_str()),
+                    ));
+                }
+                extra["previous_plan"] = json!(tenant.plan);
+                tenant.plan = plan.to_owned();
+                changed.push("plan");
+                match self.op {
+                    FinishOp::ApplyPlan => {
+                        (TenantStatus::Active, names::TENANT_PLAN_CHANGED, "tenant.complete_change_plan")
+                    }
+                    _ => (TenantStatus::Active, names::TENANT_UPDATED, "tenant.revert_change_plan"),
+                }
+            }
+            FinishOp::Offboarded => (TenantStatus::Offboarded, names::TENANT_OFFBOARDED, "tenant.complete_offboard"),
+            FinishOp::SetStatus => {
+                let to = param(&call, "status")?;
+                let to = TenantStatus::parse(to)
+                    .ok_or_else(|| failure("States.Runtime", format!("unknown tenant status {to:?}")))?;
+                (to, names::TENANT_UPDATED, "tenant.set_status")
+            }
+        };
+        if !matches!(self.op, FinishOp::ApplyPlan | FinishOp::RevertPlan) {
+            if tenant.status == to {
+                return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
+            }
+            let transition = match self.op {
+                FinishOp::Activate => Some(Transition::Provisioned),
+                FinishOp::ProvisioningFailed => Some(Transition::ProvisioningFailed),
+                FinishOp::Offboarded => Some(Transition::Offboarded),
+                _ => None,
+            };
+            match transition {
+                Some(t) => {
+                    tenant.transition(t).map_err(app_failure)?;
+                }
+                None => tenant.status = to,
+            }
+        } else {
+            tenant.status = to;
+        }
+        tenant.updated_at = Timestamp::now();
+        tenant.version = version + 1;
+        let event = tenant_event(detail_type, &tenant, &changed, extra);
+        let audit = OpContext::system().audit(
+            action,
+            format!("tenant/{}", tenant.id),
+            Some(&tenant.id),
+            json!({"execution_id": execution_id, "from": from, "to": tenant.status}),
+        );
+        let fx = Effects::none().with_event(event).with_audit(audit);
+        let stored = call.store.tenant_update(&tenant, version, &fx).await.map_err(app_failure)?;
+        Ok(TaskOutput::new(json!({"status": stored.status, "plan": stored.plan})))
+    }
 }

@@ -12,11 +12,12 @@ use tenancy_domain::plan::{Plan, PlanSpec};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{AuditFilter, Effects, EventFilter, Job, Store, StoredAudit, StoredEvent};
+use tenancy_store::{AuditFilter, Effects, EventFilter, NewExecution, Store, StoredAudit, StoredEvent};
 use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
 use crate::context::Permission as P;
+use crate::engine::Engine;
 use crate::lifecycle::{self, tenant_event};
 use crate::OpContext;
 
@@ -30,6 +31,12 @@ pub struct App {
     pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
     pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
+    /// The workflow engine (its worker runs from `serve`).
+    pub(crate) engine: Arc<Engine>,
+    /// Stored versions of the built-in state machines, once registered.
+    pub(crate) builtins: std::sync::Mutex<std::collections::HashMap<String, tenancy_store::StateMachineRecord>>,
+    /// A RUNNING execution without progress for this long is listed as stuck.
+    pub(crate) stuck_after: std::time::Duration,
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -44,6 +51,8 @@ pub struct TenantOperation {
 struct Operation<'a> {
     transition: Transition,
     kind: &'a str,
+    /// The built-in state machine that carries it out.
+    machine: &'a str,
     payload: serde_json::Value,
     /// Emitted when the operation starts, if anything.
     event: Option<&'a str>,
@@ -58,11 +67,24 @@ impl App {
     pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>) -> Self {
         App {
             auth: Authenticator::new(store.clone(), admin_token),
+            engine: Engine::new(store.clone()),
             store,
             work_ready: Arc::new(Notify::new()),
             blobs: std::sync::OnceLock::new(),
             secrets: std::sync::OnceLock::new(),
+            builtins: Default::default(),
+            stuck_after: std::time::Duration::from_secs(300),
         }
+    }
+
+    /// The workflow engine (its handler registry, its worker's `run`).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// How long a RUNNING execution may go without progress before `stuck=true` lists it.
+    pub fn set_stuck_after(&mut self, d: std::time::Duration) {
+        self.stuck_after = d;
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -118,19 +140,36 @@ impl App {
     pub async fn tenant_create(&self, ctx: &OpContext, new: NewTenant) -> Result<TenantOperation> {
         ctx.authorize(P::TenantAdmin)?;
         let tenant = new.into_tenant(Timestamp::now())?;
-        let job = Job::new(lifecycle::PROVISION, Some(&tenant.id), json!({}), Timestamp::now());
+        let execution = self
+            .lifecycle_execution(
+                lifecycle::PROVISION_MACHINE,
+                &tenant.id,
+                json!({"tenant_id": tenant.id, "plan": tenant.plan, "region": tenant.region}),
+            )
+            .await?;
         let fx = Effects::none()
-            .with_event(tenant_event(names::TENANT_CREATED, &tenant, &[], json!({"execution_id": job.id})))
+            .with_event(tenant_event(names::TENANT_CREATED, &tenant, &[], json!({"execution_id": execution.id})))
             .with_audit(ctx.audit(
                 "tenant.create",
                 format!("tenant/{}", tenant.id),
                 Some(&tenant.id),
-                json!({"plan": tenant.plan, "region": tenant.region}),
+                json!({"plan": tenant.plan, "region": tenant.region, "execution_id": execution.id}),
             ))
-            .with_job(job.clone());
+            .with_execution(execution.clone());
         let tenant = self.store.tenant_create(&tenant, &fx).await?;
-        self.work_ready.notify_one();
-        Ok(TenantOperation { tenant, execution_id: Some(job.id) })
+        self.engine.notify();
+        Ok(TenantOperation { tenant, execution_id: Some(execution.id) })
+    }
+
+    /// A lifecycle execution for a tenant, to start in the transaction of the change.
+    async fn lifecycle_execution(
+        &self,
+        machine: &str,
+        tenant_id: &str,
+        input: serde_json::Value,
+    ) -> Result<NewExecution> {
+        let sm = self.builtin_machine(machine).await?;
+        self.engine.prepare_start(&sm, None, input, Some(tenant_id.to_owned())).await
     }
 
     pub async fn tenant_get(&self, ctx: &OpContext, id: &str) -> Result<Tenant> {
@@ -266,7 +305,11 @@ impl App {
         op: Operation<'_>,
     ) -> Result<TenantOperation> {
         ctx.authorize_tenant(P::TenantAdmin, id)?;
-        let job = Job::new(op.kind, Some(id), op.payload.clone(), Timestamp::now());
+        let current = self.store.tenant_get(id).await?;
+        let mut input = op.payload.clone();
+        input["tenant_id"] = json!(id);
+        input["previous_plan"] = json!(current.plan);
+        let job = self.lifecycle_execution(op.machine, id, input).await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
                 // Checked on the tenant as read for this attempt, so a racing change
@@ -281,7 +324,7 @@ impl App {
                 let detail = json!({"from": from, "request": op.payload, "execution_id": job.id});
                 let mut fx = Effects::none()
                     .with_audit(ctx.audit(op.kind, format!("tenant/{}", tenant.id), Some(&tenant.id), detail))
-                    .with_job(job.clone());
+                    .with_execution(job.clone());
                 if let Some(event) = op.event {
                     let mut next = tenant.clone();
                     next.version += 1;
@@ -291,7 +334,7 @@ impl App {
                 Ok(fx)
             })
             .await?;
-        self.work_ready.notify_one();
+        self.engine.notify();
         Ok(TenantOperation { tenant, execution_id: Some(job.id) })
     }
 
@@ -316,6 +359,7 @@ impl App {
         let op = Operation {
             transition: Transition::ChangePlan,
             kind: lifecycle::CHANGE_PLAN,
+            machine: lifecycle::CHANGE_PLAN_MACHINE,
             payload: json!({"plan": plan}),
             event: None,
             target_plan: Some(plan),
@@ -327,6 +371,7 @@ impl App {
         let op = Operation {
             transition: Transition::Offboard,
             kind: lifecycle::OFFBOARD,
+            machine: lifecycle::OFFBOARD_MACHINE,
             payload: json!({}),
             event: Some(names::TENANT_OFFBOARDING_STARTED),
             target_plan: None,

@@ -478,6 +478,16 @@ impl<'a> Interpreter<'a> {
 
     fn context(&self, run: &Run, state: &State) -> Value {
         let retry_count = matches!(state.kind, StateKind::Task { .. }).then_some(run.cursor.attempt);
+        // `$$.Task.Token` of a callback task: its attempt's idempotency key, which the
+        // engine also gets in `TaskRequest::idempotency_key` and waits for.
+        let task_token = match &state.kind {
+            StateKind::Task { resource, .. } if resource.ends_with(".waitForTaskToken") => Some(idempotency_key(
+                &self.ctx.execution_id,
+                &scoped(&run.cursor.scope, &state.name),
+                run.cursor.attempt,
+            )),
+            _ => None,
+        };
         context_object(
             self.ctx,
             &StateFacts {
@@ -485,7 +495,7 @@ impl<'a> Interpreter<'a> {
                 entered_ms: run.cursor.entered_ms,
                 retry_count,
                 map_item: run.cursor.map_item.as_ref(),
-                task_token: None,
+                task_token: task_token.as_deref(),
             },
         )
     }

@@ -50,6 +50,12 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Manage state machines (ASL definitions).
+    #[command(subcommand, name = "state-machines")]
+    StateMachines(crate::workflows_cli::StateMachineCmd),
+    /// Start, inspect, stop and redrive workflow executions.
+    #[command(subcommand)]
+    Executions(crate::workflows_cli::ExecutionCmd),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -317,6 +323,10 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Audit(AuditCmd::Verify { file }) => return verify_audit(&file, output),
         Command::Audit(AuditCmd::Export { .. }) => unreachable!("handled above"),
         Command::Tenants(cmd) => (tenants(&client, cmd).await?, TENANT_COLUMNS),
+        Command::StateMachines(cmd) => {
+            (crate::workflows_cli::state_machines(&client, cmd).await?, crate::workflows_cli::STATE_MACHINE_COLUMNS)
+        }
+        Command::Executions(cmd) => crate::workflows_cli::executions(&client, cmd).await?,
         Command::Plans(cmd) => (plans(&client, cmd).await?, &["id", "name", "isolation", "features", "version"]),
         Command::Keys(cmd) => (keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "key"]),
         Command::Events(EventCmd::List { detail_type, tenant, limit }) => {

@@ -5,3 +5,4 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod serve;
+pub mod workflows_cli;

@@ -167,6 +167,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if let Some(path) = tenancy_app::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
+    app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
     let shutdown = CancellationToken::new();
     let node_id =
         opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
@@ -176,6 +177,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         let worker = Worker::new(store.clone(), WorkerOptions::new(format!("{node_id}/worker")), app.work_ready());
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         start_event_loops(&secrets, &store, &opts, &node_id, &shutdown, &mut tasks);
+        let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
+        // How long a crashed worker's executions stay leased (default 60 s).
+        if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
+            engine_opts.lease = std::time::Duration::from_secs(s.max(1));
+        }
+        tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

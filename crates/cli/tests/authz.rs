@@ -27,6 +27,11 @@ enum Class {
     SubscriptionRead,
     SubscriptionWrite,
     AuditExport,
+    StateMachineRead,
+    WorkflowWrite,
+    ExecutionList,
+    ExecutionRead,
+    TaskCallback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,20 +61,22 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
+        (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead) => Allowed,
         (Who::Viewer, _) => Forbidden,
-        (Who::Service, PlanRead | TenantList | TenantRead) => Allowed,
+        (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
         (Who::Service, _) => Forbidden,
-        (Who::TenantOwn, TenantList | TenantRead | TenantWrite) => Allowed,
+        (Who::TenantOwn, TenantList | TenantRead | TenantWrite | ExecutionList | ExecutionRead) => Allowed,
         (Who::TenantOwn, _) => Forbidden,
-        (Who::TenantOther, TenantRead | TenantWrite | TenantAdmin) => Hidden,
-        (Who::TenantOther, TenantList) => Allowed,
+        (Who::TenantOther, TenantRead | TenantWrite | TenantAdmin | ExecutionRead) => Hidden,
+        (Who::TenantOther, TenantList | ExecutionList) => Allowed,
         (Who::TenantOther, _) => Forbidden,
     }
 }
 
 struct Route {
     method: Method,
-    /// `{tenant}`, `{plan}`, `{key}` and `{sub}` are filled in per call.
+    /// `{tenant}`, `{plan}`, `{key}`, `{sub}`, `{execution}` (of `{tenant}`, waiting for a
+    /// callback) and `{token}` (its task token) are filled in per call.
     path: &'static str,
     body: Option<Value>,
     class: Class,
@@ -116,11 +123,44 @@ fn table() -> Vec<Route> {
             Some(json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})),
             SubscriptionWrite,
         ),
+        route(Method::GET, "/v1/state-machines", None, StateMachineRead),
+        route(Method::GET, "/v1/state-machines/{sm}", None, StateMachineRead),
+        route(Method::PUT, "/v1/state-machines/{sm}", Some(json!({"definition": callback_machine()})), WorkflowWrite),
+        route(Method::POST, "/v1/executions", Some(json!({"state_machine": "authz-callback"})), WorkflowWrite),
+        route(Method::GET, "/v1/executions", None, ExecutionList),
+        route(Method::GET, "/v1/executions/{execution}", None, ExecutionRead),
+        route(Method::GET, "/v1/executions/{execution}/history", None, ExecutionRead),
+        route(Method::POST, "/v1/executions/{execution}/stop", None, WorkflowWrite),
+        route(Method::POST, "/v1/executions/{execution}/redrive", None, WorkflowWrite),
+        route(Method::POST, "/v1/task-tokens/{token}/success", Some(json!({"output": {}})), TaskCallback),
+        route(Method::POST, "/v1/task-tokens/{token}/failure", Some(json!({"error": "E"})), TaskCallback),
+        route(Method::POST, "/v1/task-tokens/{token}/heartbeat", None, TaskCallback),
     ]
 }
 
 fn subscription_body() -> Value {
     json!({"name": "s", "pattern": {"source": ["nobody"]}, "target": {"type": "webhook", "url": "http://127.0.0.1:9/x"}})
+}
+
+fn callback_machine() -> Value {
+    json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Task", "Resource": "tenancy:callback.waitForTaskToken",
+        "Parameters": {"token.$": "$$.Task.Token"}, "TimeoutSeconds": 3600, "End": true}}})
+}
+
+/// Starts an execution of `tenant` waiting for a callback; returns its id and token.
+async fn waiting_execution(s: &TestServer, tenant: &str) -> (String, String) {
+    let body = json!({"state_machine": "authz-callback", "tenant_id": tenant});
+    let res = s.call(Method::POST, "/v1/executions", Some(body)).await;
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let history = s.get(&format!("/v1/executions/{id}/history")).await;
+    let token = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "TaskScheduled")
+        .map(|e| e["details"]["parameters"]["token"].as_str().unwrap().to_owned())
+        .unwrap();
+    (id, token)
 }
 
 /// Every (method, path) of the OpenAPI document, with `{...}` parameters normalized.
@@ -170,6 +210,9 @@ async fn every_role_on_every_route(backend: Backend) {
     }
     s.create_tenant("victim", "basic").await;
     s.wait_status("victim", "active").await;
+    let res =
+        s.call(Method::PUT, "/v1/state-machines/authz-callback", Some(json!({"definition": callback_machine()}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
 
     let mut failures = Vec::new();
     for r in table() {
@@ -182,13 +225,21 @@ async fn every_role_on_every_route(backend: Backend) {
             let key = key_res.body["id"].as_str().unwrap().to_owned();
             let sub_res = s.call(Method::POST, "/v1/subscriptions", Some(subscription_body())).await;
             let sub = sub_res.body["id"].as_str().unwrap().to_owned();
+            let (execution, task_token) = if r.path.contains("{execution}") || r.path.contains("{token}") {
+                waiting_execution(&s, &tenant).await
+            } else {
+                Default::default()
+            };
             let path = r
                 .path
                 .replace("{tenant}", &tenant)
                 .replace("{plan}", &plan)
                 .replace("{key}", &key)
                 .replace("{sub}", &sub)
-                .replace("{delivery}", "dlv_missing");
+                .replace("{delivery}", "dlv_missing")
+                .replace("{execution}", &execution)
+                .replace("{token}", &task_token)
+                .replace("{sm}", "authz-callback");
             let res = s.call_with(Some(token), r.method.clone(), &path, r.body.clone(), &[]).await;
             let want = expected(*who, r.class);
             let ok = match want {

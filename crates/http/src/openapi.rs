@@ -15,6 +15,7 @@ use utoipa::Modify;
         (name = "events", description = "The event archive"),
         (name = "subscriptions", description = "Event subscriptions, webhook deliveries, retries and replay"),
         (name = "audit", description = "The audit log"),
+        (name = "workflows", description = "State machines (ASL), executions and callback tokens"),
     )
 )]
 struct ApiDoc;

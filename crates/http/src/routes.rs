@@ -7,6 +7,7 @@ mod records;
 mod subscriptions;
 mod system;
 mod tenants;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -43,4 +44,19 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(audit::verify_audit))
         .routes(routes!(audit::export_audit))
         .routes(routes!(audit::create_export))
+        .merge(workflows_api())
+}
+
+fn workflows_api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(workflows::list_state_machines))
+        .routes(routes!(workflows::put_state_machine, workflows::get_state_machine))
+        .routes(routes!(workflows::start_execution, workflows::list_executions))
+        .routes(routes!(workflows::get_execution))
+        .routes(routes!(workflows::execution_history))
+        .routes(routes!(workflows::stop_execution))
+        .routes(routes!(workflows::redrive_execution))
+        .routes(routes!(workflows::task_success))
+        .routes(routes!(workflows::task_failure))
+        .routes(routes!(workflows::task_heartbeat))
 }

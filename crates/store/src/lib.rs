@@ -15,8 +15,11 @@ pub mod queue_conformance;
 mod queues;
 pub mod sql;
 mod store;
+mod workflow;
+pub mod workflow_conformance;
 
 pub use audit::*;
 pub use events::*;
 pub use queues::*;
 pub use store::*;
+pub use workflow::*;

@@ -18,6 +18,7 @@ mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wakeup;
+mod workflows;
 mod writer;
 
 use std::sync::Arc;
@@ -40,11 +41,13 @@ use writer::Writer;
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
+    (3, "workflows", include_str!("../migrations/sqlite/0003_workflows.sql")),
     (4, "queues", include_str!("../migrations/sqlite/0004_queues.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
+    (3, "workflows", include_str!("../migrations/postgres/0003_workflows.sql")),
     (4, "queues", include_str!("../migrations/postgres/0004_queues.sql")),
 ];
 
@@ -339,6 +342,10 @@ fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
         self.dialect.backend
+    }
+
+    fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore> {
+        std::sync::Arc::new(self.clone())
     }
 
     fn queues(&self) -> Arc<dyn crate::queues::QueueStore> {

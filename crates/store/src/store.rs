@@ -66,6 +66,8 @@ pub struct Effects {
     pub audit: Vec<AuditEntry>,
     pub jobs: Vec<Job>,
     pub complete_job: Option<JobCompletion>,
+    /// Workflow executions started by the change (e.g. a tenant's provisioning).
+    pub executions: Vec<crate::workflow::NewExecution>,
 }
 
 impl Effects {
@@ -82,6 +84,10 @@ impl Effects {
     }
     pub fn with_job(mut self, j: Job) -> Self {
         self.jobs.push(j);
+        self
+    }
+    pub fn with_execution(mut self, e: crate::workflow::NewExecution) -> Self {
+        self.executions.push(e);
         self
     }
     pub fn completing(mut self, job_id: &str, lease_owner: &str) -> Self {
@@ -139,6 +145,10 @@ pub struct StoredAudit {
 #[async_trait]
 pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
+
+    /// The workflow engine's storage, on the same database (so a change and the
+    /// executions it starts commit together, see [`Effects::executions`]).
+    fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore>;
 
     /// The queues' storage, on the same database.
     fn queues(&self) -> std::sync::Arc<dyn crate::queues::QueueStore>;

@@ -180,6 +180,12 @@ impl TestServer {
         res.body["key"].as_str().unwrap().to_owned()
     }
 
+    /// A client for a server started elsewhere (e.g. restarted on the same database).
+    pub fn attach(url: String) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer { url, server: None, database_url: None, http: reqwest::Client::new(), dir }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await;

@@ -30,6 +30,15 @@ pub(super) async fn complete_job(conn: &mut AnyConnection, done: &JobCompletion)
     Ok(())
 }
 
+/// Inserts the executions a write starts ([`Effects::executions`]); runs with the write,
+/// inside its savepoint, so a duplicate name fails that write alone.
+pub(super) async fn start_executions(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
+    for e in &fx.executions {
+        super::workflows::insert_execution(conn, e).await?;
+    }
+    Ok(())
+}
+
 /// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows; with
 /// `anonymous`, `?` placeholders instead (SQLite resolves `$N` names with a linear
 /// search per parameter, which is quadratic in a statement of thousands of them).

@@ -18,7 +18,7 @@ use tenancy_domain::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 
 use super::db_err;
-use super::effects::{apply_effects_batch, complete_job};
+use super::effects::{apply_effects_batch, complete_job, start_executions};
 use crate::store::Effects;
 
 type BoxAny = Box<dyn StdAny + Send>;
@@ -77,13 +77,14 @@ impl Writer {
 
     /// [`Writer::write`] for an `f` that writes at most once, in its last statement, so
     /// that its failure leaves nothing to undo: it skips the savepoint (two round trips)
-    /// unless `fx` completes a job, whose deletion precedes `f`.
+    /// unless `fx` completes a job, whose deletion precedes `f`, or starts executions,
+    /// inserted after `f`.
     pub(super) async fn write_atomic<T, F>(&self, fx: &Effects, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(fx, f, fx.complete_job.is_some()).await
+        self.submit(fx, f, fx.complete_job.is_some() || !fx.executions.is_empty()).await
     }
 
     async fn submit<T, F>(&self, fx: &Effects, f: F, savepoint: bool) -> Result<T>
@@ -140,7 +141,9 @@ async fn run_batch(pool: &AnyPool, batch: Vec<Pending>, sqlite: bool) {
             if let Some(job) = &p.fx.complete_job {
                 complete_job(&mut tx, job).await?;
             }
-            (p.f)(&mut tx).await
+            let v = (p.f)(&mut tx).await?;
+            start_executions(&mut tx, &p.fx).await?;
+            Ok(v)
         }
         .await;
         let result = match result {

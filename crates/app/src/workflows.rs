@@ -1,0 +1,527 @@
+//! The operations of the workflow API: state machines, executions, callback tokens.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tenancy_asl::StateMachine;
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tenancy_store::{
+    status, Effects, ExecutionFilter, ExecutionRecord, HistoryRecord, StateMachineRecord, StepCommit, StepState,
+};
+
+use crate::context::Permission as P;
+use crate::engine::{self, Pending};
+use crate::lifecycle::RESERVED_PREFIX;
+use crate::{App, OpContext};
+
+/// `PUT /v1/state-machines/{name}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateMachineSpec {
+    /// The Amazon States Language definition.
+    #[schema(value_type = Object)]
+    pub definition: Value,
+}
+
+/// A state machine version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StateMachineView {
+    pub name: String,
+    pub version: i64,
+    #[schema(value_type = Object)]
+    pub definition: Value,
+    pub created_at: Timestamp,
+}
+
+impl From<StateMachineRecord> for StateMachineView {
+    fn from(r: StateMachineRecord) -> Self {
+        StateMachineView { name: r.name, version: r.version, definition: r.definition, created_at: r.created_at }
+    }
+}
+
+/// `POST /v1/executions`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartExecution {
+    pub state_machine: String,
+    /// The execution's input (default `{}`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+    /// Unique per state machine: starting a name again returns that execution.
+    pub name: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+/// An execution.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ExecutionView {
+    pub id: String,
+    pub name: String,
+    pub state_machine: String,
+    pub version: i64,
+    pub tenant_id: Option<String>,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub redrive_count: i64,
+    pub started_at: Timestamp,
+    pub stopped_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl From<ExecutionRecord> for ExecutionView {
+    fn from(r: ExecutionRecord) -> Self {
+        ExecutionView {
+            id: r.id,
+            name: r.name,
+            state_machine: r.state_machine,
+            version: r.version,
+            tenant_id: r.tenant_id,
+            status: r.status,
+            input: r.input,
+            output: r.output,
+            error: r.error,
+            cause: r.cause,
+            redrive_count: r.redrive_count,
+            started_at: r.started_at,
+            stopped_at: r.stopped_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One history event, with Step Functions' type names.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HistoryEventView {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub timestamp: Timestamp,
+}
+
+impl From<HistoryRecord> for HistoryEventView {
+    fn from(h: HistoryRecord) -> Self {
+        HistoryEventView { id: h.event_id, kind: h.kind, state: h.state, details: h.details, timestamp: h.time }
+    }
+}
+
+/// Filters of `GET /v1/executions`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionQuery {
+    pub status: Option<String>,
+    pub state_machine: Option<String>,
+    pub tenant_id: Option<String>,
+    /// Only RUNNING executions without progress for the configured time.
+    pub stuck: bool,
+}
+
+/// `POST /v1/executions/{id}/stop`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopExecution {
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// `POST /v1/task-tokens/{token}/success`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSuccess {
+    #[schema(value_type = Object)]
+    pub output: Value,
+}
+
+/// `POST /v1/task-tokens/{token}/failure`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFailure {
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("{kind} {name:?} is invalid: use 1-80 letters, digits, '-', '_' and '.'")))
+    }
+}
+
+fn not_running(rec: &ExecutionRecord, what: &str) -> Error {
+    Error::Conflict {
+        code: "execution-not-running",
+        message: format!("cannot {what} execution {:?}: it is {}", rec.id, rec.status),
+    }
+}
+
+/// Optimistic retries when a worker moved the execution under an API call.
+const MOVED_RETRIES: usize = 5;
+
+impl App {
+    fn scoped_execution(&self, ctx: &OpContext, rec: ExecutionRecord) -> Result<ExecutionRecord> {
+        if let Some(own) = &ctx.principal.tenant_id {
+            if rec.tenant_id.as_deref() != Some(own.as_str()) {
+                return Err(Error::not_found("execution", rec.id));
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Creates a state machine or adds a version; returns it and whether it changed.
+    pub async fn state_machine_put(
+        &self,
+        ctx: &OpContext,
+        name: &str,
+        spec: StateMachineSpec,
+    ) -> Result<(StateMachineView, bool)> {
+        ctx.authorize(P::WorkflowWrite)?;
+        validate_name("state machine name", name)?;
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(Error::InvalidRequest {
+                code: "reserved-name",
+                message: format!("state machine names starting with {RESERVED_PREFIX:?} are reserved"),
+            });
+        }
+        StateMachine::parse(&spec.definition)
+            .map_err(|e| Error::InvalidRequest { code: "invalid-definition", message: e.to_string() })?;
+        let audit = ctx.audit("state_machine.put", format!("state-machine/{name}"), None, json!({}));
+        let (rec, added) = self
+            .engine
+            .workflows()
+            .state_machine_put(name, &spec.definition, &Effects::none().with_audit(audit))
+            .await?;
+        Ok((rec.into(), added))
+    }
+
+    pub async fn state_machine_get(&self, ctx: &OpContext, name: &str) -> Result<StateMachineView> {
+        ctx.authorize(P::StateMachineRead)?;
+        Ok(self.engine.workflows().state_machine_get(name, None).await?.into())
+    }
+
+    pub async fn state_machine_list(&self, ctx: &OpContext, page: &PageRequest) -> Result<Page<StateMachineView>> {
+        ctx.authorize(P::StateMachineRead)?;
+        let p = self.engine.workflows().state_machine_list(page).await?;
+        Ok(Page { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor })
+    }
+
+    /// Registers (or updates) the built-in lifecycle state machines.
+    pub async fn register_builtin_workflows(&self) -> Result<()> {
+        for (name, _) in crate::lifecycle::BUILTIN_MACHINES {
+            self.builtin_machine(name).await?;
+        }
+        Ok(())
+    }
+
+    /// The latest stored version of a built-in state machine, storing its definition
+    /// when it changed.
+    pub(crate) async fn builtin_machine(&self, name: &str) -> Result<StateMachineRecord> {
+        if let Some(rec) = self.builtins.lock().expect("builtins lock").get(name) {
+            return Ok(rec.clone());
+        }
+        let (_, text) = crate::lifecycle::BUILTIN_MACHINES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::internal(format!("no built-in state machine {name:?}")))?;
+        let definition: Value = serde_json::from_str(text).map_err(Error::internal)?;
+        StateMachine::parse(&definition).map_err(|e| Error::internal(format!("built-in {name}: {e}")))?;
+        let (rec, _) = self.engine.workflows().state_machine_put(name, &definition, &Effects::none()).await?;
+        self.builtins.lock().expect("builtins lock").insert(name.to_owned(), rec.clone());
+        Ok(rec)
+    }
+
+    /// Starts an execution; a repeated name returns the existing one (`false`).
+    pub async fn execution_start(&self, ctx: &OpContext, req: StartExecution) -> Result<(ExecutionView, bool)> {
+        ctx.authorize(P::WorkflowWrite)?;
+        if let Some(name) = &req.name {
+            validate_name("execution name", name)?;
+        }
+        if let Some(t) = &req.tenant_id {
+            tenancy_domain::ids::validate_slug("tenant", t)?;
+        }
+        if req.state_machine.starts_with(RESERVED_PREFIX) {
+            return Err(Error::InvalidRequest {
+                code: "reserved-name",
+                message: "built-in state machines are started by the tenant operations".into(),
+            });
+        }
+        let sm = match self.engine.workflows().state_machine_get(&req.state_machine, None).await {
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::InvalidRequest {
+                    code: "unknown-state-machine",
+                    message: format!("state machine {:?} does not exist", req.state_machine),
+                })
+            }
+            r => r?,
+        };
+        let input = req.input.unwrap_or_else(|| json!({}));
+        let new = self.engine.prepare_start(&sm, req.name, input, req.tenant_id).await?;
+        let audit = ctx.audit(
+            "execution.start",
+            format!("execution/{}", new.id),
+            new.tenant_id.as_deref(),
+            json!({"state_machine": sm.name, "version": sm.version, "name": new.name}),
+        );
+        let fx = engine::start_effects(&new).with_audit(audit);
+        let (rec, created) = self.engine.workflows().execution_start(&new, &fx).await?;
+        if created {
+            self.engine.notify();
+        }
+        Ok((rec.into(), created))
+    }
+
+    pub async fn execution_get(&self, ctx: &OpContext, id: &str) -> Result<ExecutionView> {
+        ctx.authorize(P::ExecutionRead)?;
+        let rec = self.engine.workflows().execution_get(id).await?;
+        Ok(self.scoped_execution(ctx, rec)?.into())
+    }
+
+    pub async fn execution_list(
+        &self,
+        ctx: &OpContext,
+        q: ExecutionQuery,
+        page: &PageRequest,
+    ) -> Result<Page<ExecutionView>> {
+        ctx.authorize(P::ExecutionRead)?;
+        if let Some(s) = &q.status {
+            if !status::ALL.contains(&s.as_str()) {
+                return Err(Error::invalid(format!("unknown status {s:?}: use one of {}", status::ALL.join(", "))));
+            }
+        }
+        let mut filter = ExecutionFilter {
+            status: q.status,
+            state_machine: q.state_machine,
+            tenant_id: q.tenant_id,
+            updated_before: q.stuck.then(|| Timestamp::now().plus_millis(-(self.stuck_after.as_millis() as i64))),
+        };
+        if let Some(own) = &ctx.principal.tenant_id {
+            if filter.tenant_id.as_ref().is_some_and(|t| t != own) {
+                return Ok(Page { items: vec![], next_cursor: None });
+            }
+            filter.tenant_id = Some(own.clone());
+        }
+        let p = self.engine.workflows().execution_list(&filter, page).await?;
+        Ok(Page { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor })
+    }
+
+    pub async fn execution_history(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<HistoryEventView>> {
+        self.execution_get(ctx, id).await?;
+        let p = self.engine.workflows().execution_history(id, page).await?;
+        Ok(Page { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor })
+    }
+
+    /// Stops a running execution: `ABORTED`.
+    pub async fn execution_stop(&self, ctx: &OpContext, id: &str, req: StopExecution) -> Result<ExecutionView> {
+        ctx.authorize(P::WorkflowWrite)?;
+        for _ in 0..MOVED_RETRIES {
+            let rec = self.engine.workflows().execution_get(id).await?;
+            if rec.status != status::RUNNING {
+                return Err(not_running(&rec, "stop"));
+            }
+            let cursor = engine::parse_cursor(&rec)?;
+            let now = Timestamp::now();
+            let event = HistoryRecord {
+                event_id: cursor.next_event_id as i64,
+                kind: "ExecutionAborted".into(),
+                state: None,
+                details: json!({"error": req.error, "cause": req.cause}),
+                time: now,
+            };
+            let audit = ctx.audit("execution.stop", format!("execution/{id}"), rec.tenant_id.as_deref(), json!({}));
+            let mut c = cursor.clone();
+            c.next_event_id += 1;
+            let commit = StepCommit {
+                execution_id: rec.id.clone(),
+                expected_seq: rec.seq,
+                state: StepState {
+                    status: status::ABORTED.into(),
+                    cursor: Some(serde_json::to_value(&c).map_err(Error::internal)?),
+                    pending: rec.pending.clone(),
+                    error: req.error.clone(),
+                    cause: req.cause.clone(),
+                    stopped_at: Some(now),
+                    history: vec![event],
+                    ..StepState::default()
+                },
+                effects: Effects::none().with_audit(audit),
+                ..StepCommit::default()
+            };
+            match self.commit_one(commit).await {
+                Err(Error::Conflict { code: "execution-moved", .. }) => continue,
+                r => r?,
+            }
+            return self.execution_get(ctx, id).await;
+        }
+        Err(Error::Unavailable(format!("execution {id:?} kept moving; retry")))
+    }
+
+    /// Resumes a failed execution from the step that failed it, keeping its history.
+    pub async fn execution_redrive(&self, ctx: &OpContext, id: &str) -> Result<ExecutionView> {
+        ctx.authorize(P::WorkflowWrite)?;
+        let wf = self.engine.workflows();
+        let rec = wf.execution_get(id).await?;
+        if rec.status != status::FAILED && rec.status != status::TIMED_OUT {
+            return Err(Error::Conflict {
+                code: "not-redrivable",
+                message: format!("execution {id:?} is {}: only FAILED executions can be redriven", rec.status),
+            });
+        }
+        let point = wf.execution_redrive_point(id).await?.ok_or_else(|| Error::Conflict {
+            code: "not-redrivable",
+            message: format!("execution {id:?} failed before its first step: start a new execution"),
+        })?;
+        let last = engine::parse_cursor(&rec)?;
+        let mut cursor: tenancy_asl::Cursor = serde_json::from_value(point.cursor).map_err(Error::internal)?;
+        let now = Timestamp::now();
+        let event_id = last.next_event_id;
+        cursor.next_event_id = event_id + 1;
+        cursor.retry_counts.iter_mut().for_each(|n| *n = 0);
+        let mut pending: Pending = serde_json::from_value(point.pending).map_err(Error::internal)?;
+        let mut token = None;
+        let mut wake = Some(now);
+        if let Pending::Callback { request, .. } = pending {
+            let timeout_at = request.timeout_seconds.map(|s| now.millis() + s as i64 * 1000);
+            let heartbeat_at = request.heartbeat_seconds.map(|s| now.millis() + s as i64 * 1000);
+            token = Some(request.idempotency_key.clone());
+            wake = match (timeout_at, heartbeat_at) {
+                (Some(a), Some(b)) => Some(Timestamp(a.min(b))),
+                (a, b) => a.or(b).map(Timestamp),
+            };
+            pending = Pending::Callback { request, timeout_at, heartbeat_at };
+        }
+        let audit = ctx.audit("execution.redrive", format!("execution/{id}"), rec.tenant_id.as_deref(), json!({}));
+        let commit = StepCommit {
+            execution_id: rec.id.clone(),
+            expected_seq: rec.seq,
+            state: StepState {
+                status: status::RUNNING.into(),
+                cursor: Some(serde_json::to_value(&cursor).map_err(Error::internal)?),
+                pending: Some(serde_json::to_value(&pending).map_err(Error::internal)?),
+                task_token: token,
+                wake_at: wake,
+                history: vec![HistoryRecord {
+                    event_id: event_id as i64,
+                    kind: "ExecutionRedriven".into(),
+                    state: None,
+                    details: json!({"redriveCount": rec.redrive_count + 1}),
+                    time: now,
+                }],
+                ..StepState::default()
+            },
+            redrive_count: Some(rec.redrive_count + 1),
+            effects: Effects::none().with_audit(audit),
+            ..StepCommit::default()
+        };
+        self.commit_one(commit).await?;
+        self.engine.notify();
+        self.execution_get(ctx, id).await
+    }
+
+    async fn commit_one(&self, commit: StepCommit) -> Result<()> {
+        let mut r = self.engine.workflows().execution_commit(std::slice::from_ref(&commit)).await?;
+        r.pop().unwrap_or(Ok(()))
+    }
+
+    /// The execution waiting for `token`, with its pending callback.
+    async fn waiting(&self, ctx: &OpContext, token: &str) -> Result<(ExecutionRecord, Pending)> {
+        ctx.authorize(P::TaskCallback)?;
+        let rec = self.engine.workflows().execution_by_token(token).await?;
+        match engine::parse_pending(&rec) {
+            Some(p @ Pending::Callback { .. }) if rec.status == status::RUNNING => Ok((rec, p)),
+            _ => Err(Error::not_found("task token", token)),
+        }
+    }
+
+    async fn complete_callback(&self, ctx: &OpContext, token: &str, outcome: Result<Value, TaskFailure>) -> Result<()> {
+        for _ in 0..MOVED_RETRIES {
+            let (rec, _) = self.waiting(ctx, token).await?;
+            let machine = self.engine.machine(&rec.state_machine, rec.version).await?;
+            let cursor = engine::parse_cursor(&rec)?;
+            let ectx = engine::context(&rec);
+            let now = Timestamp::now().millis();
+            let step = match &outcome {
+                Ok(output) => machine.task_succeeded(&ectx, &cursor, output.clone(), now),
+                Err(f) => machine.task_failed(
+                    &ectx,
+                    &cursor,
+                    f.error.as_deref().unwrap_or("States.TaskFailed"),
+                    f.cause.as_deref(),
+                    now,
+                ),
+            }
+            .map_err(|e| Error::conflict(e.to_string()))?;
+            let prepared = self.engine.prepare(step, now);
+            let action = if outcome.is_ok() { "task.success" } else { "task.failure" };
+            let audit = ctx.audit(action, format!("execution/{}", rec.id), rec.tenant_id.as_deref(), json!({}));
+            let (mut commit, _) = self.engine.commit_of(&rec, prepared, Effects::none().with_audit(audit));
+            commit.keep_lease = false;
+            match self.commit_one(commit).await {
+                Err(Error::Conflict { code: "execution-moved", .. }) => continue,
+                r => r?,
+            }
+            self.engine.notify();
+            return Ok(());
+        }
+        Err(Error::Unavailable("the execution kept moving; retry".into()))
+    }
+
+    pub async fn task_success(&self, ctx: &OpContext, token: &str, output: Value) -> Result<()> {
+        self.complete_callback(ctx, token, Ok(output)).await
+    }
+
+    pub async fn task_failure(&self, ctx: &OpContext, token: &str, failure: TaskFailure) -> Result<()> {
+        self.complete_callback(ctx, token, Err(failure)).await
+    }
+
+    /// Pushes a callback task's heartbeat deadline.
+    pub async fn task_heartbeat(&self, ctx: &OpContext, token: &str) -> Result<()> {
+        for _ in 0..MOVED_RETRIES {
+            let (rec, pending) = self.waiting(ctx, token).await?;
+            let Pending::Callback { request, timeout_at, .. } = pending else {
+                return Err(Error::not_found("task token", token));
+            };
+            let now = Timestamp::now().millis();
+            let heartbeat_at = request.heartbeat_seconds.map(|s| now + s as i64 * 1000);
+            let wake = match (timeout_at, heartbeat_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let pending = Pending::Callback { request, timeout_at, heartbeat_at };
+            let commit = StepCommit {
+                execution_id: rec.id.clone(),
+                expected_seq: rec.seq,
+                state: StepState {
+                    status: status::RUNNING.into(),
+                    cursor: rec.cursor.clone(),
+                    pending: Some(serde_json::to_value(&pending).map_err(Error::internal)?),
+                    task_token: rec.task_token.clone(),
+                    wake_at: wake.map(Timestamp),
+                    ..StepState::default()
+                },
+                ..StepCommit::default()
+            };
+            match self.commit_one(commit).await {
+                Err(Error::Conflict { code: "execution-moved", .. }) => continue,
+                r => return r,
+            }
+        }
+        Err(Error::Unavailable("the execution kept moving; retry".into()))
+    }
+}

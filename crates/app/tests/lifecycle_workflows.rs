@@ -1,0 +1,232 @@
+//! The lifecycle workflows tested the Oxide steno way: a failure injected at each step
+//! must leave nothing behind once the undo steps ran, and running every step twice
+//! must give the same result as running it once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tenancy_app::engine::handlers::failure;
+use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
+use tenancy_app::{App, OpContext};
+use tenancy_domain::page::PageRequest;
+use tenancy_domain::plan::PlanSpec;
+use tenancy_domain::tenant::NewTenant;
+use tenancy_store::sql::testing::{self, TestDb};
+use tenancy_store::{EventFilter, Store};
+use tokio_util::sync::CancellationToken;
+
+const PROVISION_STEPS: &[(&str, &str, Option<&str>)] = &[
+    ("CreateNamespace", "tenancy:resource.create", Some("namespace")),
+    ("CreateDatabase", "tenancy:resource.create", Some("database")),
+    ("SeedDefaults", "tenancy:resource.create", Some("defaults")),
+    ("Activate", "tenancy:tenant.activate", None),
+];
+
+const LIFECYCLE_RESOURCES: &[&str] = &[
+    "tenancy:resource.create",
+    "tenancy:resource.delete",
+    "tenancy:tenant.activate",
+    "tenancy:tenant.provisioning_failed",
+    "tenancy:tenant.apply_plan",
+    "tenancy:tenant.revert_plan",
+    "tenancy:tenant.offboarded",
+];
+
+struct Harness {
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+    _db: TestDb,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let db = testing::sqlite().await;
+        let store: Arc<dyn Store> = db.store.clone();
+        let app = Arc::new(App::new(store, None));
+        app.register_builtin_workflows().await.unwrap();
+        let shutdown = CancellationToken::new();
+        let mut opts = EngineOptions::new("test-worker");
+        opts.poll_interval = Duration::from_millis(20);
+        let worker = tokio::spawn(app.engine().clone().run(opts, shutdown.clone()));
+        let ctx = OpContext::system();
+        for plan in ["basic", "pro"] {
+            let spec: PlanSpec = serde_json::from_value(json!({"name": plan, "isolation": "pool"})).unwrap();
+            app.plan_put(&ctx, plan, spec, None).await.unwrap();
+        }
+        Harness { app, shutdown, worker, _db: db }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.worker.await.unwrap();
+    }
+
+    async fn create(&self, id: &str) -> String {
+        let new =
+            NewTenant { id: Some(id.into()), name: id.into(), plan: "basic".into(), region: None, metadata: None };
+        let op = self.app.tenant_create(&OpContext::system(), new).await.unwrap();
+        op.execution_id.unwrap()
+    }
+
+    async fn wait_tenant(&self, id: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = self.app.store().tenant_get(id).await.unwrap();
+            if t.status.as_str() == status {
+                return;
+            }
+            assert!(Instant::now() < deadline, "tenant {id} is {} not {status}", t.status.as_str());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_execution(&self, id: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.app.execution_get(&OpContext::system(), id).await.unwrap();
+            if e.status == status {
+                return;
+            }
+            assert!(Instant::now() < deadline, "execution {id} is {} not {status}", e.status);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn resources(&self, tenant: &str) -> Vec<String> {
+        let wf = self.app.store().workflows();
+        wf.tenant_resource_list(tenant).await.unwrap().into_iter().map(|r| r.kind).collect()
+    }
+
+    async fn events(&self, tenant: &str) -> Vec<(String, Value)> {
+        let filter = EventFilter { tenant_id: Some(tenant.into()), ..Default::default() };
+        let page = PageRequest { limit: 1000, after: None };
+        let events = self.app.store().event_list(&filter, &page).await.unwrap().items;
+        events.into_iter().map(|e| (e.event.detail_type, e.event.detail)).collect()
+    }
+
+    async fn history_is_clean(&self, execution: &str) {
+        let page = PageRequest { limit: 1000, after: None };
+        let h = self.app.execution_history(&OpContext::system(), execution, &page).await.unwrap().items;
+        let mut entered = std::collections::HashMap::new();
+        for (i, e) in h.iter().enumerate() {
+            assert_eq!(e.id, i as i64 + 1);
+            if e.kind.ends_with("StateEntered") {
+                *entered.entry(e.state.clone().unwrap()).or_insert(0) += 1;
+            }
+        }
+        assert!(entered.values().all(|n| *n == 1), "a state was entered twice: {entered:?}");
+    }
+}
+
+/// Fails for one resource kind (or always), else delegates to the built-in handler.
+struct FailAt {
+    kind: Option<&'static str>,
+    inner: Arc<dyn TaskHandler>,
+}
+
+#[async_trait]
+impl TaskHandler for FailAt {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        if self.kind.is_none_or(|k| call.parameters["kind"] == k) {
+            return Err(failure("Test.Injected", format!("injected failure in {}", call.resource)));
+        }
+        self.inner.call(call).await
+    }
+}
+
+/// Runs the handler twice and checks that the second run gives the first one's result.
+struct Twice {
+    inner: Arc<dyn TaskHandler>,
+}
+
+#[async_trait]
+impl TaskHandler for Twice {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let first = self.inner.call(call).await;
+        let second = self.inner.call(call).await;
+        match (&first, &second) {
+            (Ok(a), Ok(b)) => assert_eq!(a.result, b.result, "a repeated step gave another result"),
+            (a, b) => panic!("a step failed when run twice: {:?} / {:?}", a.as_ref().err(), b.as_ref().err()),
+        }
+        second
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_provisioning_step_leaves_nothing_behind() {
+    for (step, resource, kind) in PROVISION_STEPS {
+        let h = Harness::start().await;
+        let registry = h.app.engine().handlers();
+        let inner = registry.get(resource).unwrap();
+        registry.register(resource, FailAt { kind: *kind, inner });
+        let tenant = format!("t-{}", step.to_lowercase());
+        let execution = h.create(&tenant).await;
+        h.wait_tenant(&tenant, "failed").await;
+        h.wait_execution(&execution, "FAILED").await;
+        assert!(h.resources(&tenant).await.is_empty(), "{step}: resources left: {:?}", h.resources(&tenant).await);
+        let events = h.events(&tenant).await;
+        let failed: Vec<&Value> =
+            events.iter().filter(|(t, _)| t == "TenantProvisioningFailed").map(|(_, d)| d).collect();
+        assert_eq!(failed.len(), 1, "{step}: {events:?}");
+        assert_eq!(failed[0]["step"], *step);
+        assert_eq!(failed[0]["error"]["Error"], "Test.Injected");
+        assert!(!events.iter().any(|(t, _)| t == "TenantProvisioned"), "{step}");
+        assert_eq!(events.iter().filter(|(t, _)| t == "ExecutionFailed").count(), 1, "{step}");
+        h.history_is_clean(&execution).await;
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lifecycle_step_run_twice_gives_the_same_result() {
+    let h = Harness::start().await;
+    let registry = h.app.engine().handlers();
+    for resource in LIFECYCLE_RESOURCES {
+        let inner = registry.get(resource).unwrap();
+        registry.register(resource, Twice { inner });
+    }
+    let ctx = OpContext::system();
+    let execution = h.create("acme").await;
+    h.wait_tenant("acme", "active").await;
+    h.wait_execution(&execution, "SUCCEEDED").await;
+    assert_eq!(h.resources("acme").await, ["database", "defaults", "namespace"]);
+
+    let op = h.app.tenant_change_plan(&ctx, "acme", "pro", None).await.unwrap();
+    h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
+    let t = h.app.store().tenant_get("acme").await.unwrap();
+    assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "pro"));
+
+    let op = h.app.tenant_offboard(&ctx, "acme", None).await.unwrap();
+    h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
+    h.wait_tenant("acme", "offboarded").await;
+    assert!(h.resources("acme").await.is_empty());
+
+    let types: Vec<String> = h.events("acme").await.into_iter().map(|(t, _)| t).collect();
+    for once in ["TenantCreated", "TenantProvisioned", "TenantPlanChanged", "TenantOffboarded"] {
+        assert_eq!(types.iter().filter(|t| *t == once).count(), 1, "{once}: {types:?}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_plan_change_is_reverted() {
+    let h = Harness::start().await;
+    let ctx = OpContext::system();
+    h.create("acme").await;
+    h.wait_tenant("acme", "active").await;
+    let registry = h.app.engine().handlers();
+    let inner = registry.get("tenancy:tenant.apply_plan").unwrap();
+    registry.register("tenancy:tenant.apply_plan", FailAt { kind: None, inner });
+    let op = h.app.tenant_change_plan(&ctx, "acme", "pro", None).await.unwrap();
+    let execution = op.execution_id.unwrap();
+    h.wait_execution(&execution, "FAILED").await;
+    let t = h.app.store().tenant_get("acme").await.unwrap();
+    assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "basic"));
+    let types: Vec<String> = h.events("acme").await.into_iter().map(|(t, _)| t).collect();
+    assert!(!types.contains(&"TenantPlanChanged".to_owned()), "{types:?}");
+    h.history_is_clean(&execution).await;
+    h.stop().await;
+}

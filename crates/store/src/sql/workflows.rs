@@ -1,0 +1,509 @@
+//! [`WorkflowStore`] on SQL: state machines, executions, history.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row, Transaction};
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+
+use super::effects::{apply_effects_batch, complete_job, start_executions};
+use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
+use crate::store::Effects;
+use crate::workflow::*;
+
+const EXECUTION_COLUMNS: &str = "id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
+     cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at";
+
+fn get<T>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(db_err)
+}
+
+fn parse_json(text: &str, col: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt JSON in column {col}: {e}")))
+}
+
+fn opt_json(row: &AnyRow, col: &str) -> Result<Option<Value>> {
+    get::<Option<String>>(row, col)?.map(|t| parse_json(&t, col)).transpose()
+}
+
+fn execution(row: &AnyRow) -> Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        state_machine: get(row, "state_machine")?,
+        version: get(row, "version")?,
+        tenant_id: get(row, "tenant_id")?,
+        status: get(row, "status")?,
+        input: parse_json(&get::<String>(row, "input")?, "input")?,
+        output: opt_json(row, "output")?,
+        error: get(row, "error")?,
+        cause: get(row, "cause")?,
+        cursor: opt_json(row, "cursor")?,
+        pending: opt_json(row, "pending")?,
+        task_token: get(row, "task_token")?,
+        wake_at: get::<Option<i64>>(row, "wake_at")?.map(Timestamp),
+        redrive_count: get(row, "redrive_count")?,
+        seq: get(row, "seq")?,
+        started_at: Timestamp(get(row, "started_at")?),
+        stopped_at: get::<Option<i64>>(row, "stopped_at")?.map(Timestamp),
+        updated_at: Timestamp(get(row, "updated_at")?),
+    })
+}
+
+fn state_machine(row: &AnyRow) -> Result<StateMachineRecord> {
+    Ok(StateMachineRecord {
+        name: get(row, "name")?,
+        version: get(row, "version")?,
+        definition: parse_json(&get::<String>(row, "definition")?, "definition")?,
+        created_at: Timestamp(get(row, "created_at")?),
+    })
+}
+
+fn history(row: &AnyRow) -> Result<HistoryRecord> {
+    Ok(HistoryRecord {
+        event_id: get(row, "event_id")?,
+        kind: get(row, "type")?,
+        state: get(row, "state")?,
+        details: parse_json(&get::<String>(row, "details")?, "details")?,
+        time: Timestamp(get(row, "time")?),
+    })
+}
+
+fn opt_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(json_text)
+}
+
+async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[HistoryRecord]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // One multi-row INSERT per step: a step's history is a handful of rows.
+    for chunk in events.chunks(100) {
+        let mut sql =
+            String::from("INSERT INTO execution_history (execution_id, event_id, type, state, details, time) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+        }
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(execution_id)
+                .bind(e.event_id)
+                .bind(e.kind.as_str())
+                .bind(e.state.as_deref())
+                .bind(json_text(&e.details))
+                .bind(e.time.millis());
+        }
+        q.execute(&mut *conn).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict {
+                    code: "execution-moved",
+                    message: format!("execution {execution_id:?}: history event ids already recorded"),
+                }
+            } else {
+                db_err(e)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Inserts a new execution with its first step (also used by [`Effects::executions`]).
+pub(super) async fn insert_execution(conn: &mut AnyConnection, n: &NewExecution) -> Result<()> {
+    let s = &n.first;
+    let now = Timestamp::now().millis();
+    let res = sqlx::query(
+        "INSERT INTO executions (id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
+         cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 1, $15, $16, $17)",
+    )
+    .bind(&n.id)
+    .bind(&n.name)
+    .bind(&n.state_machine)
+    .bind(n.version)
+    .bind(n.tenant_id.as_deref())
+    .bind(&s.status)
+    .bind(json_text(&n.input))
+    .bind(opt_text(&s.output))
+    .bind(s.error.as_deref())
+    .bind(s.cause.as_deref())
+    .bind(opt_text(&s.cursor))
+    .bind(opt_text(&s.pending))
+    .bind(s.task_token.as_deref())
+    .bind(s.wake_at.map(Timestamp::millis))
+    .bind(n.started_at.millis())
+    .bind(s.stopped_at.map(Timestamp::millis))
+    .bind(now)
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::AlreadyExists { kind: "execution", id: format!("{}/{}", n.state_machine, n.name) })
+        }
+        r => r.map_err(db_err)?,
+    };
+    insert_history(conn, &n.id, &s.history).await
+}
+
+/// Applies one step; `Ok(false)` when the execution moved on (nothing written).
+async fn apply_step(conn: &mut AnyConnection, c: &StepCommit) -> Result<bool> {
+    let s = &c.state;
+    let now = Timestamp::now().millis();
+    let lease = if c.keep_lease { "" } else { ", lease_owner = NULL, lease_expires_at = NULL" };
+    let mut sql = format!(
+        "UPDATE executions SET status = $3, cursor = $4, pending = $5, task_token = $6, wake_at = $7, output = $8, \
+         error = $9, cause = $10, stopped_at = $11, updated_at = $12, seq = seq + 1{lease}"
+    );
+    let mut extra: Vec<Option<String>> = Vec::new();
+    if let Some((cursor, pending)) = &c.redrive_point {
+        extra.push(Some(json_text(cursor)));
+        sql.push_str(&format!(", redrive_cursor = ${}", 12 + extra.len()));
+        extra.push(Some(json_text(pending)));
+        sql.push_str(&format!(", redrive_pending = ${}", 12 + extra.len()));
+    }
+    if let Some(n) = c.redrive_count {
+        sql.push_str(&format!(", redrive_count = {n}"));
+    }
+    sql.push_str(" WHERE id = $1 AND seq = $2");
+    let mut q = sqlx::query(&sql)
+        .bind(&c.execution_id)
+        .bind(c.expected_seq)
+        .bind(&s.status)
+        .bind(opt_text(&s.cursor))
+        .bind(opt_text(&s.pending))
+        .bind(s.task_token.as_deref())
+        .bind(s.wake_at.map(Timestamp::millis))
+        .bind(opt_text(&s.output))
+        .bind(s.error.as_deref())
+        .bind(s.cause.as_deref())
+        .bind(s.stopped_at.map(Timestamp::millis))
+        .bind(now);
+    for e in extra {
+        q = q.bind(e);
+    }
+    let res = q.execute(&mut *conn).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::conflict(format!("task token of execution {:?} already in use", c.execution_id))
+        } else {
+            db_err(e)
+        }
+    })?;
+    if res.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_history(conn, &c.execution_id, &s.history).await?;
+    apply_effects(conn, &c.effects).await?;
+    Ok(true)
+}
+
+/// The effects of a write done here in its own transaction (not through the batched
+/// writer: a step commit is already a batch of the engine's group commit).
+async fn apply_effects(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
+    if let Some(job) = &fx.complete_job {
+        complete_job(conn, job).await?;
+    }
+    start_executions(conn, fx).await?;
+    let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    apply_effects_batch(conn, std::slice::from_ref(fx), anonymous).await
+}
+
+impl SqlStore {
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        self.write_pool.begin().await.map_err(db_err)
+    }
+}
+
+fn moved(id: &str) -> Error {
+    Error::Conflict { code: "execution-moved", message: format!("execution {id:?} moved on") }
+}
+
+#[async_trait]
+impl WorkflowStore for SqlStore {
+    async fn state_machine_put(
+        &self,
+        name: &str,
+        definition: &Value,
+        fx: &Effects,
+    ) -> Result<(StateMachineRecord, bool)> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT * FROM state_machines WHERE name = $1 ORDER BY version DESC LIMIT 1{}",
+            self.dialect.for_update()
+        );
+        let latest = sqlx::query(&sql).bind(name).fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let latest = latest.as_ref().map(state_machine).transpose()?;
+        if let Some(l) = latest.as_ref().filter(|l| l.definition == *definition) {
+            return Ok((l.clone(), false));
+        }
+        let record = StateMachineRecord {
+            name: name.to_owned(),
+            version: latest.map_or(1, |l| l.version + 1),
+            definition: definition.clone(),
+            created_at: Timestamp::now(),
+        };
+        let res =
+            sqlx::query("INSERT INTO state_machines (name, version, definition, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&record.name)
+                .bind(record.version)
+                .bind(json_text(&record.definition))
+                .bind(record.created_at.millis())
+                .execute(&mut *tx)
+                .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::conflict(format!("state machine {name:?} was changed concurrently")))
+            }
+            r => r.map_err(db_err)?,
+        };
+        apply_effects(&mut tx, fx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((record, true))
+    }
+
+    async fn state_machine_get(&self, name: &str, version: Option<i64>) -> Result<StateMachineRecord> {
+        let row = match version {
+            Some(v) => sqlx::query("SELECT * FROM state_machines WHERE name = $1 AND version = $2")
+                .bind(name)
+                .bind(v)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?,
+            None => sqlx::query("SELECT * FROM state_machines WHERE name = $1 ORDER BY version DESC LIMIT 1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?,
+        };
+        row.as_ref().map(state_machine).transpose()?.ok_or_else(|| Error::not_found("state machine", name))
+    }
+
+    async fn state_machine_list(&self, page: &PageRequest) -> Result<Page<StateMachineRecord>> {
+        let mut w = Where::new("SELECT * FROM state_machines s");
+        w.raw("version = (SELECT MAX(version) FROM state_machines m WHERE m.name = s.name)");
+        w.gt("name", page.after.as_deref());
+        w.sql.push_str(&format!(" ORDER BY name LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let items = rows.iter().map(state_machine).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |s| s.name.clone()))
+    }
+
+    async fn execution_start(&self, new: &NewExecution, fx: &Effects) -> Result<(ExecutionRecord, bool)> {
+        let existing = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE state_machine = $1 AND name = $2");
+        if let Some(row) = sqlx::query(&existing)
+            .bind(&new.state_machine)
+            .bind(&new.name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+        {
+            return Ok((execution(&row)?, false));
+        }
+        // Through the store's writer: on SQLite, concurrent starts share a commit.
+        let insert = new.clone();
+        let res =
+            self.writer.write(fx, move |conn| Box::pin(async move { insert_execution(conn, &insert).await })).await;
+        match res {
+            Ok(()) => {}
+            Err(Error::AlreadyExists { .. }) => {
+                let row = sqlx::query(&existing)
+                    .bind(&new.state_machine)
+                    .bind(&new.name)
+                    .fetch_one(&self.write_pool)
+                    .await
+                    .map_err(db_err)?;
+                return Ok((execution(&row)?, false));
+            }
+            Err(e) => return Err(e),
+        }
+        let now = Timestamp::now();
+        let s = &new.first;
+        Ok((
+            ExecutionRecord {
+                id: new.id.clone(),
+                name: new.name.clone(),
+                state_machine: new.state_machine.clone(),
+                version: new.version,
+                tenant_id: new.tenant_id.clone(),
+                status: s.status.clone(),
+                input: new.input.clone(),
+                output: s.output.clone(),
+                error: s.error.clone(),
+                cause: s.cause.clone(),
+                cursor: s.cursor.clone(),
+                pending: s.pending.clone(),
+                task_token: s.task_token.clone(),
+                wake_at: s.wake_at,
+                redrive_count: 0,
+                seq: 1,
+                started_at: new.started_at,
+                stopped_at: s.stopped_at,
+                updated_at: now,
+            },
+            true,
+        ))
+    }
+
+    async fn execution_get(&self, id: &str) -> Result<ExecutionRecord> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.reader).await.map_err(db_err)?;
+        row.as_ref().map(execution).transpose()?.ok_or_else(|| Error::not_found("execution", id))
+    }
+
+    async fn execution_by_token(&self, token: &str) -> Result<ExecutionRecord> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE task_token = $1");
+        let row = sqlx::query(&sql).bind(token).fetch_optional(&self.reader).await.map_err(db_err)?;
+        row.as_ref().map(execution).transpose()?.ok_or_else(|| Error::not_found("task token", token))
+    }
+
+    async fn execution_list(&self, filter: &ExecutionFilter, page: &PageRequest) -> Result<Page<ExecutionRecord>> {
+        let mut w = Where::new(&format!("SELECT {EXECUTION_COLUMNS} FROM executions"));
+        w.eq("status", filter.status.as_deref());
+        w.eq("state_machine", filter.state_machine.as_deref());
+        w.eq("tenant_id", filter.tenant_id.as_deref());
+        if let Some(before) = filter.updated_before {
+            // Due before the cutoff and not moved since: a worker should have taken it.
+            let b = before.millis();
+            w.raw(&format!("status = 'RUNNING' AND updated_at < {b} AND wake_at IS NOT NULL AND wake_at < {b}"));
+        }
+        w.gt("id", page.after.as_deref());
+        w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
+        let rows = w.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let items = rows.iter().map(execution).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |e| e.id.clone()))
+    }
+
+    async fn execution_history(&self, id: &str, page: &PageRequest) -> Result<Page<HistoryRecord>> {
+        let after = parse_cursor_i64(page.after.as_deref())?.unwrap_or(0);
+        let sql = format!(
+            "SELECT * FROM execution_history WHERE execution_id = $1 AND event_id > $2 ORDER BY event_id LIMIT {}",
+            page.limit + 1
+        );
+        let rows = sqlx::query(&sql).bind(id).bind(after).fetch_all(&self.reader).await.map_err(db_err)?;
+        let items = rows.iter().map(history).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |h| h.event_id.to_string()))
+    }
+
+    async fn execution_redrive_point(&self, id: &str) -> Result<Option<RedrivePoint>> {
+        let row = sqlx::query("SELECT redrive_cursor, redrive_pending FROM executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("execution", id))?;
+        match (opt_json(&row, "redrive_cursor")?, opt_json(&row, "redrive_pending")?) {
+            (Some(cursor), Some(pending)) => Ok(Some(RedrivePoint { cursor, pending })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn execution_claim(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Vec<ExecutionRecord>> {
+        let sql = format!(
+            "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
+             WHERE id IN (SELECT id FROM executions WHERE wake_at IS NOT NULL AND wake_at <= $3 \
+             AND (lease_expires_at IS NULL OR lease_expires_at < $3) ORDER BY wake_at LIMIT {limit}{}) \
+             RETURNING {EXECUTION_COLUMNS}",
+            self.dialect.skip_locked()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now.millis() + lease_ms)
+            .bind(now.millis())
+            .fetch_all(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(execution).collect()
+    }
+
+    async fn execution_lease_extend(&self, id: &str, owner: &str, until: Timestamp) -> Result<bool> {
+        let res = sqlx::query("UPDATE executions SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2")
+            .bind(id)
+            .bind(owner)
+            .bind(until.millis())
+            .execute(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn execution_commit(&self, commits: &[StepCommit]) -> Result<Vec<Result<()>>> {
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let mut results = Vec::with_capacity(commits.len());
+        for c in commits {
+            results.push(if apply_step(&mut tx, c).await? { Ok(()) } else { Err(moved(&c.execution_id)) });
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(results)
+    }
+
+    async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)> {
+        let res = sqlx::query(
+            "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, kind) DO NOTHING",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.kind)
+        .bind(json_text(&r.detail))
+        .bind(&r.created_by)
+        .bind(r.created_at.millis())
+        .execute(&self.write_pool)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 1 {
+            return Ok((r.clone(), true));
+        }
+        let row = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+            .bind(&r.tenant_id)
+            .bind(&r.kind)
+            .fetch_one(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok((resource(&row)?, false))
+    }
+
+    async fn tenant_resource_delete(&self, tenant_id: &str, kind: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+            .bind(tenant_id)
+            .bind(kind)
+            .execute(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn tenant_resource_list(&self, tenant_id: &str) -> Result<Vec<TenantResource>> {
+        let rows = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 ORDER BY kind")
+            .bind(tenant_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(resource).collect()
+    }
+}
+
+fn resource(row: &AnyRow) -> Result<TenantResource> {
+    Ok(TenantResource {
+        tenant_id: get(row, "tenant_id")?,
+        kind: get(row, "kind")?,
+        detail: parse_json(&get::<String>(row, "detail")?, "detail")?,
+        created_by: get(row, "created_by")?,
+        created_at: Timestamp(get(row, "created_at")?),
+    })
+}

@@ -1,0 +1,199 @@
+//! Storage of the workflow engine: state machines (versioned definitions), executions
+//! (one row each, holding the interpreter's serialized cursor, the pending action, a
+//! timer and a lease) and their history.
+//!
+//! The store does not interpret cursors or actions: they are opaque JSON written by the
+//! engine. What it guarantees is that a step (new cursor, pending action, timer, history
+//! events and effects) commits in ONE transaction, and only if nobody else moved the
+//! execution in between (`seq`, bumped by every commit).
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Result;
+
+use crate::store::Effects;
+
+/// Step Functions' execution statuses.
+pub mod status {
+    pub const RUNNING: &str = "RUNNING";
+    pub const SUCCEEDED: &str = "SUCCEEDED";
+    pub const FAILED: &str = "FAILED";
+    pub const TIMED_OUT: &str = "TIMED_OUT";
+    pub const ABORTED: &str = "ABORTED";
+    pub const ALL: [&str; 5] = [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED];
+}
+
+/// One version of a state machine's definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMachineRecord {
+    pub name: String,
+    pub version: i64,
+    pub definition: Value,
+    pub created_at: Timestamp,
+}
+
+/// One history event of an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRecord {
+    pub event_id: i64,
+    /// Step Functions' type name (`TaskStateEntered`, ...).
+    pub kind: String,
+    pub state: Option<String>,
+    pub details: Value,
+    pub time: Timestamp,
+}
+
+/// An execution as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub name: String,
+    pub state_machine: String,
+    pub version: i64,
+    pub tenant_id: Option<String>,
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// The interpreter's cursor (opaque to the store).
+    pub cursor: Option<Value>,
+    /// What the execution waits for (opaque to the store).
+    pub pending: Option<Value>,
+    /// Set while a `.waitForTaskToken` task waits for its callback.
+    pub task_token: Option<String>,
+    /// When a worker must look at the execution next (timer); `None` when nothing is due.
+    pub wake_at: Option<Timestamp>,
+    pub redrive_count: i64,
+    /// Bumped by every commit: the optimistic lock of [`StepCommit::expected_seq`].
+    pub seq: i64,
+    pub started_at: Timestamp,
+    pub stopped_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// A new execution with its first step already taken (see [`StepCommit`]).
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: String,
+    pub name: String,
+    pub state_machine: String,
+    pub version: i64,
+    pub tenant_id: Option<String>,
+    pub input: Value,
+    pub started_at: Timestamp,
+    /// The first step: status, cursor, pending action, timer, history.
+    pub first: StepState,
+}
+
+/// Where a step leaves an execution.
+#[derive(Debug, Clone, Default)]
+pub struct StepState {
+    pub status: String,
+    pub cursor: Option<Value>,
+    pub pending: Option<Value>,
+    pub task_token: Option<String>,
+    pub wake_at: Option<Timestamp>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub stopped_at: Option<Timestamp>,
+    pub history: Vec<HistoryRecord>,
+}
+
+/// One step of an execution, committed atomically with its effects.
+#[derive(Debug, Clone, Default)]
+pub struct StepCommit {
+    pub execution_id: String,
+    /// The commit applies only while the execution's `seq` is still this.
+    pub expected_seq: i64,
+    pub state: StepState,
+    /// Keep the lease (the worker goes on with the execution) or release it.
+    pub keep_lease: bool,
+    /// Remember where to resume a redrive (cursor and pending action before the step
+    /// that failed the execution).
+    pub redrive_point: Option<(Value, Value)>,
+    /// Set by a redrive: the new redrive count.
+    pub redrive_count: Option<i64>,
+    pub effects: Effects,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub status: Option<String>,
+    pub state_machine: Option<String>,
+    pub tenant_id: Option<String>,
+    /// Only stuck executions: RUNNING, due (timer) before this time and not moved since.
+    /// A Wait or a callback that is not due yet is not stuck.
+    pub updated_before: Option<Timestamp>,
+}
+
+/// Where a redrive resumes: the cursor and pending action saved by the failing step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedrivePoint {
+    pub cursor: Value,
+    pub pending: Value,
+}
+
+/// Something a lifecycle workflow created for a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantResource {
+    pub tenant_id: String,
+    pub kind: String,
+    pub detail: Value,
+    /// The idempotency key of the task that created it.
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+/// The workflow engine's storage. Object safe: held as `Arc<dyn WorkflowStore>`.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync + 'static {
+    /// Stores a definition: a new version when it differs from the latest, else the
+    /// latest unchanged. Returns the record and whether a version was added.
+    async fn state_machine_put(
+        &self,
+        name: &str,
+        definition: &Value,
+        fx: &Effects,
+    ) -> Result<(StateMachineRecord, bool)>;
+    /// The latest version, or the given one.
+    async fn state_machine_get(&self, name: &str, version: Option<i64>) -> Result<StateMachineRecord>;
+    /// The latest version of each state machine.
+    async fn state_machine_list(&self, page: &PageRequest) -> Result<Page<StateMachineRecord>>;
+
+    /// Inserts an execution with its first step, or returns the existing execution of
+    /// that state machine with that name (`false`: nothing was written).
+    async fn execution_start(&self, new: &NewExecution, fx: &Effects) -> Result<(ExecutionRecord, bool)>;
+    async fn execution_get(&self, id: &str) -> Result<ExecutionRecord>;
+    async fn execution_by_token(&self, token: &str) -> Result<ExecutionRecord>;
+    async fn execution_list(&self, filter: &ExecutionFilter, page: &PageRequest) -> Result<Page<ExecutionRecord>>;
+    async fn execution_history(&self, id: &str, page: &PageRequest) -> Result<Page<HistoryRecord>>;
+    async fn execution_redrive_point(&self, id: &str) -> Result<Option<RedrivePoint>>;
+
+    /// Leases up to `limit` executions whose timer is due (and whose lease, if any,
+    /// expired) to `owner` until `now + lease_ms`.
+    async fn execution_claim(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Vec<ExecutionRecord>>;
+    /// Extends `owner`'s lease on an execution (a long task in progress); `false` when
+    /// the lease was lost.
+    async fn execution_lease_extend(&self, id: &str, owner: &str, until: Timestamp) -> Result<bool>;
+    /// Commits steps in one transaction; each applies only if its execution's `seq` is
+    /// still the expected one (else that step's result is a `Conflict` with code
+    /// `execution-moved` and nothing of it is written). A database error fails all.
+    async fn execution_commit(&self, commits: &[StepCommit]) -> Result<Vec<Result<()>>>;
+
+    /// Records a resource unless one of that kind exists; returns the stored one and
+    /// whether it was created.
+    async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)>;
+    /// Forgets a resource; whether it existed.
+    async fn tenant_resource_delete(&self, tenant_id: &str, kind: &str) -> Result<bool>;
+    async fn tenant_resource_list(&self, tenant_id: &str) -> Result<Vec<TenantResource>>;
+}

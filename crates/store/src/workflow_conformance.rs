@@ -1,0 +1,212 @@
+//! The conformance suite of [`WorkflowStore`] backends, instantiated per backend by
+//! [`workflow_conformance_suite!`] like the [`crate::conformance`] suite.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tenancy_domain::event::Event;
+use tenancy_domain::page::PageRequest;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::Error;
+
+use crate::store::*;
+use crate::workflow::*;
+
+#[macro_export]
+macro_rules! workflow_conformance_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            $crate::workflow_conformance_suite!(@cases $make;
+                state_machine_versions, execution_start_is_idempotent_by_name, steps_commit_with_seq,
+                claims_are_leased, effects_start_executions, execution_lists_and_tokens);
+        }
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let db = $make.await;
+                let store: std::sync::Arc<dyn $crate::Store> = db.store.clone();
+                $crate::workflow_conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn page(limit: u32) -> PageRequest {
+    PageRequest { limit, after: None }
+}
+
+fn hist(id: i64, kind: &str) -> HistoryRecord {
+    HistoryRecord { event_id: id, kind: kind.into(), state: Some("S".into()), details: json!({}), time: Timestamp(5) }
+}
+
+fn new_execution(id: &str, name: &str, due: Option<i64>) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        name: name.into(),
+        state_machine: "sm".into(),
+        version: 1,
+        tenant_id: Some("acme".into()),
+        input: json!({"a": 1}),
+        started_at: Timestamp(1_000),
+        first: StepState {
+            status: status::RUNNING.into(),
+            cursor: Some(json!({"at": "S"})),
+            pending: Some(json!({"task": 1})),
+            wake_at: due.map(Timestamp),
+            history: vec![hist(1, "ExecutionStarted"), hist(2, "TaskStateEntered")],
+            ..StepState::default()
+        },
+    }
+}
+
+pub async fn state_machine_versions(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    let (v1, added) = wf.state_machine_put("sm", &json!({"v": 1}), &Effects::none()).await.unwrap();
+    assert!(added);
+    assert_eq!(v1.version, 1);
+    let (same, added) = wf.state_machine_put("sm", &json!({"v": 1}), &Effects::none()).await.unwrap();
+    assert!(!added);
+    assert_eq!(same.version, 1);
+    let (v2, _) = wf.state_machine_put("sm", &json!({"v": 2}), &Effects::none()).await.unwrap();
+    assert_eq!(v2.version, 2);
+    wf.state_machine_put("other", &json!({}), &Effects::none()).await.unwrap();
+    assert_eq!(wf.state_machine_get("sm", None).await.unwrap().definition, json!({"v": 2}));
+    assert_eq!(wf.state_machine_get("sm", Some(1)).await.unwrap().definition, json!({"v": 1}));
+    let list = wf.state_machine_list(&page(10)).await.unwrap();
+    assert_eq!(list.items.iter().map(|s| (s.name.as_str(), s.version)).collect::<Vec<_>>(), [("other", 1), ("sm", 2)]);
+    assert!(matches!(wf.state_machine_get("nope", None).await, Err(Error::NotFound { .. })));
+}
+
+pub async fn execution_start_is_idempotent_by_name(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    let (e, created) = wf.execution_start(&new_execution("exe_1", "n1", Some(0)), &Effects::none()).await.unwrap();
+    assert!(created);
+    assert_eq!((e.status.as_str(), e.seq), ("RUNNING", 1));
+    let (again, created) = wf.execution_start(&new_execution("exe_2", "n1", Some(0)), &Effects::none()).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, "exe_1");
+    let got = wf.execution_get("exe_1").await.unwrap();
+    assert_eq!(got.cursor, Some(json!({"at": "S"})));
+    assert_eq!(got.input, json!({"a": 1}));
+    let h = wf.execution_history("exe_1", &page(10)).await.unwrap();
+    assert_eq!(h.items.iter().map(|h| h.kind.as_str()).collect::<Vec<_>>(), ["ExecutionStarted", "TaskStateEntered"]);
+    assert!(matches!(wf.execution_get("exe_2").await, Err(Error::NotFound { .. })));
+}
+
+pub async fn steps_commit_with_seq(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    wf.execution_start(&new_execution("exe_1", "n1", Some(0)), &Effects::none()).await.unwrap();
+    let event = Event::new("ExecutionFailed", Some("acme"), vec![], json!({}));
+    let step = StepCommit {
+        execution_id: "exe_1".into(),
+        expected_seq: 1,
+        state: StepState {
+            status: status::FAILED.into(),
+            error: Some("E".into()),
+            cause: Some("C".into()),
+            stopped_at: Some(Timestamp(9)),
+            history: vec![hist(3, "TaskFailed"), hist(4, "ExecutionFailed")],
+            ..StepState::default()
+        },
+        redrive_point: Some((json!({"at": "S"}), json!({"task": 1}))),
+        effects: Effects::none().with_event(event.clone()),
+        ..StepCommit::default()
+    };
+    let res = wf.execution_commit(std::slice::from_ref(&step)).await.unwrap();
+    assert!(res[0].is_ok());
+    // The same step again: the execution moved on, nothing is written twice.
+    let res = wf.execution_commit(&[step]).await.unwrap();
+    assert!(matches!(&res[0], Err(Error::Conflict { code: "execution-moved", .. })), "{res:?}");
+    let got = wf.execution_get("exe_1").await.unwrap();
+    assert_eq!((got.status.as_str(), got.seq, got.wake_at), ("FAILED", 2, None));
+    assert_eq!(got.error.as_deref(), Some("E"));
+    assert_eq!(got.stopped_at, Some(Timestamp(9)));
+    assert_eq!(wf.execution_history("exe_1", &page(10)).await.unwrap().items.len(), 4);
+    let events = store.event_list(&EventFilter::default(), &page(10)).await.unwrap().items;
+    assert_eq!(events.iter().filter(|e| e.event.id == event.id).count(), 1);
+    let point = wf.execution_redrive_point("exe_1").await.unwrap().unwrap();
+    assert_eq!(point.pending, json!({"task": 1}));
+    // A step whose history repeats an event id fails as a whole.
+    let dup = StepCommit {
+        execution_id: "exe_1".into(),
+        expected_seq: 2,
+        state: StepState { status: status::RUNNING.into(), history: vec![hist(4, "X")], ..StepState::default() },
+        ..StepCommit::default()
+    };
+    assert!(wf.execution_commit(&[dup]).await.is_err());
+    assert_eq!(wf.execution_get("exe_1").await.unwrap().status, "FAILED");
+}
+
+pub async fn claims_are_leased(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    wf.execution_start(&new_execution("exe_1", "n1", Some(100)), &Effects::none()).await.unwrap();
+    wf.execution_start(&new_execution("exe_2", "n2", Some(5_000)), &Effects::none()).await.unwrap();
+    wf.execution_start(&new_execution("exe_3", "n3", None), &Effects::none()).await.unwrap();
+    let a = wf.execution_claim("a", 1_000, 10, Timestamp(200)).await.unwrap();
+    assert_eq!(a.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["exe_1"]);
+    assert!(wf.execution_claim("b", 1_000, 10, Timestamp(300)).await.unwrap().is_empty());
+    // The lease expires: another worker takes the execution over.
+    let b = wf.execution_claim("b", 1_000, 10, Timestamp(1_300)).await.unwrap();
+    assert_eq!(b.len(), 1);
+    // The holder extends its lease; a former holder cannot.
+    assert!(wf.execution_lease_extend("exe_1", "b", Timestamp(5_000)).await.unwrap());
+    assert!(!wf.execution_lease_extend("exe_1", "a", Timestamp(9_000)).await.unwrap());
+    assert!(wf.execution_claim("c", 1_000, 10, Timestamp(4_000)).await.unwrap().is_empty());
+    // Releasing the lease with a new timer.
+    let step = StepCommit {
+        execution_id: "exe_1".into(),
+        expected_seq: 1,
+        state: StepState { status: status::RUNNING.into(), wake_at: Some(Timestamp(1_500)), ..StepState::default() },
+        ..StepCommit::default()
+    };
+    assert!(wf.execution_commit(&[step]).await.unwrap()[0].is_ok());
+    let c = wf.execution_claim("c", 1_000, 10, Timestamp(6_000)).await.unwrap();
+    assert_eq!(c.len(), 2);
+}
+
+pub async fn effects_start_executions(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    let fx = Effects::none().with_execution(new_execution("exe_1", "n1", Some(0)));
+    store.job_complete(&fx).await.unwrap();
+    assert_eq!(wf.execution_get("exe_1").await.unwrap().name, "n1");
+    // A change that fails takes its executions with it.
+    let fx = Effects::none().with_execution(new_execution("exe_2", "n2", Some(0))).with_execution(new_execution(
+        "exe_3",
+        "n1",
+        Some(0),
+    ));
+    assert!(store.job_complete(&fx).await.is_err());
+    assert!(matches!(wf.execution_get("exe_2").await, Err(Error::NotFound { .. })));
+}
+
+pub async fn execution_lists_and_tokens(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    for i in 0..5 {
+        let mut n = new_execution(&format!("exe_{i}"), &format!("n{i}"), Some(0));
+        if i % 2 == 0 {
+            n.tenant_id = None;
+        }
+        if i == 3 {
+            n.first.task_token = Some("tok".into());
+            n.first.wake_at = None;
+        }
+        wf.execution_start(&n, &Effects::none()).await.unwrap();
+    }
+    let filter = ExecutionFilter { tenant_id: Some("acme".into()), ..Default::default() };
+    let got = wf.execution_list(&filter, &page(10)).await.unwrap();
+    assert_eq!(got.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["exe_1", "exe_3"]);
+    let first = wf.execution_list(&ExecutionFilter::default(), &page(3)).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    let rest =
+        wf.execution_list(&ExecutionFilter::default(), &PageRequest { limit: 3, after: first.next_cursor }).await;
+    assert_eq!(rest.unwrap().items.len(), 2);
+    let stuck = ExecutionFilter { updated_before: Some(Timestamp::now().plus_millis(60_000)), ..Default::default() };
+    // exe_3 waits for a callback without a deadline: not stuck.
+    assert_eq!(wf.execution_list(&stuck, &page(10)).await.unwrap().items.len(), 4);
+    let recent = ExecutionFilter { updated_before: Some(Timestamp(1)), ..Default::default() };
+    assert!(wf.execution_list(&recent, &page(10)).await.unwrap().items.is_empty());
+    assert_eq!(wf.execution_by_token("tok").await.unwrap().id, "exe_3");
+    assert!(matches!(wf.execution_by_token("nope").await, Err(Error::NotFound { .. })));
+}
