@@ -53,6 +53,12 @@ pub enum Permission {
     WorkflowWrite,
     /// Complete callback tasks (`/v1/task-tokens/...`).
     TaskCallback,
+    /// Read queues' settings and depth.
+    QueueRead,
+    /// Create, change and delete queues; redrive dead-letter queues.
+    QueueAdmin,
+    /// Send, receive and delete messages, change their visibility (workers).
+    QueueUse,
 }
 
 impl OpContext {
@@ -78,8 +84,9 @@ impl OpContext {
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
-            (R::Viewer, P::StateMachineRead | P::ExecutionRead) => true,
+            (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
+            (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,
             _ => false,
         };

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod engine;
 pub mod lifecycle;
 mod ops;
+pub mod queues;
 pub mod secretbox;
 pub mod subscriptions;
 pub mod worker;

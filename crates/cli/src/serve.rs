@@ -107,6 +107,8 @@ fn start_event_loops(
         Pruner::new(store.clone(), PrunerOptions { retention, interval: std::time::Duration::from_secs(3600) });
     tasks.push(tokio::spawn(pruner.run(shutdown.clone())));
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
+    let sweeper = tenancy_app::queues::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
+    tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
 }
 
 /// A started server.

@@ -3,6 +3,7 @@
 mod audit;
 mod keys;
 mod plans;
+mod queues;
 mod records;
 mod subscriptions;
 mod system;
@@ -45,6 +46,20 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(audit::export_audit))
         .routes(routes!(audit::create_export))
         .merge(workflows_api())
+        .merge(queues_api())
+}
+
+fn queues_api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(queues::list_queues))
+        .routes(routes!(queues::put_queue, queues::get_queue, queues::delete_queue))
+        .routes(routes!(queues::send_message))
+        .routes(routes!(queues::send_batch))
+        .routes(routes!(queues::receive))
+        .routes(routes!(queues::delete_message))
+        .routes(routes!(queues::delete_batch))
+        .routes(routes!(queues::change_visibility))
+        .routes(routes!(queues::redrive))
 }
 
 fn workflows_api() -> OpenApiRouter<Arc<ServerState>> {
