@@ -59,6 +59,10 @@ pub enum Permission {
     QueueAdmin,
     /// Send, receive and delete messages, change their visibility (workers).
     QueueUse,
+    /// Read provisioning hooks.
+    HookRead,
+    /// Create, change and delete provisioning hooks.
+    HookAdmin,
 }
 
 impl OpContext {
@@ -84,7 +88,7 @@ impl OpContext {
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
-            (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead) => true,
+            (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,

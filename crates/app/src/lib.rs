@@ -11,6 +11,7 @@ pub mod auth;
 mod context;
 pub mod delivery;
 pub mod engine;
+pub mod hooks;
 pub mod lifecycle;
 mod ops;
 pub mod queues;

@@ -35,6 +35,8 @@ enum Class {
     QueueRead,
     QueueAdmin,
     QueueUse,
+    HookRead,
+    HookAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,7 +66,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
-        (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead) => Allowed,
+        (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, _) => Forbidden,
         (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
         (Who::Service, QueueRead | QueueUse) => Allowed,
@@ -139,6 +141,11 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/v1/task-tokens/{token}/success", Some(json!({"output": {}})), TaskCallback),
         route(Method::POST, "/v1/task-tokens/{token}/failure", Some(json!({"error": "E"})), TaskCallback),
         route(Method::POST, "/v1/task-tokens/{token}/heartbeat", None, TaskCallback),
+        route(Method::GET, "/v1/tenants/{tenant}/resources", None, TenantRead),
+        route(Method::GET, "/v1/hooks", None, HookRead),
+        route(Method::GET, "/v1/hooks/{hook}", None, HookRead),
+        route(Method::PUT, "/v1/hooks/{hook}", Some(hook_body()), HookAdmin),
+        route(Method::DELETE, "/v1/hooks/{hook}", None, HookAdmin),
         route(Method::GET, "/v1/queues", None, QueueRead),
         route(Method::GET, "/v1/queues/{queue}", None, QueueRead),
         route(Method::PUT, "/v1/queues/{queue}", Some(json!({"visibility_timeout_s": 30})), QueueAdmin),
@@ -156,6 +163,11 @@ fn table() -> Vec<Route> {
             QueueUse,
         ),
     ]
+}
+
+/// A hook that provisioning never calls (this test creates tenants throughout).
+fn hook_body() -> Value {
+    json!({"url": "http://127.0.0.1:9/hook", "events": ["offboard"]})
 }
 
 /// A fresh queue holding a received message; returns the queue and the receipt.
@@ -264,8 +276,14 @@ async fn every_role_on_every_route(backend: Backend) {
                 if r.path.contains("{queue}") { queue_with_receipt(&s).await } else { Default::default() };
             let body =
                 r.body.as_ref().map(|b| serde_json::from_str(&b.to_string().replace("{receipt}", &receipt)).unwrap());
+            let hook = format!("h-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{hook}") {
+                let res = s.call(Method::PUT, &format!("/v1/hooks/{hook}"), Some(hook_body())).await;
+                assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+            }
             let path = r
                 .path
+                .replace("{hook}", &hook)
                 .replace("{queue}", &queue)
                 .replace("{receipt}", &receipt)
                 .replace("{tenant}", &tenant)

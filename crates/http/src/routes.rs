@@ -1,6 +1,7 @@
 //! The route table: every endpoint of the v1 API, documented for OpenAPI.
 
 mod audit;
+mod hooks;
 mod keys;
 mod plans;
 mod queues;
@@ -47,6 +48,9 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(audit::create_export))
         .merge(workflows_api())
         .merge(queues_api())
+        .routes(routes!(hooks::list_hooks))
+        .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
+        .routes(routes!(hooks::tenant_resources))
 }
 
 fn queues_api() -> OpenApiRouter<Arc<ServerState>> {

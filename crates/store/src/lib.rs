@@ -11,6 +11,7 @@
 mod audit;
 pub mod conformance;
 mod events;
+mod hooks;
 pub mod queue_conformance;
 mod queues;
 pub mod sql;
@@ -20,6 +21,7 @@ pub mod workflow_conformance;
 
 pub use audit::*;
 pub use events::*;
+pub use hooks::*;
 pub use queues::*;
 pub use store::*;
 pub use workflow::*;

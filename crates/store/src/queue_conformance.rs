@@ -26,7 +26,7 @@ macro_rules! queue_conformance_suite {
             $crate::queue_conformance_suite!(@cases $make;
                 queues_crud, visibility_timeout_redelivers, receive_counts_and_dead_letters, redrive,
                 delay, dedup, group_ordering, group_fairness, depth, visibility_changes, concurrent_receivers,
-                retention, wakeups);
+                retention, wakeups, hooks_crud);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -343,4 +343,27 @@ pub async fn wakeups(store: Arc<dyn Store>) {
         .await
         .expect("a send wakes the queue's receivers")
         .unwrap();
+}
+
+pub async fn hooks_crud(store: Arc<dyn Store>) {
+    use tenancy_domain::hook::HookSpec;
+    let hooks = store.hooks();
+    let spec = |url: &str| -> HookSpec {
+        serde_json::from_value(json!({"url": url, "events": ["provision", "offboard"]})).unwrap()
+    };
+    let h = spec("http://a/h").into_hook("billing", T).unwrap();
+    let (stored, created) = hooks.hook_put(&h, &Effects::none().with_audit(audit("hook.put"))).await.unwrap();
+    assert!(created);
+    assert_eq!(stored, h);
+    let later = spec("http://b/h").into_hook("billing", at(5)).unwrap();
+    let (stored, created) = hooks.hook_put(&later, &Effects::none()).await.unwrap();
+    assert!(!created);
+    assert_eq!((stored.url.as_str(), stored.created_at, stored.updated_at), ("http://b/h", T, at(5)));
+    hooks.hook_put(&spec("http://c/h").into_hook("audit", T).unwrap(), &Effects::none()).await.unwrap();
+    let names: Vec<String> = hooks.hook_list().await.unwrap().into_iter().map(|h| h.name).collect();
+    assert_eq!(names, ["audit", "billing"]);
+    hooks.hook_delete("audit", &Effects::none()).await.unwrap();
+    assert!(matches!(hooks.hook_delete("audit", &Effects::none()).await, Err(Error::NotFound { .. })));
+    assert!(matches!(hooks.hook_get("audit").await, Err(Error::NotFound { .. })));
+    assert_eq!(hooks.hook_get("billing").await.unwrap().url, "http://b/h");
 }

@@ -75,6 +75,7 @@ impl Registry {
         r.register("arn:aws:states:::events:putEvents", PutEvents);
         r.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::new());
         crate::lifecycle::register_handlers(&r);
+        r.register(crate::hooks::CALL_RESOURCE, crate::hooks::CallHooks::new());
         crate::queues::SEND_RESOURCES.iter().for_each(|res| r.register(res, crate::queues::SendMessageTask));
         r
     }

@@ -1,0 +1,159 @@
+//! Provisioning hooks: product services the lifecycle workflows call, with the tenant
+//! and an idempotency key, before a tenant becomes active.
+//!
+//! The provisioning workflow runs `tenancy:hooks.call` with `{event: "provision",
+//! tenant_id}` after its own resources exist: every hook subscribed to the event gets
+//! `POST <url>` with `{event, tenant, execution_id, idempotency_key}` and an
+//! `Idempotency-Key` header (stable across retries and restarts), in name order. A 2xx
+//! within `timeout_s` is success; anything else is retried (up to `max_attempts`, with
+//! a short backoff). A hook that finally fails fails the task: the workflow undoes
+//! what it created and marks the tenant `failed` (`TenantProvisioningFailed` with the
+//! step and the error).
+
+use std::time::Duration;
+
+use serde_json::json;
+use tenancy_asl::Failure;
+use tenancy_domain::hook::{Hook, HookEvent, HookMode, HookSpec};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tenancy_store::Effects;
+
+use crate::context::Permission as P;
+use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use crate::{App, OpContext};
+
+impl App {
+    pub async fn hook_put(&self, ctx: &OpContext, name: &str, spec: HookSpec) -> Result<(Hook, bool)> {
+        ctx.authorize(P::HookAdmin)?;
+        let hook = spec.into_hook(name, Timestamp::now())?;
+        if hook.mode == HookMode::Callback {
+            return Err(Error::InvalidRequest {
+                code: "unsupported-mode",
+                message: "callback hooks are not available yet; use mode \"sync\"".into(),
+            });
+        }
+        let audit = ctx.audit(
+            "hook.put",
+            format!("hook/{name}"),
+            None,
+            json!({"url": hook.url, "events": hook.events, "mode": hook.mode}),
+        );
+        self.store().hooks().hook_put(&hook, &Effects::none().with_audit(audit)).await
+    }
+
+    pub async fn hook_get(&self, ctx: &OpContext, name: &str) -> Result<Hook> {
+        ctx.authorize(P::HookRead)?;
+        self.store().hooks().hook_get(name).await
+    }
+
+    pub async fn hook_list(&self, ctx: &OpContext) -> Result<Vec<Hook>> {
+        ctx.authorize(P::HookRead)?;
+        self.store().hooks().hook_list().await
+    }
+
+    pub async fn hook_delete(&self, ctx: &OpContext, name: &str) -> Result<()> {
+        ctx.authorize(P::HookAdmin)?;
+        let audit = ctx.audit("hook.delete", format!("hook/{name}"), None, json!({}));
+        self.store().hooks().hook_delete(name, &Effects::none().with_audit(audit)).await
+    }
+}
+
+pub const CALL_RESOURCE: &str = "tenancy:hooks.call";
+
+/// `tenancy:hooks.call` `{event, tenant_id}`: calls every hook of `event`; result
+/// `{called: [names]}`; a hook that finally fails is `Tenancy.HookFailed` naming it.
+pub struct CallHooks {
+    client: reqwest::Client,
+}
+
+impl CallHooks {
+    pub fn new() -> Self {
+        CallHooks { client: crate::delivery::http_client() }
+    }
+
+    async fn call_one(&self, hook: &Hook, body: &serde_json::Value, key: &str) -> std::result::Result<(), String> {
+        let mut last = String::new();
+        for attempt in 0..hook.max_attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+            }
+            let res = self
+                .client
+                .post(&hook.url)
+                .timeout(Duration::from_secs(hook.timeout_s))
+                .header("Idempotency-Key", key)
+                .json(body)
+                .send()
+                .await;
+            match res {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last = format!("request failed: {e}"),
+            }
+        }
+        Err(format!("hook {:?} failed after {} attempt(s): {last}", hook.name, hook.max_attempts))
+    }
+}
+
+impl Default for CallHooks {
+    fn default() -> Self {
+        CallHooks::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskHandler for CallHooks {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let p = call.parameters;
+        let event: HookEvent = serde_json::from_value(p["event"].clone())
+            .map_err(|e| failure("States.Runtime", format!("hooks.call needs a valid event: {e}")))?;
+        let tenant_id = p["tenant_id"]
+            .as_str()
+            .or(call.tenant_id)
+            .ok_or_else(|| failure("States.Runtime", "hooks.call needs tenant_id"))?;
+        let tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
+        let hooks = call.store.hooks().hook_list().await.map_err(app_failure)?;
+        let mut called = Vec::new();
+        for hook in hooks.iter().filter(|h| h.events.contains(&event)) {
+            let key = format!("{}-{}", call.idempotency_key, hook.name);
+            let body = json!({"event": event, "tenant": tenant, "execution_id": call.execution_id,
+                              "idempotency_key": key});
+            self.call_one(hook, &body, &key)
+                .await
+                .map_err(|e| Failure { error: Some("Tenancy.HookFailed".into()), cause: Some(e) })?;
+            called.push(hook.name.clone());
+        }
+        Ok(TaskOutput::new(json!({"called": called})))
+    }
+}
+
+/// A resource a lifecycle workflow created for a tenant (`GET /v1/tenants/{id}/resources`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantResourceView {
+    /// `namespace`, `database`, `defaults`, ...
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// The resources of a tenant.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantResources {
+    pub items: Vec<TenantResourceView>,
+}
+
+impl App {
+    /// The resources the lifecycle workflows created for a tenant (tenant keys: their own).
+    pub async fn tenant_resources(&self, ctx: &OpContext, tenant_id: &str) -> Result<TenantResources> {
+        ctx.authorize_tenant(P::TenantRead, tenant_id)?;
+        self.store().tenant_get(tenant_id).await?;
+        let list = self.store().workflows().tenant_resource_list(tenant_id).await?;
+        let items = list
+            .into_iter()
+            .map(|r| TenantResourceView { kind: r.kind, detail: r.detail, created_at: r.created_at })
+            .collect();
+        Ok(TenantResources { items })
+    }
+}

@@ -1,0 +1,122 @@
+//! Provisioning hooks over HTTP on both backends: called with the tenant and an
+//! idempotency key before the tenant is active; a hook that keeps failing undoes the
+//! provisioning and marks the tenant failed. Tenant resources are listed.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{Backend, TestServer};
+
+both_backends!(hooks_are_called_before_activation, a_failing_hook_fails_the_provisioning, hooks_validate);
+
+/// (Idempotency-Key, body) of every request.
+type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A receiver answering `status` to every request.
+async fn receiver(status: u16) -> (String, Calls) {
+    let calls: Calls = Arc::default();
+    let c = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+            let c = c.clone();
+            async move {
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                c.lock().unwrap().push((key, body.0));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+async fn wait_status(s: &TestServer, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = s.get(&format!("/v1/tenants/{id}")).await;
+        if res.body["status"] == status {
+            return res.body;
+        }
+        assert!(Instant::now() < deadline, "tenant {id} never became {status}: {}", res.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn hooks_are_called_before_activation(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = receiver(200).await;
+    let res = s.call(Method::PUT, "/v1/hooks/billing", Some(json!({"url": url, "events": ["provision"]}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let (other, other_calls) = receiver(200).await;
+    s.call(Method::PUT, "/v1/hooks/offboarding", Some(json!({"url": other, "events": ["offboard"]}))).await;
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    wait_status(&s, "acme", "active").await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let (key, body) = &calls[0];
+    assert!(!key.is_empty());
+    assert_eq!((body["event"].clone(), body["tenant"]["id"].clone()), (json!("provision"), json!("acme")));
+    assert_eq!(body["idempotency_key"], json!(key));
+    assert!(other_calls.lock().unwrap().is_empty(), "only hooks of the event are called");
+
+    let res = s.get("/v1/tenants/acme/resources").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let mut kinds: Vec<&str> =
+        res.body["items"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["database", "defaults", "namespace"]);
+    assert_eq!(s.get("/v1/tenants/nobody/resources").await.status, StatusCode::NOT_FOUND);
+    let audited = s.get("/v1/audit?action=hook.put").await.body;
+    assert_eq!(audited["items"].as_array().unwrap().len(), 2);
+    s.stop().await;
+}
+
+async fn a_failing_hook_fails_the_provisioning(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = receiver(500).await;
+    let hook = json!({"url": url, "events": ["provision"], "max_attempts": 2, "timeout_s": 2});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    wait_status(&s, "acme", "failed").await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "max_attempts attempts");
+    assert_eq!(calls[0].0, calls[1].0, "the same idempotency key on every attempt");
+    // Compensation: the resources created before the hook are gone.
+    assert_eq!(s.get("/v1/tenants/acme/resources").await.body["items"], json!([]));
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=TenantProvisioningFailed").await.body;
+    let detail = &events["items"][0]["detail"];
+    assert_eq!(detail["step"], "CallHooks", "{events}");
+    assert_eq!(detail["error"]["Error"], "Tenancy.HookFailed", "{events}");
+    assert!(detail["error"]["Cause"].as_str().unwrap().contains("HTTP 500"), "{events}");
+    s.stop().await;
+}
+
+async fn hooks_validate(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for (body, code) in [
+        (json!({"url": "ftp://x", "events": ["provision"]}), "invalid-url"),
+        (json!({"url": "http://x/h", "events": []}), "invalid-hook"),
+        (json!({"url": "http://x/h", "events": ["reboot"]}), "invalid-body"),
+        (json!({"url": "http://x/h", "events": ["provision"], "max_attempts": 0}), "invalid-hook"),
+        (json!({"url": "http://x/h", "events": ["provision"], "mode": "callback"}), "unsupported-mode"),
+    ] {
+        let res = s.call(Method::PUT, "/v1/hooks/h", Some(body.clone())).await;
+        assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, code), "{body}: {}", res.body);
+    }
+    assert_eq!(s.get("/v1/hooks").await.body["items"], json!([]));
+    let ok = json!({"url": "http://x/h", "events": ["provision", "suspend"]});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/h", Some(ok)).await.status, StatusCode::CREATED);
+    assert_eq!(s.get("/v1/hooks/h").await.body["timeout_s"], 10);
+    assert_eq!(s.call(Method::DELETE, "/v1/hooks/h", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.get("/v1/hooks/h").await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
