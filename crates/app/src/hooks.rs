@@ -136,6 +136,10 @@ pub struct TenantResourceView {
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub created_at: Timestamp,
+    /// For a silo tenant's database: what the provisioner sees now (drift shows here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub observed: Option<serde_json::Value>,
 }
 
 /// The resources of a tenant.
@@ -150,10 +154,16 @@ impl App {
         ctx.authorize_tenant(P::TenantRead, tenant_id)?;
         self.store().tenant_get(tenant_id).await?;
         let list = self.store().workflows().tenant_resource_list(tenant_id).await?;
-        let items = list
-            .into_iter()
-            .map(|r| TenantResourceView { kind: r.kind, detail: r.detail, created_at: r.created_at })
-            .collect();
+        let mut items = Vec::with_capacity(list.len());
+        for r in list {
+            let observed = match (self.provisioner(), r.kind == "database" && r.detail.get("path").is_some()) {
+                (Some(p), true) => {
+                    Some(serde_json::to_value(p.database_observe(tenant_id).await?).map_err(Error::internal)?)
+                }
+                _ => None,
+            };
+            items.push(TenantResourceView { kind: r.kind, detail: r.detail, created_at: r.created_at, observed });
+        }
         Ok(TenantResources { items })
     }
 }

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod hooks;
 pub mod lifecycle;
 mod ops;
+pub mod provisioning;
 pub mod queues;
 pub mod secretbox;
 pub mod subscriptions;

@@ -170,6 +170,11 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
     app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
+    if opts.database_url.is_none() {
+        // The embedded default: silo tenants get a SQLite database under the data directory.
+        let root = opts.data_dir.join("tenants");
+        app.set_provisioner(Arc::new(tenancy_store::provision::SqliteFiles::new(root)));
+    }
     let shutdown = CancellationToken::new();
     let node_id =
         opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));

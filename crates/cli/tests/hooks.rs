@@ -120,3 +120,41 @@ async fn hooks_validate(backend: Backend) {
     assert_eq!(s.get("/v1/hooks/h").await.status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+/// On the embedded default a silo tenant gets a SQLite database under the data
+/// directory, created by provisioning and deleted by offboarding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silo_tenants_get_a_database_file() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    s.put_plan("dedicated", "silo").await;
+    s.put_plan("shared", "pool").await;
+    s.create_tenant("big", "dedicated").await;
+    s.create_tenant("small", "shared").await;
+    wait_status(&s, "big", "active").await;
+    wait_status(&s, "small", "active").await;
+    let file = s.dir.path().join("tenants").join("big").join("data.db");
+    assert!(file.exists(), "{} missing", file.display());
+    assert!(!s.dir.path().join("tenants").join("small").exists(), "pool tenants share the pool");
+
+    let res = s.get("/v1/tenants/big/resources").await;
+    let db = res.body["items"].as_array().unwrap().iter().find(|r| r["kind"] == "database").unwrap().clone();
+    assert_eq!(db["detail"]["engine"], "sqlite", "{db}");
+    assert_eq!(db["observed"]["exists"], true, "{db}");
+    let small = s.get("/v1/tenants/small/resources").await;
+    let small_db = small.body["items"].as_array().unwrap().iter().find(|r| r["kind"] == "database").unwrap().clone();
+    assert!(small_db.get("observed").is_none(), "{small_db}");
+
+    // A hook failing after the database exists: the undo deletes the file.
+    let (url, _) = receiver(503).await;
+    let hook = json!({"url": url, "events": ["provision"], "max_attempts": 1});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/gate", Some(hook)).await.status, StatusCode::CREATED);
+    s.create_tenant("doomed", "dedicated").await;
+    wait_status(&s, "doomed", "failed").await;
+    assert!(!s.dir.path().join("tenants").join("doomed").exists(), "compensation removed the database");
+
+    let res = s.call(Method::DELETE, "/v1/tenants/big", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    wait_status(&s, "big", "offboarded").await;
+    assert!(!file.exists(), "offboarding deletes the database");
+    s.stop().await;
+}

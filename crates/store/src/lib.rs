@@ -12,6 +12,7 @@ mod audit;
 pub mod conformance;
 mod events;
 mod hooks;
+pub mod provision;
 pub mod queue_conformance;
 mod queues;
 pub mod sql;
