@@ -83,7 +83,7 @@ pub struct ServeArgs {
     /// Days archived events and finished deliveries are kept.
     #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS", default_value_t = crate::serve::DEFAULT_EVENT_RETENTION_DAYS)]
     pub event_retention_days: u32,
-    /// Blob store for audit exports: file:///path [default: <data dir>/blobs].
+    /// Blob store for audit exports: file:///path or s3://bucket/prefix [default: <data dir>/blobs].
     #[arg(long, env = "TENANCY_BLOB_URL")]
     pub blob_url: Option<String>,
 }

@@ -64,13 +64,14 @@ fn tenancy_events_window() -> std::time::Duration {
     tenancy_app::delivery::DeliveryOptions::new("").retry_window
 }
 
-/// The blob store of `--blob-url`: a local directory (default `<data dir>/blobs`).
-/// S3 is not built in yet (see docs/audit.md).
+/// The blob store of `--blob-url`: a local directory (default `<data dir>/blobs`,
+/// or `file:///path`), or `s3://bucket[/prefix]` (credentials from `AWS_*`).
 pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit::BlobStore> {
     let dir = match opts.blob_url.as_deref() {
         None => opts.data_dir.join("blobs"),
         Some(url) if url.starts_with("file://") => PathBuf::from(&url["file://".len()..]),
-        Some(url) => anyhow::bail!("unsupported blob URL {url:?}: use file:///path (S3 is not built in yet)"),
+        Some(url) if url.starts_with("s3://") => return Ok(tenancy_app::audit::BlobStore::s3(url)?),
+        Some(url) => anyhow::bail!("unsupported blob URL {url:?}: use file:///path or s3://bucket/prefix"),
     };
     Ok(tenancy_app::audit::BlobStore::local(&dir)?)
 }
