@@ -101,6 +101,21 @@ pub(super) async fn insert_messages(
     messages: &[NewMessage],
     now: Timestamp,
 ) -> Result<Vec<Sent>> {
+    if !is_sqlite(c) {
+        // Concurrent sends to one group take turns (in a fixed order: no deadlocks), so
+        // a group's `seq` order is its commit order and a later message can never be
+        // received while an earlier one is still uncommitted.
+        let mut groups: Vec<&str> = messages.iter().filter_map(|m| m.group_id.as_deref()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for g in groups {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("tenancy_queue/{}/{g}", q.name))
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+        }
+    }
     let mut results = Vec::with_capacity(messages.len());
     let mut fresh = Vec::with_capacity(messages.len());
     for m in messages {
