@@ -11,7 +11,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{Backend, TestServer};
 
-both_backends!(hooks_are_called_before_activation, a_failing_hook_fails_the_provisioning, hooks_validate);
+both_backends!(
+    hooks_are_called_before_activation,
+    a_failing_hook_fails_the_provisioning,
+    hooks_validate,
+    plan_change_and_offboard_hooks
+);
 
 /// (Idempotency-Key, body) of every request.
 type Calls = Arc<Mutex<Vec<(String, Value)>>>;
@@ -156,5 +161,38 @@ async fn silo_tenants_get_a_database_file() {
     assert!(res.status.is_success(), "{}", res.body);
     wait_status(&s, "big", "offboarded").await;
     assert!(!file.exists(), "offboarding deletes the database");
+    s.stop().await;
+}
+
+async fn plan_change_and_offboard_hooks(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.put_plan("basic", "pool").await;
+    s.put_plan("pro", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    wait_status(&s, "acme", "active").await;
+    // A plan-change hook that refuses: the tenant stays on its plan.
+    let (refuse, refused) = receiver(409).await;
+    let hook = json!({"url": refuse, "events": ["plan_change"], "max_attempts": 1});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/billing", Some(hook)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "pro"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused.lock().unwrap().is_empty() || s.get("/v1/tenants/acme").await.body["status"] != "active" {
+        assert!(Instant::now() < deadline, "the plan change never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.get("/v1/tenants/acme").await.body["plan"], "basic", "the refused change was reverted");
+    assert_eq!(refused.lock().unwrap()[0].1["event"], "plan_change");
+
+    // An offboarding hook hears about the tenant before its resources go.
+    let (url, calls) = receiver(204).await;
+    let hook = json!({"url": url, "events": ["offboard"]});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/export", Some(hook)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    wait_status(&s, "acme", "offboarded").await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!((calls[0].1["event"].clone(), calls[0].1["tenant"]["id"].clone()), (json!("offboard"), json!("acme")));
     s.stop().await;
 }
