@@ -27,12 +27,6 @@ impl App {
     pub async fn hook_put(&self, ctx: &OpContext, name: &str, spec: HookSpec) -> Result<(Hook, bool)> {
         ctx.authorize(P::HookAdmin)?;
         let hook = spec.into_hook(name, Timestamp::now())?;
-        if hook.mode == HookMode::Callback {
-            return Err(Error::InvalidRequest {
-                code: "unsupported-mode",
-                message: "callback hooks are not available yet; use mode \"sync\"".into(),
-            });
-        }
         let audit = ctx.audit(
             "hook.put",
             format!("hook/{name}"),
@@ -60,9 +54,11 @@ impl App {
 }
 
 pub const CALL_RESOURCE: &str = "tenancy:hooks.call";
+pub const LIST_RESOURCE: &str = "tenancy:hooks.list";
+pub const NOTIFY_RESOURCE: &str = "tenancy:hooks.notify";
 
-/// `tenancy:hooks.call` `{event, tenant_id}`: calls every hook of `event`; result
-/// `{called: [names]}`; a hook that finally fails is `Tenancy.HookFailed` naming it.
+/// `tenancy:hooks.call` `{event, tenant_id}`: calls every `sync` hook of `event`;
+/// result `{called: [names]}`; a hook that finally fails is `Tenancy.HookFailed`.
 pub struct CallHooks {
     client: reqwest::Client,
 }
@@ -81,7 +77,11 @@ impl CallHooks {
             let res = self
                 .client
                 .post(&hook.url)
-                .timeout(Duration::from_secs(hook.timeout_s))
+                .timeout(Duration::from_secs(match hook.mode {
+                    HookMode::Sync => hook.timeout_s,
+                    // The callback comes later; the notification itself is quick.
+                    HookMode::Callback => hook.timeout_s.min(30),
+                }))
                 .header("Idempotency-Key", key)
                 .json(body)
                 .send()
@@ -106,8 +106,7 @@ impl Default for CallHooks {
 impl TaskHandler for CallHooks {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let p = call.parameters;
-        let event: HookEvent = serde_json::from_value(p["event"].clone())
-            .map_err(|e| failure("States.Runtime", format!("hooks.call needs a valid event: {e}")))?;
+        let event = event_param(p)?;
         let tenant_id = p["tenant_id"]
             .as_str()
             .or(call.tenant_id)
@@ -115,7 +114,7 @@ impl TaskHandler for CallHooks {
         let tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
         let hooks = call.store.hooks().hook_list().await.map_err(app_failure)?;
         let mut called = Vec::new();
-        for hook in hooks.iter().filter(|h| h.events.contains(&event)) {
+        for hook in hooks.iter().filter(|h| h.events.contains(&event) && h.mode == HookMode::Sync) {
             let key = format!("{}-{}", call.idempotency_key, hook.name);
             let body = json!({"event": event, "tenant": tenant, "execution_id": call.execution_id,
                               "idempotency_key": key});
@@ -165,5 +164,74 @@ impl App {
             items.push(TenantResourceView { kind: r.kind, detail: r.detail, created_at: r.created_at, observed });
         }
         Ok(TenantResources { items })
+    }
+}
+
+fn event_param(p: &serde_json::Value) -> std::result::Result<HookEvent, Failure> {
+    serde_json::from_value(p["event"].clone())
+        .map_err(|e| failure("States.Runtime", format!("hooks need a valid event: {e}")))
+}
+
+/// `tenancy:hooks.list` `{event}`: the `callback` hooks of `event` as `{count, hooks:
+/// [{name, url, timeout_s, max_attempts}]}`, for the workflow to notify one by one.
+pub struct ListCallbackHooks;
+
+#[async_trait::async_trait]
+impl TaskHandler for ListCallbackHooks {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let event = event_param(call.parameters)?;
+        let hooks = call.store.hooks().hook_list().await.map_err(app_failure)?;
+        let list: Vec<serde_json::Value> = hooks
+            .iter()
+            .filter(|h| h.events.contains(&event) && h.mode == HookMode::Callback)
+            .map(|h| json!({"name": h.name, "url": h.url, "timeout_s": h.timeout_s, "max_attempts": h.max_attempts}))
+            .collect();
+        Ok(TaskOutput::new(json!({"count": list.len(), "hooks": list})))
+    }
+}
+
+/// `tenancy:hooks.notify.waitForTaskToken` `{event, hook: {name, ...}, tenant_id, token}`:
+/// POSTs the tenant and the task token to a `callback` hook (retried like a sync hook);
+/// the execution then waits until the hook calls `POST /v1/task-tokens/{token}/success`
+/// (or `failure`), or the hook's `timeout_s` passes (`States.Timeout`).
+pub struct NotifyCallbackHook {
+    calls: CallHooks,
+}
+
+impl NotifyCallbackHook {
+    pub fn new() -> Self {
+        NotifyCallbackHook { calls: CallHooks::new() }
+    }
+}
+
+impl Default for NotifyCallbackHook {
+    fn default() -> Self {
+        NotifyCallbackHook::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskHandler for NotifyCallbackHook {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let p = call.parameters;
+        let event = event_param(p)?;
+        let name =
+            p["hook"]["name"].as_str().ok_or_else(|| failure("States.Runtime", "hooks.notify needs hook.name"))?;
+        let token =
+            p["token"].as_str().ok_or_else(|| failure("States.Runtime", "hooks.notify needs the task token"))?;
+        let tenant_id = p["tenant_id"]
+            .as_str()
+            .or(call.tenant_id)
+            .ok_or_else(|| failure("States.Runtime", "hooks.notify needs tenant_id"))?;
+        let hook = call.store.hooks().hook_get(name).await.map_err(app_failure)?;
+        let tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
+        let key = format!("{}-{}", call.idempotency_key, hook.name);
+        let body = json!({"event": event, "tenant": tenant, "execution_id": call.execution_id,
+                          "idempotency_key": key, "task_token": token});
+        self.calls
+            .call_one(&hook, &body, &key)
+            .await
+            .map_err(|e| Failure { error: Some("Tenancy.HookFailed".into()), cause: Some(e) })?;
+        Ok(TaskOutput::new(json!({"notified": hook.name})))
     }
 }

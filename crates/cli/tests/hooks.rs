@@ -15,7 +15,8 @@ both_backends!(
     hooks_are_called_before_activation,
     a_failing_hook_fails_the_provisioning,
     hooks_validate,
-    plan_change_and_offboard_hooks
+    plan_change_and_offboard_hooks,
+    callback_hooks_answer_through_task_tokens
 );
 
 /// (Idempotency-Key, body) of every request.
@@ -112,7 +113,7 @@ async fn hooks_validate(backend: Backend) {
         (json!({"url": "http://x/h", "events": []}), "invalid-hook"),
         (json!({"url": "http://x/h", "events": ["reboot"]}), "invalid-body"),
         (json!({"url": "http://x/h", "events": ["provision"], "max_attempts": 0}), "invalid-hook"),
-        (json!({"url": "http://x/h", "events": ["provision"], "mode": "callback"}), "unsupported-mode"),
+        (json!({"url": "http://x/h", "events": ["provision"], "timeout_s": 301}), "invalid-hook"),
     ] {
         let res = s.call(Method::PUT, "/v1/hooks/h", Some(body.clone())).await;
         assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, code), "{body}: {}", res.body);
@@ -194,5 +195,51 @@ async fn plan_change_and_offboard_hooks(backend: Backend) {
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
     assert_eq!((calls[0].1["event"].clone(), calls[0].1["tenant"]["id"].clone()), (json!("offboard"), json!("acme")));
+    s.stop().await;
+}
+
+async fn callback_hooks_answer_through_task_tokens(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = receiver(202).await;
+    let hook = json!({"url": url, "events": ["provision"], "mode": "callback", "timeout_s": 3600});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
+    s.put_plan("basic", "pool").await;
+    let service = s.key("service", None).await;
+    for (tenant, outcome) in [("yes", "success"), ("no", "failure")] {
+        s.create_tenant(tenant, "basic").await;
+        // The hook is told, and the tenant waits in provisioning for its answer.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let token = loop {
+            let found = calls.lock().unwrap().iter().find(|(_, b)| b["tenant"]["id"] == tenant).cloned();
+            if let Some((_, body)) = found {
+                break body["task_token"].as_str().unwrap().to_owned();
+            }
+            if Instant::now() > deadline {
+                let exe = s.get(&format!("/v1/executions?tenant_id={tenant}")).await.body;
+                let id = exe["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+                let h = s.get(&format!("/v1/executions/{id}/history?limit=1000")).await.body;
+                panic!("the callback hook was never called for {tenant}: {exe} {h}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(s.get(&format!("/v1/tenants/{tenant}")).await.body["status"], "provisioning");
+        let body = if outcome == "success" {
+            json!({"output": {"crm_id": 7}})
+        } else {
+            json!({"error": "Crm.Rejected", "cause": "no licence"})
+        };
+        let path = format!("/v1/task-tokens/{token}/{outcome}");
+        let res = s.call_with(Some(&service), Method::POST, &path, Some(body), &[]).await;
+        assert!(res.status.is_success(), "{}", res.body);
+    }
+    wait_status(&s, "yes", "active").await;
+    wait_status(&s, "no", "failed").await;
+    let events = s.get("/v1/events?tenant_id=no&detail_type=TenantProvisioningFailed").await.body;
+    let detail = &events["items"][0]["detail"];
+    assert_eq!(
+        (detail["step"].clone(), detail["error"]["Error"].clone()),
+        (json!("CallbackHooks"), json!("Crm.Rejected"))
+    );
+    assert_eq!(s.get("/v1/tenants/no/resources").await.body["items"], json!([]), "undone");
     s.stop().await;
 }

@@ -39,7 +39,10 @@ pub enum HookMode {
 }
 
 pub const DEFAULT_TIMEOUT_S: u64 = 10;
+/// A sync hook's longest request.
 pub const MAX_TIMEOUT_S: u64 = 300;
+/// A callback hook's longest wait for its callback (24 hours).
+pub const MAX_CALLBACK_TIMEOUT_S: u64 = 86_400;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const MAX_MAX_ATTEMPTS: u32 = 10;
 
@@ -53,7 +56,7 @@ pub struct HookSpec {
     pub events: Vec<HookEvent>,
     #[serde(default)]
     pub mode: HookMode,
-    /// Per attempt (1-300, default 10).
+    /// `sync`: per attempt (1-300, default 10); `callback`: until the callback (1-86400).
     #[serde(default)]
     pub timeout_s: Option<u64>,
     /// Attempts before the hook has failed (1-10, default 3).
@@ -93,8 +96,12 @@ impl HookSpec {
             ));
         }
         let timeout_s = self.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
-        if timeout_s == 0 || timeout_s > MAX_TIMEOUT_S {
-            return Err(invalid(format!("timeout_s must be between 1 and {MAX_TIMEOUT_S}, got {timeout_s}")));
+        let max = if self.mode == HookMode::Callback { MAX_CALLBACK_TIMEOUT_S } else { MAX_TIMEOUT_S };
+        if timeout_s == 0 || timeout_s > max {
+            return Err(invalid(format!(
+                "timeout_s must be between 1 and {max} for a {:?} hook, got {timeout_s}",
+                self.mode
+            )));
         }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if max_attempts == 0 || max_attempts > MAX_MAX_ATTEMPTS {
