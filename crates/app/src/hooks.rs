@@ -57,8 +57,10 @@ pub const CALL_RESOURCE: &str = "tenancy:hooks.call";
 pub const LIST_RESOURCE: &str = "tenancy:hooks.list";
 pub const NOTIFY_RESOURCE: &str = "tenancy:hooks.notify";
 
-/// `tenancy:hooks.call` `{event, tenant_id}`: calls every `sync` hook of `event`;
-/// result `{called: [names]}`; a hook that finally fails is `Tenancy.HookFailed`.
+/// `tenancy:hooks.call` `{event, tenant_id}`: calls every `sync` hook of `event`; a
+/// hook that finally fails is `Tenancy.HookFailed`. Result `{called: [names], count,
+/// hooks: [the callback hooks of the event], cursor: {i: 0}}`: the workflow notifies
+/// the callback hooks next, one by one.
 pub struct CallHooks {
     client: reqwest::Client,
 }
@@ -123,7 +125,8 @@ impl TaskHandler for CallHooks {
                 .map_err(|e| Failure { error: Some("Tenancy.HookFailed".into()), cause: Some(e) })?;
             called.push(hook.name.clone());
         }
-        Ok(TaskOutput::new(json!({"called": called})))
+        let callback = callback_hooks(&hooks, event);
+        Ok(TaskOutput::new(json!({"called": called, "count": callback.len(), "hooks": callback, "cursor": {"i": 0}})))
     }
 }
 
@@ -167,6 +170,14 @@ impl App {
     }
 }
 
+fn callback_hooks(hooks: &[Hook], event: HookEvent) -> Vec<serde_json::Value> {
+    hooks
+        .iter()
+        .filter(|h| h.events.contains(&event) && h.mode == HookMode::Callback)
+        .map(|h| json!({"name": h.name, "url": h.url, "timeout_s": h.timeout_s, "max_attempts": h.max_attempts}))
+        .collect()
+}
+
 fn event_param(p: &serde_json::Value) -> std::result::Result<HookEvent, Failure> {
     serde_json::from_value(p["event"].clone())
         .map_err(|e| failure("States.Runtime", format!("hooks need a valid event: {e}")))
@@ -181,11 +192,7 @@ impl TaskHandler for ListCallbackHooks {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let event = event_param(call.parameters)?;
         let hooks = call.store.hooks().hook_list().await.map_err(app_failure)?;
-        let list: Vec<serde_json::Value> = hooks
-            .iter()
-            .filter(|h| h.events.contains(&event) && h.mode == HookMode::Callback)
-            .map(|h| json!({"name": h.name, "url": h.url, "timeout_s": h.timeout_s, "max_attempts": h.max_attempts}))
-            .collect();
+        let list = callback_hooks(&hooks, event);
         Ok(TaskOutput::new(json!({"count": list.len(), "hooks": list})))
     }
 }

@@ -22,7 +22,6 @@ const PROVISION_STEPS: &[(&str, &str, Option<&str>)] = &[
     ("CreateDatabase", "tenancy:resource.create", Some("database")),
     ("SeedDefaults", "tenancy:resource.create", Some("defaults")),
     ("CallHooks", "tenancy:hooks.call", None),
-    ("ListCallbackHooks", "tenancy:hooks.list", None),
     ("Activate", "tenancy:tenant.activate", None),
 ];
 
@@ -30,7 +29,6 @@ const LIFECYCLE_RESOURCES: &[&str] = &[
     "tenancy:resource.create",
     "tenancy:resource.delete",
     "tenancy:hooks.call",
-    "tenancy:hooks.list",
     "tenancy:tenant.activate",
     "tenancy:tenant.provisioning_failed",
     "tenancy:tenant.apply_plan",
