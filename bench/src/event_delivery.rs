@@ -74,7 +74,7 @@ async fn receiver(log: Arc<Mutex<Log>>) -> anyhow::Result<String> {
     Ok(url)
 }
 
-async fn fresh_database(server_url: Option<&str>) -> anyhow::Result<Option<String>> {
+pub(crate) async fn fresh_database(server_url: Option<&str>) -> anyhow::Result<Option<String>> {
     let Some(url) = server_url else { return Ok(None) };
     let name = format!("tenancy_bench_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(url).await.context("connect to PostgreSQL")?;

@@ -7,6 +7,7 @@
 
 mod event_delivery;
 mod http_load;
+mod queue;
 mod tenants;
 mod workflow_throughput;
 
@@ -33,6 +34,8 @@ enum Scenario {
     EventDelivery(event_delivery::EventDeliveryArgs),
     /// Executions of a 5-state machine through the durable engine.
     WorkflowThroughput(WorkflowArgs),
+    /// Messages sent in batches, then received and deleted by 32 consumers.
+    Queue(queue::QueueArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TenantList(args) => tenants::tenant_list(args).await,
         Scenario::TenantGet(args) => tenants::tenant_get(args).await,
         Scenario::EventDelivery(args) => event_delivery::run(args).await,
+        Scenario::Queue(args) => queue::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }
 }

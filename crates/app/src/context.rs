@@ -53,6 +53,16 @@ pub enum Permission {
     WorkflowWrite,
     /// Complete callback tasks (`/v1/task-tokens/...`).
     TaskCallback,
+    /// Read queues' settings and depth.
+    QueueRead,
+    /// Create, change and delete queues; redrive dead-letter queues.
+    QueueAdmin,
+    /// Send, receive and delete messages, change their visibility (workers).
+    QueueUse,
+    /// Read provisioning hooks.
+    HookRead,
+    /// Create, change and delete provisioning hooks.
+    HookAdmin,
 }
 
 impl OpContext {
@@ -78,8 +88,9 @@ impl OpContext {
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
-            (R::Viewer, P::StateMachineRead | P::ExecutionRead) => true,
+            (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
+            (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,
             _ => false,
         };

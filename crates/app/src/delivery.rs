@@ -143,6 +143,8 @@ impl DeliveryOptions {
 
 /// What the worker keeps about a subscription while delivering to it.
 struct Endpoint {
+    /// A queue target: events are sent to this queue instead of an HTTP endpoint.
+    queue: Option<String>,
     version: i64,
     loaded: Instant,
     settings: WebhookSettings,
@@ -309,11 +311,24 @@ impl Shared {
             }
         }
         let sub = self.store.subscription_get(id).await?;
-        let settings = sub
-            .subscription
-            .target
-            .webhook()
-            .ok_or_else(|| Error::internal(format!("subscription {id:?} has no webhook target")))?;
+        let queue = match &sub.subscription.target {
+            tenancy_domain::subscription::Target::Queue { queue } => Some(queue.clone()),
+            tenancy_domain::subscription::Target::Webhook { .. } => None,
+        };
+        let settings = match &queue {
+            // A queue is local: the same retry schedule, modest concurrency.
+            Some(_) => WebhookSettings {
+                url: String::new(),
+                max_concurrency: tenancy_domain::subscription::DEFAULT_MAX_CONCURRENCY,
+                timeout_ms: tenancy_domain::subscription::DEFAULT_TIMEOUT_MS,
+                max_attempts: tenancy_domain::subscription::DEFAULT_MAX_ATTEMPTS,
+            },
+            None => sub
+                .subscription
+                .target
+                .webhook()
+                .ok_or_else(|| Error::internal(format!("subscription {id:?} has no webhook target")))?,
+        };
         let mut secrets = Vec::new();
         for stored in sub.active_secrets(Timestamp::now()) {
             let plain = match &self.opts.secrets {
@@ -329,6 +344,7 @@ impl Shared {
             _ => Arc::new(Semaphore::new(settings.max_concurrency as usize)),
         };
         let e = Arc::new(Endpoint {
+            queue,
             version: sub.subscription.version,
             loaded: Instant::now(),
             settings,
@@ -339,8 +355,32 @@ impl Shared {
         Ok(e)
     }
 
-    /// One attempt: POST the envelope, signed; 2xx within the timeout is success.
+    /// Sends the envelope to a queue target as a message, deduplicated on the delivery
+    /// id (so a retry after a lost result is not enqueued twice within the window).
+    async fn send_to_queue(&self, queue: &str, c: &ClaimedDelivery) -> Option<String> {
+        let body = serde_json::to_string(&c.event).expect("events serialize");
+        let message = tenancy_domain::queue::NewMessage {
+            id: tenancy_domain::ids::new_id("msg"),
+            body,
+            delay_ms: None,
+            group_id: None,
+            dedup_id: Some(c.id.clone()),
+        };
+        match self.store.queues().message_send(queue, &[message], Timestamp::now()).await {
+            Ok(_) => None,
+            Err(e) => Some(format!("failed to send to queue {queue:?}: {e}")),
+        }
+    }
+
+    /// One attempt: POST the envelope, signed; 2xx within the timeout is success. For a
+    /// queue target: the envelope enqueued.
     async fn attempt(&self, endpoint: &Endpoint, c: &ClaimedDelivery) -> AttemptResult {
+        if let Some(queue) = &endpoint.queue {
+            let now = Timestamp::now();
+            let started = Instant::now();
+            let error = self.send_to_queue(queue, c).await;
+            return self.result(endpoint, c, now, started, None, error);
+        }
         let body = serde_json::to_vec(&c.event).expect("events serialize");
         let now = Timestamp::now();
         let ts = now.millis() / 1000;
@@ -370,6 +410,18 @@ impl Shared {
             }
             Err(e) => (None, Some(error_chain(&e))),
         };
+        self.result(endpoint, c, now, started, status_code, error)
+    }
+
+    fn result(
+        &self,
+        endpoint: &Endpoint,
+        c: &ClaimedDelivery,
+        now: Timestamp,
+        started: Instant,
+        status_code: Option<u16>,
+        error: Option<String>,
+    ) -> AttemptResult {
         let latency_ms = started.elapsed().as_millis() as i64;
         let tries = c.tries + 1;
         let next = if error.is_none() {

@@ -31,6 +31,8 @@ pub struct App {
     pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
     pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
+    /// Creates silo tenants' databases (see [`App::set_provisioner`]).
+    pub(crate) provisioner: std::sync::OnceLock<Arc<dyn tenancy_store::provision::DatabaseProvisioner>>,
     /// The workflow engine (its worker runs from `serve`).
     pub(crate) engine: Arc<Engine>,
     /// Stored versions of the built-in state machines, once registered.
@@ -72,6 +74,7 @@ impl App {
             work_ready: Arc::new(Notify::new()),
             blobs: std::sync::OnceLock::new(),
             secrets: std::sync::OnceLock::new(),
+            provisioner: std::sync::OnceLock::new(),
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
         }

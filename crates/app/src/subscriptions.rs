@@ -51,6 +51,14 @@ impl App {
         let _ = self.secrets.set(secrets);
     }
 
+    /// A queue target's queue must exist (`unknown-queue`).
+    async fn target_exists(&self, target: &Target) -> Result<()> {
+        match target {
+            Target::Queue { queue } => self.queue_must_exist(queue).await,
+            Target::Webhook { .. } => Ok(()),
+        }
+    }
+
     fn secret_box(&self) -> Result<&SecretBox> {
         self.secrets.get().map(|b| &**b).ok_or_else(|| Error::Unavailable("no master key configured".into()))
     }
@@ -58,6 +66,7 @@ impl App {
     pub async fn subscription_create(&self, ctx: &OpContext, new: NewSubscription) -> Result<SubscriptionWithSecret> {
         ctx.authorize(P::SubscriptionWrite)?;
         validate(&new.name, &new.pattern, &new.target)?;
+        self.target_exists(&new.target).await?;
         let now = Timestamp::now();
         let sub = Subscription {
             id: tenancy_domain::ids::new_id("sub"),
@@ -130,6 +139,9 @@ impl App {
             changed.push("target");
         }
         validate(&s.name, &s.pattern, &s.target)?;
+        if changed.contains(&"target") {
+            self.target_exists(&s.target).await?;
+        }
         s.updated_at = Timestamp::now();
         let audit = ctx.audit("subscription.update", format!("subscription/{id}"), None, json!({"changed": changed}));
         let stored = self.store().subscription_update(&stored, version, &Effects::none().with_audit(audit)).await?;

@@ -21,12 +21,14 @@ const PROVISION_STEPS: &[(&str, &str, Option<&str>)] = &[
     ("CreateNamespace", "tenancy:resource.create", Some("namespace")),
     ("CreateDatabase", "tenancy:resource.create", Some("database")),
     ("SeedDefaults", "tenancy:resource.create", Some("defaults")),
+    ("CallHooks", "tenancy:hooks.call", None),
     ("Activate", "tenancy:tenant.activate", None),
 ];
 
 const LIFECYCLE_RESOURCES: &[&str] = &[
     "tenancy:resource.create",
     "tenancy:resource.delete",
+    "tenancy:hooks.call",
     "tenancy:tenant.activate",
     "tenancy:tenant.provisioning_failed",
     "tenancy:tenant.apply_plan",

@@ -108,6 +108,8 @@ fn start_event_loops(
         Pruner::new(store.clone(), PrunerOptions { retention, interval: std::time::Duration::from_secs(3600) });
     tasks.push(tokio::spawn(pruner.run(shutdown.clone())));
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
+    let sweeper = tenancy_app::queues::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
+    tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
 }
 
 /// A started server.
@@ -169,6 +171,11 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
     app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
+    if opts.database_url.is_none() {
+        // The embedded default: silo tenants get a SQLite database under the data directory.
+        let root = opts.data_dir.join("tenants");
+        app.set_provisioner(Arc::new(tenancy_store::provision::SqliteFiles::new(root)));
+    }
     let shutdown = CancellationToken::new();
     let node_id =
         opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));

@@ -32,6 +32,11 @@ enum Class {
     ExecutionList,
     ExecutionRead,
     TaskCallback,
+    QueueRead,
+    QueueAdmin,
+    QueueUse,
+    HookRead,
+    HookAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,9 +66,10 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
-        (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead) => Allowed,
+        (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, _) => Forbidden,
         (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
+        (Who::Service, QueueRead | QueueUse) => Allowed,
         (Who::Service, _) => Forbidden,
         (Who::TenantOwn, TenantList | TenantRead | TenantWrite | ExecutionList | ExecutionRead) => Allowed,
         (Who::TenantOwn, _) => Forbidden,
@@ -135,7 +141,43 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/v1/task-tokens/{token}/success", Some(json!({"output": {}})), TaskCallback),
         route(Method::POST, "/v1/task-tokens/{token}/failure", Some(json!({"error": "E"})), TaskCallback),
         route(Method::POST, "/v1/task-tokens/{token}/heartbeat", None, TaskCallback),
+        route(Method::GET, "/v1/tenants/{tenant}/resources", None, TenantRead),
+        route(Method::GET, "/v1/hooks", None, HookRead),
+        route(Method::GET, "/v1/hooks/{hook}", None, HookRead),
+        route(Method::PUT, "/v1/hooks/{hook}", Some(hook_body()), HookAdmin),
+        route(Method::DELETE, "/v1/hooks/{hook}", None, HookAdmin),
+        route(Method::GET, "/v1/queues", None, QueueRead),
+        route(Method::GET, "/v1/queues/{queue}", None, QueueRead),
+        route(Method::PUT, "/v1/queues/{queue}", Some(json!({"visibility_timeout_s": 30})), QueueAdmin),
+        route(Method::DELETE, "/v1/queues/{queue}", None, QueueAdmin),
+        route(Method::POST, "/v1/queues/{queue}/redrive", None, QueueAdmin),
+        route(Method::POST, "/v1/queues/{queue}/messages", Some(json!({"body": 1})), QueueUse),
+        route(Method::POST, "/v1/queues/{queue}/messages/batch", Some(json!({"entries": [{"body": 1}]})), QueueUse),
+        route(Method::POST, "/v1/queues/{queue}/receive", Some(json!({"max": 1})), QueueUse),
+        route(Method::DELETE, "/v1/queues/{queue}/messages/{receipt}", None, QueueUse),
+        route(Method::POST, "/v1/queues/{queue}/messages/delete", Some(json!({"receipts": ["{receipt}"]})), QueueUse),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/messages/{receipt}/visibility",
+            Some(json!({"visibility_timeout_s": 0})),
+            QueueUse,
+        ),
     ]
+}
+
+/// A hook that provisioning never calls (this test creates tenants throughout).
+fn hook_body() -> Value {
+    json!({"url": "http://127.0.0.1:9/hook", "events": ["offboard"]})
+}
+
+/// A fresh queue holding a received message; returns the queue and the receipt.
+async fn queue_with_receipt(s: &TestServer) -> (String, String) {
+    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
+    let res = s.call(Method::PUT, &format!("/v1/queues/{queue}"), Some(json!({"visibility_timeout_s": 300}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    s.call(Method::POST, &format!("/v1/queues/{queue}/messages"), Some(json!({"body": "x"}))).await;
+    let res = s.call(Method::POST, &format!("/v1/queues/{queue}/receive"), Some(json!({"max": 1}))).await;
+    (queue, res.body["messages"][0]["receipt"].as_str().unwrap().to_owned())
 }
 
 fn subscription_body() -> Value {
@@ -230,8 +272,20 @@ async fn every_role_on_every_route(backend: Backend) {
             } else {
                 Default::default()
             };
+            let (queue, receipt) =
+                if r.path.contains("{queue}") { queue_with_receipt(&s).await } else { Default::default() };
+            let body =
+                r.body.as_ref().map(|b| serde_json::from_str(&b.to_string().replace("{receipt}", &receipt)).unwrap());
+            let hook = format!("h-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{hook}") {
+                let res = s.call(Method::PUT, &format!("/v1/hooks/{hook}"), Some(hook_body())).await;
+                assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+            }
             let path = r
                 .path
+                .replace("{hook}", &hook)
+                .replace("{queue}", &queue)
+                .replace("{receipt}", &receipt)
                 .replace("{tenant}", &tenant)
                 .replace("{plan}", &plan)
                 .replace("{key}", &key)
@@ -240,7 +294,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .replace("{execution}", &execution)
                 .replace("{token}", &task_token)
                 .replace("{sm}", "authz-callback");
-            let res = s.call_with(Some(token), r.method.clone(), &path, r.body.clone(), &[]).await;
+            let res = s.call_with(Some(token), r.method.clone(), &path, body, &[]).await;
             let want = expected(*who, r.class);
             let ok = match want {
                 // A retry of a delivery that does not exist is let through to a 404.

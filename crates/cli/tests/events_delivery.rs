@@ -288,7 +288,7 @@ async fn events_subscriptions_validate_and_authorize() {
         ),
         (
             json!({"name": "x", "pattern": {"source": ["tenancy"]}, "target": {"type": "queue", "queue": "q"}}),
-            "unsupported-target",
+            "unknown-queue",
         ),
         (
             json!({"name": "x", "pattern": {"source": ["tenancy"]}, "target": {"type": "carrier-pigeon"}}),

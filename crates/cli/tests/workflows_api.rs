@@ -424,7 +424,7 @@ async fn tenant_provisioning_is_an_execution(backend: Backend) {
     assert_eq!(exe["state_machine"], "tenancy.tenant.provision");
     assert_eq!(exe["tenant_id"], "acme");
     let t = types(&history(&s, &id).await).into_iter().filter(|t| *t == "TaskSucceeded").count();
-    assert_eq!(t, 4, "namespace, database, defaults, activate");
+    assert_eq!(t, 5, "namespace, database, defaults, hooks, activate");
     // A tenant key sees its executions only.
     let own = s.key("tenant", Some("acme")).await;
     let res = s.call_with(Some(&own), Method::GET, &format!("/v1/executions/{id}"), None, &[]).await;

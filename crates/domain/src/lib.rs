@@ -8,9 +8,11 @@
 pub mod apikey;
 pub mod error;
 pub mod event;
+pub mod hook;
 pub mod ids;
 pub mod page;
 pub mod plan;
+pub mod queue;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

@@ -30,7 +30,7 @@ pub enum Target {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_attempts: Option<u32>,
     },
-    /// A built-in queue (not available yet: rejected with `unsupported-target`).
+    /// A built-in queue: each matching event's envelope becomes a message of it.
     Queue { queue: String },
 }
 
@@ -44,13 +44,10 @@ pub struct WebhookSettings {
 }
 
 impl Target {
-    /// Checks the target; only webhooks are supported until queues exist.
+    /// Checks the target's shape (that a queue exists is the application's check).
     pub fn validate(&self) -> Result<()> {
         match self {
-            Target::Queue { .. } => Err(Error::InvalidRequest {
-                code: "unsupported-target",
-                message: "queue targets arrive with queues; use a webhook target".into(),
-            }),
+            Target::Queue { queue } => crate::queue::validate_name(queue),
             Target::Webhook { url, max_concurrency, timeout_ms, max_attempts } => {
                 validate_url(url)?;
                 if max_concurrency.is_some_and(|c| c == 0 || c > MAX_CONCURRENCY) {
@@ -208,6 +205,8 @@ mod tests {
             assert_eq!(t.validate().unwrap_err().code(), "invalid-url", "{bad}");
         }
         let q: Target = serde_json::from_value(json!({"type": "queue", "queue": "q"})).unwrap();
-        assert_eq!(q.validate().unwrap_err().code(), "unsupported-target");
+        q.validate().unwrap();
+        let q: Target = serde_json::from_value(json!({"type": "queue", "queue": "a b"})).unwrap();
+        assert_eq!(q.validate().unwrap_err().code(), "invalid-queue-name");
     }
 }

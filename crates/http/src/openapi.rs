@@ -16,6 +16,8 @@ use utoipa::Modify;
         (name = "subscriptions", description = "Event subscriptions, webhook deliveries, retries and replay"),
         (name = "audit", description = "The audit log"),
         (name = "workflows", description = "State machines (ASL), executions and callback tokens"),
+        (name = "hooks", description = "Provisioning hooks: product services called by the lifecycle workflows"),
+        (name = "queues", description = "Queues: visibility timeouts, dead-letter queues, redrive, long polling"),
     )
 )]
 struct ApiDoc;

@@ -1,8 +1,10 @@
 //! The route table: every endpoint of the v1 API, documented for OpenAPI.
 
 mod audit;
+mod hooks;
 mod keys;
 mod plans;
+mod queues;
 mod records;
 mod subscriptions;
 mod system;
@@ -45,6 +47,23 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(audit::export_audit))
         .routes(routes!(audit::create_export))
         .merge(workflows_api())
+        .merge(queues_api())
+        .routes(routes!(hooks::list_hooks))
+        .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
+        .routes(routes!(hooks::tenant_resources))
+}
+
+fn queues_api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(queues::list_queues))
+        .routes(routes!(queues::put_queue, queues::get_queue, queues::delete_queue))
+        .routes(routes!(queues::send_message))
+        .routes(routes!(queues::send_batch))
+        .routes(routes!(queues::receive))
+        .routes(routes!(queues::delete_message))
+        .routes(routes!(queues::delete_batch))
+        .routes(routes!(queues::change_visibility))
+        .routes(routes!(queues::redrive))
 }
 
 fn workflows_api() -> OpenApiRouter<Arc<ServerState>> {

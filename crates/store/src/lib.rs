@@ -11,6 +11,10 @@
 mod audit;
 pub mod conformance;
 mod events;
+mod hooks;
+pub mod provision;
+pub mod queue_conformance;
+mod queues;
 pub mod sql;
 mod store;
 mod workflow;
@@ -18,5 +22,7 @@ pub mod workflow_conformance;
 
 pub use audit::*;
 pub use events::*;
+pub use hooks::*;
+pub use queues::*;
 pub use store::*;
 pub use workflow::*;

@@ -13,6 +13,8 @@ mod audit;
 mod cache;
 mod effects;
 mod events;
+mod hooks;
+mod queues;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,11 +43,15 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
     (3, "workflows", include_str!("../migrations/sqlite/0003_workflows.sql")),
+    (4, "queues", include_str!("../migrations/sqlite/0004_queues.sql")),
+    (5, "hooks", include_str!("../migrations/sqlite/0005_hooks.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
     (3, "workflows", include_str!("../migrations/postgres/0003_workflows.sql")),
+    (4, "queues", include_str!("../migrations/postgres/0004_queues.sql")),
+    (5, "hooks", include_str!("../migrations/postgres/0005_hooks.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -343,6 +349,14 @@ impl Store for SqlStore {
 
     fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore> {
         std::sync::Arc::new(self.clone())
+    }
+
+    fn queues(&self) -> Arc<dyn crate::queues::QueueStore> {
+        Arc::new(self.clone())
+    }
+
+    fn hooks(&self) -> Arc<dyn crate::hooks::HookStore> {
+        Arc::new(self.clone())
     }
 
     async fn ready(&self) -> Result<()> {

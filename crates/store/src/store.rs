@@ -150,6 +150,12 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// executions it starts commit together, see [`Effects::executions`]).
     fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore>;
 
+    /// The queues' storage, on the same database.
+    fn queues(&self) -> std::sync::Arc<dyn crate::queues::QueueStore>;
+
+    /// The provisioning hooks' storage, on the same database.
+    fn hooks(&self) -> std::sync::Arc<dyn crate::hooks::HookStore>;
+
     /// Succeeds when the database answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
 

@@ -75,6 +75,10 @@ impl Registry {
         r.register("arn:aws:states:::events:putEvents", PutEvents);
         r.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::new());
         crate::lifecycle::register_handlers(&r);
+        r.register(crate::hooks::CALL_RESOURCE, crate::hooks::CallHooks::new());
+        r.register(crate::hooks::LIST_RESOURCE, crate::hooks::ListCallbackHooks);
+        r.register(crate::hooks::NOTIFY_RESOURCE, crate::hooks::NotifyCallbackHook::new());
+        crate::queues::SEND_RESOURCES.iter().for_each(|res| r.register(res, crate::queues::SendMessageTask));
         r
     }
 

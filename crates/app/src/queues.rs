@@ -1,0 +1,351 @@
+//! Queue operations (the SQS role) and the retention sweeper.
+//!
+//! Receives long-poll: when nothing is visible they wait (up to `wait_s`, at most 20 s)
+//! for a wake-up of the queue (a send, a redrive, a visibility change: in-process, and
+//! on PostgreSQL from any replica through LISTEN/NOTIFY) or for the moment the next
+//! delayed or in-flight message becomes visible, whichever comes first. They never
+//! poll in a loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::queue::{
+    self, Message, Queue, QueueInfo, QueueSpec, SendMessage, Sent, MAX_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S,
+};
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tenancy_store::{Effects, Store};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Permission as P;
+use crate::{App, OpContext};
+
+/// The body of `POST /v1/queues/{name}/receive`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveRequest {
+    /// Most messages to return (1-100, default 1).
+    #[serde(default)]
+    pub max: Option<u32>,
+    /// Seconds to wait for a message when none is visible (0-20, default 0).
+    #[serde(default)]
+    pub wait_s: Option<u64>,
+}
+
+/// Received messages.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReceivedMessages {
+    pub messages: Vec<Message>,
+}
+
+/// The body of `POST /v1/queues/{name}/messages/batch`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBatch {
+    /// 1-100 messages, enqueued in order in one transaction.
+    pub entries: Vec<SendMessage>,
+}
+
+/// The result of a batch send, in the order of the entries.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SentBatch {
+    pub messages: Vec<Sent>,
+}
+
+/// The body of `POST /v1/queues/{name}/messages/delete`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteBatch {
+    /// 1-100 receipts.
+    pub receipts: Vec<String>,
+}
+
+/// The result of a batch delete.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeletedBatch {
+    pub deleted: Vec<String>,
+    /// Receipts that named no message (deleted already, or stale: received again since).
+    pub not_found: Vec<String>,
+}
+
+/// The body of `POST /v1/queues/{name}/messages/{receipt}/visibility`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisibilityChange {
+    /// Seconds from now until the message is visible again (0: at once; at most 43200).
+    pub visibility_timeout_s: u64,
+}
+
+/// The result of a redrive.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Redriven {
+    pub moved: u64,
+}
+
+fn batch_size(n: usize, what: &str) -> Result<()> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(Error::InvalidRequest {
+            code: "invalid-batch",
+            message: format!("{what} must hold 1 to {MAX_BATCH} items, got {n}"),
+        });
+    }
+    Ok(())
+}
+
+impl App {
+    pub async fn queue_put(&self, ctx: &OpContext, name: &str, spec: QueueSpec) -> Result<(Queue, bool)> {
+        ctx.authorize(P::QueueAdmin)?;
+        let q = spec.into_queue(name, Timestamp::now())?;
+        let audit = ctx.audit(
+            "queue.put",
+            format!("queue/{name}"),
+            None,
+            json!({"visibility_timeout_s": q.visibility_timeout_s, "max_receive_count": q.max_receive_count,
+                   "dead_letter_queue": q.dead_letter_queue, "delay_s": q.delay_s, "retention_s": q.retention_s}),
+        );
+        self.store().queues().queue_put(&q, &Effects::none().with_audit(audit)).await
+    }
+
+    pub async fn queue_get(&self, ctx: &OpContext, name: &str) -> Result<QueueInfo> {
+        ctx.authorize(P::QueueRead)?;
+        let queues = self.store().queues();
+        let queue = queues.queue_get(name).await?;
+        let depth = queues.queue_depth(name, Timestamp::now()).await?;
+        Ok(QueueInfo { queue, depth })
+    }
+
+    pub async fn queue_list(&self, ctx: &OpContext, page: &PageRequest) -> Result<Page<Queue>> {
+        ctx.authorize(P::QueueRead)?;
+        self.store().queues().queue_list(page).await
+    }
+
+    pub async fn queue_delete(&self, ctx: &OpContext, name: &str) -> Result<()> {
+        ctx.authorize(P::QueueAdmin)?;
+        let audit = ctx.audit("queue.delete", format!("queue/{name}"), None, json!({}));
+        self.store().queues().queue_delete(name, &Effects::none().with_audit(audit)).await
+    }
+
+    /// Moves a dead-letter queue's messages back to their source queues.
+    pub async fn queue_redrive(&self, ctx: &OpContext, name: &str) -> Result<Redriven> {
+        ctx.authorize(P::QueueAdmin)?;
+        let now = Timestamp::now();
+        // The count is known only after the move; the audit entry records the request.
+        let audit = ctx.audit("queue.redrive", format!("queue/{name}"), None, json!({"time": now}));
+        let moved = self.store().queues().queue_redrive(name, now, &Effects::none().with_audit(audit)).await?;
+        Ok(Redriven { moved })
+    }
+
+    pub async fn message_send(&self, ctx: &OpContext, queue: &str, m: SendMessage) -> Result<Sent> {
+        let mut sent = self.message_send_batch(ctx, queue, vec![m]).await?;
+        Ok(sent.remove(0))
+    }
+
+    pub async fn message_send_batch(
+        &self,
+        ctx: &OpContext,
+        queue: &str,
+        entries: Vec<SendMessage>,
+    ) -> Result<Vec<Sent>> {
+        ctx.authorize(P::QueueUse)?;
+        batch_size(entries.len(), "entries")?;
+        let messages = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                m.into_new().map_err(|e| match e {
+                    Error::InvalidRequest { code, message } if code == "invalid-request" => {
+                        Error::InvalidRequest { code, message: format!("entries[{i}]: {message}") }
+                    }
+                    e => e,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.store().queues().message_send(queue, &messages, Timestamp::now()).await
+    }
+
+    /// Receives up to `max` messages, waiting up to `wait_s` for one to arrive.
+    pub async fn message_receive(&self, ctx: &OpContext, queue: &str, req: ReceiveRequest) -> Result<Vec<Message>> {
+        ctx.authorize(P::QueueUse)?;
+        let max = req.max.unwrap_or(1);
+        if max == 0 || max as usize > MAX_BATCH {
+            return Err(Error::invalid(format!("max must be between 1 and {MAX_BATCH}, got {max}")));
+        }
+        let wait_s = req.wait_s.unwrap_or(0);
+        if wait_s > MAX_WAIT_S {
+            return Err(Error::invalid(format!("wait_s must be between 0 and {MAX_WAIT_S}, got {wait_s}")));
+        }
+        let queues = self.store().queues();
+        let deadline = Instant::now() + Duration::from_secs(wait_s);
+        // Subscribed before the first look, so a send between the look and the wait
+        // still wakes this receive.
+        let mut wake = queues.queue_wakeups(queue);
+        wake.borrow_and_update();
+        loop {
+            let now = Timestamp::now();
+            let r = queues.message_receive(queue, max, now).await?;
+            if !r.messages.is_empty() || Instant::now() >= deadline {
+                return Ok(r.messages);
+            }
+            if r.dead_lettered > 0 {
+                continue;
+            }
+            let mut until = deadline;
+            if let Some(next) = r.next_visible_at {
+                let ms = (next.millis() - Timestamp::now().millis()).max(0) as u64;
+                until = until.min(Instant::now() + Duration::from_millis(ms));
+            }
+            tokio::select! {
+                changed = wake.changed() => {
+                    if changed.is_err() {
+                        return Ok(Vec::new());
+                    }
+                }
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Deletes messages by receipt.
+    pub async fn message_delete_batch(
+        &self,
+        ctx: &OpContext,
+        queue: &str,
+        receipts: Vec<String>,
+    ) -> Result<DeletedBatch> {
+        ctx.authorize(P::QueueUse)?;
+        batch_size(receipts.len(), "receipts")?;
+        let found = self.store().queues().message_delete(queue, &receipts).await?;
+        let mut out = DeletedBatch { deleted: Vec::new(), not_found: Vec::new() };
+        for (r, ok) in receipts.into_iter().zip(found) {
+            if ok {
+                out.deleted.push(r);
+            } else {
+                out.not_found.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one message; `NotFound` when the receipt names none (stale or deleted).
+    pub async fn message_delete(&self, ctx: &OpContext, queue: &str, receipt: &str) -> Result<()> {
+        let out = self.message_delete_batch(ctx, queue, vec![receipt.to_owned()]).await?;
+        if out.deleted.is_empty() {
+            self.store().queues().queue_get(queue).await?;
+            return Err(Error::not_found("receipt", receipt));
+        }
+        Ok(())
+    }
+
+    pub async fn message_visibility(
+        &self,
+        ctx: &OpContext,
+        queue: &str,
+        receipt: &str,
+        change: VisibilityChange,
+    ) -> Result<()> {
+        ctx.authorize(P::QueueUse)?;
+        if change.visibility_timeout_s > MAX_VISIBILITY_TIMEOUT_S {
+            return Err(Error::invalid(format!(
+                "visibility_timeout_s must be between 0 and {MAX_VISIBILITY_TIMEOUT_S}, got {}",
+                change.visibility_timeout_s
+            )));
+        }
+        let ms = change.visibility_timeout_s as i64 * 1000;
+        self.store().queues().message_visibility(queue, receipt, ms, Timestamp::now()).await
+    }
+
+    /// Checks that a queue exists (for the targets that name one).
+    pub async fn queue_must_exist(&self, name: &str) -> Result<()> {
+        queue::validate_name(name)?;
+        match self.store().queues().queue_get(name).await {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) => {
+                Err(Error::InvalidRequest { code: "unknown-queue", message: format!("queue {name:?} does not exist") })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Deletes messages past their queue's retention and expired dedup ids.
+pub struct QueueSweeper {
+    store: Arc<dyn Store>,
+    interval: Duration,
+}
+
+impl QueueSweeper {
+    pub fn new(store: Arc<dyn Store>, interval: Duration) -> Self {
+        QueueSweeper { store, interval }
+    }
+
+    /// One sweep; returns the messages deleted.
+    pub async fn run_once(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.store.queues().queue_prune(Timestamp::now(), 5_000).await?;
+            total += n;
+            if n < 5_000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.run_once().await {
+                Ok(n) if n > 0 => tracing::info!(messages = n, "deleted queue messages past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "failed to sweep queues"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+}
+
+/// The task resources that send a message: Step Functions' SQS integration and ours.
+pub const SEND_RESOURCES: [&str; 2] = ["arn:aws:states:::sqs:sendMessage", "tenancy:queue.send"];
+
+/// `arn:aws:states:::sqs:sendMessage` and `tenancy:queue.send`: parameters `QueueUrl`
+/// (the queue is its last path segment) or `QueueName`, `MessageBody` (any JSON; with
+/// `.waitForTaskToken` put `$$.Task.Token` in it), and optionally `MessageGroupId`,
+/// `MessageDeduplicationId`, `DelaySeconds`. Result `{"MessageId"}`. The dedup id
+/// defaults to the task's idempotency key, so a re-run of the same attempt (after a
+/// crash) does not enqueue twice within the 5-minute dedup window.
+pub struct SendMessageTask;
+
+#[async_trait::async_trait]
+impl crate::engine::handlers::TaskHandler for SendMessageTask {
+    async fn call(&self, call: crate::engine::handlers::TaskCall<'_>) -> crate::engine::handlers::TaskResult {
+        use crate::engine::handlers::{app_failure, failure, TaskOutput};
+        let p = call.parameters;
+        let queue = match (p["QueueName"].as_str(), p["QueueUrl"].as_str()) {
+            (Some(name), _) => name.to_owned(),
+            (None, Some(url)) => url.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned(),
+            (None, None) => return Err(failure("States.Runtime", "sqs:sendMessage needs QueueUrl or QueueName")),
+        };
+        if p.get("MessageBody").is_none_or(Value::is_null) {
+            return Err(failure("States.Runtime", "sqs:sendMessage needs a MessageBody"));
+        }
+        let text = |k: &str| p[k].as_str().map(str::to_owned);
+        let delay_s = match &p["DelaySeconds"] {
+            Value::Null => None,
+            v => Some(v.as_u64().ok_or_else(|| failure("States.Runtime", "DelaySeconds must be a whole number"))?),
+        };
+        let send = SendMessage {
+            body: p["MessageBody"].clone(),
+            delay_s,
+            group_id: text("MessageGroupId"),
+            dedup_id: Some(text("MessageDeduplicationId").unwrap_or_else(|| call.idempotency_key.to_owned())),
+        };
+        let message = send.into_new().map_err(app_failure)?;
+        let sent = call.store.queues().message_send(&queue, &[message], Timestamp::now()).await.map_err(app_failure)?;
+        Ok(TaskOutput::new(json!({"MessageId": sent[0].id})))
+    }
+}

@@ -1,0 +1,124 @@
+//! Provisioning hooks: product services called by the lifecycle workflows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+use crate::{Error, Result};
+
+/// The lifecycle moments a hook can be called at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HookEvent {
+    Provision,
+    Offboard,
+    PlanChange,
+    Suspend,
+    Resume,
+}
+
+impl HookEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::Provision => "provision",
+            HookEvent::Offboard => "offboard",
+            HookEvent::PlanChange => "plan_change",
+            HookEvent::Suspend => "suspend",
+            HookEvent::Resume => "resume",
+        }
+    }
+}
+
+/// How a hook answers: `sync` (its 2xx response is the result) or `callback` (it
+/// accepts with 2xx and later reports through the task token it was given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HookMode {
+    #[default]
+    Sync,
+    Callback,
+}
+
+pub const DEFAULT_TIMEOUT_S: u64 = 10;
+/// A sync hook's longest request.
+pub const MAX_TIMEOUT_S: u64 = 300;
+/// A callback hook's longest wait for its callback (24 hours).
+pub const MAX_CALLBACK_TIMEOUT_S: u64 = 86_400;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const MAX_MAX_ATTEMPTS: u32 = 10;
+
+/// The body of `PUT /v1/hooks/{name}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookSpec {
+    /// Absolute `http://` or `https://` URL receiving `POST`s.
+    pub url: String,
+    /// At least one of `provision`, `offboard`, `plan_change`, `suspend`, `resume`.
+    pub events: Vec<HookEvent>,
+    #[serde(default)]
+    pub mode: HookMode,
+    /// `sync`: per attempt (1-300, default 10); `callback`: until the callback (1-86400).
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Attempts before the hook has failed (1-10, default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Hook {
+    pub name: String,
+    pub url: String,
+    pub events: Vec<HookEvent>,
+    pub mode: HookMode,
+    pub timeout_s: u64,
+    pub max_attempts: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidRequest { code: "invalid-hook", message }
+}
+
+impl HookSpec {
+    pub fn into_hook(self, name: &str, now: Timestamp) -> Result<Hook> {
+        crate::ids::validate_slug("hook", name)?;
+        let rest = self.url.strip_prefix("https://").or_else(|| self.url.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || self.url.contains(char::is_whitespace) {
+            return Err(Error::InvalidRequest {
+                code: "invalid-url",
+                message: format!("hook url must be an absolute http or https URL, got {:?}", self.url),
+            });
+        }
+        if self.events.is_empty() {
+            return Err(invalid(
+                "events must name at least one of provision, offboard, plan_change, suspend, resume".into(),
+            ));
+        }
+        let timeout_s = self.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+        let max = if self.mode == HookMode::Callback { MAX_CALLBACK_TIMEOUT_S } else { MAX_TIMEOUT_S };
+        if timeout_s == 0 || timeout_s > max {
+            return Err(invalid(format!(
+                "timeout_s must be between 1 and {max} for a {:?} hook, got {timeout_s}",
+                self.mode
+            )));
+        }
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if max_attempts == 0 || max_attempts > MAX_MAX_ATTEMPTS {
+            return Err(invalid(format!("max_attempts must be between 1 and {MAX_MAX_ATTEMPTS}, got {max_attempts}")));
+        }
+        let mut events = self.events;
+        events.sort_by_key(|e| e.as_str());
+        events.dedup();
+        Ok(Hook {
+            name: name.to_owned(),
+            url: self.url,
+            events,
+            mode: self.mode,
+            timeout_s,
+            max_attempts,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}

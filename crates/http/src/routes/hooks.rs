@@ -1,0 +1,89 @@
+//! `/v1/hooks` (provisioning hooks) and `/v1/tenants/{id}/resources`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use tenancy_app::hooks::TenantResources;
+use tenancy_domain::hook::{Hook, HookSpec};
+
+use crate::extract::{Caller, Json, Path};
+use crate::problem::{ApiResult, Problem};
+use crate::server::ServerState;
+
+/// Every hook.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HookList {
+    pub items: Vec<Hook>,
+}
+
+/// Create or replace a provisioning hook.
+#[utoipa::path(put, path = "/v1/hooks/{name}", tag = "hooks", request_body = HookSpec,
+    params(("name" = String, Path, description = "Hook name")),
+    responses((status = 201, description = "Created", body = Hook), (status = 200, description = "Replaced", body = Hook),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn put_hook(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(name): Path<String>,
+    Json(spec): Json<HookSpec>,
+) -> ApiResult<impl IntoResponse> {
+    let (hook, created) = s.app.hook_put(&ctx, &name, spec).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, [(header::LOCATION, format!("/v1/hooks/{name}"))], axum::Json(hook)))
+}
+
+/// A hook.
+#[utoipa::path(get, path = "/v1/hooks/{name}", tag = "hooks",
+    params(("name" = String, Path, description = "Hook name")),
+    responses((status = 200, body = Hook),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_hook(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Hook>> {
+    Ok(axum::Json(s.app.hook_get(&ctx, &name).await?))
+}
+
+/// List hooks by name.
+#[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
+    responses((status = 200, body = HookList),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_hooks(State(s): State<Arc<ServerState>>, Caller(ctx): Caller) -> ApiResult<axum::Json<HookList>> {
+    Ok(axum::Json(HookList { items: s.app.hook_list(&ctx).await? }))
+}
+
+/// Delete a hook.
+#[utoipa::path(delete, path = "/v1/hooks/{name}", tag = "hooks",
+    params(("name" = String, Path, description = "Hook name")),
+    responses((status = 204, description = "Deleted"),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn delete_hook(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.app.hook_delete(&ctx, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The resources the lifecycle workflows created for a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{id}/resources", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantResources),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn tenant_resources(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<TenantResources>> {
+    Ok(axum::Json(s.app.tenant_resources(&ctx, &id).await?))
+}

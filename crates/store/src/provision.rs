@@ -1,0 +1,119 @@
+//! Data-plane databases of silo tenants, behind a trait: the embedded default keeps
+//! each in a SQLite file `<root>/<tenant id>/data.db` (`root` is `<data dir>/tenants`).
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+use tenancy_domain::{Error, Result};
+
+/// What a silo tenant's database looks like to its provisioner.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ObservedDatabase {
+    pub exists: bool,
+    pub size_bytes: u64,
+    /// Where it lives (a path or URL without credentials).
+    pub location: String,
+}
+
+/// Creates, observes and deletes a silo tenant's database. Object safe; every
+/// operation is idempotent (create finds an existing one, delete a missing one).
+#[async_trait]
+pub trait DatabaseProvisioner: Send + Sync + 'static {
+    /// Creates the database unless it exists; returns its detail (no secrets).
+    async fn database_create(&self, tenant_id: &str) -> Result<Value>;
+    async fn database_observe(&self, tenant_id: &str) -> Result<ObservedDatabase>;
+    async fn database_delete(&self, tenant_id: &str) -> Result<()>;
+}
+
+/// The embedded default: one SQLite file per silo tenant.
+pub struct SqliteFiles {
+    root: PathBuf,
+}
+
+impl SqliteFiles {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        SqliteFiles { root: root.into() }
+    }
+
+    fn dir(&self, tenant_id: &str) -> Result<PathBuf> {
+        // Tenant ids are DNS-label-like, so they are safe directory names; check anyway.
+        tenancy_domain::ids::validate_slug("tenant", tenant_id)?;
+        Ok(self.root.join(tenant_id))
+    }
+}
+
+fn io(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("failed to {what} {}: {e}", path.display()))
+}
+
+#[async_trait]
+impl DatabaseProvisioner for SqliteFiles {
+    async fn database_create(&self, tenant_id: &str) -> Result<Value> {
+        let dir = self.dir(tenant_id)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| io("create", &dir, e))?;
+        let path = dir.join("data.db");
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .map_err(|e| io("create", &path, e))?;
+        conn.execute(
+            "PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        )
+        .await
+        .map_err(|e| io("initialize", &path, e))?;
+        sqlx::query("INSERT INTO tenancy_meta (key, value) VALUES ('tenant_id', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(tenant_id)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| io("initialize", &path, e))?;
+        conn.close().await.map_err(|e| io("close", &path, e))?;
+        Ok(json!({"engine": "sqlite", "path": path.display().to_string()}))
+    }
+
+    async fn database_observe(&self, tenant_id: &str) -> Result<ObservedDatabase> {
+        let path = self.dir(tenant_id)?.join("data.db");
+        let location = path.display().to_string();
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(ObservedDatabase { exists: true, size_bytes: m.len(), location }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(ObservedDatabase { exists: false, size_bytes: 0, location })
+            }
+            Err(e) => Err(io("inspect", &path, e)),
+        }
+    }
+
+    async fn database_delete(&self, tenant_id: &str) -> Result<()> {
+        let dir = self.dir(tenant_id)?;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("delete", &dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_observe_delete_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SqliteFiles::new(dir.path().join("tenants"));
+        assert!(!p.database_observe("acme").await.unwrap().exists);
+        let first = p.database_create("acme").await.unwrap();
+        assert_eq!(p.database_create("acme").await.unwrap(), first);
+        let seen = p.database_observe("acme").await.unwrap();
+        assert!(seen.exists && seen.size_bytes > 0);
+        assert!(seen.location.ends_with("tenants/acme/data.db"));
+        p.database_delete("acme").await.unwrap();
+        p.database_delete("acme").await.unwrap();
+        assert!(!p.database_observe("acme").await.unwrap().exists);
+        assert!(p.database_create("../etc").await.is_err());
+    }
+}

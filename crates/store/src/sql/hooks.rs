@@ -1,0 +1,83 @@
+//! [`HookStore`] on SQL: one row per hook, the record as JSON.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use tenancy_domain::hook::Hook;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+
+use super::{db_err, json_text, SqlStore};
+use crate::hooks::HookStore;
+use crate::store::Effects;
+
+fn hook_of(text: &str) -> Result<Hook> {
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt hook record: {e}")))
+}
+
+#[async_trait]
+impl HookStore for SqlStore {
+    async fn hook_put(&self, hook: &Hook, fx: &Effects) -> Result<(Hook, bool)> {
+        let (hook, dialect) = (hook.clone(), self.dialect);
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let sql = format!("SELECT created_at FROM hooks WHERE name = $1{}", dialect.for_update());
+                    let existing = sqlx::query(&sql).bind(&hook.name).fetch_optional(&mut *c).await.map_err(db_err)?;
+                    let mut stored = hook.clone();
+                    let created = existing.is_none();
+                    if let Some(row) = existing {
+                        stored.created_at = Timestamp(row.get(0));
+                    }
+                    let sql = if created {
+                        "INSERT INTO hooks (name, hook, created_at, updated_at) VALUES ($1, $2, $3, $4)"
+                    } else {
+                        "UPDATE hooks SET hook = $2, created_at = $3, updated_at = $4 WHERE name = $1"
+                    };
+                    sqlx::query(sql)
+                        .bind(&stored.name)
+                        .bind(json_text(&stored))
+                        .bind(stored.created_at.millis())
+                        .bind(stored.updated_at.millis())
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok((stored, created))
+                })
+            })
+            .await
+    }
+
+    async fn hook_get(&self, name: &str) -> Result<Hook> {
+        let row = sqlx::query("SELECT hook FROM hooks WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("hook", name))?;
+        hook_of(&row.get::<String, _>(0))
+    }
+
+    async fn hook_list(&self) -> Result<Vec<Hook>> {
+        let rows = sqlx::query("SELECT hook FROM hooks ORDER BY name").fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(|r| hook_of(&r.get::<String, _>(0))).collect()
+    }
+
+    async fn hook_delete(&self, name: &str, fx: &Effects) -> Result<()> {
+        let name = name.to_owned();
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query("DELETE FROM hooks WHERE name = $1")
+                        .bind(&name)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if res.rows_affected() == 0 {
+                        return Err(Error::not_found("hook", name));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
