@@ -26,7 +26,7 @@ macro_rules! queue_conformance_suite {
             $crate::queue_conformance_suite!(@cases $make;
                 queues_crud, visibility_timeout_redelivers, receive_counts_and_dead_letters, redrive,
                 delay, dedup, group_ordering, group_fairness, depth, visibility_changes, concurrent_receivers,
-                retention, wakeups, hooks_crud);
+                retention, wakeups, hooks_crud, groups_under_concurrency);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -366,4 +366,53 @@ pub async fn hooks_crud(store: Arc<dyn Store>) {
     assert!(matches!(hooks.hook_delete("audit", &Effects::none()).await, Err(Error::NotFound { .. })));
     assert!(matches!(hooks.hook_get("audit").await, Err(Error::NotFound { .. })));
     assert_eq!(hooks.hook_get("billing").await.unwrap().url, "http://b/h");
+}
+
+pub async fn groups_under_concurrency(store: Arc<dyn Store>) {
+    let qs = store.queues();
+    make(&*qs, "q", json!({"visibility_timeout_s": 300})).await;
+    // Four producers send to one group at once, one message per transaction.
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        let qs = qs.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..15 {
+                qs.message_send("q", &[grouped(json!([p, i]), "g")], T).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Concurrent receivers: at most one message of the group per receive, and each
+    // producer's messages in the order it sent them.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (qs, seen) = (qs.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 50 {
+                let got = qs.message_receive("q", 10, at(1)).await.unwrap().messages;
+                assert!(got.len() <= 1, "one message of a group at a time: {got:?}");
+                let Some(m) = got.into_iter().next() else {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                idle = 0;
+                seen.lock().unwrap().push(m.body.clone());
+                assert_eq!(qs.message_delete("q", &[m.receipt]).await.unwrap(), [true]);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 60);
+    for p in 0..4 {
+        let mine: Vec<i64> = seen.iter().filter(|b| b[0] == p).map(|b| b[1].as_i64().unwrap()).collect();
+        assert_eq!(mine, (0..15).collect::<Vec<_>>(), "producer {p} in order");
+    }
 }
