@@ -444,13 +444,21 @@ impl WorkflowStore for SqlStore {
         if commits.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
-        let mut results = Vec::with_capacity(commits.len());
-        for c in commits {
-            results.push(if apply_step(&mut tx, c).await? { Ok(()) } else { Err(moved(&c.execution_id)) });
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(results)
+        // Through the store's writer, so that on SQLite the steps share a transaction
+        // with the API writes queued at the same moment instead of taking turns with
+        // them for the one write connection.
+        let commits = commits.to_vec();
+        self.writer
+            .write(&Effects::none(), move |conn| {
+                Box::pin(async move {
+                    let mut results = Vec::with_capacity(commits.len());
+                    for c in &commits {
+                        results.push(if apply_step(conn, c).await? { Ok(()) } else { Err(moved(&c.execution_id)) });
+                    }
+                    Ok(results)
+                })
+            })
+            .await
     }
 
     async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)> {
