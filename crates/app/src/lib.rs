@@ -16,6 +16,7 @@ pub mod lifecycle;
 mod ops;
 pub mod provisioning;
 pub mod queues;
+pub mod reconcile;
 pub mod secretbox;
 pub mod subscriptions;
 pub mod worker;

@@ -39,6 +39,8 @@ pub struct App {
     pub(crate) builtins: std::sync::Mutex<std::collections::HashMap<String, tenancy_store::StateMachineRecord>>,
     /// A RUNNING execution without progress for this long is listed as stuck.
     pub(crate) stuck_after: std::time::Duration,
+    /// The last reconciliation pass of this process.
+    pub(crate) last_reconciliation: std::sync::Mutex<Option<crate::reconcile::ReconciliationReport>>,
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -77,6 +79,7 @@ impl App {
             provisioner: std::sync::OnceLock::new(),
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
+            last_reconciliation: std::sync::Mutex::new(None),
         }
     }
 

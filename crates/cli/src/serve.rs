@@ -191,6 +191,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             engine_opts.lease = std::time::Duration::from_secs(s.max(1));
         }
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
+        // Reconciliation every TENANCY_RECONCILE_INTERVAL_S seconds (default 60).
+        let every =
+            std::env::var("TENANCY_RECONCILE_INTERVAL_S").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+        tasks.push(tokio::spawn(tenancy_app::reconcile::run(
+            app.clone(),
+            std::time::Duration::from_secs(every.max(1)),
+            shutdown.clone(),
+        )));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

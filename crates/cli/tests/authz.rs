@@ -112,6 +112,8 @@ fn table() -> Vec<Route> {
         route(Method::DELETE, "/v1/api-keys/{key}", None, KeyAdmin),
         route(Method::GET, "/v1/events", None, RecordsRead),
         route(Method::GET, "/v1/audit", None, RecordsRead),
+        route(Method::GET, "/v1/reconciliation", None, RecordsRead),
+        route(Method::POST, "/v1/reconciliation", None, PlanWrite),
         route(Method::GET, "/v1/audit/verify", None, RecordsRead),
         route(Method::GET, "/v1/audit/export", None, RecordsRead),
         route(Method::POST, "/v1/audit/exports", Some(json!({})), AuditExport),

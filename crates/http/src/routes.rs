@@ -5,6 +5,7 @@ mod hooks;
 mod keys;
 mod plans;
 mod queues;
+mod reconciliation;
 mod records;
 mod subscriptions;
 mod system;
@@ -51,6 +52,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(hooks::list_hooks))
         .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
         .routes(routes!(hooks::tenant_resources))
+        .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
 }
 
 fn queues_api() -> OpenApiRouter<Arc<ServerState>> {
