@@ -169,6 +169,8 @@ fn not_running(rec: &ExecutionRecord, what: &str) -> Error {
 
 /// Optimistic retries when a worker moved the execution under an API call.
 const MOVED_RETRIES: usize = 5;
+/// How long a callback for a token not recorded yet waits for the step that records it.
+const CALLBACK_RACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl App {
     fn scoped_execution(&self, ctx: &OpContext, rec: ExecutionRecord) -> Result<ExecutionRecord> {
@@ -440,12 +442,30 @@ impl App {
     }
 
     /// The execution waiting for `token`, with its pending callback.
+    ///
+    /// A task handler hands the token out (a queue message, an HTTP call) before the
+    /// engine commits the step that records it, so a fast worker can call back first.
+    /// An unknown token is therefore looked up again for up to [`CALLBACK_RACE`]
+    /// before it is 404.
     async fn waiting(&self, ctx: &OpContext, token: &str) -> Result<(ExecutionRecord, Pending)> {
         ctx.authorize(P::TaskCallback)?;
-        let rec = self.engine.workflows().execution_by_token(token).await?;
-        match engine::parse_pending(&rec) {
-            Some(p @ Pending::Callback { .. }) if rec.status == status::RUNNING => Ok((rec, p)),
-            _ => Err(Error::not_found("task token", token)),
+        let deadline = std::time::Instant::now() + CALLBACK_RACE;
+        loop {
+            let found = match self.engine.workflows().execution_by_token(token).await {
+                Ok(rec) => match engine::parse_pending(&rec) {
+                    Some(p @ Pending::Callback { .. }) if rec.status == status::RUNNING => Some((rec, p)),
+                    _ => None,
+                },
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            match found {
+                Some(found) => return Ok(found),
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                }
+                None => return Err(Error::not_found("task token", token)),
+            }
         }
     }
 
