@@ -190,6 +190,17 @@ impl SqlStore {
         Ok(store)
     }
 
+    /// Reads the one row `sql` (a query with a single `$1` key) selects from the
+    /// reader pool, or `NotFound` naming `kind` and `key`.
+    pub(crate) async fn read_one(&self, sql: &str, key: &str, kind: &'static str) -> Result<sqlx::any::AnyRow> {
+        sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found(kind, key))
+    }
+
     fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
         match self.dialect.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
@@ -429,12 +440,7 @@ impl Store for SqlStore {
     }
 
     async fn plan_get(&self, id: &str) -> Result<Plan> {
-        let row = sqlx::query("SELECT * FROM plans WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::not_found("plan", id))?;
+        let row = self.read_one("SELECT * FROM plans WHERE id = $1", id, "plan").await?;
         rows::plan(&row)
     }
 
@@ -524,12 +530,7 @@ impl Store for SqlStore {
         if let Some(t) = self.tenants.as_ref().and_then(|c| c.get(id)) {
             return Ok(t);
         }
-        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::not_found("tenant", id))?;
+        let row = self.read_one("SELECT * FROM tenants WHERE id = $1", id, "tenant").await?;
         let t = rows::tenant(&row)?;
         if let Some(c) = &self.tenants {
             c.offer(&t);
@@ -626,12 +627,7 @@ impl Store for SqlStore {
     }
 
     async fn api_key_get(&self, id: &str) -> Result<ApiKey> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::not_found("api key", id))?;
+        let row = self.read_one("SELECT * FROM api_keys WHERE id = $1", id, "api key").await?;
         rows::api_key(&row)
     }
 

@@ -217,12 +217,7 @@ impl EventStore for SqlStore {
     }
 
     async fn subscription_get(&self, id: &str) -> Result<StoredSubscription> {
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::not_found("subscription", id))?;
+        let row = self.read_one("SELECT * FROM subscriptions WHERE id = $1", id, "subscription").await?;
         subscription(&row)
     }
 

@@ -306,12 +306,7 @@ impl QueueStore for SqlStore {
     }
 
     async fn queue_get(&self, name: &str) -> Result<Queue> {
-        let row = sqlx::query("SELECT * FROM queues WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::not_found("queue", name))?;
+        let row = self.read_one("SELECT * FROM queues WHERE name = $1", name, "queue").await?;
         queue_row(&row)
     }
 
