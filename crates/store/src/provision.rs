@@ -26,6 +26,10 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
     async fn database_create(&self, tenant_id: &str) -> Result<Value>;
     async fn database_observe(&self, tenant_id: &str) -> Result<ObservedDatabase>;
     async fn database_delete(&self, tenant_id: &str) -> Result<()>;
+    /// Writes a consistent copy of the tenant's data to the file `dest` (which must not
+    /// exist), for offboarding exports and moves between isolation models. `false` when
+    /// the tenant has no database.
+    async fn database_export(&self, tenant_id: &str, dest: &std::path::Path) -> Result<bool>;
 }
 
 /// The embedded default: one SQLite file per silo tenant.
@@ -95,6 +99,22 @@ impl DatabaseProvisioner for SqliteFiles {
             Err(e) => Err(io("delete", &dir, e)),
         }
     }
+
+    async fn database_export(&self, tenant_id: &str, dest: &std::path::Path) -> Result<bool> {
+        let path = self.dir(tenant_id)?.join("data.db");
+        if !tokio::fs::try_exists(&path).await.map_err(|e| io("inspect", &path, e))? {
+            return Ok(false);
+        }
+        let mut conn = SqliteConnectOptions::new().filename(&path).connect().await.map_err(|e| io("open", &path, e))?;
+        // VACUUM INTO writes a consistent, compacted snapshot while writers go on.
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest.display().to_string())
+            .execute(&mut conn)
+            .await
+            .map_err(|e| io("export", &path, e))?;
+        conn.close().await.map_err(|e| io("close", &path, e))?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -111,8 +131,17 @@ mod tests {
         let seen = p.database_observe("acme").await.unwrap();
         assert!(seen.exists && seen.size_bytes > 0);
         assert!(seen.location.ends_with("tenants/acme/data.db"));
+        let copy = dir.path().join("export.db");
+        assert!(p.database_export("acme", &copy).await.unwrap());
+        let mut conn = SqliteConnectOptions::new().filename(&copy).connect().await.unwrap();
+        let owner: String = sqlx::query_scalar("SELECT value FROM tenancy_meta WHERE key = 'tenant_id'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(owner, "acme");
         p.database_delete("acme").await.unwrap();
         p.database_delete("acme").await.unwrap();
+        assert!(!p.database_export("acme", &dir.path().join("gone.db")).await.unwrap());
         assert!(!p.database_observe("acme").await.unwrap().exists);
         assert!(p.database_create("../etc").await.is_err());
     }
