@@ -7,6 +7,7 @@
 
 mod event_delivery;
 mod http_load;
+mod provision;
 mod queue;
 mod tenants;
 mod workflow_throughput;
@@ -34,6 +35,8 @@ enum Scenario {
     EventDelivery(event_delivery::EventDeliveryArgs),
     /// Executions of a 5-state machine through the durable engine.
     WorkflowThroughput(WorkflowArgs),
+    /// Tenants provisioned end to end (half silo, a sync hook on a local receiver).
+    Provision(provision::ProvisionArgs),
     /// Messages sent in batches, then received and deleted by 32 consumers.
     Queue(queue::QueueArgs),
 }
@@ -59,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TenantGet(args) => tenants::tenant_get(args).await,
         Scenario::EventDelivery(args) => event_delivery::run(args).await,
         Scenario::Queue(args) => queue::run(args).await,
+        Scenario::Provision(args) => provision::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }
 }

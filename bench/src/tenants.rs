@@ -13,7 +13,7 @@ use tenancy::serve::{start, RunningServer, ServeOptions};
 
 use crate::http_load::{self, LoadResult};
 
-const TOKEN: &str = "bench-admin-token";
+pub const TOKEN: &str = "bench-admin-token";
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -65,7 +65,7 @@ async fn hello_server() -> anyhow::Result<String> {
     Ok(url)
 }
 
-async fn hello_load(seconds: u64, clients: usize) -> anyhow::Result<LoadResult> {
+pub async fn hello_load(seconds: u64, clients: usize) -> anyhow::Result<LoadResult> {
     let url = hello_server().await?;
     let http = http_load::client(clients);
     Ok(http_load::run_for(Duration::from_secs(seconds), clients, move |_| {
@@ -83,7 +83,7 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
-async fn fresh_database(server_url: Option<&str>, dir: &std::path::Path) -> anyhow::Result<(String, &'static str)> {
+pub async fn fresh_database(server_url: Option<&str>, dir: &std::path::Path) -> anyhow::Result<(String, &'static str)> {
     match server_url {
         None => Ok((format!("sqlite://{}", dir.join("tenancy.db").display()), "sqlite")),
         Some(url) => {

@@ -125,6 +125,10 @@ struct ResourceCreate;
 
 #[async_trait]
 impl TaskHandler for ResourceCreate {
+    fn inline(&self) -> bool {
+        true
+    }
+
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let tenant_id = param(&call, "tenant_id")?;
         let kind = param(&call, "kind")?;
@@ -148,6 +152,10 @@ struct ResourceDelete;
 
 #[async_trait]
 impl TaskHandler for ResourceDelete {
+    fn inline(&self) -> bool {
+        true
+    }
+
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let tenant_id = param(&call, "tenant_id")?;
         let kind = param(&call, "kind")?;
@@ -175,6 +183,10 @@ struct Finish {
 
 #[async_trait]
 impl TaskHandler for Finish {
+    fn inline(&self) -> bool {
+        true
+    }
+
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let tenant_id = param(&call, "tenant_id")?;
         let execution_id = call.parameters["execution_id"].as_str().unwrap_or(call.execution_id);

@@ -47,6 +47,11 @@ struct WithDatabase {
 
 #[async_trait]
 impl TaskHandler for WithDatabase {
+    /// Creating or deleting a database is local and idempotent too.
+    fn inline(&self) -> bool {
+        self.inner.inline()
+    }
+
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let p = call.parameters;
         let tenant_id = p["tenant_id"].as_str();

@@ -1,4 +1,5 @@
 //! Leases: a task that runs longer than the lease keeps it (two workers, one call).
+//! Fairness: claims reach past one tenant's backlog.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,4 +61,53 @@ async fn a_task_longer_than_the_lease_runs_once() {
     for w in workers {
         w.await.unwrap();
     }
+}
+
+struct Sleepy;
+
+#[async_trait]
+impl TaskHandler for Sleepy {
+    async fn call(&self, _call: TaskCall<'_>) -> TaskResult {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(TaskOutput::new(json!("done")))
+    }
+}
+
+/// Fairness: a backlog of one tenant does not hold up another tenant's execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_backlog_does_not_starve_another() {
+    let db = tenancy_store::sql::testing::sqlite().await;
+    let store: Arc<dyn Store> = db.store.clone();
+    let app = Arc::new(App::new(store, None));
+    app.engine().handlers().register("test:sleepy", Sleepy);
+    let ctx = OpContext::system();
+    let def = json!({"StartAt": "S", "States": {"S": {"Type": "Task", "Resource": "test:sleepy", "End": true}}});
+    app.state_machine_put(&ctx, "sleepy", StateMachineSpec { definition: def }).await.unwrap();
+    let start = |tenant: &str| StartExecution {
+        state_machine: "sleepy".into(),
+        input: None,
+        name: None,
+        tenant_id: Some(tenant.into()),
+    };
+    const BACKLOG: usize = 1_000;
+    for _ in 0..BACKLOG {
+        app.execution_start(&ctx, start("big")).await.unwrap();
+    }
+    let (small, _) = app.execution_start(&ctx, start("small")).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(app.engine().clone().run(EngineOptions::new("w"), shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.execution_get(&ctx, &small.id).await.unwrap().status != "SUCCEEDED" {
+        assert!(Instant::now() < deadline, "the small tenant's execution never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let page = tenancy_domain::page::PageRequest { limit: 1_000, after: None };
+    let big = tenancy_store::ExecutionFilter { tenant_id: Some("big".into()), ..Default::default() };
+    let done = db.store.workflows().execution_list(&big, &page).await.unwrap();
+    let finished = done.items.iter().filter(|e| e.status == "SUCCEEDED").count();
+    // Oldest-first claiming would have run the whole backlog first.
+    assert!(finished < BACKLOG / 2, "{finished} of the {BACKLOG} executions of the backlog finished first");
+    shutdown.cancel();
+    worker.await.unwrap();
 }

@@ -171,7 +171,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
     app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
-    if opts.database_url.is_none() {
+    if store.backend() == tenancy_store::Backend::Sqlite {
         // The embedded default: silo tenants get a SQLite database under the data directory.
         let root = opts.data_dir.join("tenants");
         app.set_provisioner(Arc::new(tenancy_store::provision::SqliteFiles::new(root)));
@@ -189,6 +189,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         // How long a crashed worker's executions stay leased (default 60 s).
         if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
             engine_opts.lease = std::time::Duration::from_secs(s.max(1));
+        }
+        // Executions advanced concurrently by this process (default 64).
+        if let Some(n) = std::env::var("TENANCY_WORKFLOW_IN_FLIGHT").ok().and_then(|v| v.parse::<usize>().ok()) {
+            engine_opts.max_in_flight = n.max(1);
         }
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
         // Reconciliation every TENANCY_RECONCILE_INTERVAL_S seconds (default 60).

@@ -5,54 +5,12 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use support::process::spawn_server;
 use support::TestServer;
-
-/// Kills the server process when dropped (also when the test panics).
-struct Server(Child);
-
-impl Server {
-    fn kill_9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
-fn spawn_server(dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("TENANCY_DATA_DIR", dir)
-        .env("TENANCY_ADMIN_TOKEN", support::ADMIN)
-        .env("TENANCY_WORKFLOW_LEASE_S", "2")
-        .env_remove("TENANCY_DATABASE_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "the server did not start");
-        let Some(Ok(line)) = lines.next() else { panic!("the server exited") };
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["message"] == "listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the logs so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), format!("http://{addr}"))
-}
 
 /// How many executions have each status (one list request per status).
 async fn counts(s: &TestServer) -> HashMap<&'static str, usize> {

@@ -148,6 +148,33 @@ pub struct TenantResource {
     pub created_at: Timestamp,
 }
 
+/// What a worker asks [`WorkflowStore::execution_claim`] for: up to `limit` due
+/// executions, leased to `owner` until `now + lease_ms`.
+///
+/// Fairness between tenants: due executions are considered oldest first, but taken
+/// round-robin across tenants (each tenant's oldest, then each tenant's second, ...),
+/// at most `per_tenant` of one tenant per claim, and none of the tenants in
+/// `skip_tenants` (those the worker already has enough of in flight). So a backlog of
+/// one tenant cannot hold up the others: once it fills its share, the next claims
+/// reach past it. Executions without a tenant are each their own group.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub lease_ms: i64,
+    pub limit: u32,
+    pub now: Timestamp,
+    /// At most this many executions of one tenant per claim; 0: no cap.
+    pub per_tenant: u32,
+    pub skip_tenants: &'a [String],
+}
+
+impl<'a> Claim<'a> {
+    /// A claim without a per-tenant cap.
+    pub fn new(owner: &'a str, lease_ms: i64, limit: u32, now: Timestamp) -> Self {
+        Claim { owner, lease_ms, limit, now, per_tenant: 0, skip_tenants: &[] }
+    }
+}
+
 /// The workflow engine's storage. Object safe: held as `Arc<dyn WorkflowStore>`.
 #[async_trait]
 pub trait WorkflowStore: Send + Sync + 'static {
@@ -173,15 +200,9 @@ pub trait WorkflowStore: Send + Sync + 'static {
     async fn execution_history(&self, id: &str, page: &PageRequest) -> Result<Page<HistoryRecord>>;
     async fn execution_redrive_point(&self, id: &str) -> Result<Option<RedrivePoint>>;
 
-    /// Leases up to `limit` executions whose timer is due (and whose lease, if any,
-    /// expired) to `owner` until `now + lease_ms`.
-    async fn execution_claim(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-        limit: u32,
-        now: Timestamp,
-    ) -> Result<Vec<ExecutionRecord>>;
+    /// Leases executions whose timer is due (and whose lease, if any, expired), as
+    /// [`Claim`] describes.
+    async fn execution_claim(&self, claim: &Claim<'_>) -> Result<Vec<ExecutionRecord>>;
     /// Extends `owner`'s lease on an execution (a long task in progress); `false` when
     /// the lease was lost.
     async fn execution_lease_extend(&self, id: &str, owner: &str, until: Timestamp) -> Result<bool>;

@@ -18,7 +18,7 @@ macro_rules! workflow_conformance_suite {
         mod $backend {
             $crate::workflow_conformance_suite!(@cases $make;
                 state_machine_versions, execution_start_is_idempotent_by_name, steps_commit_with_seq,
-                claims_are_leased, effects_start_executions, execution_lists_and_tokens);
+                claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -144,16 +144,16 @@ pub async fn claims_are_leased(store: Arc<dyn Store>) {
     wf.execution_start(&new_execution("exe_1", "n1", Some(100)), &Effects::none()).await.unwrap();
     wf.execution_start(&new_execution("exe_2", "n2", Some(5_000)), &Effects::none()).await.unwrap();
     wf.execution_start(&new_execution("exe_3", "n3", None), &Effects::none()).await.unwrap();
-    let a = wf.execution_claim("a", 1_000, 10, Timestamp(200)).await.unwrap();
+    let a = wf.execution_claim(&Claim::new("a", 1_000, 10, Timestamp(200))).await.unwrap();
     assert_eq!(a.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["exe_1"]);
-    assert!(wf.execution_claim("b", 1_000, 10, Timestamp(300)).await.unwrap().is_empty());
+    assert!(wf.execution_claim(&Claim::new("b", 1_000, 10, Timestamp(300))).await.unwrap().is_empty());
     // The lease expires: another worker takes the execution over.
-    let b = wf.execution_claim("b", 1_000, 10, Timestamp(1_300)).await.unwrap();
+    let b = wf.execution_claim(&Claim::new("b", 1_000, 10, Timestamp(1_300))).await.unwrap();
     assert_eq!(b.len(), 1);
     // The holder extends its lease; a former holder cannot.
     assert!(wf.execution_lease_extend("exe_1", "b", Timestamp(5_000)).await.unwrap());
     assert!(!wf.execution_lease_extend("exe_1", "a", Timestamp(9_000)).await.unwrap());
-    assert!(wf.execution_claim("c", 1_000, 10, Timestamp(4_000)).await.unwrap().is_empty());
+    assert!(wf.execution_claim(&Claim::new("c", 1_000, 10, Timestamp(4_000))).await.unwrap().is_empty());
     // Releasing the lease with a new timer.
     let step = StepCommit {
         execution_id: "exe_1".into(),
@@ -162,8 +162,46 @@ pub async fn claims_are_leased(store: Arc<dyn Store>) {
         ..StepCommit::default()
     };
     assert!(wf.execution_commit(&[step]).await.unwrap()[0].is_ok());
-    let c = wf.execution_claim("c", 1_000, 10, Timestamp(6_000)).await.unwrap();
+    let c = wf.execution_claim(&Claim::new("c", 1_000, 10, Timestamp(6_000))).await.unwrap();
     assert_eq!(c.len(), 2);
+}
+
+pub async fn claims_are_fair_across_tenants(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    let start = |id: String, tenant: Option<&str>, due: i64| {
+        let mut n = new_execution(&id, &id, Some(due));
+        n.tenant_id = tenant.map(str::to_owned);
+        n
+    };
+    // A backlog of 400 executions of one tenant, older than everybody else's.
+    for i in 0..400 {
+        wf.execution_start(&start(format!("a{i:03}"), Some("big"), 100 + i), &Effects::none()).await.unwrap();
+    }
+    wf.execution_start(&start("b0".into(), Some("small"), 1_000), &Effects::none()).await.unwrap();
+    wf.execution_start(&start("b1".into(), Some("small"), 1_001), &Effects::none()).await.unwrap();
+    for i in 0..3 {
+        wf.execution_start(&start(format!("n{i}"), None, 1_002 + i), &Effects::none()).await.unwrap();
+    }
+    let ids = |v: Vec<ExecutionRecord>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    // Unfair: oldest first, the backlog only.
+    let plain = wf.execution_claim(&Claim::new("w", 60_000, 4, Timestamp(2_000))).await.unwrap();
+    assert_eq!(ids(plain), ["a000", "a001", "a002", "a003"]);
+    // The per-tenant cap holds within a claim.
+    let capped = Claim { per_tenant: 2, ..Claim::new("w", 60_000, 10, Timestamp(2_000)) };
+    assert_eq!(ids(wf.execution_claim(&capped).await.unwrap()), ["a004", "a005"]);
+    // With the big tenant skipped, the others come, round-robin by rank.
+    let skip = ["big".to_owned()];
+    let claim = Claim { per_tenant: 2, skip_tenants: &skip, ..Claim::new("w", 60_000, 4, Timestamp(2_000)) };
+    let mut got = ids(wf.execution_claim(&claim).await.unwrap());
+    got.sort();
+    assert_eq!(got, ["b0", "n0", "n1", "n2"], "every tenant's oldest first");
+    assert_eq!(ids(wf.execution_claim(&claim).await.unwrap()), ["b1"]);
+    // Past the window: with the big tenant skipped, a later tenant is still reached.
+    wf.execution_start(&start("c0".into(), Some("late"), 1_500), &Effects::none()).await.unwrap();
+    for i in 400..1_000 {
+        wf.execution_start(&start(format!("a{i:03}"), Some("big"), 100 + i), &Effects::none()).await.unwrap();
+    }
+    assert_eq!(ids(wf.execution_claim(&claim).await.unwrap()), ["c0"]);
 }
 
 pub async fn effects_start_executions(store: Arc<dyn Store>) {

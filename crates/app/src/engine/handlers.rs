@@ -45,6 +45,15 @@ pub type TaskResult = Result<TaskOutput, Failure>;
 #[async_trait]
 pub trait TaskHandler: Send + Sync + 'static {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult;
+
+    /// Whether the engine may run this task straight after the step before it, without
+    /// committing that step first: the handler is quick and local (no remote call) and
+    /// its own writes, if any, are idempotent, so after a crash running it again from
+    /// the last commit is harmless. Consecutive inline tasks then share one commit (a
+    /// provisioning's resource steps cost one write instead of one each).
+    fn inline(&self) -> bool {
+        false
+    }
 }
 
 /// A failure with an error name and a cause.
@@ -108,6 +117,10 @@ struct Noop;
 impl TaskHandler for Noop {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         Ok(TaskOutput::new(call.parameters.clone()))
+    }
+
+    fn inline(&self) -> bool {
+        true
     }
 }
 

@@ -1,6 +1,8 @@
 //! Test support: real servers on port 0 with fresh databases, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};

@@ -10,7 +10,7 @@ use tenancy_domain::{Error, Result};
 
 use super::effects::{apply_effects_batch, complete_job, start_executions};
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
-use crate::store::Effects;
+use crate::store::{Backend, Effects};
 use crate::workflow::*;
 
 const EXECUTION_COLUMNS: &str = "id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
@@ -405,28 +405,62 @@ impl WorkflowStore for SqlStore {
         }
     }
 
-    async fn execution_claim(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-        limit: u32,
-        now: Timestamp,
-    ) -> Result<Vec<ExecutionRecord>> {
+    async fn execution_claim(&self, claim: &Claim<'_>) -> Result<Vec<ExecutionRecord>> {
+        let due = "wake_at IS NOT NULL AND wake_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
+        let lock = self.dialect.skip_locked();
+        let limit = claim.limit;
+        let candidates = if claim.per_tenant == 0 && claim.skip_tenants.is_empty() {
+            format!("SELECT id FROM executions WHERE {due} ORDER BY wake_at LIMIT {limit}{lock}")
+        } else {
+            // A window of the oldest due executions (past the skipped tenants), ranked
+            // within each tenant, taken by rank: round-robin across tenants.
+            let skip = match claim.skip_tenants.len() {
+                0 => String::new(),
+                n => format!(
+                    " AND (tenant_id IS NULL OR tenant_id NOT IN ({}))",
+                    (0..n).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            let per_tenant = match claim.per_tenant {
+                0 => String::new(),
+                n => format!(" WHERE turn <= {n}"),
+            };
+            let window = (limit * 8).max(256);
+            format!(
+                "SELECT id FROM (SELECT id, wake_at, ROW_NUMBER() OVER (PARTITION BY COALESCE(tenant_id, id) \
+                 ORDER BY wake_at, id) AS turn FROM (SELECT id, tenant_id, wake_at FROM executions \
+                 WHERE {due}{skip} ORDER BY wake_at LIMIT {window}{lock}) AS due) AS ranked{per_tenant} \
+                 ORDER BY turn, wake_at LIMIT {limit}"
+            )
+        };
         let sql = format!(
-            "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
-             WHERE id IN (SELECT id FROM executions WHERE wake_at IS NOT NULL AND wake_at <= $3 \
-             AND (lease_expires_at IS NULL OR lease_expires_at < $3) ORDER BY wake_at LIMIT {limit}{}) \
-             RETURNING {EXECUTION_COLUMNS}",
-            self.dialect.skip_locked()
+            "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ({candidates}) \
+             RETURNING {EXECUTION_COLUMNS}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(owner)
-            .bind(now.millis() + lease_ms)
-            .bind(now.millis())
-            .fetch_all(&self.write_pool)
+        let (owner, until, now) = (claim.owner.to_owned(), claim.now.millis() + claim.lease_ms, claim.now.millis());
+        let skip = claim.skip_tenants.to_vec();
+        if self.dialect.backend == Backend::Postgres {
+            let mut q = sqlx::query(&sql).bind(owner).bind(until).bind(now);
+            for t in skip {
+                q = q.bind(t);
+            }
+            let rows = q.fetch_all(&self.write_pool).await.map_err(db_err)?;
+            return rows.iter().map(execution).collect();
+        }
+        // On SQLite through the writer: the claim joins the group commit instead of
+        // taking the one write connection for a transaction of its own.
+        self.writer
+            .write_atomic(&Effects::none(), move |conn| {
+                Box::pin(async move {
+                    let mut q = sqlx::query(&sql).bind(owner).bind(until).bind(now);
+                    for t in skip {
+                        q = q.bind(t);
+                    }
+                    let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
+                    rows.iter().map(execution).collect()
+                })
+            })
             .await
-            .map_err(db_err)?;
-        rows.iter().map(execution).collect()
     }
 
     async fn execution_lease_extend(&self, id: &str, owner: &str, until: Timestamp) -> Result<bool> {
@@ -462,38 +496,55 @@ impl WorkflowStore for SqlStore {
     }
 
     async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)> {
-        let res = sqlx::query(
-            "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, kind) DO NOTHING",
-        )
-        .bind(&r.tenant_id)
-        .bind(&r.kind)
-        .bind(json_text(&r.detail))
-        .bind(&r.created_by)
-        .bind(r.created_at.millis())
-        .execute(&self.write_pool)
-        .await
-        .map_err(db_err)?;
-        if res.rows_affected() == 1 {
-            return Ok((r.clone(), true));
-        }
-        let row = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
-            .bind(&r.tenant_id)
-            .bind(&r.kind)
-            .fetch_one(&self.write_pool)
+        // Through the writer: on SQLite the lifecycle steps' records share the group
+        // commit instead of queueing for the one write connection on their own.
+        // Atomic: the INSERT is the only write (the SELECT runs when it wrote nothing).
+        let r = r.clone();
+        self.writer
+            .write_atomic(&Effects::none(), move |conn| {
+                Box::pin(async move {
+                    let res = sqlx::query(
+                        "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, kind) DO NOTHING",
+                    )
+                    .bind(&r.tenant_id)
+                    .bind(&r.kind)
+                    .bind(json_text(&r.detail))
+                    .bind(&r.created_by)
+                    .bind(r.created_at.millis())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+                    if res.rows_affected() == 1 {
+                        return Ok((r, true));
+                    }
+                    let row = sqlx::query("SELECT * FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+                        .bind(&r.tenant_id)
+                        .bind(&r.kind)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(db_err)?;
+                    Ok((resource(&row)?, false))
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok((resource(&row)?, false))
     }
 
     async fn tenant_resource_delete(&self, tenant_id: &str, kind: &str) -> Result<bool> {
-        let res = sqlx::query("DELETE FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
-            .bind(tenant_id)
-            .bind(kind)
-            .execute(&self.write_pool)
+        let (tenant_id, kind) = (tenant_id.to_owned(), kind.to_owned());
+        self.writer
+            .write_atomic(&Effects::none(), move |conn| {
+                Box::pin(async move {
+                    let res = sqlx::query("DELETE FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+                        .bind(&tenant_id)
+                        .bind(&kind)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(res.rows_affected() > 0)
+                })
+            })
             .await
-            .map_err(db_err)?;
-        Ok(res.rows_affected() > 0)
     }
 
     async fn tenant_resource_list(&self, tenant_id: &str) -> Result<Vec<TenantResource>> {
