@@ -104,10 +104,11 @@ pub async fn patch_tenant(
     Ok(([etag(t.version)], axum::Json(t)))
 }
 
-/// Suspend an active tenant.
+/// Suspend an active tenant: the status changes within the request; `execution_id` is the
+/// `tenancy.tenant.notify` execution that then calls the hooks subscribed to `suspend`.
 #[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+    responses((status = 200, description = "Suspended; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn suspend_tenant(
@@ -117,14 +118,15 @@ pub async fn suspend_tenant(
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
-    let t = s.app.tenant_suspend(&ctx, &id, if_match).await?;
-    Ok(([etag(t.version)], axum::Json(t)))
+    let op = s.app.tenant_suspend(&ctx, &id, if_match).await?;
+    Ok(([etag(op.tenant.version)], axum::Json(op)))
 }
 
-/// Resume a suspended tenant.
+/// Resume a suspended tenant: the status changes within the request; `execution_id` is the
+/// `tenancy.tenant.notify` execution that then calls the hooks subscribed to `resume`.
 #[utoipa::path(post, path = "/v1/tenants/{id}/resume", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+    responses((status = 200, description = "Resumed; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn resume_tenant(
@@ -134,8 +136,8 @@ pub async fn resume_tenant(
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
-    let t = s.app.tenant_resume(&ctx, &id, if_match).await?;
-    Ok(([etag(t.version)], axum::Json(t)))
+    let op = s.app.tenant_resume(&ctx, &id, if_match).await?;
+    Ok(([etag(op.tenant.version)], axum::Json(op)))
 }
 
 /// Move a tenant to another plan; runs in the background (`status: updating`).
@@ -155,8 +157,10 @@ pub async fn change_plan(
     Ok(accepted(s.app.tenant_change_plan(&ctx, &id, &body.plan, if_match).await?))
 }
 
-/// Offboard a tenant; runs in the background (`status: offboarding`) and leaves a
-/// tombstone (`status: offboarded`).
+/// Offboard a tenant; runs in the background (`status: offboarding`): exports the
+/// tenant's data to the blob store, deletes its resources and leaves a tombstone
+/// (`status: offboarded`; the export is its `export` resource and is named in
+/// `TenantOffboarded`).
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 202, body = TenantOperation),
