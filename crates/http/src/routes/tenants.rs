@@ -104,8 +104,11 @@ pub async fn patch_tenant(
     Ok(([etag(t.version)], axum::Json(t)))
 }
 
-/// Suspend an active tenant: the status changes within the request; `execution_id` is the
-/// `tenancy.tenant.notify` execution that then calls the hooks subscribed to `suspend`.
+/// Suspend an active tenant.
+///
+/// The status changes within the request; `execution_id` is the `tenancy.tenant.notify`
+/// execution that then calls the hooks subscribed to `suspend` (a failing hook fails that
+/// execution, not the status change).
 #[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 200, description = "Suspended; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
@@ -122,8 +125,11 @@ pub async fn suspend_tenant(
     Ok(([etag(op.tenant.version)], axum::Json(op)))
 }
 
-/// Resume a suspended tenant: the status changes within the request; `execution_id` is the
-/// `tenancy.tenant.notify` execution that then calls the hooks subscribed to `resume`.
+/// Resume a suspended tenant.
+///
+/// The status changes within the request; `execution_id` is the `tenancy.tenant.notify`
+/// execution that then calls the hooks subscribed to `resume` (a failing hook fails that
+/// execution, not the status change).
 #[utoipa::path(post, path = "/v1/tenants/{id}/resume", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 200, description = "Resumed; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
@@ -157,10 +163,12 @@ pub async fn change_plan(
     Ok(accepted(s.app.tenant_change_plan(&ctx, &id, &body.plan, if_match).await?))
 }
 
-/// Offboard a tenant; runs in the background (`status: offboarding`): exports the
-/// tenant's data to the blob store, deletes its resources and leaves a tombstone
-/// (`status: offboarded`; the export is its `export` resource and is named in
-/// `TenantOffboarded`).
+/// Offboard a tenant; runs in the background (`status: offboarding`) and leaves a
+/// tombstone (`status: offboarded`).
+///
+/// The offboarding exports the tenant's data to the blob store before it deletes
+/// anything; the export's location is the tombstone's `export` resource and is named in
+/// `TenantOffboarded`.
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 202, body = TenantOperation),
