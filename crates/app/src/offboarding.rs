@@ -62,10 +62,7 @@ pub struct ExportTenant {
 }
 
 impl ExportTenant {
-    pub fn new(
-        blobs: Arc<OnceLock<BlobStore>>,
-        provisioner: Arc<OnceLock<Arc<dyn DatabaseProvisioner>>>,
-    ) -> Self {
+    pub fn new(blobs: Arc<OnceLock<BlobStore>>, provisioner: Arc<OnceLock<Arc<dyn DatabaseProvisioner>>>) -> Self {
         ExportTenant { blobs, provisioner }
     }
 }

@@ -292,8 +292,9 @@ impl App {
             HookEvent::Resume => (Transition::Resume, "tenant.resume", names::TENANT_RESUMED),
             other => return Err(Error::internal(format!("{} is not a status change of the request", other.as_str()))),
         };
-        let notify =
-            self.lifecycle_execution(lifecycle::NOTIFY_MACHINE, id, json!({"event": hook_event, "tenant_id": id})).await?;
+        let notify = self
+            .lifecycle_execution(lifecycle::NOTIFY_MACHINE, id, json!({"event": hook_event, "tenant_id": id}))
+            .await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
                 let from = tenant.transition(t)?;

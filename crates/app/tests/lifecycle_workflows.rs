@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tenancy_app::audit::BlobStore;
 use tenancy_app::engine::handlers::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
 use tenancy_app::{App, OpContext};
+use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
-use tenancy_app::audit::BlobStore;
-use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_store::provision::SqliteFiles;
 use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{EventFilter, Store};
@@ -291,7 +291,8 @@ async fn offboarding_exports_a_silo_tenant_once() {
     }
     let events = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();
     assert_eq!(manifest["counts"]["events"], json!(events.lines().count()));
-    let types: Vec<Value> = events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["detail-type"].clone()).collect();
+    let types: Vec<Value> =
+        events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["detail-type"].clone()).collect();
     assert_eq!(types[0], "TenantCreated", "{types:?}");
     assert!(types.contains(&json!("TenantOffboardingStarted")), "{types:?}");
     let audit = std::fs::read_to_string(dir.join("audit.ndjson")).unwrap();
@@ -313,10 +314,15 @@ async fn offboarding_exports_a_silo_tenant_once() {
 
     // Run again later (a redrive, a lost commit): the manifest is found, nothing is written.
     let blobs = BlobStore::local(&h.dir.path().join("blobs")).unwrap();
-    let again =
-        tenancy_app::offboarding::export_tenant(h.app.store().as_ref(), &blobs, h.app.provisioner(), "acme", &execution)
-            .await
-            .unwrap();
+    let again = tenancy_app::offboarding::export_tenant(
+        h.app.store().as_ref(),
+        &blobs,
+        h.app.provisioner(),
+        "acme",
+        &execution,
+    )
+    .await
+    .unwrap();
     assert!(!again.written);
     assert_eq!((again.location, again.manifest_sha256), (location, sha256_hex(manifest_text.as_bytes())));
     assert_eq!(std::fs::read_to_string(dir.join("manifest.json")).unwrap(), manifest_text);

@@ -389,7 +389,10 @@ async fn offboarding_exports_a_silo_tenant() {
     assert_eq!(location, expected);
     let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap());
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!((manifest["tenant"]["id"].as_str(), manifest["database"]["file"].as_str()), (Some("big"), Some("database.sqlite")));
+    assert_eq!(
+        (manifest["tenant"]["id"].as_str(), manifest["database"]["file"].as_str()),
+        (Some("big"), Some("database.sqlite"))
+    );
     let names: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["events.ndjson", "audit.ndjson", "database.sqlite"]);
     let events = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();
@@ -397,7 +400,8 @@ async fn offboarding_exports_a_silo_tenant() {
     assert!(std::fs::read_to_string(dir.join("audit.ndjson")).unwrap().lines().count() > 0);
 
     use sqlx::{ConnectOptions, Connection};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("database.sqlite")).connect().await.unwrap();
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("database.sqlite")).connect().await.unwrap();
     let owner: String = sqlx::query_scalar("SELECT value FROM tenancy_meta WHERE key = 'tenant_id'")
         .fetch_one(&mut conn)
         .await
@@ -407,6 +411,9 @@ async fn offboarding_exports_a_silo_tenant() {
 
     let resources = s.get("/v1/tenants/big/resources").await.body;
     assert_eq!(resources["items"].as_array().unwrap().len(), 1, "{resources}");
-    assert_eq!((resources["items"][0]["kind"].clone(), resources["items"][0]["detail"]["location"].clone()), (json!("export"), json!(location)));
+    assert_eq!(
+        (resources["items"][0]["kind"].clone(), resources["items"][0]["detail"]["location"].clone()),
+        (json!("export"), json!(location))
+    );
     s.stop().await;
 }
