@@ -28,7 +28,7 @@ pub struct App {
     pub auth: Authenticator,
     /// Wakes this process's workers when it enqueued work, so it starts at once.
     work_ready: Arc<Notify>,
-    /// Where audit exports go (see [`App::set_blob_store`]).
+    /// Where audit exports and offboarding exports go (see [`App::set_blob_store`]).
     pub(crate) blobs: Arc<std::sync::OnceLock<crate::audit::BlobStore>>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
     pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
