@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod engine;
 pub mod hooks;
 pub mod lifecycle;
+pub mod offboarding;
 mod ops;
 pub mod provisioning;
 pub mod queues;

@@ -7,7 +7,10 @@
 //! handler registered here; provisioning steps have undo steps that a `Catch` runs in
 //! reverse before marking the tenant `failed` (`TenantProvisioningFailed` names the
 //! failing step and its error). Suspension and resumption stay synchronous: they change
-//! one status and have nothing to undo.
+//! one status, take effect in their request and have nothing to undo; the same
+//! transaction starts `tenancy.tenant.notify`, which tells the hooks of the change
+//! afterwards (a hook that fails fails that execution, not the status change).
+//! Offboarding first exports the tenant's data to the blob store ([`crate::offboarding`]).
 //!
 //! [`run_job`] still finishes lifecycle jobs enqueued by earlier versions (the `jobs`
 //! seam the engine replaced), so an upgrade in flight loses nothing.
@@ -27,10 +30,13 @@ use crate::OpContext;
 pub const PROVISION_MACHINE: &str = "tenancy.tenant.provision";
 pub const CHANGE_PLAN_MACHINE: &str = "tenancy.tenant.change-plan";
 pub const OFFBOARD_MACHINE: &str = "tenancy.tenant.offboard";
+/// Tells the hooks of a status change that completed in its request (suspend, resume).
+pub const NOTIFY_MACHINE: &str = "tenancy.tenant.notify";
 pub const BUILTIN_MACHINES: &[(&str, &str)] = &[
     (PROVISION_MACHINE, include_str!("../workflows/tenant-provision.json")),
     (CHANGE_PLAN_MACHINE, include_str!("../workflows/tenant-change-plan.json")),
     (OFFBOARD_MACHINE, include_str!("../workflows/tenant-offboard.json")),
+    (NOTIFY_MACHINE, include_str!("../workflows/tenant-notify.json")),
 ];
 /// Names reserved for built-in state machines.
 pub const RESERVED_PREFIX: &str = "tenancy.";
@@ -224,7 +230,13 @@ impl TaskHandler for Finish {
                     _ => (TenantStatus::Active, names::TENANT_UPDATED, "tenant.revert_change_plan"),
                 }
             }
-            FinishOp::Offboarded => (TenantStatus::Offboarded, names::TENANT_OFFBOARDED, "tenant.complete_offboard"),
+            FinishOp::Offboarded => {
+                // Where the offboarding export went (`tenancy:tenant.export`), if anywhere.
+                if let Some(export) = call.parameters.get("export").filter(|e| !e.is_null()) {
+                    extra["export"] = export.clone();
+                }
+                (TenantStatus::Offboarded, names::TENANT_OFFBOARDED, "tenant.complete_offboard")
+            }
             FinishOp::SetStatus => {
                 let to = param(&call, "status")?;
                 let to = TenantStatus::parse(to)

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 use tenancy_domain::apikey::{self, ApiKey, NewApiKey};
 use tenancy_domain::event::names;
+use tenancy_domain::hook::HookEvent;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::plan::{Plan, PlanSpec};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
@@ -27,12 +28,12 @@ pub struct App {
     pub auth: Authenticator,
     /// Wakes this process's workers when it enqueued work, so it starts at once.
     work_ready: Arc<Notify>,
-    /// Where audit exports go (see [`App::set_blob_store`]).
-    pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
+    /// Where audit exports and offboarding exports go (see [`App::set_blob_store`]).
+    pub(crate) blobs: Arc<std::sync::OnceLock<crate::audit::BlobStore>>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
     pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
     /// Creates silo tenants' databases (see [`App::set_provisioner`]).
-    pub(crate) provisioner: std::sync::OnceLock<Arc<dyn tenancy_store::provision::DatabaseProvisioner>>,
+    pub(crate) provisioner: Arc<std::sync::OnceLock<Arc<dyn tenancy_store::provision::DatabaseProvisioner>>>,
     /// The workflow engine (its worker runs from `serve`).
     pub(crate) engine: Arc<Engine>,
     /// Stored versions of the built-in state machines, once registered.
@@ -69,14 +70,22 @@ const OPTIMISTIC_RETRIES: usize = 5;
 
 impl App {
     pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>) -> Self {
+        let engine = Engine::new(store.clone());
+        let blobs = Arc::new(std::sync::OnceLock::new());
+        let provisioner = Arc::new(std::sync::OnceLock::new());
+        // The offboarding export needs what `serve` sets after start-up, so it shares the cells.
+        engine.handlers().register(
+            crate::offboarding::EXPORT_RESOURCE,
+            crate::offboarding::ExportTenant::new(blobs.clone(), provisioner.clone()),
+        );
         App {
             auth: Authenticator::new(store.clone(), admin_token),
-            engine: Engine::new(store.clone()),
+            engine,
             store,
             work_ready: Arc::new(Notify::new()),
-            blobs: std::sync::OnceLock::new(),
+            blobs,
             secrets: std::sync::OnceLock::new(),
-            provisioner: std::sync::OnceLock::new(),
+            provisioner,
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
             last_reconciliation: std::sync::Mutex::new(None),
@@ -266,40 +275,53 @@ impl App {
         .await
     }
 
-    /// A transition that completes within the request (suspend, resume).
+    /// A transition that completes within the request (suspend, resume). The status
+    /// change takes effect at once; the same transaction starts the notification of the
+    /// hooks subscribed to `hook_event` (`tenancy.tenant.notify`), which runs after it
+    /// and cannot undo it.
     async fn tenant_transition_now(
         &self,
         ctx: &OpContext,
         id: &str,
         if_match: Option<i64>,
-        t: Transition,
-        action: &str,
-        event: &str,
-    ) -> Result<Tenant> {
+        hook_event: HookEvent,
+    ) -> Result<TenantOperation> {
         ctx.authorize_tenant(P::TenantAdmin, id)?;
-        self.tenant_modify(id, if_match, |tenant| {
-            let from = tenant.transition(t)?;
-            let mut next = tenant.clone();
-            next.version += 1;
-            Ok(Effects::none()
-                .with_event(tenant_event(event, &next, &["status"], json!({"previous_status": from})))
-                .with_audit(ctx.audit(
-                    action,
-                    format!("tenant/{}", tenant.id),
-                    Some(&tenant.id),
-                    json!({"from": from, "to": tenant.status}),
-                )))
-        })
-        .await
+        let (t, action, event) = match hook_event {
+            HookEvent::Suspend => (Transition::Suspend, "tenant.suspend", names::TENANT_SUSPENDED),
+            HookEvent::Resume => (Transition::Resume, "tenant.resume", names::TENANT_RESUMED),
+            other => return Err(Error::internal(format!("{} is not a status change of the request", other.as_str()))),
+        };
+        let notify = self
+            .lifecycle_execution(lifecycle::NOTIFY_MACHINE, id, json!({"event": hook_event, "tenant_id": id}))
+            .await?;
+        let tenant = self
+            .tenant_modify(id, if_match, |tenant| {
+                let from = tenant.transition(t)?;
+                let mut next = tenant.clone();
+                next.version += 1;
+                let extra = json!({"previous_status": from, "execution_id": notify.id});
+                Ok(Effects::none()
+                    .with_event(tenant_event(event, &next, &["status"], extra))
+                    .with_audit(ctx.audit(
+                        action,
+                        format!("tenant/{}", tenant.id),
+                        Some(&tenant.id),
+                        json!({"from": from, "to": tenant.status, "execution_id": notify.id}),
+                    ))
+                    .with_execution(notify.clone()))
+            })
+            .await?;
+        self.engine.notify();
+        Ok(TenantOperation { tenant, execution_id: Some(notify.id) })
     }
 
-    pub async fn tenant_suspend(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<Tenant> {
-        self.tenant_transition_now(ctx, id, if_match, Transition::Suspend, "tenant.suspend", names::TENANT_SUSPENDED)
-            .await
+    pub async fn tenant_suspend(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        self.tenant_transition_now(ctx, id, if_match, HookEvent::Suspend).await
     }
 
-    pub async fn tenant_resume(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<Tenant> {
-        self.tenant_transition_now(ctx, id, if_match, Transition::Resume, "tenant.resume", names::TENANT_RESUMED).await
+    pub async fn tenant_resume(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        self.tenant_transition_now(ctx, id, if_match, HookEvent::Resume).await
     }
 
     /// A transition that starts background work (plan change, offboarding).

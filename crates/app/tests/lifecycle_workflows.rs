@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tenancy_app::audit::BlobStore;
 use tenancy_app::engine::handlers::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
 use tenancy_app::{App, OpContext};
+use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
+use tenancy_store::provision::SqliteFiles;
 use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{EventFilter, Store};
 use tokio_util::sync::CancellationToken;
@@ -34,12 +37,15 @@ const LIFECYCLE_RESOURCES: &[&str] = &[
     "tenancy:tenant.apply_plan",
     "tenancy:tenant.revert_plan",
     "tenancy:tenant.offboarded",
+    "tenancy:tenant.export",
 ];
 
 struct Harness {
     app: Arc<App>,
     shutdown: CancellationToken,
     worker: tokio::task::JoinHandle<()>,
+    /// `blobs/` is the blob store, `tenants/` the silo databases.
+    dir: tempfile::TempDir,
     _db: TestDb,
 }
 
@@ -48,17 +54,20 @@ impl Harness {
         let db = testing::sqlite().await;
         let store: Arc<dyn Store> = db.store.clone();
         let app = Arc::new(App::new(store, None));
+        let dir = tempfile::tempdir().unwrap();
+        app.set_blob_store(BlobStore::local(&dir.path().join("blobs")).unwrap());
+        app.set_provisioner(Arc::new(SqliteFiles::new(dir.path().join("tenants"))));
         app.register_builtin_workflows().await.unwrap();
         let shutdown = CancellationToken::new();
         let mut opts = EngineOptions::new("test-worker");
         opts.poll_interval = Duration::from_millis(20);
         let worker = tokio::spawn(app.engine().clone().run(opts, shutdown.clone()));
         let ctx = OpContext::system();
-        for plan in ["basic", "pro"] {
-            let spec: PlanSpec = serde_json::from_value(json!({"name": plan, "isolation": "pool"})).unwrap();
+        for (plan, isolation) in [("basic", "pool"), ("pro", "pool"), ("vault", "silo")] {
+            let spec: PlanSpec = serde_json::from_value(json!({"name": plan, "isolation": isolation})).unwrap();
             app.plan_put(&ctx, plan, spec, None).await.unwrap();
         }
-        Harness { app, shutdown, worker, _db: db }
+        Harness { app, shutdown, worker, dir, _db: db }
     }
 
     async fn stop(self) {
@@ -67,8 +76,11 @@ impl Harness {
     }
 
     async fn create(&self, id: &str) -> String {
-        let new =
-            NewTenant { id: Some(id.into()), name: id.into(), plan: "basic".into(), region: None, metadata: None };
+        self.create_on(id, "basic").await
+    }
+
+    async fn create_on(&self, id: &str, plan: &str) -> String {
+        let new = NewTenant { id: Some(id.into()), name: id.into(), plan: plan.into(), region: None, metadata: None };
         let op = self.app.tenant_create(&OpContext::system(), new).await.unwrap();
         op.execution_id.unwrap()
     }
@@ -204,7 +216,7 @@ async fn every_lifecycle_step_run_twice_gives_the_same_result() {
     let op = h.app.tenant_offboard(&ctx, "acme", None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
     h.wait_tenant("acme", "offboarded").await;
-    assert!(h.resources("acme").await.is_empty());
+    assert_eq!(h.resources("acme").await, ["export"], "only the export's record outlives the tenant");
 
     let types: Vec<String> = h.events("acme").await.into_iter().map(|(t, _)| t).collect();
     for once in ["TenantCreated", "TenantProvisioned", "TenantPlanChanged", "TenantOffboarded"] {
@@ -231,4 +243,97 @@ async fn a_failed_plan_change_is_reverted() {
     assert!(!types.contains(&"TenantPlanChanged".to_owned()), "{types:?}");
     h.history_is_clean(&execution).await;
     h.stop().await;
+}
+
+/// Offboarding a silo tenant exports it before anything is deleted, once, even when
+/// the export step runs twice (as after a crash between the step and its commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboarding_exports_a_silo_tenant_once() {
+    let h = Harness::start().await;
+    let ctx = OpContext::system();
+    let registry = h.app.engine().handlers();
+    let inner = registry.get("tenancy:tenant.export").unwrap();
+    registry.register("tenancy:tenant.export", Twice { inner });
+    h.create_on("acme", "vault").await;
+    h.wait_tenant("acme", "active").await;
+    let new_key =
+        NewApiKey { name: "acme app".into(), role: Role::Tenant, tenant_id: Some("acme".into()), expires_at: None };
+    let (key, plaintext) = h.app.api_key_create(&ctx, new_key).await.unwrap();
+
+    let op = h.app.tenant_offboard(&ctx, "acme", None).await.unwrap();
+    let execution = op.execution_id.unwrap();
+    h.wait_execution(&execution, "SUCCEEDED").await;
+    h.wait_tenant("acme", "offboarded").await;
+    assert!(!h.dir.path().join("tenants/acme").exists(), "the database was deleted after the export");
+
+    // One export, under the execution's stable prefix.
+    let root = h.dir.path().join("blobs/tenants/acme");
+    let exports: Vec<String> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(exports, [format!("offboard-{execution}")]);
+    let dir = root.join(&exports[0]);
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["audit.ndjson", "database.sqlite", "events.ndjson", "manifest.json"]);
+
+    let manifest_text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let manifest: Value = serde_json::from_str(&manifest_text).unwrap();
+    assert_eq!(manifest["format"], "tenancy.offboard-export/1");
+    assert_eq!((manifest["tenant"]["id"].as_str(), manifest["plan"]["id"].as_str()), (Some("acme"), Some("vault")));
+    assert_eq!(manifest["execution_id"], json!(execution));
+    assert_eq!(manifest["api_keys"][0]["id"], json!(key.id));
+    assert!(!manifest_text.contains(&key.hash) && !manifest_text.contains(&plaintext), "no key material");
+    for f in manifest["files"].as_array().unwrap() {
+        let bytes = std::fs::read(dir.join(f["name"].as_str().unwrap())).unwrap();
+        assert_eq!(f["bytes"], json!(bytes.len()), "{f}");
+        assert_eq!(f["sha256"].as_str().unwrap(), sha256_hex(&bytes), "{f}");
+    }
+    let events = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();
+    assert_eq!(manifest["counts"]["events"], json!(events.lines().count()));
+    let types: Vec<Value> =
+        events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["detail-type"].clone()).collect();
+    assert_eq!(types[0], "TenantCreated", "{types:?}");
+    assert!(types.contains(&json!("TenantOffboardingStarted")), "{types:?}");
+    let audit = std::fs::read_to_string(dir.join("audit.ndjson")).unwrap();
+    assert!(audit.lines().all(|l| serde_json::from_str::<Value>(l).unwrap()["tenant_id"] == "acme"));
+    assert!(audit.lines().any(|l| serde_json::from_str::<Value>(l).unwrap()["action"] == "tenant.create"));
+    let db = std::fs::read(dir.join("database.sqlite")).unwrap();
+    assert!(db.starts_with(b"SQLite format 3\0"), "a SQLite database");
+
+    // The event and the tombstone's resources say where it is.
+    let offboarded: Vec<Value> =
+        h.events("acme").await.into_iter().filter(|(t, _)| t == "TenantOffboarded").map(|(_, d)| d).collect();
+    assert_eq!(offboarded.len(), 1);
+    let location = offboarded[0]["export"]["location"].as_str().unwrap().to_owned();
+    assert!(location.ends_with(&format!("/tenants/acme/offboard-{execution}/")), "{location}");
+    assert_eq!(offboarded[0]["export"]["manifest_sha256"].as_str().unwrap(), sha256_hex(manifest_text.as_bytes()));
+    let wf = h.app.store().workflows();
+    let export = wf.tenant_resource_list("acme").await.unwrap().into_iter().find(|r| r.kind == "export").unwrap();
+    assert_eq!(export.detail["location"], json!(location));
+
+    // Run again later (a redrive, a lost commit): the manifest is found, nothing is written.
+    let blobs = BlobStore::local(&h.dir.path().join("blobs")).unwrap();
+    let again = tenancy_app::offboarding::export_tenant(
+        h.app.store().as_ref(),
+        &blobs,
+        h.app.provisioner(),
+        "acme",
+        &execution,
+    )
+    .await
+    .unwrap();
+    assert!(!again.written);
+    assert_eq!((again.location, again.manifest_sha256), (location, sha256_hex(manifest_text.as_bytes())));
+    assert_eq!(std::fs::read_to_string(dir.join("manifest.json")).unwrap(), manifest_text);
+    let filter = tenancy_store::AuditFilter { action: Some("tenant.export".into()), ..Default::default() };
+    let audited = h.app.store().audit_list(&filter, &PageRequest { limit: 100, after: None }).await.unwrap();
+    assert_eq!(audited.items.len(), 1, "one export, one audit entry");
+    h.history_is_clean(&execution).await;
+    h.stop().await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -1,6 +1,7 @@
 //! Provisioning hooks over HTTP on both backends: called with the tenant and an
 //! idempotency key before the tenant is active; a hook that keeps failing undoes the
-//! provisioning and marks the tenant failed. Tenant resources are listed.
+//! provisioning and marks the tenant failed. Tenant resources are listed. Suspend and
+//! resume hooks are notified after the status change; offboarding exports silo tenants.
 
 mod support;
 
@@ -16,7 +17,9 @@ both_backends!(
     a_failing_hook_fails_the_provisioning,
     hooks_validate,
     plan_change_and_offboard_hooks,
-    callback_hooks_answer_through_task_tokens
+    callback_hooks_answer_through_task_tokens,
+    suspend_and_resume_notify_their_hooks,
+    a_failing_suspend_hook_fails_the_notification_not_the_suspension
 );
 
 /// (Idempotency-Key, body) of every request.
@@ -268,5 +271,149 @@ async fn reconciler_recreates_a_missing_silo_database() {
     assert!(s.event_types("acme").await.contains(&"TenantDriftRepaired".to_owned()));
     let last = s.get("/v1/reconciliation").await;
     assert_eq!(last.body["drift"][0]["tenant_id"], "acme");
+    s.stop().await;
+}
+
+async fn wait_execution(s: &TestServer, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = s.get(&format!("/v1/executions/{id}")).await;
+        if res.body["status"] == status {
+            return res.body;
+        }
+        assert!(Instant::now() < deadline, "execution {id} never became {status}: {}", res.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn suspend_and_resume_notify_their_hooks(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = receiver(200).await;
+    let hook = json!({"url": url, "events": ["suspend", "resume"]});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/billing", Some(hook)).await.status, StatusCode::CREATED);
+    let (callback, callback_calls) = receiver(202).await;
+    let hook = json!({"url": callback, "events": ["resume"], "mode": "callback", "timeout_s": 3600});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    wait_status(&s, "acme", "active").await;
+
+    // The status changes in the request; the hooks hear of it afterwards.
+    let res = s.call(Method::POST, "/v1/tenants/acme/suspend", None).await;
+    assert_eq!((res.status, res.body["status"].as_str()), (StatusCode::OK, Some("suspended")), "{}", res.body);
+    let execution = res.body["execution_id"].as_str().unwrap().to_owned();
+    let done = wait_execution(&s, &execution, "SUCCEEDED").await;
+    assert_eq!(done["state_machine"], "tenancy.tenant.notify");
+    let seen = calls.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (key, body) = &seen[0];
+    assert!(!key.is_empty());
+    assert_eq!((body["event"].as_str(), body["tenant"]["id"].as_str()), (Some("suspend"), Some("acme")));
+    assert_eq!(body["tenant"]["status"], "suspended");
+    assert_eq!((body["idempotency_key"].clone(), body["execution_id"].clone()), (json!(key), json!(execution)));
+    assert!(callback_calls.lock().unwrap().is_empty(), "the callback hook is for resume only");
+    let suspended = s.get("/v1/events?tenant_id=acme&detail_type=TenantSuspended").await.body;
+    assert_eq!(suspended["items"][0]["detail"]["execution_id"], json!(execution), "{suspended}");
+
+    // Resume: the sync hook once more, then the callback hook, which answers by token.
+    let res = s.call(Method::POST, "/v1/tenants/acme/resume", None).await;
+    assert_eq!((res.status, res.body["status"].as_str()), (StatusCode::OK, Some("active")), "{}", res.body);
+    let execution = res.body["execution_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        if let Some((_, b)) = callback_calls.lock().unwrap().first() {
+            break b["task_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the callback hook was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seen = calls.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[1].1["event"].as_str(), seen[1].1["tenant"]["status"].as_str()), (Some("resume"), Some("active")));
+    assert_ne!(seen[0].0, seen[1].0, "each notification has its own key");
+    assert_eq!(s.get(&format!("/v1/executions/{execution}")).await.body["status"], "RUNNING");
+    let service = s.key("service", None).await;
+    let path = format!("/v1/task-tokens/{token}/success");
+    let res = s.call_with(Some(&service), Method::POST, &path, Some(json!({"output": {}})), &[]).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    wait_execution(&s, &execution, "SUCCEEDED").await;
+    assert_eq!(calls.lock().unwrap().len(), 2, "exactly one call per change");
+    s.stop().await;
+}
+
+async fn a_failing_suspend_hook_fails_the_notification_not_the_suspension(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = receiver(500).await;
+    let hook = json!({"url": url, "events": ["suspend"], "max_attempts": 2, "timeout_s": 2});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    wait_status(&s, "acme", "active").await;
+    let res = s.call(Method::POST, "/v1/tenants/acme/suspend", None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let execution = res.body["execution_id"].as_str().unwrap().to_owned();
+    let failed = wait_execution(&s, &execution, "FAILED").await;
+    assert_eq!(failed["error"], "Tenancy.HookFailed", "{failed}");
+    assert!(failed["cause"].as_str().unwrap().contains("HTTP 500"), "{failed}");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "max_attempts attempts");
+    assert_eq!(calls[0].0, calls[1].0, "the same idempotency key on every attempt");
+    assert_eq!(s.get("/v1/tenants/acme").await.body["status"], "suspended", "the suspension stands");
+    let listed = s.get("/v1/executions?status=FAILED&tenant_id=acme").await.body;
+    assert_eq!(listed["items"][0]["id"], json!(execution), "{listed}");
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=ExecutionFailed").await.body;
+    assert_eq!(events["items"][0]["detail"]["execution_id"], json!(execution), "{events}");
+    s.stop().await;
+}
+
+/// On the embedded default, offboarding a silo tenant first writes its export to the
+/// blob store: the manifest, the NDJSON of its events and audit records, and a
+/// snapshot of its SQLite database; the event and the resources name the location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboarding_exports_a_silo_tenant() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    s.put_plan("dedicated", "silo").await;
+    s.create_tenant("big", "dedicated").await;
+    wait_status(&s, "big", "active").await;
+    let res = s.call(Method::DELETE, "/v1/tenants/big", None).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    let execution = res.body["execution_id"].as_str().unwrap().to_owned();
+    wait_status(&s, "big", "offboarded").await;
+    assert!(!s.dir.path().join("tenants").join("big").exists(), "the database is gone");
+
+    let events = s.get("/v1/events?tenant_id=big&detail_type=TenantOffboarded").await.body;
+    let export = events["items"][0]["detail"]["export"].clone();
+    let location = export["location"].as_str().unwrap_or_else(|| panic!("no export in {events}")).to_owned();
+    let blobs = s.dir.path().join("blobs");
+    let expected = format!("file://{}/tenants/big/offboard-{execution}/", blobs.display());
+    assert_eq!(location, expected);
+    let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap());
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (manifest["tenant"]["id"].as_str(), manifest["database"]["file"].as_str()),
+        (Some("big"), Some("database.sqlite"))
+    );
+    let names: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["events.ndjson", "audit.ndjson", "database.sqlite"]);
+    let events = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();
+    assert!(events.lines().all(|l| serde_json::from_str::<Value>(l).unwrap()["tenant_id"] == "big"));
+    assert!(std::fs::read_to_string(dir.join("audit.ndjson")).unwrap().lines().count() > 0);
+
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("database.sqlite")).connect().await.unwrap();
+    let owner: String = sqlx::query_scalar("SELECT value FROM tenancy_meta WHERE key = 'tenant_id'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(owner, "big");
+    conn.close().await.unwrap();
+
+    let resources = s.get("/v1/tenants/big/resources").await.body;
+    assert_eq!(resources["items"].as_array().unwrap().len(), 1, "{resources}");
+    assert_eq!(
+        (resources["items"][0]["kind"].clone(), resources["items"][0]["detail"]["location"].clone()),
+        (json!("export"), json!(location))
+    );
     s.stop().await;
 }

@@ -105,9 +105,13 @@ pub async fn patch_tenant(
 }
 
 /// Suspend an active tenant.
+///
+/// The status changes within the request; `execution_id` is the `tenancy.tenant.notify`
+/// execution that then calls the hooks subscribed to `suspend` (a failing hook fails that
+/// execution, not the status change).
 #[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+    responses((status = 200, description = "Suspended; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn suspend_tenant(
@@ -117,14 +121,18 @@ pub async fn suspend_tenant(
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
-    let t = s.app.tenant_suspend(&ctx, &id, if_match).await?;
-    Ok(([etag(t.version)], axum::Json(t)))
+    let op = s.app.tenant_suspend(&ctx, &id, if_match).await?;
+    Ok(([etag(op.tenant.version)], axum::Json(op)))
 }
 
 /// Resume a suspended tenant.
+///
+/// The status changes within the request; `execution_id` is the `tenancy.tenant.notify`
+/// execution that then calls the hooks subscribed to `resume` (a failing hook fails that
+/// execution, not the status change).
 #[utoipa::path(post, path = "/v1/tenants/{id}/resume", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, body = Tenant, headers(("ETag" = String))),
+    responses((status = 200, description = "Resumed; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn resume_tenant(
@@ -134,8 +142,8 @@ pub async fn resume_tenant(
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
-    let t = s.app.tenant_resume(&ctx, &id, if_match).await?;
-    Ok(([etag(t.version)], axum::Json(t)))
+    let op = s.app.tenant_resume(&ctx, &id, if_match).await?;
+    Ok(([etag(op.tenant.version)], axum::Json(op)))
 }
 
 /// Move a tenant to another plan; runs in the background (`status: updating`).
@@ -157,6 +165,10 @@ pub async fn change_plan(
 
 /// Offboard a tenant; runs in the background (`status: offboarding`) and leaves a
 /// tombstone (`status: offboarded`).
+///
+/// The offboarding exports the tenant's data to the blob store before it deletes
+/// anything; the export's location is the tombstone's `export` resource and is named in
+/// `TenantOffboarded`.
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 202, body = TenantOperation),

@@ -1,0 +1,379 @@
+//! The offboarding export: before an offboarding deletes anything, the tenant's data
+//! goes to the blob store.
+//!
+//! `tenancy:tenant.export` `{tenant_id, execution_id?}` writes, under the stable prefix
+//! `tenants/<tenant id>/offboard-<execution id>/`:
+//!
+//! * `events.ndjson`: the tenant's events (EventBridge envelopes, oldest first);
+//! * `audit.ndjson`: the tenant's audit records (sealed ones with `seq`, `prev_hash`
+//!   and `hash`, so each can be checked against the log; unsealed ones with nulls);
+//! * `database.<engine>`: a consistent snapshot of the silo database
+//!   ([`DatabaseProvisioner::database_export`]), when the tenant has one;
+//! * `manifest.json`, written last: the tenant record, its plan, its resources, its API
+//!   keys (never their hashes), counts, and the size and SHA-256 of every file.
+//!
+//! The manifest marks a finished export: a re-run (after a crash, a retry, a redrive)
+//! that finds it returns the same result and writes nothing, so one offboarding has
+//! exactly one export. A re-run after a crash before the manifest rewrites the files.
+//! The result (`{location, manifest, manifest_sha256}`) is recorded as the tenant's
+//! `export` resource, which outlives the offboarding, and carried into the
+//! `TenantOffboarded` event by the workflow.
+//!
+//! Secrets stay out: API keys are listed without hashes, resource details lose members
+//! that name secrets and passwords inside URLs, and webhook secrets are not exported.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use object_store::path::Path as BlobPath;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tenancy_domain::page::PageRequest;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tenancy_store::provision::DatabaseProvisioner;
+use tenancy_store::{AuditFilter, Effects, EventFilter, Store, StoredAudit, TenantResource};
+
+use crate::audit::{audit_entry, BlobStore};
+use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use crate::OpContext;
+
+pub const EXPORT_RESOURCE: &str = "tenancy:tenant.export";
+/// The `format` member of every manifest.
+pub const MANIFEST_FORMAT: &str = "tenancy.offboard-export/1";
+/// The tenant resource that records where the export went.
+pub const EXPORT_KIND: &str = "export";
+
+const PAGE: u32 = 1000;
+/// Parts of the database upload (object_store's multipart minimum is 5 MiB on S3).
+const PART: usize = 8 << 20;
+
+/// The blob prefix of the export of one offboarding execution.
+pub fn export_prefix(tenant_id: &str, execution_id: &str) -> String {
+    format!("tenants/{tenant_id}/offboard-{execution_id}")
+}
+
+/// `tenancy:tenant.export`: see the module documentation. Without a blob store (an
+/// embedded `App` that never got one) there is nothing to write to: the result is
+/// `null` and a warning is logged; `tenancy serve` always has one.
+pub struct ExportTenant {
+    blobs: Arc<OnceLock<BlobStore>>,
+    provisioner: Arc<OnceLock<Arc<dyn DatabaseProvisioner>>>,
+}
+
+impl ExportTenant {
+    pub fn new(blobs: Arc<OnceLock<BlobStore>>, provisioner: Arc<OnceLock<Arc<dyn DatabaseProvisioner>>>) -> Self {
+        ExportTenant { blobs, provisioner }
+    }
+}
+
+#[async_trait]
+impl TaskHandler for ExportTenant {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let tenant_id = call.parameters["tenant_id"]
+            .as_str()
+            .ok_or_else(|| failure("States.Runtime", "tenant.export needs tenant_id"))?;
+        let execution_id = call.parameters["execution_id"].as_str().unwrap_or(call.execution_id);
+        let Some(blobs) = self.blobs.get() else {
+            tracing::warn!(tenant_id, "no blob store: the offboarding export is skipped");
+            return Ok(TaskOutput::new(Value::Null));
+        };
+        let export = export_tenant(call.store.as_ref(), blobs, self.provisioner.get(), tenant_id, execution_id)
+            .await
+            .map_err(app_failure)?;
+        let result = json!({"location": export.location, "manifest": export.manifest,
+                            "manifest_sha256": export.manifest_sha256});
+        let r = TenantResource {
+            tenant_id: tenant_id.to_owned(),
+            kind: EXPORT_KIND.to_owned(),
+            detail: json!({"location": export.location, "manifest": export.manifest,
+                           "manifest_sha256": export.manifest_sha256, "execution_id": execution_id}),
+            created_by: call.idempotency_key.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        call.store.workflows().tenant_resource_put(&r).await.map_err(app_failure)?;
+        let audit = OpContext::system().audit(
+            "tenant.export",
+            format!("tenant/{tenant_id}"),
+            Some(tenant_id),
+            json!({"execution_id": execution_id, "location": export.location,
+                   "manifest_sha256": export.manifest_sha256, "written": export.written}),
+        );
+        Ok(TaskOutput { result, effects: Effects::none().with_audit(audit) })
+    }
+}
+
+/// Where an export is and whether this call wrote it.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// The blob store URL of the export's prefix, ending in `/`.
+    pub location: String,
+    pub manifest: String,
+    pub manifest_sha256: String,
+    /// `false` when a finished export was found and left alone.
+    pub written: bool,
+}
+
+fn blob_err(what: &str, path: &BlobPath, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("failed to {what} {path} in the blob store: {e}"))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes the export of `tenant_id` for `execution_id` unless its manifest exists.
+pub async fn export_tenant(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    provisioner: Option<&Arc<dyn DatabaseProvisioner>>,
+    tenant_id: &str,
+    execution_id: &str,
+) -> Result<Export> {
+    tenancy_domain::ids::validate_slug("tenant", tenant_id)?;
+    let prefix = export_prefix(tenant_id, execution_id);
+    let base = format!("{}/{prefix}/", blobs.url.trim_end_matches('/'));
+    let manifest_path = BlobPath::from(format!("{prefix}/manifest.json"));
+    let done = |bytes: &[u8], written| Export {
+        location: base.clone(),
+        manifest: format!("{base}manifest.json"),
+        manifest_sha256: sha256_hex(bytes),
+        written,
+    };
+    match blobs.store.get(&manifest_path).await {
+        Ok(found) => {
+            let bytes = found.bytes().await.map_err(|e| blob_err("read", &manifest_path, e))?;
+            tracing::debug!(tenant_id, execution_id, "offboarding export already written");
+            return Ok(done(&bytes, false));
+        }
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(blob_err("read", &manifest_path, e)),
+    }
+
+    let tenant = store.tenant_get(tenant_id).await?;
+    let plan = match store.plan_get(&tenant.plan).await {
+        Ok(p) => serde_json::to_value(p).map_err(Error::internal)?,
+        Err(Error::NotFound { .. }) => Value::Null,
+        Err(e) => return Err(e),
+    };
+    let resources: Vec<Value> = store
+        .workflows()
+        .tenant_resource_list(tenant_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.kind != EXPORT_KIND)
+        .map(|r| json!({"kind": r.kind, "detail": redact(r.detail), "created_at": r.created_at}))
+        .collect();
+    let api_keys = tenant_api_keys(store, tenant_id).await?;
+
+    let mut files = Vec::new();
+    let (events, count_events) = events_ndjson(store, tenant_id).await?;
+    files.push(put_file(blobs, &prefix, "events.ndjson", events).await?);
+    let (audit, count_audit) = audit_ndjson(store, tenant_id).await?;
+    files.push(put_file(blobs, &prefix, "audit.ndjson", audit).await?);
+    let mut database = Value::Null;
+    if let Some(p) = provisioner {
+        if let Some(file) = put_database(p.as_ref(), blobs, &prefix, tenant_id, &resources).await? {
+            database = json!({"file": file["name"], "engine": file["engine"]});
+            files.push(file);
+        }
+    }
+
+    let manifest = json!({
+        "format": MANIFEST_FORMAT,
+        "tenant": tenant,
+        "plan": plan,
+        "resources": resources,
+        "api_keys": api_keys,
+        "database": database,
+        "execution_id": execution_id,
+        "exported_at": Timestamp::now(),
+        "counts": {"events": count_events, "audit_records": count_audit,
+                   "resources": resources.len(), "api_keys": api_keys.len()},
+        "files": files,
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest).map_err(Error::internal)?;
+    blobs
+        .store
+        .put(&manifest_path, bytes::Bytes::from(bytes.clone()).into())
+        .await
+        .map_err(|e| blob_err("write", &manifest_path, e))?;
+    tracing::info!(tenant_id, execution_id, location = %base, "offboarding export written");
+    Ok(done(&bytes, true))
+}
+
+/// `{name, bytes, sha256}` of a file written whole.
+async fn put_file(blobs: &BlobStore, prefix: &str, name: &str, body: Vec<u8>) -> Result<Value> {
+    let path = BlobPath::from(format!("{prefix}/{name}"));
+    let entry = json!({"name": name, "bytes": body.len(), "sha256": sha256_hex(&body)});
+    blobs.store.put(&path, bytes::Bytes::from(body).into()).await.map_err(|e| blob_err("write", &path, e))?;
+    Ok(entry)
+}
+
+/// The silo database's snapshot, streamed to the blob store; `None` without a database.
+async fn put_database(
+    provisioner: &dyn DatabaseProvisioner,
+    blobs: &BlobStore,
+    prefix: &str,
+    tenant_id: &str,
+    resources: &[Value],
+) -> Result<Option<Value>> {
+    use tokio::io::AsyncReadExt;
+
+    let engine = resources
+        .iter()
+        .find(|r| r["kind"] == "database")
+        .and_then(|r| r["detail"]["engine"].as_str())
+        .unwrap_or("db")
+        .to_owned();
+    let tmp = tempfile::tempdir().map_err(|e| Error::Unavailable(format!("failed to create a temporary dir: {e}")))?;
+    let local = tmp.path().join("database");
+    if !provisioner.database_export(tenant_id, &local).await? {
+        return Ok(None);
+    }
+    let name = format!("database.{engine}");
+    let path = BlobPath::from(format!("{prefix}/{name}"));
+    let mut file = tokio::fs::File::open(&local)
+        .await
+        .map_err(|e| Error::Unavailable(format!("failed to open {}: {e}", local.display())))?;
+    let upload = blobs.store.put_multipart(&path).await.map_err(|e| blob_err("write", &path, e))?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(Error::Unavailable(format!("failed to read {}: {e}", local.display())));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        size += n as u64;
+        writer.wait_for_capacity(2).await.map_err(|e| blob_err("write", &path, e))?;
+        writer.write(&buf[..n]);
+    }
+    writer.finish().await.map_err(|e| blob_err("write", &path, e))?;
+    Ok(Some(json!({"name": name, "bytes": size, "sha256": hex::encode(hash.finalize()), "engine": engine})))
+}
+
+/// The tenant's events as NDJSON, oldest first, and their number.
+async fn events_ndjson(store: &dyn Store, tenant_id: &str) -> Result<(Vec<u8>, u64)> {
+    let filter = EventFilter { tenant_id: Some(tenant_id.to_owned()), ..Default::default() };
+    let mut page = PageRequest { limit: PAGE, after: None };
+    let (mut out, mut n) = (Vec::new(), 0);
+    loop {
+        let got = store.event_list(&filter, &page).await?;
+        for e in &got.items {
+            serde_json::to_writer(&mut out, &e.event).map_err(Error::internal)?;
+            out.push(b'\n');
+            n += 1;
+        }
+        match got.next_cursor {
+            Some(c) => page.after = Some(c),
+            None => return Ok((out, n)),
+        }
+    }
+}
+
+/// The tenant's audit records as NDJSON (the fourteen members of the log's format),
+/// and their number.
+async fn audit_ndjson(store: &dyn Store, tenant_id: &str) -> Result<(Vec<u8>, u64)> {
+    let filter = AuditFilter { tenant_id: Some(tenant_id.to_owned()), ..Default::default() };
+    let mut page = PageRequest { limit: PAGE, after: None };
+    let (mut out, mut n) = (Vec::new(), 0);
+    loop {
+        let got = store.audit_list(&filter, &page).await?;
+        for a in &got.items {
+            serde_json::to_writer(&mut out, &audit_line(a)?).map_err(Error::internal)?;
+            out.push(b'\n');
+            n += 1;
+        }
+        match got.next_cursor {
+            Some(c) => page.after = Some(c),
+            None => return Ok((out, n)),
+        }
+    }
+}
+
+fn audit_line(a: &StoredAudit) -> Result<Value> {
+    let mut v = serde_json::to_value(audit_entry(&a.entry)).map_err(Error::internal)?;
+    v["seq"] = json!(a.seq);
+    v["prev_hash"] = json!(a.prev_hash);
+    v["hash"] = json!(a.hash);
+    Ok(v)
+}
+
+/// The tenant's API keys: id, name, role and times, never the hash.
+async fn tenant_api_keys(store: &dyn Store, tenant_id: &str) -> Result<Vec<Value>> {
+    let mut page = PageRequest { limit: PAGE, after: None };
+    let mut out = Vec::new();
+    loop {
+        let got = store.api_key_list(&page).await?;
+        for k in got.items.iter().filter(|k| k.tenant_id.as_deref() == Some(tenant_id)) {
+            out.push(json!({"id": k.id, "name": k.name, "role": k.role, "created_at": k.created_at,
+                            "expires_at": k.expires_at}));
+        }
+        match got.next_cursor {
+            Some(c) => page.after = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// A resource detail without secrets: members whose name says secret, password,
+/// token, credential or key hash are dropped, and URLs lose their password.
+pub fn redact(v: Value) -> Value {
+    const SECRET_NAMES: &[&str] = &["secret", "password", "passwd", "token", "credential", "hash", "private"];
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    !SECRET_NAMES.iter().any(|s| k.contains(s))
+                })
+                .map(|(k, v)| (k, redact(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
+        Value::String(s) => Value::String(strip_url_password(&s)),
+        other => other,
+    }
+}
+
+/// `scheme://user:password@host/...` → `scheme://user@host/...`; anything else as is.
+fn strip_url_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else { return s.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return s.to_owned() };
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    format!("{scheme}://{user}@{host}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_drops_secrets_and_url_passwords() {
+        let v = json!({
+            "engine": "postgres",
+            "url": "postgres://tenant_acme:s3cr3t@db.internal:5432/acme?sslmode=require",
+            "password": "s3cr3t",
+            "nested": {"api_token": "x", "key_hash": "y", "path": "/var/lib/t/acme/data.db"},
+            "list": ["https://u:p@h/x", "plain"],
+        });
+        let r = redact(v);
+        let text = r.to_string();
+        assert!(!text.contains("s3cr3t") && !text.contains("\"x\"") && !text.contains(":p@"), "{text}");
+        assert_eq!(r["url"], "postgres://tenant_acme@db.internal:5432/acme?sslmode=require");
+        assert_eq!(r["nested"]["path"], "/var/lib/t/acme/data.db");
+        assert_eq!(r["list"], json!(["https://u@h/x", "plain"]));
+        assert_eq!(strip_url_password("file:///a/b"), "file:///a/b");
+    }
+}
