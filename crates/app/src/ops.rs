@@ -31,8 +31,8 @@ pub struct App {
     pub(crate) blobs: std::sync::OnceLock<crate::audit::BlobStore>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
     pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
-    /// Creates silo tenants' databases (see [`App::set_provisioner`]).
-    pub(crate) provisioner: std::sync::OnceLock<Arc<dyn tenancy_store::provision::DatabaseProvisioner>>,
+    /// Creates tenants' databases (see [`App::set_provisioner`]).
+    pub(crate) provisioner: std::sync::OnceLock<Arc<crate::provisioning::DataPlane>>,
     /// The workflow engine (its worker runs from `serve`).
     pub(crate) engine: Arc<Engine>,
     /// Stored versions of the built-in state machines, once registered.
