@@ -189,10 +189,11 @@ async fn postgres_silo_tenant_gets_a_real_database() {
     assert_ne!(pool["password"], creds["password"], "a new login for the new database");
     let mut conn = sqlx::PgConnection::connect(pool["url"].as_str().unwrap()).await.unwrap();
     conn.execute("CREATE TABLE ledger (id int)").await.unwrap();
-    let schema: String = sqlx::query_scalar("SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'ledger'")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let schema: String =
+        sqlx::query_scalar("SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'ledger'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(schema, "t_bank_1", "the role's search_path is its schema");
     conn.close().await.unwrap();
     let pool_db = pool["database"].as_str().unwrap().to_owned();
@@ -205,9 +206,8 @@ async fn postgres_silo_tenant_gets_a_real_database() {
     assert_eq!(wait_execution(&s, &exe).await["status"], "SUCCEEDED");
     assert!(export_path(&s, "bank-1", &format!("{exe}-pool.ndjson")).exists(), "offboarding exports first");
     assert!(!exists(&mut admin, "SELECT 1 FROM pg_roles WHERE rolname = $1", &pool_user).await, "role dropped");
-    let mut pool_conn = sqlx::PgConnection::connect(&pool["url"].as_str().unwrap().replace(&pool_user, "postgres"))
-        .await
-        .unwrap();
+    let mut pool_conn =
+        sqlx::PgConnection::connect(&pool["url"].as_str().unwrap().replace(&pool_user, "postgres")).await.unwrap();
     assert!(!exists(&mut pool_conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", "t_bank_1").await);
     let creds_after = s.get("/v1/tenants/bank-1/database-credentials").await;
     assert_eq!(creds_after.status, StatusCode::NOT_FOUND, "{}", creds_after.body);
