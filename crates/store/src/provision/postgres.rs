@@ -427,6 +427,7 @@ impl DatabaseProvisioner for PostgresDataPlane {
         match &t.schema {
             None => {
                 let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", q(&t.database));
+                // DROP DATABASE waits for a checkpoint: seconds on a busy server.
                 self.admin.execute(drop.as_str()).await.map_err(pg("drop a database"))?;
             }
             Some(schema) => {
