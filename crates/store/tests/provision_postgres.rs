@@ -65,7 +65,8 @@ async fn silo_database_create_observe_export_delete_are_idempotent() {
     let other = p.database_create("other", Silo, Some("0therPassword")).await.unwrap();
     let mut intruder = detail.clone();
     intruder["user"] = other["user"].clone();
-    let denied = connect_as(&intruder).await.err().expect("no CONNECT for other roles").to_string();
+    let Err(denied) = connect_as(&intruder).await else { panic!("no CONNECT for other roles") };
+    let denied = denied.to_string();
     assert!(denied.contains("permission denied"), "{denied}");
 
     let export = dir.path().join("acme.ndjson");
