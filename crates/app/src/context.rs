@@ -63,6 +63,8 @@ pub enum Permission {
     HookRead,
     /// Create, change and delete provisioning hooks.
     HookAdmin,
+    /// Read a tenant's database credentials (admins, operators, the tenant's own key).
+    DatabaseCredentials,
 }
 
 impl OpContext {
@@ -91,7 +93,7 @@ impl OpContext {
             (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Service, P::QueueRead | P::QueueUse) => true,
-            (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead) => true,
+            (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,
             _ => false,
         };
         if allowed {

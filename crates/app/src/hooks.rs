@@ -138,7 +138,7 @@ pub struct TenantResourceView {
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub created_at: Timestamp,
-    /// For a silo tenant's database: what the provisioner sees now (drift shows here).
+    /// For a tenant's database: what the provisioner sees now (drift shows here).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub observed: Option<serde_json::Value>,
@@ -158,9 +158,10 @@ impl App {
         let list = self.store().workflows().tenant_resource_list(tenant_id).await?;
         let mut items = Vec::with_capacity(list.len());
         for r in list {
-            let observed = match (self.provisioner(), r.kind == "database" && r.detail.get("path").is_some()) {
-                (Some(p), true) => {
-                    Some(serde_json::to_value(p.database_observe(tenant_id).await?).map_err(Error::internal)?)
+            let isolation = (r.kind == "database").then(|| crate::provisioning::record_isolation(&r.detail)).flatten();
+            let observed = match (self.provisioner(), isolation) {
+                (Some(p), Some(i)) if p.provisions(i) => {
+                    Some(serde_json::to_value(p.database_observe(tenant_id, i).await?).map_err(Error::internal)?)
                 }
                 _ => None,
             };

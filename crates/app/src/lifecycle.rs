@@ -117,6 +117,8 @@ pub fn register_handlers(r: &Registry) {
     r.register("tenancy:tenant.revert_plan", Finish { op: FinishOp::RevertPlan });
     r.register("tenancy:tenant.offboarded", Finish { op: FinishOp::Offboarded });
     r.register("tenancy:tenant.set_status", Finish { op: FinishOp::SetStatus });
+    // Moves between isolation models: no-ops until a data plane is set.
+    crate::provisioning::register_move_handlers(r, None);
 }
 
 fn param<'a>(call: &'a TaskCall<'_>, name: &str) -> Result<&'a str, tenancy_asl::Failure> {

@@ -36,6 +36,7 @@ use tenancy_store::{AuditFilter, Effects, EventFilter, Store, StoredAudit, Tenan
 
 use crate::audit::{audit_entry, BlobStore};
 use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use crate::provisioning::DataPlane;
 use crate::OpContext;
 
 pub const EXPORT_RESOURCE: &str = "tenancy:tenant.export";
@@ -58,11 +59,11 @@ pub fn export_prefix(tenant_id: &str, execution_id: &str) -> String {
 /// `null` and a warning is logged; `tenancy serve` always has one.
 pub struct ExportTenant {
     blobs: Arc<OnceLock<BlobStore>>,
-    provisioner: Arc<OnceLock<Arc<dyn DatabaseProvisioner>>>,
+    provisioner: Arc<OnceLock<Arc<DataPlane>>>,
 }
 
 impl ExportTenant {
-    pub fn new(blobs: Arc<OnceLock<BlobStore>>, provisioner: Arc<OnceLock<Arc<dyn DatabaseProvisioner>>>) -> Self {
+    pub fn new(blobs: Arc<OnceLock<BlobStore>>, provisioner: Arc<OnceLock<Arc<DataPlane>>>) -> Self {
         ExportTenant { blobs, provisioner }
     }
 }
@@ -78,7 +79,8 @@ impl TaskHandler for ExportTenant {
             tracing::warn!(tenant_id, "no blob store: the offboarding export is skipped");
             return Ok(TaskOutput::new(Value::Null));
         };
-        let export = export_tenant(call.store.as_ref(), blobs, self.provisioner.get(), tenant_id, execution_id)
+        let provisioner = self.provisioner.get().map(|plane| plane.provisioner.as_ref());
+        let export = export_tenant(call.store.as_ref(), blobs, provisioner, tenant_id, execution_id)
             .await
             .map_err(app_failure)?;
         let result = json!({"location": export.location, "manifest": export.manifest,
@@ -126,7 +128,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn export_tenant(
     store: &dyn Store,
     blobs: &BlobStore,
-    provisioner: Option<&Arc<dyn DatabaseProvisioner>>,
+    provisioner: Option<&dyn DatabaseProvisioner>,
     tenant_id: &str,
     execution_id: &str,
 ) -> Result<Export> {
@@ -173,7 +175,7 @@ pub async fn export_tenant(
     files.push(put_file(blobs, &prefix, "audit.ndjson", audit).await?);
     let mut database = Value::Null;
     if let Some(p) = provisioner {
-        if let Some(file) = put_database(p.as_ref(), blobs, &prefix, tenant_id, &resources).await? {
+        if let Some(file) = put_database(p, blobs, &prefix, tenant_id, &resources).await? {
             database = json!({"file": file["name"], "engine": file["engine"]});
             files.push(file);
         }
@@ -220,15 +222,19 @@ async fn put_database(
 ) -> Result<Option<Value>> {
     use tokio::io::AsyncReadExt;
 
-    let engine = resources
-        .iter()
-        .find(|r| r["kind"] == "database")
-        .and_then(|r| r["detail"]["engine"].as_str())
-        .unwrap_or("db")
-        .to_owned();
+    let Some(record) = resources.iter().find(|r| r["kind"] == "database") else {
+        return Ok(None);
+    };
+    let Some(isolation) = crate::provisioning::record_isolation(&record["detail"]) else {
+        return Ok(None);
+    };
+    if !provisioner.provisions(isolation) {
+        return Ok(None);
+    }
+    let engine = record["detail"]["engine"].as_str().unwrap_or("db").to_owned();
     let tmp = tempfile::tempdir().map_err(|e| Error::Unavailable(format!("failed to create a temporary dir: {e}")))?;
     let local = tmp.path().join("database");
-    if !provisioner.database_export(tenant_id, &local).await? {
+    if !provisioner.database_export(tenant_id, isolation, &local).await? {
         return Ok(None);
     }
     let name = format!("database.{engine}");

@@ -32,8 +32,9 @@ pub struct App {
     pub(crate) blobs: Arc<std::sync::OnceLock<crate::audit::BlobStore>>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
     pub(crate) secrets: std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>,
-    /// Creates silo tenants' databases (see [`App::set_provisioner`]).
-    pub(crate) provisioner: Arc<std::sync::OnceLock<Arc<dyn tenancy_store::provision::DatabaseProvisioner>>>,
+    /// Creates tenants' databases (see [`App::set_provisioner`]); shared with the
+    /// offboarding export step, which may run before it is set.
+    pub(crate) provisioner: Arc<std::sync::OnceLock<Arc<crate::provisioning::DataPlane>>>,
     /// The workflow engine (its worker runs from `serve`).
     pub(crate) engine: Arc<Engine>,
     /// Stored versions of the built-in state machines, once registered.

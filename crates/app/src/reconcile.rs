@@ -2,8 +2,9 @@
 //! state (what its provisioner observes), repaired where possible.
 //!
 //! The reconciler takes no input and can run at any time, on any replica: every
-//! `interval` it walks the active and suspended tenants, and for each tenant on a
-//! `silo` plan observes its database. A missing database is drift: it is recreated
+//! `interval` it walks the active and suspended tenants, and for each tenant whose
+//! isolation model the data plane provisions (silo databases; on PostgreSQL also pool
+//! schemas) observes its database. A missing database is drift: it is recreated
 //! (empty) and a `TenantDriftRepaired` event and a system audit entry say so, in one
 //! transaction. The last run's report is kept in memory and served at
 //! `GET /v1/reconciliation`; `POST /v1/reconciliation` runs a pass now.
@@ -58,11 +59,12 @@ impl App {
         let started_at = Timestamp::now();
         let mut report =
             ReconciliationReport { started_at, finished_at: started_at, tenants_checked: 0, drift: vec![] };
-        let Some(provisioner) = self.provisioner().cloned() else {
+        let Some(plane) = self.data_plane().cloned() else {
             report.finished_at = Timestamp::now();
             return Ok(report);
         };
-        let mut silo: HashMap<String, bool> = HashMap::new();
+        let provisioner = plane.provisioner.clone();
+        let mut isolations: HashMap<String, Option<Isolation>> = HashMap::new();
         for status in [TenantStatus::Active, TenantStatus::Suspended] {
             let filter = TenantFilter { status: Some(status), ..Default::default() };
             let mut page = PageRequest { limit: PAGE, after: None };
@@ -70,15 +72,16 @@ impl App {
                 let tenants = self.store().tenant_list(&filter, &page).await?;
                 for t in &tenants.items {
                     report.tenants_checked += 1;
-                    let is_silo = match silo.get(&t.plan) {
-                        Some(s) => *s,
+                    let isolation = match isolations.get(&t.plan) {
+                        Some(i) => *i,
                         None => {
-                            let s = self.store().plan_get(&t.plan).await.is_ok_and(|p| p.isolation == Isolation::Silo);
-                            silo.insert(t.plan.clone(), s);
-                            s
+                            let i = self.store().plan_get(&t.plan).await.ok().map(|p| p.isolation);
+                            isolations.insert(t.plan.clone(), i);
+                            i
                         }
                     };
-                    if !is_silo || provisioner.database_observe(&t.id).await?.exists {
+                    let Some(isolation) = isolation.filter(|i| provisioner.provisions(*i)) else { continue };
+                    if provisioner.database_observe(&t.id, isolation).await?.exists {
                         continue;
                     }
                     let mut drift = Drift {
@@ -88,7 +91,8 @@ impl App {
                         repaired: false,
                         error: None,
                     };
-                    match provisioner.database_create(&t.id).await {
+                    // Recreated with the tenant's stored password, so its service reconnects.
+                    match plane.ensure(&**self.store(), &t.id, isolation).await {
                         Ok(detail) => {
                             drift.repaired = true;
                             let event = Event::new(
@@ -105,7 +109,7 @@ impl App {
                                 json!({"resource": "database", "problem": "missing", "repair": "recreated empty"}),
                             );
                             self.store().job_complete(&Effects::none().with_event(event).with_audit(audit)).await?;
-                            tracing::warn!(tenant_id = %t.id, "drift: silo database missing, recreated empty");
+                            tracing::warn!(tenant_id = %t.id, isolation = isolation.as_str(), "drift: database missing, recreated empty");
                         }
                         Err(e) => drift.error = Some(e.to_string()),
                     }

@@ -317,7 +317,7 @@ async fn offboarding_exports_a_silo_tenant_once() {
     let again = tenancy_app::offboarding::export_tenant(
         h.app.store().as_ref(),
         &blobs,
-        h.app.provisioner(),
+        h.app.provisioner().map(|p| p.as_ref()),
         "acme",
         &execution,
     )
@@ -336,4 +336,97 @@ async fn offboarding_exports_a_silo_tenant_once() {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Calls the handler, then reports a failure as if the worker crashed after the work:
+/// the compensation must undo what the step did.
+struct FailAfter {
+    inner: Arc<dyn TaskHandler>,
+}
+
+#[async_trait]
+impl TaskHandler for FailAfter {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        self.inner.call(call).await?;
+        Err(failure("Test.Injected", format!("injected failure after {}", call.resource)))
+    }
+}
+
+const MOVE_RESOURCES: &[&str] = &[
+    "tenancy:database.move_create",
+    "tenancy:database.export",
+    "tenancy:database.undo_move",
+    "tenancy:database.finish_move",
+];
+
+/// A harness whose tenants get SQLite databases on silo plans ("vault").
+async fn harness_with_data_plane() -> (Harness, tempfile::TempDir) {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    h.app.set_secret_box(Arc::new(tenancy_app::secretbox::SecretBox::from_key(&[3; 32])));
+    h.app.set_blob_store(tenancy_app::audit::BlobStore::local(&dir.path().join("blobs")).unwrap());
+    let files = tenancy_store::provision::SqliteFiles::new(dir.path().join("tenants"));
+    h.app.set_provisioner(Arc::new(files));
+    let spec: PlanSpec = serde_json::from_value(json!({"name": "vault", "isolation": "silo"})).unwrap();
+    h.app.plan_put(&OpContext::system(), "vault", spec, None).await.unwrap();
+    (h, dir)
+}
+
+async fn database_isolation(h: &Harness, tenant: &str) -> Value {
+    let list = h.app.store().workflows().tenant_resource_list(tenant).await.unwrap();
+    list.into_iter().find(|r| r.kind == "database").unwrap().detail["isolation"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
+    let (h, dir) = harness_with_data_plane().await;
+    let ctx = OpContext::system();
+    let file = dir.path().join("tenants").join("acme").join("data.db");
+    let registry = h.app.engine().handlers();
+    let originals: Vec<_> =
+        LIFECYCLE_RESOURCES.iter().chain(MOVE_RESOURCES).map(|r| (*r, registry.get(r).unwrap())).collect();
+    for (resource, inner) in &originals {
+        registry.register(resource, Twice { inner: inner.clone() });
+    }
+    h.create("acme").await;
+    h.wait_tenant("acme", "active").await;
+    for (plan, exists) in [("vault", true), ("basic", false), ("vault", true)] {
+        let op = h.app.tenant_change_plan(&ctx, "acme", plan, None).await.unwrap();
+        h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
+        assert_eq!(file.exists(), exists, "on {plan}");
+        let want = if exists { "silo" } else { "pool" };
+        assert_eq!(database_isolation(&h, "acme").await, want);
+    }
+    let exports = std::fs::read_dir(dir.path().join("blobs/tenants/acme/exports")).unwrap().count();
+    assert_eq!(exports, 1, "the silo database was exported once, when it moved to the pool");
+
+    // A failure after each step of a silo -> pool move (before applying the plan, whose
+    // own failure is reverted by RevertPlan): the new resource goes, the old database
+    // (and the tenant's plan) stay.
+    for step in ["tenancy:database.move_create", "tenancy:database.export", "tenancy:tenant.apply_plan"] {
+        let inner = originals.iter().find(|(r, _)| *r == step).unwrap().1.clone();
+        match step {
+            "tenancy:tenant.apply_plan" => registry.register(step, FailAt { kind: None, inner: inner.clone() }),
+            _ => registry.register(step, FailAfter { inner: inner.clone() }),
+        }
+        let op = h.app.tenant_change_plan(&ctx, "acme", "basic", None).await.unwrap();
+        h.wait_execution(&op.execution_id.unwrap(), "FAILED").await;
+        let t = h.app.store().tenant_get("acme").await.unwrap();
+        assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "vault"), "{step}");
+        assert!(file.exists(), "{step}: the old database is kept");
+        assert_eq!(database_isolation(&h, "acme").await, "silo", "{step}");
+        registry.register(step, Twice { inner });
+    }
+
+    // Pool -> silo failing after the new database exists: the undo deletes it.
+    let op = h.app.tenant_change_plan(&ctx, "acme", "basic", None).await.unwrap();
+    h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
+    let export = originals.iter().find(|(r, _)| *r == "tenancy:database.export").unwrap().1.clone();
+    registry.register("tenancy:database.export", FailAfter { inner: export });
+    let op = h.app.tenant_change_plan(&ctx, "acme", "vault", None).await.unwrap();
+    h.wait_execution(&op.execution_id.unwrap(), "FAILED").await;
+    assert!(!file.exists(), "the new silo database was removed");
+    assert_eq!(h.app.store().tenant_get("acme").await.unwrap().plan, "basic");
+    assert_eq!(database_isolation(&h, "acme").await, "pool");
+    h.stop().await;
 }

@@ -86,6 +86,14 @@ pub struct ServeArgs {
     /// Blob store for audit exports: file:///path or s3://bucket/prefix [default: <data dir>/blobs].
     #[arg(long, env = "TENANCY_BLOB_URL")]
     pub blob_url: Option<String>,
+    /// `postgres://...` where tenants' databases are created (a database per silo tenant,
+    /// a schema per pool tenant) [default: the control-plane server on PostgreSQL,
+    /// SQLite files under <data dir>/tenants on SQLite].
+    #[arg(long, env = "TENANCY_DATA_PLANE_URL", hide_env_values = true)]
+    pub data_plane_url: Option<String>,
+    /// Prefix of data-plane database, schema and role names [default: tenancy].
+    #[arg(long, env = "TENANCY_DATA_PLANE_PREFIX")]
+    pub data_plane_prefix: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         blob_url: args.blob_url,
         delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
         master_key: std::env::var("TENANCY_MASTER_KEY").ok().filter(|k| !k.is_empty()).map(SecretString::from),
+        data_plane_url: args.data_plane_url.map(SecretString::from),
+        data_plane_prefix: args.data_plane_prefix,
     };
     let server = start(opts).await?;
     let token = server.shutdown_token();

@@ -37,11 +37,21 @@ pub struct ServeOptions {
     /// The master key (base64 of 32 bytes) sealing stored secrets; `None`:
     /// `<data dir>/master.key`, generated on first start. Replicas must share it.
     pub master_key: Option<SecretString>,
+    /// `postgres://...` of the data plane: the server tenants' databases are created
+    /// on. `None`: the control-plane server when it is PostgreSQL, else SQLite files
+    /// under `<data dir>/tenants` (see [`open_data_plane`]).
+    pub data_plane_url: Option<SecretString>,
+    /// The prefix of the names of data-plane databases, schemas and roles
+    /// (`tenancy` by default); installations sharing a PostgreSQL server need their own.
+    pub data_plane_prefix: Option<String>,
 }
 
 impl ServeOptions {
     /// Options for a throwaway server: port 0, everything on.
     pub fn for_tests(data_dir: PathBuf, database_url: Option<String>, admin_token: &str) -> Self {
+        // Test servers share one PostgreSQL cluster: names stable per database (a
+        // restart finds its tenants' databases), distinct between databases.
+        let data_plane_prefix = database_url.as_deref().map(test_prefix);
         ServeOptions {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             data_dir,
@@ -54,8 +64,17 @@ impl ServeOptions {
             blob_url: None,
             delivery_retry_window: tenancy_events_window(),
             master_key: None,
+            data_plane_url: None,
+            data_plane_prefix,
         }
     }
+}
+
+fn test_prefix(database_url: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    database_url.hash(&mut h);
+    format!("tt{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
 pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 30;
@@ -84,6 +103,35 @@ pub fn open_secret_box(opts: &ServeOptions) -> anyhow::Result<Arc<tenancy_app::s
         None => tenancy_app::secretbox::SecretBox::load_or_create(&opts.data_dir.join("master.key"))?,
     };
     Ok(Arc::new(b))
+}
+
+/// The data plane tenants' databases live on:
+///
+/// * `--data-plane-url postgres://...`: that PostgreSQL server (a database and role per
+///   silo tenant, a schema and role per pool tenant in `<prefix>_pool`);
+/// * else, when the control plane runs on PostgreSQL: the same server, through the
+///   control plane's URL (one server to run; give the data plane its own server with
+///   `--data-plane-url` when tenants' load must not touch the control plane);
+/// * else (SQLite): a SQLite file per silo tenant under `<data dir>/tenants`; pool
+///   tenants keep only their resource record.
+pub fn open_data_plane(opts: &ServeOptions) -> anyhow::Result<Arc<dyn tenancy_store::provision::DatabaseProvisioner>> {
+    use secrecy::ExposeSecret;
+    use tenancy_store::provision::postgres::{PostgresDataPlane, DEFAULT_PREFIX};
+    let prefix = opts.data_plane_prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+    let is_pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+    if let Some(url) = &opts.data_plane_url {
+        let url = url.expose_secret();
+        anyhow::ensure!(is_pg(url), "the data-plane URL must be postgres://..., got {}", redact_url(url));
+        tracing::info!(url = %redact_url(url), prefix, "data plane: PostgreSQL");
+        return Ok(Arc::new(PostgresDataPlane::new(url, prefix)?));
+    }
+    match opts.database_url.as_deref() {
+        Some(url) if is_pg(url) => {
+            tracing::info!(url = %redact_url(url), prefix, "data plane: the control plane's PostgreSQL server");
+            Ok(Arc::new(PostgresDataPlane::new(url, prefix)?))
+        }
+        _ => Ok(Arc::new(tenancy_store::provision::SqliteFiles::new(opts.data_dir.join("tenants")))),
+    }
 }
 
 /// Starts event delivery (dispatcher, delivery worker, pruner) and the audit sealer.
@@ -171,11 +219,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
     app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
-    if store.backend() == tenancy_store::Backend::Sqlite {
-        // The embedded default: silo tenants get a SQLite database under the data directory.
-        let root = opts.data_dir.join("tenants");
-        app.set_provisioner(Arc::new(tenancy_store::provision::SqliteFiles::new(root)));
-    }
+    // After the blob store and the secret box: the data plane's steps use both.
+    app.set_provisioner(open_data_plane(&opts)?);
     let shutdown = CancellationToken::new();
     let node_id =
         opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));

@@ -52,6 +52,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(hooks::list_hooks))
         .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
         .routes(routes!(hooks::tenant_resources))
+        .routes(routes!(hooks::tenant_database_credentials))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
 }
 

@@ -1,5 +1,17 @@
-//! Data-plane databases of silo tenants, behind a trait: the embedded default keeps
-//! each in a SQLite file `<root>/<tenant id>/data.db` (`root` is `<data dir>/tenants`).
+//! Data-plane databases of tenants, behind a trait.
+//!
+//! * [`SqliteFiles`], the embedded default, keeps each **silo** tenant's database in a
+//!   SQLite file `<root>/<tenant id>/data.db` (`root` is `<data dir>/tenants`). Pool
+//!   tenants get no database of their own on the embedded default: they keep only their
+//!   resource record (the product's shared tables are the pool).
+//! * [`postgres::PostgresDataPlane`] creates a database and a login role per silo
+//!   tenant, and a schema with a login role per pool tenant in one shared database.
+//!
+//! Every operation takes the tenant's [`Isolation`], so a tenant moving between a pool
+//! and a silo plan can have both resources for a while (the plan-change workflow creates
+//! the new one, exports the old one and then deletes it).
+
+pub mod postgres;
 
 use std::path::PathBuf;
 
@@ -7,9 +19,10 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
+use tenancy_domain::plan::Isolation;
 use tenancy_domain::{Error, Result};
 
-/// What a silo tenant's database looks like to its provisioner.
+/// What a tenant's database looks like to its provisioner.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ObservedDatabase {
     pub exists: bool,
@@ -18,18 +31,37 @@ pub struct ObservedDatabase {
     pub location: String,
 }
 
-/// Creates, observes and deletes a silo tenant's database. Object safe; every
-/// operation is idempotent (create finds an existing one, delete a missing one).
+/// Creates, observes, exports and deletes a tenant's database for one isolation model.
+/// Object safe; every operation is idempotent (create finds an existing one, delete a
+/// missing one).
+///
+/// Secrets: a provisioner whose databases have a login ([`uses_credentials`]) is handed
+/// the password by the caller, which generates it once and keeps it sealed; the
+/// provisioner never returns it (the `detail` of `database_create` is shown to API
+/// callers) and must not log it.
+///
+/// [`uses_credentials`]: DatabaseProvisioner::uses_credentials
 #[async_trait]
 pub trait DatabaseProvisioner: Send + Sync + 'static {
-    /// Creates the database unless it exists; returns its detail (no secrets).
-    async fn database_create(&self, tenant_id: &str) -> Result<Value>;
-    async fn database_observe(&self, tenant_id: &str) -> Result<ObservedDatabase>;
-    async fn database_delete(&self, tenant_id: &str) -> Result<()>;
+    /// Whether tenants of this isolation get a database from this provisioner (the
+    /// embedded default: silo only). The other operations are no-ops for the others.
+    fn provisions(&self, isolation: Isolation) -> bool;
+    /// Whether its databases have a login whose password the caller must supply.
+    fn uses_credentials(&self) -> bool {
+        false
+    }
+    /// The file name extension of [`database_export`](DatabaseProvisioner::database_export)'s
+    /// files (`db` for a SQLite file, `ndjson` for the PostgreSQL export format).
+    fn export_extension(&self) -> &'static str;
+    /// Creates the database unless it exists (and sets its login's password to
+    /// `password`, when it has one); returns its detail (no secrets).
+    async fn database_create(&self, tenant_id: &str, isolation: Isolation, password: Option<&str>) -> Result<Value>;
+    async fn database_observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase>;
+    async fn database_delete(&self, tenant_id: &str, isolation: Isolation) -> Result<()>;
     /// Writes a consistent copy of the tenant's data to the file `dest` (which must not
     /// exist), for offboarding exports and moves between isolation models. `false` when
     /// the tenant has no database.
-    async fn database_export(&self, tenant_id: &str, dest: &std::path::Path) -> Result<bool>;
+    async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &std::path::Path) -> Result<bool>;
 }
 
 /// The embedded default: one SQLite file per silo tenant.
@@ -53,9 +85,24 @@ fn io(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("failed to {what} {}: {e}", path.display()))
 }
 
+fn no_pool_database() -> Error {
+    Error::invalid("the embedded data plane keeps no database for pool tenants")
+}
+
 #[async_trait]
 impl DatabaseProvisioner for SqliteFiles {
-    async fn database_create(&self, tenant_id: &str) -> Result<Value> {
+    fn provisions(&self, isolation: Isolation) -> bool {
+        isolation == Isolation::Silo
+    }
+
+    fn export_extension(&self) -> &'static str {
+        "db"
+    }
+
+    async fn database_create(&self, tenant_id: &str, isolation: Isolation, _password: Option<&str>) -> Result<Value> {
+        if isolation != Isolation::Silo {
+            return Err(no_pool_database());
+        }
         let dir = self.dir(tenant_id)?;
         tokio::fs::create_dir_all(&dir).await.map_err(|e| io("create", &dir, e))?;
         let path = dir.join("data.db");
@@ -76,10 +123,13 @@ impl DatabaseProvisioner for SqliteFiles {
             .await
             .map_err(|e| io("initialize", &path, e))?;
         conn.close().await.map_err(|e| io("close", &path, e))?;
-        Ok(json!({"engine": "sqlite", "path": path.display().to_string()}))
+        Ok(json!({"engine": "sqlite", "isolation": "silo", "path": path.display().to_string()}))
     }
 
-    async fn database_observe(&self, tenant_id: &str) -> Result<ObservedDatabase> {
+    async fn database_observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
+        if isolation != Isolation::Silo {
+            return Ok(ObservedDatabase { exists: false, size_bytes: 0, location: String::new() });
+        }
         let path = self.dir(tenant_id)?.join("data.db");
         let location = path.display().to_string();
         match tokio::fs::metadata(&path).await {
@@ -91,7 +141,10 @@ impl DatabaseProvisioner for SqliteFiles {
         }
     }
 
-    async fn database_delete(&self, tenant_id: &str) -> Result<()> {
+    async fn database_delete(&self, tenant_id: &str, isolation: Isolation) -> Result<()> {
+        if isolation != Isolation::Silo {
+            return Ok(());
+        }
         let dir = self.dir(tenant_id)?;
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
@@ -100,7 +153,10 @@ impl DatabaseProvisioner for SqliteFiles {
         }
     }
 
-    async fn database_export(&self, tenant_id: &str, dest: &std::path::Path) -> Result<bool> {
+    async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &std::path::Path) -> Result<bool> {
+        if isolation != Isolation::Silo {
+            return Ok(false);
+        }
         let path = self.dir(tenant_id)?.join("data.db");
         if !tokio::fs::try_exists(&path).await.map_err(|e| io("inspect", &path, e))? {
             return Ok(false);
@@ -121,28 +177,35 @@ impl DatabaseProvisioner for SqliteFiles {
 mod tests {
     use super::*;
 
+    const SILO: Isolation = Isolation::Silo;
+
     #[tokio::test]
     async fn create_observe_delete_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let p = SqliteFiles::new(dir.path().join("tenants"));
-        assert!(!p.database_observe("acme").await.unwrap().exists);
-        let first = p.database_create("acme").await.unwrap();
-        assert_eq!(p.database_create("acme").await.unwrap(), first);
-        let seen = p.database_observe("acme").await.unwrap();
+        assert!(!p.database_observe("acme", SILO).await.unwrap().exists);
+        let first = p.database_create("acme", SILO, None).await.unwrap();
+        assert_eq!(p.database_create("acme", SILO, None).await.unwrap(), first);
+        let seen = p.database_observe("acme", SILO).await.unwrap();
         assert!(seen.exists && seen.size_bytes > 0);
         assert!(seen.location.ends_with("tenants/acme/data.db"));
         let copy = dir.path().join("export.db");
-        assert!(p.database_export("acme", &copy).await.unwrap());
+        assert!(p.database_export("acme", SILO, &copy).await.unwrap());
         let mut conn = SqliteConnectOptions::new().filename(&copy).connect().await.unwrap();
         let owner: String = sqlx::query_scalar("SELECT value FROM tenancy_meta WHERE key = 'tenant_id'")
             .fetch_one(&mut conn)
             .await
             .unwrap();
         assert_eq!(owner, "acme");
-        p.database_delete("acme").await.unwrap();
-        p.database_delete("acme").await.unwrap();
-        assert!(!p.database_export("acme", &dir.path().join("gone.db")).await.unwrap());
-        assert!(!p.database_observe("acme").await.unwrap().exists);
-        assert!(p.database_create("../etc").await.is_err());
+        p.database_delete("acme", SILO).await.unwrap();
+        p.database_delete("acme", SILO).await.unwrap();
+        assert!(!p.database_export("acme", SILO, &dir.path().join("gone.db")).await.unwrap());
+        assert!(!p.database_observe("acme", SILO).await.unwrap().exists);
+        assert!(p.database_create("../etc", SILO, None).await.is_err());
+        // Pool tenants keep only their record on the embedded default.
+        assert!(!p.provisions(Isolation::Pool));
+        assert!(p.database_create("acme", Isolation::Pool, None).await.is_err());
+        assert!(!p.database_observe("acme", Isolation::Pool).await.unwrap().exists);
+        p.database_delete("acme", Isolation::Pool).await.unwrap();
     }
 }

@@ -45,6 +45,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "workflows", include_str!("../migrations/sqlite/0003_workflows.sql")),
     (4, "queues", include_str!("../migrations/sqlite/0004_queues.sql")),
     (5, "hooks", include_str!("../migrations/sqlite/0005_hooks.sql")),
+    (6, "tenant_secrets", include_str!("../migrations/sqlite/0006_tenant_secrets.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -52,6 +53,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "workflows", include_str!("../migrations/postgres/0003_workflows.sql")),
     (4, "queues", include_str!("../migrations/postgres/0004_queues.sql")),
     (5, "hooks", include_str!("../migrations/postgres/0005_hooks.sql")),
+    (6, "tenant_secrets", include_str!("../migrations/postgres/0006_tenant_secrets.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when

@@ -217,4 +217,14 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// Forgets a resource; whether it existed.
     async fn tenant_resource_delete(&self, tenant_id: &str, kind: &str) -> Result<bool>;
     async fn tenant_resource_list(&self, tenant_id: &str) -> Result<Vec<TenantResource>>;
+    /// Records a resource, replacing the one of that kind if any (a resource moved to
+    /// another isolation model).
+    async fn tenant_resource_replace(&self, r: &TenantResource) -> Result<()>;
+
+    /// Stores a sealed secret of a tenant's resource unless one of that name exists;
+    /// returns the stored one (so concurrent first attempts agree on one secret).
+    async fn tenant_secret_put(&self, tenant_id: &str, name: &str, sealed: &str) -> Result<String>;
+    async fn tenant_secret_get(&self, tenant_id: &str, name: &str) -> Result<Option<String>>;
+    /// Forgets a secret; whether it existed.
+    async fn tenant_secret_delete(&self, tenant_id: &str, name: &str) -> Result<bool>;
 }

@@ -18,7 +18,8 @@ macro_rules! workflow_conformance_suite {
         mod $backend {
             $crate::workflow_conformance_suite!(@cases $make;
                 state_machine_versions, execution_start_is_idempotent_by_name, steps_commit_with_seq,
-                claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens);
+                claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens,
+                tenant_resources_and_secrets);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -247,4 +248,31 @@ pub async fn execution_lists_and_tokens(store: Arc<dyn Store>) {
     assert!(wf.execution_list(&recent, &page(10)).await.unwrap().items.is_empty());
     assert_eq!(wf.execution_by_token("tok").await.unwrap().id, "exe_3");
     assert!(matches!(wf.execution_by_token("nope").await, Err(Error::NotFound { .. })));
+}
+
+/// Resources are put once and replaced on a move; a secret's first put wins.
+pub async fn tenant_resources_and_secrets(store: Arc<dyn Store>) {
+    let w = store.workflows();
+    let r = TenantResource {
+        tenant_id: "acme".into(),
+        kind: "database".into(),
+        detail: json!({"isolation": "pool"}),
+        created_by: "k1".into(),
+        created_at: Timestamp::now(),
+    };
+    assert!(w.tenant_resource_put(&r).await.unwrap().1);
+    let moved = TenantResource { detail: json!({"isolation": "silo"}), created_by: "k2".into(), ..r.clone() };
+    assert!(!w.tenant_resource_put(&moved).await.unwrap().1, "put keeps the first");
+    w.tenant_resource_replace(&moved).await.unwrap();
+    w.tenant_resource_replace(&moved).await.unwrap();
+    let list = w.tenant_resource_list("acme").await.unwrap();
+    assert_eq!((list.len(), &list[0].detail), (1, &json!({"isolation": "silo"})));
+
+    assert_eq!(w.tenant_secret_get("acme", "database:silo").await.unwrap(), None);
+    assert_eq!(w.tenant_secret_put("acme", "database:silo", "v1:a").await.unwrap(), "v1:a");
+    assert_eq!(w.tenant_secret_put("acme", "database:silo", "v1:b").await.unwrap(), "v1:a", "first wins");
+    assert_eq!(w.tenant_secret_get("acme", "database:silo").await.unwrap().as_deref(), Some("v1:a"));
+    assert!(w.tenant_secret_delete("acme", "database:silo").await.unwrap());
+    assert!(!w.tenant_secret_delete("acme", "database:silo").await.unwrap());
+    assert_eq!(w.tenant_secret_get("acme", "database:silo").await.unwrap(), None);
 }

@@ -147,9 +147,11 @@ impl TestServer {
         res
     }
 
-    /// Polls a tenant until it reaches `status`, failing after 10 s.
+    /// Polls a tenant until it reaches `status`, failing after 30 s (offboarding a silo
+    /// tenant on PostgreSQL drops its database, which waits for a checkpoint: seconds
+    /// when the shared test server is busy).
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let res = self.get(&format!("/v1/tenants/{id}")).await;
             if res.body["status"] == status {

@@ -1,4 +1,5 @@
-//! `/v1/hooks` (provisioning hooks) and `/v1/tenants/{id}/resources`.
+//! `/v1/hooks` (provisioning hooks), `/v1/tenants/{id}/resources` and
+//! `/v1/tenants/{id}/database-credentials`.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use tenancy_app::hooks::TenantResources;
+use tenancy_app::provisioning::DatabaseCredentials;
 use tenancy_domain::hook::{Hook, HookSpec};
 
 use crate::extract::{Caller, Json, Path};
@@ -86,4 +88,21 @@ pub async fn tenant_resources(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TenantResources>> {
     Ok(axum::Json(s.app.tenant_resources(&ctx, &id).await?))
+}
+
+/// How the tenant's service connects to its database: host, database, schema, user and
+/// password (admins, operators and the tenant's own key; every read is audited, the
+/// password is never logged). 404 when the tenant has no database with a login.
+#[utoipa::path(get, path = "/v1/tenants/{id}/database-credentials", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = DatabaseCredentials),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn tenant_database_credentials(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let creds = s.app.tenant_database_credentials(&ctx, &id).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(creds)))
 }

@@ -555,6 +555,62 @@ impl WorkflowStore for SqlStore {
             .map_err(db_err)?;
         rows.iter().map(resource).collect()
     }
+
+    async fn tenant_resource_replace(&self, r: &TenantResource) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, kind) DO UPDATE SET detail = excluded.detail, created_by = excluded.created_by, \
+             created_at = excluded.created_at",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.kind)
+        .bind(json_text(&r.detail))
+        .bind(&r.created_by)
+        .bind(r.created_at.millis())
+        .execute(&self.write_pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn tenant_secret_put(&self, tenant_id: &str, name: &str, sealed: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO tenant_secrets (tenant_id, name, sealed, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, name) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(sealed)
+        .bind(Timestamp::now().millis())
+        .execute(&self.write_pool)
+        .await
+        .map_err(db_err)?;
+        sqlx::query_scalar("SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_one(&self.write_pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn tenant_secret_get(&self, tenant_id: &str, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn tenant_secret_delete(&self, tenant_id: &str, name: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM tenant_secrets WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .execute(&self.write_pool)
+            .await
+            .map_err(db_err)?;
+        Ok(res.rows_affected() > 0)
+    }
 }
 
 fn resource(row: &AnyRow) -> Result<TenantResource> {

@@ -1,0 +1,513 @@
+//! The PostgreSQL data plane: a database per silo tenant, a schema per pool tenant.
+//!
+//! `tenancy serve --data-plane-url postgres://...` (or, on PostgreSQL without it, the
+//! control-plane server itself) gives tenants real PostgreSQL databases. Names are
+//! stable, derived from the tenant id (a validated slug, `-` becomes `_`) and a
+//! per-installation prefix (`--data-plane-prefix`, default `tenancy`), so every step
+//! can be repeated and finds what an earlier attempt created:
+//!
+//! | isolation | what | name |
+//! | --- | --- | --- |
+//! | silo | a database owned by a login role | database and role `<prefix>_t_<id>` |
+//! | pool | a schema in the shared database `<prefix>_pool` (created if missing), owned by a login role whose `search_path` in that database is the schema | schema `t_<id>`, role `<prefix>_p_<id>` |
+//!
+//! A name longer than PostgreSQL's 63 bytes is cut and ends in 12 hex digits of its
+//! SHA-256. `CONNECT` on the databases is revoked from `PUBLIC`, so one tenant's role
+//! cannot connect to another silo tenant's database, and a pool tenant's role has no
+//! privilege on the other schemas.
+//!
+//! Passwords: the caller supplies the role's password (it keeps it sealed, see
+//! `tenancy_app::provisioning`); it is sent to the server only as a SCRAM-SHA-256
+//! verifier computed here, so neither the server's statement log nor a slow-statement
+//! warning can show it, and statement logging is off on these connections anyway.
+//!
+//! The user of the data-plane URL must be able to create databases and roles and read
+//! the tenants' tables for exports: a superuser, or on a managed service its
+//! administrative role.
+//!
+//! Exports are NDJSON (`tenancy-export/1`), written inside one `REPEATABLE READ READ
+//! ONLY` transaction so the copy is consistent, without `pg_dump`:
+//!
+//! ```text
+//! {"format":"tenancy-export/1","engine":"postgres","tenant_id":"acme","isolation":"silo","database":"tenancy_t_acme","schema":null,"exported_at":"..."}
+//! {"table":"public.notes","columns":[{"name":"id","type":"integer"},{"name":"body","type":"text"}]}
+//! {"table":"public.notes","row":{"id":1,"body":"hello"}}
+//! {"end":true,"tables":1,"rows":1}
+//! ```
+//!
+//! One header line, then per table (ordered by schema and name; partitions are read
+//! through their parent) a line with its columns and types followed by one line per row
+//! (`row_to_json`), and a last line with the counts: a file without it is truncated.
+//! Only table data is exported (no indexes, constraints, sequences or functions).
+
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor, Row};
+use tenancy_domain::plan::Isolation;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+use tokio::io::AsyncWriteExt;
+
+use super::{DatabaseProvisioner, ObservedDatabase};
+
+/// The default prefix of every name this data plane creates.
+pub const DEFAULT_PREFIX: &str = "tenancy";
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1).
+const MAX_IDENT: usize = 63;
+/// The export format's name, in its header line.
+pub const EXPORT_FORMAT: &str = "tenancy-export/1";
+
+/// Tenants' databases on a PostgreSQL server.
+pub struct PostgresDataPlane {
+    admin: PgPool,
+    options: PgConnectOptions,
+    prefix: String,
+    host: String,
+    port: u16,
+}
+
+/// Where one tenant's data lives.
+struct Target {
+    database: String,
+    /// `Some` for a pool tenant.
+    schema: Option<String>,
+    role: String,
+}
+
+fn pg(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            Error::Unavailable(format!("failed to {what} on the data plane: {e}"))
+        }
+        e => Error::Internal(format!("failed to {what} on the data plane: {e}")),
+    }
+}
+
+fn has_code(e: &sqlx::Error, codes: &[&str]) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| codes.contains(&c.as_ref()))
+}
+
+/// A quoted identifier.
+fn q(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A quoted string literal (`standard_conforming_strings` is on since 9.1).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `name`, or when longer than 63 bytes its first 50 and 12 hex digits of its SHA-256.
+fn ident(name: String) -> String {
+    if name.len() <= MAX_IDENT {
+        return name;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hex}", &name[..50])
+}
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677, as
+/// `pg_authid.rolpassword` holds it), with a fresh random salt. `ALTER ROLE ... PASSWORD
+/// '<verifier>'` sets the password without the plaintext reaching the server.
+pub fn scram_verifier(password: &str) -> String {
+    use rand::RngCore;
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    scram_verifier_with(password, &salt, 4096)
+}
+
+fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let mac = |key: &[u8], parts: &[&[u8]]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        for p in parts {
+            m.update(p);
+        }
+        m.finalize().into_bytes()
+    };
+    // PBKDF2-HMAC-SHA-256, one block: Hi(password, salt, i). Passwords the app generates
+    // are ASCII letters and digits, which SASLprep leaves as they are.
+    let pw = password.as_bytes();
+    let mut u = mac(pw, &[salt, &1u32.to_be_bytes()]);
+    let mut salted = u;
+    for _ in 1..iterations {
+        u = mac(pw, &[&u]);
+        salted.iter_mut().zip(u.iter()).for_each(|(s, x)| *s ^= x);
+    }
+    let stored_key = Sha256::digest(mac(&salted, &[b"Client Key"]));
+    let server_key = mac(&salted, &[b"Server Key"]);
+    format!("SCRAM-SHA-256${iterations}:{}${}:{}", B64.encode(salt), B64.encode(stored_key), B64.encode(server_key))
+}
+
+impl PostgresDataPlane {
+    /// A data plane on the server of `url` (its user must be able to create roles and
+    /// databases); names start with `prefix` (`[a-z][a-z0-9_]*`, at most 20 bytes).
+    /// Connects lazily.
+    pub fn new(url: &str, prefix: &str) -> Result<Self> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 20
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(Error::invalid(format!(
+                "data-plane prefix {prefix:?} is invalid: use 1-20 lowercase letters, digits and '_', starting with a letter"
+            )));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid(format!("invalid data-plane URL {}: {e}", crate::sql::redact_url(url))))?
+            // Statements here carry password verifiers: never log them.
+            .disable_statement_logging();
+        let admin = PgPoolOptions::new().max_connections(2).connect_lazy_with(options.clone());
+        let (host, port) = (options.get_host().to_owned(), options.get_port());
+        Ok(PostgresDataPlane { admin, options, prefix: prefix.to_owned(), host, port })
+    }
+
+    /// The shared database of pool tenants.
+    pub fn pool_database(&self) -> String {
+        ident(format!("{}_pool", self.prefix))
+    }
+
+    fn target(&self, tenant_id: &str, isolation: Isolation) -> Result<Target> {
+        tenancy_domain::ids::validate_slug("tenant", tenant_id)?;
+        let id = tenant_id.replace('-', "_");
+        Ok(match isolation {
+            Isolation::Silo => {
+                let name = ident(format!("{}_t_{id}", self.prefix));
+                Target { database: name.clone(), schema: None, role: name }
+            }
+            Isolation::Pool => Target {
+                database: self.pool_database(),
+                schema: Some(ident(format!("t_{id}"))),
+                role: ident(format!("{}_p_{id}", self.prefix)),
+            },
+        })
+    }
+
+    fn location(&self, t: &Target) -> String {
+        let base = format!("postgres://{}:{}/{}", self.host, self.port, t.database);
+        match &t.schema {
+            Some(s) => format!("{base} (schema {s})"),
+            None => base,
+        }
+    }
+
+    async fn connect(&self, database: &str) -> Result<PgConnection> {
+        PgConnection::connect_with(&self.options.clone().database(database)).await.map_err(pg("connect"))
+    }
+
+    async fn exists(&self, sql: &str, name: &str) -> Result<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar(sql).bind(name).fetch_optional(&self.admin).await.map_err(pg("read the catalog"))?;
+        Ok(found.is_some())
+    }
+
+    async fn role_exists(&self, role: &str) -> Result<bool> {
+        self.exists("SELECT 1 FROM pg_roles WHERE rolname = $1", role).await
+    }
+
+    async fn database_exists(&self, db: &str) -> Result<bool> {
+        self.exists("SELECT 1 FROM pg_database WHERE datname = $1", db).await
+    }
+
+    /// Creates the login role, or sets its password when it exists.
+    async fn ensure_role(&self, role: &str, password: Option<&str>) -> Result<()> {
+        let password = password.map(|p| format!(" PASSWORD {}", literal(&scram_verifier(p)))).unwrap_or_default();
+        if !self.role_exists(role).await? {
+            match self.admin.execute(format!("CREATE ROLE {} LOGIN{password}", q(role)).as_str()).await {
+                Ok(_) => return Ok(()),
+                // Created concurrently: set the password below.
+                Err(e) if has_code(&e, &["42710", "23505"]) => {}
+                Err(e) => return Err(pg("create a role")(e)),
+            }
+        }
+        self.admin
+            .execute(format!("ALTER ROLE {} WITH LOGIN{password}", q(role)).as_str())
+            .await
+            .map_err(pg("alter a role"))?;
+        Ok(())
+    }
+
+    async fn ensure_database(&self, db: &str, owner: Option<&str>) -> Result<()> {
+        let owner_clause = owner.map(|o| format!(" OWNER {}", q(o))).unwrap_or_default();
+        let existed = self.database_exists(db).await?;
+        if !existed {
+            // CREATE DATABASE cannot run in a transaction: one simple-protocol statement.
+            match self.admin.execute(format!("CREATE DATABASE {}{owner_clause}", q(db)).as_str()).await {
+                Ok(_) => {}
+                Err(e) if has_code(&e, &["42P04", "23505"]) => {}
+                Err(e) => return Err(pg("create a database")(e)),
+            }
+        }
+        if let (true, Some(o)) = (existed, owner) {
+            self.admin
+                .execute(format!("ALTER DATABASE {} OWNER TO {}", q(db), q(o)).as_str())
+                .await
+                .map_err(pg("alter a database"))?;
+        }
+        self.admin
+            .execute(format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", q(db)).as_str())
+            .await
+            .map_err(pg("revoke access to a database"))?;
+        Ok(())
+    }
+
+    fn detail(&self, t: &Target, isolation: Isolation) -> Value {
+        json!({
+            "engine": "postgres",
+            "isolation": isolation,
+            "host": self.host,
+            "port": self.port,
+            "database": t.database,
+            "schema": t.schema,
+            "user": t.role,
+        })
+    }
+
+    /// Tables to export: `(schema, name)`, the partitions' rows read through their parent.
+    async fn tables(conn: &mut PgConnection, schema: Option<&str>) -> Result<Vec<(String, String, u32)>> {
+        let rows = sqlx::query(
+            "SELECT n.nspname, c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition)) \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+               AND ($1::text IS NULL OR n.nspname = $1) \
+             ORDER BY 1, 2",
+        )
+        .bind(schema)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(pg("list tables"))?;
+        rows.iter()
+            .map(|r| {
+                let oid: sqlx::postgres::types::Oid = r.try_get(2).map_err(pg("list tables"))?;
+                Ok((r.try_get(0).map_err(pg("list tables"))?, r.try_get(1).map_err(pg("list tables"))?, oid.0))
+            })
+            .collect()
+    }
+
+    async fn export_to(
+        &self,
+        conn: &mut PgConnection,
+        tenant_id: &str,
+        isolation: Isolation,
+        t: &Target,
+        out: &mut tokio::io::BufWriter<tokio::fs::File>,
+    ) -> Result<()> {
+        let write = |e: std::io::Error| Error::Unavailable(format!("failed to write the export: {e}"));
+        let header = json!({"format": EXPORT_FORMAT, "engine": "postgres", "tenant_id": tenant_id,
+            "isolation": isolation, "database": t.database, "schema": t.schema,
+            "exported_at": Timestamp::now().to_rfc3339()});
+        out.write_all(format!("{header}\n").as_bytes()).await.map_err(write)?;
+        let tables = Self::tables(conn, t.schema.as_deref()).await?;
+        let mut rows = 0u64;
+        for (schema, name, oid) in &tables {
+            let table = format!("{schema}.{name}");
+            let columns: Vec<(String, String)> = sqlx::query_as(
+                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            )
+            .bind(sqlx::postgres::types::Oid(*oid))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(pg("read columns"))?;
+            let columns: Vec<Value> = columns.into_iter().map(|(n, t)| json!({"name": n, "type": t})).collect();
+            out.write_all(format!("{}\n", json!({"table": table, "columns": columns})).as_bytes())
+                .await
+                .map_err(write)?;
+            let prefix = format!("{{\"table\":{},\"row\":", json!(table));
+            let sql = format!("SELECT row_to_json(t)::text FROM {}.{} t", q(schema), q(name));
+            let mut stream = sqlx::query_scalar::<_, String>(&sql).fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(pg("read rows"))? {
+                out.write_all(prefix.as_bytes()).await.map_err(write)?;
+                out.write_all(row.as_bytes()).await.map_err(write)?;
+                out.write_all(b"}\n").await.map_err(write)?;
+                rows += 1;
+            }
+        }
+        let end = json!({"end": true, "tables": tables.len(), "rows": rows});
+        out.write_all(format!("{end}\n").as_bytes()).await.map_err(write)?;
+        out.flush().await.map_err(write)?;
+        out.get_ref().sync_all().await.map_err(write)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DatabaseProvisioner for PostgresDataPlane {
+    fn provisions(&self, _isolation: Isolation) -> bool {
+        true
+    }
+
+    fn uses_credentials(&self) -> bool {
+        true
+    }
+
+    fn export_extension(&self) -> &'static str {
+        "ndjson"
+    }
+
+    async fn database_create(&self, tenant_id: &str, isolation: Isolation, password: Option<&str>) -> Result<Value> {
+        let t = self.target(tenant_id, isolation)?;
+        self.ensure_role(&t.role, password).await?;
+        match &t.schema {
+            None => self.ensure_database(&t.database, Some(&t.role)).await?,
+            Some(schema) => {
+                self.ensure_database(&t.database, None).await?;
+                let grant = format!("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}", q(&t.database), q(&t.role));
+                self.admin.execute(grant.as_str()).await.map_err(pg("grant access to the pool"))?;
+                let mut conn = self.connect(&t.database).await?;
+                conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC").await.map_err(pg("lock the public schema"))?;
+                let create = format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}", q(schema), q(&t.role));
+                match conn.execute(create.as_str()).await {
+                    Ok(_) => {}
+                    Err(e) if has_code(&e, &["42P06", "23505"]) => {}
+                    Err(e) => return Err(pg("create a schema")(e)),
+                }
+                let own = format!("ALTER SCHEMA {} OWNER TO {}", q(schema), q(&t.role));
+                conn.execute(own.as_str()).await.map_err(pg("alter a schema"))?;
+                let _ = conn.close().await;
+                let path =
+                    format!("ALTER ROLE {} IN DATABASE {} SET search_path = {}", q(&t.role), q(&t.database), q(schema));
+                self.admin.execute(path.as_str()).await.map_err(pg("set the search path"))?;
+            }
+        }
+        Ok(self.detail(&t, isolation))
+    }
+
+    async fn database_observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
+        let t = self.target(tenant_id, isolation)?;
+        let location = self.location(&t);
+        let missing = || ObservedDatabase { exists: false, size_bytes: 0, location: location.clone() };
+        let Some(schema) = &t.schema else {
+            let size: Option<i64> =
+                sqlx::query_scalar("SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1")
+                    .bind(&t.database)
+                    .fetch_optional(&self.admin)
+                    .await
+                    .map_err(pg("observe a database"))?;
+            return Ok(match size {
+                Some(s) => ObservedDatabase { exists: true, size_bytes: s.max(0) as u64, location },
+                None => missing(),
+            });
+        };
+        if !self.database_exists(&t.database).await? {
+            return Ok(missing());
+        }
+        let mut conn = self.connect(&t.database).await?;
+        let (found, size): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = $1), \
+                    COALESCE((SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c \
+                              JOIN pg_namespace n ON n.oid = c.relnamespace \
+                              WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'p')), 0)::bigint",
+        )
+        .bind(schema)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(pg("observe a schema"))?;
+        let _ = conn.close().await;
+        Ok(if found > 0 {
+            ObservedDatabase { exists: true, size_bytes: size.max(0) as u64, location }
+        } else {
+            missing()
+        })
+    }
+
+    async fn database_delete(&self, tenant_id: &str, isolation: Isolation) -> Result<()> {
+        let t = self.target(tenant_id, isolation)?;
+        match &t.schema {
+            None => {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", q(&t.database));
+                // DROP DATABASE waits for a checkpoint: seconds on a busy server.
+                self.admin.execute(drop.as_str()).await.map_err(pg("drop a database"))?;
+            }
+            Some(schema) => {
+                let role = self.role_exists(&t.role).await?;
+                if self.database_exists(&t.database).await? {
+                    let mut conn = self.connect(&t.database).await?;
+                    let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", q(schema));
+                    conn.execute(drop.as_str()).await.map_err(pg("drop a schema"))?;
+                    if role {
+                        // Whatever else the role owns or was granted in the pool.
+                        let owned = format!("DROP OWNED BY {}", q(&t.role));
+                        conn.execute(owned.as_str()).await.map_err(pg("drop a role's objects"))?;
+                    }
+                    let _ = conn.close().await;
+                    if role {
+                        let revoke = format!("REVOKE ALL ON DATABASE {} FROM {}", q(&t.database), q(&t.role));
+                        self.admin.execute(revoke.as_str()).await.map_err(pg("revoke access to the pool"))?;
+                    }
+                }
+            }
+        }
+        let drop = format!("DROP ROLE IF EXISTS {}", q(&t.role));
+        self.admin.execute(drop.as_str()).await.map_err(pg("drop a role"))?;
+        Ok(())
+    }
+
+    async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &Path) -> Result<bool> {
+        let t = self.target(tenant_id, isolation)?;
+        if !self.database_observe(tenant_id, isolation).await?.exists {
+            return Ok(false);
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(|e| Error::Unavailable(format!("failed to create {}: {e}", dest.display())))?;
+        let mut out = tokio::io::BufWriter::new(file);
+        let mut conn = self.connect(&t.database).await?;
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(pg("begin the export"))?;
+        let res = self.export_to(&mut conn, tenant_id, isolation, &t, &mut out).await;
+        let _ = conn.execute(if res.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
+        let _ = conn.close().await;
+        res.map(|()| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scram_verifier_matches_a_reference() {
+        // Computed with Python's hashlib.pbkdf2_hmac and hmac (RFC 7677's construction).
+        let salt: Vec<u8> = (0..16).collect();
+        assert_eq!(
+            scram_verifier_with("correct horse", &salt, 4096),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$yERwYmHlx0VrpoYfOn54hMTjBUKWnmK42IDjnWgQWkk=:\
+             RQZr9F8QCYmmp35tAVzp0VB/kDwY283N+s24jDDliG4="
+        );
+        assert_ne!(scram_verifier("x"), scram_verifier("x"), "a fresh salt each time");
+    }
+
+    #[tokio::test]
+    async fn names_are_stable_quoted_and_bounded() {
+        let p = PostgresDataPlane::new("postgres://u:p@localhost:5432/postgres", "tenancy").unwrap();
+        let silo = p.target("acme-corp", Isolation::Silo).unwrap();
+        assert_eq!((silo.database.as_str(), silo.role.as_str()), ("tenancy_t_acme_corp", "tenancy_t_acme_corp"));
+        let pool = p.target("acme-corp", Isolation::Pool).unwrap();
+        assert_eq!(
+            (pool.database.as_str(), pool.schema.as_deref(), pool.role.as_str()),
+            ("tenancy_pool", Some("t_acme_corp"), "tenancy_p_acme_corp")
+        );
+        let long = "a".repeat(63);
+        let t = p.target(&long, Isolation::Silo).unwrap();
+        assert_eq!(t.database.len(), 63);
+        assert_ne!(t.database, p.target(&"a".repeat(62), Isolation::Silo).unwrap().database);
+        assert!(p.target("../x", Isolation::Silo).is_err());
+        assert!(PostgresDataPlane::new("postgres://localhost/x", "Bad-Prefix").is_err());
+        assert_eq!(q("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}

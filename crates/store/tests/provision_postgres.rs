@@ -1,0 +1,136 @@
+//! The PostgreSQL data plane on the test server: create, observe, export and delete a
+//! silo database and a pool schema, each twice, and the isolation between tenants.
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::str::FromStr;
+use tenancy_domain::plan::Isolation::{Pool, Silo};
+use tenancy_store::provision::postgres::PostgresDataPlane;
+use tenancy_store::provision::DatabaseProvisioner;
+use tenancy_store::sql::testing::postgres_server_url;
+
+/// A connection as the tenant's role (the test server trusts local connections, so
+/// this shows the role and its privileges, not the password).
+async fn connect_as(detail: &serde_json::Value) -> Result<PgConnection, sqlx::Error> {
+    let opts = PgConnectOptions::from_str(&postgres_server_url())
+        .unwrap()
+        .username(detail["user"].as_str().unwrap())
+        .password("unused-with-trust")
+        .database(detail["database"].as_str().unwrap());
+    opts.connect().await
+}
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+async fn admin() -> PgConnection {
+    PgConnection::connect(&postgres_server_url()).await.unwrap()
+}
+
+#[tokio::test]
+async fn silo_database_create_observe_export_delete_are_idempotent() {
+    let prefix = format!("tt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let p = PostgresDataPlane::new(&postgres_server_url(), &prefix).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!p.database_observe("acme-1", Silo).await.unwrap().exists);
+    assert!(!p.database_export("acme-1", Silo, &dir.path().join("none.ndjson")).await.unwrap());
+
+    let detail = p.database_create("acme-1", Silo, Some("s3cretPassw0rd")).await.unwrap();
+    assert_eq!(p.database_create("acme-1", Silo, Some("s3cretPassw0rd")).await.unwrap(), detail, "repeatable");
+    assert_eq!(detail["database"], format!("{prefix}_t_acme_1"));
+    assert_eq!((detail["engine"].as_str(), detail["isolation"].as_str()), (Some("postgres"), Some("silo")));
+    assert!(!detail.to_string().contains("s3cretPassw0rd"));
+    let seen = p.database_observe("acme-1", Silo).await.unwrap();
+    assert!(seen.exists && seen.size_bytes > 0, "{seen:?}");
+    assert!(seen.location.ends_with(&format!("/{prefix}_t_acme_1")), "{seen:?}");
+
+    // The server keeps a SCRAM verifier, never the password.
+    let stored: String = sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(detail["user"].as_str().unwrap())
+        .fetch_one(&mut admin().await)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+
+    // The tenant's role owns its database and writes to it.
+    let mut conn = connect_as(&detail).await.unwrap();
+    conn.execute(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'hello'), (2, 'it''s')",
+    )
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    // Another tenant's role may not connect to it.
+    let other = p.database_create("other", Silo, Some("0therPassword")).await.unwrap();
+    let mut intruder = detail.clone();
+    intruder["user"] = other["user"].clone();
+    let Err(denied) = connect_as(&intruder).await else { panic!("no CONNECT for other roles") };
+    let denied = denied.to_string();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    let export = dir.path().join("acme.ndjson");
+    assert!(p.database_export("acme-1", Silo, &export).await.unwrap());
+    let l = lines(&export);
+    assert_eq!(l[0]["format"], "tenancy-export/1");
+    assert_eq!(l[0]["tenant_id"], "acme-1");
+    assert_eq!(l[1]["table"], "public.notes");
+    assert_eq!(l[1]["columns"][1], serde_json::json!({"name": "body", "type": "text"}));
+    assert_eq!(l[2], serde_json::json!({"table": "public.notes", "row": {"id": 1, "body": "hello"}}));
+    assert_eq!(l[3]["row"]["body"], "it's");
+    assert_eq!(l[4], serde_json::json!({"end": true, "tables": 1, "rows": 2}));
+    assert!(p.database_export("acme-1", Silo, &export).await.is_err(), "an export never overwrites");
+
+    p.database_delete("acme-1", Silo).await.unwrap();
+    p.database_delete("acme-1", Silo).await.unwrap();
+    assert!(!p.database_observe("acme-1", Silo).await.unwrap().exists);
+    let role: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(detail["user"].as_str().unwrap())
+        .fetch_optional(&mut admin().await)
+        .await
+        .unwrap();
+    assert_eq!(role, None, "the role is dropped with the database");
+    p.database_delete("other", Silo).await.unwrap();
+}
+
+#[tokio::test]
+async fn pool_schemas_are_per_tenant_in_one_database() {
+    let prefix = format!("tt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let p = PostgresDataPlane::new(&postgres_server_url(), &prefix).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!p.database_observe("acme", Pool).await.unwrap().exists, "no pool database yet");
+
+    let a = p.database_create("acme", Pool, Some("passwordA1")).await.unwrap();
+    assert_eq!(p.database_create("acme", Pool, Some("passwordA1")).await.unwrap(), a);
+    let b = p.database_create("bolt", Pool, Some("passwordB1")).await.unwrap();
+    assert_eq!(a["database"], b["database"], "one shared database");
+    assert_eq!((a["schema"].as_str(), a["database"].as_str()), (Some("t_acme"), Some(&*format!("{prefix}_pool"))));
+
+    // The role's search_path is its schema: unqualified tables land there.
+    let mut ca = connect_as(&a).await.unwrap();
+    ca.execute("CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (7, 'pooled')").await.unwrap();
+    let mut cb = connect_as(&b).await.unwrap();
+    let err = cb.execute("SELECT * FROM t_acme.notes").await.unwrap_err().to_string();
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(cb.execute("CREATE TABLE public.x (i int)").await.is_err(), "no writes to public");
+    cb.close().await.unwrap();
+    ca.close().await.unwrap();
+
+    let seen = p.database_observe("acme", Pool).await.unwrap();
+    assert!(seen.exists && seen.size_bytes > 0, "{seen:?}");
+    let export = dir.path().join("acme.ndjson");
+    assert!(p.database_export("acme", Pool, &export).await.unwrap());
+    let l = lines(&export);
+    assert_eq!(l[0]["schema"], "t_acme");
+    assert_eq!(l.len(), 4, "header, table, one row, end: only this tenant's schema: {l:?}");
+    assert_eq!(l[2], serde_json::json!({"table": "t_acme.notes", "row": {"id": 7, "body": "pooled"}}));
+
+    p.database_delete("acme", Pool).await.unwrap();
+    p.database_delete("acme", Pool).await.unwrap();
+    assert!(!p.database_observe("acme", Pool).await.unwrap().exists);
+    assert!(connect_as(&a).await.is_err(), "the role is gone");
+    assert!(p.database_observe("bolt", Pool).await.unwrap().exists, "the other tenant stays");
+    p.database_delete("bolt", Pool).await.unwrap();
+    let mut admin = admin().await;
+    admin.execute(format!("DROP DATABASE IF EXISTS \"{prefix}_pool\" WITH (FORCE)").as_str()).await.unwrap();
+}
