@@ -10,6 +10,11 @@
 //! Every operation takes the tenant's [`Isolation`], so a tenant moving between a pool
 //! and a silo plan can have both resources for a while (the plan-change workflow creates
 //! the new one, exports the old one and then deletes it).
+//!
+//! For the reconciler, a provisioner also lists the databases that exist under its
+//! naming scheme ([`DatabaseProvisioner::database_list`]) by a stable key, and says which
+//! key a tenant's database has ([`DatabaseProvisioner::database_key`]): a listed key no
+//! tenant needs is an *extra* database (reported, never deleted automatically).
 
 pub mod postgres;
 
@@ -28,6 +33,15 @@ pub struct ObservedDatabase {
     pub exists: bool,
     pub size_bytes: u64,
     /// Where it lives (a path or URL without credentials).
+    pub location: String,
+}
+
+/// A database that exists, as [`DatabaseProvisioner::database_list`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedDatabase {
+    /// Its stable key, the one [`DatabaseProvisioner::database_key`] gives its tenant.
+    pub key: String,
+    /// Where it lives (a path or URL without credentials), as in [`ObservedDatabase`].
     pub location: String,
 }
 
@@ -62,6 +76,14 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
     /// exist), for offboarding exports and moves between isolation models. `false` when
     /// the tenant has no database.
     async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &std::path::Path) -> Result<bool>;
+    /// The key under which [`database_list`](DatabaseProvisioner::database_list) lists the
+    /// tenant's database of this isolation (whether it exists or not). No IO.
+    fn database_key(&self, tenant_id: &str, isolation: Isolation) -> Result<String>;
+    /// Every database of this isolation that exists and follows this provisioner's
+    /// naming scheme, whether a tenant needs it or not (a SQLite file another tenant's
+    /// record no longer names, a database created by hand with the prefix). Empty for an
+    /// isolation it does not provision. In no particular order.
+    async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>>;
 }
 
 /// The embedded default: one SQLite file per silo tenant.
@@ -171,6 +193,41 @@ impl DatabaseProvisioner for SqliteFiles {
         conn.close().await.map_err(|e| io("close", &path, e))?;
         Ok(true)
     }
+
+    fn database_key(&self, tenant_id: &str, isolation: Isolation) -> Result<String> {
+        if isolation != Isolation::Silo {
+            return Err(no_pool_database());
+        }
+        self.dir(tenant_id)?;
+        Ok(tenant_id.to_owned())
+    }
+
+    /// The directories under the root that hold a `data.db`, by directory name (a
+    /// tenant's directory is its id). Other files and directories are not ours.
+    async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
+        if isolation != Isolation::Silo {
+            return Ok(vec![]);
+        }
+        let mut entries = match tokio::fs::read_dir(&self.root).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io("list", &self.root, e)),
+        };
+        let mut found = vec![];
+        while let Some(entry) = entries.next_entry().await.map_err(|e| io("list", &self.root, e))? {
+            let path = entry.path().join("data.db");
+            match tokio::fs::metadata(&path).await {
+                Ok(m) if m.is_file() => found.push(ListedDatabase {
+                    key: entry.file_name().to_string_lossy().into_owned(),
+                    location: path.display().to_string(),
+                }),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(io("inspect", &path, e)),
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +264,29 @@ mod tests {
         assert!(p.database_create("acme", Isolation::Pool, None).await.is_err());
         assert!(!p.database_observe("acme", Isolation::Pool).await.unwrap().exists);
         p.database_delete("acme", Isolation::Pool).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn lists_the_directories_holding_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SqliteFiles::new(dir.path().join("tenants"));
+        assert!(p.database_list(SILO).await.unwrap().is_empty(), "no root yet");
+        p.database_create("acme", SILO, None).await.unwrap();
+        p.database_create("beta", SILO, None).await.unwrap();
+        // Not databases: an empty directory, a stray file.
+        std::fs::create_dir_all(dir.path().join("tenants/empty")).unwrap();
+        std::fs::write(dir.path().join("tenants/notes.txt"), "x").unwrap();
+        let mut keys: Vec<_> = p.database_list(SILO).await.unwrap().into_iter().map(|d| d.key).collect();
+        keys.sort();
+        assert_eq!(keys, ["acme", "beta"]);
+        assert_eq!(p.database_key("acme", SILO).unwrap(), "acme");
+        let listed = p.database_list(SILO).await.unwrap();
+        let acme = listed.iter().find(|d| d.key == "acme").unwrap();
+        assert_eq!(acme.location, p.database_observe("acme", SILO).await.unwrap().location);
+        p.database_delete("beta", SILO).await.unwrap();
+        assert_eq!(p.database_list(SILO).await.unwrap().len(), 1);
+        assert!(p.database_list(Isolation::Pool).await.unwrap().is_empty());
+        assert!(p.database_key("acme", Isolation::Pool).is_err());
+        assert!(p.database_key("../etc", SILO).is_err());
     }
 }

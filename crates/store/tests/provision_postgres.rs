@@ -134,3 +134,37 @@ async fn pool_schemas_are_per_tenant_in_one_database() {
     let mut admin = admin().await;
     admin.execute(format!("DROP DATABASE IF EXISTS \"{prefix}_pool\" WITH (FORCE)").as_str()).await.unwrap();
 }
+
+/// The reconciler's view: databases and pool schemas of this prefix only, by the key
+/// `database_key` gives their tenant; a database created by hand with the prefix too.
+#[tokio::test]
+async fn lists_the_databases_and_schemas_of_its_prefix() {
+    let prefix = format!("tt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let other = format!("{prefix}x");
+    let p = PostgresDataPlane::new(&postgres_server_url(), &prefix).unwrap();
+    let q = PostgresDataPlane::new(&postgres_server_url(), &other).unwrap();
+    assert!(p.database_list(Silo).await.unwrap().is_empty());
+    assert!(p.database_list(Pool).await.unwrap().is_empty(), "no pool database yet");
+    p.database_create("acme", Silo, Some("pw-pw-pw-pw")).await.unwrap();
+    p.database_create("bolt", Pool, Some("pw-pw-pw-pw")).await.unwrap();
+    q.database_create("acme", Silo, Some("pw-pw-pw-pw")).await.unwrap();
+    let mut admin = admin().await;
+    admin.execute(format!("CREATE DATABASE \"{prefix}_t_ghost\"").as_str()).await.unwrap();
+
+    let silo = p.database_list(Silo).await.unwrap();
+    let keys: Vec<&str> = silo.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, [p.database_key("acme", Silo).unwrap(), format!("{prefix}_t_ghost")], "not {other}'s");
+    assert_eq!(silo[0].location, p.database_observe("acme", Silo).await.unwrap().location);
+    let pool = p.database_list(Pool).await.unwrap();
+    assert_eq!(pool.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(), ["t_bolt"]);
+    assert_eq!(p.database_key("bolt", Pool).unwrap(), "t_bolt");
+    assert_eq!(pool[0].location, p.database_observe("bolt", Pool).await.unwrap().location);
+    assert!(q.database_list(Pool).await.unwrap().is_empty());
+
+    p.database_delete("acme", Silo).await.unwrap();
+    p.database_delete("bolt", Pool).await.unwrap();
+    q.database_delete("acme", Silo).await.unwrap();
+    for db in [format!("{prefix}_t_ghost"), format!("{prefix}_pool")] {
+        admin.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+    }
+}

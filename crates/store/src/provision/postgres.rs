@@ -16,6 +16,11 @@
 //! cannot connect to another silo tenant's database, and a pool tenant's role has no
 //! privilege on the other schemas.
 //!
+//! Listing (for the reconciler's extra databases): the databases whose name starts with
+//! `<prefix>_t_`, and the schemas starting with `t_` in `<prefix>_pool`, keyed by that
+//! name. Prefixes of installations sharing a server must therefore not extend one
+//! another by `_t_...` (`tenancy` and `tenancy_t_x` would see each other's databases).
+//!
 //! Passwords: the caller supplies the role's password (it keeps it sealed, see
 //! `tenancy_app::provisioning`); it is sent to the server only as a SCRAM-SHA-256
 //! verifier computed here, so neither the server's statement log nor a slow-statement
@@ -53,7 +58,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 use tokio::io::AsyncWriteExt;
 
-use super::{DatabaseProvisioner, ObservedDatabase};
+use super::{DatabaseProvisioner, ListedDatabase, ObservedDatabase};
 
 /// The default prefix of every name this data plane creates.
 pub const DEFAULT_PREFIX: &str = "tenancy";
@@ -194,11 +199,20 @@ impl PostgresDataPlane {
     }
 
     fn location(&self, t: &Target) -> String {
-        let base = format!("postgres://{}:{}/{}", self.host, self.port, t.database);
-        match &t.schema {
+        self.location_of(&t.database, t.schema.as_deref())
+    }
+
+    fn location_of(&self, database: &str, schema: Option<&str>) -> String {
+        let base = format!("postgres://{}:{}/{database}", self.host, self.port);
+        match schema {
             Some(s) => format!("{base} (schema {s})"),
             None => base,
         }
+    }
+
+    /// The start of every silo database's name.
+    fn silo_prefix(&self) -> String {
+        format!("{}_t_", self.prefix)
     }
 
     async fn connect(&self, database: &str) -> Result<PgConnection> {
@@ -472,6 +486,47 @@ impl DatabaseProvisioner for PostgresDataPlane {
         let _ = conn.execute(if res.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
         let _ = conn.close().await;
         res.map(|()| true)
+    }
+
+    /// The database's name (silo) or the schema's (pool).
+    fn database_key(&self, tenant_id: &str, isolation: Isolation) -> Result<String> {
+        let t = self.target(tenant_id, isolation)?;
+        Ok(t.schema.unwrap_or(t.database))
+    }
+
+    async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
+        let names: Vec<String> = match isolation {
+            Isolation::Silo => {
+                // `left` rather than LIKE: `_` is a LIKE wildcard.
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname::text FROM pg_database WHERE left(datname::text, char_length($1)) = $1 ORDER BY 1",
+                )
+                .bind(self.silo_prefix())
+                .fetch_all(&self.admin)
+                .await
+                .map_err(pg("list databases"))?;
+                return Ok(names
+                    .into_iter()
+                    .map(|n| ListedDatabase { location: self.location_of(&n, None), key: n })
+                    .collect());
+            }
+            Isolation::Pool => {
+                let pool = self.pool_database();
+                if !self.database_exists(&pool).await? {
+                    return Ok(vec![]);
+                }
+                let mut conn = self.connect(&pool).await?;
+                let names =
+                    sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE left(nspname::text, 2) = 't_' ORDER BY 1")
+                        .fetch_all(&mut conn)
+                        .await
+                        .map_err(pg("list schemas"));
+                let _ = conn.close().await;
+                names?
+            }
+        };
+        let pool = self.pool_database();
+        Ok(names.into_iter().map(|n| ListedDatabase { location: self.location_of(&pool, Some(&n)), key: n }).collect())
     }
 }
 
