@@ -1,15 +1,45 @@
 //! Reconciliation: desired state (what each tenant's plan requires) against actual
 //! state (what its provisioner observes), repaired where possible.
 //!
-//! The reconciler takes no input and can run at any time, on any replica: every
-//! `interval` it walks the active and suspended tenants, and for each tenant whose
-//! isolation model the data plane provisions (silo databases; on PostgreSQL also pool
-//! schemas) observes its database. A missing database is drift: it is recreated
-//! (empty) and a `TenantDriftRepaired` event and a system audit entry say so, in one
-//! transaction. The last run's report is kept in memory and served at
-//! `GET /v1/reconciliation`; `POST /v1/reconciliation` runs a pass now.
+//! The reconciler takes no input and can run at any time, on any replica. Every
+//! `interval` it makes one pass:
+//!
+//! * **Missing databases.** For each active or suspended tenant whose isolation model
+//!   the data plane provisions (silo databases; on PostgreSQL also pool schemas) it
+//!   observes the tenant's database. A missing one is recreated (empty, with the
+//!   tenant's stored password) and a `TenantDriftRepaired` event and a system audit
+//!   entry say so, in one transaction.
+//! * **Extra databases.** It lists what exists under the provisioner's naming scheme
+//!   ([`DatabaseProvisioner::database_list`], *before* it reads the tenants: a tenant's
+//!   record is written before its database, so a listed database of any tenant has its
+//!   record in the walk) and maps every tenant to its key
+//!   ([`DatabaseProvisioner::database_key`]). A listed database is **extra** when
+//!   - no tenant has its key (`no tenant`: made by hand, or left by a tenant record
+//!     that no longer exists), or
+//!   - its tenant is `offboarded` (`tenant offboarded`: a leftover of the offboarding), or
+//!   - its tenant is `active` or `suspended` and its plan's isolation is the other one
+//!     (`plan is pool` / `plan is silo`: the old database of a move whose
+//!     `FinishMove` failed, or one created by hand), unless the tenant has a `RUNNING`
+//!     execution (a plan change is applied before its old database is deleted).
+//!
+//!   Tenants that are `provisioning`, `updating`, `offboarding` or `failed` may
+//!   legitimately have a database or not (a workflow is creating, moving or deleting
+//!   it, or a failed one awaits a redrive or an offboarding), so their databases are
+//!   never extra. A candidate that has a tenant is observed once more before it is
+//!   reported (it may have just been deleted).
+//!
+//!   Extras are **not deleted**: a database nobody expects may be the only copy of
+//!   someone's data. Each is listed in every report (`problem: "extra"`, `repaired:
+//!   false`), and a `TenantDriftDetected` event with a system audit entry (in one
+//!   transaction) is emitted the first time this process sees it; the process
+//!   remembers it while it stays, so a lasting extra is not evented every pass. One
+//!   that goes away and comes back is evented again; every replica (and a restarted
+//!   process) emits its own first event. Deleting an extra is an operator's decision.
+//!
+//! The last run's report is kept in memory and served at `GET /v1/reconciliation`;
+//! `POST /v1/reconciliation` runs a pass now.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,25 +51,38 @@ use tenancy_domain::plan::Isolation;
 use tenancy_domain::tenant::{TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
-use tenancy_store::Effects;
+use tenancy_store::provision::{DatabaseProvisioner, ListedDatabase};
+use tenancy_store::{Effects, ExecutionFilter};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Permission;
+use crate::provisioning::DataPlane;
 use crate::{App, OpContext};
 
 pub const DRIFT_REPAIRED: &str = "TenantDriftRepaired";
+pub const DRIFT_DETECTED: &str = "TenantDriftDetected";
 
-/// One difference between what a tenant needs and what exists.
+/// One difference between what tenants need and what exists.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Drift {
-    pub tenant_id: String,
+    /// The tenant concerned; `null` for an extra database that belongs to no tenant.
+    pub tenant_id: Option<String>,
     /// The resource kind, e.g. `database`.
     pub resource: String,
-    /// What was wrong, e.g. `missing`.
+    /// What is wrong: `missing` or `extra`.
     pub problem: String,
+    /// `false` for extras, which are never deleted automatically.
     pub repaired: bool,
     /// Why the repair failed, when it did.
     pub error: Option<String>,
+    /// The isolation model of the database concerned.
+    pub isolation: Option<Isolation>,
+    /// The provisioner's key of the database: a directory name, a database or a schema.
+    pub key: Option<String>,
+    /// Where it is (a path or URL without credentials).
+    pub location: Option<String>,
+    /// Why an extra is extra: `no tenant`, `tenant offboarded`, `plan is pool`, `plan is silo`.
+    pub reason: Option<String>,
 }
 
 /// The result of one reconciliation pass.
@@ -47,14 +90,35 @@ pub struct Drift {
 pub struct ReconciliationReport {
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
+    /// Active and suspended tenants whose databases were observed.
     pub tenants_checked: u64,
     pub drift: Vec<Drift>,
 }
 
 const PAGE: u32 = 500;
 
+/// A tenant that has the key of a listed database.
+struct Owner {
+    tenant_id: String,
+    status: TenantStatus,
+    /// Its plan's isolation (`None` when the plan is gone).
+    plan: Option<Isolation>,
+}
+
+/// Why a tenant's database of `isolation` is extra, or `None` when the tenant may
+/// legitimately have it (see the module docs).
+pub fn extra_reason(status: TenantStatus, plan: Option<Isolation>, isolation: Isolation) -> Option<String> {
+    match status {
+        TenantStatus::Offboarded => Some("tenant offboarded".into()),
+        TenantStatus::Active | TenantStatus::Suspended => {
+            plan.filter(|p| *p != isolation).map(|p| format!("plan is {}", p.as_str()))
+        }
+        TenantStatus::Provisioning | TenantStatus::Updating | TenantStatus::Offboarding | TenantStatus::Failed => None,
+    }
+}
+
 impl App {
-    /// One pass over every active or suspended tenant.
+    /// One pass: missing databases of active and suspended tenants, then extra ones.
     pub async fn reconcile_once(&self) -> Result<ReconciliationReport> {
         let started_at = Timestamp::now();
         let mut report =
@@ -64,66 +128,192 @@ impl App {
             return Ok(report);
         };
         let provisioner = plane.provisioner.clone();
-        let mut isolations: HashMap<String, Option<Isolation>> = HashMap::new();
-        for status in [TenantStatus::Active, TenantStatus::Suspended] {
-            let filter = TenantFilter { status: Some(status), ..Default::default() };
-            let mut page = PageRequest { limit: PAGE, after: None };
-            loop {
-                let tenants = self.store().tenant_list(&filter, &page).await?;
-                for t in &tenants.items {
-                    report.tenants_checked += 1;
-                    let isolation = match isolations.get(&t.plan) {
+        let isolations: Vec<Isolation> =
+            [Isolation::Silo, Isolation::Pool].into_iter().filter(|i| provisioner.provisions(*i)).collect();
+        // Listed before the tenants are read (see the module docs).
+        let mut existing: Vec<(Isolation, ListedDatabase)> = vec![];
+        for &i in &isolations {
+            existing.extend(provisioner.database_list(i).await?.into_iter().map(|d| (i, d)));
+        }
+        let listed: HashSet<(Isolation, &str)> = existing.iter().map(|(i, d)| (*i, d.key.as_str())).collect();
+        let mut owners: HashMap<(Isolation, String), Vec<Owner>> = HashMap::new();
+        let mut plans: HashMap<String, Option<Isolation>> = HashMap::new();
+        let mut page = PageRequest { limit: PAGE, after: None };
+        loop {
+            let tenants = self.store().tenant_list(&TenantFilter::default(), &page).await?;
+            for t in &tenants.items {
+                let settled = matches!(t.status, TenantStatus::Active | TenantStatus::Suspended);
+                // Offboarded tenants do not hold their plan (it may be gone): not needed.
+                let plan = if settled {
+                    match plans.get(&t.plan) {
                         Some(i) => *i,
                         None => {
                             let i = self.store().plan_get(&t.plan).await.ok().map(|p| p.isolation);
-                            isolations.insert(t.plan.clone(), i);
+                            plans.insert(t.plan.clone(), i);
                             i
                         }
-                    };
-                    let Some(isolation) = isolation.filter(|i| provisioner.provisions(*i)) else { continue };
-                    if provisioner.database_observe(&t.id, isolation).await?.exists {
-                        continue;
                     }
-                    let mut drift = Drift {
-                        tenant_id: t.id.clone(),
-                        resource: "database".into(),
-                        problem: "missing".into(),
-                        repaired: false,
-                        error: None,
-                    };
-                    // Recreated with the tenant's stored password, so its service reconnects.
-                    match plane.ensure(&**self.store(), &t.id, isolation).await {
-                        Ok(detail) => {
-                            drift.repaired = true;
-                            let event = Event::new(
-                                DRIFT_REPAIRED,
-                                Some(&t.id),
-                                vec![format!("tenant/{}", t.id)],
-                                json!({"id": t.id, "resource": "database", "problem": "missing",
-                                       "repair": "recreated empty", "detail": detail}),
-                            );
-                            let audit = OpContext::system().audit(
-                                "tenant.reconcile",
-                                format!("tenant/{}", t.id),
-                                Some(&t.id),
-                                json!({"resource": "database", "problem": "missing", "repair": "recreated empty"}),
-                            );
-                            self.store().job_complete(&Effects::none().with_event(event).with_audit(audit)).await?;
-                            tracing::warn!(tenant_id = %t.id, isolation = isolation.as_str(), "drift: database missing, recreated empty");
-                        }
-                        Err(e) => drift.error = Some(e.to_string()),
+                } else {
+                    None
+                };
+                for &i in &isolations {
+                    let Ok(key) = provisioner.database_key(&t.id, i) else { continue };
+                    if listed.contains(&(i, key.as_str())) {
+                        owners.entry((i, key)).or_default().push(Owner {
+                            tenant_id: t.id.clone(),
+                            status: t.status,
+                            plan,
+                        });
                     }
-                    report.drift.push(drift);
                 }
-                match tenants.next_cursor {
-                    Some(c) => page.after = Some(c),
-                    None => break,
+                if settled {
+                    report.tenants_checked += 1;
+                    if let Some(isolation) = plan.filter(|i| provisioner.provisions(*i)) {
+                        if let Some(drift) = self.repair_missing(&plane, &t.id, isolation).await? {
+                            report.drift.push(drift);
+                        }
+                    }
                 }
             }
+            match tenants.next_cursor {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
         }
+        let mut still_there = HashSet::new();
+        for (isolation, db) in &existing {
+            let (tenant_id, reason) = match owners.get(&(*isolation, db.key.clone())) {
+                None => (None, "no tenant".to_owned()),
+                Some(found) => {
+                    // Extra only when no tenant with this key may have it.
+                    let reasons: Option<Vec<String>> =
+                        found.iter().map(|o| extra_reason(o.status, o.plan, *isolation)).collect();
+                    let Some(reasons) = reasons else { continue };
+                    let owner = &found[0];
+                    if !self.still_extra(&*provisioner, owner, *isolation).await? {
+                        continue;
+                    }
+                    (Some(owner.tenant_id.clone()), reasons[0].clone())
+                }
+            };
+            let id = format!("{}/{}", isolation.as_str(), db.key);
+            self.report_extra(&id, tenant_id.as_deref(), *isolation, db, &reason).await?;
+            still_there.insert(id);
+            report.drift.push(Drift {
+                tenant_id,
+                resource: "database".into(),
+                problem: "extra".into(),
+                repaired: false,
+                error: None,
+                isolation: Some(*isolation),
+                key: Some(db.key.clone()),
+                location: Some(db.location.clone()),
+                reason: Some(reason),
+            });
+        }
+        // Forget the extras that went away: one that comes back is evented again.
+        self.extras_reported.lock().expect("extras poisoned").retain(|id| still_there.contains(id));
         report.finished_at = Timestamp::now();
         *self.last_reconciliation.lock().expect("reconciliation report poisoned") = Some(report.clone());
         Ok(report)
+    }
+
+    /// Observes a tenant's database; recreates it when it is missing.
+    async fn repair_missing(&self, plane: &DataPlane, tenant_id: &str, isolation: Isolation) -> Result<Option<Drift>> {
+        let provisioner = &plane.provisioner;
+        let observed = provisioner.database_observe(tenant_id, isolation).await?;
+        if observed.exists {
+            return Ok(None);
+        }
+        let mut drift = Drift {
+            tenant_id: Some(tenant_id.to_owned()),
+            resource: "database".into(),
+            problem: "missing".into(),
+            repaired: false,
+            error: None,
+            isolation: Some(isolation),
+            key: provisioner.database_key(tenant_id, isolation).ok(),
+            location: Some(observed.location).filter(|l| !l.is_empty()),
+            reason: None,
+        };
+        // Recreated with the tenant's stored password, so its service reconnects.
+        match plane.ensure(&**self.store(), tenant_id, isolation).await {
+            Ok(detail) => {
+                drift.repaired = true;
+                let event = Event::new(
+                    DRIFT_REPAIRED,
+                    Some(tenant_id),
+                    vec![format!("tenant/{tenant_id}")],
+                    json!({"id": tenant_id, "resource": "database", "problem": "missing",
+                           "repair": "recreated empty", "detail": detail}),
+                );
+                let audit = OpContext::system().audit(
+                    "tenant.reconcile",
+                    format!("tenant/{tenant_id}"),
+                    Some(tenant_id),
+                    json!({"resource": "database", "problem": "missing", "repair": "recreated empty"}),
+                );
+                self.store().job_complete(&Effects::none().with_event(event).with_audit(audit)).await?;
+                tracing::warn!(tenant_id, isolation = isolation.as_str(), "drift: database missing, recreated empty");
+            }
+            Err(e) => drift.error = Some(e.to_string()),
+        }
+        Ok(Some(drift))
+    }
+
+    /// Whether a tenant's database that looked extra still is: it still exists and, for
+    /// an active or suspended tenant, no execution of the tenant is running (a plan
+    /// change deletes the old database after it applied the new plan).
+    async fn still_extra(&self, provisioner: &dyn DatabaseProvisioner, owner: &Owner, isolation: Isolation) -> Result<bool> {
+        if matches!(owner.status, TenantStatus::Active | TenantStatus::Suspended) {
+            let filter = ExecutionFilter {
+                status: Some("RUNNING".into()),
+                tenant_id: Some(owner.tenant_id.clone()),
+                ..Default::default()
+            };
+            let running = self.store().workflows().execution_list(&filter, &PageRequest { limit: 1, after: None }).await?;
+            if !running.items.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(provisioner.database_observe(&owner.tenant_id, isolation).await?.exists)
+    }
+
+    /// Emits `TenantDriftDetected` and its audit entry for an extra database, unless this
+    /// process did already while it stayed.
+    async fn report_extra(
+        &self,
+        id: &str,
+        tenant_id: Option<&str>,
+        isolation: Isolation,
+        db: &ListedDatabase,
+        reason: &str,
+    ) -> Result<()> {
+        if !self.extras_reported.lock().expect("extras poisoned").insert(id.to_owned()) {
+            tracing::debug!(database = id, "drift: extra database still there");
+            return Ok(());
+        }
+        let resource = format!("database/{id}");
+        let mut resources = vec![resource.clone()];
+        if let Some(t) = tenant_id {
+            resources.insert(0, format!("tenant/{t}"));
+        }
+        let detail = json!({"resource": "database", "problem": "extra", "isolation": isolation,
+                            "key": db.key, "location": db.location, "reason": reason});
+        let mut event_detail = json!({"id": tenant_id});
+        if let (Some(e), Some(d)) = (event_detail.as_object_mut(), detail.as_object()) {
+            e.extend(d.clone());
+        }
+        let event = Event::new(DRIFT_DETECTED, tenant_id, resources, event_detail);
+        let target = tenant_id.map(|t| format!("tenant/{t}")).unwrap_or(resource);
+        let audit = OpContext::system().audit("tenant.reconcile", target, tenant_id, detail);
+        if let Err(e) = self.store().job_complete(&Effects::none().with_event(event).with_audit(audit)).await {
+            // Not evented: try again next pass.
+            self.extras_reported.lock().expect("extras poisoned").remove(id);
+            return Err(e);
+        }
+        tracing::warn!(tenant_id, database = id, location = %db.location, reason, "drift: extra database, left in place");
+        Ok(())
     }
 
     /// The last pass's report on this process (`None` before the first pass).
@@ -148,6 +338,30 @@ pub async fn run(app: Arc<App>, interval: Duration, shutdown: CancellationToken)
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Isolation::{Pool, Silo};
+
+    #[test]
+    fn only_settled_or_offboarded_tenants_have_extra_databases() {
+        use TenantStatus as S;
+        assert_eq!(extra_reason(S::Offboarded, None, Silo).as_deref(), Some("tenant offboarded"));
+        for settled in [S::Active, S::Suspended] {
+            assert_eq!(extra_reason(settled, Some(Silo), Silo), None, "its own database");
+            assert_eq!(extra_reason(settled, Some(Pool), Silo).as_deref(), Some("plan is pool"));
+            assert_eq!(extra_reason(settled, Some(Silo), Pool).as_deref(), Some("plan is silo"));
+            assert_eq!(extra_reason(settled, None, Silo), None, "plan unknown: not judged");
+        }
+        // Mid-provisioning, mid-move, mid-offboarding, or failed: either may exist.
+        for busy in [S::Provisioning, S::Updating, S::Offboarding, S::Failed] {
+            for (plan, isolation) in [(Some(Pool), Silo), (Some(Silo), Silo), (None, Pool)] {
+                assert_eq!(extra_reason(busy, plan, isolation), None, "{busy:?}");
+            }
         }
     }
 }

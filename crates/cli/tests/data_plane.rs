@@ -1,6 +1,7 @@
 //! Tenants' databases end to end: SQLite files on the embedded default and the
 //! PostgreSQL data plane, moves between pool and silo plans with their exports in the
-//! blob store, the credentials endpoint, and the password kept out of every record.
+//! blob store, the credentials endpoint, the password kept out of every record, and the
+//! reconciler's extra databases.
 
 mod support;
 
@@ -220,4 +221,173 @@ async fn postgres_silo_tenant_gets_a_real_database() {
     // The test cluster is shared: leave no pool database behind.
     admin.execute(format!("DROP DATABASE IF EXISTS \"{pool_db}\" WITH (FORCE)").as_str()).await.unwrap();
     s.stop().await;
+}
+
+/// Holds a task until released, then runs the real handler.
+struct Gate {
+    release: std::sync::Arc<tokio::sync::Notify>,
+    inner: std::sync::Arc<dyn TaskHandler>,
+}
+
+#[async_trait]
+impl TaskHandler for Gate {
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        self.release.notified().await;
+        self.inner.call(call).await
+    }
+}
+
+async fn reconcile(s: &TestServer) -> Value {
+    let res = s.call(Method::POST, "/v1/reconciliation", None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    res.body
+}
+
+/// The extra databases of a report: `(key, tenant_id, reason)`, by key.
+fn extras(report: &Value) -> Vec<(String, Option<String>, String)> {
+    let mut found: Vec<_> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["problem"] == "extra")
+        .map(|d| {
+            assert_eq!((d["resource"].as_str(), d["repaired"].as_bool()), (Some("database"), Some(false)), "{d}");
+            let owner = d["tenant_id"].as_str().map(str::to_owned);
+            (d["key"].as_str().unwrap().to_owned(), owner, d["reason"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+async fn drift_detected(s: &TestServer) -> Vec<Value> {
+    let res = s.get("/v1/events?detail_type=TenantDriftDetected&limit=1000").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    res.body["items"].as_array().unwrap().iter().map(|e| e["detail"].clone()).collect()
+}
+
+/// Extra databases on the embedded default: a SQLite file no tenant owns, one left by an
+/// offboarded tenant and a silo file of a pool tenant are reported, evented once (with
+/// an audit entry) and left in place; the old database of a move in flight is not extra.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciler_reports_extra_databases_and_leaves_them() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    s.put_plan("shared", "pool").await;
+    s.put_plan("vault", "silo").await;
+    for t in ["acme", "mover", "gone"] {
+        s.create_tenant(t, "vault").await;
+    }
+    for t in ["acme", "mover", "gone"] {
+        s.wait_status(t, "active").await;
+    }
+    let res = s.call(Method::DELETE, "/v1/tenants/gone", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_status("gone", "offboarded").await;
+    let file = |t: &str| s.dir.path().join("tenants").join(t).join("data.db");
+    assert!(!file("gone").exists(), "offboarding deleted it");
+    assert_eq!(reconcile(&s).await["drift"], json!([]), "nothing extra yet");
+
+    // A move in flight: the new plan is applied before the old database is deleted.
+    let app = s.server.as_ref().unwrap().app.clone();
+    let finish = app.engine().handlers().get("tenancy:database.finish_move").unwrap();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = Gate { release: release.clone(), inner: finish.clone() };
+    app.engine().handlers().register("tenancy:database.finish_move", gate);
+    let res = s.call(Method::POST, "/v1/tenants/mover/plan", Some(json!({"plan": "shared"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let exe = res.body["execution_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = s.get("/v1/tenants/mover").await.body;
+        if t["plan"] == "shared" && t["status"] == "active" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the plan was never applied: {t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(file("mover").exists(), "the old database waits for FinishMove");
+    assert_eq!(reconcile(&s).await["drift"], json!([]), "a running move's old database is not extra");
+    release.notify_one();
+    assert_eq!(wait_execution(&s, &exe).await["status"], "SUCCEEDED");
+    app.engine().handlers().register_arc("tenancy:database.finish_move", finish);
+    assert!(!file("mover").exists());
+
+    // Strays: no tenant, an offboarded tenant's leftover, a silo file of a pool tenant.
+    for t in ["ghost", "gone", "mover"] {
+        std::fs::create_dir_all(file(t).parent().unwrap()).unwrap();
+        std::fs::write(file(t), b"someone's data").unwrap();
+    }
+    let want = vec![
+        ("ghost".to_owned(), None, "no tenant".to_owned()),
+        ("gone".to_owned(), Some("gone".to_owned()), "tenant offboarded".to_owned()),
+        ("mover".to_owned(), Some("mover".to_owned()), "plan is pool".to_owned()),
+    ];
+    let report = reconcile(&s).await;
+    assert_eq!(extras(&report), want, "{report}");
+    assert_eq!(report["drift"].as_array().unwrap().len(), 3, "nothing else: {report}");
+    let ghost = report["drift"].as_array().unwrap().iter().find(|d| d["key"] == "ghost").unwrap().clone();
+    assert_eq!(ghost["location"].as_str(), Some(file("ghost").display().to_string().as_str()));
+    assert_eq!(ghost["isolation"], "silo");
+    for t in ["ghost", "gone", "mover"] {
+        assert_eq!(std::fs::read(file(t)).unwrap(), b"someone's data", "{t}: never deleted");
+    }
+    let events = drift_detected(&s).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    let ghost_event = events.iter().find(|e| e["key"] == "ghost").unwrap();
+    assert_eq!((ghost_event["id"].clone(), ghost_event["problem"].clone()), (Value::Null, json!("extra")));
+    assert_eq!(ghost_event["location"], ghost["location"]);
+    assert!(s.event_types("gone").await.contains(&"TenantDriftDetected".to_owned()), "the tenant's own event");
+    let audit = s.get("/v1/audit?limit=1000").await.body;
+    let audited = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "tenant.reconcile" && a["detail"]["problem"] == "extra")
+        .count();
+    assert_eq!(audited, 3, "{audit}");
+
+    // Still there: reported every pass, evented once.
+    let again = reconcile(&s).await;
+    assert_eq!(extras(&again), want);
+    assert_eq!(drift_detected(&s).await.len(), 3, "no second event");
+    assert_eq!(extras(&s.get("/v1/reconciliation").await.body), want);
+
+    // Gone, then back: evented again.
+    std::fs::remove_dir_all(file("ghost").parent().unwrap()).unwrap();
+    assert_eq!(extras(&reconcile(&s).await).len(), 2);
+    std::fs::create_dir_all(file("ghost").parent().unwrap()).unwrap();
+    std::fs::write(file("ghost"), b"").unwrap();
+    assert_eq!(extras(&reconcile(&s).await), want);
+    assert_eq!(drift_detected(&s).await.len(), 4);
+    s.stop().await;
+}
+
+/// On PostgreSQL a database with the data plane's silo prefix that no tenant owns is
+/// reported (and kept); the tenants' own databases are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconciler_reports_a_stray_database() {
+    let s = TestServer::start(Backend::Postgres).await;
+    s.put_plan("vault", "silo").await;
+    s.create_tenant("acme", "vault").await;
+    s.wait_status("acme", "active").await;
+    let acme_db = database_resource(&s, "acme").await["detail"]["database"].as_str().unwrap().to_owned();
+    let prefix = acme_db.strip_suffix("_t_acme").unwrap().to_owned();
+    let ghost = format!("{prefix}_t_ghost");
+    let mut admin = admin_conn(&s).await;
+    admin.execute(format!("CREATE DATABASE \"{ghost}\"").as_str()).await.unwrap();
+
+    let report = reconcile(&s).await;
+    assert_eq!(extras(&report), vec![(ghost.clone(), None, "no tenant".to_owned())], "{report}");
+    assert_eq!(report["drift"].as_array().unwrap().len(), 1, "{report}");
+    assert!(report["drift"][0]["location"].as_str().unwrap().ends_with(&format!("/{ghost}")), "{report}");
+    assert!(exists(&mut admin, "SELECT 1 FROM pg_database WHERE datname = $1", &ghost).await, "kept");
+    assert_eq!(drift_detected(&s).await.len(), 1);
+    assert_eq!(extras(&reconcile(&s).await).len(), 1);
+    assert_eq!(drift_detected(&s).await.len(), 1, "evented once");
+    s.stop().await;
+    // The test cluster is shared: leave nothing behind.
+    for db in [&ghost, &acme_db] {
+        admin.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+    }
+    admin.execute(format!("DROP ROLE IF EXISTS \"{acme_db}\"").as_str()).await.unwrap();
 }

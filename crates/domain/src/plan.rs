@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// How a tenant's data is kept: in shared infrastructure (`pool`) or dedicated
 /// infrastructure (`silo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
     Pool,
