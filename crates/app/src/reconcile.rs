@@ -264,14 +264,20 @@ impl App {
     /// Whether a tenant's database that looked extra still is: it still exists and, for
     /// an active or suspended tenant, no execution of the tenant is running (a plan
     /// change deletes the old database after it applied the new plan).
-    async fn still_extra(&self, provisioner: &dyn DatabaseProvisioner, owner: &Owner, isolation: Isolation) -> Result<bool> {
+    async fn still_extra(
+        &self,
+        provisioner: &dyn DatabaseProvisioner,
+        owner: &Owner,
+        isolation: Isolation,
+    ) -> Result<bool> {
         if matches!(owner.status, TenantStatus::Active | TenantStatus::Suspended) {
             let filter = ExecutionFilter {
                 status: Some("RUNNING".into()),
                 tenant_id: Some(owner.tenant_id.clone()),
                 ..Default::default()
             };
-            let running = self.store().workflows().execution_list(&filter, &PageRequest { limit: 1, after: None }).await?;
+            let running =
+                self.store().workflows().execution_list(&filter, &PageRequest { limit: 1, after: None }).await?;
             if !running.items.is_empty() {
                 return Ok(false);
             }

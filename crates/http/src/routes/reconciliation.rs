@@ -21,8 +21,8 @@ pub async fn last_reconciliation(
     Ok(axum::Json(s.app.reconciliation_last(&ctx)?))
 }
 
-/// Run a reconciliation pass now: observe every tenant's resources against its plan
-/// and repair drift.
+/// Run a reconciliation pass now: observe every tenant's resources against its plan,
+/// recreate missing databases and report extra ones (which are never deleted).
 #[utoipa::path(post, path = "/v1/reconciliation", tag = "tenants",
     responses((status = 200, body = ReconciliationReport),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),

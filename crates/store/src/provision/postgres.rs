@@ -516,11 +516,12 @@ impl DatabaseProvisioner for PostgresDataPlane {
                     return Ok(vec![]);
                 }
                 let mut conn = self.connect(&pool).await?;
-                let names =
-                    sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE left(nspname::text, 2) = 't_' ORDER BY 1")
-                        .fetch_all(&mut conn)
-                        .await
-                        .map_err(pg("list schemas"));
+                let names = sqlx::query_scalar(
+                    "SELECT nspname::text FROM pg_namespace WHERE left(nspname::text, 2) = 't_' ORDER BY 1",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .map_err(pg("list schemas"));
                 let _ = conn.close().await;
                 names?
             }
