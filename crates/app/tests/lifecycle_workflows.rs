@@ -56,6 +56,8 @@ impl Harness {
         let app = Arc::new(App::new(store, None));
         let dir = tempfile::tempdir().unwrap();
         app.set_blob_store(BlobStore::local(&dir.path().join("blobs")).unwrap());
+        // Before the provisioner: the data plane seals database passwords with it.
+        app.set_secret_box(Arc::new(tenancy_app::secretbox::SecretBox::from_key(&[3; 32])));
         app.set_provisioner(Arc::new(SqliteFiles::new(dir.path().join("tenants"))));
         app.register_builtin_workflows().await.unwrap();
         let shutdown = CancellationToken::new();
@@ -360,18 +362,6 @@ const MOVE_RESOURCES: &[&str] = &[
 ];
 
 /// A harness whose tenants get SQLite databases on silo plans ("vault").
-async fn harness_with_data_plane() -> (Harness, tempfile::TempDir) {
-    let h = Harness::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    h.app.set_secret_box(Arc::new(tenancy_app::secretbox::SecretBox::from_key(&[3; 32])));
-    h.app.set_blob_store(tenancy_app::audit::BlobStore::local(&dir.path().join("blobs")).unwrap());
-    let files = tenancy_store::provision::SqliteFiles::new(dir.path().join("tenants"));
-    h.app.set_provisioner(Arc::new(files));
-    let spec: PlanSpec = serde_json::from_value(json!({"name": "vault", "isolation": "silo"})).unwrap();
-    h.app.plan_put(&OpContext::system(), "vault", spec, None).await.unwrap();
-    (h, dir)
-}
-
 async fn database_isolation(h: &Harness, tenant: &str) -> Value {
     let list = h.app.store().workflows().tenant_resource_list(tenant).await.unwrap();
     list.into_iter().find(|r| r.kind == "database").unwrap().detail["isolation"].clone()
@@ -379,7 +369,8 @@ async fn database_isolation(h: &Harness, tenant: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
-    let (h, dir) = harness_with_data_plane().await;
+    let h = Harness::start().await;
+    let dir = &h.dir;
     let ctx = OpContext::system();
     let file = dir.path().join("tenants").join("acme").join("data.db");
     let registry = h.app.engine().handlers();

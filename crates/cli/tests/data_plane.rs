@@ -205,7 +205,13 @@ async fn postgres_silo_tenant_gets_a_real_database() {
     assert!(res.status.is_success(), "{}", res.body);
     let exe = res.body["execution_id"].as_str().unwrap().to_owned();
     assert_eq!(wait_execution(&s, &exe).await["status"], "SUCCEEDED");
-    assert!(export_path(&s, "bank-1", &format!("{exe}-pool.ndjson")).exists(), "offboarding exports first");
+    let offboard = s.dir.path().join("blobs").join(tenancy_app::offboarding::export_prefix("bank-1", &exe));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(offboard.join("manifest.json")).expect("offboarding exports first"))
+            .unwrap();
+    let file = manifest["database"]["file"].as_str().expect("the export holds the schema");
+    let dump = std::fs::read_to_string(offboard.join(file)).unwrap();
+    assert!(dump.lines().next().unwrap().contains(r#""isolation":"pool""#), "{dump}");
     assert!(!exists(&mut admin, "SELECT 1 FROM pg_roles WHERE rolname = $1", &pool_user).await, "role dropped");
     let mut pool_conn =
         sqlx::PgConnection::connect(&pool["url"].as_str().unwrap().replace(&pool_user, "postgres")).await.unwrap();

@@ -13,8 +13,8 @@ use support::{Backend, TestServer};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_database() {
     let url = support::database_url(Backend::Postgres).await;
-    let a = TestServer::start_with(url.clone()).await;
-    let b = TestServer::start_with(url).await;
+    let a = TestServer::start_replica(url.clone()).await;
+    let b = TestServer::start_replica(url).await;
     a.put_plan("basic", "pool").await;
     a.put_plan("pro", "pool").await;
 

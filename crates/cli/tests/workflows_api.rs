@@ -446,8 +446,8 @@ async fn tenant_provisioning_is_an_execution(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_executions() {
     let url = support::database_url(Backend::Postgres).await;
-    let a = TestServer::start_with(url.clone()).await;
-    let b = TestServer::start_with(url).await;
+    let a = TestServer::start_replica(url.clone()).await;
+    let b = TestServer::start_replica(url).await;
     put_machine(&a, "five", five_states()).await;
     let mut ids = Vec::new();
     for i in 0..60 {

@@ -72,8 +72,23 @@ impl TestServer {
     }
 
     pub async fn start_with(database_url: Option<String>) -> TestServer {
+        TestServer::start_configured(database_url, |_| {}).await
+    }
+
+    /// A replica of a cluster on `database_url`: replicas share the master key that
+    /// seals stored secrets (webhook secrets, database passwords).
+    pub async fn start_replica(database_url: Option<String>) -> TestServer {
+        let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+        TestServer::start_configured(database_url, |o| o.master_key = Some(key.to_owned().into())).await
+    }
+
+    pub async fn start_configured(
+        database_url: Option<String>,
+        configure: impl FnOnce(&mut ServeOptions),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let opts = ServeOptions::for_tests(dir.path().to_owned(), database_url.clone(), ADMIN);
+        let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url.clone(), ADMIN);
+        configure(&mut opts);
         let server = start(opts).await.expect("server starts");
         TestServer { url: server.url(), server: Some(server), database_url, http: reqwest::Client::new(), dir }
     }
@@ -157,7 +172,11 @@ impl TestServer {
             if res.body["status"] == status {
                 return res.body;
             }
-            assert!(Instant::now() < deadline, "tenant {id} never became {status}: {}", res.body);
+            let failed = res.body["status"] == "failed" && status != "failed";
+            if failed || Instant::now() >= deadline {
+                let events = self.get(&format!("/v1/events?tenant_id={id}&limit=1000")).await;
+                panic!("tenant {id} never became {status}: {}\nits events: {}", res.body, events.body);
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

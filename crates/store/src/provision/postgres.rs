@@ -70,6 +70,9 @@ pub const EXPORT_FORMAT: &str = "tenancy-export/1";
 /// Tenants' databases on a PostgreSQL server.
 pub struct PostgresDataPlane {
     admin: PgPool,
+    /// Serializes this process's DDL before the cluster-wide advisory lock (see
+    /// [`PostgresDataPlane::serialized`]).
+    ddl: tokio::sync::Mutex<()>,
     options: PgConnectOptions,
     prefix: String,
     host: String,
@@ -95,6 +98,13 @@ fn pg(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
 
 fn has_code(e: &sqlx::Error, codes: &[&str]) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| codes.contains(&c.as_ref()))
+}
+
+/// The advisory lock key of the data plane of `prefix` (one per installation).
+fn advisory_key(prefix: &str) -> i64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("tenancy-data-plane:{prefix}").as_bytes());
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
 /// A quoted identifier.
@@ -174,7 +184,14 @@ impl PostgresDataPlane {
             .disable_statement_logging();
         let admin = PgPoolOptions::new().max_connections(2).connect_lazy_with(options.clone());
         let (host, port) = (options.get_host().to_owned(), options.get_port());
-        Ok(PostgresDataPlane { admin, options, prefix: prefix.to_owned(), host, port })
+        Ok(PostgresDataPlane {
+            admin,
+            ddl: tokio::sync::Mutex::new(()),
+            options,
+            prefix: prefix.to_owned(),
+            host,
+            port,
+        })
     }
 
     /// The shared database of pool tenants.
@@ -371,6 +388,43 @@ impl DatabaseProvisioner for PostgresDataPlane {
     }
 
     async fn database_create(&self, tenant_id: &str, isolation: Isolation, password: Option<&str>) -> Result<Value> {
+        self.serialized(self.create(tenant_id, isolation, password)).await
+    }
+
+    async fn database_observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
+        self.observe(tenant_id, isolation).await
+    }
+
+    async fn database_delete(&self, tenant_id: &str, isolation: Isolation) -> Result<()> {
+        self.serialized(self.delete(tenant_id, isolation)).await
+    }
+
+    async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &Path) -> Result<bool> {
+        self.export(tenant_id, isolation, dest).await
+    }
+}
+
+impl PostgresDataPlane {
+    /// Runs `ddl` holding a cluster-wide advisory lock of this data plane: PostgreSQL
+    /// fails concurrent changes of one catalog row (GRANTs on the pool database, roles)
+    /// with "tuple concurrently updated", so replicas provisioning at once take turns.
+    /// The in-process mutex comes first, so that a waiter never holds one of the two
+    /// pool connections the lock holder's statements need.
+    async fn serialized<T>(&self, ddl: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let _turn = self.ddl.lock().await;
+        let mut lock = self.admin.acquire().await.map_err(pg("connect"))?;
+        let key = advisory_key(&self.prefix);
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(key).execute(&mut *lock).await.map_err(pg("lock"))?;
+        let result = ddl.await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *lock).await;
+        if unlocked.is_err() {
+            // A session that cannot unlock must not go back to the pool holding the lock.
+            let _ = lock.detach().close().await;
+        }
+        result
+    }
+
+    async fn create(&self, tenant_id: &str, isolation: Isolation, password: Option<&str>) -> Result<Value> {
         let t = self.target(tenant_id, isolation)?;
         self.ensure_role(&t.role, password).await?;
         match &t.schema {
@@ -398,7 +452,7 @@ impl DatabaseProvisioner for PostgresDataPlane {
         Ok(self.detail(&t, isolation))
     }
 
-    async fn database_observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
+    async fn observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
         let t = self.target(tenant_id, isolation)?;
         let location = self.location(&t);
         let missing = || ObservedDatabase { exists: false, size_bytes: 0, location: location.clone() };
@@ -436,7 +490,7 @@ impl DatabaseProvisioner for PostgresDataPlane {
         })
     }
 
-    async fn database_delete(&self, tenant_id: &str, isolation: Isolation) -> Result<()> {
+    async fn delete(&self, tenant_id: &str, isolation: Isolation) -> Result<()> {
         let t = self.target(tenant_id, isolation)?;
         match &t.schema {
             None => {
@@ -468,7 +522,7 @@ impl DatabaseProvisioner for PostgresDataPlane {
         Ok(())
     }
 
-    async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &Path) -> Result<bool> {
+    async fn export(&self, tenant_id: &str, isolation: Isolation, dest: &Path) -> Result<bool> {
         let t = self.target(tenant_id, isolation)?;
         if !self.database_observe(tenant_id, isolation).await?.exists {
             return Ok(false);
