@@ -402,6 +402,48 @@ impl DatabaseProvisioner for PostgresDataPlane {
     async fn database_export(&self, tenant_id: &str, isolation: Isolation, dest: &Path) -> Result<bool> {
         self.export(tenant_id, isolation, dest).await
     }
+
+    /// The database's name (silo) or the schema's (pool).
+    fn database_key(&self, tenant_id: &str, isolation: Isolation) -> Result<String> {
+        let t = self.target(tenant_id, isolation)?;
+        Ok(t.schema.unwrap_or(t.database))
+    }
+
+    async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
+        let names: Vec<String> = match isolation {
+            Isolation::Silo => {
+                // `left` rather than LIKE: `_` is a LIKE wildcard.
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname::text FROM pg_database WHERE left(datname::text, char_length($1)) = $1 ORDER BY 1",
+                )
+                .bind(self.silo_prefix())
+                .fetch_all(&self.admin)
+                .await
+                .map_err(pg("list databases"))?;
+                return Ok(names
+                    .into_iter()
+                    .map(|n| ListedDatabase { location: self.location_of(&n, None), key: n })
+                    .collect());
+            }
+            Isolation::Pool => {
+                let pool = self.pool_database();
+                if !self.database_exists(&pool).await? {
+                    return Ok(vec![]);
+                }
+                let mut conn = self.connect(&pool).await?;
+                let names = sqlx::query_scalar(
+                    "SELECT nspname::text FROM pg_namespace WHERE left(nspname::text, 2) = 't_' ORDER BY 1",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .map_err(pg("list schemas"));
+                let _ = conn.close().await;
+                names?
+            }
+        };
+        let pool = self.pool_database();
+        Ok(names.into_iter().map(|n| ListedDatabase { location: self.location_of(&pool, Some(&n)), key: n }).collect())
+    }
 }
 
 impl PostgresDataPlane {
@@ -540,48 +582,6 @@ impl PostgresDataPlane {
         let _ = conn.execute(if res.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
         let _ = conn.close().await;
         res.map(|()| true)
-    }
-
-    /// The database's name (silo) or the schema's (pool).
-    fn database_key(&self, tenant_id: &str, isolation: Isolation) -> Result<String> {
-        let t = self.target(tenant_id, isolation)?;
-        Ok(t.schema.unwrap_or(t.database))
-    }
-
-    async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
-        let names: Vec<String> = match isolation {
-            Isolation::Silo => {
-                // `left` rather than LIKE: `_` is a LIKE wildcard.
-                let names: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname::text FROM pg_database WHERE left(datname::text, char_length($1)) = $1 ORDER BY 1",
-                )
-                .bind(self.silo_prefix())
-                .fetch_all(&self.admin)
-                .await
-                .map_err(pg("list databases"))?;
-                return Ok(names
-                    .into_iter()
-                    .map(|n| ListedDatabase { location: self.location_of(&n, None), key: n })
-                    .collect());
-            }
-            Isolation::Pool => {
-                let pool = self.pool_database();
-                if !self.database_exists(&pool).await? {
-                    return Ok(vec![]);
-                }
-                let mut conn = self.connect(&pool).await?;
-                let names = sqlx::query_scalar(
-                    "SELECT nspname::text FROM pg_namespace WHERE left(nspname::text, 2) = 't_' ORDER BY 1",
-                )
-                .fetch_all(&mut conn)
-                .await
-                .map_err(pg("list schemas"));
-                let _ = conn.close().await;
-                names?
-            }
-        };
-        let pool = self.pool_database();
-        Ok(names.into_iter().map(|n| ListedDatabase { location: self.location_of(&pool, Some(&n)), key: n }).collect())
     }
 }
 
