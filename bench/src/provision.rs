@@ -155,6 +155,9 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     }
     server.stop().await;
 
+    if std::env::var_os("BENCH_KEEP_DATA").is_some() {
+        eprintln!("data kept in {}", dir.keep().display());
+    }
     let per_s = args.tenants as f64 / elapsed.as_secs_f64();
     println!(
         "created {} tenants in {:.2} s (create p50 {:.2} ms, p99 {:.2} ms); all active after {:.2} s",

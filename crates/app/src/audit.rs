@@ -326,6 +326,9 @@ pub struct Sealer {
     opts: SealerOptions,
 }
 
+/// How long the sealer lets new audit records gather after a wake-up.
+const SEAL_GATHER: Duration = Duration::from_millis(100);
+
 impl Sealer {
     pub fn new(store: Arc<dyn Store>, opts: SealerOptions) -> Self {
         Sealer { store, opts }
@@ -374,7 +377,9 @@ impl Sealer {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wake.changed() => {}
+                // Sealing has no latency to keep: let commits gather, and seal them in
+                // one transaction instead of one per commit.
+                _ = wake.changed() => tokio::time::sleep(SEAL_GATHER).await,
                 _ = tokio::time::sleep(self.opts.poll_interval) => {}
             }
         }

@@ -623,12 +623,7 @@ const MAX_FUSED_STEPS: usize = 16;
 fn fuse(mut earlier: StepCommit, later: StepCommit) -> StepCommit {
     earlier.state.history.extend(later.state.history);
     let mut fx = earlier.effects;
-    let more = later.effects;
-    fx.events.extend(more.events);
-    fx.audit.extend(more.audit);
-    fx.jobs.extend(more.jobs);
-    fx.executions.extend(more.executions);
-    fx.complete_job = fx.complete_job.or(more.complete_job);
+    fx.extend(later.effects);
     StepCommit {
         execution_id: later.execution_id,
         expected_seq: earlier.expected_seq,

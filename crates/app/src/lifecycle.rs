@@ -21,7 +21,7 @@ use tenancy_domain::event::{names, Event};
 use tenancy_domain::tenant::{Tenant, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{Effects, Job, Store, TenantResource};
+use tenancy_store::{Effects, Job, ResourceChange, Store, TenantResource};
 
 use crate::engine::handlers::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 use crate::OpContext;
@@ -147,10 +147,10 @@ impl TaskHandler for ResourceCreate {
             created_by: call.idempotency_key.to_owned(),
             created_at: Timestamp::now(),
         };
-        let (stored, created) = call.store.workflows().tenant_resource_put(&r).await.map_err(app_failure)?;
-        tracing::debug!(tenant_id, kind, created, "tenant resource recorded");
-        // The same result whether this call or an earlier attempt created it.
-        Ok(TaskOutput::new(json!({"tenant_id": stored.tenant_id, "kind": stored.kind})))
+        // The record commits with the step (an existing one is left as it is), so the
+        // result is the same whether this call or an earlier attempt created it.
+        let out = TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind}));
+        Ok(TaskOutput { effects: Effects::none().with_resource(ResourceChange::Put(r)), ..out })
     }
 }
 
@@ -167,9 +167,9 @@ impl TaskHandler for ResourceDelete {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let tenant_id = param(&call, "tenant_id")?;
         let kind = param(&call, "kind")?;
-        let deleted = call.store.workflows().tenant_resource_delete(tenant_id, kind).await.map_err(app_failure)?;
-        tracing::debug!(tenant_id, kind, deleted, "tenant resource deleted");
-        Ok(TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind})))
+        let forget = ResourceChange::Delete { tenant_id: tenant_id.to_owned(), kind: kind.to_owned() };
+        let out = TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind}));
+        Ok(TaskOutput { effects: Effects::none().with_resource(forget), ..out })
     }
 }
 

@@ -235,6 +235,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
             engine_opts.lease = std::time::Duration::from_secs(s.max(1));
         }
+        if let Some(n) = std::env::var("TENANCY_WORKFLOW_BATCH").ok().and_then(|v| v.parse::<u32>().ok()) {
+            engine_opts.batch = n.max(1);
+        }
         // Executions advanced concurrently by this process (default 64).
         if let Some(n) = std::env::var("TENANCY_WORKFLOW_IN_FLIGHT").ok().and_then(|v| v.parse::<usize>().ok()) {
             engine_opts.max_in_flight = n.max(1);

@@ -68,6 +68,18 @@ pub struct Effects {
     pub complete_job: Option<JobCompletion>,
     /// Workflow executions started by the change (e.g. a tenant's provisioning).
     pub executions: Vec<crate::workflow::NewExecution>,
+    /// Tenant resources recorded or forgotten, in order (a lifecycle step's record
+    /// commits with the step).
+    pub resources: Vec<ResourceChange>,
+}
+
+/// A change of the `tenant_resources` records, as an effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceChange {
+    /// Records the resource unless one of its kind exists (which is then left as it is).
+    Put(crate::workflow::TenantResource),
+    /// Forgets the tenant's resource of this kind, if any.
+    Delete { tenant_id: String, kind: String },
 }
 
 impl Effects {
@@ -89,6 +101,21 @@ impl Effects {
     pub fn with_execution(mut self, e: crate::workflow::NewExecution) -> Self {
         self.executions.push(e);
         self
+    }
+    pub fn with_resource(mut self, change: ResourceChange) -> Self {
+        self.resources.push(change);
+        self
+    }
+    /// Appends `more`'s effects after these (a job completion is kept if this has none).
+    pub fn extend(&mut self, more: Effects) {
+        self.events.extend(more.events);
+        self.audit.extend(more.audit);
+        self.jobs.extend(more.jobs);
+        self.executions.extend(more.executions);
+        self.resources.extend(more.resources);
+        if self.complete_job.is_none() {
+            self.complete_job = more.complete_job;
+        }
     }
     pub fn completing(mut self, job_id: &str, lease_owner: &str) -> Self {
         self.complete_job = Some(JobCompletion { job_id: job_id.to_owned(), lease_owner: lease_owner.to_owned() });

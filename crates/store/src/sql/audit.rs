@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::Result;
+use tenancy_domain::{Error, Result};
 
 use super::{db_err, rows, SqlStore};
 use crate::audit::*;
@@ -15,6 +15,9 @@ const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
+        if self.dialect.backend == Backend::Sqlite {
+            return self.audit_seal_sqlite(limit, seal).await;
+        }
         let mut tx = self.begin_direct().await?;
         if self.dialect.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SEAL_LOCK).execute(&mut *tx).await.map_err(db_err)?;
@@ -106,5 +109,65 @@ impl AuditStore for SqlStore {
             })
         })
         .transpose()
+    }
+}
+
+impl SqlStore {
+    /// [`AuditStore::audit_seal`] on SQLite: the pending records and the chain's head
+    /// are read in one snapshot on a reader, the hashes computed, and the seals written
+    /// through the group-committing writer with one statement per 200 records, instead
+    /// of a transaction holding the one write connection for a row-by-row update. One
+    /// process per SQLite database means one sealer: the snapshot's head stays the head,
+    /// and the `seq IS NULL` guard fails the write if it did not.
+    async fn audit_seal_sqlite(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
+        let mut snapshot = self.reader.begin().await.map_err(db_err)?;
+        let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))
+            .fetch_all(&mut *snapshot)
+            .await
+            .map_err(db_err)?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *snapshot)
+            .await
+            .map_err(db_err)?;
+        snapshot.commit().await.map_err(db_err)?;
+        let (mut seq, mut prev) = match head {
+            Some(row) => (row.try_get::<i64, _>(0).map_err(db_err)?, row.try_get::<String, _>(1).map_err(db_err)?),
+            None => (0, "0".repeat(64)),
+        };
+        let mut seals = Vec::with_capacity(pending.len());
+        for row in &pending {
+            let a = rows::audit(row)?;
+            seq += 1;
+            let hash = seal(&a.entry, seq, &prev);
+            seals.push((a.pos, seq, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        let n = seals.len() as u64;
+        self.writer
+            .write(&crate::store::Effects::none(), move |conn| {
+                Box::pin(async move {
+                    for chunk in seals.chunks(200) {
+                        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+                        let sql = format!(
+                            "WITH v(pos, seq, prev_hash, hash) AS (VALUES {values}) \
+                             UPDATE audit_log SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash \
+                             FROM v WHERE audit_log.pos = v.pos AND audit_log.seq IS NULL"
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for (pos, seq, prev, hash) in chunk {
+                            q = q.bind(*pos).bind(*seq).bind(prev.as_str()).bind(hash.as_str());
+                        }
+                        let res = q.execute(&mut *conn).await.map_err(db_err)?;
+                        if res.rows_affected() != chunk.len() as u64 {
+                            return Err(Error::internal("audit records were sealed by someone else meanwhile"));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(n)
     }
 }

@@ -8,7 +8,8 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text};
-use crate::store::{Effects, JobCompletion};
+use crate::store::{Effects, JobCompletion, ResourceChange};
+use crate::workflow::TenantResource;
 
 /// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values.
 const CHUNK: usize = 200;
@@ -127,6 +128,7 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
         }
         super::wakeup::bump();
     }
+    apply_resource_changes(conn, batch.iter().flat_map(|fx| &fx.resources), anonymous).await?;
     let jobs: Vec<_> = batch.iter().flat_map(|fx| &fx.jobs).collect();
     let now = Timestamp::now().millis();
     for chunk in jobs.chunks(CHUNK) {
@@ -148,6 +150,51 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
                 .bind(now);
         }
         q.execute(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Applies resource changes in order; runs of consecutive `Put`s are one multi-row
+/// `INSERT ... ON CONFLICT DO NOTHING` (a provisioning's records, many at once).
+async fn apply_resource_changes<'a>(
+    conn: &mut AnyConnection,
+    changes: impl Iterator<Item = &'a ResourceChange>,
+    anonymous: bool,
+) -> Result<()> {
+    let mut puts: Vec<&TenantResource> = Vec::new();
+    for change in changes.map(Some).chain(std::iter::once(None)) {
+        if let Some(ResourceChange::Put(r)) = change {
+            puts.push(r);
+            continue;
+        }
+        for chunk in puts.chunks(CHUNK) {
+            let mut sql = insert_sql(
+                "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at)",
+                5,
+                chunk.len(),
+                anonymous,
+            );
+            sql.push_str(" ON CONFLICT (tenant_id, kind) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.tenant_id)
+                    .bind(&r.kind)
+                    .bind(json_text(&r.detail))
+                    .bind(&r.created_by)
+                    .bind(r.created_at.millis());
+            }
+            q.execute(&mut *conn).await.map_err(db_err)?;
+        }
+        puts.clear();
+        if let Some(ResourceChange::Delete { tenant_id, kind }) = change {
+            sqlx::query("DELETE FROM tenant_resources WHERE tenant_id = $1 AND kind = $2")
+                .bind(tenant_id)
+                .bind(kind)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
     }
     Ok(())
 }

@@ -103,8 +103,8 @@ fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
-async fn insert_deliveries(tx: &mut Transaction<'static, Any>, new: &[NewDelivery], now: Timestamp) -> Result<()> {
-    let anon = is_sqlite(tx);
+async fn insert_deliveries(conn: &mut sqlx::AnyConnection, new: &[NewDelivery], now: Timestamp) -> Result<()> {
+    let anon = is_sqlite(conn);
     for chunk in new.chunks(CHUNK) {
         let values = (0..chunk.len())
             .map(|i| {
@@ -128,7 +128,7 @@ async fn insert_deliveries(tx: &mut Transaction<'static, Any>, new: &[NewDeliver
         for d in chunk {
             q = q.bind(&d.id).bind(&d.subscription_id).bind(&d.event_id).bind(d.due.millis());
         }
-        q.execute(&mut **tx).await.map_err(db_err)?;
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
 }
@@ -152,6 +152,66 @@ impl SqlStore {
     /// dispatch, claims and results are batches of their own.
     pub(super) async fn begin_direct(&self) -> Result<Transaction<'static, Any>> {
         self.write_pool.begin().await.map_err(db_err)
+    }
+
+    /// [`EventStore::outbox_dispatch`] on SQLite: the events and subscriptions are read
+    /// in one snapshot on a reader (a subscription committed before an event is seen
+    /// with it), and only the deliveries and the `dispatched` marks go through the
+    /// group-committing writer. The dispatcher is woken by every commit: as a
+    /// transaction of its own on the one write connection it kept the writer waiting
+    /// for that connection (a third of the writer's time while tenants provisioned).
+    /// One process per SQLite database means one dispatcher: nobody else marks these
+    /// events in between.
+    async fn outbox_dispatch_sqlite(
+        &self,
+        limit: u32,
+        matches: Matcher<'_>,
+        now: Timestamp,
+    ) -> Result<DispatchOutcome> {
+        let mut snapshot = self.reader.begin().await.map_err(db_err)?;
+        let rows = sqlx::query(&format!("SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}"))
+            .fetch_all(&mut *snapshot)
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(DispatchOutcome::default());
+        }
+        let events = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+        let subs = sqlx::query("SELECT * FROM subscriptions")
+            .fetch_all(&mut *snapshot)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(subscription)
+            .collect::<Result<Vec<_>>>()?;
+        snapshot.commit().await.map_err(db_err)?;
+        let mut new = Vec::new();
+        for e in &events {
+            for s in &subs {
+                if matches(s, &e.event) {
+                    new.push(NewDelivery::new(&s.subscription.id, &e.event.id, now));
+                }
+            }
+        }
+        let seqs = events.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", ");
+        let outcome = DispatchOutcome { events: events.len() as u64, deliveries: new.len() as u64 };
+        let any = !new.is_empty();
+        self.writer
+            .write(&Effects::none(), move |conn| {
+                Box::pin(async move {
+                    insert_deliveries(conn, &new, now).await?;
+                    sqlx::query(&format!("UPDATE events SET dispatched = 1 WHERE seq IN ({seqs})"))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await?;
+        if any {
+            wakeup::bump();
+        }
+        Ok(outcome)
     }
 
     async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
@@ -303,6 +363,9 @@ impl EventStore for SqlStore {
     }
 
     async fn outbox_dispatch(&self, limit: u32, matches: Matcher<'_>, now: Timestamp) -> Result<DispatchOutcome> {
+        if self.dialect.backend == Backend::Sqlite {
+            return self.outbox_dispatch_sqlite(limit, matches, now).await;
+        }
         let mut tx = self.begin_direct().await?;
         let sql = format!(
             "SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}{}",
@@ -379,6 +442,21 @@ impl EventStore for SqlStore {
              RETURNING id, subscription_id, event_id, attempts, tries",
             self.dialect.skip_locked()
         );
+        if self.dialect.backend == Backend::Sqlite {
+            // Workers are woken by every commit: look on a reader first, so that finding
+            // nothing does not take SQLite's one write connection from the writer.
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < $1) LIMIT 1",
+            )
+            .bind(now.millis())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+            if due.is_none() {
+                return Ok(Vec::new());
+            }
+        }
         let mut q = sqlx::query(&sql).bind(owner).bind(now.millis() + lease_ms).bind(now.millis());
         for s in skip {
             q = q.bind(s.as_str());
