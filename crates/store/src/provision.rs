@@ -128,22 +128,27 @@ impl DatabaseProvisioner for SqliteFiles {
         let dir = self.dir(tenant_id)?;
         tokio::fs::create_dir_all(&dir).await.map_err(|e| io("create", &dir, e))?;
         let path = dir.join("data.db");
+        // A rollback journal and synchronous=NORMAL, the whole initialization in one
+        // transaction: one commit. WAL (a persistent setting the tenant's service can
+        // switch on when it opens the file) cost a -wal and a -shm file per tenant and a
+        // checkpoint at close: half-silo provisioning ran at 494-516 tenants/s with it,
+        // 602-640 without (bench `provision`, same session). Should a crash lose the
+        // fresh file, the reconciler recreates it.
         let mut conn = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .connect()
             .await
             .map_err(|e| io("create", &path, e))?;
-        conn.execute(
-            "PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        )
-        .await
-        .map_err(|e| io("initialize", &path, e))?;
-        sqlx::query("INSERT INTO tenancy_meta (key, value) VALUES ('tenant_id', $1) ON CONFLICT (key) DO NOTHING")
-            .bind(tenant_id)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| io("initialize", &path, e))?;
+        // The id is a validated slug: quoting it into the statement is safe.
+        let init = format!(
+            "BEGIN; CREATE TABLE IF NOT EXISTS tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
+             INSERT INTO tenancy_meta (key, value) VALUES ('tenant_id', '{}') ON CONFLICT (key) DO NOTHING; COMMIT",
+            tenant_id.replace('\'', "''")
+        );
+        conn.execute(init.as_str()).await.map_err(|e| io("initialize", &path, e))?;
         conn.close().await.map_err(|e| io("close", &path, e))?;
         Ok(json!({"engine": "sqlite", "isolation": "silo", "path": path.display().to_string()}))
     }
