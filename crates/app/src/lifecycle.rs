@@ -191,9 +191,10 @@ struct Finish {
 
 #[async_trait]
 impl TaskHandler for Finish {
-    fn inline(&self) -> bool {
-        true
-    }
+    // Not inline: the status change is written directly and is what callers wait for,
+    // so the steps before it (e.g. the undo steps' forgotten resources) must be
+    // committed first. Inline, a caller saw `failed` while the resources were still
+    // recorded (caught by the hooks test on a fresh clone).
 
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let tenant_id = param(&call, "tenant_id")?;
