@@ -544,7 +544,7 @@ impl Engine {
 
     /// Whether `pending` is a task whose handler runs inline ([`TaskHandler::inline`]).
     fn next_is_inline(&self, pending: &Option<Value>) -> bool {
-        let Some(Ok(Pending::Task { request })) = pending.as_ref().map(|p| serde_json::from_value(p.clone())) else {
+        let Some(Ok(Pending::Task { request })) = pending.as_ref().map(Pending::deserialize) else {
             return false;
         };
         !request.resource.ends_with(WAIT_FOR_TASK_TOKEN)

@@ -99,6 +99,24 @@ fn placeholders(anon: bool, from: usize, n: usize) -> String {
     (from..from + n).map(|i| ph(anon, i)).collect::<Vec<_>>().join(", ")
 }
 
+/// One delivery per (event, matching subscription).
+fn fan_out(
+    events: &[StoredEvent],
+    subs: &[StoredSubscription],
+    matches: Matcher<'_>,
+    now: Timestamp,
+) -> Vec<NewDelivery> {
+    let mut new = Vec::new();
+    for e in events {
+        for s in subs {
+            if matches(s, &e.event) {
+                new.push(NewDelivery::new(&s.subscription.id, &e.event.id, now));
+            }
+        }
+    }
+    new
+}
+
 fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
@@ -185,14 +203,7 @@ impl SqlStore {
             .map(subscription)
             .collect::<Result<Vec<_>>>()?;
         snapshot.commit().await.map_err(db_err)?;
-        let mut new = Vec::new();
-        for e in &events {
-            for s in &subs {
-                if matches(s, &e.event) {
-                    new.push(NewDelivery::new(&s.subscription.id, &e.event.id, now));
-                }
-            }
-        }
+        let new = fan_out(&events, &subs, matches, now);
         let seqs = events.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", ");
         let outcome = DispatchOutcome { events: events.len() as u64, deliveries: new.len() as u64 };
         let any = !new.is_empty();
@@ -385,14 +396,7 @@ impl EventStore for SqlStore {
             .iter()
             .map(subscription)
             .collect::<Result<Vec<_>>>()?;
-        let mut new = Vec::new();
-        for e in &events {
-            for s in &subs {
-                if matches(s, &e.event) {
-                    new.push(NewDelivery::new(&s.subscription.id, &e.event.id, now));
-                }
-            }
-        }
+        let new = fan_out(&events, &subs, matches, now);
         insert_deliveries(&mut tx, &new, now).await?;
         let seqs = events.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", ");
         sqlx::query(&format!("UPDATE events SET dispatched = 1 WHERE seq IN ({seqs})"))

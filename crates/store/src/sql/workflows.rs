@@ -9,6 +9,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::effects::{apply_effects_batch, complete_job, start_executions};
+use super::writer::exec;
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
 use crate::store::{Backend, Effects};
 use crate::workflow::*;
@@ -79,11 +80,13 @@ fn opt_text(v: &Option<Value>) -> Option<String> {
 }
 
 async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[HistoryRecord]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    // One multi-row INSERT per step: a step's history is a handful of rows.
-    for chunk in events.chunks(100) {
+    let rows: Vec<(&str, &HistoryRecord)> = events.iter().map(|e| (execution_id, e)).collect();
+    insert_history_rows(conn, &rows).await
+}
+
+/// History rows of one or many executions, one multi-row INSERT per 100.
+async fn insert_history_rows(conn: &mut AnyConnection, rows: &[(&str, &HistoryRecord)]) -> Result<()> {
+    for chunk in rows.chunks(100) {
         let mut sql =
             String::from("INSERT INTO execution_history (execution_id, event_id, type, state, details, time) VALUES ");
         for i in 0..chunk.len() {
@@ -94,9 +97,9 @@ async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[
             sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
         }
         let mut q = sqlx::query(&sql);
-        for e in chunk {
+        for (id, e) in chunk {
             q = q
-                .bind(execution_id)
+                .bind(*id)
                 .bind(e.event_id)
                 .bind(e.kind.as_str())
                 .bind(e.state.as_deref())
@@ -107,7 +110,7 @@ async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[
             if is_unique_violation(&e) {
                 Error::Conflict {
                     code: "execution-moved",
-                    message: format!("execution {execution_id:?}: history event ids already recorded"),
+                    message: format!("execution {:?}: history event ids already recorded", chunk[0].0),
                 }
             } else {
                 db_err(e)
@@ -115,6 +118,25 @@ async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[
         })?;
     }
     Ok(())
+}
+
+/// Binds a step's id, expected `seq` and state columns (11 values), in that order.
+fn bind_step<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    c: &'q StepCommit,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let s = &c.state;
+    q.bind(&c.execution_id)
+        .bind(c.expected_seq)
+        .bind(&s.status)
+        .bind(opt_text(&s.cursor))
+        .bind(opt_text(&s.pending))
+        .bind(s.task_token.as_deref())
+        .bind(s.wake_at.map(Timestamp::millis))
+        .bind(opt_text(&s.output))
+        .bind(s.error.as_deref())
+        .bind(s.cause.as_deref())
+        .bind(s.stopped_at.map(Timestamp::millis))
 }
 
 /// Inserts a new execution with its first step (also used by [`Effects::executions`]).
@@ -174,19 +196,7 @@ async fn apply_step(conn: &mut AnyConnection, c: &StepCommit) -> Result<bool> {
         sql.push_str(&format!(", redrive_count = {n}"));
     }
     sql.push_str(" WHERE id = $1 AND seq = $2");
-    let mut q = sqlx::query(&sql)
-        .bind(&c.execution_id)
-        .bind(c.expected_seq)
-        .bind(&s.status)
-        .bind(opt_text(&s.cursor))
-        .bind(opt_text(&s.pending))
-        .bind(s.task_token.as_deref())
-        .bind(s.wake_at.map(Timestamp::millis))
-        .bind(opt_text(&s.output))
-        .bind(s.error.as_deref())
-        .bind(s.cause.as_deref())
-        .bind(s.stopped_at.map(Timestamp::millis))
-        .bind(now);
+    let mut q = bind_step(sqlx::query(&sql), c).bind(now);
     for e in extra {
         q = q.bind(e);
     }
@@ -203,10 +213,6 @@ async fn apply_step(conn: &mut AnyConnection, c: &StepCommit) -> Result<bool> {
     insert_history(conn, &c.execution_id, &s.history).await?;
     apply_effects(conn, &c.effects).await?;
     Ok(true)
-}
-
-async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
-    sqlx::query(sql).execute(&mut *conn).await.map(|_| ()).map_err(db_err)
 }
 
 /// Whether [`apply_steps_together`] can commit these steps: on SQLite (where the one
@@ -245,20 +251,7 @@ async fn apply_steps_together(conn: &mut AnyConnection, commits: &[StepCommit]) 
         );
         let mut q = sqlx::query(&sql);
         for c in chunk {
-            let s = &c.state;
-            q = q
-                .bind(&c.execution_id)
-                .bind(c.expected_seq)
-                .bind(&s.status)
-                .bind(opt_text(&s.cursor))
-                .bind(opt_text(&s.pending))
-                .bind(s.task_token.as_deref())
-                .bind(s.wake_at.map(Timestamp::millis))
-                .bind(opt_text(&s.output))
-                .bind(s.error.as_deref())
-                .bind(s.cause.as_deref())
-                .bind(s.stopped_at.map(Timestamp::millis))
-                .bind(c.keep_lease as i64);
+            q = bind_step(q, c).bind(c.keep_lease as i64);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db_err)? {
             applied.insert(row.try_get::<String, _>(0).map_err(db_err)?);
@@ -267,23 +260,7 @@ async fn apply_steps_together(conn: &mut AnyConnection, commits: &[StepCommit]) 
     let done: Vec<&StepCommit> = commits.iter().filter(|c| applied.contains(&c.execution_id)).collect();
     let history: Vec<(&str, &HistoryRecord)> =
         done.iter().flat_map(|c| c.state.history.iter().map(|h| (c.execution_id.as_str(), h))).collect();
-    for chunk in history.chunks(100) {
-        let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO execution_history (execution_id, event_id, type, state, details, time) VALUES {values}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, e) in chunk {
-            q = q
-                .bind(*id)
-                .bind(e.event_id)
-                .bind(e.kind.as_str())
-                .bind(e.state.as_deref())
-                .bind(json_text(&e.details))
-                .bind(e.time.millis());
-        }
-        q.execute(&mut *conn).await.map_err(db_err)?;
-    }
+    insert_history_rows(conn, &history).await?;
     let effects: Vec<Effects> = done.iter().map(|c| c.effects.clone()).collect();
     apply_effects_batch(conn, &effects, true).await?;
     Ok(commits.iter().map(|c| applied.contains(&c.execution_id)).collect())

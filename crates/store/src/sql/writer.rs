@@ -106,7 +106,7 @@ impl Writer {
     }
 }
 
-async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
+pub(super) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
     sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(db_err)
 }
 
