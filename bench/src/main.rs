@@ -14,6 +14,11 @@ mod workflow_throughput;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator `tenancy serve` uses (crates/cli/src/main.rs), since the benchmarks
+/// run the server in process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "tenancy-bench")]
 struct Cli {
@@ -55,6 +60,13 @@ struct WorkflowArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `BENCH_LOG=<filter>` (e.g. `sqlx::query=debug`) logs to stderr, for profiling.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().scenario {
         Scenario::HttpBaseline(args) => tenants::http_baseline(args).await,
         Scenario::TenantCreate(args) => tenants::tenant_create(args).await,

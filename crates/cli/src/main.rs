@@ -9,6 +9,12 @@ use tenancy::config::{FileConfig, LogFormat, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use tenancy::serve::{start, ServeOptions};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: the server allocates many small, short-lived
+/// buffers across threads, and glibc's arenas spent a fifth of the `provision`
+/// benchmark's CPU in malloc/free and consolidation (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

@@ -20,7 +20,7 @@ mod rows;
 pub mod testing;
 mod wakeup;
 mod workflows;
-mod writer;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -490,34 +490,45 @@ impl Store for SqlStore {
             .writer
             .write_atomic(fx, move |c| {
                 Box::pin(async move {
-                    // On PostgreSQL the plan row stays share-locked until commit, so a
-                    // concurrent plan delete either sees this tenant or comes first.
-                    let sql = format!("SELECT id FROM plans WHERE id = $1{}", dialect.for_share());
-                    if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
-                        return Err(Error::InvalidRequest {
-                            code: "unknown-plan",
-                            message: format!("plan {:?} does not exist", t.plan),
-                        });
-                    }
-                    let res = sqlx::query(
-                        "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, \
-                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&t.id)
-                    .bind(&t.name)
-                    .bind(&t.plan)
-                    .bind(&t.region)
-                    .bind(t.status.as_str())
-                    .bind(json_text(&t.metadata))
-                    .bind(t.version)
-                    .bind(t.created_at.millis())
-                    .bind(t.updated_at.millis())
-                    .execute(&mut *c)
-                    .await;
+                    // The plan must exist. On PostgreSQL its row stays share-locked until
+                    // commit, so a concurrent plan delete either sees this tenant or comes
+                    // first. SQLite has one writer, so there the check is part of the
+                    // INSERT (one statement, one round trip on the write path).
+                    let check = match dialect.backend {
+                        Backend::Postgres => {
+                            let sql = "SELECT id FROM plans WHERE id = $1 FOR SHARE";
+                            sqlx::query(sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_some()
+                        }
+                        Backend::Sqlite => true,
+                    };
+                    let res = match check {
+                        true => sqlx::query(
+                            "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, \
+                             updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                             WHERE EXISTS (SELECT 1 FROM plans WHERE id = $3)",
+                        )
+                        .bind(&t.id)
+                        .bind(&t.name)
+                        .bind(&t.plan)
+                        .bind(&t.region)
+                        .bind(t.status.as_str())
+                        .bind(json_text(&t.metadata))
+                        .bind(t.version)
+                        .bind(t.created_at.millis())
+                        .bind(t.updated_at.millis())
+                        .execute(&mut *c)
+                        .await
+                        .map(|r| r.rows_affected() == 1),
+                        false => Ok(false),
+                    };
                     match res {
                         Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
                         Err(e) => Err(db_err(e)),
-                        Ok(_) => Ok(t),
+                        Ok(true) => Ok(t),
+                        Ok(false) => Err(Error::InvalidRequest {
+                            code: "unknown-plan",
+                            message: format!("plan {:?} does not exist", t.plan),
+                        }),
                     }
                 })
             })

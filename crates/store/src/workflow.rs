@@ -88,6 +88,17 @@ pub struct NewExecution {
     pub first: StepState,
 }
 
+impl NewExecution {
+    /// Whether the execution is named by its own fresh id (no name was asked for), so
+    /// that inserting it cannot conflict with another execution. Such executions are
+    /// inserted with the effects of a write batch, many rows per statement; one with a
+    /// chosen name is inserted inside its write's savepoint, where a taken name fails
+    /// that write alone.
+    pub fn named_by_id(&self) -> bool {
+        self.name == self.id
+    }
+}
+
 /// Where a step leaves an execution.
 #[derive(Debug, Clone, Default)]
 pub struct StepState {

@@ -9,7 +9,7 @@ use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text};
 use crate::store::{Effects, JobCompletion, ResourceChange};
-use crate::workflow::TenantResource;
+use crate::workflow::{NewExecution, TenantResource};
 
 /// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values.
 const CHUNK: usize = 200;
@@ -31,19 +31,28 @@ pub(super) async fn complete_job(conn: &mut AnyConnection, done: &JobCompletion)
     Ok(())
 }
 
-/// Inserts the executions a write starts ([`Effects::executions`]); runs with the write,
-/// inside its savepoint, so a duplicate name fails that write alone.
+/// Inserts the executions with chosen names a write starts ([`Effects::executions`]);
+/// runs with the write, inside its savepoint, so a taken name fails that write alone.
+/// The others ([`NewExecution::named_by_id`]) cannot conflict and are inserted by
+/// [`apply_effects_batch`].
 pub(super) async fn start_executions(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
-    for e in &fx.executions {
+    for e in fx.executions.iter().filter(|e| !e.named_by_id()) {
         super::workflows::insert_execution(conn, e).await?;
     }
     Ok(())
 }
 
+/// Whether the write `fx` belongs to must run in a savepoint because of its effects:
+/// a job completion (deleted before the write) or an execution with a chosen name
+/// (inserted after it) can fail after the write wrote.
+pub(super) fn effects_need_savepoint(fx: &Effects) -> bool {
+    fx.complete_job.is_some() || fx.executions.iter().any(|e| !e.named_by_id())
+}
+
 /// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows; with
 /// `anonymous`, `?` placeholders instead (SQLite resolves `$N` names with a linear
 /// search per parameter, which is quadratic in a statement of thousands of them).
-fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: bool) -> String {
+pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: bool) -> String {
     let mut sql = String::from(head);
     sql.push_str(" VALUES ");
     for r in 0..rows {
@@ -66,9 +75,15 @@ fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: bool) -> Strin
     sql
 }
 
-/// Inserts the events, audit entries and jobs of every write in `batch` (the job
-/// completions were applied with their writes).
+/// Inserts the executions named by their ids, events, audit entries, resource changes
+/// and jobs of every write in `batch` (the job completions and executions with chosen
+/// names were applied with their writes).
 pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects], anonymous: bool) -> Result<()> {
+    let executions: Vec<&NewExecution> =
+        batch.iter().flat_map(|fx| &fx.executions).filter(|e| e.named_by_id()).collect();
+    if !executions.is_empty() {
+        super::workflows::insert_executions(conn, &executions, anonymous).await?;
+    }
     let events: Vec<_> = batch.iter().flat_map(|fx| &fx.events).collect();
     for chunk in events.chunks(CHUNK) {
         let sql = insert_sql(

@@ -8,7 +8,7 @@ use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use super::effects::{apply_effects_batch, complete_job, start_executions};
+use super::effects::{apply_effects_batch, complete_job, insert_sql, start_executions};
 use super::writer::exec;
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
 use crate::store::{Backend, Effects};
@@ -86,16 +86,14 @@ async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[
 
 /// History rows of one or many executions, one multi-row INSERT per 100.
 async fn insert_history_rows(conn: &mut AnyConnection, rows: &[(&str, &HistoryRecord)]) -> Result<()> {
+    let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
     for chunk in rows.chunks(100) {
-        let mut sql =
-            String::from("INSERT INTO execution_history (execution_id, event_id, type, state, details, time) VALUES ");
-        for i in 0..chunk.len() {
-            let b = i * 6;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
-        }
+        let sql = insert_sql(
+            "INSERT INTO execution_history (execution_id, event_id, type, state, details, time)",
+            6,
+            chunk.len(),
+            anonymous,
+        );
         let mut q = sqlx::query(&sql);
         for (id, e) in chunk {
             q = q
@@ -141,39 +139,56 @@ fn bind_step<'q>(
 
 /// Inserts a new execution with its first step (also used by [`Effects::executions`]).
 pub(super) async fn insert_execution(conn: &mut AnyConnection, n: &NewExecution) -> Result<()> {
-    let s = &n.first;
+    insert_executions(conn, &[n], false).await
+}
+
+/// Inserts new executions with their first steps, 50 per statement, and then their
+/// history; `anonymous` selects `?` placeholders (see [`insert_sql`]).
+pub(super) async fn insert_executions(conn: &mut AnyConnection, new: &[&NewExecution], anonymous: bool) -> Result<()> {
     let now = Timestamp::now().millis();
-    let res = sqlx::query(
-        "INSERT INTO executions (id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
-         cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 1, $15, $16, $17)",
-    )
-    .bind(&n.id)
-    .bind(&n.name)
-    .bind(&n.state_machine)
-    .bind(n.version)
-    .bind(n.tenant_id.as_deref())
-    .bind(&s.status)
-    .bind(json_text(&n.input))
-    .bind(opt_text(&s.output))
-    .bind(s.error.as_deref())
-    .bind(s.cause.as_deref())
-    .bind(opt_text(&s.cursor))
-    .bind(opt_text(&s.pending))
-    .bind(s.task_token.as_deref())
-    .bind(s.wake_at.map(Timestamp::millis))
-    .bind(n.started_at.millis())
-    .bind(s.stopped_at.map(Timestamp::millis))
-    .bind(now)
-    .execute(&mut *conn)
-    .await;
-    match res {
-        Err(e) if is_unique_violation(&e) => {
-            return Err(Error::AlreadyExists { kind: "execution", id: format!("{}/{}", n.state_machine, n.name) })
+    for chunk in new.chunks(50) {
+        let sql = insert_sql(
+            "INSERT INTO executions (id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
+             cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at)",
+            19,
+            chunk.len(),
+            anonymous,
+        );
+        let mut q = sqlx::query(&sql);
+        for n in chunk {
+            let s = &n.first;
+            q = q
+                .bind(&n.id)
+                .bind(&n.name)
+                .bind(&n.state_machine)
+                .bind(n.version)
+                .bind(n.tenant_id.as_deref())
+                .bind(&s.status)
+                .bind(json_text(&n.input))
+                .bind(opt_text(&s.output))
+                .bind(s.error.as_deref())
+                .bind(s.cause.as_deref())
+                .bind(opt_text(&s.cursor))
+                .bind(opt_text(&s.pending))
+                .bind(s.task_token.as_deref())
+                .bind(s.wake_at.map(Timestamp::millis))
+                .bind(0i64)
+                .bind(1i64)
+                .bind(n.started_at.millis())
+                .bind(s.stopped_at.map(Timestamp::millis))
+                .bind(now);
         }
-        r => r.map_err(db_err)?,
-    };
-    insert_history(conn, &n.id, &s.history).await
+        match q.execute(&mut *conn).await {
+            Err(e) if is_unique_violation(&e) => {
+                let n = chunk[0];
+                return Err(Error::AlreadyExists { kind: "execution", id: format!("{}/{}", n.state_machine, n.name) });
+            }
+            r => r.map_err(db_err)?,
+        };
+    }
+    let history: Vec<(&str, &HistoryRecord)> =
+        new.iter().flat_map(|n| n.first.history.iter().map(|h| (n.id.as_str(), h))).collect();
+    insert_history_rows(conn, &history).await
 }
 
 /// Applies one step; `Ok(false)` when the execution moved on (nothing written).
@@ -225,7 +240,7 @@ fn batchable(conn: &AnyConnection, commits: &[StepCommit]) -> bool {
             c.redrive_point.is_none()
                 && c.redrive_count.is_none()
                 && c.effects.complete_job.is_none()
-                && c.effects.executions.is_empty()
+                && c.effects.executions.iter().all(NewExecution::named_by_id)
                 && ids.insert(c.execution_id.as_str())
         })
 }

@@ -18,7 +18,7 @@ use tenancy_domain::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 
 use super::db_err;
-use super::effects::{apply_effects_batch, complete_job, start_executions};
+use super::effects::{apply_effects_batch, complete_job, effects_need_savepoint, start_executions};
 use crate::store::Effects;
 
 type BoxAny = Box<dyn StdAny + Send>;
@@ -30,6 +30,14 @@ pub(super) struct Pending {
     /// Whether a failure of `f` may leave writes to undo (see [`Writer::write_atomic`]).
     savepoint: bool,
     done: oneshot::Sender<Result<BoxAny>>,
+}
+
+pub static STATS_BUSY_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static STATS_BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static STATS_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub fn stats() -> (u64, u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (STATS_BUSY_US.load(Relaxed), STATS_BATCHES.load(Relaxed), STATS_WRITES.load(Relaxed))
 }
 
 /// Most writes committed by one transaction.
@@ -59,7 +67,12 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
+                let n = batch.len();
+                let t0 = std::time::Instant::now();
                 run_batch(&pool, batch, true).await;
+                STATS_BUSY_US.fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+                STATS_BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                STATS_WRITES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
         });
         Writer::Batched(tx)
@@ -77,14 +90,14 @@ impl Writer {
 
     /// [`Writer::write`] for an `f` that writes at most once, in its last statement, so
     /// that its failure leaves nothing to undo: it skips the savepoint (two round trips)
-    /// unless `fx` completes a job, whose deletion precedes `f`, or starts executions,
-    /// inserted after `f`.
+    /// unless `fx` completes a job, whose deletion precedes `f`, or starts an execution
+    /// with a chosen name, inserted after `f` (see [`effects_need_savepoint`]).
     pub(super) async fn write_atomic<T, F>(&self, fx: &Effects, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(fx, f, fx.complete_job.is_some() || !fx.executions.is_empty()).await
+        self.submit(fx, f, effects_need_savepoint(fx)).await
     }
 
     async fn submit<T, F>(&self, fx: &Effects, f: F, savepoint: bool) -> Result<T>
