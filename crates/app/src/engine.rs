@@ -404,6 +404,10 @@ impl Engine {
         // A step not committed yet because an inline task follows it, and how many.
         let mut deferred: Option<StepCommit> = None;
         let mut fused = 0;
+        // While steps are deferred: the cursor and pending action of the last commit.
+        let mut committed: Option<(Option<Value>, Option<Value>)> = None;
+        // Commits refused because a step read stale data (see below).
+        let mut stale = 0;
         loop {
             let (Some(pending), Ok(cursor)) = (parse_pending(&rec), parse_cursor(&rec)) else {
                 tracing::warn!(execution_id = %rec.id, "execution without a pending action or cursor");
@@ -520,16 +524,29 @@ impl Engine {
                 // commit both steps at once.
                 fused += 1;
                 deferred = Some(commit);
-                rec.cursor = cursor;
-                rec.pending = pending;
+                let before = (std::mem::replace(&mut rec.cursor, cursor), std::mem::replace(&mut rec.pending, pending));
+                committed.get_or_insert(before);
                 continue;
             }
             fused = 0;
             let final_status = commit.state.stopped_at.map(|_| commit.state.status.clone());
             if let Err(e) = send(commits, commit).await {
+                if matches!(e, Error::PreconditionFailed { .. }) && stale < MAX_STALE_RETRIES {
+                    // A step's effect was computed from a record that changed meanwhile
+                    // (a tenant updated through the API during its lifecycle step):
+                    // nothing was written, so run the steps again from the last commit.
+                    tracing::debug!(execution_id = %rec.id, error = %e, "step read stale data; running it again");
+                    stale += 1;
+                    if let Some((cursor, pending)) = committed.take() {
+                        (rec.cursor, rec.pending) = (cursor, pending);
+                    }
+                    continue;
+                }
                 tracing::debug!(execution_id = %rec.id, error = %e, "step not committed");
                 return;
             }
+            committed = None;
+            stale = 0;
             if let Some(status) = final_status {
                 let _ = self.finished.send((rec.id.clone(), status));
             }
@@ -617,6 +634,10 @@ impl Engine {
 /// Most steps committed together by [`Engine::advance`] (bounds the work a crash
 /// makes run again).
 const MAX_FUSED_STEPS: usize = 16;
+
+/// Times [`Engine::advance`] runs steps again whose commit found the data they read
+/// changed; past this the execution waits for its lease to expire and is retried then.
+const MAX_STALE_RETRIES: u32 = 5;
 
 /// One commit for two consecutive steps of an execution: the later state, the history
 /// and the effects of both.
@@ -747,11 +768,7 @@ impl TaskRunner for BranchTasks<'_> {
                 ));
             }
             let out = self.engine.run_handler(request, self.rec).await?;
-            let mut fx = self.effects.lock().expect("effects lock");
-            fx.events.extend(out.effects.events);
-            fx.audit.extend(out.effects.audit);
-            fx.jobs.extend(out.effects.jobs);
-            fx.executions.extend(out.effects.executions);
+            self.effects.lock().expect("effects lock").extend(out.effects);
             Ok(out.result)
         })
     }

@@ -191,10 +191,14 @@ struct Finish {
 
 #[async_trait]
 impl TaskHandler for Finish {
-    // Not inline: the status change is written directly and is what callers wait for,
-    // so the steps before it (e.g. the undo steps' forgotten resources) must be
-    // committed first. Inline, a caller saw `failed` while the resources were still
-    // recorded (caught by the hooks test on a fresh clone).
+    /// Inline: the status change is an effect of the step ([`Effects::with_tenant`]),
+    /// so it commits in one transaction with the steps fused before it (e.g. the undo
+    /// steps' forgotten resources): a caller never sees `failed` while resources are
+    /// still recorded. A change computed from a stale tenant fails the commit, and the
+    /// engine runs the steps again from the last commit.
+    fn inline(&self) -> bool {
+        true
+    }
 
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let tenant_id = param(&call, "tenant_id")?;
@@ -275,8 +279,8 @@ impl TaskHandler for Finish {
             Some(&tenant.id),
             json!({"execution_id": execution_id, "from": from, "to": tenant.status}),
         );
-        let fx = Effects::none().with_event(event).with_audit(audit);
-        let stored = call.store.tenant_update(&tenant, version, &fx).await.map_err(app_failure)?;
-        Ok(TaskOutput::new(json!({"status": stored.status, "plan": stored.plan})))
+        let out = TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan}));
+        let fx = Effects::none().with_event(event).with_audit(audit).with_tenant(tenant, version);
+        Ok(TaskOutput { effects: fx, ..out })
     }
 }

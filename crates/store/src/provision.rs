@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::{Error, Result};
@@ -89,11 +89,24 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
 /// The embedded default: one SQLite file per silo tenant.
 pub struct SqliteFiles {
     root: PathBuf,
+    /// Connections to private, empty in-memory databases that create tenants' files by
+    /// ATTACHing them. sqlx runs every SQLite connection on a thread of its own, so a
+    /// connection per file cost a thread, an open and a close per silo tenant: half-silo
+    /// provisioning ran at 690-780 tenants/s that way (bench `provision`).
+    makers: SqlitePool,
 }
+
+/// Files created at once (each commit waits for the disk).
+const MAKERS: u32 = 4;
 
 impl SqliteFiles {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        SqliteFiles { root: root.into() }
+        let makers = SqlitePoolOptions::new()
+            .max_connections(MAKERS)
+            .min_connections(0)
+            .idle_timeout(Some(std::time::Duration::from_secs(60)))
+            .connect_lazy_with(SqliteConnectOptions::new().create_if_missing(true));
+        SqliteFiles { root: root.into(), makers }
     }
 
     fn dir(&self, tenant_id: &str) -> Result<PathBuf> {
@@ -133,23 +146,23 @@ impl DatabaseProvisioner for SqliteFiles {
         // switch on when it opens the file) cost a -wal and a -shm file per tenant and a
         // checkpoint at close: half-silo provisioning ran at 494-516 tenants/s with it,
         // 602-640 without (bench `provision`, same session). Should a crash lose the
-        // fresh file, the reconciler recreates it.
-        let mut conn = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .connect()
-            .await
-            .map_err(|e| io("create", &path, e))?;
-        // The id is a validated slug: quoting it into the statement is safe.
+        // fresh file, the reconciler recreates it. The path and the id (a validated slug)
+        // are quoted into the statements.
+        let quote = |s: &str| s.replace('\'', "''");
         let init = format!(
-            "BEGIN; CREATE TABLE IF NOT EXISTS tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
-             INSERT INTO tenancy_meta (key, value) VALUES ('tenant_id', '{}') ON CONFLICT (key) DO NOTHING; COMMIT",
-            tenant_id.replace('\'', "''")
+            "ATTACH DATABASE '{}' AS silo; PRAGMA silo.journal_mode = DELETE; PRAGMA silo.synchronous = NORMAL; \
+             BEGIN; CREATE TABLE IF NOT EXISTS silo.tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
+             INSERT INTO silo.tenancy_meta (key, value) VALUES ('tenant_id', '{}') ON CONFLICT (key) DO NOTHING; \
+             COMMIT; DETACH DATABASE silo",
+            quote(&path.display().to_string()),
+            quote(tenant_id),
         );
-        conn.execute(init.as_str()).await.map_err(|e| io("initialize", &path, e))?;
-        conn.close().await.map_err(|e| io("close", &path, e))?;
+        let mut conn = self.makers.acquire().await.map_err(|e| io("create", &path, e))?;
+        if let Err(e) = conn.execute(init.as_str()).await {
+            // The connection may be left inside the transaction or attached: drop it.
+            let _ = conn.detach().close().await;
+            return Err(io("initialize", &path, e));
+        }
         Ok(json!({"engine": "sqlite", "isolation": "silo", "path": path.display().to_string()}))
     }
 

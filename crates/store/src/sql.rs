@@ -173,12 +173,13 @@ impl SqlStore {
                 .connect(&url)
                 .await
                 .map_err(db_err)?;
+            let tenants = Arc::new(TenantCache::default());
             SqlStore {
                 dialect: Dialect { backend: Backend::Sqlite },
-                writer: Writer::batched(writer.clone()),
+                writer: Writer::batched(writer.clone(), Some(tenants.clone())),
                 write_pool: writer,
                 reader,
-                tenants: Some(Arc::new(TenantCache::default())),
+                tenants: Some(tenants),
                 _lock: Some(Arc::new(lock)),
                 pg_url: None,
             }
@@ -566,42 +567,13 @@ impl Store for SqlStore {
     async fn tenant_update(&self, t: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant> {
         let mut stored = t.clone();
         stored.version = expected_version + 1;
+        let write = TenantWrite { tenant: stored, expected_version };
         let stored = self
             .writer
             .write_atomic(fx, move |c| {
                 Box::pin(async move {
-                    let res = sqlx::query(
-                        "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, \
-                         version = $7, updated_at = $8 WHERE id = $1 AND version = $9",
-                    )
-                    .bind(&stored.id)
-                    .bind(&stored.name)
-                    .bind(&stored.plan)
-                    .bind(&stored.region)
-                    .bind(stored.status.as_str())
-                    .bind(json_text(&stored.metadata))
-                    .bind(stored.version)
-                    .bind(stored.updated_at.millis())
-                    .bind(expected_version)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    if res.rows_affected() == 0 {
-                        let found = sqlx::query("SELECT version FROM tenants WHERE id = $1")
-                            .bind(&stored.id)
-                            .fetch_optional(&mut *c)
-                            .await
-                            .map_err(db_err)?
-                            .ok_or_else(|| Error::not_found("tenant", &stored.id))?
-                            .get::<i64, _>(0);
-                        return Err(Error::PreconditionFailed {
-                            kind: "tenant",
-                            id: stored.id,
-                            expected: expected_version,
-                            found,
-                        });
-                    }
-                    Ok(stored)
+                    effects::update_tenant(c, &write).await?;
+                    Ok(write.tenant)
                 })
             })
             .await?;

@@ -71,6 +71,20 @@ pub struct Effects {
     /// Tenant resources recorded or forgotten, in order (a lifecycle step's record
     /// commits with the step).
     pub resources: Vec<ResourceChange>,
+    /// Tenants' new states, each written only if the stored version is still the one
+    /// it was computed from (a lifecycle step's status change commits with the step).
+    /// A stale one fails the write with `PreconditionFailed`. Only the writes of
+    /// [`crate::Store`] and step commits apply these (they keep the SQLite store's
+    /// tenant cache coherent).
+    pub tenants: Vec<TenantWrite>,
+}
+
+/// A tenant's new state and the version it replaces (see [`Effects::tenants`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantWrite {
+    /// The new state; its `version` is `expected_version + 1`.
+    pub tenant: Tenant,
+    pub expected_version: i64,
 }
 
 /// A change of the `tenant_resources` records, as an effect.
@@ -106,6 +120,13 @@ impl Effects {
         self.resources.push(change);
         self
     }
+    /// Writes `tenant` (whose `version` must be `expected_version + 1`) if the stored
+    /// one is still at `expected_version`.
+    pub fn with_tenant(mut self, tenant: Tenant, expected_version: i64) -> Self {
+        debug_assert_eq!(tenant.version, expected_version + 1);
+        self.tenants.push(TenantWrite { tenant, expected_version });
+        self
+    }
     /// Appends `more`'s effects after these (a job completion is kept if this has none).
     pub fn extend(&mut self, more: Effects) {
         self.events.extend(more.events);
@@ -113,6 +134,7 @@ impl Effects {
         self.jobs.extend(more.jobs);
         self.executions.extend(more.executions);
         self.resources.extend(more.resources);
+        self.tenants.extend(more.tenants);
         if self.complete_job.is_none() {
             self.complete_job = more.complete_job;
         }

@@ -2,8 +2,8 @@
 //!
 //! On SQLite this process is the only writer of the database (the store holds an
 //! exclusive lock file beside it), and every tenant write goes through
-//! `tenant_create`/`tenant_update`, which refresh the cache after their commit. So the
-//! cache is coherent: reads of a tenant are served from memory. Entries only move
+//! `tenant_create`/`tenant_update` or is a write's or a step's [`Effects::tenants`],
+//! all of which refresh the cache after their commit. So the cache is coherent: reads of a tenant are served from memory. Entries only move
 //! forward in version, so a read that raced a write can never put back an older copy.
 //! PostgreSQL, written by several replicas, has no such cache.
 
@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tenancy_domain::tenant::Tenant;
+
+#[cfg(doc)]
+use crate::store::Effects;
 
 /// Entries kept; past this the cache starts over (a cold read costs one query).
 const CAPACITY: usize = 200_000;

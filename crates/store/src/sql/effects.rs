@@ -3,12 +3,12 @@
 //! The effects of a whole batch of writes are inserted together: one multi-row INSERT
 //! per table and chunk, instead of one statement per record.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text};
-use crate::store::{Effects, JobCompletion, ResourceChange};
+use crate::store::{Effects, JobCompletion, ResourceChange, TenantWrite};
 use crate::workflow::{NewExecution, TenantResource};
 
 /// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values.
@@ -83,6 +83,10 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
         batch.iter().flat_map(|fx| &fx.executions).filter(|e| e.named_by_id()).collect();
     if !executions.is_empty() {
         super::workflows::insert_executions(conn, &executions, anonymous).await?;
+    }
+    let tenants: Vec<&TenantWrite> = batch.iter().flat_map(|fx| &fx.tenants).collect();
+    if !tenants.is_empty() {
+        apply_tenant_writes(conn, &tenants, anonymous).await?;
     }
     let events: Vec<_> = batch.iter().flat_map(|fx| &fx.events).collect();
     for chunk in events.chunks(CHUNK) {
@@ -167,6 +171,95 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
         q.execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// Writes tenants' new states, each only over the version it was computed from: on
+/// SQLite one `UPDATE ... FROM (VALUES ...)` per 100 (its `RETURNING` says which
+/// applied), elsewhere one `UPDATE` each. A stale one fails with `PreconditionFailed`
+/// (a batch with two writes of one tenant fails too; the step committer then commits
+/// its steps one by one).
+async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], anonymous: bool) -> Result<()> {
+    if anonymous {
+        for chunk in writes.chunks(100) {
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "WITH v(v_id, v_expected, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_updated) \
+                 AS (VALUES {values}) \
+                 UPDATE tenants SET name = v_name, plan_id = v_plan, region = v_region, status = v_status, \
+                 metadata = v_metadata, version = v_version, updated_at = v_updated \
+                 FROM v WHERE id = v_id AND version = v_expected RETURNING id"
+            );
+            let mut q = sqlx::query(&sql);
+            for w in chunk {
+                let t = &w.tenant;
+                q = q
+                    .bind(&t.id)
+                    .bind(w.expected_version)
+                    .bind(&t.name)
+                    .bind(&t.plan)
+                    .bind(&t.region)
+                    .bind(t.status.as_str())
+                    .bind(json_text(&t.metadata))
+                    .bind(t.version)
+                    .bind(t.updated_at.millis());
+            }
+            let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
+            if rows.len() < chunk.len() {
+                let applied: std::collections::HashSet<String> =
+                    rows.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).collect();
+                let stale = chunk.iter().find(|w| !applied.contains(&w.tenant.id)).unwrap_or(&chunk[0]);
+                return Err(stale_tenant(conn, stale).await);
+            }
+        }
+        return Ok(());
+    }
+    for w in writes {
+        update_tenant(conn, w).await?;
+    }
+    Ok(())
+}
+
+/// Writes one tenant's new state over the version it was computed from.
+pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Result<()> {
+    let t = &w.tenant;
+    let res = sqlx::query(
+        "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
+         updated_at = $8 WHERE id = $1 AND version = $9",
+    )
+    .bind(&t.id)
+    .bind(&t.name)
+    .bind(&t.plan)
+    .bind(&t.region)
+    .bind(t.status.as_str())
+    .bind(json_text(&t.metadata))
+    .bind(t.version)
+    .bind(t.updated_at.millis())
+    .bind(w.expected_version)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    match res.rows_affected() {
+        0 => Err(stale_tenant(conn, w).await),
+        _ => Ok(()),
+    }
+}
+
+/// The error of a tenant write that found another version (or no tenant).
+async fn stale_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Error {
+    let found = sqlx::query("SELECT version FROM tenants WHERE id = $1")
+        .bind(&w.tenant.id)
+        .fetch_optional(&mut *conn)
+        .await;
+    match found {
+        Ok(Some(row)) => Error::PreconditionFailed {
+            kind: "tenant",
+            id: w.tenant.id.clone(),
+            expected: w.expected_version,
+            found: row.try_get::<i64, _>(0).unwrap_or(-1),
+        },
+        Ok(None) => Error::not_found("tenant", &w.tenant.id),
+        Err(e) => db_err(e),
+    }
 }
 
 /// Applies resource changes in order; runs of consecutive `Put`s are one multi-row

@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::tenant::Tenant;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
@@ -557,8 +558,18 @@ impl WorkflowStore for SqlStore {
         // Through the store's writer, so that on SQLite the steps share a transaction
         // with the API writes queued at the same moment instead of taking turns with
         // them for the one write connection.
+        // The tenants the steps write, by step, for the cache.
+        let written: Vec<(usize, Tenant)> = match &self.tenants {
+            Some(_) => commits
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| c.effects.tenants.iter().map(move |w| (i, w.tenant.clone())))
+                .collect(),
+            None => Vec::new(),
+        };
         let commits = commits.to_vec();
-        self.writer
+        let results = self
+            .writer
             .write(&Effects::none(), move |conn| {
                 Box::pin(async move {
                     if commits.len() > 1 && batchable(conn, &commits) {
@@ -585,7 +596,12 @@ impl WorkflowStore for SqlStore {
                     Ok(results)
                 })
             })
-            .await
+            .await?;
+        // Tenants the committed steps wrote are read from the cache from now on.
+        if let Some(cache) = &self.tenants {
+            written.iter().filter(|(i, _)| results[*i].is_ok()).for_each(|(_, t)| cache.offer(t));
+        }
+        Ok(results)
     }
 
     async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)> {

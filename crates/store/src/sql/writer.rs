@@ -11,12 +11,14 @@
 //! constraint, every write is its own transaction (a batch of one).
 
 use std::any::Any as StdAny;
+use std::sync::Arc;
 
 use futures_core::future::BoxFuture;
 use sqlx::{AnyConnection, AnyPool, Connection};
 use tenancy_domain::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::TenantCache;
 use super::db_err;
 use super::effects::{apply_effects_batch, complete_job, effects_need_savepoint, start_executions};
 use crate::store::Effects;
@@ -35,6 +37,17 @@ pub(super) struct Pending {
 pub static STATS_BUSY_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static STATS_BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static STATS_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static T_BEGIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static T_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static T_EFFECTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static T_COMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+fn tadd(a: &std::sync::atomic::AtomicU64, t: std::time::Instant) {
+    a.fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+pub fn tstats() -> [u64; 4] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [T_BEGIN.load(Relaxed), T_WRITES.load(Relaxed), T_EFFECTS.load(Relaxed), T_COMMIT.load(Relaxed)]
+}
 pub fn stats() -> (u64, u64, u64) {
     use std::sync::atomic::Ordering::Relaxed;
     (STATS_BUSY_US.load(Relaxed), STATS_BATCHES.load(Relaxed), STATS_WRITES.load(Relaxed))
@@ -56,7 +69,9 @@ impl Writer {
         Writer::Direct(pool)
     }
 
-    pub(super) fn batched(pool: AnyPool) -> Self {
+    /// The group-committing writer; after each commit it refreshes `tenants` with the
+    /// committed writes' [`Effects::tenants`].
+    pub(super) fn batched(pool: AnyPool, tenants: Option<Arc<TenantCache>>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -69,7 +84,7 @@ impl Writer {
                 }
                 let n = batch.len();
                 let t0 = std::time::Instant::now();
-                run_batch(&pool, batch, true).await;
+                run_batch(&pool, batch, true, tenants.as_deref()).await;
                 STATS_BUSY_US.fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
                 STATS_BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 STATS_WRITES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -109,7 +124,7 @@ impl Writer {
         let (done, result) = oneshot::channel();
         let pending = Pending { f, fx: fx.clone(), savepoint, done };
         match self {
-            Writer::Direct(pool) => run_batch(pool, vec![pending], false).await,
+            Writer::Direct(pool) => run_batch(pool, vec![pending], false, None).await,
             Writer::Batched(queue) => {
                 queue.send(pending).map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?
             }
@@ -124,12 +139,13 @@ pub(super) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
 }
 
 /// Runs a batch in one transaction; `sqlite` selects `?` placeholders for the effects.
-async fn run_batch(pool: &AnyPool, batch: Vec<Pending>, sqlite: bool) {
+async fn run_batch(pool: &AnyPool, batch: Vec<Pending>, sqlite: bool, tenants: Option<&TenantCache>) {
     let fail_all = |batch: Vec<oneshot::Sender<Result<BoxAny>>>, e: Error| {
         for done in batch {
             let _ = done.send(Err(e.clone()));
         }
     };
+    let t0 = std::time::Instant::now();
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
         Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
@@ -138,6 +154,8 @@ async fn run_batch(pool: &AnyPool, batch: Vec<Pending>, sqlite: bool) {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
     };
+    tadd(&T_BEGIN, t0);
+    let t0 = std::time::Instant::now();
     let single = batch.len() == 1;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut effects = Vec::with_capacity(batch.len());
@@ -173,16 +191,24 @@ async fn run_batch(pool: &AnyPool, batch: Vec<Pending>, sqlite: bool) {
         }
         outcomes.push((p.done, result));
     }
+    tadd(&T_WRITES, t0);
     let committed = if effects.is_empty() {
         tx.rollback().await.map_err(db_err)
     } else {
-        match apply_effects_batch(&mut tx, &effects, sqlite).await {
-            Ok(()) => tx.commit().await.map_err(db_err),
+        let t0 = std::time::Instant::now();
+        let r = apply_effects_batch(&mut tx, &effects, sqlite).await;
+        tadd(&T_EFFECTS, t0);
+        let t0 = std::time::Instant::now();
+        match r {
+            Ok(()) => { let r = tx.commit().await.map_err(db_err); tadd(&T_COMMIT, t0); r },
             Err(e) => Err(e),
         }
     };
     match committed {
         Ok(()) => {
+            if let Some(cache) = tenants {
+                effects.iter().flat_map(|fx| &fx.tenants).for_each(|w| cache.offer(&w.tenant));
+            }
             for (done, r) in outcomes {
                 let _ = done.send(r);
             }
