@@ -136,9 +136,6 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let (busy, batches, writes) = tenancy_store::sql::writer::stats();
-    eprintln!("writer: begin/writes/effects/commit us {:?}", tenancy_store::sql::writer::tstats());
-    eprintln!("writer: busy {:.2} s of {:.2} s, {batches} batches, {writes} writes", busy as f64 / 1e6, elapsed.as_secs_f64());
 
     // What the figure claims, checked.
     let provisioned =

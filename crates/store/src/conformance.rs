@@ -50,7 +50,7 @@ macro_rules! store_conformance_suite {
     };
 }
 
-fn plan(id: &str, isolation: Isolation) -> Plan {
+pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
     Plan {
         id: id.into(),
         name: id.to_uppercase(),
@@ -63,7 +63,7 @@ fn plan(id: &str, isolation: Isolation) -> Plan {
     }
 }
 
-fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
+pub(crate) fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
     Tenant {
         id: id.into(),
         name: format!("Tenant {id}"),
@@ -595,13 +595,33 @@ pub async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
             store.tenant_create(&t, &created(&t)).await
         }
     });
-    let results = futures::future::join_all(writes).await;
+    // Five creates of one new id at once (on SQLite, likely in one multi-row insert).
+    let twins = (0..5).map(|i| {
+        let store = store.clone();
+        async move {
+            let mut t = tenant("t100", "pro", "eu");
+            t.name = format!("twin {i}");
+            store.tenant_create(&t, &created(&t)).await
+        }
+    });
+    let (results, twins) =
+        futures::future::join(futures::future::join_all(writes), futures::future::join_all(twins)).await;
     for (i, r) in results.iter().enumerate() {
         let should_fail = i % 10 == 3 || i == 5;
         assert_eq!(r.is_err(), should_fail, "write {i}: {r:?}");
+        match r {
+            Err(e) if i == 5 => assert!(matches!(e, Error::AlreadyExists { .. }), "write {i}: {e:?}"),
+            Err(e) => assert_eq!(e.code(), "unknown-plan", "write {i}"),
+            Ok(_) => {}
+        }
         let events = all_events(&*store, &format!("t{i:03}")).await;
         assert_eq!(events.len(), usize::from(!should_fail), "events of write {i}");
     }
+    let won: Vec<_> = twins.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{twins:?}");
+    assert!(twins.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, Error::AlreadyExists { .. })));
+    assert_eq!(store.tenant_get("t100").await.unwrap().name, won[0].name);
+    assert_eq!(all_events(&*store, "t100").await.len(), 1);
     let jobs = store.job_claim("w", 1000, 100, Timestamp::now()).await.unwrap();
-    assert_eq!(jobs.len(), 35);
+    assert_eq!(jobs.len(), 36);
 }

@@ -20,7 +20,7 @@ mod rows;
 pub mod testing;
 mod wakeup;
 mod workflows;
-pub mod writer;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,9 +159,13 @@ impl SqlStore {
         } else if opts.url.starts_with("sqlite:") {
             let lock = lock_sqlite(&opts.url)?;
             let url = if opts.url.contains('?') { opts.url.clone() } else { format!("{}?mode=rwc", opts.url) };
+            // No liveness ping before each acquire (sqlx's default): a local file's
+            // connection does not go stale, and on the write path the ping was a round
+            // trip to the connection's thread per transaction.
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
+                .test_before_acquire(false)
                 .after_connect(sqlite_pragmas)
                 .connect(&url)
                 .await
@@ -169,18 +173,21 @@ impl SqlStore {
             let reader = AnyPoolOptions::new()
                 .max_connections(opts.max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(30))
+                .test_before_acquire(false)
                 .after_connect(sqlite_pragmas)
                 .connect(&url)
                 .await
                 .map_err(db_err)?;
             let tenants = Arc::new(TenantCache::default());
+            let lock = Arc::new(lock);
+            tokio::spawn(checkpoints(reader.clone(), Arc::downgrade(&lock)));
             SqlStore {
                 dialect: Dialect { backend: Backend::Sqlite },
                 writer: Writer::batched(writer.clone(), Some(tenants.clone())),
                 write_pool: writer,
                 reader,
                 tenants: Some(tenants),
-                _lock: Some(Arc::new(lock)),
+                _lock: Some(lock),
                 pg_url: None,
             }
         } else {
@@ -287,7 +294,8 @@ fn lock_sqlite(url: &str) -> Result<std::fs::File> {
 
 /// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL
 /// synchronous (durable across process crashes; an OS crash may lose the last
-/// transactions, the usual WAL trade-off), a busy timeout, and foreign keys on.
+/// transactions, the usual WAL trade-off), a busy timeout, foreign keys on, and the
+/// writer's own WAL checkpoints only as a backstop (see [`checkpoints`]).
 fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
     _meta: sqlx::pool::PoolConnectionMetadata,
@@ -295,11 +303,28 @@ fn sqlite_pragmas(
     Box::pin(async move {
         conn.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-             PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+             PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
         )
         .await?;
         Ok(())
     })
+}
+
+/// How often [`checkpoints`] copies the WAL into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL from a reader connection until `alive` is gone (the store
+/// dropped). SQLite otherwise checkpoints inside the COMMIT that fills the WAL past
+/// `wal_autocheckpoint` pages: on the one writer, with an fsync, stalling every write
+/// queued behind it. A PASSIVE checkpoint never blocks the writer; the writer's own
+/// autocheckpoint stays as a backstop at 10,000 pages (about 40 MB).
+async fn checkpoints(reader: AnyPool, alive: std::sync::Weak<std::fs::File>) {
+    while alive.strong_count() > 0 {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&reader).await {
+            tracing::debug!(error = %e, "WAL checkpoint failed");
+        }
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+    }
 }
 
 /// A database URL with its password replaced, for messages and logs.
@@ -486,27 +511,26 @@ impl Store for SqlStore {
     }
 
     async fn tenant_create(&self, t: &Tenant, fx: &Effects) -> Result<Tenant> {
-        let (t, dialect) = (t.clone(), self.dialect);
-        let stored = self
-            .writer
-            .write_atomic(fx, move |c| {
-                Box::pin(async move {
-                    // The plan must exist. On PostgreSQL its row stays share-locked until
-                    // commit, so a concurrent plan delete either sees this tenant or comes
-                    // first. SQLite has one writer, so there the check is part of the
-                    // INSERT (one statement, one round trip on the write path).
-                    let check = match dialect.backend {
-                        Backend::Postgres => {
-                            let sql = "SELECT id FROM plans WHERE id = $1 FOR SHARE";
-                            sqlx::query(sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_some()
+        let stored = if self.writer.merges_tenant_insert(fx) {
+            // SQLite: one multi-row INSERT for the batch, the plan check part of it
+            // (one writer, so no plan delete can come in between).
+            self.writer.insert_tenant(t, fx).await?;
+            t.clone()
+        } else {
+            let t = t.clone();
+            let lock = self.dialect.for_share();
+            self.writer
+                .write_atomic(fx, move |c| {
+                    Box::pin(async move {
+                        // On PostgreSQL the plan row stays share-locked until commit, so a
+                        // concurrent plan delete either sees this tenant or comes first.
+                        let sql = format!("SELECT id FROM plans WHERE id = $1{lock}");
+                        if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
+                            return Err(writer::unknown_plan(&t.plan));
                         }
-                        Backend::Sqlite => true,
-                    };
-                    let res = match check {
-                        true => sqlx::query(
+                        let res = sqlx::query(
                             "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, \
-                             updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-                             WHERE EXISTS (SELECT 1 FROM plans WHERE id = $3)",
+                             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                         )
                         .bind(&t.id)
                         .bind(&t.name)
@@ -518,22 +542,16 @@ impl Store for SqlStore {
                         .bind(t.created_at.millis())
                         .bind(t.updated_at.millis())
                         .execute(&mut *c)
-                        .await
-                        .map(|r| r.rows_affected() == 1),
-                        false => Ok(false),
-                    };
-                    match res {
-                        Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
-                        Err(e) => Err(db_err(e)),
-                        Ok(true) => Ok(t),
-                        Ok(false) => Err(Error::InvalidRequest {
-                            code: "unknown-plan",
-                            message: format!("plan {:?} does not exist", t.plan),
-                        }),
-                    }
+                        .await;
+                        match res {
+                            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
+                            Err(e) => Err(db_err(e)),
+                            Ok(_) => Ok(t),
+                        }
+                    })
                 })
-            })
-            .await?;
+                .await?
+        };
         if let Some(c) = &self.tenants {
             c.offer(&stored);
         }

@@ -19,7 +19,7 @@ macro_rules! workflow_conformance_suite {
             $crate::workflow_conformance_suite!(@cases $make;
                 state_machine_versions, execution_start_is_idempotent_by_name, steps_commit_with_seq,
                 claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens,
-                tenant_resources_and_secrets);
+                tenant_resources_and_secrets, step_tenant_writes_are_version_checked);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -275,4 +275,58 @@ pub async fn tenant_resources_and_secrets(store: Arc<dyn Store>) {
     assert!(w.tenant_secret_delete("acme", "database:silo").await.unwrap());
     assert!(!w.tenant_secret_delete("acme", "database:silo").await.unwrap());
     assert_eq!(w.tenant_secret_get("acme", "database:silo").await.unwrap(), None);
+}
+
+/// A step's [`Effects::tenants`] commit with it, and only over the version they were
+/// computed from: a stale one fails the commit and writes nothing, alone or in a batch.
+pub async fn step_tenant_writes_are_version_checked(store: Arc<dyn Store>) {
+    use crate::conformance::{plan, tenant};
+    use tenancy_domain::plan::Isolation;
+    use tenancy_domain::tenant::{Tenant, TenantStatus};
+    let wf = store.workflows();
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let mut acme = tenant("acme", "pro", "eu");
+    store.tenant_create(&acme, &Effects::none()).await.unwrap();
+    for i in 1..=3 {
+        wf.execution_start(&new_execution(&format!("exe_{i}"), &format!("n{i}"), Some(0)), &Effects::none())
+            .await
+            .unwrap();
+    }
+    let step = |id: &str, t: &Tenant, expected: i64| StepCommit {
+        execution_id: id.into(),
+        expected_seq: 1,
+        state: StepState { status: status::SUCCEEDED.into(), history: vec![hist(3, "X")], ..StepState::default() },
+        effects: Effects::none()
+            .with_event(Event::new("TenantProvisioned", Some("acme"), vec![], json!({})))
+            .with_tenant(Tenant { version: expected + 1, ..t.clone() }, expected),
+        ..StepCommit::default()
+    };
+    // Stale (version 0 is long gone after the update below): nothing is written.
+    acme.name = "Acme Inc".into();
+    let acme = store.tenant_update(&acme, 1, &Effects::none()).await.unwrap();
+    let mut active = acme.clone();
+    active.status = TenantStatus::Active;
+    let stale = wf.execution_commit(&[step("exe_1", &active, 1)]).await;
+    let failed = match stale {
+        Ok(r) => r[0].is_err(),
+        Err(_) => true,
+    };
+    assert!(failed, "a stale tenant write committed");
+    assert_eq!(wf.execution_get("exe_1").await.unwrap().seq, 1);
+    assert_eq!(store.tenant_get("acme").await.unwrap().status, acme.status);
+    // Current: the status change, the step and its event commit together (in a batch
+    // with a plain step).
+    let plain = StepCommit {
+        execution_id: "exe_3".into(),
+        expected_seq: 1,
+        state: StepState { status: status::RUNNING.into(), ..StepState::default() },
+        ..StepCommit::default()
+    };
+    let res = wf.execution_commit(&[step("exe_2", &active, acme.version), plain]).await.unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    let stored = store.tenant_get("acme").await.unwrap();
+    assert_eq!((stored.status, stored.version, stored.name.as_str()), (TenantStatus::Active, 3, "Acme Inc"));
+    assert_eq!(wf.execution_get("exe_2").await.unwrap().status, status::SUCCEEDED);
+    let events = store.event_list(&EventFilter::default(), &page(10)).await.unwrap().items;
+    assert_eq!(events.iter().filter(|e| e.event.detail_type == "TenantProvisioned").count(), 1);
 }

@@ -246,10 +246,8 @@ pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> 
 
 /// The error of a tenant write that found another version (or no tenant).
 async fn stale_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Error {
-    let found = sqlx::query("SELECT version FROM tenants WHERE id = $1")
-        .bind(&w.tenant.id)
-        .fetch_optional(&mut *conn)
-        .await;
+    let found =
+        sqlx::query("SELECT version FROM tenants WHERE id = $1").bind(&w.tenant.id).fetch_optional(&mut *conn).await;
     match found {
         Ok(Some(row)) => Error::PreconditionFailed {
             kind: "tenant",
