@@ -36,7 +36,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use crate::store::*;
-use cache::TenantCache;
+use cache::{RecordCache, TenantCache};
 use writer::Writer;
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -114,6 +114,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// SQLite only: this process is the database's one writer (see [`cache`]).
     tenants: Option<Arc<TenantCache>>,
+    /// SQLite only: plans and hooks (see [`cache`]).
+    records: Option<Arc<RecordCache>>,
     /// SQLite only: the lock that makes this process the database's one user.
     _lock: Option<Arc<std::fs::File>>,
     /// The PostgreSQL URL, for the wake-up listener's own connection.
@@ -153,6 +155,7 @@ impl SqlStore {
                 write_pool: pool.clone(),
                 reader: pool,
                 tenants: None,
+                records: None,
                 _lock: None,
                 pg_url: Some(opts.url.clone()),
             }
@@ -187,6 +190,7 @@ impl SqlStore {
                 write_pool: writer,
                 reader,
                 tenants: Some(tenants),
+                records: Some(Arc::default()),
                 _lock: Some(lock),
                 pg_url: None,
             }
@@ -413,7 +417,8 @@ impl Store for SqlStore {
 
     async fn plan_put(&self, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan> {
         let (plan, dialect) = (plan.clone(), self.dialect);
-        self.writer
+        let stored = self
+            .writer
             .write(fx, move |c| {
                 Box::pin(async move {
                     let sql = format!("SELECT version, created_at FROM plans WHERE id = $1{}", dialect.for_update());
@@ -464,12 +469,25 @@ impl Store for SqlStore {
                     }
                 })
             })
-            .await
+            .await;
+        if let Some(c) = &self.records {
+            c.plans.clear();
+        }
+        stored
     }
 
     async fn plan_get(&self, id: &str) -> Result<Plan> {
+        let generation = match self.records.as_ref().map(|c| c.plans.get(id)) {
+            Some(Ok(plan)) => return Ok(plan),
+            Some(Err(generation)) => Some(generation),
+            None => None,
+        };
         let row = self.read_one("SELECT * FROM plans WHERE id = $1", id, "plan").await?;
-        rows::plan(&row)
+        let plan = rows::plan(&row)?;
+        if let (Some(c), Some(generation)) = (&self.records, generation) {
+            c.plans.fill(generation, id, &plan);
+        }
+        Ok(plan)
     }
 
     async fn plan_list(&self, page: &PageRequest) -> Result<Page<Plan>> {
@@ -483,7 +501,8 @@ impl Store for SqlStore {
 
     async fn plan_delete(&self, id: &str, fx: &Effects) -> Result<()> {
         let (id, dialect) = (id.to_owned(), self.dialect);
-        self.writer
+        let deleted = self
+            .writer
             .write(fx, move |c| {
                 Box::pin(async move {
                     let sql = format!("SELECT id FROM plans WHERE id = $1{}", dialect.for_update());
@@ -507,7 +526,11 @@ impl Store for SqlStore {
                     Ok(())
                 })
             })
-            .await
+            .await;
+        if let Some(c) = &self.records {
+            c.plans.clear();
+        }
+        deleted
     }
 
     async fn tenant_create(&self, t: &Tenant, fx: &Effects) -> Result<Tenant> {

@@ -5,7 +5,9 @@
 //! `tenant_create`/`tenant_update` or is a write's or a step's [`Effects::tenants`],
 //! all of which refresh the cache after their commit. So the cache is coherent: reads of a tenant are served from memory. Entries only move
 //! forward in version, so a read that raced a write can never put back an older copy.
-//! PostgreSQL, written by several replicas, has no such cache.
+//! PostgreSQL, written by several replicas, has no such cache. Plans and the hook list,
+//! read for every tenant created and every hook call, are cached the same way
+//! ([`RecordCache`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,6 +43,51 @@ impl TenantCache {
     }
 }
 
+/// A cache of rarely written records (plans, the hook list) on SQLite, where this
+/// process is the only writer: a write of them clears it after its commit, and a read
+/// fills it only if no such write was made while it read (the generation did not move),
+/// so a read racing a write never puts the old record back.
+pub(super) struct ReadCache<V> {
+    inner: Mutex<(u64, HashMap<String, V>)>,
+}
+
+impl<V> Default for ReadCache<V> {
+    fn default() -> Self {
+        ReadCache { inner: Mutex::new((0, HashMap::new())) }
+    }
+}
+
+impl<V: Clone> ReadCache<V> {
+    /// The cached value of `key`, or the generation to fill it at after reading it.
+    pub(super) fn get(&self, key: &str) -> Result<V, u64> {
+        let inner = self.inner.lock().expect("read cache poisoned");
+        inner.1.get(key).cloned().ok_or(inner.0)
+    }
+
+    /// Caches `value` as read at `generation`, unless a write came since.
+    pub(super) fn fill(&self, generation: u64, key: &str, value: &V) {
+        let mut inner = self.inner.lock().expect("read cache poisoned");
+        if inner.0 == generation {
+            inner.1.insert(key.to_owned(), value.clone());
+        }
+    }
+
+    /// Forgets everything (after a write of these records).
+    pub(super) fn clear(&self) {
+        let mut inner = self.inner.lock().expect("read cache poisoned");
+        inner.0 += 1;
+        inner.1.clear();
+    }
+}
+
+/// The SQLite store's caches of rarely written records.
+#[derive(Default)]
+pub(super) struct RecordCache {
+    pub(super) plans: ReadCache<tenancy_domain::plan::Plan>,
+    /// The whole hook list, under the key `""`.
+    pub(super) hooks: ReadCache<Vec<tenancy_domain::hook::Hook>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +106,18 @@ mod tests {
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }
+    }
+
+    #[test]
+    fn reads_racing_a_write_are_not_cached() {
+        let c = ReadCache::<i64>::default();
+        let Err(generation) = c.get("pro") else { panic!("empty cache") };
+        c.clear(); // a write committed while the read ran
+        c.fill(generation, "pro", &1);
+        assert!(c.get("pro").is_err());
+        let Err(generation) = c.get("pro") else { panic!("empty cache") };
+        c.fill(generation, "pro", &2);
+        assert_eq!(c.get("pro"), Ok(2));
     }
 
     #[test]

@@ -10,6 +10,15 @@ use super::{db_err, json_text, SqlStore};
 use crate::hooks::HookStore;
 use crate::store::Effects;
 
+impl SqlStore {
+    /// After a write of hooks: the cached list is stale.
+    fn hooks_changed(&self) {
+        if let Some(c) = &self.records {
+            c.hooks.clear();
+        }
+    }
+}
+
 fn hook_of(text: &str) -> Result<Hook> {
     serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt hook record: {e}")))
 }
@@ -18,7 +27,8 @@ fn hook_of(text: &str) -> Result<Hook> {
 impl HookStore for SqlStore {
     async fn hook_put(&self, hook: &Hook, fx: &Effects) -> Result<(Hook, bool)> {
         let (hook, dialect) = (hook.clone(), self.dialect);
-        self.writer
+        let put = self
+            .writer
             .write(fx, move |c| {
                 Box::pin(async move {
                     let sql = format!("SELECT created_at FROM hooks WHERE name = $1{}", dialect.for_update());
@@ -44,10 +54,16 @@ impl HookStore for SqlStore {
                     Ok((stored, created))
                 })
             })
-            .await
+            .await;
+        self.hooks_changed();
+        put
     }
 
     async fn hook_get(&self, name: &str) -> Result<Hook> {
+        if self.records.is_some() {
+            let hooks = self.hook_list().await?;
+            return hooks.into_iter().find(|h| h.name == name).ok_or_else(|| Error::not_found("hook", name));
+        }
         let row = sqlx::query("SELECT hook FROM hooks WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.reader)
@@ -58,13 +74,23 @@ impl HookStore for SqlStore {
     }
 
     async fn hook_list(&self) -> Result<Vec<Hook>> {
+        let generation = match self.records.as_ref().map(|c| c.hooks.get("")) {
+            Some(Ok(hooks)) => return Ok(hooks),
+            Some(Err(generation)) => Some(generation),
+            None => None,
+        };
         let rows = sqlx::query("SELECT hook FROM hooks ORDER BY name").fetch_all(&self.reader).await.map_err(db_err)?;
-        rows.iter().map(|r| hook_of(&r.get::<String, _>(0))).collect()
+        let hooks = rows.iter().map(|r| hook_of(&r.get::<String, _>(0))).collect::<Result<Vec<_>>>()?;
+        if let (Some(c), Some(generation)) = (&self.records, generation) {
+            c.hooks.fill(generation, "", &hooks);
+        }
+        Ok(hooks)
     }
 
     async fn hook_delete(&self, name: &str, fx: &Effects) -> Result<()> {
         let name = name.to_owned();
-        self.writer
+        let deleted = self
+            .writer
             .write(fx, move |c| {
                 Box::pin(async move {
                     let res = sqlx::query("DELETE FROM hooks WHERE name = $1")
@@ -78,6 +104,8 @@ impl HookStore for SqlStore {
                     Ok(())
                 })
             })
-            .await
+            .await;
+        self.hooks_changed();
+        deleted
     }
 }
