@@ -22,8 +22,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::{Error, Result};
 
@@ -89,24 +89,11 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
 /// The embedded default: one SQLite file per silo tenant.
 pub struct SqliteFiles {
     root: PathBuf,
-    /// Connections to private, empty in-memory databases that create tenants' files by
-    /// ATTACHing them. sqlx runs every SQLite connection on a thread of its own, so a
-    /// connection per file cost a thread, an open and a close per silo tenant: half-silo
-    /// provisioning ran at 690-780 tenants/s that way (bench `provision`).
-    makers: SqlitePool,
 }
-
-/// Files created at once (each commit waits for the disk).
-const MAKERS: u32 = 4;
 
 impl SqliteFiles {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let makers = SqlitePoolOptions::new()
-            .max_connections(MAKERS)
-            .min_connections(0)
-            .idle_timeout(Some(std::time::Duration::from_secs(60)))
-            .connect_lazy_with(SqliteConnectOptions::new().create_if_missing(true));
-        SqliteFiles { root: root.into(), makers }
+        SqliteFiles { root: root.into() }
     }
 
     fn dir(&self, tenant_id: &str) -> Result<PathBuf> {
@@ -118,6 +105,38 @@ impl SqliteFiles {
 
 fn io(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("failed to {what} {}: {e}", path.display()))
+}
+
+/// Creates `<dir>/data.db` unless it exists. The file is built under a temporary name
+/// and renamed into place complete, so a `data.db` is always whole and a repeated step
+/// finds it done. Built without a rollback journal (nothing to roll back in a file
+/// nobody else sees; a journal cost a create, a write, an fsync and an unlink per
+/// tenant) and synced once, at its commit. Should a crash of the machine lose the fresh
+/// file, the reconciler recreates it.
+fn build_silo_file(dir: &std::path::Path, tenant_id: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    let path = dir.join("data.db");
+    if std::fs::exists(&path).map_err(|e| io("inspect", &path, e))? {
+        return Ok(path);
+    }
+    let building = dir.join("data.db.building");
+    match std::fs::remove_file(&building) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("clean up", &building, e)),
+    }
+    let init = |conn: &mut rusqlite::Connection| -> rusqlite::Result<()> {
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = FULL;")?;
+        let tx = conn.transaction()?;
+        tx.execute("CREATE TABLE tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", [])?;
+        tx.execute("INSERT INTO tenancy_meta (key, value) VALUES ('tenant_id', ?1)", [tenant_id])?;
+        tx.commit()
+    };
+    let mut conn = rusqlite::Connection::open(&building).map_err(|e| io("create", &building, e))?;
+    init(&mut conn).map_err(|e| io("initialize", &building, e))?;
+    conn.close().map_err(|(_, e)| io("close", &building, e))?;
+    std::fs::rename(&building, &path).map_err(|e| io("create", &path, e))?;
+    Ok(path)
 }
 
 /// A silo tenant's database record detail.
@@ -144,41 +163,14 @@ impl DatabaseProvisioner for SqliteFiles {
             return Err(no_pool_database());
         }
         let dir = self.dir(tenant_id)?;
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| io("create", &dir, e))?;
-        let path = dir.join("data.db");
-        // The file is built under a temporary name and renamed into place complete, so a
-        // `data.db` is always whole and a repeated step finds it done. Built without a
-        // rollback journal (nothing to roll back in a file nobody else sees; a journal
-        // cost a create, a write, an fsync and an unlink per tenant), one fsync at its
-        // commit. Half-silo provisioning: 690-780 tenants/s with a connection per file
-        // and a journal, about 850 with attached files and a journal (bench
-        // `provision`). Should a crash lose the fresh file, the reconciler recreates it.
-        if tokio::fs::try_exists(&path).await.map_err(|e| io("inspect", &path, e))? {
-            return Ok(detail(&path));
-        }
-        let building = dir.join("data.db.building");
-        match tokio::fs::remove_file(&building).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("clean up", &building, e)),
-        }
-        // The path and the id (a validated slug) are quoted into the statements.
-        let quote = |s: &str| s.replace('\'', "''");
-        let init = format!(
-            "ATTACH DATABASE '{}' AS silo; PRAGMA silo.journal_mode = OFF; PRAGMA silo.synchronous = FULL; \
-             BEGIN; CREATE TABLE silo.tenancy_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
-             INSERT INTO silo.tenancy_meta (key, value) VALUES ('tenant_id', '{}'); COMMIT; DETACH DATABASE silo",
-            quote(&building.display().to_string()),
-            quote(tenant_id),
-        );
-        let mut conn = self.makers.acquire().await.map_err(|e| io("create", &building, e))?;
-        if let Err(e) = conn.execute(init.as_str()).await {
-            // The connection may be left inside the transaction or attached: drop it.
-            let _ = conn.detach().close().await;
-            return Err(io("initialize", &building, e));
-        }
-        drop(conn);
-        tokio::fs::rename(&building, &path).await.map_err(|e| io("create", &path, e))?;
+        // One blocking task does the whole job, with rusqlite rather than sqlx: sqlx runs
+        // every SQLite connection on a thread of its own, and a connection per file (or a
+        // round trip to a pool of them, plus one per file operation) was about a third of
+        // the CPU of half-silo provisioning (bench `provision`).
+        let tenant = tenant_id.to_owned();
+        let path = tokio::task::spawn_blocking(move || build_silo_file(&dir, &tenant))
+            .await
+            .map_err(|e| Error::internal(format!("creating a tenant database panicked: {e}")))??;
         Ok(detail(&path))
     }
 
