@@ -421,3 +421,50 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     assert_eq!(database_isolation(&h, "acme").await, "pool");
     h.stop().await;
 }
+
+/// Updates the tenant behind the step's back once, after the step read it: the step's
+/// status change is then stale.
+struct RaceOnce {
+    inner: Arc<dyn TaskHandler>,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl TaskHandler for RaceOnce {
+    fn inline(&self) -> bool {
+        self.inner.inline()
+    }
+
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        let out = self.inner.call(call).await;
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let id = call.parameters["tenant_id"].as_str().unwrap();
+            let mut t = call.store.tenant_get(id).await.unwrap();
+            let version = t.version;
+            t.name = "Renamed meanwhile".into();
+            call.store.tenant_update(&t, version, &tenancy_store::Effects::none()).await.unwrap();
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_change_computed_from_a_stale_tenant_runs_again() {
+    let h = Harness::start().await;
+    let registry = h.app.engine().handlers();
+    let inner = registry.get("tenancy:tenant.activate").unwrap();
+    registry.register("tenancy:tenant.activate", RaceOnce { inner, raced: Default::default() });
+    let execution = h.create("acme").await;
+    h.wait_tenant("acme", "active").await;
+    h.wait_execution(&execution, "SUCCEEDED").await;
+    // The rename survived (the stale activation wrote nothing), then the activation
+    // ran again over it.
+    let t = h.app.store().tenant_get("acme").await.unwrap();
+    assert_eq!((t.name.as_str(), t.version), ("Renamed meanwhile", 3));
+    let events = h.events("acme").await;
+    let provisioned: Vec<&Value> = events.iter().filter(|(t, _)| t == "TenantProvisioned").map(|(_, d)| d).collect();
+    assert_eq!(provisioned.len(), 1, "{events:?}");
+    assert_eq!(provisioned[0]["name"], "Renamed meanwhile");
+    h.history_is_clean(&execution).await;
+    h.stop().await;
+}
