@@ -102,13 +102,14 @@ fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("engine records serialize")
 }
 
+// Both deserialize from the borrowed value: no copy of the JSON per step.
 pub(crate) fn parse_pending(rec: &ExecutionRecord) -> Option<Pending> {
-    rec.pending.clone().and_then(|p| serde_json::from_value(p).ok())
+    rec.pending.as_ref().and_then(|p| Pending::deserialize(p).ok())
 }
 
 pub(crate) fn parse_cursor(rec: &ExecutionRecord) -> Result<Cursor> {
-    let c = rec.cursor.clone().ok_or_else(|| Error::internal(format!("execution {:?} has no cursor", rec.id)))?;
-    serde_json::from_value(c).map_err(|e| Error::internal(format!("corrupt cursor of execution {:?}: {e}", rec.id)))
+    let c = rec.cursor.as_ref().ok_or_else(|| Error::internal(format!("execution {:?} has no cursor", rec.id)))?;
+    Cursor::deserialize(c).map_err(|e| Error::internal(format!("corrupt cursor of execution {:?}: {e}", rec.id)))
 }
 
 /// The `$$` facts of an execution.
