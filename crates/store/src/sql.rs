@@ -134,6 +134,23 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// Binds a tenant's columns in table order (id, name, plan_id, region, status, metadata,
+/// version, created_at, updated_at): 9 values.
+fn bind_tenant<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    t: &'q Tenant,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.plan)
+        .bind(&t.region)
+        .bind(t.status.as_str())
+        .bind(json_text(&t.metadata))
+        .bind(t.version)
+        .bind(t.created_at.millis())
+        .bind(t.updated_at.millis())
+}
+
 fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("serializing a record to JSON cannot fail")
 }
@@ -551,21 +568,9 @@ impl Store for SqlStore {
                         if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
                             return Err(writer::unknown_plan(&t.plan));
                         }
-                        let res = sqlx::query(
-                            "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, \
-                             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        )
-                        .bind(&t.id)
-                        .bind(&t.name)
-                        .bind(&t.plan)
-                        .bind(&t.region)
-                        .bind(t.status.as_str())
-                        .bind(json_text(&t.metadata))
-                        .bind(t.version)
-                        .bind(t.created_at.millis())
-                        .bind(t.updated_at.millis())
-                        .execute(&mut *c)
-                        .await;
+                        let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
+                                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                        let res = bind_tenant(sqlx::query(sql), &t).execute(&mut *c).await;
                         match res {
                             Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
                             Err(e) => Err(db_err(e)),

@@ -181,27 +181,17 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
 async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], anonymous: bool) -> Result<()> {
     if anonymous {
         for chunk in writes.chunks(100) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
-                "WITH v(v_id, v_expected, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_updated) \
-                 AS (VALUES {values}) \
+                "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated, \
+                 v_expected) AS (VALUES {values}) \
                  UPDATE tenants SET name = v_name, plan_id = v_plan, region = v_region, status = v_status, \
                  metadata = v_metadata, version = v_version, updated_at = v_updated \
                  FROM v WHERE id = v_id AND version = v_expected RETURNING id"
             );
             let mut q = sqlx::query(&sql);
             for w in chunk {
-                let t = &w.tenant;
-                q = q
-                    .bind(&t.id)
-                    .bind(w.expected_version)
-                    .bind(&t.name)
-                    .bind(&t.plan)
-                    .bind(&t.region)
-                    .bind(t.status.as_str())
-                    .bind(json_text(&t.metadata))
-                    .bind(t.version)
-                    .bind(t.updated_at.millis());
+                q = super::bind_tenant(q, &w.tenant).bind(w.expected_version);
             }
             let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
             if rows.len() < chunk.len() {
@@ -221,23 +211,14 @@ async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], 
 
 /// Writes one tenant's new state over the version it was computed from.
 pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Result<()> {
-    let t = &w.tenant;
-    let res = sqlx::query(
-        "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
-         updated_at = $8 WHERE id = $1 AND version = $9",
-    )
-    .bind(&t.id)
-    .bind(&t.name)
-    .bind(&t.plan)
-    .bind(&t.region)
-    .bind(t.status.as_str())
-    .bind(json_text(&t.metadata))
-    .bind(t.version)
-    .bind(t.updated_at.millis())
-    .bind(w.expected_version)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    // created_at ($8) is bound with the other columns but never written.
+    let sql = "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
+               updated_at = $9 WHERE id = $1 AND version = $10";
+    let res = super::bind_tenant(sqlx::query(sql), &w.tenant)
+        .bind(w.expected_version)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
     match res.rows_affected() {
         0 => Err(stale_tenant(conn, w).await),
         _ => Ok(()),

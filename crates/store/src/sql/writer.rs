@@ -179,16 +179,7 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
         );
         let mut q = sqlx::query(&sql);
         for t in chunk {
-            q = q
-                .bind(&t.id)
-                .bind(&t.name)
-                .bind(&t.plan)
-                .bind(&t.region)
-                .bind(t.status.as_str())
-                .bind(super::json_text(&t.metadata))
-                .bind(t.version)
-                .bind(t.created_at.millis())
-                .bind(t.updated_at.millis());
+            q = super::bind_tenant(q, t);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db_err)? {
             inserted.insert(row.try_get::<String, _>(0).map_err(db_err)?);
