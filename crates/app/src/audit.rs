@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tenancy_audit::chain::ChainVerifier;
-use tenancy_audit::{AuditRecord, ChainStart};
+use tenancy_audit::{AuditRecord, ChainStart, MerkleFrontier};
 use tenancy_domain::event::AuditEntry;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
@@ -139,23 +139,14 @@ pub struct AuditExport {
 }
 
 fn merkle_root_hex(hashes: &[String]) -> Result<String> {
-    let entries = hashes
-        .iter()
-        .map(|h| hex::decode(h).map_err(|_| Error::internal(format!("corrupt audit hash {h:?}"))))
-        .collect::<Result<Vec<_>>>()?;
+    let entries = hashes.iter().map(|h| record_entry(h)).collect::<Result<Vec<_>>>()?;
     Ok(hex::encode(tenancy_audit::merkle_root(&entries)))
 }
 
-/// Hashes of sealed records `1..=tree_size`.
-async fn hashes_upto(store: &dyn Store, tree_size: i64) -> Result<Vec<String>> {
-    let mut out = Vec::with_capacity(tree_size.max(0) as usize);
-    let mut after = 0;
-    while after < tree_size {
-        let page = store.audit_sealed(after, PAGE.min((tree_size - after) as u32)).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq.unwrap_or(tree_size);
-        out.extend(page.into_iter().filter_map(|a| a.hash));
-    }
+/// A record's Merkle entry: its hash as 32 raw bytes.
+fn record_entry(hash: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hash, &mut out).map_err(|_| Error::internal(format!("corrupt audit hash {hash:?}")))?;
     Ok(out)
 }
 
@@ -324,6 +315,10 @@ impl Default for SealerOptions {
 pub struct Sealer {
     store: Arc<dyn Store>,
     opts: SealerOptions,
+    /// The Merkle tree over every sealed record this sealer has read: a checkpoint
+    /// reads only the records sealed since, not the whole log (which made checkpoints
+    /// quadratic in the log's length). Built from `seq` 1 once per process.
+    frontier: std::sync::Mutex<MerkleFrontier>,
 }
 
 /// How long the sealer lets new audit records gather after a wake-up.
@@ -331,7 +326,7 @@ const SEAL_GATHER: Duration = Duration::from_millis(100);
 
 impl Sealer {
     pub fn new(store: Arc<dyn Store>, opts: SealerOptions) -> Self {
-        Sealer { store, opts }
+        Sealer { store, opts, frontier: Default::default() }
     }
 
     /// Seals everything pending; returns how many were sealed.
@@ -349,20 +344,45 @@ impl Sealer {
     /// Records a checkpoint over every sealed record when due (or `force`d and there
     /// is anything new); returns it.
     pub async fn checkpoint(&self, force: bool, last: &mut Instant) -> Result<Option<AuditCheckpoint>> {
-        let (sealed, _) = self.store.audit_counts().await?;
+        let frontier = self.catch_up().await?;
         let latest = self.store.audit_checkpoint_latest().await?.map_or(0, |c| c.tree_size);
-        let new = sealed as i64 - latest;
+        let new = frontier.size() as i64 - latest;
         let due = new >= self.opts.checkpoint_every || last.elapsed() >= self.opts.checkpoint_interval || force;
         if new <= 0 || !due {
             return Ok(None);
         }
-        let hashes = hashes_upto(&*self.store, sealed as i64).await?;
-        let cp =
-            AuditCheckpoint { tree_size: hashes.len() as i64, root: merkle_root_hex(&hashes)?, time: Timestamp::now() };
+        let cp = AuditCheckpoint {
+            tree_size: frontier.size() as i64,
+            root: hex::encode(frontier.root()),
+            time: Timestamp::now(),
+        };
         self.store.audit_checkpoint_put(&cp).await?;
         *last = Instant::now();
         tracing::debug!(tree_size = cp.tree_size, root = %cp.root, "audit checkpoint");
         Ok(Some(cp))
+    }
+
+    /// Extends the frontier with the records sealed since it was last extended.
+    async fn catch_up(&self) -> Result<MerkleFrontier> {
+        let mut frontier = self.frontier.lock().expect("the frontier's lock").clone();
+        loop {
+            let page = self.store.audit_hashes(frontier.size() as i64, PAGE).await?;
+            for (seq, hash) in &page {
+                // Leaf `i` is record `seq = i + 1`: a gap would shift every later leaf.
+                if *seq != frontier.size() as i64 + 1 {
+                    return Err(Error::internal(format!(
+                        "audit record seq {seq} follows seq {}: the sealed log has a gap",
+                        frontier.size()
+                    )));
+                }
+                frontier.push(&record_entry(hash)?);
+            }
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        *self.frontier.lock().expect("the frontier's lock") = frontier.clone();
+        Ok(frontier)
     }
 
     pub async fn run(self, shutdown: CancellationToken) {

@@ -40,10 +40,37 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     assert!(v.checkpoint.as_ref().is_some_and(|c| c.ok && c.tree_size == 7));
     assert_eq!(v.head.as_deref(), Some(records[6].hash.as_str()));
 
+    // The next checkpoint extends the tree with the records sealed since; a sealer of
+    // a restarted process, which builds its tree from the first record, agrees.
+    for i in 7..11 {
+        let fx = Effects::none().with_audit(ctx.audit("test.act", format!("thing/{i}"), None, json!({"i": i})));
+        store.job_complete(&fx).await.unwrap();
+    }
+    assert_eq!(sealer.seal_pending().await.unwrap(), 4);
+    let cp = sealer.checkpoint(true, &mut last).await.unwrap().expect("forced with 4 new records");
+    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap().iter().filter_map(audit_record).collect();
+    assert_eq!(cp.tree_size, 11);
+    assert_eq!(cp.root, tenancy_audit::Checkpoint::over(&records, "t".into()).unwrap().root);
+    let restarted = Sealer::new(store.clone(), SealerOptions::default());
+    assert!(restarted.checkpoint(true, &mut last).await.unwrap().is_none(), "nothing new since");
+    store
+        .job_complete(&Effects::none().with_audit(ctx.audit("test.act", "thing/11".into(), None, json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(restarted.seal_pending().await.unwrap(), 1);
+    let cp = restarted.checkpoint(true, &mut last).await.unwrap().expect("forced with 1 new record");
+    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap().iter().filter_map(audit_record).collect();
+    assert_eq!(
+        (cp.tree_size, cp.root.clone()),
+        (12, tenancy_audit::Checkpoint::over(&records, "t".into()).unwrap().root)
+    );
+    let v = app.audit_verify(&ctx).await.unwrap();
+    assert!(v.ok && v.checkpoint.as_ref().is_some_and(|c| c.ok && c.tree_size == 12), "{v:?}");
+
     // A forged later checkpoint is caught.
     store
         .audit_checkpoint_put(&tenancy_store::AuditCheckpoint {
-            tree_size: 7 + 1,
+            tree_size: 12 + 1,
             root: "00".repeat(32),
             time: tenancy_domain::time::Timestamp::now(),
         })

@@ -11,6 +11,6 @@ pub mod ndjson;
 pub mod record;
 
 pub use chain::{verify_chain, verify_chain_from, BreakReason, ChainBreak, ChainStart, ChainSummary};
-pub use merkle::{inclusion_proof, merkle_root, verify_inclusion, Checkpoint};
+pub use merkle::{inclusion_proof, merkle_root, verify_inclusion, Checkpoint, MerkleFrontier};
 pub use ndjson::{verify_ndjson, VerifyError};
 pub use record::{AuditEntry, AuditRecord, GENESIS_HASH};

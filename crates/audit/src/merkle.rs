@@ -78,6 +78,55 @@ pub fn merkle_root<E: AsRef<[u8]>>(entries: &[E]) -> Hash {
     root_of(&leaves)
 }
 
+/// The right edge of a growing RFC 6962 tree: the roots of its perfect subtrees, left
+/// to right (their sizes are the binary digits of the tree's size, largest first).
+///
+/// Appending a leaf merges equal-sized subtrees like a binary counter, so the root of
+/// a log of `n` entries costs `O(log n)` memory and, per appended entry, amortized
+/// `O(1)` hashes; a checkpointer keeps one and reads only the records sealed since its
+/// last checkpoint instead of the whole log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MerkleFrontier {
+    size: u64,
+    subtrees: Vec<Hash>,
+}
+
+impl MerkleFrontier {
+    pub fn new() -> MerkleFrontier {
+        MerkleFrontier::default()
+    }
+
+    /// Entries appended so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends one entry (leaf-hashed here, as [`merkle_root`] does).
+    pub fn push(&mut self, entry: &[u8]) {
+        let mut node = leaf_hash(entry);
+        // Each trailing 1 bit of the old size is a perfect subtree of the new leaf's
+        // size that now has its right sibling.
+        let mut carry = self.size;
+        while carry & 1 == 1 {
+            let left = self.subtrees.pop().expect("one subtree per set bit of the size");
+            node = node_hash(&left, &node);
+            carry >>= 1;
+        }
+        self.subtrees.push(node);
+        self.size += 1;
+    }
+
+    /// The root over everything appended: equal to [`merkle_root`] of the same entries.
+    pub fn root(&self) -> Hash {
+        match self.subtrees.split_last() {
+            None => Sha256::digest(b"").into(),
+            // A tree that is not a power of two splits at its largest subtree, and its
+            // right part is the tree of the remaining subtrees: fold from the right.
+            Some((last, rest)) => rest.iter().rev().fold(*last, |right, left| node_hash(left, &right)),
+        }
+    }
+}
+
 /// The audit path of entry `index` (RFC 6962 `PATH(m, D[n])`), leaf side first.
 pub fn inclusion_proof<E: AsRef<[u8]>>(entries: &[E], index: u64) -> Result<Vec<Hash>, MerkleError> {
     let tree_size = entries.len() as u64;

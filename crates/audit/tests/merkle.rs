@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use tenancy_audit::merkle::{leaf_hash, MerkleError};
 use tenancy_audit::{
-    inclusion_proof, merkle_root, verify_inclusion, AuditEntry, AuditRecord, Checkpoint, GENESIS_HASH,
+    inclusion_proof, merkle_root, verify_inclusion, AuditEntry, AuditRecord, Checkpoint, MerkleFrontier, GENESIS_HASH,
 };
 
 /// The eight leaves of the Certificate Transparency reference tests
@@ -52,6 +52,16 @@ fn roots_match_ct_vectors() {
         assert_eq!(hex::encode(merkle_root(&leaves[..=n])), *want, "tree size {}", n + 1);
     }
     assert_eq!(leaf_hash(&[]), h(CT_ROOTS[0]));
+}
+
+#[test]
+fn a_frontier_grows_through_the_ct_roots() {
+    let mut frontier = MerkleFrontier::new();
+    assert_eq!(hex::encode(frontier.root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    for (leaf, want) in ct_leaves().iter().zip(CT_ROOTS) {
+        frontier.push(leaf);
+        assert_eq!(hex::encode(frontier.root()), want, "tree size {}", frontier.size());
+    }
 }
 
 #[test]
@@ -171,5 +181,25 @@ proptest! {
                 prop_assert!(!verify_inclusion(&leaves[j], i as u64, n, &proof, &root));
             }
         }
+    }
+}
+
+proptest! {
+    /// Every size, including the ones a checkpointer resumes from: appending to a
+    /// frontier gives the root of the whole list.
+    #[test]
+    fn a_frontier_root_is_the_root_of_everything_appended(
+        entries in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 0..70),
+        resume in 0usize..70,
+    ) {
+        let mut frontier = MerkleFrontier::new();
+        for (i, e) in entries.iter().enumerate() {
+            if i == resume.min(entries.len()) {
+                prop_assert_eq!(frontier.root(), merkle_root(&entries[..i]));
+            }
+            frontier.push(e);
+        }
+        prop_assert_eq!(frontier.size(), entries.len() as u64);
+        prop_assert_eq!(frontier.root(), merkle_root(&entries));
     }
 }

@@ -29,6 +29,9 @@ pub trait AuditStore: Send + Sync {
     async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64>;
     /// Sealed records with `seq > after_seq`, in `seq` order.
     async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>>;
+    /// `(seq, hash)` of sealed records with `seq > after_seq`, in `seq` order: what a
+    /// Merkle checkpoint needs, without the records.
+    async fn audit_hashes(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, String)>>;
     /// The `seq` range of sealed records with `from <= time < to`: the first and the
     /// last such record (records in between are included whatever their time).
     async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>>;

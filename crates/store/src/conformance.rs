@@ -570,6 +570,9 @@ pub async fn audit_sealing(store: Arc<dyn Store>) {
     assert_eq!(sealed[3].prev_hash, sealed[2].hash, "the chain continues across batches");
     assert_eq!(sealed[3].hash.as_deref(), Some("4:a3:3:a2"));
     assert_eq!(store.audit_sealed(4, 100).await.unwrap().len(), 1);
+    let hashes = store.audit_hashes(2, 2).await.unwrap();
+    assert_eq!(hashes, [(3, "3:a2:2:a1".to_owned()), (4, "4:a3:3:a2".to_owned())]);
+    assert!(store.audit_hashes(5, 10).await.unwrap().is_empty());
     assert_eq!(store.audit_seq_range(None, None).await.unwrap(), Some((1, 5)));
     assert_eq!(store.audit_seq_range(Some(Timestamp::now().plus_millis(60_000)), None).await.unwrap(), None);
     assert_eq!(store.audit_checkpoint_latest().await.unwrap(), None);

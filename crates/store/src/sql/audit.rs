@@ -64,6 +64,14 @@ impl AuditStore for SqlStore {
         rows.iter().map(rows::audit).collect()
     }
 
+    async fn audit_hashes(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, String)>> {
+        sqlx::query_as(&format!("SELECT seq, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT {limit}"))
+            .bind(after_seq)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
     async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>> {
         let row =
             sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_log WHERE seq IS NOT NULL AND time >= $1 AND time < $2")
