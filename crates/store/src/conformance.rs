@@ -425,6 +425,11 @@ pub async fn subscriptions_crud(store: Arc<dyn Store>) {
 }
 
 pub async fn outbox_dispatch_fans_out_once(store: Arc<dyn Store>) {
+    // Events dispatched while nobody subscribed are marked, and a later subscription
+    // does not receive them.
+    emit(&*store, "X", Timestamp::now()).await;
+    let out = store.outbox_dispatch(100, &by_type, Timestamp::now()).await.unwrap();
+    assert_eq!(out, DispatchOutcome { events: 1, deliveries: 0 });
     store.subscription_create(&subscription("sub_x", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
     store
         .subscription_create(&subscription("sub_xy", json!({"detail-type": ["X", "Y"]})), &Effects::none())

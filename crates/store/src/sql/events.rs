@@ -187,14 +187,6 @@ impl SqlStore {
         now: Timestamp,
     ) -> Result<DispatchOutcome> {
         let mut snapshot = self.reader.begin().await.map_err(db_err)?;
-        let rows = sqlx::query(&format!("SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}"))
-            .fetch_all(&mut *snapshot)
-            .await
-            .map_err(db_err)?;
-        if rows.is_empty() {
-            return Ok(DispatchOutcome::default());
-        }
-        let events = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
         let subs = sqlx::query("SELECT * FROM subscriptions")
             .fetch_all(&mut *snapshot)
             .await
@@ -202,10 +194,30 @@ impl SqlStore {
             .iter()
             .map(subscription)
             .collect::<Result<Vec<_>>>()?;
+        // With no subscription in the snapshot nothing can match: the events are only
+        // marked, so their bodies are not read (most of the dispatcher's cost while
+        // tenants provision on a control plane nobody subscribed to yet).
+        let (seqs, new) = if subs.is_empty() {
+            let seqs: Vec<i64> =
+                sqlx::query_scalar(&format!("SELECT seq FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}"))
+                    .fetch_all(&mut *snapshot)
+                    .await
+                    .map_err(db_err)?;
+            (seqs, Vec::new())
+        } else {
+            let rows = sqlx::query(&format!("SELECT * FROM events WHERE dispatched = 0 ORDER BY seq LIMIT {limit}"))
+                .fetch_all(&mut *snapshot)
+                .await
+                .map_err(db_err)?;
+            let events = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+            (events.iter().map(|e| e.seq).collect(), fan_out(&events, &subs, matches, now))
+        };
         snapshot.commit().await.map_err(db_err)?;
-        let new = fan_out(&events, &subs, matches, now);
-        let seqs = events.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", ");
-        let outcome = DispatchOutcome { events: events.len() as u64, deliveries: new.len() as u64 };
+        if seqs.is_empty() {
+            return Ok(DispatchOutcome::default());
+        }
+        let outcome = DispatchOutcome { events: seqs.len() as u64, deliveries: new.len() as u64 };
+        let seqs = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
         let any = !new.is_empty();
         self.writer
             .write(&Effects::none(), move |conn| {
