@@ -238,7 +238,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         if let Some(n) = std::env::var("TENANCY_WORKFLOW_BATCH").ok().and_then(|v| v.parse::<u32>().ok()) {
             engine_opts.batch = n.max(1);
         }
-        // Executions advanced concurrently by this process (default 64).
+        // Executions advanced concurrently by this process (default 128).
         if let Some(n) = std::env::var("TENANCY_WORKFLOW_IN_FLIGHT").ok().and_then(|v| v.parse::<usize>().ok()) {
             engine_opts.max_in_flight = n.max(1);
         }
