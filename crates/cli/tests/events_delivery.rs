@@ -195,8 +195,10 @@ async fn retries_dead_letters_and_replays(db: Db) {
     assert_eq!(status, 201);
     let viewer = viewer_key["key"].as_str().unwrap();
     assert_eq!(s.call_as(viewer, Method::POST, &retry, None).await.0, 403, "viewers do not retry");
+    // The response is the delivery as it is by then: queued, or already delivered by
+    // a worker woken by the retry's commit.
     let queued = s.post(&retry, json!({})).await;
-    assert_eq!(queued["status"], "pending");
+    assert!(["pending", "delivered"].contains(&queued["status"].as_str().unwrap_or("")), "{queued}");
     let d = settled(&s, &dead, 1, "delivered").await.remove(0);
     assert_eq!(d["attempts"], 3);
     let (status, problem) = s.call(Method::POST, &retry, None).await;
