@@ -37,6 +37,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{Effects, Store, TenantResource};
+use tokio::io::AsyncWriteExt;
 
 use crate::audit::BlobStore;
 use crate::context::Permission;
@@ -146,17 +147,27 @@ impl DataPlane {
         if !self.provisioner.database_export(tenant_id, isolation, &file).await? {
             return Ok(None);
         }
-        let body = tokio::fs::read(&file)
+        let path = format!("tenants/{tenant_id}/exports/{name}.{}", self.provisioner.export_extension());
+        let unavailable =
+            |e: std::io::Error| Error::Unavailable(format!("failed to write {path} to the blob store: {e}"));
+        let mut snapshot = tokio::fs::File::open(&file)
             .await
             .map_err(|e| Error::Unavailable(format!("failed to read the export of {tenant_id:?}: {e}")))?;
-        let bytes = body.len() as u64;
-        let path = format!("tenants/{tenant_id}/exports/{name}.{}", self.provisioner.export_extension());
-        // The same name on a repeated attempt: the object is replaced by an equal copy.
-        blobs
-            .store
-            .put(&object_store::path::Path::from(path.as_str()), bytes::Bytes::from(body).into())
-            .await
-            .map_err(|e| Error::Unavailable(format!("failed to write {path} to the blob store: {e}")))?;
+        // Streamed: one `put` up to 10 MiB, a multipart upload of 10 MiB parts beyond,
+        // so a large database never sits in memory. The same name on a repeated attempt:
+        // the object is replaced by an equal copy.
+        let mut upload =
+            object_store::buffered::BufWriter::new(blobs.store.clone(), object_store::path::Path::from(path.as_str()));
+        let copied = tokio::io::copy(&mut snapshot, &mut upload).await;
+        let bytes = match copied {
+            Ok(n) => n,
+            Err(e) => {
+                // Drops the parts uploaded so far instead of leaving them billed.
+                let _ = upload.abort().await;
+                return Err(unavailable(e));
+            }
+        };
+        upload.shutdown().await.map_err(unavailable)?;
         Ok(Some((format!("{}/{path}", blobs.url.trim_end_matches('/')), bytes)))
     }
 }

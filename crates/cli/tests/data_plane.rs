@@ -78,7 +78,14 @@ async fn pool_silo_pool_moves_on_the_embedded_default() {
     assert_eq!((db["detail"]["isolation"].as_str(), db["observed"]["exists"].as_bool()), (Some("silo"), Some(true)));
     let url = format!("sqlite://{}", file.display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    conn.execute("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me')").await.unwrap();
+    // 12 MiB of attachments as well: past the 10 MiB of one `put`, the export is a
+    // multipart upload.
+    conn.execute(
+        "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me'); \
+         CREATE TABLE attachments (data BLOB); INSERT INTO attachments VALUES (randomblob(12582912))",
+    )
+    .await
+    .unwrap();
     conn.close().await.unwrap();
 
     // Silo to silo: nothing moves.
@@ -105,6 +112,10 @@ async fn pool_silo_pool_moves_on_the_embedded_default() {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", export.display())).await.unwrap();
     let body: String = sqlx::query_scalar("SELECT body FROM notes").fetch_one(&mut conn).await.unwrap();
     assert_eq!(body, "keep me", "the data is in the export");
+    let big: i64 = sqlx::query_scalar("SELECT length(data) FROM attachments").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(big, 12582912, "so is the large part");
+    let size = std::fs::metadata(&export).unwrap().len();
+    assert!(size > 12582912, "the whole file was uploaded: {size} bytes");
     let audit = s.get("/v1/audit?limit=1000").await.body.to_string();
     assert!(audit.contains("tenant.export_database"), "the export is audited");
     // No login on the embedded default.
