@@ -220,30 +220,14 @@ impl App {
         to: Option<Timestamp>,
     ) -> Result<BoxStream<'static, Result<String>>> {
         ctx.authorize(P::RecordsRead)?;
-        let store = self.store().clone();
-        let Some((first, last)) = store.audit_seq_range(from, to).await? else {
-            return Ok(futures::stream::empty().boxed());
-        };
-        let stream = futures::stream::try_unfold(first - 1, move |after| {
-            let store = store.clone();
-            async move {
-                if after >= last {
-                    return Ok(None);
-                }
-                let page = store.audit_sealed(after, PAGE.min((last - after) as u32)).await?;
-                let Some(next) = page.last().and_then(|a| a.seq) else { return Ok(None) };
-                let mut chunk = String::new();
-                for r in page.iter().filter_map(audit_record) {
-                    chunk.push_str(&serde_json::to_string(&r).map_err(Error::internal)?);
-                    chunk.push('\n');
-                }
-                Ok(Some((chunk, next)))
-            }
-        });
-        Ok(stream.boxed())
+        let range = self.store().audit_seq_range(from, to).await?;
+        Ok(ndjson_pages(self.store().clone(), range))
     }
 
-    /// Writes [`App::audit_export`] to the blob store under `audit/exports/`.
+    /// Writes [`App::audit_export`] to the blob store under `audit/exports/`, streamed
+    /// (a multipart upload past 10 MiB, so a long log never sits in memory) and
+    /// verified line by line as written: a range that does not verify aborts the
+    /// upload and is an error.
     pub async fn audit_export_to_blob(
         &self,
         ctx: &OpContext,
@@ -251,24 +235,25 @@ impl App {
         to: Option<Timestamp>,
     ) -> Result<AuditExport> {
         ctx.authorize(P::AuditExport)?;
+        ctx.authorize(P::RecordsRead)?;
         let blobs = self.blobs.get().cloned().ok_or_else(|| Error::Unavailable("no blob store configured".into()))?;
-        let mut stream = self.audit_export(ctx, from, to).await?;
-        let mut body = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(chunk?.as_bytes());
-        }
-        let summary = tenancy_audit::verify_ndjson(&body[..])
-            .map_err(|e| Error::internal(format!("the export does not verify: {e}")))?;
-        let path = format!(
-            "audit/exports/{}-{}-{}.ndjson",
-            Timestamp::now().to_rfc3339().replace([':', '.'], ""),
-            summary.first_seq.unwrap_or(0),
-            summary.last_seq.unwrap_or(0)
-        );
+        // The range is fixed before anything is written: it names the object, and
+        // records sealed meanwhile are not part of it.
+        let range = self.store().audit_seq_range(from, to).await?;
+        let (first, last) = range.unwrap_or((0, 0));
+        let path =
+            format!("audit/exports/{}-{first}-{last}.ndjson", Timestamp::now().to_rfc3339().replace([':', '.'], ""));
         let location = object_store::path::Path::from(path.as_str());
-        blobs
-            .store
-            .put(&location, bytes::Bytes::from(body).into())
+        let mut upload = object_store::buffered::BufWriter::new(blobs.store.clone(), location);
+        let summary = match write_verified(ndjson_pages(self.store().clone(), range), &mut upload, &path).await {
+            Ok(summary) => summary,
+            Err(e) => {
+                // Drops the parts uploaded so far.
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        };
+        tokio::io::AsyncWriteExt::shutdown(&mut upload)
             .await
             .map_err(|e| Error::Unavailable(format!("failed to write {path} to the blob store: {e}")))?;
         let export = AuditExport {
@@ -287,6 +272,53 @@ impl App {
         self.store().job_complete(&Effects::none().with_audit(audit)).await?;
         Ok(export)
     }
+}
+
+/// Sealed records `first..=last` as NDJSON chunks of up to [`PAGE`] lines.
+fn ndjson_pages(store: Arc<dyn Store>, range: Option<(i64, i64)>) -> BoxStream<'static, Result<String>> {
+    let Some((first, last)) = range else {
+        return futures::stream::empty().boxed();
+    };
+    futures::stream::try_unfold(first - 1, move |after| {
+        let store = store.clone();
+        async move {
+            if after >= last {
+                return Ok(None);
+            }
+            let page = store.audit_sealed(after, PAGE.min((last - after) as u32)).await?;
+            let Some(next) = page.last().and_then(|a| a.seq) else { return Ok(None) };
+            let mut chunk = String::new();
+            for r in page.iter().filter_map(audit_record) {
+                chunk.push_str(&serde_json::to_string(&r).map_err(Error::internal)?);
+                chunk.push('\n');
+            }
+            Ok(Some((chunk, next)))
+        }
+    })
+    .boxed()
+}
+
+/// Writes `chunks` to `out`, each verified first as a reader of the file would (the
+/// written lines parsed back, the chain checked across chunks); returns what it covers.
+async fn write_verified(
+    mut chunks: BoxStream<'static, Result<String>>,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    path: &str,
+) -> Result<tenancy_audit::ChainSummary> {
+    use tokio::io::AsyncWriteExt;
+    let mut verifier = ChainVerifier::new(ChainStart::Trusted);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        for line in chunk.lines() {
+            let record: AuditRecord =
+                serde_json::from_str(line).map_err(|e| Error::internal(format!("the export does not verify: {e}")))?;
+            verifier.push(&record).map_err(|e| Error::internal(format!("the export does not verify: {e}")))?;
+        }
+        out.write_all(chunk.as_bytes())
+            .await
+            .map_err(|e| Error::Unavailable(format!("failed to write {path} to the blob store: {e}")))?;
+    }
+    Ok(verifier.finish())
 }
 
 // The sealer.

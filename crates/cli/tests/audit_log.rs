@@ -90,6 +90,11 @@ async fn chain_verifies_and_detects_tampering(db: Db) {
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!((v["seq"].as_i64(), v["index"].as_u64()), (Some(2), Some(1)), "{v}");
     assert!(v["reason"].as_str().unwrap().contains("does not match its hash"), "{v}");
+    // ...and an export to the blob store fails instead of writing a log that does not verify.
+    let (status, problem) = s.call(Method::POST, "/v1/audit/exports", Some(json!({}))).await;
+    assert_eq!(status, 500, "{problem}");
+    let exports = std::path::Path::new(&path).parent().unwrap();
+    assert_eq!(std::fs::read_dir(exports).unwrap().count(), 1, "nothing written but the first export");
     s.server.stop().await;
 }
 
