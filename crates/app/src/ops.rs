@@ -43,9 +43,6 @@ pub struct App {
     pub(crate) stuck_after: std::time::Duration,
     /// The last reconciliation pass of this process.
     pub(crate) last_reconciliation: std::sync::Mutex<Option<crate::reconcile::ReconciliationReport>>,
-    /// The extra databases this process has emitted `TenantDriftDetected` for and still
-    /// sees (`<isolation>/<key>`), so a lasting one is evented once, not every pass.
-    pub(crate) extras_reported: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -93,7 +90,6 @@ impl App {
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
             last_reconciliation: std::sync::Mutex::new(None),
-            extras_reported: Default::default(),
         }
     }
 

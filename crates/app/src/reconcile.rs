@@ -30,11 +30,12 @@
 //!
 //!   Extras are **not deleted**: a database nobody expects may be the only copy of
 //!   someone's data. Each is listed in every report (`problem: "extra"`, `repaired:
-//!   false`), and a `TenantDriftDetected` event with a system audit entry (in one
-//!   transaction) is emitted the first time this process sees it; the process
-//!   remembers it while it stays, so a lasting extra is not evented every pass. One
-//!   that goes away and comes back is evented again; every replica (and a restarted
-//!   process) emits its own first event. Deleting an extra is an operator's decision.
+//!   false`), and a `TenantDriftDetected` event with a system audit entry is emitted
+//!   the first time it is seen, in one transaction with a row of `reported_drift`
+//!   ([`tenancy_store::DriftStore`]): a lasting extra is evented once, not every pass,
+//!   and not again by another replica or after a restart. A pass forgets the rows of
+//!   extras that went away (reported before it listed the databases), so one that
+//!   comes back is evented again. Deleting an extra is an operator's decision.
 //!
 //! The last run's report is kept in memory and served at `GET /v1/reconciliation`;
 //! `POST /v1/reconciliation` runs a pass now.
@@ -211,8 +212,19 @@ impl App {
                 reason: Some(reason),
             });
         }
-        // Forget the extras that went away: one that comes back is evented again.
-        self.extras_reported.lock().expect("extras poisoned").retain(|id| still_there.contains(id));
+        // Forget the extras that went away: one that comes back is evented again. Only
+        // those reported before this pass listed the databases: a replica may have
+        // reported one that appeared since.
+        let gone: Vec<String> = self
+            .store()
+            .drift()
+            .drift_reported()
+            .await?
+            .into_iter()
+            .filter(|(id, at)| *at < started_at && !still_there.contains(id))
+            .map(|(id, _)| id)
+            .collect();
+        self.store().drift().drift_forget(&gone).await?;
         report.finished_at = Timestamp::now();
         *self.last_reconciliation.lock().expect("reconciliation report poisoned") = Some(report.clone());
         Ok(report)
@@ -285,8 +297,8 @@ impl App {
         Ok(provisioner.database_observe(&owner.tenant_id, isolation).await?.exists)
     }
 
-    /// Emits `TenantDriftDetected` and its audit entry for an extra database, unless this
-    /// process did already while it stayed.
+    /// Emits `TenantDriftDetected` and its audit entry for an extra database, unless it
+    /// was reported already (by any replica) and stayed since.
     async fn report_extra(
         &self,
         id: &str,
@@ -295,10 +307,6 @@ impl App {
         db: &ListedDatabase,
         reason: &str,
     ) -> Result<()> {
-        if !self.extras_reported.lock().expect("extras poisoned").insert(id.to_owned()) {
-            tracing::debug!(database = id, "drift: extra database still there");
-            return Ok(());
-        }
         let resource = format!("database/{id}");
         let mut resources = vec![resource.clone()];
         if let Some(t) = tenant_id {
@@ -313,12 +321,12 @@ impl App {
         let event = Event::new(DRIFT_DETECTED, tenant_id, resources, event_detail);
         let target = tenant_id.map(|t| format!("tenant/{t}")).unwrap_or(resource);
         let audit = OpContext::system().audit("tenant.reconcile", target, tenant_id, detail);
-        if let Err(e) = self.store().job_complete(&Effects::none().with_event(event).with_audit(audit)).await {
-            // Not evented: try again next pass.
-            self.extras_reported.lock().expect("extras poisoned").remove(id);
-            return Err(e);
+        let fx = Effects::none().with_event(event).with_audit(audit);
+        if self.store().drift().drift_report(id, Timestamp::now(), &fx).await? {
+            tracing::warn!(tenant_id, database = id, location = %db.location, reason, "drift: extra database, left in place");
+        } else {
+            tracing::debug!(database = id, "drift: extra database still there");
         }
-        tracing::warn!(tenant_id, database = id, location = %db.location, reason, "drift: extra database, left in place");
         Ok(())
     }
 

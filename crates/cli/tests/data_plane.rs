@@ -401,6 +401,11 @@ async fn postgres_reconciler_reports_a_stray_database() {
     assert_eq!(drift_detected(&s).await.len(), 1);
     assert_eq!(extras(&reconcile(&s).await).len(), 1);
     assert_eq!(drift_detected(&s).await.len(), 1, "evented once");
+    // Another replica's pass (or a restarted process's) does not event it again.
+    let replica = TestServer::start_with(s.database_url.clone()).await;
+    assert_eq!(extras(&reconcile(&replica).await).len(), 1);
+    assert_eq!(drift_detected(&s).await.len(), 1, "evented once across replicas");
+    replica.stop().await;
     s.stop().await;
     // The test cluster is shared: leave nothing behind.
     for db in [&ghost, &acme_db] {

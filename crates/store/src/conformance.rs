@@ -35,7 +35,7 @@ macro_rules! store_conformance_suite {
                 effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
                 lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
-                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone);
+                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -632,4 +632,31 @@ pub async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
     assert_eq!(all_events(&*store, "t100").await.len(), 1);
     let jobs = store.job_claim("w", 1000, 100, Timestamp::now()).await.unwrap();
     assert_eq!(jobs.len(), 36);
+}
+
+pub async fn drift_is_reported_once(store: Arc<dyn Store>) {
+    let drift = store.drift();
+    let fx = || Effects::none().with_audit(audit("tenant.reconcile", None));
+    assert!(drift.drift_reported().await.unwrap().is_empty());
+    assert!(drift.drift_report("silo/acme", Timestamp(1), &fx()).await.unwrap());
+    // Reported already: nothing is written, not even the effects.
+    assert!(!drift.drift_report("silo/acme", Timestamp(2), &fx()).await.unwrap());
+    assert!(drift.drift_report("pool/bank", Timestamp(3), &fx()).await.unwrap());
+    let reported = drift.drift_reported().await.unwrap();
+    assert_eq!(reported, [("pool/bank".to_owned(), Timestamp(3)), ("silo/acme".to_owned(), Timestamp(1))]);
+    let audits = store.audit_list(&Default::default(), &page(10)).await.unwrap().items;
+    assert_eq!(audits.len(), 2, "one audit entry per report");
+    // Concurrent reporters (replicas): exactly one records it.
+    let (fx_a, fx_b) = (fx(), fx());
+    let (a, b) = tokio::join!(
+        drift.drift_report("silo/zed", Timestamp(4), &fx_a),
+        drift.drift_report("silo/zed", Timestamp(4), &fx_b)
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one of two concurrent reports records it");
+    // Gone, then back: reported again.
+    drift.drift_forget(&["silo/acme".to_owned()]).await.unwrap();
+    let ids: Vec<String> = drift.drift_reported().await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["pool/bank", "silo/zed"]);
+    assert!(drift.drift_report("silo/acme", Timestamp(5), &fx()).await.unwrap());
+    drift.drift_forget(&[]).await.unwrap();
 }

@@ -10,6 +10,7 @@
 
 mod audit;
 pub mod conformance;
+mod drift;
 mod events;
 mod hooks;
 pub mod provision;
@@ -21,6 +22,7 @@ mod workflow;
 pub mod workflow_conformance;
 
 pub use audit::*;
+pub use drift::*;
 pub use events::*;
 pub use hooks::*;
 pub use queues::*;

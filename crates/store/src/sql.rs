@@ -11,6 +11,7 @@
 
 mod audit;
 mod cache;
+mod drift;
 mod effects;
 mod events;
 mod hooks;
@@ -46,6 +47,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "queues", include_str!("../migrations/sqlite/0004_queues.sql")),
     (5, "hooks", include_str!("../migrations/sqlite/0005_hooks.sql")),
     (6, "tenant_secrets", include_str!("../migrations/sqlite/0006_tenant_secrets.sql")),
+    (7, "reported_drift", include_str!("../migrations/sqlite/0007_reported_drift.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -54,6 +56,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "queues", include_str!("../migrations/postgres/0004_queues.sql")),
     (5, "hooks", include_str!("../migrations/postgres/0005_hooks.sql")),
     (6, "tenant_secrets", include_str!("../migrations/postgres/0006_tenant_secrets.sql")),
+    (7, "reported_drift", include_str!("../migrations/postgres/0007_reported_drift.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -416,6 +419,10 @@ impl Store for SqlStore {
     }
 
     fn hooks(&self) -> Arc<dyn crate::hooks::HookStore> {
+        Arc::new(self.clone())
+    }
+
+    fn drift(&self) -> Arc<dyn crate::drift::DriftStore> {
         Arc::new(self.clone())
     }
 

@@ -205,6 +205,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The provisioning hooks' storage, on the same database.
     fn hooks(&self) -> std::sync::Arc<dyn crate::hooks::HookStore>;
 
+    /// The reconciler's record of reported drift, on the same database.
+    fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;
+
     /// Succeeds when the database answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
 

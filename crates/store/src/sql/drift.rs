@@ -1,0 +1,76 @@
+//! [`DriftStore`] on SQL: one row per reported drift id.
+
+use async_trait::async_trait;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::{Error, Result};
+
+use super::{db_err, SqlStore};
+use crate::drift::DriftStore;
+use crate::store::Effects;
+
+/// The error code that rolls back a report of recorded drift (never leaves this module).
+const REPORTED: &str = "drift-reported";
+
+#[async_trait]
+impl DriftStore for SqlStore {
+    async fn drift_report(&self, id: &str, now: Timestamp, fx: &Effects) -> Result<bool> {
+        let key = id.to_owned();
+        let recorded = self
+            .writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query(
+                        "INSERT INTO reported_drift (id, reported_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&key)
+                    .bind(now.millis())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    if res.rows_affected() == 0 {
+                        // Reported before: fail the write so that `fx` is not written.
+                        return Err(Error::Conflict {
+                            code: REPORTED,
+                            message: format!("drift {key} was reported already"),
+                        });
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match recorded {
+            Ok(()) => Ok(true),
+            Err(Error::Conflict { code: REPORTED, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn drift_reported(&self) -> Result<Vec<(String, Timestamp)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, reported_at FROM reported_drift ORDER BY id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(|(id, at)| (id, Timestamp(at))).collect())
+    }
+
+    async fn drift_forget(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.writer
+            .write(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    for id in &ids {
+                        sqlx::query("DELETE FROM reported_drift WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
