@@ -28,6 +28,15 @@
 //!   never extra. A candidate that has a tenant is observed once more before it is
 //!   reported (it may have just been deleted).
 //!
+//! * **Lone logins.** On a data plane with logins (PostgreSQL), a login role that
+//!   follows the naming scheme but has no database (silo) or schema (pool) of its own
+//!   ([`DatabaseProvisioner::lone_logins`], listed before the tenants too) is an extra
+//!   `role` on the same terms: no tenant has it, its tenant is offboarded, or its
+//!   settled tenant's plan is the other isolation. A settled tenant's own login
+//!   without its database is the missing database above, and is repaired with it. A
+//!   login is reported only if it is still lone after the walk (a delete drops the
+//!   database first, then the login).
+//!
 //!   Extras are **not deleted**: a database nobody expects may be the only copy of
 //!   someone's data. Each is listed in every report (`problem: "extra"`, `repaired:
 //!   false`), and a `TenantDriftDetected` event with a system audit entry is emitted
@@ -68,7 +77,7 @@ pub const DRIFT_DETECTED: &str = "TenantDriftDetected";
 pub struct Drift {
     /// The tenant concerned; `null` for an extra database that belongs to no tenant.
     pub tenant_id: Option<String>,
-    /// The resource kind, e.g. `database`.
+    /// The resource kind: `database` (a database or a pool schema) or `role` (a login).
     pub resource: String,
     /// What is wrong: `missing` or `extra`.
     pub problem: String,
@@ -136,8 +145,14 @@ impl App {
         for &i in &isolations {
             existing.extend(provisioner.database_list(i).await?.into_iter().map(|d| (i, d)));
         }
+        let mut lone: Vec<(Isolation, ListedDatabase)> = vec![];
+        for &i in &isolations {
+            lone.extend(provisioner.lone_logins(i).await?.into_iter().map(|d| (i, d)));
+        }
         let listed: HashSet<(Isolation, &str)> = existing.iter().map(|(i, d)| (*i, d.key.as_str())).collect();
+        let lone_keys: HashSet<(Isolation, &str)> = lone.iter().map(|(i, d)| (*i, d.key.as_str())).collect();
         let mut owners: HashMap<(Isolation, String), Vec<Owner>> = HashMap::new();
+        let mut login_owners: HashMap<(Isolation, String), Vec<Owner>> = HashMap::new();
         let mut plans: HashMap<String, Option<Isolation>> = HashMap::new();
         let mut page = PageRequest { limit: PAGE, after: None };
         loop {
@@ -158,13 +173,16 @@ impl App {
                     None
                 };
                 for &i in &isolations {
-                    let Ok(key) = provisioner.database_key(&t.id, i) else { continue };
-                    if listed.contains(&(i, key.as_str())) {
-                        owners.entry((i, key)).or_default().push(Owner {
-                            tenant_id: t.id.clone(),
-                            status: t.status,
-                            plan,
-                        });
+                    let owner = || Owner { tenant_id: t.id.clone(), status: t.status, plan };
+                    if let Ok(key) = provisioner.database_key(&t.id, i) {
+                        if listed.contains(&(i, key.as_str())) {
+                            owners.entry((i, key)).or_default().push(owner());
+                        }
+                    }
+                    if let Ok(Some(key)) = provisioner.login_key(&t.id, i) {
+                        if lone_keys.contains(&(i, key.as_str())) {
+                            login_owners.entry((i, key)).or_default().push(owner());
+                        }
                     }
                 }
                 if settled {
@@ -198,7 +216,7 @@ impl App {
                 }
             };
             let id = format!("{}/{}", isolation.as_str(), db.key);
-            self.report_extra(&id, tenant_id.as_deref(), *isolation, db, &reason).await?;
+            self.report_extra("database", &id, tenant_id.as_deref(), *isolation, db, &reason).await?;
             still_there.insert(id);
             report.drift.push(Drift {
                 tenant_id,
@@ -211,6 +229,44 @@ impl App {
                 location: Some(db.location.clone()),
                 reason: Some(reason),
             });
+        }
+        // Logins without a database: extra on the same terms as a database, once listed
+        // again (a delete in flight drops the database first, then the login).
+        if !lone.is_empty() {
+            let mut again: HashSet<(Isolation, String)> = HashSet::new();
+            for &i in &isolations {
+                again.extend(provisioner.lone_logins(i).await?.into_iter().map(|d| (i, d.key)));
+            }
+            for (isolation, login) in &lone {
+                if !again.contains(&(*isolation, login.key.clone())) {
+                    continue;
+                }
+                let (tenant_id, reason) = match login_owners.get(&(*isolation, login.key.clone())) {
+                    None => (None, "no tenant".to_owned()),
+                    Some(found) => {
+                        let reasons: Option<Vec<String>> =
+                            found.iter().map(|o| extra_reason(o.status, o.plan, *isolation)).collect();
+                        // A settled tenant's own login without its database is the
+                        // missing database, repaired above.
+                        let Some(reasons) = reasons else { continue };
+                        (Some(found[0].tenant_id.clone()), reasons[0].clone())
+                    }
+                };
+                let id = format!("role/{}", login.key);
+                self.report_extra("role", &id, tenant_id.as_deref(), *isolation, login, &reason).await?;
+                still_there.insert(id);
+                report.drift.push(Drift {
+                    tenant_id,
+                    resource: "role".into(),
+                    problem: "extra".into(),
+                    repaired: false,
+                    error: None,
+                    isolation: Some(*isolation),
+                    key: Some(login.key.clone()),
+                    location: Some(login.location.clone()),
+                    reason: Some(reason),
+                });
+            }
         }
         // Forget the extras that went away: one that comes back is evented again. Only
         // those reported before this pass listed the databases: a replica may have
@@ -301,18 +357,22 @@ impl App {
     /// was reported already (by any replica) and stayed since.
     async fn report_extra(
         &self,
+        kind: &str,
         id: &str,
         tenant_id: Option<&str>,
         isolation: Isolation,
         db: &ListedDatabase,
         reason: &str,
     ) -> Result<()> {
-        let resource = format!("database/{id}");
+        let resource = match id.strip_prefix("role/") {
+            Some(role) => format!("role/{role}"),
+            None => format!("database/{id}"),
+        };
         let mut resources = vec![resource.clone()];
         if let Some(t) = tenant_id {
             resources.insert(0, format!("tenant/{t}"));
         }
-        let detail = json!({"resource": "database", "problem": "extra", "isolation": isolation,
+        let detail = json!({"resource": kind, "problem": "extra", "isolation": isolation,
                             "key": db.key, "location": db.location, "reason": reason});
         let mut event_detail = json!({"id": tenant_id});
         if let (Some(e), Some(d)) = (event_detail.as_object_mut(), detail.as_object()) {
@@ -323,9 +383,9 @@ impl App {
         let audit = OpContext::system().audit("tenant.reconcile", target, tenant_id, detail);
         let fx = Effects::none().with_event(event).with_audit(audit);
         if self.store().drift().drift_report(id, Timestamp::now(), &fx).await? {
-            tracing::warn!(tenant_id, database = id, location = %db.location, reason, "drift: extra database, left in place");
+            tracing::warn!(tenant_id, kind, id, location = %db.location, reason, "drift: extra {kind}, left in place");
         } else {
-            tracing::debug!(database = id, "drift: extra database still there");
+            tracing::debug!(kind, id, "drift: extra {kind} still there");
         }
         Ok(())
     }

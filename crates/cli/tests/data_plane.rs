@@ -266,9 +266,9 @@ fn extras(report: &Value) -> Vec<(String, Option<String>, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|d| d["problem"] == "extra")
+        .filter(|d| d["problem"] == "extra" && d["resource"] == "database")
         .map(|d| {
-            assert_eq!((d["resource"].as_str(), d["repaired"].as_bool()), (Some("database"), Some(false)), "{d}");
+            assert_eq!(d["repaired"].as_bool(), Some(false), "{d}");
             let owner = d["tenant_id"].as_str().map(str::to_owned);
             (d["key"].as_str().unwrap().to_owned(), owner, d["reason"].as_str().unwrap().to_owned())
         })
@@ -401,15 +401,47 @@ async fn postgres_reconciler_reports_a_stray_database() {
     assert_eq!(drift_detected(&s).await.len(), 1);
     assert_eq!(extras(&reconcile(&s).await).len(), 1);
     assert_eq!(drift_detected(&s).await.len(), 1, "evented once");
+    // Logins left without their database or schema (a partial delete): extra roles,
+    // evented once and kept; acme's own login, which has its database, is not.
+    let (lone_silo, lone_pool) = (format!("{prefix}_t_lonely"), format!("{prefix}_p_lonely"));
+    for role in [&lone_silo, &lone_pool] {
+        admin.execute(format!("CREATE ROLE \"{role}\" LOGIN").as_str()).await.unwrap();
+    }
+    let report = reconcile(&s).await;
+    let mut roles: Vec<(String, String, String)> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["resource"] == "role")
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+            (text("key"), text("isolation"), text("reason"))
+        })
+        .collect();
+    roles.sort();
+    let want = vec![
+        (lone_pool.clone(), "pool".to_owned(), "no tenant".to_owned()),
+        (lone_silo.clone(), "silo".to_owned(), "no tenant".to_owned()),
+    ];
+    assert_eq!(roles, want, "{report}");
+    assert_eq!(extras(&report).len(), 1, "and the stray database: {report}");
+    let events = drift_detected(&s).await;
+    assert_eq!(events.iter().filter(|e| e["resource"] == "role").count(), 2, "{events:?}");
+    reconcile(&s).await;
+    assert_eq!(drift_detected(&s).await.len(), 3, "evented once");
+    assert!(exists(&mut admin, "SELECT 1 FROM pg_roles WHERE rolname = $1", &lone_silo).await, "kept");
+
     // Another replica's pass (or a restarted process's) does not event it again.
     let replica = TestServer::start_with(s.database_url.clone()).await;
     assert_eq!(extras(&reconcile(&replica).await).len(), 1);
-    assert_eq!(drift_detected(&s).await.len(), 1, "evented once across replicas");
+    assert_eq!(drift_detected(&s).await.len(), 3, "evented once across replicas");
     replica.stop().await;
     s.stop().await;
     // The test cluster is shared: leave nothing behind.
     for db in [&ghost, &acme_db] {
         admin.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
     }
-    admin.execute(format!("DROP ROLE IF EXISTS \"{acme_db}\"").as_str()).await.unwrap();
+    for role in [&acme_db, &lone_silo, &lone_pool] {
+        admin.execute(format!("DROP ROLE IF EXISTS \"{role}\"").as_str()).await.unwrap();
+    }
 }

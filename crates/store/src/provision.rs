@@ -84,6 +84,20 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
     /// record no longer names, a database created by hand with the prefix). Empty for an
     /// isolation it does not provision. In no particular order.
     async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>>;
+    /// The name of the login of the tenant's database of this isolation, for a
+    /// provisioner whose databases have one ([`uses_credentials`]). No IO.
+    ///
+    /// [`uses_credentials`]: DatabaseProvisioner::uses_credentials
+    fn login_key(&self, _tenant_id: &str, _isolation: Isolation) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Logins of this isolation that follow this provisioner's naming scheme but have
+    /// no database (or schema) of their own: what a failed or partial delete leaves
+    /// behind. Keyed by [`login_key`](DatabaseProvisioner::login_key). In no
+    /// particular order; empty for a provisioner without logins.
+    async fn lone_logins(&self, _isolation: Isolation) -> Result<Vec<ListedDatabase>> {
+        Ok(vec![])
+    }
 }
 
 /// The embedded default: one SQLite file per silo tenant.

@@ -18,8 +18,10 @@
 //!
 //! Listing (for the reconciler's extra databases): the databases whose name starts with
 //! `<prefix>_t_`, and the schemas starting with `t_` in `<prefix>_pool`, keyed by that
-//! name. Prefixes of installations sharing a server must therefore not extend one
-//! another by `_t_...` (`tenancy` and `tenancy_t_x` would see each other's databases).
+//! name; and the lone logins: roles `<prefix>_t_*` without the database of their name,
+//! roles `<prefix>_p_*` that own no schema in the pool database. Prefixes of
+//! installations sharing a server must therefore not extend one another by `_t_...` or
+//! `_p_...` (`tenancy` and `tenancy_t_x` would see each other's databases).
 //!
 //! Passwords: the caller supplies the role's password (it keeps it sealed, see
 //! `tenancy_app::provisioning`); it is sent to the server only as a SCRAM-SHA-256
@@ -409,6 +411,38 @@ impl DatabaseProvisioner for PostgresDataPlane {
         Ok(t.schema.unwrap_or(t.database))
     }
 
+    fn login_key(&self, tenant_id: &str, isolation: Isolation) -> Result<Option<String>> {
+        Ok(Some(self.target(tenant_id, isolation)?.role))
+    }
+
+    async fn lone_logins(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
+        let names = match isolation {
+            // A silo role has the name of its database.
+            Isolation::Silo => {
+                let mut conn = self.admin.acquire().await.map_err(pg("connect"))?;
+                let owned = "EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = r.rolname)";
+                self.roles_without(&mut conn, &self.silo_prefix(), owned).await?
+            }
+            // A pool role owns its schema in the pool database.
+            Isolation::Pool => {
+                let pool = self.pool_database();
+                let prefix = format!("{}_p_", self.prefix);
+                let owned = "EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspowner = r.oid)";
+                if self.database_exists(&pool).await? {
+                    let mut conn = self.connect(&pool).await?;
+                    let names = self.roles_without(&mut conn, &prefix, owned).await;
+                    let _ = conn.close().await;
+                    names?
+                } else {
+                    let mut conn = self.admin.acquire().await.map_err(pg("connect"))?;
+                    self.roles_without(&mut conn, &prefix, "false").await?
+                }
+            }
+        };
+        let location = format!("postgres://{}:{}", self.host, self.port);
+        Ok(names.into_iter().map(|n| ListedDatabase { location: format!("{location} (role {n})"), key: n }).collect())
+    }
+
     async fn database_list(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
         let names: Vec<String> = match isolation {
             Isolation::Silo => {
@@ -447,6 +481,19 @@ impl DatabaseProvisioner for PostgresDataPlane {
 }
 
 impl PostgresDataPlane {
+    /// Login roles starting with `prefix` for which `has_own` (a condition on the role
+    /// `r`) does not hold, read on `conn`.
+    async fn roles_without(&self, conn: &mut PgConnection, prefix: &str, has_own: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(&format!(
+            "SELECT rolname::text FROM pg_roles r WHERE r.rolcanlogin \
+             AND left(rolname::text, char_length($1)) = $1 AND NOT ({has_own}) ORDER BY 1"
+        ))
+        .bind(prefix)
+        .fetch_all(conn)
+        .await
+        .map_err(pg("list roles"))
+    }
+
     /// Runs `ddl` holding a cluster-wide advisory lock of this data plane: PostgreSQL
     /// fails concurrent changes of one catalog row (GRANTs on the pool database, roles)
     /// with "tuple concurrently updated", so replicas provisioning at once take turns.
