@@ -107,6 +107,29 @@ pub struct ReconciliationReport {
 
 const PAGE: u32 = 500;
 
+impl Drift {
+    /// An extra `resource` (never repaired: see the module docs).
+    fn extra(
+        resource: &str,
+        tenant_id: Option<String>,
+        isolation: Isolation,
+        listed: &ListedDatabase,
+        reason: String,
+    ) -> Drift {
+        Drift {
+            tenant_id,
+            resource: resource.into(),
+            problem: "extra".into(),
+            repaired: false,
+            error: None,
+            isolation: Some(isolation),
+            key: Some(listed.key.clone()),
+            location: Some(listed.location.clone()),
+            reason: Some(reason),
+        }
+    }
+}
+
 /// A tenant that has the key of a listed database.
 struct Owner {
     tenant_id: String,
@@ -218,17 +241,7 @@ impl App {
             let id = format!("{}/{}", isolation.as_str(), db.key);
             self.report_extra("database", &id, tenant_id.as_deref(), *isolation, db, &reason).await?;
             still_there.insert(id);
-            report.drift.push(Drift {
-                tenant_id,
-                resource: "database".into(),
-                problem: "extra".into(),
-                repaired: false,
-                error: None,
-                isolation: Some(*isolation),
-                key: Some(db.key.clone()),
-                location: Some(db.location.clone()),
-                reason: Some(reason),
-            });
+            report.drift.push(Drift::extra("database", tenant_id, *isolation, db, reason));
         }
         // Logins without a database: extra on the same terms as a database, once listed
         // again (a delete in flight drops the database first, then the login).
@@ -255,17 +268,7 @@ impl App {
                 let id = format!("role/{}", login.key);
                 self.report_extra("role", &id, tenant_id.as_deref(), *isolation, login, &reason).await?;
                 still_there.insert(id);
-                report.drift.push(Drift {
-                    tenant_id,
-                    resource: "role".into(),
-                    problem: "extra".into(),
-                    repaired: false,
-                    error: None,
-                    isolation: Some(*isolation),
-                    key: Some(login.key.clone()),
-                    location: Some(login.location.clone()),
-                    reason: Some(reason),
-                });
+                report.drift.push(Drift::extra("role", tenant_id, *isolation, login, reason));
             }
         }
         // Forget the extras that went away: one that comes back is evented again. Only
