@@ -145,9 +145,7 @@ fn merkle_root_hex(hashes: &[String]) -> Result<String> {
 
 /// A record's Merkle entry: its hash as 32 raw bytes.
 fn record_entry(hash: &str) -> Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hash, &mut out).map_err(|_| Error::internal(format!("corrupt audit hash {hash:?}")))?;
-    Ok(out)
+    tenancy_audit::merkle::hash_entry(hash).map_err(|_| Error::internal(format!("corrupt audit hash {hash:?}")))
 }
 
 impl App {
@@ -306,13 +304,13 @@ async fn write_verified(
     path: &str,
 ) -> Result<tenancy_audit::ChainSummary> {
     use tokio::io::AsyncWriteExt;
+    let broken = |e: &dyn std::fmt::Display| Error::internal(format!("the export does not verify: {e}"));
     let mut verifier = ChainVerifier::new(ChainStart::Trusted);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         for line in chunk.lines() {
-            let record: AuditRecord =
-                serde_json::from_str(line).map_err(|e| Error::internal(format!("the export does not verify: {e}")))?;
-            verifier.push(&record).map_err(|e| Error::internal(format!("the export does not verify: {e}")))?;
+            let record: AuditRecord = serde_json::from_str(line).map_err(|e| broken(&e))?;
+            verifier.push(&record).map_err(|e| broken(&e))?;
         }
         out.write_all(chunk.as_bytes())
             .await

@@ -107,25 +107,20 @@ pub struct ReconciliationReport {
 
 const PAGE: u32 = 500;
 
-impl Drift {
-    /// An extra `resource` (never repaired: see the module docs).
-    fn extra(
-        resource: &str,
-        tenant_id: Option<String>,
-        isolation: Isolation,
-        listed: &ListedDatabase,
-        reason: String,
-    ) -> Drift {
-        Drift {
-            tenant_id,
-            resource: resource.into(),
-            problem: "extra".into(),
-            repaired: false,
-            error: None,
-            isolation: Some(isolation),
-            key: Some(listed.key.clone()),
-            location: Some(listed.location.clone()),
-            reason: Some(reason),
+/// What an extra is.
+#[derive(Clone, Copy)]
+enum Extra {
+    /// A database (or a pool schema).
+    Database,
+    /// A login without its database.
+    Role,
+}
+
+impl Extra {
+    fn as_str(self) -> &'static str {
+        match self {
+            Extra::Database => "database",
+            Extra::Role => "role",
         }
     }
 }
@@ -148,6 +143,15 @@ pub fn extra_reason(status: TenantStatus, plan: Option<Isolation>, isolation: Is
         }
         TenantStatus::Provisioning | TenantStatus::Updating | TenantStatus::Offboarding | TenantStatus::Failed => None,
     }
+}
+
+/// Whether something listed with these owners (the tenants that have its key) is
+/// extra, and why: extra only when no owner may have it; `None` when one may.
+fn judge(owners: Option<&Vec<Owner>>, isolation: Isolation) -> Option<(Option<&Owner>, String)> {
+    let Some(found) = owners else { return Some((None, "no tenant".to_owned())) };
+    let reasons: Vec<String> =
+        found.iter().map(|o| extra_reason(o.status, o.plan, isolation)).collect::<Option<_>>()?;
+    Some((found.first(), reasons.into_iter().next()?))
 }
 
 impl App {
@@ -224,24 +228,16 @@ impl App {
         }
         let mut still_there = HashSet::new();
         for (isolation, db) in &existing {
-            let (tenant_id, reason) = match owners.get(&(*isolation, db.key.clone())) {
-                None => (None, "no tenant".to_owned()),
-                Some(found) => {
-                    // Extra only when no tenant with this key may have it.
-                    let reasons: Option<Vec<String>> =
-                        found.iter().map(|o| extra_reason(o.status, o.plan, *isolation)).collect();
-                    let Some(reasons) = reasons else { continue };
-                    let owner = &found[0];
-                    if !self.still_extra(&*provisioner, owner, *isolation).await? {
-                        continue;
-                    }
-                    (Some(owner.tenant_id.clone()), reasons[0].clone())
+            let Some((owner, reason)) = judge(owners.get(&(*isolation, db.key.clone())), *isolation) else { continue };
+            if let Some(owner) = owner {
+                if !self.still_extra(&*provisioner, owner, *isolation).await? {
+                    continue;
                 }
-            };
-            let id = format!("{}/{}", isolation.as_str(), db.key);
-            self.report_extra("database", &id, tenant_id.as_deref(), *isolation, db, &reason).await?;
+            }
+            let tenant_id = owner.map(|o| o.tenant_id.clone());
+            let (id, drift) = self.report_extra(Extra::Database, tenant_id, *isolation, db, reason).await?;
             still_there.insert(id);
-            report.drift.push(Drift::extra("database", tenant_id, *isolation, db, reason));
+            report.drift.push(drift);
         }
         // Logins without a database: extra on the same terms as a database, once listed
         // again (a delete in flight drops the database first, then the login).
@@ -254,21 +250,14 @@ impl App {
                 if !again.contains(&(*isolation, login.key.clone())) {
                     continue;
                 }
-                let (tenant_id, reason) = match login_owners.get(&(*isolation, login.key.clone())) {
-                    None => (None, "no tenant".to_owned()),
-                    Some(found) => {
-                        let reasons: Option<Vec<String>> =
-                            found.iter().map(|o| extra_reason(o.status, o.plan, *isolation)).collect();
-                        // A settled tenant's own login without its database is the
-                        // missing database, repaired above.
-                        let Some(reasons) = reasons else { continue };
-                        (Some(found[0].tenant_id.clone()), reasons[0].clone())
-                    }
-                };
-                let id = format!("role/{}", login.key);
-                self.report_extra("role", &id, tenant_id.as_deref(), *isolation, login, &reason).await?;
+                // A settled tenant's own login without its database is the missing
+                // database, repaired above: `judge` finds it legitimate.
+                let owners = login_owners.get(&(*isolation, login.key.clone()));
+                let Some((owner, reason)) = judge(owners, *isolation) else { continue };
+                let tenant_id = owner.map(|o| o.tenant_id.clone());
+                let (id, drift) = self.report_extra(Extra::Role, tenant_id, *isolation, login, reason).await?;
                 still_there.insert(id);
-                report.drift.push(Drift::extra("role", tenant_id, *isolation, login, reason));
+                report.drift.push(drift);
             }
         }
         // Forget the extras that went away: one that comes back is evented again. Only
@@ -356,41 +345,60 @@ impl App {
         Ok(provisioner.database_observe(&owner.tenant_id, isolation).await?.exists)
     }
 
-    /// Emits `TenantDriftDetected` and its audit entry for an extra database, unless it
-    /// was reported already (by any replica) and stayed since.
+    /// Emits `TenantDriftDetected` and its audit entry for an extra database or login,
+    /// unless it was reported already (by any replica) and stayed since. Returns its
+    /// drift id and its entry of the report.
     async fn report_extra(
         &self,
-        kind: &str,
-        id: &str,
-        tenant_id: Option<&str>,
+        kind: Extra,
+        tenant_id: Option<String>,
         isolation: Isolation,
-        db: &ListedDatabase,
-        reason: &str,
-    ) -> Result<()> {
-        let resource = match id.strip_prefix("role/") {
-            Some(role) => format!("role/{role}"),
-            None => format!("database/{id}"),
+        listed: &ListedDatabase,
+        reason: String,
+    ) -> Result<(String, Drift)> {
+        let (id, resource) = match kind {
+            Extra::Database => {
+                let id = format!("{}/{}", isolation.as_str(), listed.key);
+                (id.clone(), format!("database/{id}"))
+            }
+            Extra::Role => {
+                let id = format!("role/{}", listed.key);
+                (id.clone(), id)
+            }
         };
+        let kind = kind.as_str();
+        let tenant = tenant_id.as_deref();
         let mut resources = vec![resource.clone()];
-        if let Some(t) = tenant_id {
+        if let Some(t) = tenant {
             resources.insert(0, format!("tenant/{t}"));
         }
         let detail = json!({"resource": kind, "problem": "extra", "isolation": isolation,
-                            "key": db.key, "location": db.location, "reason": reason});
-        let mut event_detail = json!({"id": tenant_id});
+                            "key": listed.key, "location": listed.location, "reason": reason});
+        let mut event_detail = json!({"id": tenant});
         if let (Some(e), Some(d)) = (event_detail.as_object_mut(), detail.as_object()) {
             e.extend(d.clone());
         }
-        let event = Event::new(DRIFT_DETECTED, tenant_id, resources, event_detail);
-        let target = tenant_id.map(|t| format!("tenant/{t}")).unwrap_or(resource);
-        let audit = OpContext::system().audit("tenant.reconcile", target, tenant_id, detail);
+        let event = Event::new(DRIFT_DETECTED, tenant, resources, event_detail);
+        let target = tenant.map(|t| format!("tenant/{t}")).unwrap_or(resource);
+        let audit = OpContext::system().audit("tenant.reconcile", target, tenant, detail);
         let fx = Effects::none().with_event(event).with_audit(audit);
-        if self.store().drift().drift_report(id, Timestamp::now(), &fx).await? {
-            tracing::warn!(tenant_id, kind, id, location = %db.location, reason, "drift: extra {kind}, left in place");
+        if self.store().drift().drift_report(&id, Timestamp::now(), &fx).await? {
+            tracing::warn!(tenant_id = tenant, kind, id, location = %listed.location, reason, "drift: extra {kind}, left in place");
         } else {
             tracing::debug!(kind, id, "drift: extra {kind} still there");
         }
-        Ok(())
+        let drift = Drift {
+            tenant_id,
+            resource: kind.into(),
+            problem: "extra".into(),
+            repaired: false,
+            error: None,
+            isolation: Some(isolation),
+            key: Some(listed.key.clone()),
+            location: Some(listed.location.clone()),
+            reason: Some(reason),
+        };
+        Ok((id, drift))
     }
 
     /// The last pass's report on this process (`None` before the first pass).

@@ -46,8 +46,13 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 
 /// The Merkle tree entry of a record: its hash as 32 raw bytes.
 pub fn record_entry(record: &AuditRecord) -> Result<Hash, MerkleError> {
+    hash_entry(&record.hash)
+}
+
+/// The Merkle tree entry of a record's hash (64 hex digits): its 32 raw bytes.
+pub fn hash_entry(hash: &str) -> Result<Hash, MerkleError> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(&record.hash, &mut out).map_err(|_| MerkleError::BadRecordHash)?;
+    hex::decode_to_slice(hash, &mut out).map_err(|_| MerkleError::BadRecordHash)?;
     Ok(out)
 }
 
