@@ -557,40 +557,45 @@ impl Store for SqlStore {
         deleted
     }
 
+    /// On SQLite the writer puts the new tenant in the cache as it commits.
     async fn tenant_create(&self, t: &Tenant, fx: &Effects) -> Result<Tenant> {
-        let stored = if self.writer.merges_tenant_insert(fx) {
+        if self.writer.merges_tenant_insert(fx) {
             // SQLite: one multi-row INSERT for the batch, the plan check part of it
             // (one writer, so no plan delete can come in between).
             self.writer.insert_tenant(t, fx).await?;
-            t.clone()
+            Ok(t.clone())
         } else {
             let t = t.clone();
             let lock = self.dialect.for_share();
+            let cache = self.tenants.clone();
             self.writer
-                .write_atomic(fx, move |c| {
-                    Box::pin(async move {
-                        // On PostgreSQL the plan row stays share-locked until commit, so a
-                        // concurrent plan delete either sees this tenant or comes first.
-                        let sql = format!("SELECT id FROM plans WHERE id = $1{lock}");
-                        if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
-                            return Err(writer::unknown_plan(&t.plan));
-                        }
-                        let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
+                .write_atomic_then(
+                    fx,
+                    move |c| {
+                        Box::pin(async move {
+                            // On PostgreSQL the plan row stays share-locked until commit, so a
+                            // concurrent plan delete either sees this tenant or comes first.
+                            let sql = format!("SELECT id FROM plans WHERE id = $1{lock}");
+                            if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none()
+                            {
+                                return Err(writer::unknown_plan(&t.plan));
+                            }
+                            let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
                                    created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-                        let res = bind_tenant(sqlx::query(sql), &t).execute(&mut *c).await;
-                        match res {
-                            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
-                            Err(e) => Err(db_err(e)),
-                            Ok(_) => Ok(t),
-                        }
-                    })
-                })
-                .await?
-        };
-        if let Some(c) = &self.tenants {
-            c.offer(&stored);
+                            let res = bind_tenant(sqlx::query(sql), &t).execute(&mut *c).await;
+                            match res {
+                                Err(e) if is_unique_violation(&e) => {
+                                    Err(Error::AlreadyExists { kind: "tenant", id: t.id })
+                                }
+                                Err(e) => Err(db_err(e)),
+                                Ok(_) => Ok(t),
+                            }
+                        })
+                    },
+                    move |stored| cache.iter().for_each(|c| c.offer(stored)),
+                )
+                .await
         }
-        Ok(stored)
     }
 
     async fn tenant_get(&self, id: &str) -> Result<Tenant> {
@@ -621,19 +626,19 @@ impl Store for SqlStore {
         let mut stored = t.clone();
         stored.version = expected_version + 1;
         let write = TenantWrite { tenant: stored, expected_version };
-        let stored = self
-            .writer
-            .write_atomic(fx, move |c| {
-                Box::pin(async move {
-                    effects::update_tenant(c, &write).await?;
-                    Ok(write.tenant)
-                })
-            })
-            .await?;
-        if let Some(c) = &self.tenants {
-            c.offer(&stored);
-        }
-        Ok(stored)
+        let cache = self.tenants.clone();
+        self.writer
+            .write_atomic_then(
+                fx,
+                move |c| {
+                    Box::pin(async move {
+                        effects::update_tenant(c, &write).await?;
+                        Ok(write.tenant)
+                    })
+                },
+                move |stored| cache.iter().for_each(|c| c.offer(stored)),
+            )
+            .await
     }
 
     async fn api_key_create(&self, k: &ApiKey, fx: &Effects) -> Result<()> {

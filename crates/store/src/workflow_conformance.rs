@@ -19,7 +19,8 @@ macro_rules! workflow_conformance_suite {
             $crate::workflow_conformance_suite!(@cases $make;
                 state_machine_versions, execution_start_is_idempotent_by_name, steps_commit_with_seq,
                 claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens,
-                tenant_resources_and_secrets, step_tenant_writes_are_version_checked);
+                tenant_resources_and_secrets, step_tenant_writes_are_version_checked,
+                a_claimed_execution_reads_the_tenant_write_that_started_it);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -329,4 +330,36 @@ pub async fn step_tenant_writes_are_version_checked(store: Arc<dyn Store>) {
     assert_eq!(wf.execution_get("exe_2").await.unwrap().status, status::SUCCEEDED);
     let events = store.event_list(&EventFilter::default(), &page(10)).await.unwrap().items;
     assert_eq!(events.iter().filter(|e| e.event.detail_type == "TenantProvisioned").count(), 1);
+}
+
+/// A tenant update that starts an execution (a plan change, an offboarding) is what the
+/// execution's steps read: a worker claiming it the moment it is committed must not get
+/// the tenant as it was before (on SQLite, where tenants are cached, the cache is
+/// refreshed before anyone can act on the commit).
+pub async fn a_claimed_execution_reads_the_tenant_write_that_started_it(store: Arc<dyn Store>) {
+    use crate::conformance::{plan, tenant};
+    use tenancy_domain::plan::Isolation;
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let mut acme = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    for i in 0..100 {
+        // A worker polling for due executions as fast as it can.
+        let worker = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let wf = store.workflows();
+                loop {
+                    let claim = Claim::new("w", 60_000, 1, Timestamp::now());
+                    if !wf.execution_claim(&claim).await.unwrap().is_empty() {
+                        return store.tenant_get("acme").await.unwrap().version;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let started = new_execution(&format!("exe_{i}"), &format!("n{i}"), Some(0));
+        acme.name = format!("v{i}");
+        acme = store.tenant_update(&acme, acme.version, &Effects::none().with_execution(started)).await.unwrap();
+        let seen = worker.await.unwrap();
+        assert_eq!(seen, acme.version, "run {i}: the worker read the tenant before the write that started it");
+    }
 }

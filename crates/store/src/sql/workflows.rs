@@ -568,40 +568,45 @@ impl WorkflowStore for SqlStore {
             None => Vec::new(),
         };
         let commits = commits.to_vec();
-        let results = self
-            .writer
-            .write(&Effects::none(), move |conn| {
-                Box::pin(async move {
-                    if commits.len() > 1 && batchable(conn, &commits) {
-                        exec(conn, "SAVEPOINT steps").await?;
-                        match apply_steps_together(conn, &commits).await {
-                            Ok(applied) => {
-                                exec(conn, "RELEASE steps").await?;
-                                let results = commits.iter().zip(applied);
-                                return Ok(results
-                                    .map(|(c, ok)| if ok { Ok(()) } else { Err(moved(&c.execution_id)) })
-                                    .collect());
-                            }
-                            // E.g. a task token in use: one step at a time finds which.
-                            Err(_) => {
-                                exec(conn, "ROLLBACK TO steps").await?;
-                                exec(conn, "RELEASE steps").await?;
+        let cache = self.tenants.clone();
+        // Tenants the committed steps wrote are read from the cache from the commit on.
+        let after = move |results: &Vec<Result<()>>| {
+            if let Some(cache) = cache {
+                written.iter().filter(|(i, _)| results[*i].is_ok()).for_each(|(_, t)| cache.offer(t));
+            }
+        };
+        self.writer
+            .write_then(
+                &Effects::none(),
+                move |conn| {
+                    Box::pin(async move {
+                        if commits.len() > 1 && batchable(conn, &commits) {
+                            exec(conn, "SAVEPOINT steps").await?;
+                            match apply_steps_together(conn, &commits).await {
+                                Ok(applied) => {
+                                    exec(conn, "RELEASE steps").await?;
+                                    let results = commits.iter().zip(applied);
+                                    return Ok(results
+                                        .map(|(c, ok)| if ok { Ok(()) } else { Err(moved(&c.execution_id)) })
+                                        .collect());
+                                }
+                                // E.g. a task token in use: one step at a time finds which.
+                                Err(_) => {
+                                    exec(conn, "ROLLBACK TO steps").await?;
+                                    exec(conn, "RELEASE steps").await?;
+                                }
                             }
                         }
-                    }
-                    let mut results = Vec::with_capacity(commits.len());
-                    for c in &commits {
-                        results.push(if apply_step(conn, c).await? { Ok(()) } else { Err(moved(&c.execution_id)) });
-                    }
-                    Ok(results)
-                })
-            })
-            .await?;
-        // Tenants the committed steps wrote are read from the cache from now on.
-        if let Some(cache) = &self.tenants {
-            written.iter().filter(|(i, _)| results[*i].is_ok()).for_each(|(_, t)| cache.offer(t));
-        }
-        Ok(results)
+                        let mut results = Vec::with_capacity(commits.len());
+                        for c in &commits {
+                            results.push(if apply_step(conn, c).await? { Ok(()) } else { Err(moved(&c.execution_id)) });
+                        }
+                        Ok(results)
+                    })
+                },
+                after,
+            )
+            .await
     }
 
     async fn tenant_resource_put(&self, r: &TenantResource) -> Result<(TenantResource, bool)> {

@@ -26,6 +26,9 @@ use crate::store::Effects;
 
 type BoxAny = Box<dyn StdAny + Send>;
 type WriteFn = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<BoxAny>> + Send>;
+/// Runs in the writer right after the commit of a successful write, before its caller
+/// is answered (see [`Writer::write_then`]).
+type AfterFn = Box<dyn FnOnce(&BoxAny) + Send>;
 
 /// What a queued write does.
 enum Op {
@@ -42,6 +45,7 @@ pub(super) struct Pending {
     fx: Effects,
     /// Whether a failure of `f` may leave writes to undo (see [`Writer::write_atomic`]).
     savepoint: bool,
+    after: Option<AfterFn>,
     done: oneshot::Sender<Result<BoxAny>>,
 }
 
@@ -108,7 +112,7 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(fx, f, true).await
+        self.submit(fx, f, true, None::<fn(&T)>).await
     }
 
     /// [`Writer::write`] for an `f` that writes at most once, in its last statement, so
@@ -120,16 +124,44 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(fx, f, effects_need_savepoint(fx)).await
+        self.submit(fx, f, effects_need_savepoint(fx), None::<fn(&T)>).await
     }
 
-    async fn submit<T, F>(&self, fx: &Effects, f: F, savepoint: bool) -> Result<T>
+    /// [`Writer::write`], and `after` with its result once it is committed, before the
+    /// caller is answered. For the store's caches: a cache refreshed by the caller after
+    /// the answer would serve the old record meanwhile to whoever acts on the commit
+    /// (the workflow worker claims an execution a tenant update started the moment it
+    /// is committed, and its steps read the tenant).
+    pub(super) async fn write_then<T, F, A>(&self, fx: &Effects, f: F, after: A) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
+        self.submit(fx, f, true, Some(after)).await
+    }
+
+    /// [`Writer::write_atomic`] with [`Writer::write_then`]'s `after`.
+    pub(super) async fn write_atomic_then<T, F, A>(&self, fx: &Effects, f: F, after: A) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
+        self.submit(fx, f, effects_need_savepoint(fx), Some(after)).await
+    }
+
+    async fn submit<T, F, A>(&self, fx: &Effects, f: F, savepoint: bool, after: Option<A>) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
     {
         let f: WriteFn = Box::new(move |c| Box::pin(async move { f(c).await.map(|v| Box::new(v) as BoxAny) }));
-        self.queue(Op::Run(f), fx, savepoint).await
+        let after = after.map(|a| -> AfterFn {
+            Box::new(move |v: &BoxAny| a(v.downcast_ref::<T>().expect("a write returns the type it was given")))
+        });
+        self.queue(Op::Run(f), fx, savepoint, after).await
     }
 
     /// Whether [`Writer::insert_tenant`] takes a tenant created with `fx`: on SQLite,
@@ -143,12 +175,12 @@ impl Writer {
     /// Only where [`Writer::merges_tenant_insert`] says so.
     pub(super) async fn insert_tenant(&self, t: &Tenant, fx: &Effects) -> Result<()> {
         debug_assert!(self.merges_tenant_insert(fx));
-        self.queue(Op::InsertTenant(t.clone()), fx, false).await
+        self.queue(Op::InsertTenant(t.clone()), fx, false, None).await
     }
 
-    async fn queue<T: 'static>(&self, op: Op, fx: &Effects, savepoint: bool) -> Result<T> {
+    async fn queue<T: 'static>(&self, op: Op, fx: &Effects, savepoint: bool, after: Option<AfterFn>) -> Result<T> {
         let (done, result) = oneshot::channel();
-        let pending = Pending { op, fx: fx.clone(), savepoint, done };
+        let pending = Pending { op, fx: fx.clone(), savepoint, after, done };
         match self {
             Writer::Direct(pool) => match pool.acquire().await {
                 Ok(mut conn) => run_batch(&mut conn, vec![pending], false, None).await,
@@ -227,7 +259,10 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
     };
     let single = batch.len() == 1;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut outcomes: Vec<(oneshot::Sender<Result<BoxAny>>, Result<BoxAny>, Option<AfterFn>)> =
+        Vec::with_capacity(batch.len());
+    // Tenants inserted by the batch, for the cache.
+    let mut created = Vec::new();
     let mut effects = Vec::with_capacity(batch.len());
     let (inserts, batch): (Vec<Pending>, Vec<Pending>) =
         batch.into_iter().partition(|p| matches!(p.op, Op::InsertTenant(_)));
@@ -242,8 +277,11 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         for (p, result) in inserts.into_iter().zip(results) {
             if result.is_ok() {
                 effects.push(p.fx);
+                if let Op::InsertTenant(t) = p.op {
+                    created.push(t);
+                }
             }
-            outcomes.push((p.done, result.map(|()| Box::new(()) as BoxAny)));
+            outcomes.push((p.done, result.map(|()| Box::new(()) as BoxAny), None));
         }
     }
     for p in batch {
@@ -252,7 +290,7 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         let savepoint = p.savepoint && !single;
         if savepoint {
             if let Err(e) = exec(&mut tx, "SAVEPOINT w").await {
-                outcomes.push((p.done, Err(e)));
+                outcomes.push((p.done, Err(e), None));
                 continue;
             }
         }
@@ -277,7 +315,7 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         if result.is_ok() {
             effects.push(p.fx);
         }
-        outcomes.push((p.done, result));
+        outcomes.push((p.done, result, p.after));
     }
     let committed = if effects.is_empty() {
         tx.rollback().await.map_err(db_err)
@@ -291,11 +329,15 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         Ok(()) => {
             if let Some(cache) = tenants {
                 effects.iter().flat_map(|fx| &fx.tenants).for_each(|w| cache.offer(&w.tenant));
+                created.iter().for_each(|t| cache.offer(t));
             }
-            for (done, r) in outcomes {
+            for (done, r, after) in outcomes {
+                if let (Some(after), Ok(v)) = (after, &r) {
+                    after(v);
+                }
                 let _ = done.send(r);
             }
         }
-        Err(e) => fail_all(outcomes.into_iter().map(|(d, _)| d).collect(), e),
+        Err(e) => fail_all(outcomes.into_iter().map(|(d, _, _)| d).collect(), e),
     }
 }
