@@ -259,8 +259,8 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
     };
     let single = batch.len() == 1;
-    let mut outcomes: Vec<(oneshot::Sender<Result<BoxAny>>, Result<BoxAny>, Option<AfterFn>)> =
-        Vec::with_capacity(batch.len());
+    // Per write: whom to answer, the result, and what to run after the commit.
+    let mut outcomes: Vec<(_, _, Option<AfterFn>)> = Vec::with_capacity(batch.len());
     // Tenants inserted by the batch, for the cache.
     let mut created = Vec::new();
     let mut effects = Vec::with_capacity(batch.len());
