@@ -41,8 +41,8 @@ pub struct App {
     pub(crate) builtins: std::sync::Mutex<std::collections::HashMap<String, tenancy_store::StateMachineRecord>>,
     /// A RUNNING execution without progress for this long is listed as stuck.
     pub(crate) stuck_after: std::time::Duration,
-    /// The last reconciliation pass of this process.
-    pub(crate) last_reconciliation: std::sync::Mutex<Option<crate::reconcile::ReconciliationReport>>,
+    /// This process among the replicas (see [`App::set_node_id`]).
+    pub(crate) node_id: std::sync::OnceLock<String>,
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -89,8 +89,19 @@ impl App {
             provisioner,
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
-            last_reconciliation: std::sync::Mutex::new(None),
+            node_id: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Names this process among the replicas (`serve --node-id`, or a random one), in
+    /// what it records for the others (the reconciliation pass it made). Set once;
+    /// `local` until then.
+    pub fn set_node_id(&self, id: impl Into<String>) {
+        let _ = self.node_id.set(id.into());
+    }
+
+    pub fn node_id(&self) -> &str {
+        self.node_id.get().map_or("local", String::as_str)
     }
 
     /// The workflow engine (its handler registry, its worker's `run`).

@@ -46,14 +46,23 @@
 //!   extras that went away (reported before it listed the databases), so one that
 //!   comes back is evented again. Deleting an extra is an operator's decision.
 //!
-//! The last run's report is kept in memory and served at `GET /v1/reconciliation`;
-//! `POST /v1/reconciliation` runs a pass now.
+//! **Replicas share the passes.** Each pass's report is recorded in the store
+//! ([`tenancy_store::DriftStore::reconciliation_record`], the latest-finished pass
+//! wins) and every replica serves that one at `GET /v1/reconciliation`, with the
+//! `node` that made it: behind a load balancer an operator sees the same last pass
+//! whichever replica answers. Each replica's background loop reads it first and
+//! skips its own pass while the last one, by any replica, is younger than its
+//! interval (plus a random tenth, so that replicas started together drift apart):
+//! N replicas make about one pass per interval between them, not N. Two passes that
+//! do overlap are harmless: repairs are idempotent and extras are evented once
+//! through `reported_drift`. `POST /v1/reconciliation` runs a pass now, whatever
+//! the last one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenancy_domain::event::Event;
 use tenancy_domain::page::PageRequest;
@@ -62,7 +71,7 @@ use tenancy_domain::tenant::{TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
 use tenancy_store::provision::{DatabaseProvisioner, ListedDatabase};
-use tenancy_store::{Effects, ExecutionFilter};
+use tenancy_store::{Effects, ExecutionFilter, ReconciliationRun};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Permission;
@@ -73,7 +82,7 @@ pub const DRIFT_REPAIRED: &str = "TenantDriftRepaired";
 pub const DRIFT_DETECTED: &str = "TenantDriftDetected";
 
 /// One difference between what tenants need and what exists.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Drift {
     /// The tenant concerned; `null` for an extra database that belongs to no tenant.
     pub tenant_id: Option<String>,
@@ -96,8 +105,10 @@ pub struct Drift {
 }
 
 /// The result of one reconciliation pass.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReconciliationReport {
+    /// The replica that made the pass (its `--node-id`).
+    pub node: String,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
     /// Active and suspended tenants whose databases were observed.
@@ -155,11 +166,25 @@ fn judge(owners: Option<&Vec<Owner>>, isolation: Isolation) -> Option<(Option<&O
 }
 
 impl App {
-    /// One pass: missing databases of active and suspended tenants, then extra ones.
+    /// One pass, recorded as the last one for every replica to serve.
     pub async fn reconcile_once(&self) -> Result<ReconciliationReport> {
+        let report = self.reconcile_pass().await?;
+        let run = ReconciliationRun {
+            started_at: report.started_at,
+            finished_at: report.finished_at,
+            node: report.node.clone(),
+            report: serde_json::to_value(&report).expect("a report serializes"),
+        };
+        self.store().drift().reconciliation_record(&run).await?;
+        Ok(report)
+    }
+
+    /// Missing databases of active and suspended tenants, then extra ones.
+    async fn reconcile_pass(&self) -> Result<ReconciliationReport> {
         let started_at = Timestamp::now();
+        let node = self.node_id().to_owned();
         let mut report =
-            ReconciliationReport { started_at, finished_at: started_at, tenants_checked: 0, drift: vec![] };
+            ReconciliationReport { node, started_at, finished_at: started_at, tenants_checked: 0, drift: vec![] };
         let Some(plane) = self.data_plane().cloned() else {
             report.finished_at = Timestamp::now();
             return Ok(report);
@@ -274,7 +299,6 @@ impl App {
             .collect();
         self.store().drift().drift_forget(&gone).await?;
         report.finished_at = Timestamp::now();
-        *self.last_reconciliation.lock().expect("reconciliation report poisoned") = Some(report.clone());
         Ok(report)
     }
 
@@ -401,10 +425,21 @@ impl App {
         Ok((id, drift))
     }
 
-    /// The last pass's report on this process (`None` before the first pass).
-    pub fn reconciliation_last(&self, ctx: &OpContext) -> Result<Option<ReconciliationReport>> {
+    /// The last pass recorded by any replica (`None` before the first pass).
+    pub async fn reconciliation_last(&self, ctx: &OpContext) -> Result<Option<ReconciliationReport>> {
         ctx.authorize(Permission::RecordsRead)?;
-        Ok(self.last_reconciliation.lock().expect("reconciliation report poisoned").clone())
+        let Some(run) = self.store().drift().reconciliation_last().await? else { return Ok(None) };
+        let report = serde_json::from_value(run.report)
+            .map_err(|e| tenancy_domain::Error::internal(format!("unreadable reconciliation report: {e}")))?;
+        Ok(Some(report))
+    }
+
+    /// How long until a pass is due on a loop of period `interval`: zero when no pass
+    /// is recorded or the last one, by any replica, finished `interval` ago or more.
+    async fn reconciliation_due_in(&self, interval: Duration) -> Result<Duration> {
+        let Some(last) = self.store().drift().reconciliation_last().await? else { return Ok(Duration::ZERO) };
+        let age = Timestamp::now().millis().saturating_sub(last.finished_at.millis()).max(0) as u64;
+        Ok(interval.saturating_sub(Duration::from_millis(age)))
     }
 
     /// Runs a pass now, for an operator.
@@ -414,15 +449,29 @@ impl App {
     }
 }
 
-/// The background loop.
+/// The background loop: a pass whenever none was made, on any replica, for
+/// `interval` (see the module docs).
 pub async fn run(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
     loop {
-        if let Err(e) = app.reconcile_once().await {
-            tracing::warn!(error = %e, "reconciliation pass failed");
+        let due_in = match app.reconciliation_due_in(interval).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the last reconciliation pass; making one");
+                Duration::ZERO
+            }
+        };
+        let mut wait = due_in;
+        if due_in.is_zero() {
+            if let Err(e) = app.reconcile_once().await {
+                tracing::warn!(error = %e, "reconciliation pass failed");
+            }
+            wait = interval;
         }
+        // Up to a tenth more, so that replicas started together do not pass together.
+        let jitter = interval.mul_f64(rand::random::<f64>() / 10.0);
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait + jitter) => {}
         }
     }
 }

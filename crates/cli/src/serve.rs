@@ -224,6 +224,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let shutdown = CancellationToken::new();
     let node_id =
         opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    app.set_node_id(node_id.clone());
     let mut tasks = Vec::new();
 
     if opts.worker {

@@ -433,8 +433,13 @@ async fn postgres_reconciler_reports_a_stray_database() {
 
     // Another replica's pass (or a restarted process's) does not event it again.
     let replica = TestServer::start_with(s.database_url.clone()).await;
-    assert_eq!(extras(&reconcile(&replica).await).len(), 1);
+    let theirs = reconcile(&replica).await;
+    assert_eq!(extras(&theirs).len(), 1);
     assert_eq!(drift_detected(&s).await.len(), 3, "evented once across replicas");
+    // Either replica serves the last pass, whichever made it.
+    let last = s.get("/v1/reconciliation").await.body;
+    assert_eq!((&last["node"], &last["finished_at"]), (&theirs["node"], &theirs["finished_at"]));
+    assert_ne!(theirs["node"], report["node"], "made by the other replica");
     replica.stop().await;
     s.stop().await;
     // The test cluster is shared: leave nothing behind.

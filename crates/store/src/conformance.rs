@@ -19,6 +19,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::Error;
 
 use crate::audit::*;
+use crate::drift::ReconciliationRun;
 use crate::events::*;
 use crate::store::*;
 
@@ -35,7 +36,8 @@ macro_rules! store_conformance_suite {
                 effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
                 lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
-                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once);
+                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
+                the_latest_reconciliation_run_is_kept);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -659,4 +661,21 @@ pub async fn drift_is_reported_once(store: Arc<dyn Store>) {
     assert_eq!(ids, ["pool/bank", "silo/zed"]);
     assert!(drift.drift_report("silo/acme", Timestamp(5), &fx()).await.unwrap());
     drift.drift_forget(&[]).await.unwrap();
+}
+
+pub async fn the_latest_reconciliation_run_is_kept(store: Arc<dyn Store>) {
+    let drift = store.drift();
+    assert_eq!(drift.reconciliation_last().await.unwrap(), None);
+    let run = |node: &str, finished: i64| ReconciliationRun {
+        started_at: Timestamp(finished - 5),
+        finished_at: Timestamp(finished),
+        node: node.into(),
+        report: json!({"drift": [{"key": node}], "tenants_checked": finished}),
+    };
+    assert!(drift.reconciliation_record(&run("a", 100)).await.unwrap());
+    assert_eq!(drift.reconciliation_last().await.unwrap(), Some(run("a", 100)));
+    assert!(drift.reconciliation_record(&run("b", 200)).await.unwrap());
+    // A slower replica's pass that finished earlier does not replace the later one.
+    assert!(!drift.reconciliation_record(&run("a", 150)).await.unwrap());
+    assert_eq!(drift.reconciliation_last().await.unwrap(), Some(run("b", 200)));
 }

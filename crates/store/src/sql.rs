@@ -48,6 +48,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "hooks", include_str!("../migrations/sqlite/0005_hooks.sql")),
     (6, "tenant_secrets", include_str!("../migrations/sqlite/0006_tenant_secrets.sql")),
     (7, "reported_drift", include_str!("../migrations/sqlite/0007_reported_drift.sql")),
+    (8, "reconciliation_runs", include_str!("../migrations/sqlite/0008_reconciliation_runs.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -57,6 +58,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "hooks", include_str!("../migrations/postgres/0005_hooks.sql")),
     (6, "tenant_secrets", include_str!("../migrations/postgres/0006_tenant_secrets.sql")),
     (7, "reported_drift", include_str!("../migrations/postgres/0007_reported_drift.sql")),
+    (8, "reconciliation_runs", include_str!("../migrations/postgres/0008_reconciliation_runs.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when

@@ -9,7 +9,7 @@ use crate::extract::Caller;
 use crate::problem::{ApiResult, Problem};
 use crate::server::ServerState;
 
-/// The last reconciliation pass of the answering replica (`null` before the first).
+/// The last reconciliation pass, made by any replica (`null` before the first).
 #[utoipa::path(get, path = "/v1/reconciliation", tag = "tenants",
     responses((status = 200, body = Option<ReconciliationReport>),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
@@ -18,7 +18,7 @@ pub async fn last_reconciliation(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
 ) -> ApiResult<axum::Json<Option<ReconciliationReport>>> {
-    Ok(axum::Json(s.app.reconciliation_last(&ctx)?))
+    Ok(axum::Json(s.app.reconciliation_last(&ctx).await?))
 }
 
 /// Run a reconciliation pass now: observe every tenant's resources against its plan,

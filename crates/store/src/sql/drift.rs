@@ -1,11 +1,11 @@
-//! [`DriftStore`] on SQL: one row per reported drift id.
+//! [`DriftStore`] on SQL: one row per reported drift id, and one for the last pass.
 
 use async_trait::async_trait;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use super::{db_err, SqlStore};
-use crate::drift::DriftStore;
+use super::{db_err, json_text, SqlStore};
+use crate::drift::{DriftStore, ReconciliationRun};
 use crate::store::Effects;
 
 /// The error code that rolls back a report of recorded drift (never leaves this module).
@@ -72,5 +72,47 @@ impl DriftStore for SqlStore {
                 })
             })
             .await
+    }
+
+    async fn reconciliation_record(&self, run: &ReconciliationRun) -> Result<bool> {
+        let run = run.clone();
+        self.writer
+            .write_atomic(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query(
+                        "INSERT INTO reconciliation_runs (id, started_at, finished_at, node, report) \
+                         VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
+                         started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                         node = excluded.node, report = excluded.report \
+                         WHERE reconciliation_runs.finished_at <= excluded.finished_at",
+                    )
+                    .bind(run.started_at.millis())
+                    .bind(run.finished_at.millis())
+                    .bind(&run.node)
+                    .bind(json_text(&run.report))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(res.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    async fn reconciliation_last(&self) -> Result<Option<ReconciliationRun>> {
+        let row: Option<(i64, i64, String, String)> =
+            sqlx::query_as("SELECT started_at, finished_at, node, report FROM reconciliation_runs WHERE id = 1")
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        let Some((started_at, finished_at, node, report)) = row else { return Ok(None) };
+        let report = serde_json::from_str(&report)
+            .map_err(|e| Error::internal(format!("corrupt reconciliation report: {e}")))?;
+        Ok(Some(ReconciliationRun {
+            started_at: Timestamp(started_at),
+            finished_at: Timestamp(finished_at),
+            node,
+            report,
+        }))
     }
 }
