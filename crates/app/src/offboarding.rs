@@ -169,10 +169,10 @@ pub async fn export_tenant(
     let api_keys = tenant_api_keys(store, tenant_id).await?;
 
     let mut files = Vec::new();
-    let (events, count_events) = events_ndjson(store, tenant_id).await?;
-    files.push(put_file(blobs, &prefix, "events.ndjson", events).await?);
-    let (audit, count_audit) = audit_ndjson(store, tenant_id).await?;
-    files.push(put_file(blobs, &prefix, "audit.ndjson", audit).await?);
+    let (events, count_events) = put_events(store, blobs, &prefix, tenant_id).await?;
+    files.push(events);
+    let (audit, count_audit) = put_audit(store, blobs, &prefix, tenant_id).await?;
+    files.push(audit);
     let mut database = Value::Null;
     if let Some(p) = provisioner {
         if let Some(file) = put_database(p, blobs, &prefix, tenant_id, &resources).await? {
@@ -204,12 +204,53 @@ pub async fn export_tenant(
     Ok(done(&bytes, true))
 }
 
-/// `{name, bytes, sha256}` of a file written whole.
-async fn put_file(blobs: &BlobStore, prefix: &str, name: &str, body: Vec<u8>) -> Result<Value> {
-    let path = BlobPath::from(format!("{prefix}/{name}"));
-    let entry = json!({"name": name, "bytes": body.len(), "sha256": sha256_hex(&body)});
-    blobs.store.put(&path, bytes::Bytes::from(body).into()).await.map_err(|e| blob_err("write", &path, e))?;
-    Ok(entry)
+/// An NDJSON file streamed to the blob store as its lines come (a multipart upload
+/// once it outgrows [`PART`]), hashed on the way: a tenant's events and audit records
+/// are never all in memory.
+struct NdjsonUpload {
+    name: &'static str,
+    path: BlobPath,
+    upload: object_store::buffered::BufWriter,
+    hash: Sha256,
+    bytes: u64,
+    lines: u64,
+    line: Vec<u8>,
+}
+
+impl NdjsonUpload {
+    fn new(blobs: &BlobStore, prefix: &str, name: &'static str) -> Self {
+        let path = BlobPath::from(format!("{prefix}/{name}"));
+        let upload = object_store::buffered::BufWriter::with_capacity(blobs.store.clone(), path.clone(), PART);
+        NdjsonUpload { name, path, upload, hash: Sha256::new(), bytes: 0, lines: 0, line: Vec::new() }
+    }
+
+    async fn line(&mut self, value: &impl serde::Serialize) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value).map_err(Error::internal)?;
+        self.line.push(b'\n');
+        self.hash.update(&self.line);
+        self.bytes += self.line.len() as u64;
+        self.lines += 1;
+        self.upload.write_all(&self.line).await.map_err(|e| blob_err("write", &self.path, e))
+    }
+
+    /// Completes the upload when `written` is `Ok`, else aborts it (no object, no
+    /// uploaded part is left); `{name, bytes, sha256}` and the number of lines.
+    async fn finish(mut self, written: Result<()>) -> Result<(Value, u64)> {
+        let closed = match written {
+            Ok(()) => {
+                tokio::io::AsyncWriteExt::shutdown(&mut self.upload).await.map_err(|e| blob_err("write", &self.path, e))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = closed {
+            let _ = self.upload.abort().await;
+            return Err(e);
+        }
+        let sha256 = hex::encode(self.hash.finalize());
+        Ok((json!({"name": self.name, "bytes": self.bytes, "sha256": sha256}), self.lines))
+    }
 }
 
 /// The silo database's snapshot, streamed to the blob store; `None` without a database.
@@ -267,43 +308,47 @@ async fn put_database(
     Ok(Some(json!({"name": name, "bytes": size, "sha256": hex::encode(hash.finalize()), "engine": engine})))
 }
 
-/// The tenant's events as NDJSON, oldest first, and their number.
-async fn events_ndjson(store: &dyn Store, tenant_id: &str) -> Result<(Vec<u8>, u64)> {
+/// Streams the tenant's events, oldest first, to `events.ndjson`.
+async fn put_events(store: &dyn Store, blobs: &BlobStore, prefix: &str, tenant_id: &str) -> Result<(Value, u64)> {
+    let mut out = NdjsonUpload::new(blobs, prefix, "events.ndjson");
     let filter = EventFilter { tenant_id: Some(tenant_id.to_owned()), ..Default::default() };
-    let mut page = PageRequest { limit: PAGE, after: None };
-    let (mut out, mut n) = (Vec::new(), 0);
-    loop {
-        let got = store.event_list(&filter, &page).await?;
-        for e in &got.items {
-            serde_json::to_writer(&mut out, &e.event).map_err(Error::internal)?;
-            out.push(b'\n');
-            n += 1;
-        }
-        match got.next_cursor {
-            Some(c) => page.after = Some(c),
-            None => return Ok((out, n)),
+    let written = async {
+        let mut page = PageRequest { limit: PAGE, after: None };
+        loop {
+            let got = store.event_list(&filter, &page).await?;
+            for e in &got.items {
+                out.line(&e.event).await?;
+            }
+            match got.next_cursor {
+                Some(c) => page.after = Some(c),
+                None => return Ok(()),
+            }
         }
     }
+    .await;
+    out.finish(written).await
 }
 
-/// The tenant's audit records as NDJSON (the fourteen members of the log's format),
-/// and their number.
-async fn audit_ndjson(store: &dyn Store, tenant_id: &str) -> Result<(Vec<u8>, u64)> {
+/// Streams the tenant's audit records (the fourteen members of the log's format) to
+/// `audit.ndjson`.
+async fn put_audit(store: &dyn Store, blobs: &BlobStore, prefix: &str, tenant_id: &str) -> Result<(Value, u64)> {
+    let mut out = NdjsonUpload::new(blobs, prefix, "audit.ndjson");
     let filter = AuditFilter { tenant_id: Some(tenant_id.to_owned()), ..Default::default() };
-    let mut page = PageRequest { limit: PAGE, after: None };
-    let (mut out, mut n) = (Vec::new(), 0);
-    loop {
-        let got = store.audit_list(&filter, &page).await?;
-        for a in &got.items {
-            serde_json::to_writer(&mut out, &audit_line(a)?).map_err(Error::internal)?;
-            out.push(b'\n');
-            n += 1;
-        }
-        match got.next_cursor {
-            Some(c) => page.after = Some(c),
-            None => return Ok((out, n)),
+    let written = async {
+        let mut page = PageRequest { limit: PAGE, after: None };
+        loop {
+            let got = store.audit_list(&filter, &page).await?;
+            for a in &got.items {
+                out.line(&audit_line(a)?).await?;
+            }
+            match got.next_cursor {
+                Some(c) => page.after = Some(c),
+                None => return Ok(()),
+            }
         }
     }
+    .await;
+    out.finish(written).await
 }
 
 fn audit_line(a: &StoredAudit) -> Result<Value> {

@@ -335,6 +335,50 @@ async fn offboarding_exports_a_silo_tenant_once() {
     h.stop().await;
 }
 
+/// A tenant with more events than one upload part (8 MiB) is exported whole: the
+/// NDJSON is streamed in parts, and its size and hash in the manifest are the file's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_tenants_records_are_exported_whole() {
+    use tenancy_domain::event::Event;
+    use tenancy_store::Effects;
+    let h = Harness::start().await;
+    h.create("acme").await;
+    h.wait_tenant("acme", "active").await;
+    let store = h.app.store();
+    let filler = "x".repeat(4_000);
+    for batch in 0..12 {
+        let mut fx = Effects::none();
+        for i in 0..250 {
+            let n = batch * 250 + i;
+            fx = fx.with_event(Event::new("OrderPlaced", Some("acme"), vec![], json!({"n": n, "note": filler})));
+        }
+        store.job_complete(&fx).await.unwrap();
+    }
+    let blobs = BlobStore::local(&h.dir.path().join("blobs")).unwrap();
+    let export =
+        tenancy_app::offboarding::export_tenant(store.as_ref(), &blobs, None, "acme", "exe-big").await.unwrap();
+    assert!(export.written);
+    let dir = h.dir.path().join("blobs/tenants/acme/offboard-exe-big");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let events = std::fs::read(dir.join("events.ndjson")).unwrap();
+    assert!(events.len() > 10 << 20, "more than one part: {} bytes", events.len());
+    let file = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "events.ndjson").unwrap().clone();
+    assert_eq!(
+        (file["bytes"].clone(), file["sha256"].as_str().unwrap()),
+        (json!(events.len()), sha256_hex(&events).as_str())
+    );
+    let orders: Vec<i64> = std::str::from_utf8(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["detail-type"] == "OrderPlaced")
+        .map(|e| e["detail"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(orders, (0..3_000).collect::<Vec<_>>(), "every event, once, in order");
+    assert_eq!(manifest["counts"]["events"], json!(events.iter().filter(|b| **b == b'\n').count()));
+    h.stop().await;
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
