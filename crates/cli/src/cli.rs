@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::client::{Client, ClientError};
 use crate::config::LogFormat;
+use crate::provisioning_cli;
 
 #[derive(Debug, Parser)]
 #[command(name = "tenancy", version, about = "Control plane for multi-tenant SaaS")]
@@ -56,6 +57,15 @@ pub enum Command {
     /// Start, inspect, stop and redrive workflow executions.
     #[command(subcommand)]
     Executions(crate::workflows_cli::ExecutionCmd),
+    /// Queues: settings, depth, messages, redrive.
+    #[command(subcommand)]
+    Queues(crate::provisioning_cli::QueueCmd),
+    /// Provisioning hooks of product services.
+    #[command(subcommand)]
+    Hooks(crate::provisioning_cli::HookCmd),
+    /// The reconciler's last pass, or a pass now.
+    #[command(subcommand)]
+    Reconciliation(crate::provisioning_cli::ReconciliationCmd),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -152,6 +162,11 @@ pub enum TenantCmd {
     },
     /// Offboard a tenant.
     Delete {
+        id: String,
+    },
+    /// What the lifecycle workflows created for a tenant (namespace, database, ...),
+    /// with what the data plane sees of its database now.
+    Resources {
         id: String,
     },
 }
@@ -330,7 +345,17 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Audit(AuditCmd::Verify { file }) => return verify_audit(&file, output),
         Command::Audit(AuditCmd::Export { .. }) => unreachable!("handled above"),
+        Command::Tenants(TenantCmd::Resources { id }) => (
+            provisioning_cli::tenant_resources(&client, &id, output == Output::Json).await?,
+            provisioning_cli::RESOURCE_COLUMNS,
+        ),
         Command::Tenants(cmd) => (tenants(&client, cmd).await?, TENANT_COLUMNS),
+        Command::Queues(cmd) => provisioning_cli::queues(&client, cmd).await?,
+        Command::Hooks(cmd) => (provisioning_cli::hooks(&client, cmd).await?, provisioning_cli::HOOK_COLUMNS),
+        Command::Reconciliation(cmd) => (
+            provisioning_cli::reconciliation(&client, cmd, output == Output::Json).await?,
+            provisioning_cli::DRIFT_COLUMNS,
+        ),
         Command::StateMachines(cmd) => {
             (crate::workflows_cli::state_machines(&client, cmd).await?, crate::workflows_cli::STATE_MACHINE_COLUMNS)
         }
@@ -401,6 +426,7 @@ async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
             c.call(Method::POST, &format!("/v1/tenants/{id}/plan"), &[], Some(&json!({"plan": plan}))).await?
         }
         TenantCmd::Delete { id } => c.call(Method::DELETE, &format!("/v1/tenants/{id}"), &[], None).await?,
+        TenantCmd::Resources { .. } => unreachable!("handled by run_client"),
     })
 }
 

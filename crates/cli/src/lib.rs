@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod provisioning_cli;
 pub mod serve;
 pub mod workflows_cli;

@@ -1,0 +1,132 @@
+//! `tenancy queues`, `tenancy hooks`, `tenancy tenants resources` and `tenancy
+//! reconciliation` against a real server: what they print and how they fail.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{Backend, TestServer};
+
+fn run(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tenancy"))
+        .args(["--server", url, "--token", support::ADMIN])
+        .args(args)
+        .output()
+        .expect("run tenancy");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `args` off the async runtime and asserts it succeeded; its stdout and stderr.
+async fn ok(url: &str, args: &[&str]) -> (String, String) {
+    let (url, owned) = (url.to_owned(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || run(&url, &owned.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "tenancy {args:?}: {err}");
+    (out, err)
+}
+
+async fn fails(url: &str, args: &[&str]) -> (i32, String) {
+    let (url, owned) = (url.to_owned(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || run(&url, &owned.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+    (code, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_commands() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let url = s.url.as_str();
+    ok(url, &["queues", "put", "work-dlq"]).await;
+    ok(
+        url,
+        &[
+            "queues",
+            "put",
+            "work",
+            "--visibility-timeout-s",
+            "0",
+            "--max-receive-count",
+            "1",
+            "--dead-letter-queue",
+            "work-dlq",
+        ],
+    )
+    .await;
+    let (list, _) = ok(url, &["queues", "list"]).await;
+    assert!(list.contains("work-dlq") && list.contains("VISIBILITY_TIMEOUT_S"), "{list}");
+
+    ok(url, &["queues", "send", "work", r#"{"order": 1}"#, "--group-id", "acme"]).await;
+    let (got, _) = ok(url, &["-o", "json", "queues", "receive", "work", "--max", "10", "--wait-s", "1"]).await;
+    let got: Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["messages"][0]["body"]["order"], 1, "{got}");
+    let receipt = got["messages"][0]["receipt"].as_str().unwrap().to_owned();
+    ok(url, &["queues", "ack", "work", &receipt]).await;
+    let (depth, _) = ok(url, &["-o", "json", "queues", "get", "work"]).await;
+    let depth: Value = serde_json::from_str(&depth).unwrap();
+    assert_eq!((depth["visible"].as_i64(), depth["in_flight"].as_i64()), (Some(0), Some(0)), "{depth}");
+
+    // Received twice without a delete (visibility 0): dead-lettered, then redriven.
+    ok(url, &["queues", "send", "work", r#""poison""#]).await;
+    ok(url, &["queues", "receive", "work"]).await;
+    let (table, _) = ok(url, &["queues", "receive", "work"]).await;
+    assert!(!table.contains("poison"), "moved to the dead-letter queue on its second receive: {table}");
+    let (moved, _) = ok(url, &["-o", "json", "queues", "redrive", "work-dlq"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&moved).unwrap()["moved"], 1, "{moved}");
+
+    // Bad input: a clear message and an exit code, nothing changed.
+    let (code, err) = fails(url, &["queues", "send", "work", "not json"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not JSON"), "{err}");
+    let (code, err) = fails(url, &["queues", "put", "slow", "--visibility-timeout-s", "99999"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("HTTP 400"), "{err}");
+    let (code, err) = fails(url, &["queues", "put", "x", "--max-receive-count", "3"]).await;
+    assert_eq!(code, 2, "both or neither: {err}");
+    let (list, _) = ok(url, &["-o", "json", "queues", "list"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&list).unwrap()["items"].as_array().unwrap().len(), 2, "{list}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_resource_and_reconciliation_commands() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let url = s.url.as_str();
+    ok(url, &["hooks", "put", "crm", "--url", "http://127.0.0.1:9/hook", "--event", "offboard", "--mode", "callback"])
+        .await;
+    let (list, _) = ok(url, &["hooks", "list"]).await;
+    assert!(list.contains("crm") && list.contains("callback") && list.contains("offboard"), "{list}");
+    let (code, err) = fails(url, &["hooks", "put", "bad", "--url", "ftp://x", "--event", "provision"]).await;
+    assert_eq!(code, 1, "{err}");
+    ok(url, &["hooks", "delete", "crm"]).await;
+    let (code, err) = fails(url, &["hooks", "get", "crm"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("HTTP 404"), "{err}");
+
+    s.put_plan("vault", "silo").await;
+    s.create_tenant("acme", "vault").await;
+    s.wait_status("acme", "active").await;
+    let (resources, _) = ok(url, &["tenants", "resources", "acme"]).await;
+    let database = resources.lines().find(|l| l.trim_start().starts_with("database")).unwrap_or_default();
+    assert!(database.contains("silo") && database.contains("data.db") && database.contains("true"), "{resources}");
+
+    let file = s.dir.path().join("tenants").join("acme").join("data.db");
+    std::fs::remove_file(&file).unwrap();
+    let (table, summary) = ok(url, &["reconciliation", "run"]).await;
+    assert!(summary.contains("1 tenants checked, 1 drift"), "{summary}");
+    assert!(table.contains("acme") && table.contains("missing"), "{table}");
+    assert!(file.exists(), "recreated");
+    let (last, _) = ok(url, &["-o", "json", "reconciliation", "show"]).await;
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["drift"][0]["problem"], "missing", "{last}");
+    assert!(last["node"].as_str().is_some_and(|n| !n.is_empty()), "{last}");
+    s.stop().await;
+}
