@@ -7,7 +7,8 @@
 //! write runs inside its own SAVEPOINT (a failing write leaves no trace and does not
 //! disturb the others), the effects of all successful writes are inserted with
 //! multi-row statements, and one COMMIT makes the whole batch durable. A caller's
-//! result is released only after that commit. On PostgreSQL, which has no single-writer
+//! result is released only after that commit, and after the store's caches took what
+//! the batch wrote (so nobody acting on the commit reads an older copy). On PostgreSQL, which has no single-writer
 //! constraint, every write is its own transaction (a batch of one).
 
 use std::any::Any as StdAny;
