@@ -3,41 +3,27 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::{Backend, TestServer};
 
-fn run(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .args(["--server", url, "--token", support::ADMIN])
-        .args(args)
-        .output()
-        .expect("run tenancy");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs `tenancy args` off the async runtime: exit code, stdout, stderr.
+async fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let (url, args) = (url.to_owned(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    tokio::task::spawn_blocking(move || support::run_cli(&url, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
 }
 
-/// Runs `args` off the async runtime and asserts it succeeded; its stdout and stderr.
+/// Runs `args` and asserts it succeeded; its stdout and stderr.
 async fn ok(url: &str, args: &[&str]) -> (String, String) {
-    let (url, owned) = (url.to_owned(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    let (code, out, err) =
-        tokio::task::spawn_blocking(move || run(&url, &owned.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await
-            .unwrap();
+    let (code, out, err) = cli(url, args).await;
     assert_eq!(code, 0, "tenancy {args:?}: {err}");
     (out, err)
 }
 
+/// Runs `args`, expected to fail: its exit code and stderr.
 async fn fails(url: &str, args: &[&str]) -> (i32, String) {
-    let (url, owned) = (url.to_owned(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    let (code, _, err) =
-        tokio::task::spawn_blocking(move || run(&url, &owned.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await
-            .unwrap();
+    let (code, _, err) = cli(url, args).await;
     (code, err)
 }
 

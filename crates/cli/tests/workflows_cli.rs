@@ -2,23 +2,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{json, Value};
-use support::{Backend, TestServer};
-
-fn run(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .args(["--server", url, "--token", support::ADMIN])
-        .args(args)
-        .output()
-        .expect("run tenancy");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{run_cli as run, Backend, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_commands() {

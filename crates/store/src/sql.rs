@@ -161,6 +161,13 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 impl SqlStore {
+    /// For a write of one tenant ([`writer::Writer::write_atomic_then`]): puts it in the
+    /// tenant cache, if there is one, as the writer commits it.
+    fn cache_tenant(&self) -> impl FnOnce(&Tenant) + Send + 'static {
+        let cache = self.tenants.clone();
+        move |stored| cache.iter().for_each(|c| c.offer(stored))
+    }
+
     /// Connects, configures the engine and applies pending migrations.
     pub async fn connect(opts: &SqlOptions) -> Result<SqlStore> {
         sqlx::any::install_default_drivers();
@@ -569,7 +576,6 @@ impl Store for SqlStore {
         } else {
             let t = t.clone();
             let lock = self.dialect.for_share();
-            let cache = self.tenants.clone();
             self.writer
                 .write_atomic_then(
                     fx,
@@ -594,7 +600,7 @@ impl Store for SqlStore {
                             }
                         })
                     },
-                    move |stored| cache.iter().for_each(|c| c.offer(stored)),
+                    self.cache_tenant(),
                 )
                 .await
         }
@@ -628,7 +634,6 @@ impl Store for SqlStore {
         let mut stored = t.clone();
         stored.version = expected_version + 1;
         let write = TenantWrite { tenant: stored, expected_version };
-        let cache = self.tenants.clone();
         self.writer
             .write_atomic_then(
                 fx,
@@ -638,7 +643,7 @@ impl Store for SqlStore {
                         Ok(write.tenant)
                     })
                 },
-                move |stored| cache.iter().for_each(|c| c.offer(stored)),
+                self.cache_tenant(),
             )
             .await
     }

@@ -11,6 +11,21 @@ use tenancy::serve::{start, RunningServer, ServeOptions};
 
 pub const ADMIN: &str = "test-admin-token";
 
+/// Runs the `tenancy` binary as an operator (admin token) against `url`: its exit
+/// code, stdout and stderr.
+pub fn run_cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenancy"))
+        .args(["--server", url, "--token", ADMIN])
+        .args(args)
+        .output()
+        .expect("run tenancy");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
