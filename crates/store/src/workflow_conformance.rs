@@ -333,23 +333,31 @@ pub async fn step_tenant_writes_are_version_checked(store: Arc<dyn Store>) {
 }
 
 /// A tenant update that starts an execution (a plan change, an offboarding) is what the
-/// execution's steps read: a worker claiming it the moment it is committed must not get
-/// the tenant as it was before (on SQLite, where tenants are cached, the cache is
-/// refreshed before anyone can act on the commit).
+/// execution's steps read: a worker claiming it, or a reader seeing it, the moment it
+/// is committed must not get the tenant as it was before (on SQLite, where tenants are
+/// cached, the cache is refreshed before the COMMIT).
 pub async fn a_claimed_execution_reads_the_tenant_write_that_started_it(store: Arc<dyn Store>) {
     use crate::conformance::{plan, tenant};
     use tenancy_domain::plan::Isolation;
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     let mut acme = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
     for i in 0..100 {
-        // A worker polling for due executions as fast as it can.
+        // A worker polling for due executions as fast as it can (even runs), or a
+        // reader polling for the execution (odd runs: it sees the commit first).
         let worker = tokio::spawn({
-            let store = store.clone();
+            let (store, id) = (store.clone(), format!("exe_{i}"));
             async move {
                 let wf = store.workflows();
                 loop {
-                    let claim = Claim::new("w", 60_000, 1, Timestamp::now());
-                    if !wf.execution_claim(&claim).await.unwrap().is_empty() {
+                    // (The claim also takes the executions only read before, still due.)
+                    let seen = match i % 2 {
+                        0 => {
+                            let claim = Claim::new("w", 60_000, 100, Timestamp::now());
+                            wf.execution_claim(&claim).await.unwrap().iter().any(|e| e.id == id)
+                        }
+                        _ => wf.execution_get(&id).await.is_ok(),
+                    };
+                    if seen {
                         return store.tenant_get("acme").await.unwrap().version;
                     }
                     tokio::task::yield_now().await;

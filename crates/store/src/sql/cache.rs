@@ -3,10 +3,11 @@
 //! On SQLite this process is the only writer of the database (the store holds an
 //! exclusive lock file beside it), and every tenant write goes through
 //! `tenant_create`/`tenant_update` or is a write's or a step's [`Effects::tenants`],
-//! all of which refresh the cache in the writer task, between their commit and
-//! answering their caller. So the cache is coherent: reads of a tenant are served from
-//! memory, and whoever acts on a commit (the workflow worker claiming an execution a
-//! tenant update started) already reads the tenant it wrote. Entries only move forward
+//! all of which refresh the cache in the writer task just before their COMMIT (a
+//! failed COMMIT empties it). So the cache is coherent: reads of a tenant are served
+//! from memory, and whoever sees a commit (the workflow worker claiming an execution a
+//! tenant update started, a reader of that execution's status) already reads the
+//! tenant it wrote. Entries only move forward
 //! in version, so a read that raced a write can never put back an older copy.
 //! PostgreSQL, written by several replicas, has no such cache. Plans and the hook list,
 //! read for every tenant created and every hook call, are cached the same way
@@ -31,6 +32,11 @@ pub(super) struct TenantCache {
 impl TenantCache {
     pub(super) fn get(&self, id: &str) -> Option<Tenant> {
         self.map.lock().expect("tenant cache poisoned").get(id).cloned()
+    }
+
+    /// Forgets everything (after a COMMIT failed: entries offered for it are not true).
+    pub(super) fn clear(&self) {
+        self.map.lock().expect("tenant cache poisoned").clear();
     }
 
     /// Stores `t` unless a newer version is already cached.

@@ -7,8 +7,8 @@
 //! write runs inside its own SAVEPOINT (a failing write leaves no trace and does not
 //! disturb the others), the effects of all successful writes are inserted with
 //! multi-row statements, and one COMMIT makes the whole batch durable. A caller's
-//! result is released only after that commit, and after the store's caches took what
-//! the batch wrote (so nobody acting on the commit reads an older copy). On PostgreSQL, which has no single-writer
+//! result is released only after that commit. The store's caches take what the batch
+//! wrote just before the COMMIT, so nobody who sees the commit reads an older copy. On PostgreSQL, which has no single-writer
 //! constraint, every write is its own transaction (a batch of one).
 
 use std::any::Any as StdAny;
@@ -27,8 +27,8 @@ use crate::store::Effects;
 
 type BoxAny = Box<dyn StdAny + Send>;
 type WriteFn = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<BoxAny>> + Send>;
-/// Runs in the writer right after the commit of a successful write, before its caller
-/// is answered (see [`Writer::write_then`]).
+/// Runs in the writer for a successful write just before its batch commits (see
+/// [`Writer::write_then`]).
 type AfterFn = Box<dyn FnOnce(&BoxAny) + Send>;
 
 /// What a queued write does.
@@ -128,11 +128,12 @@ impl Writer {
         self.submit(fx, f, effects_need_savepoint(fx), None::<fn(&T)>).await
     }
 
-    /// [`Writer::write`], and `after` with its result once it is committed, before the
-    /// caller is answered. For the store's caches: a cache refreshed by the caller after
-    /// the answer would serve the old record meanwhile to whoever acts on the commit
-    /// (the workflow worker claims an execution a tenant update started the moment it
-    /// is committed, and its steps read the tenant).
+    /// [`Writer::write`], and `after` with its result just before the batch commits
+    /// (when the COMMIT then fails, the tenant cache is emptied). For the store's
+    /// caches: a cache refreshed after the commit would serve the old record meanwhile
+    /// to whoever sees the commit (the workflow worker claims an execution a tenant
+    /// update started the moment it is committed, and its steps read the tenant; a
+    /// reader of the execution's status reads the tenant next).
     pub(super) async fn write_then<T, F, A>(&self, fx: &Effects, f: F, after: A) -> Result<T>
     where
         T: Send + 'static,
@@ -322,20 +323,33 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         tx.rollback().await.map_err(db_err)
     } else {
         match apply_effects_batch(&mut tx, &effects, sqlite).await {
-            Ok(()) => tx.commit().await.map_err(db_err),
+            Ok(()) => {
+                // The caches take the batch's writes *before* the COMMIT: a reader who
+                // sees the commit in the database (an execution's status, a claim) must
+                // not then read an older tenant from memory. This task is the only
+                // writer, so nothing else changes them meanwhile; a failed COMMIT
+                // empties the tenant cache (below).
+                if let Some(cache) = tenants {
+                    effects.iter().flat_map(|fx| &fx.tenants).for_each(|w| cache.offer(&w.tenant));
+                    created.iter().for_each(|t| cache.offer(t));
+                }
+                for (_, r, after) in outcomes.iter_mut() {
+                    if let (Some(after), Ok(v)) = (after.take(), &*r) {
+                        after(v);
+                    }
+                }
+                let committed = tx.commit().await.map_err(db_err);
+                if let (Err(_), Some(cache)) = (&committed, tenants) {
+                    cache.clear();
+                }
+                committed
+            }
             Err(e) => Err(e),
         }
     };
     match committed {
         Ok(()) => {
-            if let Some(cache) = tenants {
-                effects.iter().flat_map(|fx| &fx.tenants).for_each(|w| cache.offer(&w.tenant));
-                created.iter().for_each(|t| cache.offer(t));
-            }
-            for (done, r, after) in outcomes {
-                if let (Some(after), Ok(v)) = (after, &r) {
-                    after(v);
-                }
+            for (done, r, _) in outcomes {
                 let _ = done.send(r);
             }
         }
