@@ -65,6 +65,11 @@ pub enum Permission {
     HookAdmin,
     /// Read a tenant's database credentials (admins, operators, the tenant's own key).
     DatabaseCredentials,
+    /// Publish custom events (`POST /v1/events`): admins, operators, services, tenant
+    /// keys (for their own tenant).
+    EventPut,
+    /// Test a pattern against an event: any caller.
+    PatternTest,
 }
 
 impl OpContext {
@@ -94,6 +99,8 @@ impl OpContext {
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,
+            (R::Service | R::Tenant, P::EventPut) => true,
+            (_, P::PatternTest) => true,
             _ => false,
         };
         if allowed {

@@ -63,7 +63,11 @@ impl PatternCache {
         let sub = &s.subscription;
         let entry = self.patterns.entry(sub.id.clone()).or_insert((0, None));
         if entry.0 != sub.version {
-            *entry = (sub.version, Pattern::parse(&sub.pattern).ok());
+            // Leniently: a pattern stored before a validation rule was added keeps matching.
+            let parsed = Pattern::parse_lenient(&sub.pattern)
+                .inspect_err(|e| tracing::warn!(subscription = %sub.id, error = %e, "stored pattern does not parse; it matches nothing"))
+                .ok();
+            *entry = (sub.version, parsed);
         }
         let Some(pattern) = &entry.1 else { return false };
         if self.event.as_ref().is_none_or(|(id, _)| *id != e.id) {
@@ -133,6 +137,8 @@ pub struct DeliveryOptions {
     pub retry_window: Duration,
     /// Opens the stored signing secrets; `None` when they are stored in plaintext.
     pub secrets: Option<Arc<crate::secretbox::SecretBox>>,
+    /// Where webhooks may go (internal addresses refused by default).
+    pub outbound: Arc<crate::outbound::OutboundPolicy>,
 }
 
 impl DeliveryOptions {
@@ -145,6 +151,7 @@ impl DeliveryOptions {
             max_in_flight: 2048,
             retry_window: Schedule::DEFAULT_WINDOW,
             secrets: None,
+            outbound: Arc::default(),
         }
     }
 }
@@ -181,10 +188,11 @@ pub struct DeliveryWorker {
     shared: Arc<Shared>,
 }
 
-/// The HTTP client deliveries go out with: pooled connections, no redirects.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+/// The HTTP client deliveries and hooks go out with: the outbound policy (no
+/// redirects, internal addresses refused unless allowed), pooled connections.
+pub fn http_client(policy: &Arc<crate::outbound::OutboundPolicy>) -> reqwest::Client {
+    policy
+        .client_builder()
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .user_agent(concat!("tenancy-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -196,7 +204,7 @@ impl DeliveryWorker {
     pub fn new(store: Arc<dyn Store>, opts: DeliveryOptions) -> Self {
         let shared = Shared {
             store,
-            client: http_client(),
+            client: http_client(&opts.outbound),
             opts,
             endpoints: Mutex::default(),
             held: Mutex::default(),
@@ -244,7 +252,7 @@ impl DeliveryWorker {
             let mut release = Vec::new();
             let mut room_of: HashMap<String, usize> = HashMap::new();
             for c in claimed {
-                let endpoint = match s.endpoint(&c.subscription_id).await {
+                let endpoint = match s.endpoint(&c.subscription_id, c.subscription_version).await {
                     Ok(e) => e,
                     Err(e) => {
                         // Deleted meanwhile (its deliveries went with it) or unreadable:
@@ -311,10 +319,13 @@ impl Shared {
             .collect()
     }
 
-    async fn endpoint(&self, id: &str) -> Result<Arc<Endpoint>, Error> {
+    /// The endpoint of a subscription at `version` (its version at the claim): a cached
+    /// copy of another version is reloaded at once, so a PATCH (or a rotation) applies
+    /// to the next attempt; the TTL still bounds how long a copy lives (secrets expire).
+    async fn endpoint(&self, id: &str, version: i64) -> Result<Arc<Endpoint>, Error> {
         let cached = self.endpoints.lock().expect("endpoints").get(id).cloned();
         if let Some(e) = &cached {
-            if e.loaded.elapsed() < ENDPOINT_TTL {
+            if e.version == version && e.loaded.elapsed() < ENDPOINT_TTL {
                 return Ok(e.clone());
             }
         }
@@ -389,14 +400,19 @@ impl Shared {
             let error = self.send_to_queue(queue, c).await;
             return self.result(endpoint, c, now, started, None, error);
         }
-        let body = serde_json::to_vec(&c.event).expect("events serialize");
         let now = Timestamp::now();
+        let started = Instant::now();
+        let refused = || self.result(endpoint, c, now, started, None, Some(crate::outbound::REFUSED.to_owned()));
+        let Ok(url) = reqwest::Url::parse(&endpoint.settings.url) else { return refused() };
+        if self.opts.outbound.check_url(&url).is_err() {
+            return refused();
+        }
+        let body = serde_json::to_vec(&c.event).expect("events serialize");
         let ts = now.millis() / 1000;
         let signature = webhook::sign_all(&endpoint.secrets[..], &c.event.id, ts, &body);
-        let started = Instant::now();
         let res = self
             .client
-            .post(&endpoint.settings.url)
+            .post(url)
             .timeout(Duration::from_millis(endpoint.settings.timeout_ms))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(webhook::HEADER_ID, &c.event.id)
@@ -408,15 +424,17 @@ impl Shared {
         let (status_code, error) = match res {
             Ok(r) => {
                 let status = r.status();
-                // Read the (small) body so the connection goes back to the pool.
-                let _ = r.bytes().await;
+                // Read a small body so the connection goes back to the pool; a large
+                // one is not read (its connection is closed).
+                crate::outbound::drain(r, 64 * 1024).await;
                 if status.is_success() {
                     (Some(status.as_u16()), None)
                 } else {
                     (Some(status.as_u16()), Some(format!("HTTP {}", status.as_u16())))
                 }
             }
-            Err(e) => (None, Some(error_chain(&e))),
+            // A coarse category, never the network's detail (no port-scan oracle).
+            Err(e) => (None, Some(crate::outbound::describe(&e).to_owned())),
         };
         self.result(endpoint, c, now, started, status_code, error)
     }
@@ -455,17 +473,6 @@ impl Shared {
             next,
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Writes attempt results in batches: whatever arrived while the last batch was written.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tenancy_asl::runner::{self, BoxFuture, TaskRunner};
+use tenancy_asl::runner::{self, BoxFuture, BranchLimits, TaskRunner};
 use tenancy_asl::{Action, BranchRequest, Cursor, ExecutionContext, Failure, StateMachine, Step, TaskRequest};
 use tenancy_domain::event::{names, Event};
 use tenancy_domain::time::Timestamp;
@@ -38,14 +38,61 @@ pub use handlers::{Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 /// The suffix of a callback task's resource.
 pub const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
 
+/// Step Functions' limit on the events of an execution's history: 25,000. A step that
+/// would take the history past it fails the execution instead (`States.Runtime`, the
+/// cause names the limit), with an `ExecutionFailed` event as the last one. The
+/// branches of a Parallel/Map state count against it while they run
+/// ([`BranchLimits::history_events`]).
+pub const MAX_HISTORY_EVENTS: u64 = runner::MAX_HISTORY_EVENTS;
+
+/// Step Functions' limit on a payload: the execution's input, a task's result, a
+/// callback's output, a state's input and output (256 KiB of JSON text). Past it:
+/// `States.DataLimitExceeded` (a 400 for an input or a callback output given to the API).
+pub const MAX_PAYLOAD_BYTES: usize = tenancy_asl::step::MAX_PAYLOAD_BYTES;
+
+/// Steps one claim of an execution advances before the worker commits it with its
+/// lease released and due at once, so that an execution that never waits (a loop of
+/// synchronous states runs [`tenancy_asl::step::MAX_TRANSITIONS_PER_STEP`] transitions
+/// a step) takes its turn with the others instead of holding a worker slot. Not a Step
+/// Functions figure.
+pub const MAX_STEPS_PER_CLAIM: u32 = 16;
+
+/// Worker slots of [`EngineOptions::max_in_flight`] that only lifecycle executions
+/// (the built-in `tenancy.*` state machines) may take: user executions waiting on slow
+/// tasks cannot delay a tenant's provisioning. Lifecycle executions take the other
+/// slots too when these are busy.
+pub const LIFECYCLE_SLOTS: usize = 32;
+
+/// Default cap on the RUNNING executions of one user state machine: a start beyond it is
+/// refused with 429 `too-many-requests` (see `App::set_execution_caps`). Step
+/// Functions caps open executions per account (1,000,000) and throttles starts; this is
+/// per state machine.
+pub const MAX_RUNNING_PER_STATE_MACHINE: u64 = 10_000;
+
+/// Default cap on the RUNNING user executions of one tenant (`tenant_id`): 429
+/// `too-many-requests` beyond it. Lifecycle executions do not count.
+pub const MAX_RUNNING_PER_TENANT: u64 = 1_000;
+
 /// What an execution waits for (the `pending` column).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Pending {
-    /// Run the task's handler.
-    Task { request: TaskRequest },
-    /// A callback task waits for `POST /v1/task-tokens/{token}/...`.
-    Callback { request: TaskRequest, timeout_at: Option<i64>, heartbeat_at: Option<i64> },
+    /// Run the task's handler. `token_hash`: a callback task's token, hashed
+    /// ([`token_hash`]); the handler hands the token out, from its parameters.
+    Task {
+        request: TaskRequest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_hash: Option<String>,
+    },
+    /// A callback task waits for `POST /v1/task-tokens/{token}/...` with the token
+    /// whose hash is `token_hash` (also the row's `task_token`, which finds it).
+    Callback {
+        request: TaskRequest,
+        timeout_at: Option<i64>,
+        heartbeat_at: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_hash: Option<String>,
+    },
     /// Run the branches of a Parallel / Map state.
     Branches { request: BranchRequest },
     /// A Wait state or a retry back-off.
@@ -72,6 +119,9 @@ pub struct EngineOptions {
     /// others' first (see [`tenancy_store::Claim`]): a tenant's backlog takes at most
     /// about this share of `max_in_flight` while other tenants have work due.
     pub per_tenant_in_flight: usize,
+    /// Slots of `max_in_flight` reserved to lifecycle executions ([`LIFECYCLE_SLOTS`],
+    /// at most half of `max_in_flight`).
+    pub lifecycle_slots: usize,
 }
 
 impl EngineOptions {
@@ -83,6 +133,7 @@ impl EngineOptions {
             batch: 32,
             max_in_flight: 128,
             per_tenant_in_flight: 16,
+            lifecycle_slots: LIFECYCLE_SLOTS,
         }
     }
 }
@@ -126,7 +177,24 @@ pub fn context(rec: &ExecutionRecord) -> ExecutionContext {
         start_time_ms: rec.started_at.millis(),
         input: rec.input.clone(),
         redrive_count: Some(rec.redrive_count as u32),
+        task_token_seed: Some(token_seed()),
     }
+}
+
+/// Fresh random bytes from the operating system: the seed of the task tokens a step
+/// hands out (see [`tenancy_asl::step::task_token`]).
+fn token_seed() -> [u8; 32] {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+/// How a task token is stored and looked up: the hex SHA-256 of the token. The token
+/// itself is never stored in the `task_token` column.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The `ExecutionFailed` event of a failed execution.
@@ -253,8 +321,11 @@ impl Engine {
             stopped_at: None,
             updated_at: Timestamp(now),
         };
-        let step = machine.start(&context(&rec), input, now);
-        let prepared = self.prepare(step, now);
+        let ctx = context(&rec);
+        let m = machine.clone();
+        let step = interpret(move || m.start(&ctx, input, now)).await.map_err(Error::internal)?;
+        let mut prepared = self.prepare(step, now);
+        prepared.state.wake_at = cap_wake(prepared.state.wake_at, execution_deadline(&machine, &rec));
         rec.status = prepared.state.status.clone();
         Ok(NewExecution {
             id: rec.id.clone(),
@@ -292,13 +363,18 @@ impl Engine {
         match step.action {
             Action::RunTask(request) => {
                 let base = request.resource.strip_suffix(WAIT_FOR_TASK_TOKEN);
+                let token = base.and(request.task_token.as_deref()).map(token_hash);
                 if base.is_some_and(|b| self.handlers.get(b).is_none()) {
-                    let (pending, wake) = callback(request, now);
-                    state.task_token = Some(token_of(&pending));
+                    // Nobody runs it: the parameters (the token among them) are not kept.
+                    let request = TaskRequest { parameters: Value::Null, ..request };
+                    let (pending, wake) = callback(request, now, token.clone());
+                    state.cursor = without_task_input(state.cursor.take());
+                    state.task_token = token;
                     state.pending = Some(to_value(&pending));
                     state.wake_at = wake.map(Timestamp);
                 } else {
-                    state.pending = Some(to_value(&Pending::Task { request }));
+                    state.task_token = token.clone();
+                    state.pending = Some(to_value(&Pending::Task { request, token_hash: token }));
                     state.wake_at = Some(Timestamp(now));
                     runnable = true;
                 }
@@ -354,6 +430,7 @@ impl Engine {
     /// Calls a task's handler (the base resource for a callback task).
     async fn run_handler(&self, request: &TaskRequest, rec: &ExecutionRecord) -> TaskResult {
         let resource = request.resource.strip_suffix(WAIT_FOR_TASK_TOKEN).unwrap_or(&request.resource);
+        crate::lifecycle::check_task(&rec.state_machine, resource, &request.parameters)?;
         let handler = self
             .handlers
             .get(resource)
@@ -366,13 +443,15 @@ impl Engine {
             tenant_id: rec.tenant_id.as_deref(),
             store: &self.store,
         };
-        match request.timeout_seconds {
+        let mut out = match request.timeout_seconds {
             Some(s) => match tokio::time::timeout(Duration::from_secs(s), handler.call(call)).await {
                 Ok(r) => r,
                 Err(_) => Err(handlers::failure("States.Timeout", format!("task timed out after {s} s"))),
             },
             None => handler.call(call).await,
-        }
+        }?;
+        crate::lifecycle::stamp_audit(&mut out.effects.audit, rec);
+        Ok(out)
     }
 
     /// Carries out the pending action of a claimed execution, and the following ones
@@ -404,7 +483,8 @@ impl Engine {
                 return;
             }
         };
-        let ctx = context(&rec);
+        let ctx = Arc::new(context(&rec));
+        let deadline = execution_deadline(&machine, &rec);
         // A step not committed yet because an inline task follows it, and how many.
         let mut deferred: Option<StepCommit> = None;
         let mut fused = 0;
@@ -412,28 +492,42 @@ impl Engine {
         let mut committed: Option<(Option<Value>, Option<Value>)> = None;
         // Commits refused because a step read stale data (see below).
         let mut stale = 0;
+        // Steps of this claim (see MAX_STEPS_PER_CLAIM).
+        let mut steps = 0;
         loop {
             let (Some(pending), Ok(cursor)) = (parse_pending(&rec), parse_cursor(&rec)) else {
                 tracing::warn!(execution_id = %rec.id, "execution without a pending action or cursor");
                 return;
             };
+            if deadline.is_some_and(|d| now_ms() >= d) {
+                self.time_out(&rec, &cursor, &machine, deferred.take(), commits).await;
+                return;
+            }
             let mut fx = Effects::none();
             let mut branch_history = Vec::new();
             let now;
-            let result = match &pending {
-                Pending::Task { request } => {
-                    let out = self.leased(&rec, lease, self.run_handler(request, &rec)).await;
+            let outcome = match &pending {
+                Pending::Task { request, token_hash } => {
+                    let run = self.leased(&rec, lease, self.run_handler(request, &rec));
+                    let Some(out) = until_deadline(deadline, run).await else {
+                        self.time_out(&rec, &cursor, &machine, deferred.take(), commits).await;
+                        return;
+                    };
                     now = now_ms();
                     match out {
                         Ok(out) if request.resource.ends_with(WAIT_FOR_TASK_TOKEN) => {
-                            // The message went out: now wait for the callback.
-                            let (pending, wake) = callback(request.clone(), now);
+                            // The message went out: now wait for the callback. The
+                            // stored request has done its work: its parameters (the
+                            // token among them) are not kept while waiting.
+                            let mut request = request.clone();
+                            request.parameters = Value::Null;
+                            let (pending, wake) = callback(request, now, token_hash.clone());
                             let state = StepState {
                                 status: status::RUNNING.into(),
-                                cursor: rec.cursor.clone(),
-                                task_token: Some(token_of(&pending)),
+                                cursor: without_task_input(rec.cursor.clone()),
+                                task_token: token_hash.clone(),
                                 pending: Some(to_value(&pending)),
-                                wake_at: wake.map(Timestamp),
+                                wake_at: cap_wake(wake.map(Timestamp), deadline),
                                 ..StepState::default()
                             };
                             let c = StepCommit {
@@ -448,15 +542,19 @@ impl Engine {
                         }
                         Ok(out) => {
                             fx = out.effects;
-                            machine.task_succeeded(&ctx, &cursor, out.result, now)
+                            if tenancy_asl::step::payload_size(&out.result) > MAX_PAYLOAD_BYTES {
+                                Outcome::Failed(
+                                    "States.DataLimitExceeded".into(),
+                                    Some(format!(
+                                        "the result of task {:?} exceeds {MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES)",
+                                        request.state
+                                    )),
+                                )
+                            } else {
+                                Outcome::Succeeded(out.result)
+                            }
                         }
-                        Err(f) => machine.task_failed(
-                            &ctx,
-                            &cursor,
-                            f.error.as_deref().unwrap_or("States.TaskFailed"),
-                            f.cause.as_deref(),
-                            now,
-                        ),
+                        Err(f) => Outcome::Failed(f.error.unwrap_or_else(|| "States.TaskFailed".into()), f.cause),
                     }
                 }
                 Pending::Callback { timeout_at, heartbeat_at, .. } => {
@@ -469,61 +567,49 @@ impl Engine {
                         // Claimed early (a heartbeat moved the deadline): the lease lapses.
                         return;
                     };
-                    machine.task_failed(&ctx, &cursor, error, None, now)
+                    Outcome::Failed(error.into(), None)
                 }
                 Pending::Timer { .. } => {
                     now = now_ms();
-                    machine.resume(&ctx, &cursor, now)
+                    Outcome::Resume
                 }
                 Pending::Branches { request } => {
                     let tasks = BranchTasks { engine: self, rec: &rec, effects: Mutex::new(Effects::none()) };
                     let started = now_ms();
                     let run = runner::run_branches(&machine, &ctx, &cursor, request, started, &tasks);
-                    match self.leased(&rec, lease, run).await {
-                        Ok(outcome) => {
-                            now = now_ms();
+                    let Some(out) = until_deadline(deadline, self.leased(&rec, lease, run)).await else {
+                        self.time_out(&rec, &cursor, &machine, deferred.take(), commits).await;
+                        return;
+                    };
+                    now = now_ms();
+                    match out {
+                        Ok(mut outcome) => {
                             fx = tasks.effects.into_inner().expect("effects lock");
-                            branch_history = outcome.history.clone();
-                            machine.branches_finished(&ctx, &cursor, outcome, now)
+                            // `branches_finished` reads the result and the next event id.
+                            branch_history = std::mem::take(&mut outcome.history);
+                            Outcome::Branches(outcome)
                         }
-                        Err(e) => {
-                            now = now_ms();
-                            Err(e)
-                        }
+                        Err(e) => Outcome::Broken(e.to_string()),
                     }
                 }
             };
-            let mut step = match result {
-                Ok(step) => step,
-                Err(e) => {
-                    // The cursor does not fit the machine: fail the execution.
-                    let mut c = cursor.clone();
-                    let id = c.next_event_id;
-                    c.next_event_id += 1;
-                    c.phase = tenancy_asl::step::Phase::Done;
-                    Step {
-                        cursor: c,
-                        action: Action::Failed { error: Some("States.Runtime".into()), cause: Some(e.to_string()) },
-                        history: vec![tenancy_asl::HistoryEvent {
-                            id,
-                            kind: "ExecutionFailed".into(),
-                            state: None,
-                            details: json!({"error": "States.Runtime", "cause": e.to_string()}),
-                        }],
-                    }
-                }
-            };
+            let mut step = self.interpret_step(&machine, &ctx, &cursor, outcome, now).await;
             if !branch_history.is_empty() {
                 branch_history.append(&mut step.history);
                 step.history = branch_history;
             }
-            let prepared = self.prepare(step, now);
+            let step = within_history_limit(step, &cursor);
+            let mut prepared = self.prepare(step, now);
+            prepared.state.wake_at = cap_wake(prepared.state.wake_at, deadline);
             let (mut commit, runnable) = self.commit_of(&rec, prepared, fx);
             if let Some(earlier) = deferred.take() {
                 commit = fuse(earlier, commit);
             }
+            steps += 1;
+            // Enough for this claim: commit, release the lease, and take a turn again.
+            let yielding = runnable && steps >= MAX_STEPS_PER_CLAIM;
             let (cursor, pending) = (commit.state.cursor.clone(), commit.state.pending.clone());
-            if runnable && fused < MAX_FUSED_STEPS && self.next_is_inline(&pending) {
+            if runnable && !yielding && fused < MAX_FUSED_STEPS && self.next_is_inline(&pending) {
                 // The next task is local and idempotent: run it before committing, and
                 // commit both steps at once.
                 fused += 1;
@@ -533,6 +619,9 @@ impl Engine {
                 continue;
             }
             fused = 0;
+            if yielding {
+                commit.keep_lease = false;
+            }
             let final_status = commit.state.stopped_at.map(|_| commit.state.status.clone());
             if let Err(e) = send(commits, commit).await {
                 if matches!(e, Error::PreconditionFailed { .. }) && stale < MAX_STALE_RETRIES {
@@ -554,7 +643,10 @@ impl Engine {
             if let Some(status) = final_status {
                 let _ = self.finished.send((rec.id.clone(), status));
             }
-            if !runnable {
+            if !runnable || yielding {
+                if yielding {
+                    self.notify();
+                }
                 return;
             }
             rec.seq += 1;
@@ -563,9 +655,82 @@ impl Engine {
         }
     }
 
+    /// Feeds an outcome to the interpreter on the blocking pool (its work is CPU bound:
+    /// up to [`tenancy_asl::step::MAX_TRANSITIONS_PER_STEP`] transitions with their
+    /// JSONPath / JSONata evaluations), so that it never holds an async worker thread
+    /// that serves HTTP. A cursor that does not fit the machine, or a panic of the
+    /// interpreter, fails the execution (`States.Runtime`).
+    async fn interpret_step(
+        &self,
+        machine: &Arc<StateMachine>,
+        ctx: &Arc<ExecutionContext>,
+        cursor: &Cursor,
+        outcome: Outcome,
+        now: i64,
+    ) -> Step {
+        let (m, c, at) = (machine.clone(), ctx.clone(), cursor.clone());
+        let run = interpret(move || {
+            match outcome {
+                Outcome::Succeeded(v) => m.task_succeeded(&c, &at, v, now),
+                Outcome::Failed(error, cause) => m.task_failed(&c, &at, &error, cause.as_deref(), now),
+                Outcome::Resume => m.resume(&c, &at, now),
+                Outcome::Branches(b) => m.branches_finished(&c, &at, b, now),
+                Outcome::Broken(cause) => return Err(cause),
+            }
+            .map_err(|e| e.to_string())
+        });
+        match run.await.and_then(|r| r) {
+            Ok(step) => step,
+            Err(cause) => failed_step(cursor, "States.Runtime", &cause),
+        }
+    }
+
+    /// Ends an execution past its `TimeoutSeconds`: `TIMED_OUT`, error `States.Timeout`,
+    /// an `ExecutionTimedOut` history event (with `deferred`, steps run but not committed).
+    async fn time_out(
+        &self,
+        rec: &ExecutionRecord,
+        cursor: &Cursor,
+        machine: &StateMachine,
+        deferred: Option<StepCommit>,
+        commits: &mpsc::Sender<CommitRequest>,
+    ) {
+        let seconds = timeout_seconds(machine).unwrap_or_default();
+        let cause = format!("the execution ran longer than its TimeoutSeconds ({seconds} s)");
+        let mut state = timed_out_state(cursor, rec.pending.clone(), &cause);
+        let mut fx = Effects::none();
+        let mut expected_seq = rec.seq;
+        if let Some(earlier) = deferred {
+            // The steps run before the deadline commit with the timeout.
+            expected_seq = earlier.expected_seq;
+            let mut history = earlier.state.history;
+            history.append(&mut state.history);
+            state.history = history;
+            fx = earlier.effects;
+        }
+        fx = fx.with_event(Event::new(
+            names::EXECUTION_FAILED,
+            rec.tenant_id.as_deref(),
+            vec![format!("execution/{}", rec.id)],
+            json!({"execution_id": rec.id, "name": rec.name, "state_machine": rec.state_machine,
+                   "status": status::TIMED_OUT, "error": "States.Timeout", "cause": cause}),
+        ));
+        let commit = StepCommit {
+            execution_id: rec.id.clone(),
+            expected_seq,
+            state,
+            redrive_point: rec.cursor.clone().zip(rec.pending.clone()),
+            effects: fx,
+            ..StepCommit::default()
+        };
+        if send(commits, commit).await.is_ok() {
+            let _ = self.finished.send((rec.id.clone(), status::TIMED_OUT.into()));
+        }
+    }
+
     /// Whether `pending` is a task whose handler runs inline ([`TaskHandler::inline`]).
     fn next_is_inline(&self, pending: &Option<Value>) -> bool {
-        let Some(Ok(Pending::Task { request })) = pending.as_ref().map(Pending::deserialize) else {
+        let Some(Ok(Pending::Task { request, .. })) = pending.as_ref().map(Pending::deserialize) else {
             return false;
         };
         !request.resource.ends_with(WAIT_FOR_TASK_TOKEN)
@@ -579,27 +744,39 @@ impl Engine {
         tracing::info!(owner = %opts.owner, "workflow worker started");
         let (tx, rx) = mpsc::channel::<CommitRequest>(4096);
         let committer = tokio::spawn(commit_loop(self.wf.clone(), rx));
-        let permits = Arc::new(Semaphore::new(opts.max_in_flight));
+        // User executions take `general` slots only; lifecycle executions take a
+        // `reserved` one first, else a general one.
+        let reserved_slots = opts.lifecycle_slots.min(opts.max_in_flight / 2);
+        let general = Arc::new(Semaphore::new(opts.max_in_flight - reserved_slots));
+        let reserved = Arc::new(Semaphore::new(reserved_slots));
         let mut tasks = JoinSet::new();
         let lease_ms = opts.lease.as_millis() as i64;
         let lease = Arc::new(Lease { owner: opts.owner.clone(), length: opts.lease });
         let in_flight = TenantsInFlight::default();
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
-            let free = permits.available_permits();
-            if free == 0 {
+            let (free, free_reserved) = (general.available_permits(), reserved.available_permits());
+            if free == 0 && free_reserved == 0 {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tasks.join_next() => {}
                 }
                 continue;
             }
-            let limit = (free as u32).min(opts.batch);
-            let skip = in_flight.saturated(opts.per_tenant_in_flight);
-            let claim = Claim {
-                per_tenant: opts.per_tenant_in_flight as u32,
-                skip_tenants: &skip,
-                ..Claim::new(&opts.owner, lease_ms, limit, Timestamp::now())
+            // No general slot: claim only lifecycle executions, for the reserved ones.
+            let lifecycle_only = free == 0;
+            let skip = if lifecycle_only { Vec::new() } else { in_flight.saturated(opts.per_tenant_in_flight) };
+            let claim = if lifecycle_only {
+                Claim {
+                    state_machine_prefix: Some(LIFECYCLE_PREFIX),
+                    ..Claim::new(&opts.owner, lease_ms, (free_reserved as u32).min(opts.batch), Timestamp::now())
+                }
+            } else {
+                Claim {
+                    per_tenant: opts.per_tenant_in_flight as u32,
+                    skip_tenants: &skip,
+                    ..Claim::new(&opts.owner, lease_ms, (free as u32).min(opts.batch), Timestamp::now())
+                }
             };
             let claimed = match self.wf.execution_claim(&claim).await {
                 Ok(c) => c,
@@ -613,15 +790,25 @@ impl Engine {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(opts.poll_interval) => {}
+                    // A general slot freed while only lifecycle executions were claimed.
+                    _ = tasks.join_next(), if lifecycle_only && !tasks.is_empty() => {}
                 }
                 continue;
             }
             for rec in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let lifecycle = is_lifecycle(&rec.state_machine);
+                let permit = match lifecycle.then(|| reserved.clone().try_acquire_owned().ok()).flatten() {
+                    Some(p) => p,
+                    None => match general.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
                 let engine = self.clone();
                 let commits = tx.clone();
                 let lease = lease.clone();
-                let tenant = in_flight.enter(rec.tenant_id.as_deref());
+                // Lifecycle executions are not throttled per tenant (one at a time each).
+                let tenant = in_flight.enter(if lifecycle { None } else { rec.tenant_id.as_deref() });
                 tasks.spawn(async move {
                     engine.advance(rec, &commits, &lease).await;
                     drop((permit, tenant));
@@ -633,6 +820,15 @@ impl Engine {
         let _ = committer.await;
         tracing::info!(owner = %opts.owner, "workflow worker stopped");
     }
+}
+
+/// The name prefix of the built-in lifecycle state machines (reserved: users cannot
+/// create them), which get [`LIFECYCLE_SLOTS`].
+pub const LIFECYCLE_PREFIX: &str = "tenancy.";
+
+/// Whether executions of `state_machine` are lifecycle executions.
+pub fn is_lifecycle(state_machine: &str) -> bool {
+    state_machine.starts_with(LIFECYCLE_PREFIX)
 }
 
 /// Most steps committed together by [`Engine::advance`] (bounds the work a crash
@@ -657,6 +853,131 @@ fn fuse(mut earlier: StepCommit, later: StepCommit) -> StepCommit {
         redrive_point: later.redrive_point.or(earlier.redrive_point),
         redrive_count: later.redrive_count.or(earlier.redrive_count),
         effects: fx,
+    }
+}
+
+/// What a claimed execution's pending action came to, fed to the interpreter.
+enum Outcome {
+    Succeeded(Value),
+    Failed(String, Option<String>),
+    Resume,
+    Branches(runner::BranchOutcome),
+    /// The cursor does not fit the machine.
+    Broken(String),
+}
+
+/// Runs interpreter work on tokio's blocking pool (its threads have the runtime's
+/// default 2 MiB stack, as the async workers; the interpreter's depth limits keep its
+/// recursion within it); `Err` with a cause when it panicked.
+pub(crate) async fn interpret<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        let cause = match e.try_into_panic() {
+            Ok(p) => p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+            Err(_) => "cancelled".into(),
+        };
+        tracing::error!(cause = %cause, "the interpreter failed");
+        format!("the interpreter failed: {cause}")
+    })
+}
+
+/// A step that fails the execution at `cursor` (its history: one `ExecutionFailed`).
+pub(crate) fn failed_step(cursor: &Cursor, error: &str, cause: &str) -> Step {
+    let mut c = cursor.clone();
+    let id = c.next_event_id;
+    c.next_event_id += 1;
+    c.phase = tenancy_asl::step::Phase::Done;
+    Step {
+        cursor: c,
+        action: Action::Failed { error: Some(error.into()), cause: Some(cause.into()) },
+        history: vec![tenancy_asl::HistoryEvent {
+            id,
+            kind: "ExecutionFailed".into(),
+            state: None,
+            details: json!({"error": error, "cause": cause}),
+        }],
+    }
+}
+
+/// `step`, or, when it would take the history past [`MAX_HISTORY_EVENTS`] (keeping one
+/// event for the end), a step from `before` that fails the execution instead.
+pub(crate) fn within_history_limit(step: Step, before: &Cursor) -> Step {
+    let recorded = step.cursor.next_event_id.saturating_sub(1);
+    let ends = matches!(step.action, Action::Succeeded { .. } | Action::Failed { .. });
+    if recorded < MAX_HISTORY_EVENTS || (ends && recorded == MAX_HISTORY_EVENTS) {
+        return step;
+    }
+    let cause = format!("the execution exceeded the limit of {MAX_HISTORY_EVENTS} history events {HISTORY_LIMIT_MARK}");
+    failed_step(before, "States.Runtime", &cause)
+}
+
+/// Ends the cause of a failure at the history limit.
+const HISTORY_LIMIT_MARK: &str = "(MAX_HISTORY_EVENTS)";
+
+/// Whether `rec` failed at the history limit ([`within_history_limit`] or the
+/// branches' budget): a redrive would fail again at once.
+pub fn failed_at_history_limit(rec: &ExecutionRecord) -> bool {
+    rec.status == status::FAILED
+        && rec.error.as_deref() == Some("States.Runtime")
+        && rec.cause.as_deref().is_some_and(|c| c.ends_with(HISTORY_LIMIT_MARK))
+}
+
+/// The execution-level `TimeoutSeconds` of a definition (a positive integer).
+pub fn timeout_seconds(machine: &StateMachine) -> Option<u64> {
+    machine.definition().get("TimeoutSeconds").and_then(Value::as_u64).filter(|s| *s > 0)
+}
+
+/// When an execution of `machine` started at `rec.started_at` times out (unix ms).
+pub(crate) fn execution_deadline(machine: &StateMachine, rec: &ExecutionRecord) -> Option<i64> {
+    timeout_seconds(machine)
+        .map(|s| rec.started_at.millis().saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)))
+}
+
+/// A timer no later than the execution's deadline (a callback without one gets it).
+pub(crate) fn cap_wake(wake: Option<Timestamp>, deadline: Option<i64>) -> Option<Timestamp> {
+    match (wake, deadline) {
+        (Some(w), Some(d)) => Some(Timestamp(w.millis().min(d))),
+        (w, d) => w.or(d.map(Timestamp)),
+    }
+}
+
+/// Awaits `fut` until `deadline` (unix ms); `None` when the deadline came first.
+async fn until_deadline<F: std::future::Future>(deadline: Option<i64>, fut: F) -> Option<F::Output> {
+    match deadline {
+        None => Some(fut.await),
+        Some(d) => {
+            let left = Duration::from_millis(d.saturating_sub(now_ms()).max(0) as u64);
+            tokio::time::timeout(left, fut).await.ok()
+        }
+    }
+}
+
+/// The stored state of an execution that timed out at `cursor`.
+pub(crate) fn timed_out_state(cursor: &Cursor, pending: Option<Value>, cause: &str) -> StepState {
+    let now = Timestamp::now();
+    let mut c = cursor.clone();
+    let id = c.next_event_id;
+    c.next_event_id += 1;
+    StepState {
+        status: status::TIMED_OUT.into(),
+        cursor: Some(to_value(&c)),
+        pending,
+        error: Some("States.Timeout".into()),
+        cause: Some(cause.into()),
+        stopped_at: Some(now),
+        history: vec![HistoryRecord {
+            event_id: id as i64,
+            kind: "ExecutionTimedOut".into(),
+            state: None,
+            details: json!({"error": "States.Timeout", "cause": cause}),
+            time: now,
+        }],
+        ..StepState::default()
     }
 }
 
@@ -696,21 +1017,24 @@ impl Drop for InFlight {
     }
 }
 
-fn callback(request: TaskRequest, now: i64) -> (Pending, Option<i64>) {
+/// A waiting callback task's cursor without the task's evaluated input (its
+/// `effective` parameters, the token among them): completing the task, failing it or
+/// retrying it does not read them (a retry evaluates them anew).
+fn without_task_input(mut cursor: Option<Value>) -> Option<Value> {
+    if let Some(Value::Object(c)) = cursor.as_mut() {
+        c.insert("effective".into(), Value::Null);
+    }
+    cursor
+}
+
+fn callback(request: TaskRequest, now: i64, token_hash: Option<String>) -> (Pending, Option<i64>) {
     let timeout_at = request.timeout_seconds.map(|s| now + s as i64 * 1000);
     let heartbeat_at = request.heartbeat_seconds.map(|s| now + s as i64 * 1000);
     let wake = match (timeout_at, heartbeat_at) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    (Pending::Callback { request, timeout_at, heartbeat_at }, wake)
-}
-
-fn token_of(p: &Pending) -> String {
-    match p {
-        Pending::Callback { request, .. } | Pending::Task { request } => request.idempotency_key.clone(),
-        _ => String::new(),
-    }
+    (Pending::Callback { request, timeout_at, heartbeat_at, token_hash }, wake)
 }
 
 async fn send(commits: &mpsc::Sender<CommitRequest>, c: StepCommit) -> Result<()> {
@@ -773,8 +1097,21 @@ impl TaskRunner for BranchTasks<'_> {
             }
             let out = self.engine.run_handler(request, self.rec).await?;
             self.effects.lock().expect("effects lock").extend(out.effects);
+            if tenancy_asl::step::payload_size(&out.result) > MAX_PAYLOAD_BYTES {
+                return Err(handlers::failure(
+                    "States.DataLimitExceeded",
+                    format!(
+                        "the result of task {:?} exceeds {MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES)",
+                        request.state
+                    ),
+                ));
+            }
             Ok(out.result)
         })
+    }
+
+    fn limits(&self) -> BranchLimits {
+        BranchLimits { history_events: MAX_HISTORY_EVENTS, ..BranchLimits::default() }
     }
 
     fn sleep_until(&self, until_ms: i64) -> BoxFuture<'_, i64> {

@@ -21,6 +21,7 @@ use tenancy_store::Effects;
 
 use crate::context::Permission as P;
 use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use crate::outbound::OutboundPolicy;
 use crate::{App, OpContext};
 
 impl App {
@@ -63,14 +64,25 @@ pub const NOTIFY_RESOURCE: &str = "tenancy:hooks.notify";
 /// the callback hooks next, one by one.
 pub struct CallHooks {
     client: reqwest::Client,
+    policy: std::sync::Arc<OutboundPolicy>,
 }
 
 impl CallHooks {
+    /// Hooks under the default outbound policy (internal addresses refused).
     pub fn new() -> Self {
-        CallHooks { client: crate::delivery::http_client() }
+        CallHooks::with_policy(std::sync::Arc::default())
+    }
+
+    pub fn with_policy(policy: std::sync::Arc<OutboundPolicy>) -> Self {
+        CallHooks { client: crate::delivery::http_client(&policy), policy }
     }
 
     async fn call_one(&self, hook: &Hook, body: &serde_json::Value, key: &str) -> std::result::Result<(), String> {
+        let refused = || format!("hook {:?} failed: {}", hook.name, crate::outbound::REFUSED);
+        let Ok(url) = reqwest::Url::parse(&hook.url) else { return Err(refused()) };
+        if self.policy.check_url(&url).is_err() {
+            return Err(refused());
+        }
         let mut last = String::new();
         for attempt in 0..hook.max_attempts {
             if attempt > 0 {
@@ -78,7 +90,7 @@ impl CallHooks {
             }
             let res = self
                 .client
-                .post(&hook.url)
+                .post(url.clone())
                 .timeout(Duration::from_secs(match hook.mode {
                     HookMode::Sync => hook.timeout_s,
                     // The callback comes later; the notification itself is quick.
@@ -91,7 +103,10 @@ impl CallHooks {
             match res {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-                Err(e) => last = format!("request failed: {e}"),
+                // Refused names stay refused: no point in retrying.
+                Err(e) if crate::outbound::is_refused(&e) => return Err(refused()),
+                // A coarse category, never the network's detail (no port-scan oracle).
+                Err(e) => last = crate::outbound::describe(&e).to_owned(),
             }
         }
         Err(format!("hook {:?} failed after {} attempt(s): {last}", hook.name, hook.max_attempts))
@@ -209,6 +224,10 @@ pub struct NotifyCallbackHook {
 impl NotifyCallbackHook {
     pub fn new() -> Self {
         NotifyCallbackHook { calls: CallHooks::new() }
+    }
+
+    pub fn with_policy(policy: std::sync::Arc<OutboundPolicy>) -> Self {
+        NotifyCallbackHook { calls: CallHooks::with_policy(policy) }
     }
 }
 

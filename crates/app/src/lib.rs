@@ -9,12 +9,14 @@
 pub mod audit;
 pub mod auth;
 mod context;
+pub mod custom_events;
 pub mod delivery;
 pub mod engine;
 pub mod hooks;
 pub mod lifecycle;
 pub mod offboarding;
 mod ops;
+pub mod outbound;
 pub mod provisioning;
 pub mod queues;
 pub mod reconcile;

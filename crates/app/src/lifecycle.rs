@@ -41,6 +41,86 @@ pub const BUILTIN_MACHINES: &[(&str, &str)] = &[
 /// Names reserved for built-in state machines.
 pub const RESERVED_PREFIX: &str = "tenancy.";
 
+/// Task resources reserved to the built-in lifecycle definitions: they change tenants'
+/// statuses, resources and databases and call the provisioning hooks, trusting their
+/// parameters. A user state machine naming one is refused (`PUT`), and an execution of
+/// one that is not built in fails if it reaches one anyway.
+pub const RESERVED_RESOURCES: &[&str] =
+    &["tenancy:tenant.", "tenancy:resource.", "tenancy:database.", "tenancy:hooks."];
+
+/// Whether a Task resource (with or without `.waitForTaskToken`) is reserved.
+pub fn is_reserved_resource(resource: &str) -> bool {
+    let base = resource.strip_suffix(".waitForTaskToken").unwrap_or(resource);
+    RESERVED_RESOURCES.iter().any(|p| base.starts_with(p))
+}
+
+/// Whether an event source is reserved: `tenancy` and `tenancy.*` name Tenancy's own
+/// events, which subscribers trust; workflows may not put events with them.
+pub fn is_reserved_source(source: &str) -> bool {
+    source == tenancy_domain::event::SOURCE || source.starts_with("tenancy.")
+}
+
+/// Whether a state machine is one of the built-in lifecycle definitions.
+pub fn is_builtin_machine(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// Who started a lifecycle execution, as its input carries it: `{key_id, role}`.
+pub fn started_by(ctx: &OpContext) -> Value {
+    let probe = ctx.audit("", String::new(), None, Value::Null);
+    json!({"key_id": probe.actor_key_id, "role": probe.actor_role})
+}
+
+/// Names the execution in the audit entries a step of it writes (`execution_id`,
+/// `state_machine` in their detail) and, for a built-in lifecycle execution, the key
+/// that started it as their actor (from its input's `started_by`, which only Tenancy
+/// writes: users cannot start built-in state machines).
+pub fn stamp_audit(audit: &mut [tenancy_domain::event::AuditEntry], execution: &tenancy_store::ExecutionRecord) {
+    let starter = &execution.input["started_by"];
+    for a in audit {
+        if let Value::Object(d) = &mut a.detail {
+            d.insert("execution_id".into(), json!(execution.id));
+            d.insert("state_machine".into(), json!(execution.state_machine));
+        }
+        if is_builtin_machine(&execution.state_machine) {
+            if let Some(role) = starter["role"].as_str() {
+                a.actor_key_id = starter["key_id"].as_str().map(str::to_owned);
+                a.actor_role = role.to_owned();
+            }
+        }
+    }
+}
+
+/// The resources that put events (whose `Source` is checked).
+pub const PUT_EVENTS_RESOURCES: &[&str] = &["tenancy:events.put", "arn:aws:states:::events:putEvents"];
+
+/// The run-time check of a task of an execution of `state_machine` (defence in depth
+/// behind the check at `PUT`): a reserved resource or a reserved event source outside
+/// the built-in definitions fails the task (`States.Runtime`).
+pub fn check_task(state_machine: &str, resource: &str, parameters: &Value) -> Result<(), tenancy_asl::Failure> {
+    if is_builtin_machine(state_machine) {
+        return Ok(());
+    }
+    if is_reserved_resource(resource) {
+        return Err(failure(
+            "States.Runtime",
+            format!("the resource {resource:?} is reserved to the built-in lifecycle workflows"),
+        ));
+    }
+    if PUT_EVENTS_RESOURCES.contains(&resource) {
+        let sources = parameters["Entries"].as_array().into_iter().flatten().filter_map(|e| e["Source"].as_str());
+        for source in sources {
+            if is_reserved_source(source) {
+                return Err(failure(
+                    "States.Runtime",
+                    format!("the event source {source:?} is reserved to Tenancy's own events"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Job kinds of the former `jobs` seam (drained by [`run_job`]).
 pub const PROVISION: &str = "tenant.provision";
 pub const CHANGE_PLAN: &str = "tenant.change_plan";

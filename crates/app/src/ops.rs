@@ -9,7 +9,7 @@ use tenancy_domain::apikey::{self, ApiKey, NewApiKey};
 use tenancy_domain::event::names;
 use tenancy_domain::hook::HookEvent;
 use tenancy_domain::page::{Page, PageRequest};
-use tenancy_domain::plan::{Plan, PlanSpec};
+use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
@@ -43,6 +43,9 @@ pub struct App {
     pub(crate) stuck_after: std::time::Duration,
     /// This process among the replicas (see [`App::set_node_id`]).
     pub(crate) node_id: std::sync::OnceLock<String>,
+    /// Caps on RUNNING user executions per state machine and per tenant (see
+    /// [`App::set_execution_caps`]).
+    pub(crate) execution_caps: (u64, u64),
 }
 
 /// A tenant and the id of the execution that carries out the operation started on it.
@@ -66,8 +69,32 @@ struct Operation<'a> {
     target_plan: Option<&'a str>,
 }
 
-/// Retries a read-modify-write when no version was demanded and another writer won.
-const OPTIMISTIC_RETRIES: usize = 5;
+/// How long a read-modify-write without a demanded version keeps re-reading and
+/// retrying while other writers win (64 concurrent PATCHes of one tenant all land).
+const OPTIMISTIC_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Retries `attempt` while it fails with a stale version and no version was demanded,
+/// for up to [`OPTIMISTIC_RETRY_FOR`], with a short random pause that grows a little
+/// per round, so racing writers spread out instead of colliding again.
+async fn retry_stale<T, F, Fut>(if_match: Option<i64>, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = std::time::Instant::now() + OPTIMISTIC_RETRY_FOR;
+    let mut round: u64 = 0;
+    loop {
+        match attempt().await {
+            Err(Error::PreconditionFailed { .. }) if if_match.is_none() && std::time::Instant::now() < deadline => {
+                round += 1;
+                let cap = (round * 2).min(50);
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=cap);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            r => return r,
+        }
+    }
+}
 
 impl App {
     pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>) -> Self {
@@ -90,6 +117,7 @@ impl App {
             builtins: Default::default(),
             stuck_after: std::time::Duration::from_secs(300),
             node_id: std::sync::OnceLock::new(),
+            execution_caps: (crate::engine::MAX_RUNNING_PER_STATE_MACHINE, crate::engine::MAX_RUNNING_PER_TENANT),
         }
     }
 
@@ -114,8 +142,22 @@ impl App {
         self.stuck_after = d;
     }
 
+    /// Caps on the RUNNING user executions of one state machine and of one tenant: a
+    /// start beyond either is 429 `too-many-requests` (defaults
+    /// [`crate::engine::MAX_RUNNING_PER_STATE_MACHINE`] and
+    /// [`crate::engine::MAX_RUNNING_PER_TENANT`]; at least 1).
+    pub fn set_execution_caps(&mut self, per_state_machine: u64, per_tenant: u64) {
+        self.execution_caps = (per_state_machine.max(1), per_tenant.max(1));
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The master key's box, once `serve` set it (see [`App::set_secret_box`]): the
+    /// HTTP layer seals the responses it keeps for idempotency keys with it.
+    pub fn secrets(&self) -> Option<&Arc<crate::secretbox::SecretBox>> {
+        self.secrets.get()
     }
 
     pub fn work_ready(&self) -> Arc<Notify> {
@@ -140,9 +182,39 @@ impl App {
             None,
             json!({"isolation": plan.isolation, "features": plan.features}),
         );
-        let stored = self.store.plan_put(&plan, if_match, &Effects::none().with_audit(audit)).await?;
+        let fx = Effects::none().with_audit(audit);
+        let stored = retry_stale(if_match, || self.store.plan_put(&plan, if_match, &fx)).await?;
         let created = stored.version == 1;
         Ok((stored, created))
+    }
+
+    /// Changes the fields `patch` gives (a JSON merge patch); the others stay.
+    pub async fn plan_patch(&self, ctx: &OpContext, id: &str, patch: PlanPatch, if_match: Option<i64>) -> Result<Plan> {
+        ctx.authorize(P::PlanWrite)?;
+        retry_stale(if_match, || async {
+            let current = self.store.plan_get(id).await?;
+            if let Some(expected) = if_match {
+                if expected != current.version {
+                    return Err(Error::PreconditionFailed {
+                        kind: "plan",
+                        id: id.to_owned(),
+                        expected,
+                        found: current.version,
+                    });
+                }
+            }
+            let (spec, given) = current.patched(patch.clone())?;
+            let plan = spec.into_plan(id, Timestamp::now())?;
+            let audit = ctx.audit(
+                "plan.patch",
+                format!("plan/{id}"),
+                None,
+                json!({"fields": given, "isolation": plan.isolation, "features": plan.features}),
+            );
+            let fx = Effects::none().with_audit(audit);
+            self.store.plan_put(&plan, Some(current.version), &fx).await
+        })
+        .await
     }
 
     pub async fn plan_get(&self, ctx: &OpContext, id: &str) -> Result<Plan> {
@@ -169,6 +241,7 @@ impl App {
         let tenant = new.into_tenant(Timestamp::now())?;
         let execution = self
             .lifecycle_execution(
+                ctx,
                 lifecycle::PROVISION_MACHINE,
                 &tenant.id,
                 json!({"tenant_id": tenant.id, "plan": tenant.plan, "region": tenant.region}),
@@ -189,12 +262,16 @@ impl App {
     }
 
     /// A lifecycle execution for a tenant, to start in the transaction of the change.
+    /// Its input names the caller (`started_by`), whom the audit entries of its steps
+    /// name as their actor.
     async fn lifecycle_execution(
         &self,
+        ctx: &OpContext,
         machine: &str,
         tenant_id: &str,
-        input: serde_json::Value,
+        mut input: serde_json::Value,
     ) -> Result<NewExecution> {
+        input["started_by"] = lifecycle::started_by(ctx);
         let sm = self.builtin_machine(machine).await?;
         self.engine.prepare_start(&sm, None, input, Some(tenant_id.to_owned())).await
     }
@@ -241,9 +318,8 @@ impl App {
         if_match: Option<i64>,
         change: impl Fn(&mut Tenant) -> Result<Effects>,
     ) -> Result<Tenant> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let change = &change;
+        retry_stale(if_match, || async move {
             let mut tenant = self.store.tenant_get(id).await?;
             let version = tenant.version;
             if let Some(expected) = if_match {
@@ -254,11 +330,9 @@ impl App {
             tenant.ensure_mutable()?;
             let fx = change(&mut tenant)?;
             tenant.updated_at = Timestamp::now();
-            match self.store.tenant_update(&tenant, version, &fx).await {
-                Err(Error::PreconditionFailed { .. }) if if_match.is_none() && attempt < OPTIMISTIC_RETRIES => continue,
-                r => return r,
-            }
-        }
+            self.store.tenant_update(&tenant, version, &fx).await
+        })
+        .await
     }
 
     pub async fn tenant_patch(
@@ -305,7 +379,7 @@ impl App {
             other => return Err(Error::internal(format!("{} is not a status change of the request", other.as_str()))),
         };
         let notify = self
-            .lifecycle_execution(lifecycle::NOTIFY_MACHINE, id, json!({"event": hook_event, "tenant_id": id}))
+            .lifecycle_execution(ctx, lifecycle::NOTIFY_MACHINE, id, json!({"event": hook_event, "tenant_id": id}))
             .await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
@@ -349,7 +423,7 @@ impl App {
         let mut input = op.payload.clone();
         input["tenant_id"] = json!(id);
         input["previous_plan"] = json!(current.plan);
-        let job = self.lifecycle_execution(op.machine, id, input).await?;
+        let job = self.lifecycle_execution(ctx, op.machine, id, input).await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
                 // Checked on the tenant as read for this attempt, so a racing change
@@ -417,6 +491,45 @@ impl App {
             target_plan: None,
         };
         self.tenant_start_operation(ctx, id, if_match, op).await
+    }
+
+    /// A new provisioning attempt of a `failed` tenant (409 `invalid-transition`
+    /// otherwise): the tenant goes back to `provisioning` and, in the same transaction,
+    /// a new `tenancy.tenant.provision` execution starts from the beginning. The failed
+    /// attempt undid what it created, and every step is idempotent, so the new attempt
+    /// creates what is missing and the tenant ends `active` once the cause is fixed.
+    pub async fn tenant_retry(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        ctx.authorize_tenant(P::TenantAdmin, id)?;
+        let current = self.store.tenant_get(id).await?;
+        let input = json!({"tenant_id": id, "plan": current.plan, "region": current.region});
+        let job = self.lifecycle_execution(ctx, lifecycle::PROVISION_MACHINE, id, input).await?;
+        let tenant = self
+            .tenant_modify(id, if_match, |tenant| {
+                let from = tenant.transition(Transition::RetryProvisioning)?;
+                // The execution's input was read before: a plan or region changed since
+                // (a PATCH of the failed tenant) makes the caller try again.
+                if tenant.plan != current.plan || tenant.region != current.region {
+                    return Err(Error::Conflict {
+                        code: "invalid-transition",
+                        message: format!("tenant {:?} changed during the retry; try again", tenant.id),
+                    });
+                }
+                let mut next = tenant.clone();
+                next.version += 1;
+                let extra = json!({"previous_status": from, "execution_id": job.id});
+                Ok(Effects::none()
+                    .with_event(tenant_event(names::TENANT_PROVISIONING_RETRIED, &next, &["status"], extra))
+                    .with_audit(ctx.audit(
+                        "tenant.retry_provision",
+                        format!("tenant/{}", tenant.id),
+                        Some(&tenant.id),
+                        json!({"from": from, "to": tenant.status, "execution_id": job.id}),
+                    ))
+                    .with_execution(job.clone()))
+            })
+            .await?;
+        self.engine.notify();
+        Ok(TenantOperation { tenant, execution_id: Some(job.id) })
     }
 
     // API keys.

@@ -222,13 +222,25 @@ impl App {
     }
 
     /// The connection info of the tenant's database, password included (admins,
-    /// operators and the tenant's own key; every read is audited). 404 when the tenant
-    /// has no database with a login (a pool tenant on the embedded default).
+    /// operators and the tenant's own key; every read is audited). 409
+    /// `no-database-credentials` on the SQLite data plane (its databases are files
+    /// without logins); 404 when the tenant has no database (yet).
     pub async fn tenant_database_credentials(&self, ctx: &OpContext, tenant_id: &str) -> Result<DatabaseCredentials> {
         ctx.authorize_tenant(Permission::DatabaseCredentials, tenant_id)?;
         self.store().tenant_get(tenant_id).await?;
         let none = || Error::not_found("database credentials", tenant_id);
-        let plane = self.data_plane().filter(|p| p.provisioner.uses_credentials()).ok_or_else(none)?;
+        let plane = self.data_plane().ok_or_else(none)?;
+        if !plane.provisioner.uses_credentials() {
+            return Err(Error::Conflict {
+                code: "no-database-credentials",
+                message: format!(
+                    "tenant {tenant_id:?} has no database credentials: the data plane is SQLite (a silo tenant's \
+                     database is a file under the server's data directory, opened without a login; a pool \
+                     tenant has none); run the server with --data-plane-url postgres://... for tenant \
+                     databases with logins"
+                ),
+            });
+        }
         let record = database_record(&**self.store(), tenant_id).await?.ok_or_else(none)?;
         let isolation = record_isolation(&record.detail).ok_or_else(none)?;
         let d = &record.detail;

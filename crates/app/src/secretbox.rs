@@ -2,9 +2,15 @@
 //!
 //! AES-256-GCM with a random 96-bit nonce per value and the owning record's id as
 //! associated data (a sealed value copied to another record does not open). Sealed
-//! values are `v1:<base64(nonce || ciphertext)>`. The master key is 32 random bytes,
-//! base64 in `TENANCY_MASTER_KEY` or in `<data dir>/master.key` (created with mode
-//! 0600 on first start). Replicas sharing a database must share the key.
+//! values are `v1:<base64(nonce || ciphertext)>`. The master key is 32 random bytes
+//! from the OS, base64 in `TENANCY_MASTER_KEY`, in the file of `--master-key-file`, or
+//! in `<data dir>/master.key` (created with mode 0600 on the first start of a new
+//! database). Replicas sharing a database must share the key.
+//!
+//! The database records the key's [`SecretBox::fingerprint`]: `v1:` and the base64 of
+//! HMAC-SHA256 under the key of a fixed label. It tells whether a server has the key
+//! the stored values were sealed with, and reveals nothing about the key (guessing it
+//! from the fingerprint is guessing 256 random bits).
 
 use std::io::Write;
 use std::path::Path;
@@ -13,14 +19,18 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use tenancy_domain::{Error, Result};
 
 const PREFIX: &str = "v1:";
 const NONCE_LEN: usize = 12;
+/// What the fingerprint authenticates under the key.
+const FINGERPRINT_LABEL: &[u8] = b"tenancy master key fingerprint v1";
 
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -31,7 +41,17 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> SecretBox {
-        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)) }
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(FINGERPRINT_LABEL);
+        let fingerprint = format!("v1:{}", B64.encode(mac.finalize().into_bytes()));
+        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)), fingerprint }
+    }
+
+    /// A new random key (from the operating system's generator) and its base64 text.
+    pub fn generate() -> (SecretBox, String) {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        (SecretBox::from_key(&key), B64.encode(key))
     }
 
     /// A key from its base64 text (as in `TENANCY_MASTER_KEY` or `master.key`).
@@ -42,9 +62,25 @@ impl SecretBox {
         Ok(SecretBox::from_key(&key))
     }
 
-    /// Reads `path`, or creates it with a new random key (mode 0600) when missing.
-    pub fn load_or_create(path: &Path) -> Result<SecretBox> {
-        let fail = |e: std::io::Error| Error::internal(format!("failed to read or create {}: {e}", path.display()));
+    /// The key's fingerprint, recorded in the database (see the module docs).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Reads the key file at `path`; `None` when there is none.
+    pub fn read_file(path: &Path) -> Result<Option<SecretBox>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => SecretBox::from_base64(&text)
+                .map(Some)
+                .map_err(|e| Error::invalid(format!("the master key file {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::internal(format!("failed to read the master key file {}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes a new random key to `path` (mode 0600), which must not exist.
+    pub fn create_file(path: &Path) -> Result<SecretBox> {
+        let fail = |e: std::io::Error| Error::internal(format!("failed to create {}: {e}", path.display()));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -52,20 +88,11 @@ impl SecretBox {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        match opts.open(path) {
-            Ok(mut f) => {
-                let mut key = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                writeln!(f, "{}", B64.encode(key)).map_err(fail)?;
-                f.sync_all().map_err(fail)?;
-                tracing::info!(path = %path.display(), "generated the master key");
-                Ok(SecretBox::from_key(&key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                SecretBox::from_base64(&std::fs::read_to_string(path).map_err(fail)?)
-            }
-            Err(e) => Err(fail(e)),
-        }
+        let mut f = opts.open(path).map_err(fail)?;
+        let (b, text) = SecretBox::generate();
+        writeln!(f, "{text}").map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        Ok(b)
     }
 
     /// Encrypts `plaintext` for the record `owner`.
@@ -119,14 +146,30 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("master.key");
         let _ = std::fs::remove_file(&path);
-        let a = SecretBox::load_or_create(&path).unwrap();
-        let b = SecretBox::load_or_create(&path).unwrap();
+        assert!(SecretBox::read_file(&path).unwrap().is_none());
+        let a = SecretBox::create_file(&path).unwrap();
+        assert!(SecretBox::create_file(&path).is_err(), "an existing key is never replaced");
+        let b = SecretBox::read_file(&path).unwrap().unwrap();
         assert_eq!(b.open("x", &a.seal("x", "v")).unwrap(), "v");
+        assert_eq!(a.fingerprint(), b.fingerprint());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_and_hide_them() {
+        let a = SecretBox::from_key(&[7; 32]);
+        assert_eq!(a.fingerprint(), SecretBox::from_key(&[7; 32]).fingerprint());
+        assert_ne!(a.fingerprint(), SecretBox::from_key(&[8; 32]).fingerprint());
+        assert!(a.fingerprint().starts_with("v1:"));
+        let key_b64 = B64.encode([7u8; 32]);
+        assert!(!a.fingerprint().contains(&key_b64));
+        use sha2::Digest as _;
+        let plain_hash = B64.encode(sha2::Sha256::digest([7u8; 32]));
+        assert!(!a.fingerprint().contains(&plain_hash), "not a plain hash of the key");
     }
 }

@@ -39,6 +39,19 @@ pub fn parse_pattern(pattern: &serde_json::Value) -> Result<Pattern> {
     Pattern::parse(pattern).map_err(|e| Error::InvalidRequest { code: "invalid-pattern", message: e.to_string() })
 }
 
+/// Refuses JSON text holding a number a 64-bit float cannot represent (`1E-325`
+/// underflows to 0 when parsed, `1E400` overflows), as `invalid-pattern`: a pattern
+/// holding one would not mean what it says.
+pub fn check_pattern_numbers(json: &[u8]) -> Result<()> {
+    match tenancy_events::pattern::unrepresentable_number(json) {
+        Some(n) => Err(Error::InvalidRequest {
+            code: "invalid-pattern",
+            message: format!("number {n} cannot be represented: it underflows to 0 or overflows a 64-bit float"),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn validate(name: &str, pattern: &serde_json::Value, target: &Target) -> Result<()> {
     subscription::validate_name(name)?;
     parse_pattern(pattern)?;

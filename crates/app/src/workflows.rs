@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tenancy_asl::StateMachine;
+use tenancy_domain::apikey::Role;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
@@ -45,12 +46,16 @@ impl From<StateMachineRecord> for StateMachineView {
 #[serde(deny_unknown_fields)]
 pub struct StartExecution {
     pub state_machine: String,
-    /// The execution's input (default `{}`).
+    /// The execution's input (default `{}`; at most 256 KiB of JSON, else 400
+    /// `data-limit-exceeded`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub input: Option<Value>,
     /// Unique per state machine: starting a name again returns that execution.
     pub name: Option<String>,
+    /// The tenant the execution acts for: an existing tenant (else 400
+    /// `unknown-tenant`). A start beyond the caps on RUNNING executions of the state
+    /// machine or the tenant is 429 `too-many-requests`.
     pub tenant_id: Option<String>,
 }
 
@@ -149,6 +154,30 @@ pub struct TaskFailure {
     pub cause: Option<String>,
 }
 
+/// Replaces every task token in the strings of `v` (also inside longer strings, as
+/// `States.Format` may put it) with `[redacted]`.
+pub fn redact_task_tokens(v: &mut Value) {
+    const PREFIX: &str = tenancy_asl::step::TASK_TOKEN_PREFIX;
+    match v {
+        Value::String(s) if s.contains(PREFIX) => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find(PREFIX) {
+                out.push_str(&rest[..i]);
+                let after = &rest[i + PREFIX.len()..];
+                let len = after.bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')).count();
+                out.push_str("[redacted]");
+                rest = &after[len..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_task_tokens),
+        Value::Object(map) => map.values_mut().for_each(redact_task_tokens),
+        _ => {}
+    }
+}
+
 fn validate_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 80
@@ -160,11 +189,138 @@ fn validate_name(kind: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Refuses a user definition with a Task on a reserved resource, on a resource no
+/// registered handler serves (except a pure callback wait: `<anything>.waitForTaskToken`
+/// with no handler for its base just waits for its token), or putting events with a
+/// reserved source written in the definition (a source computed at run time is checked
+/// when the task runs). Walks Parallel branches and Map processors.
+fn check_resources(definition: &Value, handlers: &engine::Registry) -> Result<()> {
+    use crate::lifecycle::{is_reserved_resource, is_reserved_source, PUT_EVENTS_RESOURCES};
+    let Some(states) = definition["States"].as_object() else { return Ok(()) };
+    for (name, state) in states {
+        let resource = state["Resource"].as_str().filter(|_| state["Type"] == "Task");
+        if let Some(resource) = resource {
+            if is_reserved_resource(resource) {
+                return Err(Error::InvalidRequest {
+                    code: "reserved-resource",
+                    message: format!(
+                        "state {name:?}: the resource {resource:?} is reserved to the built-in lifecycle workflows"
+                    ),
+                });
+            }
+            if let Some(message) = unknown_resource(resource, handlers) {
+                return Err(Error::InvalidRequest {
+                    code: "unknown-resource",
+                    message: format!("state {name:?}: {message}"),
+                });
+            }
+            if PUT_EVENTS_RESOURCES.contains(&resource) {
+                for args in [&state["Parameters"], &state["Arguments"]] {
+                    let entries = args["Entries"].as_array().into_iter().flatten();
+                    let sources = entries.filter_map(|e| e["Source"].as_str());
+                    if let Some(source) = sources.filter(|s| !s.starts_with("{%")).find(|s| is_reserved_source(s)) {
+                        return Err(Error::InvalidRequest {
+                            code: "reserved-event-source",
+                            message: format!(
+                                "state {name:?}: the event source {source:?} is reserved to Tenancy's own events"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            check_resources(branch, handlers)?;
+        }
+        check_resources(&state["Iterator"], handlers)?;
+        check_resources(&state["ItemProcessor"], handlers)?;
+    }
+    Ok(())
+}
+
+/// Why no handler serves a Task's `resource` as the engine looks it up when the task
+/// runs (`None` when one does): the exact name, suffixes included (`.sync` is not
+/// special), except that `<base>.waitForTaskToken` is always accepted (the handler of
+/// `<base>` runs first if there is one, otherwise the execution just waits for its
+/// token). A resource written as a JSONata expression (`{% ... %}`) is left to the
+/// run-time check.
+fn unknown_resource(resource: &str, handlers: &engine::Registry) -> Option<String> {
+    if resource.ends_with(engine::WAIT_FOR_TASK_TOKEN) || resource.trim_start().starts_with("{%") {
+        return None;
+    }
+    if handlers.get(resource).is_some() {
+        return None;
+    }
+    let hint = if resource.starts_with("arn:aws:lambda:") || resource.starts_with("arn:aws:states:::lambda:") {
+        " (Lambda functions are not supported yet)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "no task handler serves the resource {resource:?}{hint}; see docs/task-handlers.md for the resources there are"
+    ))
+}
+
+/// What replaces an internal URL in what tenant and viewer keys read.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether the caller reads built-in lifecycle executions without their internals:
+/// tenant and viewer keys do not see the provisioning hooks' URLs (internal
+/// endpoints of product services) that these executions carry, nor the key that
+/// started them.
+fn redacts_internals(ctx: &OpContext, state_machine: &str) -> bool {
+    use tenancy_domain::apikey::Role;
+    crate::lifecycle::is_builtin_machine(state_machine) && matches!(ctx.principal.role, Role::Tenant | Role::Viewer)
+}
+
+/// Replaces every `url` string in `v` with [`REDACTED`], and who started a lifecycle
+/// execution (`started_by`: an operator's key id).
+fn redact_urls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if (k == "url" && x.is_string()) || k == "started_by" {
+                    *x = Value::String(REDACTED.into());
+                } else {
+                    redact_urls(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_urls),
+        _ => {}
+    }
+}
+
+fn redacted_view(ctx: &OpContext, mut view: ExecutionView) -> ExecutionView {
+    if redacts_internals(ctx, &view.state_machine) {
+        redact_urls(&mut view.input);
+        if let Some(o) = &mut view.output {
+            redact_urls(o);
+        }
+    }
+    view
+}
+
 fn not_running(rec: &ExecutionRecord, what: &str) -> Error {
     Error::Conflict {
         code: "execution-not-running",
         message: format!("cannot {what} execution {:?}: it is {}", rec.id, rec.status),
     }
+}
+
+/// A payload given to the API over Step Functions' 256 KiB: 400 `data-limit-exceeded`.
+fn check_payload(what: &str, v: &Value) -> Result<()> {
+    let size = tenancy_asl::step::payload_size(v);
+    if size > engine::MAX_PAYLOAD_BYTES {
+        return Err(Error::InvalidRequest {
+            code: "data-limit-exceeded",
+            message: format!(
+                "the {what} is {size} bytes of JSON, more than the limit of {} (States.DataLimitExceeded)",
+                engine::MAX_PAYLOAD_BYTES
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Optimistic retries when a worker moved the execution under an API call.
@@ -180,6 +336,29 @@ impl App {
             }
         }
         Ok(rec)
+    }
+
+    /// Refuses a start beyond the caps on RUNNING executions of the state machine and of
+    /// the tenant (429 `too-many-requests`). Counted before the insert, so concurrent
+    /// starts can pass a cap by their number.
+    async fn check_execution_caps(&self, state_machine: &str, tenant_id: Option<&str>) -> Result<()> {
+        let (per_machine, per_tenant) = self.execution_caps;
+        let wf = self.engine.workflows();
+        if wf.execution_running_count(Some(state_machine), None, None, per_machine).await? >= per_machine {
+            return Err(Error::TooManyRequests(format!(
+                "state machine {state_machine:?} has {per_machine} RUNNING executions, its cap: retry when some finished"
+            )));
+        }
+        if let Some(t) = tenant_id {
+            if wf.execution_running_count(None, Some(t), Some(engine::LIFECYCLE_PREFIX), per_tenant).await?
+                >= per_tenant
+            {
+                return Err(Error::TooManyRequests(format!(
+                    "tenant {t:?} has {per_tenant} RUNNING executions, its cap: retry when some finished"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Creates a state machine or adds a version; returns it and whether it changed.
@@ -199,6 +378,7 @@ impl App {
         }
         StateMachine::parse(&spec.definition)
             .map_err(|e| Error::InvalidRequest { code: "invalid-definition", message: e.to_string() })?;
+        check_resources(&spec.definition, self.engine.handlers())?;
         let audit = ctx.audit("state_machine.put", format!("state-machine/{name}"), None, json!({}));
         let (rec, added) = self
             .engine
@@ -253,6 +433,9 @@ impl App {
         if let Some(t) = &req.tenant_id {
             tenancy_domain::ids::validate_slug("tenant", t)?;
         }
+        if let Some(input) = &req.input {
+            check_payload("input", input)?;
+        }
         if req.state_machine.starts_with(RESERVED_PREFIX) {
             return Err(Error::InvalidRequest {
                 code: "reserved-name",
@@ -268,6 +451,18 @@ impl App {
             }
             r => r?,
         };
+        if let Some(t) = &req.tenant_id {
+            match self.store().tenant_get(t).await {
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::InvalidRequest {
+                        code: "unknown-tenant",
+                        message: format!("tenant {t:?} does not exist: an execution's tenant_id names a tenant"),
+                    })
+                }
+                r => r?,
+            };
+        }
+        self.check_execution_caps(&sm.name, req.tenant_id.as_deref()).await?;
         let input = req.input.unwrap_or_else(|| json!({}));
         let new = self.engine.prepare_start(&sm, req.name, input, req.tenant_id).await?;
         let audit = ctx.audit(
@@ -287,7 +482,7 @@ impl App {
     pub async fn execution_get(&self, ctx: &OpContext, id: &str) -> Result<ExecutionView> {
         ctx.authorize(P::ExecutionRead)?;
         let rec = self.engine.workflows().execution_get(id).await?;
-        Ok(self.scoped_execution(ctx, rec)?.into())
+        Ok(redacted_view(ctx, self.scoped_execution(ctx, rec)?.into()))
     }
 
     pub async fn execution_list(
@@ -315,7 +510,8 @@ impl App {
             filter.tenant_id = Some(own.clone());
         }
         let p = self.engine.workflows().execution_list(&filter, page).await?;
-        Ok(Page { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor })
+        let items = p.items.into_iter().map(|r| redacted_view(ctx, r.into())).collect();
+        Ok(Page { items, next_cursor: p.next_cursor })
     }
 
     pub async fn execution_history(
@@ -324,9 +520,26 @@ impl App {
         id: &str,
         page: &PageRequest,
     ) -> Result<Page<HistoryEventView>> {
-        self.execution_get(ctx, id).await?;
+        let execution = self.execution_get(ctx, id).await?;
         let p = self.engine.workflows().execution_history(id, page).await?;
-        Ok(Page { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor })
+        let redact = redacts_internals(ctx, &execution.state_machine);
+        // Task tokens complete tasks: tenant and viewer keys read history, never them.
+        let hide_tokens = matches!(ctx.principal.role, Role::Tenant | Role::Viewer);
+        let items = p
+            .items
+            .into_iter()
+            .map(|mut h| {
+                if hide_tokens {
+                    redact_task_tokens(&mut h.details);
+                }
+                let mut view = HistoryEventView::from(h);
+                if redact {
+                    redact_urls(&mut view.details);
+                }
+                view
+            })
+            .collect();
+        Ok(Page { items, next_cursor: p.next_cursor })
     }
 
     /// Stops a running execution: `ABORTED`.
@@ -379,7 +592,9 @@ impl App {
         ctx.authorize(P::WorkflowWrite)?;
         let wf = self.engine.workflows();
         let rec = wf.execution_get(id).await?;
-        if rec.status != status::FAILED && rec.status != status::TIMED_OUT {
+        if rec.status != status::FAILED {
+            // A TIMED_OUT execution's TimeoutSeconds counts from its start: it would time
+            // out again at once.
             return Err(Error::Conflict {
                 code: "not-redrivable",
                 message: format!("execution {id:?} is {}: only FAILED executions can be redriven", rec.status),
@@ -390,6 +605,16 @@ impl App {
             message: format!("execution {id:?} failed before its first step: start a new execution"),
         })?;
         let last = engine::parse_cursor(&rec)?;
+        if engine::failed_at_history_limit(&rec) {
+            // It would run into the limit again at once.
+            return Err(Error::Conflict {
+                code: "not-redrivable",
+                message: format!(
+                    "execution {id:?} failed at the limit of {} history events: start a new execution",
+                    engine::MAX_HISTORY_EVENTS
+                ),
+            });
+        }
         let mut cursor: tenancy_asl::Cursor = serde_json::from_value(point.cursor).map_err(Error::internal)?;
         let now = Timestamp::now();
         let event_id = last.next_event_id;
@@ -398,15 +623,16 @@ impl App {
         let mut pending: Pending = serde_json::from_value(point.pending).map_err(Error::internal)?;
         let mut token = None;
         let mut wake = Some(now);
-        if let Pending::Callback { request, .. } = pending {
+        if let Pending::Callback { request, token_hash, .. } = pending {
             let timeout_at = request.timeout_seconds.map(|s| now.millis() + s as i64 * 1000);
             let heartbeat_at = request.heartbeat_seconds.map(|s| now.millis() + s as i64 * 1000);
-            token = Some(request.idempotency_key.clone());
+            // The token handed out before the failure completes the redriven task.
+            token = token_hash.clone();
             wake = match (timeout_at, heartbeat_at) {
                 (Some(a), Some(b)) => Some(Timestamp(a.min(b))),
                 (a, b) => a.or(b).map(Timestamp),
             };
-            pending = Pending::Callback { request, timeout_at, heartbeat_at };
+            pending = Pending::Callback { request, timeout_at, heartbeat_at, token_hash };
         }
         let audit = ctx.audit("execution.redrive", format!("execution/{id}"), rec.tenant_id.as_deref(), json!({}));
         let commit = StepCommit {
@@ -451,7 +677,7 @@ impl App {
         ctx.authorize(P::TaskCallback)?;
         let deadline = std::time::Instant::now() + CALLBACK_RACE;
         loop {
-            let found = match self.engine.workflows().execution_by_token(token).await {
+            let found = match self.engine.workflows().execution_by_token(&engine::token_hash(token)).await {
                 Ok(rec) => match engine::parse_pending(&rec) {
                     Some(p @ Pending::Callback { .. }) if rec.status == status::RUNNING => Some((rec, p)),
                     _ => None,
@@ -470,24 +696,34 @@ impl App {
     }
 
     async fn complete_callback(&self, ctx: &OpContext, token: &str, outcome: Result<Value, TaskFailure>) -> Result<()> {
+        if let Ok(output) = &outcome {
+            check_payload("output", output)?;
+        }
         for _ in 0..MOVED_RETRIES {
             let (rec, _) = self.waiting(ctx, token).await?;
             let machine = self.engine.machine(&rec.state_machine, rec.version).await?;
             let cursor = engine::parse_cursor(&rec)?;
             let ectx = engine::context(&rec);
             let now = Timestamp::now().millis();
-            let step = match &outcome {
-                Ok(output) => machine.task_succeeded(&ectx, &cursor, output.clone(), now),
-                Err(f) => machine.task_failed(
+            let (m, at, reported) = (machine.clone(), cursor.clone(), outcome.clone());
+            // On the blocking pool: the interpreter runs up to a step's transitions.
+            let step = engine::interpret(move || match &reported {
+                Ok(output) => m.task_succeeded(&ectx, &at, output.clone(), now),
+                Err(f) => m.task_failed(
                     &ectx,
-                    &cursor,
+                    &at,
                     f.error.as_deref().unwrap_or("States.TaskFailed"),
                     f.cause.as_deref(),
                     now,
                 ),
-            }
+            })
+            .await
+            .map_err(Error::internal)?
             .map_err(|e| Error::conflict(e.to_string()))?;
-            let prepared = self.engine.prepare(step, now);
+            let step = engine::within_history_limit(step, &cursor);
+            let mut prepared = self.engine.prepare(step, now);
+            prepared.state.wake_at =
+                engine::cap_wake(prepared.state.wake_at, engine::execution_deadline(&machine, &rec));
             let action = if outcome.is_ok() { "task.success" } else { "task.failure" };
             let audit = ctx.audit(action, format!("execution/{}", rec.id), rec.tenant_id.as_deref(), json!({}));
             let (mut commit, _) = self.engine.commit_of(&rec, prepared, Effects::none().with_audit(audit));
@@ -514,7 +750,7 @@ impl App {
     pub async fn task_heartbeat(&self, ctx: &OpContext, token: &str) -> Result<()> {
         for _ in 0..MOVED_RETRIES {
             let (rec, pending) = self.waiting(ctx, token).await?;
-            let Pending::Callback { request, timeout_at, .. } = pending else {
+            let Pending::Callback { request, timeout_at, token_hash, .. } = pending else {
                 return Err(Error::not_found("task token", token));
             };
             let now = Timestamp::now().millis();
@@ -523,7 +759,9 @@ impl App {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let pending = Pending::Callback { request, timeout_at, heartbeat_at };
+            let pending = Pending::Callback { request, timeout_at, heartbeat_at, token_hash };
+            let machine = self.engine.machine(&rec.state_machine, rec.version).await?;
+            let wake = engine::cap_wake(wake.map(Timestamp), engine::execution_deadline(&machine, &rec));
             let commit = StepCommit {
                 execution_id: rec.id.clone(),
                 expected_seq: rec.seq,
@@ -532,7 +770,7 @@ impl App {
                     cursor: rec.cursor.clone(),
                     pending: Some(serde_json::to_value(&pending).map_err(Error::internal)?),
                     task_token: rec.task_token.clone(),
-                    wake_at: wake.map(Timestamp),
+                    wake_at: wake,
                     ..StepState::default()
                 },
                 ..StepCommit::default()

@@ -81,6 +81,20 @@ async fn one_tenants_backlog_does_not_starve_another() {
     let app = Arc::new(App::new(store, None));
     app.engine().handlers().register("test:sleepy", Sleepy);
     let ctx = OpContext::system();
+    // An execution's tenant must exist.
+    let plan: tenancy_domain::plan::PlanSpec =
+        serde_json::from_value(json!({"name": "basic", "isolation": "pool"})).unwrap();
+    app.plan_put(&ctx, "basic", plan, None).await.unwrap();
+    for id in ["big", "small"] {
+        let new = tenancy_domain::tenant::NewTenant {
+            id: Some(id.into()),
+            name: id.into(),
+            plan: "basic".into(),
+            region: None,
+            metadata: None,
+        };
+        app.tenant_create(&ctx, new).await.unwrap();
+    }
     let def = json!({"StartAt": "S", "States": {"S": {"Type": "Task", "Resource": "test:sleepy", "End": true}}});
     app.state_machine_put(&ctx, "sleepy", StateMachineSpec { definition: def }).await.unwrap();
     let start = |tenant: &str| StartExecution {

@@ -141,7 +141,19 @@ impl ChoiceRule {
 }
 
 impl Condition {
+    /// Parses a JSONPath condition; `And` / `Or` / `Not` may nest at most
+    /// [`crate::limits::MAX_CHOICE_RULE_DEPTH`] levels.
     pub fn parse(v: &Value) -> Result<Condition, String> {
+        Condition::parse_at(v, 0)
+    }
+
+    fn parse_at(v: &Value, depth: usize) -> Result<Condition, String> {
+        if depth > crate::limits::MAX_CHOICE_RULE_DEPTH {
+            return Err(format!(
+                "And, Or and Not nest deeper than {} levels in a choice rule",
+                crate::limits::MAX_CHOICE_RULE_DEPTH
+            ));
+        }
         let o = v.as_object().ok_or("a choice rule must be an object")?;
         let mut found = None;
         for (k, x) in o {
@@ -150,10 +162,11 @@ impl Condition {
                 "And" | "Or" => {
                     let items =
                         x.as_array().filter(|a| !a.is_empty()).ok_or(format!("{k} must be a non-empty array"))?;
-                    let inner = items.iter().map(Condition::parse).collect::<Result<Vec<_>, _>>()?;
+                    let inner =
+                        items.iter().map(|x| Condition::parse_at(x, depth + 1)).collect::<Result<Vec<_>, _>>()?;
                     found = Some(if k == "And" { Condition::And(inner) } else { Condition::Or(inner) });
                 }
-                "Not" => found = Some(Condition::Not(Box::new(Condition::parse(x)?))),
+                "Not" => found = Some(Condition::Not(Box::new(Condition::parse_at(x, depth + 1)?))),
                 name => {
                     let (op, is_path) = op_from_name(name).ok_or(format!("unknown comparison operator {name:?}"))?;
                     let var = o
@@ -299,48 +312,41 @@ pub fn compare(op: Op, value: &Value, expected: &Value) -> bool {
 }
 
 /// `StringMatches`: `*` matches any run of characters; `\*` and `\\` are literals.
+/// The literal runs between stars are found left to right (the leftmost match is
+/// always a right choice), so matching takes linear time whatever the pattern: a
+/// backtracking matcher takes the product of both lengths.
 pub fn string_matches(s: &str, pattern: &str) -> bool {
-    enum Tok {
-        Lit(char),
-        Star,
-    }
-    let mut toks = Vec::new();
+    let mut runs: Vec<String> = vec![String::new()];
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => match chars.next() {
-                Some(n) => toks.push(Tok::Lit(n)),
-                None => toks.push(Tok::Lit('\\')),
-            },
-            '*' => toks.push(Tok::Star),
-            c => toks.push(Tok::Lit(c)),
-        }
-    }
-    let text: Vec<char> = s.chars().collect();
-    // Classic wildcard matching with backtracking on the last star.
-    let (mut t, mut p) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match toks.get(p) {
-            Some(Tok::Lit(c)) if *c == text[t] => {
-                t += 1;
-                p += 1;
-            }
-            Some(Tok::Star) => {
-                star = Some((p, t));
-                p += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
+            '*' => runs.push(String::new()),
+            c => {
+                let lit = if c == '\\' { chars.next().unwrap_or('\\') } else { c };
+                if let Some(run) = runs.last_mut() {
+                    run.push(lit);
                 }
-                None => return false,
-            },
+            }
         }
     }
-    toks[p..].iter().all(|t| matches!(t, Tok::Star))
+    let (Some((first, rest)), Some(last)) = (runs.split_first(), runs.last()) else {
+        return s.is_empty();
+    };
+    if rest.is_empty() {
+        return s == first;
+    }
+    if !s.starts_with(first.as_str()) || !s.ends_with(last.as_str()) || s.len() < first.len() + last.len() {
+        return false;
+    }
+    let end = s.len() - last.len();
+    let mut pos = first.len();
+    for run in &rest[..rest.len() - 1] {
+        match s[pos..end].find(run.as_str()) {
+            Some(i) => pos += i + run.len(),
+            None => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -383,15 +389,68 @@ mod tests {
     }
 
     #[test]
+    fn deep_rules_are_refused_not_overflowing() {
+        let leaf = json!({"Variable": "$.a", "IsPresent": true});
+        let nest = |n: usize, op: &str| {
+            let mut r = leaf.clone();
+            for _ in 0..n {
+                let inner = if op == "Not" { r } else { Value::Array(vec![r]) };
+                r = Value::Object(Map::from_iter([(op.to_string(), inner)]));
+            }
+            r
+        };
+        let limit = crate::limits::MAX_CHOICE_RULE_DEPTH;
+        assert_eq!(eval(nest(limit, "And"), json!({"a": 1})), Ok(true));
+        for op in ["And", "Or", "Not"] {
+            let rule = nest(20_000, op);
+            let e = Condition::parse(&rule).unwrap_err();
+            assert!(e.contains("nest deeper than"), "{e}");
+            // Dropping a value this deep recurses too: take it apart by hand.
+            let mut v = rule;
+            loop {
+                v = match v {
+                    Value::Object(mut m) => m.remove(op).unwrap_or(Value::Null),
+                    Value::Array(mut a) => a.pop().unwrap_or(Value::Null),
+                    _ => break,
+                };
+            }
+        }
+    }
+
+    #[test]
     fn string_matching() {
         assert!(string_matches("log-2020.txt", "log-*.txt"));
         assert!(string_matches("a*b", "a\\*b"));
         assert!(!string_matches("axb", "a\\*b"));
         assert!(string_matches("", "*"));
         assert!(!string_matches("abc", "a*d"));
+        assert!(!string_matches("aba", "ab*ba"));
+        assert!(string_matches("abba", "ab*ba"));
+        assert!(string_matches("a\\b", "a\\\\b"));
+        assert!(string_matches("xaybz", "*a*b*"));
+        assert!(!string_matches("xbyaz", "*a*b"));
+        assert!(string_matches("", ""));
+        assert!(!string_matches("a", ""));
+    }
+
+    #[test]
+    fn string_matching_is_linear() {
+        // A backtracking matcher compares about 200,000 x 2,000 characters here.
+        let text = "a".repeat(200_000);
+        let pattern = format!("*{}b*", "a".repeat(2_000));
+        assert!(!string_matches(&text, &pattern));
+        let pattern = format!("{}*", "*a".repeat(2_000));
+        assert!(string_matches(&text, &pattern));
     }
 
     proptest! {
+        #[test]
+        fn matches_like_a_regular_expression(text in "[ab*]{0,12}", pattern in "[ab*]{0,8}") {
+            let re: String = pattern.chars().map(|c| if c == '*' { ".*".to_string() } else { c.to_string() }).collect();
+            let re = regex::Regex::new(&format!("^(?s){re}$")).unwrap();
+            prop_assert_eq!(string_matches(&text, &pattern), re.is_match(&text));
+        }
+
         #[test]
         fn star_matches_any_infix(prefix in "[a-z]{0,5}", mid in "[a-z*]{0,5}", suffix in "[a-z]{0,5}") {
             let text = format!("{prefix}{mid}{suffix}");

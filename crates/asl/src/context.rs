@@ -22,6 +22,12 @@ pub struct ExecutionContext {
     /// `$$.Execution.RedriveCount`: `Some(0)` for standard workflows, `None` for express
     /// ones (which AWS does not redrive and which lack the field).
     pub redrive_count: Option<u32>,
+    /// Random bytes the `$$.Task.Token` of callback tasks (`.waitForTaskToken`) is
+    /// derived from during this step (see [`crate::step::task_token`]); a durable
+    /// engine draws fresh ones from the OS for every step. `None`: the token is the
+    /// attempt's idempotency key (deterministic, for tests and the in-memory runner).
+    #[serde(skip)]
+    pub task_token_seed: Option<[u8; 32]>,
 }
 
 impl ExecutionContext {
@@ -36,6 +42,7 @@ impl ExecutionContext {
             start_time_ms,
             input,
             redrive_count: Some(0),
+            task_token_seed: None,
         }
     }
 }

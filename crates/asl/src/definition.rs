@@ -189,6 +189,12 @@ pub fn parse_program(def: &Value, inherited: QueryLanguage) -> Result<Program, D
         Some(_) => return Err(DefinitionError::new(None, Some("States"), "must be an object")),
         None => return Err(DefinitionError::new(None, Some("States"), "missing required field")),
     };
+    // The execution's timeout (enforced by the engine): a positive integer.
+    if let Some(t) = obj.get("TimeoutSeconds") {
+        if t.as_u64().is_none_or(|s| s == 0) {
+            return Err(DefinitionError::new(None, Some("TimeoutSeconds"), "must be a positive integer"));
+        }
+    }
     let ql = match obj.get("QueryLanguage") {
         None => inherited,
         Some(v) => parse_ql(v)
@@ -238,11 +244,18 @@ fn opt_string(c: &Ctx<'_>, obj: &Map<String, Value>, field: &str) -> Result<Opti
 }
 
 /// Checks every `.$` key of a payload template: its value must be a valid path or
-/// intrinsic function call.
+/// intrinsic function call, and no object may have both `x` and `x.$` (Step Functions
+/// refuses the pair; which one would win is not defined).
 pub(crate) fn check_template(c: &Ctx<'_>, field: &str, v: &Value) -> Result<(), DefinitionError> {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
+                if let Some(plain) = k.strip_suffix(".$").filter(|p| m.contains_key(*p)) {
+                    return Err(c.err(
+                        field,
+                        format!("the template has both {plain:?} and {k:?}: a field is either a value or a path"),
+                    ));
+                }
                 if k.ends_with(".$") {
                     let Value::String(s) = x else {
                         return Err(c.err(field, format!("the value of {k:?} must be a string")));
@@ -285,6 +298,23 @@ fn dynamic(
         (None, Some(_)) => Ok(opt_path(c, obj, &path_name)?.map(Dynamic::Path)),
         (None, None) => Ok(None),
     }
+}
+
+/// `ToleratedFailureCount` is a non-negative integer and `ToleratedFailurePercentage` a
+/// number from 0 to 100 (when given literally; from a path or an expression they are
+/// checked when the Map state runs).
+fn check_tolerated(c: &Ctx<'_>, obj: &Map<String, Value>) -> Result<(), DefinitionError> {
+    if let Some(v) = obj.get("ToleratedFailureCount").filter(|v| v.is_number()) {
+        if !v.as_f64().is_some_and(|n| n >= 0.0 && n.fract() == 0.0) {
+            return Err(c.err("ToleratedFailureCount", format!("must be a non-negative integer, got {v}")));
+        }
+    }
+    if let Some(v) = obj.get("ToleratedFailurePercentage").filter(|v| v.is_number()) {
+        if !v.as_f64().is_some_and(|n| (0.0..=100.0).contains(&n)) {
+            return Err(c.err("ToleratedFailurePercentage", format!("must be a number from 0 to 100, got {v}")));
+        }
+    }
+    Ok(())
 }
 
 fn string_list(c: &Ctx<'_>, v: Option<&Value>, field: &str) -> Result<Vec<String>, DefinitionError> {
@@ -579,6 +609,7 @@ fn parse_state(name: &str, raw: &Value, inherited: QueryLanguage) -> Result<Stat
             if obj.contains_key("Parameters") && obj.contains_key("ItemSelector") {
                 return Err(c.err("ItemSelector", "cannot be combined with Parameters"));
             }
+            check_tolerated(&c, obj)?;
             let mut proc_def = proc.clone();
             if let Some(o) = proc_def.as_object_mut() {
                 o.remove("ProcessorConfig");
@@ -596,6 +627,20 @@ fn parse_state(name: &str, raw: &Value, inherited: QueryLanguage) -> Result<Stat
         _ => unreachable!("checked by allowed()"),
     };
     let is_map = matches!(kind, StateKind::Map(_));
+    let catch = match obj.get("Catch") {
+        Some(v) => parse_catch(&c, v)?,
+        None => vec![],
+    };
+    if ql == QueryLanguage::JsonPath {
+        for assign in catch.iter().filter_map(|k| k.assign.as_ref()) {
+            check_template(&c, "Catch", assign)?;
+        }
+        if let StateKind::Choice { choices, .. } = &kind {
+            for assign in choices.iter().filter_map(|r| r.assign.as_ref()) {
+                check_template(&c, "Choices", assign)?;
+            }
+        }
+    }
     Ok(State {
         name: name.to_string(),
         query_language: ql,
@@ -621,10 +666,7 @@ fn parse_state(name: &str, raw: &Value, inherited: QueryLanguage) -> Result<Stat
             Some(v) => parse_retry(&c, v)?,
             None => vec![],
         },
-        catch: match obj.get("Catch") {
-            Some(v) => parse_catch(&c, v)?,
-            None => vec![],
-        },
+        catch,
         kind,
     })
 }

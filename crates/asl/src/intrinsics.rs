@@ -1,5 +1,6 @@
 //! Intrinsic functions (`States.Format(...)` and friends) for the JSONPath query language.
 
+use crate::limits::{self, Budget};
 use crate::path::{JsonPath, PathError, Scope};
 use base64::Engine as _;
 use serde_json::Value;
@@ -16,8 +17,21 @@ pub struct Call {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
     Literal(Value),
+    /// A quoted string literal, its escapes resolved once at parse time.
+    Str(StrLiteral),
     Path(JsonPath),
     Call(Call),
+}
+
+/// A quoted string literal (`'...'`). Inside it `\'`, `\{`, `\}` and `\\` stand for
+/// `'`, `{`, `}` and `\` (Step Functions' reserved characters); any other backslash is a
+/// definition error. The escapes are resolved once, here: `pieces` is the text split
+/// around the unescaped `{}` pairs, the placeholders of `States.Format`, so an escaped
+/// `\{\}` is never taken for one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrLiteral {
+    pub value: String,
+    pub pieces: Vec<String>,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -45,7 +59,7 @@ pub trait Entropy {
 
 impl Call {
     pub fn parse(text: &str) -> Result<Call, IntrinsicError> {
-        let mut p = P { text, chars: text.chars().collect(), pos: 0 };
+        let mut p = P { text, chars: text.chars().collect(), pos: 0, depth: 0 };
         p.ws();
         let call = p.call()?;
         p.ws();
@@ -55,16 +69,38 @@ impl Call {
         Ok(call)
     }
 
+    /// Evaluates the call. The arguments it reads and the values it builds count
+    /// against [`limits::MAX_EVAL_WORK`]; strings and arrays it builds are bounded by
+    /// [`limits::MAX_STRING_BYTES`] and [`limits::MAX_SEQUENCE_ITEMS`].
     pub fn eval(&self, scope: &Scope<'_>, rng: &mut dyn Entropy) -> Result<Value, IntrinsicError> {
+        self.eval_with(scope, rng, &Budget::new())
+    }
+
+    /// Evaluates the call within an existing budget (that of a whole template).
+    pub fn eval_with(
+        &self,
+        scope: &Scope<'_>,
+        rng: &mut dyn Entropy,
+        budget: &Budget,
+    ) -> Result<Value, IntrinsicError> {
         let mut args = Vec::with_capacity(self.args.len());
         for a in &self.args {
-            args.push(match a {
+            let v = match a {
                 Arg::Literal(v) => v.clone(),
+                Arg::Str(s) => Value::String(s.value.clone()),
                 Arg::Path(p) => p.select(scope)?,
-                Arg::Call(c) => c.eval(scope, rng)?,
-            });
+                Arg::Call(c) => c.eval_with(scope, rng, budget)?,
+            };
+            budget.charge_value(&v).map_err(IntrinsicError::Failure)?;
+            args.push(v);
         }
-        apply(&self.name, args, rng)
+        let out = match (self.name.as_str(), self.args.first()) {
+            // A literal template: its placeholders were found when it was parsed.
+            ("States.Format", Some(Arg::Str(template))) => format_pieces(&template.pieces, &args[1..])?,
+            _ => apply(&self.name, args, rng)?,
+        };
+        limits::check_built(&out, budget).map_err(IntrinsicError::Failure)?;
+        Ok(out)
     }
 }
 
@@ -163,18 +199,14 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
         "States.ArrayUnique" => {
             arity(name, &args, 1)?;
             let mut out: Vec<Value> = Vec::new();
-            for x in as_array(name, &args[0])? {
-                if !out.iter().any(|y| json_eq(x, y)) {
-                    out.push(x.clone());
-                }
-            }
+            out.extend(unique(as_array(name, &args[0])?.clone()));
             Ok(Value::Array(out))
         }
         "States.Base64Encode" => {
             arity(name, &args, 1)?;
             let s = as_str(name, &args[0])?;
-            if s.len() > 10_000 {
-                return Err(fail(format!("The input to {name} exceeds 10000 characters")));
+            if s.chars().count() > limits::MAX_BASE64_INPUT_CHARS {
+                return Err(fail(format!("The input to {name} exceeds {} characters", limits::MAX_BASE64_INPUT_CHARS)));
             }
             Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s)))
         }
@@ -222,7 +254,8 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
             if end <= start {
                 return Err(fail(format!("The function {name} expects start < end")));
             }
-            let span = (end - start) as u64;
+            // end > start, so the difference fits in a u64 even when it overflows i64.
+            let span = end.wrapping_sub(start) as u64;
             let r = match args.get(2) {
                 Some(seed) => {
                     use rand::{Rng, SeedableRng};
@@ -231,22 +264,27 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
                 }
                 None => rng.next_u64() % span,
             };
-            Ok(Value::from(start + r as i64))
+            Ok(Value::from(start.wrapping_add(r as i64)))
         }
         "States.MathAdd" => {
             arity(name, &args, 2)?;
-            Ok(Value::from(java_round(&args[0], name)? + java_round(&args[1], name)?))
+            java_round(&args[0], name)?
+                .checked_add(java_round(&args[1], name)?)
+                .map(Value::from)
+                .ok_or_else(|| fail(format!("The result of {name} is out of range")))
         }
         "States.StringSplit" => {
             arity(name, &args, 2)?;
             let s = as_str(name, &args[0])?;
             let delims: Vec<char> = as_str(name, &args[1])?.chars().collect();
-            Ok(Value::Array(
-                s.split(|c| delims.contains(&c))
-                    .filter(|p| !p.is_empty())
-                    .map(|p| Value::String(p.to_string()))
-                    .collect(),
-            ))
+            let parts: Vec<Value> = s
+                .split(|c| delims.contains(&c))
+                .filter(|p| !p.is_empty())
+                .take(limits::MAX_SEQUENCE_ITEMS + 1)
+                .map(|p| Value::String(p.to_string()))
+                .collect();
+            limits::check_items(parts.len()).map_err(fail)?;
+            Ok(Value::Array(parts))
         }
         "States.UUID" => {
             arity(name, &args, 0)?;
@@ -257,7 +295,8 @@ fn apply(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> Result<Value, I
     }
 }
 
-/// Inclusive range from `start` to `end` by `step`, at most 1000 items (AWS's limit).
+/// Inclusive range from `start` to `end` by `step`, at most
+/// [`limits::MAX_ARRAY_RANGE_ITEMS`] items (Step Functions' limit).
 pub fn array_range(start: i64, end: i64, step: i64) -> Result<Vec<i64>, IntrinsicError> {
     if step == 0 {
         return Err(fail("The function States.ArrayRange expects a non-zero step"));
@@ -266,12 +305,63 @@ pub fn array_range(start: i64, end: i64, step: i64) -> Result<Vec<i64>, Intrinsi
     let mut x = start;
     while (step > 0 && x <= end) || (step < 0 && x >= end) {
         out.push(x);
-        if out.len() > 1000 {
-            return Err(fail("The function States.ArrayRange would produce more than 1000 items"));
+        if out.len() > limits::MAX_ARRAY_RANGE_ITEMS {
+            return Err(fail(format!(
+                "The function States.ArrayRange would produce more than {} items",
+                limits::MAX_ARRAY_RANGE_ITEMS
+            )));
         }
-        x += step;
+        match x.checked_add(step) {
+            Some(n) => x = n,
+            None => break,
+        }
     }
     Ok(out)
+}
+
+/// The items without repeats (first occurrence kept), with [`json_eq`]'s equality, in
+/// linear time (a quadratic scan of a large array would take minutes).
+pub fn unique(items: Vec<Value>) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    items.into_iter().filter(|x| seen.insert(canonical_key(x))).collect()
+}
+
+/// A string that two values share exactly when [`json_eq`] holds: numbers as `f64`,
+/// object keys sorted.
+fn canonical_key(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Number(n) => {
+                let f = n.as_f64().unwrap_or(0.0);
+                let f = if f == 0.0 { 0.0 } else { f };
+                out.push_str(&format!("n{f:?}"));
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for x in items {
+                    write(x, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for k in keys {
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k.as_str()], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
 }
 
 /// JSON equality where `1` equals `1.0`.
@@ -304,30 +394,26 @@ fn hash(data: &str, alg: &str) -> Result<String, IntrinsicError> {
     })
 }
 
+/// `States.Format` with a template that is not a literal (a path, a nested call): its
+/// text is data, not intrinsic syntax, so it has no escapes and every `{}` is a
+/// placeholder.
 fn format(template: &str, args: &[Value]) -> Result<Value, IntrinsicError> {
-    let mut out = String::new();
-    let mut chars = template.chars().peekable();
-    let mut next = 0;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    out.push(n);
-                }
-            }
-            '{' if chars.peek() == Some(&'}') => {
-                chars.next();
-                let v = args.get(next).ok_or_else(|| {
-                    fail("The number of arguments does not match the number of placeholders in States.Format")
-                })?;
-                next += 1;
-                out.push_str(&java_string(v));
-            }
-            c => out.push(c),
-        }
-    }
-    if next != args.len() {
+    let pieces: Vec<String> = template.split("{}").map(str::to_string).collect();
+    format_pieces(&pieces, args)
+}
+
+/// Joins `pieces` with the rendered `args` in between: one argument per gap.
+fn format_pieces(pieces: &[String], args: &[Value]) -> Result<Value, IntrinsicError> {
+    if pieces.len() != args.len() + 1 {
         return Err(fail("The number of arguments does not match the number of placeholders in States.Format"));
+    }
+    let mut out = String::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        out.push_str(piece);
+        if let Some(v) = args.get(i) {
+            out.push_str(&java_string(v));
+        }
+        limits::check_string(&out).map_err(fail)?;
     }
     Ok(Value::String(out))
 }
@@ -351,6 +437,8 @@ struct P<'a> {
     text: &'a str,
     chars: Vec<char>,
     pos: usize,
+    /// Calls open around the current position.
+    depth: usize,
 }
 
 impl P<'_> {
@@ -369,6 +457,18 @@ impl P<'_> {
     }
 
     fn call(&mut self) -> Result<Call, IntrinsicError> {
+        self.depth += 1;
+        if self.depth > limits::MAX_EXPRESSION_DEPTH {
+            return Err(
+                self.err(&format!("intrinsic function calls nest deeper than {} levels", limits::MAX_EXPRESSION_DEPTH))
+            );
+        }
+        let call = self.call_body();
+        self.depth -= 1;
+        call
+    }
+
+    fn call_body(&mut self) -> Result<Call, IntrinsicError> {
         let start = self.pos;
         while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '_') {
             self.pos += 1;
@@ -407,21 +507,28 @@ impl P<'_> {
         match self.peek() {
             Some('\'') => {
                 self.pos += 1;
-                let mut s = String::new();
+                let (mut value, mut pieces) = (String::new(), Vec::new());
+                let mut piece = String::new();
                 loop {
                     match self.peek() {
                         None => return Err(self.err("unterminated string literal")),
                         Some('\\') => {
-                            // Keep escapes of braces for States.Format; resolve the others.
-                            let n = self.chars.get(self.pos + 1).copied();
-                            match n {
-                                Some(c @ ('{' | '}')) => {
-                                    s.push('\\');
-                                    s.push(c);
+                            let c = match self.chars.get(self.pos + 1).copied() {
+                                Some(c @ ('\'' | '{' | '}' | '\\')) => c,
+                                Some(c) => {
+                                    return Err(self.err(&format!(
+                                        "invalid escape '\\{c}' in a string literal: only \\', \\{{, \\}} and \\\\ are escapes"
+                                    )))
                                 }
-                                Some(c) => s.push(c),
                                 None => return Err(self.err("dangling escape")),
-                            }
+                            };
+                            value.push(c);
+                            piece.push(c);
+                            self.pos += 2;
+                        }
+                        Some('{') if self.chars.get(self.pos + 1) == Some(&'}') => {
+                            value.push_str("{}");
+                            pieces.push(std::mem::take(&mut piece));
                             self.pos += 2;
                         }
                         Some('\'') => {
@@ -429,12 +536,14 @@ impl P<'_> {
                             break;
                         }
                         Some(c) => {
-                            s.push(c);
+                            value.push(c);
+                            piece.push(c);
                             self.pos += 1;
                         }
                     }
                 }
-                Ok(Arg::Literal(Value::String(s)))
+                pieces.push(piece);
+                Ok(Arg::Str(StrLiteral { value, pieces }))
             }
             Some('$') => {
                 let start = self.pos;
@@ -526,13 +635,68 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_not_overflowing() {
+        let nested = |n: usize| format!("{}'x'{}", "States.Format('{}', ".repeat(n), ")".repeat(n));
+        assert_eq!(eval(&nested(limits::MAX_EXPRESSION_DEPTH), json!({})), Ok(json!("x")));
+        let e = Call::parse(&nested(20_000)).unwrap_err().to_string();
+        assert!(e.contains("nest deeper than"), "{e}");
+        let e = Call::parse(&format!("States.Array({}1{})", "States.Array(".repeat(20_000), ")".repeat(20_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nest deeper than"), "{e}");
+    }
+
+    #[test]
+    fn arithmetic_does_not_overflow() {
+        let max = i64::MAX;
+        assert_eq!(array_range(max - 1, max, 1).unwrap(), vec![max - 1, max]);
+        assert_eq!(array_range(i64::MIN + 1, i64::MIN, -1).unwrap(), vec![i64::MIN + 1, i64::MIN]);
+        assert!(eval(&format!("States.MathAdd({max}, 1)"), json!({})).is_err());
+        let r = eval("States.MathRandom(-9223372036854775807, 9223372036854775807)", json!({})).unwrap();
+        assert!(r.is_i64());
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        assert_eq!(array_range(1, 1000, 1).unwrap().len(), 1000);
+        assert!(array_range(1, 1001, 1).is_err());
+        assert!(eval("States.ArrayRange(0, 9223372036854775807, 1)", json!({})).is_err());
+        // 64 KiB in, 100 placeholders: 6.4 MiB out is refused.
+        let big = "x".repeat(64 * 1024);
+        let template = "{}".repeat(100);
+        let args = ", $.s".repeat(100);
+        let e = eval(&format!("States.Format('{template}'{args})"), json!({"s": big})).unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+        // Reading the same large value many times runs out of work.
+        let args = "$.a, ".repeat(300);
+        let items: Vec<u32> = (0..20_000).collect();
+        let e = eval(&format!("States.ArrayLength(States.Array({args}1))"), json!({"a": items})).unwrap_err();
+        assert!(e.to_string().starts_with("U1002"), "{e}");
+    }
+
+    #[test]
+    fn unique_is_linear_and_keeps_first() {
+        let items: Vec<Value> = (0..200_000).map(|i| json!(i % 1000)).collect();
+        assert_eq!(unique(items).len(), 1000);
+        assert_eq!(unique(vec![json!(1), json!(1.0), json!({"a": 1, "b": 2}), json!({"b": 2, "a": 1.0})]).len(), 2);
+        assert_eq!(unique(vec![json!("1"), json!(1), json!([1]), json!(["1"])]).len(), 4);
+    }
+
+    #[test]
     fn parse_errors() {
         assert!(Call::parse("States.Format('x'").is_err());
         assert!(Call::parse("Foo.Bar()").is_err());
         assert!(Call::parse("States.Array(x)").is_err());
+        let e = Call::parse("States.Format('a\\nb')").unwrap_err().to_string();
+        assert!(e.contains("invalid escape '\\n'"), "{e}");
     }
 
     proptest! {
+        #[test]
+        fn parser_never_panics(text in "States\\.[A-Za-z.]{0,12}[(),'$.a-z0-9{}\\\\ S]{0,60}") {
+            let _ = Call::parse(&text);
+        }
+
         #[test]
         fn partition_concatenates_back(items in proptest::collection::vec(0i64..100, 0..40), size in 1i64..10) {
             let out = eval(&format!("States.ArrayPartition($.a, {size})"), json!({"a": items})).unwrap();

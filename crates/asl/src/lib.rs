@@ -25,6 +25,7 @@ pub mod definition;
 pub mod error;
 pub mod intrinsics;
 pub mod jsonata;
+pub mod limits;
 pub mod path;
 pub mod payload;
 pub mod runner;
@@ -49,10 +50,18 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Parses and validates a definition.
+    /// Definitions nesting deeper than [`limits::MAX_DEFINITION_DEPTH`] are refused.
     pub fn parse(definition: &Value) -> Result<StateMachine, DefinitionError> {
+        if limits::deeper_than(definition, limits::MAX_DEFINITION_DEPTH) {
+            return Err(DefinitionError::new(
+                None,
+                None,
+                format!("the definition nests deeper than {} levels", limits::MAX_DEFINITION_DEPTH),
+            ));
+        }
         let ql = inherited_language(definition)?;
         let program = parse_program(definition, ql)?;
-        validate::validate(&program)?;
+        validate::validate_machine(&program)?;
         Ok(StateMachine { program, definition: definition.clone() })
     }
 

@@ -65,6 +65,9 @@ pub enum PathError {
     NotFound(String),
     #[error("{0}")]
     Reference(String),
+    /// The matches of an indefinite path are too large to copy.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// The values a path evaluation can read from.
@@ -133,6 +136,19 @@ impl JsonPath {
         if self.is_definite() {
             found.into_iter().next().cloned().ok_or_else(|| PathError::NotFound(self.canonical()))
         } else {
+            // `$..a` on `{"a": {"a": ...}}` matches each level, which holds all the
+            // levels below: copying every match could take the square of the input.
+            let cap = crate::limits::MAX_EVAL_WORK;
+            let mut work = 0u64;
+            for v in &found {
+                work += crate::limits::weight(v, cap - work.min(cap));
+                if work > cap {
+                    return Err(PathError::Limit(format!(
+                        "the matches of the path {} exceed the work limit of {cap} units",
+                        self.text
+                    )));
+                }
+            }
             Ok(Value::Array(found.into_iter().cloned().collect()))
         }
     }
@@ -308,11 +324,13 @@ struct Parser<'a> {
     text: &'a str,
     chars: Vec<char>,
     pos: usize,
+    /// Filters open around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Self {
-        Parser { text, chars: text.chars().collect(), pos: 0 }
+        Parser { text, chars: text.chars().collect(), pos: 0, depth: 0 }
     }
 
     fn err(&self, reason: &str) -> PathError {
@@ -389,6 +407,9 @@ impl<'a> Parser<'a> {
                 }
                 _ => break,
             }
+            if segs.len() > crate::limits::MAX_PATH_SEGMENTS {
+                return Err(self.err(&format!("a path has at most {} segments", crate::limits::MAX_PATH_SEGMENTS)));
+            }
             if in_filter && matches!(self.peek(), Some(' ' | ')' | '=' | '!' | '<' | '>')) {
                 break;
             }
@@ -430,7 +451,15 @@ impl<'a> Parser<'a> {
                 if !self.eat('(') {
                     return Err(self.err("expected '(' after '?'"));
                 }
-                let f = self.filter()?;
+                self.depth += 1;
+                if self.depth > crate::limits::MAX_EXPRESSION_DEPTH {
+                    return Err(
+                        self.err(&format!("filters nest deeper than {} levels", crate::limits::MAX_EXPRESSION_DEPTH))
+                    );
+                }
+                let f = self.filter();
+                self.depth -= 1;
+                let f = f?;
                 if !self.eat(')') {
                     return Err(self.err("expected ')' closing the filter"));
                 }
@@ -565,7 +594,49 @@ mod tests {
         assert!(p.write(json!("s"), json!(2)).is_err());
     }
 
+    #[test]
+    fn long_and_deep_paths_are_refused_not_overflowing() {
+        let limit = crate::limits::MAX_PATH_SEGMENTS;
+        assert!(JsonPath::parse(&format!("${}", ".a".repeat(limit))).is_ok());
+        let e = JsonPath::parse(&format!("${}", ".a".repeat(100_000))).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        let e = JsonPath::parse(&format!("${}", "[0]".repeat(100_000))).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        let nested = format!("$.a{}{}", "[?(@.a".repeat(20_000), ")]".repeat(20_000));
+        let e = JsonPath::parse(&nested).unwrap_err();
+        assert!(e.to_string().contains("nest deeper"), "{e}");
+    }
+
+    #[test]
+    fn copying_nested_matches_is_bounded() {
+        // 60 nested levels over 100,000 numbers: `$..a` matches every level, and each
+        // match holds the array: 6,000,000 values to copy.
+        let items: Vec<u32> = (0..100_000).collect();
+        let mut doc = json!({"a": items});
+        for _ in 0..60 {
+            doc = json!({"a": doc});
+        }
+        let e = sel("$..a", doc.clone()).unwrap_err();
+        assert!(e.to_string().contains("work limit"), "{e}");
+        assert_eq!(sel("$..a[0]", doc).map(|v| v.as_array().map(Vec::len)), Ok(Some(1)));
+    }
+
+    #[test]
+    fn descendant_search_reaches_deep_input() {
+        // A value as deep as JSON text can be (serde_json reads at most 128 levels).
+        let mut doc = json!({"k": 1});
+        for _ in 0..126 {
+            doc = json!({"a": doc});
+        }
+        assert_eq!(sel("$..k", doc), Ok(json!([1])));
+    }
+
     proptest! {
+        #[test]
+        fn parser_never_panics(text in "\\$[a-z.\\[\\]?()@*'=<> 0-9-]{0,60}") {
+            let _ = JsonPath::parse(&text);
+        }
+
         #[test]
         fn dotted_paths_round_trip(names in proptest::collection::vec("[a-zA-Z_][a-zA-Z0-9_]{0,6}", 1..5)) {
             let text = format!("$.{}", names.join("."));

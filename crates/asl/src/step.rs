@@ -8,14 +8,40 @@ use crate::definition::{Dynamic, PathField, Program, QueryLanguage, State, State
 use crate::error::{names, Failure};
 use crate::intrinsics::{java_string, Entropy};
 use crate::jsonata;
+use crate::limits::{self, Budget};
 use crate::path::{PathError, Scope};
 use crate::payload;
 use crate::timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::rc::Rc;
 
 /// AWS's limit on the size of a state's input or output.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// State transitions one call of the step API runs before it yields (an
+/// [`Action::Wait`] due at once, the cursor in [`Phase::Enter`]), so that a loop of
+/// synchronous states (`{"A": {"Type": "Pass", "Next": "A"}}`) runs in bounded chunks
+/// the engine commits one by one, each bounded in time and memory, instead of growing
+/// without end inside one call. Step Functions has no such figure (it counts the
+/// execution's history instead, see the engine's `MAX_HISTORY_EVENTS`); 256 transitions
+/// (about 512 history events) keep a step under a millisecond for small payloads.
+pub const MAX_TRANSITIONS_PER_STEP: u32 = 256;
+
+/// Bytes of state payloads (inputs and outputs as JSON text) one call of the step API
+/// records in history before it yields, like [`MAX_TRANSITIONS_PER_STEP`]: a loop over
+/// a 256 KiB payload yields every few transitions, so a step holds a few MiB at most.
+pub const MAX_PAYLOAD_BYTES_PER_STEP: usize = 4 * 1024 * 1024;
+
+/// Most iterations of one inline Map state (its items). Step Functions bounds inline
+/// Map by the execution's 25,000 history events (each iteration takes at least two);
+/// 10,000 fails an oversized Map before any iteration runs.
+pub const MAX_MAP_ITEMS: usize = 10_000;
+
+/// Most bytes (JSON text) of the inputs of all iterations of one inline Map state after
+/// its `ItemSelector` (each is a payload of at most [`MAX_PAYLOAD_BYTES`]): 16 MiB,
+/// 64 payloads. Step Functions has no figure for this (it bounds each payload).
+pub const MAX_MAP_INPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Serializable position of a running execution (persisted by the engine between steps).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +89,9 @@ pub enum Phase {
     Backoff { until_ms: i64, error: String },
     /// The execution ended.
     Done,
+    /// Yielded before entering `cursor.state` with `cursor.input` (see
+    /// [`MAX_TRANSITIONS_PER_STEP`]): `resume` enters it.
+    Enter,
 }
 
 /// A Task to run.
@@ -79,6 +108,10 @@ pub struct TaskRequest {
     pub idempotency_key: String,
     /// The cursor's scope: empty at the top level, e.g. `Map@0[3]` inside a Map iteration.
     pub scope: String,
+    /// A callback task's `$$.Task.Token`, for the engine to record (hashed) what
+    /// it waits for. Never serialized: a stored request does not hold it.
+    #[serde(skip)]
+    pub task_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +203,30 @@ pub fn idempotency_key(execution_id: &str, state: &str, attempt: u32) -> String 
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The prefix of task tokens derived from a seed.
+pub const TASK_TOKEN_PREFIX: &str = "tnytt_";
+
+/// `$$.Task.Token` of the callback task `state` (scoped) in its `attempt`, entered at
+/// history event `entered_event_id`: with a seed, `tnytt_` and the unpadded base64url of
+/// SHA-256 over the seed and those facts (so each attempt of each step has its own
+/// token, unpredictable without the seed); without one, the idempotency key.
+pub fn task_token(
+    seed: Option<&[u8; 32]>,
+    execution_id: &str,
+    state: &str,
+    attempt: u32,
+    entered_event_id: u64,
+) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some(seed) = seed else { return idempotency_key(execution_id, state, attempt) };
+    let mut h = sha2::Sha256::new();
+    h.update(b"tenancy task token\0");
+    h.update(seed);
+    h.update(format!("{execution_id}\u{0}{state}\u{0}{attempt}\u{0}{entered_event_id}").as_bytes());
+    format!("{TASK_TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize()))
+}
+
 /// Options of a sub-execution (a Parallel branch or a Map iteration).
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -199,6 +256,13 @@ struct Run {
     cursor: Cursor,
     history: Vec<HistoryEvent>,
     now: i64,
+    /// The work left to the current state's JSONata expressions in this step
+    /// ([`limits::MAX_EVAL_WORK`], renewed when a state is entered).
+    budget: Rc<Budget>,
+    /// States entered and payload bytes recorded by this call (see
+    /// [`MAX_TRANSITIONS_PER_STEP`]).
+    transitions: u32,
+    payload_bytes: usize,
 }
 
 /// The step API was called with a cursor that does not fit the call.
@@ -235,6 +299,23 @@ impl Run {
         self.history.push(HistoryEvent { id, kind: kind.to_string(), state: state.map(str::to_string), details });
         id
     }
+}
+
+/// The size of `v` as JSON text, without building the text.
+pub fn payload_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
 }
 
 fn seed_of(s: &str) -> u64 {
@@ -298,7 +379,8 @@ impl<'a> Interpreter<'a> {
             top_level: opts.top_level,
             timer_until_ms: None,
         };
-        let mut run = Run { cursor, history: vec![], now: now_ms };
+        let mut run =
+            Run { cursor, history: vec![], now: now_ms, budget: Rc::default(), transitions: 0, payload_bytes: 0 };
         if run.cursor.top_level {
             run.event("ExecutionStarted", None, json!({"input": input}));
         }
@@ -316,7 +398,7 @@ impl<'a> Interpreter<'a> {
             }
             Phase::Timer { output } => self.leave(&mut run, state, output),
             Phase::Backoff { .. } => {
-                run.cursor.attempt += 1;
+                run.cursor.attempt = run.cursor.attempt.saturating_add(1);
                 run.cursor.phase = Phase::Work;
                 match self.execute(&mut run, state) {
                     Ok(f) => f,
@@ -326,6 +408,7 @@ impl<'a> Interpreter<'a> {
                     }
                 }
             }
+            Phase::Enter => Flow::Enter(cursor.state.clone(), cursor.input.clone()),
             Phase::Work | Phase::Done => {
                 return Err(StepError::NotWaiting { state: cursor.state.clone(), expected: "a timer" })
             }
@@ -339,7 +422,7 @@ impl<'a> Interpreter<'a> {
                 until_ms: *until_ms,
                 state: cursor.state.clone(),
                 error: error.clone(),
-                attempt: cursor.attempt + 1,
+                attempt: cursor.attempt.saturating_add(1),
             },
             _ => Action::Wait { until_ms: cursor.timer_until_ms.unwrap_or_default() },
         }
@@ -361,6 +444,10 @@ impl<'a> Interpreter<'a> {
     /// The pending task succeeded with `result`.
     pub fn task_succeeded(&self, cursor: &Cursor, result: Value, now_ms: i64) -> Result<Step, StepError> {
         let state = self.check_work(cursor, false)?;
+        if let Err(f) = Self::check_depth(state, &result) {
+            // Not recorded: the history could not be read back.
+            return self.task_failed(cursor, f, now_ms);
+        }
         let mut run = self.run_of(cursor, now_ms);
         run.event("TaskSucceeded", Some(&state.name), json!({"output": result}));
         Ok(self.succeed_work(run, state, result))
@@ -412,15 +499,33 @@ impl<'a> Interpreter<'a> {
     }
 
     fn run_of(&self, cursor: &Cursor, now: i64) -> Run {
-        Run { cursor: cursor.clone(), history: vec![], now }
+        Run { cursor: cursor.clone(), history: vec![], now, budget: Rc::default(), transitions: 0, payload_bytes: 0 }
     }
 
     fn drive(&self, mut run: Run, mut flow: Flow) -> Step {
         loop {
             flow = match flow {
+                Flow::Enter(name, input)
+                    if run.transitions >= MAX_TRANSITIONS_PER_STEP
+                        || run.payload_bytes >= MAX_PAYLOAD_BYTES_PER_STEP =>
+                {
+                    // Yield: the engine commits this much and resumes at once.
+                    run.cursor.state = name;
+                    run.cursor.input = input;
+                    run.cursor.effective = Value::Null;
+                    run.cursor.phase = Phase::Enter;
+                    run.cursor.timer_until_ms = None;
+                    return Step {
+                        cursor: run.cursor,
+                        action: Action::Wait { until_ms: run.now },
+                        history: run.history,
+                    };
+                }
                 Flow::Enter(name, input) => {
+                    run.transitions += 1;
                     // Validation guarantees that every transition names a state.
                     let state = &self.program.states[&name];
+                    run.budget = Rc::default();
                     run.cursor.state = name.clone();
                     run.cursor.input = input;
                     run.cursor.effective = Value::Null;
@@ -480,14 +585,7 @@ impl<'a> Interpreter<'a> {
         let retry_count = matches!(state.kind, StateKind::Task { .. }).then_some(run.cursor.attempt);
         // `$$.Task.Token` of a callback task: its attempt's idempotency key, which the
         // engine also gets in `TaskRequest::idempotency_key` and waits for.
-        let task_token = match &state.kind {
-            StateKind::Task { resource, .. } if resource.ends_with(".waitForTaskToken") => Some(idempotency_key(
-                &self.ctx.execution_id,
-                &scoped(&run.cursor.scope, &state.name),
-                run.cursor.attempt,
-            )),
-            _ => None,
-        };
+        let task_token = self.task_token_of(run, state);
         context_object(
             self.ctx,
             &StateFacts {
@@ -498,6 +596,20 @@ impl<'a> Interpreter<'a> {
                 task_token: task_token.as_deref(),
             },
         )
+    }
+
+    /// `$$.Task.Token` when `state` is a callback task (see [`task_token`]).
+    fn task_token_of(&self, run: &Run, state: &State) -> Option<String> {
+        match &state.kind {
+            StateKind::Task { resource, .. } if resource.ends_with(".waitForTaskToken") => Some(task_token(
+                self.ctx.task_token_seed.as_ref(),
+                &self.ctx.execution_id,
+                &scoped(&run.cursor.scope, &state.name),
+                run.cursor.attempt,
+                run.cursor.entered_event_id,
+            )),
+            _ => None,
+        }
     }
 
     fn select_field(
@@ -543,7 +655,7 @@ impl<'a> Interpreter<'a> {
 
     fn jsonata(&self, run: &Run, states: &Value, template: &Value, field: &str) -> Result<Value, Failure> {
         let seed = run.cursor.rng.wrapping_add(run.cursor.next_event_id.wrapping_mul(0x9E37_79B9));
-        jsonata::eval_template(template, states, &run.cursor.variables, field, seed)
+        jsonata::eval_template(template, states, &run.cursor.variables, field, seed, &run.budget)
     }
 
     /// Evaluates `Assign` and returns the new variables (applied by the caller).
@@ -562,6 +674,7 @@ impl<'a> Interpreter<'a> {
             QueryLanguage::JsonPath => self.template(run, state, assign, jsonpath_input)?,
             QueryLanguage::Jsonata => self.jsonata(run, states, assign, "Assign")?,
         };
+        Self::check_depth(state, &v)?;
         match v {
             Value::Object(m) => Ok(Some(m)),
             _ => Err(runtime("Assign must be an object")),
@@ -576,8 +689,9 @@ impl<'a> Interpreter<'a> {
         }
     }
 
-    fn check_size(state: &State, v: &Value) -> Result<(), Failure> {
-        if serde_json::to_string(v).map(|s| s.len()).unwrap_or(0) > MAX_PAYLOAD_BYTES {
+    fn check_size(state: &State, v: &Value) -> Result<usize, Failure> {
+        let size = payload_size(v);
+        if size > MAX_PAYLOAD_BYTES {
             return Err(Failure::new(
                 names::DATA_LIMIT,
                 format!(
@@ -586,13 +700,34 @@ impl<'a> Interpreter<'a> {
                 ),
             ));
         }
+        Ok(size)
+    }
+
+    /// Values nesting deeper than [`limits::MAX_VALUE_DEPTH`] are refused like values
+    /// too large: the engine could not read them back.
+    fn check_depth(state: &State, v: &Value) -> Result<(), Failure> {
+        if limits::deeper_than(v, limits::MAX_VALUE_DEPTH) {
+            return Err(Failure::new(
+                names::DATA_LIMIT,
+                format!(
+                    "The state/task '{}' produced a value nesting deeper than the limit of {} levels.",
+                    state.name,
+                    limits::MAX_VALUE_DEPTH
+                ),
+            ));
+        }
         Ok(())
     }
 
     /// Leaves a state with `output`: to the next state or the end.
     fn leave(&self, run: &mut Run, state: &State, output: Value) -> Flow {
-        if let Err(f) = Self::check_size(state, &output) {
+        if let Err(f) = Self::check_depth(state, &output) {
             return Flow::Fail(f);
+        }
+        match Self::check_size(state, &output) {
+            // Recorded twice: this state's exit and the next one's entry.
+            Ok(size) => run.payload_bytes = run.payload_bytes.saturating_add(2 * size),
+            Err(f) => return Flow::Fail(f),
         }
         run.event(&format!("{}StateExited", state.type_name()), Some(&state.name), json!({"output": output}));
         match (&state.next, &state.kind) {
@@ -622,6 +757,7 @@ impl<'a> Interpreter<'a> {
                     None => effective,
                 };
                 let result = result.clone().unwrap_or(effective);
+                Self::check_depth(state, &result)?;
                 Self::check_size(state, &result)?;
                 let vars = self.assign(run, state, state.assign.as_ref(), &result, &Value::Null)?;
                 let output = Self::result_path(&state.result_path, &input, result)?;
@@ -746,6 +882,8 @@ impl<'a> Interpreter<'a> {
                         None => e,
                     }
                 };
+                Self::check_depth(state, &effective)?;
+                Self::check_size(state, &effective)?;
                 run.cursor.effective = effective;
                 self.schedule_work(run, state)
             }
@@ -798,6 +936,8 @@ impl<'a> Interpreter<'a> {
         states: &Value,
     ) -> Result<i64, Failure> {
         let base = run.cursor.entered_ms;
+        // A timestamp further than the longest timer waits that long.
+        let latest = base.saturating_add(limits::MAX_TIMER_MS);
         let ctx = self.context(run, state);
         let scope = Scope { input: effective, context: &ctx, variables: &run.cursor.variables };
         match wait {
@@ -808,7 +948,7 @@ impl<'a> Interpreter<'a> {
                     v.clone()
                 };
                 match v.as_i64() {
-                    Some(s) if s >= 0 => Ok(base + s * 1000),
+                    Some(s) if s >= 0 => Ok(limits::deadline_after_seconds(base, s as f64)),
                     _ => Err(Failure::new(
                         names::QUERY_EVALUATION,
                         format!("The Seconds field must be a non-negative integer, got {v}"),
@@ -822,7 +962,7 @@ impl<'a> Interpreter<'a> {
                     v.clone()
                 };
                 let s = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-                timestamp::parse(&s).map(timestamp::to_ms).ok_or_else(|| {
+                timestamp::parse(&s).map(|t| timestamp::to_ms(t).min(latest)).ok_or_else(|| {
                     Failure::new(
                         names::QUERY_EVALUATION,
                         format!("The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {s}"),
@@ -842,7 +982,7 @@ impl<'a> Interpreter<'a> {
                         if s < 0 {
                             Err(runtime(format!("The SecondsPath parameter references a negative value: {p} == {v}")))
                         } else {
-                            Ok(base.saturating_add(s.saturating_mul(1000)))
+                            Ok(limits::deadline_after_seconds(base, s as f64))
                         }
                     }
                     _ => Err(runtime(format!(
@@ -857,7 +997,7 @@ impl<'a> Interpreter<'a> {
                 })?;
                 v.as_str()
                     .and_then(timestamp::parse)
-                    .map(timestamp::to_ms)
+                    .map(|t| timestamp::to_ms(t).min(latest))
                     .ok_or_else(|| {
                         runtime(format!(
                             "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {p} == {}",
@@ -925,8 +1065,8 @@ impl<'a> Interpreter<'a> {
                     state: state.name.clone(),
                     resource: resource.clone(),
                     parameters: effective,
-                    timeout_seconds: timeout.map(|t| t as u64),
-                    heartbeat_seconds: heartbeat.map(|t| t as u64),
+                    timeout_seconds: timeout.map(limits::clamp_timer_seconds),
+                    heartbeat_seconds: heartbeat.map(limits::clamp_timer_seconds),
                     attempt: run.cursor.attempt,
                     idempotency_key: idempotency_key(
                         &self.ctx.execution_id,
@@ -934,6 +1074,7 @@ impl<'a> Interpreter<'a> {
                         run.cursor.attempt,
                     ),
                     scope: run.cursor.scope.clone(),
+                    task_token: self.task_token_of(run, state),
                 })))
             }
             StateKind::Parallel { branches } => {
@@ -996,7 +1137,21 @@ impl<'a> Interpreter<'a> {
                     "ToleratedFailurePercentage",
                     &effective,
                 )?;
+                // From a path or an expression: checked here as the parser checks literals.
+                if let Some(p) = tol_pct.filter(|p| !(0.0..=100.0).contains(p)) {
+                    return Err(runtime(format!("ToleratedFailurePercentage must be a number from 0 to 100, got {p}")));
+                }
+                if let Some(n) = tol_count.filter(|n| *n < 0.0 || n.fract() != 0.0) {
+                    return Err(runtime(format!("ToleratedFailureCount must be a non-negative integer, got {n}")));
+                }
+                if items.len() > MAX_MAP_ITEMS {
+                    return Err(runtime(format!(
+                        "the Map state has {} items, more than the limit of {MAX_MAP_ITEMS} iterations (MAX_MAP_ITEMS)",
+                        items.len()
+                    )));
+                }
                 let mut inputs = Vec::with_capacity(items.len());
+                let mut input_bytes = 0usize;
                 for (index, value) in items.iter().enumerate() {
                     let saved = run.cursor.map_item.replace(MapItem { index, value: value.clone() });
                     let r = match &spec.item_selector {
@@ -1008,7 +1163,20 @@ impl<'a> Interpreter<'a> {
                         None => Ok(value.clone()),
                     };
                     run.cursor.map_item = saved;
-                    inputs.push(r?);
+                    let r = r?;
+                    if spec.item_selector.is_some() {
+                        input_bytes = input_bytes.saturating_add(Self::check_size(state, &r)?);
+                        if input_bytes > MAX_MAP_INPUT_BYTES {
+                            return Err(Failure::new(
+                                names::DATA_LIMIT,
+                                format!(
+                                    "the inputs of the iterations of Map state '{}' exceed {MAX_MAP_INPUT_BYTES} bytes (MAX_MAP_INPUT_BYTES)",
+                                    state.name
+                                ),
+                            ));
+                        }
+                    }
+                    inputs.push(r);
                 }
                 run.event("MapStateStarted", Some(&state.name), json!({"length": items.len()}));
                 Ok(Flow::Pause(Action::RunBranches(BranchRequest {
@@ -1085,13 +1253,13 @@ impl<'a> Interpreter<'a> {
                         delay *= u;
                     }
                     run.cursor.retry_counts[i] = count + 1;
-                    let until = run.now + (delay * 1000.0).round() as i64;
+                    let until = limits::deadline_after_seconds(run.now, delay);
                     run.cursor.phase = Phase::Backoff { until_ms: until, error: error.clone() };
                     return Flow::Pause(Action::RetryAfter {
                         until_ms: until,
                         state: state.name.clone(),
                         error,
-                        attempt: run.cursor.attempt + 1,
+                        attempt: run.cursor.attempt.saturating_add(1),
                     });
                 }
             }

@@ -3,7 +3,41 @@
 
 use crate::definition::{Program, StateKind};
 use crate::error::DefinitionError;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Checks a whole machine: the graph of each program, and that no state name is used
+/// twice anywhere in the machine (the top level, Parallel branches and Map processors
+/// share one namespace in Step Functions: the history, `$$.State.Name` and redrive name
+/// a state by its name alone).
+pub fn validate_machine(p: &Program) -> Result<(), DefinitionError> {
+    let mut seen = BTreeMap::new();
+    unique_names(p, "the top level", &mut seen)?;
+    validate(p)
+}
+
+fn unique_names(p: &Program, place: &str, seen: &mut BTreeMap<String, String>) -> Result<(), DefinitionError> {
+    for (name, s) in &p.states {
+        if let Some(first) = seen.insert(name.clone(), place.to_string()) {
+            return Err(DefinitionError::new(
+                Some(name),
+                None,
+                format!(
+                    "state names must be unique in the whole state machine: {name:?} is used in {first} and in {place}"
+                ),
+            ));
+        }
+        match &s.kind {
+            StateKind::Parallel { branches } => {
+                for (i, b) in branches.iter().enumerate() {
+                    unique_names(b, &format!("branch {i} of Parallel state {name:?}"), seen)?;
+                }
+            }
+            StateKind::Map(m) => unique_names(&m.processor, &format!("the processor of Map state {name:?}"), seen)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 pub fn validate(p: &Program) -> Result<(), DefinitionError> {
     if !p.states.contains_key(&p.start_at) {

@@ -337,3 +337,53 @@ fn map_with_max_concurrency_one_numbers_events_exactly() {
     let ids: Vec<u64> = result.history.iter().map(|e| e.id).collect();
     assert_eq!(ids, (1..=14).collect::<Vec<_>>());
 }
+
+/// A loop of Pass states yields after a bounded number of transitions (an immediate
+/// Wait, no history event for it), and `resume` goes on where it stopped.
+#[test]
+fn a_loop_of_synchronous_states_yields_in_bounded_steps() {
+    use tenancy_asl::step::MAX_TRANSITIONS_PER_STEP;
+    let m = machine(json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Result": 1, "ResultPath": "$.n", "Next": "B"},
+        "B": {"Type": "Pass", "Next": "A"}}}));
+    let first = m.start(&ctx(), json!({}), T0);
+    assert_eq!(first.action, Action::Wait { until_ms: T0 });
+    let entered = kinds(&first).iter().filter(|k| k.ends_with("StateEntered")).count();
+    assert_eq!(entered, MAX_TRANSITIONS_PER_STEP as usize);
+    let next = m.resume(&ctx(), &persisted(&first), T0).unwrap();
+    assert_eq!(next.action, Action::Wait { until_ms: T0 });
+    assert_eq!(next.history[0].id, first.cursor.next_event_id, "ids continue");
+    assert_eq!(next.history[0].kind, "PassStateEntered");
+    let entered = kinds(&next).iter().filter(|k| k.ends_with("StateEntered")).count();
+    assert_eq!(entered, MAX_TRANSITIONS_PER_STEP as usize);
+}
+
+/// Nested Maps stop at the run's budget of iterations instead of running them all.
+#[test]
+fn nested_maps_stop_at_the_iteration_budget() {
+    struct Small;
+    impl TaskRunner for Small {
+        fn run_task<'a>(&'a self, _request: &'a TaskRequest) -> BoxFuture<'a, Result<Value, Failure>> {
+            Box::pin(async { Ok(json!(null)) })
+        }
+        fn limits(&self) -> runner::BranchLimits {
+            runner::BranchLimits { iterations: 50, ..runner::BranchLimits::default() }
+        }
+    }
+    let inner = json!({"StartAt": "Leaf", "States": {"Leaf": {"Type": "Pass", "End": true}}});
+    let m = machine(json!({"StartAt": "Outer", "States": {"Outer": {"Type": "Map",
+        "ItemProcessor": {"StartAt": "Inner", "States": {"Inner": {"Type": "Map", "ItemsPath": "$.items",
+            "ItemProcessor": inner, "End": true}}},
+        "End": true}}}));
+    let items: Vec<Value> = (0..20).map(|_| json!({"items": (0..20).collect::<Vec<_>>()})).collect();
+    let result = block_on(runner::run(&m, &ctx(), json!(items), &Small));
+    match result.status {
+        Status::Failed(f) => {
+            assert_eq!(f.error.as_deref(), Some("States.Runtime"));
+            assert!(f.cause.unwrap().contains("limit of 50 branches and iterations"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let iterations = result.history.iter().filter(|e| e.kind == "MapIterationStarted").count();
+    assert!(iterations <= 50, "{iterations} iterations ran");
+}

@@ -81,18 +81,20 @@ pub struct ServeArgs {
     /// `postgres://...` to run on PostgreSQL instead of SQLite in the data directory.
     #[arg(long, env = "TENANCY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// TOML config file (keys: listen, data_dir, database_url, log_format, roles).
+    /// TOML config file: a key per flag of `serve`, `-` written `_` (e.g. data_plane_url,
+    /// event_retention_days; lists for roles and outbound_allow). Flags beat the
+    /// environment, which beats the file.
     #[arg(long, env = "TENANCY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format [default: text].
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Roles to run, comma separated: api, worker [default: all].
+    /// Roles to run, comma separated: api, worker [default: api,worker].
     #[arg(long, env = "TENANCY_ROLES", value_delimiter = ',')]
     pub roles: Option<Vec<String>>,
-    /// Days archived events and finished deliveries are kept.
-    #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS", default_value_t = crate::serve::DEFAULT_EVENT_RETENTION_DAYS)]
-    pub event_retention_days: u32,
+    /// Days archived events and finished deliveries are kept [default: 30].
+    #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS")]
+    pub event_retention_days: Option<u32>,
     /// Blob store for audit exports: file:///path or s3://bucket/prefix [default: <data dir>/blobs].
     #[arg(long, env = "TENANCY_BLOB_URL")]
     pub blob_url: Option<String>,
@@ -104,6 +106,18 @@ pub struct ServeArgs {
     /// Prefix of data-plane database, schema and role names [default: tenancy].
     #[arg(long, env = "TENANCY_DATA_PLANE_PREFIX")]
     pub data_plane_prefix: Option<String>,
+    /// Destinations http:invoke, webhooks and hooks may reach although the outbound
+    /// policy refuses them (loopback, private, link-local, ...): CIDRs, addresses or
+    /// host names, comma separated or repeated (e.g. 127.0.0.0/8,::1) [default: none].
+    #[arg(long, env = "TENANCY_OUTBOUND_ALLOW", value_delimiter = ',')]
+    pub outbound_allow: Option<Vec<String>>,
+    /// File holding the master key that seals stored secrets (base64 of 32 bytes);
+    /// replicas share it [default: <data dir>/master.key, generated for a new database].
+    #[arg(long, env = "TENANCY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Client connections served at once; more wait until one closes [default: 1024].
+    #[arg(long, env = "TENANCY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +168,10 @@ pub enum TenantCmd {
     Resume {
         id: String,
     },
+    /// Provision a failed tenant again (after fixing what failed, e.g. a hook).
+    Retry {
+        id: String,
+    },
     /// Move a tenant to another plan.
     ChangePlan {
         id: String,
@@ -173,7 +191,8 @@ pub enum TenantCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum PlanCmd {
-    /// Create or replace a plan.
+    /// Create or replace a plan: a full replacement, so features and quotas not given
+    /// are removed (use `plans patch` to change only some).
     Put {
         id: String,
         #[arg(long)]
@@ -186,6 +205,27 @@ pub enum PlanCmd {
         /// A quota as NAME=LIMIT[/day|/month][/soft]; repeat for several.
         #[arg(long = "quota")]
         quotas: Vec<String>,
+    },
+    /// Change only the fields given (PATCH); the others keep their values.
+    Patch {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// pool or silo; refused while tenants use the plan.
+        #[arg(long)]
+        isolation: Option<String>,
+        /// Replace the features with these; repeat for several.
+        #[arg(long = "feature", conflicts_with = "no_features")]
+        features: Vec<String>,
+        /// Remove every feature.
+        #[arg(long)]
+        no_features: bool,
+        /// Add or replace a quota, NAME=LIMIT[/day|/month][/soft]; repeat for several.
+        #[arg(long = "quota")]
+        quotas: Vec<String>,
+        /// Remove a quota by name; repeat for several.
+        #[arg(long = "remove-quota")]
+        remove_quotas: Vec<String>,
     },
     List,
     Get {
@@ -422,6 +462,7 @@ async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
         }
         TenantCmd::Suspend { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/suspend"), &[], None).await?,
         TenantCmd::Resume { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/resume"), &[], None).await?,
+        TenantCmd::Retry { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/retry"), &[], None).await?,
         TenantCmd::ChangePlan { id, plan } => {
             c.call(Method::POST, &format!("/v1/tenants/{id}/plan"), &[], Some(&json!({"plan": plan}))).await?
         }
@@ -440,6 +481,30 @@ async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
             }
             let body = json!({"name": name, "isolation": isolation, "features": features, "quotas": q});
             c.call(Method::PUT, &format!("/v1/plans/{id}"), &[], Some(&body)).await?
+        }
+        PlanCmd::Patch { id, name, isolation, features, no_features, quotas, remove_quotas } => {
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("name".into(), json!(name));
+            }
+            if let Some(isolation) = isolation {
+                body.insert("isolation".into(), json!(isolation));
+            }
+            if no_features || !features.is_empty() {
+                body.insert("features".into(), json!(features));
+            }
+            let mut q = Map::new();
+            for s in &quotas {
+                let (name, quota) = parse_quota(s)?;
+                q.insert(name, quota);
+            }
+            for name in remove_quotas {
+                q.insert(name, Value::Null);
+            }
+            if !q.is_empty() {
+                body.insert("quotas".into(), Value::Object(q));
+            }
+            c.call(Method::PATCH, &format!("/v1/plans/{id}"), &[], Some(&Value::Object(body))).await?
         }
         PlanCmd::List => c.get("/v1/plans", &[]).await?,
         PlanCmd::Get { id } => c.get(&format!("/v1/plans/{id}"), &[]).await?,

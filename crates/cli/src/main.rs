@@ -1,12 +1,14 @@
 //! `tenancy`: the control plane server (`tenancy serve`) and its operator CLI.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use secrecy::SecretString;
+
+use secrecy::ExposeSecret;
 use tenancy::cli::{run_client, Cli, Command, ServeArgs};
-use tenancy::config::{FileConfig, LogFormat, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
-use tenancy::serve::{start, ServeOptions};
+use tenancy::config::{resolve, FileConfig, LogFormat};
+use tenancy::serve::start;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's malloc: the server allocates many small, short-lived
@@ -17,38 +19,32 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: piped or redirected logs stay plain text.
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.init(),
     }
 }
 
+/// The shortest `TENANCY_ADMIN_TOKEN` accepted (a generated key has 43 random characters).
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    init_tracing(args.log_format.or(file.log_format).unwrap_or(LogFormat::Text));
-    let roles = args.roles.or(file.roles).unwrap_or_else(|| vec!["api".into(), "worker".into()]);
-    for r in &roles {
-        anyhow::ensure!(matches!(r.as_str(), "api" | "worker"), "unknown role {r:?}: use api, worker");
+    let (opts, log_format) = resolve(args, file, |k| std::env::var(k).ok())?;
+    init_tracing(log_format);
+    if let Some(t) = &opts.admin_token {
+        anyhow::ensure!(
+            t.expose_secret().chars().count() >= MIN_ADMIN_TOKEN_CHARS,
+            "TENANCY_ADMIN_TOKEN is too short: it is an admin credential, use at least {MIN_ADMIN_TOKEN_CHARS} \
+             random characters (e.g. `openssl rand -base64 32`)"
+        );
     }
-    let opts = ServeOptions {
-        listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-        database_url: args.database_url.or(file.database_url),
-        admin_token: std::env::var("TENANCY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(SecretString::from),
-        api: roles.iter().any(|r| r == "api"),
-        worker: roles.iter().any(|r| r == "worker"),
-        node_id: std::env::var("TENANCY_NODE_ID").ok(),
-        event_retention_days: args.event_retention_days,
-        blob_url: args.blob_url,
-        delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
-        master_key: std::env::var("TENANCY_MASTER_KEY").ok().filter(|k| !k.is_empty()).map(SecretString::from),
-        data_plane_url: args.data_plane_url.map(SecretString::from),
-        data_plane_prefix: args.data_plane_prefix,
-    };
     let server = start(opts).await?;
     let token = server.shutdown_token();
     tokio::spawn(async move {

@@ -34,9 +34,14 @@ pub struct ServeOptions {
     pub blob_url: Option<String>,
     /// Retries of a failed delivery are spread over at most this window (24 hours).
     pub delivery_retry_window: std::time::Duration,
-    /// The master key (base64 of 32 bytes) sealing stored secrets; `None`:
-    /// `<data dir>/master.key`, generated on first start. Replicas must share it.
+    /// The master key (base64 of 32 bytes) sealing stored secrets
+    /// (`TENANCY_MASTER_KEY`); `None`: read from `master_key_file`. Replicas must
+    /// share it.
     pub master_key: Option<SecretString>,
+    /// The file holding the master key (`--master-key-file`); `None`:
+    /// `<data dir>/master.key`. Generated there only on the first start of a new
+    /// database (see [`open_secret_box`]).
+    pub master_key_file: Option<PathBuf>,
     /// `postgres://...` of the data plane: the server tenants' databases are created
     /// on. `None`: the control-plane server when it is PostgreSQL, else SQLite files
     /// under `<data dir>/tenants` (see [`open_data_plane`]).
@@ -44,6 +49,12 @@ pub struct ServeOptions {
     /// The prefix of the names of data-plane databases, schemas and roles
     /// (`tenancy` by default); installations sharing a PostgreSQL server need their own.
     pub data_plane_prefix: Option<String>,
+    /// Destinations outbound requests (`http:invoke`, webhooks, hooks) may reach
+    /// beyond the default policy, which refuses loopback, private, link-local and
+    /// other internal addresses: CIDRs, addresses or host names.
+    pub outbound_allow: Vec<String>,
+    /// The connection cap and the header read (and keep-alive idle) timeout.
+    pub connections: tenancy_http::ConnectionLimits,
 }
 
 impl ServeOptions {
@@ -64,8 +75,12 @@ impl ServeOptions {
             blob_url: None,
             delivery_retry_window: tenancy_events_window(),
             master_key: None,
+            master_key_file: None,
             data_plane_url: None,
             data_plane_prefix,
+            // Test servers' webhook receivers, hooks and HTTP endpoints run on loopback.
+            outbound_allow: vec!["127.0.0.0/8".into(), "::1".into()],
+            connections: tenancy_http::ConnectionLimits::default(),
         }
     }
 }
@@ -95,13 +110,62 @@ pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit
     Ok(tenancy_app::audit::BlobStore::local(&dir)?)
 }
 
-/// The master key of `--master-key`/`TENANCY_MASTER_KEY`, else `<data dir>/master.key`.
-pub fn open_secret_box(opts: &ServeOptions) -> anyhow::Result<Arc<tenancy_app::secretbox::SecretBox>> {
+/// The master key: `TENANCY_MASTER_KEY`, else the file of `--master-key-file`, else
+/// `<data dir>/master.key`; checked against the fingerprint the database records.
+///
+/// A key file is generated only for a new database (no fingerprint recorded, no sealed
+/// value stored). Otherwise a missing key, or one whose fingerprint is not the recorded
+/// one (another replica's key, a replaced file), is an error: the server refuses to
+/// start rather than run with secrets it cannot open or seal new ones under a second
+/// key. The first server on a database records its key's fingerprint.
+pub async fn open_secret_box(
+    opts: &ServeOptions,
+    store: &dyn Store,
+) -> anyhow::Result<Arc<tenancy_app::secretbox::SecretBox>> {
     use secrecy::ExposeSecret;
-    let b = match &opts.master_key {
-        Some(key) => tenancy_app::secretbox::SecretBox::from_base64(key.expose_secret())?,
-        None => tenancy_app::secretbox::SecretBox::load_or_create(&opts.data_dir.join("master.key"))?,
+    use tenancy_app::secretbox::SecretBox;
+    const HOW: &str = "give every server on this database the same master key (TENANCY_MASTER_KEY, or \
+                       --master-key-file / TENANCY_MASTER_KEY_FILE)";
+    let state = store.master_key_state().await.context("failed to read the master key's fingerprint")?;
+    let in_use = state.fingerprint.is_some() || state.sealed_values;
+    let (b, source) = match (&opts.master_key, &opts.master_key_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("both TENANCY_MASTER_KEY and --master-key-file (TENANCY_MASTER_KEY_FILE) are set: use one")
+        }
+        (Some(key), None) => {
+            let b = SecretBox::from_base64(key.expose_secret()).context("invalid TENANCY_MASTER_KEY")?;
+            (b, "TENANCY_MASTER_KEY".to_owned())
+        }
+        (None, file) => {
+            let path = file.clone().unwrap_or_else(|| opts.data_dir.join("master.key"));
+            let source = format!("the master key file {}", path.display());
+            match SecretBox::read_file(&path)? {
+                Some(b) => (b, source),
+                None if in_use => anyhow::bail!(
+                    "{source} is missing, but this database {}: refusing to start (a new key could not open its \
+                     secrets); restore the file, or {HOW}",
+                    if state.fingerprint.is_some() {
+                        "records the fingerprint of the master key its secrets are sealed with"
+                    } else {
+                        "holds secrets sealed with a master key"
+                    }
+                ),
+                None => {
+                    let b = SecretBox::create_file(&path)?;
+                    tracing::info!(path = %path.display(), "generated the master key (back it up: sealed secrets need it)");
+                    (b, source)
+                }
+            }
+        }
     };
+    let recorded =
+        store.master_key_record(b.fingerprint()).await.context("failed to record the master key's fingerprint")?;
+    if recorded != b.fingerprint() {
+        anyhow::bail!(
+            "the master key from {source} is not the key of this database (its fingerprint differs from the one \
+             recorded by the first server): refusing to start; {HOW}"
+        );
+    }
     Ok(Arc::new(b))
 }
 
@@ -137,6 +201,7 @@ pub fn open_data_plane(opts: &ServeOptions) -> anyhow::Result<Arc<dyn tenancy_st
 /// Starts event delivery (dispatcher, delivery worker, pruner) and the audit sealer.
 fn start_event_loops(
     secrets: &Arc<tenancy_app::secretbox::SecretBox>,
+    outbound: &Arc<tenancy_app::outbound::OutboundPolicy>,
     store: &Arc<dyn Store>,
     opts: &ServeOptions,
     node_id: &str,
@@ -150,6 +215,7 @@ fn start_event_loops(
     let mut delivery = DeliveryOptions::new(format!("{node_id}/delivery"));
     delivery.retry_window = opts.delivery_retry_window;
     delivery.secrets = Some(secrets.clone());
+    delivery.outbound = outbound.clone();
     tasks.push(tokio::spawn(DeliveryWorker::new(store.clone(), delivery).run(shutdown.clone())));
     let retention = std::time::Duration::from_secs(u64::from(opts.event_retention_days) * 86_400);
     let pruner =
@@ -193,9 +259,39 @@ impl RunningServer {
     }
 }
 
+/// Files this process creates are for its user only, whatever the umask it was
+/// started with: mode 0600 (SQLite databases with their WAL and shared-memory files,
+/// silo tenants' databases, exports, blobs, keys), directories 0700.
+pub fn restrict_file_modes() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates the data directory with mode 0700, or takes group and other access away
+/// from an existing one.
+fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let fail = || format!("failed to create data directory {}", dir.display());
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).with_context(fail)?;
+        let mode = std::fs::metadata(dir).with_context(fail)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %dir.display(), mode = format!("{:o}", mode & 0o777), "data directory open to others: setting it to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("failed to set the mode of {} to 0700", dir.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).with_context(fail)?;
+    Ok(())
+}
+
 pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("failed to create data directory {}", opts.data_dir.display()))?;
+    create_data_dir(&opts.data_dir)?;
     let url = match &opts.database_url {
         Some(url) => url.clone(),
         None => format!("sqlite://{}", opts.data_dir.join("tenancy.db").display()),
@@ -210,11 +306,25 @@ pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
 /// Opens the store, bootstraps the admin key, binds the listener and starts the API
 /// and the worker.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
+    restrict_file_modes();
+    let outbound = Arc::new(
+        tenancy_app::outbound::OutboundPolicy::with_allowed(&opts.outbound_allow).map_err(anyhow::Error::msg)?,
+    );
     let store = open_store(&opts).await?;
-    let app = Arc::new(App::new(store.clone(), opts.admin_token.clone()));
+    // Before anything else touches the database: a server with the wrong key stops here.
+    let secrets = open_secret_box(&opts, &*store).await?;
+    let mut app = App::new(store.clone(), opts.admin_token.clone());
+    // Caps on RUNNING user executions per state machine and per tenant (429 beyond).
+    let cap = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    app.set_execution_caps(
+        cap("TENANCY_WORKFLOW_MAX_RUNNING_PER_MACHINE").unwrap_or(tenancy_app::engine::MAX_RUNNING_PER_STATE_MACHINE),
+        cap("TENANCY_WORKFLOW_MAX_RUNNING_PER_TENANT").unwrap_or(tenancy_app::engine::MAX_RUNNING_PER_TENANT),
+    );
+    let app = Arc::new(app);
     app.set_blob_store(open_blob_store(&opts)?);
-    let secrets = open_secret_box(&opts)?;
     app.set_secret_box(secrets.clone());
+    app.set_outbound_policy(outbound.clone());
+    tracing::info!(allowed = ?outbound.allow_list(), "outbound policy: internal addresses refused except those allowed");
     if let Some(path) = tenancy_app::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
@@ -230,7 +340,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.worker {
         let worker = Worker::new(store.clone(), WorkerOptions::new(format!("{node_id}/worker")), app.work_ready());
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
-        start_event_loops(&secrets, &store, &opts, &node_id, &shutdown, &mut tasks);
+        start_event_loops(&secrets, &outbound, &store, &opts, &node_id, &shutdown, &mut tasks);
         let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
         // How long a crashed worker's executions stay leased (default 60 s).
         if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -242,6 +352,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         // Executions advanced concurrently by this process (default 128).
         if let Some(n) = std::env::var("TENANCY_WORKFLOW_IN_FLIGHT").ok().and_then(|v| v.parse::<usize>().ok()) {
             engine_opts.max_in_flight = n.max(1);
+        }
+        // Of those, slots only lifecycle executions take (default 32, at most half).
+        if let Some(n) = std::env::var("TENANCY_WORKFLOW_LIFECYCLE_SLOTS").ok().and_then(|v| v.parse::<usize>().ok()) {
+            engine_opts.lifecycle_slots = n;
         }
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
         // Reconciliation every TENANCY_RECONCILE_INTERVAL_S seconds (default 60).
@@ -261,13 +375,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.api {
         let router = tenancy_http::router(ServerState::new(app.clone()));
         let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { token.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }));
+        let limits = opts.connections;
+        tasks.push(tokio::spawn(tenancy_http::serve(listener, router, limits, async move { token.cancelled().await })));
         tracing::info!(%addr, node_id, "listening");
     }
     Ok(RunningServer { addr, app, shutdown, tasks })

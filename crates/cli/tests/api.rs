@@ -15,6 +15,8 @@ both_backends!(
     rejected_requests_change_nothing,
     tenant_list_filters_and_pagination,
     plans_crud_and_in_use,
+    plan_isolation_is_fixed_while_in_use,
+    plan_patch_merges,
     generated_tenant_ids,
 );
 
@@ -346,5 +348,102 @@ async fn plans_crud_and_in_use(backend: Backend) {
     s.wait_status("acme", "offboarded").await;
     assert_eq!(s.call(Method::DELETE, "/v1/plans/pro", None).await.status, StatusCode::NO_CONTENT);
     assert_eq!(s.get("/v1/plans/pro").await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// A plan's isolation cannot change under its tenants (the reconciler would then create
+/// a silo database for a pool tenant): 409 `plan-in-use`, and nothing changes.
+async fn plan_isolation_is_fixed_while_in_use(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    s.wait_status("acme", "active").await;
+    let put = s.call(Method::PUT, "/v1/plans/basic", Some(json!({"name": "basic", "isolation": "silo"}))).await;
+    assert_eq!((put.status, put.code()), (StatusCode::CONFLICT, "plan-in-use"), "{}", put.body);
+    assert_eq!(put.header("content-type"), Some("application/problem+json"));
+    assert!(put.body["detail"].as_str().unwrap().contains("isolation"), "{}", put.body);
+    let patch = s.call(Method::PATCH, "/v1/plans/basic", Some(json!({"isolation": "silo"}))).await;
+    assert_eq!((patch.status, patch.code()), (StatusCode::CONFLICT, "plan-in-use"), "{}", patch.body);
+    let plan = s.get("/v1/plans/basic").await.body;
+    assert_eq!((plan["isolation"].as_str(), plan["version"].as_i64()), (Some("pool"), Some(1)));
+    // The same isolation with other changes is fine.
+    let same = s.call(Method::PUT, "/v1/plans/basic", Some(json!({"name": "Basic", "isolation": "pool"}))).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    // A plan no tenant uses may change.
+    s.put_plan("spare", "pool").await;
+    let spare = s.call(Method::PATCH, "/v1/plans/spare", Some(json!({"isolation": "silo"}))).await;
+    assert_eq!((spare.status, spare.body["isolation"].as_str()), (StatusCode::OK, Some("silo")));
+    s.stop().await;
+}
+
+/// `PATCH /v1/plans/{id}` changes only what it gives (JSON merge patch), honours
+/// If-Match and returns the new ETag; `PUT` stays a full replacement.
+async fn plan_patch_merges(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let body = json!({"name": "Pro", "isolation": "pool", "features": ["sso", "audit"],
+                      "quotas": {"seats": 10, "api_calls": {"limit": 1000, "period": "month"}}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/pro", Some(body)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::PATCH, "/v1/plans/pro", Some(json!({"name": "Pro+"}))).await;
+    assert_eq!((res.status, res.header("etag")), (StatusCode::OK, Some("\"2\"")), "{}", res.body);
+    assert_eq!(res.body["name"], "Pro+");
+    assert_eq!(res.body["features"], json!(["audit", "sso"]));
+    assert_eq!(res.body["quotas"]["seats"], json!({"limit": 10, "soft": false}));
+    assert_eq!(res.body["quotas"]["api_calls"], json!({"limit": 1000, "period": "month", "soft": false}));
+    // Quotas merge by name; null removes one.
+    let res = s
+        .call_with(
+            Some(support::ADMIN),
+            Method::PATCH,
+            "/v1/plans/pro",
+            Some(json!({"quotas": {"seats": null, "projects": 3}})),
+            &[("If-Match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["quotas"].as_object().unwrap().keys().collect::<Vec<_>>(), ["api_calls", "projects"]);
+    let stale = s
+        .call_with(
+            Some(support::ADMIN),
+            Method::PATCH,
+            "/v1/plans/pro",
+            Some(json!({"name": "X"})),
+            &[("If-Match", "\"2\"")],
+        )
+        .await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::PRECONDITION_FAILED, "precondition-failed"));
+    for (bad, code) in [
+        (json!({"name": null}), "invalid-request"),
+        (json!({"quota": {}}), "invalid-body"),
+        (json!({"features": ["not valid"]}), "invalid-request"),
+    ] {
+        let res = s.call(Method::PATCH, "/v1/plans/pro", Some(bad.clone())).await;
+        assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, code), "{bad}: {}", res.body);
+    }
+    let missing = s.call(Method::PATCH, "/v1/plans/ghost", Some(json!({"name": "G"}))).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let plan = s.get("/v1/plans/pro").await.body;
+    assert_eq!(
+        (plan["name"].as_str(), plan["version"].as_i64()),
+        (Some("Pro+"), Some(3)),
+        "rejected patches change nothing"
+    );
+
+    // The CLI: `plans patch` keeps what it does not name.
+    let url = s.url.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        support::run_cli(
+            &url,
+            &["plans", "patch", "pro", "--quota", "seats=20", "--remove-quota", "projects", "-o", "json"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["quotas"].as_object().unwrap().keys().collect::<Vec<_>>(), ["api_calls", "seats"]);
+    assert_eq!((v["name"].as_str(), v["features"].clone()), (Some("Pro+"), json!(["audit", "sso"])));
+    // PUT replaces: what it leaves out is gone.
+    let res = s.call(Method::PUT, "/v1/plans/pro", Some(json!({"name": "Pro", "isolation": "pool"}))).await;
+    assert_eq!((res.status, res.body["quotas"].clone()), (StatusCode::OK, json!({})));
     s.stop().await;
 }

@@ -3,7 +3,9 @@
 //! Each route has a permission class; each role has an expected outcome per class:
 //! allowed (anything but 401/403/404), forbidden (403) or hidden (404: a tenant-scoped
 //! key asking about another tenant learns nothing). The table must cover every route
-//! of the OpenAPI document, so a new route cannot skip this test.
+//! of the OpenAPI document, so a new route cannot skip this test. Every mutating route
+//! is also tried with a malformed and an oversized body (and an Idempotency-Key): a
+//! caller who may not call it gets the same 401, 403 or 404 as with a valid body.
 
 mod support;
 
@@ -39,6 +41,10 @@ enum Class {
     HookAdmin,
     /// A tenant's database credentials: admins, operators, the tenant's own key.
     DatabaseCredentials,
+    /// Publish custom events: admins, operators, services, tenant keys.
+    EventPut,
+    /// Test a pattern against an event: every caller.
+    PatternTest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +71,9 @@ fn expected(who: Who, class: Class) -> Outcome {
     use Outcome::*;
     match (who, class) {
         (Who::Admin, _) => Allowed,
+        (_, PatternTest) => Allowed,
+        (Who::Viewer, EventPut) => Forbidden,
+        (_, EventPut) => Allowed,
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
@@ -101,6 +110,7 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/v1/plans", None, PlanRead),
         route(Method::GET, "/v1/plans/{plan}", None, PlanRead),
         route(Method::PUT, "/v1/plans/{plan}", Some(json!({"name": "P", "isolation": "pool"})), PlanWrite),
+        route(Method::PATCH, "/v1/plans/{plan}", Some(json!({"name": "P2"})), PlanWrite),
         route(Method::DELETE, "/v1/plans/{plan}", None, PlanWrite),
         route(Method::GET, "/v1/tenants", None, TenantList),
         route(Method::POST, "/v1/tenants", Some(json!({"name": "New", "plan": "basic"})), TenantCreate),
@@ -108,12 +118,25 @@ fn table() -> Vec<Route> {
         route(Method::PATCH, "/v1/tenants/{tenant}", Some(json!({"metadata": {"k": "v"}})), TenantWrite),
         route(Method::POST, "/v1/tenants/{tenant}/suspend", None, TenantAdmin),
         route(Method::POST, "/v1/tenants/{tenant}/resume", None, TenantAdmin),
+        route(Method::POST, "/v1/tenants/{tenant}/retry", None, TenantAdmin),
         route(Method::POST, "/v1/tenants/{tenant}/plan", Some(json!({"plan": "pro"})), TenantAdmin),
         route(Method::DELETE, "/v1/tenants/{tenant}", None, TenantAdmin),
         route(Method::GET, "/v1/api-keys", None, KeyAdmin),
         route(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "viewer"})), KeyAdmin),
         route(Method::DELETE, "/v1/api-keys/{key}", None, KeyAdmin),
         route(Method::GET, "/v1/events", None, RecordsRead),
+        route(
+            Method::POST,
+            "/v1/events",
+            Some(json!({"Entries": [{"Source": "billing", "DetailType": "Usage", "Detail": "{\"units\": 1}"}]})),
+            EventPut,
+        ),
+        route(
+            Method::POST,
+            "/v1/events/test-pattern",
+            Some(json!({"pattern": {"source": ["billing"]}, "event": {"source": "billing"}})),
+            PatternTest,
+        ),
         route(Method::GET, "/v1/audit", None, RecordsRead),
         route(Method::GET, "/v1/reconciliation", None, RecordsRead),
         route(Method::POST, "/v1/reconciliation", None, PlanWrite),
@@ -322,6 +345,40 @@ async fn every_role_on_every_route(backend: Backend) {
             if !ok {
                 failures
                     .push(format!("{who:?} {} {path}: expected {want:?}, got {} {}", r.method, res.status, res.body));
+            }
+            // Authenticate, authorize, then validate: a caller who may not make the
+            // request gets the same answer whatever its body (malformed, too large) and
+            // whatever its Idempotency-Key; so does a caller without credentials (401).
+            if r.method != Method::GET {
+                let denied = match want {
+                    Outcome::Forbidden => Some(StatusCode::FORBIDDEN),
+                    Outcome::Hidden => Some(StatusCode::NOT_FOUND),
+                    Outcome::Allowed => None,
+                };
+                let mut callers = vec![];
+                if let Some(status) = denied {
+                    callers.push((Some(token.as_str()), status));
+                }
+                if *who == Who::Admin {
+                    callers.push((None, StatusCode::UNAUTHORIZED));
+                }
+                for (caller, status) in callers {
+                    let key = [("idempotency-key", "authz-invalid")];
+                    let bad = s.send_bytes(caller, r.method.clone(), &path, b"{\"bogus\": ".to_vec(), &key).await;
+                    if bad.status != status {
+                        failures.push(format!(
+                            "{who:?} {} {path} with a malformed body: expected {status}, got {} {}",
+                            r.method, bad.status, bad.body
+                        ));
+                    }
+                    let large = s.status_of_large(caller, r.method.as_str(), &path, (1 << 20) + 100).await;
+                    if large != status.as_u16() {
+                        failures.push(format!(
+                            "{who:?} {} {path} with a body too large: expected {status}, got {large}",
+                            r.method
+                        ));
+                    }
+                }
             }
             // A tenant key's listing holds its own tenant and nothing else.
             if r.class == Class::TenantList && matches!(who, Who::TenantOwn | Who::TenantOther) {

@@ -81,6 +81,13 @@ async fn operator_commands() {
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert_eq!(err.trim(), "error: cannot suspend a tenant that is suspended (invalid-transition, HTTP 409)");
+    // `tenants retry` reaches POST /v1/tenants/{id}/retry: only a failed tenant is retried.
+    let (code, _, err) = run(&["tenants", "retry", "acme"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "error: cannot retry provisioning a tenant that is suspended (invalid-transition, HTTP 409)"
+    );
     let (code, _, err) = run(&["tenants", "get", "ghost"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("tenant \"ghost\" not found"), "{err}");
@@ -187,4 +194,89 @@ async fn a_sqlite_data_dir_serves_one_process() {
     let err = tenancy::serve::start(opts).await.err().expect("a second server on the same data dir must not start");
     assert!(format!("{err:#}").contains("another process is using the database"), "{err:#}");
     first.stop().await;
+}
+
+both_backends!(serve_reads_every_config_key);
+
+/// `tenancy serve --config FILE` with every key the README documents starts, and uses
+/// them (data dir, master key file, blob store, listen address); its text logs, piped
+/// rather than written to a terminal, carry no ANSI colour codes.
+async fn serve_reads_every_config_key(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let (database_url, data_plane_url) = match support::database_url(backend).await {
+        Some(url) => (url.clone(), format!("data_plane_url = {:?}\n", url)),
+        None => (format!("sqlite://{}", root.join("control.db").display()), String::new()),
+    };
+    let config = root.join("tenancy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n\
+             data_dir = {data:?}\n\
+             database_url = {database_url:?}\n\
+             {data_plane_url}\
+             data_plane_prefix = \"cfg{n}\"\n\
+             log_format = \"text\"\n\
+             roles = [\"api\", \"worker\"]\n\
+             outbound_allow = [\"127.0.0.0/8\"]\n\
+             max_connections = 64\n\
+             master_key_file = {key:?}\n\
+             event_retention_days = 7\n\
+             blob_url = \"file://{blobs}\"\n",
+            data = root.join("data").display().to_string(),
+            n = std::process::id(),
+            key = root.join("keys").join("master.key").display().to_string(),
+            blobs = root.join("exports").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("keys")).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tenancy"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("TENANCY_ADMIN_TOKEN", support::ADMIN)
+            .env_remove("NO_COLOR")
+            .env_remove("TENANCY_DATABASE_URL")
+            .env_remove("TENANCY_DATA_DIR")
+            .env_remove("TENANCY_LOG_FORMAT")
+            .env_remove("TENANCY_MASTER_KEY")
+            .env_remove("TENANCY_MASTER_KEY_FILE")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut logs = String::new();
+        let addr = loop {
+            assert!(Instant::now() < deadline, "no listening line: {logs}");
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("the server exited: {logs}");
+            };
+            logs.push_str(&line);
+            logs.push('\n');
+            if line.contains("listening") {
+                let addr = line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next());
+                break addr.unwrap_or_else(|| panic!("no addr in {line:?}")).to_owned();
+            }
+        };
+        let status = reqwest_blocking_get(&format!("http://{addr}/readyz"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(status, 200);
+        assert!(!logs.contains('\x1b'), "ANSI escapes in piped logs: {logs:?}");
+        assert!(logs.contains(" INFO "), "text logs: {logs}");
+        assert!(root.join("keys").join("master.key").exists(), "master_key_file is used");
+        assert!(root.join("data").is_dir(), "data_dir is used");
+        assert!(!root.join("data").join("master.key").exists());
+    })
+    .await
+    .unwrap();
+}
+
+fn reqwest_blocking_get(url: &str) -> u16 {
+    reqwest::blocking_get(url, support::ADMIN)
 }

@@ -14,9 +14,10 @@ use sqlx::{Connection, Executor};
 use support::{Backend, TestServer};
 use tenancy_app::engine::handlers::{failure, TaskCall, TaskHandler, TaskResult};
 
-/// Polls an execution until it stopped; returns it.
+/// Polls an execution until it stopped; returns it (within 120 s: moves drop databases,
+/// which wait for checkpoints of the busy shared test server, see `wait_status`).
 async fn wait_execution(s: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let res = s.get(&format!("/v1/executions/{id}")).await;
         if res.body["status"] != "RUNNING" {
@@ -120,7 +121,27 @@ async fn pool_silo_pool_moves_on_the_embedded_default() {
     assert!(audit.contains("tenant.export_database"), "the export is audited");
     // No login on the embedded default.
     let creds = s.get("/v1/tenants/acme/database-credentials").await;
-    assert_eq!(creds.status, StatusCode::NOT_FOUND, "{}", creds.body);
+    assert_eq!((creds.status, creds.code()), (StatusCode::CONFLICT, "no-database-credentials"), "{}", creds.body);
+    s.stop().await;
+}
+
+/// A silo tenant on the embedded default has a database (a SQLite file) but no login:
+/// `database-credentials` says so and why, as a problem, instead of a bare 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_silo_tenant_credentials_say_why_there_are_none() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    s.put_plan("dedicated", "silo").await;
+    s.create_tenant("acme", "dedicated").await;
+    s.wait_status("acme", "active").await;
+    assert!(s.dir.path().join("tenants").join("acme").join("data.db").exists());
+    let creds = s.get("/v1/tenants/acme/database-credentials").await;
+    assert_eq!((creds.status, creds.code()), (StatusCode::CONFLICT, "no-database-credentials"), "{}", creds.body);
+    assert_eq!(creds.header("content-type"), Some("application/problem+json"));
+    let detail = creds.body["detail"].as_str().unwrap();
+    assert!(detail.contains("SQLite") && detail.contains("--data-plane-url"), "{detail}");
+    assert!(!detail.contains(&s.dir.path().display().to_string()), "no server paths in a problem: {detail}");
+    // An unknown tenant is still 404.
+    assert_eq!(s.get("/v1/tenants/ghost/database-credentials").await.status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
 
@@ -383,7 +404,7 @@ async fn reconciler_reports_extra_databases_and_leaves_them() {
 /// reported (and kept); the tenants' own databases are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reconciler_reports_a_stray_database() {
-    let s = TestServer::start(Backend::Postgres).await;
+    let s = TestServer::start_replica(support::database_url(Backend::Postgres).await).await;
     s.put_plan("vault", "silo").await;
     s.create_tenant("acme", "vault").await;
     s.wait_status("acme", "active").await;
@@ -432,7 +453,7 @@ async fn postgres_reconciler_reports_a_stray_database() {
     assert!(exists(&mut admin, "SELECT 1 FROM pg_roles WHERE rolname = $1", &lone_silo).await, "kept");
 
     // Another replica's pass (or a restarted process's) does not event it again.
-    let replica = TestServer::start_with(s.database_url.clone()).await;
+    let replica = TestServer::start_replica(s.database_url.clone()).await;
     let theirs = reconcile(&replica).await;
     assert_eq!(extras(&theirs).len(), 1);
     assert_eq!(drift_detected(&s).await.len(), 3, "evented once across replicas");

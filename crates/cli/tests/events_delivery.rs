@@ -336,6 +336,92 @@ async fn events_subscriptions_validate_and_authorize() {
     s.server.stop().await;
 }
 
+/// A PATCH of a subscription's target applies to the very next attempt (the worker
+/// used to keep its copy of the old URL for up to 2 s).
+async fn patch_applies_to_the_next_attempt(db: Db) {
+    let s = server(db, |_| {}).await;
+    let r = Receiver::start().await;
+    r.fail_next("old", 1);
+    let target = |name: &str| json!({"type": "webhook", "url": r.url(name), "max_attempts": 1});
+    let (id, _) = subscribe(&s, "moving", json!({"source": ["billing"]}), target("old")).await;
+    let entry = json!({"Source": "billing", "DetailType": "Usage", "Detail": "{}"});
+    let (status, res) = s.call(Method::POST, "/v1/events", Some(json!({"Entries": [entry]}))).await;
+    assert_eq!((status, &res["FailedEntryCount"]), (200, &json!(0)), "{res}");
+    let dead = settled(&s, &id, 1, "dead").await;
+    let delivery = dead[0]["id"].as_str().unwrap().to_owned();
+    let (status, patched) =
+        s.call(Method::PATCH, &format!("/v1/subscriptions/{id}"), Some(json!({"target": target("new")}))).await;
+    assert_eq!(status, 200, "{patched}");
+    let (status, retried) =
+        s.call(Method::POST, &format!("/v1/subscriptions/{id}/deliveries/{delivery}/retry"), None).await;
+    assert_eq!(status, 200, "{retried}");
+    settled(&s, &id, 1, "delivered").await;
+    assert_eq!((r.received("old").len(), r.received("new").len()), (1, 1));
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn events_patch_applies_to_the_next_attempt_sqlite() {
+    patch_applies_to_the_next_attempt(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn events_patch_applies_to_the_next_attempt_postgres() {
+    patch_applies_to_the_next_attempt(Db::Postgres).await;
+}
+
+/// Patterns event-ruler refuses are 400 `invalid-pattern` at create and at PATCH, and a
+/// refused PATCH changes nothing.
+#[tokio::test]
+async fn events_patterns_refused_as_event_ruler_refuses_them() {
+    let s = server(Db::Sqlite, |_| {}).await;
+    let url = "http://127.0.0.1:9/hook";
+    let (id, _) = subscribe(&s, "ok", json!({"source": ["tenancy"]}), json!({"type": "webhook", "url": url})).await;
+    let raw = |method: Method, path: String, body: String| {
+        s.http
+            .request(method, format!("{}{path}", s.base))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let bad = [
+        (r#"{"n": [{"numeric": [">", 1E-325]}]}"#, "number 1E-325 cannot be represented"),
+        (r#"{"n": [1E400]}"#, "number 1E400 cannot be represented"),
+        (r#"{"f": [{"anything-but": {"prefix": ""}}]}"#, "f: \"anything-but\" prefix must not be empty"),
+        (r#"{"f": [{"anything-but": {"suffix": ""}}]}"#, "f: \"anything-but\" suffix must not be empty"),
+        (r#"{"n": [{"numeric": ["<", 1, ">", 5]}]}"#, "n: \"numeric\" range must give its lower bound"),
+        (r#"{"n": [{"numeric": [">", 5, "<", 1]}]}"#, "n: \"numeric\" range is empty"),
+        (r#"{"f": [{"exists": "yes"}]}"#, "f: \"exists\" expects true or false"),
+        (r#"{"f": [{"wildcard": "a**"}]}"#, "f: wildcard has consecutive '*' characters"),
+        (r#"{"f": [{"anything-but": {"anything-but": "x"}}]}"#, "f: unknown operator"),
+    ];
+    for (pattern, detail) in bad {
+        let create =
+            format!(r#"{{"name": "x", "pattern": {pattern}, "target": {{"type": "webhook", "url": "{url}"}}}}"#);
+        let patch = format!(r#"{{"pattern": {pattern}}}"#);
+        for (method, path, body) in [
+            (Method::POST, "/v1/subscriptions".to_owned(), create),
+            (Method::PATCH, format!("/v1/subscriptions/{id}"), patch),
+        ] {
+            let res = raw(method.clone(), path, body).await.expect("request");
+            let status = res.status().as_u16();
+            let problem: Value = res.json().await.expect("problem+json");
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (400, Some("invalid-pattern")),
+                "{method} {pattern}: {problem}"
+            );
+            let got = problem["detail"].as_str().unwrap();
+            assert!(got.contains(detail), "{method} {pattern}: {got}");
+        }
+    }
+    let sub = s.get(&format!("/v1/subscriptions/{id}")).await;
+    assert_eq!((sub["version"].as_i64(), &sub["pattern"]), (Some(1), &json!({"source": ["tenancy"]})));
+    assert_eq!(s.get("/v1/subscriptions").await["items"].as_array().unwrap().len(), 1);
+    s.server.stop().await;
+}
+
 #[tokio::test]
 async fn events_a_slow_endpoint_does_not_hold_up_others() {
     let s = server(Db::Sqlite, |_| {}).await;

@@ -15,6 +15,7 @@ use support::{Backend, TestServer};
 both_backends!(
     hooks_are_called_before_activation,
     a_failing_hook_fails_the_provisioning,
+    a_failed_tenant_is_retried_to_active_once_its_hook_is_fixed,
     hooks_validate,
     plan_change_and_offboard_hooks,
     callback_hooks_answer_through_task_tokens,
@@ -106,6 +107,95 @@ async fn a_failing_hook_fails_the_provisioning(backend: Backend) {
     assert_eq!(detail["step"], "CallHooks", "{events}");
     assert_eq!(detail["error"]["Error"], "Tenancy.HookFailed", "{events}");
     assert!(detail["error"]["Cause"].as_str().unwrap().contains("HTTP 500"), "{events}");
+    s.stop().await;
+}
+
+/// A receiver answering what `status` holds at the time of each request.
+async fn switchable_receiver(status: Arc<std::sync::atomic::AtomicU16>) -> (String, Calls) {
+    let calls: Calls = Arc::default();
+    let c = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+            let (c, status) = (c.clone(), status.clone());
+            async move {
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                c.lock().unwrap().push((key, body.0));
+                axum::http::StatusCode::from_u16(status.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+async fn a_failed_tenant_is_retried_to_active_once_its_hook_is_fixed(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let status = Arc::new(std::sync::atomic::AtomicU16::new(500));
+    let (url, calls) = switchable_receiver(status.clone()).await;
+    let hook = json!({"url": url, "events": ["provision"], "max_attempts": 1, "timeout_s": 2});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    wait_status(&s, "acme", "failed").await;
+    // Only a failed tenant is retried; the retry of an active one changes nothing.
+    status.store(200, std::sync::atomic::Ordering::SeqCst);
+    s.create_tenant("other", "basic").await;
+    wait_status(&s, "other", "active").await;
+    let res = s.call(Method::POST, "/v1/tenants/other/retry", None).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "invalid-transition"), "{}", res.body);
+    assert_eq!(s.get("/v1/tenants/other").await.body["status"], "active");
+    let res = s.call(Method::POST, "/v1/tenants/nobody/retry", None).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.body);
+
+    // The hook is fixed: a retry provisions the tenant again, to active.
+    let first_key = calls.lock().unwrap()[0].0.clone();
+    let res = s.call(Method::POST, "/v1/tenants/acme/retry", None).await;
+    assert_eq!((res.status, res.body["status"].as_str()), (StatusCode::ACCEPTED, Some("provisioning")), "{}", res.body);
+    let execution = res.body["execution_id"].as_str().unwrap().to_owned();
+    let t = wait_status(&s, "acme", "active").await;
+    assert_eq!(t["plan"], "basic");
+    let mut kinds: Vec<String> = s.get("/v1/tenants/acme/resources").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["database", "defaults", "namespace"]);
+    let acme_calls: Vec<String> =
+        calls.lock().unwrap().iter().filter(|(_, b)| b["tenant"]["id"] == "acme").map(|(k, _)| k.clone()).collect();
+    assert_eq!(acme_calls.len(), 2, "{acme_calls:?}");
+    assert_ne!(acme_calls[1], first_key, "a new attempt has a new idempotency key");
+    assert_eq!(
+        s.event_types("acme").await,
+        [
+            "TenantCreated",
+            "TenantProvisioningFailed",
+            "ExecutionFailed",
+            "TenantProvisioningRetried",
+            "TenantProvisioned"
+        ]
+    );
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=TenantProvisioningRetried").await.body;
+    let detail = &events["items"][0]["detail"];
+    assert_eq!(
+        (detail["previous_status"].as_str(), detail["execution_id"].as_str()),
+        (Some("failed"), Some(execution.as_str()))
+    );
+    let audit = s.get("/v1/audit?tenant_id=acme&action=tenant.retry_provision").await.body;
+    let rec = &audit["items"][0];
+    assert_eq!(
+        (rec["detail"]["from"].as_str(), rec["detail"]["to"].as_str()),
+        (Some("failed"), Some("provisioning")),
+        "{audit}"
+    );
+    assert_eq!(rec["actor_role"], "admin");
+    // Active now: a second retry is refused.
+    let res = s.call(Method::POST, "/v1/tenants/acme/retry", None).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "invalid-transition"));
     s.stop().await;
 }
 

@@ -10,7 +10,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{Backend, TestServer};
 
-both_backends!(queue_lifecycle, long_poll_is_woken_by_a_send, dead_letters_and_redrive, events_into_a_queue);
+both_backends!(
+    queue_lifecycle,
+    empty_settings_are_sqs_defaults,
+    long_poll_is_woken_by_a_send,
+    dead_letters_and_redrive,
+    events_into_a_queue
+);
 
 async fn put(s: &TestServer, name: &str, spec: Value) -> support::Res {
     s.call(Method::PUT, &format!("/v1/queues/{name}"), Some(spec)).await
@@ -225,5 +231,19 @@ async fn events_into_a_queue(backend: Backend) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["body"]["detail-type"], "TenantCreated");
     assert_eq!(got[0]["body"]["tenant_id"], "acme");
+    s.stop().await;
+}
+
+/// `PUT /v1/queues/{name}` with `{}` creates a queue with SQS's defaults: visibility
+/// timeout 30 s, retention 4 days, no delay, no dead-letter queue.
+async fn empty_settings_are_sqs_defaults(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let res = put(&s, "work", json!({})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let got = s.get("/v1/queues/work").await.body;
+    assert_eq!(got["visibility_timeout_s"], 30, "{got}");
+    assert_eq!(got["retention_s"], 345_600, "{got}");
+    assert_eq!(got["delay_s"], 0, "{got}");
+    assert!(got["dead_letter_queue"].is_null(), "{got}");
     s.stop().await;
 }

@@ -343,6 +343,8 @@ async fn http_invoke_against_a_local_receiver(backend: Backend) {
 
 async fn put_events_and_execution_failed_events(backend: Backend) {
     let s = TestServer::start(backend).await;
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
     put_machine(
         &s,
         "notify",

@@ -13,6 +13,7 @@ pub mod names {
     pub const TENANT_CREATED: &str = "TenantCreated";
     pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
     pub const TENANT_PROVISIONING_FAILED: &str = "TenantProvisioningFailed";
+    pub const TENANT_PROVISIONING_RETRIED: &str = "TenantProvisioningRetried";
     pub const TENANT_UPDATED: &str = "TenantUpdated";
     pub const TENANT_SUSPENDED: &str = "TenantSuspended";
     pub const TENANT_RESUMED: &str = "TenantResumed";

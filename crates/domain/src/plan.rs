@@ -83,6 +83,38 @@ pub struct PlanSpec {
     pub quotas: BTreeMap<String, QuotaSpec>,
 }
 
+/// The body of `PATCH /v1/plans/{id}`: a JSON merge patch (RFC 7386). Absent members
+/// stay as they are; `features` replaces the list; `quotas` is merged by name, a quota
+/// set to `null` is removed (`"quotas": null` removes them all). `name` and
+/// `isolation` cannot be removed.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Isolation>)]
+    pub isolation: Option<Option<Isolation>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub features: Option<Option<Vec<String>>>,
+    /// Quotas to add or replace by name; `null` removes one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<BTreeMap<String, QuotaSpec>>, nullable)]
+    pub quotas: Option<Option<BTreeMap<String, Option<QuotaSpec>>>>,
+}
+
+/// A member that is present (`Some`), `null` included (`Some(None)`); absent is `None`
+/// through `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub id: String,
@@ -138,6 +170,52 @@ impl PlanSpec {
     }
 }
 
+impl Plan {
+    /// The spec that [`PlanSpec::into_plan`] turns back into this plan.
+    pub fn spec(&self) -> PlanSpec {
+        PlanSpec {
+            name: self.name.clone(),
+            isolation: self.isolation,
+            features: self.features.clone(),
+            quotas: self.quotas.iter().map(|(k, q)| (k.clone(), QuotaSpec::Full(q.clone()))).collect(),
+        }
+    }
+
+    /// The spec of this plan with `patch` applied (validated by `into_plan`), and the
+    /// names of the fields the patch gave.
+    pub fn patched(&self, patch: PlanPatch) -> Result<(PlanSpec, Vec<&'static str>)> {
+        let mut spec = self.spec();
+        let mut given = Vec::new();
+        if let Some(name) = patch.name {
+            spec.name = name.ok_or_else(|| Error::invalid("a plan's name cannot be removed"))?;
+            given.push("name");
+        }
+        if let Some(isolation) = patch.isolation {
+            spec.isolation = isolation.ok_or_else(|| Error::invalid("a plan's isolation cannot be removed"))?;
+            given.push("isolation");
+        }
+        if let Some(features) = patch.features {
+            spec.features = features.unwrap_or_default();
+            given.push("features");
+        }
+        if let Some(quotas) = patch.quotas {
+            match quotas {
+                None => spec.quotas.clear(),
+                Some(changes) => {
+                    for (name, quota) in changes {
+                        match quota {
+                            Some(q) => spec.quotas.insert(name, q),
+                            None => spec.quotas.remove(&name),
+                        };
+                    }
+                }
+            }
+            given.push("quotas");
+        }
+        Ok((spec, given))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +240,29 @@ mod tests {
         let spec: PlanSpec =
             serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "features": ["a b"]})).unwrap();
         assert!(spec.into_plan("x", Timestamp(0)).is_err());
+    }
+
+    #[test]
+    fn merge_patch() {
+        let spec: PlanSpec = serde_json::from_value(serde_json::json!({
+            "name": "Pro", "isolation": "pool", "features": ["sso"],
+            "quotas": {"seats": 10, "api_calls": {"limit": 1000, "period": "month"}}
+        }))
+        .unwrap();
+        let plan = spec.into_plan("pro", Timestamp(0)).unwrap();
+        let patch = |v| serde_json::from_value::<PlanPatch>(v).unwrap();
+        let (spec, given) = plan.patched(patch(serde_json::json!({"name": "Pro 2"}))).unwrap();
+        let next = spec.into_plan("pro", Timestamp(0)).unwrap();
+        assert_eq!(given, ["name"]);
+        assert_eq!((next.name.as_str(), &next.quotas, &next.features), ("Pro 2", &plan.quotas, &plan.features));
+        let (spec, _) = plan.patched(patch(serde_json::json!({"quotas": {"seats": null, "projects": 3}}))).unwrap();
+        let next = spec.into_plan("pro", Timestamp(0)).unwrap();
+        assert_eq!(next.quotas.keys().collect::<Vec<_>>(), ["api_calls", "projects"]);
+        assert_eq!(next.quotas["api_calls"], plan.quotas["api_calls"]);
+        let (spec, _) = plan.patched(patch(serde_json::json!({"quotas": null, "features": null}))).unwrap();
+        assert!(spec.quotas.is_empty() && spec.features.is_empty());
+        assert!(plan.patched(patch(serde_json::json!({"name": null}))).is_err());
+        assert!(plan.patched(patch(serde_json::json!({"isolation": null}))).is_err());
+        assert!(serde_json::from_value::<PlanPatch>(serde_json::json!({"nme": "x"})).is_err());
     }
 }

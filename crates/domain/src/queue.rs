@@ -11,6 +11,8 @@ pub const MAX_DELAY_S: u64 = 15 * 60;
 pub const MIN_RETENTION_S: u64 = 60;
 pub const MAX_RETENTION_S: u64 = 14 * 24 * 60 * 60;
 pub const DEFAULT_RETENTION_S: u64 = 4 * 24 * 60 * 60;
+/// SQS's default visibility timeout.
+pub const DEFAULT_VISIBILITY_TIMEOUT_S: u64 = 30;
 pub const MAX_RECEIVE_COUNT: u32 = 1000;
 /// Messages per batch send, batch delete and receive.
 pub const MAX_BATCH: usize = 100;
@@ -25,7 +27,9 @@ pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSpec {
-    /// How long a received message stays invisible to other receivers (0-43200).
+    /// How long a received message stays invisible to other receivers (0-43200,
+    /// default 30 as in SQS).
+    #[serde(default = "default_visibility_timeout_s")]
     pub visibility_timeout_s: u64,
     /// Receives after which a message moves to `dead_letter_queue` (1-1000); set both or neither.
     #[serde(default)]
@@ -39,6 +43,10 @@ pub struct QueueSpec {
     /// How long a message is kept (60-1209600, default 345600: 4 days).
     #[serde(default)]
     pub retention_s: Option<u64>,
+}
+
+fn default_visibility_timeout_s() -> u64 {
+    DEFAULT_VISIBILITY_TIMEOUT_S
 }
 
 /// A queue's settings as stored and shown.
@@ -262,6 +270,8 @@ mod tests {
     fn settings() {
         use serde_json::json;
         assert_eq!(spec(json!({"visibility_timeout_s": 30})).unwrap().retention_s, DEFAULT_RETENTION_S);
+        let defaults = spec(json!({})).unwrap();
+        assert_eq!((defaults.visibility_timeout_s, defaults.retention_s, defaults.delay_s), (30, 345_600, 0));
         assert!(spec(json!({"visibility_timeout_s": 50000})).is_err());
         assert!(spec(json!({"visibility_timeout_s": 1, "max_receive_count": 3})).is_err());
         assert!(spec(json!({"visibility_timeout_s": 1, "max_receive_count": 0, "dead_letter_queue": "d"})).is_err());

@@ -72,6 +72,8 @@ pub enum Transition {
     Offboard,
     /// Offboarding finished.
     Offboarded,
+    /// A new provisioning attempt of a failed tenant (`POST /v1/tenants/{id}/retry`).
+    RetryProvisioning,
 }
 
 impl Transition {
@@ -85,6 +87,7 @@ impl Transition {
             Transition::PlanChanged => "plan_changed",
             Transition::Offboard => "offboard",
             Transition::Offboarded => "offboarded",
+            Transition::RetryProvisioning => "retry_provisioning",
         }
     }
 }
@@ -103,6 +106,7 @@ impl TenantStatus {
             (S::Updating, T::PlanChanged) => S::Active,
             (S::Active | S::Suspended | S::Failed, T::Offboard) => S::Offboarding,
             (S::Offboarding, T::Offboarded) => S::Offboarded,
+            (S::Failed, T::RetryProvisioning) => S::Provisioning,
             (from, t) => {
                 return Err(Error::Conflict {
                     code: "invalid-transition",
@@ -263,7 +267,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const TRANSITIONS: [Transition; 8] = [
+    const TRANSITIONS: [Transition; 9] = [
         Transition::Provisioned,
         Transition::ProvisioningFailed,
         Transition::Suspend,
@@ -272,6 +276,7 @@ mod tests {
         Transition::PlanChanged,
         Transition::Offboard,
         Transition::Offboarded,
+        Transition::RetryProvisioning,
     ];
 
     #[test]
@@ -297,13 +302,16 @@ mod tests {
         assert_eq!(err.code(), "invalid-transition");
         assert_eq!(err.to_string(), "cannot suspend a tenant that is suspended");
         assert!(TenantStatus::Provisioning.apply(Transition::Offboard).is_err());
+        assert_eq!(TenantStatus::Failed.apply(Transition::RetryProvisioning).unwrap(), TenantStatus::Provisioning);
+        let err = TenantStatus::Active.apply(Transition::RetryProvisioning).unwrap_err();
+        assert_eq!(err.to_string(), "cannot retry provisioning a tenant that is active");
     }
 
     proptest! {
         /// Whatever sequence of transitions is attempted, offboarded is terminal and
         /// every accepted step is one the diagram allows.
         #[test]
-        fn offboarded_is_terminal(steps in proptest::collection::vec(0usize..8, 0..40)) {
+        fn offboarded_is_terminal(steps in proptest::collection::vec(0usize..9, 0..40)) {
             let mut s = TenantStatus::Provisioning;
             for i in steps {
                 let before = s;

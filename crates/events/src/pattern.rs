@@ -13,19 +13,24 @@
 //! - its errors do not carry the JSON path of the offending key, which our API returns
 //!   to users who write patterns;
 //! - it does not cover the whole EventBridge syntax we want (`$or`, `anything-but` with
-//!   `suffix`/`wildcard`, `prefix`/`suffix` with `equals-ignore-case`), and matches
-//!   arrays of objects per element, where EventBridge flattens them;
+//!   `suffix`/`wildcard`, `prefix`/`suffix` with `equals-ignore-case`);
 //! - it needs a newer toolchain than the workspace's `rust-version` and brings a set of
 //!   concurrency dependencies for a few hundred lines of tree walking.
 //!
 //! # Matching model
 //!
-//! Matching follows EventBridge's flattening model: the event is seen as a set of
-//! leaf values per dotted path, arrays (at any depth) contributing each element. A
-//! field condition holds if ANY pattern value matches ANY leaf value at its path; all
-//! fields of a pattern object must hold; one branch of each `$or` must hold. Objects
-//! are not leaves: `{"exists": true}` does not match a path holding only objects, and
-//! an empty array counts as absent.
+//! A field condition holds if ANY pattern value matches ANY leaf value at its path
+//! (arrays of scalars, at any depth, contribute each element); all fields of a pattern
+//! object must hold; one branch of each `$or` must hold. Objects are not leaves:
+//! `{"exists": true}` does not match a path holding only objects, and an empty array
+//! counts as absent.
+//!
+//! Arrays of objects are matched with event-ruler's "array consistency"
+//! (`rulesForJSONEvent`, also quamina's): all the conditions under a key holding an
+//! array of objects must be met by ONE element, never some by one element and the rest
+//! by another. `$or` branches join the conditions of their scope, as event-ruler's
+//! expansion of `$or` into sub-rules does, so a branch naming the same array as a field
+//! beside the `$or` is held to the same element.
 
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -72,7 +77,11 @@ pub enum PatternErrorKind {
     NumericOperator(String),
     #[error("\"numeric\" range needs one lower bound (\">\" or \">=\") and one upper bound (\"<\" or \"<=\")")]
     NumericPair,
-    #[error("\"numeric\" range is empty: lower bound {lower} is above upper bound {upper}")]
+    #[error(
+        "\"numeric\" range must give its lower bound (\">\" or \">=\") first, then its upper bound (\"<\" or \"<=\")"
+    )]
+    NumericUpperFirst,
+    #[error("\"numeric\" range is empty: lower bound {lower} is not below upper bound {upper} (use [\"=\", x] for one value)")]
     NumericEmptyRange { lower: f64, upper: f64 },
     #[error("wildcard has consecutive '*' characters")]
     ConsecutiveWildcards,
@@ -80,6 +89,14 @@ pub enum PatternErrorKind {
     InvalidEscape,
     #[error("\"$or\" expects an array of at least two pattern objects")]
     OrShape,
+    #[error("\"{0}\" is an operator name and cannot be a field name inside \"$or\"")]
+    ReservedInOr(String),
+    #[error("number {0} cannot be represented: it underflows to 0 or overflows a 64-bit float")]
+    UnrepresentableNumber(String),
+    #[error("\"anything-but\" {0} must not be empty")]
+    EmptyAnythingBut(&'static str),
+    #[error("the \"$or\" branches combine into {0} alternatives, more than the limit of {MAX_OR_COMBINATIONS}")]
+    TooManyCombinations(u64),
 }
 
 /// A scalar JSON value compared by value (numbers numerically).
@@ -298,17 +315,85 @@ impl Matcher {
     }
 }
 
+/// At most this many alternatives (the sub-patterns `$or` expands into, as event-ruler
+/// compiles them) per pattern: matching may try each of them.
+pub const MAX_OR_COMBINATIONS: u64 = 1000;
+
+/// Operator names, which event-ruler refuses as field names inside `$or` branches.
+const OPERATORS: [&str; 25] = [
+    "exactly",
+    "equals-ignore-case",
+    "prefix",
+    "suffix",
+    "anything-but",
+    "exists",
+    "wildcard",
+    "numeric",
+    "cidr",
+    "=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "regex",
+    "not-wildcard",
+    "not-equals-ignore-case",
+    "date-after",
+    "date-on-or-after",
+    "date-before",
+    "date-on-or-before",
+    "in-date-range",
+    "ip-address-in-range",
+    "ip-address-not-in-range",
+    "$and",
+];
+
+impl ObjectPattern {
+    /// How many alternatives this pattern expands into (saturating).
+    fn combinations(&self) -> u64 {
+        let fields = self.fields.iter().fold(1u64, |acc, (_, n)| match n {
+            Node::Object(inner) => acc.saturating_mul(inner.combinations()),
+            Node::Leaf(_) => acc,
+        });
+        self.ors.iter().fold(fields, |acc, branches| {
+            acc.saturating_mul(branches.iter().fold(0u64, |sum, b| sum.saturating_add(b.combinations())))
+        })
+    }
+}
+
 impl Pattern {
     /// Parses and validates an EventBridge event pattern.
     pub fn parse(pattern: &Value) -> Result<Pattern, PatternError> {
+        Pattern::parse_with(pattern, true)
+    }
+
+    /// Parses a pattern stored before the checks event-ruler makes were added (numeric
+    /// bounds in either order or equal, `anything-but` on `null`/booleans or with an
+    /// empty prefix or suffix, operator names as fields inside `$or`): it is accepted
+    /// with its old meaning, so that a subscription created then keeps matching. The
+    /// limit on `$or` alternatives still applies.
+    pub fn parse_lenient(pattern: &Value) -> Result<Pattern, PatternError> {
+        Pattern::parse_with(pattern, false)
+    }
+
+    fn parse_with(pattern: &Value, strict: bool) -> Result<Pattern, PatternError> {
         let Value::Object(map) = pattern else {
             return Err(err("", PatternErrorKind::NotAnObject));
         };
-        Ok(Pattern { root: parse_object(map, "")? })
+        let root = parse_object(map, "", Ctx { in_or: false, strict })?;
+        let combinations = root.combinations();
+        if combinations > MAX_OR_COMBINATIONS {
+            return Err(err("", PatternErrorKind::TooManyCombinations(combinations)));
+        }
+        Ok(Pattern { root })
     }
 
-    /// Parses a pattern from JSON text.
+    /// Parses a pattern from JSON text; a number the text holds that a 64-bit float
+    /// cannot represent (see [`unrepresentable_number`]) is refused.
     pub fn parse_str(pattern: &str) -> Result<Pattern, PatternError> {
+        if let Some(number) = unrepresentable_number(pattern.as_bytes()) {
+            return Err(err("", PatternErrorKind::UnrepresentableNumber(number)));
+        }
         let value: Value = serde_json::from_str(pattern)
             .map_err(|_| PatternError { path: root_path(""), kind: PatternErrorKind::NotAnObject })?;
         Pattern::parse(&value)
@@ -316,8 +401,42 @@ impl Pattern {
 
     /// Whether the event matches this pattern.
     pub fn matches(&self, event: &Value) -> bool {
-        eval_object(&self.root, &[event])
+        eval_scope(&[&self.root], event.as_object())
     }
+}
+
+/// The first number literal of JSON text that a 64-bit float cannot represent: one
+/// that is not zero but rounds to zero (`1E-325`), or one too large (`1E400`). JSON
+/// parsers turn the first silently into `0` (serde_json does), so a pattern holding it
+/// would not mean what it says; event-ruler refuses both. Strings are skipped.
+pub fn unrepresentable_number(json: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len() && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let text = std::str::from_utf8(&json[start..i]).unwrap_or_default();
+                let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+                let nonzero = mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'));
+                match text.parse::<f64>() {
+                    Ok(x) if x.is_infinite() || (x == 0.0 && nonzero) => return Some(text.to_owned()),
+                    _ => {}
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn root_path(path: &str) -> String {
@@ -340,7 +459,16 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn parse_object(map: &Map<String, Value>, path: &str) -> Result<ObjectPattern, PatternError> {
+/// How to parse: `in_or`, the object is (inside) a `$or` branch, where operator names
+/// are refused as field names (they are almost always a misplaced operator); `strict`,
+/// whether event-ruler's checks apply (see [`Pattern::parse_lenient`]).
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
+    in_or: bool,
+    strict: bool,
+}
+
+fn parse_object(map: &Map<String, Value>, path: &str, ctx: Ctx) -> Result<ObjectPattern, PatternError> {
     if map.is_empty() {
         return Err(err(path, PatternErrorKind::EmptyObject));
     }
@@ -348,12 +476,15 @@ fn parse_object(map: &Map<String, Value>, path: &str) -> Result<ObjectPattern, P
     for (key, value) in map {
         let here = join(path, key);
         if key == "$or" {
-            out.ors.push(parse_or(value, &here)?);
+            out.ors.push(parse_or(value, &here, ctx)?);
             continue;
         }
+        if ctx.in_or && ctx.strict && OPERATORS.contains(&key.as_str()) {
+            return Err(err(&here, PatternErrorKind::ReservedInOr(key.clone())));
+        }
         let node = match value {
-            Value::Object(inner) => Node::Object(parse_object(inner, &here)?),
-            Value::Array(items) => Node::Leaf(parse_match_list(items, &here)?),
+            Value::Object(inner) => Node::Object(parse_object(inner, &here, ctx)?),
+            Value::Array(items) => Node::Leaf(parse_match_list(items, &here, ctx.strict)?),
             _ => return Err(err(&here, PatternErrorKind::ValueNotInArray)),
         };
         out.fields.push((key.clone(), node));
@@ -361,7 +492,7 @@ fn parse_object(map: &Map<String, Value>, path: &str) -> Result<ObjectPattern, P
     Ok(out)
 }
 
-fn parse_or(value: &Value, path: &str) -> Result<Vec<ObjectPattern>, PatternError> {
+fn parse_or(value: &Value, path: &str, ctx: Ctx) -> Result<Vec<ObjectPattern>, PatternError> {
     let Value::Array(branches) = value else {
         return Err(err(path, PatternErrorKind::OrShape));
     };
@@ -374,14 +505,14 @@ fn parse_or(value: &Value, path: &str) -> Result<Vec<ObjectPattern>, PatternErro
         .map(|(i, b)| {
             let here = format!("{path}[{i}]");
             match b {
-                Value::Object(m) => parse_object(m, &here),
+                Value::Object(m) => parse_object(m, &here, Ctx { in_or: true, ..ctx }),
                 _ => Err(err(&here, PatternErrorKind::NotAnObject)),
             }
         })
         .collect()
 }
 
-fn parse_match_list(items: &[Value], path: &str) -> Result<Vec<Matcher>, PatternError> {
+fn parse_match_list(items: &[Value], path: &str, strict: bool) -> Result<Vec<Matcher>, PatternError> {
     if items.is_empty() {
         return Err(err(path, PatternErrorKind::EmptyArray));
     }
@@ -389,7 +520,7 @@ fn parse_match_list(items: &[Value], path: &str) -> Result<Vec<Matcher>, Pattern
         .iter()
         .map(|item| match item {
             Value::Array(_) => Err(err(path, PatternErrorKind::NestedArray)),
-            Value::Object(op) => parse_operator(op, path),
+            Value::Object(op) => parse_operator(op, path, strict),
             scalar => Ok(Matcher::Exact(Scalar::from_value(scalar).expect("scalar json value"))),
         })
         .collect()
@@ -399,7 +530,7 @@ fn bad(path: &str, op: &'static str, expected: &'static str) -> PatternError {
     err(path, PatternErrorKind::BadOperand { op, expected })
 }
 
-fn parse_operator(op: &Map<String, Value>, path: &str) -> Result<Matcher, PatternError> {
+fn parse_operator(op: &Map<String, Value>, path: &str, strict: bool) -> Result<Matcher, PatternError> {
     if op.len() != 1 {
         return Err(err(path, PatternErrorKind::OperatorArity(op.len())));
     }
@@ -431,13 +562,13 @@ fn parse_operator(op: &Map<String, Value>, path: &str) -> Result<Matcher, Patter
             Value::Bool(b) => Ok(Matcher::Exists(*b)),
             _ => Err(bad(path, "exists", "true or false")),
         },
-        "numeric" => parse_numeric(arg, path).map(Matcher::Numeric),
-        "anything-but" => parse_anything_but(arg, path).map(Matcher::AnythingBut),
+        "numeric" => parse_numeric(arg, path, strict).map(Matcher::Numeric),
+        "anything-but" => parse_anything_but(arg, path, strict).map(Matcher::AnythingBut),
         other => Err(err(path, PatternErrorKind::UnknownOperator(other.to_owned()))),
     }
 }
 
-fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> {
+fn parse_numeric(arg: &Value, path: &str, strict: bool) -> Result<NumericRange, PatternError> {
     let Value::Array(items) = arg else {
         return Err(err(path, PatternErrorKind::NumericShape));
     };
@@ -446,7 +577,7 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
     }
     let mut range = NumericRange { lower: Bound::Unbounded, upper: Bound::Unbounded };
     let mut equals = false;
-    for pair in items.chunks(2) {
+    for (i, pair) in items.chunks(2).enumerate() {
         let (Value::String(cmp), Value::Number(n)) = (&pair[0], &pair[1]) else {
             return Err(err(path, PatternErrorKind::NumericShape));
         };
@@ -471,6 +602,10 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
         if *slot != Bound::Unbounded {
             return Err(err(path, PatternErrorKind::NumericPair));
         }
+        // event-ruler reads a range as lower bound, then upper bound.
+        if strict && i == 0 && !slot_is_lower && items.len() == 4 {
+            return Err(err(path, PatternErrorKind::NumericUpperFirst));
+        }
         *slot = bound;
     }
     if !equals {
@@ -480,7 +615,7 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
         };
         if let (Some(lower), Some(upper)) = (value(range.lower), value(range.upper)) {
             let both_inclusive = matches!((range.lower, range.upper), (Bound::Inclusive(_), Bound::Inclusive(_)));
-            if lower > upper || (lower == upper && !both_inclusive) {
+            if lower > upper || (lower == upper && (strict || !both_inclusive)) {
                 return Err(err(path, PatternErrorKind::NumericEmptyRange { lower, upper }));
             }
         }
@@ -491,13 +626,15 @@ fn parse_numeric(arg: &Value, path: &str) -> Result<NumericRange, PatternError> 
 /// `anything-but` takes a value, a non-empty list of strings or of numbers, or an
 /// object with exactly one of `prefix`, `suffix`, `equals-ignore-case`, `wildcard`
 /// (each a string or a non-empty list of strings).
-fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternError> {
+fn parse_anything_but(arg: &Value, path: &str, strict: bool) -> Result<AnythingBut, PatternError> {
     const OP: &str = "anything-but";
     const EXPECTED: &str = "a string, a number, a non-empty array of strings or numbers, or an object with one of prefix, suffix, equals-ignore-case, wildcard";
     match arg {
-        Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => {
+        Value::String(_) | Value::Number(_) => Ok(AnythingBut::Values(vec![Scalar::from_value(arg).expect("scalar")])),
+        Value::Bool(_) | Value::Null if !strict => {
             Ok(AnythingBut::Values(vec![Scalar::from_value(arg).expect("scalar")]))
         }
+        Value::Bool(_) | Value::Null => Err(bad(path, OP, EXPECTED)),
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(err(path, PatternErrorKind::EmptyArray));
@@ -519,6 +656,13 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
             }
             let strings = strings_or_list(inner)
                 .ok_or_else(|| bad(path, OP, "its operator to take a string or a non-empty array of strings"))?;
+            if strict && strings.iter().any(String::is_empty) {
+                match name.as_str() {
+                    "prefix" => return Err(err(path, PatternErrorKind::EmptyAnythingBut("prefix"))),
+                    "suffix" => return Err(err(path, PatternErrorKind::EmptyAnythingBut("suffix"))),
+                    _ => {}
+                }
+            }
             match name.as_str() {
                 "prefix" => Ok(AnythingBut::Prefix(strings)),
                 "suffix" => Ok(AnythingBut::Suffix(strings)),
@@ -550,20 +694,76 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-fn eval_object(pattern: &ObjectPattern, nodes: &[&Value]) -> bool {
-    let fields_hold = pattern.fields.iter().all(|(key, node)| {
+/// Whether the pattern objects in `conj` all hold on one event object (`None`: the
+/// object is absent, so every field under it is absent).
+///
+/// `$or` groups are resolved first, by trying their branches (a branch's fields join
+/// the conjunction, as event-ruler's expansion of `$or` into sub-rules does); then the
+/// fields are grouped by key, so that every sub-pattern naming the same key is tested
+/// against the same element of an array of objects (array consistency).
+fn eval_scope(conj: &[&ObjectPattern], node: Option<&Map<String, Value>>) -> bool {
+    let mut flat: Vec<&ObjectPattern> = conj.to_vec();
+    let mut pending: Vec<&[ObjectPattern]> = conj.iter().flat_map(|p| p.ors.iter().map(Vec::as_slice)).collect();
+    resolve_ors(&mut flat, &mut pending, node)
+}
+
+fn resolve_ors<'p>(
+    flat: &mut Vec<&'p ObjectPattern>,
+    pending: &mut Vec<&'p [ObjectPattern]>,
+    node: Option<&Map<String, Value>>,
+) -> bool {
+    let Some(group) = pending.pop() else {
+        return eval_fields(flat, node);
+    };
+    let mut found = false;
+    for branch in group {
+        let (saved_flat, saved_pending) = (flat.len(), pending.len());
+        flat.push(branch);
+        pending.extend(branch.ors.iter().map(Vec::as_slice));
+        found = resolve_ors(flat, pending, node);
+        flat.truncate(saved_flat);
+        pending.truncate(saved_pending);
+        if found {
+            break;
+        }
+    }
+    pending.push(group);
+    found
+}
+
+/// The fields of `flat` (no `$or` left) on one object: for each key, every leaf
+/// condition must hold on the leaf values there, and all the object sub-patterns must
+/// hold together on one object there (any one, if the key holds an array of objects).
+fn eval_fields(flat: &[&ObjectPattern], node: Option<&Map<String, Value>>) -> bool {
+    let mut keys: Vec<&str> = flat.iter().flat_map(|p| p.fields.iter().map(|(k, _)| k.as_str())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter().all(|key| {
         let mut children = Vec::new();
+        if let Some(child) = node.and_then(|o| o.get(key)) {
+            flatten(child, &mut children);
+        }
+        let nodes = flat.iter().flat_map(|p| p.fields.iter().filter(|(k, _)| k == key).map(|(_, n)| n));
+        let mut objects: Vec<&ObjectPattern> = Vec::new();
         for n in nodes {
-            if let Some(child) = n.as_object().and_then(|o| o.get(key)) {
-                flatten(child, &mut children);
+            match n {
+                Node::Leaf(matchers) => {
+                    if !eval_leaf(matchers, &children) {
+                        return false;
+                    }
+                }
+                Node::Object(inner) => objects.push(inner),
             }
         }
-        match node {
-            Node::Object(inner) => eval_object(inner, &children),
-            Node::Leaf(matchers) => eval_leaf(matchers, &children),
+        if objects.is_empty() {
+            return true;
         }
-    });
-    fields_hold && pattern.ors.iter().all(|branches| branches.iter().any(|b| eval_object(b, nodes)))
+        let mut elements = children.iter().filter_map(|c| c.as_object()).peekable();
+        if elements.peek().is_none() {
+            return eval_scope(&objects, None);
+        }
+        elements.any(|e| eval_scope(&objects, Some(e)))
+    })
 }
 
 fn eval_leaf(matchers: &[Matcher], values: &[&Value]) -> bool {

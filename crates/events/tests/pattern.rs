@@ -69,13 +69,67 @@ fn nested_objects() {
 }
 
 #[test]
-fn arrays_of_objects_are_flattened_like_eventbridge() {
+fn arrays_of_objects_one_element_must_meet_all_conditions() {
     let p = json!({"detail": {"items": {"sku": ["b"]}}});
     assert!(matches(p.clone(), json!({"detail": {"items": [{"sku": "a"}, {"sku": "b"}]}})));
     assert!(!matches(p, json!({"detail": {"items": [{"sku": "a"}]}})));
-    // Conditions on sibling fields may be met by different elements, as in EventBridge.
+    // event-ruler's README example: no one employee is Anna Jones.
+    let employees = json!({"employees": [
+        [{"firstName": "John", "lastName": "Doe"}, {"firstName": "Anna", "lastName": "Smith"}],
+        [{"firstName": "Peter", "lastName": "Jones"}]
+    ]});
+    assert!(matches(json!({"employees": {"firstName": ["Anna"]}}), employees.clone()));
+    assert!(!matches(json!({"employees": {"firstName": ["Anna"], "lastName": ["Jones"]}}), employees.clone()));
+    assert!(matches(json!({"employees": {"firstName": ["Anna"], "lastName": ["Smith"]}}), employees));
+    // Conditions on sibling fields are met by different elements: no match.
     let p = json!({"items": {"sku": ["a"], "qty": [2]}});
-    assert!(matches(p, json!({"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]})));
+    assert!(!matches(p.clone(), json!({"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]})));
+    assert!(matches(p, json!({"items": [{"sku": "b", "qty": 1}, {"sku": "a", "qty": 2}]})));
+}
+
+#[test]
+fn array_consistency_holds_at_every_depth() {
+    // Per order, one line must be the sku with that quantity; the orders may differ.
+    let p = json!({"orders": {"id": [2], "lines": {"sku": ["a"], "qty": [1]}}});
+    let event = |lines2: Value| {
+        json!({"orders": [
+            {"id": 1, "lines": [{"sku": "a", "qty": 1}]},
+            {"id": 2, "lines": lines2}
+        ]})
+    };
+    assert!(!matches(p.clone(), event(json!([{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}]))));
+    assert!(matches(p.clone(), event(json!([{"sku": "b", "qty": 2}, {"sku": "a", "qty": 1}]))));
+    // A single object under an array element is that element's own.
+    let p = json!({"items": {"tag": ["x"], "meta": {"owner": ["acme"]}}});
+    assert!(!matches(
+        p.clone(),
+        json!({"items": [{"tag": "x", "meta": {"owner": "other"}}, {"tag": "y", "meta": {"owner": "acme"}}]})
+    ));
+    assert!(matches(p, json!({"items": [{"tag": "y"}, {"tag": "x", "meta": {"owner": "acme"}}]})));
+    // Arrays of scalars inside an element still match any of their values.
+    let p = json!({"items": {"tags": ["x"], "sku": ["a"]}});
+    assert!(matches(p, json!({"items": [{"sku": "a", "tags": ["w", "x"]}]})));
+}
+
+#[test]
+fn array_consistency_with_or_and_exists() {
+    // `$or` inside the element's pattern: the element must meet a whole branch.
+    let p = json!({"items": {"sku": ["a"], "$or": [{"qty": [1]}, {"gift": [true]}]}});
+    assert!(!matches(p.clone(), json!({"items": [{"sku": "a", "qty": 2}, {"sku": "b", "gift": true}]})));
+    assert!(matches(p, json!({"items": [{"sku": "b", "qty": 1}, {"sku": "a", "gift": true}]})));
+    // A `$or` branch naming the same array as a field beside it: the same element.
+    let p = json!({"items": {"sku": ["a"]}, "$or": [{"items": {"qty": [1]}}, {"urgent": [true]}]});
+    assert!(!matches(p.clone(), json!({"items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}]})));
+    assert!(matches(p.clone(), json!({"items": [{"sku": "a", "qty": 1}]})));
+    assert!(matches(p, json!({"items": [{"sku": "a", "qty": 2}], "urgent": true})));
+    // `exists: false` is per element too, and holds when there is no element at all.
+    let p = json!({"items": {"sku": ["a"], "returned": [{"exists": false}]}});
+    assert!(!matches(p.clone(), json!({"items": [{"sku": "a", "returned": true}, {"sku": "b"}]})));
+    assert!(matches(p, json!({"items": [{"sku": "b"}, {"sku": "a"}]})));
+    let p = json!({"items": {"returned": [{"exists": false}]}});
+    assert!(matches(p.clone(), json!({})));
+    assert!(matches(p.clone(), json!({"items": []})));
+    assert!(matches(p, json!({"items": [{"returned": true}, {"sku": "a"}]})));
 }
 
 #[test]
@@ -329,6 +383,59 @@ fn rejects_bad_anything_but() {
         rejects(json!({"f": [{"anything-but": {"prefix": 1}}]})),
         "f: \"anything-but\" expects its operator to take a string or a non-empty array of strings"
     );
+    // As event-ruler: no empty prefix or suffix (it would exclude every string).
+    assert_eq!(
+        rejects(json!({"f": [{"anything-but": {"prefix": ""}}]})),
+        "f: \"anything-but\" prefix must not be empty"
+    );
+    assert_eq!(
+        rejects(json!({"f": [{"anything-but": {"suffix": ""}}]})),
+        "f: \"anything-but\" suffix must not be empty"
+    );
+    assert_eq!(
+        rejects(json!({"f": [{"anything-but": {"prefix": ["a", ""]}}]})),
+        "f: \"anything-but\" prefix must not be empty"
+    );
+    // As event-ruler: no nested anything-but, no null or boolean operand.
+    assert_eq!(
+        rejects(json!({"f": [{"anything-but": {"anything-but": "x"}}]})),
+        "f: unknown operator \"anything-but/anything-but\""
+    );
+    for operand in [json!(true), json!(null), json!([true]), json!([null])] {
+        assert!(rejects(json!({"f": [{"anything-but": operand}]})).starts_with("f: \"anything-but\" expects"));
+    }
+}
+
+#[test]
+fn rejects_operator_names_as_fields_inside_or() {
+    assert_eq!(
+        rejects(json!({"$or": [{"numeric": [">", 1]}, {"b": [1]}]})),
+        "$or[0].numeric: \"numeric\" is an operator name and cannot be a field name inside \"$or\""
+    );
+    assert_eq!(
+        rejects(json!({"$or": [{"a": [1]}, {"d": {"prefix": ["x"]}}]})),
+        "$or[1].d.prefix: \"prefix\" is an operator name and cannot be a field name inside \"$or\""
+    );
+    // Outside `$or` such names are ordinary fields.
+    assert!(matches(json!({"prefix": ["x"]}), json!({"prefix": "x"})));
+}
+
+#[test]
+fn rejects_too_many_or_combinations() {
+    // Four nested levels of 6 branches: 6^4 = 1296 alternatives.
+    let mut p = json!({"z": [0]});
+    for level in 0..4 {
+        let branches: Vec<Value> =
+            (0..6).map(|i| json!({format!("k{level}_{i}"): [i], "$or": [p.clone(), {"y": [1]}]})).collect();
+        p = json!({"$or": branches});
+    }
+    let msg = rejects(p);
+    assert!(msg.starts_with("<root>: the \"$or\" branches combine into"), "{msg}");
+    assert!(msg.ends_with("more than the limit of 1000"), "{msg}");
+    // Six branches of six branches is fine.
+    let inner: Vec<Value> = (0..6).map(|i| json!({"b": [i]})).collect();
+    let outer: Vec<Value> = (0..6).map(|i| json!({"a": [i], "$or": inner})).collect();
+    assert!(Pattern::parse(&json!({"$or": outer})).is_ok());
 }
 
 #[test]
@@ -345,8 +452,35 @@ fn rejects_bad_numeric() {
     assert_eq!(rejects(json!({"n": [{"numeric": ["=", 1, "<", 2]}]})), pair);
     assert_eq!(
         rejects(json!({"n": [{"numeric": [">", 5, "<", 1]}]})),
-        "n: \"numeric\" range is empty: lower bound 5 is above upper bound 1"
+        "n: \"numeric\" range is empty: lower bound 5 is not below upper bound 1 (use [\"=\", x] for one value)"
     );
+    // As event-ruler: the bottom must be below the top, even with both bounds inclusive.
+    assert!(rejects(json!({"n": [{"numeric": [">=", 5, "<=", 5]}]})).contains("range is empty"));
+    assert!(rejects(json!({"n": [{"numeric": [">", 5, "<=", 5]}]})).contains("range is empty"));
+    // As event-ruler: the lower bound comes first.
+    let order = "n: \"numeric\" range must give its lower bound (\">\" or \">=\") first, then its upper bound (\"<\" or \"<=\")";
+    assert_eq!(rejects(json!({"n": [{"numeric": ["<", 1, ">", 5]}]})), order);
+    assert_eq!(rejects(json!({"n": [{"numeric": ["<=", 5, ">=", 1]}]})), order);
+}
+
+#[test]
+fn rejects_numbers_a_float_cannot_hold() {
+    let msg =
+        |n: &str| format!("<root>: number {n} cannot be represented: it underflows to 0 or overflows a 64-bit float");
+    for n in ["1E-325", "-2.5e-400", "1E400", "-1e309"] {
+        let text = format!(r#"{{"n": [{{"numeric": [">", {n}]}}]}}"#);
+        assert_eq!(Pattern::parse_str(&text).unwrap_err().to_string(), msg(n), "{text}");
+        let text = format!(r#"{{"n": [{n}]}}"#);
+        assert_eq!(Pattern::parse_str(&text).unwrap_err().to_string(), msg(n), "{text}");
+    }
+    // Zero, small and large representable numbers, and numbers inside strings, are fine.
+    for ok in [
+        r#"{"n": [0, 0.0, -0e5, 0E-400, 1e-300, 1.5e308]}"#,
+        r#"{"s": ["1E-325", "a\"1e400"], "n": [{"numeric": [">", 1e-5, "<", 1e300]}]}"#,
+    ] {
+        assert!(Pattern::parse_str(ok).is_ok(), "{ok}");
+    }
+    assert_eq!(tenancy_events::pattern::unrepresentable_number(br#"{"a": "\\", "b": 1e-999}"#), Some("1e-999".into()));
 }
 
 #[test]
@@ -369,4 +503,24 @@ fn rejects_bad_or() {
     assert_eq!(rejects(json!({"$or": [{"a": [1]}]})), format!("$or: {msg}"));
     assert_eq!(rejects(json!({"detail": {"$or": [{"a": [1]}, 5]}})), "detail.$or[1]: pattern must be a JSON object");
     assert_eq!(rejects(json!({"$or": [{"a": [1]}, {"b": "x"}]})), "$or[1].b: match values must be in an array");
+}
+
+#[test]
+fn lenient_parse_keeps_patterns_stored_before_the_event_ruler_checks() {
+    for (pattern, event, expected) in [
+        (json!({"n": [{"numeric": ["<", 5, ">", 1]}]}), json!({"n": 3}), true),
+        (json!({"n": [{"numeric": [">=", 5, "<=", 5]}]}), json!({"n": 5}), true),
+        (json!({"f": [{"anything-but": null}]}), json!({"f": "x"}), true),
+        (json!({"f": [{"anything-but": {"prefix": ""}}]}), json!({"f": "x"}), false),
+        (json!({"$or": [{"prefix": ["x"]}, {"b": [1]}]}), json!({"prefix": "x"}), true),
+    ] {
+        assert!(Pattern::parse(&pattern).is_err(), "{pattern}");
+        let lenient = Pattern::parse_lenient(&pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        assert_eq!(lenient.matches(&event), expected, "{pattern} {event}");
+    }
+    // Still refused leniently: what was refused before, and too many alternatives.
+    assert!(Pattern::parse_lenient(&json!({"n": [{"numeric": [">", 5, "<", 1]}]})).is_err());
+    assert!(Pattern::parse_lenient(&json!({"source": "x"})).is_err());
+    let ok = Pattern::parse_lenient(&json!({"n": [{"numeric": ["<", 5, ">", 1]}]})).unwrap();
+    assert!(ok.matches(&json!({"n": 3})) && !ok.matches(&json!({"n": 6})));
 }

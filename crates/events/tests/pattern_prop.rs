@@ -1,6 +1,7 @@
 //! The matcher against a tiny reference evaluator over generated flat events and
 //! patterns (exact, prefix, anything-but, numeric, exists; event values scalars or
-//! arrays of scalars).
+//! arrays of scalars), and the same patterns under a key holding an array of such
+//! events (array consistency: one element must match).
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -51,7 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         scalar().prop_map(Op::Exact),
         "[xy]{0,2}".prop_map(Op::Prefix),
         prop_oneof![(-3i64..4).prop_map(|n| json!(n)), "[xy]{0,3}".prop_map(Value::String)].prop_map(Op::AnythingBut),
-        (-3i64..4, 0i64..4).prop_map(|(lo, w)| Op::Between(lo, lo + w)),
+        (-3i64..4, 1i64..4).prop_map(|(lo, w)| Op::Between(lo, lo + w)),
         any::<bool>().prop_map(Op::Exists),
     ]
 }
@@ -133,6 +134,24 @@ proptest! {
             reference(&pattern_json, &event),
             "pattern {} event {}", pattern_json, event
         );
+    }
+
+    /// Array consistency: under a key holding an array of objects, the pattern matches
+    /// iff one element alone matches it (or, with no element, an empty object does).
+    #[test]
+    fn array_of_objects_matches_iff_one_element_does(
+        fields in pattern(),
+        elements in prop::collection::vec(event(), 0..4),
+    ) {
+        let inner = to_json(&fields);
+        let pattern = Pattern::parse(&obj("items", inner.clone())).expect("generated patterns are valid");
+        let expected = if elements.is_empty() {
+            reference(&inner, &json!({}))
+        } else {
+            elements.iter().any(|e| reference(&inner, e))
+        };
+        let event = obj("items", Value::Array(elements));
+        prop_assert_eq!(pattern.matches(&event), expected, "pattern {} event {}", inner, event);
     }
 
     #[test]

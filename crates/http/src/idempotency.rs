@@ -1,14 +1,26 @@
 //! `Idempotency-Key` for mutating requests.
 //!
+//! Runs after the access middleware: a request that is not authenticated and
+//! authorized for its route never reaches this, never writes a key, and a replay is
+//! re-checked like any request (a deleted key's replay is 401).
+//!
 //! The first request with a key runs and its response (status, body and the headers
-//! that matter) is stored; a repeat with the same key and the same request replays it
+//! that matter) is stored, sealed with the master key (stored responses hold API keys
+//! and webhook secrets); a repeat with the same key and the same request replays it
 //! with `Idempotent-Replayed: true`; the same key with another request is 422
 //! `idempotency-key-reused`; a repeat while the first is still running is 409
 //! `idempotency-key-in-use`. Keys are scoped to the caller's credential (by a hash of
 //! it), so two callers never share a key space. 5xx and 429 responses are not stored:
 //! those requests may be retried with the same key.
+//!
+//! Once its key is claimed, a request runs to its end even when its client goes away
+//! (it is detached from the connection), so a retry finds its outcome rather than
+//! running it twice. A claim is leased for [`LEASE`]: the key of a request that died
+//! with its process is taken over by a retry after that. A claim whose request ended
+//! without an outcome (a panic) is released at once by a drop guard.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -17,13 +29,19 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tenancy_store::IdempotencyState;
+use tenancy_store::{IdempotencyState, Store};
+use tracing::Instrument;
 
 use crate::problem::ApiError;
 use crate::server::{ServerState, MAX_BODY_BYTES};
 
 const HEADER: &str = "idempotency-key";
 const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::ETAG, header::LOCATION];
+
+/// How long a claimed key stays claimed by a request that neither finished nor was
+/// released (its process died). Longer than the request timeout (30 s), so a live
+/// request never loses its key.
+pub const LEASE: Duration = Duration::from_secs(60);
 
 #[derive(Serialize, Deserialize)]
 struct StoredResponse {
@@ -38,6 +56,45 @@ fn hex(bytes: &[u8]) -> String {
 fn scope_of(headers: &HeaderMap) -> String {
     let credential = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
     hex(&Sha256::digest(credential)[..16])
+}
+
+/// What a stored response is sealed for: its key in its scope (a sealed response
+/// copied to another key does not open).
+fn owner(scope: &str, key: &str) -> String {
+    format!("idempotency/{scope}/{key}")
+}
+
+/// A claimed key: released (its row deleted) when dropped before it was settled.
+struct Claim {
+    store: Arc<dyn Store>,
+    scope: String,
+    key: String,
+    settled: bool,
+}
+
+impl Claim {
+    async fn release(mut self) {
+        self.settled = true;
+        if let Err(e) = self.store.idempotency_abandon(&self.scope, &self.key).await {
+            tracing::warn!(error = %e, "failed to release an idempotency key");
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (store, scope, key) = (self.store.clone(), std::mem::take(&mut self.scope), std::mem::take(&mut self.key));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.idempotency_abandon(&scope, &key).await {
+                    tracing::warn!(error = %e, "failed to release an idempotency key");
+                }
+            });
+        }
+    }
 }
 
 pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
@@ -58,10 +115,7 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "request body too large")
-                .into_response()
-        }
+        Err(_) => return ApiError::payload_too_large().into_response(),
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str());
@@ -71,7 +125,8 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
     h.update(&bytes);
     let request_hash = hex(&h.finalize());
 
-    match state.app.store().idempotency_begin(&scope, &key, &request_hash).await {
+    let store = state.app.store().clone();
+    match store.idempotency_begin(&scope, &key, &request_hash, LEASE.as_millis() as i64).await {
         Err(e) => return ApiError::from(e).into_response(),
         Ok(IdempotencyState::InProgress { request_hash: first })
         | Ok(IdempotencyState::Completed { request_hash: first, .. })
@@ -90,16 +145,35 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
             )
             .into_response()
         }
-        Ok(IdempotencyState::Completed { status, response, .. }) => return replay(status, &response),
+        Ok(IdempotencyState::Completed { status, response, .. }) => {
+            return replay(&state, &owner(&scope, &key), status, &response)
+        }
         Ok(IdempotencyState::Started) => {}
     }
 
-    let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    let status = res.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        if let Err(e) = state.app.store().idempotency_abandon(&scope, &key).await {
-            tracing::warn!(error = %e, "failed to release an idempotency key");
+    let claim = Claim { store, scope, key, settled: false };
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let run = async move {
+        let res = next.run(req).await;
+        settle(&state, claim, res).await
+    };
+    // Detached from the connection: a client that goes away does not cancel it halfway.
+    match tokio::spawn(run.instrument(tracing::Span::current())).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "an idempotent request failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }
+    }
+}
+
+/// Stores the response of a claimed key (sealed), or releases the key when the
+/// response is worth retrying (5xx, 429) or cannot be kept safely (no master key).
+async fn settle(state: &ServerState, mut claim: Claim, res: Response) -> Response {
+    let status = res.status();
+    let secrets = state.app.secrets();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || secrets.is_none() {
+        claim.release().await;
         return res;
     }
     let (parts, body) = res.into_parts();
@@ -112,15 +186,27 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
         body: String::from_utf8_lossy(&bytes).into_owned(),
     };
     let json = serde_json::to_string(&stored).expect("stored response serializes");
-    if let Err(e) = state.app.store().idempotency_finish(&scope, &key, status.as_u16(), &json).await {
-        tracing::warn!(error = %e, "failed to record an idempotent response");
+    let sealed = secrets.expect("checked above").seal(&owner(&claim.scope, &claim.key), &json);
+    match state.app.store().idempotency_finish(&claim.scope, &claim.key, status.as_u16(), &sealed).await {
+        Ok(()) => claim.settled = true,
+        Err(e) => tracing::warn!(error = %e, "failed to record an idempotent response"),
     }
     Response::from_parts(parts, Body::from(bytes))
 }
 
-fn replay(status: u16, stored: &str) -> Response {
-    let Ok(stored) = serde_json::from_str::<StoredResponse>(stored) else {
-        return ApiError::from(tenancy_domain::Error::internal("corrupt idempotent response")).into_response();
+fn replay(state: &ServerState, owner: &str, status: u16, stored: &str) -> Response {
+    // Responses stored before they were sealed are plain JSON (kept 24 hours at most).
+    let json = match state.app.secrets() {
+        _ if stored.starts_with('{') => Ok(stored.to_owned()),
+        Some(b) => b.open(owner, stored),
+        None => Err(tenancy_domain::Error::Unavailable("no master key configured".into())),
+    };
+    let stored = match json.map(|j| serde_json::from_str::<StoredResponse>(&j)) {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(_)) => {
+            return ApiError::from(tenancy_domain::Error::internal("corrupt idempotent response")).into_response()
+        }
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), stored.body).into_response();
     for (name, value) in stored.headers {

@@ -4,6 +4,7 @@
 //! extractors, so bad input becomes a problem+json document), calls one `app`
 //! operation with the caller's [`tenancy_app::OpContext`] and converts the result.
 
+mod access;
 mod extract;
 mod idempotency;
 mod openapi;
@@ -12,4 +13,4 @@ mod routes;
 mod server;
 
 pub use openapi::openapi_json;
-pub use server::{router, ServerState};
+pub use server::{router, serve, ConnectionLimits, ServerState, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};

@@ -1,6 +1,7 @@
 //! The route table: every endpoint of the v1 API, documented for OpenAPI.
 
 mod audit;
+mod events;
 mod hooks;
 mod keys;
 mod plans;
@@ -24,15 +25,17 @@ pub use system::{healthz, metrics, readyz};
 pub fn api() -> OpenApiRouter<Arc<ServerState>> {
     OpenApiRouter::new()
         .routes(routes!(plans::list_plans))
-        .routes(routes!(plans::put_plan, plans::get_plan, plans::delete_plan))
+        .routes(routes!(plans::put_plan, plans::patch_plan, plans::get_plan, plans::delete_plan))
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(tenants::get_tenant, tenants::patch_tenant, tenants::delete_tenant))
         .routes(routes!(tenants::suspend_tenant))
         .routes(routes!(tenants::resume_tenant))
+        .routes(routes!(tenants::retry_tenant))
         .routes(routes!(tenants::change_plan))
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::delete_key))
-        .routes(routes!(records::list_events))
+        .routes(routes!(records::list_events, events::put_events))
+        .routes(routes!(events::test_pattern))
         .routes(routes!(records::list_audit))
         .routes(routes!(subscriptions::create_subscription, subscriptions::list_subscriptions))
         .routes(routes!(

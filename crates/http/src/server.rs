@@ -17,10 +17,120 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
-use crate::{idempotency, routes};
+use crate::{access, idempotency, routes};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request that has not been answered after this long is 503 (its body included:
+/// a body sent slowly is cut off here).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one process accepts of its clients' connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// A connection must deliver a complete request head within this long of waiting
+    /// for it: for its first request, and for each next one on a kept-alive connection
+    /// (so it is the keep-alive idle timeout too). Else it is closed.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits { max_connections: DEFAULT_MAX_CONNECTIONS, header_read_timeout: HEADER_READ_TIMEOUT }
+    }
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open connection: holds its permit, counted in `http_connections_open`.
+struct OpenConnection {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("http_connections_open").increment(1.0);
+        OpenConnection { _permit: permit }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("http_connections_open").decrement(1.0);
+    }
+}
+
+/// Serves `router` on `listener` (HTTP/1.1) within `limits` until `shutdown` resolves,
+/// then lets open requests finish and returns when every connection has closed.
+///
+/// axum's own `serve` has neither a header read timeout nor a connection cap, so
+/// 2,000 connections that each sent half a request head were held forever.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let max = limits.max_connections.max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // A permit first, then the connection: past the cap, clients wait in the backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router.clone().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            req.map(axum::body::Body::new)
+        });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _open = OpenConnection::new(permit);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit until it closes.
+    let _ = permits.acquire_many(max as u32).await;
+}
 
 /// What handlers share.
 pub struct ServerState {
@@ -95,10 +205,31 @@ fn request_span(req: &Request) -> tracing::Span {
     )
 }
 
+/// The longest `X-Request-Id` a caller may choose.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Drops an incoming `X-Request-Id` that is empty, longer than [`MAX_REQUEST_ID`] bytes
+/// or holds anything but visible ASCII, so the server generates one instead (it goes
+/// into every log line and audit entry of the request).
+async fn drop_unfit_request_id(mut req: Request) -> Request {
+    let fit = |v: &HeaderValue| {
+        !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
+    };
+    let ids = req.headers().get_all("x-request-id");
+    if ids.iter().count() > 1 || ids.iter().any(|v| !fit(v)) {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
+
 /// The whole HTTP API.
 pub fn router(state: Arc<ServerState>) -> Router {
     let (api, _) = routes::api().split_for_parts();
-    let api = api.layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware));
+    // Outermost first: who is calling and may they (access), then the idempotency key,
+    // then the handler and its extractors (the body is read only after access).
+    let api = api
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .route_layer(middleware::from_fn_with_state(state.clone(), access::middleware));
     Router::new()
         .merge(api)
         .route_layer(middleware::from_fn(record_metrics))
@@ -114,6 +245,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unfit_request_id))
         .layer(middleware::map_response(|mut res: Response| async move {
             res.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
             res

@@ -31,13 +31,13 @@ macro_rules! store_conformance_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
             $crate::store_conformance_suite!(@cases $make;
-                ready, plans_put_get_list, plan_versions, plan_delete_in_use, tenant_create_and_duplicate,
+                ready, plans_put_get_list, plan_versions, plan_delete_in_use, plan_isolation_in_use, tenant_create_and_duplicate,
                 tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions,
                 effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
-                lost_lease_rolls_back, idempotency_keys, api_keys, event_and_audit_lists, subscriptions_crud,
+                lost_lease_rolls_back, idempotency_keys, idempotency_lease_expiry, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
-                the_latest_reconciliation_run_is_kept);
+                the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -151,6 +151,36 @@ pub async fn plan_delete_in_use(store: Arc<dyn Store>) {
     store.tenant_update(&gone, t.version, &Effects::none()).await.unwrap();
     store.plan_delete("pro", &Effects::none()).await.unwrap();
     assert!(matches!(store.plan_delete("pro", &Effects::none()).await, Err(Error::NotFound { .. })));
+}
+
+/// A plan's isolation is fixed while tenants hold it (their data is laid out by it);
+/// its other fields still change, and an offboarded tenant no longer holds it.
+pub async fn plan_isolation_in_use(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    let err = store.plan_put(&plan("pro", Isolation::Silo), None, &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), "plan-in-use", "{err:?}");
+    assert!(err.to_string().contains("isolation"), "{err}");
+    let got = store.plan_get("pro").await.unwrap();
+    assert_eq!((got.isolation, got.version), (Isolation::Pool, 1), "nothing changed");
+    let mut renamed = plan("pro", Isolation::Pool);
+    renamed.name = "Professional".into();
+    assert_eq!(store.plan_put(&renamed, Some(1), &Effects::none()).await.unwrap().version, 2);
+    let mut gone = t.clone();
+    gone.status = TenantStatus::Offboarded;
+    store.tenant_update(&gone, t.version, &Effects::none()).await.unwrap();
+    // A tenant in the middle of a plan change may be moving to this plan.
+    store.plan_put(&plan("basic", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let other = store.tenant_create(&tenant("other", "basic", "eu"), &Effects::none()).await.unwrap();
+    let mut moving = other.clone();
+    moving.status = TenantStatus::Updating;
+    store.tenant_update(&moving, other.version, &Effects::none()).await.unwrap();
+    let err = store.plan_put(&plan("pro", Isolation::Silo), None, &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), "plan-in-use", "{err:?}");
+    moving.status = TenantStatus::Active;
+    store.tenant_update(&moving, other.version + 1, &Effects::none()).await.unwrap();
+    let silo = store.plan_put(&plan("pro", Isolation::Silo), None, &Effects::none()).await.unwrap();
+    assert_eq!((silo.isolation, silo.version), (Isolation::Silo, 3));
 }
 
 pub async fn tenant_create_and_duplicate(store: Arc<dyn Store>) {
@@ -295,27 +325,55 @@ pub async fn lost_lease_rolls_back(store: Arc<dyn Store>) {
 }
 
 pub async fn idempotency_keys(store: Arc<dyn Store>) {
-    assert_eq!(store.idempotency_begin("k1", "abc", "h1").await.unwrap(), IdempotencyState::Started);
+    const LEASE: i64 = 60_000;
+    assert_eq!(store.idempotency_begin("k1", "abc", "h1", LEASE).await.unwrap(), IdempotencyState::Started);
     assert_eq!(
-        store.idempotency_begin("k1", "abc", "h2").await.unwrap(),
+        store.idempotency_begin("k1", "abc", "h2", LEASE).await.unwrap(),
         IdempotencyState::InProgress { request_hash: "h1".into() }
     );
     assert_eq!(
-        store.idempotency_begin("k2", "abc", "h2").await.unwrap(),
+        store.idempotency_begin("k1", "abc", "h1", LEASE).await.unwrap(),
+        IdempotencyState::InProgress { request_hash: "h1".into() },
+        "leased to the first request"
+    );
+    assert_eq!(
+        store.idempotency_begin("k2", "abc", "h2", LEASE).await.unwrap(),
         IdempotencyState::Started,
         "scoped per caller"
     );
     store.idempotency_finish("k1", "abc", 201, "{\"ok\":true}").await.unwrap();
     assert_eq!(
-        store.idempotency_begin("k1", "abc", "h1").await.unwrap(),
+        store.idempotency_begin("k1", "abc", "h1", LEASE).await.unwrap(),
         IdempotencyState::Completed { request_hash: "h1".into(), status: 201, response: "{\"ok\":true}".into() }
     );
     store.idempotency_abandon("k2", "abc").await.unwrap();
-    assert_eq!(store.idempotency_begin("k2", "abc", "h3").await.unwrap(), IdempotencyState::Started);
+    assert_eq!(store.idempotency_begin("k2", "abc", "h3", LEASE).await.unwrap(), IdempotencyState::Started);
     // Past retention a key is forgotten and may be used afresh.
     assert_eq!(store.idempotency_prune(Timestamp(0)).await.unwrap(), 0);
     assert_eq!(store.idempotency_prune(Timestamp::now().plus_millis(1_000)).await.unwrap(), 2);
-    assert_eq!(store.idempotency_begin("k1", "abc", "h9").await.unwrap(), IdempotencyState::Started);
+    assert_eq!(store.idempotency_begin("k1", "abc", "h9", LEASE).await.unwrap(), IdempotencyState::Started);
+}
+
+/// An in-progress key whose lease ran out (its process died) is taken over by a retry
+/// of the same request, by one retry only; another request with that key stays refused.
+pub async fn idempotency_lease_expiry(store: Arc<dyn Store>) {
+    assert_eq!(store.idempotency_begin("k", "dead", "h1", -1).await.unwrap(), IdempotencyState::Started);
+    assert_eq!(
+        store.idempotency_begin("k", "dead", "h2", 60_000).await.unwrap(),
+        IdempotencyState::InProgress { request_hash: "h1".into() },
+        "another request does not take the key over"
+    );
+    assert_eq!(store.idempotency_begin("k", "dead", "h1", 60_000).await.unwrap(), IdempotencyState::Started);
+    assert_eq!(
+        store.idempotency_begin("k", "dead", "h1", 60_000).await.unwrap(),
+        IdempotencyState::InProgress { request_hash: "h1".into() },
+        "the taker holds a fresh lease"
+    );
+    store.idempotency_finish("k", "dead", 200, "{}").await.unwrap();
+    assert!(matches!(
+        store.idempotency_begin("k", "dead", "h1", 60_000).await.unwrap(),
+        IdempotencyState::Completed { status: 200, .. }
+    ));
 }
 
 pub async fn api_keys(store: Arc<dyn Store>) {
@@ -328,13 +386,30 @@ pub async fn api_keys(store: Arc<dyn Store>) {
         expires_at: Some(Timestamp(99)),
         hash: "ff".repeat(32),
     };
+    // A tenant key names a tenant that exists.
+    let err = store.api_key_create(&key, &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), "unknown-tenant");
+    assert!(store.api_key_list(&page(10)).await.unwrap().items.is_empty());
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let acme = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
     store.api_key_create(&key, &Effects::none()).await.unwrap();
     assert!(matches!(store.api_key_create(&key, &Effects::none()).await, Err(Error::AlreadyExists { .. })));
     assert_eq!(store.api_key_get("key_abc").await.unwrap(), key);
-    assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![key]);
+    assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![key.clone()]);
     store.api_key_delete("key_abc", &Effects::none()).await.unwrap();
     assert!(matches!(store.api_key_get("key_abc").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.api_key_delete("key_abc", &Effects::none()).await, Err(Error::NotFound { .. })));
+
+    // Offboarding deletes the tenant's keys with its status change, and no more are made.
+    store.tenant_create(&tenant("other", "pro", "eu"), &Effects::none()).await.unwrap();
+    let theirs = ApiKey { id: "key_other".into(), tenant_id: Some("other".into()), ..key.clone() };
+    store.api_key_create(&theirs, &Effects::none()).await.unwrap();
+    store.api_key_create(&ApiKey { id: "key_acme".into(), ..key.clone() }, &Effects::none()).await.unwrap();
+    let gone = Tenant { status: TenantStatus::Offboarded, ..acme.clone() };
+    store.tenant_update(&gone, acme.version, &Effects::none()).await.unwrap();
+    assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![theirs]);
+    let err = store.api_key_create(&key, &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), "unknown-tenant");
 }
 
 pub async fn event_and_audit_lists(store: Arc<dyn Store>) {
@@ -460,6 +535,8 @@ pub async fn deliveries_are_leased_and_recorded(store: Arc<dyn Store>) {
     let claimed = store.delivery_claim("w1", 1_000, 10, Timestamp(2_000), &skip).await.unwrap();
     assert_eq!(claimed.len(), 1, "sub_b is skipped");
     assert_eq!((claimed[0].subscription_id.as_str(), &claimed[0].event, claimed[0].attempts), ("sub_a", &e, 0));
+    let version = store.subscription_get("sub_a").await.unwrap().subscription.version;
+    assert_eq!(claimed[0].subscription_version, version, "the claim carries the subscription's version");
     assert!(store.delivery_claim("w2", 1_000, 10, Timestamp(2_500), &skip).await.unwrap().is_empty(), "leased");
     // A release by another owner changes nothing; by the owner, frees the delivery.
     store.delivery_release("w2", std::slice::from_ref(&claimed[0].id)).await.unwrap();
@@ -678,4 +755,13 @@ pub async fn the_latest_reconciliation_run_is_kept(store: Arc<dyn Store>) {
     // A slower replica's pass that finished earlier does not replace the later one.
     assert!(!drift.reconciliation_record(&run("a", 150)).await.unwrap());
     assert_eq!(drift.reconciliation_last().await.unwrap(), Some(run("b", 200)));
+}
+
+pub async fn the_first_master_key_fingerprint_stays(store: Arc<dyn Store>) {
+    assert_eq!(store.master_key_state().await.unwrap(), MasterKeyState::default(), "a new database");
+    // Two servers starting at once: the first recorded fingerprint is everyone's answer.
+    assert_eq!(store.master_key_record("v1:a").await.unwrap(), "v1:a");
+    assert_eq!(store.master_key_record("v1:b").await.unwrap(), "v1:a");
+    let state = store.master_key_state().await.unwrap();
+    assert_eq!((state.fingerprint.as_deref(), state.sealed_values), (Some("v1:a"), false));
 }

@@ -58,6 +58,9 @@ impl NewDelivery {
 pub struct ClaimedDelivery {
     pub id: String,
     pub subscription_id: String,
+    /// The subscription's version at the claim (0 if it is gone): a worker's cached
+    /// copy of an older version is stale (a PATCH takes effect at the next attempt).
+    pub subscription_version: i64,
     pub event: Event,
     /// Attempts made before this one (numbering).
     pub attempts: i64,

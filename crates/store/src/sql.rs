@@ -49,6 +49,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "tenant_secrets", include_str!("../migrations/sqlite/0006_tenant_secrets.sql")),
     (7, "reported_drift", include_str!("../migrations/sqlite/0007_reported_drift.sql")),
     (8, "reconciliation_runs", include_str!("../migrations/sqlite/0008_reconciliation_runs.sql")),
+    (9, "master_key", include_str!("../migrations/sqlite/0009_master_key.sql")),
+    (10, "control_plane_privileges", include_str!("../migrations/sqlite/0010_control_plane_privileges.sql")),
+    (11, "idempotency_lease", include_str!("../migrations/sqlite/0011_idempotency_lease.sql")),
+    (12, "execution_limits", include_str!("../migrations/sqlite/0012_execution_limits.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -59,6 +63,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "tenant_secrets", include_str!("../migrations/postgres/0006_tenant_secrets.sql")),
     (7, "reported_drift", include_str!("../migrations/postgres/0007_reported_drift.sql")),
     (8, "reconciliation_runs", include_str!("../migrations/postgres/0008_reconciliation_runs.sql")),
+    (9, "master_key", include_str!("../migrations/postgres/0009_master_key.sql")),
+    (10, "control_plane_privileges", include_str!("../migrations/postgres/0010_control_plane_privileges.sql")),
+    (11, "idempotency_lease", include_str!("../migrations/postgres/0011_idempotency_lease.sql")),
+    (12, "execution_limits", include_str!("../migrations/postgres/0012_execution_limits.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -154,6 +162,17 @@ fn bind_tenant<'q>(
         .bind(t.version)
         .bind(t.created_at.millis())
         .bind(t.updated_at.millis())
+}
+
+/// Tenants that hold plan `id` (all but the offboarded tombstones).
+async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
+        .bind(id)
+        .bind(TenantStatus::Offboarded.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db_err)?
+        .get(0))
 }
 
 fn json_text<T: serde::Serialize>(v: &T) -> String {
@@ -448,19 +467,63 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn master_key_state(&self) -> Result<MasterKeyState> {
+        let fingerprint: Option<(String,)> = sqlx::query_as("SELECT fingerprint FROM master_key WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let sealed: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM subscriptions WHERE secret IS NOT NULL OR previous_secret IS NOT NULL \
+             UNION ALL SELECT 1 FROM tenant_secrets LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(MasterKeyState { fingerprint: fingerprint.map(|f| f.0), sealed_values: sealed.is_some() })
+    }
+
+    async fn master_key_record(&self, fingerprint: &str) -> Result<String> {
+        let fingerprint = fingerprint.to_owned();
+        self.writer
+            .write_atomic(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO master_key (id, fingerprint, created_at) VALUES (1, $1, $2) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&fingerprint)
+                    .bind(Timestamp::now().millis())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    let row: (String,) = sqlx::query_as("SELECT fingerprint FROM master_key WHERE id = 1")
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(row.0)
+                })
+            })
+            .await
+    }
+
     async fn plan_put(&self, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan> {
         let (plan, dialect) = (plan.clone(), self.dialect);
         let stored = self
             .writer
             .write(fx, move |c| {
                 Box::pin(async move {
-                    let sql = format!("SELECT version, created_at FROM plans WHERE id = $1{}", dialect.for_update());
+                    let sql = format!(
+                        "SELECT version, created_at, isolation FROM plans WHERE id = $1{}",
+                        dialect.for_update()
+                    );
                     let current = sqlx::query(&sql).bind(&plan.id).fetch_optional(&mut *c).await.map_err(db_err)?;
                     let mut stored = plan.clone();
+                    let mut isolation = None;
                     let found = match current {
                         None => 0,
                         Some(row) => {
                             stored.created_at = Timestamp(row.get(1));
+                            isolation = Some(row.get::<String, _>(2));
                             row.get::<i64, _>(0)
                         }
                     };
@@ -471,6 +534,44 @@ impl Store for SqlStore {
                                 id: plan.id.clone(),
                                 expected,
                                 found,
+                            });
+                        }
+                    }
+                    // A tenant's data is laid out by its plan's isolation (a database of
+                    // its own or a schema in the shared one): changing it under tenants
+                    // would leave them on the wrong layout. The row lock above keeps a
+                    // tenant from joining the plan meanwhile (its insert reads the plan
+                    // row FOR SHARE on PostgreSQL; SQLite has one writer).
+                    if let Some(from) = isolation.filter(|i| i != stored.isolation.as_str()) {
+                        let in_use = tenants_on_plan(c, &plan.id).await?;
+                        // A tenant moving plans holds its old plan until the move ends,
+                        // and may be moving to this one: wait for the moves to finish.
+                        let moving: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE status = $1")
+                            .bind(TenantStatus::Updating.as_str())
+                            .fetch_one(&mut *c)
+                            .await
+                            .map_err(db_err)?
+                            .get(0);
+                        if in_use == 0 && moving > 0 {
+                            return Err(Error::Conflict {
+                                code: "plan-in-use",
+                                message: format!(
+                                    "{moving} tenant(s) are changing plans: plan {:?}'s isolation can change once \
+                                     the plan changes finish (it may be their target); retry then",
+                                    plan.id
+                                ),
+                            });
+                        }
+                        if in_use > 0 {
+                            return Err(Error::Conflict {
+                                code: "plan-in-use",
+                                message: format!(
+                                    "plan {:?} is used by {in_use} tenant(s): its isolation cannot change from {from} \
+                                     to {}; create a new plan and move the tenants to it \
+                                     (POST /v1/tenants/{{id}}/plan)",
+                                    plan.id,
+                                    stored.isolation.as_str()
+                                ),
                             });
                         }
                     }
@@ -494,9 +595,14 @@ impl Store for SqlStore {
                         .execute(&mut *c)
                         .await;
                     match res {
-                        Err(e) if is_unique_violation(&e) => {
-                            Err(Error::conflict(format!("plan {:?} was created concurrently", plan.id)))
-                        }
+                        // Another writer created it since the read: a stale version (the
+                        // app re-reads and retries when no version was demanded).
+                        Err(e) if is_unique_violation(&e) => Err(Error::PreconditionFailed {
+                            kind: "plan",
+                            id: plan.id.clone(),
+                            expected: if_version.unwrap_or(0),
+                            found: 1,
+                        }),
                         Err(e) => Err(db_err(e)),
                         Ok(_) => Ok(stored),
                     }
@@ -542,13 +648,7 @@ impl Store for SqlStore {
                     if sqlx::query(&sql).bind(&id).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
                         return Err(Error::not_found("plan", id));
                     }
-                    let in_use: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
-                        .bind(&id)
-                        .bind(TenantStatus::Offboarded.as_str())
-                        .fetch_one(&mut *c)
-                        .await
-                        .map_err(db_err)?
-                        .get(0);
+                    let in_use = tenants_on_plan(c, &id).await?;
                     if in_use > 0 {
                         return Err(Error::Conflict {
                             code: "plan-in-use",
@@ -640,6 +740,7 @@ impl Store for SqlStore {
                 move |c| {
                     Box::pin(async move {
                         effects::update_tenant(c, &write).await?;
+                        effects::revoke_offboarded_keys(c, std::iter::once(&write.tenant)).await?;
                         Ok(write.tenant)
                     })
                 },
@@ -649,10 +750,23 @@ impl Store for SqlStore {
     }
 
     async fn api_key_create(&self, k: &ApiKey, fx: &Effects) -> Result<()> {
-        let k = k.clone();
+        let (k, dialect) = (k.clone(), self.dialect);
         self.writer
             .write(fx, move |c| {
                 Box::pin(async move {
+                    if let Some(tenant) = &k.tenant_id {
+                        // In the transaction (and locked on PostgreSQL): a key created
+                        // while its tenant's offboarding completes is revoked with the rest.
+                        let sql = format!("SELECT status FROM tenants WHERE id = $1{}", dialect.for_share());
+                        let row = sqlx::query(&sql).bind(tenant).fetch_optional(&mut *c).await.map_err(db_err)?;
+                        let status: Option<String> = row.map(|r| r.get(0));
+                        if status.as_deref().is_none_or(|s| s == TenantStatus::Offboarded.as_str()) {
+                            return Err(Error::InvalidRequest {
+                                code: "unknown-tenant",
+                                message: format!("tenant {tenant:?} does not exist or is offboarded"),
+                            });
+                        }
+                    }
                     let res = sqlx::query(
                         "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -709,49 +823,85 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str) -> Result<IdempotencyState> {
-        let res =
-            sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(scope)
-                .bind(key)
-                .bind(request_hash)
-                .bind(Timestamp::now().millis())
-                .execute(&self.write_pool)
-                .await;
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        lease_ms: i64,
+    ) -> Result<IdempotencyState> {
+        let now = Timestamp::now().millis();
+        let res = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, created_at, lease_expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(request_hash)
+        .bind(now)
+        .bind(now + lease_ms)
+        .execute(&self.write_pool)
+        .await;
         match res {
             Ok(_) => Ok(IdempotencyState::Started),
             Err(e) if is_unique_violation(&e) => {
                 let row = sqlx::query(
-                    "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+                    "SELECT request_hash, status, response, lease_expires_at FROM idempotency_keys \
+                     WHERE scope = $1 AND key = $2",
                 )
                 .bind(scope)
                 .bind(key)
                 .fetch_one(&self.write_pool)
                 .await
                 .map_err(db_err)?;
-                let request_hash: String = row.get(0);
+                let first_hash: String = row.get(0);
                 let status: Option<i64> = row.get(1);
                 let response: Option<String> = row.get(2);
-                Ok(match (status, response) {
-                    (Some(status), Some(response)) => {
-                        IdempotencyState::Completed { request_hash, status: status as u16, response }
+                let lease: Option<i64> = row.get(3);
+                if let (Some(status), Some(response)) = (status, response) {
+                    return Ok(IdempotencyState::Completed {
+                        request_hash: first_hash,
+                        status: status as u16,
+                        response,
+                    });
+                }
+                // In progress: the same request takes over a key whose lease ran out
+                // (its request died with its process); one taker wins the update.
+                if first_hash == request_hash && lease.is_none_or(|l| l < now) {
+                    let taken = sqlx::query(
+                        "UPDATE idempotency_keys SET lease_expires_at = $3, created_at = $4 \
+                         WHERE scope = $1 AND key = $2 AND status IS NULL \
+                         AND (lease_expires_at IS NULL OR lease_expires_at < $4)",
+                    )
+                    .bind(scope)
+                    .bind(key)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .execute(&self.write_pool)
+                    .await
+                    .map_err(db_err)?;
+                    if taken.rows_affected() == 1 {
+                        return Ok(IdempotencyState::Started);
                     }
-                    _ => IdempotencyState::InProgress { request_hash },
-                })
+                }
+                Ok(IdempotencyState::InProgress { request_hash: first_hash })
             }
             Err(e) => Err(db_err(e)),
         }
     }
 
     async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, response: &str) -> Result<()> {
-        sqlx::query("UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2")
-            .bind(scope)
-            .bind(key)
-            .bind(status as i64)
-            .bind(response)
-            .execute(&self.write_pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = $3, response = $4, lease_expires_at = NULL \
+             WHERE scope = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(status as i64)
+        .bind(response)
+        .execute(&self.write_pool)
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 

@@ -150,7 +150,7 @@ impl Effects {
 pub enum IdempotencyState {
     /// The key is new: the caller owns it and must `finish` or `abandon` it.
     Started,
-    /// A request with this key is still running.
+    /// A request with this key is still running (its lease has not run out).
     InProgress { request_hash: String },
     /// A request with this key completed with this response.
     Completed { request_hash: String, status: u16, response: String },
@@ -189,6 +189,16 @@ pub struct StoredAudit {
     pub hash: Option<String>,
 }
 
+/// What the database knows of the master key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterKeyState {
+    /// The fingerprint recorded by the first server that ran on this database.
+    pub fingerprint: Option<String>,
+    /// Whether any value sealed with a master key is stored (webhook secrets, database
+    /// passwords).
+    pub sealed_values: bool,
+}
+
 /// The whole store. Object safe: held as `Arc<dyn Store>`. Event delivery and audit
 /// sealing are the supertraits [`crate::EventStore`] and [`crate::AuditStore`].
 #[async_trait]
@@ -210,6 +220,14 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
 
     /// Succeeds when the database answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
+
+    // The master key that seals stored secrets (see `tenancy_app::secretbox`).
+
+    /// The recorded fingerprint of the master key, and whether sealed values exist.
+    async fn master_key_state(&self) -> Result<MasterKeyState>;
+    /// Records `fingerprint` unless one is recorded already; returns the recorded one
+    /// (so of two servers starting at once with different keys, one learns it lost).
+    async fn master_key_record(&self, fingerprint: &str) -> Result<String>;
 
     // Plans.
     /// Creates the plan, or replaces it when `if_version` is `None` or matches.
@@ -235,8 +253,16 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()>;
 
     // Idempotency keys.
-    /// Claims `key` in `scope` for a request whose canonical hash is `request_hash`.
-    async fn idempotency_begin(&self, scope: &str, key: &str, request_hash: &str) -> Result<IdempotencyState>;
+    /// Claims `key` in `scope` for a request whose canonical hash is `request_hash`,
+    /// leased for `lease_ms`: an in-progress key whose lease ran out is taken over by
+    /// the same request (`Started`), as if the first had never run.
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        lease_ms: i64,
+    ) -> Result<IdempotencyState>;
     async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, response: &str) -> Result<()>;
     /// Forgets a started key (the request failed in a way worth retrying).
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()>;

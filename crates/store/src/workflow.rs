@@ -177,12 +177,16 @@ pub struct Claim<'a> {
     /// At most this many executions of one tenant per claim; 0: no cap.
     pub per_tenant: u32,
     pub skip_tenants: &'a [String],
+    /// Only executions of state machines whose name starts with this (letters, digits,
+    /// `.`, `-`, `_`): the engine's claim for the slots reserved to its lifecycle
+    /// executions (`tenancy.`, indexed by `executions_lifecycle_due`).
+    pub state_machine_prefix: Option<&'a str>,
 }
 
 impl<'a> Claim<'a> {
     /// A claim without a per-tenant cap.
     pub fn new(owner: &'a str, lease_ms: i64, limit: u32, now: Timestamp) -> Self {
-        Claim { owner, lease_ms, limit, now, per_tenant: 0, skip_tenants: &[] }
+        Claim { owner, lease_ms, limit, now, per_tenant: 0, skip_tenants: &[], state_machine_prefix: None }
     }
 }
 
@@ -210,6 +214,16 @@ pub trait WorkflowStore: Send + Sync + 'static {
     async fn execution_list(&self, filter: &ExecutionFilter, page: &PageRequest) -> Result<Page<ExecutionRecord>>;
     async fn execution_history(&self, id: &str, page: &PageRequest) -> Result<Page<HistoryRecord>>;
     async fn execution_redrive_point(&self, id: &str) -> Result<Option<RedrivePoint>>;
+    /// How many RUNNING executions there are of `state_machine` (all when `None`) and of
+    /// `tenant_id` (all when `None`), not counting those of state machines whose name
+    /// starts with `except_prefix`, counted up to `up_to` (the answer is at most it).
+    async fn execution_running_count(
+        &self,
+        state_machine: Option<&str>,
+        tenant_id: Option<&str>,
+        except_prefix: Option<&str>,
+        up_to: u64,
+    ) -> Result<u64>;
 
     /// Leases executions whose timer is due (and whose lease, if any, expired), as
     /// [`Claim`] describes.

@@ -20,7 +20,8 @@ macro_rules! workflow_conformance_suite {
                 state_machine_versions, execution_start_is_idempotent_by_name, steps_commit_with_seq,
                 claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens,
                 tenant_resources_and_secrets, step_tenant_writes_are_version_checked,
-                a_claimed_execution_reads_the_tenant_write_that_started_it);
+                a_claimed_execution_reads_the_tenant_write_that_started_it,
+                claims_by_state_machine_prefix_and_running_counts);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -204,6 +205,50 @@ pub async fn claims_are_fair_across_tenants(store: Arc<dyn Store>) {
         wf.execution_start(&start(format!("a{i:03}"), Some("big"), 100 + i), &Effects::none()).await.unwrap();
     }
     assert_eq!(ids(wf.execution_claim(&claim).await.unwrap()), ["c0"]);
+}
+
+/// The claim of the slots reserved to lifecycle executions takes only the state machines
+/// of its prefix; running counts are by state machine, tenant and prefix, capped.
+pub async fn claims_by_state_machine_prefix_and_running_counts(store: Arc<dyn Store>) {
+    let wf = store.workflows();
+    let start = |id: &str, machine: &str, tenant: Option<&str>, due: i64| {
+        let mut n = new_execution(id, id, Some(due));
+        n.state_machine = machine.into();
+        n.tenant_id = tenant.map(str::to_owned);
+        n
+    };
+    for i in 0..5 {
+        wf.execution_start(&start(&format!("u{i}"), "user", Some("acme"), 100 + i), &Effects::none()).await.unwrap();
+    }
+    // Names just outside the prefix's range on both sides.
+    wf.execution_start(&start("x0", "tenancy", None, 50), &Effects::none()).await.unwrap();
+    wf.execution_start(&start("x1", "tenancy/x", None, 51), &Effects::none()).await.unwrap();
+    wf.execution_start(&start("x2", "Tenancy.x", None, 52), &Effects::none()).await.unwrap();
+    wf.execution_start(&start("x3", "tenancyx.y", None, 53), &Effects::none()).await.unwrap();
+    wf.execution_start(&start("l0", "tenancy.tenant.provision", Some("acme"), 900), &Effects::none()).await.unwrap();
+    let claim = Claim { state_machine_prefix: Some("tenancy."), ..Claim::new("w", 60_000, 10, Timestamp(2_000)) };
+    let got: Vec<String> = wf.execution_claim(&claim).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(got, ["l0"]);
+    let hostile = Claim { state_machine_prefix: Some("x' OR 1=1 --"), ..claim };
+    assert!(wf.execution_claim(&hostile).await.is_err());
+
+    assert_eq!(wf.execution_running_count(Some("user"), None, None, 100).await.unwrap(), 5);
+    assert_eq!(wf.execution_running_count(Some("user"), None, None, 3).await.unwrap(), 3, "counted up to the cap");
+    assert_eq!(wf.execution_running_count(None, Some("acme"), None, 100).await.unwrap(), 6);
+    assert_eq!(wf.execution_running_count(None, Some("acme"), Some("tenancy."), 100).await.unwrap(), 5);
+    // Finished executions do not count.
+    let done = StepCommit {
+        execution_id: "u0".into(),
+        expected_seq: 1,
+        state: StepState {
+            status: status::SUCCEEDED.into(),
+            stopped_at: Some(Timestamp(3_000)),
+            ..StepState::default()
+        },
+        ..StepCommit::default()
+    };
+    assert!(wf.execution_commit(&[done]).await.unwrap()[0].is_ok());
+    assert_eq!(wf.execution_running_count(Some("user"), Some("acme"), None, 100).await.unwrap(), 4);
 }
 
 pub async fn effects_start_executions(store: Arc<dyn Store>) {

@@ -91,6 +91,15 @@ impl Registry {
         r
     }
 
+    /// Re-registers the handlers that call out (`http:invoke`, provisioning hooks) with
+    /// clients under `policy`.
+    pub fn use_outbound_policy(&self, policy: Arc<crate::outbound::OutboundPolicy>) {
+        use crate::hooks::{CallHooks, NotifyCallbackHook, CALL_RESOURCE, NOTIFY_RESOURCE};
+        self.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::with_policy(policy.clone()));
+        self.register(CALL_RESOURCE, CallHooks::with_policy(policy.clone()));
+        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::with_policy(policy));
+    }
+
     pub fn register(&self, resource: &str, handler: impl TaskHandler) {
         self.register_arc(resource, Arc::new(handler));
     }
@@ -138,11 +147,16 @@ impl TaskHandler for Fail {
     }
 }
 
+/// The source of events a workflow puts without one (`tenancy` and `tenancy.*` are
+/// reserved to Tenancy's own events).
+pub const WORKFLOW_SOURCE: &str = "workflow";
+
 /// `arn:aws:states:::events:putEvents` and `tenancy:events.put`: writes events to the
 /// outbox in the step's transaction. Parameters `{"Entries": [{"DetailType", "Detail",
 /// "Source"?, "Resources"?, "TenantId"?}]}`; result `{"Entries": [{"EventId"}],
 /// "FailedEntryCount": 0}`. Event ids derive from the idempotency key, so a re-run
-/// writes nothing new.
+/// writes nothing new. `Source` defaults to [`WORKFLOW_SOURCE`]; a reserved one is
+/// refused before the handler runs (`crate::lifecycle::check_task`).
 struct PutEvents;
 
 #[async_trait]
@@ -168,9 +182,7 @@ impl TaskHandler for PutEvents {
                 .unwrap_or_default();
             let tenant = e["TenantId"].as_str().or(call.tenant_id);
             let mut event = Event::new(detail_type, tenant, resources, detail);
-            if let Some(source) = e["Source"].as_str() {
-                event.source = source.to_owned();
-            }
+            event.source = e["Source"].as_str().unwrap_or(WORKFLOW_SOURCE).to_owned();
             event.id = format!("evt_{}_{i}", call.idempotency_key);
             ids.push(json!({"EventId": event.id}));
             fx = fx.with_event(event);

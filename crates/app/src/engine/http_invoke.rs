@@ -5,33 +5,73 @@
 //! `Headers`, `ResponseBody` (parsed JSON when it parses, else the text). A non-2xx
 //! answer fails the task with `States.Http.StatusCode.<code>`; a transport error with
 //! `States.Http.Socket`. The request carries `Idempotency-Key: <task idempotency key>`.
+//!
+//! Requests obey the [outbound policy](crate::outbound): a refused destination fails
+//! with `Tenancy.DestinationNotAllowed`; redirects are not followed (a 3xx fails like
+//! any non-2xx); a response body over 256 KiB fails with `States.DataLimitExceeded`
+//! (read no further); only [`KEPT_HEADERS`] of the response are kept, each cut at
+//! [`MAX_HEADER_VALUE`] bytes.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use super::handlers::{failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use crate::outbound::{self, OutboundPolicy, ReadError};
 
 pub const RESOURCE: &str = "arn:aws:states:::http:invoke";
 
+/// The response headers kept in the result (and so in the execution's history):
+/// descriptive ones only, never cookies or credentials.
+pub const KEPT_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-type",
+    "date",
+    "etag",
+    "expires",
+    "last-modified",
+    "location",
+    "retry-after",
+    "x-request-id",
+];
+/// A kept header value longer than this is cut.
+pub const MAX_HEADER_VALUE: usize = 1024;
+
 pub struct HttpInvoke {
     client: reqwest::Client,
+    policy: Arc<OutboundPolicy>,
 }
 
 impl HttpInvoke {
+    /// A handler under the default outbound policy (internal addresses refused).
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("an HTTP client with default settings builds");
-        HttpInvoke { client }
+        HttpInvoke::with_policy(Arc::new(OutboundPolicy::default()))
+    }
+
+    pub fn with_policy(policy: Arc<OutboundPolicy>) -> Self {
+        HttpInvoke { client: policy.client(), policy }
     }
 }
 
 impl Default for HttpInvoke {
     fn default() -> Self {
         HttpInvoke::new()
+    }
+}
+
+fn refused() -> tenancy_asl::Failure {
+    failure("Tenancy.DestinationNotAllowed", outbound::REFUSED)
+}
+
+fn transport(e: &reqwest::Error) -> tenancy_asl::Failure {
+    if outbound::is_refused(e) {
+        refused()
+    } else {
+        failure("States.Http.Socket", outbound::describe(e))
     }
 }
 
@@ -52,6 +92,9 @@ impl TaskHandler for HttpInvoke {
         let method = p["Method"].as_str().unwrap_or("GET").to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| failure("States.Runtime", format!("invalid Method {method:?}")))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|_| failure("States.Runtime", format!("ApiEndpoint {url:?} is not a valid URL")))?;
+        self.policy.check_url(&url).map_err(|_| refused())?;
         let mut req = self.client.request(method, url).header("Idempotency-Key", call.idempotency_key);
         if let Some(headers) = p["Headers"].as_object() {
             for (k, v) in headers {
@@ -67,13 +110,26 @@ impl TaskHandler for HttpInvoke {
             Value::String(s) => req = req.body(s.clone()),
             v => req = req.json(v),
         }
-        let res = req.send().await.map_err(|e| failure("States.Http.Socket", e.to_string()))?;
+        let res = req.send().await.map_err(|e| transport(&e))?;
         let status = res.status();
         let mut headers = Map::new();
         for (k, v) in res.headers() {
-            headers.insert(k.as_str().to_owned(), json!(v.to_str().unwrap_or_default()));
+            if KEPT_HEADERS.contains(&k.as_str()) && !headers.contains_key(k.as_str()) {
+                let v = String::from_utf8_lossy(v.as_bytes());
+                let cut = v.char_indices().nth(MAX_HEADER_VALUE).map_or(v.len(), |(i, _)| i);
+                headers.insert(k.as_str().to_owned(), json!(&v[..cut]));
+            }
         }
-        let body = res.text().await.map_err(|e| failure("States.Http.Socket", e.to_string()))?;
+        let body = match outbound::read_capped(res, outbound::MAX_RESPONSE_BYTES).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(ReadError::TooLarge) => {
+                return Err(failure(
+                    "States.DataLimitExceeded",
+                    format!("the response body exceeds {} bytes (256 KiB)", outbound::MAX_RESPONSE_BYTES),
+                ))
+            }
+            Err(ReadError::Transport(e)) => return Err(transport(&e)),
+        };
         let body_value = serde_json::from_str(&body).unwrap_or(Value::String(body));
         let result = json!({
             "StatusCode": status.as_u16(),

@@ -18,6 +18,8 @@ pub enum Expr {
     Index(Box<Expr>, Box<Expr>),
     Array(Vec<Expr>),
     Object(Vec<(Expr, Expr)>),
+    /// `a{key: value, ...}`: the items of `a` grouped by key.
+    Group(Box<Expr>, Vec<(Expr, Expr)>),
     Binary(String, Box<Expr>, Box<Expr>),
     Neg(Box<Expr>),
     Call(Box<Expr>, Vec<Expr>),
@@ -192,6 +194,9 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ParseError> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Nested calls of `expr_d`: each parses a child of a node under construction, so
+    /// it never exceeds the depth of the tree; bounded before the recursion goes on.
+    nesting: usize,
 }
 
 fn infix_power(t: &Tok) -> Option<u8> {
@@ -206,6 +211,8 @@ fn infix_power(t: &Tok) -> Option<u8> {
     Some(match o.as_str() {
         "." => 75,
         "[" | "(" => 80,
+        // Below `.`, so that `a.b{...}` groups the whole path, as JSONata does.
+        "{" => 70,
         "*" | "/" | "%" => 60,
         "+" | "-" | "&" => 50,
         "=" | "!=" | "<" | "<=" | ">" | ">=" | "~>" => 40,
@@ -214,6 +221,16 @@ fn infix_power(t: &Tok) -> Option<u8> {
         ":=" => 10,
         _ => return None,
     })
+}
+
+/// An expression with the depth of its syntax tree.
+type Parsed = (Expr, usize);
+
+fn too_deep() -> ParseError {
+    format!(
+        "S0215: The expression nests deeper than {} levels (the limit of the interpreter)",
+        crate::limits::MAX_EXPRESSION_DEPTH
+    )
 }
 
 impl Parser {
@@ -240,8 +257,32 @@ impl Parser {
         }
     }
 
+    /// A node over children of depth `child`: fails past the limit, so that no tree
+    /// deeper than it is ever built (evaluating or dropping one would recurse as deep).
+    fn node(child: usize) -> Result<usize, ParseError> {
+        let d = child + 1;
+        if d > crate::limits::MAX_EXPRESSION_DEPTH {
+            return Err(too_deep());
+        }
+        Ok(d)
+    }
+
     fn expr(&mut self, min: u8) -> Result<Expr, ParseError> {
-        let mut lhs = self.prefix()?;
+        self.expr_d(min).map(|(e, _)| e)
+    }
+
+    fn expr_d(&mut self, min: u8) -> Result<Parsed, ParseError> {
+        if self.nesting >= crate::limits::MAX_EXPRESSION_DEPTH {
+            return Err(too_deep());
+        }
+        self.nesting += 1;
+        let r = self.expr_nested(min);
+        self.nesting -= 1;
+        r
+    }
+
+    fn expr_nested(&mut self, min: u8) -> Result<Parsed, ParseError> {
+        let (mut lhs, mut depth) = self.prefix()?;
         while let Some(t) = self.peek().cloned() {
             let Some(bp) = infix_power(&t) else { break };
             if bp <= min {
@@ -253,72 +294,111 @@ impl Parser {
                 Tok::Name(n) => n.clone(),
                 _ => unreachable!("infix tokens are operators"),
             };
-            lhs = match op.as_str() {
-                "." => Expr::Path(Box::new(lhs), Box::new(self.expr(bp)?)),
+            (lhs, depth) = match op.as_str() {
+                "." => {
+                    let (rhs, d) = self.expr_d(bp)?;
+                    (Expr::Path(Box::new(lhs), Box::new(rhs)), Self::node(depth.max(d))?)
+                }
                 "[" => {
                     if self.is_op("]") {
                         self.pos += 1;
-                        lhs
+                        (lhs, depth)
                     } else {
-                        let idx = self.expr(0)?;
+                        let (idx, d) = self.expr_d(0)?;
                         self.expect("]")?;
-                        Expr::Index(Box::new(lhs), Box::new(idx))
+                        (Expr::Index(Box::new(lhs), Box::new(idx)), Self::node(depth.max(d))?)
                     }
                 }
                 "(" => {
-                    let args = self.list(")")?;
-                    Expr::Call(Box::new(lhs), args)
+                    let (args, d) = self.list(")")?;
+                    (Expr::Call(Box::new(lhs), args), Self::node(depth.max(d))?)
+                }
+                "{" => {
+                    let (pairs, d) = self.pairs()?;
+                    (Expr::Group(Box::new(lhs), pairs), Self::node(depth.max(d))?)
                 }
                 "?" => {
-                    let then = self.expr(0)?;
-                    let otherwise = if self.is_op(":") {
+                    let (then, d1) = self.expr_d(0)?;
+                    let (otherwise, d2) = if self.is_op(":") {
                         self.pos += 1;
-                        Some(Box::new(self.expr(0)?))
+                        let (e, d) = self.expr_d(0)?;
+                        (Some(Box::new(e)), d)
                     } else {
-                        None
+                        (None, 0)
                     };
-                    Expr::Cond(Box::new(lhs), Box::new(then), otherwise)
+                    (Expr::Cond(Box::new(lhs), Box::new(then), otherwise), Self::node(depth.max(d1).max(d2))?)
                 }
                 ":=" => {
                     let Expr::Var(name) = lhs else {
                         return Err("S0212: The left side of := must be a variable name (start with $)".into());
                     };
-                    Expr::Bind(name, Box::new(self.expr(bp - 1)?))
+                    let (rhs, d) = self.expr_d(bp - 1)?;
+                    (Expr::Bind(name, Box::new(rhs)), Self::node(d)?)
                 }
-                _ => Expr::Binary(op, Box::new(lhs), Box::new(self.expr(bp)?)),
+                _ => {
+                    let (rhs, d) = self.expr_d(bp)?;
+                    (Expr::Binary(op, Box::new(lhs), Box::new(rhs)), Self::node(depth.max(d))?)
+                }
             };
         }
-        Ok(lhs)
+        Ok((lhs, depth))
     }
 
-    fn list(&mut self, close: &str) -> Result<Vec<Expr>, ParseError> {
-        let mut items = Vec::new();
-        if self.is_op(close) {
+    /// The `key: value` pairs of an object constructor or a group-by, after its `{`.
+    fn pairs(&mut self) -> Result<(Vec<(Expr, Expr)>, usize), ParseError> {
+        let mut pairs = Vec::new();
+        let mut depth = 0;
+        if self.is_op("}") {
             self.pos += 1;
-            return Ok(items);
+            return Ok((pairs, depth));
         }
         loop {
-            items.push(self.expr(0)?);
+            let (k, dk) = self.expr_d(0)?;
+            self.expect(":")?;
+            let (v, dv) = self.expr_d(0)?;
+            pairs.push((k, v));
+            depth = depth.max(dk).max(dv);
             if self.is_op(",") {
                 self.pos += 1;
             } else {
-                self.expect(close)?;
-                return Ok(items);
+                self.expect("}")?;
+                return Ok((pairs, depth));
             }
         }
     }
 
-    fn prefix(&mut self) -> Result<Expr, ParseError> {
+    /// A comma-separated list up to `close`, with the depth of its deepest item.
+    fn list(&mut self, close: &str) -> Result<(Vec<Expr>, usize), ParseError> {
+        let mut items = Vec::new();
+        let mut depth = 0;
+        if self.is_op(close) {
+            self.pos += 1;
+            return Ok((items, depth));
+        }
+        loop {
+            let (e, d) = self.expr_d(0)?;
+            items.push(e);
+            depth = depth.max(d);
+            if self.is_op(",") {
+                self.pos += 1;
+            } else {
+                self.expect(close)?;
+                return Ok((items, depth));
+            }
+        }
+    }
+
+    fn prefix(&mut self) -> Result<Parsed, ParseError> {
         let t = self.next().ok_or("S0207: Unexpected end of expression")?;
         Ok(match t {
-            Tok::Num(n) => Expr::Num(n),
-            Tok::Str(s) => Expr::Str(s),
-            Tok::Regex(r) => Expr::Regex(r),
-            Tok::Var(v) => Expr::Var(v),
+            Tok::Num(n) => (Expr::Num(n), 1),
+            Tok::Str(s) => (Expr::Str(s), 1),
+            Tok::Regex(r) => (Expr::Regex(r), 1),
+            Tok::Var(v) => (Expr::Var(v), 1),
             Tok::Name(n) => match n.as_str() {
-                "true" => Expr::Bool(true),
-                "false" => Expr::Bool(false),
-                "null" => Expr::Null,
+                "true" => (Expr::Bool(true), 1),
+                "false" => (Expr::Bool(false), 1),
+                "null" => (Expr::Null, 1),
                 "function" | "λ" if self.is_op("(") => {
                     self.pos += 1;
                     let mut params = Vec::new();
@@ -333,18 +413,24 @@ impl Parser {
                     }
                     self.pos += 1;
                     self.expect("{")?;
-                    let body = self.expr(0)?;
+                    let (body, d) = self.expr_d(0)?;
                     self.expect("}")?;
-                    Expr::Lambda(Rc::new(Lambda { params, body }))
+                    (Expr::Lambda(Rc::new(Lambda { params, body })), Self::node(d)?)
                 }
-                _ => Expr::Name(n),
+                _ => (Expr::Name(n), 1),
             },
             Tok::Op(o) => match o.as_str() {
-                "-" => Expr::Neg(Box::new(self.expr(70)?)),
+                "-" => {
+                    let (e, d) = self.expr_d(70)?;
+                    (Expr::Neg(Box::new(e)), Self::node(d)?)
+                }
                 "(" => {
                     let mut items = Vec::new();
+                    let mut depth = 0;
                     while !self.is_op(")") {
-                        items.push(self.expr(0)?);
+                        let (e, d) = self.expr_d(0)?;
+                        items.push(e);
+                        depth = depth.max(d);
                         if self.is_op(";") {
                             self.pos += 1;
                         } else {
@@ -352,40 +438,28 @@ impl Parser {
                         }
                     }
                     self.expect(")")?;
-                    Expr::Block(items)
+                    (Expr::Block(items), Self::node(depth)?)
                 }
-                "[" => Expr::Array(self.list("]")?),
+                "[" => {
+                    let (items, d) = self.list("]")?;
+                    (Expr::Array(items), Self::node(d)?)
+                }
                 "{" => {
-                    let mut pairs = Vec::new();
-                    if self.is_op("}") {
-                        self.pos += 1;
-                    } else {
-                        loop {
-                            let k = self.expr(0)?;
-                            self.expect(":")?;
-                            let v = self.expr(0)?;
-                            pairs.push((k, v));
-                            if self.is_op(",") {
-                                self.pos += 1;
-                            } else {
-                                self.expect("}")?;
-                                break;
-                            }
-                        }
-                    }
-                    Expr::Object(pairs)
+                    let (pairs, depth) = self.pairs()?;
+                    (Expr::Object(pairs), Self::node(depth)?)
                 }
-                "*" => Expr::Name("*".into()),
+                "*" => (Expr::Name("*".into()), 1),
                 other => return Err(format!("S0211: The symbol {other} cannot be used as a unary operator")),
             },
         })
     }
 }
 
-/// Parses a JSONata expression.
+/// Parses a JSONata expression. Its syntax tree may nest at most
+/// [`crate::limits::MAX_EXPRESSION_DEPTH`] levels.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = tokenize(src)?;
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser { toks, pos: 0, nesting: 0 };
     let e = p.expr(0)?;
     if p.pos < p.toks.len() {
         return Err(format!("S0201: Syntax error: unexpected {:?}", p.toks[p.pos]));
@@ -396,6 +470,30 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn parser_never_panics(text in "[-$a-c0-9()\\[\\]{}.,;:?=<>+*/%&~'\" ]{0,80}") {
+            let _ = parse(&text);
+        }
+
+        /// Random nestings of openers, as deep as one likes: refused or parsed, never a
+        /// stack overflow.
+        #[test]
+        fn deep_random_nesting_never_overflows(openers in proptest::collection::vec(0usize..6, 0..1000)) {
+            let (open, close) = (["(", "[", "{'a':", "-", "$f(", "function($x){"], [")", "]", "}", "", ")", "}"]);
+            let mut text: String = openers.iter().map(|&i| open[i]).collect();
+            text.push('1');
+            text.extend(openers.iter().rev().map(|&i| close[i]));
+            match parse(&text) {
+                Ok(_) => prop_assert!(openers.len() < crate::limits::MAX_EXPRESSION_DEPTH),
+                Err(e) => prop_assert!(e.starts_with("S0215"), "{}", e),
+            }
+        }
+    }
 
     #[test]
     fn parses_paths_calls_and_operators() {
@@ -407,5 +505,26 @@ mod tests {
         assert!(matches!(parse("{'a': [1, 'two']}").unwrap(), Expr::Object(_)));
         assert!(parse("(1").is_err());
         assert!(parse("'abc").is_err());
+    }
+
+    #[test]
+    fn deep_expressions_are_refused_not_overflowing() {
+        let limit = crate::limits::MAX_EXPRESSION_DEPTH;
+        let nested = |n: usize| format!("{}1{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&nested(limit - 1)).is_ok());
+        for text in [
+            nested(20_000),
+            format!("{}1{}", "[".repeat(20_000), "]".repeat(20_000)),
+            format!("{}1", "-".repeat(20_000)),
+            format!("$f{}", "(1)".repeat(20_000)),
+            format!("1{}", " + 1".repeat(20_000)),
+            format!("a{}", ".b".repeat(20_000)),
+            format!("{}1{}", "$f(".repeat(20_000), ")".repeat(20_000)),
+            format!("{}1{}", "{'a':".repeat(20_000), "}".repeat(20_000)),
+            format!("{}1{}", "function($x){".repeat(20_000), "}".repeat(20_000)),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.starts_with("S0215"), "{e}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenancy::serve::{start, RunningServer, ServeOptions};
 
-pub const ADMIN: &str = "test-admin-token";
+pub const ADMIN: &str = "test-admin-token-of-32-characters";
 
 /// Runs the `tenancy` binary as an operator (admin token) against `url`: its exit
 /// code, stdout and stderr.
@@ -116,6 +116,21 @@ impl TestServer {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Res {
+        let mut req = self.request(token, method, path, headers);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        read_res(req.send().await.expect("request sent")).await
+    }
+
+    /// A request to `path` with `token` as bearer and `headers`.
+    fn request(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -123,16 +138,7 @@ impl TestServer {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.expect("request sent");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body read");
-        let body =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Res { status, headers, body }
+        req
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Res {
@@ -141,6 +147,73 @@ impl TestServer {
 
     pub async fn get(&self, path: &str) -> Res {
         self.call(Method::GET, path, None).await
+    }
+
+    /// Sends `body` as it is, as JSON, with `token` and `headers`.
+    pub async fn send_bytes(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Res {
+        let req = self.request(token, method, path, headers).header("content-type", "application/json");
+        read_res(req.body(body).send().await.expect("request sent")).await
+    }
+
+    /// Sends a request of `body_len` bytes with an `Idempotency-Key` over a fresh TCP
+    /// connection and returns the status the server answers with, even when it answers
+    /// before reading the body and drops the rest (as it does with a refused request).
+    pub async fn status_of_large(&self, token: Option<&str>, method: &str, path: &str, body_len: usize) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let (mut rd, mut wr) = stream.into_split();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Idempotency-Key: large-{}\r\nContent-Length: {body_len}\r\n",
+            uuid::Uuid::new_v4().simple()
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        head.push_str("\r\n");
+        let writer = tokio::spawn(async move {
+            wr.write_all(head.as_bytes()).await?;
+            let chunk = vec![b' '; 64 * 1024];
+            let mut left = body_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                wr.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            std::io::Result::Ok(wr)
+        });
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read).await.expect("an answer within 20 s");
+        writer.abort();
+        let text = String::from_utf8_lossy(&got);
+        text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {text:?}"))
+    }
+
+    /// A connection to the server's database.
+    pub async fn raw_db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.dir.path().join("tenancy.db").display()),
+        };
+        sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("connect")
     }
 
     /// Sends raw bytes with a content type (for malformed-input tests).
@@ -177,11 +250,13 @@ impl TestServer {
         res
     }
 
-    /// Polls a tenant until it reaches `status`, failing after 30 s (offboarding a silo
-    /// tenant on PostgreSQL drops its database, which waits for a checkpoint: seconds
-    /// when the shared test server is busy).
+    /// Polls a tenant until it reaches `status`, failing after 120 s, or at once when it
+    /// fails. The bound is generous on purpose: offboarding a silo tenant on PostgreSQL
+    /// drops its database, which waits for a checkpoint of the whole shared test server,
+    /// and with the suite's other tests creating and dropping databases beside it on two
+    /// cores, that took over 30 s in a full run (the same test alone: under 1 s).
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let res = self.get(&format!("/v1/tenants/{id}")).await;
             if res.body["status"] == status {
@@ -229,4 +304,13 @@ impl TestServer {
             s.stop().await;
         }
     }
+}
+
+/// Status, headers and body of `res` (JSON when it parses, else the text; null when empty).
+async fn read_res(res: reqwest::Response) -> Res {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.expect("body read");
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    Res { status, headers, body }
 }

@@ -22,29 +22,69 @@ impl Drop for Server {
     }
 }
 
-/// Starts `tenancy serve` on `dir` (SQLite, 2 s workflow leases) and waits until it
-/// listens; returns the process and its base URL.
+/// Starts `tenancy serve` on `dir` (SQLite, 2 s workflow leases, loopback allowed as an
+/// outbound destination) and waits until it listens; returns the process and its base
+/// URL.
 pub fn spawn_server(dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenancy"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+    try_spawn(dir, Spawn::default()).unwrap_or_else(|(code, stderr)| panic!("the server exited ({code}): {stderr}"))
+}
+
+/// How [`try_spawn`] starts the server.
+#[derive(Default)]
+pub struct Spawn<'a> {
+    /// Extra environment (e.g. `TENANCY_DATABASE_URL`, `TENANCY_MASTER_KEY`).
+    pub env: Vec<(&'a str, String)>,
+    /// Extra `serve` arguments.
+    pub args: Vec<&'a str>,
+    /// Start it under this umask (through `sh -c 'umask ...; exec ...'`).
+    pub umask: Option<&'a str>,
+}
+
+/// Starts `tenancy serve` on `dir` like [`spawn_server`], with `how`'s additions:
+/// the listening server and its URL, or, when it exits first, its exit code and
+/// everything it wrote to stderr.
+pub fn try_spawn(dir: &std::path::Path, how: Spawn<'_>) -> Result<(Server, String), (i32, String)> {
+    let bin = env!("CARGO_BIN_EXE_tenancy");
+    let mut cmd = match how.umask {
+        Some(mask) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(format!("umask {mask} && exec \"$0\" \"$@\"")).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        // Hooks and receivers of the tests run on loopback, which the outbound policy
+        // refuses by default.
+        .args(["--outbound-allow", "127.0.0.0/8,::1"])
+        .args(&how.args)
         .env("TENANCY_DATA_DIR", dir)
         .env("TENANCY_ADMIN_TOKEN", super::ADMIN)
         .env("TENANCY_WORKFLOW_LEASE_S", "2")
         .env_remove("TENANCY_DATABASE_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .env_remove("TENANCY_MASTER_KEY")
+        .env_remove("TENANCY_MASTER_KEY_FILE")
+        .stderr(Stdio::piped());
+    for (k, v) in &how.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
     let addr = loop {
-        assert!(Instant::now() < deadline, "the server did not start");
-        let Some(Ok(line)) = lines.next() else { panic!("the server exited") };
+        assert!(Instant::now() < deadline, "the server neither started nor exited: {seen}");
+        let Some(Ok(line)) = lines.next() else {
+            let code = child.wait().unwrap().code().unwrap_or(-1);
+            return Err((code, seen));
+        };
+        seen.push_str(&line);
+        seen.push('\n');
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if v["message"] == "listening" {
             break v["addr"].as_str().unwrap().to_owned();
         }
     };
-    // Keep draining the logs so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (Server(child), format!("http://{addr}"))
+    Ok((Server(child), format!("http://{addr}")))
 }

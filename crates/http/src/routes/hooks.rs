@@ -92,7 +92,8 @@ pub async fn tenant_resources(
 
 /// How the tenant's service connects to its database: host, database, schema, user and
 /// password (admins, operators and the tenant's own key; every read is audited, the
-/// password is never logged). 404 when the tenant has no database with a login.
+/// password is never logged). 409 `no-database-credentials` on the SQLite data plane
+/// (files without logins); 404 when the tenant has no database (yet).
 #[utoipa::path(get, path = "/v1/tenants/{id}/database-credentials", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id")),
     responses((status = 200, body = DatabaseCredentials),

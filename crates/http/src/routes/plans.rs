@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use tenancy_domain::page::{Page, PageRequest};
-use tenancy_domain::plan::{Plan, PlanSpec};
+use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 
 use crate::extract::{etag, Caller, IfMatch, Json, Path, Query};
 use crate::problem::{ApiResult, Problem};
@@ -30,6 +30,10 @@ impl PageQuery {
 }
 
 /// Create or replace a plan.
+///
+/// A full replacement: members left out take their defaults (no features, no quotas),
+/// they do not keep their current values; `PATCH` changes only the members it gives.
+/// The isolation of a plan that tenants use cannot change (409 `plan-in-use`).
 #[utoipa::path(put, path = "/v1/plans/{id}", tag = "plans",
     params(("id" = String, Path, description = "Plan id"), ("If-Match" = Option<String>, Header, description = "ETag the plan must still have")),
     request_body = PlanSpec,
@@ -48,6 +52,29 @@ pub async fn put_plan(
     let (plan, created) = s.app.plan_put(&ctx, &id, spec, if_match).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, [etag(plan.version)], axum::Json(plan)))
+}
+
+/// Change some of a plan's members (JSON merge patch, RFC 7386).
+///
+/// Absent members stay; `features` replaces the list; `quotas` is merged by name and a
+/// quota set to `null` is removed. The isolation of a plan that tenants use cannot
+/// change (409 `plan-in-use`).
+#[utoipa::path(patch, path = "/v1/plans/{id}", tag = "plans",
+    params(("id" = String, Path, description = "Plan id"), ("If-Match" = Option<String>, Header, description = "ETag the plan must still have")),
+    request_body = PlanPatch,
+    responses(
+        (status = 200, description = "Changed", body = Plan, headers(("ETag" = String))),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn patch_plan(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    Json(patch): Json<PlanPatch>,
+) -> ApiResult<impl IntoResponse> {
+    let plan = s.app.plan_patch(&ctx, &id, patch, if_match).await?;
+    Ok(([etag(plan.version)], axum::Json(plan)))
 }
 
 /// Get a plan.

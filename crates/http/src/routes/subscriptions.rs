@@ -12,7 +12,7 @@ use tenancy_domain::subscription::{Delivery, DeliveryStatus, NewSubscription, Su
 use tenancy_domain::time::Timestamp;
 
 use super::plans::PageQuery;
-use crate::extract::{etag, Caller, IfMatch, Json, Path, Query};
+use crate::extract::{etag, Caller, IfMatch, Json, Path, PatternJson, Query};
 use crate::problem::{ApiResult, Problem};
 use crate::server::ServerState;
 
@@ -25,7 +25,7 @@ use crate::server::ServerState;
 pub async fn create_subscription(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
-    Json(new): Json<NewSubscription>,
+    PatternJson(new): PatternJson<NewSubscription>,
 ) -> ApiResult<impl IntoResponse> {
     let created = s.app.subscription_create(&ctx, new).await?;
     let location = format!("/v1/subscriptions/{}", created.subscription.id);
@@ -72,7 +72,7 @@ pub async fn patch_subscription(
     Caller(ctx): Caller,
     Path(id): Path<String>,
     IfMatch(if_match): IfMatch,
-    Json(patch): Json<SubscriptionPatch>,
+    PatternJson(patch): PatternJson<SubscriptionPatch>,
 ) -> ApiResult<impl IntoResponse> {
     let sub = s.app.subscription_patch(&ctx, &id, patch, if_match).await?;
     Ok(([etag(sub.version)], axum::Json(sub)))

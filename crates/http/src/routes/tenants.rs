@@ -146,6 +146,27 @@ pub async fn resume_tenant(
     Ok(([etag(op.tenant.version)], axum::Json(op)))
 }
 
+/// Provision a failed tenant again; runs in the background (`status: provisioning`).
+///
+/// Only a `failed` tenant (else 409 `invalid-transition`): a new provisioning execution
+/// (`execution_id`) runs every step again, finding what exists and creating what is
+/// missing, so the tenant ends `active` once what failed (e.g. a hook) is fixed.
+/// Emits `TenantProvisioningRetried`.
+#[utoipa::path(post, path = "/v1/tenants/{id}/retry", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    responses((status = 202, description = "Provisioning started again", body = TenantOperation),
+        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn retry_tenant(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<impl IntoResponse> {
+    record_tenant(&id);
+    Ok(accepted(s.app.tenant_retry(&ctx, &id, if_match).await?))
+}
+
 /// Move a tenant to another plan; runs in the background (`status: updating`).
 #[utoipa::path(post, path = "/v1/tenants/{id}/plan", tag = "tenants", request_body = PlanChange,
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),

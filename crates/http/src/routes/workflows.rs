@@ -158,7 +158,7 @@ pub async fn stop_execution(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    crate::extract::RawBody(body): crate::extract::RawBody,
 ) -> ApiResult<axum::Json<ExecutionView>> {
     let req: StopExecution =
         if body.is_empty() { StopExecution::default() } else { crate::extract::parse_json(&body)? };

@@ -4,6 +4,7 @@
 //! per table and chunk, instead of one statement per record.
 
 use sqlx::{AnyConnection, Row};
+use tenancy_domain::tenant::{Tenant, TenantStatus};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
@@ -201,10 +202,26 @@ async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], 
                 return Err(stale_tenant(conn, stale).await);
             }
         }
-        return Ok(());
+        return revoke_offboarded_keys(conn, writes.iter().map(|w| &w.tenant)).await;
     }
     for w in writes {
         update_tenant(conn, w).await?;
+    }
+    revoke_offboarded_keys(conn, writes.iter().map(|w| &w.tenant)).await
+}
+
+/// Deletes the API keys of tenants just offboarded, with their status change (an
+/// offboarded tenant is a tombstone: nobody acts as it any more).
+pub(super) async fn revoke_offboarded_keys<'a>(
+    conn: &mut AnyConnection,
+    tenants: impl Iterator<Item = &'a Tenant>,
+) -> Result<()> {
+    for t in tenants.filter(|t| t.status == TenantStatus::Offboarded) {
+        sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1")
+            .bind(&t.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
     }
     Ok(())
 }

@@ -508,10 +508,38 @@ impl EventStore for SqlStore {
                 events.insert(e.id.clone(), e);
             }
         }
+        let mut sub_ids: Vec<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
+        sub_ids.sort_unstable();
+        sub_ids.dedup();
+        let mut versions = std::collections::HashMap::new();
+        for chunk in sub_ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, version FROM subscriptions WHERE id IN ({})",
+                placeholders(self.anon(), 1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.reader).await.map_err(db_err)? {
+                let (id, version): (String, i64) = (get(&row, "id")?, get(&row, "version")?);
+                versions.insert(id, version);
+            }
+        }
         let mut out = Vec::with_capacity(claimed.len());
         for (id, subscription_id, event_id, attempts, tries) in claimed {
             match events.get(&event_id) {
-                Some(event) => out.push(ClaimedDelivery { id, subscription_id, event: event.clone(), attempts, tries }),
+                Some(event) => {
+                    let subscription_version = versions.get(&subscription_id).copied().unwrap_or(0);
+                    out.push(ClaimedDelivery {
+                        id,
+                        subscription_id,
+                        subscription_version,
+                        event: event.clone(),
+                        attempts,
+                        tries,
+                    })
+                }
                 None => {
                     sqlx::query(
                         "UPDATE deliveries SET status = 'dead', last_error = 'the event is no longer archived', \

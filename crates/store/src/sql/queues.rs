@@ -30,8 +30,11 @@ use super::{db_err, is_unique_violation, SqlStore};
 use crate::queues::{QueueStore, Received};
 use crate::store::{Backend, Effects};
 
-/// The PostgreSQL channel sends notify, with the queue name as payload.
+/// The PostgreSQL channel sends notify. The payload is the queue's wake-up bucket
+/// ([`bucket`]), never its name: whoever can LISTEN learns no names.
 const CHANNEL: &str = "tenancy_queues";
+/// Wake-up buckets: a send wakes the long polls of the queues sharing its bucket.
+const BUCKETS: u32 = 256;
 /// Rows per multi-row INSERT (7 values each).
 const CHUNK: usize = 200;
 
@@ -89,9 +92,28 @@ async fn load_queue(c: &mut AnyConnection, name: &str, lock: &str) -> Result<Que
 
 async fn notify(c: &mut AnyConnection, queue: &str) -> Result<()> {
     if !is_sqlite(c) {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(queue).execute(&mut *c).await.map_err(db_err)?;
+        let payload = bucket(queue).to_string();
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *c).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// The wake-up bucket of a queue (stable across processes and versions: SHA-256).
+fn bucket(queue: &str) -> u32 {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(queue.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % BUCKETS
+}
+
+/// Wakes the long polls of every queue in a bucket (a spurious wake-up is harmless).
+fn bump_bucket(payload: &str) {
+    let Ok(b) = payload.parse::<u32>() else { return };
+    let map = channels().lock().expect("queue wake-ups");
+    for (name, tx) in map.iter() {
+        if bucket(name) == b {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
 }
 
 /// Inserts messages (in order) into `q`, honouring dedup ids; runs inside a write.
@@ -234,7 +256,7 @@ fn listen_postgres(url: &str) {
             names.iter().for_each(|n| bump(n));
             loop {
                 match listener.recv().await {
-                    Ok(n) => bump(n.payload()),
+                    Ok(n) => bump_bucket(n.payload()),
                     Err(e) => {
                         tracing::warn!(error = %e, "queue wake-up listener failed; reconnecting");
                         break;

@@ -482,8 +482,33 @@ impl WorkflowStore for SqlStore {
         }
     }
 
+    async fn execution_running_count(
+        &self,
+        state_machine: Option<&str>,
+        tenant_id: Option<&str>,
+        except_prefix: Option<&str>,
+        up_to: u64,
+    ) -> Result<u64> {
+        let mut w = Where::new("SELECT 1 AS one FROM executions");
+        w.raw("status = 'RUNNING'");
+        w.eq("state_machine", state_machine);
+        w.eq("tenant_id", tenant_id);
+        if let Some(prefix) = except_prefix {
+            w.raw(&format!("NOT ({})", prefix_range(prefix)?));
+        }
+        let sql = format!("SELECT COUNT(*) AS n FROM ({} LIMIT {up_to}) AS running", w.sql);
+        w.sql = sql;
+        let n: i64 = w.query().fetch_one(&self.reader).await.map_err(db_err)?.try_get("n").map_err(db_err)?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn execution_claim(&self, claim: &Claim<'_>) -> Result<Vec<ExecutionRecord>> {
-        let due = "wake_at IS NOT NULL AND wake_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
+        let mut due =
+            "wake_at IS NOT NULL AND wake_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3)".to_owned();
+        if let Some(prefix) = claim.state_machine_prefix {
+            // A literal term (the partial index `executions_lifecycle_due` matches it).
+            due.push_str(&format!(" AND {}", prefix_range(prefix)?));
+        }
         let lock = self.dialect.skip_locked();
         let limit = claim.limit;
         let candidates = if claim.per_tenant == 0 && claim.skip_tenants.is_empty() {
@@ -725,6 +750,18 @@ impl WorkflowStore for SqlStore {
             .map_err(db_err)?;
         Ok(res.rows_affected() > 0)
     }
+}
+
+/// `state_machine` starts with `prefix` (letters, digits, `.`, `-`, `_`), compared byte
+/// for byte on both engines (a range `>= 'p' AND < 'q'` would follow PostgreSQL's
+/// collation, which may ignore punctuation; `LIKE` is case-insensitive on SQLite).
+fn prefix_range(prefix: &str) -> Result<String> {
+    let plain =
+        !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !plain {
+        return Err(Error::internal(format!("invalid state machine prefix {prefix:?}")));
+    }
+    Ok(format!("substr(state_machine, 1, {}) = '{prefix}'", prefix.len()))
 }
 
 fn resource(row: &AnyRow) -> Result<TenantResource> {

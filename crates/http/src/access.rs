@@ -1,0 +1,192 @@
+//! Who may call which route, decided before anything reads the request body.
+//!
+//! Every `/v1` request passes [`middleware`] first: it authenticates the bearer token
+//! (401), authorizes the caller for the matched route by its role (403; 404 when a
+//! tenant key names another tenant in the path), and refuses a NUL character anywhere
+//! in the path or query (400). Only then do the idempotency lookup, body extraction
+//! and validation, and the handler run, so a caller who may not call a route never
+//! learns how its body is validated, and a stranger never writes an idempotency row.
+//!
+//! The app authorizes again when it acts (it sees the resources, such as the tenant of
+//! an execution); this table is the coarse check by route. `routes_have_rules` proves
+//! that every documented route has one; a route without one is refused.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::RequestExt;
+use tenancy_app::{OpContext, Permission as P};
+
+use crate::extract::request_id_of;
+use crate::problem::ApiError;
+use crate::server::ServerState;
+
+/// What a route demands: every permission in `perms`, on the tenant named by the path
+/// parameter `tenant` when there is one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rule {
+    pub perms: &'static [P],
+    pub tenant: Option<&'static str>,
+}
+
+const fn any(perms: &'static [P]) -> Option<Rule> {
+    Some(Rule { perms, tenant: None })
+}
+
+const fn of_tenant(perms: &'static [P]) -> Option<Rule> {
+    Some(Rule { perms, tenant: Some("id") })
+}
+
+/// The rule of a route (its method and its matched path, as in the OpenAPI document).
+pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
+    match (method.as_str(), path) {
+        ("GET", "/v1/plans" | "/v1/plans/{id}") => any(&[P::PlanRead]),
+        ("PUT" | "PATCH" | "DELETE", "/v1/plans/{id}") => any(&[P::PlanWrite]),
+        ("GET", "/v1/tenants") => any(&[P::TenantRead]),
+        ("POST", "/v1/tenants") => any(&[P::TenantAdmin]),
+        ("GET", "/v1/tenants/{id}" | "/v1/tenants/{id}/resources") => of_tenant(&[P::TenantRead]),
+        ("PATCH", "/v1/tenants/{id}") => of_tenant(&[P::TenantWrite]),
+        (
+            "POST",
+            "/v1/tenants/{id}/suspend" | "/v1/tenants/{id}/resume" | "/v1/tenants/{id}/retry" | "/v1/tenants/{id}/plan",
+        )
+        | ("DELETE", "/v1/tenants/{id}") => of_tenant(&[P::TenantAdmin]),
+        ("GET", "/v1/tenants/{id}/database-credentials") => of_tenant(&[P::DatabaseCredentials]),
+        ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") => any(&[P::KeyAdmin]),
+        ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
+            any(&[P::RecordsRead])
+        }
+        ("POST", "/v1/events") => any(&[P::EventPut]),
+        ("POST", "/v1/events/test-pattern") => any(&[P::PatternTest]),
+        ("POST", "/v1/reconciliation") => any(&[P::TenantAdmin]),
+        ("POST", "/v1/audit/exports") => any(&[P::AuditExport, P::RecordsRead]),
+        ("GET", "/v1/subscriptions" | "/v1/subscriptions/{id}" | "/v1/subscriptions/{id}/deliveries") => {
+            any(&[P::SubscriptionRead])
+        }
+        ("POST", "/v1/subscriptions")
+        | ("PATCH" | "DELETE", "/v1/subscriptions/{id}")
+        | (
+            "POST",
+            "/v1/subscriptions/{id}/rotate-secret"
+            | "/v1/subscriptions/{id}/deliveries/{delivery_id}/retry"
+            | "/v1/subscriptions/{id}/replay",
+        ) => any(&[P::SubscriptionWrite]),
+        ("GET", "/v1/state-machines" | "/v1/state-machines/{name}") => any(&[P::StateMachineRead]),
+        ("PUT", "/v1/state-machines/{name}") => any(&[P::WorkflowWrite]),
+        ("GET", "/v1/executions" | "/v1/executions/{id}" | "/v1/executions/{id}/history") => any(&[P::ExecutionRead]),
+        ("POST", "/v1/executions" | "/v1/executions/{id}/stop" | "/v1/executions/{id}/redrive") => {
+            any(&[P::WorkflowWrite])
+        }
+        (
+            "POST",
+            "/v1/task-tokens/{token}/success" | "/v1/task-tokens/{token}/failure" | "/v1/task-tokens/{token}/heartbeat",
+        ) => any(&[P::TaskCallback]),
+        ("GET", "/v1/hooks" | "/v1/hooks/{name}") => any(&[P::HookRead]),
+        ("PUT" | "DELETE", "/v1/hooks/{name}") => any(&[P::HookAdmin]),
+        ("GET", "/v1/queues" | "/v1/queues/{name}") => any(&[P::QueueRead]),
+        ("PUT" | "DELETE", "/v1/queues/{name}") | ("POST", "/v1/queues/{name}/redrive") => any(&[P::QueueAdmin]),
+        (
+            "POST",
+            "/v1/queues/{name}/messages"
+            | "/v1/queues/{name}/messages/batch"
+            | "/v1/queues/{name}/receive"
+            | "/v1/queues/{name}/messages/delete"
+            | "/v1/queues/{name}/messages/{receipt}/visibility",
+        )
+        | ("DELETE", "/v1/queues/{name}/messages/{receipt}") => any(&[P::QueueUse]),
+        _ => None,
+    }
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+/// Authenticates the caller, authorizes it for the route, refuses NUL in the URI, and
+/// hands the caller's [`OpContext`] to what follows (the `Caller` extractor).
+pub async fn middleware(State(state): State<Arc<ServerState>>, mut req: Request, next: Next) -> Response {
+    let token = match bearer(req.headers()) {
+        Some(t) => t.to_owned(),
+        None => return ApiError::from(tenancy_domain::Error::Unauthenticated).into_response(),
+    };
+    let principal = match state.app.auth.authenticate(&token).await {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Some(t) = &principal.tenant_id {
+        tracing::Span::current().record("tenant_id", t.as_str());
+    }
+    let source_ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+    let ctx = OpContext { principal, request_id: request_id_of(req.headers()), source_ip };
+
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        return ApiError::from(tenancy_domain::Error::internal("a /v1 request without a matched route"))
+            .into_response();
+    };
+    let Some(rule) = rule(req.method(), &path) else {
+        let e = tenancy_domain::Error::internal(format!("no access rule for {} {path}", req.method()));
+        return ApiError::from(e).into_response();
+    };
+    let tenant = match rule.tenant {
+        None => None,
+        Some(name) => match req.extract_parts::<RawPathParams>().await {
+            Ok(params) => params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()),
+            Err(e) => return ApiError::bad_request("invalid-path", e.body_text()).into_response(),
+        },
+    };
+    for p in rule.perms {
+        let checked = match &tenant {
+            Some(t) => ctx.authorize_tenant(*p, t),
+            None => ctx.authorize(*p),
+        };
+        if let Err(e) = checked {
+            return ApiError::from(e).into_response();
+        }
+    }
+    if has_nul(req.uri().path()) || req.uri().query().is_some_and(has_nul) {
+        return ApiError::bad_request("invalid-request", "the request's path or query contains a NUL character (%00)")
+            .into_response();
+    }
+    req.extensions_mut().insert(ctx);
+    next.run(req).await
+}
+
+/// Whether URI text carries a percent-encoded NUL (a raw one cannot pass the HTTP parser).
+fn has_nul(s: &str) -> bool {
+    s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_have_rules() {
+        let doc: serde_json::Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+        let mut missing = Vec::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                if rule(&m, path).is_none() {
+                    missing.push(format!("{m} {path}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "routes without an access rule: {missing:?}");
+    }
+
+    #[test]
+    fn nul_in_uri() {
+        assert!(has_nul("/v1/tenants/a%00b"));
+        assert!(!has_nul("/v1/tenants/a%200"));
+        assert!(!has_nul("/v1/tenants/%2500"), "an encoded percent sign followed by 00 is not NUL");
+    }
+}
