@@ -63,6 +63,10 @@ pub enum Permission {
     HookRead,
     /// Create, change and delete provisioning hooks.
     HookAdmin,
+    /// Read functions (never their secrets).
+    FunctionRead,
+    /// Create, replace and delete functions.
+    FunctionAdmin,
     /// Read a tenant's database credentials (admins, operators, the tenant's own key).
     DatabaseCredentials,
     /// Publish custom events (`POST /v1/events`): admins, operators, services, tenant
@@ -95,7 +99,7 @@ impl OpContext {
             (R::Operator, P::KeyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
-            (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead) => true,
+            (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead | P::FunctionRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,

@@ -12,6 +12,7 @@ mod context;
 pub mod custom_events;
 pub mod delivery;
 pub mod engine;
+pub mod functions;
 pub mod hooks;
 pub mod lifecycle;
 pub mod offboarding;

@@ -1,10 +1,10 @@
 //! The outbound policy: where Tenancy's own HTTP requests may go.
 //!
-//! Three features make requests to URLs that API callers choose: `http:invoke` tasks,
-//! webhook deliveries and provisioning hooks. Without a policy they are a server-side
-//! request forgery (SSRF) channel into whatever the server can reach: loopback
-//! services, the private network, the cloud metadata endpoint (169.254.169.254). All
-//! three build their client here ([`OutboundPolicy::client`]), so they share one rule:
+//! Four features make requests to URLs that API callers choose: `http:invoke` tasks,
+//! webhook deliveries, provisioning hooks and functions. Without a policy they are a
+//! server-side request forgery (SSRF) channel into whatever the server can reach:
+//! loopback services, the private network, the cloud metadata endpoint
+//! (169.254.169.254). All four build their client here ([`OutboundPolicy::client`]), so they share one rule:
 //!
 //! * A destination address in [`DENIED`] (loopback, private, link-local, CGNAT,
 //!   unique-local, multicast, documentation, ... and the IPv4-mapped, NAT64 and 6to4
@@ -182,7 +182,7 @@ impl OutboundPolicy {
 }
 
 impl crate::App {
-    /// Puts `http:invoke` tasks and provisioning hooks under `policy` (webhooks take it
+    /// Puts `http:invoke` tasks, provisioning hooks and functions under `policy` (webhooks take it
     /// in [`crate::delivery::DeliveryOptions::outbound`]). Until called, the default
     /// policy applies.
     pub fn set_outbound_policy(&self, policy: Arc<OutboundPolicy>) {

@@ -193,8 +193,14 @@ fn validate_name(kind: &str, name: &str) -> Result<()> {
 /// registered handler serves (except a pure callback wait: `<anything>.waitForTaskToken`
 /// with no handler for its base just waits for its token), or putting events with a
 /// reserved source written in the definition (a source computed at run time is checked
-/// when the task runs). Walks Parallel branches and Map processors.
-fn check_resources(definition: &Value, handlers: &engine::Registry) -> Result<()> {
+/// when the task runs). Walks Parallel branches and Map processors. Adds to `functions`
+/// the `(state, function)` pairs of the tasks naming a function statically, for
+/// [`App::check_functions`].
+fn check_resources(
+    definition: &Value,
+    handlers: &engine::Registry,
+    functions: &mut Vec<(String, String)>,
+) -> Result<()> {
     use crate::lifecycle::{is_reserved_resource, is_reserved_source, PUT_EVENTS_RESOURCES};
     let Some(states) = definition["States"].as_object() else { return Ok(()) };
     for (name, state) in states {
@@ -214,6 +220,9 @@ fn check_resources(definition: &Value, handlers: &engine::Registry) -> Result<()
                     message: format!("state {name:?}: {message}"),
                 });
             }
+            if let Some(function) = crate::functions::named_function(resource, state) {
+                functions.push((name.clone(), function));
+            }
             if PUT_EVENTS_RESOURCES.contains(&resource) {
                 for args in [&state["Parameters"], &state["Arguments"]] {
                     let entries = args["Entries"].as_array().into_iter().flatten();
@@ -230,17 +239,18 @@ fn check_resources(definition: &Value, handlers: &engine::Registry) -> Result<()
             }
         }
         for branch in state["Branches"].as_array().into_iter().flatten() {
-            check_resources(branch, handlers)?;
+            check_resources(branch, handlers, functions)?;
         }
-        check_resources(&state["Iterator"], handlers)?;
-        check_resources(&state["ItemProcessor"], handlers)?;
+        check_resources(&state["Iterator"], handlers, functions)?;
+        check_resources(&state["ItemProcessor"], handlers, functions)?;
     }
     Ok(())
 }
 
 /// Why no handler serves a Task's `resource` as the engine looks it up when the task
 /// runs (`None` when one does): the exact name, suffixes included (`.sync` is not
-/// special), except that `<base>.waitForTaskToken` is always accepted (the handler of
+/// special) or any function ARN (the function handler serves them all, see
+/// [`engine::Registry::get`]), except that `<base>.waitForTaskToken` is always accepted (the handler of
 /// `<base>` runs first if there is one, otherwise the execution just waits for its
 /// token). A resource written as a JSONata expression (`{% ... %}`) is left to the
 /// run-time check.
@@ -251,13 +261,8 @@ fn unknown_resource(resource: &str, handlers: &engine::Registry) -> Option<Strin
     if handlers.get(resource).is_some() {
         return None;
     }
-    let hint = if resource.starts_with("arn:aws:lambda:") || resource.starts_with("arn:aws:states:::lambda:") {
-        " (Lambda functions are not supported yet)"
-    } else {
-        ""
-    };
     Some(format!(
-        "no task handler serves the resource {resource:?}{hint}; see docs/task-handlers.md for the resources there are"
+        "no task handler serves the resource {resource:?}; see docs/task-handlers.md for the resources there are"
     ))
 }
 
@@ -378,7 +383,9 @@ impl App {
         }
         StateMachine::parse(&spec.definition)
             .map_err(|e| Error::InvalidRequest { code: "invalid-definition", message: e.to_string() })?;
-        check_resources(&spec.definition, self.engine.handlers())?;
+        let mut functions = Vec::new();
+        check_resources(&spec.definition, self.engine.handlers(), &mut functions)?;
+        self.check_functions(&functions).await?;
         let audit = ctx.audit("state_machine.put", format!("state-machine/{name}"), None, json!({}));
         let (rec, added) = self
             .engine

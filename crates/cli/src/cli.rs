@@ -63,6 +63,9 @@ pub enum Command {
     /// Provisioning hooks of product services.
     #[command(subcommand)]
     Hooks(crate::provisioning_cli::HookCmd),
+    /// Functions (the Lambda role) that Task states invoke.
+    #[command(subcommand)]
+    Functions(crate::functions_cli::FunctionCmd),
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(crate::provisioning_cli::ReconciliationCmd),
@@ -392,6 +395,9 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Tenants(cmd) => (tenants(&client, cmd).await?, TENANT_COLUMNS),
         Command::Queues(cmd) => provisioning_cli::queues(&client, cmd).await?,
         Command::Hooks(cmd) => (provisioning_cli::hooks(&client, cmd).await?, provisioning_cli::HOOK_COLUMNS),
+        Command::Functions(cmd) => {
+            (crate::functions_cli::functions(&client, cmd).await?, crate::functions_cli::FUNCTION_COLUMNS)
+        }
         Command::Reconciliation(cmd) => (
             provisioning_cli::reconciliation(&client, cmd, output == Output::Json).await?,
             provisioning_cli::DRIFT_COLUMNS,

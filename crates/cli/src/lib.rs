@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod functions_cli;
 pub mod provisioning_cli;
 pub mod serve;
 pub mod workflows_cli;

@@ -39,6 +39,8 @@ enum Class {
     QueueUse,
     HookRead,
     HookAdmin,
+    FunctionRead,
+    FunctionAdmin,
     /// A tenant's database credentials: admins, operators, the tenant's own key.
     DatabaseCredentials,
     /// Publish custom events: admins, operators, services, tenant keys.
@@ -78,6 +80,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Operator, _) => Allowed,
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
+        (Who::Viewer, FunctionRead) => Allowed,
         (Who::Viewer, _) => Forbidden,
         (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
         (Who::Service, QueueRead | QueueUse) => Allowed,
@@ -175,6 +178,10 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/v1/hooks/{hook}", None, HookRead),
         route(Method::PUT, "/v1/hooks/{hook}", Some(hook_body()), HookAdmin),
         route(Method::DELETE, "/v1/hooks/{hook}", None, HookAdmin),
+        route(Method::GET, "/v1/functions", None, FunctionRead),
+        route(Method::GET, "/v1/functions/{function}", None, FunctionRead),
+        route(Method::PUT, "/v1/functions/{function}", Some(function_body()), FunctionAdmin),
+        route(Method::DELETE, "/v1/functions/{function}", None, FunctionAdmin),
         route(Method::GET, "/v1/queues", None, QueueRead),
         route(Method::GET, "/v1/queues/{queue}", None, QueueRead),
         route(Method::PUT, "/v1/queues/{queue}", Some(json!({"visibility_timeout_s": 30})), QueueAdmin),
@@ -197,6 +204,11 @@ fn table() -> Vec<Route> {
 /// A hook that provisioning never calls (this test creates tenants throughout).
 fn hook_body() -> Value {
     json!({"url": "http://127.0.0.1:9/hook", "events": ["offboard"]})
+}
+
+/// A function no state machine of this test invokes.
+fn function_body() -> Value {
+    json!({"url": "http://127.0.0.1:9/fn", "timeout_s": 5})
 }
 
 /// A fresh queue holding a received message; returns the queue and the receipt.
@@ -310,9 +322,15 @@ async fn every_role_on_every_route(backend: Backend) {
                 let res = s.call(Method::PUT, &format!("/v1/hooks/{hook}"), Some(hook_body())).await;
                 assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
             }
+            let function = format!("f-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{function}") {
+                let res = s.call(Method::PUT, &format!("/v1/functions/{function}"), Some(function_body())).await;
+                assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+            }
             let path = r
                 .path
                 .replace("{hook}", &hook)
+                .replace("{function}", &function)
                 .replace("{queue}", &queue)
                 .replace("{receipt}", &receipt)
                 .replace("{tenant}", &tenant)

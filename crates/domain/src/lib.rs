@@ -8,6 +8,7 @@
 pub mod apikey;
 pub mod error;
 pub mod event;
+pub mod function;
 pub mod hook;
 pub mod ids;
 pub mod page;

@@ -18,6 +18,7 @@ use utoipa::Modify;
         (name = "workflows", description = "State machines (ASL), executions and callback tokens"),
         (name = "hooks", description = "Provisioning hooks: product services called by the lifecycle workflows"),
         (name = "queues", description = "Queues: visibility timeouts, dead-letter queues, redrive, long polling"),
+        (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
     )
 )]
 struct ApiDoc;

@@ -2,6 +2,7 @@
 
 mod audit;
 mod events;
+mod functions;
 mod hooks;
 mod keys;
 mod plans;
@@ -56,6 +57,8 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
         .routes(routes!(hooks::tenant_resources))
         .routes(routes!(hooks::tenant_database_credentials))
+        .routes(routes!(functions::list_functions))
+        .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
 }
 

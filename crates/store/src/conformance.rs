@@ -37,7 +37,8 @@ macro_rules! store_conformance_suite {
                 lost_lease_rolls_back, idempotency_keys, idempotency_lease_expiry, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
-                the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays);
+                the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
+                functions_keep_their_secret);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -764,4 +765,40 @@ pub async fn the_first_master_key_fingerprint_stays(store: Arc<dyn Store>) {
     assert_eq!(store.master_key_record("v1:b").await.unwrap(), "v1:a");
     let state = store.master_key_state().await.unwrap();
     assert_eq!((state.fingerprint.as_deref(), state.sealed_values), (Some("v1:a"), false));
+}
+
+/// A function's put creates it with its secret, a second put replaces url and timeout
+/// but keeps the secret and `created_at`; writes commit with their audit entries.
+pub async fn functions_keep_their_secret(store: Arc<dyn Store>) {
+    use crate::functions::StoredFunction;
+    use tenancy_domain::function::Function;
+    let f = |name: &str, url: &str, secret: &str, at: i64| StoredFunction {
+        function: Function {
+            name: name.into(),
+            url: url.into(),
+            timeout_s: 30,
+            created_at: Timestamp(at),
+            updated_at: Timestamp(at),
+        },
+        secret: secret.into(),
+    };
+    let fns = store.functions();
+    let fx = || Effects::none().with_audit(audit("function.put", None));
+    let (a, created) = fns.function_put(&f("allocate", "http://a", "sealed-1", 1_000), &fx()).await.unwrap();
+    assert!(created);
+    assert_eq!(a, f("allocate", "http://a", "sealed-1", 1_000));
+    let (a2, created) = fns.function_put(&f("allocate", "http://b", "sealed-2", 2_000), &fx()).await.unwrap();
+    assert!(!created);
+    assert_eq!((a2.secret.as_str(), a2.function.url.as_str()), ("sealed-1", "http://b"));
+    assert_eq!((a2.function.created_at, a2.function.updated_at), (Timestamp(1_000), Timestamp(2_000)));
+    assert_eq!(fns.function_get("allocate").await.unwrap(), a2);
+    fns.function_put(&f("notify", "http://n", "sealed-3", 3_000), &fx()).await.unwrap();
+    let names: Vec<String> = fns.function_list().await.unwrap().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["allocate", "notify"]);
+    fns.function_delete("allocate", &Effects::none().with_audit(audit("function.delete", None))).await.unwrap();
+    assert!(matches!(fns.function_get("allocate").await, Err(Error::NotFound { .. })));
+    let fx = Effects::none().with_audit(audit("function.delete", None));
+    assert!(matches!(fns.function_delete("allocate", &fx).await, Err(Error::NotFound { .. })));
+    let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
+    assert_eq!(audit.items.len(), 4, "three puts and one delete; the failed delete wrote nothing");
 }

@@ -14,6 +14,7 @@ mod cache;
 mod drift;
 mod effects;
 mod events;
+mod functions;
 mod hooks;
 mod queues;
 mod rows;
@@ -53,6 +54,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "control_plane_privileges", include_str!("../migrations/sqlite/0010_control_plane_privileges.sql")),
     (11, "idempotency_lease", include_str!("../migrations/sqlite/0011_idempotency_lease.sql")),
     (12, "execution_limits", include_str!("../migrations/sqlite/0012_execution_limits.sql")),
+    (13, "functions", include_str!("../migrations/sqlite/0013_functions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -67,6 +69,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "control_plane_privileges", include_str!("../migrations/postgres/0010_control_plane_privileges.sql")),
     (11, "idempotency_lease", include_str!("../migrations/postgres/0011_idempotency_lease.sql")),
     (12, "execution_limits", include_str!("../migrations/postgres/0012_execution_limits.sql")),
+    (13, "functions", include_str!("../migrations/postgres/0013_functions.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -447,6 +450,10 @@ impl Store for SqlStore {
     }
 
     fn hooks(&self) -> Arc<dyn crate::hooks::HookStore> {
+        Arc::new(self.clone())
+    }
+
+    fn functions(&self) -> Arc<dyn crate::functions::FunctionStore> {
         Arc::new(self.clone())
     }
 

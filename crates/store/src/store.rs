@@ -215,6 +215,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The provisioning hooks' storage, on the same database.
     fn hooks(&self) -> std::sync::Arc<dyn crate::hooks::HookStore>;
 
+    /// The functions' storage, on the same database.
+    fn functions(&self) -> std::sync::Arc<dyn crate::functions::FunctionStore>;
+
     /// The reconciler's record of reported drift, on the same database.
     fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;
 

@@ -69,9 +69,17 @@ pub fn app_failure(e: tenancy_domain::Error) -> Failure {
 
 /// The registry of handlers by resource name. Entries can be replaced at run time
 /// (tests inject failures this way).
+///
+/// Lookups are by exact name, with one pattern: any function ARN
+/// (`arn:<partition>:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`) that has no
+/// entry of its own is served by the entry [`crate::functions::ARN_RESOURCE`], which
+/// invokes the function `NAME` (see [`Registry::get`]).
 #[derive(Default)]
 pub struct Registry {
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
+    /// The master key's box, for handlers that open stored secrets (functions sign
+    /// their invocations with theirs); set once by [`Registry::use_secret_box`].
+    secrets: Arc<std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>>,
 }
 
 impl Registry {
@@ -88,16 +96,29 @@ impl Registry {
         r.register(crate::hooks::LIST_RESOURCE, crate::hooks::ListCallbackHooks);
         r.register(crate::hooks::NOTIFY_RESOURCE, crate::hooks::NotifyCallbackHook::new());
         crate::queues::SEND_RESOURCES.iter().for_each(|res| r.register(res, crate::queues::SendMessageTask));
+        crate::functions::register(&r, Arc::default());
         r
     }
 
-    /// Re-registers the handlers that call out (`http:invoke`, provisioning hooks) with
-    /// clients under `policy`.
+    /// Re-registers the handlers that call out (`http:invoke`, provisioning hooks,
+    /// functions) with clients under `policy`.
     pub fn use_outbound_policy(&self, policy: Arc<crate::outbound::OutboundPolicy>) {
         use crate::hooks::{CallHooks, NotifyCallbackHook, CALL_RESOURCE, NOTIFY_RESOURCE};
         self.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::with_policy(policy.clone()));
         self.register(CALL_RESOURCE, CallHooks::with_policy(policy.clone()));
-        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::with_policy(policy));
+        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::with_policy(policy.clone()));
+        crate::functions::register(self, policy);
+    }
+
+    /// Gives the handlers that open stored secrets the master key's box (the first
+    /// call wins).
+    pub fn use_secret_box(&self, secrets: Arc<crate::secretbox::SecretBox>) {
+        let _ = self.secrets.set(secrets);
+    }
+
+    /// The cell [`Registry::use_secret_box`] fills, for handlers registered before it.
+    pub fn secret_box_cell(&self) -> Arc<std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>> {
+        self.secrets.clone()
     }
 
     pub fn register(&self, resource: &str, handler: impl TaskHandler) {
@@ -108,8 +129,17 @@ impl Registry {
         self.handlers.write().expect("registry lock").insert(resource.to_owned(), handler);
     }
 
+    /// The handler of `resource`: its own entry, else, for a function ARN, the entry
+    /// [`crate::functions::ARN_RESOURCE`].
     pub fn get(&self, resource: &str) -> Option<Arc<dyn TaskHandler>> {
-        self.handlers.read().expect("registry lock").get(resource).cloned()
+        let handlers = self.handlers.read().expect("registry lock");
+        match handlers.get(resource) {
+            Some(h) => Some(h.clone()),
+            None if tenancy_domain::function::name_of_arn(resource).is_some() => {
+                handlers.get(crate::functions::ARN_RESOURCE).cloned()
+            }
+            None => None,
+        }
     }
 
     pub fn resources(&self) -> Vec<String> {
