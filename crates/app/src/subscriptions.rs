@@ -61,6 +61,7 @@ fn validate(name: &str, pattern: &serde_json::Value, target: &Target) -> Result<
 impl App {
     /// The master key's box that stored secrets are sealed with.
     pub fn set_secret_box(&self, secrets: Arc<SecretBox>) {
+        let _ = self.engine().handlers().hook_secrets.set(secrets.clone());
         let _ = self.secrets.set(secrets);
     }
 
@@ -72,7 +73,7 @@ impl App {
         }
     }
 
-    fn secret_box(&self) -> Result<&SecretBox> {
+    pub(crate) fn secret_box(&self) -> Result<&SecretBox> {
         self.secrets.get().map(|b| &**b).ok_or_else(|| Error::Unavailable("no master key configured".into()))
     }
 

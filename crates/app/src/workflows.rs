@@ -13,7 +13,7 @@ use tenancy_store::{
 
 use crate::context::Permission as P;
 use crate::engine::{self, Pending};
-use crate::lifecycle::RESERVED_PREFIX;
+use crate::lifecycle::{LIFECYCLE_MACHINE_PREFIX, RESERVED_PREFIX};
 use crate::{App, OpContext};
 
 /// `PUT /v1/state-machines/{name}`.
@@ -194,17 +194,21 @@ fn validate_name(kind: &str, name: &str) -> Result<()> {
 /// with no handler for its base just waits for its token), or putting events with a
 /// reserved source written in the definition (a source computed at run time is checked
 /// when the task runs). Walks Parallel branches and Map processors.
-fn check_resources(definition: &Value, handlers: &engine::Registry) -> Result<()> {
+/// With `lifecycle` (a `tenancy.lifecycle.*` state machine) the reserved lifecycle
+/// steps are allowed.
+fn check_resources(definition: &Value, handlers: &engine::Registry, lifecycle: bool) -> Result<()> {
     use crate::lifecycle::{is_reserved_resource, is_reserved_source, PUT_EVENTS_RESOURCES};
     let Some(states) = definition["States"].as_object() else { return Ok(()) };
     for (name, state) in states {
         let resource = state["Resource"].as_str().filter(|_| state["Type"] == "Task");
         if let Some(resource) = resource {
-            if is_reserved_resource(resource) {
+            if !lifecycle && is_reserved_resource(resource) {
                 return Err(Error::InvalidRequest {
                     code: "reserved-resource",
                     message: format!(
-                        "state {name:?}: the resource {resource:?} is reserved to the built-in lifecycle workflows"
+                        "state {name:?}: the resource {resource:?} is reserved to the lifecycle workflows (the \
+                         built-in ones and an admin's {LIFECYCLE_MACHINE_PREFIX}* state machines, see \
+                         docs/provisioning.md)"
                     ),
                 });
             }
@@ -230,10 +234,10 @@ fn check_resources(definition: &Value, handlers: &engine::Registry) -> Result<()
             }
         }
         for branch in state["Branches"].as_array().into_iter().flatten() {
-            check_resources(branch, handlers)?;
+            check_resources(branch, handlers, lifecycle)?;
         }
-        check_resources(&state["Iterator"], handlers)?;
-        check_resources(&state["ItemProcessor"], handlers)?;
+        check_resources(&state["Iterator"], handlers, lifecycle)?;
+        check_resources(&state["ItemProcessor"], handlers, lifecycle)?;
     }
     Ok(())
 }
@@ -369,16 +373,32 @@ impl App {
         spec: StateMachineSpec,
     ) -> Result<(StateMachineView, bool)> {
         ctx.authorize(P::WorkflowWrite)?;
+        // A lifecycle state machine runs with the lifecycle's privileges: admins only.
+        let lifecycle = crate::lifecycle::is_custom_lifecycle_machine(name);
+        if lifecycle && ctx.principal.role != Role::Admin {
+            return Err(Error::Forbidden(format!(
+                "role {} may not define lifecycle state machines ({LIFECYCLE_MACHINE_PREFIX}*): admins only",
+                ctx.principal.role.as_str()
+            )));
+        }
         validate_name("state machine name", name)?;
-        if name.starts_with(RESERVED_PREFIX) {
+        if lifecycle && name.len() == LIFECYCLE_MACHINE_PREFIX.len() {
+            return Err(Error::invalid(format!(
+                "a lifecycle state machine needs a name after {LIFECYCLE_MACHINE_PREFIX:?}"
+            )));
+        }
+        if name.starts_with(RESERVED_PREFIX) && !lifecycle {
             return Err(Error::InvalidRequest {
                 code: "reserved-name",
-                message: format!("state machine names starting with {RESERVED_PREFIX:?} are reserved"),
+                message: format!(
+                    "state machine names starting with {RESERVED_PREFIX:?} are reserved (except \
+                     {LIFECYCLE_MACHINE_PREFIX:?}: an admin's lifecycle state machines)"
+                ),
             });
         }
         StateMachine::parse(&spec.definition)
             .map_err(|e| Error::InvalidRequest { code: "invalid-definition", message: e.to_string() })?;
-        check_resources(&spec.definition, self.engine.handlers())?;
+        check_resources(&spec.definition, self.engine.handlers(), lifecycle)?;
         let audit = ctx.audit("state_machine.put", format!("state-machine/{name}"), None, json!({}));
         let (rec, added) = self
             .engine
@@ -439,7 +459,9 @@ impl App {
         if req.state_machine.starts_with(RESERVED_PREFIX) {
             return Err(Error::InvalidRequest {
                 code: "reserved-name",
-                message: "built-in state machines are started by the tenant operations".into(),
+                message: "lifecycle state machines (built-in ones and tenancy.lifecycle.*) are started by the \
+                          tenant operations"
+                    .into(),
             });
         }
         let sm = match self.engine.workflows().state_machine_get(&req.state_machine, None).await {

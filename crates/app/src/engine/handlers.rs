@@ -72,6 +72,8 @@ pub fn app_failure(e: tenancy_domain::Error) -> Failure {
 #[derive(Default)]
 pub struct Registry {
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
+    /// The master key's box the hook handlers sign with (set by `App::set_secret_box`).
+    pub(crate) hook_secrets: crate::hooks::SecretCell,
 }
 
 impl Registry {
@@ -84,9 +86,8 @@ impl Registry {
         r.register("arn:aws:states:::events:putEvents", PutEvents);
         r.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::new());
         crate::lifecycle::register_handlers(&r);
-        r.register(crate::hooks::CALL_RESOURCE, crate::hooks::CallHooks::new());
+        r.use_outbound_policy(Arc::default());
         r.register(crate::hooks::LIST_RESOURCE, crate::hooks::ListCallbackHooks);
-        r.register(crate::hooks::NOTIFY_RESOURCE, crate::hooks::NotifyCallbackHook::new());
         crate::queues::SEND_RESOURCES.iter().for_each(|res| r.register(res, crate::queues::SendMessageTask));
         r
     }
@@ -96,8 +97,8 @@ impl Registry {
     pub fn use_outbound_policy(&self, policy: Arc<crate::outbound::OutboundPolicy>) {
         use crate::hooks::{CallHooks, NotifyCallbackHook, CALL_RESOURCE, NOTIFY_RESOURCE};
         self.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::with_policy(policy.clone()));
-        self.register(CALL_RESOURCE, CallHooks::with_policy(policy.clone()));
-        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::with_policy(policy));
+        self.register(CALL_RESOURCE, CallHooks::new(policy.clone(), self.hook_secrets.clone()));
+        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::new(policy, self.hook_secrets.clone()));
     }
 
     pub fn register(&self, resource: &str, handler: impl TaskHandler) {
