@@ -157,3 +157,30 @@ impl HookSpec {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(v: serde_json::Value) -> Result<Hook> {
+        serde_json::from_value::<HookSpec>(v).unwrap().into_hook("h", Timestamp(0))
+    }
+
+    #[test]
+    fn url_or_queue() {
+        let code = |r: Result<Hook>| match r {
+            Err(Error::InvalidRequest { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        let both = serde_json::json!({"url": "http://x/h", "queue": "q", "events": ["provision"]});
+        assert_eq!(code(hook(both)), "invalid-hook");
+        assert_eq!(code(hook(serde_json::json!({"events": ["provision"]}))), "invalid-hook");
+        let sync = serde_json::json!({"queue": "q", "events": ["provision"], "mode": "sync"});
+        assert_eq!(code(hook(sync)), "invalid-hook");
+        assert_eq!(code(hook(serde_json::json!({"queue": "a b", "events": ["provision"]}))), "invalid-queue-name");
+        let q = hook(serde_json::json!({"queue": "q", "events": ["provision"], "timeout_s": 3600})).unwrap();
+        assert_eq!((q.mode, q.url, q.queue.as_deref(), q.timeout_s), (HookMode::Callback, None, Some("q"), 3600));
+        let u = hook(serde_json::json!({"url": "http://x/h", "events": ["provision"]})).unwrap();
+        assert_eq!((u.mode, u.queue), (HookMode::Sync, None));
+    }
+}

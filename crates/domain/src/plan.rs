@@ -366,4 +366,38 @@ mod tests {
         assert!(plan.patched(patch(serde_json::json!({"isolation": null}))).is_err());
         assert!(serde_json::from_value::<PlanPatch>(serde_json::json!({"nme": "x"})).is_err());
     }
+
+    #[test]
+    fn workflows_are_lifecycle_machines_and_merge_by_member() {
+        let spec = |w: serde_json::Value| -> PlanSpec {
+            serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "workflows": w})).unwrap()
+        };
+        let bad = spec(serde_json::json!({"provision": "mine"})).into_plan("x", Timestamp(0)).unwrap_err();
+        assert!(matches!(bad, Error::InvalidRequest { code: "invalid-plan-workflow", .. }), "{bad:?}");
+        assert!(spec(serde_json::json!({"provision": "tenancy.lifecycle."})).into_plan("x", Timestamp(0)).is_err());
+        assert!(serde_json::from_value::<PlanSpec>(
+            serde_json::json!({"name": "x", "isolation": "pool", "workflows": {"provison": "tenancy.lifecycle.a"}})
+        )
+        .is_err());
+        let plan = spec(serde_json::json!({"provision": "tenancy.lifecycle.a", "offboard": "tenancy.lifecycle.b"}))
+            .into_plan("x", Timestamp(0))
+            .unwrap();
+        let patch = |v| serde_json::from_value::<PlanPatch>(v).unwrap();
+        let (next, given) = plan
+            .patched(patch(serde_json::json!({"workflows": {"provision": null, "change_plan": "tenancy.lifecycle.c"}})))
+            .unwrap();
+        assert_eq!(given, ["workflows"]);
+        assert_eq!(
+            next.workflows,
+            PlanWorkflows {
+                provision: None,
+                change_plan: Some("tenancy.lifecycle.c".into()),
+                offboard: Some("tenancy.lifecycle.b".into())
+            }
+        );
+        let (next, _) = plan.patched(patch(serde_json::json!({"name": "y"}))).unwrap();
+        assert_eq!(next.workflows, plan.workflows, "absent: kept");
+        let (next, _) = plan.patched(patch(serde_json::json!({"workflows": null}))).unwrap();
+        assert!(next.workflows.is_empty());
+    }
 }
