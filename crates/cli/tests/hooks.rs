@@ -23,7 +23,8 @@ both_backends!(
     a_failing_suspend_hook_fails_the_notification_not_the_suspension,
     hooks_are_signed_with_standard_webhooks,
     queue_hooks_wait_for_their_worker,
-    plans_run_their_own_lifecycle_state_machines
+    plans_run_their_own_lifecycle_state_machines,
+    a_hook_from_before_signing_gets_a_secret
 );
 
 /// (Idempotency-Key, body) of every request.
@@ -754,5 +755,80 @@ async fn plans_run_their_own_lifecycle_state_machines(backend: Backend) {
     assert_eq!(kinds, [json!("namespace")], "only what the plan's machine creates");
     let events = s.event_types("acme").await;
     assert!(events.contains(&"TenantProvisioned".to_owned()), "{events:?}");
+
+    // The target plan's plan-change machine and the tenant's plan's offboarding machine.
+    let apply = json!({"StartAt": "Apply", "States": {"Apply": {"Type": "Task", "Resource": "tenancy:tenant.apply_plan",
+        "Parameters": {"tenant_id.$": "$.tenant_id", "plan.$": "$.plan", "execution_id.$": "$$.Execution.Id"},
+        "End": true}}});
+    let bye = json!({"StartAt": "Gone", "States": {"Gone": {"Type": "Task", "Resource": "tenancy:tenant.offboarded",
+        "Parameters": {"tenant_id.$": "$.tenant_id", "execution_id.$": "$$.Execution.Id"}, "End": true}}});
+    for (name, definition) in [("tenancy.lifecycle.apply", apply), ("tenancy.lifecycle.bye", bye)] {
+        let res = s.call(Method::PUT, &sm(name), Some(json!({"definition": definition}))).await;
+        assert!(res.status.is_success(), "{}", res.body);
+    }
+    let body = json!({"name": "Gold", "isolation": "pool",
+                      "workflows": {"change_plan": "tenancy.lifecycle.apply", "offboard": "tenancy.lifecycle.bye"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/gold", Some(body)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "gold"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let moved = res.body["execution_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get("/v1/tenants/acme").await.body["plan"] != "gold" {
+        assert!(Instant::now() < deadline, "the plan change never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.get(&format!("/v1/executions/{moved}")).await.body["state_machine"], "tenancy.lifecycle.apply");
+    let res = s.call(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_status("acme", "offboarded").await;
+    let gone = res.body["execution_id"].as_str().unwrap();
+    assert_eq!(s.get(&format!("/v1/executions/{gone}")).await.body["state_machine"], "tenancy.lifecycle.bye");
+    // The built-in offboarding would have left an `export` resource; the plan's did not.
+    assert!(s.get("/v1/tenants/acme/resources").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["kind"] != "export"));
+    s.stop().await;
+}
+
+/// A hook from before hooks were signed (no secret stored): its first call generates a
+/// secret and signs with it; `rotate_secret` gives its owner one to verify with, and
+/// the generated one signs beside it during the overlap.
+async fn a_hook_from_before_signing_gets_a_secret(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = raw_receiver().await;
+    let hook = json!({"url": url, "events": ["provision"]});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/old", Some(hook.clone())).await.status, StatusCode::CREATED);
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/older", Some(hook.clone())).await.status, StatusCode::CREATED);
+    // As migration 0014 leaves them: no secret.
+    let db = s.raw_db().await;
+    sqlx::query("UPDATE hooks SET secret = NULL").execute(&db).await.unwrap();
+    // A PUT of such a hook shows the secret it gets, once.
+    let res = s.call(Method::PUT, "/v1/hooks/older", Some(hook.clone())).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let older = res.body["secret"].as_str().expect("a first secret for a hook that had none").to_owned();
+    assert!(s.call(Method::PUT, "/v1/hooks/older", Some(hook.clone())).await.body.get("secret").is_none());
+    // A call of one signs it with a generated secret (two entries: none yet).
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    s.wait_status("acme", "active").await;
+    let first: Vec<SignedCall> = calls.lock().unwrap().clone();
+    assert_eq!(first.len(), 2, "both hooks called");
+    let header = |c: &SignedCall| c.headers.get("webhook-signature").unwrap().to_str().unwrap().to_owned();
+    assert!(first.iter().all(|c| header(c).starts_with("v1,") && !header(c).contains(' ')), "signed once each");
+    assert_eq!(first.iter().filter(|c| standard_webhooks_verify(&older, c)).count(), 1, "older's call verifies");
+    let generated = first.iter().find(|c| !standard_webhooks_verify(&older, c)).unwrap().clone();
+    let res = s
+        .call(Method::PUT, "/v1/hooks/old", Some(json!({"url": url, "events": ["provision"], "rotate_secret": true})))
+        .await;
+    let rotated = res.body["secret"].as_str().expect("rotated").to_owned();
+    s.create_tenant("beta", "basic").await;
+    s.wait_status("beta", "active").await;
+    let calls = calls.lock().unwrap().clone();
+    let old_call =
+        calls[2..].iter().find(|c| standard_webhooks_verify(&rotated, c)).expect("signed with the new secret");
+    assert_eq!(header(old_call).split(' ').count(), 2, "and with the generated one: {}", header(old_call));
+    assert!(!standard_webhooks_verify(&rotated, &generated));
     s.stop().await;
 }
