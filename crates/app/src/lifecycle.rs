@@ -376,3 +376,25 @@ impl TaskHandler for Finish {
         Ok(TaskOutput { effects: fx, ..out })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_steps_run_only_in_lifecycle_machines_and_the_tenancy_source_stays_reserved() {
+        let none = json!({});
+        let forged = json!({"Entries": [{"Source": "tenancy", "DetailType": "TenantProvisioned", "Detail": {}}]});
+        // Built-in definitions: anything (they write Tenancy's own events).
+        assert!(check_task(PROVISION_MACHINE, "tenancy:tenant.activate", &none).is_ok());
+        assert!(check_task(PROVISION_MACHINE, "tenancy:events.put", &forged).is_ok());
+        // An admin's lifecycle machine: the lifecycle steps, but not Tenancy's event source.
+        assert!(check_task("tenancy.lifecycle.acme", "tenancy:tenant.activate", &none).is_ok());
+        assert!(check_task("tenancy.lifecycle.acme", "tenancy:hooks.notify", &none).is_ok());
+        assert!(check_task("tenancy.lifecycle.acme", "tenancy:events.put", &forged).is_err());
+        // An ordinary user machine: neither.
+        assert!(check_task("acme", "tenancy:tenant.activate", &none).is_err());
+        assert!(check_task("acme", "tenancy:events.put", &forged).is_err());
+        assert!(check_task("acme", "tenancy:noop", &none).is_ok());
+    }
+}
