@@ -175,22 +175,28 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<(Plan, bool)> {
         ctx.authorize(P::PlanWrite)?;
-        let current = match self.store.plan_get(id).await {
-            Ok(p) => Some(p.workflows),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        authorize_workflows(ctx, &current.unwrap_or_default(), &spec.workflows)?;
-        let plan = spec.into_plan(id, Timestamp::now())?;
-        self.check_plan_workflows(&plan.workflows).await?;
-        let audit = ctx.audit(
-            "plan.put",
-            format!("plan/{id}"),
-            None,
-            json!({"isolation": plan.isolation, "features": plan.features, "workflows": plan.workflows}),
-        );
-        let fx = Effects::none().with_audit(audit);
-        let stored = retry_stale(if_match, || self.store.plan_put(&plan, if_match, &fx)).await?;
+        let admin = ctx.principal.role == apikey::Role::Admin;
+        let stored = retry_stale(if_match, || async {
+            let (workflows, version) = match self.store.plan_get(id).await {
+                Ok(p) => (p.workflows, p.version),
+                Err(Error::NotFound { .. }) => (PlanWorkflows::default(), 0),
+                Err(e) => return Err(e),
+            };
+            authorize_workflows(ctx, &workflows, &spec.workflows)?;
+            let plan = spec.clone().into_plan(id, Timestamp::now())?;
+            self.check_plan_workflows(&plan.workflows).await?;
+            let audit = ctx.audit(
+                "plan.put",
+                format!("plan/{id}"),
+                None,
+                json!({"isolation": plan.isolation, "features": plan.features, "workflows": plan.workflows}),
+            );
+            // A non-admin's write happens only over the workflows it was checked against
+            // (an admin's concurrent change of them makes it re-read and check again).
+            let guard = if_match.or((!admin).then_some(version));
+            self.store.plan_put(&plan, guard, &Effects::none().with_audit(audit)).await
+        })
+        .await?;
         let created = stored.version == 1;
         Ok((stored, created))
     }
