@@ -60,9 +60,19 @@ pub fn is_reserved_source(source: &str) -> bool {
     source == tenancy_domain::event::SOURCE || source.starts_with("tenancy.")
 }
 
-/// Whether a state machine is one of the built-in lifecycle definitions.
+/// Whether a state machine is a lifecycle definition: a built-in one or one an admin
+/// defined for plans (`tenancy.lifecycle.*`). Only the lifecycle starts them.
 pub fn is_builtin_machine(name: &str) -> bool {
     name.starts_with(RESERVED_PREFIX)
+}
+
+/// The prefix of the lifecycle state machines admins define for plans (a plan's
+/// `workflows`): they may use the reserved lifecycle steps, like the built-in ones.
+pub use tenancy_domain::plan::LIFECYCLE_MACHINE_PREFIX;
+
+/// Whether a state machine is an admin-defined lifecycle state machine.
+pub fn is_custom_lifecycle_machine(name: &str) -> bool {
+    name.starts_with(LIFECYCLE_MACHINE_PREFIX)
 }
 
 /// Who started a lifecycle execution, as its input carries it: `{key_id, role}`.
@@ -95,13 +105,15 @@ pub fn stamp_audit(audit: &mut [tenancy_domain::event::AuditEntry], execution: &
 pub const PUT_EVENTS_RESOURCES: &[&str] = &["tenancy:events.put", "arn:aws:states:::events:putEvents"];
 
 /// The run-time check of a task of an execution of `state_machine` (defence in depth
-/// behind the check at `PUT`): a reserved resource or a reserved event source outside
-/// the built-in definitions fails the task (`States.Runtime`).
+/// behind the check at `PUT`): a reserved resource outside the lifecycle definitions
+/// (built-in or `tenancy.lifecycle.*`), or a reserved event source outside the built-in
+/// ones, fails the task (`States.Runtime`).
 pub fn check_task(state_machine: &str, resource: &str, parameters: &Value) -> Result<(), tenancy_asl::Failure> {
-    if is_builtin_machine(state_machine) {
+    let custom = is_custom_lifecycle_machine(state_machine);
+    if is_builtin_machine(state_machine) && !custom {
         return Ok(());
     }
-    if is_reserved_resource(resource) {
+    if !custom && is_reserved_resource(resource) {
         return Err(failure(
             "States.Runtime",
             format!("the resource {resource:?} is reserved to the built-in lifecycle workflows"),
@@ -362,5 +374,27 @@ impl TaskHandler for Finish {
         let out = TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan}));
         let fx = Effects::none().with_event(event).with_audit(audit).with_tenant(tenant, version);
         Ok(TaskOutput { effects: fx, ..out })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_steps_run_only_in_lifecycle_machines_and_the_tenancy_source_stays_reserved() {
+        let none = json!({});
+        let forged = json!({"Entries": [{"Source": "tenancy", "DetailType": "TenantProvisioned", "Detail": {}}]});
+        // Built-in definitions: anything (they write Tenancy's own events).
+        assert!(check_task(PROVISION_MACHINE, "tenancy:tenant.activate", &none).is_ok());
+        assert!(check_task(PROVISION_MACHINE, "tenancy:events.put", &forged).is_ok());
+        // An admin's lifecycle machine: the lifecycle steps, but not Tenancy's event source.
+        assert!(check_task("tenancy.lifecycle.acme", "tenancy:tenant.activate", &none).is_ok());
+        assert!(check_task("tenancy.lifecycle.acme", "tenancy:hooks.notify", &none).is_ok());
+        assert!(check_task("tenancy.lifecycle.acme", "tenancy:events.put", &forged).is_err());
+        // An ordinary user machine: neither.
+        assert!(check_task("acme", "tenancy:tenant.activate", &none).is_err());
+        assert!(check_task("acme", "tenancy:events.put", &forged).is_err());
+        assert!(check_task("acme", "tenancy:noop", &none).is_ok());
     }
 }

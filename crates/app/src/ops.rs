@@ -9,7 +9,7 @@ use tenancy_domain::apikey::{self, ApiKey, NewApiKey};
 use tenancy_domain::event::names;
 use tenancy_domain::hook::HookEvent;
 use tenancy_domain::page::{Page, PageRequest};
-use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
+use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec, PlanWorkflows};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
@@ -175,15 +175,28 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<(Plan, bool)> {
         ctx.authorize(P::PlanWrite)?;
-        let plan = spec.into_plan(id, Timestamp::now())?;
-        let audit = ctx.audit(
-            "plan.put",
-            format!("plan/{id}"),
-            None,
-            json!({"isolation": plan.isolation, "features": plan.features}),
-        );
-        let fx = Effects::none().with_audit(audit);
-        let stored = retry_stale(if_match, || self.store.plan_put(&plan, if_match, &fx)).await?;
+        let admin = ctx.principal.role == apikey::Role::Admin;
+        let stored = retry_stale(if_match, || async {
+            let (workflows, version) = match self.store.plan_get(id).await {
+                Ok(p) => (p.workflows, p.version),
+                Err(Error::NotFound { .. }) => (PlanWorkflows::default(), 0),
+                Err(e) => return Err(e),
+            };
+            authorize_workflows(ctx, &workflows, &spec.workflows)?;
+            let plan = spec.clone().into_plan(id, Timestamp::now())?;
+            self.check_plan_workflows(&plan.workflows).await?;
+            let audit = ctx.audit(
+                "plan.put",
+                format!("plan/{id}"),
+                None,
+                json!({"isolation": plan.isolation, "features": plan.features, "workflows": plan.workflows}),
+            );
+            // A non-admin's write happens only over the workflows it was checked against
+            // (an admin's concurrent change of them makes it re-read and check again).
+            let guard = if_match.or((!admin).then_some(version));
+            self.store.plan_put(&plan, guard, &Effects::none().with_audit(audit)).await
+        })
+        .await?;
         let created = stored.version == 1;
         Ok((stored, created))
     }
@@ -204,17 +217,65 @@ impl App {
                 }
             }
             let (spec, given) = current.patched(patch.clone())?;
+            authorize_workflows(ctx, &current.workflows, &spec.workflows)?;
             let plan = spec.into_plan(id, Timestamp::now())?;
+            self.check_plan_workflows(&plan.workflows).await?;
             let audit = ctx.audit(
                 "plan.patch",
                 format!("plan/{id}"),
                 None,
-                json!({"fields": given, "isolation": plan.isolation, "features": plan.features}),
+                json!({"fields": given, "isolation": plan.isolation, "features": plan.features,
+                       "workflows": plan.workflows}),
             );
             let fx = Effects::none().with_audit(audit);
             self.store.plan_put(&plan, Some(current.version), &fx).await
         })
         .await
+    }
+
+    /// Every state machine a plan names exists and is a lifecycle state machine (400
+    /// `unknown-state-machine` otherwise).
+    async fn check_plan_workflows(&self, workflows: &PlanWorkflows) -> Result<()> {
+        for (member, name) in workflows.named() {
+            match self.engine.workflows().state_machine_get(name, None).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::InvalidRequest {
+                        code: "unknown-state-machine",
+                        message: format!(
+                            "workflows.{member}: state machine {name:?} does not exist (PUT \
+                             /v1/state-machines/{name} first, as an admin)"
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The state machine that carries out the lifecycle operation `builtin` for a tenant
+    /// on `plan`: the plan's own (`workflows`), else the built-in one. A plan that does
+    /// not exist gets the built-in one (the write that follows refuses the plan).
+    async fn lifecycle_machine(&self, builtin: &str, plan: Option<&str>) -> Result<tenancy_store::StateMachineRecord> {
+        let workflows = match plan {
+            Some(plan) => match self.store.plan_get(plan).await {
+                Ok(p) => p.workflows,
+                Err(Error::NotFound { .. }) => PlanWorkflows::default(),
+                Err(e) => return Err(e),
+            },
+            None => PlanWorkflows::default(),
+        };
+        let own = match builtin {
+            lifecycle::PROVISION_MACHINE => workflows.provision,
+            lifecycle::CHANGE_PLAN_MACHINE => workflows.change_plan,
+            lifecycle::OFFBOARD_MACHINE => workflows.offboard,
+            _ => None,
+        };
+        match own {
+            Some(name) => self.engine.workflows().state_machine_get(&name, None).await,
+            None => self.builtin_machine(builtin).await,
+        }
     }
 
     pub async fn plan_get(&self, ctx: &OpContext, id: &str) -> Result<Plan> {
@@ -243,6 +304,7 @@ impl App {
             .lifecycle_execution(
                 ctx,
                 lifecycle::PROVISION_MACHINE,
+                Some(&tenant.plan),
                 &tenant.id,
                 json!({"tenant_id": tenant.id, "plan": tenant.plan, "region": tenant.region}),
             )
@@ -261,18 +323,20 @@ impl App {
         Ok(TenantOperation { tenant, execution_id: Some(execution.id) })
     }
 
-    /// A lifecycle execution for a tenant, to start in the transaction of the change.
-    /// Its input names the caller (`started_by`), whom the audit entries of its steps
-    /// name as their actor.
+    /// A lifecycle execution for a tenant, to start in the transaction of the change:
+    /// of the built-in `machine`, or of the state machine `plan` names instead. Its
+    /// input names the caller (`started_by`), whom the audit entries of its steps name
+    /// as their actor.
     async fn lifecycle_execution(
         &self,
         ctx: &OpContext,
         machine: &str,
+        plan: Option<&str>,
         tenant_id: &str,
         mut input: serde_json::Value,
     ) -> Result<NewExecution> {
         input["started_by"] = lifecycle::started_by(ctx);
-        let sm = self.builtin_machine(machine).await?;
+        let sm = self.lifecycle_machine(machine, plan).await?;
         self.engine.prepare_start(&sm, None, input, Some(tenant_id.to_owned())).await
     }
 
@@ -379,7 +443,13 @@ impl App {
             other => return Err(Error::internal(format!("{} is not a status change of the request", other.as_str()))),
         };
         let notify = self
-            .lifecycle_execution(ctx, lifecycle::NOTIFY_MACHINE, id, json!({"event": hook_event, "tenant_id": id}))
+            .lifecycle_execution(
+                ctx,
+                lifecycle::NOTIFY_MACHINE,
+                None,
+                id,
+                json!({"event": hook_event, "tenant_id": id}),
+            )
             .await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
@@ -423,7 +493,9 @@ impl App {
         let mut input = op.payload.clone();
         input["tenant_id"] = json!(id);
         input["previous_plan"] = json!(current.plan);
-        let job = self.lifecycle_execution(ctx, op.machine, id, input).await?;
+        // A plan change runs the target plan's machine, offboarding the tenant's plan's.
+        let plan = op.target_plan.unwrap_or(&current.plan);
+        let job = self.lifecycle_execution(ctx, op.machine, Some(plan), id, input).await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
                 // Checked on the tenant as read for this attempt, so a racing change
@@ -502,7 +574,7 @@ impl App {
         ctx.authorize_tenant(P::TenantAdmin, id)?;
         let current = self.store.tenant_get(id).await?;
         let input = json!({"tenant_id": id, "plan": current.plan, "region": current.region});
-        let job = self.lifecycle_execution(ctx, lifecycle::PROVISION_MACHINE, id, input).await?;
+        let job = self.lifecycle_execution(ctx, lifecycle::PROVISION_MACHINE, Some(&current.plan), id, input).await?;
         let tenant = self
             .tenant_modify(id, if_match, |tenant| {
                 let from = tenant.transition(Transition::RetryProvisioning)?;
@@ -593,6 +665,19 @@ impl App {
         ctx.authorize(P::RecordsRead)?;
         self.store.audit_list(&filter, page).await
     }
+}
+
+/// Setting or changing a plan's lifecycle state machines is admin-only: they run with
+/// the lifecycle's privileges. Other members stay open to operators (a `PUT` that
+/// repeats the plan's `workflows`, or a `PATCH` without them).
+fn authorize_workflows(ctx: &OpContext, current: &PlanWorkflows, next: &PlanWorkflows) -> Result<()> {
+    if current != next && ctx.principal.role != apikey::Role::Admin {
+        return Err(Error::Forbidden(format!(
+            "role {} may not change a plan's workflows: only admins name a plan's lifecycle state machines",
+            ctx.principal.role.as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// Statuses a filter may name, for error messages.

@@ -61,7 +61,7 @@ fn validate(name: &str, pattern: &serde_json::Value, target: &Target) -> Result<
 impl App {
     /// The master key's box that stored secrets are sealed with.
     pub fn set_secret_box(&self, secrets: Arc<SecretBox>) {
-        // Function tasks open their functions' signing secrets with it.
+        // Function and hook tasks open their signing secrets with it.
         self.engine().handlers().use_secret_box(secrets.clone());
         let _ = self.secrets.set(secrets);
     }

@@ -13,7 +13,7 @@ use tenancy_store::{
 
 use crate::context::Permission as P;
 use crate::engine::{self, Pending};
-use crate::lifecycle::RESERVED_PREFIX;
+use crate::lifecycle::{LIFECYCLE_MACHINE_PREFIX, RESERVED_PREFIX};
 use crate::{App, OpContext};
 
 /// `PUT /v1/state-machines/{name}`.
@@ -195,10 +195,12 @@ fn validate_name(kind: &str, name: &str) -> Result<()> {
 /// reserved source written in the definition (a source computed at run time is checked
 /// when the task runs). Walks Parallel branches and Map processors. Adds to `functions`
 /// the `(state, function)` pairs of the tasks naming a function statically, for
-/// [`App::check_functions`].
+/// [`App::check_functions`]. With `lifecycle` (a `tenancy.lifecycle.*` state machine)
+/// the reserved lifecycle steps are allowed.
 fn check_resources(
     definition: &Value,
     handlers: &engine::Registry,
+    lifecycle: bool,
     functions: &mut Vec<(String, String)>,
 ) -> Result<()> {
     use crate::lifecycle::{is_reserved_resource, is_reserved_source, PUT_EVENTS_RESOURCES};
@@ -206,11 +208,13 @@ fn check_resources(
     for (name, state) in states {
         let resource = state["Resource"].as_str().filter(|_| state["Type"] == "Task");
         if let Some(resource) = resource {
-            if is_reserved_resource(resource) {
+            if !lifecycle && is_reserved_resource(resource) {
                 return Err(Error::InvalidRequest {
                     code: "reserved-resource",
                     message: format!(
-                        "state {name:?}: the resource {resource:?} is reserved to the built-in lifecycle workflows"
+                        "state {name:?}: the resource {resource:?} is reserved to the lifecycle workflows (the \
+                         built-in ones and an admin's {LIFECYCLE_MACHINE_PREFIX}* state machines, see \
+                         docs/provisioning.md)"
                     ),
                 });
             }
@@ -239,10 +243,10 @@ fn check_resources(
             }
         }
         for branch in state["Branches"].as_array().into_iter().flatten() {
-            check_resources(branch, handlers, functions)?;
+            check_resources(branch, handlers, lifecycle, functions)?;
         }
-        check_resources(&state["Iterator"], handlers, functions)?;
-        check_resources(&state["ItemProcessor"], handlers, functions)?;
+        check_resources(&state["Iterator"], handlers, lifecycle, functions)?;
+        check_resources(&state["ItemProcessor"], handlers, lifecycle, functions)?;
     }
     Ok(())
 }
@@ -374,17 +378,33 @@ impl App {
         spec: StateMachineSpec,
     ) -> Result<(StateMachineView, bool)> {
         ctx.authorize(P::WorkflowWrite)?;
+        // A lifecycle state machine runs with the lifecycle's privileges: admins only.
+        let lifecycle = crate::lifecycle::is_custom_lifecycle_machine(name);
+        if lifecycle && ctx.principal.role != Role::Admin {
+            return Err(Error::Forbidden(format!(
+                "role {} may not define lifecycle state machines ({LIFECYCLE_MACHINE_PREFIX}*): admins only",
+                ctx.principal.role.as_str()
+            )));
+        }
         validate_name("state machine name", name)?;
-        if name.starts_with(RESERVED_PREFIX) {
+        if lifecycle && name.len() == LIFECYCLE_MACHINE_PREFIX.len() {
+            return Err(Error::invalid(format!(
+                "a lifecycle state machine needs a name after {LIFECYCLE_MACHINE_PREFIX:?}"
+            )));
+        }
+        if name.starts_with(RESERVED_PREFIX) && !lifecycle {
             return Err(Error::InvalidRequest {
                 code: "reserved-name",
-                message: format!("state machine names starting with {RESERVED_PREFIX:?} are reserved"),
+                message: format!(
+                    "state machine names starting with {RESERVED_PREFIX:?} are reserved (except \
+                     {LIFECYCLE_MACHINE_PREFIX:?}: an admin's lifecycle state machines)"
+                ),
             });
         }
         StateMachine::parse(&spec.definition)
             .map_err(|e| Error::InvalidRequest { code: "invalid-definition", message: e.to_string() })?;
         let mut functions = Vec::new();
-        check_resources(&spec.definition, self.engine.handlers(), &mut functions)?;
+        check_resources(&spec.definition, self.engine.handlers(), lifecycle, &mut functions)?;
         self.check_functions(&functions).await?;
         let audit = ctx.audit("state_machine.put", format!("state-machine/{name}"), None, json!({}));
         let (rec, added) = self
@@ -446,7 +466,9 @@ impl App {
         if req.state_machine.starts_with(RESERVED_PREFIX) {
             return Err(Error::InvalidRequest {
                 code: "reserved-name",
-                message: "built-in state machines are started by the tenant operations".into(),
+                message: "lifecycle state machines (built-in ones and tenancy.lifecycle.*) are started by the \
+                          tenant operations"
+                    .into(),
             });
         }
         let sm = match self.engine.workflows().state_machine_get(&req.state_machine, None).await {

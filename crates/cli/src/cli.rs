@@ -208,6 +208,11 @@ pub enum PlanCmd {
         /// A quota as NAME=LIMIT[/day|/month][/soft]; repeat for several.
         #[arg(long = "quota")]
         quotas: Vec<String>,
+        /// The plan's own lifecycle state machine as KIND=NAME (KIND: provision,
+        /// change_plan or offboard; NAME a tenancy.lifecycle.* state machine); repeat for
+        /// several. Admin-only.
+        #[arg(long = "workflow")]
+        workflows: Vec<String>,
     },
     /// Change only the fields given (PATCH); the others keep their values.
     Patch {
@@ -229,6 +234,13 @@ pub enum PlanCmd {
         /// Remove a quota by name; repeat for several.
         #[arg(long = "remove-quota")]
         remove_quotas: Vec<String>,
+        /// Set a lifecycle state machine, KIND=NAME (see `plans put`); admin-only.
+        #[arg(long = "workflow")]
+        workflows: Vec<String>,
+        /// Go back to the built-in state machine of KIND (provision, change_plan,
+        /// offboard); repeat for several. Admin-only.
+        #[arg(long = "remove-workflow")]
+        remove_workflows: Vec<String>,
     },
     List,
     Get {
@@ -477,18 +489,47 @@ async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
     })
 }
 
+/// `KIND=NAME` flags (and kinds to reset, as `null`) as a plan's `workflows` object.
+fn parse_workflows(set: &[String], remove: &[String]) -> Result<Map<String, Value>, CliError> {
+    let mut w = Map::new();
+    for s in set {
+        let (kind, name) = s.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!("--workflow {s:?}: use KIND=NAME, e.g. provision=tenancy.lifecycle.acme"))
+        })?;
+        w.insert(kind.to_owned(), json!(name));
+    }
+    for kind in remove {
+        w.insert(kind.clone(), Value::Null);
+    }
+    Ok(w)
+}
+
 async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        PlanCmd::Put { id, name, isolation, features, quotas } => {
+        PlanCmd::Put { id, name, isolation, features, quotas, workflows } => {
             let mut q = Map::new();
             for s in &quotas {
                 let (name, quota) = parse_quota(s)?;
                 q.insert(name, quota);
             }
-            let body = json!({"name": name, "isolation": isolation, "features": features, "quotas": q});
+            let mut body = json!({"name": name, "isolation": isolation, "features": features, "quotas": q});
+            let w = parse_workflows(&workflows, &[])?;
+            if !w.is_empty() {
+                body["workflows"] = Value::Object(w);
+            }
             c.call(Method::PUT, &format!("/v1/plans/{id}"), &[], Some(&body)).await?
         }
-        PlanCmd::Patch { id, name, isolation, features, no_features, quotas, remove_quotas } => {
+        PlanCmd::Patch {
+            id,
+            name,
+            isolation,
+            features,
+            no_features,
+            quotas,
+            remove_quotas,
+            workflows,
+            remove_workflows,
+        } => {
             let mut body = Map::new();
             if let Some(name) = name {
                 body.insert("name".into(), json!(name));
@@ -509,6 +550,10 @@ async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
             }
             if !q.is_empty() {
                 body.insert("quotas".into(), Value::Object(q));
+            }
+            let w = parse_workflows(&workflows, &remove_workflows)?;
+            if !w.is_empty() {
+                body.insert("workflows".into(), Value::Object(w));
             }
             c.call(Method::PATCH, &format!("/v1/plans/{id}"), &[], Some(&Value::Object(body))).await?
         }

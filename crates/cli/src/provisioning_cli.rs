@@ -71,12 +71,17 @@ pub enum QueueCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum HookCmd {
-    /// Create or replace a provisioning hook.
+    /// Create or replace a provisioning hook: an HTTP hook (--url) or a queue hook
+    /// (--queue). A new HTTP hook's signing secret (whsec_...) is printed once.
     Put {
         name: String,
-        /// Absolute http:// or https:// URL receiving POSTs.
+        /// Absolute http:// or https:// URL receiving signed POSTs (Standard Webhooks).
+        #[arg(long, required_unless_present = "queue", conflicts_with = "queue")]
+        url: Option<String>,
+        /// A queue (it must exist) receiving {event, tenant, execution_id,
+        /// idempotency_key, task_token}; its worker answers through the task token.
         #[arg(long)]
-        url: String,
+        queue: Option<String>,
         /// provision, offboard, plan_change, suspend or resume; repeat for several.
         #[arg(long = "event", required = true)]
         events: Vec<String>,
@@ -87,6 +92,10 @@ pub enum HookCmd {
         timeout_s: Option<u64>,
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// Replace the signing secret; the new one is printed once (the old one signs
+        /// too for 24 hours).
+        #[arg(long)]
+        rotate_secret: bool,
     },
     List,
     Get {
@@ -117,7 +126,8 @@ pub const QUEUE_COLUMNS: &[&str] = &[
     "oldest_age_s",
 ];
 pub const MESSAGE_COLUMNS: &[&str] = &["id", "receive_count", "group_id", "body", "receipt", "message_id", "moved"];
-pub const HOOK_COLUMNS: &[&str] = &["name", "url", "events", "mode", "timeout_s", "max_attempts", "deleted"];
+pub const HOOK_COLUMNS: &[&str] =
+    &["name", "url", "queue", "events", "mode", "timeout_s", "max_attempts", "secret", "deleted"];
 pub const RESOURCE_COLUMNS: &[&str] = &["kind", "isolation", "location", "exists", "created_at"];
 pub const DRIFT_COLUMNS: &[&str] = &["tenant_id", "resource", "problem", "repaired", "key", "reason", "error"];
 
@@ -178,8 +188,17 @@ pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'sta
 
 pub async fn hooks(c: &Client, cmd: HookCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        HookCmd::Put { name, url, events, mode, timeout_s, max_attempts } => {
-            let mut body = json!({"url": url, "events": events});
+        HookCmd::Put { name, url, queue, events, mode, timeout_s, max_attempts, rotate_secret } => {
+            let mut body = json!({"events": events});
+            if let Some(u) = url {
+                body["url"] = json!(u);
+            }
+            if let Some(q) = queue {
+                body["queue"] = json!(q);
+            }
+            if rotate_secret {
+                body["rotate_secret"] = json!(true);
+            }
             if let Some(m) = mode {
                 body["mode"] = json!(m);
             }

@@ -20,7 +20,11 @@ both_backends!(
     plan_change_and_offboard_hooks,
     callback_hooks_answer_through_task_tokens,
     suspend_and_resume_notify_their_hooks,
-    a_failing_suspend_hook_fails_the_notification_not_the_suspension
+    a_failing_suspend_hook_fails_the_notification_not_the_suspension,
+    hooks_are_signed_with_standard_webhooks,
+    queue_hooks_wait_for_their_worker,
+    plans_run_their_own_lifecycle_state_machines,
+    a_hook_from_before_signing_gets_a_secret
 );
 
 /// (Idempotency-Key, body) of every request.
@@ -505,5 +509,326 @@ async fn offboarding_exports_a_silo_tenant() {
         (resources["items"][0]["kind"].clone(), resources["items"][0]["detail"]["location"].clone()),
         (json!("export"), json!(location))
     );
+    s.stop().await;
+}
+
+// Signed hooks, queue hooks and plans' own lifecycle state machines (issue 12).
+
+/// What a signing receiver saw of one request: its headers and its raw body.
+#[derive(Debug, Clone)]
+struct SignedCall {
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+type SignedCalls = Arc<Mutex<Vec<SignedCall>>>;
+
+/// A receiver answering 200 and keeping the raw requests (to verify signatures over the
+/// exact bytes sent).
+async fn raw_receiver() -> (String, SignedCalls) {
+    let calls: SignedCalls = Arc::default();
+    let c = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let c = c.clone();
+            async move {
+                c.lock().unwrap().push(SignedCall { headers, body: body.to_vec() });
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+/// The Standard Webhooks check, written from the specification and not from Tenancy's
+/// code: the secret is base64 after `whsec_`; the signature is the base64 of
+/// HMAC-SHA256 over `"{webhook-id}.{webhook-timestamp}.{body}"`; the header holds
+/// space-separated `v1,<signature>` entries. Whether any entry verifies under `secret`.
+fn standard_webhooks_verify(secret: &str, call: &SignedCall) -> bool {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let header = |name: &str| call.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .expect("base64 secret");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.", header("webhook-id"), header("webhook-timestamp")).as_bytes());
+    mac.update(&call.body);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    header("webhook-signature").split(' ').any(|entry| entry.strip_prefix("v1,") == Some(expected.as_str()))
+}
+
+async fn hooks_are_signed_with_standard_webhooks(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = raw_receiver().await;
+    let res = s.call(Method::PUT, "/v1/hooks/crm", Some(json!({"url": url, "events": ["provision"]}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let secret = res.body["secret"].as_str().expect("the secret, in the response that created the hook").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    // Never shown again: not by a read, a list, or a replace.
+    assert!(s.get("/v1/hooks/crm").await.body.get("secret").is_none());
+    assert!(s.get("/v1/hooks").await.body["items"][0].get("secret").is_none());
+    let res = s.call(Method::PUT, "/v1/hooks/crm", Some(json!({"url": url, "events": ["provision"]}))).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.get("secret").is_none(), "a replace keeps the secret: {}", res.body);
+    let audit = s.get("/v1/audit?action=hook.put").await.body.to_string();
+    assert!(!audit.contains(secret.trim_start_matches("whsec_")), "no secret in the audit log");
+
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    s.wait_status("acme", "active").await;
+    let call = calls.lock().unwrap()[0].clone();
+    let header = |name: &str| call.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(standard_webhooks_verify(&secret, &call), "signature does not verify: {:?}", call.headers);
+    assert_eq!(header("webhook-id"), header("idempotency-key"), "the idempotency key is the message id");
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["idempotency_key"], json!(header("webhook-id")));
+    let ts: i64 = header("webhook-timestamp").parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - ts).abs() < 300, "timestamp {ts} is now-ish ({now})");
+    // A tampered body does not verify.
+    let mut forged = call.clone();
+    forged.body = call.body.iter().map(|b| if *b == b'a' { b'b' } else { *b }).collect();
+    assert!(!standard_webhooks_verify(&secret, &forged));
+
+    // Rotation: the new secret is shown once; both sign while the old one overlaps.
+    let body = json!({"url": url, "events": ["provision"], "rotate_secret": true});
+    let res = s.call(Method::PUT, "/v1/hooks/crm", Some(body)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let rotated = res.body["secret"].as_str().expect("the rotated secret").to_owned();
+    assert_ne!(rotated, secret);
+    s.create_tenant("beta", "basic").await;
+    s.wait_status("beta", "active").await;
+    let call = calls.lock().unwrap().last().unwrap().clone();
+    assert!(standard_webhooks_verify(&rotated, &call) && standard_webhooks_verify(&secret, &call));
+    s.stop().await;
+}
+
+async fn queue_hooks_wait_for_their_worker(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let hook = |body: Value| async { s.call(Method::PUT, "/v1/hooks/fulfil", Some(body)).await };
+    let res = hook(json!({"queue": "provisioning", "events": ["provision"]})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "unknown-queue"), "{}", res.body);
+    assert_eq!(s.call(Method::PUT, "/v1/queues/provisioning", Some(json!({}))).await.status, StatusCode::CREATED);
+    for body in [
+        json!({"queue": "provisioning", "url": "http://x/h", "events": ["provision"]}),
+        json!({"events": ["provision"]}),
+        json!({"queue": "provisioning", "events": ["provision"], "mode": "sync"}),
+        json!({"queue": "provisioning", "events": ["provision"], "rotate_secret": true}),
+    ] {
+        let res = hook(body.clone()).await;
+        assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-hook"), "{body}: {}", res.body);
+    }
+    let res = hook(json!({"queue": "provisioning", "events": ["provision"], "timeout_s": 3600})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!((res.body["queue"].clone(), res.body["mode"].clone()), (json!("provisioning"), json!("callback")));
+    assert!(res.body.get("secret").is_none() && res.body.get("url").is_none(), "{}", res.body);
+
+    s.put_plan("basic", "pool").await;
+    let worker = s.key("service", None).await;
+    for (tenant, outcome) in [("yes", "success"), ("no", "failure")] {
+        s.create_tenant(tenant, "basic").await;
+        // The worker: a service key polling the queue, answering through the task token.
+        let res = s
+            .call_with(
+                Some(&worker),
+                Method::POST,
+                "/v1/queues/provisioning/receive",
+                Some(json!({"max": 10, "wait_s": 20})),
+                &[],
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+        let messages = res.body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1, "{}", res.body);
+        let m = &messages[0]["body"];
+        assert_eq!((m["event"].clone(), m["tenant"]["id"].clone()), (json!("provision"), json!(tenant)), "{m}");
+        assert!(m["execution_id"].as_str().is_some_and(|e| !e.is_empty()), "{m}");
+        assert!(m["idempotency_key"].as_str().is_some_and(|k| !k.is_empty()), "{m}");
+        assert_eq!(s.get(&format!("/v1/tenants/{tenant}")).await.body["status"], "provisioning");
+        let token = m["task_token"].as_str().unwrap();
+        let body = if outcome == "success" {
+            json!({"output": {"warehouse": "w-7"}})
+        } else {
+            json!({"error": "Worker.Rejected", "cause": "no capacity"})
+        };
+        let path = format!("/v1/task-tokens/{token}/{outcome}");
+        let res = s.call_with(Some(&worker), Method::POST, &path, Some(body), &[]).await;
+        assert!(res.status.is_success(), "{}", res.body);
+        let receipt = messages[0]["receipt"].as_str().unwrap();
+        let path = format!("/v1/queues/provisioning/messages/{receipt}");
+        s.call_with(Some(&worker), Method::DELETE, &path, None, &[]).await;
+    }
+    s.wait_status("yes", "active").await;
+    s.wait_status("no", "failed").await;
+    let events = s.get("/v1/events?tenant_id=no&detail_type=TenantProvisioningFailed").await.body;
+    let detail = &events["items"][0]["detail"];
+    assert_eq!(
+        (detail["step"].clone(), detail["error"]["Error"].clone(), detail["error"]["Cause"].clone()),
+        (json!("CallbackHooks"), json!("Worker.Rejected"), json!("no capacity")),
+        "{events}"
+    );
+    assert_eq!(s.get("/v1/tenants/no/resources").await.body["items"], json!([]), "undone");
+    s.stop().await;
+}
+
+async fn plans_run_their_own_lifecycle_state_machines(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = receiver(200).await;
+    let retry = json!([{"ErrorEquals": ["Tenancy.unavailable", "Tenancy.internal"], "IntervalSeconds": 1,
+                        "MaxAttempts": 3, "BackoffRate": 2}]);
+    // The built-in steps with a team's own step (an HTTP call) between them.
+    let definition = json!({"StartAt": "CreateNamespace", "States": {
+        "CreateNamespace": {"Type": "Task", "Resource": "tenancy:resource.create", "Retry": retry,
+            "Parameters": {"tenant_id.$": "$.tenant_id", "kind": "namespace", "plan.$": "$.plan"},
+            "ResultPath": null, "Next": "Stamp"},
+        "Stamp": {"Type": "Task", "Resource": "tenancy:noop", "Parameters": {"stamped.$": "$.tenant_id"},
+            "ResultPath": "$.stamp", "Next": "Welcome"},
+        "Welcome": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": url, "Method": "POST",
+                           "RequestBody": {"tenant.$": "$.tenant_id", "plan.$": "$.plan", "stamp.$": "$.stamp.stamped"}},
+            "ResultPath": null, "Next": "Activate"},
+        "Activate": {"Type": "Task", "Resource": "tenancy:tenant.activate", "Retry": retry,
+            "Parameters": {"tenant_id.$": "$.tenant_id", "execution_id.$": "$$.Execution.Id"}, "End": true}}});
+    let sm = |name: &str| format!("/v1/state-machines/{name}");
+
+    // An ordinary user state machine still may not use the lifecycle's steps.
+    let res = s.call(Method::PUT, &sm("mine"), Some(json!({"definition": definition}))).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "reserved-resource"), "{}", res.body);
+    // Lifecycle state machines are an admin's.
+    let operator = s.key("operator", None).await;
+    let body = json!({"definition": definition});
+    let lifecycle = sm("tenancy.lifecycle.welcome");
+    let res = s.call_with(Some(&operator), Method::PUT, &lifecycle, Some(body.clone()), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = s.call(Method::PUT, &lifecycle, Some(body)).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    // ... and only the lifecycle starts them.
+    let start = json!({"state_machine": "tenancy.lifecycle.welcome", "input": {"tenant_id": "x"}});
+    let res = s.call(Method::POST, "/v1/executions", Some(start)).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "reserved-name"), "{}", res.body);
+
+    // Naming them on a plan: admin-only and validated.
+    let plan = |workflow: &str| json!({"name": "Welcome", "isolation": "pool", "workflows": {"provision": workflow}});
+    let res = s
+        .call_with(Some(&operator), Method::PUT, "/v1/plans/welcome", Some(plan("tenancy.lifecycle.welcome")), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = s.call(Method::PUT, "/v1/plans/welcome", Some(plan("tenancy.lifecycle.missing"))).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "unknown-state-machine"), "{}", res.body);
+    let res = s.call(Method::PUT, "/v1/plans/welcome", Some(plan("mine"))).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-plan-workflow"), "{}", res.body);
+    assert_eq!(s.get("/v1/plans/welcome").await.status, StatusCode::NOT_FOUND, "nothing written");
+    let res = s.call(Method::PUT, "/v1/plans/welcome", Some(plan("tenancy.lifecycle.welcome"))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(res.body["workflows"], json!({"provision": "tenancy.lifecycle.welcome"}));
+    // Operators still manage the plan's other members; its workflows stay.
+    let res =
+        s.call_with(Some(&operator), Method::PATCH, "/v1/plans/welcome", Some(json!({"name": "Welcome 2"})), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["workflows"], json!({"provision": "tenancy.lifecycle.welcome"}));
+    let patch = json!({"workflows": {"provision": null}});
+    let res = s.call_with(Some(&operator), Method::PATCH, "/v1/plans/welcome", Some(patch), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+
+    // A tenant on the plan is provisioned by the plan's machine, its own step included.
+    let created = s.create_tenant("acme", "welcome").await;
+    s.wait_status("acme", "active").await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].1, json!({"tenant": "acme", "plan": "welcome", "stamp": "acme"}));
+    let exe = s.get(&format!("/v1/executions/{}", created.body["execution_id"].as_str().unwrap())).await.body;
+    assert_eq!(
+        (exe["state_machine"].clone(), exe["status"].clone()),
+        (json!("tenancy.lifecycle.welcome"), json!("SUCCEEDED"))
+    );
+    let kinds: Vec<Value> = s.get("/v1/tenants/acme/resources").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("namespace")], "only what the plan's machine creates");
+    let events = s.event_types("acme").await;
+    assert!(events.contains(&"TenantProvisioned".to_owned()), "{events:?}");
+
+    // The target plan's plan-change machine and the tenant's plan's offboarding machine.
+    let apply = json!({"StartAt": "Apply", "States": {"Apply": {"Type": "Task", "Resource": "tenancy:tenant.apply_plan",
+        "Parameters": {"tenant_id.$": "$.tenant_id", "plan.$": "$.plan", "execution_id.$": "$$.Execution.Id"},
+        "End": true}}});
+    let bye = json!({"StartAt": "Gone", "States": {"Gone": {"Type": "Task", "Resource": "tenancy:tenant.offboarded",
+        "Parameters": {"tenant_id.$": "$.tenant_id", "execution_id.$": "$$.Execution.Id"}, "End": true}}});
+    for (name, definition) in [("tenancy.lifecycle.apply", apply), ("tenancy.lifecycle.bye", bye)] {
+        let res = s.call(Method::PUT, &sm(name), Some(json!({"definition": definition}))).await;
+        assert!(res.status.is_success(), "{}", res.body);
+    }
+    let body = json!({"name": "Gold", "isolation": "pool",
+                      "workflows": {"change_plan": "tenancy.lifecycle.apply", "offboard": "tenancy.lifecycle.bye"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/gold", Some(body)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "gold"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let moved = res.body["execution_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get("/v1/tenants/acme").await.body["plan"] != "gold" {
+        assert!(Instant::now() < deadline, "the plan change never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.get(&format!("/v1/executions/{moved}")).await.body["state_machine"], "tenancy.lifecycle.apply");
+    let res = s.call(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_status("acme", "offboarded").await;
+    let gone = res.body["execution_id"].as_str().unwrap();
+    assert_eq!(s.get(&format!("/v1/executions/{gone}")).await.body["state_machine"], "tenancy.lifecycle.bye");
+    // The built-in offboarding would have left an `export` resource; the plan's did not.
+    assert!(s.get("/v1/tenants/acme/resources").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["kind"] != "export"));
+    s.stop().await;
+}
+
+/// A hook from before hooks were signed (no secret stored): its first call generates a
+/// secret and signs with it; `rotate_secret` gives its owner one to verify with, and
+/// the generated one signs beside it during the overlap.
+async fn a_hook_from_before_signing_gets_a_secret(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, calls) = raw_receiver().await;
+    let hook = json!({"url": url, "events": ["provision"]});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/old", Some(hook.clone())).await.status, StatusCode::CREATED);
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/older", Some(hook.clone())).await.status, StatusCode::CREATED);
+    // As migration 0014 leaves them: no secret.
+    let db = s.raw_db().await;
+    sqlx::query("UPDATE hooks SET secret = NULL").execute(&db).await.unwrap();
+    // A PUT of such a hook shows the secret it gets, once.
+    let res = s.call(Method::PUT, "/v1/hooks/older", Some(hook.clone())).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let older = res.body["secret"].as_str().expect("a first secret for a hook that had none").to_owned();
+    assert!(s.call(Method::PUT, "/v1/hooks/older", Some(hook.clone())).await.body.get("secret").is_none());
+    // A call of one signs it with a generated secret (two entries: none yet).
+    s.put_plan("basic", "pool").await;
+    s.create_tenant("acme", "basic").await;
+    s.wait_status("acme", "active").await;
+    let first: Vec<SignedCall> = calls.lock().unwrap().clone();
+    assert_eq!(first.len(), 2, "both hooks called");
+    let header = |c: &SignedCall| c.headers.get("webhook-signature").unwrap().to_str().unwrap().to_owned();
+    assert!(first.iter().all(|c| header(c).starts_with("v1,") && !header(c).contains(' ')), "signed once each");
+    assert_eq!(first.iter().filter(|c| standard_webhooks_verify(&older, c)).count(), 1, "older's call verifies");
+    let generated = first.iter().find(|c| !standard_webhooks_verify(&older, c)).unwrap().clone();
+    let res = s
+        .call(Method::PUT, "/v1/hooks/old", Some(json!({"url": url, "events": ["provision"], "rotate_secret": true})))
+        .await;
+    let rotated = res.body["secret"].as_str().expect("rotated").to_owned();
+    s.create_tenant("beta", "basic").await;
+    s.wait_status("beta", "active").await;
+    let calls = calls.lock().unwrap().clone();
+    let old_call =
+        calls[2..].iter().find(|c| standard_webhooks_verify(&rotated, c)).expect("signed with the new secret");
+    assert_eq!(header(old_call).split(' ').count(), 2, "and with the generated one: {}", header(old_call));
+    assert!(!standard_webhooks_verify(&rotated, &generated));
     s.stop().await;
 }

@@ -116,3 +116,49 @@ async fn hook_resource_and_reconciliation_commands() {
     assert!(last["node"].as_str().is_some_and(|n| !n.is_empty()), "{last}");
     s.stop().await;
 }
+
+/// `hooks put --queue`, the secret printed once, and `plans put/patch --workflow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_hook_and_plan_workflow_commands() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let url = s.url.as_str();
+    let json = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    let (out, _) =
+        ok(url, &["-o", "json", "hooks", "put", "crm", "--url", "http://127.0.0.1:9/hook", "--event", "provision"])
+            .await;
+    assert!(json(&out)["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")), "{out}");
+    let (out, _) = ok(url, &["-o", "json", "hooks", "get", "crm"]).await;
+    assert!(json(&out).get("secret").is_none(), "{out}");
+    let args = ["hooks", "put", "crm", "--url", "http://127.0.0.1:9/hook", "--event", "provision", "--rotate-secret"];
+    let (out, _) = ok(url, &args).await;
+    assert!(out.contains("whsec_"), "the rotated secret is printed: {out}");
+
+    let (code, err) = fails(url, &["hooks", "put", "fulfil", "--queue", "provisioning", "--event", "provision"]).await;
+    assert_eq!(code, 1, "the queue does not exist: {err}");
+    assert!(err.contains("unknown-queue") || err.contains("does not exist"), "{err}");
+    ok(url, &["queues", "put", "provisioning"]).await;
+    let (out, _) =
+        ok(url, &["-o", "json", "hooks", "put", "fulfil", "--queue", "provisioning", "--event", "provision"]).await;
+    assert_eq!(
+        (json(&out)["queue"].clone(), json(&out)["mode"].clone()),
+        (Value::from("provisioning"), "callback".into())
+    );
+    let (code, err) =
+        fails(url, &["hooks", "put", "x", "--url", "http://h/x", "--queue", "provisioning", "--event", "provision"])
+            .await;
+    assert_eq!(code, 2, "url and queue exclude each other: {err}");
+
+    let definition = serde_json::json!({"definition": {"StartAt": "Activate", "States": {"Activate": {"Type": "Task",
+        "Resource": "tenancy:tenant.activate", "Parameters": {"tenant_id.$": "$.tenant_id"}, "End": true}}}});
+    let res = s.call(reqwest::Method::PUT, "/v1/state-machines/tenancy.lifecycle.quick", Some(definition)).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let args =
+        ["-o", "json", "plans", "put", "fast", "--name", "Fast", "--workflow", "provision=tenancy.lifecycle.quick"];
+    let (out, _) = ok(url, &args).await;
+    assert_eq!(json(&out)["workflows"]["provision"], "tenancy.lifecycle.quick", "{out}");
+    let (out, _) = ok(url, &["-o", "json", "plans", "patch", "fast", "--remove-workflow", "provision"]).await;
+    assert!(json(&out).get("workflows").is_none(), "{out}");
+    let (code, err) = fails(url, &["plans", "put", "fast", "--name", "Fast", "--workflow", "provision"]).await;
+    assert_eq!(code, 2, "{err}");
+    s.stop().await;
+}

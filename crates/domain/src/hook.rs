@@ -29,7 +29,8 @@ impl HookEvent {
 }
 
 /// How a hook answers: `sync` (its 2xx response is the result) or `callback` (it
-/// accepts with 2xx and later reports through the task token it was given).
+/// accepts with 2xx and later reports through the task token it was given). A queue
+/// hook is always `callback`: its worker answers through the task token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HookMode {
@@ -46,28 +47,46 @@ pub const MAX_CALLBACK_TIMEOUT_S: u64 = 86_400;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const MAX_MAX_ATTEMPTS: u32 = 10;
 
-/// The body of `PUT /v1/hooks/{name}`.
+/// The body of `PUT /v1/hooks/{name}`: an HTTP hook (`url`) or a queue hook (`queue`),
+/// one of the two.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookSpec {
-    /// Absolute `http://` or `https://` URL receiving `POST`s.
-    pub url: String,
+    /// Absolute `http://` or `https://` URL receiving signed `POST`s (Standard Webhooks).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A built-in queue (it must exist) that receives `{event, tenant, execution_id,
+    /// idempotency_key, task_token}`; its worker answers through the task token.
+    #[serde(default)]
+    pub queue: Option<String>,
     /// At least one of `provision`, `offboard`, `plan_change`, `suspend`, `resume`.
     pub events: Vec<HookEvent>,
+    /// `sync` (default for URL hooks) or `callback` (the only mode of a queue hook).
     #[serde(default)]
-    pub mode: HookMode,
-    /// `sync`: per attempt (1-300, default 10); `callback`: until the callback (1-86400).
+    pub mode: Option<HookMode>,
+    /// `sync`: per attempt (1-300, default 10); `callback` and queue hooks: until the
+    /// answer (1-86400).
     #[serde(default)]
     pub timeout_s: Option<u64>,
-    /// Attempts before the hook has failed (1-10, default 3).
+    /// Attempts of the HTTP request before the hook has failed (1-10, default 3).
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Replaces the hook's signing secret with a new one, returned in this response
+    /// only; the previous one keeps signing too for 24 hours. Without it a replace keeps
+    /// the secret.
+    #[serde(default)]
+    pub rotate_secret: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hook {
     pub name: String,
-    pub url: String,
+    /// The URL of an HTTP hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The queue of a queue hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     pub events: Vec<HookEvent>,
     pub mode: HookMode,
     pub timeout_s: u64,
@@ -83,25 +102,40 @@ fn invalid(message: String) -> Error {
 impl HookSpec {
     pub fn into_hook(self, name: &str, now: Timestamp) -> Result<Hook> {
         crate::ids::validate_slug("hook", name)?;
-        let rest = self.url.strip_prefix("https://").or_else(|| self.url.strip_prefix("http://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || self.url.contains(char::is_whitespace) {
-            return Err(Error::InvalidRequest {
-                code: "invalid-url",
-                message: format!("hook url must be an absolute http or https URL, got {:?}", self.url),
-            });
-        }
+        let mode = match (&self.url, &self.queue) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("give url (an HTTP hook) or queue (a queue hook), not both".into()));
+            }
+            (None, None) => return Err(invalid("a hook needs a url (an HTTP hook) or a queue (a queue hook)".into())),
+            (Some(url), None) => {
+                let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || url.contains(char::is_whitespace) {
+                    return Err(Error::InvalidRequest {
+                        code: "invalid-url",
+                        message: format!("hook url must be an absolute http or https URL, got {url:?}"),
+                    });
+                }
+                self.mode.unwrap_or_default()
+            }
+            (None, Some(queue)) => {
+                crate::queue::validate_name(queue)?;
+                if self.mode == Some(HookMode::Sync) {
+                    return Err(invalid(
+                        "a queue hook is answered by its worker through the task token: its mode is callback".into(),
+                    ));
+                }
+                HookMode::Callback
+            }
+        };
         if self.events.is_empty() {
             return Err(invalid(
                 "events must name at least one of provision, offboard, plan_change, suspend, resume".into(),
             ));
         }
         let timeout_s = self.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
-        let max = if self.mode == HookMode::Callback { MAX_CALLBACK_TIMEOUT_S } else { MAX_TIMEOUT_S };
+        let max = if mode == HookMode::Callback { MAX_CALLBACK_TIMEOUT_S } else { MAX_TIMEOUT_S };
         if timeout_s == 0 || timeout_s > max {
-            return Err(invalid(format!(
-                "timeout_s must be between 1 and {max} for a {:?} hook, got {timeout_s}",
-                self.mode
-            )));
+            return Err(invalid(format!("timeout_s must be between 1 and {max} for a {mode:?} hook, got {timeout_s}")));
         }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if max_attempts == 0 || max_attempts > MAX_MAX_ATTEMPTS {
@@ -113,12 +147,40 @@ impl HookSpec {
         Ok(Hook {
             name: name.to_owned(),
             url: self.url,
+            queue: self.queue,
             events,
-            mode: self.mode,
+            mode,
             timeout_s,
             max_attempts,
             created_at: now,
             updated_at: now,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(v: serde_json::Value) -> Result<Hook> {
+        serde_json::from_value::<HookSpec>(v).unwrap().into_hook("h", Timestamp(0))
+    }
+
+    #[test]
+    fn url_or_queue() {
+        let code = |r: Result<Hook>| match r {
+            Err(Error::InvalidRequest { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        let both = serde_json::json!({"url": "http://x/h", "queue": "q", "events": ["provision"]});
+        assert_eq!(code(hook(both)), "invalid-hook");
+        assert_eq!(code(hook(serde_json::json!({"events": ["provision"]}))), "invalid-hook");
+        let sync = serde_json::json!({"queue": "q", "events": ["provision"], "mode": "sync"});
+        assert_eq!(code(hook(sync)), "invalid-hook");
+        assert_eq!(code(hook(serde_json::json!({"queue": "a b", "events": ["provision"]}))), "invalid-queue-name");
+        let q = hook(serde_json::json!({"queue": "q", "events": ["provision"], "timeout_s": 3600})).unwrap();
+        assert_eq!((q.mode, q.url, q.queue.as_deref(), q.timeout_s), (HookMode::Callback, None, Some("q"), 3600));
+        let u = hook(serde_json::json!({"url": "http://x/h", "events": ["provision"]})).unwrap();
+        assert_eq!((u.mode, u.queue), (HookMode::Sync, None));
     }
 }

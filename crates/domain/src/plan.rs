@@ -71,6 +71,76 @@ impl From<QuotaSpec> for Quota {
     }
 }
 
+/// Names of lifecycle state machines must start with this: the namespace of the
+/// built-in ones, whose rules they follow (they may use the built-in lifecycle steps
+/// and are started only by the lifecycle, never by `POST /v1/executions`).
+pub const LIFECYCLE_MACHINE_PREFIX: &str = "tenancy.lifecycle.";
+
+/// The lifecycle state machines a plan names instead of the built-in ones (each an
+/// existing `tenancy.lifecycle.*` state machine; setting them is admin-only). Absent:
+/// the built-in one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanWorkflows {
+    /// Provisions a tenant created on the plan (and retries it); input `{tenant_id,
+    /// plan, region, started_by}` like `tenancy.tenant.provision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision: Option<String>,
+    /// Moves a tenant onto the plan (the target plan's machine runs); input
+    /// `{tenant_id, plan, previous_plan, started_by}` like `tenancy.tenant.change-plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_plan: Option<String>,
+    /// Offboards a tenant on the plan; input `{tenant_id, previous_plan, started_by}`
+    /// like `tenancy.tenant.offboard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offboard: Option<String>,
+}
+
+impl PlanWorkflows {
+    pub fn is_empty(&self) -> bool {
+        self.provision.is_none() && self.change_plan.is_none() && self.offboard.is_none()
+    }
+
+    /// `(member, state machine)` of the machines named.
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        [("provision", &self.provision), ("change_plan", &self.change_plan), ("offboard", &self.offboard)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (member, name) in self.named() {
+            if !name.starts_with(LIFECYCLE_MACHINE_PREFIX) || name.len() == LIFECYCLE_MACHINE_PREFIX.len() {
+                return Err(Error::InvalidRequest {
+                    code: "invalid-plan-workflow",
+                    message: format!(
+                        "workflows.{member}: {name:?} is not a lifecycle state machine: their names start with \
+                         {LIFECYCLE_MACHINE_PREFIX:?}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A change of [`PlanWorkflows`] in a merge patch: a member given as `null` goes back
+/// to the built-in machine.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanWorkflowsPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub provision: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub change_plan: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub offboard: Option<Option<String>>,
+}
+
 /// The body of `PUT /v1/plans/{id}`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +151,9 @@ pub struct PlanSpec {
     pub features: Vec<String>,
     #[serde(default)]
     pub quotas: BTreeMap<String, QuotaSpec>,
+    /// The plan's own lifecycle state machines (admin-only).
+    #[serde(default)]
+    pub workflows: PlanWorkflows,
 }
 
 /// The body of `PATCH /v1/plans/{id}`: a JSON merge patch (RFC 7386). Absent members
@@ -103,6 +176,11 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<BTreeMap<String, QuotaSpec>>, nullable)]
     pub quotas: Option<Option<BTreeMap<String, Option<QuotaSpec>>>>,
+    /// Lifecycle state machines to set by member; `null` (a member or the whole)
+    /// goes back to the built-in ones. Admin-only.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<PlanWorkflowsPatch>, nullable)]
+    pub workflows: Option<Option<PlanWorkflowsPatch>>,
 }
 
 /// A member that is present (`Some`), `null` included (`Some(None)`); absent is `None`
@@ -122,6 +200,9 @@ pub struct Plan {
     pub isolation: Isolation,
     pub features: Vec<String>,
     pub quotas: BTreeMap<String, Quota>,
+    /// The plan's own lifecycle state machines; absent when it uses the built-in ones.
+    #[serde(default, skip_serializing_if = "PlanWorkflows::is_empty")]
+    pub workflows: PlanWorkflows,
     /// Optimistic-concurrency version; the `ETag` of the resource.
     pub version: i64,
     pub created_at: Timestamp,
@@ -157,12 +238,14 @@ impl PlanSpec {
             validate_name("quota", &name)?;
             quotas.insert(name, Quota::from(spec));
         }
+        self.workflows.validate()?;
         Ok(Plan {
             id: id.to_owned(),
             name: self.name,
             isolation: self.isolation,
             features,
             quotas,
+            workflows: self.workflows,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -178,6 +261,7 @@ impl Plan {
             isolation: self.isolation,
             features: self.features.clone(),
             quotas: self.quotas.iter().map(|(k, q)| (k.clone(), QuotaSpec::Full(q.clone()))).collect(),
+            workflows: self.workflows.clone(),
         }
     }
 
@@ -211,6 +295,23 @@ impl Plan {
                 }
             }
             given.push("quotas");
+        }
+        if let Some(workflows) = patch.workflows {
+            match workflows {
+                None => spec.workflows = PlanWorkflows::default(),
+                Some(w) => {
+                    for (change, member) in [
+                        (w.provision, &mut spec.workflows.provision),
+                        (w.change_plan, &mut spec.workflows.change_plan),
+                        (w.offboard, &mut spec.workflows.offboard),
+                    ] {
+                        if let Some(to) = change {
+                            *member = to;
+                        }
+                    }
+                }
+            }
+            given.push("workflows");
         }
         Ok((spec, given))
     }
@@ -264,5 +365,39 @@ mod tests {
         assert!(plan.patched(patch(serde_json::json!({"name": null}))).is_err());
         assert!(plan.patched(patch(serde_json::json!({"isolation": null}))).is_err());
         assert!(serde_json::from_value::<PlanPatch>(serde_json::json!({"nme": "x"})).is_err());
+    }
+
+    #[test]
+    fn workflows_are_lifecycle_machines_and_merge_by_member() {
+        let spec = |w: serde_json::Value| -> PlanSpec {
+            serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "workflows": w})).unwrap()
+        };
+        let bad = spec(serde_json::json!({"provision": "mine"})).into_plan("x", Timestamp(0)).unwrap_err();
+        assert!(matches!(bad, Error::InvalidRequest { code: "invalid-plan-workflow", .. }), "{bad:?}");
+        assert!(spec(serde_json::json!({"provision": "tenancy.lifecycle."})).into_plan("x", Timestamp(0)).is_err());
+        assert!(serde_json::from_value::<PlanSpec>(
+            serde_json::json!({"name": "x", "isolation": "pool", "workflows": {"provison": "tenancy.lifecycle.a"}})
+        )
+        .is_err());
+        let plan = spec(serde_json::json!({"provision": "tenancy.lifecycle.a", "offboard": "tenancy.lifecycle.b"}))
+            .into_plan("x", Timestamp(0))
+            .unwrap();
+        let patch = |v| serde_json::from_value::<PlanPatch>(v).unwrap();
+        let (next, given) = plan
+            .patched(patch(serde_json::json!({"workflows": {"provision": null, "change_plan": "tenancy.lifecycle.c"}})))
+            .unwrap();
+        assert_eq!(given, ["workflows"]);
+        assert_eq!(
+            next.workflows,
+            PlanWorkflows {
+                provision: None,
+                change_plan: Some("tenancy.lifecycle.c".into()),
+                offboard: Some("tenancy.lifecycle.b".into())
+            }
+        );
+        let (next, _) = plan.patched(patch(serde_json::json!({"name": "y"}))).unwrap();
+        assert_eq!(next.workflows, plan.workflows, "absent: kept");
+        let (next, _) = plan.patched(patch(serde_json::json!({"workflows": null}))).unwrap();
+        assert!(next.workflows.is_empty());
     }
 }

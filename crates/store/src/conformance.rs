@@ -60,6 +60,7 @@ pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
         isolation,
         features: vec!["sso".into()],
         quotas: Default::default(),
+        workflows: Default::default(),
         version: 1,
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
@@ -129,6 +130,14 @@ pub async fn plans_put_get_list(store: Arc<dyn Store>) {
     assert_eq!(second.items.len(), 1);
     assert_eq!(second.next_cursor, None);
     assert!(matches!(store.plan_get("nope").await, Err(Error::NotFound { .. })));
+    // A plan's own lifecycle state machines are kept, and cleared by a write without them.
+    let mut own = plan("pro", Isolation::Pool);
+    own.workflows.provision = Some("tenancy.lifecycle.pro".into());
+    own.workflows.offboard = Some("tenancy.lifecycle.bye".into());
+    store.plan_put(&own, None, &Effects::none()).await.unwrap();
+    assert_eq!(store.plan_get("pro").await.unwrap().workflows, own.workflows);
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    assert!(store.plan_get("pro").await.unwrap().workflows.is_empty());
 }
 
 pub async fn plan_versions(store: Arc<dyn Store>) {

@@ -346,26 +346,46 @@ pub async fn wakeups(store: Arc<dyn Store>) {
 }
 
 pub async fn hooks_crud(store: Arc<dyn Store>) {
+    use crate::hooks::{HookSecretWrite as W, HookSecrets};
     use tenancy_domain::hook::HookSpec;
     let hooks = store.hooks();
     let spec = |url: &str| -> HookSpec {
         serde_json::from_value(json!({"url": url, "events": ["provision", "offboard"]})).unwrap()
     };
     let h = spec("http://a/h").into_hook("billing", T).unwrap();
-    let (stored, created) = hooks.hook_put(&h, &Effects::none().with_audit(audit("hook.put"))).await.unwrap();
-    assert!(created);
-    assert_eq!(stored, h);
+    let put =
+        hooks.hook_put(&h, &W::IfNone("s1".into()), &Effects::none().with_audit(audit("hook.put"))).await.unwrap();
+    assert!(put.created && put.secret_stored);
+    assert_eq!(put.hook, h);
     let later = spec("http://b/h").into_hook("billing", at(5)).unwrap();
-    let (stored, created) = hooks.hook_put(&later, &Effects::none()).await.unwrap();
-    assert!(!created);
-    assert_eq!((stored.url.as_str(), stored.created_at, stored.updated_at), ("http://b/h", T, at(5)));
-    hooks.hook_put(&spec("http://c/h").into_hook("audit", T).unwrap(), &Effects::none()).await.unwrap();
+    let put = hooks.hook_put(&later, &W::IfNone("s2".into()), &Effects::none()).await.unwrap();
+    assert!(!put.created && !put.secret_stored, "a replace keeps the secret");
+    let stored = put.hook;
+    assert_eq!((stored.url.as_deref(), stored.created_at, stored.updated_at), (Some("http://b/h"), T, at(5)));
+    let secrets = hooks.hook_secrets("billing").await.unwrap();
+    assert_eq!(secrets, HookSecrets { current: Some("s1".into()), previous: None, previous_expires_at: None });
+    let rotate = W::Rotate { sealed: "s3".into(), previous_until: at(99) };
+    assert!(hooks.hook_put(&later, &rotate, &Effects::none()).await.unwrap().secret_stored);
+    let secrets = hooks.hook_secrets("billing").await.unwrap();
+    assert_eq!(
+        secrets,
+        HookSecrets { current: Some("s3".into()), previous: Some("s1".into()), previous_expires_at: Some(at(99)) }
+    );
+    assert_eq!(hooks.hook_secret_init("billing", "s4").await.unwrap(), "s3", "an existing secret stays");
+    let put =
+        hooks.hook_put(&spec("http://c/h").into_hook("audit", T).unwrap(), &W::Keep, &Effects::none()).await.unwrap();
+    assert!(!put.secret_stored);
+    assert_eq!(hooks.hook_secrets("audit").await.unwrap(), HookSecrets::default());
+    assert_eq!(hooks.hook_secret_init("audit", "first").await.unwrap(), "first");
+    assert_eq!(hooks.hook_secret_init("audit", "second").await.unwrap(), "first", "the first stored wins");
     let names: Vec<String> = hooks.hook_list().await.unwrap().into_iter().map(|h| h.name).collect();
     assert_eq!(names, ["audit", "billing"]);
     hooks.hook_delete("audit", &Effects::none()).await.unwrap();
     assert!(matches!(hooks.hook_delete("audit", &Effects::none()).await, Err(Error::NotFound { .. })));
     assert!(matches!(hooks.hook_get("audit").await, Err(Error::NotFound { .. })));
-    assert_eq!(hooks.hook_get("billing").await.unwrap().url, "http://b/h");
+    assert!(matches!(hooks.hook_secrets("audit").await, Err(Error::NotFound { .. })));
+    assert!(matches!(hooks.hook_secret_init("audit", "x").await, Err(Error::NotFound { .. })));
+    assert_eq!(hooks.hook_get("billing").await.unwrap().url.as_deref(), Some("http://b/h"));
 }
 
 pub async fn groups_under_concurrency(store: Arc<dyn Store>) {

@@ -55,6 +55,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "idempotency_lease", include_str!("../migrations/sqlite/0011_idempotency_lease.sql")),
     (12, "execution_limits", include_str!("../migrations/sqlite/0012_execution_limits.sql")),
     (13, "functions", include_str!("../migrations/sqlite/0013_functions.sql")),
+    (14, "lifecycle_extensions", include_str!("../migrations/sqlite/0014_lifecycle_extensions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -70,6 +71,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "idempotency_lease", include_str!("../migrations/postgres/0011_idempotency_lease.sql")),
     (12, "execution_limits", include_str!("../migrations/postgres/0012_execution_limits.sql")),
     (13, "functions", include_str!("../migrations/postgres/0013_functions.sql")),
+    (14, "lifecycle_extensions", include_str!("../migrations/postgres/0014_lifecycle_extensions.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -584,11 +586,11 @@ impl Store for SqlStore {
                     }
                     stored.version = found + 1;
                     let sql = if found == 0 {
-                        "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                        "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at, \
+                         workflows) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                     } else {
                         "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
-                         created_at = $7, updated_at = $8 WHERE id = $1"
+                         created_at = $7, updated_at = $8, workflows = $9 WHERE id = $1"
                     };
                     let res = sqlx::query(sql)
                         .bind(&stored.id)
@@ -599,6 +601,7 @@ impl Store for SqlStore {
                         .bind(stored.version)
                         .bind(stored.created_at.millis())
                         .bind(stored.updated_at.millis())
+                        .bind((!stored.workflows.is_empty()).then(|| json_text(&stored.workflows)))
                         .execute(&mut *c)
                         .await;
                     match res {

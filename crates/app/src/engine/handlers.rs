@@ -77,8 +77,8 @@ pub fn app_failure(e: tenancy_domain::Error) -> Failure {
 #[derive(Default)]
 pub struct Registry {
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
-    /// The master key's box, for handlers that open stored secrets (functions sign
-    /// their invocations with theirs); set once by [`Registry::use_secret_box`].
+    /// The master key's box, for handlers that open stored secrets (functions and
+    /// hooks sign their calls with theirs); set once by [`Registry::use_secret_box`].
     secrets: Arc<std::sync::OnceLock<Arc<crate::secretbox::SecretBox>>>,
 }
 
@@ -90,13 +90,11 @@ impl Registry {
         r.register("tenancy:fail", Fail);
         r.register("tenancy:events.put", PutEvents);
         r.register("arn:aws:states:::events:putEvents", PutEvents);
-        r.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::new());
         crate::lifecycle::register_handlers(&r);
-        r.register(crate::hooks::CALL_RESOURCE, crate::hooks::CallHooks::new());
+        // http:invoke, hooks and functions, under the default outbound policy.
+        r.use_outbound_policy(Arc::default());
         r.register(crate::hooks::LIST_RESOURCE, crate::hooks::ListCallbackHooks);
-        r.register(crate::hooks::NOTIFY_RESOURCE, crate::hooks::NotifyCallbackHook::new());
         crate::queues::SEND_RESOURCES.iter().for_each(|res| r.register(res, crate::queues::SendMessageTask));
-        crate::functions::register(&r, Arc::default());
         r
     }
 
@@ -105,8 +103,8 @@ impl Registry {
     pub fn use_outbound_policy(&self, policy: Arc<crate::outbound::OutboundPolicy>) {
         use crate::hooks::{CallHooks, NotifyCallbackHook, CALL_RESOURCE, NOTIFY_RESOURCE};
         self.register(super::http_invoke::RESOURCE, super::http_invoke::HttpInvoke::with_policy(policy.clone()));
-        self.register(CALL_RESOURCE, CallHooks::with_policy(policy.clone()));
-        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::with_policy(policy.clone()));
+        self.register(CALL_RESOURCE, CallHooks::new(policy.clone(), self.secrets.clone()));
+        self.register(NOTIFY_RESOURCE, NotifyCallbackHook::new(policy.clone(), self.secrets.clone()));
         crate::functions::register(self, policy);
     }
 

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
-use tenancy_app::hooks::TenantResources;
+use tenancy_app::hooks::{HookWithSecret, TenantResources};
 use tenancy_app::provisioning::DatabaseCredentials;
 use tenancy_domain::hook::{Hook, HookSpec};
 
@@ -21,10 +21,15 @@ pub struct HookList {
     pub items: Vec<Hook>,
 }
 
-/// Create or replace a provisioning hook.
+/// Create or replace a provisioning hook: an HTTP hook (`url`) or a queue hook (`queue`).
+///
+/// A new HTTP hook's `whsec_` signing secret is in the response that created it, and
+/// never again (a replace keeps it; `rotate_secret: true` replaces it and returns the
+/// new one). 400 `unknown-queue` when the queue does not exist.
 #[utoipa::path(put, path = "/v1/hooks/{name}", tag = "hooks", request_body = HookSpec,
     params(("name" = String, Path, description = "Hook name")),
-    responses((status = 201, description = "Created", body = Hook), (status = 200, description = "Replaced", body = Hook),
+    responses((status = 201, description = "Created", body = HookWithSecret),
+        (status = 200, description = "Replaced", body = HookWithSecret),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn put_hook(

@@ -7,7 +7,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text, SqlStore};
-use crate::hooks::HookStore;
+use crate::hooks::{HookPut, HookSecretWrite, HookSecrets, HookStore};
 use crate::store::Effects;
 
 impl SqlStore {
@@ -25,18 +25,20 @@ fn hook_of(text: &str) -> Result<Hook> {
 
 #[async_trait]
 impl HookStore for SqlStore {
-    async fn hook_put(&self, hook: &Hook, fx: &Effects) -> Result<(Hook, bool)> {
-        let (hook, dialect) = (hook.clone(), self.dialect);
+    async fn hook_put(&self, hook: &Hook, secret: &HookSecretWrite, fx: &Effects) -> Result<HookPut> {
+        let (hook, secret, dialect) = (hook.clone(), secret.clone(), self.dialect);
         let put = self
             .writer
             .write(fx, move |c| {
                 Box::pin(async move {
-                    let sql = format!("SELECT created_at FROM hooks WHERE name = $1{}", dialect.for_update());
+                    let sql = format!("SELECT created_at, secret FROM hooks WHERE name = $1{}", dialect.for_update());
                     let existing = sqlx::query(&sql).bind(&hook.name).fetch_optional(&mut *c).await.map_err(db_err)?;
                     let mut stored = hook.clone();
                     let created = existing.is_none();
+                    let mut has_secret = false;
                     if let Some(row) = existing {
                         stored.created_at = Timestamp(row.get(0));
+                        has_secret = row.get::<Option<String>, _>(1).is_some();
                     }
                     let sql = if created {
                         "INSERT INTO hooks (name, hook, created_at, updated_at) VALUES ($1, $2, $3, $4)"
@@ -51,7 +53,35 @@ impl HookStore for SqlStore {
                         .execute(&mut *c)
                         .await
                         .map_err(db_err)?;
-                    Ok((stored, created))
+                    let secret_stored = match &secret {
+                        HookSecretWrite::Keep => false,
+                        HookSecretWrite::IfNone(_) if has_secret => false,
+                        HookSecretWrite::IfNone(sealed) => {
+                            sqlx::query("UPDATE hooks SET secret = $2 WHERE name = $1")
+                                .bind(&stored.name)
+                                .bind(sealed)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                            true
+                        }
+                        HookSecretWrite::Rotate { sealed, previous_until } => {
+                            // The right-hand sides read the row as it was: the current
+                            // secret becomes the previous one.
+                            sqlx::query(
+                                "UPDATE hooks SET previous_secret = secret, previous_expires_at = $3, secret = $2 \
+                                 WHERE name = $1",
+                            )
+                            .bind(&stored.name)
+                            .bind(sealed)
+                            .bind(previous_until.millis())
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                            true
+                        }
+                    };
+                    Ok(HookPut { hook: stored, created, secret_stored })
                 })
             })
             .await;
@@ -107,5 +137,42 @@ impl HookStore for SqlStore {
             .await;
         self.hooks_changed();
         deleted
+    }
+
+    async fn hook_secrets(&self, name: &str) -> Result<HookSecrets> {
+        let row = sqlx::query("SELECT secret, previous_secret, previous_expires_at FROM hooks WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::not_found("hook", name))?;
+        Ok(HookSecrets {
+            current: row.get(0),
+            previous: row.get(1),
+            previous_expires_at: row.get::<Option<i64>, _>(2).map(Timestamp),
+        })
+    }
+
+    async fn hook_secret_init(&self, name: &str, sealed: &str) -> Result<String> {
+        let (name, sealed) = (name.to_owned(), sealed.to_owned());
+        self.writer
+            .write(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE hooks SET secret = $2 WHERE name = $1 AND secret IS NULL")
+                        .bind(&name)
+                        .bind(&sealed)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    let row = sqlx::query("SELECT secret FROM hooks WHERE name = $1")
+                        .bind(&name)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .ok_or_else(|| Error::not_found("hook", &name))?;
+                    row.get::<Option<String>, _>(0).ok_or_else(|| Error::internal("hook secret not stored"))
+                })
+            })
+            .await
     }
 }

@@ -37,6 +37,11 @@ pub(super) fn plan(row: &AnyRow) -> Result<Plan> {
         isolation: Isolation::parse(&isolation).ok_or_else(|| corrupt("isolation", &isolation))?,
         features: json(row, "features")?,
         quotas: json(row, "quotas")?,
+        workflows: match get::<Option<String>>(row, "workflows")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| Error::internal(format!("corrupt JSON in column workflows: {e}")))?,
+            None => Default::default(),
+        },
         version: get(row, "version")?,
         created_at: Timestamp(get(row, "created_at")?),
         updated_at: Timestamp(get(row, "updated_at")?),
