@@ -57,6 +57,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(hooks::tenant_resources))
         .routes(routes!(hooks::tenant_database_credentials))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
+        .routes(routes!(reconciliation::repair_drift))
 }
 
 fn queues_api() -> OpenApiRouter<Arc<ServerState>> {

@@ -76,6 +76,8 @@ pub(crate) fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
         version: 1,
         created_at: Timestamp(2_000),
         updated_at: Timestamp(2_000),
+        // Round-trips through create, update and get like the other columns.
+        lifecycle_execution_id: Some(format!("exe_{id}")),
     }
 }
 

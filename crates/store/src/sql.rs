@@ -53,6 +53,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "control_plane_privileges", include_str!("../migrations/sqlite/0010_control_plane_privileges.sql")),
     (11, "idempotency_lease", include_str!("../migrations/sqlite/0011_idempotency_lease.sql")),
     (12, "execution_limits", include_str!("../migrations/sqlite/0012_execution_limits.sql")),
+    (15, "tenant_recovery", include_str!("../migrations/sqlite/0015_tenant_recovery.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -67,6 +68,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "control_plane_privileges", include_str!("../migrations/postgres/0010_control_plane_privileges.sql")),
     (11, "idempotency_lease", include_str!("../migrations/postgres/0011_idempotency_lease.sql")),
     (12, "execution_limits", include_str!("../migrations/postgres/0012_execution_limits.sql")),
+    (15, "tenant_recovery", include_str!("../migrations/postgres/0015_tenant_recovery.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -162,6 +164,7 @@ fn bind_tenant<'q>(
         .bind(t.version)
         .bind(t.created_at.millis())
         .bind(t.updated_at.millis())
+        .bind(t.lifecycle_execution_id.as_deref())
 }
 
 /// Tenants that hold plan `id` (all but the offboarded tombstones).
@@ -689,7 +692,8 @@ impl Store for SqlStore {
                                 return Err(writer::unknown_plan(&t.plan));
                             }
                             let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
-                                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                                   created_at, updated_at, lifecycle_execution_id) \
+                                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
                             let res = bind_tenant(sqlx::query(sql), &t).execute(&mut *c).await;
                             match res {
                                 Err(e) if is_unique_violation(&e) => {
@@ -745,6 +749,58 @@ impl Store for SqlStore {
                     })
                 },
                 self.cache_tenant(),
+            )
+            .await
+    }
+
+    async fn tenant_purge(&self, id: &str, expected_version: i64, fx: &Effects) -> Result<()> {
+        let id = id.to_owned();
+        let cache = self.tenants.clone();
+        let gone = id.clone();
+        self.writer
+            .write_atomic_then(
+                fx,
+                move |c| {
+                    Box::pin(async move {
+                        let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1 AND version = $2 AND status = $3")
+                            .bind(&id)
+                            .bind(expected_version)
+                            .bind(TenantStatus::Offboarded.as_str())
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        if deleted.rows_affected() == 0 {
+                            let row = sqlx::query("SELECT version, status FROM tenants WHERE id = $1")
+                                .bind(&id)
+                                .fetch_optional(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                            let Some(row) = row else { return Err(Error::not_found("tenant", &id)) };
+                            let (found, status): (i64, String) = (row.get(0), row.get(1));
+                            if found != expected_version {
+                                return Err(Error::PreconditionFailed {
+                                    kind: "tenant",
+                                    id,
+                                    expected: expected_version,
+                                    found,
+                                });
+                            }
+                            return Err(Error::Conflict {
+                                code: "invalid-transition",
+                                message: format!("tenant {id:?} is {status}: only an offboarded tenant can be purged"),
+                            });
+                        }
+                        for table in ["tenant_resources", "tenant_secrets"] {
+                            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                                .bind(&id)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                        }
+                        Ok(())
+                    })
+                },
+                move |_| cache.iter().for_each(|c| c.forget(&gone)),
             )
             .await
     }

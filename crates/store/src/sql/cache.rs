@@ -39,10 +39,17 @@ impl TenantCache {
         self.map.lock().expect("tenant cache poisoned").clear();
     }
 
-    /// Stores `t` unless a newer version is already cached.
+    /// Forgets a tenant whose record is deleted (a purge), before its COMMIT.
+    pub(super) fn forget(&self, id: &str) {
+        self.map.lock().expect("tenant cache poisoned").remove(id);
+    }
+
+    /// Stores `t` unless a newer version is already cached. A tenant created after a
+    /// purge of its id is newer than any version of the purged one (`created_at`
+    /// first), so the old tombstone never shadows it.
     pub(super) fn offer(&self, t: &Tenant) {
         let mut map = self.map.lock().expect("tenant cache poisoned");
-        if map.get(&t.id).is_some_and(|cached| cached.version >= t.version) {
+        if map.get(&t.id).is_some_and(|cached| (cached.created_at, cached.version) >= (t.created_at, t.version)) {
             return;
         }
         if map.len() >= CAPACITY {
@@ -114,6 +121,7 @@ mod tests {
             version,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            lifecycle_execution_id: None,
         }
     }
 

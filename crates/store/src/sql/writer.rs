@@ -203,11 +203,12 @@ impl Writer {
 async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result<Vec<Result<()>>> {
     let mut inserted = std::collections::HashSet::new();
     for chunk in tenants.chunks(100) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
-            "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated) \
-             AS (VALUES {values}) \
-             INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at) \
+            "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated, \
+             v_lifecycle) AS (VALUES {values}) \
+             INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at, \
+             lifecycle_execution_id) \
              SELECT * FROM v WHERE EXISTS (SELECT 1 FROM plans WHERE id = v_plan) \
              ON CONFLICT (id) DO NOTHING RETURNING id"
         );
