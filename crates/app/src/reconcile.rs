@@ -784,6 +784,20 @@ mod tests {
     use Isolation::{Pool, Silo};
 
     #[test]
+    fn repair_kinds_parse_and_ids_are_stable() {
+        let list = |s: &[&str]| DriftKind::parse_list(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(list(&["database", " role", "database"]), Ok(vec![DriftKind::Database, DriftKind::Role]));
+        assert_eq!(list(&["none"]), Ok(vec![]));
+        assert!(list(&["databases"]).unwrap_err().contains("databases"));
+        assert!(list(&["none", "role"]).is_err(), "none stands alone");
+        let a = drift_id("missing", "database", Some(Silo), "acme", Some("acme"));
+        assert_eq!(a, drift_id("missing", "database", Some(Silo), "acme", Some("acme")));
+        assert_ne!(a, drift_id("extra", "database", Some(Silo), "acme", Some("acme")));
+        assert_ne!(a, drift_id("missing", "database", Some(Pool), "acme", Some("acme")));
+        assert!(a.starts_with("drift_") && a.len() == 26 && a[6..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
+
+    #[test]
     fn only_settled_or_offboarded_tenants_have_extra_databases() {
         use TenantStatus as S;
         assert_eq!(extra_reason(S::Offboarded, None, Silo).as_deref(), Some("tenant offboarded"));
