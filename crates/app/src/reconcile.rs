@@ -473,7 +473,8 @@ impl App {
             self.store().workflows().tenant_resource_list(&t.id).await?.into_iter().map(|r| r.kind).collect();
         for kind in EXPECTED_RECORDS {
             // A missing database's repair records it again too.
-            if !records.contains(*kind) && !(database_missing && *kind == "database") {
+            let with_database = database_missing && *kind == "database";
+            if !records.contains(*kind) && !with_database {
                 found.push(missing(t, DriftKind::Record, Some(isolation), (*kind).to_owned(), None));
             }
         }
