@@ -209,3 +209,69 @@ async fn databases_are_recreated_by_the_pass_when_configured() {
     assert!(drift_of(&reconcile(&s).await, Some("acme"), "database").is_empty());
     s.stop().await;
 }
+
+/// On the PostgreSQL data plane: a pool tenant's dropped schema is reported missing
+/// (alert-only by default) until repaired on request; a silo tenant's dropped login is
+/// recreated by the pass (logins are repaired by default) and works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schemas_and_logins_are_compared() {
+    let s = TestServer::start(Backend::Postgres).await;
+    s.put_plan("vault", "silo").await;
+    s.put_plan("shared", "pool").await;
+    s.create_tenant("pooly", "shared").await;
+    s.create_tenant("gamma", "vault").await;
+    s.wait_status("pooly", "active").await;
+    s.wait_status("gamma", "active").await;
+    assert!(reconcile(&s).await["drift"].as_array().unwrap().is_empty(), "a clean start");
+
+    // The pool tenant's schema goes.
+    let pool = database_record(&s, "pooly").await["detail"].clone();
+    let base = s.database_url.clone().unwrap();
+    let pool_url = format!("{}/{}", &base[..base.rfind('/').unwrap()], pool["database"].as_str().unwrap());
+    let pool_db = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&pool_url).await.unwrap();
+    let drop = format!("DROP SCHEMA \"{}\" CASCADE", pool["schema"].as_str().unwrap());
+    sqlx::query(&drop).execute(&pool_db).await.unwrap();
+    pool_db.close().await;
+    // The silo tenant's login goes (its database is handed to the admin first).
+    let silo = database_record(&s, "gamma").await["detail"].clone();
+    let (user, database) = (silo["user"].as_str().unwrap(), silo["database"].as_str().unwrap());
+    let db = s.raw_db().await;
+    for sql in [
+        format!("REASSIGN OWNED BY \"{user}\" TO CURRENT_USER"),
+        format!("DROP OWNED BY \"{user}\""),
+        format!("DROP ROLE \"{user}\""),
+    ] {
+        sqlx::query(&sql).execute(&db).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let report = reconcile(&s).await;
+    let schema = drift_of(&report, Some("pooly"), "schema");
+    assert_eq!(schema.len(), 1, "{report}");
+    assert_eq!(
+        (schema[0]["problem"].as_str(), schema[0]["repaired"].as_bool()),
+        (Some("missing"), Some(false)),
+        "{report}"
+    );
+    let role = drift_of(&report, Some("gamma"), "role");
+    assert_eq!(role.len(), 1, "{report}");
+    assert_eq!((role[0]["key"].as_str(), role[0]["repaired"].as_bool()), (Some(user), Some(true)), "{report}");
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1").bind(user).fetch_optional(&db).await.unwrap();
+    assert_eq!(exists, Some(1), "the login was recreated");
+    let owner: String = sqlx::query_scalar("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1")
+        .bind(database)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(owner, user, "the login owns its database again");
+
+    // Still missing on the next pass; repaired on request.
+    let again = reconcile(&s).await;
+    assert_eq!(drift_of(&again, Some("pooly"), "schema").len(), 1, "{again}");
+    assert!(drift_of(&again, Some("gamma"), "role").is_empty(), "{again}");
+    let id = schema[0]["id"].as_str().unwrap();
+    let res = s.call(Method::POST, &format!("/v1/reconciliation/{id}/repair"), None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(database_record(&s, "pooly").await["observed"]["exists"], true);
+    assert!(reconcile(&s).await["drift"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
