@@ -170,6 +170,18 @@ async fn purge_releases_an_offboarded_id(backend: Backend) {
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
     assert_eq!(audit["items"][0]["target"], "tenant/acme", "{audit}");
 
+    // From the command line too.
+    s.create_tenant("beta", "basic").await;
+    s.wait_status("beta", "active").await;
+    s.call(Method::DELETE, "/v1/tenants/beta", None).await;
+    s.wait_status("beta", "offboarded").await;
+    let url = s.url.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || support::run_cli(&url, &["tenants", "purge", "beta"])).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("beta"), "{out}");
+    assert_eq!(s.get("/v1/tenants/beta").await.status, StatusCode::NOT_FOUND);
+
     // The id is free again: a new tenant, provisioned from the start.
     let res = s.call(Method::POST, "/v1/tenants", Some(json!({"id": "acme", "name": "Again", "plan": "basic"}))).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
