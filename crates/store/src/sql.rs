@@ -167,6 +167,17 @@ fn bind_tenant<'q>(
         .bind(t.lifecycle_execution_id.as_deref())
 }
 
+/// Forgets a tenant in the cache when dropped (see `tenant_purge`).
+struct ForgetOnDrop(Option<Arc<TenantCache>>, String);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.forget(&self.1);
+        }
+    }
+}
+
 /// Tenants that hold plan `id` (all but the offboarded tombstones).
 async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
@@ -714,10 +725,11 @@ impl Store for SqlStore {
         if let Some(t) = self.tenants.as_ref().and_then(|c| c.get(id)) {
             return Ok(t);
         }
+        let purges = self.tenants.as_ref().map(|c| c.purges());
         let row = self.read_one("SELECT * FROM tenants WHERE id = $1", id, "tenant").await?;
         let t = rows::tenant(&row)?;
-        if let Some(c) = &self.tenants {
-            c.offer(&t);
+        if let (Some(c), Some(purges)) = (&self.tenants, purges) {
+            c.offer_read(&t, purges);
         }
         Ok(t)
     }
@@ -757,6 +769,9 @@ impl Store for SqlStore {
         let id = id.to_owned();
         let cache = self.tenants.clone();
         let gone = id.clone();
+        // Forgotten before the COMMIT (whoever sees it must not read the tombstone from
+        // memory) and after it (a read that ran in between may have offered it again).
+        let _forget_after = ForgetOnDrop(self.tenants.clone(), id.clone());
         self.writer
             .write_atomic_then(
                 fx,
