@@ -74,6 +74,9 @@ pub enum Permission {
     EventPut,
     /// Test a pattern against an event: any caller.
     PatternTest,
+    /// Release an offboarded tenant's id (`DELETE /v1/tenants/{id}?purge=true`):
+    /// admins only.
+    TenantPurge,
 }
 
 impl OpContext {
@@ -96,7 +99,7 @@ impl OpContext {
         use Role as R;
         let allowed = match (self.principal.role, p) {
             (R::Admin, _) => true,
-            (R::Operator, P::KeyAdmin) => false,
+            (R::Operator, P::KeyAdmin | P::TenantPurge) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead | P::FunctionRead) => true,

@@ -431,6 +431,7 @@ impl Engine {
     async fn run_handler(&self, request: &TaskRequest, rec: &ExecutionRecord) -> TaskResult {
         let resource = request.resource.strip_suffix(WAIT_FOR_TASK_TOKEN).unwrap_or(&request.resource);
         crate::lifecycle::check_task(&rec.state_machine, resource, &request.parameters)?;
+        crate::lifecycle::check_current(&*self.store, rec, resource).await?;
         let handler = self
             .handlers
             .get(resource)

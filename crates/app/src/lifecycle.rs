@@ -133,6 +133,55 @@ pub fn check_task(state_machine: &str, resource: &str, parameters: &Value) -> Re
     Ok(())
 }
 
+/// The error of a step of a lifecycle execution that is no longer the tenant's
+/// current one (see [`check_current`]).
+pub const STALE_EXECUTION: &str = "Tenancy.StaleExecution";
+
+/// The run-time check that a lifecycle step belongs to the tenant's current lifecycle
+/// execution ([`Tenant::lifecycle_execution_id`], set in the transaction that starts
+/// one: create, retry, plan change, offboarding). A reserved step (tenant status,
+/// resources, databases, exports, hooks) of another execution of the tenant (an old
+/// provisioning redriven after a retry, an offboarding of a purged tenant whose id was
+/// taken again) fails with `Tenancy.StaleExecution` before it does anything, so it can
+/// neither mark the tenant failed nor undo what the current attempt created.
+/// Notifications (`tenancy.tenant.notify`) change nothing and are not checked, nor
+/// are tenants written before the marker existed (`None`).
+///
+/// A status change committed by a step is guarded by the tenant's version as well, and
+/// the marker changes with the version, so a step that passed this check just before a
+/// retry fails its commit and runs again (to fail here).
+pub async fn check_current(
+    store: &dyn Store,
+    rec: &tenancy_store::ExecutionRecord,
+    resource: &str,
+) -> Result<(), tenancy_asl::Failure> {
+    if !is_reserved_resource(resource) || rec.state_machine == NOTIFY_MACHINE {
+        return Ok(());
+    }
+    let Some(tenant_id) = rec.tenant_id.as_deref() else { return Ok(()) };
+    let tenant = match store.tenant_get(tenant_id).await {
+        Ok(t) => t,
+        Err(Error::NotFound { .. }) => {
+            return Err(failure(
+                STALE_EXECUTION,
+                format!("tenant {tenant_id:?} no longer exists: execution {} changes nothing", rec.id),
+            ))
+        }
+        Err(e) => return Err(app_failure(e)),
+    };
+    match tenant.lifecycle_execution_id {
+        Some(current) if current != rec.id => Err(failure(
+            STALE_EXECUTION,
+            format!(
+                "execution {} is not the current lifecycle execution of tenant {tenant_id:?} ({current}): it \
+                 changes nothing",
+                rec.id
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Job kinds of the former `jobs` seam (drained by [`run_job`]).
 pub const PROVISION: &str = "tenant.provision";
 pub const CHANGE_PLAN: &str = "tenant.change_plan";

@@ -46,7 +46,15 @@ pub struct App {
     /// Caps on RUNNING user executions per state machine and per tenant (see
     /// [`App::set_execution_caps`]).
     pub(crate) execution_caps: (u64, u64),
+    /// How long an offboarded tenant's id stays taken (see [`App::set_export_retention`]).
+    pub(crate) export_retention: std::time::Duration,
+    /// The kinds of missing resources the reconciler repairs on its own (see
+    /// [`App::set_reconcile_repair`]).
+    pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::DriftKind>,
 }
+
+/// The default of [`App::set_export_retention`]: 30 days.
+pub const DEFAULT_EXPORT_RETENTION_DAYS: u32 = 30;
 
 /// A tenant and the id of the execution that carries out the operation started on it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -118,7 +126,16 @@ impl App {
             stuck_after: std::time::Duration::from_secs(300),
             node_id: std::sync::OnceLock::new(),
             execution_caps: (crate::engine::MAX_RUNNING_PER_STATE_MACHINE, crate::engine::MAX_RUNNING_PER_TENANT),
+            export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
+            reconcile_repair: crate::reconcile::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
         }
+    }
+
+    /// How long an offboarded tenant's export is kept before its id may be released
+    /// (`DELETE /v1/tenants/{id}?purge=true`, `serve --export-retention-days`); counted
+    /// from the end of the offboarding.
+    pub fn set_export_retention(&mut self, d: std::time::Duration) {
+        self.export_retention = d;
     }
 
     /// Names this process among the replicas (`serve --node-id`, or a random one), in
@@ -299,7 +316,7 @@ impl App {
     /// Creates a tenant in `provisioning` and starts its provisioning.
     pub async fn tenant_create(&self, ctx: &OpContext, new: NewTenant) -> Result<TenantOperation> {
         ctx.authorize(P::TenantAdmin)?;
-        let tenant = new.into_tenant(Timestamp::now())?;
+        let mut tenant = new.into_tenant(Timestamp::now())?;
         let execution = self
             .lifecycle_execution(
                 ctx,
@@ -318,6 +335,7 @@ impl App {
                 json!({"plan": tenant.plan, "region": tenant.region, "execution_id": execution.id}),
             ))
             .with_execution(execution.clone());
+        tenant.lifecycle_execution_id = Some(execution.id.clone());
         let tenant = self.store.tenant_create(&tenant, &fx).await?;
         self.engine.notify();
         Ok(TenantOperation { tenant, execution_id: Some(execution.id) })
@@ -507,6 +525,7 @@ impl App {
                     });
                 }
                 let from = tenant.transition(op.transition)?;
+                tenant.lifecycle_execution_id = Some(job.id.clone());
                 let detail = json!({"from": from, "request": op.payload, "execution_id": job.id});
                 let mut fx = Effects::none()
                     .with_audit(ctx.audit(op.kind, format!("tenant/{}", tenant.id), Some(&tenant.id), detail))
@@ -586,6 +605,9 @@ impl App {
                         message: format!("tenant {:?} changed during the retry; try again", tenant.id),
                     });
                 }
+                // Only the new attempt's steps may change the tenant from now on: a
+                // redrive of the failed one fails with `Tenancy.StaleExecution`.
+                tenant.lifecycle_execution_id = Some(job.id.clone());
                 let mut next = tenant.clone();
                 next.version += 1;
                 let extra = json!({"previous_status": from, "execution_id": job.id});
@@ -602,6 +624,66 @@ impl App {
             .await?;
         self.engine.notify();
         Ok(TenantOperation { tenant, execution_id: Some(job.id) })
+    }
+
+    /// Releases an offboarded tenant's id once the export retention has passed (admins
+    /// only): the tombstone and its resource records go, `TenantPurged` and the audit
+    /// entry `tenant.purge` commit with the deletion, and `POST /v1/tenants` may take
+    /// the id again. Events, audit records, executions and the export in the blob
+    /// store stay. 409 `invalid-transition` for a tenant that is not offboarded, 409
+    /// `retention-not-passed` (saying from when) before the retention has passed.
+    pub async fn tenant_purge(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<()> {
+        ctx.authorize_tenant(P::TenantPurge, id)?;
+        let tenant = self.store.tenant_get(id).await?;
+        if let Some(expected) = if_match {
+            if expected != tenant.version {
+                return Err(Error::PreconditionFailed {
+                    kind: "tenant",
+                    id: id.into(),
+                    expected,
+                    found: tenant.version,
+                });
+            }
+        }
+        if tenant.status != TenantStatus::Offboarded {
+            return Err(Error::Conflict {
+                code: "invalid-transition",
+                message: format!(
+                    "tenant {id:?} is {}: only an offboarded tenant can be purged (offboard it first)",
+                    tenant.status.as_str()
+                ),
+            });
+        }
+        // A tombstone changes no more: its last update is the end of the offboarding.
+        let offboarded_at = tenant.updated_at;
+        let retention_ms = i64::try_from(self.export_retention.as_millis()).unwrap_or(i64::MAX);
+        let purgeable_at = Timestamp(offboarded_at.millis().saturating_add(retention_ms));
+        let days = self.export_retention.as_secs() / 86_400;
+        if Timestamp::now() < purgeable_at {
+            return Err(Error::Conflict {
+                code: "retention-not-passed",
+                message: format!(
+                    "tenant {id:?} was offboarded at {} and its export is kept for {days} day(s): it may be purged \
+                     from {}",
+                    offboarded_at.to_rfc3339(),
+                    purgeable_at.to_rfc3339()
+                ),
+            });
+        }
+        let export = self
+            .store
+            .workflows()
+            .tenant_resource_list(id)
+            .await?
+            .into_iter()
+            .find(|r| r.kind == crate::offboarding::EXPORT_KIND)
+            .map(|r| r.detail["location"].clone())
+            .unwrap_or(serde_json::Value::Null);
+        let detail = json!({"offboarded_at": offboarded_at, "export_retention_days": days, "export": export});
+        let fx = Effects::none()
+            .with_event(tenant_event(names::TENANT_PURGED, &tenant, &[], detail.clone()))
+            .with_audit(ctx.audit("tenant.purge", format!("tenant/{id}"), Some(id), detail));
+        self.store.tenant_purge(id, tenant.version, &fx).await
     }
 
     // API keys.

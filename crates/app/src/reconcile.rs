@@ -4,11 +4,19 @@
 //! The reconciler takes no input and can run at any time, on any replica. Every
 //! `interval` it makes one pass:
 //!
-//! * **Missing databases.** For each active or suspended tenant whose isolation model
-//!   the data plane provisions (silo databases; on PostgreSQL also pool schemas) it
-//!   observes the tenant's database. A missing one is recreated (empty, with the
-//!   tenant's stored password) and a `TenantDriftRepaired` event and a system audit
-//!   entry say so, in one transaction.
+//! * **Missing resources.** For each active or suspended tenant it observes what its
+//!   plan needs: its database (`database`: a silo database; `schema`: a pool tenant's
+//!   schema on PostgreSQL) when the data plane provisions that isolation, its login
+//!   (`role`, PostgreSQL) when the database is there, and its resource records
+//!   (`record`: `namespace`, `database`, `defaults`). A missing one of a kind listed in
+//!   `--reconcile-repair` (by default `role` and `record`, which lose nothing when
+//!   recreated) is recreated by the pass, with `TenantDriftRepaired` and a system
+//!   audit entry in one transaction. The others (by default a database or schema,
+//!   whose recreation empty would hide that the data is gone) are only reported:
+//!   `TenantDriftDetected` once, with the newest export of the tenant in the blob store
+//!   to restore from (`restore_from`), until an operator calls
+//!   `POST /v1/reconciliation/{drift id}/repair` ([`App::reconciliation_repair`]).
+//!   Every drift has a stable id ([`drift_id`]), the same in every pass.
 //! * **Extra databases.** It lists what exists under the provisioner's naming scheme
 //!   ([`DatabaseProvisioner::database_list`], *before* it reads the tenants: a tenant's
 //!   record is written before its database, so a listed database of any tenant has its
@@ -63,15 +71,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tenancy_domain::event::Event;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::Isolation;
-use tenancy_domain::tenant::{TenantFilter, TenantStatus};
+use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::Result;
+use tenancy_domain::{Error, Result};
 use tenancy_store::provision::{DatabaseProvisioner, ListedDatabase};
-use tenancy_store::{Effects, ExecutionFilter, ReconciliationRun};
+use tenancy_store::{Effects, ExecutionFilter, ReconciliationRun, ResourceChange, TenantResource};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Permission;
@@ -81,27 +90,125 @@ use crate::{App, OpContext};
 pub const DRIFT_REPAIRED: &str = "TenantDriftRepaired";
 pub const DRIFT_DETECTED: &str = "TenantDriftDetected";
 
+/// The resource records the provisioning workflow leaves for every active tenant.
+pub const EXPECTED_RECORDS: &[&str] = &["namespace", "database", "defaults"];
+
+/// The kinds of resources the reconciler compares, each repaired automatically or
+/// only reported (`serve --reconcile-repair`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftKind {
+    /// A silo tenant's database (a SQLite file, a PostgreSQL database).
+    Database,
+    /// A pool tenant's schema in the pool database (PostgreSQL data plane).
+    Schema,
+    /// A tenant's login role (PostgreSQL data plane).
+    Role,
+    /// A tenant resource record (`namespace`, `database`, `defaults`).
+    Record,
+}
+
+impl DriftKind {
+    pub const ALL: [DriftKind; 4] = [DriftKind::Database, DriftKind::Schema, DriftKind::Role, DriftKind::Record];
+    /// Repaired on their own by default: recreating a login (with the stored
+    /// password) or a record loses nothing. A database or schema recreated empty would
+    /// hide that the data is gone, so those wait for an operator (and an export).
+    pub const DEFAULT_REPAIR: &'static [DriftKind] = &[DriftKind::Role, DriftKind::Record];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::Database => "database",
+            DriftKind::Schema => "schema",
+            DriftKind::Role => "role",
+            DriftKind::Record => "record",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DriftKind> {
+        DriftKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// A list of kinds as `--reconcile-repair` takes it: names, or `none` alone.
+    pub fn parse_list(items: &[String]) -> std::result::Result<Vec<DriftKind>, String> {
+        let items: Vec<&str> = items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+        if items == ["none"] {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::new();
+        for i in items {
+            let k = DriftKind::parse(i).ok_or_else(|| {
+                format!("unknown reconciliation kind {i:?}: use database, schema, role, record, or none")
+            })?;
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kind of a tenant's database of `isolation`.
+    pub fn of_database(isolation: Isolation) -> DriftKind {
+        match isolation {
+            Isolation::Silo => DriftKind::Database,
+            Isolation::Pool => DriftKind::Schema,
+        }
+    }
+}
+
 /// One difference between what tenants need and what exists.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Drift {
+    /// Stable id of this drift (the same in every pass while it lasts), for
+    /// `POST /v1/reconciliation/{id}/repair`.
+    #[serde(default)]
+    pub id: String,
     /// The tenant concerned; `null` for an extra database that belongs to no tenant.
     pub tenant_id: Option<String>,
-    /// The resource kind: `database` (a database or a pool schema) or `role` (a login).
+    /// The resource kind: `database` (a silo database), `schema` (a pool tenant's
+    /// schema), `role` (a login) or `record` (a tenant resource record).
     pub resource: String,
     /// What is wrong: `missing` or `extra`.
     pub problem: String,
-    /// `false` for extras, which are never deleted automatically.
+    /// Whether this pass recreated it (missing resources of the kinds of
+    /// `--reconcile-repair`); `false` for extras, which are never deleted.
     pub repaired: bool,
+    /// Whether an operator can have it recreated (`POST
+    /// /v1/reconciliation/{id}/repair`): missing resources that were not repaired.
+    #[serde(default)]
+    pub repairable: bool,
     /// Why the repair failed, when it did.
     pub error: Option<String>,
     /// The isolation model of the database concerned.
     pub isolation: Option<Isolation>,
-    /// The provisioner's key of the database: a directory name, a database or a schema.
+    /// The provisioner's key: a directory name, a database, a schema, a role, or the
+    /// kind of a missing record.
     pub key: Option<String>,
     /// Where it is (a path or URL without credentials).
     pub location: Option<String>,
     /// Why an extra is extra: `no tenant`, `tenant offboarded`, `plan is pool`, `plan is silo`.
     pub reason: Option<String>,
+    /// For a missing database or schema: the newest export of the tenant's data in the
+    /// blob store written since the tenant was created (an offboarding's
+    /// `database.<engine>` or a plan change's `exports/...`), to restore it from.
+    #[serde(default)]
+    pub restore_from: Option<String>,
+    /// When that export was written.
+    #[serde(default)]
+    pub restore_from_at: Option<Timestamp>,
+}
+
+/// The stable id of a drift: a hash of what it is about, so every pass (on any
+/// replica) names it the same.
+pub fn drift_id(
+    problem: &str,
+    resource: &str,
+    isolation: Option<Isolation>,
+    key: &str,
+    tenant: Option<&str>,
+) -> String {
+    let isolation = isolation.map_or("", |i| i.as_str());
+    let text = format!("{problem}\n{resource}\n{isolation}\n{key}\n{}", tenant.unwrap_or(""));
+    format!("drift_{}", &hex::encode(Sha256::digest(text.as_bytes()))[..20])
 }
 
 /// The result of one reconciliation pass.
@@ -125,15 +232,6 @@ enum Extra {
     Database,
     /// A login without its database.
     Role,
-}
-
-impl Extra {
-    fn as_str(self) -> &'static str {
-        match self {
-            Extra::Database => "database",
-            Extra::Role => "role",
-        }
-    }
 }
 
 /// A tenant that has the key of a listed database.
@@ -165,7 +263,39 @@ fn judge(owners: Option<&Vec<Owner>>, isolation: Isolation) -> Option<(Option<&O
     Some((found.first(), reasons.into_iter().next()?))
 }
 
+/// A missing resource of a settled tenant, as found (before its id and export).
+fn missing(
+    tenant: &Tenant,
+    kind: DriftKind,
+    isolation: Option<Isolation>,
+    key: String,
+    location: Option<String>,
+) -> Drift {
+    Drift {
+        id: drift_id("missing", kind.as_str(), isolation, &key, Some(&tenant.id)),
+        tenant_id: Some(tenant.id.clone()),
+        resource: kind.as_str().into(),
+        problem: "missing".into(),
+        repaired: false,
+        repairable: true,
+        error: None,
+        isolation,
+        key: Some(key),
+        location: location.filter(|l| !l.is_empty()),
+        reason: None,
+        restore_from: None,
+        restore_from_at: None,
+    }
+}
+
 impl App {
+    /// The kinds of missing resources the reconciler recreates on its own (`serve
+    /// --reconcile-repair`; default [`DriftKind::DEFAULT_REPAIR`]); the others are
+    /// reported until an operator asks (`POST /v1/reconciliation/{id}/repair`).
+    pub fn set_reconcile_repair(&mut self, kinds: &[DriftKind]) {
+        self.reconcile_repair = kinds.iter().copied().collect();
+    }
+
     /// One pass, recorded as the last one for every replica to serve.
     pub async fn reconcile_once(&self) -> Result<ReconciliationReport> {
         let report = self.reconcile_pass().await?;
@@ -179,33 +309,36 @@ impl App {
         Ok(report)
     }
 
-    /// Missing databases of active and suspended tenants, then extra ones.
+    /// Missing resources of active and suspended tenants, then extra ones.
     async fn reconcile_pass(&self) -> Result<ReconciliationReport> {
         let started_at = Timestamp::now();
         let node = self.node_id().to_owned();
         let mut report =
             ReconciliationReport { node, started_at, finished_at: started_at, tenants_checked: 0, drift: vec![] };
-        let Some(plane) = self.data_plane().cloned() else {
-            report.finished_at = Timestamp::now();
-            return Ok(report);
-        };
-        let provisioner = plane.provisioner.clone();
-        let isolations: Vec<Isolation> =
-            [Isolation::Silo, Isolation::Pool].into_iter().filter(|i| provisioner.provisions(*i)).collect();
+        let plane = self.data_plane().cloned();
+        let provisioner = plane.as_ref().map(|p| p.provisioner.clone());
+        let isolations: Vec<Isolation> = [Isolation::Silo, Isolation::Pool]
+            .into_iter()
+            .filter(|i| provisioner.as_ref().is_some_and(|p| p.provisions(*i)))
+            .collect();
         // Listed before the tenants are read (see the module docs).
         let mut existing: Vec<(Isolation, ListedDatabase)> = vec![];
-        for &i in &isolations {
-            existing.extend(provisioner.database_list(i).await?.into_iter().map(|d| (i, d)));
-        }
         let mut lone: Vec<(Isolation, ListedDatabase)> = vec![];
-        for &i in &isolations {
-            lone.extend(provisioner.lone_logins(i).await?.into_iter().map(|d| (i, d)));
+        if let Some(p) = &provisioner {
+            for &i in &isolations {
+                existing.extend(p.database_list(i).await?.into_iter().map(|d| (i, d)));
+            }
+            for &i in &isolations {
+                lone.extend(p.lone_logins(i).await?.into_iter().map(|d| (i, d)));
+            }
         }
         let listed: HashSet<(Isolation, &str)> = existing.iter().map(|(i, d)| (*i, d.key.as_str())).collect();
         let lone_keys: HashSet<(Isolation, &str)> = lone.iter().map(|(i, d)| (*i, d.key.as_str())).collect();
         let mut owners: HashMap<(Isolation, String), Vec<Owner>> = HashMap::new();
         let mut login_owners: HashMap<(Isolation, String), Vec<Owner>> = HashMap::new();
         let mut plans: HashMap<String, Option<Isolation>> = HashMap::new();
+        // Ids of the drift reported (evented once) that is still there.
+        let mut still_there = HashSet::new();
         let mut page = PageRequest { limit: PAGE, after: None };
         loop {
             let tenants = self.store().tenant_list(&TenantFilter::default(), &page).await?;
@@ -224,23 +357,29 @@ impl App {
                 } else {
                     None
                 };
-                for &i in &isolations {
-                    let owner = || Owner { tenant_id: t.id.clone(), status: t.status, plan };
-                    if let Ok(key) = provisioner.database_key(&t.id, i) {
-                        if listed.contains(&(i, key.as_str())) {
-                            owners.entry((i, key)).or_default().push(owner());
+                if let Some(p) = &provisioner {
+                    for &i in &isolations {
+                        let owner = || Owner { tenant_id: t.id.clone(), status: t.status, plan };
+                        if let Ok(key) = p.database_key(&t.id, i) {
+                            if listed.contains(&(i, key.as_str())) {
+                                owners.entry((i, key)).or_default().push(owner());
+                            }
                         }
-                    }
-                    if let Ok(Some(key)) = provisioner.login_key(&t.id, i) {
-                        if lone_keys.contains(&(i, key.as_str())) {
-                            login_owners.entry((i, key)).or_default().push(owner());
+                        if let Ok(Some(key)) = p.login_key(&t.id, i) {
+                            if lone_keys.contains(&(i, key.as_str())) {
+                                login_owners.entry((i, key)).or_default().push(owner());
+                            }
                         }
                     }
                 }
                 if settled {
                     report.tenants_checked += 1;
-                    if let Some(isolation) = plan.filter(|i| provisioner.provisions(*i)) {
-                        if let Some(drift) = self.repair_missing(&plane, &t.id, isolation).await? {
+                    if let Some(isolation) = plan {
+                        for drift in self.find_missing(plane.as_deref(), t, isolation).await? {
+                            let drift = self.handle_missing(plane.as_deref(), t, drift).await?;
+                            if !drift.repaired && drift.error.is_none() {
+                                still_there.insert(drift.id.clone());
+                            }
                             report.drift.push(drift);
                         }
                     }
@@ -251,43 +390,46 @@ impl App {
                 None => break,
             }
         }
-        let mut still_there = HashSet::new();
-        for (isolation, db) in &existing {
-            let Some((owner, reason)) = judge(owners.get(&(*isolation, db.key.clone())), *isolation) else { continue };
-            if let Some(owner) = owner {
-                if !self.still_extra(&*provisioner, owner, *isolation).await? {
+        if let Some(p) = &provisioner {
+            for (isolation, db) in &existing {
+                let Some((owner, reason)) = judge(owners.get(&(*isolation, db.key.clone())), *isolation) else {
                     continue;
+                };
+                if let Some(owner) = owner {
+                    if !self.still_extra(&**p, owner, *isolation).await? {
+                        continue;
+                    }
                 }
-            }
-            let tenant_id = owner.map(|o| o.tenant_id.clone());
-            let (id, drift) = self.report_extra(Extra::Database, tenant_id, *isolation, db, reason).await?;
-            still_there.insert(id);
-            report.drift.push(drift);
-        }
-        // Logins without a database: extra on the same terms as a database, once listed
-        // again (a delete in flight drops the database first, then the login).
-        if !lone.is_empty() {
-            let mut again: HashSet<(Isolation, String)> = HashSet::new();
-            for &i in &isolations {
-                again.extend(provisioner.lone_logins(i).await?.into_iter().map(|d| (i, d.key)));
-            }
-            for (isolation, login) in &lone {
-                if !again.contains(&(*isolation, login.key.clone())) {
-                    continue;
-                }
-                // A settled tenant's own login without its database is the missing
-                // database, repaired above: `judge` finds it legitimate.
-                let owners = login_owners.get(&(*isolation, login.key.clone()));
-                let Some((owner, reason)) = judge(owners, *isolation) else { continue };
                 let tenant_id = owner.map(|o| o.tenant_id.clone());
-                let (id, drift) = self.report_extra(Extra::Role, tenant_id, *isolation, login, reason).await?;
-                still_there.insert(id);
+                let drift = self.report_extra(Extra::Database, tenant_id, *isolation, db, reason).await?;
+                still_there.insert(drift.id.clone());
                 report.drift.push(drift);
             }
+            // Logins without a database: extra on the same terms as a database, once
+            // listed again (a delete in flight drops the database first, then the login).
+            if !lone.is_empty() {
+                let mut again: HashSet<(Isolation, String)> = HashSet::new();
+                for &i in &isolations {
+                    again.extend(p.lone_logins(i).await?.into_iter().map(|d| (i, d.key)));
+                }
+                for (isolation, login) in &lone {
+                    if !again.contains(&(*isolation, login.key.clone())) {
+                        continue;
+                    }
+                    // A settled tenant's own login without its database is the missing
+                    // database, found above: `judge` finds it legitimate.
+                    let owners = login_owners.get(&(*isolation, login.key.clone()));
+                    let Some((owner, reason)) = judge(owners, *isolation) else { continue };
+                    let tenant_id = owner.map(|o| o.tenant_id.clone());
+                    let drift = self.report_extra(Extra::Role, tenant_id, *isolation, login, reason).await?;
+                    still_there.insert(drift.id.clone());
+                    report.drift.push(drift);
+                }
+            }
         }
-        // Forget the extras that went away: one that comes back is evented again. Only
-        // those reported before this pass listed the databases: a replica may have
-        // reported one that appeared since.
+        // Forget the drift that went away: drift that comes back is evented again. Only
+        // what was reported before this pass started: a replica may have reported
+        // drift that appeared since.
         let gone: Vec<String> = self
             .store()
             .drift()
@@ -302,47 +444,142 @@ impl App {
         Ok(report)
     }
 
-    /// Observes a tenant's database; recreates it when it is missing.
-    async fn repair_missing(&self, plane: &DataPlane, tenant_id: &str, isolation: Isolation) -> Result<Option<Drift>> {
-        let provisioner = &plane.provisioner;
-        let observed = provisioner.database_observe(tenant_id, isolation).await?;
-        if observed.exists {
-            return Ok(None);
+    /// What a settled tenant on a plan of `isolation` lacks: its database or schema
+    /// (when the data plane provisions that isolation), its login (when its database
+    /// is there and the data plane has logins), its resource records.
+    async fn find_missing(&self, plane: Option<&DataPlane>, t: &Tenant, isolation: Isolation) -> Result<Vec<Drift>> {
+        let mut found = Vec::new();
+        let mut database_missing = false;
+        if let Some(p) = plane.map(|p| &p.provisioner).filter(|p| p.provisions(isolation)) {
+            let observed = p.database_observe(&t.id, isolation).await?;
+            let key = p.database_key(&t.id, isolation)?;
+            if !observed.exists {
+                database_missing = true;
+                let mut d =
+                    missing(t, DriftKind::of_database(isolation), Some(isolation), key, Some(observed.location));
+                if let Some((location, at)) = self.latest_export(t).await {
+                    d.restore_from = Some(location);
+                    d.restore_from_at = Some(at);
+                }
+                found.push(d);
+            } else if let Some(login) = p.login_key(&t.id, isolation)? {
+                if !p.login_exists(&t.id, isolation).await? {
+                    let location = observed.location.clone();
+                    found.push(missing(t, DriftKind::Role, Some(isolation), login, Some(location)));
+                }
+            }
         }
-        let mut drift = Drift {
-            tenant_id: Some(tenant_id.to_owned()),
-            resource: "database".into(),
-            problem: "missing".into(),
-            repaired: false,
-            error: None,
-            isolation: Some(isolation),
-            key: provisioner.database_key(tenant_id, isolation).ok(),
-            location: Some(observed.location).filter(|l| !l.is_empty()),
-            reason: None,
-        };
-        // Recreated with the tenant's stored password, so its service reconnects.
-        match plane.ensure(&**self.store(), tenant_id, isolation).await {
-            Ok(detail) => {
+        let records: HashSet<String> =
+            self.store().workflows().tenant_resource_list(&t.id).await?.into_iter().map(|r| r.kind).collect();
+        for kind in EXPECTED_RECORDS {
+            // A missing database's repair records it again too.
+            let with_database = database_missing && *kind == "database";
+            if !records.contains(*kind) && !with_database {
+                found.push(missing(t, DriftKind::Record, Some(isolation), (*kind).to_owned(), None));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Repairs a missing resource now when its kind is repaired automatically; else
+    /// reports it (evented once, see [`App::report_once`]).
+    async fn handle_missing(&self, plane: Option<&DataPlane>, t: &Tenant, mut drift: Drift) -> Result<Drift> {
+        let kind = DriftKind::parse(&drift.resource).unwrap_or(DriftKind::Record);
+        if !self.reconcile_repair.contains(&kind) {
+            self.report_once(&drift).await?;
+            return Ok(drift);
+        }
+        match self.repair(plane, t, &drift, &OpContext::system()).await {
+            Ok(()) => {
                 drift.repaired = true;
-                let event = Event::new(
-                    DRIFT_REPAIRED,
-                    Some(tenant_id),
-                    vec![format!("tenant/{tenant_id}")],
-                    json!({"id": tenant_id, "resource": "database", "problem": "missing",
-                           "repair": "recreated empty", "detail": detail}),
-                );
-                let audit = OpContext::system().audit(
-                    "tenant.reconcile",
-                    format!("tenant/{tenant_id}"),
-                    Some(tenant_id),
-                    json!({"resource": "database", "problem": "missing", "repair": "recreated empty"}),
-                );
-                self.store().job_complete(&Effects::none().with_event(event).with_audit(audit)).await?;
-                tracing::warn!(tenant_id, isolation = isolation.as_str(), "drift: database missing, recreated empty");
+                drift.repairable = false;
+                tracing::warn!(tenant_id = %t.id, resource = %drift.resource, key = ?drift.key, "drift: missing, recreated");
             }
             Err(e) => drift.error = Some(e.to_string()),
         }
-        Ok(Some(drift))
+        Ok(drift)
+    }
+
+    /// Recreates a missing resource (a database or schema empty, a login with the
+    /// stored password, a record) and writes `TenantDriftRepaired` with an audit entry
+    /// of `ctx` in one transaction (the recreated record too).
+    async fn repair(&self, plane: Option<&DataPlane>, t: &Tenant, drift: &Drift, ctx: &OpContext) -> Result<()> {
+        let kind = DriftKind::parse(&drift.resource)
+            .ok_or_else(|| Error::internal(format!("unknown drift resource {:?}", drift.resource)))?;
+        let isolation = drift.isolation;
+        let mut fx = Effects::none();
+        let (repair, record_kind) = match kind {
+            DriftKind::Database | DriftKind::Schema => ("recreated empty", Some("database")),
+            DriftKind::Role => ("recreated with the stored password", None),
+            DriftKind::Record => ("recorded again", drift.key.as_deref()),
+        };
+        let mut detail = Value::Null;
+        let needs_database = matches!(kind, DriftKind::Database | DriftKind::Schema | DriftKind::Role)
+            || record_kind == Some("database");
+        if needs_database {
+            if let (Some(plane), Some(isolation)) = (plane, isolation) {
+                // Recreated with the tenant's stored password, so its service reconnects.
+                detail = plane.ensure(&**self.store(), &t.id, isolation).await?.unwrap_or(Value::Null);
+            }
+        }
+        if let Some(record_kind) = record_kind {
+            let mut record = json!({"tenant_id": t.id, "kind": record_kind, "plan": t.plan});
+            if record_kind == "database" {
+                record["isolation"] = json!(isolation);
+                if let (Value::Object(m), Value::Object(d)) = (&mut record, &detail) {
+                    m.extend(d.clone());
+                }
+            }
+            fx = fx.with_resource(ResourceChange::Put(TenantResource {
+                tenant_id: t.id.clone(),
+                kind: record_kind.to_owned(),
+                detail: record,
+                created_by: format!("reconciliation/{}", drift.id),
+                created_at: Timestamp::now(),
+            }));
+        }
+        let about = json!({"drift_id": drift.id, "resource": drift.resource, "problem": drift.problem,
+                           "isolation": drift.isolation, "key": drift.key, "repair": repair,
+                           "restore_from": drift.restore_from});
+        let mut event_detail = json!({"id": t.id, "detail": detail});
+        if let (Value::Object(e), Value::Object(a)) = (&mut event_detail, &about) {
+            e.extend(a.clone());
+        }
+        let event = Event::new(DRIFT_REPAIRED, Some(&t.id), vec![format!("tenant/{}", t.id)], event_detail);
+        let action = if ctx.is_system() { "tenant.reconcile" } else { "reconciliation.repair" };
+        let audit = ctx.audit(action, format!("tenant/{}", t.id), Some(&t.id), about);
+        self.store().job_complete(&fx.with_event(event).with_audit(audit)).await?;
+        self.store().drift().drift_forget(std::slice::from_ref(&drift.id)).await?;
+        Ok(())
+    }
+
+    /// The newest export of the tenant's data written since it was created: `(URL,
+    /// time)`. Offboarding exports (`tenants/<id>/offboard-<execution>/database.*`)
+    /// and plan-change exports (`tenants/<id>/exports/*`); `None` without a blob store
+    /// or any such export (or when the store cannot be listed: a report is not failed
+    /// for it).
+    async fn latest_export(&self, t: &Tenant) -> Option<(String, Timestamp)> {
+        use futures::TryStreamExt;
+        let blobs = self.blobs.get()?;
+        let prefix = object_store::path::Path::from(format!("tenants/{}/", t.id));
+        let listed: Vec<object_store::ObjectMeta> = match blobs.store.list(Some(&prefix)).try_collect().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(tenant_id = %t.id, error = %e, "could not list the tenant's exports");
+                return None;
+            }
+        };
+        listed
+            .into_iter()
+            .filter(|m| {
+                let path = m.location.as_ref();
+                let name = path.rsplit('/').next().unwrap_or("");
+                path.contains("/exports/") || (path.contains("/offboard-") && name.starts_with("database."))
+            })
+            .map(|m| (m.location.to_string(), Timestamp(m.last_modified.timestamp_millis())))
+            .filter(|(_, at)| *at >= t.created_at)
+            .max_by_key(|(_, at)| *at)
+            .map(|(path, at)| (format!("{}/{path}", blobs.url.trim_end_matches('/')), at))
     }
 
     /// Whether a tenant's database that looked extra still is: it still exists and, for
@@ -369,35 +606,29 @@ impl App {
         Ok(provisioner.database_observe(&owner.tenant_id, isolation).await?.exists)
     }
 
-    /// Emits `TenantDriftDetected` and its audit entry for an extra database or login,
-    /// unless it was reported already (by any replica) and stayed since. Returns its
-    /// drift id and its entry of the report.
-    async fn report_extra(
-        &self,
-        kind: Extra,
-        tenant_id: Option<String>,
-        isolation: Isolation,
-        listed: &ListedDatabase,
-        reason: String,
-    ) -> Result<(String, Drift)> {
-        let (id, resource) = match kind {
-            Extra::Database => {
-                let id = format!("{}/{}", isolation.as_str(), listed.key);
-                (id.clone(), format!("database/{id}"))
-            }
-            Extra::Role => {
-                let id = format!("role/{}", listed.key);
-                (id.clone(), id)
-            }
+    /// Emits `TenantDriftDetected` and its audit entry for drift that is reported and
+    /// left (an extra, a missing resource of a kind repaired only on request), unless
+    /// it was reported already (by any replica) and stayed since.
+    async fn report_once(&self, drift: &Drift) -> Result<()> {
+        let tenant = drift.tenant_id.as_deref();
+        let key = drift.key.as_deref().unwrap_or("");
+        let resource = match drift.resource.as_str() {
+            "role" => format!("role/{key}"),
+            "record" => format!("record/{}/{key}", tenant.unwrap_or("")),
+            other => format!("{other}/{}/{key}", drift.isolation.map_or("", |i| i.as_str())),
         };
-        let kind = kind.as_str();
-        let tenant = tenant_id.as_deref();
         let mut resources = vec![resource.clone()];
         if let Some(t) = tenant {
             resources.insert(0, format!("tenant/{t}"));
         }
-        let detail = json!({"resource": kind, "problem": "extra", "isolation": isolation,
-                            "key": listed.key, "location": listed.location, "reason": reason});
+        let mut detail = json!({"drift_id": drift.id, "resource": drift.resource, "problem": drift.problem,
+                                "isolation": drift.isolation, "key": drift.key, "location": drift.location});
+        if let Some(reason) = &drift.reason {
+            detail["reason"] = json!(reason);
+        }
+        if let Some(r) = &drift.restore_from {
+            detail["restore_from"] = json!(r);
+        }
         let mut event_detail = json!({"id": tenant});
         if let (Some(e), Some(d)) = (event_detail.as_object_mut(), detail.as_object()) {
             e.extend(d.clone());
@@ -406,23 +637,95 @@ impl App {
         let target = tenant.map(|t| format!("tenant/{t}")).unwrap_or(resource);
         let audit = OpContext::system().audit("tenant.reconcile", target, tenant, detail);
         let fx = Effects::none().with_event(event).with_audit(audit);
-        if self.store().drift().drift_report(&id, Timestamp::now(), &fx).await? {
-            tracing::warn!(tenant_id = tenant, kind, id, location = %listed.location, reason, "drift: extra {kind}, left in place");
+        let (kind, problem) = (drift.resource.as_str(), drift.problem.as_str());
+        if self.store().drift().drift_report(&drift.id, Timestamp::now(), &fx).await? {
+            tracing::warn!(tenant_id = tenant, kind, problem, id = %drift.id, location = ?drift.location, reason = ?drift.reason, "drift: {problem} {kind}, reported");
         } else {
-            tracing::debug!(kind, id, "drift: extra {kind} still there");
+            tracing::debug!(kind, problem, id = %drift.id, "drift: {problem} {kind} still there");
         }
+        Ok(())
+    }
+
+    /// Reports an extra database or login (see [`App::report_once`]).
+    async fn report_extra(
+        &self,
+        kind: Extra,
+        tenant_id: Option<String>,
+        isolation: Isolation,
+        listed: &ListedDatabase,
+        reason: String,
+    ) -> Result<Drift> {
+        let resource = match kind {
+            Extra::Database => DriftKind::of_database(isolation),
+            Extra::Role => DriftKind::Role,
+        };
         let drift = Drift {
+            id: drift_id("extra", resource.as_str(), Some(isolation), &listed.key, tenant_id.as_deref()),
             tenant_id,
-            resource: kind.into(),
+            resource: resource.as_str().into(),
             problem: "extra".into(),
             repaired: false,
+            repairable: false,
             error: None,
             isolation: Some(isolation),
             key: Some(listed.key.clone()),
             location: Some(listed.location.clone()),
             reason: Some(reason),
+            restore_from: None,
+            restore_from_at: None,
         };
-        Ok((id, drift))
+        self.report_once(&drift).await?;
+        Ok(drift)
+    }
+
+    /// Recreates a drift of the last pass on an operator's request (admins and
+    /// operators): 404 for an id the last pass did not report, 409
+    /// `drift-not-repairable` for an extra (never deleted by Tenancy), 409 `drift-gone`
+    /// when what was missing is there again (or its tenant moved on). The repair and
+    /// its `TenantDriftRepaired` event and `reconciliation.repair` audit entry commit
+    /// together. Returns the drift, `repaired: true`.
+    pub async fn reconciliation_repair(&self, ctx: &OpContext, drift_id: &str) -> Result<Drift> {
+        ctx.authorize(Permission::TenantAdmin)?;
+        let not_found = || Error::not_found("drift", drift_id);
+        let run = self.store().drift().reconciliation_last().await?.ok_or_else(not_found)?;
+        let report: ReconciliationReport = serde_json::from_value(run.report)
+            .map_err(|e| Error::internal(format!("unreadable reconciliation report: {e}")))?;
+        let mut drift = report.drift.into_iter().find(|d| d.id == drift_id).ok_or_else(not_found)?;
+        if drift.problem != "missing" {
+            return Err(Error::Conflict {
+                code: "drift-not-repairable",
+                message: format!(
+                    "drift {drift_id:?} is an extra {}: Tenancy never deletes one (it may be the only copy of \
+                     someone's data); export it and remove it by hand",
+                    drift.resource
+                ),
+            });
+        }
+        let gone = |why: String| Error::Conflict {
+            code: "drift-gone",
+            message: format!("drift {drift_id:?} is gone: {why} (run a pass to refresh the report)"),
+        };
+        let tenant_id = drift.tenant_id.clone().ok_or_else(|| gone("it names no tenant".into()))?;
+        let t = match self.store().tenant_get(&tenant_id).await {
+            Ok(t) => t,
+            Err(Error::NotFound { .. }) => return Err(gone(format!("tenant {tenant_id:?} no longer exists"))),
+            Err(e) => return Err(e),
+        };
+        if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) {
+            return Err(gone(format!("tenant {tenant_id:?} is {}", t.status.as_str())));
+        }
+        let isolation = self.store().plan_get(&t.plan).await?.isolation;
+        let plane = self.data_plane().cloned();
+        let now = self.find_missing(plane.as_deref(), &t, isolation).await?;
+        if !now.iter().any(|d| d.id == drift.id) {
+            return Err(gone(format!("tenant {tenant_id:?} has its {} {:?} again", drift.resource, drift.key)));
+        }
+        self.repair(plane.as_deref(), &t, &drift, ctx).await?;
+        tracing::warn!(tenant_id, resource = %drift.resource, key = ?drift.key, "drift: missing, recreated on request");
+        drift.repaired = true;
+        drift.repairable = false;
+        drift.error = None;
+        Ok(drift)
     }
 
     /// The last pass recorded by any replica (`None` before the first pass).
@@ -480,6 +783,20 @@ pub async fn run(app: Arc<App>, interval: Duration, shutdown: CancellationToken)
 mod tests {
     use super::*;
     use Isolation::{Pool, Silo};
+
+    #[test]
+    fn repair_kinds_parse_and_ids_are_stable() {
+        let list = |s: &[&str]| DriftKind::parse_list(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(list(&["database", " role", "database"]), Ok(vec![DriftKind::Database, DriftKind::Role]));
+        assert_eq!(list(&["none"]), Ok(vec![]));
+        assert!(list(&["databases"]).unwrap_err().contains("databases"));
+        assert!(list(&["none", "role"]).is_err(), "none stands alone");
+        let a = drift_id("missing", "database", Some(Silo), "acme", Some("acme"));
+        assert_eq!(a, drift_id("missing", "database", Some(Silo), "acme", Some("acme")));
+        assert_ne!(a, drift_id("extra", "database", Some(Silo), "acme", Some("acme")));
+        assert_ne!(a, drift_id("missing", "database", Some(Pool), "acme", Some("acme")));
+        assert!(a.starts_with("drift_") && a.len() == 26 && a[6..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
 
     #[test]
     fn only_settled_or_offboarded_tenants_have_extra_databases() {

@@ -98,6 +98,15 @@ pub struct ServeArgs {
     /// Days archived events and finished deliveries are kept [default: 30].
     #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS")]
     pub event_retention_days: Option<u32>,
+    /// Days an offboarded tenant's export is kept before its id may be purged
+    /// (`tenants purge`) [default: 30].
+    #[arg(long, env = "TENANCY_EXPORT_RETENTION_DAYS")]
+    pub export_retention_days: Option<u32>,
+    /// Kinds of missing resources the reconciler recreates on its own, comma separated:
+    /// database, schema, role, record, or none; the others are only reported, for
+    /// `reconciliation repair` [default: role,record].
+    #[arg(long, env = "TENANCY_RECONCILE_REPAIR", value_delimiter = ',')]
+    pub reconcile_repair: Option<Vec<String>>,
     /// Blob store for audit exports: file:///path or s3://bucket/prefix [default: <data dir>/blobs].
     #[arg(long, env = "TENANCY_BLOB_URL")]
     pub blob_url: Option<String>,
@@ -183,6 +192,11 @@ pub enum TenantCmd {
     },
     /// Offboard a tenant.
     Delete {
+        id: String,
+    },
+    /// Release an offboarded tenant's id once the export retention has passed (admins;
+    /// the tombstone and its resources go, events and audit records stay).
+    Purge {
         id: String,
     },
     /// What the lifecycle workflows created for a tenant (namespace, database, ...),
@@ -485,6 +499,10 @@ async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
             c.call(Method::POST, &format!("/v1/tenants/{id}/plan"), &[], Some(&json!({"plan": plan}))).await?
         }
         TenantCmd::Delete { id } => c.call(Method::DELETE, &format!("/v1/tenants/{id}"), &[], None).await?,
+        TenantCmd::Purge { id } => {
+            c.call(Method::DELETE, &format!("/v1/tenants/{id}"), &[("purge", "true".to_owned())], None).await?;
+            json!({"id": id, "purged": true})
+        }
         TenantCmd::Resources { .. } => unreachable!("handled by run_client"),
     })
 }

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
-use crate::serve::{ServeOptions, DEFAULT_EVENT_RETENTION_DAYS};
+use crate::serve::{ServeOptions, DEFAULT_EVENT_RETENTION_DAYS, DEFAULT_EXPORT_RETENTION_DAYS};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./tenancy-data";
@@ -30,6 +30,12 @@ pub struct FileConfig {
     pub roles: Option<Vec<String>>,
     /// Days archived events and finished deliveries are kept (30 by default).
     pub event_retention_days: Option<u32>,
+    /// Days an offboarded tenant's export is kept before its id may be purged (30 by
+    /// default).
+    pub export_retention_days: Option<u32>,
+    /// Kinds of missing resources the reconciler recreates on its own (`role`,
+    /// `record` by default).
+    pub reconcile_repair: Option<Vec<String>>,
     /// Blob store for exports: `file:///path` or `s3://bucket/prefix`.
     pub blob_url: Option<String>,
     /// `postgres://...` where tenants' databases are created.
@@ -91,6 +97,14 @@ pub fn resolve(
             .event_retention_days
             .or(file.event_retention_days)
             .unwrap_or(DEFAULT_EVENT_RETENTION_DAYS),
+        export_retention_days: args
+            .export_retention_days
+            .or(file.export_retention_days)
+            .unwrap_or(DEFAULT_EXPORT_RETENTION_DAYS),
+        reconcile_repair: match args.reconcile_repair.or(file.reconcile_repair) {
+            Some(kinds) => tenancy_app::reconcile::DriftKind::parse_list(&kinds).map_err(anyhow::Error::msg)?,
+            None => tenancy_app::reconcile::DriftKind::DEFAULT_REPAIR.to_vec(),
+        },
         blob_url: args.blob_url.or(file.blob_url),
         delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
         master_key: env("TENANCY_MASTER_KEY").map(SecretString::from),
@@ -130,6 +144,8 @@ mod tests {
         max_connections = 64
         master_key_file = "/run/secrets/master.key"
         event_retention_days = 7
+        export_retention_days = 90
+        reconcile_repair = ["record", "database"]
         blob_url = "s3://bucket/exports"
     "#;
 
@@ -184,12 +200,19 @@ mod tests {
         assert_eq!(o.connections.max_connections, 64);
         assert_eq!(o.master_key_file, Some(PathBuf::from("/run/secrets/master.key")));
         assert_eq!(o.event_retention_days, 7);
+        assert_eq!(o.export_retention_days, 90);
+        {
+            use tenancy_app::reconcile::DriftKind;
+            assert_eq!(o.reconcile_repair, [DriftKind::Record, DriftKind::Database]);
+        }
         assert_eq!(o.blob_url.as_deref(), Some("s3://bucket/exports"));
 
         let flags = args(&[
             "--listen=127.0.0.1:1",
             "--data-plane-prefix=flag",
             "--event-retention-days=3",
+            "--export-retention-days=0",
+            "--reconcile-repair=none",
             "--blob-url=file:///tmp/b",
             "--roles=api",
             "--log-format=text",
@@ -199,6 +222,8 @@ mod tests {
         assert_eq!(o.listen.to_string(), "127.0.0.1:1");
         assert_eq!(o.data_plane_prefix.as_deref(), Some("flag"));
         assert_eq!(o.event_retention_days, 3);
+        assert_eq!(o.export_retention_days, 0);
+        assert!(o.reconcile_repair.is_empty());
         assert_eq!(o.blob_url.as_deref(), Some("file:///tmp/b"));
         assert_eq!((o.api, o.worker), (true, false));
 
@@ -206,8 +231,12 @@ mod tests {
         let (o, format) = resolve(args(&[]), FileConfig::default(), |_| None).unwrap();
         assert_eq!((format, o.api, o.worker), (LogFormat::Text, true, true));
         assert_eq!(o.event_retention_days, DEFAULT_EVENT_RETENTION_DAYS);
+        assert_eq!(o.export_retention_days, DEFAULT_EXPORT_RETENTION_DAYS);
+        assert_eq!(o.reconcile_repair, tenancy_app::reconcile::DriftKind::DEFAULT_REPAIR);
         assert_eq!(o.listen.to_string(), DEFAULT_LISTEN);
         assert!(resolve(args(&["--roles=api,cron"]), FileConfig::default(), |_| None).is_err());
+        let bad = resolve(args(&["--reconcile-repair=databases"]), FileConfig::default(), |_| None).unwrap_err();
+        assert!(bad.to_string().contains("databases"), "{bad}");
     }
 
     /// `--help` states the real defaults.
@@ -218,6 +247,7 @@ mod tests {
         let help = cmd.find_subcommand_mut("serve").unwrap().render_long_help().to_string();
         assert!(help.contains(&format!("[default: {}]", DEFAULT_ROLES.join(","))), "{help}");
         assert!(help.contains(&format!("[default: {DEFAULT_EVENT_RETENTION_DAYS}]")), "{help}");
+        assert!(help.contains("[default: role,record]"), "{help}");
         assert!(help.contains(&format!("[default: {DEFAULT_LISTEN}]")), "{help}");
     }
 }

@@ -110,8 +110,11 @@ pub enum HookCmd {
 pub enum ReconciliationCmd {
     /// The last pass, whichever replica made it.
     Show,
-    /// Run a pass now: recreate missing databases, report extra ones.
+    /// Run a pass now: recreate what is missing of the kinds repaired automatically,
+    /// report the rest and extras.
     Run,
+    /// Recreate a missing resource of the last pass by its drift id (`drift_...`).
+    Repair { id: String },
 }
 
 pub const QUEUE_COLUMNS: &[&str] = &[
@@ -129,7 +132,8 @@ pub const MESSAGE_COLUMNS: &[&str] = &["id", "receive_count", "group_id", "body"
 pub const HOOK_COLUMNS: &[&str] =
     &["name", "url", "queue", "events", "mode", "timeout_s", "max_attempts", "secret", "deleted"];
 pub const RESOURCE_COLUMNS: &[&str] = &["kind", "isolation", "location", "exists", "created_at"];
-pub const DRIFT_COLUMNS: &[&str] = &["tenant_id", "resource", "problem", "repaired", "key", "reason", "error"];
+pub const DRIFT_COLUMNS: &[&str] =
+    &["id", "tenant_id", "resource", "problem", "repaired", "key", "reason", "restore_from", "error"];
 
 /// A name or receipt as one path segment: anything but unreserved characters is
 /// percent-encoded (receipts are opaque; bad names still reach the server, which says
@@ -250,6 +254,10 @@ pub async fn reconciliation(c: &Client, cmd: ReconciliationCmd, json_output: boo
     let report = match cmd {
         ReconciliationCmd::Show => c.get("/v1/reconciliation", &[]).await?,
         ReconciliationCmd::Run => c.call(Method::POST, "/v1/reconciliation", &[], None).await?,
+        ReconciliationCmd::Repair { id } => {
+            let drift = c.call(Method::POST, &format!("/v1/reconciliation/{}/repair", path(&id)), &[], None).await?;
+            return Ok(if json_output { drift } else { json!({"items": [drift]}) });
+        }
     };
     if json_output {
         return Ok(report);

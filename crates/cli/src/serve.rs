@@ -30,6 +30,11 @@ pub struct ServeOptions {
     pub node_id: Option<String>,
     /// Events and finished deliveries older than this many days are deleted.
     pub event_retention_days: u32,
+    /// An offboarded tenant's id may be purged this many days after its offboarding.
+    pub export_retention_days: u32,
+    /// Kinds of missing resources the reconciler recreates on its own; the others
+    /// are reported for an operator's repair.
+    pub reconcile_repair: Vec<tenancy_app::reconcile::DriftKind>,
     /// Where audit exports go: `None` for `<data dir>/blobs`, or `file:///path`.
     pub blob_url: Option<String>,
     /// Retries of a failed delivery are spread over at most this window (24 hours).
@@ -72,6 +77,8 @@ impl ServeOptions {
             worker: true,
             node_id: None,
             event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
+            export_retention_days: DEFAULT_EXPORT_RETENTION_DAYS,
+            reconcile_repair: tenancy_app::reconcile::DriftKind::DEFAULT_REPAIR.to_vec(),
             blob_url: None,
             delivery_retry_window: tenancy_events_window(),
             master_key: None,
@@ -93,6 +100,7 @@ fn test_prefix(database_url: &str) -> String {
 }
 
 pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 30;
+pub use tenancy_app::DEFAULT_EXPORT_RETENTION_DAYS;
 
 fn tenancy_events_window() -> std::time::Duration {
     tenancy_app::delivery::DeliveryOptions::new("").retry_window
@@ -320,6 +328,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         cap("TENANCY_WORKFLOW_MAX_RUNNING_PER_MACHINE").unwrap_or(tenancy_app::engine::MAX_RUNNING_PER_STATE_MACHINE),
         cap("TENANCY_WORKFLOW_MAX_RUNNING_PER_TENANT").unwrap_or(tenancy_app::engine::MAX_RUNNING_PER_TENANT),
     );
+    app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
+    app.set_reconcile_repair(&opts.reconcile_repair);
     let app = Arc::new(app);
     app.set_blob_store(open_blob_store(&opts)?);
     app.set_secret_box(secrets.clone());

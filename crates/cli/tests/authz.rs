@@ -143,6 +143,7 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/v1/audit", None, RecordsRead),
         route(Method::GET, "/v1/reconciliation", None, RecordsRead),
         route(Method::POST, "/v1/reconciliation", None, PlanWrite),
+        route(Method::POST, "/v1/reconciliation/{drift}/repair", None, PlanWrite),
         route(Method::GET, "/v1/audit/verify", None, RecordsRead),
         route(Method::GET, "/v1/audit/export", None, RecordsRead),
         route(Method::POST, "/v1/audit/exports", Some(json!({})), AuditExport),
@@ -338,6 +339,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .replace("{key}", &key)
                 .replace("{sub}", &sub)
                 .replace("{delivery}", "dlv_missing")
+                .replace("{drift}", "drift_missing")
                 .replace("{execution}", &execution)
                 .replace("{token}", &task_token)
                 .replace("{sm}", "authz-callback");
@@ -349,6 +351,10 @@ async fn every_role_on_every_route(backend: Backend) {
                 // tenants on the embedded default, none after an earlier row offboarded it.
                 Outcome::Allowed if path.ends_with("/database-credentials") && res.status == StatusCode::NOT_FOUND => {
                     res.body["detail"].as_str().unwrap_or("").contains("database credentials")
+                }
+                // No drift: authorized, then 404 for the unknown id.
+                Outcome::Allowed if path.contains("/drift_missing/") => {
+                    res.status == StatusCode::NOT_FOUND && res.body["detail"].as_str().unwrap_or("").contains("drift")
                 }
                 Outcome::Allowed if path.contains("/dlv_missing/") => {
                     res.status == StatusCode::NOT_FOUND

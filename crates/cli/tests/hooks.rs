@@ -341,33 +341,6 @@ async fn callback_hooks_answer_through_task_tokens(backend: Backend) {
     s.stop().await;
 }
 
-/// A silo tenant's database deleted by hand: the reconciler notices, recreates it
-/// (empty) and says so with an event; the report shows the repaired drift.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconciler_recreates_a_missing_silo_database() {
-    let s = support::TestServer::start(support::Backend::Sqlite).await;
-    s.put_plan("vault", "silo").await;
-    s.create_tenant("acme", "vault").await;
-    s.wait_status("acme", "active").await;
-    let file = s.dir.path().join("tenants").join("acme").join("data.db");
-    assert!(file.exists(), "the silo database was provisioned");
-    let clean = s.call(reqwest::Method::POST, "/v1/reconciliation", None).await;
-    assert_eq!(clean.status, reqwest::StatusCode::OK, "{}", clean.body);
-    assert!(clean.body["drift"].as_array().unwrap().is_empty(), "{}", clean.body);
-
-    std::fs::remove_file(&file).unwrap();
-    let report = s.call(reqwest::Method::POST, "/v1/reconciliation", None).await;
-    let drift = &report.body["drift"];
-    assert_eq!(drift.as_array().unwrap().len(), 1, "{}", report.body);
-    assert_eq!((drift[0]["tenant_id"].as_str(), drift[0]["problem"].as_str()), (Some("acme"), Some("missing")));
-    assert_eq!(drift[0]["repaired"], true);
-    assert!(file.exists(), "the database was recreated");
-    assert!(s.event_types("acme").await.contains(&"TenantDriftRepaired".to_owned()));
-    let last = s.get("/v1/reconciliation").await;
-    assert_eq!(last.body["drift"][0]["tenant_id"], "acme");
-    s.stop().await;
-}
-
 async fn wait_execution(s: &TestServer, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -109,10 +109,15 @@ async fn hook_resource_and_reconciliation_commands() {
     let (table, summary) = ok(url, &["reconciliation", "run"]).await;
     assert!(summary.contains("1 tenants checked, 1 drift"), "{summary}");
     assert!(table.contains("acme") && table.contains("missing"), "{table}");
-    assert!(file.exists(), "recreated");
+    assert!(!file.exists(), "a database is not recreated empty without an operator");
     let (last, _) = ok(url, &["-o", "json", "reconciliation", "show"]).await;
     let last: Value = serde_json::from_str(&last).unwrap();
     assert_eq!(last["drift"][0]["problem"], "missing", "{last}");
+    let id = last["drift"][0]["id"].as_str().unwrap().to_owned();
+    assert!(table.contains(&id), "{table}");
+    let (repaired, _) = ok(url, &["reconciliation", "repair", &id]).await;
+    assert!(repaired.contains(&id) && repaired.contains("true"), "{repaired}");
+    assert!(file.exists(), "recreated on request");
     assert!(last["node"].as_str().is_some_and(|n| !n.is_empty()), "{last}");
     s.stop().await;
 }

@@ -223,6 +223,10 @@ async fn stop_and_redrive(backend: Backend) {
     let t = types(&h);
     assert!(t.contains(&"ExecutionFailed") && t.contains(&"ExecutionRedriven"), "{t:?}");
     assert_eq!(t.iter().filter(|k| **k == "PassStateEntered").count(), 2, "Before and After once each: {t:?}");
+    // The redrive restarts from the failed state (as in Step Functions): Call's task
+    // runs again, first thing after the redrive; Before does not.
+    let redriven = t.iter().position(|k| *k == "ExecutionRedriven").unwrap();
+    assert_eq!(t.get(redriven + 1), Some(&"TaskSucceeded"), "{t:?}");
     let ids: Vec<i64> = h.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     s.stop().await;

@@ -14,6 +14,8 @@ pub mod names {
     pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
     pub const TENANT_PROVISIONING_FAILED: &str = "TenantProvisioningFailed";
     pub const TENANT_PROVISIONING_RETRIED: &str = "TenantProvisioningRetried";
+    /// An offboarded tenant's record was deleted and its id released.
+    pub const TENANT_PURGED: &str = "TenantPurged";
     pub const TENANT_UPDATED: &str = "TenantUpdated";
     pub const TENANT_SUSPENDED: &str = "TenantSuspended";
     pub const TENANT_RESUMED: &str = "TenantResumed";

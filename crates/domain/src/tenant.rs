@@ -131,6 +131,13 @@ pub struct Tenant {
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The lifecycle execution (provisioning, retry, plan change, offboarding) started
+    /// by the tenant's last status change that starts one; only its steps may change
+    /// the tenant (an older execution, redriven, fails with `Tenancy.StaleExecution`).
+    /// `None` for tenants written before it was recorded. Not part of the API's
+    /// tenant (each operation returns its `execution_id`).
+    #[serde(skip)]
+    pub lifecycle_execution_id: Option<String>,
 }
 
 pub const DEFAULT_REGION: &str = "default";
@@ -203,6 +210,7 @@ impl NewTenant {
             version: 1,
             created_at: now,
             updated_at: now,
+            lifecycle_execution_id: None,
         })
     }
 }

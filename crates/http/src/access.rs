@@ -61,7 +61,7 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         }
         ("POST", "/v1/events") => any(&[P::EventPut]),
         ("POST", "/v1/events/test-pattern") => any(&[P::PatternTest]),
-        ("POST", "/v1/reconciliation") => any(&[P::TenantAdmin]),
+        ("POST", "/v1/reconciliation" | "/v1/reconciliation/{id}/repair") => any(&[P::TenantAdmin]),
         ("POST", "/v1/audit/exports") => any(&[P::AuditExport, P::RecordsRead]),
         ("GET", "/v1/subscriptions" | "/v1/subscriptions/{id}" | "/v1/subscriptions/{id}/deliveries") => {
             any(&[P::SubscriptionRead])

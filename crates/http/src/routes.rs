@@ -60,6 +60,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
+        .routes(routes!(reconciliation::repair_drift))
 }
 
 fn queues_api() -> OpenApiRouter<Arc<ServerState>> {

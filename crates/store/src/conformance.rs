@@ -32,7 +32,7 @@ macro_rules! store_conformance_suite {
         mod $backend {
             $crate::store_conformance_suite!(@cases $make;
                 ready, plans_put_get_list, plan_versions, plan_delete_in_use, plan_isolation_in_use, tenant_create_and_duplicate,
-                tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions,
+                tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions, tenant_purge_releases_the_id,
                 effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
                 lost_lease_rolls_back, idempotency_keys, idempotency_lease_expiry, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
@@ -78,6 +78,8 @@ pub(crate) fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
         version: 1,
         created_at: Timestamp(2_000),
         updated_at: Timestamp(2_000),
+        // Round-trips through create, update and get like the other columns.
+        lifecycle_execution_id: Some(format!("exe_{id}")),
     }
 }
 
@@ -256,6 +258,43 @@ pub async fn tenant_update_versions(store: Arc<dyn Store>) {
     let stored = store.tenant_get("acme").await.unwrap();
     assert_eq!((stored.name.as_str(), stored.status, stored.version), ("Tenant acme", TenantStatus::Active, 2));
     assert!(all_events(&*store, "acme").await.is_empty());
+}
+
+/// A purge deletes an offboarded tenant at its version, with its resource records and
+/// secrets, and writes its effects; the id can be created again (and read back, not
+/// the old tombstone); anything else is refused and writes nothing.
+pub async fn tenant_purge_releases_the_id(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    let fx = || Effects::none().with_event(Event::new("TenantPurged", Some("acme"), vec![], json!({})));
+    let err = store.tenant_purge("acme", 1, &fx()).await.unwrap_err();
+    assert_eq!(err.code(), "invalid-transition", "{err:?}");
+    let record = crate::TenantResource {
+        tenant_id: "acme".into(),
+        kind: "export".into(),
+        detail: json!({}),
+        created_by: "k".into(),
+        created_at: Timestamp(3_000),
+    };
+    store.workflows().tenant_resource_put(&record).await.unwrap();
+    store.workflows().tenant_secret_put("acme", "database:silo", "sealed").await.unwrap();
+    let gone =
+        store.tenant_update(&Tenant { status: TenantStatus::Offboarded, ..t.clone() }, 1, &Effects::none()).await;
+    assert_eq!(store.tenant_get("acme").await.unwrap().status, TenantStatus::Offboarded);
+    let err = store.tenant_purge("acme", 1, &fx()).await.unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { expected: 1, found: 2, .. }), "{err:?}");
+    assert!(all_events(&*store, "acme").await.is_empty(), "a refused purge writes nothing");
+    store.tenant_purge("acme", gone.unwrap().version, &fx()).await.unwrap();
+    assert!(matches!(store.tenant_get("acme").await, Err(Error::NotFound { .. })));
+    assert!(store.workflows().tenant_resource_list("acme").await.unwrap().is_empty());
+    assert_eq!(store.workflows().tenant_secret_get("acme", "database:silo").await.unwrap(), None);
+    assert_eq!(all_events(&*store, "acme").await.len(), 1);
+    assert!(matches!(store.tenant_purge("acme", 2, &fx()).await, Err(Error::NotFound { .. })));
+    // The id again: a new tenant, read back as itself.
+    let again = Tenant { name: "Again".into(), created_at: Timestamp(5_000), ..tenant("acme", "pro", "eu") };
+    store.tenant_create(&again, &Effects::none()).await.unwrap();
+    let read = store.tenant_get("acme").await.unwrap();
+    assert_eq!((read.name.as_str(), read.version, read.status), ("Again", 1, TenantStatus::Provisioning));
 }
 
 pub async fn effects_commit_with_the_change(store: Arc<dyn Store>) {

@@ -91,6 +91,11 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
     fn login_key(&self, _tenant_id: &str, _isolation: Isolation) -> Result<Option<String>> {
         Ok(None)
     }
+    /// Whether the login of the tenant's database of this isolation exists (`true` for
+    /// a provisioner without logins): the reconciler reports a missing one.
+    async fn login_exists(&self, _tenant_id: &str, _isolation: Isolation) -> Result<bool> {
+        Ok(true)
+    }
     /// Logins of this isolation that follow this provisioner's naming scheme but have
     /// no database (or schema) of their own: what a failed or partial delete leaves
     /// behind. Keyed by [`login_key`](DatabaseProvisioner::login_key). In no

@@ -56,6 +56,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "execution_limits", include_str!("../migrations/sqlite/0012_execution_limits.sql")),
     (13, "functions", include_str!("../migrations/sqlite/0013_functions.sql")),
     (14, "lifecycle_extensions", include_str!("../migrations/sqlite/0014_lifecycle_extensions.sql")),
+    (15, "tenant_recovery", include_str!("../migrations/sqlite/0015_tenant_recovery.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -72,6 +73,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "execution_limits", include_str!("../migrations/postgres/0012_execution_limits.sql")),
     (13, "functions", include_str!("../migrations/postgres/0013_functions.sql")),
     (14, "lifecycle_extensions", include_str!("../migrations/postgres/0014_lifecycle_extensions.sql")),
+    (15, "tenant_recovery", include_str!("../migrations/postgres/0015_tenant_recovery.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -167,6 +169,18 @@ fn bind_tenant<'q>(
         .bind(t.version)
         .bind(t.created_at.millis())
         .bind(t.updated_at.millis())
+        .bind(t.lifecycle_execution_id.as_deref())
+}
+
+/// Forgets a tenant in the cache when dropped (see `tenant_purge`).
+struct ForgetOnDrop(Option<Arc<TenantCache>>, String);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.forget(&self.1);
+        }
+    }
 }
 
 /// Tenants that hold plan `id` (all but the offboarded tombstones).
@@ -699,7 +713,8 @@ impl Store for SqlStore {
                                 return Err(writer::unknown_plan(&t.plan));
                             }
                             let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
-                                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                                   created_at, updated_at, lifecycle_execution_id) \
+                                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
                             let res = bind_tenant(sqlx::query(sql), &t).execute(&mut *c).await;
                             match res {
                                 Err(e) if is_unique_violation(&e) => {
@@ -720,10 +735,11 @@ impl Store for SqlStore {
         if let Some(t) = self.tenants.as_ref().and_then(|c| c.get(id)) {
             return Ok(t);
         }
+        let purges = self.tenants.as_ref().map(|c| c.purges());
         let row = self.read_one("SELECT * FROM tenants WHERE id = $1", id, "tenant").await?;
         let t = rows::tenant(&row)?;
-        if let Some(c) = &self.tenants {
-            c.offer(&t);
+        if let (Some(c), Some(purges)) = (&self.tenants, purges) {
+            c.offer_read(&t, purges);
         }
         Ok(t)
     }
@@ -755,6 +771,61 @@ impl Store for SqlStore {
                     })
                 },
                 self.cache_tenant(),
+            )
+            .await
+    }
+
+    async fn tenant_purge(&self, id: &str, expected_version: i64, fx: &Effects) -> Result<()> {
+        let id = id.to_owned();
+        let cache = self.tenants.clone();
+        let gone = id.clone();
+        // Forgotten before the COMMIT (whoever sees it must not read the tombstone from
+        // memory) and after it (a read that ran in between may have offered it again).
+        let _forget_after = ForgetOnDrop(self.tenants.clone(), id.clone());
+        self.writer
+            .write_atomic_then(
+                fx,
+                move |c| {
+                    Box::pin(async move {
+                        let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1 AND version = $2 AND status = $3")
+                            .bind(&id)
+                            .bind(expected_version)
+                            .bind(TenantStatus::Offboarded.as_str())
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        if deleted.rows_affected() == 0 {
+                            let row = sqlx::query("SELECT version, status FROM tenants WHERE id = $1")
+                                .bind(&id)
+                                .fetch_optional(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                            let Some(row) = row else { return Err(Error::not_found("tenant", &id)) };
+                            let (found, status): (i64, String) = (row.get(0), row.get(1));
+                            if found != expected_version {
+                                return Err(Error::PreconditionFailed {
+                                    kind: "tenant",
+                                    id,
+                                    expected: expected_version,
+                                    found,
+                                });
+                            }
+                            return Err(Error::Conflict {
+                                code: "invalid-transition",
+                                message: format!("tenant {id:?} is {status}: only an offboarded tenant can be purged"),
+                            });
+                        }
+                        for table in ["tenant_resources", "tenant_secrets"] {
+                            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                                .bind(&id)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                        }
+                        Ok(())
+                    })
+                },
+                move |_| cache.iter().for_each(|c| c.forget(&gone)),
             )
             .await
     }

@@ -248,6 +248,12 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// Writes `tenant` if the stored version is still `expected_version`; returns the
     /// stored tenant with its new version. A stale version is `PreconditionFailed`.
     async fn tenant_update(&self, tenant: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant>;
+    /// Deletes an offboarded tenant's record (the tombstone) with its resource records
+    /// and stored secrets, and writes `fx`, in one transaction, if it is still at
+    /// `expected_version` (else `PreconditionFailed`) and offboarded (else a conflict
+    /// `invalid-transition`); its id can then be created again. Its events, audit
+    /// records and executions stay.
+    async fn tenant_purge(&self, id: &str, expected_version: i64, fx: &Effects) -> Result<()>;
 
     // API keys.
     async fn api_key_create(&self, key: &ApiKey, fx: &Effects) -> Result<()>;

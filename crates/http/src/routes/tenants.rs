@@ -27,6 +27,16 @@ pub struct TenantListQuery {
     pub cursor: Option<String>,
 }
 
+/// The query of `DELETE /v1/tenants/{id}`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteTenantQuery {
+    /// `true`: release an offboarded tenant's id once the export retention has passed
+    /// (admins only) instead of offboarding.
+    pub purge: Option<bool>,
+}
+
 /// The body of `POST /v1/tenants/{id}/plan`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -185,22 +195,36 @@ pub async fn change_plan(
 }
 
 /// Offboard a tenant; runs in the background (`status: offboarding`) and leaves a
-/// tombstone (`status: offboarded`).
+/// tombstone (`status: offboarded`). With `?purge=true`, release an offboarded
+/// tenant's id instead.
 ///
 /// The offboarding exports the tenant's data to the blob store before it deletes
 /// anything; the export's location is the tombstone's `export` resource and is named in
 /// `TenantOffboarded`.
+///
+/// A purge (admins only) deletes the tombstone and its resource records once the
+/// export retention (`serve --export-retention-days`) has passed since the offboarding
+/// ended (204; else 409 `retention-not-passed` saying from when; 409
+/// `invalid-transition` for a tenant that is not offboarded), writes `TenantPurged`
+/// and the audit entry `tenant.purge`, and lets `POST /v1/tenants` take the id again.
+/// Events, audit records and the export stay.
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
+    params(("id" = String, Path, description = "Tenant id"), DeleteTenantQuery, ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 202, body = TenantOperation),
+        (status = 204, description = "Purged: the id is free again"),
         (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn delete_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
     Path(id): Path<String>,
+    Query(q): Query<DeleteTenantQuery>,
     IfMatch(if_match): IfMatch,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<axum::response::Response> {
     record_tenant(&id);
-    Ok(accepted(s.app.tenant_offboard(&ctx, &id, if_match).await?))
+    if q.purge == Some(true) {
+        s.app.tenant_purge(&ctx, &id, if_match).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(accepted(s.app.tenant_offboard(&ctx, &id, if_match).await?).into_response())
 }

@@ -415,6 +415,16 @@ impl DatabaseProvisioner for PostgresDataPlane {
         Ok(Some(self.target(tenant_id, isolation)?.role))
     }
 
+    async fn login_exists(&self, tenant_id: &str, isolation: Isolation) -> Result<bool> {
+        let role = self.target(tenant_id, isolation)?.role;
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+            .bind(&role)
+            .fetch_optional(&self.admin)
+            .await
+            .map_err(pg("observe a login"))?;
+        Ok(found.is_some())
+    }
+
     async fn lone_logins(&self, isolation: Isolation) -> Result<Vec<ListedDatabase>> {
         let names = match isolation {
             // A silo role has the name of its database.

@@ -27,6 +27,9 @@ const CAPACITY: usize = 200_000;
 #[derive(Default)]
 pub(super) struct TenantCache {
     map: Mutex<HashMap<String, Tenant>>,
+    /// Purges so far ([`TenantCache::forget`]): a read that began before one offers
+    /// nothing, or it could put a purged tombstone back.
+    purges: std::sync::atomic::AtomicU64,
 }
 
 impl TenantCache {
@@ -39,10 +42,38 @@ impl TenantCache {
         self.map.lock().expect("tenant cache poisoned").clear();
     }
 
-    /// Stores `t` unless a newer version is already cached.
-    pub(super) fn offer(&self, t: &Tenant) {
+    /// Forgets a tenant whose record is deleted (a purge), before its COMMIT.
+    pub(super) fn forget(&self, id: &str) {
         let mut map = self.map.lock().expect("tenant cache poisoned");
-        if map.get(&t.id).is_some_and(|cached| cached.version >= t.version) {
+        self.purges.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.remove(id);
+    }
+
+    /// The purges so far, taken before a read whose result is offered with
+    /// [`TenantCache::offer_read`].
+    pub(super) fn purges(&self) -> u64 {
+        self.purges.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`TenantCache::offer`] for what a read found, unless a purge happened since it
+    /// began (`purges` then): the read may have found a record deleted since.
+    pub(super) fn offer_read(&self, t: &Tenant, purges: u64) {
+        let mut map = self.map.lock().expect("tenant cache poisoned");
+        // Under the lock `forget` takes to count a purge.
+        if self.purges() == purges {
+            Self::put(&mut map, t);
+        }
+    }
+
+    /// Stores `t` unless a newer version is already cached. A tenant created after a
+    /// purge of its id is newer than any version of the purged one (`created_at`
+    /// first), so the old tombstone never shadows it.
+    pub(super) fn offer(&self, t: &Tenant) {
+        Self::put(&mut self.map.lock().expect("tenant cache poisoned"), t);
+    }
+
+    fn put(map: &mut HashMap<String, Tenant>, t: &Tenant) {
+        if map.get(&t.id).is_some_and(|cached| (cached.created_at, cached.version) >= (t.created_at, t.version)) {
             return;
         }
         if map.len() >= CAPACITY {
@@ -114,6 +145,7 @@ mod tests {
             version,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            lifecycle_execution_id: None,
         }
     }
 
@@ -127,6 +159,18 @@ mod tests {
         let Err(generation) = c.get("pro") else { panic!("empty cache") };
         c.fill(generation, "pro", &2);
         assert_eq!(c.get("pro"), Ok(2));
+    }
+
+    #[test]
+    fn a_read_racing_a_purge_is_not_cached() {
+        let c = TenantCache::default();
+        c.offer(&t(3));
+        let before = c.purges();
+        c.forget("acme");
+        c.offer_read(&t(3), before);
+        assert!(c.get("acme").is_none(), "the purged tombstone stays out");
+        c.offer_read(&t(1), c.purges());
+        assert_eq!(c.get("acme").unwrap().version, 1, "a read after the purge is cached");
     }
 
     #[test]

@@ -182,12 +182,13 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
 async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], anonymous: bool) -> Result<()> {
     if anonymous {
         for chunk in writes.chunks(100) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated, \
-                 v_expected) AS (VALUES {values}) \
+                 v_lifecycle, v_expected) AS (VALUES {values}) \
                  UPDATE tenants SET name = v_name, plan_id = v_plan, region = v_region, status = v_status, \
-                 metadata = v_metadata, version = v_version, updated_at = v_updated \
+                 metadata = v_metadata, version = v_version, updated_at = v_updated, \
+                 lifecycle_execution_id = v_lifecycle \
                  FROM v WHERE id = v_id AND version = v_expected RETURNING id"
             );
             let mut q = sqlx::query(&sql);
@@ -230,7 +231,7 @@ pub(super) async fn revoke_offboarded_keys<'a>(
 pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Result<()> {
     // created_at ($8) is bound with the other columns but never written.
     let sql = "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
-               updated_at = $9 WHERE id = $1 AND version = $10";
+               updated_at = $9, lifecycle_execution_id = $10 WHERE id = $1 AND version = $11";
     let res = super::bind_tenant(sqlx::query(sql), &w.tenant)
         .bind(w.expected_version)
         .execute(&mut *conn)

@@ -60,6 +60,7 @@ pub(super) fn tenant(row: &AnyRow) -> Result<Tenant> {
         version: get(row, "version")?,
         created_at: Timestamp(get(row, "created_at")?),
         updated_at: Timestamp(get(row, "updated_at")?),
+        lifecycle_execution_id: get(row, "lifecycle_execution_id")?,
     })
 }
 

@@ -38,7 +38,7 @@ enum Op {
     /// Inserts a tenant whose plan must exist. The tenant inserts of one batch are one
     /// multi-row statement: tenant creation is the busiest API write, and a statement
     /// per tenant was most of the writer's time in the `provision` benchmark.
-    InsertTenant(Tenant),
+    InsertTenant(Box<Tenant>),
 }
 
 pub(super) struct Pending {
@@ -177,7 +177,7 @@ impl Writer {
     /// Only where [`Writer::merges_tenant_insert`] says so.
     pub(super) async fn insert_tenant(&self, t: &Tenant, fx: &Effects) -> Result<()> {
         debug_assert!(self.merges_tenant_insert(fx));
-        self.queue(Op::InsertTenant(t.clone()), fx, false, None).await
+        self.queue(Op::InsertTenant(Box::new(t.clone())), fx, false, None).await
     }
 
     async fn queue<T: 'static>(&self, op: Op, fx: &Effects, savepoint: bool, after: Option<AfterFn>) -> Result<T> {
@@ -203,11 +203,12 @@ impl Writer {
 async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result<Vec<Result<()>>> {
     let mut inserted = std::collections::HashSet::new();
     for chunk in tenants.chunks(100) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
-            "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated) \
-             AS (VALUES {values}) \
-             INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at) \
+            "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated, \
+             v_lifecycle) AS (VALUES {values}) \
+             INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at, \
+             lifecycle_execution_id) \
              SELECT * FROM v WHERE EXISTS (SELECT 1 FROM plans WHERE id = v_plan) \
              ON CONFLICT (id) DO NOTHING RETURNING id"
         );
@@ -270,7 +271,7 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
         batch.into_iter().partition(|p| matches!(p.op, Op::InsertTenant(_)));
     if !inserts.is_empty() {
         let tenants: Vec<&Tenant> =
-            inserts.iter().filter_map(|p| if let Op::InsertTenant(t) = &p.op { Some(t) } else { None }).collect();
+            inserts.iter().filter_map(|p| if let Op::InsertTenant(t) = &p.op { Some(&**t) } else { None }).collect();
         // One statement, atomic by itself: when it fails, nothing of it was written.
         let results = match insert_tenants(&mut tx, &tenants).await {
             Ok(results) => results,
@@ -280,7 +281,7 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
             if result.is_ok() {
                 effects.push(p.fx);
                 if let Op::InsertTenant(t) = p.op {
-                    created.push(t);
+                    created.push(*t);
                 }
             }
             outcomes.push((p.done, result.map(|()| Box::new(()) as BoxAny), None));
