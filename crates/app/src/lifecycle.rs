@@ -158,7 +158,14 @@ pub async fn check_current(
     if !is_reserved_resource(resource) || rec.state_machine == NOTIFY_MACHINE {
         return Ok(());
     }
-    let Some(tenant_id) = rec.tenant_id.as_deref() else { return Ok(()) };
+    // Lifecycle executions always name their tenant; a purge detaches the old tenant's
+    // executions from the id, so one without a tenant is a purged tenant's.
+    let Some(tenant_id) = rec.tenant_id.as_deref() else {
+        return Err(failure(
+            STALE_EXECUTION,
+            format!("execution {} belongs to a purged tenant: it changes nothing", rec.id),
+        ));
+    };
     let tenant = match store.tenant_get(tenant_id).await {
         Ok(t) => t,
         Err(Error::NotFound { .. }) => {

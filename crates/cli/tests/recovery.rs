@@ -188,5 +188,11 @@ async fn purge_releases_an_offboarded_id(backend: Backend) {
     let again = s.wait_status("acme", "active").await;
     assert_eq!(again["name"], "Again");
     assert_eq!(kinds(&s.get("/v1/tenants/acme/resources").await.body), ["database", "defaults", "namespace"]);
+    // The new acme's key sees its own provisioning, not the old tenant's executions.
+    let key = s.key("tenant", Some("acme")).await;
+    let listed = s.call_with(Some(&key), Method::GET, "/v1/executions?tenant_id=acme", None, &[]).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let ids: Vec<&str> = listed.body["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [res.body["execution_id"].as_str().unwrap()], "{}", listed.body);
     s.stop().await;
 }

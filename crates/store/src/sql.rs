@@ -822,6 +822,14 @@ impl Store for SqlStore {
                                 .await
                                 .map_err(db_err)?;
                         }
+                        // The old tenant's executions stay (an operator finds them by id, and
+                        // events and audit name them) but no longer belong to the id: a new
+                        // tenant given it must not read them with its tenant key.
+                        sqlx::query("UPDATE executions SET tenant_id = NULL WHERE tenant_id = $1")
+                            .bind(&id)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
                         Ok(())
                     })
                 },
