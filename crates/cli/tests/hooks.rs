@@ -51,18 +51,6 @@ async fn receiver(status: u16) -> (String, Calls) {
     (url, calls)
 }
 
-async fn wait_status(s: &TestServer, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let res = s.get(&format!("/v1/tenants/{id}")).await;
-        if res.body["status"] == status {
-            return res.body;
-        }
-        assert!(Instant::now() < deadline, "tenant {id} never became {status}: {}", res.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn hooks_are_called_before_activation(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (url, calls) = receiver(200).await;
@@ -72,7 +60,7 @@ async fn hooks_are_called_before_activation(backend: Backend) {
     s.call(Method::PUT, "/v1/hooks/offboarding", Some(json!({"url": other, "events": ["offboard"]}))).await;
     s.put_plan("basic", "pool").await;
     s.create_tenant("acme", "basic").await;
-    wait_status(&s, "acme", "active").await;
+    s.wait_status("acme", "active").await;
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let (key, body) = &calls[0];
@@ -100,7 +88,7 @@ async fn a_failing_hook_fails_the_provisioning(backend: Backend) {
     assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
     s.put_plan("basic", "pool").await;
     s.create_tenant("acme", "basic").await;
-    wait_status(&s, "acme", "failed").await;
+    s.wait_status("acme", "failed").await;
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2, "max_attempts attempts");
     assert_eq!(calls[0].0, calls[1].0, "the same idempotency key on every attempt");
@@ -143,11 +131,11 @@ async fn a_failed_tenant_is_retried_to_active_once_its_hook_is_fixed(backend: Ba
     assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
     s.put_plan("basic", "pool").await;
     s.create_tenant("acme", "basic").await;
-    wait_status(&s, "acme", "failed").await;
+    s.wait_status("acme", "failed").await;
     // Only a failed tenant is retried; the retry of an active one changes nothing.
     status.store(200, std::sync::atomic::Ordering::SeqCst);
     s.create_tenant("other", "basic").await;
-    wait_status(&s, "other", "active").await;
+    s.wait_status("other", "active").await;
     let res = s.call(Method::POST, "/v1/tenants/other/retry", None).await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "invalid-transition"), "{}", res.body);
     assert_eq!(s.get("/v1/tenants/other").await.body["status"], "active");
@@ -159,7 +147,7 @@ async fn a_failed_tenant_is_retried_to_active_once_its_hook_is_fixed(backend: Ba
     let res = s.call(Method::POST, "/v1/tenants/acme/retry", None).await;
     assert_eq!((res.status, res.body["status"].as_str()), (StatusCode::ACCEPTED, Some("provisioning")), "{}", res.body);
     let execution = res.body["execution_id"].as_str().unwrap().to_owned();
-    let t = wait_status(&s, "acme", "active").await;
+    let t = s.wait_status("acme", "active").await;
     assert_eq!(t["plan"], "basic");
     let mut kinds: Vec<String> = s.get("/v1/tenants/acme/resources").await.body["items"]
         .as_array()
@@ -233,8 +221,8 @@ async fn silo_tenants_get_a_database_file() {
     s.put_plan("shared", "pool").await;
     s.create_tenant("big", "dedicated").await;
     s.create_tenant("small", "shared").await;
-    wait_status(&s, "big", "active").await;
-    wait_status(&s, "small", "active").await;
+    s.wait_status("big", "active").await;
+    s.wait_status("small", "active").await;
     let file = s.dir.path().join("tenants").join("big").join("data.db");
     assert!(file.exists(), "{} missing", file.display());
     assert!(!s.dir.path().join("tenants").join("small").exists(), "pool tenants share the pool");
@@ -252,12 +240,12 @@ async fn silo_tenants_get_a_database_file() {
     let hook = json!({"url": url, "events": ["provision"], "max_attempts": 1});
     assert_eq!(s.call(Method::PUT, "/v1/hooks/gate", Some(hook)).await.status, StatusCode::CREATED);
     s.create_tenant("doomed", "dedicated").await;
-    wait_status(&s, "doomed", "failed").await;
+    s.wait_status("doomed", "failed").await;
     assert!(!s.dir.path().join("tenants").join("doomed").exists(), "compensation removed the database");
 
     let res = s.call(Method::DELETE, "/v1/tenants/big", None).await;
     assert!(res.status.is_success(), "{}", res.body);
-    wait_status(&s, "big", "offboarded").await;
+    s.wait_status("big", "offboarded").await;
     assert!(!file.exists(), "offboarding deletes the database");
     s.stop().await;
 }
@@ -267,7 +255,7 @@ async fn plan_change_and_offboard_hooks(backend: Backend) {
     s.put_plan("basic", "pool").await;
     s.put_plan("pro", "pool").await;
     s.create_tenant("acme", "basic").await;
-    wait_status(&s, "acme", "active").await;
+    s.wait_status("acme", "active").await;
     // A plan-change hook that refuses: the tenant stays on its plan.
     let (refuse, refused) = receiver(409).await;
     let hook = json!({"url": refuse, "events": ["plan_change"], "max_attempts": 1});
@@ -288,7 +276,7 @@ async fn plan_change_and_offboard_hooks(backend: Backend) {
     assert_eq!(s.call(Method::PUT, "/v1/hooks/export", Some(hook)).await.status, StatusCode::CREATED);
     let res = s.call(Method::DELETE, "/v1/tenants/acme", None).await;
     assert!(res.status.is_success(), "{}", res.body);
-    wait_status(&s, "acme", "offboarded").await;
+    s.wait_status("acme", "offboarded").await;
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
     assert_eq!((calls[0].1["event"].clone(), calls[0].1["tenant"]["id"].clone()), (json!("offboard"), json!("acme")));
@@ -329,8 +317,8 @@ async fn callback_hooks_answer_through_task_tokens(backend: Backend) {
         let res = s.call_with(Some(&service), Method::POST, &path, Some(body), &[]).await;
         assert!(res.status.is_success(), "{}", res.body);
     }
-    wait_status(&s, "yes", "active").await;
-    wait_status(&s, "no", "failed").await;
+    s.wait_status("yes", "active").await;
+    s.wait_status("no", "failed").await;
     let events = s.get("/v1/events?tenant_id=no&detail_type=TenantProvisioningFailed").await.body;
     let detail = &events["items"][0]["detail"];
     assert_eq!(
@@ -339,18 +327,6 @@ async fn callback_hooks_answer_through_task_tokens(backend: Backend) {
     );
     assert_eq!(s.get("/v1/tenants/no/resources").await.body["items"], json!([]), "undone");
     s.stop().await;
-}
-
-async fn wait_execution(s: &TestServer, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let res = s.get(&format!("/v1/executions/{id}")).await;
-        if res.body["status"] == status {
-            return res.body;
-        }
-        assert!(Instant::now() < deadline, "execution {id} never became {status}: {}", res.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn suspend_and_resume_notify_their_hooks(backend: Backend) {
@@ -363,13 +339,13 @@ async fn suspend_and_resume_notify_their_hooks(backend: Backend) {
     assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
     s.put_plan("basic", "pool").await;
     s.create_tenant("acme", "basic").await;
-    wait_status(&s, "acme", "active").await;
+    s.wait_status("acme", "active").await;
 
     // The status changes in the request; the hooks hear of it afterwards.
     let res = s.call(Method::POST, "/v1/tenants/acme/suspend", None).await;
     assert_eq!((res.status, res.body["status"].as_str()), (StatusCode::OK, Some("suspended")), "{}", res.body);
     let execution = res.body["execution_id"].as_str().unwrap().to_owned();
-    let done = wait_execution(&s, &execution, "SUCCEEDED").await;
+    let done = s.wait_execution(&execution, "SUCCEEDED").await;
     assert_eq!(done["state_machine"], "tenancy.tenant.notify");
     let seen = calls.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -403,7 +379,7 @@ async fn suspend_and_resume_notify_their_hooks(backend: Backend) {
     let path = format!("/v1/task-tokens/{token}/success");
     let res = s.call_with(Some(&service), Method::POST, &path, Some(json!({"output": {}})), &[]).await;
     assert!(res.status.is_success(), "{}", res.body);
-    wait_execution(&s, &execution, "SUCCEEDED").await;
+    s.wait_execution(&execution, "SUCCEEDED").await;
     assert_eq!(calls.lock().unwrap().len(), 2, "exactly one call per change");
     s.stop().await;
 }
@@ -415,11 +391,11 @@ async fn a_failing_suspend_hook_fails_the_notification_not_the_suspension(backen
     assert_eq!(s.call(Method::PUT, "/v1/hooks/crm", Some(hook)).await.status, StatusCode::CREATED);
     s.put_plan("basic", "pool").await;
     s.create_tenant("acme", "basic").await;
-    wait_status(&s, "acme", "active").await;
+    s.wait_status("acme", "active").await;
     let res = s.call(Method::POST, "/v1/tenants/acme/suspend", None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let execution = res.body["execution_id"].as_str().unwrap().to_owned();
-    let failed = wait_execution(&s, &execution, "FAILED").await;
+    let failed = s.wait_execution(&execution, "FAILED").await;
     assert_eq!(failed["error"], "Tenancy.HookFailed", "{failed}");
     assert!(failed["cause"].as_str().unwrap().contains("HTTP 500"), "{failed}");
     let calls = calls.lock().unwrap().clone();
@@ -441,11 +417,11 @@ async fn offboarding_exports_a_silo_tenant() {
     let s = TestServer::start(Backend::Sqlite).await;
     s.put_plan("dedicated", "silo").await;
     s.create_tenant("big", "dedicated").await;
-    wait_status(&s, "big", "active").await;
+    s.wait_status("big", "active").await;
     let res = s.call(Method::DELETE, "/v1/tenants/big", None).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
     let execution = res.body["execution_id"].as_str().unwrap().to_owned();
-    wait_status(&s, "big", "offboarded").await;
+    s.wait_status("big", "offboarded").await;
     assert!(!s.dir.path().join("tenants").join("big").exists(), "the database is gone");
 
     let events = s.get("/v1/events?tenant_id=big&detail_type=TenantOffboarded").await.body;

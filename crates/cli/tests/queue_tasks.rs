@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -24,18 +23,6 @@ async fn start(s: &TestServer, machine: &str, input: Value) -> String {
     let res = s.call(Method::POST, "/v1/executions", Some(json!({"state_machine": machine, "input": input}))).await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
     res.body["id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_execution(s: &TestServer, id: &str, status: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let res = s.get(&format!("/v1/executions/{id}")).await;
-        if res.body["status"] == status {
-            return res.body;
-        }
-        assert!(Instant::now() < deadline, "execution {id} never became {status}: {}", res.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A worker's receive (long poll): the one message the execution sent.
@@ -76,7 +63,7 @@ async fn wait_for_task_token_through_a_queue(backend: Backend) {
     assert!(res.status.is_success(), "{}", res.body);
     let path = format!("/v1/queues/work/messages/{}", message["receipt"].as_str().unwrap());
     assert_eq!(s.call_with(Some(&worker), Method::DELETE, &path, None, &[]).await.status, StatusCode::NO_CONTENT);
-    let done = wait_execution(&s, &id, "SUCCEEDED", 15).await;
+    let done = s.wait_execution(&id, "SUCCEEDED").await;
     assert_eq!(done["output"], json!({"shipped": true, "order": 42}));
     s.stop().await;
 }
@@ -91,7 +78,7 @@ async fn heartbeat_timeout_fails_the_task(backend: Backend) {
     // The worker takes the message and then says nothing.
     let message = receive_one(&s, support::ADMIN).await;
     assert!(message["body"]["token"].is_string());
-    let failed = wait_execution(&s, &id, "FAILED", 15).await;
+    let failed = s.wait_execution(&id, "FAILED").await;
     assert_eq!(failed["error"], "States.HeartbeatTimeout", "{failed}");
     s.stop().await;
 }
@@ -102,7 +89,7 @@ async fn plain_send(backend: Backend) {
         "Parameters": {"QueueName": "work", "MessageBody.$": "$.payload", "MessageGroupId": "g"}, "End": true});
     setup(&s, "send", task).await;
     let id = start(&s, "send", json!({"payload": "hello"})).await;
-    let done = wait_execution(&s, &id, "SUCCEEDED", 15).await;
+    let done = s.wait_execution(&id, "SUCCEEDED").await;
     assert!(done["output"]["MessageId"].as_str().unwrap().starts_with("msg_"), "{done}");
     let message = receive_one(&s, support::ADMIN).await;
     assert_eq!((message["body"].clone(), message["group_id"].clone()), (json!("hello"), json!("g")));
@@ -113,6 +100,6 @@ async fn plain_send(backend: Backend) {
     let definition = json!({"StartAt": "Send", "States": {"Send": task}});
     s.call(Method::PUT, "/v1/state-machines/bad", Some(json!({"definition": definition}))).await;
     let id = start(&s, "bad", json!({})).await;
-    assert_eq!(wait_execution(&s, &id, "FAILED", 15).await["error"], "Tenancy.not-found");
+    assert_eq!(s.wait_execution(&id, "FAILED").await["error"], "Tenancy.not-found");
     s.stop().await;
 }

@@ -37,18 +37,6 @@ async fn receiver(status: Arc<AtomicU16>) -> (String, Calls) {
     (url, calls)
 }
 
-async fn wait_execution(s: &TestServer, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let res = s.get(&format!("/v1/executions/{id}")).await;
-        if res.body["status"] == status {
-            return res.body;
-        }
-        assert!(Instant::now() < deadline, "execution {id} never became {status}: {}", res.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn kinds(resources: &Value) -> Vec<String> {
     let mut k: Vec<String> =
         resources["items"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap().to_owned()).collect();
@@ -71,7 +59,7 @@ async fn a_redriven_old_provisioning_cannot_undo_a_retry(backend: Backend) {
     let created = s.create_tenant("acme", "vault").await;
     let old = created.body["execution_id"].as_str().unwrap().to_owned();
     s.wait_status("acme", "failed").await;
-    wait_execution(&s, &old, "FAILED").await;
+    s.wait_execution(&old, "FAILED").await;
 
     // The hook is fixed, and a callback hook holds the new attempt before Activate.
     status.store(200, Ordering::SeqCst);
@@ -116,7 +104,7 @@ async fn a_redriven_old_provisioning_cannot_undo_a_retry(backend: Backend) {
     // The retry goes on to activate the tenant.
     let res = s.call(Method::POST, &format!("/v1/task-tokens/{token}/success"), Some(json!({"output": {}}))).await;
     assert!(res.status.is_success(), "{}", res.body);
-    wait_execution(&s, &new, "SUCCEEDED").await;
+    s.wait_execution(&new, "SUCCEEDED").await;
     s.wait_status("acme", "active").await;
     assert_eq!(kinds(&s.get("/v1/tenants/acme/resources").await.body), ["database", "defaults", "namespace"]);
     s.stop().await;

@@ -64,18 +64,6 @@ async fn complete(s: &TestServer, token: &str) -> StatusCode {
     s.call_with(Some(&service), Method::POST, &path, Some(json!({"output": {"ok": true}})), &[]).await.status
 }
 
-async fn wait_status(s: &TestServer, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let res = s.get(&format!("/v1/executions/{id}")).await;
-        if res.body["status"] == status {
-            return res.body;
-        }
-        assert!(Instant::now() < deadline, "{id} never became {status}: {}", res.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The `task_token` column of an execution, and its cursor and pending action.
 async fn stored_row(s: &TestServer, id: &str) -> (Option<String>, String, String) {
     let sql = "SELECT task_token, cursor, pending FROM executions WHERE id = $1";
@@ -112,7 +100,7 @@ async fn tokens_are_random_and_stored_hashed(backend: Backend) {
     assert_eq!(stored.as_deref(), Some(&*tenancy_app::engine::token_hash(&token)), "its SHA-256");
     assert!(!cursor.contains(&token) && !pending.contains(&token), "not in the waiting execution's row");
     assert_eq!(complete(&s, &token).await, StatusCode::NO_CONTENT);
-    assert_eq!(wait_status(&s, &id, "SUCCEEDED").await["output"], json!({"ok": true}));
+    assert_eq!(s.wait_execution(&id, "SUCCEEDED").await["output"], json!({"ok": true}));
     assert_eq!(complete(&s, &token).await, StatusCode::NOT_FOUND, "spent");
     s.stop().await;
 }
@@ -134,7 +122,7 @@ async fn tokens_are_bound_to_their_attempt(backend: Backend) {
     assert_eq!(complete(&s, &others).await, StatusCode::NO_CONTENT, "completes its own execution only");
     assert_eq!(s.get(&format!("/v1/executions/{id}")).await.body["status"], "RUNNING");
     assert_eq!(complete(&s, &second).await, StatusCode::NO_CONTENT);
-    wait_status(&s, &id, "SUCCEEDED").await;
+    s.wait_execution(&id, "SUCCEEDED").await;
     s.stop().await;
 }
 
@@ -172,5 +160,5 @@ async fn a_waiting_token_survives_kill_9() {
     let path = format!("/v1/task-tokens/{token}/heartbeat");
     assert_eq!(s.call(Method::POST, &path, None).await.status, StatusCode::NO_CONTENT);
     assert_eq!(complete(&s, &token).await, StatusCode::NO_CONTENT);
-    wait_status(&s, &id, "SUCCEEDED").await;
+    s.wait_execution(&id, "SUCCEEDED").await;
 }

@@ -52,19 +52,6 @@ async fn start_execution(s: &TestServer, machine: &str, input: Value) -> String 
     res.body["id"].as_str().unwrap().to_owned()
 }
 
-/// Polls an execution until its status is `status`, failing after `secs`.
-async fn wait_execution(s: &TestServer, id: &str, status: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let res = s.get(&format!("/v1/executions/{id}")).await;
-        if res.body["status"] == status {
-            return res.body;
-        }
-        assert!(Instant::now() < deadline, "execution {id} never became {status}: {}", res.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn history(s: &TestServer, id: &str) -> Vec<Value> {
     let res = s.get(&format!("/v1/executions/{id}/history?limit=1000")).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
@@ -118,7 +105,7 @@ async fn runs_a_machine_end_to_end(backend: Backend) {
     let again = s.call(Method::POST, "/v1/executions", Some(body)).await;
     assert_eq!((again.status, again.body["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
 
-    let done = wait_execution(&s, &id, "SUCCEEDED", 10).await;
+    let done = s.wait_execution(&id, "SUCCEEDED").await;
     assert_eq!(done["output"], json!({"n": 42, "seen": true, "work": {"n": 42}, "size": "big"}));
     assert_eq!(done["name"], "answer");
     assert_eq!(done["state_machine"], "five");
@@ -130,7 +117,7 @@ async fn runs_a_machine_end_to_end(backend: Backend) {
     assert!(types(&h).contains(&"TaskSucceeded"));
 
     let small = start_execution(&s, "five", json!({"n": 1})).await;
-    wait_execution(&s, &small, "SUCCEEDED", 10).await;
+    s.wait_execution(&small, "SUCCEEDED").await;
     let listed = s.get("/v1/executions?state_machine=five&status=SUCCEEDED&limit=1").await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     let next = listed.body["next_cursor"].as_str().unwrap().to_owned();
@@ -210,12 +197,12 @@ async fn stop_and_redrive(backend: Backend) {
     )
     .await;
     let id = start_execution(&s, "fragile", json!({"x": 1})).await;
-    let failed = wait_execution(&s, &id, "FAILED", 10).await;
+    let failed = s.wait_execution(&id, "FAILED").await;
     assert_eq!((failed["error"].as_str(), failed["cause"].as_str()), (Some("Test.Broken"), Some("not yet")));
     ok.store(true, Ordering::SeqCst);
     let res = s.call(Method::POST, &format!("/v1/executions/{id}/redrive"), None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    let done = wait_execution(&s, &id, "SUCCEEDED", 10).await;
+    let done = s.wait_execution(&id, "SUCCEEDED").await;
     assert_eq!(done["output"]["before"], 1);
     assert_eq!(done["output"]["call"]["fixed"], true);
     assert_eq!(done["redrive_count"], 1);
@@ -258,7 +245,7 @@ async fn callback_tokens(backend: Backend) {
         )
         .await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
-    let done = wait_execution(&s, &id, "SUCCEEDED", 10).await;
+    let done = s.wait_execution(&id, "SUCCEEDED").await;
     assert_eq!(done["output"], json!({"approved": true}));
     // The token is spent.
     let res = s.call(Method::POST, &format!("/v1/task-tokens/{token}/success"), Some(json!({"output": {}}))).await;
@@ -274,7 +261,7 @@ async fn callback_tokens(backend: Backend) {
         )
         .await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
-    let failed = wait_execution(&s, &id, "FAILED", 10).await;
+    let failed = s.wait_execution(&id, "FAILED").await;
     assert_eq!(failed["error"], "Rejected");
     s.stop().await;
 }
@@ -285,8 +272,8 @@ async fn callback_timeouts(backend: Backend) {
     put_machine(&s, "quiet", callback_machine(json!({"TimeoutSeconds": 600, "HeartbeatSeconds": 1}))).await;
     let slow = start_execution(&s, "slow", json!({"order": 1})).await;
     let quiet = start_execution(&s, "quiet", json!({"order": 2})).await;
-    assert_eq!(wait_execution(&s, &slow, "FAILED", 15).await["error"], "States.Timeout");
-    assert_eq!(wait_execution(&s, &quiet, "FAILED", 15).await["error"], "States.HeartbeatTimeout");
+    assert_eq!(s.wait_execution(&slow, "FAILED").await["error"], "States.Timeout");
+    assert_eq!(s.wait_execution(&quiet, "FAILED").await["error"], "States.HeartbeatTimeout");
     s.stop().await;
 }
 
@@ -324,7 +311,7 @@ async fn http_invoke_against_a_local_receiver(backend: Backend) {
     )
     .await;
     let id = start_execution(&s, "caller", json!({"url": format!("http://{addr}/echo"), "who": "world"})).await;
-    let out = wait_execution(&s, &id, "SUCCEEDED", 10).await["output"].clone();
+    let out = s.wait_execution(&id, "SUCCEEDED").await["output"].clone();
     assert_eq!(out["status"], 200);
     assert_eq!(out["body"]["body"], json!({"hello": "world"}));
     assert_eq!(out["body"]["query"], json!({"q": "1"}));
@@ -339,7 +326,7 @@ async fn http_invoke_against_a_local_receiver(backend: Backend) {
     )
     .await;
     let id = start_execution(&s, "down", json!({"url": format!("http://{addr}/down")})).await;
-    let failed = wait_execution(&s, &id, "FAILED", 10).await;
+    let failed = s.wait_execution(&id, "FAILED").await;
     assert_eq!(failed["error"], "States.Http.StatusCode.503");
     s.stop().await;
     receiver.abort();
@@ -367,7 +354,7 @@ async fn put_events_and_execution_failed_events(backend: Backend) {
         )
         .await;
     let id = res.body["id"].as_str().unwrap().to_owned();
-    wait_execution(&s, &id, "FAILED", 10).await;
+    s.wait_execution(&id, "FAILED").await;
     let shipped = s.get("/v1/events?detail_type=OrderShipped").await.body["items"].as_array().unwrap().clone();
     assert_eq!(shipped.len(), 1);
     assert_eq!(shipped[0]["detail"], json!({"order": 9}));
@@ -414,7 +401,7 @@ async fn crash_recovery_continues_from_the_last_step(backend: Backend) {
 
     let second = start(opts()).await.unwrap();
     let s = TestServer::attach(second.url());
-    let done = wait_execution(&s, &id, "SUCCEEDED", 15).await;
+    let done = s.wait_execution(&id, "SUCCEEDED").await;
     assert_eq!(done["output"], json!({"one": 1, "echo": {"one": 1}, "two": 2}));
     assert_clean_history(&history(&s, &id).await);
     second.stop().await;
@@ -426,7 +413,7 @@ async fn tenant_provisioning_is_an_execution(backend: Backend) {
     let res = s.create_tenant("acme", "basic").await;
     let id = res.body["execution_id"].as_str().unwrap().to_owned();
     s.wait_status("acme", "active").await;
-    let exe = wait_execution(&s, &id, "SUCCEEDED", 10).await;
+    let exe = s.wait_execution(&id, "SUCCEEDED").await;
     assert_eq!(exe["state_machine"], "tenancy.tenant.provision");
     assert_eq!(exe["tenant_id"], "acme");
     let t = types(&history(&s, &id).await).into_iter().filter(|t| *t == "TaskSucceeded").count();
@@ -461,7 +448,7 @@ async fn two_replicas_share_the_executions() {
         ids.push(start_execution(s, "five", json!({"n": i})).await);
     }
     for id in &ids {
-        wait_execution(&a, id, "SUCCEEDED", 20).await;
+        a.wait_execution(id, "SUCCEEDED").await;
         assert_clean_history(&history(&b, id).await);
     }
     a.stop().await;

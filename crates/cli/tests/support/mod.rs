@@ -271,6 +271,20 @@ impl TestServer {
         }
     }
 
+    /// Polls an execution until its status is `status`, failing after 120 s (generous for
+    /// the same reason as [`TestServer::wait_status`]).
+    pub async fn wait_execution(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let res = self.get(&format!("/v1/executions/{id}")).await;
+            if res.body["status"] == status {
+                return res.body;
+            }
+            assert!(Instant::now() < deadline, "execution {id} never became {status}: {}", res.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Detail types of the archived events of a tenant, oldest first.
     pub async fn event_types(&self, tenant: &str) -> Vec<String> {
         let res = self.get(&format!("/v1/events?tenant_id={tenant}&limit=1000")).await;
