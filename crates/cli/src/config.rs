@@ -286,6 +286,13 @@ impl Config {
     }
 }
 
+/// The engine settings (`--workflow-*`) the environment (and `TENANCY_CONFIG`) sets,
+/// over the defaults: for servers started in-process, such as the bench's, to honour
+/// `TENANCY_WORKFLOW_IN_FLIGHT=64 cargo run -p tenancy-bench -- provision`.
+pub fn workflow_from_env() -> anyhow::Result<WorkflowSettings> {
+    Ok(Config::parse_from(Vec::<String>::new())?.serve.workflow)
+}
+
 /// `tenancy serve` as a command of its own.
 pub fn command() -> clap::Command {
     use clap::Args;

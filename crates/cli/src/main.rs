@@ -81,7 +81,7 @@ async fn main() -> ExitCode {
     };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::Serve(args) => match Config::load(args, matches.subcommand_matches("serve").expect("serve")) {
+        Command::Serve(args) => match Config::load(*args, matches.subcommand_matches("serve").expect("serve")) {
             Ok(config) => match serve(config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
