@@ -116,6 +116,7 @@ pub async fn run(args: EventDeliveryArgs) -> anyhow::Result<()> {
     let backend = if database_url.is_some() { "postgres" } else { "sqlite" };
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url, TOKEN);
     opts.node_id = Some("bench".into());
+    opts.workflow = tenancy::config::workflow_from_env()?;
     let server = start(opts).await?;
     let store = server.app.store().clone();
     let log = Arc::new(Mutex::new(Log::default()));

@@ -61,7 +61,7 @@ struct WorkflowArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `BENCH_LOG=<filter>` (e.g. `sqlx::query=debug`) logs to stderr, for profiling.
-    if let Ok(filter) = std::env::var("BENCH_LOG") {
+    if let Some(filter) = tenancy::config::env_var("BENCH_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)

@@ -83,6 +83,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     let (database_url, backend) = fresh_database(args.database_url.as_deref(), dir.path()).await?;
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
     opts.node_id = Some("bench".into());
+    opts.workflow = tenancy::config::workflow_from_env()?;
     let server = start(opts).await?;
     let base = server.url();
     let http = http_load::client(args.clients);
@@ -161,7 +162,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     }
     server.stop().await;
 
-    if std::env::var_os("BENCH_KEEP_DATA").is_some() {
+    if tenancy::config::env_flag("BENCH_KEEP_DATA") {
         eprintln!("data kept in {}", dir.keep().display());
     }
     let per_s = args.tenants as f64 / elapsed.as_secs_f64();

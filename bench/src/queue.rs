@@ -122,7 +122,9 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let database_url = crate::event_delivery::fresh_database(args.database_url.as_deref()).await?;
     let backend = if database_url.is_some() { "postgres" } else { "sqlite" };
-    let server = start(ServeOptions::for_tests(dir.path().to_owned(), database_url, TOKEN)).await?;
+    let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url, TOKEN);
+    opts.workflow = tenancy::config::workflow_from_env()?;
+    let server = start(opts).await?;
     let spec = QueueSpec {
         visibility_timeout_s: 300,
         max_receive_count: None,

@@ -101,7 +101,8 @@ async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
     let (database_url, backend) = fresh_database(server_url, dir.path()).await?;
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
     opts.node_id = Some("bench".into());
-    opts.worker = std::env::var_os("BENCH_NO_WORKER").is_none();
+    opts.workflow = tenancy::config::workflow_from_env()?;
+    opts.worker = !tenancy::config::env_flag("BENCH_NO_WORKER");
     let server = start(opts).await?;
     Ok(Bench { server, database_url, backend, _dir: dir })
 }
@@ -166,7 +167,7 @@ pub async fn tenant_create(args: CreateArgs) -> anyhow::Result<()> {
         .await
     };
     // Provisioning finishes in the background; wait for the last tenant to be active.
-    while std::env::var_os("BENCH_NO_WORKER").is_none() {
+    while !tenancy::config::env_flag("BENCH_NO_WORKER") {
         let active = count_status(&b.database_url, "active").await?;
         if active as usize >= args.tenants - created.errors {
             break;

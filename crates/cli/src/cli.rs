@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use crate::client::{Client, ClientError};
-use crate::config::LogFormat;
+pub use crate::config::ServeArgs;
 use crate::provisioning_cli;
 
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(TenantCmd),
@@ -71,65 +71,6 @@ pub enum Command {
     Reconciliation(crate::provisioning_cli::ReconciliationCmd),
     /// Print the OpenAPI document.
     Openapi,
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "TENANCY_LISTEN")]
-    pub listen: Option<std::net::SocketAddr>,
-    /// Data directory: SQLite database, blobs, admin token [default: ./tenancy-data].
-    #[arg(long, env = "TENANCY_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// `postgres://...` to run on PostgreSQL instead of SQLite in the data directory.
-    #[arg(long, env = "TENANCY_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// TOML config file: a key per flag of `serve`, `-` written `_` (e.g. data_plane_url,
-    /// event_retention_days; lists for roles and outbound_allow). Flags beat the
-    /// environment, which beats the file.
-    #[arg(long, env = "TENANCY_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Log format [default: text].
-    #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Roles to run, comma separated: api, worker [default: api,worker].
-    #[arg(long, env = "TENANCY_ROLES", value_delimiter = ',')]
-    pub roles: Option<Vec<String>>,
-    /// Days archived events and finished deliveries are kept [default: 30].
-    #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS")]
-    pub event_retention_days: Option<u32>,
-    /// Days an offboarded tenant's export is kept before its id may be purged
-    /// (`tenants purge`) [default: 30].
-    #[arg(long, env = "TENANCY_EXPORT_RETENTION_DAYS")]
-    pub export_retention_days: Option<u32>,
-    /// Kinds of missing resources the reconciler recreates on its own, comma separated:
-    /// database, schema, role, record, or none; the others are only reported, for
-    /// `reconciliation repair` [default: role,record].
-    #[arg(long, env = "TENANCY_RECONCILE_REPAIR", value_delimiter = ',')]
-    pub reconcile_repair: Option<Vec<String>>,
-    /// Blob store for audit exports: file:///path or s3://bucket/prefix [default: <data dir>/blobs].
-    #[arg(long, env = "TENANCY_BLOB_URL")]
-    pub blob_url: Option<String>,
-    /// `postgres://...` where tenants' databases are created (a database per silo tenant,
-    /// a schema per pool tenant) [default: the control-plane server on PostgreSQL,
-    /// SQLite files under <data dir>/tenants on SQLite].
-    #[arg(long, env = "TENANCY_DATA_PLANE_URL", hide_env_values = true)]
-    pub data_plane_url: Option<String>,
-    /// Prefix of data-plane database, schema and role names [default: tenancy].
-    #[arg(long, env = "TENANCY_DATA_PLANE_PREFIX")]
-    pub data_plane_prefix: Option<String>,
-    /// Destinations http:invoke, webhooks and hooks may reach although the outbound
-    /// policy refuses them (loopback, private, link-local, ...): CIDRs, addresses or
-    /// host names, comma separated or repeated (e.g. 127.0.0.0/8,::1) [default: none].
-    #[arg(long, env = "TENANCY_OUTBOUND_ALLOW", value_delimiter = ',')]
-    pub outbound_allow: Option<Vec<String>>,
-    /// File holding the master key that seals stored secrets (base64 of 32 bytes);
-    /// replicas share it [default: <data dir>/master.key, generated for a new database].
-    #[arg(long, env = "TENANCY_MASTER_KEY_FILE")]
-    pub master_key_file: Option<PathBuf>,
-    /// Client connections served at once; more wait until one closes [default: 1024].
-    #[arg(long, env = "TENANCY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -393,7 +334,7 @@ fn opt_query(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, Str
 /// The token to use: the flag/env, else the generated admin key of the local data dir.
 pub fn resolve_token(token: Option<String>) -> Option<String> {
     token.or_else(|| {
-        let dir = std::env::var("TENANCY_DATA_DIR").unwrap_or_else(|_| crate::config::DEFAULT_DATA_DIR.into());
+        let dir = crate::config::env_var("TENANCY_DATA_DIR").unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
         std::fs::read_to_string(PathBuf::from(dir).join("admin-token")).ok().map(|s| s.trim().to_owned())
     })
 }

@@ -3,11 +3,11 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use secrecy::ExposeSecret;
-use tenancy::cli::{run_client, Cli, Command, ServeArgs};
-use tenancy::config::{resolve, FileConfig, LogFormat};
+use tenancy::cli::{run_client, Cli, Command};
+use tenancy::config::{Config, LogFormat};
 use tenancy::serve::start;
 use tracing_subscriber::EnvFilter;
 
@@ -31,12 +31,8 @@ fn init_tracing(format: LogFormat) {
 /// The shortest `TENANCY_ADMIN_TOKEN` accepted (a generated key has 43 random characters).
 const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let (opts, log_format) = resolve(args, file, |k| std::env::var(k).ok())?;
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let Config { log_format, serve: opts } = config;
     init_tracing(log_format);
     if let Some(t) = &opts.admin_token {
         anyhow::ensure!(
@@ -73,10 +69,26 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Clap's errors exit 2; a bad value from the environment names its variable.
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) if tenancy::config::env_source(&e, &argv).is_some() => {
+            eprintln!("error: {}", tenancy::config::explain(e, &argv));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::Serve(args) => match serve(args).await {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Serve(args) => match Config::load(*args, matches.subcommand_matches("serve").expect("serve")) {
+            Ok(config) => match serve(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE

@@ -14,13 +14,14 @@ use tenancy_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Everything `serve` needs, resolved from flags, environment and config file.
+/// Everything `serve` needs, resolved from flags, environment and config file
+/// ([`crate::config::Config`]).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// `None`: SQLite in the data directory.
-    pub database_url: Option<String>,
+    /// `None`: SQLite in the data directory. A secret: the URL may hold a password.
+    pub database_url: Option<SecretString>,
     pub admin_token: Option<SecretString>,
     /// Serve the HTTP API.
     pub api: bool,
@@ -35,6 +36,8 @@ pub struct ServeOptions {
     /// Kinds of missing resources the reconciler recreates on its own; the others
     /// are reported for an operator's repair.
     pub reconcile_repair: Vec<tenancy_app::reconcile::DriftKind>,
+    /// Time between reconciliation passes (60 s).
+    pub reconcile_interval: std::time::Duration,
     /// Where audit exports go: `None` for `<data dir>/blobs`, or `file:///path`.
     pub blob_url: Option<String>,
     /// Retries of a failed delivery are spread over at most this window (24 hours).
@@ -60,6 +63,41 @@ pub struct ServeOptions {
     pub outbound_allow: Vec<String>,
     /// The connection cap and the header read (and keep-alive idle) timeout.
     pub connections: tenancy_http::ConnectionLimits,
+    /// The workflow engine's lease, batch and concurrency, and the caps on running
+    /// executions.
+    pub workflow: WorkflowSettings,
+}
+
+/// The workflow engine's settings (`--workflow-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkflowSettings {
+    /// How long a crashed worker's executions stay leased.
+    pub lease: std::time::Duration,
+    /// Executions claimed at once.
+    pub batch: u32,
+    /// Executions this process advances concurrently.
+    pub max_in_flight: usize,
+    /// Of those, slots only lifecycle executions take (at most half).
+    pub lifecycle_slots: usize,
+    /// RUNNING user executions per state machine (429 beyond).
+    pub max_running_per_machine: u64,
+    /// RUNNING user executions per tenant (429 beyond).
+    pub max_running_per_tenant: u64,
+}
+
+impl Default for WorkflowSettings {
+    /// The engine's own defaults.
+    fn default() -> Self {
+        let e = tenancy_app::engine::EngineOptions::new("");
+        WorkflowSettings {
+            lease: e.lease,
+            batch: e.batch,
+            max_in_flight: e.max_in_flight,
+            lifecycle_slots: e.lifecycle_slots,
+            max_running_per_machine: tenancy_app::engine::MAX_RUNNING_PER_STATE_MACHINE,
+            max_running_per_tenant: tenancy_app::engine::MAX_RUNNING_PER_TENANT,
+        }
+    }
 }
 
 impl ServeOptions {
@@ -71,7 +109,7 @@ impl ServeOptions {
         ServeOptions {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             data_dir,
-            database_url,
+            database_url: database_url.map(SecretString::from),
             admin_token: Some(SecretString::from(admin_token.to_owned())),
             api: true,
             worker: true,
@@ -79,6 +117,7 @@ impl ServeOptions {
             event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
             export_retention_days: DEFAULT_EXPORT_RETENTION_DAYS,
             reconcile_repair: tenancy_app::reconcile::DriftKind::DEFAULT_REPAIR.to_vec(),
+            reconcile_interval: std::time::Duration::from_secs(60),
             blob_url: None,
             delivery_retry_window: tenancy_events_window(),
             master_key: None,
@@ -88,6 +127,7 @@ impl ServeOptions {
             // Test servers' webhook receivers, hooks and HTTP endpoints run on loopback.
             outbound_allow: vec!["127.0.0.0/8".into(), "::1".into()],
             connections: tenancy_http::ConnectionLimits::default(),
+            workflow: WorkflowSettings::default(),
         }
     }
 }
@@ -197,7 +237,7 @@ pub fn open_data_plane(opts: &ServeOptions) -> anyhow::Result<Arc<dyn tenancy_st
         tracing::info!(url = %redact_url(url), prefix, "data plane: PostgreSQL");
         return Ok(Arc::new(PostgresDataPlane::new(url, prefix)?));
     }
-    match opts.database_url.as_deref() {
+    match opts.database_url.as_ref().map(|u| u.expose_secret()) {
         Some(url) if is_pg(url) => {
             tracing::info!(url = %redact_url(url), prefix, "data plane: the control plane's PostgreSQL server");
             Ok(Arc::new(PostgresDataPlane::new(url, prefix)?))
@@ -301,7 +341,7 @@ fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
     create_data_dir(&opts.data_dir)?;
     let url = match &opts.database_url {
-        Some(url) => url.clone(),
+        Some(url) => secrecy::ExposeSecret::expose_secret(url).to_owned(),
         None => format!("sqlite://{}", opts.data_dir.join("tenancy.db").display()),
     };
     let store = SqlStore::connect(&SqlOptions::new(&url))
@@ -323,11 +363,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let secrets = open_secret_box(&opts, &*store).await?;
     let mut app = App::new(store.clone(), opts.admin_token.clone());
     // Caps on RUNNING user executions per state machine and per tenant (429 beyond).
-    let cap = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    app.set_execution_caps(
-        cap("TENANCY_WORKFLOW_MAX_RUNNING_PER_MACHINE").unwrap_or(tenancy_app::engine::MAX_RUNNING_PER_STATE_MACHINE),
-        cap("TENANCY_WORKFLOW_MAX_RUNNING_PER_TENANT").unwrap_or(tenancy_app::engine::MAX_RUNNING_PER_TENANT),
-    );
+    app.set_execution_caps(opts.workflow.max_running_per_machine, opts.workflow.max_running_per_tenant);
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
     app.set_reconcile_repair(&opts.reconcile_repair);
     let app = Arc::new(app);
@@ -352,30 +388,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         start_event_loops(&secrets, &outbound, &store, &opts, &node_id, &shutdown, &mut tasks);
         let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
-        // How long a crashed worker's executions stay leased (default 60 s).
-        if let Some(s) = std::env::var("TENANCY_WORKFLOW_LEASE_S").ok().and_then(|v| v.parse::<u64>().ok()) {
-            engine_opts.lease = std::time::Duration::from_secs(s.max(1));
-        }
-        if let Some(n) = std::env::var("TENANCY_WORKFLOW_BATCH").ok().and_then(|v| v.parse::<u32>().ok()) {
-            engine_opts.batch = n.max(1);
-        }
-        // Executions advanced concurrently by this process (default 128).
-        if let Some(n) = std::env::var("TENANCY_WORKFLOW_IN_FLIGHT").ok().and_then(|v| v.parse::<usize>().ok()) {
-            engine_opts.max_in_flight = n.max(1);
-        }
-        // Of those, slots only lifecycle executions take (default 32, at most half).
-        if let Some(n) = std::env::var("TENANCY_WORKFLOW_LIFECYCLE_SLOTS").ok().and_then(|v| v.parse::<usize>().ok()) {
-            engine_opts.lifecycle_slots = n;
-        }
+        engine_opts.lease = opts.workflow.lease;
+        engine_opts.batch = opts.workflow.batch;
+        engine_opts.max_in_flight = opts.workflow.max_in_flight;
+        engine_opts.lifecycle_slots = opts.workflow.lifecycle_slots;
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
-        // Reconciliation every TENANCY_RECONCILE_INTERVAL_S seconds (default 60).
-        let every =
-            std::env::var("TENANCY_RECONCILE_INTERVAL_S").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
-        tasks.push(tokio::spawn(tenancy_app::reconcile::run(
-            app.clone(),
-            std::time::Duration::from_secs(every.max(1)),
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(tenancy_app::reconcile::run(app.clone(), opts.reconcile_interval, shutdown.clone())));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

@@ -280,3 +280,41 @@ async fn serve_reads_every_config_key(backend: Backend) {
 fn reqwest_blocking_get(url: &str) -> u16 {
     reqwest::blocking_get(url, support::ADMIN)
 }
+
+/// A setting that does not parse stops `tenancy serve` before it touches anything, with
+/// an error naming where the value came from (it used to be ignored for the default):
+/// the variable, the flag, or the config file's key.
+#[test]
+fn serve_refuses_a_bad_setting_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tenancy"));
+        c.args(["serve", "--listen", "127.0.0.1:0"]).env("TENANCY_DATA_DIR", &data).env_remove("TENANCY_CONFIG");
+        c
+    };
+    let run = |c: &mut Command| {
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, err) = run(serve().env("TENANCY_RECONCILE_INTERVAL_S", "abc"));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("TENANCY_RECONCILE_INTERVAL_S") && err.contains("'abc'"), "{err}");
+
+    let (code, err) = run(serve().arg("--workflow-in-flight=lots"));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("--workflow-in-flight") && err.contains("'lots'"), "{err}");
+
+    let file = dir.path().join("tenancy.toml");
+    std::fs::write(&file, "workflow_lease_s = \"soon\"\n").unwrap();
+    let (code, err) = run(serve().arg("--config").arg(&file));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("workflow_lease_s") && err.contains("tenancy.toml"), "{err}");
+
+    std::fs::write(&file, "reconcile_interval = 5\n").unwrap();
+    let (code, err) = run(serve().arg("--config").arg(&file));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("unknown field `reconcile_interval`"), "{err}");
+    assert!(!data.exists(), "nothing was created before the configuration was read");
+}

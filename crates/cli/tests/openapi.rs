@@ -4,7 +4,7 @@
 fn openapi_document_is_up_to_date() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
     let generated = tenancy_http::openapi_json();
-    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+    if tenancy::config::env_flag("UPDATE_OPENAPI") {
         std::fs::write(path, &generated).unwrap();
     }
     let checked_in = std::fs::read_to_string(path).unwrap_or_default();
