@@ -18,4 +18,4 @@ pub mod subscription;
 pub mod tenant;
 pub mod time;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
