@@ -209,7 +209,10 @@ impl Invoker {
 
     /// The function's secret, opened.
     fn secret(&self, stored: &StoredFunction) -> std::result::Result<WebhookSecret, Failure> {
-        let b = self.secrets.get().ok_or_else(|| failure(&format!("Tenancy.{}", ErrorCode::Unavailable), "no master key configured"))?;
+        let b = self
+            .secrets
+            .get()
+            .ok_or_else(|| failure(&format!("Tenancy.{}", ErrorCode::Unavailable), "no master key configured"))?;
         let name = &stored.function.name;
         let plain = b.open(&secret_owner(name), &stored.secret).map_err(app_failure)?;
         WebhookSecret::parse(&plain)

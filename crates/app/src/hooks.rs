@@ -159,10 +159,9 @@ impl CallHooks {
         let mut out = Vec::new();
         for sealed in std::iter::once(current).chain(previous) {
             let text = sb.open(&owner, &sealed).map_err(app_failure)?;
-            out.push(
-                WebhookSecret::parse(&text)
-                    .map_err(|e| failure(&format!("Tenancy.{}", ErrorCode::Internal), format!("corrupt secret of hook {hook:?}: {e}")))?,
-            );
+            out.push(WebhookSecret::parse(&text).map_err(|e| {
+                failure(&format!("Tenancy.{}", ErrorCode::Internal), format!("corrupt secret of hook {hook:?}: {e}"))
+            })?);
         }
         Ok(out)
     }
@@ -182,7 +181,8 @@ impl CallHooks {
             return Err(refused());
         }
         let secrets = self.signing_secrets(store, &hook.name).await?;
-        let body = serde_json::to_vec(body).map_err(|e| failure(&format!("Tenancy.{}", ErrorCode::Internal), e.to_string()))?;
+        let body = serde_json::to_vec(body)
+            .map_err(|e| failure(&format!("Tenancy.{}", ErrorCode::Internal), e.to_string()))?;
         let mut last = String::new();
         for attempt in 0..hook.max_attempts {
             if attempt > 0 {

@@ -263,9 +263,10 @@ impl App {
         queue::validate_name(name)?;
         match self.store().queues().queue_get(name).await {
             Ok(_) => Ok(()),
-            Err(Error::NotFound { .. }) => {
-                Err(Error::InvalidRequest { code: ErrorCode::UnknownQueue, message: format!("queue {name:?} does not exist") })
-            }
+            Err(Error::NotFound { .. }) => Err(Error::InvalidRequest {
+                code: ErrorCode::UnknownQueue,
+                message: format!("queue {name:?} does not exist"),
+            }),
             Err(e) => Err(e),
         }
     }

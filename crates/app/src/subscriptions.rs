@@ -36,7 +36,8 @@ pub struct SubscriptionWithSecret {
 
 /// Parses a pattern, as `invalid-pattern` with the parser's message.
 pub fn parse_pattern(pattern: &serde_json::Value) -> Result<Pattern> {
-    Pattern::parse(pattern).map_err(|e| Error::InvalidRequest { code: ErrorCode::InvalidPattern, message: e.to_string() })
+    Pattern::parse(pattern)
+        .map_err(|e| Error::InvalidRequest { code: ErrorCode::InvalidPattern, message: e.to_string() })
 }
 
 /// Refuses JSON text holding a number a 64-bit float cannot represent (`1E-325`

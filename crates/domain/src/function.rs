@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(f.timeout_s, DEFAULT_TIMEOUT_S);
         assert_eq!(spec(json!({"url": "http://h:8080", "timeout_s": 900})).unwrap().timeout_s, 900);
         for t in [0, 901] {
-            assert_eq!(spec(json!({"url": "http://h", "timeout_s": t})).unwrap_err().code(), ErrorCode::InvalidFunction);
+            assert_eq!(
+                spec(json!({"url": "http://h", "timeout_s": t})).unwrap_err().code(),
+                ErrorCode::InvalidFunction
+            );
         }
         for url in ["ftp://h", "https://", "h.example.com", "http://a b", "https://:80/", "http:///x"] {
             assert_eq!(spec(json!({"url": url})).unwrap_err().code(), ErrorCode::InvalidUrl, "{url}");

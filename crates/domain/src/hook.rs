@@ -177,7 +177,10 @@ mod tests {
         assert_eq!(code(hook(serde_json::json!({"events": ["provision"]}))), ErrorCode::InvalidHook);
         let sync = serde_json::json!({"queue": "q", "events": ["provision"], "mode": "sync"});
         assert_eq!(code(hook(sync)), ErrorCode::InvalidHook);
-        assert_eq!(code(hook(serde_json::json!({"queue": "a b", "events": ["provision"]}))), ErrorCode::InvalidQueueName);
+        assert_eq!(
+            code(hook(serde_json::json!({"queue": "a b", "events": ["provision"]}))),
+            ErrorCode::InvalidQueueName
+        );
         let q = hook(serde_json::json!({"queue": "q", "events": ["provision"], "timeout_s": 3600})).unwrap();
         assert_eq!((q.mode, q.url, q.queue.as_deref(), q.timeout_s), (HookMode::Callback, None, Some("q"), 3600));
         let u = hook(serde_json::json!({"url": "http://x/h", "events": ["provision"]})).unwrap();

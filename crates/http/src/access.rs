@@ -22,8 +22,8 @@ use tenancy_app::{OpContext, Permission as P};
 
 use crate::extract::request_id_of;
 use crate::problem::ApiError;
-use tenancy_domain::ErrorCode;
 use crate::server::ServerState;
+use tenancy_domain::ErrorCode;
 
 /// What a route demands: every permission in `perms`, on the tenant named by the path
 /// parameter `tenant` when there is one.

@@ -51,7 +51,11 @@ async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     }
     Bytes::from_request(req, state).await.map_err(|e| match e.status() {
         axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
-        status => ApiError::with_status(status, ErrorCode::InvalidBody, format!("failed to read the request body: {}", e.body_text())),
+        status => ApiError::with_status(
+            status,
+            ErrorCode::InvalidBody,
+            format!("failed to read the request body: {}", e.body_text()),
+        ),
     })
 }
 
@@ -64,9 +68,11 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Bytes::from_request(req, state).await.map(RawBody).map_err(|e| match e.status() {
             axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
-            status => {
-                ApiError::with_status(status, ErrorCode::InvalidBody, format!("failed to read the request body: {}", e.body_text()))
-            }
+            status => ApiError::with_status(
+                status,
+                ErrorCode::InvalidBody,
+                format!("failed to read the request body: {}", e.body_text()),
+            ),
         })
     }
 }

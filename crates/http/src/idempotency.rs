@@ -33,8 +33,8 @@ use tenancy_store::{IdempotencyState, Store};
 use tracing::Instrument;
 
 use crate::problem::ApiError;
-use tenancy_domain::ErrorCode;
 use crate::server::{ServerState, MAX_BODY_BYTES};
+use tenancy_domain::ErrorCode;
 
 const HEADER: &str = "idempotency-key";
 const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::ETAG, header::LOCATION];

@@ -60,7 +60,11 @@ impl Modify for SharedResponses {
             for op in operations.into_iter().flatten() {
                 op.responses.responses.entry("4XX".to_owned()).or_insert_with(|| {
                     let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-                    ResponseBuilder::new().description("Problem").content("application/problem+json", content).build().into()
+                    ResponseBuilder::new()
+                        .description("Problem")
+                        .content("application/problem+json", content)
+                        .build()
+                        .into()
                 });
                 op.security.get_or_insert_with(|| vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
             }

@@ -17,8 +17,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
-use tenancy_domain::ErrorCode;
 use crate::{access, idempotency, routes};
+use tenancy_domain::ErrorCode;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A request that has not been answered after this long is 503 (its body included:
