@@ -118,6 +118,44 @@ mod tests {
         assert_eq!(res.status(), 409);
     }
 
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// `ErrorCode` is the only source of codes: outside its declaration and test
+    /// modules, no source file spells a code as a string literal (it would be a code
+    /// the enum, and so docs/api.md, might not know).
+    #[test]
+    fn no_code_is_a_string_literal_outside_error_code() {
+        let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for krate in std::fs::read_dir(&crates).unwrap() {
+            let src = krate.unwrap().path().join("src");
+            if src.is_dir() {
+                rust_files(&src, &mut files);
+            }
+        }
+        assert!(files.iter().any(|f| f.ends_with("app/src/workflows.rs")), "the scan found the sources");
+        let mut found = Vec::new();
+        for file in files.iter().filter(|f| !f.ends_with("domain/src/error.rs")) {
+            let text = std::fs::read_to_string(file).unwrap();
+            let code_part = text.split("#[cfg(test)]").next().unwrap();
+            for &code in tenancy_domain::ErrorCode::ALL {
+                if code_part.contains(&format!("\"{code}\"")) {
+                    found.push(format!("{}: \"{code}\"", file.display()));
+                }
+            }
+        }
+        assert!(found.is_empty(), "use ErrorCode instead of these literals: {found:#?}");
+    }
+
     /// docs/api.md's relative links resolve inside the repository, and it points at
     /// nothing outside it (`../shared` is not part of the repository).
     #[test]
