@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tenancy_asl::Failure;
 use tenancy_domain::function::{self, Function, FunctionSpec};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_events::webhook::{self, WebhookSecret};
 use tenancy_store::{Effects, StoredFunction};
 
@@ -119,7 +119,7 @@ impl App {
     pub(crate) async fn check_functions(&self, used: &[(String, String)]) -> Result<()> {
         for (state, written) in used {
             let unknown = |why: &str| Error::InvalidRequest {
-                code: "unknown-function",
+                code: ErrorCode::UnknownFunction,
                 message: format!("state {state:?}: {why}; register it with PUT /v1/functions/{{name}}"),
             };
             if written.is_empty() {
@@ -209,7 +209,10 @@ impl Invoker {
 
     /// The function's secret, opened.
     fn secret(&self, stored: &StoredFunction) -> std::result::Result<WebhookSecret, Failure> {
-        let b = self.secrets.get().ok_or_else(|| failure("Tenancy.unavailable", "no master key configured"))?;
+        let b = self
+            .secrets
+            .get()
+            .ok_or_else(|| failure(&format!("Tenancy.{}", ErrorCode::Unavailable), "no master key configured"))?;
         let name = &stored.function.name;
         let plain = b.open(&secret_owner(name), &stored.secret).map_err(app_failure)?;
         WebhookSecret::parse(&plain)

@@ -25,7 +25,7 @@ use tenancy_asl::Failure;
 use tenancy_domain::hook::{Hook, HookEvent, HookMode, HookSpec};
 use tenancy_domain::queue::SendMessage;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_events::webhook::{self, WebhookSecret};
 use tenancy_store::{Effects, HookSecretWrite, Store};
 
@@ -72,7 +72,7 @@ impl App {
         if let Some(queue) = &hook.queue {
             if rotate {
                 return Err(Error::InvalidRequest {
-                    code: "invalid-hook",
+                    code: ErrorCode::InvalidHook,
                     message: "a queue hook has no signing secret to rotate (its messages stay inside Tenancy)".into(),
                 });
             }
@@ -159,10 +159,9 @@ impl CallHooks {
         let mut out = Vec::new();
         for sealed in std::iter::once(current).chain(previous) {
             let text = sb.open(&owner, &sealed).map_err(app_failure)?;
-            out.push(
-                WebhookSecret::parse(&text)
-                    .map_err(|e| failure("Tenancy.internal", format!("corrupt secret of hook {hook:?}: {e}")))?,
-            );
+            out.push(WebhookSecret::parse(&text).map_err(|e| {
+                failure(&format!("Tenancy.{}", ErrorCode::Internal), format!("corrupt secret of hook {hook:?}: {e}"))
+            })?);
         }
         Ok(out)
     }
@@ -182,7 +181,8 @@ impl CallHooks {
             return Err(refused());
         }
         let secrets = self.signing_secrets(store, &hook.name).await?;
-        let body = serde_json::to_vec(body).map_err(|e| failure("Tenancy.internal", e.to_string()))?;
+        let body = serde_json::to_vec(body)
+            .map_err(|e| failure(&format!("Tenancy.{}", ErrorCode::Internal), e.to_string()))?;
         let mut last = String::new();
         for attempt in 0..hook.max_attempts {
             if attempt > 0 {

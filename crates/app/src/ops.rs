@@ -12,7 +12,7 @@ use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec, PlanWorkflows};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{AuditFilter, Effects, EventFilter, NewExecution, Store, StoredAudit, StoredEvent};
 use tokio::sync::Notify;
 
@@ -258,7 +258,7 @@ impl App {
                 Ok(_) => {}
                 Err(Error::NotFound { .. }) => {
                     return Err(Error::InvalidRequest {
-                        code: "unknown-state-machine",
+                        code: ErrorCode::UnknownStateMachine,
                         message: format!(
                             "workflows.{member}: state machine {name:?} does not exist (PUT \
                              /v1/state-machines/{name} first, as an admin)"
@@ -520,7 +520,7 @@ impl App {
                 // that already moved it to the plan makes this one a conflict.
                 if op.target_plan == Some(tenant.plan.as_str()) {
                     return Err(Error::Conflict {
-                        code: "invalid-transition",
+                        code: ErrorCode::InvalidTransition,
                         message: format!("tenant {:?} is already on plan {:?}", tenant.id, tenant.plan),
                     });
                 }
@@ -555,7 +555,7 @@ impl App {
             Ok(_) => {}
             Err(Error::NotFound { .. }) => {
                 return Err(Error::InvalidRequest {
-                    code: "unknown-plan",
+                    code: ErrorCode::UnknownPlan,
                     message: format!("plan {plan:?} does not exist"),
                 })
             }
@@ -601,7 +601,7 @@ impl App {
                 // (a PATCH of the failed tenant) makes the caller try again.
                 if tenant.plan != current.plan || tenant.region != current.region {
                     return Err(Error::Conflict {
-                        code: "invalid-transition",
+                        code: ErrorCode::InvalidTransition,
                         message: format!("tenant {:?} changed during the retry; try again", tenant.id),
                     });
                 }
@@ -647,7 +647,7 @@ impl App {
         }
         if tenant.status != TenantStatus::Offboarded {
             return Err(Error::Conflict {
-                code: "invalid-transition",
+                code: ErrorCode::InvalidTransition,
                 message: format!(
                     "tenant {id:?} is {}: only an offboarded tenant can be purged (offboard it first)",
                     tenant.status.as_str()
@@ -661,7 +661,7 @@ impl App {
         let days = self.export_retention.as_secs() / 86_400;
         if Timestamp::now() < purgeable_at {
             return Err(Error::Conflict {
-                code: "retention-not-passed",
+                code: ErrorCode::RetentionNotPassed,
                 message: format!(
                     "tenant {id:?} was offboarded at {} and its export is kept for {days} day(s): it may be purged \
                      from {}",

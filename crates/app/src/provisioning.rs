@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{Effects, Store, TenantResource};
 use tokio::io::AsyncWriteExt;
@@ -232,7 +232,7 @@ impl App {
         let plane = self.data_plane().ok_or_else(none)?;
         if !plane.provisioner.uses_credentials() {
             return Err(Error::Conflict {
-                code: "no-database-credentials",
+                code: ErrorCode::NoDatabaseCredentials,
                 message: format!(
                     "tenant {tenant_id:?} has no database credentials: the data plane is SQLite (a silo tenant's \
                      database is a file under the server's data directory, opened without a login; a pool \

@@ -16,7 +16,7 @@ use tenancy_domain::queue::{
     self, Message, Queue, QueueInfo, QueueSpec, SendMessage, Sent, MAX_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S,
 };
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{Effects, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -89,7 +89,7 @@ pub struct Redriven {
 fn batch_size(n: usize, what: &str) -> Result<()> {
     if n == 0 || n > MAX_BATCH {
         return Err(Error::InvalidRequest {
-            code: "invalid-batch",
+            code: ErrorCode::InvalidBatch,
             message: format!("{what} must hold 1 to {MAX_BATCH} items, got {n}"),
         });
     }
@@ -157,7 +157,7 @@ impl App {
             .enumerate()
             .map(|(i, m)| {
                 m.into_new().map_err(|e| match e {
-                    Error::InvalidRequest { code, message } if code == "invalid-request" => {
+                    Error::InvalidRequest { code, message } if code == ErrorCode::InvalidRequest => {
                         Error::InvalidRequest { code, message: format!("entries[{i}]: {message}") }
                     }
                     e => e,
@@ -263,9 +263,10 @@ impl App {
         queue::validate_name(name)?;
         match self.store().queues().queue_get(name).await {
             Ok(_) => Ok(()),
-            Err(Error::NotFound { .. }) => {
-                Err(Error::InvalidRequest { code: "unknown-queue", message: format!("queue {name:?} does not exist") })
-            }
+            Err(Error::NotFound { .. }) => Err(Error::InvalidRequest {
+                code: ErrorCode::UnknownQueue,
+                message: format!("queue {name:?} does not exist"),
+            }),
             Err(e) => Err(e),
         }
     }

@@ -78,7 +78,7 @@ use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::provision::{DatabaseProvisioner, ListedDatabase};
 use tenancy_store::{Effects, ExecutionFilter, ReconciliationRun, ResourceChange, TenantResource};
 use tokio_util::sync::CancellationToken;
@@ -693,7 +693,7 @@ impl App {
         let mut drift = report.drift.into_iter().find(|d| d.id == drift_id).ok_or_else(not_found)?;
         if drift.problem != "missing" {
             return Err(Error::Conflict {
-                code: "drift-not-repairable",
+                code: ErrorCode::DriftNotRepairable,
                 message: format!(
                     "drift {drift_id:?} is an extra {}: Tenancy never deletes one (it may be the only copy of \
                      someone's data); export it and remove it by hand",
@@ -702,7 +702,7 @@ impl App {
             });
         }
         let gone = |why: String| Error::Conflict {
-            code: "drift-gone",
+            code: ErrorCode::DriftGone,
             message: format!("drift {drift_id:?} is gone: {why} (run a pass to refresh the report)"),
         };
         let tenant_id = drift.tenant_id.clone().ok_or_else(|| gone("it names no tenant".into()))?;

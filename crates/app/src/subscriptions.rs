@@ -9,7 +9,7 @@ use tenancy_domain::subscription::{
     self, Delivery, DeliveryStatus, NewSubscription, Subscription, SubscriptionPatch, Target,
 };
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_events::webhook::WebhookSecret;
 use tenancy_events::Pattern;
 
@@ -36,7 +36,8 @@ pub struct SubscriptionWithSecret {
 
 /// Parses a pattern, as `invalid-pattern` with the parser's message.
 pub fn parse_pattern(pattern: &serde_json::Value) -> Result<Pattern> {
-    Pattern::parse(pattern).map_err(|e| Error::InvalidRequest { code: "invalid-pattern", message: e.to_string() })
+    Pattern::parse(pattern)
+        .map_err(|e| Error::InvalidRequest { code: ErrorCode::InvalidPattern, message: e.to_string() })
 }
 
 /// Refuses JSON text holding a number a 64-bit float cannot represent (`1E-325`
@@ -45,7 +46,7 @@ pub fn parse_pattern(pattern: &serde_json::Value) -> Result<Pattern> {
 pub fn check_pattern_numbers(json: &[u8]) -> Result<()> {
     match tenancy_events::pattern::unrepresentable_number(json) {
         Some(n) => Err(Error::InvalidRequest {
-            code: "invalid-pattern",
+            code: ErrorCode::InvalidPattern,
             message: format!("number {n} cannot be represented: it underflows to 0 or overflows a 64-bit float"),
         }),
         None => Ok(()),

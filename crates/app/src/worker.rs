@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::Error;
+use tenancy_domain::{Error, ErrorCode};
 use tenancy_store::{Job, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -109,7 +109,7 @@ impl Worker {
         };
         match result {
             Ok(()) => tracing::debug!("job done"),
-            Err(Error::Conflict { code: "lease-lost", .. }) => {
+            Err(Error::Conflict { code: ErrorCode::LeaseLost, .. }) => {
                 tracing::info!("lease lost: another worker owns the job now");
             }
             Err(e) => {

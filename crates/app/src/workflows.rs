@@ -6,7 +6,7 @@ use tenancy_asl::StateMachine;
 use tenancy_domain::apikey::Role;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{
     status, Effects, ExecutionFilter, ExecutionRecord, HistoryRecord, StateMachineRecord, StepCommit, StepState,
 };
@@ -210,7 +210,7 @@ fn check_resources(
         if let Some(resource) = resource {
             if !lifecycle && is_reserved_resource(resource) {
                 return Err(Error::InvalidRequest {
-                    code: "reserved-resource",
+                    code: ErrorCode::ReservedResource,
                     message: format!(
                         "state {name:?}: the resource {resource:?} is reserved to the lifecycle workflows (the \
                          built-in ones and an admin's {LIFECYCLE_MACHINE_PREFIX}* state machines, see \
@@ -220,7 +220,7 @@ fn check_resources(
             }
             if let Some(message) = unknown_resource(resource, handlers) {
                 return Err(Error::InvalidRequest {
-                    code: "unknown-resource",
+                    code: ErrorCode::UnknownResource,
                     message: format!("state {name:?}: {message}"),
                 });
             }
@@ -233,7 +233,7 @@ fn check_resources(
                     let sources = entries.filter_map(|e| e["Source"].as_str());
                     if let Some(source) = sources.filter(|s| !s.starts_with("{%")).find(|s| is_reserved_source(s)) {
                         return Err(Error::InvalidRequest {
-                            code: "reserved-event-source",
+                            code: ErrorCode::ReservedEventSource,
                             message: format!(
                                 "state {name:?}: the event source {source:?} is reserved to Tenancy's own events"
                             ),
@@ -312,7 +312,7 @@ fn redacted_view(ctx: &OpContext, mut view: ExecutionView) -> ExecutionView {
 
 fn not_running(rec: &ExecutionRecord, what: &str) -> Error {
     Error::Conflict {
-        code: "execution-not-running",
+        code: ErrorCode::ExecutionNotRunning,
         message: format!("cannot {what} execution {:?}: it is {}", rec.id, rec.status),
     }
 }
@@ -322,7 +322,7 @@ fn check_payload(what: &str, v: &Value) -> Result<()> {
     let size = tenancy_asl::step::payload_size(v);
     if size > engine::MAX_PAYLOAD_BYTES {
         return Err(Error::InvalidRequest {
-            code: "data-limit-exceeded",
+            code: ErrorCode::DataLimitExceeded,
             message: format!(
                 "the {what} is {size} bytes of JSON, more than the limit of {} (States.DataLimitExceeded)",
                 engine::MAX_PAYLOAD_BYTES
@@ -394,7 +394,7 @@ impl App {
         }
         if name.starts_with(RESERVED_PREFIX) && !lifecycle {
             return Err(Error::InvalidRequest {
-                code: "reserved-name",
+                code: ErrorCode::ReservedName,
                 message: format!(
                     "state machine names starting with {RESERVED_PREFIX:?} are reserved (except \
                      {LIFECYCLE_MACHINE_PREFIX:?}: an admin's lifecycle state machines)"
@@ -402,7 +402,7 @@ impl App {
             });
         }
         StateMachine::parse(&spec.definition)
-            .map_err(|e| Error::InvalidRequest { code: "invalid-definition", message: e.to_string() })?;
+            .map_err(|e| Error::InvalidRequest { code: ErrorCode::InvalidDefinition, message: e.to_string() })?;
         let mut functions = Vec::new();
         check_resources(&spec.definition, self.engine.handlers(), lifecycle, &mut functions)?;
         self.check_functions(&functions).await?;
@@ -465,7 +465,7 @@ impl App {
         }
         if req.state_machine.starts_with(RESERVED_PREFIX) {
             return Err(Error::InvalidRequest {
-                code: "reserved-name",
+                code: ErrorCode::ReservedName,
                 message: "lifecycle state machines (built-in ones and tenancy.lifecycle.*) are started by the \
                           tenant operations"
                     .into(),
@@ -474,7 +474,7 @@ impl App {
         let sm = match self.engine.workflows().state_machine_get(&req.state_machine, None).await {
             Err(Error::NotFound { .. }) => {
                 return Err(Error::InvalidRequest {
-                    code: "unknown-state-machine",
+                    code: ErrorCode::UnknownStateMachine,
                     message: format!("state machine {:?} does not exist", req.state_machine),
                 })
             }
@@ -484,7 +484,7 @@ impl App {
             match self.store().tenant_get(t).await {
                 Err(Error::NotFound { .. }) => {
                     return Err(Error::InvalidRequest {
-                        code: "unknown-tenant",
+                        code: ErrorCode::UnknownTenant,
                         message: format!("tenant {t:?} does not exist: an execution's tenant_id names a tenant"),
                     })
                 }
@@ -608,7 +608,7 @@ impl App {
                 ..StepCommit::default()
             };
             match self.commit_one(commit).await {
-                Err(Error::Conflict { code: "execution-moved", .. }) => continue,
+                Err(Error::Conflict { code: ErrorCode::ExecutionMoved, .. }) => continue,
                 r => r?,
             }
             return self.execution_get(ctx, id).await;
@@ -625,19 +625,19 @@ impl App {
             // A TIMED_OUT execution's TimeoutSeconds counts from its start: it would time
             // out again at once.
             return Err(Error::Conflict {
-                code: "not-redrivable",
+                code: ErrorCode::NotRedrivable,
                 message: format!("execution {id:?} is {}: only FAILED executions can be redriven", rec.status),
             });
         }
         let point = wf.execution_redrive_point(id).await?.ok_or_else(|| Error::Conflict {
-            code: "not-redrivable",
+            code: ErrorCode::NotRedrivable,
             message: format!("execution {id:?} failed before its first step: start a new execution"),
         })?;
         let last = engine::parse_cursor(&rec)?;
         if engine::failed_at_history_limit(&rec) {
             // It would run into the limit again at once.
             return Err(Error::Conflict {
-                code: "not-redrivable",
+                code: ErrorCode::NotRedrivable,
                 message: format!(
                     "execution {id:?} failed at the limit of {} history events: start a new execution",
                     engine::MAX_HISTORY_EVENTS
@@ -758,7 +758,7 @@ impl App {
             let (mut commit, _) = self.engine.commit_of(&rec, prepared, Effects::none().with_audit(audit));
             commit.keep_lease = false;
             match self.commit_one(commit).await {
-                Err(Error::Conflict { code: "execution-moved", .. }) => continue,
+                Err(Error::Conflict { code: ErrorCode::ExecutionMoved, .. }) => continue,
                 r => r?,
             }
             self.engine.notify();
@@ -805,7 +805,7 @@ impl App {
                 ..StepCommit::default()
             };
             match self.commit_one(commit).await {
-                Err(Error::Conflict { code: "execution-moved", .. }) => continue,
+                Err(Error::Conflict { code: ErrorCode::ExecutionMoved, .. }) => continue,
                 r => return r,
             }
         }

@@ -7,7 +7,7 @@ use serde_json::json;
 use tenancy_app::{App, OpContext, StartExecution, StateMachineSpec};
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
-use tenancy_domain::Error;
+use tenancy_domain::{Error, ErrorCode};
 use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{ExecutionFilter, Store};
 
@@ -48,7 +48,7 @@ async fn starts_beyond_the_caps_are_refused(db: TestDb) {
     }
     let refused = app.execution_start(&ctx, start("one", None)).await.unwrap_err();
     assert!(matches!(refused, Error::TooManyRequests(_)), "{refused:?}");
-    assert_eq!(refused.code(), "too-many-requests");
+    assert_eq!(refused.code(), ErrorCode::TooManyRequests);
     assert!(refused.to_string().contains("\"one\""), "{refused}");
 
     // Per tenant: across state machines; the lifecycle execution does not count.

@@ -1,7 +1,130 @@
-//! The one application error type.
+//! The one application error type and the one list of error codes.
 //!
-//! It knows nothing about HTTP: only the `http` crate maps a variant to a status
-//! code, a stable `code` string and an RFC 9457 problem document.
+//! [`ErrorCode`] is the only source of the stable machine-readable `code` a problem
+//! carries: every error is built with one of its variants, and docs/api.md's error
+//! table is generated from it (a test fails when they differ). Each code belongs to
+//! one HTTP status, given as a number; the `http` crate turns an error into an
+//! RFC 9457 problem document.
+
+/// Declares [`ErrorCode`]: each variant with its wire string, HTTP status and doc line.
+macro_rules! error_codes {
+    ($($variant:ident = ($code:literal, $status:literal, $doc:literal),)*) => {
+        /// A stable machine-readable error code: the `code` of a problem document.
+        ///
+        /// The only source of codes. `as_str` is the wire format and never changes for
+        /// an existing variant; docs/api.md's error table is generated from `ALL`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ErrorCode {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of docs/api.md's table.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code on the wire, e.g. `invalid-transition`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The HTTP status of a problem with this code.
+            pub const fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)*
+                }
+            }
+
+            /// One line on what the code means, as docs/api.md shows it.
+            pub const fn description(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $doc,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidRequest = ("invalid-request", 400, "The request breaks a rule no more specific code names; also a NUL character anywhere: `%00` in the path or query, `\\u0000` in the body."),
+    MalformedJson = ("malformed-json", 400, "The request body is not valid JSON."),
+    InvalidBody = ("invalid-body", 400, "The request body does not fit the operation's schema; the detail names the offending field."),
+    InvalidPath = ("invalid-path", 400, "A path parameter does not parse."),
+    InvalidQuery = ("invalid-query", 400, "A query parameter does not parse, or is unknown."),
+    InvalidHeader = ("invalid-header", 400, "A header does not parse (`If-Match`, `Idempotency-Key`)."),
+    UnknownPlan = ("unknown-plan", 400, "A tenant names a plan that does not exist."),
+    UnknownTenant = ("unknown-tenant", 400, "A request names a tenant that does not exist (or is offboarded)."),
+    InvalidQueueName = ("invalid-queue-name", 400, "A queue name breaks the naming rules."),
+    InvalidQueueSettings = ("invalid-queue-settings", 400, "A queue's settings are out of range or inconsistent."),
+    UnknownQueue = ("unknown-queue", 400, "A request names a queue that does not exist."),
+    InvalidBatch = ("invalid-batch", 400, "A batch of queue messages or receipts is empty or over the batch limit."),
+    InvalidReceipt = ("invalid-receipt", 400, "A queue message receipt is malformed."),
+    MessageTooLarge = ("message-too-large", 400, "A queue message body is over the size limit."),
+    InvalidUrl = ("invalid-url", 400, "A URL is invalid: a subscription, hook, function or HTTP target."),
+    InvalidPattern = ("invalid-pattern", 400, "An event pattern is invalid."),
+    InvalidHook = ("invalid-hook", 400, "A hook is invalid; also one with both or neither of `url` and `queue`, a queue hook with `mode: \"sync\"` or `rotate_secret`."),
+    InvalidFunction = ("invalid-function", 400, "A function's name or `timeout_s` is invalid."),
+    UnsupportedConnection = ("unsupported-connection", 400, "A function's `connection`: connections do not exist yet."),
+    InvalidDefinition = ("invalid-definition", 400, "An ASL definition is invalid; the detail names the state."),
+    UnknownStateMachine = ("unknown-state-machine", 400, "A request names a state machine that does not exist; also a plan's `workflows` naming one."),
+    InvalidPlanWorkflow = ("invalid-plan-workflow", 400, "A plan's `workflows` names a state machine outside `tenancy.lifecycle.`."),
+    ReservedName = ("reserved-name", 400, "The `tenancy.` state machines: a user cannot name or start one; admins name their lifecycle state machines `tenancy.lifecycle.*`, which only the lifecycle starts."),
+    ReservedResource = ("reserved-resource", 400, "The built-in `tenancy:` lifecycle task resources in a definition other than a lifecycle one."),
+    UnknownResource = ("unknown-resource", 400, "A Task resource no handler serves; the detail names the state and the resource."),
+    UnknownFunction = ("unknown-function", 400, "A Task names a function that is not registered; the detail names the state and the function."),
+    ReservedEventSource = ("reserved-event-source", 400, "The `tenancy` event source is reserved for Tenancy's own events."),
+    DataLimitExceeded = ("data-limit-exceeded", 400, "A workflow input or output is over 256 KiB."),
+    Unauthenticated = ("unauthenticated", 401, "Missing or invalid credentials."),
+    Forbidden = ("forbidden", 403, "The caller's role does not allow the operation."),
+    NotFound = ("not-found", 404, "The resource, or the route, does not exist."),
+    MethodNotAllowed = ("method-not-allowed", 405, "The route does not take this method."),
+    AlreadyExists = ("already-exists", 409, "A resource with this id already exists."),
+    InvalidTransition = ("invalid-transition", 409, "The tenant's status does not allow this lifecycle transition."),
+    PlanInUse = ("plan-in-use", 409, "Deleting a plan, or changing its isolation, while tenants hold it."),
+    Conflict = ("conflict", 409, "The request conflicts with the current state in a way no more specific code names."),
+    IdempotencyKeyInUse = ("idempotency-key-in-use", 409, "A request with this `Idempotency-Key` is still in progress."),
+    QueueInUse = ("queue-in-use", 409, "Deleting a queue that is another queue's dead-letter queue."),
+    NoDatabaseCredentials = ("no-database-credentials", 409, "The tenant has no database logins (the SQLite data plane has none)."),
+    ExecutionNotRunning = ("execution-not-running", 409, "The execution is not running (stopping it, or sending it a task result)."),
+    NotRedrivable = ("not-redrivable", 409, "Only a FAILED execution that got past its first step, and not at the history limit, can be redriven."),
+    DeliveryNotDead = ("delivery-not-dead", 409, "A retry of a delivery that has not failed for good."),
+    RetentionNotPassed = ("retention-not-passed", 409, "A purge of an offboarded tenant before its export retention has passed; says from when."),
+    DriftGone = ("drift-gone", 409, "A repair of drift that is no longer there."),
+    DriftNotRepairable = ("drift-not-repairable", 409, "A repair of an extra, which Tenancy never deletes."),
+    LeaseLost = ("lease-lost", 409, "Internal, never in a response: a worker lost a job's lease; the new owner finishes it."),
+    ExecutionMoved = ("execution-moved", 409, "Internal, never in a response: an execution changed under a request, which then retries."),
+    DriftReported = ("drift-reported", 409, "Internal, never in a response: the store's marker of drift reported before."),
+    PreconditionFailed = ("precondition-failed", 412, "`If-Match` did not match the current version."),
+    PayloadTooLarge = ("payload-too-large", 413, "A body over 1 MiB, whichever layer notices."),
+    UnsupportedMediaType = ("unsupported-media-type", 415, "A request body that is not `application/json`."),
+    IdempotencyKeyReused = ("idempotency-key-reused", 422, "A repeated `Idempotency-Key` carried a different request."),
+    TooManyRequests = ("too-many-requests", 429, "Running executions over a cap (docs/workflows.md)."),
+    Internal = ("internal", 500, "An internal error; details only in the log, under the request id."),
+    Unavailable = ("unavailable", 503, "A dependency (the store) is unreachable or overloaded; retrying may succeed."),
+}
+
+impl ErrorCode {
+    /// Internal codes never leave the server: a caller inside it handles them.
+    pub fn is_internal(self) -> bool {
+        matches!(self, ErrorCode::LeaseLost | ErrorCode::ExecutionMoved | ErrorCode::DriftReported)
+    }
+
+    /// docs/api.md's error table, generated from [`ErrorCode::ALL`].
+    pub fn markdown_table() -> String {
+        let mut out = String::from("| status | code | meaning |\n|---|---|---|\n");
+        for code in ErrorCode::ALL {
+            out.push_str(&format!("| {} | `{}` | {} |\n", code.status(), code.as_str(), code.description()));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What kind of resource an error is about, for messages ("tenant \"acme\" not found").
 pub type Kind = &'static str;
@@ -15,14 +138,14 @@ pub enum Error {
     /// The request is malformed or violates a rule; `code` is a stable machine-readable
     /// identifier such as `invalid-request` or `invalid-pattern`.
     #[error("{message}")]
-    InvalidRequest { code: &'static str, message: String },
+    InvalidRequest { code: ErrorCode, message: String },
     #[error("missing or invalid credentials")]
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
     /// The request conflicts with the current state (illegal transition, resource in use).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// `If-Match` did not match the current version.
     #[error("{kind} {id:?} was modified: expected version {expected}, found {found}")]
     PreconditionFailed { kind: Kind, id: String, expected: i64, found: i64 },
@@ -42,11 +165,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Error::InvalidRequest { code: "invalid-request", message: message.into() }
+        Error::InvalidRequest { code: ErrorCode::InvalidRequest, message: message.into() }
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Error::Conflict { code: "conflict", message: message.into() }
+        Error::Conflict { code: ErrorCode::Conflict, message: message.into() }
     }
 
     pub fn not_found(kind: Kind, id: impl Into<String>) -> Self {
@@ -58,19 +181,89 @@ impl Error {
     }
 
     /// Stable machine-readable code, used by the HTTP layer and the CLI.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::NotFound { .. } => "not-found",
-            Error::AlreadyExists { .. } => "already-exists",
-            Error::InvalidRequest { code, .. } => code,
-            Error::Unauthenticated => "unauthenticated",
-            Error::Forbidden(_) => "forbidden",
-            Error::Conflict { code, .. } => code,
-            Error::PreconditionFailed { .. } => "precondition-failed",
-            Error::Unprocessable(_) => "idempotency-key-reused",
-            Error::TooManyRequests(_) => "too-many-requests",
-            Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            Error::InvalidRequest { code, .. } => *code,
+            Error::Unauthenticated => ErrorCode::Unauthenticated,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::Conflict { code, .. } => *code,
+            Error::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
+            Error::Unprocessable(_) => ErrorCode::IdempotencyKeyReused,
+            Error::TooManyRequests(_) => ErrorCode::TooManyRequests,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Internal(_) => ErrorCode::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- error-codes: generated from ErrorCode (crates/domain/src/error.rs) -->\n";
+    const END: &str = "<!-- /error-codes -->";
+
+    /// docs/api.md's error table is exactly `ErrorCode::markdown_table()`: every code is
+    /// documented and nothing else is. `UPDATE_DOCS=1` rewrites the table.
+    #[test]
+    fn api_doc_error_table_is_generated_from_error_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let start = doc.find(BEGIN).expect("docs/api.md has the error-codes marker") + BEGIN.len();
+        let end = start + doc[start..].find(END).expect("docs/api.md closes the error-codes block");
+        let table = ErrorCode::markdown_table();
+        if std::env::var_os("UPDATE_DOCS").is_some() && doc[start..end] != table {
+            std::fs::write(path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap();
+            return;
+        }
+        assert!(
+            doc[start..end] == table,
+            "docs/api.md's error table differs from ErrorCode: regenerate it with \
+             UPDATE_DOCS=1 cargo test -p tenancy-domain --lib error\n--- expected ---\n{table}"
+        );
+        // Nowhere else in the page names a code that does not exist.
+        for (at, _) in doc.match_indices("problems/") {
+            let rest = &doc[at + "problems/".len()..];
+            let code: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect();
+            assert!(code.is_empty() || ErrorCode::ALL.iter().any(|c| c.as_str() == code), "unknown code {code}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_kebab_case_and_ordered_by_status() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(!s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{s}");
+            assert!((400..600).contains(&code.status()), "{s}");
+            assert!(!code.description().is_empty() && !code.description().contains('|'), "{s}");
+            assert_eq!(code.to_string(), s);
+        }
+        assert!(ErrorCode::ALL.windows(2).all(|w| w[0].status() <= w[1].status()), "the table is ordered by status");
+        // The wire format of a few codes, pinned: renaming a variant must not rename a code.
+        assert_eq!(ErrorCode::InvalidTransition.as_str(), "invalid-transition");
+        assert_eq!(ErrorCode::IdempotencyKeyReused.as_str(), "idempotency-key-reused");
+        assert_eq!(ErrorCode::PayloadTooLarge.status(), 413);
+    }
+
+    /// An error's code carries the status the variant stands for.
+    #[test]
+    fn fixed_codes_of_the_error_variants() {
+        let status = |e: Error| e.code().status();
+        assert_eq!(status(Error::not_found("tenant", "a")), 404);
+        assert_eq!(status(Error::AlreadyExists { kind: "tenant", id: "a".into() }), 409);
+        assert_eq!(status(Error::invalid("x")), 400);
+        assert_eq!(status(Error::conflict("x")), 409);
+        assert_eq!(status(Error::Unauthenticated), 401);
+        assert_eq!(status(Error::Forbidden("x".into())), 403);
+        let stale = Error::PreconditionFailed { kind: "plan", id: "p".into(), expected: 1, found: 2 };
+        assert_eq!(status(stale), 412);
+        assert_eq!(status(Error::Unprocessable("x".into())), 422);
+        assert_eq!(status(Error::TooManyRequests("x".into())), 429);
+        assert_eq!(status(Error::Unavailable("x".into())), 503);
+        assert_eq!(status(Error::internal("x")), 500);
     }
 }

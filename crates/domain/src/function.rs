@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// A function's timeout when `timeout_s` is not given.
 pub const DEFAULT_TIMEOUT_S: u64 = 30;
@@ -54,7 +54,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 fn invalid(message: String) -> Error {
-    Error::InvalidRequest { code: "invalid-function", message }
+    Error::InvalidRequest { code: ErrorCode::InvalidFunction, message }
 }
 
 impl FunctionSpec {
@@ -65,13 +65,13 @@ impl FunctionSpec {
         let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
         if !host.is_some_and(|h| !h.is_empty() && !h.starts_with(':')) || self.url.contains(char::is_whitespace) {
             return Err(Error::InvalidRequest {
-                code: "invalid-url",
+                code: ErrorCode::InvalidUrl,
                 message: format!("function url must be an absolute http or https URL, got {:?}", self.url),
             });
         }
         if self.connection.is_some() {
             return Err(Error::InvalidRequest {
-                code: "unsupported-connection",
+                code: ErrorCode::UnsupportedConnection,
                 message: "connection is not supported yet (connections are a later feature): \
                           leave it out and authenticate the caller by the function's signature"
                     .into(),
@@ -130,15 +130,18 @@ mod tests {
         assert_eq!(f.timeout_s, DEFAULT_TIMEOUT_S);
         assert_eq!(spec(json!({"url": "http://h:8080", "timeout_s": 900})).unwrap().timeout_s, 900);
         for t in [0, 901] {
-            assert_eq!(spec(json!({"url": "http://h", "timeout_s": t})).unwrap_err().code(), "invalid-function");
+            assert_eq!(
+                spec(json!({"url": "http://h", "timeout_s": t})).unwrap_err().code(),
+                ErrorCode::InvalidFunction
+            );
         }
         for url in ["ftp://h", "https://", "h.example.com", "http://a b", "https://:80/", "http:///x"] {
-            assert_eq!(spec(json!({"url": url})).unwrap_err().code(), "invalid-url", "{url}");
+            assert_eq!(spec(json!({"url": url})).unwrap_err().code(), ErrorCode::InvalidUrl, "{url}");
         }
         let e = spec(json!({"url": "http://h", "connection": "crm"})).unwrap_err();
-        assert_eq!(e.code(), "unsupported-connection");
+        assert_eq!(e.code(), ErrorCode::UnsupportedConnection);
         for name in ["", "a b", "a.b", "a:b", &"x".repeat(65)] {
-            assert_eq!(validate_name(name).unwrap_err().code(), "invalid-function", "{name}");
+            assert_eq!(validate_name(name).unwrap_err().code(), ErrorCode::InvalidFunction, "{name}");
         }
         for name in ["allocate", "MyFunction", "allocate_tenant-2", &"x".repeat(64)] {
             validate_name(name).unwrap();

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// The lifecycle moments a hook can be called at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -96,7 +96,7 @@ pub struct Hook {
 }
 
 fn invalid(message: String) -> Error {
-    Error::InvalidRequest { code: "invalid-hook", message }
+    Error::InvalidRequest { code: ErrorCode::InvalidHook, message }
 }
 
 impl HookSpec {
@@ -111,7 +111,7 @@ impl HookSpec {
                 let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
                 if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || url.contains(char::is_whitespace) {
                     return Err(Error::InvalidRequest {
-                        code: "invalid-url",
+                        code: ErrorCode::InvalidUrl,
                         message: format!("hook url must be an absolute http or https URL, got {url:?}"),
                     });
                 }
@@ -173,11 +173,14 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let both = serde_json::json!({"url": "http://x/h", "queue": "q", "events": ["provision"]});
-        assert_eq!(code(hook(both)), "invalid-hook");
-        assert_eq!(code(hook(serde_json::json!({"events": ["provision"]}))), "invalid-hook");
+        assert_eq!(code(hook(both)), ErrorCode::InvalidHook);
+        assert_eq!(code(hook(serde_json::json!({"events": ["provision"]}))), ErrorCode::InvalidHook);
         let sync = serde_json::json!({"queue": "q", "events": ["provision"], "mode": "sync"});
-        assert_eq!(code(hook(sync)), "invalid-hook");
-        assert_eq!(code(hook(serde_json::json!({"queue": "a b", "events": ["provision"]}))), "invalid-queue-name");
+        assert_eq!(code(hook(sync)), ErrorCode::InvalidHook);
+        assert_eq!(
+            code(hook(serde_json::json!({"queue": "a b", "events": ["provision"]}))),
+            ErrorCode::InvalidQueueName
+        );
         let q = hook(serde_json::json!({"queue": "q", "events": ["provision"], "timeout_s": 3600})).unwrap();
         assert_eq!((q.mode, q.url, q.queue.as_deref(), q.timeout_s), (HookMode::Callback, None, Some("q"), 3600));
         let u = hook(serde_json::json!({"url": "http://x/h", "events": ["provision"]})).unwrap();

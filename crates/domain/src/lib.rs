@@ -1,9 +1,10 @@
 //! Domain types and rules of Tenancy.
 //!
-//! This crate does no IO and knows nothing of HTTP or SQL: it holds the records
-//! (plans, tenants, API keys, events, audit entries), their validation, the tenant
-//! status state machine and the single application error type. Every other crate
-//! depends on it; it depends on none of them.
+//! This crate does no IO and knows nothing of HTTP or SQL (beyond the status number
+//! each error code belongs to): it holds the records (plans, tenants, API keys, events,
+//! audit entries), their validation, the tenant status state machine, the single
+//! application error type and the one list of error codes. Every other crate depends
+//! on it; it depends on none of them.
 
 pub mod apikey;
 pub mod error;
@@ -18,4 +19,4 @@ pub mod subscription;
 pub mod tenant;
 pub mod time;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};

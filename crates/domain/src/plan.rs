@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// How a tenant's data is kept: in shared infrastructure (`pool`) or dedicated
 /// infrastructure (`silo`).
@@ -113,7 +113,7 @@ impl PlanWorkflows {
         for (member, name) in self.named() {
             if !name.starts_with(LIFECYCLE_MACHINE_PREFIX) || name.len() == LIFECYCLE_MACHINE_PREFIX.len() {
                 return Err(Error::InvalidRequest {
-                    code: "invalid-plan-workflow",
+                    code: ErrorCode::InvalidPlanWorkflow,
                     message: format!(
                         "workflows.{member}: {name:?} is not a lifecycle state machine: their names start with \
                          {LIFECYCLE_MACHINE_PREFIX:?}"
@@ -373,7 +373,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "workflows": w})).unwrap()
         };
         let bad = spec(serde_json::json!({"provision": "mine"})).into_plan("x", Timestamp(0)).unwrap_err();
-        assert!(matches!(bad, Error::InvalidRequest { code: "invalid-plan-workflow", .. }), "{bad:?}");
+        assert!(matches!(bad, Error::InvalidRequest { code: ErrorCode::InvalidPlanWorkflow, .. }), "{bad:?}");
         assert!(spec(serde_json::json!({"provision": "tenancy.lifecycle."})).into_plan("x", Timestamp(0)).is_err());
         assert!(serde_json::from_value::<PlanSpec>(
             serde_json::json!({"name": "x", "isolation": "pool", "workflows": {"provison": "tenancy.lifecycle.a"}})

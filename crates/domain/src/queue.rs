@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::Timestamp;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 pub const MAX_VISIBILITY_TIMEOUT_S: u64 = 12 * 60 * 60;
 pub const MAX_DELAY_S: u64 = 15 * 60;
@@ -71,14 +71,14 @@ pub fn validate_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidRequest {
-            code: "invalid-queue-name",
+            code: ErrorCode::InvalidQueueName,
             message: format!("queue name {name:?} is invalid: use 1-80 letters, digits, '-' and '_'"),
         })
     }
 }
 
 fn invalid_settings(message: String) -> Error {
-    Error::InvalidRequest { code: "invalid-queue-settings", message }
+    Error::InvalidRequest { code: ErrorCode::InvalidQueueSettings, message }
 }
 
 impl QueueSpec {
@@ -175,7 +175,7 @@ impl SendMessage {
         let body = serde_json::to_string(&self.body).map_err(Error::internal)?;
         if body.len() > MAX_BODY_BYTES {
             return Err(Error::InvalidRequest {
-                code: "message-too-large",
+                code: ErrorCode::MessageTooLarge,
                 message: format!("the message body is {} bytes of JSON; at most {MAX_BODY_BYTES}", body.len()),
             });
         }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::Timestamp;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
@@ -84,7 +84,7 @@ fn validate_url(url: &str) -> Result<()> {
     match host {
         Some(h) if !h.is_empty() && !h.starts_with(':') && !url.contains(char::is_whitespace) => Ok(()),
         _ => Err(Error::InvalidRequest {
-            code: "invalid-url",
+            code: ErrorCode::InvalidUrl,
             message: format!("webhook url must be an absolute http or https URL, got {url:?}"),
         }),
     }
@@ -202,11 +202,11 @@ mod tests {
         assert_eq!(t.webhook().unwrap().max_attempts, DEFAULT_MAX_ATTEMPTS);
         for bad in ["ftp://x", "https://", "example.com", "http:// x", "https://:80/"] {
             let t = Target::Webhook { url: bad.into(), max_concurrency: None, timeout_ms: None, max_attempts: None };
-            assert_eq!(t.validate().unwrap_err().code(), "invalid-url", "{bad}");
+            assert_eq!(t.validate().unwrap_err().code(), ErrorCode::InvalidUrl, "{bad}");
         }
         let q: Target = serde_json::from_value(json!({"type": "queue", "queue": "q"})).unwrap();
         q.validate().unwrap();
         let q: Target = serde_json::from_value(json!({"type": "queue", "queue": "a b"})).unwrap();
-        assert_eq!(q.validate().unwrap_err().code(), "invalid-queue-name");
+        assert_eq!(q.validate().unwrap_err().code(), ErrorCode::InvalidQueueName);
     }
 }

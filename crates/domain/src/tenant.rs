@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// The lifecycle status of a tenant.
 ///
@@ -109,7 +109,7 @@ impl TenantStatus {
             (S::Failed, T::RetryProvisioning) => S::Provisioning,
             (from, t) => {
                 return Err(Error::Conflict {
-                    code: "invalid-transition",
+                    code: ErrorCode::InvalidTransition,
                     message: format!("cannot {} a tenant that is {}", t.as_str().replace('_', " "), from.as_str()),
                 })
             }
@@ -254,7 +254,7 @@ impl Tenant {
     pub fn ensure_mutable(&self) -> Result<()> {
         if self.status == TenantStatus::Offboarded {
             return Err(Error::Conflict {
-                code: "invalid-transition",
+                code: ErrorCode::InvalidTransition,
                 message: format!("tenant {:?} is offboarded", self.id),
             });
         }
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn illegal_transitions_are_conflicts() {
         let err = TenantStatus::Suspended.apply(Transition::Suspend).unwrap_err();
-        assert_eq!(err.code(), "invalid-transition");
+        assert_eq!(err.code(), ErrorCode::InvalidTransition);
         assert_eq!(err.to_string(), "cannot suspend a tenant that is suspended");
         assert!(TenantStatus::Provisioning.apply(Transition::Offboard).is_err());
         assert_eq!(TenantStatus::Failed.apply(Transition::RetryProvisioning).unwrap(), TenantStatus::Provisioning);

@@ -23,6 +23,7 @@ use tenancy_app::{OpContext, Permission as P};
 use crate::extract::request_id_of;
 use crate::problem::ApiError;
 use crate::server::ServerState;
+use tenancy_domain::ErrorCode;
 
 /// What a route demands: every permission in `perms`, on the tenant named by the path
 /// parameter `tenant` when there is one.
@@ -141,7 +142,7 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, mut req: Request,
         None => None,
         Some(name) => match req.extract_parts::<RawPathParams>().await {
             Ok(params) => params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()),
-            Err(e) => return ApiError::bad_request("invalid-path", e.body_text()).into_response(),
+            Err(e) => return ApiError::new(ErrorCode::InvalidPath, e.body_text()).into_response(),
         },
     };
     for p in rule.perms {
@@ -154,7 +155,7 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, mut req: Request,
         }
     }
     if has_nul(req.uri().path()) || req.uri().query().is_some_and(has_nul) {
-        return ApiError::bad_request("invalid-request", "the request's path or query contains a NUL character (%00)")
+        return ApiError::new(ErrorCode::InvalidRequest, "the request's path or query contains a NUL character (%00)")
             .into_response();
     }
     req.extensions_mut().insert(ctx);

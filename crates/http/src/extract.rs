@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use tenancy_app::OpContext;
 
 use crate::problem::ApiError;
+use tenancy_domain::ErrorCode;
 
 /// A JSON body. Malformed JSON is `malformed-json`; JSON of the wrong shape (unknown
 /// field, wrong type, missing field) is `invalid-body` naming the offending path.
@@ -44,14 +45,17 @@ async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     });
     if !is_json {
         return Err(ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            ErrorCode::UnsupportedMediaType,
             "expected a request body with Content-Type: application/json",
         ));
     }
     Bytes::from_request(req, state).await.map_err(|e| match e.status() {
         axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
-        status => ApiError::new(status, "invalid-body", format!("failed to read the request body: {}", e.body_text())),
+        status => ApiError::with_status(
+            status,
+            ErrorCode::InvalidBody,
+            format!("failed to read the request body: {}", e.body_text()),
+        ),
     })
 }
 
@@ -64,9 +68,11 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Bytes::from_request(req, state).await.map(RawBody).map_err(|e| match e.status() {
             axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
-            status => {
-                ApiError::new(status, "invalid-body", format!("failed to read the request body: {}", e.body_text()))
-            }
+            status => ApiError::with_status(
+                status,
+                ErrorCode::InvalidBody,
+                format!("failed to read the request body: {}", e.body_text()),
+            ),
         })
     }
 }
@@ -92,7 +98,7 @@ pub fn has_escaped_nul(bytes: &[u8]) -> bool {
 /// store NUL in text, and no name or value of ours needs it).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if has_escaped_nul(bytes) {
-        return Err(ApiError::bad_request("invalid-request", "the request body contains a NUL character (\\u0000)"));
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the request body contains a NUL character (\\u0000)"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -102,13 +108,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Syntax
             | serde_json::error::Category::Eof
             | serde_json::error::Category::Io => {
-                ApiError::bad_request("malformed-json", format!("the request body is not valid JSON: {inner}"))
+                ApiError::new(ErrorCode::MalformedJson, format!("the request body is not valid JSON: {inner}"))
             }
             serde_json::error::Category::Data if path == "." => {
-                ApiError::bad_request("invalid-body", format!("invalid request body: {inner}"))
+                ApiError::new(ErrorCode::InvalidBody, format!("invalid request body: {inner}"))
             }
             serde_json::error::Category::Data => {
-                ApiError::bad_request("invalid-body", format!("invalid request body at {path}: {inner}"))
+                ApiError::new(ErrorCode::InvalidBody, format!("invalid request body at {path}: {inner}"))
             }
         }
     })
@@ -124,7 +130,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
-            .map_err(|e| ApiError::bad_request("invalid-path", e.body_text()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidPath, e.body_text()))
     }
 }
 
@@ -137,7 +143,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|v| Query(v.0))
-            .map_err(|e| ApiError::bad_request("invalid-query", e.body_text()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
     }
 }
 
@@ -180,7 +186,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(v) = parts.headers.get(header::IF_MATCH) else { return Ok(IfMatch(None)) };
         let malformed = |s: &str| {
-            ApiError::bad_request("invalid-header", format!("If-Match must be an ETag such as \"3\", got {s:?}"))
+            ApiError::new(ErrorCode::InvalidHeader, format!("If-Match must be an ETag such as \"3\", got {s:?}"))
         };
         let Ok(s) = v.to_str() else { return Err(malformed(&String::from_utf8_lossy(v.as_bytes()))) };
         parse_if_match(s).map(IfMatch).ok_or_else(|| malformed(s))

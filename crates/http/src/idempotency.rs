@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use crate::problem::ApiError;
 use crate::server::{ServerState, MAX_BODY_BYTES};
+use tenancy_domain::ErrorCode;
 
 const HEADER: &str = "idempotency-key";
 const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::ETAG, header::LOCATION];
@@ -107,7 +108,7 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
         _ => {
-            return ApiError::bad_request("invalid-header", "Idempotency-Key must be 1-255 visible ASCII characters")
+            return ApiError::new(ErrorCode::InvalidHeader, "Idempotency-Key must be 1-255 visible ASCII characters")
                 .into_response()
         }
     };
@@ -139,8 +140,7 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
         }
         Ok(IdempotencyState::InProgress { .. }) => {
             return ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency-key-in-use",
+                ErrorCode::IdempotencyKeyInUse,
                 "a request with this Idempotency-Key is still in progress",
             )
             .into_response()
@@ -162,7 +162,7 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = %e, "an idempotent request failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+            ApiError::new(ErrorCode::Internal, "internal error").into_response()
         }
     }
 }

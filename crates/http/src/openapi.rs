@@ -1,13 +1,16 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa::Modify;
+
+use crate::problem::Problem;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Tenancy", description = "Control plane for multi-tenant SaaS: tenants, plans, API keys, events and audit."),
     modifiers(&BearerAuth),
+    components(schemas(Problem)),
     tags(
         (name = "plans", description = "Plans: isolation, features and quotas"),
         (name = "tenants", description = "Tenants and their lifecycle"),
@@ -35,10 +38,45 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What every documented operation shares, so the route annotations do not repeat it:
+/// a `4XX` response with a problem document (codes in docs/api.md) and the bearer
+/// security requirement. An operation that declares either itself keeps its own (a
+/// more specific `4XX` description; `security(())` for a public route).
+struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, openapi: &mut OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in operations.into_iter().flatten() {
+                op.responses.responses.entry("4XX".to_owned()).or_insert_with(|| {
+                    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                    ResponseBuilder::new()
+                        .description("Problem")
+                        .content("application/problem+json", content)
+                        .build()
+                        .into()
+                });
+                op.security.get_or_insert_with(|| vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            }
+        }
+    }
+}
+
 pub(crate) fn document() -> OpenApi {
     let (_, api) = crate::routes::api().split_for_parts();
     let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
     doc.merge(api);
+    SharedResponses.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }

@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tenancy_domain::Error;
+use tenancy_domain::{Error, ErrorCode};
 
 /// A problem document (`application/problem+json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -18,49 +18,41 @@ pub struct Problem {
     pub code: String,
 }
 
-/// The code of every 413.
-pub const PAYLOAD_TOO_LARGE: &str = "payload-too-large";
-
 /// An error on its way out as problem+json.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: String,
+    pub code: ErrorCode,
     pub detail: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        ApiError { status, code: code.to_owned(), detail: detail.into() }
+    /// A problem with the status its code belongs to.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ApiError::with_status(status_of_code(code), code, detail)
     }
 
-    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+    /// A problem whose status another layer decided (axum's body rejections).
+    pub fn with_status(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
+        ApiError { status, code, detail: detail.into() }
     }
 
     /// 413, whichever layer noticed: one code, `payload-too-large`.
     pub fn payload_too_large() -> Self {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
             format!("the request body is larger than {} bytes", crate::server::MAX_BODY_BYTES),
         )
     }
 }
 
+fn status_of_code(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.status()).expect("an ErrorCode's status is a valid HTTP status")
+}
+
+/// The status of an error: the one its code belongs to.
 pub fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::NotFound { .. } => StatusCode::NOT_FOUND,
-        Error::AlreadyExists { .. } | Error::Conflict { .. } => StatusCode::CONFLICT,
-        Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-        Error::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-        Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    status_of_code(e.code())
 }
 
 impl From<Error> for ApiError {
@@ -78,21 +70,21 @@ impl From<Error> for ApiError {
             }
             _ => e.to_string(),
         };
-        ApiError { status, code: e.code().to_owned(), detail }
+        ApiError { status, code: e.code(), detail }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(mut self) -> Response {
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            self.code = PAYLOAD_TOO_LARGE.to_owned();
+            self.code = ErrorCode::PayloadTooLarge;
         }
         let problem = Problem {
             type_: format!("https://tenancy.dev/problems/{}", self.code),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail,
-            code: self.code,
+            code: self.code.as_str().to_owned(),
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
         let mut res = (self.status, body).into_response();
@@ -108,9 +100,25 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
-    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    /// Every code's status is one `status_of` gives, and a problem carries its code
+    /// as the wire string in `code` and `type`.
+    #[test]
+    fn problem_carries_the_code_string_and_its_status() {
+        for &code in tenancy_domain::ErrorCode::ALL {
+            assert_eq!(super::status_of_code(code).as_u16(), code.status(), "{code}");
+        }
+        let e = tenancy_domain::Error::Conflict {
+            code: tenancy_domain::ErrorCode::PlanInUse,
+            message: "plan \"p\" is in use".into(),
+        };
+        assert_eq!(super::status_of(&e), axum::http::StatusCode::CONFLICT);
+        let res = axum::response::IntoResponse::into_response(super::ApiError::from(e));
+        assert_eq!(res.status(), 409);
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -121,17 +129,11 @@ mod tests {
         }
     }
 
-    /// The string literal at the start of `s` (after blanks), if it looks like a code.
-    fn code_at(s: &str) -> Option<&str> {
-        let s = s.trim_start().strip_prefix('"')?;
-        let code = &s[..s.find('"')?];
-        let ok = !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        ok.then_some(code)
-    }
-
-    /// Every problem code the source can produce: `code: "..."` of the error kinds,
-    /// `ApiError::new(status, "...")`, `bad_request("...")` and `Error::code`'s own.
-    fn codes_in_source() -> std::collections::BTreeSet<String> {
+    /// `ErrorCode` is the only source of codes: outside its declaration and test
+    /// modules, no source file spells a code as a string literal (it would be a code
+    /// the enum, and so docs/api.md, might not know).
+    #[test]
+    fn no_code_is_a_string_literal_outside_error_code() {
         let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut files = Vec::new();
         for krate in std::fs::read_dir(&crates).unwrap() {
@@ -140,45 +142,18 @@ mod tests {
                 rust_files(&src, &mut files);
             }
         }
-        let mut codes = std::collections::BTreeSet::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).unwrap();
-            for (marker, skip_arg) in [("code: ", false), ("bad_request(", false), ("ApiError::new(", true)] {
-                for (at, _) in text.match_indices(marker) {
-                    let mut rest = &text[at + marker.len()..];
-                    if skip_arg {
-                        rest = &rest[rest.find(',').unwrap_or(0) + 1..];
-                    }
-                    if let Some(code) = code_at(rest) {
-                        codes.insert(code.to_owned());
-                    }
-                }
-            }
-            if file.ends_with("domain/src/error.rs") {
-                let body = &text[text.find("pub fn code(&self)").unwrap()..];
-                for (at, _) in body.match_indices("=> ") {
-                    if let Some(code) = code_at(&body[at + 3..]) {
-                        codes.insert(code.to_owned());
-                    }
+        assert!(files.iter().any(|f| f.ends_with("app/src/workflows.rs")), "the scan found the sources");
+        let mut found = Vec::new();
+        for file in files.iter().filter(|f| !f.ends_with("domain/src/error.rs")) {
+            let text = std::fs::read_to_string(file).unwrap();
+            let code_part = text.split("#[cfg(test)]").next().unwrap();
+            for &code in tenancy_domain::ErrorCode::ALL {
+                if code_part.contains(&format!("\"{code}\"")) {
+                    found.push(format!("{}: \"{code}\"", file.display()));
                 }
             }
         }
-        codes.insert(super::PAYLOAD_TOO_LARGE.to_owned());
-        codes
-    }
-
-    /// docs/api.md lists every code a problem can carry.
-    #[test]
-    fn every_problem_code_is_documented() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
-        let codes = codes_in_source();
-        for sure in ["plan-in-use", "not-found", "unsupported-media-type", "idempotency-key-in-use", "malformed-json"] {
-            assert!(codes.contains(sure), "the scan missed {sure}: {codes:?}");
-        }
-        // Internal: the store's marker of drift reported before never leaves it.
-        let missing: Vec<_> =
-            codes.iter().filter(|c| c.as_str() != "drift-reported" && !doc.contains(&format!("`{c}`"))).collect();
-        assert!(missing.is_empty(), "codes missing from docs/api.md's Errors table: {missing:?}");
+        assert!(found.is_empty(), "use ErrorCode instead of these literals: {found:#?}");
     }
 
     /// docs/api.md's relative links resolve inside the repository, and it points at

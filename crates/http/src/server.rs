@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
 use crate::{access, idempotency, routes};
+use tenancy_domain::ErrorCode;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A request that has not been answered after this long is 503 (its body included:
@@ -162,11 +163,11 @@ fn prometheus() -> PrometheusHandle {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route")
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take this method")
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take this method")
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -190,7 +191,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+    ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }
 
 fn request_span(req: &Request) -> tracing::Span {

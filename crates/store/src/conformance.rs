@@ -16,7 +16,7 @@ use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::{Isolation, Plan};
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::Error;
+use tenancy_domain::{Error, ErrorCode};
 
 use crate::audit::*;
 use crate::drift::ReconciliationRun;
@@ -156,7 +156,7 @@ pub async fn plan_delete_in_use(store: Arc<dyn Store>) {
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
     let err = store.plan_delete("pro", &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "plan-in-use");
+    assert_eq!(err.code(), ErrorCode::PlanInUse);
     // Offboarded tenants are tombstones and do not hold their plan.
     let mut gone = t.clone();
     gone.status = TenantStatus::Offboarded;
@@ -171,7 +171,7 @@ pub async fn plan_isolation_in_use(store: Arc<dyn Store>) {
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
     let err = store.plan_put(&plan("pro", Isolation::Silo), None, &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "plan-in-use", "{err:?}");
+    assert_eq!(err.code(), ErrorCode::PlanInUse, "{err:?}");
     assert!(err.to_string().contains("isolation"), "{err}");
     let got = store.plan_get("pro").await.unwrap();
     assert_eq!((got.isolation, got.version), (Isolation::Pool, 1), "nothing changed");
@@ -188,7 +188,7 @@ pub async fn plan_isolation_in_use(store: Arc<dyn Store>) {
     moving.status = TenantStatus::Updating;
     store.tenant_update(&moving, other.version, &Effects::none()).await.unwrap();
     let err = store.plan_put(&plan("pro", Isolation::Silo), None, &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "plan-in-use", "{err:?}");
+    assert_eq!(err.code(), ErrorCode::PlanInUse, "{err:?}");
     moving.status = TenantStatus::Active;
     store.tenant_update(&moving, other.version + 1, &Effects::none()).await.unwrap();
     let silo = store.plan_put(&plan("pro", Isolation::Silo), None, &Effects::none()).await.unwrap();
@@ -207,7 +207,7 @@ pub async fn tenant_create_and_duplicate(store: Arc<dyn Store>) {
 
 pub async fn tenant_unknown_plan(store: Arc<dyn Store>) {
     let err = store.tenant_create(&tenant("acme", "ghost", "eu"), &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "unknown-plan");
+    assert_eq!(err.code(), ErrorCode::UnknownPlan);
     assert!(matches!(store.tenant_get("acme").await, Err(Error::NotFound { .. })));
 }
 
@@ -268,7 +268,7 @@ pub async fn tenant_purge_releases_the_id(store: Arc<dyn Store>) {
     let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
     let fx = || Effects::none().with_event(Event::new("TenantPurged", Some("acme"), vec![], json!({})));
     let err = store.tenant_purge("acme", 1, &fx()).await.unwrap_err();
-    assert_eq!(err.code(), "invalid-transition", "{err:?}");
+    assert_eq!(err.code(), ErrorCode::InvalidTransition, "{err:?}");
     let record = crate::TenantResource {
         tenant_id: "acme".into(),
         kind: "export".into(),
@@ -366,7 +366,7 @@ pub async fn lost_lease_rolls_back(store: Arc<dyn Store>) {
         .with_event(Event::new("TenantProvisioned", Some("acme"), vec![], json!({})))
         .completing(&job.id, "w1");
     let err = store.tenant_update(&active, 1, &fx).await.unwrap_err();
-    assert_eq!(err.code(), "lease-lost");
+    assert_eq!(err.code(), ErrorCode::LeaseLost);
     assert_eq!(store.tenant_get("acme").await.unwrap().status, TenantStatus::Provisioning);
     assert_eq!(all_events(&*store, "acme").await.len(), 1, "only TenantCreated");
     let fx = Effects::none().completing(&job.id, "w2");
@@ -437,7 +437,7 @@ pub async fn api_keys(store: Arc<dyn Store>) {
     };
     // A tenant key names a tenant that exists.
     let err = store.api_key_create(&key, &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "unknown-tenant");
+    assert_eq!(err.code(), ErrorCode::UnknownTenant);
     assert!(store.api_key_list(&page(10)).await.unwrap().items.is_empty());
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     let acme = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
@@ -458,7 +458,7 @@ pub async fn api_keys(store: Arc<dyn Store>) {
     store.tenant_update(&gone, acme.version, &Effects::none()).await.unwrap();
     assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![theirs]);
     let err = store.api_key_create(&key, &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "unknown-tenant");
+    assert_eq!(err.code(), ErrorCode::UnknownTenant);
 }
 
 pub async fn event_and_audit_lists(store: Arc<dyn Store>) {
@@ -631,7 +631,7 @@ pub async fn dead_deliveries_retry(store: Arc<dyn Store>) {
     store.outbox_dispatch(100, &by_type, Timestamp(1_000)).await.unwrap();
     let c = store.delivery_claim("w1", 1_000, 10, Timestamp(1_000), &[]).await.unwrap().remove(0);
     let conflict = store.delivery_retry("sub_a", &c.id, Timestamp(1_100), &Effects::none()).await.unwrap_err();
-    assert_eq!(conflict.code(), "delivery-not-dead");
+    assert_eq!(conflict.code(), ErrorCode::DeliveryNotDead);
     let dead = AttemptResult {
         delivery_id: c.id.clone(),
         attempt: 1,
@@ -747,7 +747,7 @@ pub async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
         assert_eq!(r.is_err(), should_fail, "write {i}: {r:?}");
         match r {
             Err(e) if i == 5 => assert!(matches!(e, Error::AlreadyExists { .. }), "write {i}: {e:?}"),
-            Err(e) => assert_eq!(e.code(), "unknown-plan", "write {i}"),
+            Err(e) => assert_eq!(e.code(), ErrorCode::UnknownPlan, "write {i}"),
             Ok(_) => {}
         }
         let events = all_events(&*store, &format!("t{i:03}")).await;

@@ -12,7 +12,7 @@ use tenancy_domain::event::AuditEntry;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::queue::{NewMessage, Queue, QueueSpec};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::Error;
+use tenancy_domain::{Error, ErrorCode};
 
 use crate::queues::QueueStore;
 use crate::store::*;
@@ -104,7 +104,7 @@ pub async fn queues_crud(store: Arc<dyn Store>) {
     let with_dlq =
         queue("work", json!({"visibility_timeout_s": 1, "max_receive_count": 3, "dead_letter_queue": "dlq"}));
     let err = qs.queue_put(&with_dlq, &Effects::none()).await.unwrap_err();
-    assert_eq!(err.code(), "unknown-queue");
+    assert_eq!(err.code(), ErrorCode::UnknownQueue);
     make(&*qs, "dlq", json!({"visibility_timeout_s": 1})).await;
     qs.queue_put(&with_dlq, &Effects::none()).await.unwrap();
     let names: Vec<String> = qs
@@ -120,7 +120,7 @@ pub async fn queues_crud(store: Arc<dyn Store>) {
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.next_cursor, None);
 
-    assert_eq!(qs.queue_delete("dlq", &Effects::none()).await.unwrap_err().code(), "queue-in-use");
+    assert_eq!(qs.queue_delete("dlq", &Effects::none()).await.unwrap_err().code(), ErrorCode::QueueInUse);
     qs.message_send("work", &[msg(json!(1))], T).await.unwrap();
     qs.queue_delete("work", &Effects::none().with_audit(audit("queue.delete"))).await.unwrap();
     qs.queue_delete("dlq", &Effects::none()).await.unwrap();
@@ -148,7 +148,7 @@ pub async fn visibility_timeout_redelivers(store: Arc<dyn Store>) {
     let deleted = qs.message_delete("q", &[first[0].receipt.clone(), second[0].receipt.clone()]).await.unwrap();
     assert_eq!(deleted, [false, true], "the first receipt went stale with the second receive");
     assert!(bodies(&*qs, "q", 10, at(100_000)).await.is_empty());
-    assert_eq!(qs.message_delete("q", &["nonsense".into()]).await.unwrap_err().code(), "invalid-receipt");
+    assert_eq!(qs.message_delete("q", &["nonsense".into()]).await.unwrap_err().code(), ErrorCode::InvalidReceipt);
 }
 
 pub async fn receive_counts_and_dead_letters(store: Arc<dyn Store>) {

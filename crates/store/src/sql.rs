@@ -35,7 +35,7 @@ use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::plan::Plan;
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 
 use crate::store::*;
 use cache::{RecordCache, TenantCache};
@@ -577,7 +577,7 @@ impl Store for SqlStore {
                             .get(0);
                         if in_use == 0 && moving > 0 {
                             return Err(Error::Conflict {
-                                code: "plan-in-use",
+                                code: ErrorCode::PlanInUse,
                                 message: format!(
                                     "{moving} tenant(s) are changing plans: plan {:?}'s isolation can change once \
                                      the plan changes finish (it may be their target); retry then",
@@ -587,7 +587,7 @@ impl Store for SqlStore {
                         }
                         if in_use > 0 {
                             return Err(Error::Conflict {
-                                code: "plan-in-use",
+                                code: ErrorCode::PlanInUse,
                                 message: format!(
                                     "plan {:?} is used by {in_use} tenant(s): its isolation cannot change from {from} \
                                      to {}; create a new plan and move the tenants to it \
@@ -675,7 +675,7 @@ impl Store for SqlStore {
                     let in_use = tenants_on_plan(c, &id).await?;
                     if in_use > 0 {
                         return Err(Error::Conflict {
-                            code: "plan-in-use",
+                            code: ErrorCode::PlanInUse,
                             message: format!("plan {id:?} is used by {in_use} tenant(s)"),
                         });
                     }
@@ -811,7 +811,7 @@ impl Store for SqlStore {
                                 });
                             }
                             return Err(Error::Conflict {
-                                code: "invalid-transition",
+                                code: ErrorCode::InvalidTransition,
                                 message: format!("tenant {id:?} is {status}: only an offboarded tenant can be purged"),
                             });
                         }
@@ -851,7 +851,7 @@ impl Store for SqlStore {
                         let status: Option<String> = row.map(|r| r.get(0));
                         if status.as_deref().is_none_or(|s| s == TenantStatus::Offboarded.as_str()) {
                             return Err(Error::InvalidRequest {
-                                code: "unknown-tenant",
+                                code: ErrorCode::UnknownTenant,
                                 message: format!("tenant {tenant:?} does not exist or is offboarded"),
                             });
                         }

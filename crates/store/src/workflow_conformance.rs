@@ -7,7 +7,7 @@ use serde_json::json;
 use tenancy_domain::event::Event;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::Error;
+use tenancy_domain::{Error, ErrorCode};
 
 use crate::store::*;
 use crate::workflow::*;
@@ -121,7 +121,7 @@ pub async fn steps_commit_with_seq(store: Arc<dyn Store>) {
     assert!(res[0].is_ok());
     // The same step again: the execution moved on, nothing is written twice.
     let res = wf.execution_commit(&[step]).await.unwrap();
-    assert!(matches!(&res[0], Err(Error::Conflict { code: "execution-moved", .. })), "{res:?}");
+    assert!(matches!(&res[0], Err(Error::Conflict { code: ErrorCode::ExecutionMoved, .. })), "{res:?}");
     let got = wf.execution_get("exe_1").await.unwrap();
     assert_eq!((got.status.as_str(), got.seq, got.wake_at), ("FAILED", 2, None));
     assert_eq!(got.error.as_deref(), Some("E"));

@@ -13,15 +13,13 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::Error;
 
 use crate::extract::{Caller, Json, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// Verify the hash chain of the sealed audit records and the latest Merkle checkpoint.
 /// Entries not sealed yet (sealing runs within about a second) are counted in `pending`.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = AuditVerification),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = AuditVerification)))]
 pub async fn verify_audit(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -50,9 +48,7 @@ pub struct ExportQuery {
 /// Stream sealed audit records as NDJSON (one `AuditRecord` per line), a contiguous
 /// `seq` range that `tenancy audit verify FILE` checks offline.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportQuery),
-    responses((status = 200, description = "NDJSON, one record per line", content_type = "application/x-ndjson", body = String),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "NDJSON, one record per line", content_type = "application/x-ndjson", body = String)))]
 pub async fn export_audit(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -73,9 +69,7 @@ pub struct ExportRequest {
 
 /// Write an NDJSON export of sealed audit records to the blob store.
 #[utoipa::path(post, path = "/v1/audit/exports", tag = "audit", request_body = ExportRequest,
-    responses((status = 201, body = AuditExport),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 201, body = AuditExport)))]
 pub async fn create_export(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use tenancy_app::custom_events::{PutEventsRequest, PutEventsResponse, TestPatternRequest, TestPatternResponse};
 
 use crate::extract::{Caller, Json, PatternJson};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// Publish up to 10 custom events. Each entry succeeds (`EventId`) or fails on its own
@@ -15,9 +15,7 @@ use crate::server::ServerState;
 /// tenant key's events carry its own tenant id.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PutEventsRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 200, body = PutEventsResponse),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = PutEventsResponse)))]
 pub async fn put_events(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -28,9 +26,7 @@ pub async fn put_events(
 
 /// Whether an event matches a pattern; an invalid pattern is 400 `invalid-pattern`.
 #[utoipa::path(post, path = "/v1/events/test-pattern", tag = "events", request_body = TestPatternRequest,
-    responses((status = 200, body = TestPatternResponse),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = TestPatternResponse)))]
 pub async fn test_pattern(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

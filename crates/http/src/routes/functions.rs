@@ -10,7 +10,7 @@ use tenancy_app::functions::FunctionWithSecret;
 use tenancy_domain::function::{Function, FunctionSpec};
 
 use crate::extract::{Caller, Json, Path};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// Every function.
@@ -25,9 +25,7 @@ pub struct FunctionList {
 #[utoipa::path(put, path = "/v1/functions/{name}", tag = "functions", request_body = FunctionSpec,
     params(("name" = String, Path, description = "Function name: 1-64 letters, digits, '-' and '_'")),
     responses((status = 201, description = "Created (with `secret`)", body = FunctionWithSecret),
-        (status = 200, description = "Replaced", body = Function),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = 200, description = "Replaced", body = Function)))]
 pub async fn put_function(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -43,9 +41,7 @@ pub async fn put_function(
 /// A function (never its secret).
 #[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "Function name")),
-    responses((status = 200, body = Function),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Function)))]
 pub async fn get_function(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -56,9 +52,7 @@ pub async fn get_function(
 
 /// List functions by name.
 #[utoipa::path(get, path = "/v1/functions", tag = "functions",
-    responses((status = 200, body = FunctionList),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = FunctionList)))]
 pub async fn list_functions(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -70,9 +64,7 @@ pub async fn list_functions(
 /// fail with `Lambda.ResourceNotFoundException`.
 #[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "Function name")),
-    responses((status = 204, description = "Deleted"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_function(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

@@ -12,7 +12,7 @@ use tenancy_app::provisioning::DatabaseCredentials;
 use tenancy_domain::hook::{Hook, HookSpec};
 
 use crate::extract::{Caller, Json, Path};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// Every hook.
@@ -29,9 +29,7 @@ pub struct HookList {
 #[utoipa::path(put, path = "/v1/hooks/{name}", tag = "hooks", request_body = HookSpec,
     params(("name" = String, Path, description = "Hook name")),
     responses((status = 201, description = "Created", body = HookWithSecret),
-        (status = 200, description = "Replaced", body = HookWithSecret),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = 200, description = "Replaced", body = HookWithSecret)))]
 pub async fn put_hook(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -46,9 +44,7 @@ pub async fn put_hook(
 /// A hook.
 #[utoipa::path(get, path = "/v1/hooks/{name}", tag = "hooks",
     params(("name" = String, Path, description = "Hook name")),
-    responses((status = 200, body = Hook),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Hook)))]
 pub async fn get_hook(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -59,9 +55,7 @@ pub async fn get_hook(
 
 /// List hooks by name.
 #[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
-    responses((status = 200, body = HookList),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = HookList)))]
 pub async fn list_hooks(State(s): State<Arc<ServerState>>, Caller(ctx): Caller) -> ApiResult<axum::Json<HookList>> {
     Ok(axum::Json(HookList { items: s.app.hook_list(&ctx).await? }))
 }
@@ -69,9 +63,7 @@ pub async fn list_hooks(State(s): State<Arc<ServerState>>, Caller(ctx): Caller) 
 /// Delete a hook.
 #[utoipa::path(delete, path = "/v1/hooks/{name}", tag = "hooks",
     params(("name" = String, Path, description = "Hook name")),
-    responses((status = 204, description = "Deleted"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_hook(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -84,9 +76,7 @@ pub async fn delete_hook(
 /// The resources the lifecycle workflows created for a tenant.
 #[utoipa::path(get, path = "/v1/tenants/{id}/resources", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id")),
-    responses((status = 200, body = TenantResources),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = TenantResources)))]
 pub async fn tenant_resources(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -101,9 +91,7 @@ pub async fn tenant_resources(
 /// (files without logins); 404 when the tenant has no database (yet).
 #[utoipa::path(get, path = "/v1/tenants/{id}/database-credentials", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id")),
-    responses((status = 200, body = DatabaseCredentials),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DatabaseCredentials)))]
 pub async fn tenant_database_credentials(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

@@ -12,7 +12,7 @@ use tenancy_domain::time::Timestamp;
 
 use super::plans::PageQuery;
 use crate::extract::{Caller, Json, Path, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// A new API key with its plaintext `key`, shown this once.
@@ -31,9 +31,7 @@ pub struct CreatedKey {
 /// Create an API key (admin only).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = CreatedKey),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 201, body = CreatedKey)))]
 pub async fn create_key(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -54,9 +52,7 @@ pub async fn create_key(
 
 /// List API keys (never the keys themselves).
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(PageQuery),
-    responses((status = 200, body = Page<ApiKey>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<ApiKey>)))]
 pub async fn list_keys(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -68,9 +64,7 @@ pub async fn list_keys(
 /// Revoke an API key.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 204, description = "Revoked"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Revoked")))]
 pub async fn delete_key(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

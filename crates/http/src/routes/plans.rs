@@ -10,7 +10,7 @@ use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 
 use crate::extract::{etag, Caller, IfMatch, Json, Path, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -39,9 +39,7 @@ impl PageQuery {
     request_body = PlanSpec,
     responses(
         (status = 201, description = "Created", body = Plan, headers(("ETag" = String))),
-        (status = 200, description = "Replaced", body = Plan, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = 200, description = "Replaced", body = Plan, headers(("ETag" = String)))))]
 pub async fn put_plan(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -63,9 +61,7 @@ pub async fn put_plan(
     params(("id" = String, Path, description = "Plan id"), ("If-Match" = Option<String>, Header, description = "ETag the plan must still have")),
     request_body = PlanPatch,
     responses(
-        (status = 200, description = "Changed", body = Plan, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = 200, description = "Changed", body = Plan, headers(("ETag" = String)))))]
 pub async fn patch_plan(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -80,9 +76,7 @@ pub async fn patch_plan(
 /// Get a plan.
 #[utoipa::path(get, path = "/v1/plans/{id}", tag = "plans",
     params(("id" = String, Path, description = "Plan id")),
-    responses((status = 200, body = Plan, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Plan, headers(("ETag" = String)))))]
 pub async fn get_plan(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -94,9 +88,7 @@ pub async fn get_plan(
 
 /// List plans.
 #[utoipa::path(get, path = "/v1/plans", tag = "plans", params(PageQuery),
-    responses((status = 200, body = Page<Plan>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<Plan>)))]
 pub async fn list_plans(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -108,9 +100,7 @@ pub async fn list_plans(
 /// Delete a plan; 409 while a tenant uses it.
 #[utoipa::path(delete, path = "/v1/plans/{id}", tag = "plans",
     params(("id" = String, Path, description = "Plan id")),
-    responses((status = 204, description = "Deleted"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_plan(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

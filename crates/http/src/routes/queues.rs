@@ -13,15 +13,13 @@ use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 
 use super::plans::PageQuery;
 use crate::extract::{Caller, Json, Path, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// Create a queue or replace its settings (its messages stay).
 #[utoipa::path(put, path = "/v1/queues/{name}", tag = "queues", request_body = QueueSpec,
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 201, description = "Created", body = Queue), (status = 200, description = "Replaced", body = Queue),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 201, description = "Created", body = Queue), (status = 200, description = "Replaced", body = Queue)))]
 pub async fn put_queue(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -36,9 +34,7 @@ pub async fn put_queue(
 /// A queue's settings and depth: `visible`, `in_flight`, `delayed`, `dead_lettered`, `oldest_age_s`.
 #[utoipa::path(get, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = QueueInfo)))]
 pub async fn get_queue(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -49,9 +45,7 @@ pub async fn get_queue(
 
 /// List queues by name.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues", params(PageQuery),
-    responses((status = 200, body = Page<Queue>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<Queue>)))]
 pub async fn list_queues(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -63,9 +57,7 @@ pub async fn list_queues(
 /// Delete a queue with its messages (409 `queue-in-use` while another queue uses it as its dead-letter queue).
 #[utoipa::path(delete, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 204, description = "Deleted"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_queue(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -78,9 +70,7 @@ pub async fn delete_queue(
 /// Send a message. A repeated `dedup_id` within 5 minutes is accepted (`deduplicated: true`) but not enqueued again.
 #[utoipa::path(post, path = "/v1/queues/{name}/messages", tag = "queues", request_body = SendMessage,
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 201, body = Sent),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 201, body = Sent)))]
 pub async fn send_message(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -93,9 +83,7 @@ pub async fn send_message(
 /// Send up to 100 messages in one transaction, in order.
 #[utoipa::path(post, path = "/v1/queues/{name}/messages/batch", tag = "queues", request_body = SendBatch,
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 201, body = SentBatch),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 201, body = SentBatch)))]
 pub async fn send_batch(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -109,9 +97,7 @@ pub async fn send_batch(
 /// Receive up to `max` messages (1-100), long-polling up to `wait_s` seconds (0-20) when none is visible.
 #[utoipa::path(post, path = "/v1/queues/{name}/receive", tag = "queues", request_body = ReceiveRequest,
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = ReceivedMessages),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ReceivedMessages)))]
 pub async fn receive(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -125,9 +111,7 @@ pub async fn receive(
 /// Delete a received message by its receipt (404 when the receipt is stale: received again since).
 #[utoipa::path(delete, path = "/v1/queues/{name}/messages/{receipt}", tag = "queues",
     params(("name" = String, Path, description = "Queue name"), ("receipt" = String, Path, description = "Receipt")),
-    responses((status = 204, description = "Deleted"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_message(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -140,9 +124,7 @@ pub async fn delete_message(
 /// Delete up to 100 received messages by receipt.
 #[utoipa::path(post, path = "/v1/queues/{name}/messages/delete", tag = "queues", request_body = DeleteBatch,
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = DeletedBatch),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DeletedBatch)))]
 pub async fn delete_batch(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -156,9 +138,7 @@ pub async fn delete_batch(
 #[utoipa::path(post, path = "/v1/queues/{name}/messages/{receipt}/visibility", tag = "queues",
     request_body = VisibilityChange,
     params(("name" = String, Path, description = "Queue name"), ("receipt" = String, Path, description = "Receipt")),
-    responses((status = 204, description = "Changed"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Changed")))]
 pub async fn change_visibility(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -172,9 +152,7 @@ pub async fn change_visibility(
 /// Move a dead-letter queue's messages back to the queues they came from.
 #[utoipa::path(post, path = "/v1/queues/{name}/redrive", tag = "queues",
     params(("name" = String, Path, description = "Dead-letter queue name")),
-    responses((status = 200, body = Redriven),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Redriven)))]
 pub async fn redrive(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

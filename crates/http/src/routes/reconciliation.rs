@@ -6,14 +6,12 @@ use axum::extract::State;
 use tenancy_app::reconcile::{Drift, ReconciliationReport};
 
 use crate::extract::{Caller, Path};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// The last reconciliation pass, made by any replica (`null` before the first).
 #[utoipa::path(get, path = "/v1/reconciliation", tag = "tenants",
-    responses((status = 200, body = Option<ReconciliationReport>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Option<ReconciliationReport>)))]
 pub async fn last_reconciliation(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -25,9 +23,7 @@ pub async fn last_reconciliation(
 /// recreate what is missing of the kinds repaired automatically (`--reconcile-repair`;
 /// by default logins and records), report the rest and extras (never deleted).
 #[utoipa::path(post, path = "/v1/reconciliation", tag = "tenants",
-    responses((status = 200, body = ReconciliationReport),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ReconciliationReport)))]
 pub async fn run_reconciliation(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -43,9 +39,7 @@ pub async fn run_reconciliation(
 /// `TenantDriftRepaired` and the audit entry `reconciliation.repair` with the repair.
 #[utoipa::path(post, path = "/v1/reconciliation/{id}/repair", tag = "tenants",
     params(("id" = String, Path, description = "Drift id (`drift_...`) of the last report")),
-    responses((status = 200, description = "Repaired", body = Drift),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "Repaired", body = Drift)))]
 pub async fn repair_drift(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

@@ -13,15 +13,13 @@ use tenancy_domain::time::Timestamp;
 
 use super::plans::PageQuery;
 use crate::extract::{etag, Caller, IfMatch, Json, Path, PatternJson, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 /// Create a subscription; a webhook subscription's `secret` is shown this once.
 #[utoipa::path(post, path = "/v1/subscriptions", tag = "subscriptions", request_body = NewSubscription,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = SubscriptionWithSecret, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 201, body = SubscriptionWithSecret, headers(("ETag" = String)))))]
 pub async fn create_subscription(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -34,9 +32,7 @@ pub async fn create_subscription(
 
 /// List subscriptions.
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions", params(PageQuery),
-    responses((status = 200, body = Page<Subscription>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<Subscription>)))]
 pub async fn list_subscriptions(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -48,9 +44,7 @@ pub async fn list_subscriptions(
 /// Get a subscription (never its secret).
 #[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path, description = "Subscription id")),
-    responses((status = 200, body = Subscription, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Subscription, headers(("ETag" = String)))))]
 pub async fn get_subscription(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -64,9 +58,7 @@ pub async fn get_subscription(
 #[utoipa::path(patch, path = "/v1/subscriptions/{id}", tag = "subscriptions", request_body = SubscriptionPatch,
     params(("id" = String, Path, description = "Subscription id"),
         ("If-Match" = Option<String>, Header, description = "ETag the subscription must still have")),
-    responses((status = 200, body = Subscription, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Subscription, headers(("ETag" = String)))))]
 pub async fn patch_subscription(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -81,9 +73,7 @@ pub async fn patch_subscription(
 /// Delete a subscription with its deliveries.
 #[utoipa::path(delete, path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path, description = "Subscription id")),
-    responses((status = 204, description = "Deleted"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_subscription(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -96,9 +86,7 @@ pub async fn delete_subscription(
 /// Replace the signing secret; the previous one keeps signing beside it for 24 hours.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/rotate-secret", tag = "subscriptions",
     params(("id" = String, Path, description = "Subscription id")),
-    responses((status = 200, body = SubscriptionWithSecret),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = SubscriptionWithSecret)))]
 pub async fn rotate_secret(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -121,9 +109,7 @@ pub struct DeliveryQuery {
 /// List a subscription's deliveries with every attempt, oldest first.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}/deliveries", tag = "subscriptions",
     params(("id" = String, Path, description = "Subscription id"), DeliveryQuery),
-    responses((status = 200, body = Page<Delivery>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<Delivery>)))]
 pub async fn list_deliveries(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -137,9 +123,7 @@ pub async fn list_deliveries(
 /// Queue a dead delivery again with a fresh attempt budget.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/deliveries/{delivery_id}/retry", tag = "subscriptions",
     params(("id" = String, Path, description = "Subscription id"), ("delivery_id" = String, Path, description = "Delivery id")),
-    responses((status = 200, body = Delivery),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Delivery)))]
 pub async fn retry_delivery(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -166,9 +150,7 @@ pub struct ReplayResult {
 /// Deliver the archived events in a time range that match the subscription again.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/replay", tag = "subscriptions", request_body = ReplayRequest,
     params(("id" = String, Path, description = "Subscription id")),
-    responses((status = 202, body = ReplayResult),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 202, body = ReplayResult)))]
 pub async fn replay(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

@@ -11,7 +11,7 @@ use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus};
 
 use crate::extract::{etag, record_tenant, Caller, IfMatch, Json, Path, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::server::ServerState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -52,9 +52,7 @@ fn accepted(op: TenantOperation) -> impl IntoResponse {
 /// Create a tenant; provisioning runs in the background (`status: provisioning`).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 202, description = "Provisioning started", body = TenantOperation),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 202, description = "Provisioning started", body = TenantOperation)))]
 pub async fn create_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -67,9 +65,7 @@ pub async fn create_tenant(
 
 /// List tenants, filtered by plan, status and region.
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(TenantListQuery),
-    responses((status = 200, body = Page<Tenant>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<Tenant>)))]
 pub async fn list_tenants(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -83,9 +79,7 @@ pub async fn list_tenants(
 /// Get a tenant.
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id")),
-    responses((status = 200, body = Tenant, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Tenant, headers(("ETag" = String)))))]
 pub async fn get_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -99,9 +93,7 @@ pub async fn get_tenant(
 /// Change a tenant's name, region or metadata.
 #[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", request_body = TenantPatch,
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, body = Tenant, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Tenant, headers(("ETag" = String)))))]
 pub async fn patch_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -121,9 +113,7 @@ pub async fn patch_tenant(
 /// execution, not the status change).
 #[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, description = "Suspended; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "Suspended; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String)))))]
 pub async fn suspend_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -142,9 +132,7 @@ pub async fn suspend_tenant(
 /// execution, not the status change).
 #[utoipa::path(post, path = "/v1/tenants/{id}/resume", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 200, description = "Resumed; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String))),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "Resumed; hooks are notified in the background", body = TenantOperation, headers(("ETag" = String)))))]
 pub async fn resume_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -164,9 +152,7 @@ pub async fn resume_tenant(
 /// Emits `TenantProvisioningRetried`.
 #[utoipa::path(post, path = "/v1/tenants/{id}/retry", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 202, description = "Provisioning started again", body = TenantOperation),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 202, description = "Provisioning started again", body = TenantOperation)))]
 pub async fn retry_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -180,9 +166,7 @@ pub async fn retry_tenant(
 /// Move a tenant to another plan; runs in the background (`status: updating`).
 #[utoipa::path(post, path = "/v1/tenants/{id}/plan", tag = "tenants", request_body = PlanChange,
     params(("id" = String, Path, description = "Tenant id"), ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
-    responses((status = 202, body = TenantOperation),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 202, body = TenantOperation)))]
 pub async fn change_plan(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -211,9 +195,7 @@ pub async fn change_plan(
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), DeleteTenantQuery, ("If-Match" = Option<String>, Header, description = "ETag the tenant must still have")),
     responses((status = 202, body = TenantOperation),
-        (status = 204, description = "Purged: the id is free again"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = 204, description = "Purged: the id is free again")))]
 pub async fn delete_tenant(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

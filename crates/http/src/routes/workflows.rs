@@ -40,8 +40,7 @@ pub struct ExecutionListQuery {
     responses(
         (status = 201, description = "Created or a new version", body = StateMachineView),
         (status = 200, description = "Unchanged", body = StateMachineView),
-        (status = "4XX", description = "Problem (`invalid-definition` names the state and field)", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = "4XX", description = "Problem (`invalid-definition` names the state and field)", body = Problem, content_type = "application/problem+json")))]
 pub async fn put_state_machine(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -56,9 +55,7 @@ pub async fn put_state_machine(
 /// Get the latest version of a state machine.
 #[utoipa::path(get, path = "/v1/state-machines/{name}", tag = "workflows",
     params(("name" = String, Path, description = "State machine name")),
-    responses((status = 200, body = StateMachineView),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = StateMachineView)))]
 pub async fn get_state_machine(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -69,9 +66,7 @@ pub async fn get_state_machine(
 
 /// List state machines (latest versions).
 #[utoipa::path(get, path = "/v1/state-machines", tag = "workflows", params(PageQuery),
-    responses((status = 200, body = Page<StateMachineView>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<StateMachineView>)))]
 pub async fn list_state_machines(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -84,9 +79,7 @@ pub async fn list_state_machines(
 #[utoipa::path(post, path = "/v1/executions", tag = "workflows", request_body = StartExecution,
     responses(
         (status = 201, description = "Started", body = ExecutionView),
-        (status = 200, description = "An execution of that name exists", body = ExecutionView),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+        (status = 200, description = "An execution of that name exists", body = ExecutionView)))]
 pub async fn start_execution(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -100,9 +93,7 @@ pub async fn start_execution(
 
 /// List executions, newest last.
 #[utoipa::path(get, path = "/v1/executions", tag = "workflows", params(ExecutionListQuery),
-    responses((status = 200, body = Page<ExecutionView>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<ExecutionView>)))]
 pub async fn list_executions(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -121,9 +112,7 @@ pub async fn list_executions(
 /// Get an execution.
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "workflows",
     params(("id" = String, Path, description = "Execution id")),
-    responses((status = 200, body = ExecutionView),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ExecutionView)))]
 pub async fn get_execution(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -135,9 +124,7 @@ pub async fn get_execution(
 /// An execution's history events, oldest first.
 #[utoipa::path(get, path = "/v1/executions/{id}/history", tag = "workflows",
     params(("id" = String, Path, description = "Execution id"), PageQuery),
-    responses((status = 200, body = Page<HistoryEventView>),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Page<HistoryEventView>)))]
 pub async fn execution_history(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -151,9 +138,7 @@ pub async fn execution_history(
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "workflows",
     params(("id" = String, Path, description = "Execution id")),
     request_body(content = Option<StopExecution>),
-    responses((status = 200, body = ExecutionView),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ExecutionView)))]
 pub async fn stop_execution(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -168,9 +153,7 @@ pub async fn stop_execution(
 /// Redrive a failed execution from the step that failed it, keeping its history.
 #[utoipa::path(post, path = "/v1/executions/{id}/redrive", tag = "workflows",
     params(("id" = String, Path, description = "Execution id")),
-    responses((status = 200, body = ExecutionView),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ExecutionView)))]
 pub async fn redrive_execution(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -183,9 +166,7 @@ pub async fn redrive_execution(
 #[utoipa::path(post, path = "/v1/task-tokens/{token}/success", tag = "workflows",
     params(("token" = String, Path, description = "The task token ($$.Task.Token)")),
     request_body = TaskSuccess,
-    responses((status = 204, description = "Recorded"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Recorded")))]
 pub async fn task_success(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -200,9 +181,7 @@ pub async fn task_success(
 #[utoipa::path(post, path = "/v1/task-tokens/{token}/failure", tag = "workflows",
     params(("token" = String, Path, description = "The task token ($$.Task.Token)")),
     request_body = TaskFailure,
-    responses((status = 204, description = "Recorded"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Recorded")))]
 pub async fn task_failure(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
@@ -216,9 +195,7 @@ pub async fn task_failure(
 /// Report that a callback task is still working (pushes its HeartbeatSeconds deadline).
 #[utoipa::path(post, path = "/v1/task-tokens/{token}/heartbeat", tag = "workflows",
     params(("token" = String, Path, description = "The task token ($$.Task.Token)")),
-    responses((status = 204, description = "Recorded"),
-        (status = "4XX", description = "Problem", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Recorded")))]
 pub async fn task_heartbeat(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,

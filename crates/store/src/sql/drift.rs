@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::{db_err, json_text, SqlStore};
 use crate::drift::{DriftStore, ReconciliationRun};
 use crate::store::Effects;
 
 /// The error code that rolls back a report of recorded drift (never leaves this module).
-const REPORTED: &str = "drift-reported";
+const REPORTED: ErrorCode = ErrorCode::DriftReported;
 
 #[async_trait]
 impl DriftStore for SqlStore {

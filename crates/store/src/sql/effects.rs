@@ -6,7 +6,7 @@
 use sqlx::{AnyConnection, Row};
 use tenancy_domain::tenant::{Tenant, TenantStatus};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::{db_err, json_text};
 use crate::store::{Effects, JobCompletion, ResourceChange, TenantWrite};
@@ -25,7 +25,7 @@ pub(super) async fn complete_job(conn: &mut AnyConnection, done: &JobCompletion)
         .map_err(db_err)?;
     if res.rows_affected() == 0 {
         return Err(Error::Conflict {
-            code: "lease-lost",
+            code: ErrorCode::LeaseLost,
             message: format!("job {:?} is no longer leased by {:?}", done.job_id, done.lease_owner),
         });
     }

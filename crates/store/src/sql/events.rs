@@ -11,7 +11,7 @@ use sqlx::{Any, Row, Transaction};
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::subscription::{Delivery, DeliveryAttempt, DeliveryStatus, Subscription};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::effects::{apply_effects_batch, complete_job};
 use super::{db_err, is_unique_violation, json_text, rows, wakeup, SqlStore};
@@ -707,7 +707,7 @@ impl EventStore for SqlStore {
             return Err(match status {
                 None => Error::not_found("delivery", delivery_id),
                 Some(s) => Error::Conflict {
-                    code: "delivery-not-dead",
+                    code: ErrorCode::DeliveryNotDead,
                     message: format!("delivery {delivery_id:?} is {s}; only dead deliveries are retried"),
                 },
             });

@@ -23,7 +23,7 @@ use sqlx::{AnyConnection, Row};
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::queue::{self, Message, NewMessage, Queue, QueueDepth, Sent, DEDUP_WINDOW_MS};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tokio::sync::watch;
 
 use super::{db_err, is_unique_violation, SqlStore};
@@ -269,7 +269,7 @@ fn listen_postgres(url: &str) {
 
 fn receipt_parts(receipt: &str) -> Result<(i64, String)> {
     queue::parse_receipt(receipt).map(|(s, n)| (s, n.to_owned())).ok_or_else(|| Error::InvalidRequest {
-        code: "invalid-receipt",
+        code: ErrorCode::InvalidReceipt,
         message: format!("malformed receipt {receipt:?}"),
     })
 }
@@ -285,7 +285,7 @@ impl QueueStore for SqlStore {
                         let sql = format!("SELECT name FROM queues WHERE name = $1{}", dialect.for_share());
                         if sqlx::query(&sql).bind(dlq).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
                             return Err(Error::InvalidRequest {
-                                code: "unknown-queue",
+                                code: ErrorCode::UnknownQueue,
                                 message: format!("dead_letter_queue {dlq:?} does not exist"),
                             });
                         }
@@ -357,7 +357,7 @@ impl QueueStore for SqlStore {
                             .collect();
                     if !users.is_empty() {
                         return Err(Error::Conflict {
-                            code: "queue-in-use",
+                            code: ErrorCode::QueueInUse,
                             message: format!("queue {name:?} is the dead_letter_queue of {users:?}"),
                         });
                     }

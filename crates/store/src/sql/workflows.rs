@@ -7,7 +7,7 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::tenant::Tenant;
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::effects::{apply_effects_batch, complete_job, insert_sql, start_executions};
 use super::writer::exec;
@@ -108,7 +108,7 @@ async fn insert_history_rows(conn: &mut AnyConnection, rows: &[(&str, &HistoryRe
         q.execute(&mut *conn).await.map_err(|e| {
             if is_unique_violation(&e) {
                 Error::Conflict {
-                    code: "execution-moved",
+                    code: ErrorCode::ExecutionMoved,
                     message: format!("execution {:?}: history event ids already recorded", chunk[0].0),
                 }
             } else {
@@ -300,7 +300,7 @@ impl SqlStore {
 }
 
 fn moved(id: &str) -> Error {
-    Error::Conflict { code: "execution-moved", message: format!("execution {id:?} moved on") }
+    Error::Conflict { code: ErrorCode::ExecutionMoved, message: format!("execution {id:?} moved on") }
 }
 
 #[async_trait]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures_core::future::BoxFuture;
 use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tenancy_domain::tenant::Tenant;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::TenantCache;
@@ -243,7 +243,7 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
 
 /// The error of a tenant created with a plan that does not exist.
 pub(super) fn unknown_plan(plan: &str) -> Error {
-    Error::InvalidRequest { code: "unknown-plan", message: format!("plan {plan:?} does not exist") }
+    Error::InvalidRequest { code: ErrorCode::UnknownPlan, message: format!("plan {plan:?} does not exist") }
 }
 
 pub(super) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
