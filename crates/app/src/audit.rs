@@ -267,7 +267,7 @@ impl App {
             None,
             json!({"from": from, "to": to, "records": export.records, "head": export.head}),
         );
-        self.store().job_complete(&Effects::none().with_audit(audit)).await?;
+        self.store().commit_effects(&Effects::none().with_audit(audit)).await?;
         Ok(export)
     }
 }

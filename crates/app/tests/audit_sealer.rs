@@ -15,7 +15,7 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     let ctx = OpContext::system();
     for i in 0..7 {
         let fx = Effects::none().with_audit(ctx.audit("test.act", format!("thing/{i}"), None, json!({"i": i})));
-        store.job_complete(&fx).await.unwrap();
+        store.commit_effects(&fx).await.unwrap();
     }
     let opts = SealerOptions { batch: 3, checkpoint_every: 5, ..Default::default() };
     let sealer = Sealer::new(store.clone(), opts);
@@ -44,7 +44,7 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     // a restarted process, which builds its tree from the first record, agrees.
     for i in 7..11 {
         let fx = Effects::none().with_audit(ctx.audit("test.act", format!("thing/{i}"), None, json!({"i": i})));
-        store.job_complete(&fx).await.unwrap();
+        store.commit_effects(&fx).await.unwrap();
     }
     assert_eq!(sealer.seal_pending().await.unwrap(), 4);
     let cp = sealer.checkpoint(true, &mut last).await.unwrap().expect("forced with 4 new records");
@@ -54,7 +54,7 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     let restarted = Sealer::new(store.clone(), SealerOptions::default());
     assert!(restarted.checkpoint(true, &mut last).await.unwrap().is_none(), "nothing new since");
     store
-        .job_complete(&Effects::none().with_audit(ctx.audit("test.act", "thing/11".into(), None, json!({}))))
+        .commit_effects(&Effects::none().with_audit(ctx.audit("test.act", "thing/11".into(), None, json!({}))))
         .await
         .unwrap();
     assert_eq!(restarted.seal_pending().await.unwrap(), 1);

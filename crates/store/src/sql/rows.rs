@@ -11,7 +11,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::db_err;
-use crate::store::{Job, StoredAudit, StoredEvent};
+use crate::store::{StoredAudit, StoredEvent};
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
 where
@@ -74,17 +74,6 @@ pub(super) fn api_key(row: &AnyRow) -> Result<ApiKey> {
         created_at: Timestamp(get(row, "created_at")?),
         expires_at: get::<Option<i64>>(row, "expires_at")?.map(Timestamp),
         hash: get(row, "hash")?,
-    })
-}
-
-pub(super) fn job(row: &AnyRow) -> Result<Job> {
-    Ok(Job {
-        id: get(row, "id")?,
-        kind: get(row, "kind")?,
-        tenant_id: get(row, "tenant_id")?,
-        payload: json(row, "payload")?,
-        attempts: get(row, "attempts")?,
-        run_at: Timestamp(get(row, "run_at")?),
     })
 }
 
