@@ -82,7 +82,7 @@ pub fn started_by(ctx: &OpContext) -> Value {
 /// `state_machine` in their detail) and, for a built-in lifecycle execution, the key
 /// that started it as their actor (from its input's `started_by`, which only Tenancy
 /// writes: users cannot start built-in state machines).
-pub fn stamp_audit(audit: &mut [tenancy_domain::event::AuditEntry], execution: &tenancy_store::ExecutionRecord) {
+pub fn stamp_audit(audit: &mut [tenancy_audit::AuditEntry], execution: &tenancy_store::ExecutionRecord) {
     let starter = &execution.input["started_by"];
     for a in audit {
         if let Value::Object(d) = &mut a.detail {

@@ -6,6 +6,7 @@ use std::io::Cursor;
 use serde_json::json;
 use tenancy_audit::ndjson::verify_ndjson_from;
 use tenancy_audit::{verify_ndjson, AuditEntry, AuditRecord, BreakReason, ChainStart, VerifyError, GENESIS_HASH};
+use tenancy_domain::time::Timestamp;
 
 /// Written by the Python code in docs/audit.md (floats, UTF-16 key order, control
 /// characters, a u64 integer, an empty detail), not by this crate.
@@ -18,7 +19,7 @@ fn export(n: i64) -> String {
     for seq in 1..=n {
         let e = AuditEntry {
             id: format!("aud_{seq}"),
-            time: "2025-01-31T12:00:00.000Z".into(),
+            time: Timestamp::parse_rfc3339("2025-01-31T12:00:00.000Z").unwrap(),
             actor_key_id: Some("key_1".into()),
             actor_role: "operator".into(),
             action: "secret.read".into(),
@@ -45,7 +46,7 @@ fn python_written_export_verifies() {
     // Re-sealing the parsed records in Rust gives the same hashes.
     for line in PYTHON_EXPORT.lines() {
         let r: AuditRecord = serde_json::from_str(line).unwrap();
-        assert_eq!(AuditRecord::seal(r.entry(), r.seq, &r.prev_hash), r);
+        assert_eq!(AuditRecord::seal(r.entry.clone(), r.seq, &r.prev_hash), r);
     }
 }
 

@@ -1,8 +1,9 @@
 //! The storage traits and the records that only storage needs.
 
 use async_trait::async_trait;
+use tenancy_audit::AuditEntry;
 use tenancy_domain::apikey::ApiKey;
-use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::event::Event;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::plan::Plan;
 use tenancy_domain::tenant::{Tenant, TenantFilter};
@@ -131,7 +132,9 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-/// An audit entry with its position in the log; `seq`/`hash` are set once sealed.
+/// An audit entry as the log holds it, sealed or not yet: `pos` orders the log's
+/// entries (and pages a list), `seq`, `prev_hash` and `hash` are set once it is
+/// sealed into the hash chain (a sealed one is a `tenancy_audit::AuditRecord`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAudit {
     pub pos: i64,
