@@ -352,11 +352,7 @@ async fn put_audit(store: &dyn Store, blobs: &BlobStore, prefix: &str, tenant_id
 }
 
 fn audit_line(a: &StoredAudit) -> Result<Value> {
-    let mut v = serde_json::to_value(&a.entry).map_err(Error::internal)?;
-    v["seq"] = json!(a.seq);
-    v["prev_hash"] = json!(a.prev_hash);
-    v["hash"] = json!(a.hash);
-    Ok(v)
+    serde_json::to_value(a).map_err(Error::internal)
 }
 
 /// The tenant's API keys: id, name, role and times, never the hash.

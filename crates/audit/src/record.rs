@@ -21,7 +21,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// [`canonical_time`]); `actor_role` is `admin`, `operator`, `viewer`, `service`,
 /// `tenant` or `system`; `action` e.g. `tenant.create`, `target` e.g. `tenant/acme`;
 /// `outcome` is `success` or `failure`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: String,
     #[serde(deserialize_with = "canonical_time")]
@@ -34,6 +34,7 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
     pub source_ip: Option<String>,
     pub outcome: String,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
