@@ -166,7 +166,7 @@ pub async fn run(args: EventDeliveryArgs) -> anyhow::Result<()> {
         async move {
             let mut fx = Effects::none();
             fx.events = batch;
-            store.job_complete(&fx).await?;
+            store.commit_effects(&fx).await?;
             let now = Instant::now();
             let mut l = log.lock().expect("log");
             for e in &fx.events {
@@ -199,7 +199,7 @@ pub async fn run(args: EventDeliveryArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let e = event(i);
             let id = e.id.clone();
-            if store.job_complete(&Effects::none().with_event(e)).await.is_ok() {
+            if store.commit_effects(&Effects::none().with_event(e)).await.is_ok() {
                 log.lock().expect("log").committed.insert(id, Instant::now());
             }
         });

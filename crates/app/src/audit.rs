@@ -14,11 +14,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tenancy_audit::chain::ChainVerifier;
-use tenancy_audit::{AuditRecord, ChainStart, MerkleFrontier};
-use tenancy_domain::event::AuditEntry;
+use tenancy_audit::{AuditEntry, AuditRecord, ChainStart, MerkleFrontier};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{AuditCheckpoint, Effects, Store, StoredAudit};
+use tenancy_store::{AuditCheckpoint, Effects, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Permission as P;
@@ -68,34 +67,8 @@ impl BlobStore {
     }
 }
 
-/// The domain's entry as `tenancy_audit` hashes it.
-pub fn audit_entry(e: &AuditEntry) -> tenancy_audit::AuditEntry {
-    tenancy_audit::AuditEntry {
-        id: e.id.clone(),
-        time: e.time.to_rfc3339(),
-        actor_key_id: e.actor_key_id.clone(),
-        actor_role: e.actor_role.clone(),
-        action: e.action.clone(),
-        target: e.target.clone(),
-        tenant_id: e.tenant_id.clone(),
-        request_id: e.request_id.clone(),
-        source_ip: e.source_ip.clone(),
-        outcome: e.outcome.clone(),
-        detail: e.detail.clone(),
-    }
-}
-
-/// A sealed stored row as the exported record; `None` while unsealed.
-pub fn audit_record(a: &StoredAudit) -> Option<AuditRecord> {
-    let (seq, prev_hash, hash) = (a.seq?, a.prev_hash.clone()?, a.hash.clone()?);
-    let mut r = AuditRecord::seal(audit_entry(&a.entry), seq, &prev_hash);
-    // The stored hash, not the recomputed one: verification compares the two.
-    r.hash = hash;
-    Some(r)
-}
-
 fn seal_hash(e: &AuditEntry, seq: i64, prev_hash: &str) -> String {
-    AuditRecord::seal(audit_entry(e), seq, prev_hash).hash
+    AuditRecord::seal(e.clone(), seq, prev_hash).hash
 }
 
 /// The result of `GET /v1/audit/verify`: the sealed records only; `pending` counts
@@ -166,9 +139,8 @@ impl App {
         loop {
             let page = store.audit_sealed(after, PAGE).await?;
             let Some(last) = page.last() else { break };
-            after = last.seq.unwrap_or(after);
-            for a in &page {
-                let Some(r) = audit_record(a) else { continue };
+            after = last.seq;
+            for r in page {
                 if let Err(b) = verifier.push(&r) {
                     return Ok(AuditVerification {
                         ok: false,
@@ -267,7 +239,7 @@ impl App {
             None,
             json!({"from": from, "to": to, "records": export.records, "head": export.head}),
         );
-        self.store().job_complete(&Effects::none().with_audit(audit)).await?;
+        self.store().commit_effects(&Effects::none().with_audit(audit)).await?;
         Ok(export)
     }
 }
@@ -284,10 +256,10 @@ fn ndjson_pages(store: Arc<dyn Store>, range: Option<(i64, i64)>) -> BoxStream<'
                 return Ok(None);
             }
             let page = store.audit_sealed(after, PAGE.min((last - after) as u32)).await?;
-            let Some(next) = page.last().and_then(|a| a.seq) else { return Ok(None) };
+            let Some(next) = page.last().map(|r| r.seq) else { return Ok(None) };
             let mut chunk = String::new();
-            for r in page.iter().filter_map(audit_record) {
-                chunk.push_str(&serde_json::to_string(&r).map_err(Error::internal)?);
+            for r in &page {
+                chunk.push_str(&serde_json::to_string(r).map_err(Error::internal)?);
                 chunk.push('\n');
             }
             Ok(Some((chunk, next)))

@@ -1,8 +1,8 @@
 //! Who is calling and for which request.
 
 use serde_json::Value;
+use tenancy_audit::AuditEntry;
 use tenancy_domain::apikey::Role;
-use tenancy_domain::event::AuditEntry;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 

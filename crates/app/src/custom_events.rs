@@ -196,7 +196,7 @@ impl App {
         }
         let failed_entry_count = results.iter().filter(|r| r.error_code.is_some()).count();
         if failed_entry_count < results.len() {
-            self.store().job_complete(&fx).await?;
+            self.store().commit_effects(&fx).await?;
         }
         Ok(PutEventsResponse { failed_entry_count, entries: results })
     }

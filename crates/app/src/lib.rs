@@ -3,8 +3,8 @@
 //! Every operation the API offers is one method on [`App`] taking an [`OpContext`]
 //! (who is calling, for which request). Authorization happens here, before storage is
 //! touched; every mutation builds its events and audit entry and hands them to the
-//! store with the change, so they commit in one transaction. Background work (the
-//! tenant lifecycle until the workflow engine takes it over) runs in [`worker`].
+//! store with the change, so they commit in one transaction. Background work runs in
+//! the workflow [`engine`] and the loops of [`delivery`], [`audit`] and [`queues`].
 
 pub mod audit;
 pub mod auth;
@@ -23,7 +23,6 @@ pub mod queues;
 pub mod reconcile;
 pub mod secretbox;
 pub mod subscriptions;
-pub mod worker;
 mod workflows;
 
 pub use context::{OpContext, Permission, Principal};

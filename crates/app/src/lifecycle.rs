@@ -11,9 +11,6 @@
 //! transaction starts `tenancy.tenant.notify`, which tells the hooks of the change
 //! afterwards (a hook that fails fails that execution, not the status change).
 //! Offboarding first exports the tenant's data to the blob store ([`crate::offboarding`]).
-//!
-//! [`run_job`] still finishes lifecycle jobs enqueued by earlier versions (the `jobs`
-//! seam the engine replaced), so an upgrade in flight loses nothing.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -21,7 +18,7 @@ use tenancy_domain::event::{names, Event};
 use tenancy_domain::tenant::{Tenant, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{Effects, Job, ResourceChange, Store, TenantResource};
+use tenancy_store::{Effects, ResourceChange, Store, TenantResource};
 
 use crate::engine::handlers::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 use crate::OpContext;
@@ -85,7 +82,7 @@ pub fn started_by(ctx: &OpContext) -> Value {
 /// `state_machine` in their detail) and, for a built-in lifecycle execution, the key
 /// that started it as their actor (from its input's `started_by`, which only Tenancy
 /// writes: users cannot start built-in state machines).
-pub fn stamp_audit(audit: &mut [tenancy_domain::event::AuditEntry], execution: &tenancy_store::ExecutionRecord) {
+pub fn stamp_audit(audit: &mut [tenancy_audit::AuditEntry], execution: &tenancy_store::ExecutionRecord) {
     let starter = &execution.input["started_by"];
     for a in audit {
         if let Value::Object(d) = &mut a.detail {
@@ -189,8 +186,7 @@ pub async fn check_current(
     }
 }
 
-/// Job kinds of the former `jobs` seam (drained by [`run_job`]).
-pub const PROVISION: &str = "tenant.provision";
+/// The audit actions of the plan change and the offboarding.
 pub const CHANGE_PLAN: &str = "tenant.change_plan";
 pub const OFFBOARD: &str = "tenant.offboard";
 
@@ -213,46 +209,6 @@ pub fn tenant_detail(t: &Tenant, changed: &[&str], extra: Value) -> Value {
 
 pub fn tenant_event(detail_type: &str, t: &Tenant, changed: &[&str], extra: Value) -> Event {
     Event::new(detail_type, Some(&t.id), vec![format!("tenant/{}", t.id)], tenant_detail(t, changed, extra))
-}
-
-/// Finishes the lifecycle operation `job` names, holding its lease as `owner`.
-pub async fn run_job(store: &dyn Store, job: &Job, owner: &str) -> Result<()> {
-    let tenant_id = job.tenant_id.as_deref().ok_or_else(|| Error::internal("lifecycle job without tenant"))?;
-    let mut tenant = store.tenant_get(tenant_id).await?;
-    let version = tenant.version;
-    let (transition, expected, detail_type) = match job.kind.as_str() {
-        PROVISION => (Transition::Provisioned, TenantStatus::Provisioning, names::TENANT_PROVISIONED),
-        CHANGE_PLAN => (Transition::PlanChanged, TenantStatus::Updating, names::TENANT_PLAN_CHANGED),
-        OFFBOARD => (Transition::Offboarded, TenantStatus::Offboarding, names::TENANT_OFFBOARDED),
-        other => return Err(Error::internal(format!("unknown lifecycle job kind {other:?}"))),
-    };
-    let ctx = OpContext::system();
-    if tenant.status != expected {
-        // Another path already finished (or undid) the operation: nothing is left to do.
-        tracing::warn!(job = %job.id, tenant = %tenant.id, status = tenant.status.as_str(), "lifecycle job found the tenant elsewhere");
-        return store.job_complete(&Effects::none().completing(&job.id, owner)).await;
-    }
-    let mut changed = vec!["status"];
-    let mut extra = json!({"previous_status": expected, "execution_id": job.id});
-    if job.kind == CHANGE_PLAN {
-        let to = job.payload["plan"].as_str().ok_or_else(|| Error::internal("plan change job without plan"))?;
-        extra["previous_plan"] = json!(tenant.plan);
-        tenant.plan = to.to_owned();
-        changed.push("plan");
-    }
-    tenant.transition(transition)?;
-    tenant.updated_at = Timestamp::now();
-    tenant.version = version + 1;
-    let event = tenant_event(detail_type, &tenant, &changed, extra);
-    let audit = ctx.audit(
-        &job.kind.replace("tenant.", "tenant.complete_"),
-        format!("tenant/{}", tenant.id),
-        Some(&tenant.id),
-        json!({"execution_id": job.id}),
-    );
-    let fx = Effects::none().with_event(event).with_audit(audit).completing(&job.id, owner);
-    store.tenant_update(&tenant, version, &fx).await?;
-    Ok(())
 }
 
 /// Registers the lifecycle's task handlers.

@@ -34,7 +34,7 @@ use tenancy_domain::{Error, Result};
 use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{AuditFilter, Effects, EventFilter, Store, StoredAudit, TenantResource};
 
-use crate::audit::{audit_entry, BlobStore};
+use crate::audit::BlobStore;
 use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
 use crate::provisioning::DataPlane;
 use crate::OpContext;
@@ -352,11 +352,7 @@ async fn put_audit(store: &dyn Store, blobs: &BlobStore, prefix: &str, tenant_id
 }
 
 fn audit_line(a: &StoredAudit) -> Result<Value> {
-    let mut v = serde_json::to_value(audit_entry(&a.entry)).map_err(Error::internal)?;
-    v["seq"] = json!(a.seq);
-    v["prev_hash"] = json!(a.prev_hash);
-    v["hash"] = json!(a.hash);
-    Ok(v)
+    serde_json::to_value(a).map_err(Error::internal)
 }
 
 /// The tenant's API keys: id, name, role and times, never the hash.

@@ -14,7 +14,6 @@ use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, Tenan
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{AuditFilter, Effects, EventFilter, NewExecution, Store, StoredAudit, StoredEvent};
-use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
 use crate::context::Permission as P;
@@ -26,8 +25,6 @@ use crate::OpContext;
 pub struct App {
     store: Arc<dyn Store>,
     pub auth: Authenticator,
-    /// Wakes this process's workers when it enqueued work, so it starts at once.
-    work_ready: Arc<Notify>,
     /// Where audit exports and offboarding exports go (see [`App::set_blob_store`]).
     pub(crate) blobs: Arc<std::sync::OnceLock<crate::audit::BlobStore>>,
     /// Encrypts stored secrets (see [`App::set_secret_box`]).
@@ -118,7 +115,6 @@ impl App {
             auth: Authenticator::new(store.clone(), admin_token),
             engine,
             store,
-            work_ready: Arc::new(Notify::new()),
             blobs,
             secrets: std::sync::OnceLock::new(),
             provisioner,
@@ -175,10 +171,6 @@ impl App {
     /// HTTP layer seals the responses it keeps for idempotency keys with it.
     pub fn secrets(&self) -> Option<&Arc<crate::secretbox::SecretBox>> {
         self.secrets.get()
-    }
-
-    pub fn work_ready(&self) -> Arc<Notify> {
-        self.work_ready.clone()
     }
 
     // Plans.

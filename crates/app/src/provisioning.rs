@@ -258,7 +258,7 @@ impl App {
             Some(tenant_id),
             json!({"isolation": isolation, "database": database, "user": user}),
         );
-        self.store().job_complete(&Effects::none().with_audit(audit)).await?;
+        self.store().commit_effects(&Effects::none().with_audit(audit)).await?;
         Ok(DatabaseCredentials {
             engine: d["engine"].as_str().unwrap_or("postgres").to_owned(),
             isolation,

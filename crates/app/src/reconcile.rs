@@ -548,7 +548,7 @@ impl App {
         let event = Event::new(DRIFT_REPAIRED, Some(&t.id), vec![format!("tenant/{}", t.id)], event_detail);
         let action = if ctx.is_system() { "tenant.reconcile" } else { "reconciliation.repair" };
         let audit = ctx.audit(action, format!("tenant/{}", t.id), Some(&t.id), about);
-        self.store().job_complete(&fx.with_event(event).with_audit(audit)).await?;
+        self.store().commit_effects(&fx.with_event(event).with_audit(audit)).await?;
         self.store().drift().drift_forget(std::slice::from_ref(&drift.id)).await?;
         Ok(())
     }

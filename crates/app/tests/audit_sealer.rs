@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tenancy_app::audit::{audit_record, Sealer, SealerOptions};
+use tenancy_app::audit::{Sealer, SealerOptions};
 use tenancy_app::{App, OpContext};
 use tenancy_store::{Effects, Store};
 
@@ -15,7 +15,7 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     let ctx = OpContext::system();
     for i in 0..7 {
         let fx = Effects::none().with_audit(ctx.audit("test.act", format!("thing/{i}"), None, json!({"i": i})));
-        store.job_complete(&fx).await.unwrap();
+        store.commit_effects(&fx).await.unwrap();
     }
     let opts = SealerOptions { batch: 3, checkpoint_every: 5, ..Default::default() };
     let sealer = Sealer::new(store.clone(), opts);
@@ -29,7 +29,7 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     assert!(sealer.checkpoint(false, &mut last).await.unwrap().is_none(), "nothing new");
 
     // The root is the RFC 6962 root over the records' hashes, as tenancy_audit computes it.
-    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap().iter().filter_map(audit_record).collect();
+    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap();
     tenancy_audit::verify_chain(records.clone()).unwrap();
     let expected = tenancy_audit::Checkpoint::over(&records, "t".into()).unwrap();
     assert_eq!(cp.root, expected.root);
@@ -44,22 +44,22 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
     // a restarted process, which builds its tree from the first record, agrees.
     for i in 7..11 {
         let fx = Effects::none().with_audit(ctx.audit("test.act", format!("thing/{i}"), None, json!({"i": i})));
-        store.job_complete(&fx).await.unwrap();
+        store.commit_effects(&fx).await.unwrap();
     }
     assert_eq!(sealer.seal_pending().await.unwrap(), 4);
     let cp = sealer.checkpoint(true, &mut last).await.unwrap().expect("forced with 4 new records");
-    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap().iter().filter_map(audit_record).collect();
+    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap();
     assert_eq!(cp.tree_size, 11);
     assert_eq!(cp.root, tenancy_audit::Checkpoint::over(&records, "t".into()).unwrap().root);
     let restarted = Sealer::new(store.clone(), SealerOptions::default());
     assert!(restarted.checkpoint(true, &mut last).await.unwrap().is_none(), "nothing new since");
     store
-        .job_complete(&Effects::none().with_audit(ctx.audit("test.act", "thing/11".into(), None, json!({}))))
+        .commit_effects(&Effects::none().with_audit(ctx.audit("test.act", "thing/11".into(), None, json!({}))))
         .await
         .unwrap();
     assert_eq!(restarted.seal_pending().await.unwrap(), 1);
     let cp = restarted.checkpoint(true, &mut last).await.unwrap().expect("forced with 1 new record");
-    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap().iter().filter_map(audit_record).collect();
+    let records: Vec<_> = store.audit_sealed(0, 100).await.unwrap();
     assert_eq!(
         (cp.tree_size, cp.root.clone()),
         (12, tenancy_audit::Checkpoint::over(&records, "t".into()).unwrap().root)

@@ -352,7 +352,7 @@ async fn a_big_tenants_records_are_exported_whole() {
             let n = batch * 250 + i;
             fx = fx.with_event(Event::new("OrderPlaced", Some("acme"), vec![], json!({"n": n, "note": filler})));
         }
-        store.job_complete(&fx).await.unwrap();
+        store.commit_effects(&fx).await.unwrap();
     }
     let blobs = BlobStore::local(&h.dir.path().join("blobs")).unwrap();
     let export =

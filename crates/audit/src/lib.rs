@@ -1,5 +1,7 @@
-//! The pure part of Tenancy's tamper-evident audit log: the record, its canonical
-//! form and hash ([`record`], [`canonical`]), hash chain verification ([`chain`]),
+//! The pure part of Tenancy's tamper-evident audit log: the one audit record type
+//! ([`AuditEntry`] as a change writes it, [`AuditRecord`] once sealed; the domain, the
+//! store, the application and the API all use these), its canonical form and hash
+//! ([`record`], [`canonical`]), hash chain verification ([`chain`]),
 //! RFC 6962 Merkle checkpoints and inclusion proofs ([`merkle`]) and verification of
 //! NDJSON exports ([`ndjson`]). Storage lives elsewhere. `docs/audit.md` describes
 //! the format for third-party verifiers.

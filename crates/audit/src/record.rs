@@ -2,57 +2,69 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
+
+use tenancy_domain::time::Timestamp;
 
 use crate::canonical::canonical_json;
 
 /// `prev_hash` of the first record (`seq` 1): 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// What a caller records: everything but the log position and the hashes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// What a change records, committed with it in one transaction (the store's
+/// `Effects`): everything but the log position and the hashes, which the sealer adds
+/// ([`AuditRecord::seal`]). This is the one definition of an audit entry's members:
+/// the store writes and reads it, the API lists it, exports carry it inside
+/// [`AuditRecord`].
+///
+/// `id` is `aud_` + UUID v7 ([`AuditEntry::new_id`]); `time` is written as RFC 3339
+/// UTC with milliseconds (and an export's time must be written so, see
+/// [`canonical_time`]); `actor_role` is `admin`, `operator`, `viewer`, `service`,
+/// `tenant` or `system`; `action` e.g. `tenant.create`, `target` e.g. `tenant/acme`;
+/// `outcome` is `success` or `failure`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntry {
-    /// `aud_` + UUID v7, see [`AuditEntry::new_id`].
     pub id: String,
-    /// RFC 3339 UTC with milliseconds, see [`format_time`].
-    pub time: String,
+    #[serde(deserialize_with = "canonical_time")]
+    pub time: Timestamp,
     pub actor_key_id: Option<String>,
-    /// `admin`, `operator`, `viewer`, `service`, `tenant` or `system`.
     pub actor_role: String,
-    /// e.g. `tenant.create`, `secret.read`.
     pub action: String,
-    /// e.g. `tenant/acme`.
     pub target: String,
     pub tenant_id: Option<String>,
     pub request_id: Option<String>,
     pub source_ip: Option<String>,
-    /// `success` or `failure`.
     pub outcome: String,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
-/// One audit record as stored and exported (one NDJSON line per record in exports).
+/// One sealed audit record as exported (one NDJSON line per record): the entry
+/// between its position and its hashes, in that member order. Unknown members are
+/// refused (they would not be covered by the hash).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
     /// 1-based position in the log, contiguous.
     pub seq: i64,
-    pub id: String,
-    pub time: String,
-    pub actor_key_id: Option<String>,
-    pub actor_role: String,
-    pub action: String,
-    pub target: String,
-    pub tenant_id: Option<String>,
-    pub request_id: Option<String>,
-    pub source_ip: Option<String>,
-    pub outcome: String,
-    pub detail: serde_json::Value,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
     /// Hex SHA-256 of the previous record ([`GENESIS_HASH`] for `seq` 1).
     pub prev_hash: String,
-    /// Hex SHA-256 of the canonical JSON of every other field, see [`AuditRecord::compute_hash`].
+    /// Hex SHA-256 of the canonical JSON of every other member, see [`AuditRecord::compute_hash`].
     pub hash: String,
+}
+
+/// Reads a time that must be written exactly as Tenancy writes it (RFC 3339 UTC with
+/// three fractional digits, `2025-01-31T12:00:00.123Z`): the hash covers the text, so
+/// another spelling of the same instant would be a different record.
+pub fn canonical_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+    let text = String::deserialize(d)?;
+    match Timestamp::parse_rfc3339(&text) {
+        Some(t) if t.to_rfc3339() == text => Ok(t),
+        _ => Err(serde::de::Error::custom(format!(
+            "time {text:?} is not RFC 3339 UTC with milliseconds (like 2025-01-31T12:00:00.123Z)"
+        ))),
+    }
 }
 
 impl AuditEntry {
@@ -62,41 +74,10 @@ impl AuditEntry {
     }
 }
 
-/// `t` as RFC 3339 in UTC with exactly three fractional digits, e.g.
-/// `2025-01-31T12:00:00.123Z`.
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).expect("valid nanosecond");
-    let s = t.format(&Rfc3339).expect("utc time formats as rfc 3339");
-    // Rfc3339 drops trailing zero digits; pad to milliseconds.
-    match s.find('.') {
-        Some(dot) => {
-            let frac = &s[dot + 1..s.len() - 1];
-            format!("{}.{:0<3}Z", &s[..dot], frac)
-        }
-        None => format!("{}.000Z", &s[..s.len() - 1]),
-    }
-}
-
 impl AuditRecord {
     /// Seals `entry` as record `seq` following the record whose hash is `prev_hash`.
     pub fn seal(entry: AuditEntry, seq: i64, prev_hash: &str) -> AuditRecord {
-        let mut record = AuditRecord {
-            seq,
-            id: entry.id,
-            time: entry.time,
-            actor_key_id: entry.actor_key_id,
-            actor_role: entry.actor_role,
-            action: entry.action,
-            target: entry.target,
-            tenant_id: entry.tenant_id,
-            request_id: entry.request_id,
-            source_ip: entry.source_ip,
-            outcome: entry.outcome,
-            detail: entry.detail,
-            prev_hash: prev_hash.to_owned(),
-            hash: String::new(),
-        };
+        let mut record = AuditRecord { seq, entry, prev_hash: prev_hash.to_owned(), hash: String::new() };
         record.hash = record.compute_hash();
         record
     }
@@ -115,35 +96,20 @@ impl AuditRecord {
     pub fn compute_hash(&self) -> String {
         hex::encode(Sha256::digest(self.canonical_form().as_bytes()))
     }
-
-    /// The entry this record was sealed from.
-    pub fn entry(&self) -> AuditEntry {
-        AuditEntry {
-            id: self.id.clone(),
-            time: self.time.clone(),
-            actor_key_id: self.actor_key_id.clone(),
-            actor_role: self.actor_role.clone(),
-            action: self.action.clone(),
-            target: self.target.clone(),
-            tenant_id: self.tenant_id.clone(),
-            request_id: self.request_id.clone(),
-            source_ip: self.source_ip.clone(),
-            outcome: self.outcome.clone(),
-            detail: self.detail.clone(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
 
     #[test]
-    fn time_has_milliseconds_in_utc() {
-        assert_eq!(format_time(datetime!(2025-01-31 12:00:00.123456 UTC)), "2025-01-31T12:00:00.123Z");
-        assert_eq!(format_time(datetime!(2025-01-31 12:00:00 UTC)), "2025-01-31T12:00:00.000Z");
-        assert_eq!(format_time(datetime!(2025-01-31 14:00:00.5 +02:00)), "2025-01-31T12:00:00.500Z");
+    fn times_must_be_written_as_tenancy_writes_them() {
+        let time = |text: &str| canonical_time(serde_json::Value::String(text.to_owned()));
+        assert_eq!(time("2025-01-31T12:00:00.123Z").unwrap(), Timestamp(1_738_324_800_123));
+        // The same instant spelled otherwise is another text, hence another hash.
+        for other in ["2025-01-31T12:00:00.123+00:00", "2025-01-31T12:00:00.1230Z", "2025-01-31T12:00:00Z", "x"] {
+            assert!(time(other).is_err(), "{other}");
+        }
     }
 
     #[test]

@@ -3,11 +3,12 @@
 use serde_json::json;
 use tenancy_audit::chain::ChainVerifier;
 use tenancy_audit::{verify_chain, verify_chain_from, AuditEntry, AuditRecord, BreakReason, ChainStart, GENESIS_HASH};
+use tenancy_domain::time::Timestamp;
 
 fn entry(i: i64) -> AuditEntry {
     AuditEntry {
         id: format!("aud_{i:04}"),
-        time: format!("2025-01-31T12:00:{:02}.000Z", i % 60),
+        time: Timestamp::parse_rfc3339(&format!("2025-01-31T12:00:{:02}.000Z", i % 60)).unwrap(),
         actor_key_id: (i % 2 == 0).then(|| "key_admin".to_owned()),
         actor_role: "admin".to_owned(),
         action: "tenant.create".to_owned(),
@@ -36,7 +37,7 @@ fn sealed_chain_verifies() {
     let records = log(5);
     assert_eq!(records[0].prev_hash, GENESIS_HASH);
     assert_eq!(records[1].prev_hash, records[0].hash);
-    assert_eq!(records[0].entry(), entry(1));
+    assert_eq!(records[0].entry.clone(), entry(1));
     let summary = verify_chain(records.clone()).unwrap();
     assert_eq!(summary.records, 5);
     assert_eq!(summary.first_seq, Some(1));
@@ -57,7 +58,7 @@ fn hash_is_sha256_of_the_documented_canonical_form() {
     let r = AuditRecord::seal(
         AuditEntry {
             id: "aud_1".into(),
-            time: "2025-01-31T12:00:00.000Z".into(),
+            time: Timestamp::parse_rfc3339("2025-01-31T12:00:00.000Z").unwrap(),
             actor_key_id: None,
             actor_role: "system".into(),
             action: "tenant.create".into(),
@@ -96,7 +97,7 @@ fn key_order_in_detail_does_not_change_the_hash() {
 #[test]
 fn changed_field_is_detected() {
     let mut records = log(4);
-    records[2].outcome = "failure".into();
+    records[2].entry.outcome = "failure".into();
     let err = verify_chain(records).unwrap_err();
     assert_eq!((err.index, err.seq), (2, 3));
     assert!(matches!(err.reason, BreakReason::HashMismatch { .. }));
@@ -105,7 +106,7 @@ fn changed_field_is_detected() {
 #[test]
 fn changed_nested_detail_key_is_detected() {
     let mut records = log(4);
-    records[1].detail["limits"]["seats"] = json!(1000);
+    records[1].entry.detail["limits"]["seats"] = json!(1000);
     let err = verify_chain(records).unwrap_err();
     assert_eq!(err.seq, 2);
     assert!(matches!(err.reason, BreakReason::HashMismatch { .. }));
@@ -114,7 +115,7 @@ fn changed_nested_detail_key_is_detected() {
 #[test]
 fn changed_and_resealed_record_breaks_the_next_link() {
     let mut records = log(4);
-    let mut forged = records[1].entry();
+    let mut forged = records[1].entry.clone();
     forged.outcome = "failure".into();
     records[1] = AuditRecord::seal(forged, 2, &records[0].hash);
     let err = verify_chain(records).unwrap_err();
@@ -140,7 +141,7 @@ fn dropped_and_renumbered_record_is_detected() {
     let err = verify_chain(records.clone()).unwrap_err();
     assert!(matches!(err.reason, BreakReason::HashMismatch { .. }));
     // Even re-sealed with the new seq, the link to the previous record is broken.
-    records[2] = AuditRecord::seal(records[2].entry(), 3, &records[2].prev_hash.clone());
+    records[2] = AuditRecord::seal(records[2].entry.clone(), 3, &records[2].prev_hash.clone());
     let err = verify_chain(records).unwrap_err();
     assert_eq!(err.seq, 3);
     assert!(matches!(err.reason, BreakReason::PrevHashMismatch { .. }));

@@ -7,6 +7,7 @@ use tenancy_audit::merkle::{leaf_hash, MerkleError};
 use tenancy_audit::{
     inclusion_proof, merkle_root, verify_inclusion, AuditEntry, AuditRecord, Checkpoint, MerkleFrontier, GENESIS_HASH,
 };
+use tenancy_domain::time::Timestamp;
 
 /// The eight leaves of the Certificate Transparency reference tests
 /// (certificate-transparency `merkle_tree_test`); the roots and paths below were
@@ -121,7 +122,7 @@ fn checkpoint_over_audit_records() {
         .map(|seq| {
             let e = AuditEntry {
                 id: format!("aud_{seq}"),
-                time: "2025-01-31T12:00:00.000Z".into(),
+                time: Timestamp::parse_rfc3339("2025-01-31T12:00:00.000Z").unwrap(),
                 actor_key_id: None,
                 actor_role: "system".into(),
                 action: "tenant.update".into(),

@@ -6,6 +6,7 @@ use std::io::Cursor;
 use serde_json::json;
 use tenancy_audit::ndjson::verify_ndjson_from;
 use tenancy_audit::{verify_ndjson, AuditEntry, AuditRecord, BreakReason, ChainStart, VerifyError, GENESIS_HASH};
+use tenancy_domain::time::Timestamp;
 
 /// Written by the Python code in docs/audit.md (floats, UTF-16 key order, control
 /// characters, a u64 integer, an empty detail), not by this crate.
@@ -18,7 +19,7 @@ fn export(n: i64) -> String {
     for seq in 1..=n {
         let e = AuditEntry {
             id: format!("aud_{seq}"),
-            time: "2025-01-31T12:00:00.000Z".into(),
+            time: Timestamp::parse_rfc3339("2025-01-31T12:00:00.000Z").unwrap(),
             actor_key_id: Some("key_1".into()),
             actor_role: "operator".into(),
             action: "secret.read".into(),
@@ -45,7 +46,7 @@ fn python_written_export_verifies() {
     // Re-sealing the parsed records in Rust gives the same hashes.
     for line in PYTHON_EXPORT.lines() {
         let r: AuditRecord = serde_json::from_str(line).unwrap();
-        assert_eq!(AuditRecord::seal(r.entry(), r.seq, &r.prev_hash), r);
+        assert_eq!(AuditRecord::seal(r.entry.clone(), r.seq, &r.prev_hash), r);
     }
 }
 
@@ -99,4 +100,23 @@ fn checkpoint_over_python_export_matches_python_root() {
     let records: Vec<AuditRecord> = PYTHON_EXPORT.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let cp = tenancy_audit::Checkpoint::over(&records, "2025-01-31T12:10:00.000Z".into()).unwrap();
     assert_eq!(cp.root, "44a8274b32eacafc3e19d98145a39f91c33ae11bc227f7990040f3ec597987fd");
+}
+
+/// An export written by `GET /v1/audit/export` of the version before the audit record
+/// had one type (issue 13): it still verifies, and every line reads back and writes
+/// out byte for byte as it was (members, their order, the time's spelling).
+const EXPORT_BEFORE_ISSUE_13: &str = include_str!("fixtures/export_before_issue_13.ndjson");
+
+#[test]
+fn exports_of_earlier_versions_verify_and_round_trip() {
+    let summary = verify_ndjson(Cursor::new(EXPORT_BEFORE_ISSUE_13)).unwrap();
+    assert_eq!((summary.first_seq, summary.last_seq), (Some(1), Some(4)));
+    assert_eq!(summary.head, "4a16d2ffa6b72b5ddaf39319bd7b0c12f8ba27ef7ee59b17d812216a9208474e");
+    for line in EXPORT_BEFORE_ISSUE_13.lines() {
+        let r: AuditRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+    }
+    // The same record with its time spelled otherwise is not read as the same record.
+    let first = EXPORT_BEFORE_ISSUE_13.lines().next().unwrap().replacen(".821Z", ".821+00:00", 1);
+    assert!(matches!(verify_ndjson(Cursor::new(first)), Err(VerifyError::Parse { line: 1, .. })));
 }

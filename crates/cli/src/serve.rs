@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::SecretString;
-use tenancy_app::worker::{Worker, WorkerOptions};
 use tenancy_app::App;
 use tenancy_http::ServerState;
 use tenancy_store::sql::{redact_url, SqlOptions, SqlStore};
@@ -25,7 +24,8 @@ pub struct ServeOptions {
     pub admin_token: Option<SecretString>,
     /// Serve the HTTP API.
     pub api: bool,
-    /// Run background work (lifecycle jobs).
+    /// Run the background work: the workflow engine, event dispatch and delivery, the
+    /// audit sealer, queue sweeps and the reconciler.
     pub worker: bool,
     /// Names this process in leases; a random id by default.
     pub node_id: Option<String>,
@@ -384,8 +384,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let mut tasks = Vec::new();
 
     if opts.worker {
-        let worker = Worker::new(store.clone(), WorkerOptions::new(format!("{node_id}/worker")), app.work_ready());
-        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         start_event_loops(&secrets, &outbound, &store, &opts, &node_id, &shutdown, &mut tasks);
         let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
         engine_opts.lease = opts.workflow.lease;

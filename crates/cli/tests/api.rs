@@ -75,6 +75,28 @@ async fn tenant_lifecycle(backend: Backend) {
     let rec = &audit.body["items"][0];
     assert_eq!(rec["actor_role"], "admin");
     assert!(!rec["request_id"].as_str().unwrap().is_empty());
+    // The record's members: the entry's and the seal's (null until sealed), nothing else.
+    let mut members: Vec<&str> = rec.as_object().unwrap().keys().map(String::as_str).collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [
+            "action",
+            "actor_key_id",
+            "actor_role",
+            "detail",
+            "hash",
+            "id",
+            "outcome",
+            "prev_hash",
+            "request_id",
+            "seq",
+            "source_ip",
+            "target",
+            "tenant_id",
+            "time"
+        ]
+    );
     s.stop().await;
 }
 

@@ -48,7 +48,7 @@ async fn chain_verifies_and_detects_tampering(db: Db) {
     let summary = tenancy_audit::verify_ndjson(ndjson.as_bytes()).expect("export verifies");
     assert_eq!((summary.records, summary.first_seq, summary.head.as_str()), (records, Some(1), head.as_str()));
     let first: tenancy_audit::AuditRecord = serde_json::from_str(ndjson.lines().next().unwrap()).unwrap();
-    assert_eq!(first.actor_role, "admin");
+    assert_eq!(first.entry.actor_role, "admin");
 
     // The same through the CLI: `tenancy audit export > file` then `tenancy audit verify file`.
     let file = s.dir.path().join("export.ndjson");
@@ -70,7 +70,7 @@ async fn chain_verifies_and_detects_tampering(db: Db) {
     assert_eq!(cli["head"], head.as_str());
 
     // A time range exports a contiguous seq range that verifies on its own.
-    let ranged = export(&s, &format!("?from={}", first.time.replace(':', "%3A"))).await;
+    let ranged = export(&s, &format!("?from={}", first.entry.time.to_rfc3339().replace(':', "%3A"))).await;
     tenancy_audit::verify_ndjson(ranged.as_bytes()).expect("range verifies");
     let empty = export(&s, "?from=2100-01-01T00:00:00Z").await;
     assert_eq!(empty, "");

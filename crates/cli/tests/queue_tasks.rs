@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{Backend, TestServer};

@@ -92,7 +92,6 @@ error_codes! {
     RetentionNotPassed = ("retention-not-passed", 409, "A purge of an offboarded tenant before its export retention has passed; says from when."),
     DriftGone = ("drift-gone", 409, "A repair of drift that is no longer there."),
     DriftNotRepairable = ("drift-not-repairable", 409, "A repair of an extra, which Tenancy never deletes."),
-    LeaseLost = ("lease-lost", 409, "Internal, never in a response: a worker lost a job's lease; the new owner finishes it."),
     ExecutionMoved = ("execution-moved", 409, "Internal, never in a response: an execution changed under a request, which then retries."),
     DriftReported = ("drift-reported", 409, "Internal, never in a response: the store's marker of drift reported before."),
     PreconditionFailed = ("precondition-failed", 412, "`If-Match` did not match the current version."),
@@ -107,7 +106,7 @@ error_codes! {
 impl ErrorCode {
     /// Internal codes never leave the server: a caller inside it handles them.
     pub fn is_internal(self) -> bool {
-        matches!(self, ErrorCode::LeaseLost | ErrorCode::ExecutionMoved | ErrorCode::DriftReported)
+        matches!(self, ErrorCode::ExecutionMoved | ErrorCode::DriftReported)
     }
 
     /// docs/api.md's error table, generated from [`ErrorCode::ALL`].
@@ -208,6 +207,8 @@ mod tests {
     /// docs/api.md's error table is exactly `ErrorCode::markdown_table()`: every code is
     /// documented and nothing else is. `UPDATE_DOCS=1` rewrites the table.
     #[test]
+    // A test switch: the domain crate cannot reach tenancy's config module.
+    #[allow(clippy::disallowed_methods)]
     fn api_doc_error_table_is_generated_from_error_code() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
         let doc = std::fs::read_to_string(path).unwrap();

@@ -1,5 +1,6 @@
-//! Events (the outbox and archive) and audit entries: the append-only records that
-//! commit in the same transaction as the change they describe.
+//! Events (the outbox and archive) and who causes them ([`Actor`]): append-only
+//! records that commit in the same transaction as the change they describe. The audit
+//! entry, the other such record, is `tenancy_audit::AuditEntry`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -64,21 +65,4 @@ impl Actor {
     pub fn system() -> Self {
         Actor { key_id: None, role: "system".into() }
     }
-}
-
-/// An audit entry as written in the transaction of its effect. The log's position
-/// (`seq`) and hash chain are added when the entry is sealed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub id: String,
-    pub time: Timestamp,
-    pub actor_key_id: Option<String>,
-    pub actor_role: String,
-    pub action: String,
-    pub target: String,
-    pub tenant_id: Option<String>,
-    pub request_id: Option<String>,
-    pub source_ip: Option<String>,
-    pub outcome: String,
-    pub detail: Value,
 }

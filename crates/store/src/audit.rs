@@ -1,11 +1,9 @@
 //! Storage of the audit log's sealing: the hash chain and Merkle checkpoints.
 
 use async_trait::async_trait;
-use tenancy_domain::event::AuditEntry;
+use tenancy_audit::{AuditEntry, AuditRecord};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
-
-use crate::store::StoredAudit;
 
 /// Computes the hash of an entry sealed as `seq` after `prev_hash`.
 pub type Sealer<'a> = &'a (dyn Fn(&AuditEntry, i64, &str) -> String + Send + Sync);
@@ -27,8 +25,9 @@ pub trait AuditStore: Send + Sync {
     /// prev_hash)`. One sealer at a time (serialized by the database). Returns how many
     /// were sealed.
     async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64>;
-    /// Sealed records with `seq > after_seq`, in `seq` order.
-    async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>>;
+    /// Sealed records with `seq > after_seq`, in `seq` order, as stored (a record whose
+    /// hash does not match its content is returned as it is, for verification to find).
+    async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>>;
     /// `(seq, hash)` of sealed records with `seq > after_seq`, in `seq` order: what a
     /// Merkle checkpoint needs, without the records.
     async fn audit_hashes(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, String)>>;

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use tenancy_audit::AuditEntry;
 use tenancy_domain::apikey::{ApiKey, Role};
-use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::event::Event;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::{Isolation, Plan};
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus, Transition};
@@ -33,8 +34,8 @@ macro_rules! store_conformance_suite {
             $crate::store_conformance_suite!(@cases $make;
                 ready, plans_put_get_list, plan_versions, plan_delete_in_use, plan_isolation_in_use, tenant_create_and_duplicate,
                 tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions, tenant_purge_releases_the_id,
-                effects_commit_with_the_change, effects_roll_back_with_the_change, jobs_are_leased,
-                lost_lease_rolls_back, idempotency_keys, idempotency_lease_expiry, api_keys, event_and_audit_lists, subscriptions_crud,
+                effects_commit_with_the_change, effects_roll_back_with_the_change,
+                idempotency_keys, idempotency_lease_expiry, api_keys, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
@@ -103,7 +104,6 @@ fn created(t: &Tenant) -> Effects {
     Effects::none()
         .with_event(Event::new("TenantCreated", Some(&t.id), vec![], json!({"id": t.id})))
         .with_audit(audit("tenant.create", Some(&t.id)))
-        .with_job(Job::new("provision", Some(&t.id), json!({}), Timestamp(0)))
 }
 
 fn page(limit: u32) -> PageRequest {
@@ -311,7 +311,6 @@ pub async fn effects_commit_with_the_change(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(audit.items.len(), 1);
     assert_eq!(audit.items[0].entry, fx.audit[0]);
-    assert_eq!(store.job_get(&fx.jobs[0].id).await.unwrap().map(|j| j.kind), Some("provision".into()));
 }
 
 pub async fn effects_roll_back_with_the_change(store: Arc<dyn Store>) {
@@ -320,57 +319,13 @@ pub async fn effects_roll_back_with_the_change(store: Arc<dyn Store>) {
     // The change is written, then one of its effects fails (an event id that already
     // exists): the change must not survive without its event.
     let e = Event::new("TenantCreated", Some("other"), vec![], json!({}));
-    store.job_complete(&Effects::none().with_event(e.clone())).await.unwrap();
+    store.commit_effects(&Effects::none().with_event(e.clone())).await.unwrap();
     let fx = Effects::none().with_event(e).with_audit(audit("tenant.create", Some("acme")));
     assert!(store.tenant_create(&t, &fx).await.is_err());
     assert!(matches!(store.tenant_get("acme").await, Err(Error::NotFound { .. })));
     assert!(all_events(&*store, "acme").await.is_empty());
     let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
     assert!(audit.items.is_empty());
-}
-
-pub async fn jobs_are_leased(store: Arc<dyn Store>) {
-    let fx = Effects::none().with_job(Job::new("a", None, json!({"n": 1}), Timestamp(100))).with_job(Job::new(
-        "b",
-        None,
-        json!({"n": 2}),
-        Timestamp(5_000),
-    ));
-    store.job_complete(&fx).await.unwrap();
-    let claimed = store.job_claim("w1", 1_000, 10, Timestamp(1_000)).await.unwrap();
-    assert_eq!(claimed.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["a"], "b is not due yet");
-    assert_eq!(claimed[0].payload, json!({"n": 1}));
-    assert!(store.job_claim("w2", 1_000, 10, Timestamp(1_500)).await.unwrap().is_empty(), "a is leased");
-    // The lease expires: another worker takes the job over.
-    let again = store.job_claim("w2", 1_000, 10, Timestamp(2_500)).await.unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempts, 2);
-    store.job_retry(&again[0].id, "w2", Timestamp(10_000), "boom").await.unwrap();
-    let due = store.job_claim("w3", 1_000, 10, Timestamp(6_000)).await.unwrap();
-    assert_eq!(due.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["b"]);
-    store.job_complete(&Effects::none().completing(&due[0].id, "w3")).await.unwrap();
-    assert_eq!(store.job_get(&due[0].id).await.unwrap(), None);
-}
-
-pub async fn lost_lease_rolls_back(store: Arc<dyn Store>) {
-    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
-    let t = tenant("acme", "pro", "eu");
-    let fx = created(&t);
-    store.tenant_create(&t, &fx).await.unwrap();
-    let job = store.job_claim("w1", 10, 1, Timestamp(0)).await.unwrap().remove(0);
-    // w1 stalls past its lease; w2 takes the job over.
-    let _ = store.job_claim("w2", 60_000, 1, Timestamp(100)).await.unwrap().remove(0);
-    let mut active = t.clone();
-    active.transition(Transition::Provisioned).unwrap();
-    let fx = Effects::none()
-        .with_event(Event::new("TenantProvisioned", Some("acme"), vec![], json!({})))
-        .completing(&job.id, "w1");
-    let err = store.tenant_update(&active, 1, &fx).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::LeaseLost);
-    assert_eq!(store.tenant_get("acme").await.unwrap().status, TenantStatus::Provisioning);
-    assert_eq!(all_events(&*store, "acme").await.len(), 1, "only TenantCreated");
-    let fx = Effects::none().completing(&job.id, "w2");
-    store.tenant_update(&active, 1, &fx).await.unwrap();
 }
 
 pub async fn idempotency_keys(store: Arc<dyn Store>) {
@@ -467,7 +422,7 @@ pub async fn event_and_audit_lists(store: Arc<dyn Store>) {
         let fx = Effects::none()
             .with_event(Event::new(if i < 3 { "X" } else { "Y" }, Some(tenant), vec![], json!({"i": i})))
             .with_audit(audit(if i < 3 { "x.do" } else { "y.do" }, Some(tenant)));
-        store.job_complete(&fx).await.unwrap();
+        store.commit_effects(&fx).await.unwrap();
     }
     let f = EventFilter { detail_type: Some("X".into()), ..Default::default() };
     let p1 = store.event_list(&f, &page(2)).await.unwrap();
@@ -521,7 +476,7 @@ fn by_type(s: &StoredSubscription, e: &Event) -> bool {
 async fn emit(store: &dyn Store, detail_type: &str, time: Timestamp) -> Event {
     let mut e = Event::new(detail_type, Some("acme"), vec![], json!({}));
     e.time = time;
-    store.job_complete(&Effects::none().with_event(e.clone())).await.unwrap();
+    store.commit_effects(&Effects::none().with_event(e.clone())).await.unwrap();
     e
 }
 
@@ -690,18 +645,19 @@ pub async fn audit_sealing(store: Arc<dyn Store>) {
     let seal = |e: &AuditEntry, seq: i64, prev: &str| format!("{seq}:{}:{}", e.action, &prev[..4]);
     assert_eq!(store.audit_seal(10, &seal).await.unwrap(), 0);
     for i in 0..5 {
-        store.job_complete(&Effects::none().with_audit(audit(&format!("a{i}"), None))).await.unwrap();
+        store.commit_effects(&Effects::none().with_audit(audit(&format!("a{i}"), None))).await.unwrap();
     }
     assert_eq!(store.audit_counts().await.unwrap(), (0, 5));
     assert_eq!(store.audit_seal(3, &seal).await.unwrap(), 3);
     assert_eq!(store.audit_seal(10, &seal).await.unwrap(), 2);
     assert_eq!(store.audit_counts().await.unwrap(), (5, 0));
     let sealed = store.audit_sealed(0, 100).await.unwrap();
-    assert_eq!(sealed.iter().map(|a| a.seq.unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-    assert_eq!(sealed[0].prev_hash.as_deref(), Some("0".repeat(64).as_str()));
-    assert_eq!(sealed[0].hash.as_deref(), Some("1:a0:0000"));
+    assert_eq!(sealed.iter().map(|a| a.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(sealed[0].prev_hash, "0".repeat(64));
+    assert_eq!(sealed[0].hash, "1:a0:0000");
+    assert_eq!(sealed[0].entry.action, "a0", "the entry as written");
     assert_eq!(sealed[3].prev_hash, sealed[2].hash, "the chain continues across batches");
-    assert_eq!(sealed[3].hash.as_deref(), Some("4:a3:3:a2"));
+    assert_eq!(sealed[3].hash, "4:a3:3:a2");
     assert_eq!(store.audit_sealed(4, 100).await.unwrap().len(), 1);
     let hashes = store.audit_hashes(2, 2).await.unwrap();
     assert_eq!(hashes, [(3, "3:a2:2:a1".to_owned()), (4, "4:a3:3:a2".to_owned())]);
@@ -758,8 +714,7 @@ pub async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
     assert!(twins.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, Error::AlreadyExists { .. })));
     assert_eq!(store.tenant_get("t100").await.unwrap().name, won[0].name);
     assert_eq!(all_events(&*store, "t100").await.len(), 1);
-    let jobs = store.job_claim("w", 1000, 100, Timestamp::now()).await.unwrap();
-    assert_eq!(jobs.len(), 36);
+    assert_eq!(store.audit_counts().await.unwrap(), (0, 36), "one audit entry per tenant created");
 }
 
 pub async fn drift_is_reported_once(store: Arc<dyn Store>) {

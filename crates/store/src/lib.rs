@@ -1,9 +1,10 @@
 //! Storage for Tenancy: object-safe traits and their SQL backends.
 //!
 //! The [`Store`] trait is what the `app` crate sees, always as `Arc<dyn Store>`.
-//! Every mutating method takes [`Effects`]: the events, audit entries and jobs that the
-//! change causes. A backend commits the change and its effects in ONE transaction, or
-//! nothing at all; this is the transactional outbox the rest of the system relies on.
+//! Every mutating method takes [`Effects`]: the events, audit entries, executions and
+//! tenant writes that the change causes ([`Store::commit_effects`] commits effects with
+//! no other change). A backend commits the change and its effects in ONE transaction,
+//! or nothing at all; this is the transactional outbox the rest of the system relies on.
 //!
 //! Backends: [`sql::SqlStore`] on SQLite (the embedded default) and PostgreSQL. Both
 //! run the same conformance suite ([`conformance`]).

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
-use tenancy_domain::event::AuditEntry;
+use tenancy_audit::AuditEntry;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::queue::{NewMessage, Queue, QueueSpec};
 use tenancy_domain::time::Timestamp;

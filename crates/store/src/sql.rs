@@ -57,6 +57,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "functions", include_str!("../migrations/sqlite/0013_functions.sql")),
     (14, "lifecycle_extensions", include_str!("../migrations/sqlite/0014_lifecycle_extensions.sql")),
     (15, "tenant_recovery", include_str!("../migrations/sqlite/0015_tenant_recovery.sql")),
+    (16, "drop_jobs", include_str!("../migrations/sqlite/0016_drop_jobs.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -74,6 +75,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "functions", include_str!("../migrations/postgres/0013_functions.sql")),
     (14, "lifecycle_extensions", include_str!("../migrations/postgres/0014_lifecycle_extensions.sql")),
     (15, "tenant_recovery", include_str!("../migrations/postgres/0015_tenant_recovery.sql")),
+    (16, "drop_jobs", include_str!("../migrations/postgres/0016_drop_jobs.sql")),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
@@ -1013,63 +1015,8 @@ impl Store for SqlStore {
         Ok(res.rows_affected())
     }
 
-    async fn job_claim(&self, owner: &str, lease_ms: i64, limit: u32, now: Timestamp) -> Result<Vec<Job>> {
-        let sql = format!(
-            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
-             ORDER BY run_at LIMIT {limit}{}) RETURNING *",
-            self.dialect.skip_locked()
-        );
-        let owner = owner.to_owned();
-        self.writer
-            .write_atomic(&Effects::none(), move |c| {
-                Box::pin(async move {
-                    let rows = sqlx::query(&sql)
-                        .bind(&owner)
-                        .bind(now.millis() + lease_ms)
-                        .bind(now.millis())
-                        .fetch_all(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    rows.iter().map(rows::job).collect()
-                })
-            })
-            .await
-    }
-
-    async fn job_retry(&self, job_id: &str, owner: &str, run_at: Timestamp, error: &str) -> Result<()> {
-        let (job_id, owner, error) = (job_id.to_owned(), owner.to_owned(), error.to_owned());
-        self.writer
-            .write(&Effects::none(), move |c| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, run_at = $3, last_error = $4 \
-                         WHERE id = $1 AND lease_owner = $2",
-                    )
-                    .bind(&job_id)
-                    .bind(&owner)
-                    .bind(run_at.millis())
-                    .bind(&error)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    async fn job_complete(&self, fx: &Effects) -> Result<()> {
+    async fn commit_effects(&self, fx: &Effects) -> Result<()> {
         self.writer.write(fx, |_| Box::pin(async { Ok(()) })).await
-    }
-
-    async fn job_get(&self, id: &str) -> Result<Option<Job>> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(rows::job).transpose()
     }
 
     async fn event_list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {

@@ -1,9 +1,9 @@
 //! The storage traits and the records that only storage needs.
 
 use async_trait::async_trait;
-use serde_json::Value;
+use tenancy_audit::AuditEntry;
 use tenancy_domain::apikey::ApiKey;
-use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::event::Event;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::plan::Plan;
 use tenancy_domain::tenant::{Tenant, TenantFilter};
@@ -26,46 +26,11 @@ impl Backend {
     }
 }
 
-/// A unit of background work, claimed by one worker at a time with a lease.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub id: String,
-    pub kind: String,
-    pub tenant_id: Option<String>,
-    pub payload: Value,
-    /// How many times the job was claimed before this claim.
-    pub attempts: i64,
-    pub run_at: Timestamp,
-}
-
-impl Job {
-    pub fn new(kind: &str, tenant_id: Option<&str>, payload: Value, run_at: Timestamp) -> Self {
-        Job {
-            id: tenancy_domain::ids::new_id("exe"),
-            kind: kind.to_owned(),
-            tenant_id: tenant_id.map(str::to_owned),
-            payload,
-            attempts: 0,
-            run_at,
-        }
-    }
-}
-
-/// Completing a leased job in the same transaction as its effect: the transaction fails
-/// with a conflict when the lease was lost, so work is never applied twice.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobCompletion {
-    pub job_id: String,
-    pub lease_owner: String,
-}
-
 /// What a change causes, committed with it in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
     pub events: Vec<Event>,
     pub audit: Vec<AuditEntry>,
-    pub jobs: Vec<Job>,
-    pub complete_job: Option<JobCompletion>,
     /// Workflow executions started by the change (e.g. a tenant's provisioning).
     pub executions: Vec<crate::workflow::NewExecution>,
     /// Tenant resources recorded or forgotten, in order (a lifecycle step's record
@@ -108,10 +73,6 @@ impl Effects {
         self.audit.push(a);
         self
     }
-    pub fn with_job(mut self, j: Job) -> Self {
-        self.jobs.push(j);
-        self
-    }
     pub fn with_execution(mut self, e: crate::workflow::NewExecution) -> Self {
         self.executions.push(e);
         self
@@ -127,21 +88,13 @@ impl Effects {
         self.tenants.push(TenantWrite { tenant, expected_version });
         self
     }
-    /// Appends `more`'s effects after these (a job completion is kept if this has none).
+    /// Appends `more`'s effects after these.
     pub fn extend(&mut self, more: Effects) {
         self.events.extend(more.events);
         self.audit.extend(more.audit);
-        self.jobs.extend(more.jobs);
         self.executions.extend(more.executions);
         self.resources.extend(more.resources);
         self.tenants.extend(more.tenants);
-        if self.complete_job.is_none() {
-            self.complete_job = more.complete_job;
-        }
-    }
-    pub fn completing(mut self, job_id: &str, lease_owner: &str) -> Self {
-        self.complete_job = Some(JobCompletion { job_id: job_id.to_owned(), lease_owner: lease_owner.to_owned() });
-        self
     }
 }
 
@@ -179,10 +132,16 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-/// An audit entry with its position in the log; `seq`/`hash` are set once sealed.
-#[derive(Debug, Clone, PartialEq)]
+/// An audit entry as the log holds it, sealed or not yet: `pos` orders the log's
+/// entries (and pages a list), `seq`, `prev_hash` and `hash` are set once it is
+/// sealed into the hash chain (a sealed one is a `tenancy_audit::AuditRecord`).
+/// Serialized (as `GET /v1/audit` lists it and an offboarding export writes it) it is
+/// the entry's members followed by `seq`, `prev_hash` and `hash`, `null` until sealed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredAudit {
+    #[serde(skip)]
     pub pos: i64,
+    #[serde(flatten)]
     pub entry: AuditEntry,
     pub seq: Option<i64>,
     pub prev_hash: Option<String>,
@@ -278,15 +237,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// Forgets keys first used before `before`; returns how many.
     async fn idempotency_prune(&self, before: Timestamp) -> Result<u64>;
 
-    // Background jobs.
-    /// Leases up to `limit` due jobs to `owner` until `now + lease_ms`; a job whose
-    /// lease expired is due again.
-    async fn job_claim(&self, owner: &str, lease_ms: i64, limit: u32, now: Timestamp) -> Result<Vec<Job>>;
-    /// Releases a job for a later attempt at `run_at`, recording why.
-    async fn job_retry(&self, job_id: &str, owner: &str, run_at: Timestamp, error: &str) -> Result<()>;
-    /// Completes a job with effects but no other change.
-    async fn job_complete(&self, fx: &Effects) -> Result<()>;
-    async fn job_get(&self, id: &str) -> Result<Option<Job>>;
+    /// Commits `fx` with no other change (effects whose cause is not a store write,
+    /// such as the audit entry of a read).
+    async fn commit_effects(&self, fx: &Effects) -> Result<()>;
 
     // Archive and audit (read side).
     async fn event_list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>>;

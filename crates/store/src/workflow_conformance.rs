@@ -254,7 +254,7 @@ pub async fn claims_by_state_machine_prefix_and_running_counts(store: Arc<dyn St
 pub async fn effects_start_executions(store: Arc<dyn Store>) {
     let wf = store.workflows();
     let fx = Effects::none().with_execution(new_execution("exe_1", "n1", Some(0)));
-    store.job_complete(&fx).await.unwrap();
+    store.commit_effects(&fx).await.unwrap();
     assert_eq!(wf.execution_get("exe_1").await.unwrap().name, "n1");
     // A change that fails takes its executions with it.
     let fx = Effects::none().with_execution(new_execution("exe_2", "n2", Some(0))).with_execution(new_execution(
@@ -262,7 +262,7 @@ pub async fn effects_start_executions(store: Arc<dyn Store>) {
         "n1",
         Some(0),
     ));
-    assert!(store.job_complete(&fx).await.is_err());
+    assert!(store.commit_effects(&fx).await.is_err());
     assert!(matches!(wf.execution_get("exe_2").await, Err(Error::NotFound { .. })));
 }
 

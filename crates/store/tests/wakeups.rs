@@ -33,6 +33,6 @@ async fn sqlite_commits_with_events_wake() {
     let mut rx = store.subscribe_wakeups();
     rx.borrow_and_update();
     let fx = Effects::none().with_event(Event::new("X", None, vec![], json!({})));
-    store.job_complete(&fx).await.unwrap();
+    store.commit_effects(&fx).await.unwrap();
     changed(&mut rx, "an event committed").await;
 }

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use tenancy_audit::AuditEntry;
 use tenancy_domain::event::Event;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Error;
 use tenancy_store::{AuditFilter, EventFilter, StoredAudit};
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::extract::{Caller, Query};
 use crate::problem::ApiResult;
@@ -65,44 +67,44 @@ pub struct AuditQuery {
 
 /// One audit record; `seq`, `prev_hash` and `hash` are set once the record is sealed
 /// into the hash chain.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditRecordView {
-    pub id: String,
-    pub time: Timestamp,
-    pub actor_key_id: Option<String>,
-    pub actor_role: String,
-    pub action: String,
-    pub target: String,
-    pub tenant_id: Option<String>,
-    pub request_id: Option<String>,
-    pub source_ip: Option<String>,
-    pub outcome: String,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    pub seq: Option<i64>,
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
+///
+/// The stored entry as it is (`StoredAudit` serializes as the entry's members and the
+/// three seal members). Its schema is the entry's (`tenancy_audit::AuditEntry`) with
+/// those three added, as one object: a derived schema of a flattened entry would be an
+/// `allOf`, another document.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct AuditRecordView(pub StoredAudit);
+
+/// The members [`AuditRecordView`] adds to the entry's.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only.
+struct Seal {
+    seq: Option<i64>,
+    prev_hash: Option<String>,
+    hash: Option<String>,
 }
 
-impl From<StoredAudit> for AuditRecordView {
-    fn from(a: StoredAudit) -> Self {
-        let e = a.entry;
-        AuditRecordView {
-            id: e.id,
-            time: e.time,
-            actor_key_id: e.actor_key_id,
-            actor_role: e.actor_role,
-            action: e.action,
-            target: e.target,
-            tenant_id: e.tenant_id,
-            request_id: e.request_id,
-            source_ip: e.source_ip,
-            outcome: e.outcome,
-            detail: e.detail,
-            seq: a.seq,
-            prev_hash: a.prev_hash,
-            hash: a.hash,
-        }
+impl utoipa::PartialSchema for AuditRecordView {
+    fn schema() -> RefOr<Schema> {
+        let (RefOr::T(Schema::Object(mut view)), RefOr::T(Schema::Object(seal))) =
+            (AuditEntry::schema(), <Seal as utoipa::PartialSchema>::schema())
+        else {
+            unreachable!("derived schemas of structs are objects")
+        };
+        view.properties.extend(seal.properties);
+        view.required.extend(seal.required);
+        view.description = Some(
+            "One audit record; `seq`, `prev_hash` and `hash` are set once the record is sealed\ninto the hash chain."
+                .to_owned(),
+        );
+        RefOr::T(Schema::Object(view))
+    }
+}
+
+impl utoipa::ToSchema for AuditRecordView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <AuditEntry as utoipa::ToSchema>::schemas(schemas);
     }
 }
 
@@ -118,5 +120,5 @@ pub async fn list_audit(
     let filter =
         AuditFilter { tenant_id: q.tenant_id, actor: q.actor, action: q.action, after: parse_time("after", q.after)? };
     let records = s.app.audit_list(&ctx, filter, &page).await?;
-    Ok(axum::Json(records.map(AuditRecordView::from)))
+    Ok(axum::Json(records.map(AuditRecordView)))
 }

@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
+use tenancy_audit::AuditRecord;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, rows, SqlStore};
 use crate::audit::*;
-use crate::store::{Backend, StoredAudit};
+use crate::store::Backend;
 
 /// An arbitrary constant: the PostgreSQL advisory lock held by the one sealer at work.
 const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
@@ -55,13 +56,13 @@ impl AuditStore for SqlStore {
         Ok(pending.len() as u64)
     }
 
-    async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>> {
+    async fn audit_sealed(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT {limit}"))
             .bind(after_seq)
             .fetch_all(&self.reader)
             .await
             .map_err(db_err)?;
-        rows.iter().map(rows::audit).collect()
+        rows.iter().map(rows::sealed_audit).collect()
     }
 
     async fn audit_hashes(&self, after_seq: i64, limit: u32) -> Result<Vec<(i64, String)>> {

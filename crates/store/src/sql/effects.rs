@@ -5,32 +5,14 @@
 
 use sqlx::{AnyConnection, Row};
 use tenancy_domain::tenant::{Tenant, TenantStatus};
-use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, ErrorCode, Result};
+use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text};
-use crate::store::{Effects, JobCompletion, ResourceChange, TenantWrite};
+use crate::store::{Effects, ResourceChange, TenantWrite};
 use crate::workflow::{NewExecution, TenantResource};
 
 /// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values.
 const CHUNK: usize = 200;
-
-/// Deletes a completed job, failing with `lease-lost` unless `owner` still holds it.
-pub(super) async fn complete_job(conn: &mut AnyConnection, done: &JobCompletion) -> Result<()> {
-    let res = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2")
-        .bind(&done.job_id)
-        .bind(&done.lease_owner)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    if res.rows_affected() == 0 {
-        return Err(Error::Conflict {
-            code: ErrorCode::LeaseLost,
-            message: format!("job {:?} is no longer leased by {:?}", done.job_id, done.lease_owner),
-        });
-    }
-    Ok(())
-}
 
 /// Inserts the executions with chosen names a write starts ([`Effects::executions`]);
 /// runs with the write, inside its savepoint, so a taken name fails that write alone.
@@ -44,10 +26,10 @@ pub(super) async fn start_executions(conn: &mut AnyConnection, fx: &Effects) -> 
 }
 
 /// Whether the write `fx` belongs to must run in a savepoint because of its effects:
-/// a job completion (deleted before the write) or an execution with a chosen name
-/// (inserted after it) can fail after the write wrote.
+/// an execution with a chosen name (inserted after the write) can fail after the
+/// write wrote.
 pub(super) fn effects_need_savepoint(fx: &Effects) -> bool {
-    fx.complete_job.is_some() || fx.executions.iter().any(|e| !e.named_by_id())
+    fx.executions.iter().any(|e| !e.named_by_id())
 }
 
 /// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows; with
@@ -76,9 +58,9 @@ pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: boo
     sql
 }
 
-/// Inserts the executions named by their ids, events, audit entries, resource changes
-/// and jobs of every write in `batch` (the job completions and executions with chosen
-/// names were applied with their writes).
+/// Inserts the executions named by their ids, events, audit entries and resource
+/// changes of every write in `batch` (the executions with chosen names were applied
+/// with their writes).
 pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects], anonymous: bool) -> Result<()> {
     let executions: Vec<&NewExecution> =
         batch.iter().flat_map(|fx| &fx.executions).filter(|e| e.named_by_id()).collect();
@@ -149,28 +131,6 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
         super::wakeup::bump();
     }
     apply_resource_changes(conn, batch.iter().flat_map(|fx| &fx.resources), anonymous).await?;
-    let jobs: Vec<_> = batch.iter().flat_map(|fx| &fx.jobs).collect();
-    let now = Timestamp::now().millis();
-    for chunk in jobs.chunks(CHUNK) {
-        let sql = insert_sql(
-            "INSERT INTO jobs (id, kind, tenant_id, payload, attempts, run_at, created_at)",
-            7,
-            chunk.len(),
-            anonymous,
-        );
-        let mut q = sqlx::query(&sql);
-        for j in chunk {
-            q = q
-                .bind(&j.id)
-                .bind(&j.kind)
-                .bind(j.tenant_id.as_deref())
-                .bind(json_text(&j.payload))
-                .bind(0i64)
-                .bind(j.run_at.millis())
-                .bind(now);
-        }
-        q.execute(&mut *conn).await.map_err(db_err)?;
-    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use tenancy_domain::subscription::{Delivery, DeliveryAttempt, DeliveryStatus, Su
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
-use super::effects::{apply_effects_batch, complete_job};
+use super::effects::apply_effects_batch;
 use super::{db_err, is_unique_violation, json_text, rows, wakeup, SqlStore};
 use crate::events::*;
 use crate::store::{Backend, Effects, StoredEvent};
@@ -153,9 +153,6 @@ async fn insert_deliveries(conn: &mut sqlx::AnyConnection, new: &[NewDelivery], 
 
 /// A change's effects inside a transaction of this module's own.
 async fn apply_fx(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Result<()> {
-    if let Some(done) = &fx.complete_job {
-        complete_job(tx, done).await?;
-    }
     let anon = is_sqlite(tx);
     apply_effects_batch(tx, std::slice::from_ref(fx), anon).await
 }

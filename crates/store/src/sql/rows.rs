@@ -3,15 +3,16 @@
 use serde::de::DeserializeOwned;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use tenancy_audit::{AuditEntry, AuditRecord};
 use tenancy_domain::apikey::{ApiKey, Role};
-use tenancy_domain::event::{AuditEntry, Event};
+use tenancy_domain::event::Event;
 use tenancy_domain::plan::{Isolation, Plan};
 use tenancy_domain::tenant::{Tenant, TenantStatus};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::db_err;
-use crate::store::{Job, StoredAudit, StoredEvent};
+use crate::store::{StoredAudit, StoredEvent};
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
 where
@@ -77,17 +78,6 @@ pub(super) fn api_key(row: &AnyRow) -> Result<ApiKey> {
     })
 }
 
-pub(super) fn job(row: &AnyRow) -> Result<Job> {
-    Ok(Job {
-        id: get(row, "id")?,
-        kind: get(row, "kind")?,
-        tenant_id: get(row, "tenant_id")?,
-        payload: json(row, "payload")?,
-        attempts: get(row, "attempts")?,
-        run_at: Timestamp(get(row, "run_at")?),
-    })
-}
-
 pub(super) fn event(row: &AnyRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         seq: get(row, "seq")?,
@@ -103,24 +93,39 @@ pub(super) fn event(row: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
+fn audit_entry(row: &AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: get(row, "id")?,
+        time: Timestamp(get(row, "time")?),
+        actor_key_id: get(row, "actor_key_id")?,
+        actor_role: get(row, "actor_role")?,
+        action: get(row, "action")?,
+        target: get(row, "target")?,
+        tenant_id: get(row, "tenant_id")?,
+        request_id: get(row, "request_id")?,
+        source_ip: get(row, "source_ip")?,
+        outcome: get(row, "outcome")?,
+        detail: json(row, "detail")?,
+    })
+}
+
 pub(super) fn audit(row: &AnyRow) -> Result<StoredAudit> {
     Ok(StoredAudit {
         pos: get(row, "pos")?,
-        entry: AuditEntry {
-            id: get(row, "id")?,
-            time: Timestamp(get(row, "time")?),
-            actor_key_id: get(row, "actor_key_id")?,
-            actor_role: get(row, "actor_role")?,
-            action: get(row, "action")?,
-            target: get(row, "target")?,
-            tenant_id: get(row, "tenant_id")?,
-            request_id: get(row, "request_id")?,
-            source_ip: get(row, "source_ip")?,
-            outcome: get(row, "outcome")?,
-            detail: json(row, "detail")?,
-        },
+        entry: audit_entry(row)?,
         seq: get(row, "seq")?,
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
+    })
+}
+
+/// A row the sealer sealed.
+pub(super) fn sealed_audit(row: &AnyRow) -> Result<AuditRecord> {
+    let unsealed = || Error::internal("an audit record read as sealed is not sealed");
+    Ok(AuditRecord {
+        seq: get::<Option<i64>>(row, "seq")?.ok_or_else(unsealed)?,
+        entry: audit_entry(row)?,
+        prev_hash: get::<Option<String>>(row, "prev_hash")?.ok_or_else(unsealed)?,
+        hash: get::<Option<String>>(row, "hash")?.ok_or_else(unsealed)?,
     })
 }

@@ -9,7 +9,7 @@ use tenancy_domain::tenant::Tenant;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
-use super::effects::{apply_effects_batch, complete_job, insert_sql, start_executions};
+use super::effects::{apply_effects_batch, insert_sql, start_executions};
 use super::writer::exec;
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
 use crate::store::{Backend, Effects};
@@ -233,14 +233,13 @@ async fn apply_step(conn: &mut AnyConnection, c: &StepCommit) -> Result<bool> {
 
 /// Whether [`apply_steps_together`] can commit these steps: on SQLite (where the one
 /// writer's round trips are the bottleneck), for plain steps of distinct executions
-/// (no redrive bookkeeping, no job completion, no executions started).
+/// (no redrive bookkeeping, no executions started).
 fn batchable(conn: &AnyConnection, commits: &[StepCommit]) -> bool {
     let mut ids = std::collections::HashSet::new();
     conn.backend_name().eq_ignore_ascii_case("sqlite")
         && commits.iter().all(|c| {
             c.redrive_point.is_none()
                 && c.redrive_count.is_none()
-                && c.effects.complete_job.is_none()
                 && c.effects.executions.iter().all(NewExecution::named_by_id)
                 && ids.insert(c.execution_id.as_str())
         })
@@ -285,9 +284,6 @@ async fn apply_steps_together(conn: &mut AnyConnection, commits: &[StepCommit]) 
 /// The effects of a write done here in its own transaction (not through the batched
 /// writer: a step commit is already a batch of the engine's group commit).
 async fn apply_effects(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
-    if let Some(job) = &fx.complete_job {
-        complete_job(conn, job).await?;
-    }
     start_executions(conn, fx).await?;
     let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
     apply_effects_batch(conn, std::slice::from_ref(fx), anonymous).await

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::cache::TenantCache;
 use super::db_err;
-use super::effects::{apply_effects_batch, complete_job, effects_need_savepoint, start_executions};
+use super::effects::{apply_effects_batch, effects_need_savepoint, start_executions};
 use crate::store::Effects;
 
 type BoxAny = Box<dyn StdAny + Send>;
@@ -118,8 +118,8 @@ impl Writer {
 
     /// [`Writer::write`] for an `f` that writes at most once, in its last statement, so
     /// that its failure leaves nothing to undo: it skips the savepoint (two round trips)
-    /// unless `fx` completes a job, whose deletion precedes `f`, or starts an execution
-    /// with a chosen name, inserted after `f` (see [`effects_need_savepoint`]).
+    /// unless `fx` starts an execution with a chosen name, inserted after `f` (see
+    /// [`effects_need_savepoint`]).
     pub(super) async fn write_atomic<T, F>(&self, fx: &Effects, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -298,9 +298,6 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
             }
         }
         let result = async {
-            if let Some(job) = &p.fx.complete_job {
-                complete_job(&mut tx, job).await?;
-            }
             let v = f(&mut tx).await?;
             start_executions(&mut tx, &p.fx).await?;
             Ok(v)
