@@ -7,20 +7,25 @@
 //! or nothing at all; this is the transactional outbox the rest of the system relies on.
 //!
 //! Backends: [`sql::SqlStore`] on SQLite (the embedded default) and PostgreSQL. Both
-//! run the same conformance suite ([`conformance`]).
+//! run the same conformance suites (`conformance`, `workflow_conformance`,
+//! `queue_conformance`, behind the `testsuite` feature: they are not compiled into the
+//! server).
 
 mod audit;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 mod drift;
 mod events;
 mod functions;
 mod hooks;
 pub mod provision;
+#[cfg(feature = "testsuite")]
 pub mod queue_conformance;
 mod queues;
 pub mod sql;
 mod store;
 mod workflow;
+#[cfg(feature = "testsuite")]
 pub mod workflow_conformance;
 
 pub use audit::*;

@@ -41,42 +41,10 @@ use crate::store::*;
 use cache::{RecordCache, TenantCache};
 use writer::Writer;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, "events", include_str!("../migrations/sqlite/0002_events.sql")),
-    (3, "workflows", include_str!("../migrations/sqlite/0003_workflows.sql")),
-    (4, "queues", include_str!("../migrations/sqlite/0004_queues.sql")),
-    (5, "hooks", include_str!("../migrations/sqlite/0005_hooks.sql")),
-    (6, "tenant_secrets", include_str!("../migrations/sqlite/0006_tenant_secrets.sql")),
-    (7, "reported_drift", include_str!("../migrations/sqlite/0007_reported_drift.sql")),
-    (8, "reconciliation_runs", include_str!("../migrations/sqlite/0008_reconciliation_runs.sql")),
-    (9, "master_key", include_str!("../migrations/sqlite/0009_master_key.sql")),
-    (10, "control_plane_privileges", include_str!("../migrations/sqlite/0010_control_plane_privileges.sql")),
-    (11, "idempotency_lease", include_str!("../migrations/sqlite/0011_idempotency_lease.sql")),
-    (12, "execution_limits", include_str!("../migrations/sqlite/0012_execution_limits.sql")),
-    (13, "functions", include_str!("../migrations/sqlite/0013_functions.sql")),
-    (14, "lifecycle_extensions", include_str!("../migrations/sqlite/0014_lifecycle_extensions.sql")),
-    (15, "tenant_recovery", include_str!("../migrations/sqlite/0015_tenant_recovery.sql")),
-    (16, "drop_jobs", include_str!("../migrations/sqlite/0016_drop_jobs.sql")),
-];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
-    (2, "events", include_str!("../migrations/postgres/0002_events.sql")),
-    (3, "workflows", include_str!("../migrations/postgres/0003_workflows.sql")),
-    (4, "queues", include_str!("../migrations/postgres/0004_queues.sql")),
-    (5, "hooks", include_str!("../migrations/postgres/0005_hooks.sql")),
-    (6, "tenant_secrets", include_str!("../migrations/postgres/0006_tenant_secrets.sql")),
-    (7, "reported_drift", include_str!("../migrations/postgres/0007_reported_drift.sql")),
-    (8, "reconciliation_runs", include_str!("../migrations/postgres/0008_reconciliation_runs.sql")),
-    (9, "master_key", include_str!("../migrations/postgres/0009_master_key.sql")),
-    (10, "control_plane_privileges", include_str!("../migrations/postgres/0010_control_plane_privileges.sql")),
-    (11, "idempotency_lease", include_str!("../migrations/postgres/0011_idempotency_lease.sql")),
-    (12, "execution_limits", include_str!("../migrations/postgres/0012_execution_limits.sql")),
-    (13, "functions", include_str!("../migrations/postgres/0013_functions.sql")),
-    (14, "lifecycle_extensions", include_str!("../migrations/postgres/0014_lifecycle_extensions.sql")),
-    (15, "tenant_recovery", include_str!("../migrations/postgres/0015_tenant_recovery.sql")),
-    (16, "drop_jobs", include_str!("../migrations/postgres/0016_drop_jobs.sql")),
-];
+/// The migrations of each engine, discovered from `migrations/<engine>/` by `build.rs`.
+mod migrations {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
 
 /// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
 /// several replicas start at once.
@@ -286,8 +254,8 @@ impl SqlStore {
 
     fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
         match self.dialect.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
+            Backend::Sqlite => migrations::SQLITE,
+            Backend::Postgres => migrations::POSTGRES,
         }
     }
 
