@@ -169,11 +169,11 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 impl SqlStore {
-    /// For a write of one tenant ([`writer::Writer::write_atomic_then`]): puts it in the
-    /// tenant cache, if there is one, as the writer commits it.
+    /// For a write of one tenant ([`writer::Writer::write_atomic_then`]): stages it in
+    /// the tenant cache, if there is one, for the writer to publish after its COMMIT.
     fn cache_tenant(&self) -> impl FnOnce(&Tenant) + Send + 'static {
         let cache = self.tenants.clone();
-        move |stored| cache.iter().for_each(|c| c.offer(stored))
+        move |stored| cache.iter().for_each(|c| c.stage(stored))
     }
 
     /// Connects, configures the engine and applies pending migrations.

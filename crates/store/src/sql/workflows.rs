@@ -590,10 +590,10 @@ impl WorkflowStore for SqlStore {
         };
         let commits = commits.to_vec();
         let cache = self.tenants.clone();
-        // Tenants the committed steps wrote are read from the cache from the commit on.
+        // Tenants the committed steps wrote: staged for the cache, published after the COMMIT.
         let after = move |results: &Vec<Result<()>>| {
             if let Some(cache) = cache {
-                written.iter().filter(|(i, _)| results[*i].is_ok()).for_each(|(_, t)| cache.offer(t));
+                written.iter().filter(|(i, _)| results[*i].is_ok()).for_each(|(_, t)| cache.stage(t));
             }
         };
         self.writer

@@ -128,12 +128,9 @@ impl Writer {
         self.submit(fx, f, effects_need_savepoint(fx), None::<fn(&T)>).await
     }
 
-    /// [`Writer::write`], and `after` with its result just before the batch commits
-    /// (when the COMMIT then fails, the tenant cache is emptied). For the store's
-    /// caches: a cache refreshed after the commit would serve the old record meanwhile
-    /// to whoever sees the commit (the workflow worker claims an execution a tenant
-    /// update started the moment it is committed, and its steps read the tenant; a
-    /// reader of the execution's status reads the tenant next).
+    /// [`Writer::write`], and `after` with its result just before the batch commits:
+    /// for the tenant cache, which stages the tenants written then and publishes them
+    /// when the COMMIT is over (see the `cache` module).
     pub(super) async fn write_then<T, F, A>(&self, fx: &Effects, f: F, after: A) -> Result<T>
     where
         T: Send + 'static,
@@ -322,14 +319,12 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
     } else {
         match apply_effects_batch(&mut tx, &effects, sqlite).await {
             Ok(()) => {
-                // The caches take the batch's writes *before* the COMMIT: a reader who
-                // sees the commit in the database (an execution's status, a claim) must
-                // not then read an older tenant from memory. This task is the only
-                // writer, so nothing else changes them meanwhile; a failed COMMIT
-                // empties the tenant cache (below).
+                // The batch's tenants are staged before the COMMIT and published after
+                // it (see the `cache` module): readers go to the database meanwhile, so
+                // memory is never ahead of the database nor behind it.
                 if let Some(cache) = tenants {
-                    effects.iter().flat_map(|fx| &fx.tenants).for_each(|w| cache.offer(&w.tenant));
-                    created.iter().for_each(|t| cache.offer(t));
+                    effects.iter().flat_map(|fx| &fx.tenants).for_each(|w| cache.stage(&w.tenant));
+                    created.iter().for_each(|t| cache.stage(t));
                 }
                 for (_, r, after) in outcomes.iter_mut() {
                     if let (Some(after), Ok(v)) = (after.take(), &*r) {
@@ -337,8 +332,10 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
                     }
                 }
                 let committed = tx.commit().await.map_err(db_err);
-                if let (Err(_), Some(cache)) = (&committed, tenants) {
-                    cache.clear();
+                match (&committed, tenants) {
+                    (Ok(()), Some(cache)) => cache.publish(),
+                    (Err(_), Some(cache)) => cache.discard(),
+                    (_, None) => {}
                 }
                 committed
             }
