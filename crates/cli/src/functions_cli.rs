@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::cli::CliError;
 use crate::client::Client;
+use crate::provisioning_cli::path;
 
 #[derive(Debug, Subcommand)]
 pub enum FunctionCmd {
@@ -34,18 +35,6 @@ pub enum FunctionCmd {
 }
 
 pub const FUNCTION_COLUMNS: &[&str] = &["name", "url", "timeout_s", "secret", "deleted"];
-
-/// A name as one path segment: anything but unreserved characters is percent-encoded
-/// (bad names still reach the server, which says why they are bad).
-fn path(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 pub async fn functions(c: &Client, cmd: FunctionCmd) -> Result<Value, CliError> {
     Ok(match cmd {

@@ -138,7 +138,7 @@ pub const DRIFT_COLUMNS: &[&str] =
 /// A name or receipt as one path segment: anything but unreserved characters is
 /// percent-encoded (receipts are opaque; bad names still reach the server, which says
 /// why they are bad).
-fn path(segment: &str) -> String {
+pub(crate) fn path(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
