@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value};
 use tenancy::serve::{start, ServeOptions};
-use tenancy_app::queues::ReceiveRequest;
+use tenancy_app::queues::ops::ReceiveRequest;
 use tenancy_app::{App, OpContext};
 use tenancy_domain::queue::{QueueSpec, SendMessage};
 

@@ -62,7 +62,7 @@ pub async fn run(database_url: Option<String>, executions: usize, concurrency: u
     let store = SqlStore::connect(&sql).await.context("failed to open the store")?;
     let store: Arc<dyn Store> = Arc::new(store);
     let backend = store.backend().as_str();
-    let app = Arc::new(App::new(store, None));
+    let app = Arc::new(App::new(tenancy_app::Services::new(store)));
     let ctx = OpContext::system();
     let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
     app.state_machine_put(&ctx, &name, StateMachineSpec { definition: machine() }).await?;

@@ -3,28 +3,35 @@
 //! Every operation the API offers is one method on [`App`] taking an [`OpContext`]
 //! (who is calling, for which request). Authorization happens here, before storage is
 //! touched; every mutation builds its events and audit entry and hands them to the
-//! store with the change, so they commit in one transaction. Background work runs in
-//! the workflow [`engine`] and the loops of [`delivery`], [`audit`] and [`queues`].
+//! store with the change, so they commit in one transaction.
+//!
+//! One folder per feature area, each with `ops.rs` (its API operations, methods of
+//! [`App`]), `tasks.rs` (its task handlers and their `register`) and `worker.rs` (its
+//! background loop) as it needs them. [`Services`] is what the app is built on (the
+//! store and the IO adapters); [`services::registry`] is the one place where every
+//! area registers its task handlers with the engine ([`tenancy_engine`]).
 
+mod app;
 pub mod audit;
-pub mod auth;
 mod context;
-pub mod custom_events;
-pub mod delivery;
-pub mod engine;
+pub mod dataplane;
+pub mod events;
 pub mod functions;
 pub mod hooks;
-pub mod lifecycle;
-pub mod offboarding;
-mod ops;
+pub mod keys;
 pub mod outbound;
-pub mod provisioning;
+pub mod plans;
 pub mod queues;
 pub mod reconcile;
 pub mod secretbox;
+pub mod services;
 pub mod subscriptions;
-mod workflows;
+pub mod tenants;
+pub mod workflows;
 
+pub use app::{App, DEFAULT_EXPORT_RETENTION_DAYS};
 pub use context::{OpContext, Permission, Principal};
-pub use ops::*;
-pub use workflows::*;
+pub use services::Services;
+pub use tenancy_engine as engine;
+pub use tenants::ops::TenantOperation;
+pub use workflows::ops::*;

@@ -181,15 +181,6 @@ impl OutboundPolicy {
     }
 }
 
-impl crate::App {
-    /// Puts `http:invoke` tasks, provisioning hooks and functions under `policy` (webhooks take it
-    /// in [`crate::delivery::DeliveryOptions::outbound`]). Until called, the default
-    /// policy applies.
-    pub fn set_outbound_policy(&self, policy: Arc<OutboundPolicy>) {
-        self.engine().handlers().use_outbound_policy(policy);
-    }
-}
-
 /// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`),
 /// IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, `64:ff9b:1::/48`) and
 /// 6to4 (`2002:AABB:CCDD::`). An IPv4 address is itself.

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tenancy_app::audit::{Sealer, SealerOptions};
+use tenancy_app::audit::worker::Sealer;
+use tenancy_app::audit::worker::SealerOptions;
 use tenancy_app::{App, OpContext};
 use tenancy_store::{Effects, Store};
 
 async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
-    let app = App::new(store.clone(), None);
+    let app = App::new(tenancy_app::Services::new(store.clone()));
     let ctx = OpContext::system();
     for i in 0..7 {
         let fx = Effects::none().with_audit(ctx.audit("test.act", format!("thing/{i}"), None, json!({"i": i})));

@@ -29,7 +29,7 @@ impl TaskHandler for Slow {
 async fn a_task_longer_than_the_lease_runs_once() {
     let db = tenancy_store::sql::testing::sqlite().await;
     let store: Arc<dyn Store> = db.store.clone();
-    let app = Arc::new(App::new(store, None));
+    let app = Arc::new(App::new(tenancy_app::Services::new(store)));
     let calls = Arc::new(AtomicUsize::new(0));
     app.engine().handlers().register("test:slow", Slow { calls: calls.clone() });
     let ctx = OpContext::system();
@@ -78,7 +78,7 @@ impl TaskHandler for Sleepy {
 async fn one_tenants_backlog_does_not_starve_another() {
     let db = tenancy_store::sql::testing::sqlite().await;
     let store: Arc<dyn Store> = db.store.clone();
-    let app = Arc::new(App::new(store, None));
+    let app = Arc::new(App::new(tenancy_app::Services::new(store)));
     app.engine().handlers().register("test:sleepy", Sleepy);
     let ctx = OpContext::system();
     // An execution's tenant must exist.

@@ -23,7 +23,7 @@ async fn starts_beyond_the_caps_are_refused_postgres() {
 
 async fn starts_beyond_the_caps_are_refused(db: TestDb) {
     let store: Arc<dyn Store> = db.store.clone();
-    let mut app = App::new(store, None);
+    let mut app = App::new(tenancy_app::Services::new(store));
     app.set_execution_caps(3, 2);
     let ctx = OpContext::system();
     // No worker runs: the executions stay RUNNING in their Wait.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use tenancy_app::audit::BlobStore;
-use tenancy_app::engine::handlers::failure;
+use tenancy_app::audit::ops::BlobStore;
+use tenancy_app::engine::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
 use tenancy_app::{App, OpContext};
 use tenancy_domain::apikey::{NewApiKey, Role};
@@ -53,12 +53,12 @@ impl Harness {
     async fn start() -> Harness {
         let db = testing::sqlite().await;
         let store: Arc<dyn Store> = db.store.clone();
-        let app = Arc::new(App::new(store, None));
         let dir = tempfile::tempdir().unwrap();
-        app.set_blob_store(BlobStore::local(&dir.path().join("blobs")).unwrap());
-        // Before the provisioner: the data plane seals database passwords with it.
-        app.set_secret_box(Arc::new(tenancy_app::secretbox::SecretBox::from_key(&[3; 32])));
-        app.set_provisioner(Arc::new(SqliteFiles::new(dir.path().join("tenants"))));
+        let services = tenancy_app::Services::new(store)
+            .with_blobs(BlobStore::local(&dir.path().join("blobs")).unwrap())
+            .with_secrets(Arc::new(tenancy_app::secretbox::SecretBox::from_key(&[3; 32])))
+            .with_data_plane(Arc::new(SqliteFiles::new(dir.path().join("tenants"))));
+        let app = Arc::new(App::new(services));
         app.register_builtin_workflows().await.unwrap();
         let shutdown = CancellationToken::new();
         let mut opts = EngineOptions::new("test-worker");
@@ -316,7 +316,7 @@ async fn offboarding_exports_a_silo_tenant_once() {
 
     // Run again later (a redrive, a lost commit): the manifest is found, nothing is written.
     let blobs = BlobStore::local(&h.dir.path().join("blobs")).unwrap();
-    let again = tenancy_app::offboarding::export_tenant(
+    let again = tenancy_app::tenants::offboarding::export_tenant(
         h.app.store().as_ref(),
         &blobs,
         h.app.provisioner().map(|p| p.as_ref()),
@@ -355,8 +355,9 @@ async fn a_big_tenants_records_are_exported_whole() {
         store.commit_effects(&fx).await.unwrap();
     }
     let blobs = BlobStore::local(&h.dir.path().join("blobs")).unwrap();
-    let export =
-        tenancy_app::offboarding::export_tenant(store.as_ref(), &blobs, None, "acme", "exe-big").await.unwrap();
+    let export = tenancy_app::tenants::offboarding::export_tenant(store.as_ref(), &blobs, None, "acme", "exe-big")
+        .await
+        .unwrap();
     assert!(export.written);
     let dir = h.dir.path().join("blobs/tenants/acme/offboard-exe-big");
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();

@@ -247,8 +247,9 @@ impl Config {
         for r in &roles {
             anyhow::ensure!(DEFAULT_ROLES.contains(&r.as_str()), "unknown role {r:?}: use api, worker");
         }
-        let reconcile_repair = tenancy_app::reconcile::DriftKind::parse_list(&s.reconcile_repair.unwrap_or_default())
-            .map_err(anyhow::Error::msg)?;
+        let reconcile_repair =
+            tenancy_app::reconcile::ops::DriftKind::parse_list(&s.reconcile_repair.unwrap_or_default())
+                .map_err(anyhow::Error::msg)?;
         let defaults = WorkflowSettings::default();
         let serve = ServeOptions {
             listen: s.listen.expect("clap holds a default"),
@@ -500,7 +501,7 @@ mod tests {
         assert_eq!(o.event_retention_days, 7);
         assert_eq!(o.export_retention_days, 90);
         {
-            use tenancy_app::reconcile::DriftKind;
+            use tenancy_app::reconcile::ops::DriftKind;
             assert_eq!(o.reconcile_repair, [DriftKind::Record, DriftKind::Database]);
         }
         assert_eq!(o.reconcile_interval, Duration::from_secs(15));
@@ -609,7 +610,7 @@ mod tests {
         assert_eq!(o.data_plane_prefix.as_deref(), Some(tenancy_store::provision::postgres::DEFAULT_PREFIX));
         assert_eq!(o.event_retention_days, crate::serve::DEFAULT_EVENT_RETENTION_DAYS);
         assert_eq!(o.export_retention_days, crate::serve::DEFAULT_EXPORT_RETENTION_DAYS);
-        assert_eq!(o.reconcile_repair, tenancy_app::reconcile::DriftKind::DEFAULT_REPAIR);
+        assert_eq!(o.reconcile_repair, tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR);
         assert_eq!(o.reconcile_interval, ServeOptions::for_tests(PathBuf::new(), None, "").reconcile_interval);
         assert_eq!(o.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(o.data_dir, PathBuf::from(DEFAULT_DATA_DIR));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::SecretString;
-use tenancy_app::App;
+use tenancy_app::{App, Services};
 use tenancy_http::ServerState;
 use tenancy_store::sql::{redact_url, SqlOptions, SqlStore};
 use tenancy_store::Store;
@@ -35,7 +35,7 @@ pub struct ServeOptions {
     pub export_retention_days: u32,
     /// Kinds of missing resources the reconciler recreates on its own; the others
     /// are reported for an operator's repair.
-    pub reconcile_repair: Vec<tenancy_app::reconcile::DriftKind>,
+    pub reconcile_repair: Vec<tenancy_app::reconcile::ops::DriftKind>,
     /// Time between reconciliation passes (60 s).
     pub reconcile_interval: std::time::Duration,
     /// Where audit exports go: `None` for `<data dir>/blobs`, or `file:///path`.
@@ -116,7 +116,7 @@ impl ServeOptions {
             node_id: None,
             event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
             export_retention_days: DEFAULT_EXPORT_RETENTION_DAYS,
-            reconcile_repair: tenancy_app::reconcile::DriftKind::DEFAULT_REPAIR.to_vec(),
+            reconcile_repair: tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR.to_vec(),
             reconcile_interval: std::time::Duration::from_secs(60),
             blob_url: None,
             delivery_retry_window: tenancy_events_window(),
@@ -143,19 +143,19 @@ pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 30;
 pub use tenancy_app::DEFAULT_EXPORT_RETENTION_DAYS;
 
 fn tenancy_events_window() -> std::time::Duration {
-    tenancy_app::delivery::DeliveryOptions::new("").retry_window
+    tenancy_app::subscriptions::worker::DeliveryOptions::new("").retry_window
 }
 
 /// The blob store of `--blob-url`: a local directory (default `<data dir>/blobs`,
 /// or `file:///path`), or `s3://bucket[/prefix]` (credentials from `AWS_*`).
-pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit::BlobStore> {
+pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit::ops::BlobStore> {
     let dir = match opts.blob_url.as_deref() {
         None => opts.data_dir.join("blobs"),
         Some(url) if url.starts_with("file://") => PathBuf::from(&url["file://".len()..]),
-        Some(url) if url.starts_with("s3://") => return Ok(tenancy_app::audit::BlobStore::s3(url)?),
+        Some(url) if url.starts_with("s3://") => return Ok(tenancy_app::audit::ops::BlobStore::s3(url)?),
         Some(url) => anyhow::bail!("unsupported blob URL {url:?}: use file:///path or s3://bucket/prefix"),
     };
-    Ok(tenancy_app::audit::BlobStore::local(&dir)?)
+    Ok(tenancy_app::audit::ops::BlobStore::local(&dir)?)
 }
 
 /// The master key: `TENANCY_MASTER_KEY`, else the file of `--master-key-file`, else
@@ -256,8 +256,10 @@ fn start_event_loops(
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) {
-    use tenancy_app::audit::{Sealer, SealerOptions};
-    use tenancy_app::delivery::*;
+    use tenancy_app::audit::worker::{Sealer, SealerOptions};
+    use tenancy_app::subscriptions::worker::{
+        DeliveryOptions, DeliveryWorker, Dispatcher, DispatcherOptions, Pruner, PrunerOptions,
+    };
     let dispatcher = Dispatcher::new(store.clone(), DispatcherOptions::default());
     tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     let mut delivery = DeliveryOptions::new(format!("{node_id}/delivery"));
@@ -270,7 +272,7 @@ fn start_event_loops(
         Pruner::new(store.clone(), PrunerOptions { retention, interval: std::time::Duration::from_secs(3600) });
     tasks.push(tokio::spawn(pruner.run(shutdown.clone())));
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
-    let sweeper = tenancy_app::queues::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
+    let sweeper = tenancy_app::queues::worker::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
 }
 
@@ -361,26 +363,28 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let store = open_store(&opts).await?;
     // Before anything else touches the database: a server with the wrong key stops here.
     let secrets = open_secret_box(&opts, &*store).await?;
-    let mut app = App::new(store.clone(), opts.admin_token.clone());
+    // The composition root: every service the app runs on, built once.
+    let services = Services::new(store.clone())
+        .with_blobs(open_blob_store(&opts)?)
+        .with_secrets(secrets.clone())
+        .with_outbound(outbound.clone())
+        .with_data_plane(open_data_plane(&opts)?);
+    let node_id =
+        opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let mut app = App::new(services);
+    app.set_admin_token(opts.admin_token.clone());
+    app.set_node_id(node_id.clone());
     // Caps on RUNNING user executions per state machine and per tenant (429 beyond).
     app.set_execution_caps(opts.workflow.max_running_per_machine, opts.workflow.max_running_per_tenant);
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
     app.set_reconcile_repair(&opts.reconcile_repair);
     let app = Arc::new(app);
-    app.set_blob_store(open_blob_store(&opts)?);
-    app.set_secret_box(secrets.clone());
-    app.set_outbound_policy(outbound.clone());
     tracing::info!(allowed = ?outbound.allow_list(), "outbound policy: internal addresses refused except those allowed");
-    if let Some(path) = tenancy_app::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
+    if let Some(path) = tenancy_app::keys::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
     app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
-    // After the blob store and the secret box: the data plane's steps use both.
-    app.set_provisioner(open_data_plane(&opts)?);
     let shutdown = CancellationToken::new();
-    let node_id =
-        opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    app.set_node_id(node_id.clone());
     let mut tasks = Vec::new();
 
     if opts.worker {
@@ -391,7 +395,11 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         engine_opts.max_in_flight = opts.workflow.max_in_flight;
         engine_opts.lifecycle_slots = opts.workflow.lifecycle_slots;
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
-        tasks.push(tokio::spawn(tenancy_app::reconcile::run(app.clone(), opts.reconcile_interval, shutdown.clone())));
+        tasks.push(tokio::spawn(tenancy_app::reconcile::worker::run(
+            app.clone(),
+            opts.reconcile_interval,
+            shutdown.clone(),
+        )));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 use support::{Backend, TestServer};
-use tenancy_app::engine::handlers::{failure, TaskCall, TaskHandler, TaskResult};
+use tenancy_app::engine::{failure, TaskCall, TaskHandler, TaskResult};
 
 /// Polls an execution until it stopped; returns it (within 120 s: moves drop databases,
 /// which wait for checkpoints of the busy shared test server, see `wait_status`).
@@ -237,7 +237,7 @@ async fn postgres_silo_tenant_gets_a_real_database() {
     assert!(res.status.is_success(), "{}", res.body);
     let exe = res.body["execution_id"].as_str().unwrap().to_owned();
     assert_eq!(wait_execution(&s, &exe).await["status"], "SUCCEEDED");
-    let offboard = s.dir.path().join("blobs").join(tenancy_app::offboarding::export_prefix("bank-1", &exe));
+    let offboard = s.dir.path().join("blobs").join(tenancy_app::tenants::offboarding::export_prefix("bank-1", &exe));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(offboard.join("manifest.json")).expect("offboarding exports first"))
             .unwrap();

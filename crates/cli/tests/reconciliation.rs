@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{Backend, TestServer};
-use tenancy_app::reconcile::DriftKind;
+use tenancy_app::reconcile::ops::DriftKind;
 
 both_backends!(a_deleted_silo_database_stays_missing_until_repaired);
 

@@ -163,7 +163,7 @@ impl TaskHandler for Flaky {
         if self.ok.load(Ordering::SeqCst) {
             Ok(TaskOutput::new(json!({"fixed": true, "key": call.idempotency_key})))
         } else {
-            Err(tenancy_app::engine::handlers::failure("Test.Broken", "not yet"))
+            Err(tenancy_app::engine::failure("Test.Broken", "not yet"))
         }
     }
 }

@@ -32,7 +32,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PatternJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = json_bytes(req, state).await?;
-        tenancy_app::subscriptions::check_pattern_numbers(&bytes)?;
+        tenancy_app::subscriptions::ops::check_pattern_numbers(&bytes)?;
         parse_json(&bytes).map(PatternJson)
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
-use tenancy_app::functions::FunctionWithSecret;
+use tenancy_app::functions::ops::FunctionWithSecret;
 use tenancy_domain::function::{Function, FunctionSpec};
 
 use crate::extract::{Caller, Json, Path};

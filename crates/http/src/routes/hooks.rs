@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
-use tenancy_app::hooks::{HookWithSecret, TenantResources};
-use tenancy_app::provisioning::DatabaseCredentials;
+use tenancy_app::dataplane::plane::DatabaseCredentials;
+use tenancy_app::hooks::ops::HookWithSecret;
+use tenancy_app::tenants::ops::TenantResources;
 use tenancy_domain::hook::{Hook, HookSpec};
 
 use crate::extract::{Caller, Json, Path};

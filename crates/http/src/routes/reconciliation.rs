@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use tenancy_app::reconcile::{Drift, ReconciliationReport};
+use tenancy_app::reconcile::ops::Drift;
+use tenancy_app::reconcile::ops::ReconciliationReport;
 
 use crate::extract::{Caller, Path};
 use crate::problem::ApiResult;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use tenancy_app::subscriptions::SubscriptionWithSecret;
+use tenancy_app::subscriptions::ops::SubscriptionWithSecret;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::subscription::{Delivery, DeliveryStatus, NewSubscription, Subscription, SubscriptionPatch};
 use tenancy_domain::time::Timestamp;

@@ -67,7 +67,6 @@
 //! the last one.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -81,10 +80,9 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::provision::{DatabaseProvisioner, ListedDatabase};
 use tenancy_store::{Effects, ExecutionFilter, ReconciliationRun, ResourceChange, TenantResource};
-use tokio_util::sync::CancellationToken;
 
 use crate::context::Permission;
-use crate::provisioning::DataPlane;
+use crate::dataplane::plane::DataPlane;
 use crate::{App, OpContext};
 
 pub const DRIFT_REPAIRED: &str = "TenantDriftRepaired";
@@ -310,7 +308,7 @@ impl App {
     }
 
     /// Missing resources of active and suspended tenants, then extra ones.
-    async fn reconcile_pass(&self) -> Result<ReconciliationReport> {
+    pub(crate) async fn reconcile_pass(&self) -> Result<ReconciliationReport> {
         let started_at = Timestamp::now();
         let node = self.node_id().to_owned();
         let mut report =
@@ -447,7 +445,12 @@ impl App {
     /// What a settled tenant on a plan of `isolation` lacks: its database or schema
     /// (when the data plane provisions that isolation), its login (when its database
     /// is there and the data plane has logins), its resource records.
-    async fn find_missing(&self, plane: Option<&DataPlane>, t: &Tenant, isolation: Isolation) -> Result<Vec<Drift>> {
+    pub(crate) async fn find_missing(
+        &self,
+        plane: Option<&DataPlane>,
+        t: &Tenant,
+        isolation: Isolation,
+    ) -> Result<Vec<Drift>> {
         let mut found = Vec::new();
         let mut database_missing = false;
         if let Some(p) = plane.map(|p| &p.provisioner).filter(|p| p.provisions(isolation)) {
@@ -483,7 +486,12 @@ impl App {
 
     /// Repairs a missing resource now when its kind is repaired automatically; else
     /// reports it (evented once, see [`App::report_once`]).
-    async fn handle_missing(&self, plane: Option<&DataPlane>, t: &Tenant, mut drift: Drift) -> Result<Drift> {
+    pub(crate) async fn handle_missing(
+        &self,
+        plane: Option<&DataPlane>,
+        t: &Tenant,
+        mut drift: Drift,
+    ) -> Result<Drift> {
         let kind = DriftKind::parse(&drift.resource).unwrap_or(DriftKind::Record);
         if !self.reconcile_repair.contains(&kind) {
             self.report_once(&drift).await?;
@@ -503,7 +511,13 @@ impl App {
     /// Recreates a missing resource (a database or schema empty, a login with the
     /// stored password, a record) and writes `TenantDriftRepaired` with an audit entry
     /// of `ctx` in one transaction (the recreated record too).
-    async fn repair(&self, plane: Option<&DataPlane>, t: &Tenant, drift: &Drift, ctx: &OpContext) -> Result<()> {
+    pub(crate) async fn repair(
+        &self,
+        plane: Option<&DataPlane>,
+        t: &Tenant,
+        drift: &Drift,
+        ctx: &OpContext,
+    ) -> Result<()> {
         let kind = DriftKind::parse(&drift.resource)
             .ok_or_else(|| Error::internal(format!("unknown drift resource {:?}", drift.resource)))?;
         let isolation = drift.isolation;
@@ -558,9 +572,9 @@ impl App {
     /// and plan-change exports (`tenants/<id>/exports/*`); `None` without a blob store
     /// or any such export (or when the store cannot be listed: a report is not failed
     /// for it).
-    async fn latest_export(&self, t: &Tenant) -> Option<(String, Timestamp)> {
+    pub(crate) async fn latest_export(&self, t: &Tenant) -> Option<(String, Timestamp)> {
         use futures::TryStreamExt;
-        let blobs = self.blobs.get()?;
+        let blobs = self.services.blobs.as_ref()?;
         let prefix = object_store::path::Path::from(format!("tenants/{}/", t.id));
         let listed: Vec<object_store::ObjectMeta> = match blobs.store.list(Some(&prefix)).try_collect().await {
             Ok(l) => l,
@@ -609,7 +623,7 @@ impl App {
     /// Emits `TenantDriftDetected` and its audit entry for drift that is reported and
     /// left (an extra, a missing resource of a kind repaired only on request), unless
     /// it was reported already (by any replica) and stayed since.
-    async fn report_once(&self, drift: &Drift) -> Result<()> {
+    pub(crate) async fn report_once(&self, drift: &Drift) -> Result<()> {
         let tenant = drift.tenant_id.as_deref();
         let key = drift.key.as_deref().unwrap_or("");
         let resource = match drift.resource.as_str() {
@@ -739,7 +753,7 @@ impl App {
 
     /// How long until a pass is due on a loop of period `interval`: zero when no pass
     /// is recorded or the last one, by any replica, finished `interval` ago or more.
-    async fn reconciliation_due_in(&self, interval: Duration) -> Result<Duration> {
+    pub(crate) async fn reconciliation_due_in(&self, interval: Duration) -> Result<Duration> {
         let Some(last) = self.store().drift().reconciliation_last().await? else { return Ok(Duration::ZERO) };
         let age = Timestamp::now().millis().saturating_sub(last.finished_at.millis()).max(0) as u64;
         Ok(interval.saturating_sub(Duration::from_millis(age)))
@@ -749,33 +763,6 @@ impl App {
     pub async fn reconciliation_run(&self, ctx: &OpContext) -> Result<ReconciliationReport> {
         ctx.authorize(Permission::TenantAdmin)?;
         self.reconcile_once().await
-    }
-}
-
-/// The background loop: a pass whenever none was made, on any replica, for
-/// `interval` (see the module docs).
-pub async fn run(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
-    loop {
-        let due_in = match app.reconciliation_due_in(interval).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the last reconciliation pass; making one");
-                Duration::ZERO
-            }
-        };
-        let mut wait = due_in;
-        if due_in.is_zero() {
-            if let Err(e) = app.reconcile_once().await {
-                tracing::warn!(error = %e, "reconciliation pass failed");
-            }
-            wait = interval;
-        }
-        // Up to a tenth more, so that replicas started together do not pass together.
-        let jitter = interval.mul_f64(rand::random::<f64>() / 10.0);
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait + jitter) => {}
-        }
     }
 }
 

@@ -13,9 +13,11 @@ use tenancy_domain::{Error, Result};
 use tenancy_store::Effects;
 
 use crate::context::Permission as P;
-use crate::lifecycle::is_reserved_source;
-use crate::subscriptions::parse_pattern;
+use crate::subscriptions::ops::parse_pattern;
+use crate::tenants::lifecycle::is_reserved_source;
 use crate::{App, OpContext};
+use tenancy_domain::page::{Page, PageRequest};
+use tenancy_store::{EventFilter, StoredEvent};
 
 /// At most this many entries per request (EventBridge's PutEvents limit).
 pub const MAX_ENTRIES: usize = 10;
@@ -206,5 +208,17 @@ impl App {
         ctx.authorize(P::PatternTest)?;
         let pattern = parse_pattern(&req.pattern)?;
         Ok(TestPatternResponse { result: pattern.matches(&req.event) })
+    }
+}
+
+impl App {
+    pub async fn event_list(
+        &self,
+        ctx: &OpContext,
+        filter: EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
+        ctx.authorize(P::RecordsRead)?;
+        self.store.event_list(&filter, page).await
     }
 }

@@ -22,7 +22,7 @@
 //! Secrets stay out: API keys are listed without hashes, resource details lose members
 //! that name secrets and passwords inside URLs, and webhook secrets are not exported.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use object_store::path::Path as BlobPath;
@@ -34,10 +34,12 @@ use tenancy_domain::{Error, Result};
 use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{AuditFilter, Effects, EventFilter, Store, StoredAudit, TenantResource};
 
-use crate::audit::BlobStore;
-use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
-use crate::provisioning::DataPlane;
+use crate::audit::ops::BlobStore;
+use crate::dataplane::plane::DataPlane;
+use crate::services::Services;
 use crate::OpContext;
+use tenancy_engine::Registry;
+use tenancy_engine::{app_failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
 
 pub const EXPORT_RESOURCE: &str = "tenancy:tenant.export";
 /// The `format` member of every manifest.
@@ -57,29 +59,35 @@ pub fn export_prefix(tenant_id: &str, execution_id: &str) -> String {
 /// `tenancy:tenant.export`: see the module documentation. Without a blob store (an
 /// embedded `App` that never got one) there is nothing to write to: the result is
 /// `null` and a warning is logged; `tenancy serve` always has one.
-pub struct ExportTenant {
-    blobs: Arc<OnceLock<BlobStore>>,
-    provisioner: Arc<OnceLock<Arc<DataPlane>>>,
+struct ExportTenant {
+    blobs: Option<BlobStore>,
+    plane: Option<Arc<DataPlane>>,
 }
 
-impl ExportTenant {
-    pub fn new(blobs: Arc<OnceLock<BlobStore>>, provisioner: Arc<OnceLock<Arc<DataPlane>>>) -> Self {
-        ExportTenant { blobs, provisioner }
-    }
+/// Registers [`EXPORT_RESOURCE`] with the blob store and data plane of `services`.
+pub fn register(r: &Registry, services: &Services, plane: Option<&Arc<DataPlane>>) {
+    r.register(EXPORT_RESOURCE, ExportTenant { blobs: services.blobs.clone(), plane: plane.cloned() });
+}
+
+/// The parameters of [`EXPORT_RESOURCE`].
+#[derive(serde::Deserialize)]
+struct ExportParams {
+    tenant_id: String,
+    /// The offboarding's execution (by default the one running the task).
+    execution_id: Option<String>,
 }
 
 #[async_trait]
 impl TaskHandler for ExportTenant {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = call.parameters["tenant_id"]
-            .as_str()
-            .ok_or_else(|| failure("States.Runtime", "tenant.export needs tenant_id"))?;
-        let execution_id = call.parameters["execution_id"].as_str().unwrap_or(call.execution_id);
-        let Some(blobs) = self.blobs.get() else {
+        let params: ExportParams = call.params()?;
+        let tenant_id = params.tenant_id.as_str();
+        let execution_id = params.execution_id.as_deref().unwrap_or(call.execution_id);
+        let Some(blobs) = &self.blobs else {
             tracing::warn!(tenant_id, "no blob store: the offboarding export is skipped");
             return Ok(TaskOutput::new(Value::Null));
         };
-        let provisioner = self.provisioner.get().map(|plane| plane.provisioner.as_ref());
+        let provisioner = self.plane.as_ref().map(|plane| plane.provisioner.as_ref());
         let export = export_tenant(call.store.as_ref(), blobs, provisioner, tenant_id, execution_id)
             .await
             .map_err(app_failure)?;
@@ -266,7 +274,7 @@ async fn put_database(
     let Some(record) = resources.iter().find(|r| r["kind"] == "database") else {
         return Ok(None);
     };
-    let Some(isolation) = crate::provisioning::record_isolation(&record["detail"]) else {
+    let Some(isolation) = crate::dataplane::plane::record_isolation(&record["detail"]) else {
         return Ok(None);
     };
     if !provisioner.provisions(isolation) {

@@ -1,128 +1,38 @@
-//! Provisioning hooks: product services the lifecycle workflows call, with the tenant
-//! and an idempotency key, before a tenant becomes active.
-//!
-//! The provisioning workflow runs `tenancy:hooks.call` with `{event: "provision",
-//! tenant_id}` after its own resources exist: every `sync` hook subscribed to the event
-//! gets `POST <url>` with `{event, tenant, execution_id, idempotency_key}`, an
-//! `Idempotency-Key` header (stable across retries and restarts) and Standard Webhooks
-//! signature headers (`webhook-id` is the same key; the hook's `whsec_` secret was shown
-//! once, when the hook was created), in name order. A 2xx within `timeout_s` is success;
-//! anything else is retried (up to `max_attempts`, with a short backoff). A hook that
-//! finally fails fails the task: the workflow undoes what it created and marks the
-//! tenant `failed` (`TenantProvisioningFailed` with the step and the error).
-//!
-//! `callback` hooks and queue hooks come next, one by one
-//! (`tenancy:hooks.notify.waitForTaskToken`): a callback hook gets the same signed POST
-//! plus the task token, a queue hook a message on its queue; either answers through
-//! `POST /v1/task-tokens/{token}/success|failure`.
+//! The hooks' task handlers: call the synchronous hooks, list and notify the callback hooks.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
-
-use serde::Serialize;
-use serde_json::json;
-use tenancy_asl::Failure;
-use tenancy_domain::hook::{Hook, HookEvent, HookMode, HookSpec};
-use tenancy_domain::queue::SendMessage;
-use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, ErrorCode, Result};
-use tenancy_events::webhook::{self, WebhookSecret};
-use tenancy_store::{Effects, HookSecretWrite, Store};
-
-use crate::context::Permission as P;
-use crate::engine::handlers::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use crate::hooks::ops::fail_hook;
+use crate::hooks::ops::secret_owner;
 use crate::outbound::OutboundPolicy;
 use crate::secretbox::SecretBox;
-use crate::{App, OpContext};
-
-/// How long the secret before a rotation keeps signing hook calls (as for subscriptions).
-pub const ROTATION_OVERLAP_MS: i64 = crate::subscriptions::ROTATION_OVERLAP_MS;
-
-/// A hook, with its signing secret when this response is the one that shows it: the
-/// `PUT` that created the hook (or gave an older hook its first secret), or one with
-/// `rotate_secret`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HookWithSecret {
-    #[serde(flatten)]
-    pub hook: Hook,
-    /// `whsec_...`: shown this once; receivers verify the `webhook-signature` of every
-    /// call with it (Standard Webhooks).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-/// The associated data a hook's secret is sealed with.
-fn secret_owner(name: &str) -> String {
-    format!("hook/{name}")
-}
-
-fn fail_hook(hook: &str, e: impl std::fmt::Display) -> Failure {
-    Failure { error: Some("Tenancy.HookFailed".into()), cause: Some(format!("hook {hook:?} failed: {e}")) }
-}
-
-impl App {
-    /// Creates or replaces a hook. A new HTTP hook gets a `whsec_` signing secret,
-    /// returned this once; a replace keeps it (an HTTP hook created before hooks were
-    /// signed gets its first one here), `rotate_secret` replaces it.
-    pub async fn hook_put(&self, ctx: &OpContext, name: &str, spec: HookSpec) -> Result<(HookWithSecret, bool)> {
-        ctx.authorize(P::HookAdmin)?;
-        let rotate = spec.rotate_secret;
-        let now = Timestamp::now();
-        let hook = spec.into_hook(name, now)?;
-        if let Some(queue) = &hook.queue {
-            if rotate {
-                return Err(Error::InvalidRequest {
-                    code: ErrorCode::InvalidHook,
-                    message: "a queue hook has no signing secret to rotate (its messages stay inside Tenancy)".into(),
-                });
-            }
-            self.queue_must_exist(queue).await?;
-        }
-        let secret = WebhookSecret::generate().expose();
-        let write = match (&hook.url, rotate) {
-            (None, _) => HookSecretWrite::Keep,
-            (Some(_), false) => HookSecretWrite::IfNone(self.secret_box()?.seal(&secret_owner(name), &secret)),
-            (Some(_), true) => HookSecretWrite::Rotate {
-                sealed: self.secret_box()?.seal(&secret_owner(name), &secret),
-                previous_until: now.plus_millis(ROTATION_OVERLAP_MS),
-            },
-        };
-        let audit = ctx.audit(
-            "hook.put",
-            format!("hook/{name}"),
-            None,
-            json!({"url": hook.url, "queue": hook.queue, "events": hook.events, "mode": hook.mode,
-                   "rotate_secret": rotate}),
-        );
-        let put = self.store().hooks().hook_put(&hook, &write, &Effects::none().with_audit(audit)).await?;
-        let secret = put.secret_stored.then_some(secret);
-        Ok((HookWithSecret { hook: put.hook, secret }, put.created))
-    }
-
-    pub async fn hook_get(&self, ctx: &OpContext, name: &str) -> Result<Hook> {
-        ctx.authorize(P::HookRead)?;
-        self.store().hooks().hook_get(name).await
-    }
-
-    pub async fn hook_list(&self, ctx: &OpContext) -> Result<Vec<Hook>> {
-        ctx.authorize(P::HookRead)?;
-        self.store().hooks().hook_list().await
-    }
-
-    pub async fn hook_delete(&self, ctx: &OpContext, name: &str) -> Result<()> {
-        ctx.authorize(P::HookAdmin)?;
-        let audit = ctx.audit("hook.delete", format!("hook/{name}"), None, json!({}));
-        self.store().hooks().hook_delete(name, &Effects::none().with_audit(audit)).await
-    }
-}
+use crate::services::Services;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tenancy_asl::Failure;
+use tenancy_domain::hook::{Hook, HookEvent, HookMode};
+use tenancy_domain::queue::SendMessage;
+use tenancy_domain::time::Timestamp;
+use tenancy_domain::ErrorCode;
+use tenancy_engine::Registry;
+use tenancy_engine::{app_failure, failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use tenancy_events::webhook::{self, WebhookSecret};
+use tenancy_store::Store;
 
 pub const CALL_RESOURCE: &str = "tenancy:hooks.call";
 pub const LIST_RESOURCE: &str = "tenancy:hooks.list";
 pub const NOTIFY_RESOURCE: &str = "tenancy:hooks.notify";
 
-/// The master key's box, shared with the app (set when `serve` sets it): hook calls
-/// open their hooks' signing secrets with it.
-pub type SecretCell = Arc<OnceLock<Arc<SecretBox>>>;
+/// The master key's box hook calls open their hooks' signing secrets with (none: an
+/// embedded app without a master key, whose calls go unsigned).
+type SecretCell = Option<Arc<SecretBox>>;
+
+/// Registers the hooks' handlers, calling out under the services' outbound policy.
+pub fn register(r: &Registry, services: &Services) {
+    let (policy, secrets) = (&services.outbound, &services.secrets);
+    r.register(CALL_RESOURCE, CallHooks::new(policy.clone(), secrets.clone()));
+    r.register(NOTIFY_RESOURCE, NotifyCallbackHook::new(policy.clone(), secrets.clone()));
+    r.register(LIST_RESOURCE, ListCallbackHooks);
+}
 
 /// `tenancy:hooks.call` `{event, tenant_id}`: calls every `sync` hook of `event`; a
 /// hook that finally fails is `Tenancy.HookFailed`. Result `{called: [names], count,
@@ -138,13 +48,13 @@ impl CallHooks {
     /// Hooks under `policy`, signed with the secrets `secrets` opens (unsigned while it
     /// is empty: an embedded app without a master key).
     pub fn new(policy: Arc<OutboundPolicy>, secrets: SecretCell) -> Self {
-        CallHooks { client: crate::delivery::http_client(&policy), policy, secrets }
+        CallHooks { client: crate::subscriptions::worker::http_client(&policy), policy, secrets }
     }
 
     /// The secrets a call of `hook` is signed with: its current one (generated now for a
     /// hook created before hooks were signed) and the previous one during a rotation.
     async fn signing_secrets(&self, store: &dyn Store, hook: &str) -> std::result::Result<Vec<WebhookSecret>, Failure> {
-        let Some(sb) = self.secrets.get() else { return Ok(Vec::new()) };
+        let Some(sb) = &self.secrets else { return Ok(Vec::new()) };
         let owner = secret_owner(hook);
         let stored = store.hooks().hook_secrets(hook).await.map_err(app_failure)?;
         let current = match stored.current {
@@ -241,47 +151,6 @@ impl TaskHandler for CallHooks {
         }
         let callback = callback_hooks(&hooks, event);
         Ok(TaskOutput::new(json!({"called": called, "count": callback.len(), "hooks": callback, "cursor": {"i": 0}})))
-    }
-}
-
-/// A resource a lifecycle workflow created for a tenant (`GET /v1/tenants/{id}/resources`).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TenantResourceView {
-    /// `namespace`, `database`, `defaults`, ...
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    pub created_at: Timestamp,
-    /// For a tenant's database: what the provisioner sees now (drift shows here).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub observed: Option<serde_json::Value>,
-}
-
-/// The resources of a tenant.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TenantResources {
-    pub items: Vec<TenantResourceView>,
-}
-
-impl App {
-    /// The resources the lifecycle workflows created for a tenant (tenant keys: their own).
-    pub async fn tenant_resources(&self, ctx: &OpContext, tenant_id: &str) -> Result<TenantResources> {
-        ctx.authorize_tenant(P::TenantRead, tenant_id)?;
-        self.store().tenant_get(tenant_id).await?;
-        let list = self.store().workflows().tenant_resource_list(tenant_id).await?;
-        let mut items = Vec::with_capacity(list.len());
-        for r in list {
-            let isolation = (r.kind == "database").then(|| crate::provisioning::record_isolation(&r.detail)).flatten();
-            let observed = match (self.provisioner(), isolation) {
-                (Some(p), Some(i)) if p.provisions(i) => {
-                    Some(serde_json::to_value(p.database_observe(tenant_id, i).await?).map_err(Error::internal)?)
-                }
-                _ => None,
-            };
-            items.push(TenantResourceView { kind: r.kind, detail: r.detail, created_at: r.created_at, observed });
-        }
-        Ok(TenantResources { items })
     }
 }
 

@@ -12,9 +12,9 @@ use tenancy_store::{
 };
 
 use crate::context::Permission as P;
-use crate::engine::{self, Pending};
-use crate::lifecycle::{LIFECYCLE_MACHINE_PREFIX, RESERVED_PREFIX};
+use crate::tenants::lifecycle::{LIFECYCLE_MACHINE_PREFIX, RESERVED_PREFIX};
 use crate::{App, OpContext};
+use tenancy_engine::{self as engine, Pending};
 
 /// `PUT /v1/state-machines/{name}`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -203,7 +203,7 @@ fn check_resources(
     lifecycle: bool,
     functions: &mut Vec<(String, String)>,
 ) -> Result<()> {
-    use crate::lifecycle::{is_reserved_resource, is_reserved_source, PUT_EVENTS_RESOURCES};
+    use crate::tenants::lifecycle::{is_reserved_resource, is_reserved_source, PUT_EVENTS_RESOURCES};
     let Some(states) = definition["States"].as_object() else { return Ok(()) };
     for (name, state) in states {
         let resource = state["Resource"].as_str().filter(|_| state["Type"] == "Task");
@@ -224,7 +224,7 @@ fn check_resources(
                     message: format!("state {name:?}: {message}"),
                 });
             }
-            if let Some(function) = crate::functions::named_function(resource, state) {
+            if let Some(function) = crate::functions::ops::named_function(resource, state) {
                 functions.push((name.clone(), function));
             }
             if PUT_EVENTS_RESOURCES.contains(&resource) {
@@ -279,7 +279,8 @@ pub const REDACTED: &str = "[redacted]";
 /// started them.
 fn redacts_internals(ctx: &OpContext, state_machine: &str) -> bool {
     use tenancy_domain::apikey::Role;
-    crate::lifecycle::is_builtin_machine(state_machine) && matches!(ctx.principal.role, Role::Tenant | Role::Viewer)
+    crate::tenants::lifecycle::is_builtin_machine(state_machine)
+        && matches!(ctx.principal.role, Role::Tenant | Role::Viewer)
 }
 
 /// Replaces every `url` string in `v` with [`REDACTED`], and who started a lifecycle
@@ -338,7 +339,7 @@ const MOVED_RETRIES: usize = 5;
 const CALLBACK_RACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl App {
-    fn scoped_execution(&self, ctx: &OpContext, rec: ExecutionRecord) -> Result<ExecutionRecord> {
+    pub(crate) fn scoped_execution(&self, ctx: &OpContext, rec: ExecutionRecord) -> Result<ExecutionRecord> {
         if let Some(own) = &ctx.principal.tenant_id {
             if rec.tenant_id.as_deref() != Some(own.as_str()) {
                 return Err(Error::not_found("execution", rec.id));
@@ -350,7 +351,7 @@ impl App {
     /// Refuses a start beyond the caps on RUNNING executions of the state machine and of
     /// the tenant (429 `too-many-requests`). Counted before the insert, so concurrent
     /// starts can pass a cap by their number.
-    async fn check_execution_caps(&self, state_machine: &str, tenant_id: Option<&str>) -> Result<()> {
+    pub(crate) async fn check_execution_caps(&self, state_machine: &str, tenant_id: Option<&str>) -> Result<()> {
         let (per_machine, per_tenant) = self.execution_caps;
         let wf = self.engine.workflows();
         if wf.execution_running_count(Some(state_machine), None, None, per_machine).await? >= per_machine {
@@ -379,7 +380,7 @@ impl App {
     ) -> Result<(StateMachineView, bool)> {
         ctx.authorize(P::WorkflowWrite)?;
         // A lifecycle state machine runs with the lifecycle's privileges: admins only.
-        let lifecycle = crate::lifecycle::is_custom_lifecycle_machine(name);
+        let lifecycle = crate::tenants::lifecycle::is_custom_lifecycle_machine(name);
         if lifecycle && ctx.principal.role != Role::Admin {
             return Err(Error::Forbidden(format!(
                 "role {} may not define lifecycle state machines ({LIFECYCLE_MACHINE_PREFIX}*): admins only",
@@ -428,7 +429,7 @@ impl App {
 
     /// Registers (or updates) the built-in lifecycle state machines.
     pub async fn register_builtin_workflows(&self) -> Result<()> {
-        for (name, _) in crate::lifecycle::BUILTIN_MACHINES {
+        for (name, _) in crate::tenants::lifecycle::BUILTIN_MACHINES {
             self.builtin_machine(name).await?;
         }
         Ok(())
@@ -440,7 +441,7 @@ impl App {
         if let Some(rec) = self.builtins.lock().expect("builtins lock").get(name) {
             return Ok(rec.clone());
         }
-        let (_, text) = crate::lifecycle::BUILTIN_MACHINES
+        let (_, text) = crate::tenants::lifecycle::BUILTIN_MACHINES
             .iter()
             .find(|(n, _)| *n == name)
             .ok_or_else(|| Error::internal(format!("no built-in state machine {name:?}")))?;
@@ -691,7 +692,7 @@ impl App {
         self.execution_get(ctx, id).await
     }
 
-    async fn commit_one(&self, commit: StepCommit) -> Result<()> {
+    pub(crate) async fn commit_one(&self, commit: StepCommit) -> Result<()> {
         let mut r = self.engine.workflows().execution_commit(std::slice::from_ref(&commit)).await?;
         r.pop().unwrap_or(Ok(()))
     }
@@ -702,7 +703,7 @@ impl App {
     /// engine commits the step that records it, so a fast worker can call back first.
     /// An unknown token is therefore looked up again for up to [`CALLBACK_RACE`]
     /// before it is 404.
-    async fn waiting(&self, ctx: &OpContext, token: &str) -> Result<(ExecutionRecord, Pending)> {
+    pub(crate) async fn waiting(&self, ctx: &OpContext, token: &str) -> Result<(ExecutionRecord, Pending)> {
         ctx.authorize(P::TaskCallback)?;
         let deadline = std::time::Instant::now() + CALLBACK_RACE;
         loop {
@@ -724,7 +725,12 @@ impl App {
         }
     }
 
-    async fn complete_callback(&self, ctx: &OpContext, token: &str, outcome: Result<Value, TaskFailure>) -> Result<()> {
+    pub(crate) async fn complete_callback(
+        &self,
+        ctx: &OpContext,
+        token: &str,
+        outcome: Result<Value, TaskFailure>,
+    ) -> Result<()> {
         if let Ok(output) = &outcome {
             check_payload("output", output)?;
         }

@@ -1,7 +1,7 @@
 //! The tenant lifecycle as workflows.
 //!
 //! Provisioning, plan changes and offboarding are built-in ASL definitions
-//! (`crates/app/workflows/*.json`) run by the [`crate::engine`]: an API call moves the
+//! (`crates/app/workflows/*.json`) run by the [`tenancy_engine`]: an API call moves the
 //! tenant into a transitional status (`provisioning`, `updating`, `offboarding`) and, in
 //! the same transaction, starts the execution. Each step is an idempotent built-in task
 //! handler registered here; provisioning steps have undo steps that a `Catch` runs in
@@ -12,16 +12,14 @@
 //! afterwards (a hook that fails fails that execution, not the status change).
 //! Offboarding first exports the tenant's data to the blob store ([`crate::offboarding`]).
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use tenancy_domain::event::{names, Event};
-use tenancy_domain::tenant::{Tenant, TenantStatus, Transition};
-use tenancy_domain::time::Timestamp;
+use tenancy_domain::event::Event;
+use tenancy_domain::tenant::Tenant;
 use tenancy_domain::{Error, Result};
-use tenancy_store::{Effects, ResourceChange, Store, TenantResource};
+use tenancy_store::Store;
 
-use crate::engine::handlers::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 use crate::OpContext;
+use tenancy_engine::{app_failure, failure};
 
 /// Built-in state machines: name and definition.
 pub const PROVISION_MACHINE: &str = "tenancy.tenant.provision";
@@ -30,10 +28,10 @@ pub const OFFBOARD_MACHINE: &str = "tenancy.tenant.offboard";
 /// Tells the hooks of a status change that completed in its request (suspend, resume).
 pub const NOTIFY_MACHINE: &str = "tenancy.tenant.notify";
 pub const BUILTIN_MACHINES: &[(&str, &str)] = &[
-    (PROVISION_MACHINE, include_str!("../workflows/tenant-provision.json")),
-    (CHANGE_PLAN_MACHINE, include_str!("../workflows/tenant-change-plan.json")),
-    (OFFBOARD_MACHINE, include_str!("../workflows/tenant-offboard.json")),
-    (NOTIFY_MACHINE, include_str!("../workflows/tenant-notify.json")),
+    (PROVISION_MACHINE, include_str!("../../workflows/tenant-provision.json")),
+    (CHANGE_PLAN_MACHINE, include_str!("../../workflows/tenant-change-plan.json")),
+    (OFFBOARD_MACHINE, include_str!("../../workflows/tenant-offboard.json")),
+    (NOTIFY_MACHINE, include_str!("../../workflows/tenant-notify.json")),
 ];
 /// Names reserved for built-in state machines.
 pub const RESERVED_PREFIX: &str = "tenancy.";
@@ -99,7 +97,7 @@ pub fn stamp_audit(audit: &mut [tenancy_audit::AuditEntry], execution: &tenancy_
 }
 
 /// The resources that put events (whose `Source` is checked).
-pub const PUT_EVENTS_RESOURCES: &[&str] = &["tenancy:events.put", "arn:aws:states:::events:putEvents"];
+pub use tenancy_engine::PUT_EVENTS_RESOURCES;
 
 /// The run-time check of a task of an execution of `state_machine` (defence in depth
 /// behind the check at `PUT`): a reserved resource outside the lifecycle definitions
@@ -212,186 +210,34 @@ pub fn tenant_event(detail_type: &str, t: &Tenant, changed: &[&str], extra: Valu
 }
 
 /// Registers the lifecycle's task handlers.
-pub fn register_handlers(r: &Registry) {
-    r.register("tenancy:resource.create", ResourceCreate);
-    r.register("tenancy:resource.delete", ResourceDelete);
-    r.register("tenancy:tenant.activate", Finish { op: FinishOp::Activate });
-    r.register("tenancy:tenant.provisioning_failed", Finish { op: FinishOp::ProvisioningFailed });
-    r.register("tenancy:tenant.apply_plan", Finish { op: FinishOp::ApplyPlan });
-    r.register("tenancy:tenant.revert_plan", Finish { op: FinishOp::RevertPlan });
-    r.register("tenancy:tenant.offboarded", Finish { op: FinishOp::Offboarded });
-    r.register("tenancy:tenant.set_status", Finish { op: FinishOp::SetStatus });
-    // Moves between isolation models: no-ops until a data plane is set.
-    crate::provisioning::register_move_handlers(r, None);
-}
 
-fn param<'a>(call: &'a TaskCall<'_>, name: &str) -> Result<&'a str, tenancy_asl::Failure> {
-    call.parameters[name]
-        .as_str()
-        .ok_or_else(|| failure("States.Runtime", format!("{}: parameter {name:?} must be a string", call.resource)))
-}
+/// The engine's [`TaskGuard`]: a task runs only when [`check_task`] and
+/// [`check_current`] admit it, and its audit entries name the execution
+/// ([`stamp_audit`]).
+pub struct LifecycleGuard;
 
-/// `tenancy:resource.create` `{tenant_id, kind, ...}`: records a tenant resource of
-/// that kind; a second call finds it and changes nothing.
-struct ResourceCreate;
-
-#[async_trait]
-impl TaskHandler for ResourceCreate {
-    fn inline(&self) -> bool {
-        true
+#[async_trait::async_trait]
+impl tenancy_engine::TaskGuard for LifecycleGuard {
+    async fn admit(
+        &self,
+        store: &dyn Store,
+        rec: &tenancy_store::ExecutionRecord,
+        resource: &str,
+        parameters: &Value,
+    ) -> Result<(), tenancy_asl::Failure> {
+        check_task(&rec.state_machine, resource, parameters)?;
+        check_current(store, rec, resource).await
     }
 
-    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = param(&call, "tenant_id")?;
-        let kind = param(&call, "kind")?;
-        let r = TenantResource {
-            tenant_id: tenant_id.to_owned(),
-            kind: kind.to_owned(),
-            detail: call.parameters.clone(),
-            created_by: call.idempotency_key.to_owned(),
-            created_at: Timestamp::now(),
-        };
-        // The record commits with the step (an existing one is left as it is), so the
-        // result is the same whether this call or an earlier attempt created it.
-        let out = TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind}));
-        Ok(TaskOutput { effects: Effects::none().with_resource(ResourceChange::Put(r)), ..out })
-    }
-}
-
-/// `tenancy:resource.delete` `{tenant_id, kind}`: the undo of `resource.create`;
-/// deleting a missing resource succeeds.
-struct ResourceDelete;
-
-#[async_trait]
-impl TaskHandler for ResourceDelete {
-    fn inline(&self) -> bool {
-        true
-    }
-
-    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = param(&call, "tenant_id")?;
-        let kind = param(&call, "kind")?;
-        let forget = ResourceChange::Delete { tenant_id: tenant_id.to_owned(), kind: kind.to_owned() };
-        let out = TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind}));
-        Ok(TaskOutput { effects: Effects::none().with_resource(forget), ..out })
-    }
-}
-
-#[derive(Clone, Copy)]
-enum FinishOp {
-    Activate,
-    ProvisioningFailed,
-    ApplyPlan,
-    RevertPlan,
-    Offboarded,
-    SetStatus,
-}
-
-/// The tenant status changes of the lifecycle. Each is idempotent: a tenant already in
-/// the target state is left alone (no second event).
-struct Finish {
-    op: FinishOp,
-}
-
-#[async_trait]
-impl TaskHandler for Finish {
-    /// Inline: the status change is an effect of the step ([`Effects::with_tenant`]),
-    /// so it commits in one transaction with the steps fused before it (e.g. the undo
-    /// steps' forgotten resources): a caller never sees `failed` while resources are
-    /// still recorded. A change computed from a stale tenant fails the commit, and the
-    /// engine runs the steps again from the last commit.
-    fn inline(&self) -> bool {
-        true
-    }
-
-    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = param(&call, "tenant_id")?;
-        let execution_id = call.parameters["execution_id"].as_str().unwrap_or(call.execution_id);
-        let mut tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
-        let version = tenant.version;
-        let from = tenant.status;
-        let mut changed = vec!["status"];
-        let mut extra = json!({"previous_status": from, "execution_id": execution_id});
-        let (to, detail_type, action) = match self.op {
-            FinishOp::Activate => (TenantStatus::Active, names::TENANT_PROVISIONED, "tenant.complete_provision"),
-            FinishOp::ProvisioningFailed => {
-                extra["step"] = call.parameters["step"].clone();
-                extra["error"] = call.parameters["error"].clone();
-                (TenantStatus::Failed, names::TENANT_PROVISIONING_FAILED, "tenant.fail_provision")
-            }
-            FinishOp::ApplyPlan | FinishOp::RevertPlan => {
-                let plan = param(&call, "plan")?;
-                let done = tenant.status == TenantStatus::Active && tenant.plan == plan;
-                if done {
-                    return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
-                }
-                if tenant.status != TenantStatus::Updating {
-                    return Err(failure(
-                        "Tenancy.invalid-transition",
-                        format!("tenant {tenant_id:?} is {}, not updating", tenant.status.as_str()),
-                    ));
-                }
-                extra["previous_plan"] = json!(tenant.plan);
-                tenant.plan = plan.to_owned();
-                changed.push("plan");
-                match self.op {
-                    FinishOp::ApplyPlan => {
-                        (TenantStatus::Active, names::TENANT_PLAN_CHANGED, "tenant.complete_change_plan")
-                    }
-                    _ => (TenantStatus::Active, names::TENANT_UPDATED, "tenant.revert_change_plan"),
-                }
-            }
-            FinishOp::Offboarded => {
-                // Where the offboarding export went (`tenancy:tenant.export`), if anywhere.
-                if let Some(export) = call.parameters.get("export").filter(|e| !e.is_null()) {
-                    extra["export"] = export.clone();
-                }
-                (TenantStatus::Offboarded, names::TENANT_OFFBOARDED, "tenant.complete_offboard")
-            }
-            FinishOp::SetStatus => {
-                let to = param(&call, "status")?;
-                let to = TenantStatus::parse(to)
-                    .ok_or_else(|| failure("States.Runtime", format!("unknown tenant status {to:?}")))?;
-                (to, names::TENANT_UPDATED, "tenant.set_status")
-            }
-        };
-        if !matches!(self.op, FinishOp::ApplyPlan | FinishOp::RevertPlan) {
-            if tenant.status == to {
-                return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
-            }
-            let transition = match self.op {
-                FinishOp::Activate => Some(Transition::Provisioned),
-                FinishOp::ProvisioningFailed => Some(Transition::ProvisioningFailed),
-                FinishOp::Offboarded => Some(Transition::Offboarded),
-                _ => None,
-            };
-            match transition {
-                Some(t) => {
-                    tenant.transition(t).map_err(app_failure)?;
-                }
-                None => tenant.status = to,
-            }
-        } else {
-            tenant.status = to;
-        }
-        tenant.updated_at = Timestamp::now();
-        tenant.version = version + 1;
-        let event = tenant_event(detail_type, &tenant, &changed, extra);
-        let audit = OpContext::system().audit(
-            action,
-            format!("tenant/{}", tenant.id),
-            Some(&tenant.id),
-            json!({"execution_id": execution_id, "from": from, "to": tenant.status}),
-        );
-        let out = TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan}));
-        let fx = Effects::none().with_event(event).with_audit(audit).with_tenant(tenant, version);
-        Ok(TaskOutput { effects: fx, ..out })
+    fn stamp(&self, rec: &tenancy_store::ExecutionRecord, effects: &mut tenancy_store::Effects) {
+        stamp_audit(&mut effects.audit, rec);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn lifecycle_steps_run_only_in_lifecycle_machines_and_the_tenancy_source_stays_reserved() {

@@ -6,20 +6,18 @@
 //! delayed or in-flight message becomes visible, whichever comes first. They never
 //! poll in a loop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::queue::{
     self, Message, Queue, QueueInfo, QueueSpec, SendMessage, Sent, MAX_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S,
 };
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
-use tenancy_store::{Effects, Store};
+use tenancy_store::Effects;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::context::Permission as P;
 use crate::{App, OpContext};
@@ -269,84 +267,5 @@ impl App {
             }),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// Deletes messages past their queue's retention and expired dedup ids.
-pub struct QueueSweeper {
-    store: Arc<dyn Store>,
-    interval: Duration,
-}
-
-impl QueueSweeper {
-    pub fn new(store: Arc<dyn Store>, interval: Duration) -> Self {
-        QueueSweeper { store, interval }
-    }
-
-    /// One sweep; returns the messages deleted.
-    pub async fn run_once(&self) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let n = self.store.queues().queue_prune(Timestamp::now(), 5_000).await?;
-            total += n;
-            if n < 5_000 {
-                return Ok(total);
-            }
-        }
-    }
-
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            match self.run_once().await {
-                Ok(n) if n > 0 => tracing::info!(messages = n, "deleted queue messages past retention"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "failed to sweep queues"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.interval) => {}
-            }
-        }
-    }
-}
-
-/// The task resources that send a message: Step Functions' SQS integration and ours.
-pub const SEND_RESOURCES: [&str; 2] = ["arn:aws:states:::sqs:sendMessage", "tenancy:queue.send"];
-
-/// `arn:aws:states:::sqs:sendMessage` and `tenancy:queue.send`: parameters `QueueUrl`
-/// (the queue is its last path segment) or `QueueName`, `MessageBody` (any JSON; with
-/// `.waitForTaskToken` put `$$.Task.Token` in it), and optionally `MessageGroupId`,
-/// `MessageDeduplicationId`, `DelaySeconds`. Result `{"MessageId"}`. The dedup id
-/// defaults to the task's idempotency key, so a re-run of the same attempt (after a
-/// crash) does not enqueue twice within the 5-minute dedup window.
-pub struct SendMessageTask;
-
-#[async_trait::async_trait]
-impl crate::engine::handlers::TaskHandler for SendMessageTask {
-    async fn call(&self, call: crate::engine::handlers::TaskCall<'_>) -> crate::engine::handlers::TaskResult {
-        use crate::engine::handlers::{app_failure, failure, TaskOutput};
-        let p = call.parameters;
-        let queue = match (p["QueueName"].as_str(), p["QueueUrl"].as_str()) {
-            (Some(name), _) => name.to_owned(),
-            (None, Some(url)) => url.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned(),
-            (None, None) => return Err(failure("States.Runtime", "sqs:sendMessage needs QueueUrl or QueueName")),
-        };
-        if p.get("MessageBody").is_none_or(Value::is_null) {
-            return Err(failure("States.Runtime", "sqs:sendMessage needs a MessageBody"));
-        }
-        let text = |k: &str| p[k].as_str().map(str::to_owned);
-        let delay_s = match &p["DelaySeconds"] {
-            Value::Null => None,
-            v => Some(v.as_u64().ok_or_else(|| failure("States.Runtime", "DelaySeconds must be a whole number"))?),
-        };
-        let send = SendMessage {
-            body: p["MessageBody"].clone(),
-            delay_s,
-            group_id: text("MessageGroupId"),
-            dedup_id: Some(text("MessageDeduplicationId").unwrap_or_else(|| call.idempotency_key.to_owned())),
-        };
-        let message = send.into_new().map_err(app_failure)?;
-        let sent = call.store.queues().message_send(&queue, &[message], Timestamp::now()).await.map_err(app_failure)?;
-        Ok(TaskOutput::new(json!({"MessageId": sent[0].id})))
     }
 }

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 use serde_json::json;
-use std::sync::Arc;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::subscription::{
     self, Delivery, DeliveryStatus, NewSubscription, Subscription, SubscriptionPatch, Target,
@@ -60,15 +59,8 @@ fn validate(name: &str, pattern: &serde_json::Value, target: &Target) -> Result<
 }
 
 impl App {
-    /// The master key's box that stored secrets are sealed with.
-    pub fn set_secret_box(&self, secrets: Arc<SecretBox>) {
-        // Function and hook tasks open their signing secrets with it.
-        self.engine().handlers().use_secret_box(secrets.clone());
-        let _ = self.secrets.set(secrets);
-    }
-
     /// A queue target's queue must exist (`unknown-queue`).
-    async fn target_exists(&self, target: &Target) -> Result<()> {
+    pub(crate) async fn target_exists(&self, target: &Target) -> Result<()> {
         match target {
             Target::Queue { queue } => self.queue_must_exist(queue).await,
             Target::Webhook { .. } => Ok(()),
@@ -76,7 +68,7 @@ impl App {
     }
 
     pub(crate) fn secret_box(&self) -> Result<&SecretBox> {
-        self.secrets.get().map(|b| &**b).ok_or_else(|| Error::Unavailable("no master key configured".into()))
+        self.services.secrets.as_deref().ok_or_else(|| Error::Unavailable("no master key configured".into()))
     }
 
     pub async fn subscription_create(&self, ctx: &OpContext, new: NewSubscription) -> Result<SubscriptionWithSecret> {

@@ -11,8 +11,11 @@
 //! their lease expires and continue from the last committed cursor. See
 //! `docs/workflows.md`.
 
-pub mod handlers;
-pub mod http_invoke;
+mod builtin;
+mod guard;
+pub mod registry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +36,9 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use handlers::{Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
+pub use builtin::{register_builtin, PUT_EVENTS_RESOURCES, WORKFLOW_SOURCE};
+pub use guard::{OpenGuard, TaskGuard};
+pub use registry::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 
 /// The suffix of a callback task's resource.
 pub const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
@@ -138,11 +143,13 @@ impl EngineOptions {
     }
 }
 
-/// The engine: the registry of task handlers, parsed definitions, the wake-up signal.
+/// The engine: the registry of task handlers, the guard that admits tasks, parsed
+/// definitions, the wake-up signal.
 pub struct Engine {
     store: Arc<dyn Store>,
     wf: Arc<dyn WorkflowStore>,
     handlers: Registry,
+    guard: Arc<dyn TaskGuard>,
     machines: Mutex<HashMap<(String, i64), Arc<StateMachine>>>,
     wake: Notify,
     finished: tokio::sync::broadcast::Sender<(String, String)>,
@@ -157,11 +164,11 @@ fn to_value<T: Serialize>(v: &T) -> Value {
 }
 
 // Both deserialize from the borrowed value: no copy of the JSON per step.
-pub(crate) fn parse_pending(rec: &ExecutionRecord) -> Option<Pending> {
+pub fn parse_pending(rec: &ExecutionRecord) -> Option<Pending> {
     rec.pending.as_ref().and_then(|p| Pending::deserialize(p).ok())
 }
 
-pub(crate) fn parse_cursor(rec: &ExecutionRecord) -> Result<Cursor> {
+pub fn parse_cursor(rec: &ExecutionRecord) -> Result<Cursor> {
     let c = rec.cursor.as_ref().ok_or_else(|| Error::internal(format!("execution {:?} has no cursor", rec.id)))?;
     Cursor::deserialize(c).map_err(|e| Error::internal(format!("corrupt cursor of execution {:?}: {e}", rec.id)))
 }
@@ -223,7 +230,7 @@ pub fn start_effects(new: &NewExecution) -> Effects {
 }
 
 /// A step turned into what the store records, and whether the engine can go on at once.
-pub(crate) struct Prepared {
+pub struct Prepared {
     pub state: StepState,
     pub runnable: bool,
     pub failed: Option<(Option<String>, Option<String>)>,
@@ -238,11 +245,15 @@ struct Lease {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>) -> Arc<Engine> {
+    /// The engine over `store`, running tasks with `handlers` once `guard` admits them.
+    /// The composition root builds the registry (every feature area registers its
+    /// handlers) before the engine exists; tests may still replace entries later.
+    pub fn new(store: Arc<dyn Store>, handlers: Registry, guard: Arc<dyn TaskGuard>) -> Arc<Engine> {
         Arc::new(Engine {
             wf: store.workflows(),
             store,
-            handlers: Registry::builtin(),
+            handlers,
+            guard,
             machines: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             finished: tokio::sync::broadcast::channel(65_536).0,
@@ -277,7 +288,7 @@ impl Engine {
         self.cache(&rec)
     }
 
-    pub(crate) fn cache(&self, rec: &StateMachineRecord) -> Result<Arc<StateMachine>> {
+    pub fn cache(&self, rec: &StateMachineRecord) -> Result<Arc<StateMachine>> {
         let m = Arc::new(StateMachine::parse(&rec.definition).map_err(|e| {
             Error::internal(format!("stored definition of {:?} v{} is invalid: {e}", rec.name, rec.version))
         })?);
@@ -340,7 +351,7 @@ impl Engine {
     }
 
     /// Turns a step into the execution's new stored state.
-    pub(crate) fn prepare(&self, step: Step, now: i64) -> Prepared {
+    pub fn prepare(&self, step: Step, now: i64) -> Prepared {
         let history = step
             .history
             .iter()
@@ -406,7 +417,7 @@ impl Engine {
     }
 
     /// The commit of a step of `rec` (taken from `cursor`/`pending`), with `fx`.
-    pub(crate) fn commit_of(&self, rec: &ExecutionRecord, prepared: Prepared, mut fx: Effects) -> (StepCommit, bool) {
+    pub fn commit_of(&self, rec: &ExecutionRecord, prepared: Prepared, mut fx: Effects) -> (StepCommit, bool) {
         let redrive_point = match &prepared.failed {
             Some((error, cause)) => {
                 fx = fx.with_event(failed_event(rec, error.as_deref(), cause.as_deref()));
@@ -430,14 +441,14 @@ impl Engine {
     /// Calls a task's handler (the base resource for a callback task).
     async fn run_handler(&self, request: &TaskRequest, rec: &ExecutionRecord) -> TaskResult {
         let resource = request.resource.strip_suffix(WAIT_FOR_TASK_TOKEN).unwrap_or(&request.resource);
-        crate::lifecycle::check_task(&rec.state_machine, resource, &request.parameters)?;
-        crate::lifecycle::check_current(&*self.store, rec, resource).await?;
+        self.guard.admit(&*self.store, rec, resource, &request.parameters).await?;
         let handler = self
             .handlers
             .get(resource)
-            .ok_or_else(|| handlers::failure("States.Runtime", format!("no task handler for resource {resource:?}")))?;
+            .ok_or_else(|| failure("States.Runtime", format!("no task handler for resource {resource:?}")))?;
         let call = TaskCall {
             resource,
+            state: &request.state,
             parameters: &request.parameters,
             idempotency_key: &request.idempotency_key,
             execution_id: &rec.id,
@@ -447,11 +458,11 @@ impl Engine {
         let mut out = match request.timeout_seconds {
             Some(s) => match tokio::time::timeout(Duration::from_secs(s), handler.call(call)).await {
                 Ok(r) => r,
-                Err(_) => Err(handlers::failure("States.Timeout", format!("task timed out after {s} s"))),
+                Err(_) => Err(failure("States.Timeout", format!("task timed out after {s} s"))),
             },
             None => handler.call(call).await,
         }?;
-        crate::lifecycle::stamp_audit(&mut out.effects.audit, rec);
+        self.guard.stamp(rec, &mut out.effects);
         Ok(out)
     }
 
@@ -870,9 +881,7 @@ enum Outcome {
 /// Runs interpreter work on tokio's blocking pool (its threads have the runtime's
 /// default 2 MiB stack, as the async workers; the interpreter's depth limits keep its
 /// recursion within it); `Err` with a cause when it panicked.
-pub(crate) async fn interpret<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> std::result::Result<T, String> {
+pub async fn interpret<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, String> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {
         let cause = match e.try_into_panic() {
             Ok(p) => p
@@ -888,7 +897,7 @@ pub(crate) async fn interpret<T: Send + 'static>(
 }
 
 /// A step that fails the execution at `cursor` (its history: one `ExecutionFailed`).
-pub(crate) fn failed_step(cursor: &Cursor, error: &str, cause: &str) -> Step {
+pub fn failed_step(cursor: &Cursor, error: &str, cause: &str) -> Step {
     let mut c = cursor.clone();
     let id = c.next_event_id;
     c.next_event_id += 1;
@@ -907,7 +916,7 @@ pub(crate) fn failed_step(cursor: &Cursor, error: &str, cause: &str) -> Step {
 
 /// `step`, or, when it would take the history past [`MAX_HISTORY_EVENTS`] (keeping one
 /// event for the end), a step from `before` that fails the execution instead.
-pub(crate) fn within_history_limit(step: Step, before: &Cursor) -> Step {
+pub fn within_history_limit(step: Step, before: &Cursor) -> Step {
     let recorded = step.cursor.next_event_id.saturating_sub(1);
     let ends = matches!(step.action, Action::Succeeded { .. } | Action::Failed { .. });
     if recorded < MAX_HISTORY_EVENTS || (ends && recorded == MAX_HISTORY_EVENTS) {
@@ -934,13 +943,13 @@ pub fn timeout_seconds(machine: &StateMachine) -> Option<u64> {
 }
 
 /// When an execution of `machine` started at `rec.started_at` times out (unix ms).
-pub(crate) fn execution_deadline(machine: &StateMachine, rec: &ExecutionRecord) -> Option<i64> {
+pub fn execution_deadline(machine: &StateMachine, rec: &ExecutionRecord) -> Option<i64> {
     timeout_seconds(machine)
         .map(|s| rec.started_at.millis().saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)))
 }
 
 /// A timer no later than the execution's deadline (a callback without one gets it).
-pub(crate) fn cap_wake(wake: Option<Timestamp>, deadline: Option<i64>) -> Option<Timestamp> {
+pub fn cap_wake(wake: Option<Timestamp>, deadline: Option<i64>) -> Option<Timestamp> {
     match (wake, deadline) {
         (Some(w), Some(d)) => Some(Timestamp(w.millis().min(d))),
         (w, d) => w.or(d.map(Timestamp)),
@@ -959,7 +968,7 @@ async fn until_deadline<F: std::future::Future>(deadline: Option<i64>, fut: F) -
 }
 
 /// The stored state of an execution that timed out at `cursor`.
-pub(crate) fn timed_out_state(cursor: &Cursor, pending: Option<Value>, cause: &str) -> StepState {
+pub fn timed_out_state(cursor: &Cursor, pending: Option<Value>, cause: &str) -> StepState {
     let now = Timestamp::now();
     let mut c = cursor.clone();
     let id = c.next_event_id;
@@ -1091,7 +1100,7 @@ impl TaskRunner for BranchTasks<'_> {
     fn run_task<'a>(&'a self, request: &'a TaskRequest) -> BoxFuture<'a, std::result::Result<Value, Failure>> {
         Box::pin(async move {
             if request.resource.ends_with(WAIT_FOR_TASK_TOKEN) {
-                return Err(handlers::failure(
+                return Err(failure(
                     "States.Runtime",
                     "callback tasks (.waitForTaskToken) are not supported inside Parallel or Map states",
                 ));
@@ -1099,7 +1108,7 @@ impl TaskRunner for BranchTasks<'_> {
             let out = self.engine.run_handler(request, self.rec).await?;
             self.effects.lock().expect("effects lock").extend(out.effects);
             if tenancy_asl::step::payload_size(&out.result) > MAX_PAYLOAD_BYTES {
-                return Err(handlers::failure(
+                return Err(failure(
                     "States.DataLimitExceeded",
                     format!(
                         "the result of task {:?} exceeds {MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES)",

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
-use super::handlers::{failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
+use tenancy_engine::{failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
+
 use crate::outbound::{self, OutboundPolicy, ReadError};
+use crate::services::Services;
 
 pub const RESOURCE: &str = "arn:aws:states:::http:invoke";
 
@@ -38,6 +40,11 @@ pub const KEPT_HEADERS: &[&str] = &[
     "retry-after",
     "x-request-id",
 ];
+/// Registers `http:invoke` under the services' outbound policy.
+pub fn register(r: &Registry, services: &Services) {
+    r.register(RESOURCE, HttpInvoke::with_policy(services.outbound.clone()));
+}
+
 /// A kept header value longer than this is cut.
 pub const MAX_HEADER_VALUE: usize = 1024;
 

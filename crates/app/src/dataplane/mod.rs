@@ -1,0 +1,7 @@
+//! The data plane: tenants' databases. `plane` holds the provisioner with the master
+//! key and the blob store its steps need, `ops` the credentials API, `tasks` the task
+//! handlers that create, delete and move databases.
+
+pub mod ops;
+pub mod plane;
+pub mod tasks;

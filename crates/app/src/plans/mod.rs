@@ -1,0 +1,3 @@
+//! Plans: the catalog of isolation, features, quotas and lifecycle workflows.
+
+pub mod ops;
