@@ -2,6 +2,7 @@
 //! must leave nothing behind once the undo steps ran, and running every step twice
 //! must give the same result as running it once.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,23 +11,17 @@ use serde_json::{json, Value};
 use tenancy_app::audit::ops::BlobStore;
 use tenancy_app::engine::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
+use tenancy_app::tenants::lifecycle::{BUILTIN_MACHINES, PROVISION_MACHINE};
 use tenancy_app::{App, OpContext};
 use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
+use tenancy_engine::testing::{self as steps, TaskState};
 use tenancy_store::provision::SqliteFiles;
 use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{EventFilter, Store};
 use tokio_util::sync::CancellationToken;
-
-const PROVISION_STEPS: &[(&str, &str, Option<&str>)] = &[
-    ("CreateNamespace", "tenancy:resource.create", Some("namespace")),
-    ("CreateDatabase", "tenancy:resource.create", Some("database")),
-    ("SeedDefaults", "tenancy:resource.create", Some("defaults")),
-    ("CallHooks", "tenancy:hooks.call", None),
-    ("Activate", "tenancy:tenant.activate", None),
-];
 
 const LIFECYCLE_RESOURCES: &[&str] = &[
     "tenancy:resource.create",
@@ -171,23 +166,42 @@ impl TaskHandler for Twice {
     }
 }
 
+/// The provisioning's forward Task states, read from its definition: every one a clean
+/// provisioning runs (a state the run does not reach, such as the callback hooks of a
+/// tenant without any, cannot fail in it).
+async fn provisioning_steps_that_run() -> Vec<TaskState> {
+    let (_, definition) = BUILTIN_MACHINES.iter().find(|(name, _)| *name == PROVISION_MACHINE).unwrap();
+    let forward = steps::forward_task_states(&serde_json::from_str(definition).unwrap());
+    let h = Harness::start().await;
+    let execution = h.create("clean").await;
+    h.wait_execution(&execution, "SUCCEEDED").await;
+    let page = PageRequest { limit: 1000, after: None };
+    let history = h.app.execution_history(&OpContext::system(), &execution, &page).await.unwrap().items;
+    h.stop().await;
+    let ran: Vec<String> =
+        history.into_iter().filter(|e| e.kind == "TaskStateEntered").filter_map(|e| e.state).collect();
+    forward.into_iter().filter(|s| ran.contains(&s.name)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_at_each_provisioning_step_leaves_nothing_behind() {
-    for (step, resource, kind) in PROVISION_STEPS {
+    let steps = provisioning_steps_that_run().await;
+    assert!(steps.len() >= 5, "the provisioning ran only {steps:?}");
+    for state in steps {
+        let step = state.name.as_str();
         let h = Harness::start().await;
-        let registry = h.app.engine().handlers();
-        let inner = registry.get(resource).unwrap();
-        registry.register(resource, FailAt { kind: *kind, inner });
+        let fired = steps::fail_state(h.app.engine().handlers(), &state, "Test.Injected");
         let tenant = format!("t-{}", step.to_lowercase());
         let execution = h.create(&tenant).await;
         h.wait_tenant(&tenant, "failed").await;
         h.wait_execution(&execution, "FAILED").await;
+        assert!(fired.load(Ordering::SeqCst), "{step}: the failure was not injected");
         assert!(h.resources(&tenant).await.is_empty(), "{step}: resources left: {:?}", h.resources(&tenant).await);
         let events = h.events(&tenant).await;
         let failed: Vec<&Value> =
             events.iter().filter(|(t, _)| t == "TenantProvisioningFailed").map(|(_, d)| d).collect();
         assert_eq!(failed.len(), 1, "{step}: {events:?}");
-        assert_eq!(failed[0]["step"], *step);
+        assert_eq!(failed[0]["step"], step);
         assert_eq!(failed[0]["error"]["Error"], "Test.Injected");
         assert!(!events.iter().any(|(t, _)| t == "TenantProvisioned"), "{step}");
         assert_eq!(events.iter().filter(|(t, _)| t == "ExecutionFailed").count(), 1, "{step}");

@@ -11,6 +11,7 @@ use crate::dataplane::plane::MOVE_CREATE;
 use crate::dataplane::plane::UNDO_MOVE;
 use crate::OpContext;
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tenancy_domain::plan::Isolation;
@@ -35,6 +36,16 @@ pub(crate) fn with_database(inner: Arc<dyn TaskHandler>, plane: Arc<DataPlane>, 
     WithDatabase { inner, plane, create }
 }
 
+/// What [`WithDatabase`] reads of a resource step's parameters (the inner step reads
+/// them again, whole).
+#[derive(Deserialize)]
+struct DatabaseParams {
+    tenant_id: Option<String>,
+    kind: Option<String>,
+    /// The plan whose isolation the database follows (by default the tenant's).
+    plan: Option<String>,
+}
+
 struct WithDatabase {
     inner: Arc<dyn TaskHandler>,
     plane: Arc<DataPlane>,
@@ -49,9 +60,8 @@ impl TaskHandler for WithDatabase {
     }
 
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let p = call.parameters;
-        let tenant_id = p["tenant_id"].as_str();
-        let (Some(tenant_id), true) = (tenant_id, p["kind"] == "database") else {
+        let p: DatabaseParams = call.params()?;
+        let (Some(tenant_id), Some("database")) = (p.tenant_id.as_deref(), p.kind.as_deref()) else {
             return self.inner.call(call).await;
         };
         let store = &**call.store;
@@ -62,12 +72,12 @@ impl TaskHandler for WithDatabase {
             }
             return self.inner.call(call).await;
         }
-        let plan = match p["plan"].as_str() {
-            Some(plan) => plan.to_owned(),
+        let plan = match p.plan {
+            Some(plan) => plan,
             None => store.tenant_get(tenant_id).await.map_err(app_failure)?.plan,
         };
         let isolation = plan_isolation(store, &plan).await.map_err(app_failure)?;
-        let mut params = p.clone();
+        let mut params = call.parameters.clone();
         params["isolation"] = json!(isolation);
         if let Some(Value::Object(d)) = self.plane.ensure(store, tenant_id, isolation).await.map_err(app_failure)? {
             if let Value::Object(m) = &mut params {
@@ -94,32 +104,42 @@ struct MoveStep {
     op: MoveOp,
 }
 
-fn str_param<'a>(call: &'a TaskCall<'_>, name: &str) -> Result<&'a str, tenancy_asl::Failure> {
-    call.parameters[name]
-        .as_str()
-        .ok_or_else(|| failure("States.Runtime", format!("{}: parameter {name:?} must be a string", call.resource)))
+/// The parameters of the move steps (each uses the members its docs name).
+#[derive(Deserialize)]
+struct MoveParams {
+    tenant_id: String,
+    /// The plan the tenant moves to.
+    #[serde(default)]
+    plan: Option<String>,
+    /// The plan it moves from (when its database has no record yet).
+    #[serde(default)]
+    previous_plan: Option<String>,
+    /// `database.export`: the database to export (by default its record's).
+    #[serde(default)]
+    isolation: Option<Isolation>,
+    /// `database.finish_move`: what `database.move_create` returned.
+    #[serde(default, rename = "move")]
+    done: Option<MoveDone>,
 }
 
-fn isolation_param(call: &TaskCall<'_>, name: &str) -> Result<Option<Isolation>, tenancy_asl::Failure> {
-    match call.parameters.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_str()
-            .and_then(Isolation::parse)
-            .map(Some)
-            .ok_or_else(|| failure("States.Runtime", format!("{}: {name:?} must be pool or silo", call.resource))),
-    }
+/// The result of `database.move_create`, as `database.finish_move` gets it back.
+#[derive(Deserialize)]
+struct MoveDone {
+    from: Option<Isolation>,
+    to: Option<Isolation>,
+    #[serde(default)]
+    detail: Value,
 }
 
 impl MoveStep {
     /// `(from, to)`: the isolation of the tenant's database now (its record, else the
     /// previous plan's) and the one `plan` needs.
-    async fn direction(&self, call: &TaskCall<'_>, tenant_id: &str) -> Result<(Isolation, Isolation)> {
+    async fn direction(&self, call: &TaskCall<'_>, p: &MoveParams) -> Result<(Isolation, Isolation)> {
         let store = &**call.store;
-        let to = plan_isolation(store, call.parameters["plan"].as_str().unwrap_or_default()).await?;
-        let from = match database_record(store, tenant_id).await?.and_then(|r| record_isolation(&r.detail)) {
+        let to = plan_isolation(store, p.plan.as_deref().unwrap_or_default()).await?;
+        let from = match database_record(store, &p.tenant_id).await?.and_then(|r| record_isolation(&r.detail)) {
             Some(i) => i,
-            None => match call.parameters["previous_plan"].as_str() {
+            None => match p.previous_plan.as_deref() {
                 Some(p) => plan_isolation(store, p).await?,
                 None => to,
             },
@@ -131,7 +151,8 @@ impl MoveStep {
 #[async_trait]
 impl TaskHandler for MoveStep {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = str_param(&call, "tenant_id")?;
+        let params: MoveParams = call.params()?;
+        let tenant_id = params.tenant_id.as_str();
         let Some(plane) = &self.plane else {
             return Ok(TaskOutput::new(json!({"moved": false, "exported": false})));
         };
@@ -139,7 +160,7 @@ impl TaskHandler for MoveStep {
         match self.op {
             // `{tenant_id, plan, previous_plan}` -> `{moved, from, to, detail}`.
             MoveOp::Create => {
-                let (from, to) = self.direction(&call, tenant_id).await.map_err(app_failure)?;
+                let (from, to) = self.direction(&call, &params).await.map_err(app_failure)?;
                 if from == to {
                     return Ok(TaskOutput::new(json!({"moved": false, "from": from, "to": to})));
                 }
@@ -149,7 +170,7 @@ impl TaskHandler for MoveStep {
             }
             // `{tenant_id, isolation?}` -> `{exported, location?, bytes?}`.
             MoveOp::Export => {
-                let isolation = match isolation_param(&call, "isolation")? {
+                let isolation = match params.isolation {
                     Some(i) => i,
                     None => match database_record(store, tenant_id).await.map_err(app_failure)? {
                         Some(r) => match record_isolation(&r.detail) {
@@ -178,7 +199,7 @@ impl TaskHandler for MoveStep {
             // `{tenant_id, plan, previous_plan}`: removes the target database unless the
             // record already points at it (then the move is past undoing).
             MoveOp::Undo => {
-                let (from, to) = self.direction(&call, tenant_id).await.map_err(app_failure)?;
+                let (from, to) = self.direction(&call, &params).await.map_err(app_failure)?;
                 if from == to {
                     return Ok(TaskOutput::new(json!({"removed": false})));
                 }
@@ -188,15 +209,13 @@ impl TaskHandler for MoveStep {
             // `{tenant_id, plan, move: {from, to, detail}}`: the record now names the new
             // database; the old one is deleted.
             MoveOp::Finish => {
-                let mv = &call.parameters["move"];
-                let (Some(from), Some(to)) =
-                    (mv["from"].as_str().and_then(Isolation::parse), mv["to"].as_str().and_then(Isolation::parse))
-                else {
+                let Some(MoveDone { from: Some(from), to: Some(to), detail: moved }) = &params.done else {
                     return Err(failure("States.Runtime", "database.finish_move needs move.from and move.to"));
                 };
+                let (from, to) = (*from, *to);
                 let mut detail = json!({"tenant_id": tenant_id, "kind": "database",
-                                        "plan": call.parameters["plan"], "isolation": to});
-                if let (Value::Object(m), Value::Object(d)) = (&mut detail, mv["detail"].clone()) {
+                                        "plan": params.plan, "isolation": to});
+                if let (Value::Object(m), Value::Object(d)) = (&mut detail, moved.clone()) {
                     m.extend(d);
                 }
                 let record = TenantResource {

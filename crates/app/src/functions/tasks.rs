@@ -29,6 +29,16 @@ pub fn register(registry: &Registry, services: &Services) {
     registry.register(INVOKE_RESOURCE, InvokeFunction { invoker, optimized: true });
 }
 
+/// The parameters of `lambda:invoke`, named as Step Functions names them.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvokeParams {
+    function_name: Option<String>,
+    invocation_type: Option<String>,
+    #[serde(default)]
+    payload: Value,
+}
+
 /// Calls functions: the HTTP client under the outbound policy and the secret box.
 struct Invoker {
     client: reqwest::Client,
@@ -169,14 +179,15 @@ impl TaskHandler for InvokeFunction {
                 .ok_or_else(|| failure("States.Runtime", format!("{:?} is not a function ARN", call.resource)))?;
             return Ok(TaskOutput::new(self.invoker.invoke(&call, name, call.parameters).await?));
         }
-        let p = call.parameters;
-        let written = p["FunctionName"]
-            .as_str()
+        let p: InvokeParams = call.params()?;
+        let written = p
+            .function_name
+            .as_deref()
             .ok_or_else(|| failure("States.Runtime", "lambda:invoke needs FunctionName (a name or an ARN)"))?;
         let name = function::name_of_function_name(written).ok_or_else(|| {
             failure("Lambda.ResourceNotFoundException", format!("{written:?} is not a function name or ARN"))
         })?;
-        match p["InvocationType"].as_str() {
+        match p.invocation_type.as_deref() {
             None | Some("RequestResponse") => {}
             Some(other) => {
                 return Err(failure(
@@ -185,9 +196,9 @@ impl TaskHandler for InvokeFunction {
                 ))
             }
         }
-        let payload = match p.get("Payload") {
-            None | Some(Value::Null) => json!({}),
-            Some(v) => v.clone(),
+        let payload = match p.payload {
+            Value::Null => json!({}),
+            v => v,
         };
         let answer = self.invoker.invoke(&call, name, &payload).await?;
         let request_id = uuid::Uuid::new_v4().to_string();

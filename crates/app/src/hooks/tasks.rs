@@ -133,10 +133,11 @@ impl CallHooks {
 #[async_trait::async_trait]
 impl TaskHandler for CallHooks {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let p = call.parameters;
-        let event = event_param(p)?;
-        let tenant_id = p["tenant_id"]
-            .as_str()
+        let p: CallParams = call.params()?;
+        let event = p.event;
+        let tenant_id = p
+            .tenant_id
+            .as_deref()
             .or(call.tenant_id)
             .ok_or_else(|| failure("States.Runtime", "hooks.call needs tenant_id"))?;
         let tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
@@ -170,9 +171,34 @@ fn callback_hooks(hooks: &[Hook], event: HookEvent) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn event_param(p: &serde_json::Value) -> std::result::Result<HookEvent, Failure> {
-    serde_json::from_value(p["event"].clone())
-        .map_err(|e| failure("States.Runtime", format!("hooks need a valid event: {e}")))
+/// The parameters of `tenancy:hooks.call`.
+#[derive(serde::Deserialize)]
+struct CallParams {
+    event: HookEvent,
+    /// By default the execution's tenant.
+    tenant_id: Option<String>,
+}
+
+/// The parameters of `tenancy:hooks.notify`.
+#[derive(serde::Deserialize)]
+struct NotifyParams {
+    event: HookEvent,
+    hook: HookName,
+    /// The task token the hook answers with.
+    token: String,
+    /// By default the execution's tenant.
+    tenant_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct HookName {
+    name: String,
+}
+
+/// The parameters of `tenancy:hooks.list`.
+#[derive(serde::Deserialize)]
+struct ListParams {
+    event: HookEvent,
 }
 
 /// `tenancy:hooks.list` `{event}`: the `callback` and queue hooks of `event` as `{count,
@@ -183,7 +209,7 @@ pub struct ListCallbackHooks;
 #[async_trait::async_trait]
 impl TaskHandler for ListCallbackHooks {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let event = event_param(call.parameters)?;
+        let event = call.params::<ListParams>()?.event;
         let hooks = call.store.hooks().hook_list().await.map_err(app_failure)?;
         let list = callback_hooks(&hooks, event);
         Ok(TaskOutput::new(json!({"count": list.len(), "hooks": list})))
@@ -209,14 +235,13 @@ impl NotifyCallbackHook {
 #[async_trait::async_trait]
 impl TaskHandler for NotifyCallbackHook {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let p = call.parameters;
-        let event = event_param(p)?;
-        let name =
-            p["hook"]["name"].as_str().ok_or_else(|| failure("States.Runtime", "hooks.notify needs hook.name"))?;
-        let token =
-            p["token"].as_str().ok_or_else(|| failure("States.Runtime", "hooks.notify needs the task token"))?;
-        let tenant_id = p["tenant_id"]
-            .as_str()
+        let p: NotifyParams = call.params()?;
+        let event = p.event;
+        let name = p.hook.name.as_str();
+        let token = p.token.as_str();
+        let tenant_id = p
+            .tenant_id
+            .as_deref()
             .or(call.tenant_id)
             .ok_or_else(|| failure("States.Runtime", "hooks.notify needs tenant_id"))?;
         let hook = call.store.hooks().hook_get(name).await.map_err(app_failure)?;

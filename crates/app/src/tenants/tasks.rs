@@ -2,7 +2,8 @@
 //! status moved at the end of a provisioning, plan change or offboarding.
 
 use async_trait::async_trait;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use tenancy_domain::event::names;
 use tenancy_domain::tenant::{TenantStatus, Transition};
@@ -45,9 +46,37 @@ pub fn register(r: &Registry, plane: Option<&Arc<DataPlane>>) {
     r.register("tenancy:tenant.set_status", Finish { op: FinishOp::SetStatus });
 }
 
-fn param<'a>(call: &'a TaskCall<'_>, name: &str) -> Result<&'a str, tenancy_asl::Failure> {
-    call.parameters[name]
-        .as_str()
+/// The parameters of `resource.create` and `resource.delete` (create keeps all of
+/// them, these included, as the record's detail).
+#[derive(Deserialize)]
+struct ResourceParams {
+    tenant_id: String,
+    kind: String,
+}
+
+/// The parameters of the `tenancy:tenant.*` status changes.
+#[derive(Deserialize)]
+struct FinishParams {
+    tenant_id: String,
+    /// The lifecycle execution (by default the one running the task).
+    execution_id: Option<String>,
+    /// `provisioning_failed`: the state that failed and its error, as the Catch gave them.
+    #[serde(default)]
+    step: Value,
+    #[serde(default)]
+    error: Value,
+    /// `apply_plan` and `revert_plan`: the plan the tenant ends on.
+    plan: Option<String>,
+    /// `offboarded`: where the export went, if anywhere.
+    export: Option<Value>,
+    /// `set_status`: the status.
+    status: Option<String>,
+}
+
+/// A parameter `op` needs though the type leaves it optional.
+fn required<'a>(call: &TaskCall<'_>, value: &'a Option<String>, name: &str) -> Result<&'a str, tenancy_asl::Failure> {
+    value
+        .as_deref()
         .ok_or_else(|| failure("States.Runtime", format!("{}: parameter {name:?} must be a string", call.resource)))
 }
 
@@ -62,11 +91,10 @@ impl TaskHandler for ResourceCreate {
     }
 
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = param(&call, "tenant_id")?;
-        let kind = param(&call, "kind")?;
+        let ResourceParams { tenant_id, kind } = call.params()?;
         let r = TenantResource {
-            tenant_id: tenant_id.to_owned(),
-            kind: kind.to_owned(),
+            tenant_id: tenant_id.clone(),
+            kind: kind.clone(),
             detail: call.parameters.clone(),
             created_by: call.idempotency_key.to_owned(),
             created_at: Timestamp::now(),
@@ -89,10 +117,9 @@ impl TaskHandler for ResourceDelete {
     }
 
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = param(&call, "tenant_id")?;
-        let kind = param(&call, "kind")?;
-        let forget = ResourceChange::Delete { tenant_id: tenant_id.to_owned(), kind: kind.to_owned() };
+        let ResourceParams { tenant_id, kind } = call.params()?;
         let out = TaskOutput::new(json!({"tenant_id": tenant_id, "kind": kind}));
+        let forget = ResourceChange::Delete { tenant_id, kind };
         Ok(TaskOutput { effects: Effects::none().with_resource(forget), ..out })
     }
 }
@@ -125,8 +152,9 @@ impl TaskHandler for Finish {
     }
 
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let tenant_id = param(&call, "tenant_id")?;
-        let execution_id = call.parameters["execution_id"].as_str().unwrap_or(call.execution_id);
+        let params: FinishParams = call.params()?;
+        let tenant_id = params.tenant_id.as_str();
+        let execution_id = params.execution_id.as_deref().unwrap_or(call.execution_id);
         let mut tenant = call.store.tenant_get(tenant_id).await.map_err(app_failure)?;
         let version = tenant.version;
         let from = tenant.status;
@@ -135,12 +163,12 @@ impl TaskHandler for Finish {
         let (to, detail_type, action) = match self.op {
             FinishOp::Activate => (TenantStatus::Active, names::TENANT_PROVISIONED, "tenant.complete_provision"),
             FinishOp::ProvisioningFailed => {
-                extra["step"] = call.parameters["step"].clone();
-                extra["error"] = call.parameters["error"].clone();
+                extra["step"] = params.step.clone();
+                extra["error"] = params.error.clone();
                 (TenantStatus::Failed, names::TENANT_PROVISIONING_FAILED, "tenant.fail_provision")
             }
             FinishOp::ApplyPlan | FinishOp::RevertPlan => {
-                let plan = param(&call, "plan")?;
+                let plan = required(&call, &params.plan, "plan")?;
                 let done = tenant.status == TenantStatus::Active && tenant.plan == plan;
                 if done {
                     return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
@@ -163,13 +191,13 @@ impl TaskHandler for Finish {
             }
             FinishOp::Offboarded => {
                 // Where the offboarding export went (`tenancy:tenant.export`), if anywhere.
-                if let Some(export) = call.parameters.get("export").filter(|e| !e.is_null()) {
+                if let Some(export) = params.export.as_ref().filter(|e| !e.is_null()) {
                     extra["export"] = export.clone();
                 }
                 (TenantStatus::Offboarded, names::TENANT_OFFBOARDED, "tenant.complete_offboard")
             }
             FinishOp::SetStatus => {
-                let to = param(&call, "status")?;
+                let to = required(&call, &params.status, "status")?;
                 let to = TenantStatus::parse(to)
                     .ok_or_else(|| failure("States.Runtime", format!("unknown tenant status {to:?}")))?;
                 (to, names::TENANT_UPDATED, "tenant.set_status")
