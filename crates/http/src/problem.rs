@@ -142,7 +142,7 @@ mod tests {
                 rust_files(&src, &mut files);
             }
         }
-        assert!(files.iter().any(|f| f.ends_with("app/src/workflows.rs")), "the scan found the sources");
+        assert!(files.iter().any(|f| f.ends_with("app/src/workflows/ops.rs")), "the scan found the sources");
         let mut found = Vec::new();
         for file in files.iter().filter(|f| !f.ends_with("domain/src/error.rs")) {
             let text = std::fs::read_to_string(file).unwrap();
