@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
-use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{Effects, Store, TenantResource};
 use tokio::io::AsyncWriteExt;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tenancy_adapters::dataplane::SqliteFiles;
 use tenancy_app::audit::BlobStore;
 use tenancy_app::engine::handlers::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
@@ -15,7 +16,6 @@ use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
-use tenancy_store::provision::SqliteFiles;
 use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{EventFilter, Store};
 use tokio_util::sync::CancellationToken;
