@@ -3,12 +3,13 @@
 use async_trait::async_trait;
 use sqlx::Row;
 use tenancy_audit::AuditRecord;
+use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use super::{db_err, rows, SqlStore};
+use super::{db_err, parse_cursor_i64, rows, SqlStore, Where};
 use crate::audit::*;
-use crate::store::Backend;
+use crate::store::{AuditFilter, Backend, StoredAudit};
 
 /// An arbitrary constant: the PostgreSQL advisory lock held by the one sealer at work.
 const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
@@ -179,4 +180,24 @@ impl SqlStore {
             .await?;
         Ok(n)
     }
+}
+
+/// The audit log, oldest first ([`Store::audit_list`]).
+///
+/// [`Store::audit_list`]: crate::Store::audit_list
+pub(super) async fn list(store: &SqlStore, filter: &AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
+    let mut w = Where::new("SELECT * FROM audit_log");
+    w.eq("tenant_id", filter.tenant_id.as_deref());
+    w.eq("actor_key_id", filter.actor.as_deref());
+    w.eq("action", filter.action.as_deref());
+    if let Some(after) = filter.after {
+        w.raw(&format!("time >= {}", after.millis()));
+    }
+    if let Some(pos) = parse_cursor_i64(page.after.as_deref())? {
+        w.raw(&format!("pos > {pos}"));
+    }
+    w.sql.push_str(&format!(" ORDER BY pos LIMIT {}", page.limit + 1));
+    let rows = w.query().fetch_all(&store.reader).await.map_err(db_err)?;
+    let entries = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(entries, page.limit, |a| a.pos.to_string()))
 }

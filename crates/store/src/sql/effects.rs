@@ -153,7 +153,7 @@ async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], 
             );
             let mut q = sqlx::query(&sql);
             for w in chunk {
-                q = super::bind_tenant(q, &w.tenant).bind(w.expected_version);
+                q = super::tenants::bind_tenant(q, &w.tenant).bind(w.expected_version);
             }
             let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
             if rows.len() < chunk.len() {
@@ -192,7 +192,7 @@ pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> 
     // created_at ($8) is bound with the other columns but never written.
     let sql = "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
                updated_at = $9, lifecycle_execution_id = $10 WHERE id = $1 AND version = $11";
-    let res = super::bind_tenant(sqlx::query(sql), &w.tenant)
+    let res = super::tenants::bind_tenant(sqlx::query(sql), &w.tenant)
         .bind(w.expected_version)
         .execute(&mut *conn)
         .await

@@ -14,9 +14,9 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::effects::apply_effects_batch;
-use super::{db_err, is_unique_violation, json_text, rows, wakeup, SqlStore};
+use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, rows, wakeup, SqlStore, Where};
 use crate::events::*;
-use crate::store::{Backend, Effects, StoredEvent};
+use crate::store::{Backend, Effects, EventFilter, StoredEvent};
 
 /// Rows per multi-row INSERT.
 const CHUNK: usize = 200;
@@ -782,4 +782,23 @@ impl EventStore for SqlStore {
             }
         }
     }
+}
+
+/// The event archive, oldest first ([`Store::event_list`]).
+///
+/// [`Store::event_list`]: crate::Store::event_list
+pub(super) async fn list(store: &SqlStore, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    let mut w = Where::new("SELECT * FROM events");
+    w.eq("detail_type", filter.detail_type.as_deref());
+    w.eq("tenant_id", filter.tenant_id.as_deref());
+    if let Some(after) = filter.after {
+        w.raw(&format!("time >= {}", after.millis()));
+    }
+    if let Some(seq) = parse_cursor_i64(page.after.as_deref())? {
+        w.raw(&format!("seq > {seq}"));
+    }
+    w.sql.push_str(&format!(" ORDER BY seq LIMIT {}", page.limit + 1));
+    let rows = w.query().fetch_all(&store.reader).await.map_err(db_err)?;
+    let events = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(events, page.limit, |e| e.seq.to_string()))
 }

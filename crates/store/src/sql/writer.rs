@@ -211,7 +211,7 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
         );
         let mut q = sqlx::query(&sql);
         for t in chunk {
-            q = super::bind_tenant(q, t);
+            q = super::tenants::bind_tenant(q, t);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db_err)? {
             inserted.insert(row.try_get::<String, _>(0).map_err(db_err)?);
