@@ -2,24 +2,27 @@
 //!
 //! Both run through sqlx's `Any` driver with the same SQL text: `$1` placeholders work
 //! on both engines, every timestamp is a BIGINT of unix milliseconds and every JSON
-//! value is TEXT. Where the engines differ (row locks, DDL) the [`Dialect`] says so, and
-//! the migrations are one directory per engine.
+//! value is TEXT. Where the engines differ (row locks, advisory locks, listen/notify,
+//! one writer or many, placeholders) the code asks the [`Dialect`] for the capability
+//! instead of testing the engine, and the migrations are one directory per engine.
 //!
 //! SQLite allows one writer at a time, so the SQLite store keeps a single-connection
 //! writer pool (writes queue in-process instead of failing with `SQLITE_BUSY`) beside a
 //! reader pool that WAL mode lets run concurrently. On PostgreSQL both are one pool.
 //!
 //! This file holds the store itself (opening, the connections, the SQLite file lock and
-//! checkpoints) and the [`Store`] trait's glue; each resource's SQL is a file of its
-//! own under `sql/`: `plans`, `tenants`, `api_keys`, `idempotency`, `master_key`,
+//! checkpoints) and the [`Store`] trait's glue. Each resource's SQL is a file of its own
+//! under `sql/`: `plans`, `tenants`, `api_keys`, `idempotency`, `master_key`,
 //! `migrations`, and the per-area traits (`events`, `audit`, `workflows`, `queues`,
-//! `hooks`, `functions`, `drift`). `effects` writes a change's [`Effects`], `writer` is
-//! the SQLite group-committing writer, `cache` the SQLite record caches, `rows` the row
-//! decoders, `wakeup` the wake-ups of background loops.
+//! `hooks`, `functions`, `drift`). Beside them: `dialect` (what each engine can do),
+//! `effects` (writes a change's [`Effects`]), `writer` (the SQLite group-committing
+//! writer), `cache` (the SQLite record caches), `rows` (row decoders) and `wakeup` (the
+//! wake-ups of background loops).
 
 mod api_keys;
 mod audit;
 mod cache;
+mod dialect;
 mod drift;
 mod effects;
 mod events;
@@ -53,35 +56,8 @@ use tenancy_domain::{Error, Result};
 
 use crate::store::*;
 use cache::{RecordCache, TenantCache};
+use dialect::Dialect;
 use writer::Writer;
-
-/// SQL fragments that differ between engines.
-#[derive(Debug, Clone, Copy)]
-struct Dialect {
-    backend: Backend,
-}
-
-impl Dialect {
-    /// Row lock taken by a reader that must keep a row alive until commit.
-    fn for_share(self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => " FOR SHARE",
-            Backend::Sqlite => "",
-        }
-    }
-    fn for_update(self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        }
-    }
-    fn skip_locked(self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        }
-    }
-}
 
 /// Options for [`SqlStore::connect`].
 #[derive(Debug, Clone)]
@@ -113,8 +89,9 @@ pub struct SqlStore {
     records: Option<Arc<RecordCache>>,
     /// SQLite only: the lock that makes this process the database's one user.
     _lock: Option<Arc<std::fs::File>>,
-    /// The PostgreSQL URL, for the wake-up listener's own connection.
-    pg_url: Option<String>,
+    /// With listen/notify ([`Dialect::listen_notify`]): the URL of the wake-up
+    /// listeners' own connections.
+    listen_url: Option<String>,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
@@ -144,14 +121,14 @@ impl SqlStore {
                 .await
                 .map_err(db_err)?;
             SqlStore {
-                dialect: Dialect { backend: Backend::Postgres },
+                dialect: Dialect::POSTGRES,
                 writer: Writer::direct(pool.clone()),
                 write_pool: pool.clone(),
                 reader: pool,
                 tenants: None,
                 records: None,
                 _lock: None,
-                pg_url: Some(opts.url.clone()),
+                listen_url: Some(opts.url.clone()),
             }
         } else if opts.url.starts_with("sqlite:") {
             let lock = lock_sqlite(&opts.url)?;
@@ -179,14 +156,14 @@ impl SqlStore {
             let lock = Arc::new(lock);
             tokio::spawn(checkpoints(reader.clone(), Arc::downgrade(&lock)));
             SqlStore {
-                dialect: Dialect { backend: Backend::Sqlite },
+                dialect: Dialect::SQLITE,
                 writer: Writer::batched(writer.clone(), Some(tenants.clone())),
                 write_pool: writer,
                 reader,
                 tenants: Some(tenants),
                 records: Some(Arc::default()),
                 _lock: Some(lock),
-                pg_url: None,
+                listen_url: None,
             }
         } else {
             return Err(Error::invalid(format!(
@@ -326,7 +303,7 @@ fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
-        self.dialect.backend
+        self.dialect.backend()
     }
 
     fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore> {

@@ -9,21 +9,19 @@ use tenancy_domain::{Error, Result};
 
 use super::{db_err, parse_cursor_i64, rows, SqlStore, Where};
 use crate::audit::*;
-use crate::store::{AuditFilter, Backend, StoredAudit};
+use crate::store::{AuditFilter, StoredAudit};
 
-/// An arbitrary constant: the PostgreSQL advisory lock held by the one sealer at work.
+/// An arbitrary constant: the advisory lock held by the one sealer at work.
 const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
 
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
-        if self.dialect.backend == Backend::Sqlite {
-            return self.audit_seal_sqlite(limit, seal).await;
+        if self.dialect.single_writer() {
+            return self.audit_seal_single_writer(limit, seal).await;
         }
         let mut tx = self.begin_direct().await?;
-        if self.dialect.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SEAL_LOCK).execute(&mut *tx).await.map_err(db_err)?;
-        }
+        self.dialect.advisory_xact_lock(&mut *tx, SEAL_LOCK).await.map_err(db_err)?;
         let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))
             .fetch_all(&mut *tx)
             .await
@@ -123,13 +121,13 @@ impl AuditStore for SqlStore {
 }
 
 impl SqlStore {
-    /// [`AuditStore::audit_seal`] on SQLite: the pending records and the chain's head
+    /// [`AuditStore::audit_seal`] with a single writer (SQLite): the pending records and the chain's head
     /// are read in one snapshot on a reader, the hashes computed, and the seals written
     /// through the group-committing writer with one statement per 200 records, instead
     /// of a transaction holding the one write connection for a row-by-row update. One
     /// process per SQLite database means one sealer: the snapshot's head stays the head,
     /// and the `seq IS NULL` guard fails the write if it did not.
-    async fn audit_seal_sqlite(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
+    async fn audit_seal_single_writer(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
         let mut snapshot = self.reader.begin().await.map_err(db_err)?;
         let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))
             .fetch_all(&mut *snapshot)

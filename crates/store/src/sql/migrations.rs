@@ -7,32 +7,22 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, SqlStore};
-use crate::store::Backend;
 
 // The migrations of each engine, discovered from `migrations/<engine>/` by `build.rs`.
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
-/// An arbitrary constant: the PostgreSQL advisory lock that serializes migrations when
-/// several replicas start at once.
+/// An arbitrary constant: the advisory lock that serializes migrations when several
+/// replicas start at once.
 const MIGRATION_LOCK: i64 = 0x7e_4a_4e_c7;
 
 impl SqlStore {
     pub(super) fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
-        match self.dialect.backend {
-            Backend::Sqlite => SQLITE,
-            Backend::Postgres => POSTGRES,
-        }
+        self.dialect.migrations()
     }
 
     pub(super) async fn migrate(&self) -> Result<()> {
         let mut conn = self.write_pool.acquire().await.map_err(db_err)?;
-        if self.dialect.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
-        }
+        self.dialect.advisory_lock(&mut *conn, MIGRATION_LOCK).await.map_err(db_err)?;
         let result = async {
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations \
@@ -51,7 +41,7 @@ impl SqlStore {
                 if applied.contains(version) {
                     continue;
                 }
-                tracing::info!(version, name, backend = self.dialect.backend.as_str(), "applying migration");
+                tracing::info!(version, name, backend = self.dialect.backend().as_str(), "applying migration");
                 let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db_err)?;
                 sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_err)?;
                 sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
@@ -66,9 +56,7 @@ impl SqlStore {
             Ok::<_, Error>(())
         }
         .await;
-        if self.dialect.backend == Backend::Postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
-        }
+        let _ = self.dialect.advisory_unlock(&mut *conn, MIGRATION_LOCK).await;
         result
     }
 }
