@@ -121,12 +121,13 @@ impl AuditStore for SqlStore {
 }
 
 impl SqlStore {
-    /// [`AuditStore::audit_seal`] with a single writer (SQLite): the pending records and the chain's head
-    /// are read in one snapshot on a reader, the hashes computed, and the seals written
-    /// through the group-committing writer with one statement per 200 records, instead
-    /// of a transaction holding the one write connection for a row-by-row update. One
-    /// process per SQLite database means one sealer: the snapshot's head stays the head,
-    /// and the `seq IS NULL` guard fails the write if it did not.
+    /// [`AuditStore::audit_seal`] with a single writer (SQLite): the pending records
+    /// and the chain's head are read in one snapshot on a reader, the hashes computed,
+    /// and the seals written through the group-committing writer with one statement per
+    /// 200 records, instead of a transaction holding the one write connection for a
+    /// row-by-row update. One process per SQLite database means one sealer: the
+    /// snapshot's head stays the head, and the `seq IS NULL` guard fails the write if
+    /// it did not.
     async fn audit_seal_single_writer(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
         let mut snapshot = self.reader.begin().await.map_err(db_err)?;
         let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))

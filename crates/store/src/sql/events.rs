@@ -144,14 +144,14 @@ impl SqlStore {
         self.write_pool.begin().await.map_err(db_err)
     }
 
-    /// [`EventStore::outbox_dispatch`] with a single writer (SQLite): the events and subscriptions are read
-    /// in one snapshot on a reader (a subscription committed before an event is seen
-    /// with it), and only the deliveries and the `dispatched` marks go through the
-    /// group-committing writer. The dispatcher is woken by every commit: as a
-    /// transaction of its own on the one write connection it kept the writer waiting
-    /// for that connection (a third of the writer's time while tenants provisioned).
-    /// One process per SQLite database means one dispatcher: nobody else marks these
-    /// events in between.
+    /// [`EventStore::outbox_dispatch`] with a single writer (SQLite): the events and
+    /// subscriptions are read in one snapshot on a reader (a subscription committed
+    /// before an event is seen with it), and only the deliveries and the `dispatched`
+    /// marks go through the group-committing writer. The dispatcher is woken by every
+    /// commit: as a transaction of its own on the one write connection it kept the
+    /// writer waiting for that connection (a third of the writer's time while tenants
+    /// provisioned). One process per SQLite database means one dispatcher: nobody else
+    /// marks these events in between.
     async fn outbox_dispatch_single_writer(
         &self,
         limit: u32,
