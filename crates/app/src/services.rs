@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
+use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_engine::Registry;
-use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::Store;
 
 use crate::audit::ops::BlobStore;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tenancy_adapters::dataplane::SqliteFiles;
 use tenancy_app::audit::ops::BlobStore;
 use tenancy_app::engine::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
@@ -18,7 +19,6 @@ use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
 use tenancy_engine::testing::{self as steps, TaskState};
-use tenancy_store::provision::SqliteFiles;
 use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{EventFilter, Store};
 use tokio_util::sync::CancellationToken;

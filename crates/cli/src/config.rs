@@ -142,7 +142,7 @@ settings! {
     #[serde(default, deserialize_with = "de_secret")]
     data_plane_url: SecretString,
     /// Prefix of data-plane database, schema and role names.
-    #[arg(long, env = "TENANCY_DATA_PLANE_PREFIX", default_value = tenancy_store::provision::postgres::DEFAULT_PREFIX)]
+    #[arg(long, env = "TENANCY_DATA_PLANE_PREFIX", default_value = tenancy_adapters::dataplane::postgres::DEFAULT_PREFIX)]
     data_plane_prefix: String,
     /// Destinations http:invoke, webhooks and hooks may reach although the outbound
     /// policy refuses them (loopback, private, link-local, ...): CIDRs, addresses or
@@ -607,7 +607,7 @@ mod tests {
         assert_eq!((c.log_format, o.api, o.worker), (LogFormat::Text, true, true));
         assert_eq!(o.workflow, WorkflowSettings::default());
         assert_eq!(o.connections.max_connections, tenancy_http::DEFAULT_MAX_CONNECTIONS);
-        assert_eq!(o.data_plane_prefix.as_deref(), Some(tenancy_store::provision::postgres::DEFAULT_PREFIX));
+        assert_eq!(o.data_plane_prefix.as_deref(), Some(tenancy_adapters::dataplane::postgres::DEFAULT_PREFIX));
         assert_eq!(o.event_retention_days, crate::serve::DEFAULT_EVENT_RETENTION_DAYS);
         assert_eq!(o.export_retention_days, crate::serve::DEFAULT_EXPORT_RETENTION_DAYS);
         assert_eq!(o.reconcile_repair, tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR);

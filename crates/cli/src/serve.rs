@@ -226,9 +226,11 @@ pub async fn open_secret_box(
 ///   `--data-plane-url` when tenants' load must not touch the control plane);
 /// * else (SQLite): a SQLite file per silo tenant under `<data dir>/tenants`; pool
 ///   tenants keep only their resource record.
-pub fn open_data_plane(opts: &ServeOptions) -> anyhow::Result<Arc<dyn tenancy_store::provision::DatabaseProvisioner>> {
+pub fn open_data_plane(
+    opts: &ServeOptions,
+) -> anyhow::Result<Arc<dyn tenancy_adapters::dataplane::DatabaseProvisioner>> {
     use secrecy::ExposeSecret;
-    use tenancy_store::provision::postgres::{PostgresDataPlane, DEFAULT_PREFIX};
+    use tenancy_adapters::dataplane::postgres::{PostgresDataPlane, DEFAULT_PREFIX};
     let prefix = opts.data_plane_prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
     let is_pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
     if let Some(url) = &opts.data_plane_url {
@@ -242,7 +244,7 @@ pub fn open_data_plane(opts: &ServeOptions) -> anyhow::Result<Arc<dyn tenancy_st
             tracing::info!(url = %redact_url(url), prefix, "data plane: the control plane's PostgreSQL server");
             Ok(Arc::new(PostgresDataPlane::new(url, prefix)?))
         }
-        _ => Ok(Arc::new(tenancy_store::provision::SqliteFiles::new(opts.data_dir.join("tenants")))),
+        _ => Ok(Arc::new(tenancy_adapters::dataplane::SqliteFiles::new(opts.data_dir.join("tenants")))),
     }
 }
 

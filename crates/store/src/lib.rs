@@ -10,6 +10,9 @@
 //! run the same conformance suites (`conformance`, `workflow_conformance`,
 //! `queue_conformance`, behind the `testsuite` feature: they are not compiled into the
 //! server).
+//!
+//! The store is the control plane's own database. The tenants' databases (the data
+//! plane) are not part of it: their provisioners are adapters, in `tenancy-adapters`.
 
 mod audit;
 #[cfg(feature = "testsuite")]
@@ -18,7 +21,6 @@ mod drift;
 mod events;
 mod functions;
 mod hooks;
-pub mod provision;
 #[cfg(feature = "testsuite")]
 pub mod queue_conformance;
 mod queues;

@@ -10,8 +10,8 @@ use crate::dataplane::plane::DatabaseCredentials;
 use crate::{App, OpContext};
 use serde_json::json;
 use std::sync::Arc;
+use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_domain::{Error, ErrorCode, Result};
-use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::Effects;
 
 impl App {

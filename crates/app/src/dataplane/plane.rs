@@ -31,9 +31,9 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::{Error, Result};
-use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{Store, TenantResource};
 use tokio::io::AsyncWriteExt;
 

@@ -72,13 +72,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tenancy_adapters::dataplane::{DatabaseProvisioner, ListedDatabase};
 use tenancy_domain::event::Event;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::Isolation;
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
-use tenancy_store::provision::{DatabaseProvisioner, ListedDatabase};
 use tenancy_store::{Effects, ExecutionFilter, ReconciliationRun, ResourceChange, TenantResource};
 
 use crate::context::Permission;

@@ -28,10 +28,10 @@ use async_trait::async_trait;
 use object_store::path::Path as BlobPath;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
-use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::{AuditFilter, Effects, EventFilter, Store, StoredAudit, TenantResource};
 
 use crate::audit::ops::BlobStore;

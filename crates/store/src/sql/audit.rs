@@ -3,26 +3,25 @@
 use async_trait::async_trait;
 use sqlx::Row;
 use tenancy_audit::AuditRecord;
+use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use super::{db_err, rows, SqlStore};
+use super::{db_err, parse_cursor_i64, rows, SqlStore, Where};
 use crate::audit::*;
-use crate::store::Backend;
+use crate::store::{AuditFilter, StoredAudit};
 
-/// An arbitrary constant: the PostgreSQL advisory lock held by the one sealer at work.
+/// An arbitrary constant: the advisory lock held by the one sealer at work.
 const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
 
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn audit_seal(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
-        if self.dialect.backend == Backend::Sqlite {
-            return self.audit_seal_sqlite(limit, seal).await;
+        if self.dialect.single_writer() {
+            return self.audit_seal_single_writer(limit, seal).await;
         }
         let mut tx = self.begin_direct().await?;
-        if self.dialect.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SEAL_LOCK).execute(&mut *tx).await.map_err(db_err)?;
-        }
+        self.dialect.advisory_xact_lock(&mut *tx, SEAL_LOCK).await.map_err(db_err)?;
         let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))
             .fetch_all(&mut *tx)
             .await
@@ -122,13 +121,14 @@ impl AuditStore for SqlStore {
 }
 
 impl SqlStore {
-    /// [`AuditStore::audit_seal`] on SQLite: the pending records and the chain's head
-    /// are read in one snapshot on a reader, the hashes computed, and the seals written
-    /// through the group-committing writer with one statement per 200 records, instead
-    /// of a transaction holding the one write connection for a row-by-row update. One
-    /// process per SQLite database means one sealer: the snapshot's head stays the head,
-    /// and the `seq IS NULL` guard fails the write if it did not.
-    async fn audit_seal_sqlite(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
+    /// [`AuditStore::audit_seal`] with a single writer (SQLite): the pending records
+    /// and the chain's head are read in one snapshot on a reader, the hashes computed,
+    /// and the seals written through the group-committing writer with one statement per
+    /// 200 records, instead of a transaction holding the one write connection for a
+    /// row-by-row update. One process per SQLite database means one sealer: the
+    /// snapshot's head stays the head, and the `seq IS NULL` guard fails the write if
+    /// it did not.
+    async fn audit_seal_single_writer(&self, limit: u32, seal: Sealer<'_>) -> Result<u64> {
         let mut snapshot = self.reader.begin().await.map_err(db_err)?;
         let pending = sqlx::query(&format!("SELECT * FROM audit_log WHERE seq IS NULL ORDER BY pos LIMIT {limit}"))
             .fetch_all(&mut *snapshot)
@@ -179,4 +179,24 @@ impl SqlStore {
             .await?;
         Ok(n)
     }
+}
+
+/// The audit log, oldest first ([`Store::audit_list`]).
+///
+/// [`Store::audit_list`]: crate::Store::audit_list
+pub(super) async fn list(store: &SqlStore, filter: &AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
+    let mut w = Where::new("SELECT * FROM audit_log");
+    w.eq("tenant_id", filter.tenant_id.as_deref());
+    w.eq("actor_key_id", filter.actor.as_deref());
+    w.eq("action", filter.action.as_deref());
+    if let Some(after) = filter.after {
+        w.raw(&format!("time >= {}", after.millis()));
+    }
+    if let Some(pos) = parse_cursor_i64(page.after.as_deref())? {
+        w.raw(&format!("pos > {pos}"));
+    }
+    w.sql.push_str(&format!(" ORDER BY pos LIMIT {}", page.limit + 1));
+    let rows = w.query().fetch_all(&store.reader).await.map_err(db_err)?;
+    let entries = rows.iter().map(rows::audit).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(entries, page.limit, |a| a.pos.to_string()))
 }

@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 use tenancy_domain::tenant::{Tenant, TenantStatus};
 use tenancy_domain::{Error, Result};
 
+use super::dialect::Dialect;
 use super::{db_err, json_text};
 use crate::store::{Effects, ResourceChange, TenantWrite};
 use crate::workflow::{NewExecution, TenantResource};
@@ -32,10 +33,9 @@ pub(super) fn effects_need_savepoint(fx: &Effects) -> bool {
     fx.executions.iter().any(|e| !e.named_by_id())
 }
 
-/// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows; with
-/// `anonymous`, `?` placeholders instead (SQLite resolves `$N` names with a linear
-/// search per parameter, which is quadratic in a statement of thousands of them).
-pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: bool) -> String {
+/// `INSERT INTO table (cols) VALUES ($1, ..), (..), ..` for `rows` rows, in the
+/// dialect's placeholders (see [`Dialect::placeholder`]).
+pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, dialect: Dialect) -> String {
     let mut sql = String::from(head);
     sql.push_str(" VALUES ");
     for r in 0..rows {
@@ -47,11 +47,7 @@ pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: boo
             if c > 0 {
                 sql.push_str(", ");
             }
-            if anonymous {
-                sql.push('?');
-            } else {
-                sql.push_str(&format!("${}", r * columns + c + 1));
-            }
+            sql.push_str(&dialect.placeholder(r * columns + c + 1));
         }
         sql.push(')');
     }
@@ -61,15 +57,16 @@ pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, anonymous: boo
 /// Inserts the executions named by their ids, events, audit entries and resource
 /// changes of every write in `batch` (the executions with chosen names were applied
 /// with their writes).
-pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects], anonymous: bool) -> Result<()> {
+pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects]) -> Result<()> {
+    let dialect = Dialect::of(conn);
     let executions: Vec<&NewExecution> =
         batch.iter().flat_map(|fx| &fx.executions).filter(|e| e.named_by_id()).collect();
     if !executions.is_empty() {
-        super::workflows::insert_executions(conn, &executions, anonymous).await?;
+        super::workflows::insert_executions(conn, &executions, dialect).await?;
     }
     let tenants: Vec<&TenantWrite> = batch.iter().flat_map(|fx| &fx.tenants).collect();
     if !tenants.is_empty() {
-        apply_tenant_writes(conn, &tenants, anonymous).await?;
+        apply_tenant_writes(conn, &tenants, dialect).await?;
     }
     let events: Vec<_> = batch.iter().flat_map(|fx| &fx.events).collect();
     for chunk in events.chunks(CHUNK) {
@@ -77,7 +74,7 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
             "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail)",
             7,
             chunk.len(),
-            anonymous,
+            dialect,
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {
@@ -99,7 +96,7 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
              source_ip, outcome, detail)",
             11,
             chunk.len(),
-            anonymous,
+            dialect,
         );
         let mut q = sqlx::query(&sql);
         for a in chunk {
@@ -121,26 +118,21 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
     if !events.is_empty() || !audit.is_empty() {
         // Wake the dispatcher and the audit sealer: here, now (they queue behind this
         // transaction for the writer), and on PostgreSQL every replica at commit.
-        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(super::wakeup::CHANNEL)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
-        }
+        dialect.notify(&mut *conn, super::wakeup::CHANNEL, "").await.map_err(db_err)?;
         super::wakeup::bump();
     }
-    apply_resource_changes(conn, batch.iter().flat_map(|fx| &fx.resources), anonymous).await?;
+    apply_resource_changes(conn, batch.iter().flat_map(|fx| &fx.resources), dialect).await?;
     Ok(())
 }
 
-/// Writes tenants' new states, each only over the version it was computed from: on
-/// SQLite one `UPDATE ... FROM (VALUES ...)` per 100 (its `RETURNING` says which
-/// applied), elsewhere one `UPDATE` each. A stale one fails with `PreconditionFailed`
+/// Writes tenants' new states, each only over the version it was computed from: where
+/// the dialect has [`Dialect::update_from_values`] (SQLite) one `UPDATE ... FROM
+/// (VALUES ...)` per 100 (its `RETURNING` says which applied), elsewhere one `UPDATE`
+/// each. A stale one fails with `PreconditionFailed`
 /// (a batch with two writes of one tenant fails too; the step committer then commits
 /// its steps one by one).
-async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], anonymous: bool) -> Result<()> {
-    if anonymous {
+async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], dialect: Dialect) -> Result<()> {
+    if dialect.update_from_values() {
         for chunk in writes.chunks(100) {
             let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
@@ -153,7 +145,7 @@ async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], 
             );
             let mut q = sqlx::query(&sql);
             for w in chunk {
-                q = super::bind_tenant(q, &w.tenant).bind(w.expected_version);
+                q = super::tenants::bind_tenant(q, &w.tenant).bind(w.expected_version);
             }
             let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
             if rows.len() < chunk.len() {
@@ -192,7 +184,7 @@ pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> 
     // created_at ($8) is bound with the other columns but never written.
     let sql = "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
                updated_at = $9, lifecycle_execution_id = $10 WHERE id = $1 AND version = $11";
-    let res = super::bind_tenant(sqlx::query(sql), &w.tenant)
+    let res = super::tenants::bind_tenant(sqlx::query(sql), &w.tenant)
         .bind(w.expected_version)
         .execute(&mut *conn)
         .await
@@ -224,7 +216,7 @@ async fn stale_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Error {
 async fn apply_resource_changes<'a>(
     conn: &mut AnyConnection,
     changes: impl Iterator<Item = &'a ResourceChange>,
-    anonymous: bool,
+    dialect: Dialect,
 ) -> Result<()> {
     let mut puts: Vec<&TenantResource> = Vec::new();
     for change in changes.map(Some).chain(std::iter::once(None)) {
@@ -237,7 +229,7 @@ async fn apply_resource_changes<'a>(
                 "INSERT INTO tenant_resources (tenant_id, kind, detail, created_by, created_at)",
                 5,
                 chunk.len(),
-                anonymous,
+                dialect,
             );
             sql.push_str(" ON CONFLICT (tenant_id, kind) DO NOTHING");
             let mut q = sqlx::query(&sql);
@@ -266,12 +258,14 @@ async fn apply_resource_changes<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::Dialect;
+
     #[test]
     fn multi_row_placeholders() {
         assert_eq!(
-            super::insert_sql("INSERT INTO t (a, b)", 2, 2, false),
+            super::insert_sql("INSERT INTO t (a, b)", 2, 2, Dialect::POSTGRES),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
         );
-        assert_eq!(super::insert_sql("INSERT INTO t (a)", 1, 2, true), "INSERT INTO t (a) VALUES (?), (?)");
+        assert_eq!(super::insert_sql("INSERT INTO t (a)", 1, 2, Dialect::SQLITE), "INSERT INTO t (a) VALUES (?), (?)");
     }
 }

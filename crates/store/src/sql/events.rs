@@ -13,10 +13,11 @@ use tenancy_domain::subscription::{Delivery, DeliveryAttempt, DeliveryStatus, Su
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
+use super::dialect::Dialect;
 use super::effects::apply_effects_batch;
-use super::{db_err, is_unique_violation, json_text, rows, wakeup, SqlStore};
+use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, rows, wakeup, SqlStore, Where};
 use crate::events::*;
-use crate::store::{Backend, Effects, StoredEvent};
+use crate::store::{Effects, EventFilter, StoredEvent};
 
 /// Rows per multi-row INSERT.
 const CHUNK: usize = 200;
@@ -83,22 +84,6 @@ fn attempt(row: &AnyRow) -> Result<(String, DeliveryAttempt)> {
     ))
 }
 
-/// Placeholder `i`: `$i`, or `?` when `anon` (SQLite resolves `$N` names with a
-/// linear search per parameter, quadratic in a statement of thousands of them; a
-/// statement with `?` must bind its values in order and use each once).
-fn ph(anon: bool, i: usize) -> String {
-    if anon {
-        "?".to_owned()
-    } else {
-        format!("${i}")
-    }
-}
-
-/// Placeholders `from..from + n`, comma separated.
-fn placeholders(anon: bool, from: usize, n: usize) -> String {
-    (from..from + n).map(|i| ph(anon, i)).collect::<Vec<_>>().join(", ")
-}
-
 /// One delivery per (event, matching subscription).
 fn fan_out(
     events: &[StoredEvent],
@@ -117,22 +102,18 @@ fn fan_out(
     new
 }
 
-fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
-}
-
 async fn insert_deliveries(conn: &mut sqlx::AnyConnection, new: &[NewDelivery], now: Timestamp) -> Result<()> {
-    let anon = is_sqlite(conn);
+    let dialect = Dialect::of(conn);
     for chunk in new.chunks(CHUNK) {
         let values = (0..chunk.len())
             .map(|i| {
                 let b = i * 4;
                 format!(
                     "({}, {}, {}, 'pending', 0, 0, {}, {now}, {now})",
-                    ph(anon, b + 1),
-                    ph(anon, b + 2),
-                    ph(anon, b + 3),
-                    ph(anon, b + 4),
+                    dialect.placeholder(b + 1),
+                    dialect.placeholder(b + 2),
+                    dialect.placeholder(b + 3),
+                    dialect.placeholder(b + 4),
                     now = now.millis()
                 )
             })
@@ -153,31 +134,25 @@ async fn insert_deliveries(conn: &mut sqlx::AnyConnection, new: &[NewDelivery], 
 
 /// A change's effects inside a transaction of this module's own.
 async fn apply_fx(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Result<()> {
-    let anon = is_sqlite(tx);
-    apply_effects_batch(tx, std::slice::from_ref(fx), anon).await
+    apply_effects_batch(tx, std::slice::from_ref(fx)).await
 }
 
 impl SqlStore {
-    /// Whether multi-value statements use anonymous `?` placeholders (SQLite).
-    fn anon(&self) -> bool {
-        self.dialect.backend == Backend::Sqlite
-    }
-
     /// A transaction on the write connection, outside the group-committing writer:
     /// dispatch, claims and results are batches of their own.
     pub(super) async fn begin_direct(&self) -> Result<Transaction<'static, Any>> {
         self.write_pool.begin().await.map_err(db_err)
     }
 
-    /// [`EventStore::outbox_dispatch`] on SQLite: the events and subscriptions are read
-    /// in one snapshot on a reader (a subscription committed before an event is seen
-    /// with it), and only the deliveries and the `dispatched` marks go through the
-    /// group-committing writer. The dispatcher is woken by every commit: as a
-    /// transaction of its own on the one write connection it kept the writer waiting
-    /// for that connection (a third of the writer's time while tenants provisioned).
-    /// One process per SQLite database means one dispatcher: nobody else marks these
-    /// events in between.
-    async fn outbox_dispatch_sqlite(
+    /// [`EventStore::outbox_dispatch`] with a single writer (SQLite): the events and
+    /// subscriptions are read in one snapshot on a reader (a subscription committed
+    /// before an event is seen with it), and only the deliveries and the `dispatched`
+    /// marks go through the group-committing writer. The dispatcher is woken by every
+    /// commit: as a transaction of its own on the one write connection it kept the
+    /// writer waiting for that connection (a third of the writer's time while tenants
+    /// provisioned). One process per SQLite database means one dispatcher: nobody else
+    /// marks these events in between.
+    async fn outbox_dispatch_single_writer(
         &self,
         limit: u32,
         matches: Matcher<'_>,
@@ -235,10 +210,7 @@ impl SqlStore {
     }
 
     async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
-        if self.dialect.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')").bind(wakeup::CHANNEL).execute(&mut **tx).await.map_err(db_err)?;
-        }
-        Ok(())
+        self.dialect.notify(&mut **tx, wakeup::CHANNEL, "").await.map_err(db_err)
     }
 
     async fn attempts_of(&self, deliveries: &mut [Delivery]) -> Result<()> {
@@ -247,7 +219,7 @@ impl SqlStore {
         }
         let sql = format!(
             "SELECT * FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
-            placeholders(self.anon(), 1, deliveries.len())
+            self.dialect.placeholders(1, deliveries.len())
         );
         let mut q = sqlx::query(&sql);
         for d in deliveries.iter() {
@@ -383,8 +355,8 @@ impl EventStore for SqlStore {
     }
 
     async fn outbox_dispatch(&self, limit: u32, matches: Matcher<'_>, now: Timestamp) -> Result<DispatchOutcome> {
-        if self.dialect.backend == Backend::Sqlite {
-            return self.outbox_dispatch_sqlite(limit, matches, now).await;
+        if self.dialect.single_writer() {
+            return self.outbox_dispatch_single_writer(limit, matches, now).await;
         }
         let mut tx = self.begin_direct().await?;
         let sql = format!(
@@ -446,7 +418,7 @@ impl EventStore for SqlStore {
         let skip_clause = if skip.is_empty() {
             String::new()
         } else {
-            format!(" AND subscription_id NOT IN ({})", placeholders(false, 4, skip.len()))
+            format!(" AND subscription_id NOT IN ({})", Dialect::numbered_placeholders(4, skip.len()))
         };
         let sql = format!(
             "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE id IN (SELECT id FROM deliveries \
@@ -455,7 +427,7 @@ impl EventStore for SqlStore {
              RETURNING id, subscription_id, event_id, attempts, tries",
             self.dialect.skip_locked()
         );
-        if self.dialect.backend == Backend::Sqlite {
+        if self.dialect.single_writer() {
             // Workers are woken by every commit: look on a reader first, so that finding
             // nothing does not take SQLite's one write connection from the writer.
             let due: Option<i64> = sqlx::query_scalar(
@@ -495,7 +467,7 @@ impl EventStore for SqlStore {
         event_ids.dedup();
         let mut events = std::collections::HashMap::new();
         for chunk in event_ids.chunks(500) {
-            let sql = format!("SELECT * FROM events WHERE id IN ({})", placeholders(self.anon(), 1, chunk.len()));
+            let sql = format!("SELECT * FROM events WHERE id IN ({})", self.dialect.placeholders(1, chunk.len()));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
@@ -512,7 +484,7 @@ impl EventStore for SqlStore {
         for chunk in sub_ids.chunks(500) {
             let sql = format!(
                 "SELECT id, version FROM subscriptions WHERE id IN ({})",
-                placeholders(self.anon(), 1, chunk.len())
+                self.dialect.placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -558,8 +530,8 @@ impl EventStore for SqlStore {
             let sql = format!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL \
                  WHERE lease_owner = {} AND id IN ({})",
-                ph(self.anon(), 1),
-                placeholders(self.anon(), 2, chunk.len())
+                self.dialect.placeholder(1),
+                self.dialect.placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(owner);
             for id in chunk {
@@ -578,7 +550,7 @@ impl EventStore for SqlStore {
         let mut tx = self.begin_direct().await?;
         for chunk in results.chunks(CHUNK) {
             let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(self.anon(), i * 6 + 1, 6)))
+                .map(|i| format!("({})", self.dialect.placeholders(i * 6 + 1, 6)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
@@ -603,8 +575,8 @@ impl EventStore for SqlStore {
                 "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, tries = tries + 1, \
                  lease_owner = NULL, lease_expires_at = NULL, last_error = NULL, updated_at = {now} \
                  WHERE lease_owner = {} AND id IN ({})",
-                ph(self.anon(), 1),
-                placeholders(self.anon(), 2, chunk.len())
+                self.dialect.placeholder(1),
+                self.dialect.placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(owner);
             for r in chunk {
@@ -767,7 +739,7 @@ impl EventStore for SqlStore {
     }
 
     fn subscribe_wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
-        match &self.pg_url {
+        match &self.listen_url {
             Some(url) => wakeup::subscribe_postgres(url.clone()),
             None => wakeup::subscribe_local(),
         }
@@ -775,11 +747,27 @@ impl EventStore for SqlStore {
 
     async fn notify_wakeup(&self) {
         wakeup::bump();
-        if self.dialect.backend == Backend::Postgres {
-            let res = sqlx::query("SELECT pg_notify($1, '')").bind(wakeup::CHANNEL).execute(&self.write_pool).await;
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "failed to notify other replicas");
-            }
+        if let Err(e) = self.dialect.notify(&self.write_pool, wakeup::CHANNEL, "").await {
+            tracing::warn!(error = %e, "failed to notify other replicas");
         }
     }
+}
+
+/// The event archive, oldest first ([`Store::event_list`]).
+///
+/// [`Store::event_list`]: crate::Store::event_list
+pub(super) async fn list(store: &SqlStore, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    let mut w = Where::new("SELECT * FROM events");
+    w.eq("detail_type", filter.detail_type.as_deref());
+    w.eq("tenant_id", filter.tenant_id.as_deref());
+    if let Some(after) = filter.after {
+        w.raw(&format!("time >= {}", after.millis()));
+    }
+    if let Some(seq) = parse_cursor_i64(page.after.as_deref())? {
+        w.raw(&format!("seq > {seq}"));
+    }
+    w.sql.push_str(&format!(" ORDER BY seq LIMIT {}", page.limit + 1));
+    let rows = w.query().fetch_all(&store.reader).await.map_err(db_err)?;
+    let events = rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(events, page.limit, |e| e.seq.to_string()))
 }

@@ -26,9 +26,10 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tokio::sync::watch;
 
+use super::dialect::Dialect;
 use super::{db_err, is_unique_violation, SqlStore};
 use crate::queues::{QueueStore, Received};
-use crate::store::{Backend, Effects};
+use crate::store::Effects;
 
 /// The PostgreSQL channel sends notify. The payload is the queue's wake-up bucket
 /// ([`bucket`]), never its name: whoever can LISTEN learns no names.
@@ -72,18 +73,6 @@ fn message_row(row: &AnyRow, nonce: &str) -> Result<Message> {
     })
 }
 
-fn is_sqlite(conn: &AnyConnection) -> bool {
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
-}
-
-fn ph(anon: bool, i: usize) -> String {
-    if anon {
-        "?".to_owned()
-    } else {
-        format!("${i}")
-    }
-}
-
 async fn load_queue(c: &mut AnyConnection, name: &str, lock: &str) -> Result<Queue> {
     let sql = format!("SELECT * FROM queues WHERE name = $1{lock}");
     let row = sqlx::query(&sql).bind(name).fetch_optional(&mut *c).await.map_err(db_err)?;
@@ -91,9 +80,9 @@ async fn load_queue(c: &mut AnyConnection, name: &str, lock: &str) -> Result<Que
 }
 
 async fn notify(c: &mut AnyConnection, queue: &str) -> Result<()> {
-    if !is_sqlite(c) {
-        let payload = bucket(queue).to_string();
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *c).await.map_err(db_err)?;
+    let dialect = Dialect::of(c);
+    if dialect.listen_notify() {
+        dialect.notify(&mut *c, CHANNEL, &bucket(queue).to_string()).await.map_err(db_err)?;
     }
     Ok(())
 }
@@ -123,19 +112,18 @@ pub(super) async fn insert_messages(
     messages: &[NewMessage],
     now: Timestamp,
 ) -> Result<Vec<Sent>> {
-    if !is_sqlite(c) {
+    let dialect = Dialect::of(c);
+    if !dialect.single_writer() {
         // Concurrent sends to one group take turns (in a fixed order: no deadlocks), so
         // a group's `seq` order is its commit order and a later message can never be
-        // received while an earlier one is still uncommitted.
+        // received while an earlier one is still uncommitted. (With a single writer
+        // they take turns already.)
         let mut groups: Vec<&str> = messages.iter().filter_map(|m| m.group_id.as_deref()).collect();
         groups.sort_unstable();
         groups.dedup();
         for g in groups {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("tenancy_queue/{}/{g}", q.name))
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
+            let key = format!("tenancy_queue/{}/{g}", q.name);
+            dialect.advisory_xact_lock_text(&mut *c, &key).await.map_err(db_err)?;
         }
     }
     let mut results = Vec::with_capacity(messages.len());
@@ -171,7 +159,6 @@ pub(super) async fn insert_messages(
         results.push(Sent { id: m.id.clone(), deduplicated: false });
         fresh.push(m);
     }
-    let anon = is_sqlite(c);
     let expires = now.millis() + q.retention_s as i64 * 1000;
     for chunk in fresh.chunks(CHUNK) {
         let mut sql = String::from(
@@ -183,7 +170,7 @@ pub(super) async fn insert_messages(
             }
             let b = i * 7;
             sql.push('(');
-            sql.push_str(&(1..=7).map(|k| ph(anon, b + k)).collect::<Vec<_>>().join(", "));
+            sql.push_str(&dialect.placeholders(b + 1, 7));
             sql.push(')');
         }
         let mut qy = sqlx::query(&sql);
@@ -534,17 +521,21 @@ impl QueueStore for SqlStore {
         }
         let queue = queue.to_owned();
         let to_delete = parsed.clone();
-        let anon = self.dialect.backend == Backend::Sqlite;
+        let dialect = self.dialect;
         let deleted: HashSet<(i64, String)> = self
             .writer
             .write_atomic(&Effects::none(), move |c| {
                 Box::pin(async move {
-                    let mut sql = format!("DELETE FROM queue_messages WHERE queue = {} AND (", ph(anon, 1));
+                    let mut sql = format!("DELETE FROM queue_messages WHERE queue = {} AND (", dialect.placeholder(1));
                     for (i, _) in to_delete.iter().enumerate() {
                         if i > 0 {
                             sql.push_str(" OR ");
                         }
-                        sql.push_str(&format!("(seq = {} AND nonce = {})", ph(anon, 2 + 2 * i), ph(anon, 3 + 2 * i)));
+                        sql.push_str(&format!(
+                            "(seq = {} AND nonce = {})",
+                            dialect.placeholder(2 + 2 * i),
+                            dialect.placeholder(3 + 2 * i)
+                        ));
                     }
                     sql.push_str(") RETURNING seq, nonce");
                     let mut q = sqlx::query(&sql).bind(&queue);
@@ -644,7 +635,7 @@ impl QueueStore for SqlStore {
     }
 
     fn queue_wakeups(&self, queue: &str) -> watch::Receiver<u64> {
-        if let Some(url) = &self.pg_url {
+        if let Some(url) = &self.listen_url {
             listen_postgres(url);
         }
         subscribe(queue)

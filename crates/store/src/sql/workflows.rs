@@ -9,10 +9,11 @@ use tenancy_domain::tenant::Tenant;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
+use super::dialect::Dialect;
 use super::effects::{apply_effects_batch, insert_sql, start_executions};
 use super::writer::exec;
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
-use crate::store::{Backend, Effects};
+use crate::store::Effects;
 use crate::workflow::*;
 
 const EXECUTION_COLUMNS: &str = "id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
@@ -87,13 +88,13 @@ async fn insert_history(conn: &mut AnyConnection, execution_id: &str, events: &[
 
 /// History rows of one or many executions, one multi-row INSERT per 100.
 async fn insert_history_rows(conn: &mut AnyConnection, rows: &[(&str, &HistoryRecord)]) -> Result<()> {
-    let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let dialect = Dialect::of(conn);
     for chunk in rows.chunks(100) {
         let sql = insert_sql(
             "INSERT INTO execution_history (execution_id, event_id, type, state, details, time)",
             6,
             chunk.len(),
-            anonymous,
+            dialect,
         );
         let mut q = sqlx::query(&sql);
         for (id, e) in chunk {
@@ -140,12 +141,13 @@ fn bind_step<'q>(
 
 /// Inserts a new execution with its first step (also used by [`Effects::executions`]).
 pub(super) async fn insert_execution(conn: &mut AnyConnection, n: &NewExecution) -> Result<()> {
-    insert_executions(conn, &[n], false).await
+    let dialect = Dialect::of(conn);
+    insert_executions(conn, &[n], dialect).await
 }
 
 /// Inserts new executions with their first steps, 50 per statement, and then their
-/// history; `anonymous` selects `?` placeholders (see [`insert_sql`]).
-pub(super) async fn insert_executions(conn: &mut AnyConnection, new: &[&NewExecution], anonymous: bool) -> Result<()> {
+/// history, in `dialect`'s placeholders (see [`insert_sql`]).
+pub(super) async fn insert_executions(conn: &mut AnyConnection, new: &[&NewExecution], dialect: Dialect) -> Result<()> {
     let now = Timestamp::now().millis();
     for chunk in new.chunks(50) {
         let sql = insert_sql(
@@ -153,7 +155,7 @@ pub(super) async fn insert_executions(conn: &mut AnyConnection, new: &[&NewExecu
              cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at)",
             19,
             chunk.len(),
-            anonymous,
+            dialect,
         );
         let mut q = sqlx::query(&sql);
         for n in chunk {
@@ -231,12 +233,13 @@ async fn apply_step(conn: &mut AnyConnection, c: &StepCommit) -> Result<bool> {
     Ok(true)
 }
 
-/// Whether [`apply_steps_together`] can commit these steps: on SQLite (where the one
-/// writer's round trips are the bottleneck), for plain steps of distinct executions
+/// Whether [`apply_steps_together`] can commit these steps: where the dialect has
+/// [`Dialect::update_from_values`] (SQLite, where the one writer's round trips are the
+/// bottleneck), for plain steps of distinct executions
 /// (no redrive bookkeeping, no executions started).
 fn batchable(conn: &AnyConnection, commits: &[StepCommit]) -> bool {
     let mut ids = std::collections::HashSet::new();
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
+    Dialect::of(conn).update_from_values()
         && commits.iter().all(|c| {
             c.redrive_point.is_none()
                 && c.redrive_count.is_none()
@@ -277,7 +280,7 @@ async fn apply_steps_together(conn: &mut AnyConnection, commits: &[StepCommit]) 
         done.iter().flat_map(|c| c.state.history.iter().map(|h| (c.execution_id.as_str(), h))).collect();
     insert_history_rows(conn, &history).await?;
     let effects: Vec<Effects> = done.iter().map(|c| c.effects.clone()).collect();
-    apply_effects_batch(conn, &effects, true).await?;
+    apply_effects_batch(conn, &effects).await?;
     Ok(commits.iter().map(|c| applied.contains(&c.execution_id)).collect())
 }
 
@@ -285,8 +288,7 @@ async fn apply_steps_together(conn: &mut AnyConnection, commits: &[StepCommit]) 
 /// writer: a step commit is already a batch of the engine's group commit).
 async fn apply_effects(conn: &mut AnyConnection, fx: &Effects) -> Result<()> {
     start_executions(conn, fx).await?;
-    let anonymous = conn.backend_name().eq_ignore_ascii_case("sqlite");
-    apply_effects_batch(conn, std::slice::from_ref(fx), anonymous).await
+    apply_effects_batch(conn, std::slice::from_ref(fx)).await
 }
 
 impl SqlStore {
@@ -537,7 +539,7 @@ impl WorkflowStore for SqlStore {
         );
         let (owner, until, now) = (claim.owner.to_owned(), claim.now.millis() + claim.lease_ms, claim.now.millis());
         let skip = claim.skip_tenants.to_vec();
-        if self.dialect.backend == Backend::Postgres {
+        if !self.dialect.single_writer() {
             let mut q = sqlx::query(&sql).bind(owner).bind(until).bind(now);
             for t in skip {
                 q = q.bind(t);

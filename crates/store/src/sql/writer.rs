@@ -96,7 +96,7 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&mut conn, batch, true, tenants.as_deref()).await;
+                    run_batch(&mut conn, batch, tenants.as_deref()).await;
                     if held.elapsed() < HOLD {
                         next = rx.try_recv().ok();
                     }
@@ -182,7 +182,7 @@ impl Writer {
         let pending = Pending { op, fx: fx.clone(), savepoint, after, done };
         match self {
             Writer::Direct(pool) => match pool.acquire().await {
-                Ok(mut conn) => run_batch(&mut conn, vec![pending], false, None).await,
+                Ok(mut conn) => run_batch(&mut conn, vec![pending], None).await,
                 Err(e) => return Err(db_err(e)),
             },
             Writer::Batched(queue) => {
@@ -211,7 +211,7 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
         );
         let mut q = sqlx::query(&sql);
         for t in chunk {
-            q = super::bind_tenant(q, t);
+            q = super::tenants::bind_tenant(q, t);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db_err)? {
             inserted.insert(row.try_get::<String, _>(0).map_err(db_err)?);
@@ -247,8 +247,8 @@ pub(super) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<()> {
     sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(db_err)
 }
 
-/// Runs a batch in one transaction; `sqlite` selects `?` placeholders for the effects.
-async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, tenants: Option<&TenantCache>) {
+/// Runs a batch in one transaction.
+async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, tenants: Option<&TenantCache>) {
     let fail_all = |batch: Vec<oneshot::Sender<Result<BoxAny>>>, e: Error| {
         for done in batch {
             let _ = done.send(Err(e.clone()));
@@ -317,7 +317,7 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, sqlite: bool, 
     let committed = if effects.is_empty() {
         tx.rollback().await.map_err(db_err)
     } else {
-        match apply_effects_batch(&mut tx, &effects, sqlite).await {
+        match apply_effects_batch(&mut tx, &effects).await {
             Ok(()) => {
                 // The batch's tenants are staged before the COMMIT and published after
                 // it (see the `cache` module): readers go to the database meanwhile, so

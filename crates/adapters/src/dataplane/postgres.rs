@@ -119,6 +119,22 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// The URL with its password replaced, for messages. The same text as the store's
+/// `tenancy_store::sql::redact_url`, kept here because adapters do not depend on the
+/// store.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:****{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// `name`, or when longer than 63 bytes its first 50 and 12 hex digits of its SHA-256.
 fn ident(name: String) -> String {
     if name.len() <= MAX_IDENT {
@@ -181,7 +197,7 @@ impl PostgresDataPlane {
             )));
         }
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::invalid(format!("invalid data-plane URL {}: {e}", crate::sql::redact_url(url))))?
+            .map_err(|e| Error::invalid(format!("invalid data-plane URL {}: {e}", redact_url(url))))?
             // Statements here carry password verifiers: never log them.
             .disable_statement_logging();
         let admin = PgPoolOptions::new().max_connections(2).connect_lazy_with(options.clone());

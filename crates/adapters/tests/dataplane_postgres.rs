@@ -4,9 +4,9 @@
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Executor};
 use std::str::FromStr;
+use tenancy_adapters::dataplane::postgres::PostgresDataPlane;
+use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_domain::plan::Isolation::{Pool, Silo};
-use tenancy_store::provision::postgres::PostgresDataPlane;
-use tenancy_store::provision::DatabaseProvisioner;
 use tenancy_store::sql::testing::postgres_server_url;
 
 /// A connection as the tenant's role (the test server trusts local connections, so

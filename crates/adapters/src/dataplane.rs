@@ -1,4 +1,4 @@
-//! Data-plane databases of tenants, behind a trait.
+//! Data-plane databases of tenants: the port [`DatabaseProvisioner`] and its adapters.
 //!
 //! * [`SqliteFiles`], the embedded default, keeps each **silo** tenant's database in a
 //!   SQLite file `<root>/<tenant id>/data.db` (`root` is `<data dir>/tenants`). Pool
