@@ -13,10 +13,19 @@
 //!   and [`dataplane::postgres::PostgresDataPlane`] (PostgreSQL databases and roles per
 //!   silo tenant, schemas per pool tenant).
 //!
-//! The blob store (offboarding exports), the key provider (the master key that seals
-//! stored secrets) and the outbound HTTP client join this crate as ports of their own.
+//! * [`blob`]: the blob store (audit and offboarding exports, exported databases):
+//!   `object_store`'s port, with a local directory or S3 behind it.
+//! * [`keys`]: the master key (a 32-byte key file in the data directory, or one given
+//!   by path) and the [`keys::SecretBox`] that seals stored secrets with it
+//!   (AES-256-GCM, the owner bound as associated data).
+//! * [`outbound`]: the one policy every outbound HTTP request obeys (internal
+//!   addresses refused unless allowed, no redirects, bounded time and size) and the
+//!   clients built under it.
 //!
 //! Not here: the control plane's own storage (`tenancy-store`), which is the system of
 //! record rather than an outside system, and which the adapters do not depend on.
 
+pub mod blob;
 pub mod dataplane;
+pub mod keys;
+pub mod outbound;

@@ -71,12 +71,12 @@ where
 
 impl App {
     /// The application over `services`: every feature area's task handlers are
-    /// registered with the engine here, once ([`crate::services::registry`]). The
+    /// registered with the engine here, once ([`crate::handlers::handlers`]). The
     /// settings below have defaults; `serve` sets them before it shares the app.
     pub fn new(services: Services) -> Self {
         let store = services.store.clone();
         let plane = services.plane();
-        let handlers = crate::services::registry(&services, plane.as_ref());
+        let handlers = crate::handlers::handlers(&services, plane.as_ref());
         let engine = Engine::new(store.clone(), handlers, Arc::new(crate::tenants::lifecycle::LifecycleGuard));
         App {
             auth: Authenticator::new(store.clone(), None),
@@ -140,7 +140,7 @@ impl App {
 
     /// The master key's box, when the services have one: the HTTP layer seals the
     /// responses it keeps for idempotency keys with it.
-    pub fn secrets(&self) -> Option<&Arc<crate::secretbox::SecretBox>> {
+    pub fn secrets(&self) -> Option<&Arc<tenancy_adapters::keys::SecretBox>> {
         self.services.secrets.as_ref()
     }
 

@@ -8,7 +8,7 @@
 //! One folder per feature area, each with `ops.rs` (its API operations, methods of
 //! [`App`]), `tasks.rs` (its task handlers and their `register`) and `worker.rs` (its
 //! background loop) as it needs them. [`Services`] is what the app is built on (the
-//! store and the IO adapters); [`services::registry`] is the one place where every
+//! store and the IO adapters); [`handlers::handlers`] is the one place where every
 //! area registers its task handlers with the engine ([`tenancy_engine`]).
 
 mod app;
@@ -17,13 +17,12 @@ mod context;
 pub mod dataplane;
 pub mod events;
 pub mod functions;
+pub mod handlers;
 pub mod hooks;
 pub mod keys;
-pub mod outbound;
 pub mod plans;
 pub mod queues;
 pub mod reconcile;
-pub mod secretbox;
 pub mod services;
 pub mod subscriptions;
 pub mod tenants;

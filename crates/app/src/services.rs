@@ -1,9 +1,9 @@
 //! The composition root's value: what the application is built on, built once at
 //! start-up (`tenancy serve` builds it from its configuration; a test builds the one
-//! it needs), and the one place where every feature area registers its task handlers.
+//! it needs), and and the data plane it makes of them; [`crate::handlers`] builds the task handlers from it.
 //!
 //! Nothing is set after start-up: an area that needs the blob store, the master key or
-//! the data plane gets it here, when its handlers are built ([`registry`]), so no
+//! the data plane gets it here, when its handlers are built ([`crate::handlers`]), so no
 //! handler waits on a cell that a later call fills.
 //!
 //! The clock is not a service yet: operations read `Timestamp::now()`. Retention and
@@ -13,13 +13,12 @@
 use std::sync::Arc;
 
 use tenancy_adapters::dataplane::DatabaseProvisioner;
-use tenancy_engine::Registry;
 use tenancy_store::Store;
 
-use crate::audit::ops::BlobStore;
 use crate::dataplane::plane::DataPlane;
-use crate::outbound::OutboundPolicy;
-use crate::secretbox::SecretBox;
+use tenancy_adapters::blob::BlobStore;
+use tenancy_adapters::keys::SecretBox;
+use tenancy_adapters::outbound::OutboundPolicy;
 
 /// The store and the IO adapters the application runs on.
 #[derive(Clone)]
@@ -71,19 +70,4 @@ impl Services {
         let provisioner = self.data_plane.clone()?;
         Some(Arc::new(DataPlane { provisioner, secrets: self.secrets.clone(), blobs: self.blobs.clone() }))
     }
-}
-
-/// Every task handler: the engine's own, then each feature area's. The one place a new
-/// area adds its `register` call (docs/task-handlers.md).
-pub fn registry(services: &Services, plane: Option<&Arc<DataPlane>>) -> Registry {
-    let r = Registry::new();
-    tenancy_engine::register_builtin(&r);
-    crate::tenants::tasks::register(&r, plane);
-    crate::tenants::offboarding::register(&r, services, plane);
-    crate::dataplane::tasks::register(&r, plane);
-    crate::hooks::tasks::register(&r, services);
-    crate::queues::tasks::register(&r);
-    crate::functions::tasks::register(&r, services);
-    crate::workflows::tasks::register(&r, services);
-    r
 }

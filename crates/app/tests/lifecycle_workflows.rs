@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use tenancy_adapters::blob::BlobStore;
 use tenancy_adapters::dataplane::SqliteFiles;
-use tenancy_app::audit::ops::BlobStore;
 use tenancy_app::engine::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
 use tenancy_app::tenants::lifecycle::{BUILTIN_MACHINES, PROVISION_MACHINE};
@@ -51,7 +51,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let services = tenancy_app::Services::new(store)
             .with_blobs(BlobStore::local(&dir.path().join("blobs")).unwrap())
-            .with_secrets(Arc::new(tenancy_app::secretbox::SecretBox::from_key(&[3; 32])))
+            .with_secrets(Arc::new(tenancy_adapters::keys::SecretBox::from_key(&[3; 32])))
             .with_data_plane(Arc::new(SqliteFiles::new(dir.path().join("tenants"))));
         let app = Arc::new(App::new(services));
         app.register_builtin_workflows().await.unwrap();

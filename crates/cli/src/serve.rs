@@ -148,14 +148,14 @@ fn tenancy_events_window() -> std::time::Duration {
 
 /// The blob store of `--blob-url`: a local directory (default `<data dir>/blobs`,
 /// or `file:///path`), or `s3://bucket[/prefix]` (credentials from `AWS_*`).
-pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit::ops::BlobStore> {
+pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_adapters::blob::BlobStore> {
     let dir = match opts.blob_url.as_deref() {
         None => opts.data_dir.join("blobs"),
         Some(url) if url.starts_with("file://") => PathBuf::from(&url["file://".len()..]),
-        Some(url) if url.starts_with("s3://") => return Ok(tenancy_app::audit::ops::BlobStore::s3(url)?),
+        Some(url) if url.starts_with("s3://") => return Ok(tenancy_adapters::blob::BlobStore::s3(url)?),
         Some(url) => anyhow::bail!("unsupported blob URL {url:?}: use file:///path or s3://bucket/prefix"),
     };
-    Ok(tenancy_app::audit::ops::BlobStore::local(&dir)?)
+    Ok(tenancy_adapters::blob::BlobStore::local(&dir)?)
 }
 
 /// The master key: `TENANCY_MASTER_KEY`, else the file of `--master-key-file`, else
@@ -169,9 +169,9 @@ pub fn open_blob_store(opts: &ServeOptions) -> anyhow::Result<tenancy_app::audit
 pub async fn open_secret_box(
     opts: &ServeOptions,
     store: &dyn Store,
-) -> anyhow::Result<Arc<tenancy_app::secretbox::SecretBox>> {
+) -> anyhow::Result<Arc<tenancy_adapters::keys::SecretBox>> {
     use secrecy::ExposeSecret;
-    use tenancy_app::secretbox::SecretBox;
+    use tenancy_adapters::keys::SecretBox;
     const HOW: &str = "give every server on this database the same master key (TENANCY_MASTER_KEY, or \
                        --master-key-file / TENANCY_MASTER_KEY_FILE)";
     let state = store.master_key_state().await.context("failed to read the master key's fingerprint")?;
@@ -250,8 +250,8 @@ pub fn open_data_plane(
 
 /// Starts event delivery (dispatcher, delivery worker, pruner) and the audit sealer.
 fn start_event_loops(
-    secrets: &Arc<tenancy_app::secretbox::SecretBox>,
-    outbound: &Arc<tenancy_app::outbound::OutboundPolicy>,
+    secrets: &Arc<tenancy_adapters::keys::SecretBox>,
+    outbound: &Arc<tenancy_adapters::outbound::OutboundPolicy>,
     store: &Arc<dyn Store>,
     opts: &ServeOptions,
     node_id: &str,
@@ -360,7 +360,7 @@ pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     restrict_file_modes();
     let outbound = Arc::new(
-        tenancy_app::outbound::OutboundPolicy::with_allowed(&opts.outbound_allow).map_err(anyhow::Error::msg)?,
+        tenancy_adapters::outbound::OutboundPolicy::with_allowed(&opts.outbound_allow).map_err(anyhow::Error::msg)?,
     );
     let store = open_store(&opts).await?;
     // Before anything else touches the database: a server with the wrong key stops here.

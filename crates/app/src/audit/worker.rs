@@ -1,8 +1,6 @@
 //! The sealer: chains pending audit entries into sealed records, checkpoints them.
 
-use crate::audit::ops::record_entry;
-use crate::audit::ops::seal_hash;
-use crate::audit::ops::PAGE;
+use crate::audit::ops::{record_entry, seal_hash, PAGE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenancy_audit::MerkleFrontier;

@@ -1,12 +1,9 @@
 //! The data plane's API: tenants' database credentials and what the provisioner observes.
 
 use crate::context::Permission;
-use crate::dataplane::plane::database_record;
-use crate::dataplane::plane::record_isolation;
-use crate::dataplane::plane::secret_name;
-use crate::dataplane::plane::secret_owner;
-use crate::dataplane::plane::DataPlane;
-use crate::dataplane::plane::DatabaseCredentials;
+use crate::dataplane::plane::{
+    database_record, record_isolation, secret_name, secret_owner, DataPlane, DatabaseCredentials,
+};
 use crate::{App, OpContext};
 use serde_json::json;
 use std::sync::Arc;

@@ -37,8 +37,8 @@ use tenancy_domain::{Error, Result};
 use tenancy_store::{Store, TenantResource};
 use tokio::io::AsyncWriteExt;
 
-use crate::audit::ops::BlobStore;
-use crate::secretbox::SecretBox;
+use tenancy_adapters::blob::BlobStore;
+use tenancy_adapters::keys::SecretBox;
 
 pub const MOVE_CREATE: &str = "tenancy:database.move_create";
 pub const EXPORT: &str = "tenancy:database.export";

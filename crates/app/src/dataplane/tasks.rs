@@ -1,14 +1,9 @@
 //! The data plane's task handlers: a tenant's database created and deleted with its
 //! resource record, and moved between pool and silo.
 
-use crate::dataplane::plane::database_record;
-use crate::dataplane::plane::plan_isolation;
-use crate::dataplane::plane::record_isolation;
-use crate::dataplane::plane::DataPlane;
-use crate::dataplane::plane::EXPORT;
-use crate::dataplane::plane::FINISH_MOVE;
-use crate::dataplane::plane::MOVE_CREATE;
-use crate::dataplane::plane::UNDO_MOVE;
+use crate::dataplane::plane::{
+    database_record, plan_isolation, record_isolation, DataPlane, EXPORT, FINISH_MOVE, MOVE_CREATE, UNDO_MOVE,
+};
 use crate::OpContext;
 use async_trait::async_trait;
 use serde::Deserialize;

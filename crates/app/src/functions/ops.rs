@@ -31,16 +31,8 @@ use tenancy_events::webhook::WebhookSecret;
 use tenancy_store::{Effects, StoredFunction};
 
 use crate::context::Permission as P;
+use crate::functions::tasks::{secret_owner, INVOKE_RESOURCE};
 use crate::{App, OpContext};
-
-/// Step Functions' optimized Lambda integration.
-pub const INVOKE_RESOURCE: &str = "arn:aws:states:::lambda:invoke";
-/// The header a function sets to report an error (as Lambda's Invoke API does).
-pub const FUNCTION_ERROR_HEADER: &str = "x-amz-function-error";
-/// Step Functions' longest error cause (characters).
-pub const MAX_CAUSE: usize = 32_768;
-/// Step Functions' longest error name (characters): a longer `errorType` is cut.
-pub const MAX_ERROR: usize = 256;
 
 /// A function with its signing secret: the answer of the `PUT` that created it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -50,11 +42,6 @@ pub struct FunctionWithSecret {
     /// `whsec_...`: in the response that created the function only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-}
-
-/// What a function's secret is sealed for (the associated data of its encryption).
-pub(crate) fn secret_owner(name: &str) -> String {
-    format!("function/{name}")
 }
 
 impl App {

@@ -1,17 +1,12 @@
 //! `lambda:invoke` and function ARNs: a Task state invokes a function with Lambda's contract.
 
-use crate::functions::ops::secret_owner;
-use crate::functions::ops::FUNCTION_ERROR_HEADER;
-use crate::functions::ops::INVOKE_RESOURCE;
-use crate::functions::ops::MAX_CAUSE;
-use crate::functions::ops::MAX_ERROR;
-use crate::outbound::{self, OutboundPolicy, ReadError};
-use crate::secretbox::SecretBox;
 use crate::services::Services;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tenancy_adapters::keys::SecretBox;
+use tenancy_adapters::outbound::{self, OutboundPolicy, ReadError};
 use tenancy_asl::Failure;
 use tenancy_domain::function::{self};
 use tenancy_domain::time::Timestamp;
@@ -19,6 +14,20 @@ use tenancy_domain::{Error, ErrorCode};
 use tenancy_engine::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 use tenancy_events::webhook::{self, WebhookSecret};
 use tenancy_store::StoredFunction;
+
+/// Step Functions' optimized Lambda integration.
+pub const INVOKE_RESOURCE: &str = "arn:aws:states:::lambda:invoke";
+/// The header a function sets to report an error (as Lambda's Invoke API does).
+pub const FUNCTION_ERROR_HEADER: &str = "x-amz-function-error";
+/// Step Functions' longest error cause (characters).
+pub const MAX_CAUSE: usize = 32_768;
+/// Step Functions' longest error name (characters): a longer `errorType` is cut.
+pub const MAX_ERROR: usize = 256;
+
+/// What a function's secret is sealed for (the associated data of its encryption).
+pub(crate) fn secret_owner(name: &str) -> String {
+    format!("function/{name}")
+}
 
 /// Registers `lambda:invoke` and a route for every function ARN, calling out under the
 /// services' outbound policy and signing with the master key's box.

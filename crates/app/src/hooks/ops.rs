@@ -18,7 +18,6 @@
 
 use serde::Serialize;
 use serde_json::json;
-use tenancy_asl::Failure;
 use tenancy_domain::hook::{Hook, HookSpec};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
@@ -26,6 +25,7 @@ use tenancy_events::webhook::WebhookSecret;
 use tenancy_store::{Effects, HookSecretWrite};
 
 use crate::context::Permission as P;
+use crate::hooks::tasks::secret_owner;
 use crate::{App, OpContext};
 
 /// How long the secret before a rotation keeps signing hook calls (as for subscriptions).
@@ -42,15 +42,6 @@ pub struct HookWithSecret {
     /// call with it (Standard Webhooks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-}
-
-/// The associated data a hook's secret is sealed with.
-pub(crate) fn secret_owner(name: &str) -> String {
-    format!("hook/{name}")
-}
-
-pub(crate) fn fail_hook(hook: &str, e: impl std::fmt::Display) -> Failure {
-    Failure { error: Some("Tenancy.HookFailed".into()), cause: Some(format!("hook {hook:?} failed: {e}")) }
 }
 
 impl App {

@@ -1,13 +1,11 @@
 //! The hooks' task handlers: call the synchronous hooks, list and notify the callback hooks.
 
-use crate::hooks::ops::fail_hook;
-use crate::hooks::ops::secret_owner;
-use crate::outbound::OutboundPolicy;
-use crate::secretbox::SecretBox;
 use crate::services::Services;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tenancy_adapters::keys::SecretBox;
+use tenancy_adapters::outbound::OutboundPolicy;
 use tenancy_asl::Failure;
 use tenancy_domain::hook::{Hook, HookEvent, HookMode};
 use tenancy_domain::queue::SendMessage;
@@ -21,6 +19,15 @@ use tenancy_store::Store;
 pub const CALL_RESOURCE: &str = "tenancy:hooks.call";
 pub const LIST_RESOURCE: &str = "tenancy:hooks.list";
 pub const NOTIFY_RESOURCE: &str = "tenancy:hooks.notify";
+
+/// The associated data a hook's secret is sealed with.
+pub(crate) fn secret_owner(name: &str) -> String {
+    format!("hook/{name}")
+}
+
+pub(crate) fn fail_hook(hook: &str, e: impl std::fmt::Display) -> Failure {
+    Failure { error: Some("Tenancy.HookFailed".into()), cause: Some(format!("hook {hook:?} failed: {e}")) }
+}
 
 /// The master key's box hook calls open their hooks' signing secrets with (none: an
 /// embedded app without a master key, whose calls go unsigned).
@@ -85,7 +92,7 @@ impl CallHooks {
         body: &serde_json::Value,
         key: &str,
     ) -> std::result::Result<(), Failure> {
-        let refused = || fail_hook(&hook.name, crate::outbound::REFUSED);
+        let refused = || fail_hook(&hook.name, tenancy_adapters::outbound::REFUSED);
         let Some(Ok(url)) = hook.url.as_deref().map(reqwest::Url::parse) else { return Err(refused()) };
         if self.policy.check_url(&url).is_err() {
             return Err(refused());
@@ -118,9 +125,9 @@ impl CallHooks {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
                 // Refused names stay refused: no point in retrying.
-                Err(e) if crate::outbound::is_refused(&e) => return Err(refused()),
+                Err(e) if tenancy_adapters::outbound::is_refused(&e) => return Err(refused()),
                 // A coarse category, never the network's detail (no port-scan oracle).
-                Err(e) => last = crate::outbound::describe(&e).to_owned(),
+                Err(e) => last = tenancy_adapters::outbound::describe(&e).to_owned(),
             }
         }
         Err(Failure {

@@ -1,8 +1,7 @@
 //! The API keys API: create (the plaintext is returned once), list, read, delete.
 
 use crate::context::Permission as P;
-use crate::App;
-use crate::OpContext;
+use crate::{App, OpContext};
 use serde_json::json;
 use tenancy_domain::apikey::{self, ApiKey, NewApiKey};
 use tenancy_domain::page::{Page, PageRequest};

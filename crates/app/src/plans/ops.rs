@@ -3,8 +3,7 @@
 use crate::app::retry_stale;
 use crate::context::Permission as P;
 use crate::tenants::lifecycle::{self};
-use crate::App;
-use crate::OpContext;
+use crate::{App, OpContext};
 use serde_json::json;
 use tenancy_domain::apikey::{self};
 use tenancy_domain::page::{Page, PageRequest};

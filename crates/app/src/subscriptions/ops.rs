@@ -14,7 +14,7 @@ use tenancy_events::Pattern;
 
 use tenancy_store::{Effects, NewDelivery, StoredSubscription};
 
-use crate::secretbox::SecretBox;
+use tenancy_adapters::keys::SecretBox;
 
 use crate::context::Permission as P;
 use crate::{App, OpContext};

@@ -136,9 +136,9 @@ pub struct DeliveryOptions {
     /// Retries of a delivery are spread over at most this window (24 hours).
     pub retry_window: Duration,
     /// Opens the stored signing secrets; `None` when they are stored in plaintext.
-    pub secrets: Option<Arc<crate::secretbox::SecretBox>>,
+    pub secrets: Option<Arc<tenancy_adapters::keys::SecretBox>>,
     /// Where webhooks may go (internal addresses refused by default).
-    pub outbound: Arc<crate::outbound::OutboundPolicy>,
+    pub outbound: Arc<tenancy_adapters::outbound::OutboundPolicy>,
 }
 
 impl DeliveryOptions {
@@ -190,7 +190,7 @@ pub struct DeliveryWorker {
 
 /// The HTTP client deliveries and hooks go out with: the outbound policy (no
 /// redirects, internal addresses refused unless allowed), pooled connections.
-pub fn http_client(policy: &Arc<crate::outbound::OutboundPolicy>) -> reqwest::Client {
+pub fn http_client(policy: &Arc<tenancy_adapters::outbound::OutboundPolicy>) -> reqwest::Client {
     policy
         .client_builder()
         .pool_max_idle_per_host(256)
@@ -402,7 +402,8 @@ impl Shared {
         }
         let now = Timestamp::now();
         let started = Instant::now();
-        let refused = || self.result(endpoint, c, now, started, None, Some(crate::outbound::REFUSED.to_owned()));
+        let refused =
+            || self.result(endpoint, c, now, started, None, Some(tenancy_adapters::outbound::REFUSED.to_owned()));
         let Ok(url) = reqwest::Url::parse(&endpoint.settings.url) else { return refused() };
         if self.opts.outbound.check_url(&url).is_err() {
             return refused();
@@ -426,7 +427,7 @@ impl Shared {
                 let status = r.status();
                 // Read a small body so the connection goes back to the pool; a large
                 // one is not read (its connection is closed).
-                crate::outbound::drain(r, 64 * 1024).await;
+                tenancy_adapters::outbound::drain(r, 64 * 1024).await;
                 if status.is_success() {
                     (Some(status.as_u16()), None)
                 } else {
@@ -434,7 +435,7 @@ impl Shared {
                 }
             }
             // A coarse category, never the network's detail (no port-scan oracle).
-            Err(e) => (None, Some(crate::outbound::describe(&e).to_owned())),
+            Err(e) => (None, Some(tenancy_adapters::outbound::describe(&e).to_owned())),
         };
         self.result(endpoint, c, now, started, status_code, error)
     }

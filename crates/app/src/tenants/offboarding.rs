@@ -34,10 +34,10 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 use tenancy_store::{AuditFilter, Effects, EventFilter, Store, StoredAudit, TenantResource};
 
-use crate::audit::ops::BlobStore;
 use crate::dataplane::plane::DataPlane;
 use crate::services::Services;
 use crate::OpContext;
+use tenancy_adapters::blob::BlobStore;
 use tenancy_engine::Registry;
 use tenancy_engine::{app_failure, TaskCall, TaskHandler, TaskOutput, TaskResult};
 

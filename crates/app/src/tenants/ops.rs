@@ -4,8 +4,7 @@
 use crate::app::retry_stale;
 use crate::context::Permission as P;
 use crate::tenants::lifecycle::{self, tenant_event};
-use crate::App;
-use crate::OpContext;
+use crate::{App, OpContext};
 use serde::Serialize;
 use serde_json::json;
 use tenancy_domain::event::names;

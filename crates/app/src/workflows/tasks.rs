@@ -6,7 +6,7 @@
 //! answer fails the task with `States.Http.StatusCode.<code>`; a transport error with
 //! `States.Http.Socket`. The request carries `Idempotency-Key: <task idempotency key>`.
 //!
-//! Requests obey the [outbound policy](crate::outbound): a refused destination fails
+//! Requests obey the [outbound policy](tenancy_adapters::outbound): a refused destination fails
 //! with `Tenancy.DestinationNotAllowed`; redirects are not followed (a 3xx fails like
 //! any non-2xx); a response body over 256 KiB fails with `States.DataLimitExceeded`
 //! (read no further); only [`KEPT_HEADERS`] of the response are kept, each cut at
@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 
 use tenancy_engine::{failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 
-use crate::outbound::{self, OutboundPolicy, ReadError};
 use crate::services::Services;
+use tenancy_adapters::outbound::{self, OutboundPolicy, ReadError};
 
 pub const RESOURCE: &str = "arn:aws:states:::http:invoke";
 

@@ -8,8 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde::Deserialize;
-use tenancy_app::audit::ops::AuditExport;
-use tenancy_app::audit::ops::AuditVerification;
+use tenancy_app::audit::ops::{AuditExport, AuditVerification};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Error;
 

@@ -4,10 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use tenancy_app::events::ops::PutEventsRequest;
-use tenancy_app::events::ops::PutEventsResponse;
-use tenancy_app::events::ops::TestPatternRequest;
-use tenancy_app::events::ops::TestPatternResponse;
+use tenancy_app::events::ops::{PutEventsRequest, PutEventsResponse, TestPatternRequest, TestPatternResponse};
 
 use crate::extract::{Caller, Json, PatternJson};
 use crate::problem::ApiResult;

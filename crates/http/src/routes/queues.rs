@@ -5,14 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use tenancy_app::queues::ops::DeleteBatch;
-use tenancy_app::queues::ops::DeletedBatch;
-use tenancy_app::queues::ops::ReceiveRequest;
-use tenancy_app::queues::ops::ReceivedMessages;
-use tenancy_app::queues::ops::Redriven;
-use tenancy_app::queues::ops::SendBatch;
-use tenancy_app::queues::ops::SentBatch;
-use tenancy_app::queues::ops::VisibilityChange;
+use tenancy_app::queues::ops::{
+    DeleteBatch, DeletedBatch, ReceiveRequest, ReceivedMessages, Redriven, SendBatch, SentBatch, VisibilityChange,
+};
 use tenancy_domain::page::Page;
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use tenancy_app::reconcile::ops::Drift;
-use tenancy_app::reconcile::ops::ReconciliationReport;
+use tenancy_app::reconcile::ops::{Drift, ReconciliationReport};
 
 use crate::extract::{Caller, Path};
 use crate::problem::ApiResult;
