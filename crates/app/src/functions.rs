@@ -26,7 +26,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
 use serde_json::{json, Value};
 use tenancy_asl::Failure;
 use tenancy_domain::function::{self, Function, FunctionSpec};
@@ -54,15 +53,7 @@ pub const MAX_CAUSE: usize = 32_768;
 /// Step Functions' longest error name (characters): a longer `errorType` is cut.
 pub const MAX_ERROR: usize = 256;
 
-/// A function with its signing secret: the answer of the `PUT` that created it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FunctionWithSecret {
-    #[serde(flatten)]
-    pub function: Function,
-    /// `whsec_...`: in the response that created the function only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
+pub use tenancy_domain::api::FunctionWithSecret;
 
 /// What a function's secret is sealed for (the associated data of its encryption).
 fn secret_owner(name: &str) -> String {

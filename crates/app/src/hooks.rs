@@ -19,7 +19,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::json;
 use tenancy_asl::Failure;
 use tenancy_domain::hook::{Hook, HookEvent, HookMode, HookSpec};
@@ -38,18 +37,7 @@ use crate::{App, OpContext};
 /// How long the secret before a rotation keeps signing hook calls (as for subscriptions).
 pub const ROTATION_OVERLAP_MS: i64 = crate::subscriptions::ROTATION_OVERLAP_MS;
 
-/// A hook, with its signing secret when this response is the one that shows it: the
-/// `PUT` that created the hook (or gave an older hook its first secret), or one with
-/// `rotate_secret`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HookWithSecret {
-    #[serde(flatten)]
-    pub hook: Hook,
-    /// `whsec_...`: shown this once; receivers verify the `webhook-signature` of every
-    /// call with it (Standard Webhooks).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
+pub use tenancy_domain::api::{HookWithSecret, TenantResourceView, TenantResources};
 
 /// The associated data a hook's secret is sealed with.
 fn secret_owner(name: &str) -> String {
@@ -242,26 +230,6 @@ impl TaskHandler for CallHooks {
         let callback = callback_hooks(&hooks, event);
         Ok(TaskOutput::new(json!({"called": called, "count": callback.len(), "hooks": callback, "cursor": {"i": 0}})))
     }
-}
-
-/// A resource a lifecycle workflow created for a tenant (`GET /v1/tenants/{id}/resources`).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TenantResourceView {
-    /// `namespace`, `database`, `defaults`, ...
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    pub created_at: Timestamp,
-    /// For a tenant's database: what the provisioner sees now (drift shows here).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub observed: Option<serde_json::Value>,
-}
-
-/// The resources of a tenant.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TenantResources {
-    pub items: Vec<TenantResourceView>,
 }
 
 impl App {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use secrecy::SecretString;
-use serde::Serialize;
 use serde_json::json;
 use tenancy_domain::apikey::{self, ApiKey, NewApiKey};
 use tenancy_domain::event::names;
@@ -53,13 +52,7 @@ pub struct App {
 /// The default of [`App::set_export_retention`]: 30 days.
 pub const DEFAULT_EXPORT_RETENTION_DAYS: u32 = 30;
 
-/// A tenant and the id of the execution that carries out the operation started on it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TenantOperation {
-    #[serde(flatten)]
-    pub tenant: Tenant,
-    pub execution_id: Option<String>,
-}
+pub use tenancy_domain::api::TenantOperation;
 
 /// A lifecycle operation that finishes in the background.
 struct Operation<'a> {
