@@ -13,7 +13,7 @@
 //! List filters are plain query strings ([`TenantListParams`], ...): the server parses
 //! and validates them, as it does for any caller. Path segments (ids, names, receipts)
 //! are percent-encoded, so any string reaches the server, which says why a bad one is
-//! bad. The client never retries: API calls do not retry on their own (docs/api.md).
+//! bad. The client never retries: API calls do not retry on their own.
 //!
 //! ```no_run
 //! use tenancy_client::{Client, ClientError, TenantListParams};
@@ -282,11 +282,21 @@ impl AuditExport {
 const NO_QUERY: &[(&str, &str); 0] = &[];
 
 /// The client: cheap to clone (one connection pool).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+}
+
+/// Never the token: keys are never logged.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -647,6 +657,13 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Client::new("http://h/", Some("tny_secret".into()));
+        assert!(!format!("{c:?}").contains("tny_secret"));
+        assert_eq!(c.base(), "http://h");
+    }
 
     #[test]
     fn segments_are_escaped() {
