@@ -17,7 +17,9 @@ use futures::FutureExt;
 use serde_json::json;
 use sqlx::Connection;
 use tenancy::serve::{start, ServeOptions};
+use tenancy_client::Client;
 use tenancy_domain::event::Event;
+use tenancy_domain::subscription::{NewSubscription, Target};
 use tenancy_store::Effects;
 
 use crate::http_load;
@@ -146,15 +148,20 @@ pub async fn run(args: EventDeliveryArgs) -> anyhow::Result<()> {
     };
     log.lock().expect("log").received.clear();
 
+    let client = Client::with_http(http.clone(), &server.url(), Some(TOKEN.to_owned()));
     for n in 0..args.subscriptions {
-        let res = http
-            .post(format!("{}/v1/subscriptions", server.url()))
-            .bearer_auth(TOKEN)
-            .json(&json!({"name": format!("bench-{n}"), "pattern": {"detail-type": ["BenchEvent"]},
-                "target": {"type": "webhook", "url": format!("{hook}/{n}"), "max_concurrency": args.concurrency}}))
-            .send()
-            .await?;
-        anyhow::ensure!(res.status().is_success(), "create subscription: {}", res.status());
+        let sub = NewSubscription {
+            name: format!("bench-{n}"),
+            // The pattern is free-form EventBridge JSON.
+            pattern: json!({"detail-type": ["BenchEvent"]}),
+            target: Target::Webhook {
+                url: format!("{hook}/{n}"),
+                max_concurrency: Some(args.concurrency),
+                timeout_ms: None,
+                max_attempts: None,
+            },
+        };
+        client.subscription_create(&sub).await.context("create subscription")?;
     }
 
     // Burst: 100 events per transaction, 8 transactions in flight.

@@ -17,11 +17,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
 use futures::FutureExt;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tenancy::serve::{start, ServeOptions};
+use tenancy_client::Client;
+use tenancy_domain::hook::{HookEvent, HookMode, HookSpec};
+use tenancy_domain::plan::{Isolation, PlanSpec};
 
 use crate::http_load;
 use crate::tenants::{fresh_database, hello_load, TOKEN};
@@ -90,14 +94,26 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let hook_url = hook_receiver(seen.clone()).await?;
-    let setup = [
-        ("/v1/hooks/bench-crm", json!({"url": hook_url, "events": ["provision"], "mode": "sync"})),
-        ("/v1/plans/pooled", json!({"name": "Pooled", "isolation": "pool"})),
-        ("/v1/plans/dedicated", json!({"name": "Dedicated", "isolation": "silo"})),
-    ];
-    for (path, body) in setup {
-        let res = http.put(format!("{base}{path}")).bearer_auth(TOKEN).json(&body).send().await?;
-        anyhow::ensure!(res.status().is_success(), "PUT {path}: {}", res.status());
+    let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
+    let hook = HookSpec {
+        url: Some(hook_url),
+        queue: None,
+        events: vec![HookEvent::Provision],
+        mode: Some(HookMode::Sync),
+        timeout_s: None,
+        max_attempts: None,
+        rotate_secret: false,
+    };
+    client.hook_put("bench-crm", &hook).await.context("PUT /v1/hooks/bench-crm")?;
+    for (id, name, isolation) in [("pooled", "Pooled", Isolation::Pool), ("dedicated", "Dedicated", Isolation::Silo)] {
+        let spec = PlanSpec {
+            name: name.to_owned(),
+            isolation,
+            features: vec![],
+            quotas: Default::default(),
+            workflows: Default::default(),
+        };
+        client.plan_put(id, &spec).await.with_context(|| format!("PUT /v1/plans/{id}"))?;
     }
 
     eprintln!(
@@ -107,6 +123,8 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     let url = format!("{base}/v1/tenants");
     let silo_every = args.silo_every;
     let started = Instant::now();
+    // The measured loop keeps a raw reqwest client: it checks the status only, where the
+    // typed client would read and decode every answer (work that is not the server's).
     let created = {
         let http = http.clone();
         http_load::run(args.tenants, args.clients, move |i| {

@@ -10,6 +10,9 @@ use futures::FutureExt;
 use serde_json::json;
 use sqlx::Connection;
 use tenancy::serve::{start, RunningServer, ServeOptions};
+use tenancy_client::Client;
+use tenancy_domain::apikey::{NewApiKey, Role};
+use tenancy_domain::plan::{Isolation, PlanSpec, QuotaSpec};
 
 use crate::http_load::{self, LoadResult};
 
@@ -108,14 +111,21 @@ async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
 }
 
 async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for (id, isolation) in [("free", "pool"), ("pro", "pool"), ("business", "pool"), ("enterprise", "silo")] {
-        let res = http
-            .put(format!("{base}/v1/plans/{id}"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"name": id, "isolation": isolation, "features": ["sso"], "quotas": {"seats": 10}}))
-            .send()
-            .await?;
-        anyhow::ensure!(res.status().is_success(), "put plan: {}", res.status());
+    let client = Client::with_http(http.clone(), base, Some(TOKEN.to_owned()));
+    for (id, isolation) in [
+        ("free", Isolation::Pool),
+        ("pro", Isolation::Pool),
+        ("business", Isolation::Pool),
+        ("enterprise", Isolation::Silo),
+    ] {
+        let spec = PlanSpec {
+            name: id.to_owned(),
+            isolation,
+            features: vec!["sso".to_owned()],
+            quotas: [("seats".to_owned(), QuotaSpec::Limit(10))].into(),
+            workflows: Default::default(),
+        };
+        client.plan_put(id, &spec).await.context("put plan")?;
     }
     Ok(())
 }
@@ -154,6 +164,8 @@ pub async fn tenant_create(args: CreateArgs) -> anyhow::Result<()> {
     let plans = ["free", "pro", "business", "enterprise"];
     let url = format!("{base}/v1/tenants");
     let start_all = Instant::now();
+    // The measured loop keeps a raw reqwest client: it checks the status only, where the
+    // typed client would read and decode every answer (work that is not the server's).
     let created = {
         let http = http.clone();
         http_load::run(args.tenants, args.clients, move |i| {
@@ -273,7 +285,9 @@ pub async fn tenant_list(args: ListArgs) -> anyhow::Result<()> {
             move |i: usize| {
                 let (http, base, pages) = (http.clone(), base.clone(), pages.clone());
                 async move {
-                    // A filtered page from a pseudo-random place in the id space.
+                    // A filtered page from a pseudo-random place in the id space. The
+                    // measured loop keeps a raw reqwest client (no typed decoding of the
+                    // page beyond counting its items).
                     let from = (i.wrapping_mul(7_919) * 131) % n;
                     let url = format!("{base}/v1/tenants?plan=pro&status=active&limit=100&cursor=t{from:07}");
                     match http.get(&url).bearer_auth(TOKEN).send().await {
@@ -331,21 +345,16 @@ pub async fn tenant_get(args: LoadArgs) -> anyhow::Result<()> {
     put_plans(&http, &base).await?;
     bulk_load(&b.database_url, 1_000).await?;
     // A data-plane caller: a service key (verified once, then cached).
-    let key: serde_json::Value = http
-        .post(format!("{base}/v1/api-keys"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "bench", "role": "service"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let key = key["key"].as_str().context("key created")?.to_owned();
+    let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
+    let new_key = NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None };
+    let key = client.key_create(&new_key).await.context("key created")?.key;
     let baseline = hello_load(args.seconds, args.clients).await?;
     let r = {
         let (http, base) = (http.clone(), base.clone());
         http_load::run_for(Duration::from_secs(args.seconds), args.clients, move |i| {
             let (http, base, key) = (http.clone(), base.clone(), key.clone());
             async move {
+                // Raw reqwest in the measured loop: the status is the figure, the body unread.
                 let url = format!("{base}/v1/tenants/t{:07}", (i * 7) % 1000);
                 http.get(&url).bearer_auth(&key).send().await.is_ok_and(|r| r.status().is_success())
             }

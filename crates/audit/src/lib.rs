@@ -11,8 +11,10 @@ pub mod chain;
 pub mod merkle;
 pub mod ndjson;
 pub mod record;
+pub mod view;
 
 pub use chain::{verify_chain, verify_chain_from, BreakReason, ChainBreak, ChainStart, ChainSummary};
 pub use merkle::{inclusion_proof, merkle_root, verify_inclusion, Checkpoint, MerkleFrontier};
 pub use ndjson::{verify_ndjson, VerifyError};
 pub use record::{AuditEntry, AuditRecord, GENESIS_HASH};
+pub use view::{AuditRecordView, StoredAudit};

@@ -2,13 +2,24 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use reqwest::Method;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
-use crate::client::{Client, ClientError};
 pub use crate::config::ServeArgs;
 use crate::provisioning_cli;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tenancy_client::{
+    AuditExportParams, AuditListParams, Client, ClientError, EventListParams, PageParams, TenantListParams,
+};
+use tenancy_domain::api::PlanChange;
+use tenancy_domain::apikey::{NewApiKey, Role};
+use tenancy_domain::plan::{
+    Isolation, PlanPatch, PlanSpec, PlanWorkflows, PlanWorkflowsPatch, Quota, QuotaPeriod, QuotaSpec,
+};
+use tenancy_domain::tenant::{NewTenant, TenantPatch};
+use tenancy_domain::time::Timestamp;
 
 #[derive(Debug, Parser)]
 #[command(name = "tenancy", version, about = "Control plane for multi-tenant SaaS")]
@@ -298,9 +309,22 @@ impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Unreachable(_) => CliError::Unreachable(e),
-            ClientError::Api { .. } => CliError::Api(e),
+            ClientError::Api { .. } | ClientError::Decode(_) => CliError::Api(e),
         }
     }
+}
+
+/// A typed API answer as the JSON the CLI prints (the server's own shape: the types
+/// are the server's).
+pub(crate) fn to_json(v: impl Serialize) -> Value {
+    serde_json::to_value(v).expect("API types serialize")
+}
+
+/// A flag's value as one of an API enum's wire names (`flag` and `expected` for the
+/// usage error).
+pub(crate) fn parse_wire<T: DeserializeOwned>(flag: &str, s: &str, expected: &str) -> Result<T, CliError> {
+    serde_json::from_value(Value::String(s.to_owned()))
+        .map_err(|_| CliError::Usage(format!("{flag} {s:?}: use {expected}")))
 }
 
 fn parse_object(flag: &str, s: &str) -> Result<Map<String, Value>, CliError> {
@@ -311,24 +335,25 @@ fn parse_object(flag: &str, s: &str) -> Result<Map<String, Value>, CliError> {
 }
 
 /// Parses `NAME=LIMIT[/day|/month][/soft]`.
-pub fn parse_quota(s: &str) -> Result<(String, Value), CliError> {
+pub fn parse_quota(s: &str) -> Result<(String, Quota), CliError> {
     let usage = || CliError::Usage(format!("invalid quota {s:?}: use NAME=LIMIT[/day|/month][/soft]"));
     let (name, rest) = s.split_once('=').ok_or_else(usage)?;
     let mut parts = rest.split('/');
     let limit: u64 = parts.next().and_then(|l| l.parse().ok()).ok_or_else(usage)?;
-    let mut q = json!({"limit": limit});
+    let mut q = Quota { limit, period: None, soft: false };
     for p in parts {
         match p {
-            "day" | "month" => q["period"] = json!(p),
-            "soft" => q["soft"] = json!(true),
+            "day" => q.period = Some(QuotaPeriod::Day),
+            "month" => q.period = Some(QuotaPeriod::Month),
+            "soft" => q.soft = true,
             _ => return Err(usage()),
         }
     }
     Ok((name.to_owned(), q))
 }
 
-fn opt_query(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, String)> {
-    pairs.iter().filter_map(|(k, v)| v.clone().map(|v| (*k, v))).collect()
+fn parse_isolation(s: &str) -> Result<Isolation, CliError> {
+    Isolation::parse(s).ok_or_else(|| CliError::Usage(format!("--isolation {s:?}: use pool or silo")))
 }
 
 /// The token to use: the flag/env, else the generated admin key of the local data dir.
@@ -343,9 +368,6 @@ pub fn resolve_token(token: Option<String>) -> Option<String> {
 pub async fn run_client(cli: Cli) -> Result<(), CliError> {
     let output = cli.output;
     let token = resolve_token(cli.token);
-    if let Command::Audit(AuditCmd::Export { from, to }) = &cli.command {
-        return export_audit(&cli.server, token.as_deref(), from.clone(), to.clone()).await;
-    }
     let client = Client::new(&cli.server, token);
     let (value, columns): (Value, &[&str]) = match cli.command {
         Command::Serve(_) => unreachable!("serve is not a client command"),
@@ -354,7 +376,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             return Ok(());
         }
         Command::Audit(AuditCmd::Verify { file }) => return verify_audit(&file, output),
-        Command::Audit(AuditCmd::Export { .. }) => unreachable!("handled above"),
+        Command::Audit(AuditCmd::Export { from, to }) => return export_audit(&client, from, to).await,
         Command::Tenants(TenantCmd::Resources { id }) => (
             provisioning_cli::tenant_resources(&client, &id, output == Output::Json).await?,
             provisioning_cli::RESOURCE_COLUMNS,
@@ -376,16 +398,15 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Plans(cmd) => (plans(&client, cmd).await?, &["id", "name", "isolation", "features", "version"]),
         Command::Keys(cmd) => (keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "key"]),
         Command::Events(EventCmd::List { detail_type, tenant, limit }) => {
-            let q = opt_query(&[
-                ("detail_type", detail_type),
-                ("tenant_id", tenant),
-                ("limit", limit.map(|l| l.to_string())),
-            ]);
-            (client.get("/v1/events", &q).await?, &["id", "time", "detail-type", "tenant_id"])
+            let params = EventListParams { detail_type, tenant_id: tenant, limit, ..Default::default() };
+            (to_json(client.event_list(&params).await?), &["id", "time", "detail-type", "tenant_id"])
         }
         Command::Audit(AuditCmd::List { tenant, action, limit }) => {
-            let q = opt_query(&[("tenant_id", tenant), ("action", action), ("limit", limit.map(|l| l.to_string()))]);
-            (client.get("/v1/audit", &q).await?, &["time", "actor_role", "actor_key_id", "action", "target", "outcome"])
+            let params = AuditListParams { tenant_id: tenant, action, limit, ..Default::default() };
+            (
+                to_json(client.audit_list(&params).await?),
+                &["time", "actor_role", "actor_key_id", "action", "target", "outcome"],
+            )
         }
     };
     print_value(&value, columns, output);
@@ -397,86 +418,72 @@ const TENANT_COLUMNS: &[&str] = &["id", "name", "plan", "region", "status", "ver
 async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         TenantCmd::Create { id, name, plan, region, metadata } => {
-            let mut body = json!({"name": name, "plan": plan});
-            if let Some(id) = id {
-                body["id"] = json!(id);
-            }
-            if let Some(r) = region {
-                body["region"] = json!(r);
-            }
-            if let Some(m) = metadata {
-                body["metadata"] = Value::Object(parse_object("--metadata", &m)?);
-            }
-            c.call(Method::POST, "/v1/tenants", &[], Some(&body)).await?
+            let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
+            to_json(c.tenant_create(&NewTenant { id, name, plan, region, metadata }).await?)
         }
         TenantCmd::List { plan, status, region, limit, cursor } => {
-            let q = opt_query(&[
-                ("plan", plan),
-                ("status", status),
-                ("region", region),
-                ("limit", limit.map(|l| l.to_string())),
-                ("cursor", cursor),
-            ]);
-            c.get("/v1/tenants", &q).await?
+            to_json(c.tenant_list(&TenantListParams { plan, status, region, limit, cursor }).await?)
         }
-        TenantCmd::Get { id } => c.get(&format!("/v1/tenants/{id}"), &[]).await?,
+        TenantCmd::Get { id } => to_json(c.tenant_get(&id).await?),
         TenantCmd::Update { id, name, region, metadata } => {
-            let mut body = json!({});
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            if let Some(r) = region {
-                body["region"] = json!(r);
-            }
-            if let Some(m) = metadata {
-                body["metadata"] = Value::Object(parse_object("--metadata", &m)?);
-            }
-            c.call(Method::PATCH, &format!("/v1/tenants/{id}"), &[], Some(&body)).await?
+            let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
+            to_json(c.tenant_update(&id, &TenantPatch { name, region, metadata }).await?)
         }
-        TenantCmd::Suspend { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/suspend"), &[], None).await?,
-        TenantCmd::Resume { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/resume"), &[], None).await?,
-        TenantCmd::Retry { id } => c.call(Method::POST, &format!("/v1/tenants/{id}/retry"), &[], None).await?,
-        TenantCmd::ChangePlan { id, plan } => {
-            c.call(Method::POST, &format!("/v1/tenants/{id}/plan"), &[], Some(&json!({"plan": plan}))).await?
-        }
-        TenantCmd::Delete { id } => c.call(Method::DELETE, &format!("/v1/tenants/{id}"), &[], None).await?,
+        TenantCmd::Suspend { id } => to_json(c.tenant_suspend(&id).await?),
+        TenantCmd::Resume { id } => to_json(c.tenant_resume(&id).await?),
+        TenantCmd::Retry { id } => to_json(c.tenant_retry(&id).await?),
+        TenantCmd::ChangePlan { id, plan } => to_json(c.tenant_change_plan(&id, &PlanChange { plan }).await?),
+        TenantCmd::Delete { id } => to_json(c.tenant_offboard(&id).await?),
         TenantCmd::Purge { id } => {
-            c.call(Method::DELETE, &format!("/v1/tenants/{id}"), &[("purge", "true".to_owned())], None).await?;
+            c.tenant_purge(&id).await?;
             json!({"id": id, "purged": true})
         }
         TenantCmd::Resources { .. } => unreachable!("handled by run_client"),
     })
 }
 
-/// `KIND=NAME` flags (and kinds to reset, as `null`) as a plan's `workflows` object.
-fn parse_workflows(set: &[String], remove: &[String]) -> Result<Map<String, Value>, CliError> {
-    let mut w = Map::new();
+/// `KIND=NAME` flags as the lifecycle state machines a plan names.
+fn parse_workflows(set: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    let mut w = Vec::new();
     for s in set {
         let (kind, name) = s.split_once('=').ok_or_else(|| {
             CliError::Usage(format!("--workflow {s:?}: use KIND=NAME, e.g. provision=tenancy.lifecycle.acme"))
         })?;
-        w.insert(kind.to_owned(), json!(name));
-    }
-    for kind in remove {
-        w.insert(kind.clone(), Value::Null);
+        w.push((kind.to_owned(), name.to_owned()));
     }
     Ok(w)
+}
+
+/// The member of a plan's `workflows` a KIND names.
+fn workflow_member<'a, T>(
+    kind: &str,
+    provision: &'a mut T,
+    change_plan: &'a mut T,
+    offboard: &'a mut T,
+) -> Result<&'a mut T, CliError> {
+    match kind {
+        "provision" => Ok(provision),
+        "change_plan" => Ok(change_plan),
+        "offboard" => Ok(offboard),
+        _ => Err(CliError::Usage(format!("workflow kind {kind:?}: use provision, change_plan or offboard"))),
+    }
 }
 
 async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         PlanCmd::Put { id, name, isolation, features, quotas, workflows } => {
-            let mut q = Map::new();
+            let mut q = BTreeMap::new();
             for s in &quotas {
                 let (name, quota) = parse_quota(s)?;
-                q.insert(name, quota);
+                q.insert(name, QuotaSpec::Full(quota));
             }
-            let mut body = json!({"name": name, "isolation": isolation, "features": features, "quotas": q});
-            let w = parse_workflows(&workflows, &[])?;
-            if !w.is_empty() {
-                body["workflows"] = Value::Object(w);
+            let mut w = PlanWorkflows::default();
+            for (kind, name) in parse_workflows(&workflows)? {
+                let PlanWorkflows { provision, change_plan, offboard } = &mut w;
+                *workflow_member(&kind, provision, change_plan, offboard)? = Some(name);
             }
-            c.call(Method::PUT, &format!("/v1/plans/{id}"), &[], Some(&body)).await?
+            let spec = PlanSpec { name, isolation: parse_isolation(&isolation)?, features, quotas: q, workflows: w };
+            to_json(c.plan_put(&id, &spec).await?)
         }
         PlanCmd::Patch {
             id,
@@ -489,37 +496,43 @@ async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
             workflows,
             remove_workflows,
         } => {
-            let mut body = Map::new();
-            if let Some(name) = name {
-                body.insert("name".into(), json!(name));
-            }
-            if let Some(isolation) = isolation {
-                body.insert("isolation".into(), json!(isolation));
-            }
+            let mut patch = PlanPatch {
+                name: name.map(Some),
+                isolation: isolation.map(|i| parse_isolation(&i)).transpose()?.map(Some),
+                ..Default::default()
+            };
             if no_features || !features.is_empty() {
-                body.insert("features".into(), json!(features));
+                patch.features = Some(Some(features));
             }
-            let mut q = Map::new();
+            let mut q = BTreeMap::new();
             for s in &quotas {
                 let (name, quota) = parse_quota(s)?;
-                q.insert(name, quota);
+                q.insert(name, Some(QuotaSpec::Full(quota)));
             }
             for name in remove_quotas {
-                q.insert(name, Value::Null);
+                q.insert(name, None);
             }
             if !q.is_empty() {
-                body.insert("quotas".into(), Value::Object(q));
+                patch.quotas = Some(Some(q));
             }
-            let w = parse_workflows(&workflows, &remove_workflows)?;
-            if !w.is_empty() {
-                body.insert("workflows".into(), Value::Object(w));
+            let set = parse_workflows(&workflows)?;
+            if !set.is_empty() || !remove_workflows.is_empty() {
+                let mut w = PlanWorkflowsPatch::default();
+                let PlanWorkflowsPatch { provision, change_plan, offboard } = &mut w;
+                for (kind, name) in set {
+                    *workflow_member(&kind, provision, change_plan, offboard)? = Some(Some(name));
+                }
+                for kind in &remove_workflows {
+                    *workflow_member(kind, provision, change_plan, offboard)? = Some(None);
+                }
+                patch.workflows = Some(Some(w));
             }
-            c.call(Method::PATCH, &format!("/v1/plans/{id}"), &[], Some(&Value::Object(body))).await?
+            to_json(c.plan_patch(&id, &patch).await?)
         }
-        PlanCmd::List => c.get("/v1/plans", &[]).await?,
-        PlanCmd::Get { id } => c.get(&format!("/v1/plans/{id}"), &[]).await?,
+        PlanCmd::List => to_json(c.plan_list(&PageParams::default()).await?),
+        PlanCmd::Get { id } => to_json(c.plan_get(&id).await?),
         PlanCmd::Delete { id } => {
-            c.call(Method::DELETE, &format!("/v1/plans/{id}"), &[], None).await?;
+            c.plan_delete(&id).await?;
             json!({"id": id, "deleted": true})
         }
     })
@@ -528,50 +541,31 @@ async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
 async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         KeyCmd::Create { name, role, tenant, expires_at } => {
-            let mut body = json!({"name": name, "role": role});
-            if let Some(t) = tenant {
-                body["tenant_id"] = json!(t);
-            }
-            if let Some(e) = expires_at {
-                body["expires_at"] = json!(e);
-            }
-            c.call(Method::POST, "/v1/api-keys", &[], Some(&body)).await?
+            let role = Role::parse(&role).ok_or_else(|| {
+                CliError::Usage(format!("--role {role:?}: use admin, operator, viewer, service or tenant"))
+            })?;
+            let expires_at = expires_at
+                .map(|e| {
+                    Timestamp::parse_rfc3339(&e)
+                        .ok_or_else(|| CliError::Usage(format!("--expires-at {e:?}: use an RFC 3339 time")))
+                })
+                .transpose()?;
+            to_json(c.key_create(&NewApiKey { name, role, tenant_id: tenant, expires_at }).await?)
         }
-        KeyCmd::List => c.get("/v1/api-keys", &[]).await?,
+        KeyCmd::List => to_json(c.key_list(&PageParams::default()).await?),
         KeyCmd::Delete { id } => {
-            c.call(Method::DELETE, &format!("/v1/api-keys/{id}"), &[], None).await?;
+            c.key_delete(&id).await?;
             json!({"id": id, "deleted": true})
         }
     })
 }
 
 /// Streams `GET /v1/audit/export` to stdout as it arrives.
-async fn export_audit(
-    server: &str,
-    token: Option<&str>,
-    from: Option<String>,
-    to: Option<String>,
-) -> Result<(), CliError> {
+async fn export_audit(c: &Client, from: Option<String>, to: Option<String>) -> Result<(), CliError> {
     use std::io::Write;
-    let url = format!("{}/v1/audit/export", server.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().get(url).query(&opt_query(&[("from", from), ("to", to)]));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let mut res = req.send().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
-    if !res.status().is_success() {
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-        return Err(ClientError::Api {
-            status,
-            code: field("code").unwrap_or_else(|| "http-error".into()),
-            detail: field("detail").unwrap_or_else(|| status.to_string()),
-        }
-        .into());
-    }
+    let mut export = c.audit_export(&AuditExportParams { from, to }).await?;
     let mut out = std::io::stdout().lock();
-    while let Some(chunk) = res.chunk().await.map_err(|e| ClientError::Unreachable(e.to_string()))? {
+    while let Some(chunk) = export.chunk().await? {
         out.write_all(&chunk).map_err(|e| CliError::Other(anyhow::anyhow!("failed to write the export: {e}")))?;
     }
     out.flush().map_err(|e| CliError::Other(anyhow::anyhow!("failed to write the export: {e}")))?;
@@ -631,10 +625,10 @@ mod tests {
 
     #[test]
     fn quotas_parse() {
-        assert_eq!(parse_quota("seats=10").unwrap(), ("seats".into(), json!({"limit": 10})));
+        assert_eq!(parse_quota("seats=10").unwrap(), ("seats".into(), Quota { limit: 10, period: None, soft: false }));
         assert_eq!(
             parse_quota("calls=5/month/soft").unwrap(),
-            ("calls".into(), json!({"limit": 5, "period": "month", "soft": true}))
+            ("calls".into(), Quota { limit: 5, period: Some(QuotaPeriod::Month), soft: true })
         );
         assert!(parse_quota("seats").is_err());
         assert!(parse_quota("seats=x").is_err());

@@ -2,12 +2,11 @@
 //! over the v1 API.
 
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::{json, Value};
+use tenancy_client::Client;
+use tenancy_domain::function::FunctionSpec;
 
-use crate::cli::CliError;
-use crate::client::Client;
-use crate::provisioning_cli::path;
+use crate::cli::{to_json, CliError};
 
 #[derive(Debug, Subcommand)]
 pub enum FunctionCmd {
@@ -39,20 +38,16 @@ pub const FUNCTION_COLUMNS: &[&str] = &["name", "url", "timeout_s", "secret", "d
 pub async fn functions(c: &Client, cmd: FunctionCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         FunctionCmd::Put { name, url, timeout_s } => {
-            let mut body = json!({"url": url});
-            if let Some(t) = timeout_s {
-                body["timeout_s"] = json!(t);
-            }
-            let got = c.call(Method::PUT, &format!("/v1/functions/{}", path(&name)), &[], Some(&body)).await?;
-            if got.get("secret").is_some() {
+            let got = c.function_put(&name, &FunctionSpec { url, timeout_s, connection: None }).await?;
+            if got.secret.is_some() {
                 eprintln!("the function's signing secret is shown this once: keep it to verify its invocations");
             }
-            got
+            to_json(got)
         }
-        FunctionCmd::List => c.get("/v1/functions", &[]).await?,
-        FunctionCmd::Get { name } => c.get(&format!("/v1/functions/{}", path(&name)), &[]).await?,
+        FunctionCmd::List => to_json(c.function_list().await?),
+        FunctionCmd::Get { name } => to_json(c.function_get(&name).await?),
         FunctionCmd::Delete { name } => {
-            c.call(Method::DELETE, &format!("/v1/functions/{}", path(&name)), &[], None).await?;
+            c.function_delete(&name).await?;
             json!({"name": name, "deleted": true})
         }
     })

@@ -2,7 +2,6 @@
 //! the integration tests, which start real servers on port 0) and the operator CLI.
 
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod functions_cli;
 pub mod provisioning_cli;

@@ -2,11 +2,13 @@
 //! operator side of queues, provisioning hooks and the reconciler, over the v1 API.
 
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::{json, Value};
+use tenancy_client::{Client, PageParams};
+use tenancy_domain::api::ReceiveRequest;
+use tenancy_domain::hook::{HookEvent, HookMode, HookSpec};
+use tenancy_domain::queue::{QueueSpec, SendMessage};
 
-use crate::cli::CliError;
-use crate::client::Client;
+use crate::cli::{parse_wire, to_json, CliError};
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCmd {
@@ -135,114 +137,80 @@ pub const RESOURCE_COLUMNS: &[&str] = &["kind", "isolation", "location", "exists
 pub const DRIFT_COLUMNS: &[&str] =
     &["id", "tenant_id", "resource", "problem", "repaired", "key", "reason", "restore_from", "error"];
 
-/// A name or receipt as one path segment: anything but unreserved characters is
-/// percent-encoded (receipts are opaque; bad names still reach the server, which says
-/// why they are bad).
-pub(crate) fn path(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'static str]), CliError> {
     Ok(match cmd {
         QueueCmd::Put { name, visibility_timeout_s, max_receive_count, dead_letter_queue, delay_s, retention_s } => {
-            let body = json!({"visibility_timeout_s": visibility_timeout_s, "max_receive_count": max_receive_count,
-                "dead_letter_queue": dead_letter_queue, "delay_s": delay_s, "retention_s": retention_s});
-            (c.call(Method::PUT, &format!("/v1/queues/{}", path(&name)), &[], Some(&body)).await?, QUEUE_COLUMNS)
+            let spec = QueueSpec { visibility_timeout_s, max_receive_count, dead_letter_queue, delay_s, retention_s };
+            (to_json(c.queue_put(&name, &spec).await?), QUEUE_COLUMNS)
         }
         QueueCmd::List { limit, cursor } => {
-            let mut q: Vec<(&str, String)> = limit.map(|l| ("limit", l.to_string())).into_iter().collect();
-            q.extend(cursor.map(|c| ("cursor", c)));
-            (c.get("/v1/queues", &q).await?, QUEUE_COLUMNS)
+            (to_json(c.queue_list(&PageParams { limit, cursor }).await?), QUEUE_COLUMNS)
         }
-        QueueCmd::Get { name } => (c.get(&format!("/v1/queues/{}", path(&name)), &[]).await?, QUEUE_COLUMNS),
+        QueueCmd::Get { name } => (to_json(c.queue_get(&name).await?), QUEUE_COLUMNS),
         QueueCmd::Delete { name } => {
-            c.call(Method::DELETE, &format!("/v1/queues/{}", path(&name)), &[], None).await?;
+            c.queue_delete(&name).await?;
             (json!({"name": name, "deleted": true}), &["name", "deleted"])
         }
         QueueCmd::Send { name, body, delay_s, group_id, dedup_id } => {
+            // The body is the user's own JSON, sent as it is.
             let body: Value =
                 serde_json::from_str(&body).map_err(|e| CliError::Usage(format!("the body is not JSON: {e}")))?;
-            let msg = json!({"body": body, "delay_s": delay_s, "group_id": group_id, "dedup_id": dedup_id});
-            let path = format!("/v1/queues/{}/messages", path(&name));
-            (c.call(Method::POST, &path, &[], Some(&msg)).await?, MESSAGE_COLUMNS)
+            let msg = SendMessage { body, delay_s, group_id, dedup_id };
+            (to_json(c.queue_send(&name, &msg).await?), MESSAGE_COLUMNS)
         }
         QueueCmd::Receive { name, max, wait_s } => {
-            let path = format!("/v1/queues/{}/receive", path(&name));
-            let got = c.call(Method::POST, &path, &[], Some(&json!({"max": max, "wait_s": wait_s}))).await?;
+            let got = c.queue_receive(&name, &ReceiveRequest { max: Some(max), wait_s: Some(wait_s) }).await?;
             // A list for the table; `-o json` prints it as the API returns it.
-            (json!({"items": got["messages"], "messages": got["messages"]}), MESSAGE_COLUMNS)
+            let messages = to_json(&got.messages);
+            (json!({"items": messages, "messages": messages}), MESSAGE_COLUMNS)
         }
         QueueCmd::Ack { name, receipt } => {
-            let path = format!("/v1/queues/{}/messages/{}", path(&name), path(&receipt));
-            c.call(Method::DELETE, &path, &[], None).await?;
+            c.queue_ack(&name, &receipt).await?;
             (json!({"receipt": receipt, "deleted": true}), &["receipt", "deleted"])
         }
-        QueueCmd::Redrive { name } => {
-            let path = format!("/v1/queues/{}/redrive", path(&name));
-            (c.call(Method::POST, &path, &[], None).await?, &["moved"])
-        }
+        QueueCmd::Redrive { name } => (to_json(c.queue_redrive(&name).await?), &["moved"]),
     })
 }
 
 pub async fn hooks(c: &Client, cmd: HookCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         HookCmd::Put { name, url, queue, events, mode, timeout_s, max_attempts, rotate_secret } => {
-            let mut body = json!({"events": events});
-            if let Some(u) = url {
-                body["url"] = json!(u);
-            }
-            if let Some(q) = queue {
-                body["queue"] = json!(q);
-            }
-            if rotate_secret {
-                body["rotate_secret"] = json!(true);
-            }
-            if let Some(m) = mode {
-                body["mode"] = json!(m);
-            }
-            if let Some(t) = timeout_s {
-                body["timeout_s"] = json!(t);
-            }
-            if let Some(n) = max_attempts {
-                body["max_attempts"] = json!(n);
-            }
-            c.call(Method::PUT, &format!("/v1/hooks/{}", path(&name)), &[], Some(&body)).await?
+            let events = events
+                .iter()
+                .map(|e| parse_wire("--event", e, "provision, offboard, plan_change, suspend or resume"))
+                .collect::<Result<Vec<HookEvent>, _>>()?;
+            let mode: Option<HookMode> = mode.map(|m| parse_wire("--mode", &m, "sync or callback")).transpose()?;
+            let spec = HookSpec { url, queue, events, mode, timeout_s, max_attempts, rotate_secret };
+            to_json(c.hook_put(&name, &spec).await?)
         }
-        HookCmd::List => c.get("/v1/hooks", &[]).await?,
-        HookCmd::Get { name } => c.get(&format!("/v1/hooks/{}", path(&name)), &[]).await?,
+        HookCmd::List => to_json(c.hook_list().await?),
+        HookCmd::Get { name } => to_json(c.hook_get(&name).await?),
         HookCmd::Delete { name } => {
-            c.call(Method::DELETE, &format!("/v1/hooks/{}", path(&name)), &[], None).await?;
+            c.hook_delete(&name).await?;
             json!({"name": name, "deleted": true})
         }
     })
 }
 
 /// A tenant's resources, flattened for the table: a database's key, location and
-/// whether the provisioner sees it now.
+/// whether the provisioner sees it now (from the resources' free-form `detail` and
+/// `observed`).
 pub async fn tenant_resources(c: &Client, id: &str, json_output: bool) -> Result<Value, CliError> {
-    let got = c.get(&format!("/v1/tenants/{}/resources", path(id)), &[]).await?;
+    let got = c.tenant_resources(id).await?;
     if json_output {
-        return Ok(got);
+        return Ok(to_json(got));
     }
-    let items: Vec<Value> = got["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let items: Vec<Value> = got
+        .items
+        .iter()
         .map(|r| {
-            let detail = &r["detail"];
-            let observed = &r["observed"];
+            let observed = r.observed.as_ref();
             json!({
-                "kind": r["kind"],
-                "isolation": detail.get("isolation"),
-                "location": observed.get("location").or(detail.get("location")),
-                "exists": observed.get("exists"),
-                "created_at": r["created_at"],
+                "kind": r.kind,
+                "isolation": r.detail.get("isolation"),
+                "location": observed.and_then(|o| o.get("location")).or(r.detail.get("location")),
+                "exists": observed.and_then(|o| o.get("exists")),
+                "created_at": r.created_at,
             })
         })
         .collect();
@@ -252,38 +220,26 @@ pub async fn tenant_resources(c: &Client, id: &str, json_output: bool) -> Result
 /// The last or a new pass; in a table, a summary line (on stderr) and the drift.
 pub async fn reconciliation(c: &Client, cmd: ReconciliationCmd, json_output: bool) -> Result<Value, CliError> {
     let report = match cmd {
-        ReconciliationCmd::Show => c.get("/v1/reconciliation", &[]).await?,
-        ReconciliationCmd::Run => c.call(Method::POST, "/v1/reconciliation", &[], None).await?,
+        ReconciliationCmd::Show => c.reconciliation_get().await?,
+        ReconciliationCmd::Run => Some(c.reconciliation_run().await?),
         ReconciliationCmd::Repair { id } => {
-            let drift = c.call(Method::POST, &format!("/v1/reconciliation/{}/repair", path(&id)), &[], None).await?;
+            let drift = to_json(c.reconciliation_repair(&id).await?);
             return Ok(if json_output { drift } else { json!({"items": [drift]}) });
         }
     };
     if json_output {
-        return Ok(report);
+        return Ok(to_json(report));
     }
-    if report.is_null() {
+    let Some(report) = report else {
         eprintln!("no reconciliation pass yet");
         return Ok(json!({"items": []}));
-    }
-    let drift = report["drift"].as_array().cloned().unwrap_or_default();
+    };
     eprintln!(
         "pass by {} finished {}: {} tenants checked, {} drift",
-        report["node"].as_str().unwrap_or("?"),
-        report["finished_at"].as_str().unwrap_or("?"),
-        report["tenants_checked"],
-        drift.len()
+        report.node,
+        report.finished_at.to_rfc3339(),
+        report.tenants_checked,
+        report.drift.len()
     );
-    Ok(json!({"items": drift}))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn receipts_are_escaped_for_the_path() {
-        assert_eq!(path("abc-DEF_1.2~"), "abc-DEF_1.2~");
-        assert_eq!(path("a/b+c="), "a%2Fb%2Bc%3D");
-    }
+    Ok(json!({"items": to_json(&report.drift)}))
 }

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::{json, Value};
+use tenancy_client::{Client, ExecutionListParams, PageParams};
+use tenancy_domain::api::{StartExecution, StateMachineSpec, StopExecution};
 
-use crate::cli::CliError;
-use crate::client::Client;
+use crate::cli::{to_json, CliError};
 
 #[derive(Debug, Subcommand)]
 pub enum StateMachineCmd {
@@ -84,13 +84,13 @@ pub async fn state_machines(c: &Client, cmd: StateMachineCmd) -> Result<Value, C
         StateMachineCmd::Put { name, file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            // The ASL definition is the user's own JSON, sent as it is.
             let definition: Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
-            c.call(Method::PUT, &format!("/v1/state-machines/{name}"), &[], Some(&json!({"definition": definition})))
-                .await?
+            to_json(c.state_machine_put(&name, &StateMachineSpec { definition }).await?)
         }
-        StateMachineCmd::List => c.get("/v1/state-machines", &[]).await?,
-        StateMachineCmd::Get { name } => c.get(&format!("/v1/state-machines/{name}"), &[]).await?,
+        StateMachineCmd::List => to_json(c.state_machine_list(&PageParams::default()).await?),
+        StateMachineCmd::Get { name } => to_json(c.state_machine_get(&name).await?),
     })
 }
 
@@ -104,43 +104,27 @@ pub async fn executions(c: &Client, cmd: ExecutionCmd) -> Result<(Value, &'stati
                 }
                 None => json!({}),
             };
-            let mut body = json!({"state_machine": state_machine, "input": input});
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            if let Some(t) = tenant {
-                body["tenant_id"] = json!(t);
-            }
-            (c.call(Method::POST, "/v1/executions", &[], Some(&body)).await?, EXECUTION_COLUMNS)
+            let start = StartExecution { state_machine, input: Some(input), name, tenant_id: tenant };
+            (to_json(c.execution_start(&start).await?), EXECUTION_COLUMNS)
         }
         ExecutionCmd::List { status, state_machine, tenant, stuck, limit, cursor } => {
-            let mut q: Vec<(&str, String)> = Vec::new();
-            for (k, v) in
-                [("status", status), ("state_machine", state_machine), ("tenant_id", tenant), ("cursor", cursor)]
-            {
-                if let Some(v) = v {
-                    q.push((k, v));
-                }
-            }
-            if stuck {
-                q.push(("stuck", "true".into()));
-            }
-            if let Some(l) = limit {
-                q.push(("limit", l.to_string()));
-            }
-            (c.get("/v1/executions", &q).await?, EXECUTION_COLUMNS)
+            let params = ExecutionListParams {
+                status,
+                state_machine,
+                tenant_id: tenant,
+                stuck: stuck.then_some(true),
+                limit,
+                cursor,
+            };
+            (to_json(c.execution_list(&params).await?), EXECUTION_COLUMNS)
         }
-        ExecutionCmd::Show { id } => (c.get(&format!("/v1/executions/{id}"), &[]).await?, EXECUTION_COLUMNS),
+        ExecutionCmd::Show { id } => (to_json(c.execution_get(&id).await?), EXECUTION_COLUMNS),
         ExecutionCmd::History { id, limit } => {
-            let q: Vec<(&str, String)> = limit.map(|l| ("limit", l.to_string())).into_iter().collect();
-            (c.get(&format!("/v1/executions/{id}/history"), &q).await?, HISTORY_COLUMNS)
+            (to_json(c.execution_history(&id, &PageParams { limit, cursor: None }).await?), HISTORY_COLUMNS)
         }
         ExecutionCmd::Stop { id, error, cause } => {
-            let body = json!({"error": error, "cause": cause});
-            (c.call(Method::POST, &format!("/v1/executions/{id}/stop"), &[], Some(&body)).await?, EXECUTION_COLUMNS)
+            (to_json(c.execution_stop(&id, &StopExecution { error, cause }).await?), EXECUTION_COLUMNS)
         }
-        ExecutionCmd::Redrive { id } => {
-            (c.call(Method::POST, &format!("/v1/executions/{id}/redrive"), &[], None).await?, EXECUTION_COLUMNS)
-        }
+        ExecutionCmd::Redrive { id } => (to_json(c.execution_redrive(&id).await?), EXECUTION_COLUMNS),
     })
 }

@@ -66,7 +66,7 @@ pub struct ApiKey {
 }
 
 /// The body of `POST /v1/api-keys`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,

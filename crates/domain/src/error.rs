@@ -29,6 +29,11 @@ macro_rules! error_codes {
                 }
             }
 
+            /// The code of a wire string (`None` for a code this build does not know).
+            pub fn parse(code: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|c| c.as_str() == code)
+            }
+
             /// The HTTP status of a problem with this code.
             pub const fn status(self) -> u16 {
                 match self {

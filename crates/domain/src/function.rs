@@ -14,7 +14,7 @@ pub const MAX_TIMEOUT_S: u64 = 900;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// The body of `PUT /v1/functions/{name}`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
     /// Absolute `http://` or `https://` URL receiving the invocations (`POST`).

@@ -49,7 +49,7 @@ pub const MAX_MAX_ATTEMPTS: u32 = 10;
 
 /// The body of `PUT /v1/hooks/{name}`: an HTTP hook (`url`) or a queue hook (`queue`),
 /// one of the two.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookSpec {
     /// Absolute `http://` or `https://` URL receiving signed `POST`s (Standard Webhooks).

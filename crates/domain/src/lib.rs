@@ -6,6 +6,7 @@
 //! application error type and the one list of error codes. Every other crate depends
 //! on it; it depends on none of them.
 
+pub mod api;
 pub mod apikey;
 pub mod error;
 pub mod event;

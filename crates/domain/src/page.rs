@@ -1,6 +1,6 @@
 //! Cursor pagination shared by every list.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
@@ -24,7 +24,7 @@ impl PageRequest {
 }
 
 /// One page of a list: `next_cursor` is set when more items may follow.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

@@ -127,22 +127,22 @@ impl PlanWorkflows {
 
 /// A change of [`PlanWorkflows`] in a merge patch: a member given as `null` goes back
 /// to the built-in machine.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanWorkflowsPatch {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, nullable)]
     pub provision: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, nullable)]
     pub change_plan: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, nullable)]
     pub offboard: Option<Option<String>>,
 }
 
 /// The body of `PUT /v1/plans/{id}`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
     pub name: String,
@@ -160,25 +160,25 @@ pub struct PlanSpec {
 /// stay as they are; `features` replaces the list; `quotas` is merged by name, a quota
 /// set to `null` is removed (`"quotas": null` removes them all). `name` and
 /// `isolation` cannot be removed.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanPatch {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Isolation>)]
     pub isolation: Option<Option<Isolation>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>, nullable)]
     pub features: Option<Option<Vec<String>>>,
     /// Quotas to add or replace by name; `null` removes one.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BTreeMap<String, QuotaSpec>>, nullable)]
     pub quotas: Option<Option<BTreeMap<String, Option<QuotaSpec>>>>,
     /// Lifecycle state machines to set by member; `null` (a member or the whole)
     /// goes back to the built-in ones. Admin-only.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<PlanWorkflowsPatch>, nullable)]
     pub workflows: Option<Option<PlanWorkflowsPatch>>,
 }

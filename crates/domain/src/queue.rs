@@ -24,7 +24,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// The body of `PUT /v1/queues/{name}`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSpec {
     /// How long a received message stays invisible to other receivers (0-43200,
@@ -50,7 +50,7 @@ fn default_visibility_timeout_s() -> u64 {
 }
 
 /// A queue's settings as stored and shown.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Queue {
     pub name: String,
     pub visibility_timeout_s: u64,
@@ -134,7 +134,7 @@ impl QueueSpec {
 }
 
 /// One message to send (`POST /v1/queues/{name}/messages`, and each batch entry).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     /// Any JSON value; received as sent.
@@ -200,14 +200,14 @@ impl SendMessage {
 
 /// The result of a send: the message id, and whether it was a duplicate (then the id
 /// is the first message's).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sent {
     pub id: String,
     pub deduplicated: bool,
 }
 
 /// A received message.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: String,
     /// Deletes the message or changes its visibility; valid until it is received again.
@@ -223,7 +223,7 @@ pub struct Message {
 }
 
 /// How much a queue holds, for autoscaling.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueDepth {
     /// Receivable now.
     pub visible: u64,
@@ -238,7 +238,7 @@ pub struct QueueDepth {
 }
 
 /// A queue with its depth (`GET /v1/queues/{name}`).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueInfo {
     #[serde(flatten)]
     pub queue: Queue,

@@ -91,7 +91,7 @@ fn validate_url(url: &str) -> Result<()> {
 }
 
 /// The body of `POST /v1/subscriptions`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     pub name: String,
@@ -102,7 +102,7 @@ pub struct NewSubscription {
 }
 
 /// The body of `PATCH /v1/subscriptions/{id}`: fields to replace.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionPatch {
     pub name: Option<String>,
@@ -112,7 +112,7 @@ pub struct SubscriptionPatch {
 }
 
 /// A subscription as the API shows it (never its secrets).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub id: String,
     pub name: String,
@@ -162,7 +162,7 @@ impl DeliveryStatus {
 }
 
 /// One attempt to deliver an event.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryAttempt {
     /// 1-based, across operator retries.
     pub attempt: i64,
@@ -174,7 +174,7 @@ pub struct DeliveryAttempt {
 }
 
 /// The delivery of one event to one subscription, with its attempts.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: String,
     pub subscription_id: String,

@@ -143,7 +143,7 @@ pub struct Tenant {
 pub const DEFAULT_REGION: &str = "default";
 
 /// The body of `POST /v1/tenants`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     pub id: Option<String>,
@@ -156,7 +156,7 @@ pub struct NewTenant {
 
 /// The body of `PATCH /v1/tenants/{id}`: only name, region and metadata change here;
 /// status and plan have their own operations.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     pub name: Option<String>,

@@ -2,21 +2,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use tenancy_domain::{Error, ErrorCode};
 
-/// A problem document (`application/problem+json`).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URI naming the problem type: `https://tenancy.dev/problems/<code>`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Stable machine-readable code, e.g. `not-found`, `invalid-body`.
-    pub code: String,
-}
+pub use tenancy_domain::api::Problem;
 
 /// An error on its way out as problem+json.
 #[derive(Debug)]

@@ -132,21 +132,7 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-/// An audit entry as the log holds it, sealed or not yet: `pos` orders the log's
-/// entries (and pages a list), `seq`, `prev_hash` and `hash` are set once it is
-/// sealed into the hash chain (a sealed one is a `tenancy_audit::AuditRecord`).
-/// Serialized (as `GET /v1/audit` lists it and an offboarding export writes it) it is
-/// the entry's members followed by `seq`, `prev_hash` and `hash`, `null` until sealed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct StoredAudit {
-    #[serde(skip)]
-    pub pos: i64,
-    #[serde(flatten)]
-    pub entry: AuditEntry,
-    pub seq: Option<i64>,
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
-}
+pub use tenancy_audit::StoredAudit;
 
 /// What the database knows of the master key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
+use tenancy_domain::api::{ExecutionView, HistoryEventView, StateMachineView};
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
@@ -72,6 +73,42 @@ pub struct ExecutionRecord {
     pub started_at: Timestamp,
     pub stopped_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+}
+
+// The API's views of the records (`tenancy_domain::api`, shared with the typed client):
+// converted here, beside the records, because neither type is the app's own.
+
+impl From<StateMachineRecord> for StateMachineView {
+    fn from(r: StateMachineRecord) -> Self {
+        StateMachineView { name: r.name, version: r.version, definition: r.definition, created_at: r.created_at }
+    }
+}
+
+impl From<ExecutionRecord> for ExecutionView {
+    fn from(r: ExecutionRecord) -> Self {
+        ExecutionView {
+            id: r.id,
+            name: r.name,
+            state_machine: r.state_machine,
+            version: r.version,
+            tenant_id: r.tenant_id,
+            status: r.status,
+            input: r.input,
+            output: r.output,
+            error: r.error,
+            cause: r.cause,
+            redrive_count: r.redrive_count,
+            started_at: r.started_at,
+            stopped_at: r.stopped_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<HistoryRecord> for HistoryEventView {
+    fn from(h: HistoryRecord) -> Self {
+        HistoryEventView { id: h.event_id, kind: h.kind, state: h.state, details: h.details, timestamp: h.time }
+    }
 }
 
 /// A new execution with its first step already taken (see [`StepCommit`]).

@@ -22,7 +22,6 @@
 //! | a destination the outbound policy refuses | `Tenancy.DestinationNotAllowed` | fixed text |
 //! | no function of that name | `Lambda.ResourceNotFoundException` | names it |
 
-use serde::Serialize;
 use serde_json::{json, Value};
 use tenancy_domain::function::{self, Function, FunctionSpec};
 use tenancy_domain::time::Timestamp;
@@ -34,15 +33,7 @@ use crate::context::Permission as P;
 use crate::functions::tasks::{secret_owner, INVOKE_RESOURCE};
 use crate::{App, OpContext};
 
-/// A function with its signing secret: the answer of the `PUT` that created it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FunctionWithSecret {
-    #[serde(flatten)]
-    pub function: Function,
-    /// `whsec_...`: in the response that created the function only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
+pub use tenancy_domain::api::FunctionWithSecret;
 
 impl App {
     /// Creates a function (with a new secret, returned this once) or replaces its url

@@ -16,7 +16,6 @@
 //! plus the task token, a queue hook a message on its queue; either answers through
 //! `POST /v1/task-tokens/{token}/success|failure`.
 
-use serde::Serialize;
 use serde_json::json;
 use tenancy_domain::hook::{Hook, HookSpec};
 use tenancy_domain::time::Timestamp;
@@ -28,21 +27,10 @@ use crate::context::Permission as P;
 use crate::hooks::tasks::secret_owner;
 use crate::{App, OpContext};
 
+pub use tenancy_domain::api::HookWithSecret;
+
 /// How long the secret before a rotation keeps signing hook calls (as for subscriptions).
 pub const ROTATION_OVERLAP_MS: i64 = crate::subscriptions::ops::ROTATION_OVERLAP_MS;
-
-/// A hook, with its signing secret when this response is the one that shows it: the
-/// `PUT` that created the hook (or gave an older hook its first secret), or one with
-/// `rotate_secret`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HookWithSecret {
-    #[serde(flatten)]
-    pub hook: Hook,
-    /// `whsec_...`: shown this once; receivers verify the `webhook-signature` of every
-    /// call with it (Standard Webhooks).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
 
 impl App {
     /// Creates or replaces a hook. A new HTTP hook gets a `whsec_` signing secret,

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::queue::{
@@ -22,67 +21,9 @@ use tokio::time::Instant;
 use crate::context::Permission as P;
 use crate::{App, OpContext};
 
-/// The body of `POST /v1/queues/{name}/receive`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiveRequest {
-    /// Most messages to return (1-100, default 1).
-    #[serde(default)]
-    pub max: Option<u32>,
-    /// Seconds to wait for a message when none is visible (0-20, default 0).
-    #[serde(default)]
-    pub wait_s: Option<u64>,
-}
-
-/// Received messages.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ReceivedMessages {
-    pub messages: Vec<Message>,
-}
-
-/// The body of `POST /v1/queues/{name}/messages/batch`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SendBatch {
-    /// 1-100 messages, enqueued in order in one transaction.
-    pub entries: Vec<SendMessage>,
-}
-
-/// The result of a batch send, in the order of the entries.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SentBatch {
-    pub messages: Vec<Sent>,
-}
-
-/// The body of `POST /v1/queues/{name}/messages/delete`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteBatch {
-    /// 1-100 receipts.
-    pub receipts: Vec<String>,
-}
-
-/// The result of a batch delete.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeletedBatch {
-    pub deleted: Vec<String>,
-    /// Receipts that named no message (deleted already, or stale: received again since).
-    pub not_found: Vec<String>,
-}
-
-/// The body of `POST /v1/queues/{name}/messages/{receipt}/visibility`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VisibilityChange {
-    /// Seconds from now until the message is visible again (0: at once; at most 43200).
-    pub visibility_timeout_s: u64,
-}
-
-/// The result of a redrive.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Redriven {
-    pub moved: u64,
-}
+pub use tenancy_domain::api::{
+    DeleteBatch, DeletedBatch, ReceiveRequest, ReceivedMessages, Redriven, SendBatch, SentBatch, VisibilityChange,
+};
 
 fn batch_size(n: usize, what: &str) -> Result<()> {
     if n == 0 || n > MAX_BATCH {

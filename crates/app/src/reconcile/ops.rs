@@ -153,47 +153,7 @@ impl DriftKind {
     }
 }
 
-/// One difference between what tenants need and what exists.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Drift {
-    /// Stable id of this drift (the same in every pass while it lasts), for
-    /// `POST /v1/reconciliation/{id}/repair`.
-    #[serde(default)]
-    pub id: String,
-    /// The tenant concerned; `null` for an extra database that belongs to no tenant.
-    pub tenant_id: Option<String>,
-    /// The resource kind: `database` (a silo database), `schema` (a pool tenant's
-    /// schema), `role` (a login) or `record` (a tenant resource record).
-    pub resource: String,
-    /// What is wrong: `missing` or `extra`.
-    pub problem: String,
-    /// Whether this pass recreated it (missing resources of the kinds of
-    /// `--reconcile-repair`); `false` for extras, which are never deleted.
-    pub repaired: bool,
-    /// Whether an operator can have it recreated (`POST
-    /// /v1/reconciliation/{id}/repair`): missing resources that were not repaired.
-    #[serde(default)]
-    pub repairable: bool,
-    /// Why the repair failed, when it did.
-    pub error: Option<String>,
-    /// The isolation model of the database concerned.
-    pub isolation: Option<Isolation>,
-    /// The provisioner's key: a directory name, a database, a schema, a role, or the
-    /// kind of a missing record.
-    pub key: Option<String>,
-    /// Where it is (a path or URL without credentials).
-    pub location: Option<String>,
-    /// Why an extra is extra: `no tenant`, `tenant offboarded`, `plan is pool`, `plan is silo`.
-    pub reason: Option<String>,
-    /// For a missing database or schema: the newest export of the tenant's data in the
-    /// blob store written since the tenant was created (an offboarding's
-    /// `database.<engine>` or a plan change's `exports/...`), to restore it from.
-    #[serde(default)]
-    pub restore_from: Option<String>,
-    /// When that export was written.
-    #[serde(default)]
-    pub restore_from_at: Option<Timestamp>,
-}
+pub use tenancy_domain::api::{Drift, ReconciliationReport};
 
 /// The stable id of a drift: a hash of what it is about, so every pass (on any
 /// replica) names it the same.
@@ -207,18 +167,6 @@ pub fn drift_id(
     let isolation = isolation.map_or("", |i| i.as_str());
     let text = format!("{problem}\n{resource}\n{isolation}\n{key}\n{}", tenant.unwrap_or(""));
     format!("drift_{}", &hex::encode(Sha256::digest(text.as_bytes()))[..20])
-}
-
-/// The result of one reconciliation pass.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ReconciliationReport {
-    /// The replica that made the pass (its `--node-id`).
-    pub node: String,
-    pub started_at: Timestamp,
-    pub finished_at: Timestamp,
-    /// Active and suspended tenants whose databases were observed.
-    pub tenants_checked: u64,
-    pub drift: Vec<Drift>,
 }
 
 const PAGE: u32 = 500;

@@ -1,7 +1,6 @@
 //! Subscription operations: create (with a `whsec_` secret shown once), read, change,
 //! delete, rotate the secret, list and retry deliveries, replay the archive.
 
-use serde::Serialize;
 use serde_json::json;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::subscription::{
@@ -24,14 +23,7 @@ pub const ROTATION_OVERLAP_MS: i64 = 24 * 60 * 60 * 1000;
 /// At most this many archived events are replayed by one request.
 pub const MAX_REPLAY: usize = 100_000;
 
-/// A subscription with its signing secret, returned by create and rotate only.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SubscriptionWithSecret {
-    #[serde(flatten)]
-    pub subscription: Subscription,
-    /// `whsec_...`: shown this once.
-    pub secret: Option<String>,
-}
+pub use tenancy_domain::api::SubscriptionWithSecret;
 
 /// Parses a pattern, as `invalid-pattern` with the parser's message.
 pub fn parse_pattern(pattern: &serde_json::Value) -> Result<Pattern> {

@@ -5,7 +5,6 @@ use crate::app::retry_stale;
 use crate::context::Permission as P;
 use crate::tenants::lifecycle::{self, tenant_event};
 use crate::{App, OpContext};
-use serde::Serialize;
 use serde_json::json;
 use tenancy_domain::event::names;
 use tenancy_domain::hook::HookEvent;
@@ -15,13 +14,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{Effects, NewExecution};
 
-/// A tenant and the id of the execution that carries out the operation started on it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TenantOperation {
-    #[serde(flatten)]
-    pub tenant: Tenant,
-    pub execution_id: Option<String>,
-}
+pub use tenancy_domain::api::{TenantOperation, TenantResourceView, TenantResources};
 
 /// A lifecycle operation that finishes in the background.
 struct Operation<'a> {
@@ -416,26 +409,6 @@ impl App {
 /// Statuses a filter may name, for error messages.
 pub fn status_names() -> Vec<&'static str> {
     TenantStatus::ALL.iter().map(|s| s.as_str()).collect()
-}
-
-/// A resource a lifecycle workflow created for a tenant (`GET /v1/tenants/{id}/resources`).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TenantResourceView {
-    /// `namespace`, `database`, `defaults`, ...
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    pub created_at: Timestamp,
-    /// For a tenant's database: what the provisioner sees now (drift shows here).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub observed: Option<serde_json::Value>,
-}
-
-/// The resources of a tenant.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TenantResources {
-    pub items: Vec<TenantResourceView>,
 }
 
 impl App {

@@ -1,6 +1,5 @@
 //! The operations of the workflow API: state machines, executions, callback tokens.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tenancy_asl::StateMachine;
 use tenancy_domain::apikey::Role;
@@ -16,109 +15,10 @@ use crate::tenants::lifecycle::{LIFECYCLE_MACHINE_PREFIX, RESERVED_PREFIX};
 use crate::{App, OpContext};
 use tenancy_engine::{self as engine, Pending};
 
-/// `PUT /v1/state-machines/{name}`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StateMachineSpec {
-    /// The Amazon States Language definition.
-    #[schema(value_type = Object)]
-    pub definition: Value,
-}
-
-/// A state machine version.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct StateMachineView {
-    pub name: String,
-    pub version: i64,
-    #[schema(value_type = Object)]
-    pub definition: Value,
-    pub created_at: Timestamp,
-}
-
-impl From<StateMachineRecord> for StateMachineView {
-    fn from(r: StateMachineRecord) -> Self {
-        StateMachineView { name: r.name, version: r.version, definition: r.definition, created_at: r.created_at }
-    }
-}
-
-/// `POST /v1/executions`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartExecution {
-    pub state_machine: String,
-    /// The execution's input (default `{}`; at most 256 KiB of JSON, else 400
-    /// `data-limit-exceeded`).
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub input: Option<Value>,
-    /// Unique per state machine: starting a name again returns that execution.
-    pub name: Option<String>,
-    /// The tenant the execution acts for: an existing tenant (else 400
-    /// `unknown-tenant`). A start beyond the caps on RUNNING executions of the state
-    /// machine or the tenant is 429 `too-many-requests`.
-    pub tenant_id: Option<String>,
-}
-
-/// An execution.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ExecutionView {
-    pub id: String,
-    pub name: String,
-    pub state_machine: String,
-    pub version: i64,
-    pub tenant_id: Option<String>,
-    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub input: Value,
-    #[schema(value_type = Option<Object>)]
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    pub cause: Option<String>,
-    pub redrive_count: i64,
-    pub started_at: Timestamp,
-    pub stopped_at: Option<Timestamp>,
-    pub updated_at: Timestamp,
-}
-
-impl From<ExecutionRecord> for ExecutionView {
-    fn from(r: ExecutionRecord) -> Self {
-        ExecutionView {
-            id: r.id,
-            name: r.name,
-            state_machine: r.state_machine,
-            version: r.version,
-            tenant_id: r.tenant_id,
-            status: r.status,
-            input: r.input,
-            output: r.output,
-            error: r.error,
-            cause: r.cause,
-            redrive_count: r.redrive_count,
-            started_at: r.started_at,
-            stopped_at: r.stopped_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// One history event, with Step Functions' type names.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HistoryEventView {
-    pub id: i64,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub state: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: Value,
-    pub timestamp: Timestamp,
-}
-
-impl From<HistoryRecord> for HistoryEventView {
-    fn from(h: HistoryRecord) -> Self {
-        HistoryEventView { id: h.event_id, kind: h.kind, state: h.state, details: h.details, timestamp: h.time }
-    }
-}
+pub use tenancy_domain::api::{
+    ExecutionView, HistoryEventView, StartExecution, StateMachineSpec, StateMachineView, StopExecution, TaskFailure,
+    TaskSuccess,
+};
 
 /// Filters of `GET /v1/executions`.
 #[derive(Debug, Clone, Default)]
@@ -128,30 +28,6 @@ pub struct ExecutionQuery {
     pub tenant_id: Option<String>,
     /// Only RUNNING executions without progress for the configured time.
     pub stuck: bool,
-}
-
-/// `POST /v1/executions/{id}/stop`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StopExecution {
-    pub error: Option<String>,
-    pub cause: Option<String>,
-}
-
-/// `POST /v1/task-tokens/{token}/success`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TaskSuccess {
-    #[schema(value_type = Object)]
-    pub output: Value,
-}
-
-/// `POST /v1/task-tokens/{token}/failure`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TaskFailure {
-    pub error: Option<String>,
-    pub cause: Option<String>,
 }
 
 /// Replaces every task token in the strings of `v` (also inside longer strings, as

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use serde::Serialize;
 use tenancy_app::functions::ops::FunctionWithSecret;
 use tenancy_domain::function::{Function, FunctionSpec};
 
@@ -13,11 +12,7 @@ use crate::extract::{Caller, Json, Path};
 use crate::problem::ApiResult;
 use crate::server::ServerState;
 
-/// Every function.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct FunctionList {
-    pub items: Vec<Function>,
-}
+pub use tenancy_domain::api::FunctionList;
 
 /// Create a function (201, with its `whsec_` signing secret, shown this once) or
 /// replace its url and timeout (200, the secret unchanged and not shown). `connection`

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use serde::Serialize;
 use tenancy_app::dataplane::plane::DatabaseCredentials;
 use tenancy_app::hooks::ops::HookWithSecret;
 use tenancy_app::tenants::ops::TenantResources;
@@ -16,11 +15,7 @@ use crate::extract::{Caller, Json, Path};
 use crate::problem::ApiResult;
 use crate::server::ServerState;
 
-/// Every hook.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HookList {
-    pub items: Vec<Hook>,
-}
+pub use tenancy_domain::api::HookList;
 
 /// Create or replace a provisioning hook: an HTTP hook (`url`) or a queue hook (`queue`).
 ///

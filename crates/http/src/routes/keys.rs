@@ -5,28 +5,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Serialize;
-use tenancy_domain::apikey::{ApiKey, NewApiKey, Role};
+use tenancy_domain::apikey::{ApiKey, NewApiKey};
 use tenancy_domain::page::Page;
-use tenancy_domain::time::Timestamp;
 
 use super::plans::PageQuery;
 use crate::extract::{Caller, Json, Path, Query};
 use crate::problem::ApiResult;
 use crate::server::ServerState;
 
-/// A new API key with its plaintext `key`, shown this once.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedKey {
-    pub id: String,
-    pub name: String,
-    pub role: Role,
-    pub tenant_id: Option<String>,
-    pub created_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    /// The key itself. It is stored only as a hash and cannot be shown again.
-    pub key: String,
-}
+pub use tenancy_domain::api::CreatedKey;
 
 /// Create an API key (admin only).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,

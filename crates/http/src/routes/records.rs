@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use tenancy_audit::AuditEntry;
+use serde::Deserialize;
 use tenancy_domain::event::Event;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Error;
-use tenancy_store::{AuditFilter, EventFilter, StoredAudit};
-use utoipa::openapi::{RefOr, Schema};
+use tenancy_store::{AuditFilter, EventFilter};
 
 use crate::extract::{Caller, Query};
 use crate::problem::ApiResult;
@@ -65,48 +63,7 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-/// One audit record; `seq`, `prev_hash` and `hash` are set once the record is sealed
-/// into the hash chain.
-///
-/// The stored entry as it is (`StoredAudit` serializes as the entry's members and the
-/// three seal members). Its schema is the entry's (`tenancy_audit::AuditEntry`) with
-/// those three added, as one object: a derived schema of a flattened entry would be an
-/// `allOf`, another document.
-#[derive(Debug, Serialize)]
-#[serde(transparent)]
-pub struct AuditRecordView(pub StoredAudit);
-
-/// The members [`AuditRecordView`] adds to the entry's.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // A schema only.
-struct Seal {
-    seq: Option<i64>,
-    prev_hash: Option<String>,
-    hash: Option<String>,
-}
-
-impl utoipa::PartialSchema for AuditRecordView {
-    fn schema() -> RefOr<Schema> {
-        let (RefOr::T(Schema::Object(mut view)), RefOr::T(Schema::Object(seal))) =
-            (AuditEntry::schema(), <Seal as utoipa::PartialSchema>::schema())
-        else {
-            unreachable!("derived schemas of structs are objects")
-        };
-        view.properties.extend(seal.properties);
-        view.required.extend(seal.required);
-        view.description = Some(
-            "One audit record; `seq`, `prev_hash` and `hash` are set once the record is sealed\ninto the hash chain."
-                .to_owned(),
-        );
-        RefOr::T(Schema::Object(view))
-    }
-}
-
-impl utoipa::ToSchema for AuditRecordView {
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        <AuditEntry as utoipa::ToSchema>::schemas(schemas);
-    }
-}
+pub use tenancy_audit::AuditRecordView;
 
 /// List audit records, oldest first.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),

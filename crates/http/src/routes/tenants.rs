@@ -37,12 +37,7 @@ pub struct DeleteTenantQuery {
     pub purge: Option<bool>,
 }
 
-/// The body of `POST /v1/tenants/{id}/plan`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlanChange {
-    pub plan: String,
-}
+pub use tenancy_domain::api::PlanChange;
 
 fn accepted(op: TenantOperation) -> impl IntoResponse {
     let location = format!("/v1/tenants/{}", op.tenant.id);
