@@ -2,6 +2,7 @@
 //! `putEvents` (events go to the outbox in the step's transaction).
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tenancy_asl::Failure;
 use tenancy_domain::event::Event;
@@ -38,14 +39,38 @@ impl TaskHandler for Noop {
 /// `tenancy:fail`: fails with `Error` and `Cause` of its parameters (testing, drills).
 struct Fail;
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FailParams {
+    error: Option<String>,
+    cause: Option<String>,
+}
+
+/// The parameters of `putEvents`, named as EventBridge names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutEventsParams {
+    entries: Option<Vec<Entry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Entry {
+    detail_type: Option<String>,
+    /// An object, or a JSON string (as EventBridge takes it).
+    #[serde(default)]
+    detail: Value,
+    #[serde(default)]
+    resources: Vec<String>,
+    source: Option<String>,
+    tenant_id: Option<String>,
+}
+
 #[async_trait]
 impl TaskHandler for Fail {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let p = call.parameters;
-        Err(Failure {
-            error: Some(p["Error"].as_str().unwrap_or("Tenancy.Failed").to_owned()),
-            cause: p["Cause"].as_str().map(str::to_owned),
-        })
+        let p: FailParams = call.params()?;
+        Err(Failure { error: Some(p.error.unwrap_or_else(|| "Tenancy.Failed".to_owned())), cause: p.cause })
     }
 }
 
@@ -64,27 +89,24 @@ struct PutEvents;
 #[async_trait]
 impl TaskHandler for PutEvents {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let entries = call.parameters["Entries"]
-            .as_array()
+        let entries = call
+            .params::<PutEventsParams>()?
+            .entries
             .ok_or_else(|| failure("States.Runtime", "putEvents needs an Entries array"))?;
         let mut fx = Effects::none();
         let mut ids = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            let detail_type = e["DetailType"]
-                .as_str()
+        for (i, e) in entries.into_iter().enumerate() {
+            let detail_type = e
+                .detail_type
                 .ok_or_else(|| failure("States.Runtime", format!("Entries[{i}].DetailType must be a string")))?;
-            let detail = match &e["Detail"] {
-                Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+            let detail = match e.detail {
+                Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
                 Value::Null => json!({}),
-                v => v.clone(),
+                v => v,
             };
-            let resources = e["Resources"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
-            let tenant = e["TenantId"].as_str().or(call.tenant_id);
-            let mut event = Event::new(detail_type, tenant, resources, detail);
-            event.source = e["Source"].as_str().unwrap_or(WORKFLOW_SOURCE).to_owned();
+            let tenant = e.tenant_id.as_deref().or(call.tenant_id);
+            let mut event = Event::new(&detail_type, tenant, e.resources, detail);
+            event.source = e.source.unwrap_or_else(|| WORKFLOW_SOURCE.to_owned());
             event.id = format!("evt_{}_{i}", call.idempotency_key);
             ids.push(json!({"EventId": event.id}));
             fx = fx.with_event(event);

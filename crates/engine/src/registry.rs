@@ -84,10 +84,13 @@ pub fn app_failure(e: tenancy_domain::Error) -> Failure {
 /// Lookups are by exact name, then by the routes of [`Registry::route`] in the order
 /// they were added: a route serves a family of names that has no entry of its own (the
 /// functions area routes every Lambda function ARN to its invoker).
+/// A family of resource names (the predicate) and the handler serving it.
+type Route = (fn(&str) -> bool, Arc<dyn TaskHandler>);
+
 #[derive(Default)]
 pub struct Registry {
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
-    routes: RwLock<Vec<(fn(&str) -> bool, Arc<dyn TaskHandler>)>>,
+    routes: RwLock<Vec<Route>>,
 }
 
 impl Registry {

@@ -209,9 +209,7 @@ pub fn tenant_event(detail_type: &str, t: &Tenant, changed: &[&str], extra: Valu
     Event::new(detail_type, Some(&t.id), vec![format!("tenant/{}", t.id)], tenant_detail(t, changed, extra))
 }
 
-/// Registers the lifecycle's task handlers.
-
-/// The engine's [`TaskGuard`]: a task runs only when [`check_task`] and
+/// The engine's [`tenancy_engine::TaskGuard`]: a task runs only when [`check_task`] and
 /// [`check_current`] admit it, and its audit entries name the execution
 /// ([`stamp_audit`]).
 pub struct LifecycleGuard;

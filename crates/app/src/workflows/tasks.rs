@@ -89,30 +89,44 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The parameters of `http:invoke`, named as Step Functions names them (its
+/// `Authentication` member is not supported: credentials come with connections).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvokeParams {
+    api_endpoint: Option<String>,
+    method: Option<String>,
+    headers: Option<Map<String, Value>>,
+    query_parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    request_body: Value,
+}
+
 #[async_trait]
 impl TaskHandler for HttpInvoke {
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
-        let p = call.parameters;
-        let url = p["ApiEndpoint"]
-            .as_str()
+        let p: InvokeParams = call.params()?;
+        let url = p
+            .api_endpoint
+            .as_deref()
             .ok_or_else(|| failure("States.Runtime", "http:invoke needs ApiEndpoint (a URL string)"))?;
-        let method = p["Method"].as_str().unwrap_or("GET").to_ascii_uppercase();
+        let method = p.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| failure("States.Runtime", format!("invalid Method {method:?}")))?;
         let url = reqwest::Url::parse(url)
             .map_err(|_| failure("States.Runtime", format!("ApiEndpoint {url:?} is not a valid URL")))?;
         self.policy.check_url(&url).map_err(|_| refused())?;
         let mut req = self.client.request(method, url).header("Idempotency-Key", call.idempotency_key);
-        if let Some(headers) = p["Headers"].as_object() {
+        if let Some(headers) = &p.headers {
             for (k, v) in headers {
                 req = req.header(k.as_str(), text(v));
             }
         }
-        if let Some(q) = p["QueryParameters"].as_object() {
+        if let Some(q) = &p.query_parameters {
             let pairs: Vec<(String, String)> = q.iter().map(|(k, v)| (k.clone(), text(v))).collect();
             req = req.query(&pairs);
         }
-        match &p["RequestBody"] {
+        match &p.request_body {
             Value::Null => {}
             Value::String(s) => req = req.body(s.clone()),
             v => req = req.json(v),
