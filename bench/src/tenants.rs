@@ -261,7 +261,7 @@ pub async fn tenant_list(args: ListArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (database_url, backend) = fresh_database(args.database_url.as_deref(), dir.path()).await?;
     // Open once through the store so migrations run, then load.
-    let store = tenancy_store::sql::SqlStore::connect(&tenancy_store::sql::SqlOptions::new(&database_url)).await?;
+    let store = tenancy_store_sql::SqlStore::connect(&tenancy_store_sql::SqlOptions::new(&database_url)).await?;
     drop(store);
     let t = Instant::now();
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);

@@ -17,8 +17,8 @@ use anyhow::Context;
 use serde_json::json;
 use tenancy_app::engine::EngineOptions;
 use tenancy_app::{App, OpContext, StartExecution, StateMachineSpec};
-use tenancy_store::sql::{SqlOptions, SqlStore};
 use tenancy_store::Store;
+use tenancy_store_sql::{SqlOptions, SqlStore};
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 

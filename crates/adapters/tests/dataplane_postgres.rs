@@ -7,7 +7,7 @@ use std::str::FromStr;
 use tenancy_adapters::dataplane::postgres::PostgresDataPlane;
 use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_domain::plan::Isolation::{Pool, Silo};
-use tenancy_store::sql::testing::postgres_server_url;
+use tenancy_store_sql::testing::postgres_server_url;
 
 /// A connection as the tenant's role (the test server trusts local connections, so
 /// this shows the role and its privileges, not the password).

@@ -83,12 +83,12 @@ async fn sealing_and_checkpoints(store: Arc<dyn Store>) {
 
 #[tokio::test]
 async fn audit_sealing_and_checkpoints_sqlite() {
-    let db = tenancy_store::sql::testing::sqlite().await;
+    let db = tenancy_store_sql::testing::sqlite().await;
     sealing_and_checkpoints(db.store.clone()).await;
 }
 
 #[tokio::test]
 async fn audit_sealing_and_checkpoints_postgres() {
-    let db = tenancy_store::sql::testing::postgres().await;
+    let db = tenancy_store_sql::testing::postgres().await;
     sealing_and_checkpoints(db.store.clone()).await;
 }

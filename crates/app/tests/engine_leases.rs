@@ -27,7 +27,7 @@ impl TaskHandler for Slow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_longer_than_the_lease_runs_once() {
-    let db = tenancy_store::sql::testing::sqlite().await;
+    let db = tenancy_store_sql::testing::sqlite().await;
     let store: Arc<dyn Store> = db.store.clone();
     let app = Arc::new(App::new(tenancy_app::Services::new(store)));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -76,7 +76,7 @@ impl TaskHandler for Sleepy {
 /// Fairness: a backlog of one tenant does not hold up another tenant's execution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_backlog_does_not_starve_another() {
-    let db = tenancy_store::sql::testing::sqlite().await;
+    let db = tenancy_store_sql::testing::sqlite().await;
     let store: Arc<dyn Store> = db.store.clone();
     let app = Arc::new(App::new(tenancy_app::Services::new(store)));
     app.engine().handlers().register("test:sleepy", Sleepy);

@@ -8,8 +8,8 @@ use tenancy_app::{App, OpContext, StartExecution, StateMachineSpec};
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
 use tenancy_domain::{Error, ErrorCode};
-use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{ExecutionFilter, Store};
+use tenancy_store_sql::testing::{self, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_beyond_the_caps_are_refused_sqlite() {

@@ -19,8 +19,8 @@ use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::PlanSpec;
 use tenancy_domain::tenant::NewTenant;
 use tenancy_engine::testing::{self as steps, TaskState};
-use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::{EventFilter, Store};
+use tenancy_store_sql::testing::{self, TestDb};
 use tokio_util::sync::CancellationToken;
 
 const LIFECYCLE_RESOURCES: &[&str] = &[

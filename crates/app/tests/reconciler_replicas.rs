@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tenancy_app::{reconcile, App, OpContext};
 use tenancy_domain::time::Timestamp;
-use tenancy_store::sql::testing::{self, TestDb};
 use tenancy_store::Store;
+use tenancy_store_sql::testing::{self, TestDb};
 use tokio_util::sync::CancellationToken;
 
 fn replica(db: &TestDb, node: &str) -> Arc<App> {

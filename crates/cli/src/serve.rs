@@ -8,8 +8,8 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tenancy_app::{App, Services};
 use tenancy_http::ServerState;
-use tenancy_store::sql::{redact_url, SqlOptions, SqlStore};
 use tenancy_store::Store;
+use tenancy_store_sql::{redact_url, SqlOptions, SqlStore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

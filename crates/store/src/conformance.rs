@@ -4,7 +4,7 @@
 //! backend as one `#[tokio::test]` per case:
 //!
 //! ```text
-//! tenancy_store::store_conformance_suite!(sqlite, tenancy_store::sql::testing::sqlite());
+//! tenancy_store::store_conformance_suite!(sqlite, tenancy_store_sql::testing::sqlite());
 //! ```
 
 use std::sync::Arc;

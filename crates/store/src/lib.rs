@@ -1,4 +1,4 @@
-//! Storage for Tenancy: object-safe traits and their SQL backends.
+//! The store API of Tenancy: object-safe per-area traits, records and [`Effects`].
 //!
 //! The [`Store`] trait is what the `app` crate sees, always as `Arc<dyn Store>`.
 //! Every mutating method takes [`Effects`]: the events, audit entries, executions and
@@ -6,10 +6,11 @@
 //! no other change). A backend commits the change and its effects in ONE transaction,
 //! or nothing at all; this is the transactional outbox the rest of the system relies on.
 //!
-//! Backends: [`sql::SqlStore`] on SQLite (the embedded default) and PostgreSQL. Both
-//! run the same conformance suites (`conformance`, `workflow_conformance`,
-//! `queue_conformance`, behind the `testsuite` feature: they are not compiled into the
-//! server).
+//! The backends live in crates of their own: `tenancy-store-sql` (`SqlStore`, on SQLite,
+//! the embedded default, and PostgreSQL). This crate does not depend on any of them nor
+//! on sqlx, so the app, the engine and http see only the traits. Every backend runs the
+//! same conformance suites (`conformance`, `workflow_conformance`, `queue_conformance`,
+//! behind the `testsuite` feature: they are not compiled into the server).
 //!
 //! The store is the control plane's own database. The tenants' databases (the data
 //! plane) are not part of it: their provisioners are adapters, in `tenancy-adapters`.
@@ -24,7 +25,6 @@ mod hooks;
 #[cfg(feature = "testsuite")]
 pub mod queue_conformance;
 mod queues;
-pub mod sql;
 mod store;
 mod workflow;
 #[cfg(feature = "testsuite")]

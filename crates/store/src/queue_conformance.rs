@@ -1,7 +1,7 @@
 //! The conformance suite of [`QueueStore`]: every queue semantic, on every backend.
 //!
 //! ```text
-//! tenancy_store::queue_conformance_suite!(queues_sqlite, tenancy_store::sql::testing::sqlite());
+//! tenancy_store::queue_conformance_suite!(queues_sqlite, tenancy_store_sql::testing::sqlite());
 //! ```
 
 use std::collections::HashSet;

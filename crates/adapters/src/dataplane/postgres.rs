@@ -120,8 +120,8 @@ fn literal(s: &str) -> String {
 }
 
 /// The URL with its password replaced, for messages. The same text as the store's
-/// `tenancy_store::sql::redact_url`, kept here because adapters do not depend on the
-/// store.
+/// `tenancy_store_sql::redact_url`, kept here because adapters do not depend on the
+/// store's SQL backend.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {

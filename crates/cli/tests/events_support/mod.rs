@@ -34,7 +34,7 @@ pub async fn server(db: Db, tweak: impl FnOnce(&mut ServeOptions)) -> TestServer
     let dir = tempfile::tempdir().expect("temp dir");
     let db_url = match db {
         Db::Sqlite => None,
-        Db::Postgres => Some(tenancy_store::sql::testing::fresh_postgres_url().await),
+        Db::Postgres => Some(tenancy_store_sql::testing::fresh_postgres_url().await),
     };
     let mut opts = ServeOptions::for_tests(dir.path().to_path_buf(), db_url.clone(), ADMIN);
     tweak(&mut opts);

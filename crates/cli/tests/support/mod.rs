@@ -76,7 +76,7 @@ impl Res {
 pub async fn database_url(backend: Backend) -> Option<String> {
     match backend {
         Backend::Sqlite => None,
-        Backend::Postgres => Some(tenancy_store::sql::testing::fresh_postgres_url().await),
+        Backend::Postgres => Some(tenancy_store_sql::testing::fresh_postgres_url().await),
     }
 }
 

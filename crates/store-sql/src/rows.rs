@@ -12,7 +12,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::db_err;
-use crate::store::{StoredAudit, StoredEvent};
+use tenancy_store::{StoredAudit, StoredEvent};
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
 where

@@ -3,7 +3,7 @@
 //! status): the store does not open, saying to drain them with the previous version.
 
 use sqlx::{AnyConnection, Connection, Row};
-use tenancy_store::sql::{SqlOptions, SqlStore};
+use tenancy_store_sql::{SqlOptions, SqlStore};
 
 /// The engine's migration files up to 0015, in order: a database as the version before
 /// 0016 left it.
@@ -90,6 +90,6 @@ async fn sqlite_pending_jobs_refuse_the_upgrade() {
 
 #[tokio::test]
 async fn postgres_pending_jobs_refuse_the_upgrade() {
-    let url = tenancy_store::sql::testing::fresh_postgres_url().await;
+    let url = tenancy_store_sql::testing::fresh_postgres_url().await;
     pending_jobs_refuse_the_upgrade(&url, "postgres").await;
 }

@@ -14,7 +14,7 @@
 use sqlx::{Any, AnyConnection, Executor};
 
 use super::migrations;
-use crate::store::Backend;
+use tenancy_store::Backend;
 
 /// The capabilities of one SQL engine. `Copy`; held by the store and derived from a
 /// connection ([`Dialect::of`]) where only the connection is at hand.

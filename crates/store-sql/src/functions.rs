@@ -8,8 +8,8 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text, SqlStore};
-use crate::functions::{FunctionStore, StoredFunction};
-use crate::store::Effects;
+use tenancy_store::Effects;
+use tenancy_store::{FunctionStore, StoredFunction};
 
 fn function_of(text: &str) -> Result<Function> {
     serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt function record: {e}")))

@@ -9,7 +9,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::{db_err, is_unique_violation, json_text, rows, SqlStore, Where};
-use crate::store::Effects;
+use tenancy_store::Effects;
 
 /// Tenants that hold plan `id` (all but the offboarded tombstones).
 async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {

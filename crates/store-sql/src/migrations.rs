@@ -63,7 +63,7 @@ impl SqlStore {
 
 /// Whether every migration this binary knows is applied ([`Store::ready`]).
 ///
-/// [`Store::ready`]: crate::Store::ready
+/// [`Store::ready`]: tenancy_store::Store::ready
 pub(super) async fn ready(store: &SqlStore) -> Result<()> {
     let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         .fetch_one(&store.reader)

@@ -9,7 +9,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::{db_err, is_unique_violation, rows, SqlStore, Where};
-use crate::store::Effects;
+use tenancy_store::Effects;
 
 pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result<()> {
     let (k, dialect) = (k.clone(), store.dialect);

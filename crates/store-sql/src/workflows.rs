@@ -13,8 +13,8 @@ use super::dialect::Dialect;
 use super::effects::{apply_effects_batch, insert_sql, start_executions};
 use super::writer::exec;
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, SqlStore, Where};
-use crate::store::Effects;
-use crate::workflow::*;
+use tenancy_store::Effects;
+use tenancy_store::*;
 
 const EXECUTION_COLUMNS: &str = "id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
      cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at";

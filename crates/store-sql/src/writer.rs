@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::cache::TenantCache;
 use super::db_err;
 use super::effects::{apply_effects_batch, effects_need_savepoint, start_executions};
-use crate::store::Effects;
+use tenancy_store::Effects;
 
 type BoxAny = Box<dyn StdAny + Send>;
 type WriteFn = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<BoxAny>> + Send>;

@@ -10,7 +10,7 @@ use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::cache::TenantCache;
 use super::{db_err, effects, is_unique_violation, json_text, rows, writer, SqlStore, Where};
-use crate::store::{Effects, TenantWrite};
+use tenancy_store::{Effects, TenantWrite};
 
 /// Binds a tenant's columns in table order (id, name, plan_id, region, status, metadata,
 /// version, created_at, updated_at): 9 values.

@@ -7,8 +7,8 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, json_text, SqlStore};
-use crate::hooks::{HookPut, HookSecretWrite, HookSecrets, HookStore};
-use crate::store::Effects;
+use tenancy_store::Effects;
+use tenancy_store::{HookPut, HookSecretWrite, HookSecrets, HookStore};
 
 impl SqlStore {
     /// After a write of hooks: the cached list is stale.

@@ -16,8 +16,8 @@ use tenancy_domain::{Error, ErrorCode, Result};
 use super::dialect::Dialect;
 use super::effects::apply_effects_batch;
 use super::{db_err, is_unique_violation, json_text, parse_cursor_i64, rows, wakeup, SqlStore, Where};
-use crate::events::*;
-use crate::store::{Effects, EventFilter, StoredEvent};
+use tenancy_store::*;
+use tenancy_store::{Effects, EventFilter, StoredEvent};
 
 /// Rows per multi-row INSERT.
 const CHUNK: usize = 200;
@@ -755,7 +755,7 @@ impl EventStore for SqlStore {
 
 /// The event archive, oldest first ([`Store::event_list`]).
 ///
-/// [`Store::event_list`]: crate::Store::event_list
+/// [`Store::event_list`]: tenancy_store::Store::event_list
 pub(super) async fn list(store: &SqlStore, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
     let mut w = Where::new("SELECT * FROM events");
     w.eq("detail_type", filter.detail_type.as_deref());

@@ -6,7 +6,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
 
 use super::{db_err, is_unique_violation, SqlStore};
-use crate::store::IdempotencyState;
+use tenancy_store::IdempotencyState;
 
 pub(super) async fn begin(
     store: &SqlStore,

@@ -9,8 +9,8 @@ use tenancy_domain::{Error, Result};
 
 use super::dialect::Dialect;
 use super::{db_err, json_text};
-use crate::store::{Effects, ResourceChange, TenantWrite};
-use crate::workflow::{NewExecution, TenantResource};
+use tenancy_store::{Effects, ResourceChange, TenantWrite};
+use tenancy_store::{NewExecution, TenantResource};
 
 /// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values.
 const CHUNK: usize = 200;

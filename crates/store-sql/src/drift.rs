@@ -5,8 +5,8 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::{db_err, json_text, SqlStore};
-use crate::drift::{DriftStore, ReconciliationRun};
-use crate::store::Effects;
+use tenancy_store::Effects;
+use tenancy_store::{DriftStore, ReconciliationRun};
 
 /// The error code that rolls back a report of recorded drift (never leaves this module).
 const REPORTED: ErrorCode = ErrorCode::DriftReported;

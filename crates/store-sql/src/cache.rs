@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use tenancy_domain::tenant::Tenant;
 
 #[cfg(doc)]
-use crate::store::Effects;
+use tenancy_store::Effects;
 
 /// Entries kept; past this the cache starts over (a cold read costs one query).
 const CAPACITY: usize = 200_000;

@@ -28,8 +28,8 @@ use tokio::sync::watch;
 
 use super::dialect::Dialect;
 use super::{db_err, is_unique_violation, SqlStore};
-use crate::queues::{QueueStore, Received};
-use crate::store::Effects;
+use tenancy_store::Effects;
+use tenancy_store::{QueueStore, Received};
 
 /// The PostgreSQL channel sends notify. The payload is the queue's wake-up bucket
 /// ([`bucket`]), never its name: whoever can LISTEN learns no names.

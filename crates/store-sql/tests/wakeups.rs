@@ -17,7 +17,7 @@ async fn changed(rx: &mut tokio::sync::watch::Receiver<u64>, what: &str) {
 
 #[tokio::test]
 async fn postgres_notify_from_another_connection_wakes() {
-    let db = tenancy_store::sql::testing::postgres().await;
+    let db = tenancy_store_sql::testing::postgres().await;
     let mut rx = db.store.subscribe_wakeups();
     // The listener reports once when it is listening.
     changed(&mut rx, "listener ready").await;
@@ -28,7 +28,7 @@ async fn postgres_notify_from_another_connection_wakes() {
 
 #[tokio::test]
 async fn sqlite_commits_with_events_wake() {
-    let db = tenancy_store::sql::testing::sqlite().await;
+    let db = tenancy_store_sql::testing::sqlite().await;
     let store: std::sync::Arc<dyn Store> = db.store.clone();
     let mut rx = store.subscribe_wakeups();
     rx.borrow_and_update();

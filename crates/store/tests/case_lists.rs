@@ -1,11 +1,4 @@
-//! The store conformance suite on both backends.
-
-tenancy_store::store_conformance_suite!(sqlite, tenancy_store::sql::testing::sqlite());
-tenancy_store::store_conformance_suite!(postgres, tenancy_store::sql::testing::postgres());
-tenancy_store::workflow_conformance_suite!(workflows_sqlite, tenancy_store::sql::testing::sqlite());
-tenancy_store::workflow_conformance_suite!(workflows_postgres, tenancy_store::sql::testing::postgres());
-tenancy_store::queue_conformance_suite!(queues_sqlite, tenancy_store::sql::testing::sqlite());
-tenancy_store::queue_conformance_suite!(queues_postgres, tenancy_store::sql::testing::postgres());
+//! The conformance suites' case lists (the suites run in crates/store-sql/tests).
 
 /// Every case a suite defines (`pub async fn name(store: ...)`) is in its macro's case
 /// list: a case written but not listed would never run.

@@ -1,4 +1,6 @@
-//! The SQL backends: SQLite (the embedded default) and PostgreSQL.
+//! The SQL backends of the store API (`tenancy-store`): SQLite (the embedded default) and
+//! PostgreSQL. This crate is the only one of the control plane that depends on sqlx; the
+//! store API it implements does not, so the app sees only the traits.
 //!
 //! Both run through sqlx's `Any` driver with the same SQL text: `$1` placeholders work
 //! on both engines, every timestamp is a BIGINT of unix milliseconds and every JSON
@@ -12,7 +14,7 @@
 //!
 //! This file holds the store itself (opening, the connections, the SQLite file lock and
 //! checkpoints) and the [`Store`] trait's glue. Each resource's SQL is a file of its own
-//! under `sql/`: `plans`, `tenants`, `api_keys`, `idempotency`, `master_key`,
+//! of this crate: `plans`, `tenants`, `api_keys`, `idempotency`, `master_key`,
 //! `migrations`, and the per-area traits (`events`, `audit`, `workflows`, `queues`,
 //! `hooks`, `functions`, `drift`). Beside them: `dialect` (what each engine can do),
 //! `effects` (writes a change's [`Effects`]), `writer` (the SQLite group-committing
@@ -54,9 +56,9 @@ use tenancy_domain::tenant::{Tenant, TenantFilter};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
-use crate::store::*;
 use cache::{RecordCache, TenantCache};
 use dialect::Dialect;
+use tenancy_store::*;
 use writer::Writer;
 
 /// Options for [`SqlStore::connect`].
@@ -306,23 +308,23 @@ impl Store for SqlStore {
         self.dialect.backend()
     }
 
-    fn workflows(&self) -> std::sync::Arc<dyn crate::workflow::WorkflowStore> {
+    fn workflows(&self) -> std::sync::Arc<dyn tenancy_store::WorkflowStore> {
         std::sync::Arc::new(self.clone())
     }
 
-    fn queues(&self) -> Arc<dyn crate::queues::QueueStore> {
+    fn queues(&self) -> Arc<dyn tenancy_store::QueueStore> {
         Arc::new(self.clone())
     }
 
-    fn hooks(&self) -> Arc<dyn crate::hooks::HookStore> {
+    fn hooks(&self) -> Arc<dyn tenancy_store::HookStore> {
         Arc::new(self.clone())
     }
 
-    fn functions(&self) -> Arc<dyn crate::functions::FunctionStore> {
+    fn functions(&self) -> Arc<dyn tenancy_store::FunctionStore> {
         Arc::new(self.clone())
     }
 
-    fn drift(&self) -> Arc<dyn crate::drift::DriftStore> {
+    fn drift(&self) -> Arc<dyn tenancy_store::DriftStore> {
         Arc::new(self.clone())
     }
 

@@ -8,8 +8,8 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
 use super::{db_err, parse_cursor_i64, rows, SqlStore, Where};
-use crate::audit::*;
-use crate::store::{AuditFilter, StoredAudit};
+use tenancy_store::*;
+use tenancy_store::{AuditFilter, StoredAudit};
 
 /// An arbitrary constant: the advisory lock held by the one sealer at work.
 const SEAL_LOCK: i64 = 0x5e_a1_a0_d1;
@@ -155,7 +155,7 @@ impl SqlStore {
         }
         let n = seals.len() as u64;
         self.writer
-            .write(&crate::store::Effects::none(), move |conn| {
+            .write(&tenancy_store::Effects::none(), move |conn| {
                 Box::pin(async move {
                     for chunk in seals.chunks(200) {
                         let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -183,7 +183,7 @@ impl SqlStore {
 
 /// The audit log, oldest first ([`Store::audit_list`]).
 ///
-/// [`Store::audit_list`]: crate::Store::audit_list
+/// [`Store::audit_list`]: tenancy_store::Store::audit_list
 pub(super) async fn list(store: &SqlStore, filter: &AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
     let mut w = Where::new("SELECT * FROM audit_log");
     w.eq("tenant_id", filter.tenant_id.as_deref());

@@ -2,7 +2,7 @@
 //! `(NNNN, "name", include_str!(..))` of `$OUT_DIR/migrations.rs`, in version order, so
 //! a new migration is a file and nothing else. The store runs them with its own runner
 //! (one transaction each, PostgreSQL's advisory lock, refusals with an operator's
-//! message: `src/sql/migrations.rs`), which is why this is not `sqlx::migrate!`. A file
+//! message: `src/migrations.rs`), which is why this is not `sqlx::migrate!`. A file
 //! whose name does not follow the pattern, two files of one version, or engines whose
 //! lists differ in versions or names stop the build.
 

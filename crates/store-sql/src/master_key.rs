@@ -4,7 +4,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
 
 use super::{db_err, SqlStore};
-use crate::store::{Effects, MasterKeyState};
+use tenancy_store::{Effects, MasterKeyState};
 
 pub(super) async fn state(store: &SqlStore) -> Result<MasterKeyState> {
     let fingerprint: Option<(String,)> = sqlx::query_as("SELECT fingerprint FROM master_key WHERE id = 1")
