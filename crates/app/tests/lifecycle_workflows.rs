@@ -12,7 +12,7 @@ use tenancy_adapters::blob::BlobStore;
 use tenancy_adapters::dataplane::SqliteFiles;
 use tenancy_app::engine::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
-use tenancy_app::tenants::lifecycle::{BUILTIN_MACHINES, PROVISION_MACHINE};
+use tenancy_app::tenants::lifecycle::{BUILTIN_MACHINES, CHANGE_PLAN_MACHINE, PROVISION_MACHINE};
 use tenancy_app::{App, OpContext};
 use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::page::PageRequest;
@@ -23,17 +23,19 @@ use tenancy_store::{EventFilter, Store};
 use tenancy_store_sql::testing::{self, TestDb};
 use tokio_util::sync::CancellationToken;
 
-const LIFECYCLE_RESOURCES: &[&str] = &[
-    "tenancy:resource.create",
-    "tenancy:resource.delete",
-    "tenancy:hooks.call",
-    "tenancy:tenant.activate",
-    "tenancy:tenant.provisioning_failed",
-    "tenancy:tenant.apply_plan",
-    "tenancy:tenant.revert_plan",
-    "tenancy:tenant.offboarded",
-    "tenancy:tenant.export",
-];
+/// Every resource the built-in lifecycle machines run, forward or undoing, read from
+/// their definitions (callback-only resources aside: they run nothing twice).
+fn lifecycle_resources() -> Vec<String> {
+    let mut resources: Vec<String> = BUILTIN_MACHINES
+        .iter()
+        .flat_map(|(_, definition)| steps::task_states(&serde_json::from_str(definition).unwrap()))
+        .map(|s| s.resource)
+        .filter(|r| !r.ends_with(".waitForTaskToken"))
+        .collect();
+    resources.sort();
+    resources.dedup();
+    resources
+}
 
 struct Harness {
     app: Arc<App>,
@@ -214,7 +216,9 @@ async fn a_failure_at_each_provisioning_step_leaves_nothing_behind() {
 async fn every_lifecycle_step_run_twice_gives_the_same_result() {
     let h = Harness::start().await;
     let registry = h.app.engine().handlers();
-    for resource in LIFECYCLE_RESOURCES {
+    let resources = lifecycle_resources();
+    assert!(resources.len() >= 12, "{resources:?}");
+    for resource in &resources {
         let inner = registry.get(resource).unwrap();
         registry.register(resource, Twice { inner });
     }
@@ -259,6 +263,56 @@ async fn a_failed_plan_change_is_reverted() {
     assert!(!types.contains(&"TenantPlanChanged".to_owned()), "{types:?}");
     h.history_is_clean(&execution).await;
     h.stop().await;
+}
+
+/// The plan change's forward Task states, read from its definition, that a clean move
+/// from a pool plan to a silo plan runs.
+async fn plan_change_steps_that_run() -> Vec<TaskState> {
+    let (_, definition) = BUILTIN_MACHINES.iter().find(|(name, _)| *name == CHANGE_PLAN_MACHINE).unwrap();
+    let forward = steps::forward_task_states(&serde_json::from_str(definition).unwrap());
+    let h = Harness::start().await;
+    h.create("clean").await;
+    h.wait_tenant("clean", "active").await;
+    let op = h.app.tenant_change_plan(&OpContext::system(), "clean", "vault", None).await.unwrap();
+    let execution = op.execution_id.unwrap();
+    h.wait_execution(&execution, "SUCCEEDED").await;
+    let page = PageRequest { limit: 1000, after: None };
+    let history = h.app.execution_history(&OpContext::system(), &execution, &page).await.unwrap().items;
+    h.stop().await;
+    let ran: Vec<String> =
+        history.into_iter().filter(|e| e.kind == "TaskStateEntered").filter_map(|e| e.state).collect();
+    forward.into_iter().filter(|s| ran.contains(&s.name)).collect()
+}
+
+/// A failure at each step of a move from pool to silo that has a Catch is undone: the
+/// tenant is active on its old plan, with its old database and no new one. A step
+/// without a Catch (the last, after the tenant is on its new plan) fails the execution
+/// and leaves the tenant where the steps before it put it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_plan_change_step_is_reverted() {
+    let steps = plan_change_steps_that_run().await;
+    assert!(steps.iter().filter(|s| s.caught).count() >= 4, "the plan change ran only {steps:?}");
+    for state in steps {
+        let step = state.name.as_str();
+        let h = Harness::start().await;
+        let tenant = format!("t-{}", step.to_lowercase());
+        h.create(&tenant).await;
+        h.wait_tenant(&tenant, "active").await;
+        let fired = steps::fail_state(h.app.engine().handlers(), &state, "Test.Injected");
+        let op = h.app.tenant_change_plan(&OpContext::system(), &tenant, "vault", None).await.unwrap();
+        let execution = op.execution_id.unwrap();
+        h.wait_execution(&execution, "FAILED").await;
+        assert!(fired.load(Ordering::SeqCst), "{step}: the failure was not injected");
+        let t = h.app.store().tenant_get(&tenant).await.unwrap();
+        if state.caught {
+            assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "basic"), "{step}");
+            assert!(!h.dir.path().join("tenants").join(&tenant).exists(), "{step}: the new silo database is left");
+            let types: Vec<String> = h.events(&tenant).await.into_iter().map(|(t, _)| t).collect();
+            assert!(!types.contains(&"TenantPlanChanged".to_owned()), "{step}: {types:?}");
+        }
+        h.history_is_clean(&execution).await;
+        h.stop().await;
+    }
 }
 
 /// Offboarding a silo tenant exports it before anything is deleted, once, even when
@@ -413,13 +467,6 @@ impl TaskHandler for FailAfter {
     }
 }
 
-const MOVE_RESOURCES: &[&str] = &[
-    "tenancy:database.move_create",
-    "tenancy:database.export",
-    "tenancy:database.undo_move",
-    "tenancy:database.finish_move",
-];
-
 /// A harness whose tenants get SQLite databases on silo plans ("vault").
 async fn database_isolation(h: &Harness, tenant: &str) -> Value {
     let list = h.app.store().workflows().tenant_resource_list(tenant).await.unwrap();
@@ -433,8 +480,7 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     let ctx = OpContext::system();
     let file = dir.path().join("tenants").join("acme").join("data.db");
     let registry = h.app.engine().handlers();
-    let originals: Vec<_> =
-        LIFECYCLE_RESOURCES.iter().chain(MOVE_RESOURCES).map(|r| (*r, registry.get(r).unwrap())).collect();
+    let originals: Vec<_> = lifecycle_resources().into_iter().map(|r| (r.clone(), registry.get(&r).unwrap())).collect();
     for (resource, inner) in &originals {
         registry.register(resource, Twice { inner: inner.clone() });
     }
@@ -454,7 +500,7 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     // own failure is reverted by RevertPlan): the new resource goes, the old database
     // (and the tenant's plan) stay.
     for step in ["tenancy:database.move_create", "tenancy:database.export", "tenancy:tenant.apply_plan"] {
-        let inner = originals.iter().find(|(r, _)| *r == step).unwrap().1.clone();
+        let inner = originals.iter().find(|(r, _)| r == step).unwrap().1.clone();
         match step {
             "tenancy:tenant.apply_plan" => registry.register(step, FailAt { kind: None, inner: inner.clone() }),
             _ => registry.register(step, FailAfter { inner: inner.clone() }),
@@ -471,7 +517,7 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     // Pool -> silo failing after the new database exists: the undo deletes it.
     let op = h.app.tenant_change_plan(&ctx, "acme", "basic", None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
-    let export = originals.iter().find(|(r, _)| *r == "tenancy:database.export").unwrap().1.clone();
+    let export = originals.iter().find(|(r, _)| r == "tenancy:database.export").unwrap().1.clone();
     registry.register("tenancy:database.export", FailAfter { inner: export });
     let op = h.app.tenant_change_plan(&ctx, "acme", "vault", None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "FAILED").await;

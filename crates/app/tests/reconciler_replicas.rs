@@ -28,7 +28,7 @@ async fn passes_are_shared(db: TestDb) {
     assert!(last_node(&b).await.is_none(), "no pass yet");
     let interval = Duration::from_secs(30);
     let shutdown = CancellationToken::new();
-    let loop_a = tokio::spawn(reconcile::worker::run(a.clone(), interval, shutdown.clone()));
+    let loop_a = tokio::spawn(reconcile::worker::Reconciler::new(a.clone(), interval).run(shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
         if let Some(last) = last_node(&b).await {
@@ -40,7 +40,7 @@ async fn passes_are_shared(db: TestDb) {
     assert_eq!(first.0, "a", "b serves a's pass");
 
     // b starts within a's interval: it makes no pass of its own.
-    let loop_b = tokio::spawn(reconcile::worker::run(b.clone(), interval, shutdown.clone()));
+    let loop_b = tokio::spawn(reconcile::worker::Reconciler::new(b.clone(), interval).run(shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(last_node(&a).await, Some(first.clone()), "b skipped its pass");
 
@@ -51,7 +51,8 @@ async fn passes_are_shared(db: TestDb) {
     // A replica whose interval a's pass (half a second old) has outlived makes one.
     let c = replica(&db, "c");
     let shutdown = CancellationToken::new();
-    let loop_c = tokio::spawn(reconcile::worker::run(c.clone(), Duration::from_millis(200), shutdown.clone()));
+    let loop_c =
+        tokio::spawn(reconcile::worker::Reconciler::new(c.clone(), Duration::from_millis(200)).run(shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     while last_node(&a).await.is_none_or(|(node, _)| node != "c") {
         assert!(Instant::now() < deadline, "c made no pass though a's was older than its interval");

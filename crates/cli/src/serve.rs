@@ -397,11 +397,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         engine_opts.max_in_flight = opts.workflow.max_in_flight;
         engine_opts.lifecycle_slots = opts.workflow.lifecycle_slots;
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
-        tasks.push(tokio::spawn(tenancy_app::reconcile::worker::run(
-            app.clone(),
-            opts.reconcile_interval,
-            shutdown.clone(),
-        )));
+        let reconciler = tenancy_app::reconcile::worker::Reconciler::new(app.clone(), opts.reconcile_interval);
+        tasks.push(tokio::spawn(reconciler.run(shutdown.clone())));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

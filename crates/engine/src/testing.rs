@@ -25,6 +25,9 @@ use crate::registry::{failure, Registry, TaskCall, TaskHandler, TaskResult};
 pub struct TaskState {
     pub name: String,
     pub resource: String,
+    /// Whether the state has a `Catch`: a failure there leads to compensation, where
+    /// a failure in a state without one fails the execution as it stands.
+    pub caught: bool,
 }
 
 /// The Task states on the forward paths of `definition`: reachable from `StartAt`
@@ -33,14 +36,24 @@ pub struct TaskState {
 /// item processors are walked the same way; their Task states are forward states too.
 pub fn forward_task_states(definition: &Value) -> Vec<TaskState> {
     let mut out = Vec::new();
-    walk(definition, &mut out);
+    walk(definition, false, &mut out);
     out
 }
 
-fn walk(machine: &Value, out: &mut Vec<TaskState>) {
+/// Every Task state of `definition`, forward or compensation, in the same order:
+/// the forward ones, then what only a `Catch` reaches.
+pub fn task_states(definition: &Value) -> Vec<TaskState> {
+    let mut out = Vec::new();
+    walk(definition, true, &mut out);
+    out
+}
+
+fn walk(machine: &Value, with_catches: bool, out: &mut Vec<TaskState>) {
     let states = &machine["States"];
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<String> = machine["StartAt"].as_str().map(str::to_owned).into_iter().collect();
+    // What only a Catch reaches, walked once the forward paths are done.
+    let mut caught_targets = Vec::new();
     while let Some(name) = queue.pop_front() {
         if !seen.insert(name.clone()) {
             continue;
@@ -49,18 +62,28 @@ fn walk(machine: &Value, out: &mut Vec<TaskState>) {
         match state["Type"].as_str() {
             Some("Task") => {
                 let resource = state["Resource"].as_str().unwrap_or_default().to_owned();
-                out.push(TaskState { name: name.clone(), resource });
+                let caught = state["Catch"].as_array().is_some_and(|c| !c.is_empty());
+                out.push(TaskState { name: name.clone(), resource, caught });
             }
-            Some("Parallel") => state["Branches"].as_array().into_iter().flatten().for_each(|b| walk(b, out)),
+            Some("Parallel") => {
+                state["Branches"].as_array().into_iter().flatten().for_each(|b| walk(b, with_catches, out))
+            }
             Some("Map") => {
                 let processor = if state["ItemProcessor"].is_object() { "ItemProcessor" } else { "Iterator" };
-                walk(&state[processor], out);
+                walk(&state[processor], with_catches, out);
             }
             _ => {}
         }
         let choices = state["Choices"].as_array().into_iter().flatten().filter_map(|c| c["Next"].as_str());
         let next = [state["Next"].as_str(), state["Default"].as_str()].into_iter().flatten();
         queue.extend(choices.chain(next).map(str::to_owned));
+        if with_catches {
+            let catches = state["Catch"].as_array().into_iter().flatten().filter_map(|c| c["Next"].as_str());
+            caught_targets.extend(catches.map(str::to_owned));
+        }
+        if queue.is_empty() {
+            queue.extend(std::mem::take(&mut caught_targets));
+        }
     }
 }
 
@@ -125,5 +148,8 @@ mod tests {
         });
         let names: Vec<String> = forward_task_states(&def).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["A", "B", "C"]);
+        let all: Vec<(String, bool)> = task_states(&def).into_iter().map(|s| (s.name, s.caught)).collect();
+        let all: Vec<(&str, bool)> = all.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        assert_eq!(all, [("A", true), ("B", false), ("C", false), ("UndoA", false)]);
     }
 }
