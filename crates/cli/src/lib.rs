@@ -2,8 +2,7 @@
 //! the integration tests, which start real servers on port 0) and the operator CLI.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod functions_cli;
-pub mod provisioning_cli;
 pub mod serve;
-pub mod workflows_cli;
+pub mod support;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tenancy_client::{Client, ExecutionListParams, PageParams};
 use tenancy_domain::api::{StartExecution, StateMachineSpec, StopExecution};
 
-use crate::cli::{to_json, CliError};
+use crate::support::*;
 
 #[derive(Debug, Subcommand)]
 pub enum StateMachineCmd {

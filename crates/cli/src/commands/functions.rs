@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tenancy_client::Client;
 use tenancy_domain::function::FunctionSpec;
 
-use crate::cli::{to_json, CliError};
+use crate::support::*;
 
 #[derive(Debug, Subcommand)]
 pub enum FunctionCmd {

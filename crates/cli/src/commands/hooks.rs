@@ -1,0 +1,68 @@
+//! `tenancy hooks ...`: provisioning hooks.
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+use tenancy_client::Client;
+use tenancy_domain::hook::{HookEvent, HookMode, HookSpec};
+
+use crate::support::*;
+
+#[derive(Debug, Subcommand)]
+pub enum HookCmd {
+    /// Create or replace a provisioning hook: an HTTP hook (--url) or a queue hook
+    /// (--queue). A new HTTP hook's signing secret (whsec_...) is printed once.
+    Put {
+        name: String,
+        /// Absolute http:// or https:// URL receiving signed POSTs (Standard Webhooks).
+        #[arg(long, required_unless_present = "queue", conflicts_with = "queue")]
+        url: Option<String>,
+        /// A queue (it must exist) receiving {event, tenant, execution_id,
+        /// idempotency_key, task_token}; its worker answers through the task token.
+        #[arg(long)]
+        queue: Option<String>,
+        /// provision, offboard, plan_change, suspend or resume; repeat for several.
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        /// sync (a 2xx is success) or callback (202, then the task-token endpoint).
+        #[arg(long)]
+        mode: Option<String>,
+        #[arg(long)]
+        timeout_s: Option<u64>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Replace the signing secret; the new one is printed once (the old one signs
+        /// too for 24 hours).
+        #[arg(long)]
+        rotate_secret: bool,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+pub const HOOK_COLUMNS: &[&str] =
+    &["name", "url", "queue", "events", "mode", "timeout_s", "max_attempts", "secret", "deleted"];
+
+pub async fn hooks(c: &Client, cmd: HookCmd) -> Result<Value, CliError> {
+    Ok(match cmd {
+        HookCmd::Put { name, url, queue, events, mode, timeout_s, max_attempts, rotate_secret } => {
+            let events = events
+                .iter()
+                .map(|e| parse_wire("--event", e, "provision, offboard, plan_change, suspend or resume"))
+                .collect::<Result<Vec<HookEvent>, _>>()?;
+            let mode: Option<HookMode> = mode.map(|m| parse_wire("--mode", &m, "sync or callback")).transpose()?;
+            let spec = HookSpec { url, queue, events, mode, timeout_s, max_attempts, rotate_secret };
+            to_json(c.hook_put(&name, &spec).await?)
+        }
+        HookCmd::List => to_json(c.hook_list().await?),
+        HookCmd::Get { name } => to_json(c.hook_get(&name).await?),
+        HookCmd::Delete { name } => {
+            c.hook_delete(&name).await?;
+            json!({"name": name, "deleted": true})
+        }
+    })
+}

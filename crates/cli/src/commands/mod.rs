@@ -1,0 +1,13 @@
+//! The operator commands, one file per API area: the command's clap enum, its table
+//! columns and the function that calls the API through `tenancy-client`.
+
+pub mod audit;
+pub mod events;
+pub mod functions;
+pub mod hooks;
+pub mod keys;
+pub mod plans;
+pub mod queues;
+pub mod reconciliation;
+pub mod tenants;
+pub mod workflows;

@@ -1,0 +1,140 @@
+//! `tenancy tenants ...`: create, read, list, change, suspend, resume, change plan,
+//! offboard and purge tenants, and list their resources.
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+use tenancy_client::{Client, TenantListParams};
+use tenancy_domain::api::PlanChange;
+use tenancy_domain::tenant::{NewTenant, TenantPatch};
+
+use crate::support::*;
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant (provisioning starts in the background).
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Change name, region or metadata.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    Suspend {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Provision a failed tenant again (after fixing what failed, e.g. a hook).
+    Retry {
+        id: String,
+    },
+    /// Move a tenant to another plan.
+    ChangePlan {
+        id: String,
+        #[arg(long)]
+        plan: String,
+    },
+    /// Offboard a tenant.
+    Delete {
+        id: String,
+    },
+    /// Release an offboarded tenant's id once the export retention has passed (admins;
+    /// the tombstone and its resources go, events and audit records stay).
+    Purge {
+        id: String,
+    },
+    /// What the lifecycle workflows created for a tenant (namespace, database, ...),
+    /// with what the data plane sees of its database now.
+    Resources {
+        id: String,
+    },
+}
+
+pub const TENANT_COLUMNS: &[&str] = &["id", "name", "plan", "region", "status", "version", "execution_id"];
+
+pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
+    Ok(match cmd {
+        TenantCmd::Create { id, name, plan, region, metadata } => {
+            let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
+            to_json(c.tenant_create(&NewTenant { id, name, plan, region, metadata }).await?)
+        }
+        TenantCmd::List { plan, status, region, limit, cursor } => {
+            to_json(c.tenant_list(&TenantListParams { plan, status, region, limit, cursor }).await?)
+        }
+        TenantCmd::Get { id } => to_json(c.tenant_get(&id).await?),
+        TenantCmd::Update { id, name, region, metadata } => {
+            let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
+            to_json(c.tenant_update(&id, &TenantPatch { name, region, metadata }).await?)
+        }
+        TenantCmd::Suspend { id } => to_json(c.tenant_suspend(&id).await?),
+        TenantCmd::Resume { id } => to_json(c.tenant_resume(&id).await?),
+        TenantCmd::Retry { id } => to_json(c.tenant_retry(&id).await?),
+        TenantCmd::ChangePlan { id, plan } => to_json(c.tenant_change_plan(&id, &PlanChange { plan }).await?),
+        TenantCmd::Delete { id } => to_json(c.tenant_offboard(&id).await?),
+        TenantCmd::Purge { id } => {
+            c.tenant_purge(&id).await?;
+            json!({"id": id, "purged": true})
+        }
+        TenantCmd::Resources { .. } => unreachable!("handled by run_client"),
+    })
+}
+
+pub const RESOURCE_COLUMNS: &[&str] = &["kind", "isolation", "location", "exists", "created_at"];
+
+/// A tenant's resources, flattened for the table: a database's key, location and
+/// whether the provisioner sees it now (from the resources' free-form `detail` and
+/// `observed`).
+pub async fn tenant_resources(c: &Client, id: &str, json_output: bool) -> Result<Value, CliError> {
+    let got = c.tenant_resources(id).await?;
+    if json_output {
+        return Ok(to_json(got));
+    }
+    let items: Vec<Value> = got
+        .items
+        .iter()
+        .map(|r| {
+            let observed = r.observed.as_ref();
+            json!({
+                "kind": r.kind,
+                "isolation": r.detail.get("isolation"),
+                "location": observed.and_then(|o| o.get("location")).or(r.detail.get("location")),
+                "exists": observed.and_then(|o| o.get("exists")),
+                "created_at": r.created_at,
+            })
+        })
+        .collect();
+    Ok(json!({"items": items}))
+}

@@ -1,0 +1,148 @@
+//! What every operator command shares: the error and its exit codes, flags parsed
+//! into the API's types, answers printed as tables or JSON.
+
+use clap::ValueEnum;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tenancy_client::ClientError;
+use tenancy_domain::plan::{Isolation, Quota, QuotaPeriod};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Why a command failed, with the exit code it maps to.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments (exit 2).
+    Usage(String),
+    /// The server said no (exit 1).
+    Api(ClientError),
+    /// The server could not be reached (exit 3).
+    Unreachable(ClientError),
+    /// Anything else (exit 1).
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Unreachable(_) => 3,
+            CliError::Api(_) | CliError::Other(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) => f.write_str(m),
+            CliError::Api(e) | CliError::Unreachable(e) => e.fmt(f),
+            CliError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable(_) => CliError::Unreachable(e),
+            ClientError::Api { .. } | ClientError::Decode(_) => CliError::Api(e),
+        }
+    }
+}
+
+/// A typed API answer as the JSON the CLI prints (the server's own shape: the types
+/// are the server's).
+pub(crate) fn to_json(v: impl Serialize) -> Value {
+    serde_json::to_value(v).expect("API types serialize")
+}
+
+/// A flag's value as one of an API enum's wire names (`flag` and `expected` for the
+/// usage error).
+pub(crate) fn parse_wire<T: DeserializeOwned>(flag: &str, s: &str, expected: &str) -> Result<T, CliError> {
+    serde_json::from_value(Value::String(s.to_owned()))
+        .map_err(|_| CliError::Usage(format!("{flag} {s:?}: use {expected}")))
+}
+
+pub(crate) fn parse_object(flag: &str, s: &str) -> Result<Map<String, Value>, CliError> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(CliError::Usage(format!("{flag} must be a JSON object, e.g. '{{\"tier\": \"gold\"}}'"))),
+    }
+}
+
+/// Parses `NAME=LIMIT[/day|/month][/soft]`.
+pub fn parse_quota(s: &str) -> Result<(String, Quota), CliError> {
+    let usage = || CliError::Usage(format!("invalid quota {s:?}: use NAME=LIMIT[/day|/month][/soft]"));
+    let (name, rest) = s.split_once('=').ok_or_else(usage)?;
+    let mut parts = rest.split('/');
+    let limit: u64 = parts.next().and_then(|l| l.parse().ok()).ok_or_else(usage)?;
+    let mut q = Quota { limit, period: None, soft: false };
+    for p in parts {
+        match p {
+            "day" => q.period = Some(QuotaPeriod::Day),
+            "month" => q.period = Some(QuotaPeriod::Month),
+            "soft" => q.soft = true,
+            _ => return Err(usage()),
+        }
+    }
+    Ok((name.to_owned(), q))
+}
+
+pub(crate) fn parse_isolation(s: &str) -> Result<Isolation, CliError> {
+    Isolation::parse(s).ok_or_else(|| CliError::Usage(format!("--isolation {s:?}: use pool or silo")))
+}
+
+pub(crate) fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints a value: JSON as is, or a table of `columns` for a list (`items`) or object.
+pub fn print_value(v: &Value, columns: &[&str], output: Output) {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(v).expect("JSON prints"));
+        return;
+    }
+    let rows: Vec<&Value> = match v.get("items").and_then(Value::as_array) {
+        Some(items) => items.iter().collect(),
+        None => vec![v],
+    };
+    let used: Vec<&str> = columns.iter().copied().filter(|c| rows.iter().any(|r| r.get(*c).is_some())).collect();
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(used.iter().map(|c| c.to_uppercase()));
+    for r in &rows {
+        table.add_row(used.iter().map(|c| cell(r.get(*c))));
+    }
+    println!("{table}");
+    if let Some(next) = v.get("next_cursor").and_then(Value::as_str) {
+        eprintln!("more: --cursor {next}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_parse() {
+        assert_eq!(parse_quota("seats=10").unwrap(), ("seats".into(), Quota { limit: 10, period: None, soft: false }));
+        assert_eq!(
+            parse_quota("calls=5/month/soft").unwrap(),
+            ("calls".into(), Quota { limit: 5, period: Some(QuotaPeriod::Month), soft: true })
+        );
+        assert!(parse_quota("seats").is_err());
+        assert!(parse_quota("seats=x").is_err());
+        assert!(parse_quota("seats=1/week").is_err());
+    }
+}
