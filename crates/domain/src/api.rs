@@ -350,3 +350,56 @@ pub struct TaskFailure {
     pub error: Option<String>,
     pub cause: Option<String>,
 }
+
+// Quotas.
+
+/// The body of `POST /v1/tenants/{id}/quotas/{name}/consume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConsume {
+    /// At least 1.
+    pub amount: u64,
+    /// A repeat with the same key counts once and answers as the first time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The body of `POST /v1/tenants/{id}/quotas/consume`: several quotas, all or nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConsumeBatch {
+    /// Quota name to amount (each at least 1).
+    pub items: std::collections::BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The body of `POST /v1/tenants/{id}/quotas/{name}/release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRelease {
+    /// At least 1.
+    pub amount: u64,
+}
+
+/// A granted consume of one quota: `allowed` is always true (a refusal is 429
+/// `quota-exceeded`); a soft quota may be over (`used > limit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaGranted {
+    pub allowed: bool,
+    #[serde(flatten)]
+    pub usage: crate::quota::QuotaUsage,
+}
+
+/// A granted batch: every quota's usage after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaBatchGranted {
+    pub allowed: bool,
+    pub items: Vec<crate::quota::QuotaUsage>,
+}
+
+/// `GET /v1/tenants/{id}/quotas`: every quota of the tenant's plan, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaList {
+    pub items: Vec<crate::quota::QuotaUsage>,
+}

@@ -86,6 +86,7 @@ error_codes! {
     MethodNotAllowed = ("method-not-allowed", 405, "The route does not take this method."),
     AlreadyExists = ("already-exists", 409, "A resource with this id already exists."),
     InvalidTransition = ("invalid-transition", 409, "The tenant's status does not allow this lifecycle transition."),
+    TenantNotActive = ("tenant-not-active", 409, "A quota consumed or released for a tenant that is not active (or updating)."),
     PlanInUse = ("plan-in-use", 409, "Deleting a plan, or changing its isolation, while tenants hold it."),
     Conflict = ("conflict", 409, "The request conflicts with the current state in a way no more specific code names."),
     IdempotencyKeyInUse = ("idempotency-key-in-use", 409, "A request with this `Idempotency-Key` is still in progress."),
@@ -104,6 +105,7 @@ error_codes! {
     UnsupportedMediaType = ("unsupported-media-type", 415, "A request body that is not `application/json`."),
     IdempotencyKeyReused = ("idempotency-key-reused", 422, "A repeated `Idempotency-Key` carried a different request."),
     TooManyRequests = ("too-many-requests", 429, "Running executions over a cap (docs/workflows.md)."),
+    QuotaExceeded = ("quota-exceeded", 429, "A consume over a hard quota's limit; the detail names the quota, and nothing was consumed (docs/entitlements.md)."),
     Internal = ("internal", 500, "An internal error; details only in the log, under the request id."),
     Unavailable = ("unavailable", 503, "A dependency (the store) is unreachable or overloaded; retrying may succeed."),
 }

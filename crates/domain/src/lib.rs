@@ -16,6 +16,7 @@ pub mod ids;
 pub mod page;
 pub mod plan;
 pub mod queue;
+pub mod quota;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

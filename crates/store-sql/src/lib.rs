@@ -35,6 +35,7 @@ mod master_key;
 mod migrations;
 mod plans;
 mod queues;
+mod quotas;
 mod rows;
 mod tenants;
 #[cfg(feature = "testing")]
@@ -313,6 +314,10 @@ impl Store for SqlStore {
     }
 
     fn queues(&self) -> Arc<dyn tenancy_store::QueueStore> {
+        Arc::new(self.clone())
+    }
+
+    fn quotas(&self) -> Arc<dyn tenancy_store::QuotaStore> {
         Arc::new(self.clone())
     }
 

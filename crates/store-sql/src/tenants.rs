@@ -175,7 +175,7 @@ pub(super) async fn purge(store: &SqlStore, id: &str, expected_version: i64, fx:
                             message: format!("tenant {id:?} is {status}: only an offboarded tenant can be purged"),
                         });
                     }
-                    for table in ["tenant_resources", "tenant_secrets"] {
+                    for table in ["tenant_resources", "tenant_secrets", "quota_usage", "quota_grants"] {
                         sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                             .bind(&id)
                             .execute(&mut *c)

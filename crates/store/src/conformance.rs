@@ -39,7 +39,9 @@ macro_rules! store_conformance_suite {
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
-                functions_keep_their_secret);
+                functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
+                quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
+                quotas_concurrent_consumers_never_over_grant);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -804,4 +806,156 @@ pub async fn functions_keep_their_secret(store: Arc<dyn Store>) {
     assert!(matches!(fns.function_delete("allocate", &fx).await, Err(Error::NotFound { .. })));
     let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
     assert_eq!(audit.items.len(), 4, "three puts and one delete; the failed delete wrote nothing");
+}
+
+// Quotas.
+
+fn demand(quota: &str, amount: u64, limit: u64, soft: bool) -> crate::QuotaDemand {
+    crate::QuotaDemand { quota: quota.into(), amount, limit, soft, period: None }
+}
+
+fn consume_req(tenant: &str, demands: Vec<crate::QuotaDemand>, key: Option<&str>) -> crate::QuotaConsumeRequest {
+    crate::QuotaConsumeRequest {
+        tenant_id: tenant.into(),
+        demands,
+        idempotency_key: key.map(str::to_owned),
+        now: Timestamp(1_700_000_000_000),
+    }
+}
+
+async fn quota_events(store: &dyn Store, tenant: &str) -> Vec<(String, u64)> {
+    all_events(store, tenant)
+        .await
+        .into_iter()
+        .map(|e| (e.event.detail_type, e.event.detail["used"].as_u64().unwrap_or(u64::MAX)))
+        .collect()
+}
+
+fn used(outcome: &crate::QuotaOutcome) -> Vec<u64> {
+    match outcome {
+        crate::QuotaOutcome::Granted { usage, .. } => usage.iter().map(|u| u.used).collect(),
+        crate::QuotaOutcome::Refused { .. } => panic!("refused: {outcome:?}"),
+    }
+}
+
+pub async fn quotas_refuse_over_a_hard_limit(store: Arc<dyn Store>) {
+    let q = store.quotas();
+    let fx = Effects::none();
+    assert_eq!(
+        used(&q.quota_consume(&consume_req("qa", vec![demand("seats", 3, 5, false)], None), &fx).await.unwrap()),
+        [3]
+    );
+    let refused = q.quota_consume(&consume_req("qa", vec![demand("seats", 3, 5, false)], None), &fx).await.unwrap();
+    assert_eq!(refused, crate::QuotaOutcome::Refused { quota: "seats".into(), used: 3 });
+    assert_eq!(
+        used(&q.quota_consume(&consume_req("qa", vec![demand("seats", 2, 5, false)], None), &fx).await.unwrap()),
+        [5]
+    );
+    // Another tenant's usage is its own.
+    assert_eq!(
+        used(&q.quota_consume(&consume_req("qb", vec![demand("seats", 5, 5, false)], None), &fx).await.unwrap()),
+        [5]
+    );
+    let usage = q.quota_usage("qa", &[("seats".into(), None), ("other".into(), None)], Timestamp(0)).await.unwrap();
+    assert_eq!(usage.iter().map(|u| u.used).collect::<Vec<_>>(), [5, 0]);
+    // One refusal event for the crossing, not one per refused call.
+    q.quota_consume(&consume_req("qa", vec![demand("seats", 1, 5, false)], None), &fx).await.unwrap();
+    let exceeded = quota_events(&*store, "qa").await.into_iter().filter(|(t, _)| t == "QuotaExceeded").count();
+    assert_eq!(exceeded, 1);
+}
+
+pub async fn quotas_batches_are_all_or_nothing(store: Arc<dyn Store>) {
+    let q = store.quotas();
+    let fx = Effects::none();
+    let batch = vec![demand("a", 2, 10, false), demand("b", 2, 3, false)];
+    assert_eq!(used(&q.quota_consume(&consume_req("qc", batch.clone(), None), &fx).await.unwrap()), [2, 2]);
+    let refused = q.quota_consume(&consume_req("qc", batch, None), &fx).await.unwrap();
+    assert_eq!(refused, crate::QuotaOutcome::Refused { quota: "b".into(), used: 2 });
+    let usage = q.quota_usage("qc", &[("a".into(), None), ("b".into(), None)], Timestamp(0)).await.unwrap();
+    assert_eq!(usage.iter().map(|u| u.used).collect::<Vec<_>>(), [2, 2], "nothing of the refused batch stays");
+}
+
+pub async fn quotas_soft_overage_and_events(store: Arc<dyn Store>) {
+    let q = store.quotas();
+    let fx = Effects::none();
+    for _ in 0..7 {
+        q.quota_consume(&consume_req("qd", vec![demand("calls", 1, 5, true)], None), &fx).await.unwrap();
+    }
+    // 80% of 5 is 4: reached once; over 5 at 6, once.
+    assert_eq!(
+        quota_events(&*store, "qd").await,
+        [("QuotaThresholdReached".to_owned(), 4), ("QuotaExceeded".to_owned(), 6)]
+    );
+}
+
+pub async fn quotas_idempotency_keys(store: Arc<dyn Store>) {
+    let q = store.quotas();
+    let fx = Effects::none();
+    let first =
+        q.quota_consume(&consume_req("qe", vec![demand("seats", 2, 10, false)], Some("k1")), &fx).await.unwrap();
+    q.quota_consume(&consume_req("qe", vec![demand("seats", 1, 10, false)], None), &fx).await.unwrap();
+    let again =
+        q.quota_consume(&consume_req("qe", vec![demand("seats", 2, 10, false)], Some("k1")), &fx).await.unwrap();
+    assert_eq!(
+        again,
+        crate::QuotaOutcome::Granted {
+            usage: vec![crate::QuotaCount { quota: "seats".into(), used: 2 }],
+            repeat: true
+        }
+    );
+    assert_eq!(used(&first), [2]);
+    let usage = q.quota_usage("qe", &[("seats".into(), None)], Timestamp(0)).await.unwrap();
+    assert_eq!(usage[0].used, 3);
+    // A refused consume keeps no key: the same key may be granted later.
+    let refused =
+        q.quota_consume(&consume_req("qe", vec![demand("seats", 20, 10, false)], Some("k2")), &fx).await.unwrap();
+    assert!(matches!(refused, crate::QuotaOutcome::Refused { .. }));
+    let later =
+        q.quota_consume(&consume_req("qe", vec![demand("seats", 1, 10, false)], Some("k2")), &fx).await.unwrap();
+    assert_eq!(used(&later), [4]);
+}
+
+pub async fn quotas_release_and_periods(store: Arc<dyn Store>) {
+    use tenancy_domain::plan::QuotaPeriod;
+    let q = store.quotas();
+    let fx = Effects::none();
+    q.quota_consume(&consume_req("qf", vec![demand("seats", 4, 5, false)], None), &fx).await.unwrap();
+    assert_eq!(q.quota_release("qf", "seats", None, 3, Timestamp(0), &fx).await.unwrap(), 1);
+    assert_eq!(q.quota_release("qf", "seats", None, 3, Timestamp(0), &fx).await.unwrap(), 0, "never below 0");
+    assert_eq!(q.quota_release("qf", "never", None, 3, Timestamp(0), &fx).await.unwrap(), 0);
+    // A day quota: usage belongs to its day; the next day starts at 0.
+    let day = |now: i64, amount: u64| crate::QuotaConsumeRequest {
+        tenant_id: "qf".into(),
+        demands: vec![crate::QuotaDemand { period: Some(QuotaPeriod::Day), ..demand("calls", amount, 3, false) }],
+        idempotency_key: None,
+        now: Timestamp(now),
+    };
+    const D: i64 = 86_400_000;
+    assert_eq!(used(&q.quota_consume(&day(10 * D + 5, 3), &fx).await.unwrap()), [3]);
+    assert!(matches!(q.quota_consume(&day(11 * D - 1, 1), &fx).await.unwrap(), crate::QuotaOutcome::Refused { .. }));
+    assert_eq!(used(&q.quota_consume(&day(11 * D, 1), &fx).await.unwrap()), [1]);
+    let periods = [("calls".to_owned(), Some(QuotaPeriod::Day))];
+    assert_eq!(q.quota_usage("qf", &periods, Timestamp(10 * D)).await.unwrap()[0].used, 3);
+    assert_eq!(q.quota_usage("qf", &periods, Timestamp(11 * D + 7)).await.unwrap()[0].used, 1);
+}
+
+pub async fn quotas_concurrent_consumers_never_over_grant(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .quotas()
+                .quota_consume(&consume_req("qg", vec![demand("seats", 1, 20, false)], None), &Effects::none())
+                .await
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap().unwrap(), crate::QuotaOutcome::Granted { .. }) {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 20);
+    assert_eq!(store.quotas().quota_usage("qg", &[("seats".into(), None)], Timestamp(0)).await.unwrap()[0].used, 20);
 }

@@ -25,6 +25,7 @@ mod hooks;
 #[cfg(feature = "testsuite")]
 pub mod queue_conformance;
 mod queues;
+mod quotas;
 mod store;
 mod workflow;
 #[cfg(feature = "testsuite")]
@@ -36,5 +37,6 @@ pub use events::*;
 pub use functions::*;
 pub use hooks::*;
 pub use queues::*;
+pub use quotas::*;
 pub use store::*;
 pub use workflow::*;

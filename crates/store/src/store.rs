@@ -157,6 +157,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The queues' storage, on the same database.
     fn queues(&self) -> std::sync::Arc<dyn crate::queues::QueueStore>;
 
+    /// The quotas' usage, on the same database.
+    fn quotas(&self) -> std::sync::Arc<dyn crate::quotas::QuotaStore>;
+
     /// The provisioning hooks' storage, on the same database.
     fn hooks(&self) -> std::sync::Arc<dyn crate::hooks::HookStore>;
 
