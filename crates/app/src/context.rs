@@ -77,6 +77,11 @@ pub enum Permission {
     /// Release an offboarded tenant's id (`DELETE /v1/tenants/{id}?purge=true`):
     /// admins only.
     TenantPurge,
+    /// Read a tenant's quotas and their usage (tenant keys: their own).
+    QuotaRead,
+    /// Consume and release a tenant's quotas: admins, operators, services, tenant keys
+    /// (their own).
+    QuotaUse,
 }
 
 impl OpContext {
@@ -102,6 +107,8 @@ impl OpContext {
             (R::Operator, P::KeyAdmin | P::TenantPurge) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
+            (R::Viewer, P::QuotaRead) => true,
+            (R::Service | R::Tenant, P::QuotaRead | P::QuotaUse) => true,
             (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead | P::FunctionRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Service, P::QueueRead | P::QueueUse) => true,

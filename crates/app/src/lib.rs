@@ -22,6 +22,7 @@ pub mod hooks;
 pub mod keys;
 pub mod plans;
 pub mod queues;
+pub mod quotas;
 pub mod reconcile;
 pub mod services;
 pub mod subscriptions;

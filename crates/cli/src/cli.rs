@@ -9,6 +9,7 @@ use crate::commands::hooks::{self, HookCmd};
 use crate::commands::keys::{self, KeyCmd};
 use crate::commands::plans::{self, PlanCmd};
 use crate::commands::queues::{self, QueueCmd};
+use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
@@ -62,6 +63,9 @@ pub enum Command {
     /// Queues: settings, depth, messages, redrive.
     #[command(subcommand)]
     Queues(QueueCmd),
+    /// A tenant's quotas: usage, consume, release.
+    #[command(subcommand)]
+    Quotas(QuotaCmd),
     /// Provisioning hooks of product services.
     #[command(subcommand)]
     Hooks(HookCmd),
@@ -101,6 +105,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Tenants(cmd) => (tenants::tenants(&client, cmd).await?, tenants::TENANT_COLUMNS),
         Command::Queues(cmd) => queues::queues(&client, cmd).await?,
+        Command::Quotas(cmd) => (quotas::quotas(&client, cmd).await?, quotas::QUOTA_COLUMNS),
         Command::Hooks(cmd) => (hooks::hooks(&client, cmd).await?, hooks::HOOK_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
         Command::Reconciliation(cmd) => {

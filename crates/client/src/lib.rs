@@ -59,7 +59,8 @@ use serde::Serialize;
 use tenancy_audit::AuditRecordView;
 use tenancy_domain::api::{
     CreatedKey, DeleteBatch, DeletedBatch, Drift, ExecutionView, FunctionList, FunctionWithSecret, HistoryEventView,
-    HookList, HookWithSecret, PlanChange, Problem, ReceiveRequest, ReceivedMessages, ReconciliationReport, Redriven,
+    HookList, HookWithSecret, PlanChange, Problem, QuotaBatchGranted, QuotaConsume, QuotaConsumeBatch, QuotaGranted,
+    QuotaList, QuotaRelease, ReceiveRequest, ReceivedMessages, ReconciliationReport, Redriven,
     SendBatch, SentBatch, StartExecution, StateMachineSpec, StateMachineView, StopExecution, SubscriptionWithSecret,
     TaskFailure, TaskSuccess, TenantOperation, TenantResources,
 };
@@ -70,6 +71,7 @@ use tenancy_domain::hook::{Hook, HookSpec};
 use tenancy_domain::page::Page;
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
+use tenancy_domain::quota::QuotaUsage;
 use tenancy_domain::subscription::{NewSubscription, Subscription};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};
 use tenancy_domain::ErrorCode;
@@ -651,6 +653,30 @@ impl Client {
 
     pub async fn function_delete(&self, name: &str) -> Result<()> {
         self.delete(&format!("/v1/functions/{}", segment(name))).await
+    }
+
+    // Quotas.
+
+    /// Every quota of the tenant's plan with its usage.
+    pub async fn quota_list(&self, tenant: &str) -> Result<QuotaList> {
+        self.get(&format!("/v1/tenants/{}/quotas", segment(tenant)), NO_QUERY).await
+    }
+
+    /// Consume from one quota: a hard quota over its limit is `quota-exceeded` (429).
+    pub async fn quota_consume(&self, tenant: &str, name: &str, body: &QuotaConsume) -> Result<QuotaGranted> {
+        let path = format!("/v1/tenants/{}/quotas/{}/consume", segment(tenant), segment(name));
+        self.with_body(Method::POST, &path, body).await
+    }
+
+    /// Consume from several quotas, all or nothing.
+    pub async fn quota_consume_batch(&self, tenant: &str, body: &QuotaConsumeBatch) -> Result<QuotaBatchGranted> {
+        self.with_body(Method::POST, &format!("/v1/tenants/{}/quotas/consume", segment(tenant)), body).await
+    }
+
+    /// Give back usage of a quota (never below 0).
+    pub async fn quota_release(&self, tenant: &str, name: &str, body: &QuotaRelease) -> Result<QuotaUsage> {
+        let path = format!("/v1/tenants/{}/quotas/{}/release", segment(tenant), segment(name));
+        self.with_body(Method::POST, &path, body).await
     }
 }
 

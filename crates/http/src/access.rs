@@ -56,6 +56,13 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         )
         | ("DELETE", "/v1/tenants/{id}") => of_tenant(&[P::TenantAdmin]),
         ("GET", "/v1/tenants/{id}/database-credentials") => of_tenant(&[P::DatabaseCredentials]),
+        ("GET", "/v1/tenants/{id}/quotas") => of_tenant(&[P::QuotaRead]),
+        (
+            "POST",
+            "/v1/tenants/{id}/quotas/consume"
+            | "/v1/tenants/{id}/quotas/{name}/consume"
+            | "/v1/tenants/{id}/quotas/{name}/release",
+        ) => of_tenant(&[P::QuotaUse]),
         ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") => any(&[P::KeyAdmin]),
         ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
             any(&[P::RecordsRead])

@@ -7,6 +7,7 @@ mod hooks;
 mod keys;
 mod plans;
 mod queues;
+mod quotas;
 mod reconciliation;
 mod records;
 mod subscriptions;
@@ -57,6 +58,10 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
         .routes(routes!(hooks::tenant_resources))
         .routes(routes!(hooks::tenant_database_credentials))
+        .routes(routes!(quotas::list_quotas))
+        .routes(routes!(quotas::consume_quotas))
+        .routes(routes!(quotas::consume_quota))
+        .routes(routes!(quotas::release_quota))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))

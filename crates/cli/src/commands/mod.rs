@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod keys;
 pub mod plans;
 pub mod queues;
+pub mod quotas;
 pub mod reconciliation;
 pub mod tenants;
 pub mod workflows;
