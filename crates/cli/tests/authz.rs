@@ -47,6 +47,10 @@ enum Class {
     EventPut,
     /// Test a pattern against an event: every caller.
     PatternTest,
+    /// A tenant's quotas and usage: every role but a tenant key of another tenant.
+    QuotaRead,
+    /// Consume and release quotas: admins, operators, services, the tenant's own key.
+    QuotaUse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,15 +84,16 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Operator, _) => Allowed,
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
-        (Who::Viewer, FunctionRead) => Allowed,
+        (Who::Viewer, FunctionRead | QuotaRead) => Allowed,
         (Who::Viewer, _) => Forbidden,
         (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
-        (Who::Service, QueueRead | QueueUse) => Allowed,
+        (Who::Service, QueueRead | QueueUse | QuotaRead | QuotaUse) => Allowed,
         (Who::Service, _) => Forbidden,
         (Who::TenantOwn, TenantList | TenantRead | TenantWrite | ExecutionList | ExecutionRead) => Allowed,
-        (Who::TenantOwn, DatabaseCredentials) => Allowed,
+        (Who::TenantOwn, DatabaseCredentials | QuotaRead | QuotaUse) => Allowed,
         (Who::TenantOwn, _) => Forbidden,
         (Who::TenantOther, TenantRead | TenantWrite | TenantAdmin | ExecutionRead | DatabaseCredentials) => Hidden,
+        (Who::TenantOther, QuotaRead | QuotaUse) => Hidden,
         (Who::TenantOther, TenantList | ExecutionList) => Allowed,
         (Who::TenantOther, _) => Forbidden,
     }
@@ -179,6 +184,10 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/v1/hooks/{hook}", None, HookRead),
         route(Method::PUT, "/v1/hooks/{hook}", Some(hook_body()), HookAdmin),
         route(Method::DELETE, "/v1/hooks/{hook}", None, HookAdmin),
+        route(Method::GET, "/v1/tenants/{tenant}/quotas", None, QuotaRead),
+        route(Method::POST, "/v1/tenants/{tenant}/quotas/{quota}/consume", Some(json!({"amount": 1})), QuotaUse),
+        route(Method::POST, "/v1/tenants/{tenant}/quotas/consume", Some(json!({"items": {"seats": 1}})), QuotaUse),
+        route(Method::POST, "/v1/tenants/{tenant}/quotas/{quota}/release", Some(json!({"amount": 1})), QuotaUse),
         route(Method::GET, "/v1/functions", None, FunctionRead),
         route(Method::GET, "/v1/functions/{function}", None, FunctionRead),
         route(Method::PUT, "/v1/functions/{function}", Some(function_body()), FunctionAdmin),
@@ -335,6 +344,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .replace("{queue}", &queue)
                 .replace("{receipt}", &receipt)
                 .replace("{tenant}", &tenant)
+                .replace("{quota}", "seats")
                 .replace("{plan}", &plan)
                 .replace("{key}", &key)
                 .replace("{sub}", &sub)

@@ -60,9 +60,9 @@ use tenancy_audit::AuditRecordView;
 use tenancy_domain::api::{
     CreatedKey, DeleteBatch, DeletedBatch, Drift, ExecutionView, FunctionList, FunctionWithSecret, HistoryEventView,
     HookList, HookWithSecret, PlanChange, Problem, QuotaBatchGranted, QuotaConsume, QuotaConsumeBatch, QuotaGranted,
-    QuotaList, QuotaRelease, ReceiveRequest, ReceivedMessages, ReconciliationReport, Redriven,
-    SendBatch, SentBatch, StartExecution, StateMachineSpec, StateMachineView, StopExecution, SubscriptionWithSecret,
-    TaskFailure, TaskSuccess, TenantOperation, TenantResources,
+    QuotaList, QuotaRelease, ReceiveRequest, ReceivedMessages, ReconciliationReport, Redriven, SendBatch, SentBatch,
+    StartExecution, StateMachineSpec, StateMachineView, StopExecution, SubscriptionWithSecret, TaskFailure,
+    TaskSuccess, TenantOperation, TenantResources,
 };
 use tenancy_domain::apikey::{ApiKey, NewApiKey};
 use tenancy_domain::event::Event;

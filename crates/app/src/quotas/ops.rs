@@ -124,7 +124,8 @@ impl App {
         }
         let q = quotas.get(name).ok_or_else(|| Error::not_found("quota", name))?;
         let now = Timestamp::now();
-        let used = self.store().quotas().quota_release(tenant_id, name, q.period, amount, now, &Effects::none()).await?;
+        let used =
+            self.store().quotas().quota_release(tenant_id, name, q.period, amount, now, &Effects::none()).await?;
         Ok(QuotaUsage::new(name, q, used, now))
     }
 

@@ -12,7 +12,7 @@ use crate::support::*;
 pub enum QuotaCmd {
     /// Every quota of the tenant's plan with its usage in the current period.
     List { tenant: String },
-    /// Consume from a quota (a hard quota over its limit refuses: exit code of a 429).
+    /// Consume from a quota (a hard quota over its limit refuses: quota-exceeded, exit 1).
     Consume {
         tenant: String,
         name: String,
