@@ -182,4 +182,17 @@ mod tests {
         assert!(ctx(Role::Service, None).authorize(Permission::RecordsRead).is_err());
         ctx(Role::Admin, None).authorize(Permission::KeyAdmin).unwrap();
     }
+
+    #[test]
+    fn quota_roles() {
+        for role in [Role::Admin, Role::Operator, Role::Service] {
+            ctx(role, None).authorize_tenant(Permission::QuotaUse, "acme").unwrap();
+        }
+        ctx(Role::Viewer, None).authorize_tenant(Permission::QuotaRead, "acme").unwrap();
+        assert!(matches!(ctx(Role::Viewer, None).authorize(Permission::QuotaUse), Err(Error::Forbidden(_))));
+        let own = ctx(Role::Tenant, Some("acme"));
+        own.authorize_tenant(Permission::QuotaUse, "acme").unwrap();
+        own.authorize_tenant(Permission::QuotaRead, "acme").unwrap();
+        assert!(matches!(own.authorize_tenant(Permission::QuotaUse, "globex"), Err(Error::NotFound { .. })));
+    }
 }

@@ -41,7 +41,7 @@ macro_rules! store_conformance_suite {
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
                 functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
-                quotas_concurrent_consumers_never_over_grant);
+                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -958,4 +958,22 @@ pub async fn quotas_concurrent_consumers_never_over_grant(store: Arc<dyn Store>)
     }
     assert_eq!(granted, 20);
     assert_eq!(store.quotas().quota_usage("qg", &[("seats".into(), None)], Timestamp(0)).await.unwrap()[0].used, 20);
+}
+
+pub async fn quotas_go_with_a_purged_tenant(store: Arc<dyn Store>) {
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let t = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    let q = store.quotas();
+    q.quota_consume(&consume_req("acme", vec![demand("seats", 3, 5, false)], Some("k")), &Effects::none())
+        .await
+        .unwrap();
+    let gone =
+        store.tenant_update(&Tenant { status: TenantStatus::Offboarded, ..t }, 1, &Effects::none()).await.unwrap();
+    store.tenant_purge("acme", gone.version, &Effects::none()).await.unwrap();
+    // A new tenant with the id starts with no usage and no earlier grant.
+    let usage = q.quota_usage("acme", &[("seats".into(), None)], Timestamp(0)).await.unwrap();
+    assert_eq!(usage[0].used, 0);
+    let fresh =
+        q.quota_consume(&consume_req("acme", vec![demand("seats", 1, 5, false)], Some("k")), &Effects::none()).await;
+    assert_eq!(used(&fresh.unwrap()), [1]);
 }
