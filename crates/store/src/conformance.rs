@@ -62,6 +62,7 @@ pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
         features: vec!["sso".into()],
         quotas: Default::default(),
         workflows: Default::default(),
+        config: Default::default(),
         version: 1,
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
