@@ -29,7 +29,7 @@ pub struct OverridesSpec {
     pub expires_at: Option<Timestamp>,
 }
 
-/// A tenant's overrides as stored.
+/// A tenant's overrides as set (empty, without `updated_at`, when it has none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Overrides {
     pub tenant_id: String,
@@ -37,9 +37,13 @@ pub struct Overrides {
     pub quotas: BTreeMap<String, u64>,
     #[schema(value_type = BTreeMap<String, Object>)]
     pub config: BTreeMap<String, serde_json::Value>,
+    /// When they stop applying; absent: never. Expired overrides are still shown here
+    /// (the effective view ignores them) until cleared or replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    pub updated_at: Timestamp,
+    /// When they were last set; absent when the tenant has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 impl OverridesSpec {
@@ -60,12 +64,24 @@ impl OverridesSpec {
             quotas: self.quotas,
             config: self.config,
             expires_at: self.expires_at,
-            updated_at: now,
+            updated_at: Some(now),
         })
     }
 }
 
 impl Overrides {
+    /// No overrides: the plan alone applies.
+    pub fn none(tenant_id: &str) -> Self {
+        Overrides {
+            tenant_id: tenant_id.to_owned(),
+            features: BTreeMap::new(),
+            quotas: BTreeMap::new(),
+            config: BTreeMap::new(),
+            expires_at: None,
+            updated_at: None,
+        }
+    }
+
     /// Whether the overrides still apply at `now`.
     pub fn applies_at(&self, now: Timestamp) -> bool {
         self.expires_at.is_none_or(|t| now < t)
@@ -114,14 +130,22 @@ pub fn effective(tenant_id: &str, plan: &Plan, overrides: Option<&Overrides>, no
         features.extend(o.features.iter().map(|(k, v)| (k.clone(), *v)));
         config.extend(o.config.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (name, limit) in &o.quotas {
-            quotas
-                .entry(name.clone())
-                .and_modify(|q| q.limit = *limit)
-                .or_insert(EffectiveQuota { limit: *limit, soft: false, period: None });
+            quotas.entry(name.clone()).and_modify(|q| q.limit = *limit).or_insert(EffectiveQuota {
+                limit: *limit,
+                soft: false,
+                period: None,
+            });
         }
         overrides_expire_at = o.expires_at;
     }
-    Entitlements { tenant_id: tenant_id.to_owned(), plan: plan.id.clone(), features, config, quotas, overrides_expire_at }
+    Entitlements {
+        tenant_id: tenant_id.to_owned(),
+        plan: plan.id.clone(),
+        features,
+        config,
+        quotas,
+        overrides_expire_at,
+    }
 }
 
 #[cfg(test)]

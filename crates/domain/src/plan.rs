@@ -239,9 +239,9 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
 pub fn validate_config(key: &str, value: &serde_json::Value) -> Result<()> {
     validate_name("config key", key)?;
     match value {
-        serde_json::Value::Null | serde_json::Value::Array(_) => Err(Error::invalid(format!(
-            "config {key:?}: a value is a string, number, boolean or object"
-        ))),
+        serde_json::Value::Null | serde_json::Value::Array(_) => {
+            Err(Error::invalid(format!("config {key:?}: a value is a string, number, boolean or object")))
+        }
         _ => Ok(()),
     }
 }

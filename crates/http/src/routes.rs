@@ -1,6 +1,7 @@
 //! The route table: every endpoint of the v1 API, documented for OpenAPI.
 
 mod audit;
+mod entitlements;
 mod events;
 mod functions;
 mod hooks;
@@ -57,6 +58,8 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(hooks::put_hook, hooks::get_hook, hooks::delete_hook))
         .routes(routes!(hooks::tenant_resources))
         .routes(routes!(hooks::tenant_database_credentials))
+        .routes(routes!(entitlements::put_overrides, entitlements::get_overrides, entitlements::delete_overrides))
+        .routes(routes!(entitlements::get_entitlements))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
