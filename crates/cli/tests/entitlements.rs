@@ -73,6 +73,11 @@ async fn overrides_change_the_effective_view(backend: Backend) {
     // Audited and announced, once per change.
     let events = s.event_types("acme").await;
     assert_eq!(events.iter().filter(|e| *e == "TenantEntitlementsChanged").count(), 1, "{events:?}");
+    let changed = s.get("/v1/events?tenant_id=acme&detail_type=TenantEntitlementsChanged").await;
+    let detail = &changed.body["items"][0]["detail"];
+    assert_eq!((detail["id"].clone(), detail["plan"].clone()), (json!("acme"), json!("pro")), "{detail}");
+    assert_eq!(detail["overrides"]["features"], json!({"beta": true, "sso": false}), "{detail}");
+    assert_eq!(detail["overrides"]["config"], json!(["banner", "theme"]), "{detail}");
     let res = s.call(Method::DELETE, "/v1/tenants/acme/overrides", None).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
     assert_eq!(entitlements(&s, "acme").await, before);

@@ -39,7 +39,7 @@ macro_rules! store_conformance_suite {
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
-                functions_keep_their_secret);
+                functions_keep_their_secret, plan_config_and_overrides);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -141,6 +141,42 @@ pub async fn plans_put_get_list(store: Arc<dyn Store>) {
     assert_eq!(store.plan_get("pro").await.unwrap().workflows, own.workflows);
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     assert!(store.plan_get("pro").await.unwrap().workflows.is_empty());
+}
+
+/// A plan's config values are kept; a tenant's overrides are set whole, read back
+/// (expiry included), replaced and cleared, each write with its effects.
+pub async fn plan_config_and_overrides(store: Arc<dyn Store>) {
+    use tenancy_domain::entitlements::Overrides;
+    let mut p = plan("pro", Isolation::Pool);
+    p.config.insert("theme".into(), json!("dark"));
+    p.config.insert("limits".into(), json!({"upload_mb": 5}));
+    store.plan_put(&p, None, &Effects::none()).await.unwrap();
+    assert_eq!(store.plan_get("pro").await.unwrap().config, p.config);
+    let t = tenant("acme", "pro", "eu");
+    store.tenant_create(&t, &created(&t)).await.unwrap();
+    let ents = store.entitlements();
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), None);
+    let mut o = Overrides::none("acme");
+    o.features.insert("sso".into(), false);
+    o.quotas.insert("seats".into(), 50);
+    o.config.insert("theme".into(), json!("light"));
+    o.expires_at = Some(Timestamp(9_000));
+    o.updated_at = Some(Timestamp(2_000));
+    let fx = Effects::none()
+        .with_event(Event::new("TenantEntitlementsChanged", Some("acme"), vec![], json!({})))
+        .with_audit(audit("tenant.overrides.put", Some("acme")));
+    ents.overrides_put(&o, &fx).await.unwrap();
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), Some(o.clone()));
+    let mut replaced = Overrides::none("acme");
+    replaced.features.insert("beta".into(), true);
+    replaced.updated_at = Some(Timestamp(3_000));
+    ents.overrides_put(&replaced, &Effects::none()).await.unwrap();
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), Some(replaced));
+    assert!(ents.overrides_delete("acme", &Effects::none()).await.unwrap());
+    assert!(!ents.overrides_delete("acme", &Effects::none()).await.unwrap());
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), None);
+    let events = all_events(&*store, "acme").await;
+    assert_eq!(events.iter().filter(|e| e.event.detail_type == "TenantEntitlementsChanged").count(), 1);
 }
 
 pub async fn plan_versions(store: Arc<dyn Store>) {

@@ -2,26 +2,22 @@
 //! entitlements.
 
 use crate::context::Permission as P;
+use crate::tenants::lifecycle::tenant_event;
 use crate::{App, OpContext};
 use serde_json::json;
 use tenancy_domain::entitlements::{effective, Entitlements, Overrides, OverridesSpec};
-use tenancy_domain::event::{names, Event};
+use tenancy_domain::event::names;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
 use tenancy_store::Effects;
-
-fn changed_event(tenant_id: &str, detail: serde_json::Value) -> Event {
-    Event::new(names::TENANT_ENTITLEMENTS_CHANGED, Some(tenant_id), vec![format!("tenant/{tenant_id}")], detail)
-}
 
 impl App {
     /// Replaces the tenant's overrides (admins and operators).
     pub async fn overrides_put(&self, ctx: &OpContext, tenant_id: &str, spec: OverridesSpec) -> Result<Overrides> {
         ctx.authorize_tenant(P::TenantAdmin, tenant_id)?;
         let overrides = spec.into_overrides(tenant_id, Timestamp::now())?;
-        self.store.tenant_get(tenant_id).await?;
+        let tenant = self.store.tenant_get(tenant_id).await?;
         let detail = json!({
-            "tenant_id": tenant_id,
             "overrides": {
                 "features": overrides.features,
                 "quotas": overrides.quotas,
@@ -36,7 +32,7 @@ impl App {
                 Some(tenant_id),
                 detail.clone(),
             ))
-            .with_event(changed_event(tenant_id, detail));
+            .with_event(tenant_event(names::TENANT_ENTITLEMENTS_CHANGED, &tenant, &["overrides"], detail));
         self.store.entitlements().overrides_put(&overrides, &fx).await?;
         Ok(overrides)
     }
@@ -51,8 +47,8 @@ impl App {
     /// Clears the tenant's overrides (admins and operators); clearing none is a no-op.
     pub async fn overrides_clear(&self, ctx: &OpContext, tenant_id: &str) -> Result<()> {
         ctx.authorize_tenant(P::TenantAdmin, tenant_id)?;
-        self.store.tenant_get(tenant_id).await?;
-        let detail = json!({"tenant_id": tenant_id, "overrides": null});
+        let tenant = self.store.tenant_get(tenant_id).await?;
+        let detail = json!({"overrides": null});
         let fx = Effects::none()
             .with_audit(ctx.audit(
                 "tenant.overrides.delete",
@@ -60,7 +56,7 @@ impl App {
                 Some(tenant_id),
                 detail.clone(),
             ))
-            .with_event(changed_event(tenant_id, detail));
+            .with_event(tenant_event(names::TENANT_ENTITLEMENTS_CHANGED, &tenant, &["overrides"], detail));
         self.store.entitlements().overrides_delete(tenant_id, &fx).await?;
         Ok(())
     }
