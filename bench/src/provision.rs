@@ -112,6 +112,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
             features: vec![],
             quotas: Default::default(),
             workflows: Default::default(),
+            config: Default::default(),
         };
         client.plan_put(id, &spec).await.with_context(|| format!("PUT /v1/plans/{id}"))?;
     }

@@ -124,6 +124,7 @@ async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
             features: vec!["sso".to_owned()],
             quotas: [("seats".to_owned(), QuotaSpec::Limit(10))].into(),
             workflows: Default::default(),
+            config: Default::default(),
         };
         client.plan_put(id, &spec).await.context("put plan")?;
     }

@@ -15,6 +15,7 @@ mod app;
 pub mod audit;
 mod context;
 pub mod dataplane;
+pub mod entitlements;
 pub mod events;
 pub mod functions;
 pub mod handlers;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::commands::audit::{self, AuditCmd};
+use crate::commands::entitlements::{self, EntitlementCmd, OverrideCmd};
 use crate::commands::events::EventCmd;
 use crate::commands::functions::{self, FunctionCmd};
 use crate::commands::hooks::{self, HookCmd};
@@ -69,6 +70,12 @@ pub enum Command {
     /// Provisioning hooks of product services.
     #[command(subcommand)]
     Hooks(HookCmd),
+    /// A tenant's effective entitlements (plan and overrides).
+    #[command(subcommand)]
+    Entitlements(EntitlementCmd),
+    /// A tenant's overrides of its plan: features, quota limits, config values.
+    #[command(subcommand)]
+    Overrides(OverrideCmd),
     /// Functions (the Lambda role) that Task states invoke.
     #[command(subcommand)]
     Functions(FunctionCmd),
@@ -107,6 +114,10 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Queues(cmd) => queues::queues(&client, cmd).await?,
         Command::Quotas(cmd) => (quotas::quotas(&client, cmd).await?, quotas::QUOTA_COLUMNS),
         Command::Hooks(cmd) => (hooks::hooks(&client, cmd).await?, hooks::HOOK_COLUMNS),
+        Command::Entitlements(cmd) => {
+            (entitlements::entitlements(&client, cmd, output == Output::Json).await?, entitlements::ENTITLEMENT_COLUMNS)
+        }
+        Command::Overrides(cmd) => (entitlements::overrides(&client, cmd).await?, entitlements::OVERRIDE_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)

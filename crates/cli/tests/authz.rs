@@ -18,6 +18,9 @@ use support::{Backend, TestServer};
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Class {
     PlanRead,
+    /// One plan: a tenant key reads its own tenant's current plan only (404 for any
+    /// other, such as the fresh plan of each row).
+    PlanGet,
     PlanWrite,
     TenantList,
     TenantRead,
@@ -82,6 +85,8 @@ fn expected(who: Who, class: Class) -> Outcome {
         (_, EventPut) => Allowed,
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
+        (Who::TenantOwn | Who::TenantOther, PlanGet) => Hidden,
+        (_, PlanGet) => expected(who, PlanRead),
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, FunctionRead | QuotaRead) => Allowed,
@@ -116,7 +121,7 @@ fn table() -> Vec<Route> {
     use Class::*;
     vec![
         route(Method::GET, "/v1/plans", None, PlanRead),
-        route(Method::GET, "/v1/plans/{plan}", None, PlanRead),
+        route(Method::GET, "/v1/plans/{plan}", None, PlanGet),
         route(Method::PUT, "/v1/plans/{plan}", Some(json!({"name": "P", "isolation": "pool"})), PlanWrite),
         route(Method::PATCH, "/v1/plans/{plan}", Some(json!({"name": "P2"})), PlanWrite),
         route(Method::DELETE, "/v1/plans/{plan}", None, PlanWrite),
@@ -180,6 +185,15 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/v1/task-tokens/{token}/heartbeat", None, TaskCallback),
         route(Method::GET, "/v1/tenants/{tenant}/resources", None, TenantRead),
         route(Method::GET, "/v1/tenants/{tenant}/database-credentials", None, DatabaseCredentials),
+        route(Method::GET, "/v1/tenants/{tenant}/entitlements", None, TenantRead),
+        route(Method::GET, "/v1/tenants/{tenant}/overrides", None, TenantRead),
+        route(
+            Method::PUT,
+            "/v1/tenants/{tenant}/overrides",
+            Some(json!({"features": {"beta": true}, "quotas": {"seats": 3}})),
+            TenantAdmin,
+        ),
+        route(Method::DELETE, "/v1/tenants/{tenant}/overrides", None, TenantAdmin),
         route(Method::GET, "/v1/hooks", None, HookRead),
         route(Method::GET, "/v1/hooks/{hook}", None, HookRead),
         route(Method::PUT, "/v1/hooks/{hook}", Some(hook_body()), HookAdmin),

@@ -678,6 +678,28 @@ impl Client {
         let path = format!("/v1/tenants/{}/quotas/{}/release", segment(tenant), segment(name));
         self.with_body(Method::POST, &path, body).await
     }
+
+    // Entitlements.
+
+    pub async fn overrides_put(
+        &self,
+        tenant_id: &str,
+        spec: &tenancy_domain::entitlements::OverridesSpec,
+    ) -> Result<tenancy_domain::entitlements::Overrides> {
+        self.with_body(Method::PUT, &format!("/v1/tenants/{}/overrides", segment(tenant_id)), spec).await
+    }
+
+    pub async fn overrides_get(&self, tenant_id: &str) -> Result<tenancy_domain::entitlements::Overrides> {
+        self.get(&format!("/v1/tenants/{}/overrides", segment(tenant_id)), NO_QUERY).await
+    }
+
+    pub async fn overrides_clear(&self, tenant_id: &str) -> Result<()> {
+        self.delete(&format!("/v1/tenants/{}/overrides", segment(tenant_id))).await
+    }
+
+    pub async fn entitlements_get(&self, tenant_id: &str) -> Result<tenancy_domain::entitlements::Entitlements> {
+        self.get(&format!("/v1/tenants/{}/entitlements", segment(tenant_id)), NO_QUERY).await
+    }
 }
 
 #[cfg(test)]

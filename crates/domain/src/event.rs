@@ -21,6 +21,8 @@ pub mod names {
     pub const TENANT_SUSPENDED: &str = "TenantSuspended";
     pub const TENANT_RESUMED: &str = "TenantResumed";
     pub const TENANT_PLAN_CHANGED: &str = "TenantPlanChanged";
+    /// A tenant's entitlement overrides were set or cleared.
+    pub const TENANT_ENTITLEMENTS_CHANGED: &str = "TenantEntitlementsChanged";
     pub const TENANT_OFFBOARDING_STARTED: &str = "TenantOffboardingStarted";
     pub const TENANT_OFFBOARDED: &str = "TenantOffboarded";
     pub const EXECUTION_FAILED: &str = "ExecutionFailed";

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apikey;
+pub mod entitlements;
 pub mod error;
 pub mod event;
 pub mod function;

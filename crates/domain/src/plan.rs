@@ -154,6 +154,11 @@ pub struct PlanSpec {
     /// The plan's own lifecycle state machines (admin-only).
     #[serde(default)]
     pub workflows: PlanWorkflows,
+    /// Static configuration values (string, number, boolean or object) by key; keys
+    /// follow the rules of feature names.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Object>)]
+    pub config: BTreeMap<String, serde_json::Value>,
 }
 
 /// The body of `PATCH /v1/plans/{id}`: a JSON merge patch (RFC 7386). Absent members
@@ -181,6 +186,11 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<PlanWorkflowsPatch>, nullable)]
     pub workflows: Option<Option<PlanWorkflowsPatch>>,
+    /// Config values to add or replace by key; `null` removes one (`"config": null`
+    /// removes them all).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, Object>>, nullable)]
+    pub config: Option<Option<BTreeMap<String, serde_json::Value>>>,
 }
 
 /// A member that is present (`Some`), `null` included (`Some(None)`); absent is `None`
@@ -203,13 +213,17 @@ pub struct Plan {
     /// The plan's own lifecycle state machines; absent when it uses the built-in ones.
     #[serde(default, skip_serializing_if = "PlanWorkflows::is_empty")]
     pub workflows: PlanWorkflows,
+    /// Static configuration values by key.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Object>)]
+    pub config: BTreeMap<String, serde_json::Value>,
     /// Optimistic-concurrency version; the `ETag` of the resource.
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
-fn validate_name(what: &str, name: &str) -> Result<()> {
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
@@ -217,6 +231,18 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!("{what} {name:?} is invalid: use 1-64 letters, digits, '-', '_', '.' or ':'")))
+    }
+}
+
+/// A static config value's key and value: the key named like a feature, the value a
+/// string, number, boolean or object (no `null`, no array at the top).
+pub fn validate_config(key: &str, value: &serde_json::Value) -> Result<()> {
+    validate_name("config key", key)?;
+    match value {
+        serde_json::Value::Null | serde_json::Value::Array(_) => {
+            Err(Error::invalid(format!("config {key:?}: a value is a string, number, boolean or object")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -239,6 +265,9 @@ impl PlanSpec {
             quotas.insert(name, Quota::from(spec));
         }
         self.workflows.validate()?;
+        for (key, value) in &self.config {
+            validate_config(key, value)?;
+        }
         Ok(Plan {
             id: id.to_owned(),
             name: self.name,
@@ -246,6 +275,7 @@ impl PlanSpec {
             features,
             quotas,
             workflows: self.workflows,
+            config: self.config,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -262,6 +292,7 @@ impl Plan {
             features: self.features.clone(),
             quotas: self.quotas.iter().map(|(k, q)| (k.clone(), QuotaSpec::Full(q.clone()))).collect(),
             workflows: self.workflows.clone(),
+            config: self.config.clone(),
         }
     }
 
@@ -312,6 +343,20 @@ impl Plan {
                 }
             }
             given.push("workflows");
+        }
+        if let Some(config) = patch.config {
+            match config {
+                None => spec.config.clear(),
+                Some(changes) => {
+                    for (key, value) in changes {
+                        match value {
+                            serde_json::Value::Null => spec.config.remove(&key),
+                            v => spec.config.insert(key, v),
+                        };
+                    }
+                }
+            }
+            given.push("config");
         }
         Ok((spec, given))
     }
@@ -399,5 +444,23 @@ mod tests {
         assert_eq!(next.workflows, plan.workflows, "absent: kept");
         let (next, _) = plan.patched(patch(serde_json::json!({"workflows": null}))).unwrap();
         assert!(next.workflows.is_empty());
+    }
+
+    #[test]
+    fn config_validates_and_merges_by_key() {
+        let spec = |c: serde_json::Value| -> PlanSpec {
+            serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "config": c})).unwrap()
+        };
+        assert!(spec(serde_json::json!({"bad key": 1})).into_plan("x", Timestamp(0)).is_err());
+        assert!(spec(serde_json::json!({"k": [1, 2]})).into_plan("x", Timestamp(0)).is_err());
+        let plan = spec(serde_json::json!({"theme": "dark", "limits": {"a": 1}, "beta": true}))
+            .into_plan("x", Timestamp(0))
+            .unwrap();
+        let patch = |v| serde_json::from_value::<PlanPatch>(v).unwrap();
+        let (next, given) = plan.patched(patch(serde_json::json!({"config": {"theme": null, "n": 2.5}}))).unwrap();
+        assert_eq!(given, ["config"]);
+        assert_eq!(next.config.keys().collect::<Vec<_>>(), ["beta", "limits", "n"]);
+        let (next, _) = plan.patched(patch(serde_json::json!({"config": null}))).unwrap();
+        assert!(next.config.is_empty());
     }
 }

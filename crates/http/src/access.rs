@@ -44,7 +44,9 @@ const fn of_tenant(perms: &'static [P]) -> Option<Rule> {
 /// The rule of a route (its method and its matched path, as in the OpenAPI document).
 pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
     match (method.as_str(), path) {
-        ("GET", "/v1/plans" | "/v1/plans/{id}") => any(&[P::PlanRead]),
+        ("GET", "/v1/plans") => any(&[P::PlanRead]),
+        // A tenant key reads its own tenant's current plan (the app checks which).
+        ("GET", "/v1/plans/{id}") => any(&[P::TenantRead]),
         ("PUT" | "PATCH" | "DELETE", "/v1/plans/{id}") => any(&[P::PlanWrite]),
         ("GET", "/v1/tenants") => any(&[P::TenantRead]),
         ("POST", "/v1/tenants") => any(&[P::TenantAdmin]),
@@ -55,6 +57,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
             "/v1/tenants/{id}/suspend" | "/v1/tenants/{id}/resume" | "/v1/tenants/{id}/retry" | "/v1/tenants/{id}/plan",
         )
         | ("DELETE", "/v1/tenants/{id}") => of_tenant(&[P::TenantAdmin]),
+        ("GET", "/v1/tenants/{id}/overrides" | "/v1/tenants/{id}/entitlements") => of_tenant(&[P::TenantRead]),
+        ("PUT" | "DELETE", "/v1/tenants/{id}/overrides") => of_tenant(&[P::TenantAdmin]),
         ("GET", "/v1/tenants/{id}/database-credentials") => of_tenant(&[P::DatabaseCredentials]),
         ("GET", "/v1/tenants/{id}/quotas") => of_tenant(&[P::QuotaRead]),
         (

@@ -21,6 +21,7 @@ use crate::problem::Problem;
         (name = "workflows", description = "State machines (ASL), executions and callback tokens"),
         (name = "hooks", description = "Provisioning hooks: product services called by the lifecycle workflows"),
         (name = "queues", description = "Queues: visibility timeouts, dead-letter queues, redrive, long polling"),
+        (name = "entitlements", description = "Entitlements: per-tenant overrides of the plan and the effective view"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
         (name = "quotas", description = "Quotas: exact consumption of a tenant's plan quotas (docs/entitlements.md)"),
     )

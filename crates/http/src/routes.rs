@@ -1,6 +1,7 @@
 //! The route table: every endpoint of the v1 API, documented for OpenAPI.
 
 mod audit;
+mod entitlements;
 mod events;
 mod functions;
 mod hooks;
@@ -62,6 +63,8 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(quotas::consume_quotas))
         .routes(routes!(quotas::consume_quota))
         .routes(routes!(quotas::release_quota))
+        .routes(routes!(entitlements::put_overrides, entitlements::get_overrides, entitlements::delete_overrides))
+        .routes(routes!(entitlements::get_entitlements))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))

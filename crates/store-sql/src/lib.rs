@@ -16,7 +16,7 @@
 //! checkpoints) and the [`Store`] trait's glue. Each resource's SQL is a file of its own
 //! of this crate: `plans`, `tenants`, `api_keys`, `idempotency`, `master_key`,
 //! `migrations`, and the per-area traits (`events`, `audit`, `workflows`, `queues`,
-//! `hooks`, `functions`, `drift`). Beside them: `dialect` (what each engine can do),
+//! `hooks`, `functions`, `drift`, `entitlements`). Beside them: `dialect` (what each engine can do),
 //! `effects` (writes a change's [`Effects`]), `writer` (the SQLite group-committing
 //! writer), `cache` (the SQLite record caches), `rows` (row decoders) and `wakeup` (the
 //! wake-ups of background loops).
@@ -27,6 +27,7 @@ mod cache;
 mod dialect;
 mod drift;
 mod effects;
+mod entitlements;
 mod events;
 mod functions;
 mod hooks;
@@ -322,6 +323,10 @@ impl Store for SqlStore {
     }
 
     fn hooks(&self) -> Arc<dyn tenancy_store::HookStore> {
+        Arc::new(self.clone())
+    }
+
+    fn entitlements(&self) -> Arc<dyn tenancy_store::EntitlementStore> {
         Arc::new(self.clone())
     }
 

@@ -87,10 +87,10 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                 stored.version = found + 1;
                 let sql = if found == 0 {
                     "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at, \
-                     workflows) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                     workflows, config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 } else {
                     "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
-                     created_at = $7, updated_at = $8, workflows = $9 WHERE id = $1"
+                     created_at = $7, updated_at = $8, workflows = $9, config = $10 WHERE id = $1"
                 };
                 let res = sqlx::query(sql)
                     .bind(&stored.id)
@@ -102,6 +102,7 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                     .bind(stored.created_at.millis())
                     .bind(stored.updated_at.millis())
                     .bind((!stored.workflows.is_empty()).then(|| json_text(&stored.workflows)))
+                    .bind(json_text(&stored.config))
                     .execute(&mut *c)
                     .await;
                 match res {

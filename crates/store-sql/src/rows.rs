@@ -38,6 +38,7 @@ pub(super) fn plan(row: &AnyRow) -> Result<Plan> {
         isolation: Isolation::parse(&isolation).ok_or_else(|| corrupt("isolation", &isolation))?,
         features: json(row, "features")?,
         quotas: json(row, "quotas")?,
+        config: json(row, "config")?,
         workflows: match get::<Option<String>>(row, "workflows")? {
             Some(text) => serde_json::from_str(&text)
                 .map_err(|e| Error::internal(format!("corrupt JSON in column workflows: {e}")))?,

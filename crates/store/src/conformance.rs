@@ -41,7 +41,7 @@ macro_rules! store_conformance_suite {
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
                 functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
-                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant);
+                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -64,6 +64,7 @@ pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
         features: vec!["sso".into()],
         quotas: Default::default(),
         workflows: Default::default(),
+        config: Default::default(),
         version: 1,
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
@@ -142,6 +143,42 @@ pub async fn plans_put_get_list(store: Arc<dyn Store>) {
     assert_eq!(store.plan_get("pro").await.unwrap().workflows, own.workflows);
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     assert!(store.plan_get("pro").await.unwrap().workflows.is_empty());
+}
+
+/// A plan's config values are kept; a tenant's overrides are set whole, read back
+/// (expiry included), replaced and cleared, each write with its effects.
+pub async fn plan_config_and_overrides(store: Arc<dyn Store>) {
+    use tenancy_domain::entitlements::Overrides;
+    let mut p = plan("pro", Isolation::Pool);
+    p.config.insert("theme".into(), json!("dark"));
+    p.config.insert("limits".into(), json!({"upload_mb": 5}));
+    store.plan_put(&p, None, &Effects::none()).await.unwrap();
+    assert_eq!(store.plan_get("pro").await.unwrap().config, p.config);
+    let t = tenant("acme", "pro", "eu");
+    store.tenant_create(&t, &created(&t)).await.unwrap();
+    let ents = store.entitlements();
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), None);
+    let mut o = Overrides::none("acme");
+    o.features.insert("sso".into(), false);
+    o.quotas.insert("seats".into(), 50);
+    o.config.insert("theme".into(), json!("light"));
+    o.expires_at = Some(Timestamp(9_000));
+    o.updated_at = Some(Timestamp(2_000));
+    let fx = Effects::none()
+        .with_event(Event::new("TenantEntitlementsChanged", Some("acme"), vec![], json!({})))
+        .with_audit(audit("tenant.overrides.put", Some("acme")));
+    ents.overrides_put(&o, &fx).await.unwrap();
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), Some(o.clone()));
+    let mut replaced = Overrides::none("acme");
+    replaced.features.insert("beta".into(), true);
+    replaced.updated_at = Some(Timestamp(3_000));
+    ents.overrides_put(&replaced, &Effects::none()).await.unwrap();
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), Some(replaced));
+    assert!(ents.overrides_delete("acme", &Effects::none()).await.unwrap());
+    assert!(!ents.overrides_delete("acme", &Effects::none()).await.unwrap());
+    assert_eq!(ents.overrides_get("acme").await.unwrap(), None);
+    let events = all_events(&*store, "acme").await;
+    assert_eq!(events.iter().filter(|e| e.event.detail_type == "TenantEntitlementsChanged").count(), 1);
 }
 
 pub async fn plan_versions(store: Arc<dyn Store>) {

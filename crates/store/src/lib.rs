@@ -19,6 +19,7 @@ mod audit;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 mod drift;
+mod entitlements;
 mod events;
 mod functions;
 mod hooks;
@@ -33,6 +34,7 @@ pub mod workflow_conformance;
 
 pub use audit::*;
 pub use drift::*;
+pub use entitlements::*;
 pub use events::*;
 pub use functions::*;
 pub use hooks::*;

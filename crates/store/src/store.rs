@@ -163,6 +163,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The provisioning hooks' storage, on the same database.
     fn hooks(&self) -> std::sync::Arc<dyn crate::hooks::HookStore>;
 
+    /// The tenants' entitlement overrides, on the same database.
+    fn entitlements(&self) -> std::sync::Arc<dyn crate::entitlements::EntitlementStore>;
+
     /// The functions' storage, on the same database.
     fn functions(&self) -> std::sync::Arc<dyn crate::functions::FunctionStore>;
 

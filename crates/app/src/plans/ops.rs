@@ -131,8 +131,16 @@ impl App {
         }
     }
 
+    /// A plan. A tenant key reads its own tenant's current plan only (any other: 404).
     pub async fn plan_get(&self, ctx: &OpContext, id: &str) -> Result<Plan> {
-        ctx.authorize(P::PlanRead)?;
+        if let Some(own) = &ctx.principal.tenant_id {
+            ctx.authorize_tenant(P::TenantRead, own)?;
+            if self.store.tenant_get(own).await?.plan != id {
+                return Err(Error::not_found("plan", id));
+            }
+        } else {
+            ctx.authorize(P::PlanRead)?;
+        }
         self.store.plan_get(id).await
     }
 

@@ -108,7 +108,14 @@ pub async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
                 let PlanWorkflows { provision, change_plan, offboard } = &mut w;
                 *workflow_member(&kind, provision, change_plan, offboard)? = Some(name);
             }
-            let spec = PlanSpec { name, isolation: parse_isolation(&isolation)?, features, quotas: q, workflows: w };
+            let spec = PlanSpec {
+                name,
+                isolation: parse_isolation(&isolation)?,
+                features,
+                quotas: q,
+                workflows: w,
+                config: Default::default(),
+            };
             to_json(c.plan_put(&id, &spec).await?)
         }
         PlanCmd::Patch {
