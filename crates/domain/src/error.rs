@@ -104,6 +104,7 @@ error_codes! {
     UnsupportedMediaType = ("unsupported-media-type", 415, "A request body that is not `application/json`."),
     IdempotencyKeyReused = ("idempotency-key-reused", 422, "A repeated `Idempotency-Key` carried a different request."),
     TooManyRequests = ("too-many-requests", 429, "Running executions over a cap (docs/workflows.md)."),
+    RateLimited = ("rate-limited", 429, "The API key's or its tenant's request rate is over its limit; `Retry-After` says when to retry (docs/rate-limits.md)."),
     Internal = ("internal", 500, "An internal error; details only in the log, under the request id."),
     Unavailable = ("unavailable", 503, "A dependency (the store) is unreachable or overloaded; retrying may succeed."),
 }
