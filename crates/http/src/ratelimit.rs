@@ -111,7 +111,9 @@ impl Buckets {
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.limiter.clock().now());
-                Err(Refusal { verdict: Verdict { policy, limit: self.limit, remaining: 0, reset_s: ceil_s(wait).max(1) } })
+                Err(Refusal {
+                    verdict: Verdict { policy, limit: self.limit, remaining: 0, reset_s: ceil_s(wait).max(1) },
+                })
             }
         }
     }
@@ -313,8 +315,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_refusal_and_the_tenant_bucket_is_shared() {
-        let limits =
-            RateLimits { tenant_key: Limit::new(1, 3), tenant: Limit::new(1, 4), ..RateLimits::default() };
+        let limits = RateLimits { tenant_key: Limit::new(1, 3), tenant: Limit::new(1, 4), ..RateLimits::default() };
         let l = RateLimiters::new(limits);
         let a = principal(Role::Tenant, "a", Some("t1"));
         for i in 0..3 {
