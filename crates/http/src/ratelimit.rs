@@ -352,4 +352,21 @@ mod tests {
         assert_eq!(h["ratelimit-policy"], "\"key\";q=200;w=2");
         assert_eq!(h["ratelimit"], "\"key\";r=199;t=1");
     }
+
+    /// Buckets that have refilled are dropped by a sweep; busy ones stay.
+    #[test]
+    fn a_sweep_drops_full_buckets() {
+        let l = RateLimiters::new(RateLimits {
+            tenant_key: Limit::new(1000, 1),
+            tenant: Limit::new(1, 5),
+            ..RateLimits::OFF
+        });
+        for i in 0..100 {
+            l.check(&principal(Role::Tenant, &format!("k{i}"), Some("t")));
+        }
+        assert_eq!(l.len(), 101, "a bucket per key and the tenant's");
+        std::thread::sleep(Duration::from_millis(20));
+        l.sweep();
+        assert_eq!(l.len(), 1, "the keys' buckets refilled in 1 ms; the tenant's (1/s) is still draining");
+    }
 }
