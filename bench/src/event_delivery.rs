@@ -117,6 +117,7 @@ pub async fn run(args: EventDeliveryArgs) -> anyhow::Result<()> {
     let database_url = fresh_database(args.database_url.as_deref()).await?;
     let backend = if database_url.is_some() { "postgres" } else { "sqlite" };
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url, TOKEN);
+    opts.rate_limits = crate::UNREACHED_RATE_LIMITS;
     opts.node_id = Some("bench".into());
     opts.workflow = tenancy::config::workflow_from_env()?;
     let server = start(opts).await?;

@@ -12,6 +12,14 @@ mod queue;
 mod tenants;
 mod workflow_throughput;
 
+/// Rate limits no load here reaches (every bucket 10^9 a second): the figures include
+/// the bucket check on every request and never a 429 (the defaults would refuse a
+/// service or admin key past 10,000 requests a second).
+pub(crate) const UNREACHED_RATE_LIMITS: tenancy_http::RateLimits = {
+    const L: tenancy_http::Limit = tenancy_http::Limit::new(1_000_000_000, 1_000_000_000);
+    tenancy_http::RateLimits { admin: L, operator: L, viewer: L, service: L, tenant_key: L, tenant: L }
+};
+
 use clap::{Parser, Subcommand};
 
 /// The allocator `tenancy serve` uses (crates/cli/src/main.rs), since the benchmarks

@@ -86,6 +86,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (database_url, backend) = fresh_database(args.database_url.as_deref(), dir.path()).await?;
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
+    opts.rate_limits = crate::UNREACHED_RATE_LIMITS;
     opts.node_id = Some("bench".into());
     opts.workflow = tenancy::config::workflow_from_env()?;
     let server = start(opts).await?;

@@ -105,6 +105,7 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     let database_url = crate::event_delivery::fresh_database(args.database_url.as_deref()).await?;
     let backend = if database_url.is_some() { "postgres" } else { "sqlite" };
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url, TOKEN);
+    opts.rate_limits = crate::UNREACHED_RATE_LIMITS;
     opts.workflow = tenancy::config::workflow_from_env()?;
     let server = start(opts).await?;
     let spec = QueueSpec {

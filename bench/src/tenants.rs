@@ -103,6 +103,7 @@ async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
     let dir = tempfile::tempdir()?;
     let (database_url, backend) = fresh_database(server_url, dir.path()).await?;
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
+    opts.rate_limits = crate::UNREACHED_RATE_LIMITS;
     opts.node_id = Some("bench".into());
     opts.workflow = tenancy::config::workflow_from_env()?;
     opts.worker = !tenancy::config::env_flag("BENCH_NO_WORKER");
@@ -266,6 +267,7 @@ pub async fn tenant_list(args: ListArgs) -> anyhow::Result<()> {
     drop(store);
     let t = Instant::now();
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
+    opts.rate_limits = crate::UNREACHED_RATE_LIMITS;
     opts.worker = false;
     {
         let server = start(opts.clone()).await?;

@@ -180,6 +180,42 @@ settings! {
     #[arg(long, env = "TENANCY_WORKFLOW_MAX_RUNNING_PER_TENANT",
           default_value = "1000")]
     workflow_max_running_per_tenant: u64,
+    /// Requests per second per key of admin keys and the admin token (0: no limit; docs/rate-limits.md).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_ADMIN_PER_S", default_value = "10000")]
+    rate_limit_admin_per_s: u32,
+    /// Requests a full bucket allows at once per key of admin keys and the admin token (0: no limit).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_ADMIN_BURST", default_value = "20000")]
+    rate_limit_admin_burst: u32,
+    /// Requests per second per key of operator keys (0: no limit; docs/rate-limits.md).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_OPERATOR_PER_S", default_value = "10000")]
+    rate_limit_operator_per_s: u32,
+    /// Requests a full bucket allows at once per key of operator keys (0: no limit).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_OPERATOR_BURST", default_value = "20000")]
+    rate_limit_operator_burst: u32,
+    /// Requests per second per key of viewer keys (0: no limit; docs/rate-limits.md).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_VIEWER_PER_S", default_value = "100")]
+    rate_limit_viewer_per_s: u32,
+    /// Requests a full bucket allows at once per key of viewer keys (0: no limit).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_VIEWER_BURST", default_value = "200")]
+    rate_limit_viewer_burst: u32,
+    /// Requests per second per key of service keys (data-plane checks for every tenant) (0: no limit; docs/rate-limits.md).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_SERVICE_PER_S", default_value = "10000")]
+    rate_limit_service_per_s: u32,
+    /// Requests a full bucket allows at once per key of service keys (data-plane checks for every tenant) (0: no limit).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_SERVICE_BURST", default_value = "20000")]
+    rate_limit_service_burst: u32,
+    /// Requests per second per key of tenant-scoped keys (0: no limit; docs/rate-limits.md).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_TENANT_KEY_PER_S", default_value = "100")]
+    rate_limit_tenant_key_per_s: u32,
+    /// Requests a full bucket allows at once per key of tenant-scoped keys (0: no limit).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_TENANT_KEY_BURST", default_value = "200")]
+    rate_limit_tenant_key_burst: u32,
+    /// Requests per second per tenant, all of one tenant's keys together (0: no limit; docs/rate-limits.md).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_TENANT_PER_S", default_value = "1000")]
+    rate_limit_tenant_per_s: u32,
+    /// Requests a full bucket allows at once per tenant, all of one tenant's keys together (0: no limit).
+    #[arg(long, env = "TENANCY_RATE_LIMIT_TENANT_BURST", default_value = "2000")]
+    rate_limit_tenant_burst: u32,
 }
 
 /// `tenancy serve`'s arguments: the config file, and every setting.
@@ -251,6 +287,11 @@ impl Config {
             tenancy_app::reconcile::ops::DriftKind::parse_list(&s.reconcile_repair.unwrap_or_default())
                 .map_err(anyhow::Error::msg)?;
         let defaults = WorkflowSettings::default();
+        let d = tenancy_http::RateLimits::default();
+        let limit = |per_s: Option<u32>, burst: Option<u32>, default: tenancy_http::Limit| tenancy_http::Limit {
+            per_second: per_s.unwrap_or(default.per_second),
+            burst: burst.unwrap_or(default.burst),
+        };
         let serve = ServeOptions {
             listen: s.listen.expect("clap holds a default"),
             data_dir: s.data_dir.expect("clap holds a default"),
@@ -273,6 +314,14 @@ impl Config {
             connections: tenancy_http::ConnectionLimits {
                 max_connections: s.max_connections.map_or(tenancy_http::DEFAULT_MAX_CONNECTIONS, |n| n.max(1) as usize),
                 ..Default::default()
+            },
+            rate_limits: tenancy_http::RateLimits {
+                admin: limit(s.rate_limit_admin_per_s, s.rate_limit_admin_burst, d.admin),
+                operator: limit(s.rate_limit_operator_per_s, s.rate_limit_operator_burst, d.operator),
+                viewer: limit(s.rate_limit_viewer_per_s, s.rate_limit_viewer_burst, d.viewer),
+                service: limit(s.rate_limit_service_per_s, s.rate_limit_service_burst, d.service),
+                tenant_key: limit(s.rate_limit_tenant_key_per_s, s.rate_limit_tenant_key_burst, d.tenant_key),
+                tenant: limit(s.rate_limit_tenant_per_s, s.rate_limit_tenant_burst, d.tenant),
             },
             workflow: WorkflowSettings {
                 lease: s.workflow_lease_s.map_or(defaults.lease, |n| Duration::from_secs(n.max(1))),
@@ -391,6 +440,18 @@ mod tests {
         workflow_lifecycle_slots = 4
         workflow_max_running_per_machine = 50
         workflow_max_running_per_tenant = 5
+        rate_limit_admin_per_s = 50
+        rate_limit_admin_burst = 60
+        rate_limit_operator_per_s = 51
+        rate_limit_operator_burst = 61
+        rate_limit_viewer_per_s = 52
+        rate_limit_viewer_burst = 62
+        rate_limit_service_per_s = 53
+        rate_limit_service_burst = 63
+        rate_limit_tenant_key_per_s = 3
+        rate_limit_tenant_key_burst = 5
+        rate_limit_tenant_per_s = 7
+        rate_limit_tenant_burst = 9
     "#;
 
     fn with_file(text: &str, flags: &[&str]) -> anyhow::Result<Config> {
@@ -519,7 +580,20 @@ mod tests {
             }
         );
 
+        assert_eq!(
+            o.rate_limits,
+            tenancy_http::RateLimits {
+                admin: tenancy_http::Limit::new(50, 60),
+                operator: tenancy_http::Limit::new(51, 61),
+                viewer: tenancy_http::Limit::new(52, 62),
+                service: tenancy_http::Limit::new(53, 63),
+                tenant_key: tenancy_http::Limit::new(3, 5),
+                tenant: tenancy_http::Limit::new(7, 9),
+            }
+        );
+
         let flags = [
+            "--rate-limit-tenant-key-per-s=0",
             "--listen=127.0.0.1:1",
             "--data-plane-prefix=flag",
             "--event-retention-days=3",
@@ -541,6 +615,7 @@ mod tests {
         assert_eq!(o.blob_url.as_deref(), Some("file:///tmp/b"));
         assert_eq!((o.api, o.worker), (true, false));
         assert_eq!((o.workflow.max_in_flight, o.workflow.batch), (9, 8));
+        assert_eq!(o.rate_limits.tenant_key, tenancy_http::Limit::new(0, 5), "0 from the flag: no limit");
 
         assert!(Config::parse_from(["--roles=api,cron"]).is_err());
         let bad = Config::parse_from(["--reconcile-repair=databases"]).unwrap_err();
@@ -606,6 +681,7 @@ mod tests {
         let o = &c.serve;
         assert_eq!((c.log_format, o.api, o.worker), (LogFormat::Text, true, true));
         assert_eq!(o.workflow, WorkflowSettings::default());
+        assert_eq!(o.rate_limits, tenancy_http::RateLimits::default());
         assert_eq!(o.connections.max_connections, tenancy_http::DEFAULT_MAX_CONNECTIONS);
         assert_eq!(o.data_plane_prefix.as_deref(), Some(tenancy_adapters::dataplane::postgres::DEFAULT_PREFIX));
         assert_eq!(o.event_retention_days, crate::serve::DEFAULT_EVENT_RETENTION_DAYS);

@@ -63,6 +63,8 @@ pub struct ServeOptions {
     pub outbound_allow: Vec<String>,
     /// The connection cap and the header read (and keep-alive idle) timeout.
     pub connections: tenancy_http::ConnectionLimits,
+    /// The rate-limit buckets' sizes (`--rate-limit-*`, docs/rate-limits.md).
+    pub rate_limits: tenancy_http::RateLimits,
     /// The workflow engine's lease, batch and concurrency, and the caps on running
     /// executions.
     pub workflow: WorkflowSettings,
@@ -127,6 +129,7 @@ impl ServeOptions {
             // Test servers' webhook receivers, hooks and HTTP endpoints run on loopback.
             outbound_allow: vec!["127.0.0.0/8".into(), "::1".into()],
             connections: tenancy_http::ConnectionLimits::default(),
+            rate_limits: tenancy_http::RateLimits::default(),
             workflow: WorkflowSettings::default(),
         }
     }
@@ -406,7 +409,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("failed to listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     if opts.api {
-        let router = tenancy_http::router(ServerState::new(app.clone()));
+        let router = tenancy_http::router(ServerState::with_rate_limits(app.clone(), opts.rate_limits));
         let token = shutdown.clone();
         let limits = opts.connections;
         tasks.push(tokio::spawn(tenancy_http::serve(listener, router, limits, async move { token.cancelled().await })));

@@ -106,6 +106,7 @@ error_codes! {
     IdempotencyKeyReused = ("idempotency-key-reused", 422, "A repeated `Idempotency-Key` carried a different request."),
     TooManyRequests = ("too-many-requests", 429, "Running executions over a cap (docs/workflows.md)."),
     QuotaExceeded = ("quota-exceeded", 429, "A consume over a hard quota's limit; the detail names the quota, and nothing was consumed (docs/entitlements.md)."),
+    RateLimited = ("rate-limited", 429, "The API key's or its tenant's request rate is over its limit; `Retry-After` says when to retry (docs/rate-limits.md)."),
     Internal = ("internal", 500, "An internal error; details only in the log, under the request id."),
     Unavailable = ("unavailable", 503, "A dependency (the store) is unreachable or overloaded; retrying may succeed."),
 }

@@ -1,7 +1,8 @@
 //! Who may call which route, decided before anything reads the request body.
 //!
 //! Every `/v1` request passes [`middleware`] first: it authenticates the bearer token
-//! (401), authorizes the caller for the matched route by its role (403; 404 when a
+//! (401), takes a token from the caller's rate-limit buckets (429, see
+//! [`crate::ratelimit`]), authorizes the caller for the matched route by its role (403; 404 when a
 //! tenant key names another tenant in the path), and refuses a NUL character anywhere
 //! in the path or query (400). Only then do the idempotency lookup, body extraction
 //! and validation, and the handler run, so a caller who may not call a route never
@@ -124,9 +125,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Authenticates the caller, authorizes it for the route, refuses NUL in the URI, and
+/// Authenticates the caller, applies its rate limits, authorizes it for the route,
+/// refuses NUL in the URI, and
 /// hands the caller's [`OpContext`] to what follows (the `Caller` extractor).
-pub async fn middleware(State(state): State<Arc<ServerState>>, mut req: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
     let token = match bearer(req.headers()) {
         Some(t) => t.to_owned(),
         None => return ApiError::from(tenancy_domain::Error::Unauthenticated).into_response(),
@@ -138,6 +140,22 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, mut req: Request,
     if let Some(t) = &principal.tenant_id {
         tracing::Span::current().record("tenant_id", t.as_str());
     }
+    // Rate limits: the caller is known; nothing else has run yet.
+    let checked = state.rate_limits.check(&principal);
+    if let Some(refusal) = checked.refusal {
+        let mut res = ApiError::new(ErrorCode::RateLimited, refusal.detail()).into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, refusal.retry_after_s().into());
+        crate::ratelimit::set_headers(res.headers_mut(), &checked.verdicts);
+        return res;
+    }
+    let mut res = authorize_and_run(principal, req, next).await;
+    crate::ratelimit::set_headers(res.headers_mut(), &checked.verdicts);
+    res
+}
+
+/// Authorizes the authenticated `principal` for the route, refuses NUL in the URI, and
+/// runs the rest with the caller's [`OpContext`].
+async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, next: Next) -> Response {
     let source_ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
     let ctx = OpContext { principal, request_id: request_id_of(req.headers()), source_ip };
 

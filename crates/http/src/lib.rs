@@ -9,8 +9,10 @@ mod extract;
 mod idempotency;
 mod openapi;
 mod problem;
+mod ratelimit;
 mod routes;
 mod server;
 
 pub use openapi::openapi_json;
+pub use ratelimit::{Limit, RateLimits};
 pub use server::{router, serve, ConnectionLimits, ServerState, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};

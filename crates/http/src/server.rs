@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
+use crate::ratelimit::{RateLimiters, RateLimits};
 use crate::{access, idempotency, routes};
 use tenancy_domain::ErrorCode;
 
@@ -137,11 +138,18 @@ pub async fn serve(
 pub struct ServerState {
     pub app: Arc<App>,
     pub metrics: PrometheusHandle,
+    /// This process's rate-limit buckets.
+    pub rate_limits: RateLimiters,
 }
 
 impl ServerState {
+    /// With the default rate limits.
     pub fn new(app: Arc<App>) -> Arc<Self> {
-        Arc::new(ServerState { app, metrics: prometheus() })
+        ServerState::with_rate_limits(app, RateLimits::default())
+    }
+
+    pub fn with_rate_limits(app: Arc<App>, limits: RateLimits) -> Arc<Self> {
+        Arc::new(ServerState { app, metrics: prometheus(), rate_limits: RateLimiters::new(limits) })
     }
 }
 

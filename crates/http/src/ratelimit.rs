@@ -1,0 +1,372 @@
+//! API rate limits (the API Gateway usage-plan role): token buckets per API key and
+//! per tenant, checked right after authentication (docs/rate-limits.md).
+//!
+//! Every authenticated `/v1` request takes one token from its key's bucket (sized by the
+//! key's role) and, for a tenant-scoped key, one from its tenant's bucket too. Over
+//! either: 429 `rate-limited` with `Retry-After`; every answer to a limited caller
+//! carries `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-09).
+//!
+//! The buckets are governor's GCRA, in this process's memory: exact on one replica; N
+//! replicas each keep their own, so a caller spread over them gets at most N times the
+//! limit (no shared state on the hot path). Buckets untouched for a full refill are
+//! dropped every [`SWEEP_EVERY`], so memory follows the keys recently seen.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use tenancy_app::Principal;
+use tenancy_domain::apikey::Role;
+
+/// One bucket's size: `per_second` tokens refill each second, up to `burst`. Either
+/// 0: no bucket (unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Limit {
+    pub const fn new(per_second: u32, burst: u32) -> Limit {
+        Limit { per_second, burst }
+    }
+
+    fn quota(self) -> Option<Quota> {
+        let rate = NonZeroU32::new(self.per_second)?;
+        let burst = NonZeroU32::new(self.burst)?;
+        Some(Quota::per_second(rate).allow_burst(burst))
+    }
+
+    /// The policy's window: the seconds an empty bucket takes to refill (at least 1).
+    fn window_s(self) -> u64 {
+        u64::from(self.burst).div_ceil(u64::from(self.per_second.max(1))).max(1)
+    }
+}
+
+/// The buckets' sizes: one per role for keys, and one per tenant shared by all of a
+/// tenant's keys (`--rate-limit-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub admin: Limit,
+    pub operator: Limit,
+    pub viewer: Limit,
+    pub service: Limit,
+    pub tenant_key: Limit,
+    pub tenant: Limit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            admin: Limit::new(10_000, 20_000),
+            operator: Limit::new(10_000, 20_000),
+            viewer: Limit::new(100, 200),
+            service: Limit::new(10_000, 20_000),
+            tenant_key: Limit::new(100, 200),
+            tenant: Limit::new(1_000, 2_000),
+        }
+    }
+}
+
+impl RateLimits {
+    /// No bucket at all.
+    pub const OFF: RateLimits = RateLimits {
+        admin: Limit::new(0, 0),
+        operator: Limit::new(0, 0),
+        viewer: Limit::new(0, 0),
+        service: Limit::new(0, 0),
+        tenant_key: Limit::new(0, 0),
+        tenant: Limit::new(0, 0),
+    };
+}
+
+type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// A keyed limiter and the limit it enforces.
+struct Buckets {
+    limit: Limit,
+    limiter: Keyed,
+}
+
+impl Buckets {
+    fn new(limit: Limit) -> Option<Buckets> {
+        let quota = limit.quota()?;
+        Some(Buckets { limit, limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>() })
+    }
+
+    /// Takes a token from `key`'s bucket.
+    fn check(&self, policy: &'static str, key: &str) -> Result<Verdict, Refusal> {
+        let interval = self.limiter_interval();
+        match self.limiter.check_key(&key.to_owned()) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let missing = self.limit.burst.saturating_sub(remaining);
+                let reset = interval.saturating_mul(missing);
+                Ok(Verdict { policy, limit: self.limit, remaining, reset_s: ceil_s(reset) })
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
+                Err(Refusal {
+                    verdict: Verdict { policy, limit: self.limit, remaining: 0, reset_s: ceil_s(wait).max(1) },
+                })
+            }
+        }
+    }
+
+    fn limiter_interval(&self) -> Duration {
+        Duration::from_secs(1) / self.limit.per_second.max(1)
+    }
+
+    fn sweep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+fn ceil_s(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// How often buckets that have refilled completely are dropped.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The state of one bucket after a request: what the RateLimit headers report.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    policy: &'static str,
+    limit: Limit,
+    remaining: u32,
+    /// Seconds until the bucket is full again (refused: until a token is back).
+    reset_s: u64,
+}
+
+/// A request over a bucket's limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub verdict: Verdict,
+}
+
+impl Refusal {
+    /// Whole seconds to wait (`Retry-After`), at least 1.
+    pub fn retry_after_s(&self) -> u64 {
+        self.verdict.reset_s
+    }
+
+    /// The problem's detail.
+    pub fn detail(&self) -> String {
+        let whose = if self.verdict.policy == "tenant" { "this key's tenant" } else { "this API key" };
+        let l = self.verdict.limit;
+        format!(
+            "the request rate of {whose} is over its limit of {} requests per second (burst {}); retry after {} s",
+            l.per_second,
+            l.burst,
+            self.retry_after_s()
+        )
+    }
+}
+
+/// Every bucket of this process.
+pub struct RateLimiters {
+    admin: Option<Buckets>,
+    operator: Option<Buckets>,
+    viewer: Option<Buckets>,
+    service: Option<Buckets>,
+    tenant_key: Option<Buckets>,
+    tenant: Option<Buckets>,
+    started: Instant,
+    /// Milliseconds since `started` of the last sweep.
+    swept_ms: AtomicU64,
+}
+
+/// What a request's buckets said: the headers of the answer, or a refusal.
+pub struct Checked {
+    pub verdicts: Vec<Verdict>,
+    pub refusal: Option<Refusal>,
+}
+
+impl RateLimiters {
+    pub fn new(limits: RateLimits) -> RateLimiters {
+        RateLimiters {
+            admin: Buckets::new(limits.admin),
+            operator: Buckets::new(limits.operator),
+            viewer: Buckets::new(limits.viewer),
+            service: Buckets::new(limits.service),
+            tenant_key: Buckets::new(limits.tenant_key),
+            tenant: Buckets::new(limits.tenant),
+            started: Instant::now(),
+            swept_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn of_role(&self, role: Role) -> Option<&Buckets> {
+        match role {
+            Role::Admin => self.admin.as_ref(),
+            Role::Operator => self.operator.as_ref(),
+            Role::Viewer => self.viewer.as_ref(),
+            Role::Service => self.service.as_ref(),
+            Role::Tenant => self.tenant_key.as_ref(),
+        }
+    }
+
+    /// Takes a token from the caller's key bucket and then, for a tenant-scoped key,
+    /// from its tenant's (a request the key's bucket refuses takes none from the
+    /// tenant's).
+    pub fn check(&self, principal: &Principal) -> Checked {
+        self.maybe_sweep();
+        let mut out = Checked { verdicts: Vec::with_capacity(2), refusal: None };
+        if let Some(b) = self.of_role(principal.role) {
+            // The bootstrap admin token has no key id: one bucket of its own.
+            let key = principal.key_id.as_deref().unwrap_or("(admin token)");
+            match b.check("key", key) {
+                Ok(v) => out.verdicts.push(v),
+                Err(r) => {
+                    out.verdicts.push(r.verdict);
+                    out.refusal = Some(r);
+                    return out;
+                }
+            }
+        }
+        if let (Some(b), Some(tenant)) = (&self.tenant, &principal.tenant_id) {
+            match b.check("tenant", tenant) {
+                Ok(v) => out.verdicts.push(v),
+                Err(r) => {
+                    out.verdicts.push(r.verdict);
+                    out.refusal = Some(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops full buckets once per [`SWEEP_EVERY`] (one caller does it; the others go on).
+    fn maybe_sweep(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.swept_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY.as_millis() as u64 {
+            return;
+        }
+        if self.swept_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        self.sweep();
+    }
+
+    /// Drops every bucket that has refilled completely (it holds nothing a new one
+    /// would not).
+    pub fn sweep(&self) {
+        for b in [&self.admin, &self.operator, &self.viewer, &self.service, &self.tenant_key, &self.tenant]
+            .into_iter()
+            .flatten()
+        {
+            b.sweep();
+        }
+    }
+
+    /// Buckets held (all kinds).
+    pub fn len(&self) -> usize {
+        [&self.admin, &self.operator, &self.viewer, &self.service, &self.tenant_key, &self.tenant]
+            .into_iter()
+            .flatten()
+            .map(|b| b.limiter.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for RateLimiters {
+    fn default() -> Self {
+        RateLimiters::new(RateLimits::default())
+    }
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-09,
+/// structured-field lists: `"key";q=200;w=2` and `"key";r=150;t=1`).
+pub fn set_headers(headers: &mut HeaderMap, verdicts: &[Verdict]) {
+    if verdicts.is_empty() {
+        return;
+    }
+    let policy: Vec<String> =
+        verdicts.iter().map(|v| format!("\"{}\";q={};w={}", v.policy, v.limit.burst, v.limit.window_s())).collect();
+    let state: Vec<String> =
+        verdicts.iter().map(|v| format!("\"{}\";r={};t={}", v.policy, v.remaining, v.reset_s)).collect();
+    if let Ok(v) = HeaderValue::from_str(&policy.join(", ")) {
+        headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&state.join(", ")) {
+        headers.insert(HeaderName::from_static("ratelimit"), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, key: &str, tenant: Option<&str>) -> Principal {
+        Principal { key_id: Some(key.into()), role, tenant_id: tenant.map(Into::into) }
+    }
+
+    #[test]
+    fn a_burst_then_refusal_and_the_tenant_bucket_is_shared() {
+        let limits = RateLimits { tenant_key: Limit::new(1, 3), tenant: Limit::new(1, 4), ..RateLimits::default() };
+        let l = RateLimiters::new(limits);
+        let a = principal(Role::Tenant, "a", Some("t1"));
+        for i in 0..3 {
+            let c = l.check(&a);
+            assert!(c.refusal.is_none(), "request {i}");
+            assert_eq!(c.verdicts[0].remaining, 2 - i);
+        }
+        let c = l.check(&a);
+        let r = c.refusal.expect("the fourth is over the key's burst");
+        assert_eq!(r.verdict.policy, "key");
+        assert!(r.retry_after_s() >= 1);
+        // Another key of t1: its own bucket is full, the tenant's has one token left.
+        let b = principal(Role::Tenant, "b", Some("t1"));
+        assert!(l.check(&b).refusal.is_none());
+        assert_eq!(l.check(&b).refusal.expect("t1's bucket is empty").verdict.policy, "tenant");
+        // Another tenant is not affected.
+        assert!(l.check(&principal(Role::Tenant, "c", Some("t2"))).refusal.is_none());
+        // A service key has no tenant bucket.
+        let s = principal(Role::Service, "s", None);
+        assert_eq!(l.check(&s).verdicts.len(), 1);
+    }
+
+    #[test]
+    fn zero_disables_and_headers_follow_the_draft() {
+        let l = RateLimiters::new(RateLimits::OFF);
+        let c = l.check(&principal(Role::Tenant, "a", Some("t")));
+        assert!(c.verdicts.is_empty() && c.refusal.is_none());
+        assert!(l.is_empty());
+
+        let l = RateLimiters::new(RateLimits { tenant_key: Limit::new(100, 200), ..RateLimits::OFF });
+        let c = l.check(&principal(Role::Tenant, "a", Some("t")));
+        let mut h = HeaderMap::new();
+        set_headers(&mut h, &c.verdicts);
+        assert_eq!(h["ratelimit-policy"], "\"key\";q=200;w=2");
+        assert_eq!(h["ratelimit"], "\"key\";r=199;t=1");
+    }
+
+    /// Buckets that have refilled are dropped by a sweep; busy ones stay.
+    #[test]
+    fn a_sweep_drops_full_buckets() {
+        let l = RateLimiters::new(RateLimits {
+            tenant_key: Limit::new(1000, 1),
+            tenant: Limit::new(1, 5),
+            ..RateLimits::OFF
+        });
+        for i in 0..100 {
+            l.check(&principal(Role::Tenant, &format!("k{i}"), Some("t")));
+        }
+        assert_eq!(l.len(), 101, "a bucket per key and the tenant's");
+        std::thread::sleep(Duration::from_millis(20));
+        l.sweep();
+        assert_eq!(l.len(), 1, "the keys' buckets refilled in 1 ms; the tenant's (1/s) is still draining");
+    }
+}
