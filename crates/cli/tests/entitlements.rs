@@ -48,8 +48,10 @@ async fn overrides_change_the_effective_view(backend: Backend) {
     let before = entitlements(&s, "acme").await;
     assert_eq!(before["plan"], "pro");
     assert_eq!(before["features"], json!({"audit": true, "sso": true}));
-    assert_eq!(before["quotas"]["seats"], json!({"limit": 5, "soft": false}));
-    assert_eq!(before["quotas"]["api_calls"], json!({"limit": 1000, "soft": true, "period": "month"}));
+    assert_eq!(before["quotas"]["seats"], json!({"limit": 5, "soft": false, "used": 0, "remaining": 5}));
+    let calls = &before["quotas"]["api_calls"];
+    assert_eq!((&calls["limit"], &calls["soft"], &calls["period"]), (&json!(1000), &json!(true), &json!("month")));
+    assert!(calls["resets_at"].is_string(), "a period quota says when it resets: {calls}");
     assert_eq!(before["config"], json!({"theme": "dark", "max_upload_mb": 50}));
     assert!(before.get("overrides_expire_at").is_none(), "{before}");
 
@@ -59,8 +61,8 @@ async fn overrides_change_the_effective_view(backend: Backend) {
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let after = entitlements(&s, "acme").await;
     assert_eq!(after["features"], json!({"audit": true, "beta": true, "sso": false}));
-    assert_eq!(after["quotas"]["seats"], json!({"limit": 50, "soft": false}));
-    assert_eq!(after["quotas"]["projects"], json!({"limit": 3, "soft": false}));
+    assert_eq!(after["quotas"]["seats"], json!({"limit": 50, "soft": false, "used": 0, "remaining": 50}));
+    assert_eq!(after["quotas"]["projects"], json!({"limit": 3, "soft": false, "used": 0, "remaining": 3}));
     assert_eq!(after["quotas"]["api_calls"]["limit"], 1000);
     assert_eq!(after["config"], json!({"theme": "light", "max_upload_mb": 50, "banner": {"text": "hello"}}));
     // Another tenant is untouched.

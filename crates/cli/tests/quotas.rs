@@ -20,6 +20,7 @@ both_backends!(
     who_may_consume,
     a_period_quota_resets_at_the_next_utc_boundary,
     the_cli_lists_consumes_and_releases,
+    overrides_set_the_limits_consumption_obeys,
 );
 
 async fn server(backend: Backend) -> TestServer {
@@ -268,4 +269,33 @@ async fn replicas_never_over_grant() {
     assert_eq!((granted, refused), (50, 14), "{statuses:?}");
     assert_eq!(used(&a, "race", "seats").await, 50);
     assert_eq!(used(&b, "race", "seats").await, 50);
+}
+
+/// An override's quota limit is the one consumption obeys and the entitlements view
+/// shows, with the usage the ledger counted; when the override expires the plan's
+/// limit is back.
+async fn overrides_set_the_limits_consumption_obeys(backend: Backend) {
+    let s = server(backend).await;
+    let res = s.call(Method::PUT, "/v1/tenants/acme/overrides", Some(json!({"quotas": {"seats": 7}}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let res = consume(&s, "acme", "seats", json!({"amount": 7})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!((res.body["limit"].as_u64(), res.body["used"].as_u64()), (Some(7), Some(7)));
+    assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let view = s.get("/v1/tenants/acme/entitlements").await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    let seats = &view.body["quotas"]["seats"];
+    assert_eq!(
+        (seats["limit"].as_u64(), seats["used"].as_u64(), seats["remaining"].as_u64()),
+        (Some(7), Some(7), Some(0))
+    );
+    assert!(view.body["quotas"]["exports"]["resets_at"].is_string(), "{}", view.body);
+    // The other tenant keeps the plan's limit.
+    assert_eq!(consume(&s, "globex", "seats", json!({"amount": 6})).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Expired overrides no longer apply: the plan's 5 seats, 7 used, nothing more.
+    let past = json!({"quotas": {"seats": 7}, "expires_at": "2020-01-01T00:00:00Z"});
+    assert!(s.call(Method::PUT, "/v1/tenants/acme/overrides", Some(past)).await.status.is_success());
+    let view = s.get("/v1/tenants/acme/entitlements").await;
+    assert_eq!(view.body["quotas"]["seats"]["limit"].as_u64(), Some(5), "{}", view.body);
+    assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.status, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -90,12 +90,29 @@ impl Overrides {
 
 /// One quota in the effective view. The quota ledger adds `used`, `remaining` and
 /// `resets_at` as optional members; this type holds the limits only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EffectiveQuota {
     pub limit: u64,
     pub soft: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<QuotaPeriod>,
+    /// Usage in the current period (all time for a quota without one), from the quota
+    /// ledger; absent where the view is computed without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    /// `limit - used`, 0 when a soft quota is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// When the current period ends and usage starts again at 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<Timestamp>,
+}
+
+impl EffectiveQuota {
+    /// The terms the quota ledger enforces.
+    pub fn terms(&self) -> crate::plan::Quota {
+        crate::plan::Quota { limit: self.limit, period: self.period, soft: self.soft }
+    }
 }
 
 /// The answer of `GET /v1/tenants/{id}/entitlements`: the plan with the unexpired
@@ -123,18 +140,19 @@ pub fn effective(tenant_id: &str, plan: &Plan, overrides: Option<&Overrides>, no
     let mut quotas: BTreeMap<String, EffectiveQuota> = plan
         .quotas
         .iter()
-        .map(|(k, q)| (k.clone(), EffectiveQuota { limit: q.limit, soft: q.soft, period: q.period }))
+        .map(|(k, q)| {
+            (k.clone(), EffectiveQuota { limit: q.limit, soft: q.soft, period: q.period, ..Default::default() })
+        })
         .collect();
     let mut overrides_expire_at = None;
     if let Some(o) = overrides.filter(|o| o.applies_at(now)) {
         features.extend(o.features.iter().map(|(k, v)| (k.clone(), *v)));
         config.extend(o.config.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (name, limit) in &o.quotas {
-            quotas.entry(name.clone()).and_modify(|q| q.limit = *limit).or_insert(EffectiveQuota {
-                limit: *limit,
-                soft: false,
-                period: None,
-            });
+            quotas
+                .entry(name.clone())
+                .and_modify(|q| q.limit = *limit)
+                .or_insert(EffectiveQuota { limit: *limit, ..Default::default() });
         }
         overrides_expire_at = o.expires_at;
     }
@@ -178,9 +196,12 @@ mod tests {
         }));
         let e = effective("t1", &plan(), Some(&o), Timestamp(1));
         assert_eq!(e.features, BTreeMap::from([("audit".into(), true), ("beta".into(), true), ("sso".into(), false)]));
-        assert_eq!(e.quotas["api_calls"], EffectiveQuota { limit: 5000, soft: true, period: Some(QuotaPeriod::Month) });
+        assert_eq!(
+            e.quotas["api_calls"],
+            EffectiveQuota { limit: 5000, soft: true, period: Some(QuotaPeriod::Month), ..Default::default() }
+        );
         assert_eq!(e.quotas["seats"].limit, 10);
-        assert_eq!(e.quotas["projects"], EffectiveQuota { limit: 3, soft: false, period: None });
+        assert_eq!(e.quotas["projects"], EffectiveQuota { limit: 3, ..Default::default() });
         assert_eq!(e.config["theme"], "light");
         assert_eq!(e.config["max_upload_mb"], 50);
         assert_eq!(e.config["banner"], json!({"text": "hi"}));

@@ -67,6 +67,15 @@ impl App {
         let tenant = self.store.tenant_get(tenant_id).await?;
         let plan = self.store.plan_get(&tenant.plan).await?;
         let overrides = self.store.entitlements().overrides_get(tenant_id).await?;
-        Ok(effective(tenant_id, &plan, overrides.as_ref(), Timestamp::now()))
+        let now = Timestamp::now();
+        let mut view = effective(tenant_id, &plan, overrides.as_ref(), now);
+        // Usage from the quota ledger, for the limits in effect.
+        let names: Vec<_> = view.quotas.iter().map(|(n, q)| (n.clone(), q.period)).collect();
+        let usage = self.store.quotas().quota_usage(tenant_id, &names, now).await?;
+        for ((name, q), u) in view.quotas.iter_mut().zip(usage) {
+            let counted = tenancy_domain::quota::QuotaUsage::new(name, &q.terms(), u.used, now);
+            (q.used, q.remaining, q.resets_at) = (Some(counted.used), Some(counted.remaining), counted.resets_at);
+        }
+        Ok(view)
     }
 }
