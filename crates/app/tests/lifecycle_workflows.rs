@@ -168,21 +168,26 @@ impl TaskHandler for Twice {
     }
 }
 
-/// The provisioning's forward Task states, read from its definition: every one a clean
-/// provisioning runs (a state the run does not reach, such as the callback hooks of a
-/// tenant without any, cannot fail in it).
-async fn provisioning_steps_that_run() -> Vec<TaskState> {
-    let (_, definition) = BUILTIN_MACHINES.iter().find(|(name, _)| *name == PROVISION_MACHINE).unwrap();
+/// The forward Task states of the built-in `machine`, read from its definition, that
+/// `execution` (a clean run of it) entered: a state a run does not reach, such as the
+/// callback hooks of a tenant without any, cannot fail in it.
+async fn forward_states_that_ran(h: &Harness, machine: &str, execution: &str) -> Vec<TaskState> {
+    let (_, definition) = BUILTIN_MACHINES.iter().find(|(name, _)| *name == machine).unwrap();
     let forward = steps::forward_task_states(&serde_json::from_str(definition).unwrap());
-    let h = Harness::start().await;
-    let execution = h.create("clean").await;
-    h.wait_execution(&execution, "SUCCEEDED").await;
+    h.wait_execution(execution, "SUCCEEDED").await;
     let page = PageRequest { limit: 1000, after: None };
-    let history = h.app.execution_history(&OpContext::system(), &execution, &page).await.unwrap().items;
-    h.stop().await;
+    let history = h.app.execution_history(&OpContext::system(), execution, &page).await.unwrap().items;
     let ran: Vec<String> =
         history.into_iter().filter(|e| e.kind == "TaskStateEntered").filter_map(|e| e.state).collect();
     forward.into_iter().filter(|s| ran.contains(&s.name)).collect()
+}
+
+async fn provisioning_steps_that_run() -> Vec<TaskState> {
+    let h = Harness::start().await;
+    let execution = h.create("clean").await;
+    let steps = forward_states_that_ran(&h, PROVISION_MACHINE, &execution).await;
+    h.stop().await;
+    steps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,23 +270,16 @@ async fn a_failed_plan_change_is_reverted() {
     h.stop().await;
 }
 
-/// The plan change's forward Task states, read from its definition, that a clean move
-/// from a pool plan to a silo plan runs.
+/// The plan change's forward Task states that a clean move from a pool plan to a silo
+/// plan runs.
 async fn plan_change_steps_that_run() -> Vec<TaskState> {
-    let (_, definition) = BUILTIN_MACHINES.iter().find(|(name, _)| *name == CHANGE_PLAN_MACHINE).unwrap();
-    let forward = steps::forward_task_states(&serde_json::from_str(definition).unwrap());
     let h = Harness::start().await;
     h.create("clean").await;
     h.wait_tenant("clean", "active").await;
     let op = h.app.tenant_change_plan(&OpContext::system(), "clean", "vault", None).await.unwrap();
-    let execution = op.execution_id.unwrap();
-    h.wait_execution(&execution, "SUCCEEDED").await;
-    let page = PageRequest { limit: 1000, after: None };
-    let history = h.app.execution_history(&OpContext::system(), &execution, &page).await.unwrap().items;
+    let steps = forward_states_that_ran(&h, CHANGE_PLAN_MACHINE, &op.execution_id.unwrap()).await;
     h.stop().await;
-    let ran: Vec<String> =
-        history.into_iter().filter(|e| e.kind == "TaskStateEntered").filter_map(|e| e.state).collect();
-    forward.into_iter().filter(|s| ran.contains(&s.name)).collect()
+    steps
 }
 
 /// A failure at each step of a move from pool to silo that has a Catch is undone: the
