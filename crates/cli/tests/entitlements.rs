@@ -17,6 +17,7 @@ both_backends!(
     viewers_read_but_cannot_write,
     plans_carry_config_values,
     the_cli_sets_shows_and_clears_overrides,
+    lifecycle_events_carry_the_effective_entitlements,
 );
 
 async fn setup(s: &TestServer) {
@@ -272,4 +273,36 @@ async fn the_cli_sets_shows_and_clears_overrides(backend: Backend) {
     assert_eq!(after_json["features"], json!({"audit": true, "sso": true}));
     assert_eq!(after_json["quotas"]["seats"]["limit"], 5);
     s.stop().await;
+}
+
+/// `TenantProvisioned` and `TenantPlanChanged` tell subscribers what the tenant may
+/// now use: the features that are on and each quota's limit, overrides included.
+async fn lifecycle_events_carry_the_effective_entitlements(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    setup(&s).await;
+    let events = |t: &'static str| {
+        let s = &s;
+        async move {
+            let res = s.get(&format!("/v1/events?tenant_id=acme&detail_type={t}&limit=100")).await;
+            res.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["detail"]["entitlements"].clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let provisioned = events("TenantProvisioned").await;
+    assert_eq!(provisioned, [json!({"features": ["audit", "sso"], "quotas": {"api_calls": 1000, "seats": 5}})]);
+    let body = json!({"features": {"sso": false}, "quotas": {"seats": 9}});
+    assert!(s.call(Method::PUT, "/v1/tenants/acme/overrides", Some(body)).await.status.is_success());
+    let res = s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "basic"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_execution(res.body["execution_id"].as_str().unwrap(), "SUCCEEDED").await;
+    let changed = events("TenantPlanChanged").await;
+    assert_eq!(
+        changed,
+        [json!({"features": [], "quotas": {"seats": 9}})],
+        "basic has nothing; the override adds seats"
+    );
 }

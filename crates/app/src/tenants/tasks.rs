@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tenancy_domain::event::names;
-use tenancy_domain::tenant::{TenantStatus, Transition};
+use tenancy_domain::tenant::{Tenant, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
 use tenancy_engine::{app_failure, failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
@@ -224,6 +224,10 @@ impl TaskHandler for Finish {
         }
         tenant.updated_at = Timestamp::now();
         tenant.version = version + 1;
+        if matches!(self.op, FinishOp::Activate | FinishOp::ApplyPlan) {
+            // What the tenant may now use: its plan with its unexpired overrides.
+            extra["entitlements"] = entitlements_detail(&**call.store, &tenant).await.map_err(app_failure)?;
+        }
         let event = tenant_event(detail_type, &tenant, &changed, extra);
         let audit = OpContext::system().audit(
             action,
@@ -235,4 +239,16 @@ impl TaskHandler for Finish {
         let fx = Effects::none().with_event(event).with_audit(audit).with_tenant(tenant, version);
         Ok(TaskOutput { effects: fx, ..out })
     }
+}
+
+/// The effective features (those on) and quota limits of `tenant` on its current plan,
+/// as `TenantProvisioned` and `TenantPlanChanged` carry them (docs/entitlements.md).
+async fn entitlements_detail(store: &dyn tenancy_store::Store, tenant: &Tenant) -> Result<Value> {
+    let plan = store.plan_get(&tenant.plan).await?;
+    let overrides = store.entitlements().overrides_get(&tenant.id).await?;
+    let view = tenancy_domain::entitlements::effective(&tenant.id, &plan, overrides.as_ref(), Timestamp::now());
+    let features: Vec<&String> = view.features.iter().filter(|(_, on)| **on).map(|(name, _)| name).collect();
+    let quotas: serde_json::Map<String, Value> =
+        view.quotas.iter().map(|(name, q)| (name.clone(), json!(q.limit))).collect();
+    Ok(json!({"features": features, "quotas": quotas}))
 }
