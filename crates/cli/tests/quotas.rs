@@ -21,6 +21,7 @@ both_backends!(
     a_period_quota_resets_at_the_next_utc_boundary,
     the_cli_lists_consumes_and_releases,
     overrides_set_the_limits_consumption_obeys,
+    an_enormous_amount_is_refused_and_changes_nothing,
 );
 
 async fn server(backend: Backend) -> TestServer {
@@ -298,4 +299,18 @@ async fn overrides_set_the_limits_consumption_obeys(backend: Backend) {
     let view = s.get("/v1/tenants/acme/entitlements").await;
     assert_eq!(view.body["quotas"]["seats"]["limit"].as_u64(), Some(5), "{}", view.body);
     assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// An amount past the bound (which keeps usage far inside the 64-bit counters, however
+/// often a soft quota is overdrawn) is a 400, and nothing is consumed.
+async fn an_enormous_amount_is_refused_and_changes_nothing(backend: Backend) {
+    let s = server(backend).await;
+    for body in [json!({"amount": u64::MAX}), json!({"amount": 1_000_000_000_001u64})] {
+        let res = consume(&s, "acme", "calls", body).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    }
+    let batch = json!({"items": {"calls": u64::MAX}});
+    let res = s.call(Method::POST, "/v1/tenants/acme/quotas/consume", Some(batch)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert_eq!(used(&s, "acme", "calls").await, 0);
 }

@@ -16,6 +16,10 @@ use crate::{App, OpContext};
 /// Longest idempotency key.
 const MAX_KEY_LEN: usize = 255;
 
+/// The largest amount one consume or release may name: usage stays far inside the
+/// 64-bit counters of both engines, however often a soft quota is overdrawn.
+pub const MAX_AMOUNT: u64 = 1_000_000_000_000;
+
 impl App {
     /// Every quota of the tenant (its plan's, with its overrides' limits) with its
     /// current usage, by name.
@@ -39,8 +43,8 @@ impl App {
         idempotency_key: Option<String>,
     ) -> Result<QuotaGranted> {
         ctx.authorize_tenant(P::QuotaUse, tenant_id)?;
-        if amount == 0 {
-            return Err(Error::invalid("amount must be at least 1"));
+        if amount == 0 || amount > MAX_AMOUNT {
+            return Err(Error::invalid(format!("amount must be 1 to {MAX_AMOUNT}")));
         }
         let items = BTreeMap::from([(name.to_owned(), amount)]);
         let mut granted = self.quota_consume_batch(ctx, tenant_id, &items, idempotency_key).await?;
@@ -60,8 +64,8 @@ impl App {
         if items.is_empty() {
             return Err(Error::invalid("items: name at least one quota"));
         }
-        if let Some((name, _)) = items.iter().find(|(_, a)| **a == 0) {
-            return Err(Error::invalid(format!("items.{name}: amount must be at least 1")));
+        if let Some((name, _)) = items.iter().find(|(_, a)| **a == 0 || **a > MAX_AMOUNT) {
+            return Err(Error::invalid(format!("items.{name}: amount must be 1 to {MAX_AMOUNT}")));
         }
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.len() > MAX_KEY_LEN {
@@ -116,8 +120,8 @@ impl App {
     /// Takes `amount` back from a quota's current usage (never below 0).
     pub async fn quota_release(&self, ctx: &OpContext, tenant_id: &str, name: &str, amount: u64) -> Result<QuotaUsage> {
         ctx.authorize_tenant(P::QuotaUse, tenant_id)?;
-        if amount == 0 {
-            return Err(Error::invalid("amount must be at least 1"));
+        if amount == 0 || amount > MAX_AMOUNT {
+            return Err(Error::invalid(format!("amount must be 1 to {MAX_AMOUNT}")));
         }
         let (tenant, quotas) = self.quota_terms(tenant_id).await?;
         if tenant.status == TenantStatus::Offboarded {
