@@ -4,3 +4,6 @@
 //! ([`tenancy_domain::entitlements::effective`]). Usage counting is the quota ledger's.
 
 pub mod ops;
+pub mod terms;
+
+pub use terms::TenantTerms;

@@ -5,7 +5,7 @@ use crate::context::Permission as P;
 use crate::tenants::lifecycle::tenant_event;
 use crate::{App, OpContext};
 use serde_json::json;
-use tenancy_domain::entitlements::{effective, Entitlements, Overrides, OverridesSpec};
+use tenancy_domain::entitlements::{Entitlements, Overrides, OverridesSpec};
 use tenancy_domain::event::names;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
@@ -64,11 +64,8 @@ impl App {
     /// The tenant's effective entitlements now: its plan with its unexpired overrides.
     pub async fn entitlements_get(&self, ctx: &OpContext, tenant_id: &str) -> Result<Entitlements> {
         ctx.authorize_tenant(P::TenantRead, tenant_id)?;
-        let tenant = self.store.tenant_get(tenant_id).await?;
-        let plan = self.store.plan_get(&tenant.plan).await?;
-        let overrides = self.store.entitlements().overrides_get(tenant_id).await?;
+        let mut view = self.tenant_terms(tenant_id).await?.entitlements.clone();
         let now = Timestamp::now();
-        let mut view = effective(tenant_id, &plan, overrides.as_ref(), now);
         // Usage from the quota ledger, for the limits in effect.
         let names: Vec<_> = view.quotas.iter().map(|(n, q)| (n.clone(), q.period)).collect();
         let usage = self.store.quotas().quota_usage(tenant_id, &names, now).await?;

@@ -25,8 +25,7 @@ impl App {
     /// current usage, by name.
     pub async fn quota_list(&self, ctx: &OpContext, tenant_id: &str) -> Result<Vec<QuotaUsage>> {
         ctx.authorize_tenant(P::QuotaRead, tenant_id)?;
-        let tenant = self.store().tenant_get(tenant_id).await?;
-        let quotas = self.effective_quotas(&tenant).await?;
+        let (_, quotas) = self.quota_terms(tenant_id).await?;
         let now = Timestamp::now();
         let names: Vec<_> = quotas.iter().map(|(n, q)| (n.clone(), q.period)).collect();
         let usage = self.store().quotas().quota_usage(tenant_id, &names, now).await?;
@@ -135,18 +134,9 @@ impl App {
     }
 
     async fn quota_terms(&self, tenant_id: &str) -> Result<(Tenant, BTreeMap<String, Quota>)> {
-        let tenant = self.store().tenant_get(tenant_id).await?;
-        let quotas = self.effective_quotas(&tenant).await?;
-        Ok((tenant, quotas))
-    }
-
-    /// The quotas the ledger enforces for `tenant`: its plan's, with the limits of its
-    /// unexpired overrides (docs/entitlements.md).
-    pub(crate) async fn effective_quotas(&self, tenant: &Tenant) -> Result<BTreeMap<String, Quota>> {
-        let plan = self.store().plan_get(&tenant.plan).await?;
-        let overrides = self.store().entitlements().overrides_get(&tenant.id).await?;
-        let view = tenancy_domain::entitlements::effective(&tenant.id, &plan, overrides.as_ref(), Timestamp::now());
-        Ok(view.quotas.iter().map(|(name, q)| (name.clone(), q.terms())).collect())
+        let terms = self.tenant_terms(tenant_id).await?;
+        let quotas = terms.entitlements.quotas.iter().map(|(name, q)| (name.clone(), q.terms())).collect();
+        Ok((terms.tenant.clone(), quotas))
     }
 }
 
