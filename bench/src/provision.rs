@@ -114,6 +114,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
             quotas: Default::default(),
             workflows: Default::default(),
             config: Default::default(),
+            rate_limit: None,
         };
         client.plan_put(id, &spec).await.with_context(|| format!("PUT /v1/plans/{id}"))?;
     }

@@ -126,6 +126,7 @@ async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
             quotas: [("seats".to_owned(), QuotaSpec::Limit(10))].into(),
             workflows: Default::default(),
             config: Default::default(),
+            rate_limit: None,
         };
         client.plan_put(id, &spec).await.context("put plan")?;
     }
@@ -349,7 +350,8 @@ pub async fn tenant_get(args: LoadArgs) -> anyhow::Result<()> {
     bulk_load(&b.database_url, 1_000).await?;
     // A data-plane caller: a service key (verified once, then cached).
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
-    let new_key = NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None };
+    let new_key =
+        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let baseline = hello_load(args.seconds, args.clients).await?;
     let r = {

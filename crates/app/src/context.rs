@@ -3,6 +3,7 @@
 use serde_json::Value;
 use tenancy_audit::AuditEntry;
 use tenancy_domain::apikey::Role;
+use tenancy_domain::ratelimit::RateLimit;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 
@@ -14,6 +15,9 @@ pub struct Principal {
     pub role: Role,
     /// Set for tenant-scoped keys: the only tenant this caller may see.
     pub tenant_id: Option<String>,
+    /// The key's own API rate limit, when it has one (its role's otherwise): the
+    /// access middleware sizes the key's bucket with it.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The context of one operation: the caller and the request it came in.
@@ -88,7 +92,7 @@ impl OpContext {
     /// The context of work Tenancy does on its own (background workers).
     pub fn system() -> Self {
         OpContext {
-            principal: Principal { key_id: None, role: Role::Admin, tenant_id: None },
+            principal: Principal { key_id: None, role: Role::Admin, tenant_id: None, rate_limit: None },
             request_id: None,
             source_ip: None,
         }
@@ -159,7 +163,12 @@ mod tests {
 
     fn ctx(role: Role, tenant: Option<&str>) -> OpContext {
         OpContext {
-            principal: Principal { key_id: Some("key_x".into()), role, tenant_id: tenant.map(Into::into) },
+            principal: Principal {
+                key_id: Some("key_x".into()),
+                role,
+                tenant_id: tenant.map(Into::into),
+                rate_limit: None,
+            },
             request_id: Some("r".into()),
             source_ip: None,
         }

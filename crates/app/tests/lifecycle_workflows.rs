@@ -324,8 +324,13 @@ async fn offboarding_exports_a_silo_tenant_once() {
     registry.register("tenancy:tenant.export", Twice { inner });
     h.create_on("acme", "vault").await;
     h.wait_tenant("acme", "active").await;
-    let new_key =
-        NewApiKey { name: "acme app".into(), role: Role::Tenant, tenant_id: Some("acme".into()), expires_at: None };
+    let new_key = NewApiKey {
+        name: "acme app".into(),
+        role: Role::Tenant,
+        tenant_id: Some("acme".into()),
+        expires_at: None,
+        rate_limit: None,
+    };
     let (key, plaintext) = h.app.api_key_create(&ctx, new_key).await.unwrap();
 
     let op = h.app.tenant_offboard(&ctx, "acme", None).await.unwrap();

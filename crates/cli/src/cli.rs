@@ -128,7 +128,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Executions(cmd) => workflows::executions(&client, cmd).await?,
         Command::Plans(cmd) => (plans::plans(&client, cmd).await?, &["id", "name", "isolation", "features", "version"]),
         Command::Keys(cmd) => {
-            (keys::keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "key"])
+            (keys::keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "rate_limit", "key"])
         }
         Command::Events(EventCmd::List { detail_type, tenant, limit }) => {
             let params = EventListParams { detail_type, tenant_id: tenant, limit, ..Default::default() };

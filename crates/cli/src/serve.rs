@@ -251,7 +251,8 @@ pub fn open_data_plane(
     }
 }
 
-/// Starts event delivery (dispatcher, delivery worker, pruner) and the audit sealer.
+/// Starts event delivery (dispatcher, delivery worker, pruner), the audit sealer, the
+/// queue sweeper and the quota ledger's pruner.
 fn start_event_loops(
     secrets: &Arc<tenancy_adapters::keys::SecretBox>,
     outbound: &Arc<tenancy_adapters::outbound::OutboundPolicy>,
@@ -279,6 +280,8 @@ fn start_event_loops(
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
     let sweeper = tenancy_app::queues::worker::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
+    use tenancy_app::quotas::pruner::{QuotaPruner, PRUNE_EVERY};
+    tasks.push(tokio::spawn(QuotaPruner::new(store.clone(), PRUNE_EVERY).run(shutdown.clone())));
 }
 
 /// A started server.

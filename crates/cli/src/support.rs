@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tenancy_client::ClientError;
 use tenancy_domain::plan::{Isolation, Quota, QuotaPeriod};
+use tenancy_domain::ratelimit::RateLimit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -92,6 +93,12 @@ pub fn parse_quota(s: &str) -> Result<(String, Quota), CliError> {
         }
     }
     Ok((name.to_owned(), q))
+}
+
+/// Parses `PER_SECOND/BURST` (`--rate-limit 100/200`); the server checks the bounds.
+pub(crate) fn parse_rate_limit(s: &str) -> Result<RateLimit, CliError> {
+    RateLimit::parse(s)
+        .ok_or_else(|| CliError::Usage(format!("--rate-limit {s:?}: use PER_SECOND/BURST, e.g. 100/200")))
 }
 
 pub(crate) fn parse_isolation(s: &str) -> Result<Isolation, CliError> {

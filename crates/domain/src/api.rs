@@ -60,6 +60,9 @@ pub struct CreatedKey {
     pub tenant_id: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// The key's own API rate limit; absent: its role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
     /// The key itself. It is stored only as a hash and cannot be shown again.
     pub key: String,
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::ratelimit::RateLimit;
 use crate::time::Timestamp;
 use crate::{Error, Result};
 
@@ -61,6 +62,10 @@ pub struct ApiKey {
     pub tenant_id: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// The key's own API rate limit, instead of its role's (`--rate-limit-<role>-*`);
+    /// absent: its role's (docs/rate-limits.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     #[serde(skip)]
     pub hash: String,
 }
@@ -73,6 +78,10 @@ pub struct NewApiKey {
     pub role: Role,
     pub tenant_id: Option<String>,
     pub expires_at: Option<Timestamp>,
+    /// The key's own API rate limit (its bucket's size), instead of its role's. Any size
+    /// within the bounds, above the role's default too: only admins create keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl NewApiKey {
@@ -88,6 +97,9 @@ impl NewApiKey {
         }
         if matches!(self.expires_at, Some(t) if t <= now) {
             return Err(Error::invalid("expires_at must be in the future"));
+        }
+        if let Some(limit) = &self.rate_limit {
+            limit.validate("rate_limit")?;
         }
         Ok(())
     }
@@ -183,9 +195,15 @@ mod tests {
     #[test]
     fn tenant_keys_need_a_tenant() {
         let now = Timestamp(0);
-        let k = NewApiKey { name: "x".into(), role: Role::Tenant, tenant_id: None, expires_at: None };
+        let k = NewApiKey { name: "x".into(), role: Role::Tenant, tenant_id: None, expires_at: None, rate_limit: None };
         assert!(k.validate(now).is_err());
-        let k = NewApiKey { name: "x".into(), role: Role::Admin, tenant_id: Some("acme".into()), expires_at: None };
+        let k = NewApiKey {
+            name: "x".into(),
+            role: Role::Admin,
+            tenant_id: Some("acme".into()),
+            expires_at: None,
+            rate_limit: None,
+        };
         assert!(k.validate(now).is_err());
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ratelimit::RateLimit;
 use crate::time::Timestamp;
 use crate::{Error, ErrorCode, Result};
 
@@ -159,6 +160,10 @@ pub struct PlanSpec {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Object>)]
     pub config: BTreeMap<String, serde_json::Value>,
+    /// The API rate limit of each tenant on the plan (the bucket all of a tenant's keys
+    /// share), instead of the server's `--rate-limit-tenant-*` (docs/rate-limits.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The body of `PATCH /v1/plans/{id}`: a JSON merge patch (RFC 7386). Absent members
@@ -191,6 +196,10 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BTreeMap<String, Object>>, nullable)]
     pub config: Option<Option<BTreeMap<String, serde_json::Value>>>,
+    /// The tenants' API rate limit; `null` goes back to the server's.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RateLimit>, nullable)]
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// A member that is present (`Some`), `null` included (`Some(None)`); absent is `None`
@@ -217,6 +226,10 @@ pub struct Plan {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Object>)]
     pub config: BTreeMap<String, serde_json::Value>,
+    /// The API rate limit of each of the plan's tenants; absent: the server's
+    /// (`--rate-limit-tenant-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Optimistic-concurrency version; the `ETag` of the resource.
     pub version: i64,
     pub created_at: Timestamp,
@@ -268,6 +281,9 @@ impl PlanSpec {
         for (key, value) in &self.config {
             validate_config(key, value)?;
         }
+        if let Some(limit) = &self.rate_limit {
+            limit.validate("rate_limit")?;
+        }
         Ok(Plan {
             id: id.to_owned(),
             name: self.name,
@@ -276,6 +292,7 @@ impl PlanSpec {
             quotas,
             workflows: self.workflows,
             config: self.config,
+            rate_limit: self.rate_limit,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -293,6 +310,7 @@ impl Plan {
             quotas: self.quotas.iter().map(|(k, q)| (k.clone(), QuotaSpec::Full(q.clone()))).collect(),
             workflows: self.workflows.clone(),
             config: self.config.clone(),
+            rate_limit: self.rate_limit,
         }
     }
 
@@ -357,6 +375,10 @@ impl Plan {
                 }
             }
             given.push("config");
+        }
+        if let Some(limit) = patch.rate_limit {
+            spec.rate_limit = limit;
+            given.push("rate_limit");
         }
         Ok((spec, given))
     }
@@ -444,6 +466,24 @@ mod tests {
         assert_eq!(next.workflows, plan.workflows, "absent: kept");
         let (next, _) = plan.patched(patch(serde_json::json!({"workflows": null}))).unwrap();
         assert!(next.workflows.is_empty());
+    }
+
+    #[test]
+    fn rate_limit_validates_and_patches() {
+        let spec = |r: serde_json::Value| -> PlanSpec {
+            serde_json::from_value(serde_json::json!({"name": "x", "isolation": "pool", "rate_limit": r})).unwrap()
+        };
+        let plan = spec(serde_json::json!({"per_second": 5, "burst": 10})).into_plan("x", Timestamp(0)).unwrap();
+        assert_eq!(plan.rate_limit, Some(RateLimit::new(5, 10)));
+        assert!(spec(serde_json::json!({"per_second": 0, "burst": 10})).into_plan("x", Timestamp(0)).is_err());
+        assert!(spec(serde_json::json!({"per_second": 5, "burst": 0})).into_plan("x", Timestamp(0)).is_err());
+        let patch = |v| serde_json::from_value::<PlanPatch>(v).unwrap();
+        let (next, given) = plan.patched(patch(serde_json::json!({"name": "y"}))).unwrap();
+        assert_eq!((next.rate_limit, given), (plan.rate_limit, vec!["name"]), "absent: kept");
+        let (next, _) = plan.patched(patch(serde_json::json!({"rate_limit": {"per_second": 1, "burst": 2}}))).unwrap();
+        assert_eq!(next.rate_limit, Some(RateLimit::new(1, 2)));
+        let (next, given) = plan.patched(patch(serde_json::json!({"rate_limit": null}))).unwrap();
+        assert_eq!((next.rate_limit, given), (None, vec!["rate_limit"]));
     }
 
     #[test]

@@ -140,8 +140,21 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
     if let Some(t) = &principal.tenant_id {
         tracing::Span::current().record("tenant_id", t.as_str());
     }
-    // Rate limits: the caller is known; nothing else has run yet.
-    let checked = state.rate_limits.check(&principal);
+    // Rate limits: the caller is known; nothing else has run yet. A tenant key's tenant
+    // bucket is sized by its plan's limit, read with the tenant's terms (the one door
+    // to them, `App::tenant_terms`); a tenant gone meanwhile gets the server's size.
+    let terms = match &principal.tenant_id {
+        Some(t) => match state.app.tenant_terms(t).await {
+            Ok(terms) => Some(terms),
+            Err(tenancy_domain::Error::NotFound { .. }) => None,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let plan = terms
+        .as_ref()
+        .and_then(|t| t.rate_limit.map(|limit| crate::ratelimit::PlanLimit { plan: t.tenant.plan.as_str(), limit }));
+    let checked = state.rate_limits.check(&principal, plan);
     if let Some(refusal) = checked.refusal {
         let mut res = ApiError::new(ErrorCode::RateLimited, refusal.detail()).into_response();
         res.headers_mut().insert(header::RETRY_AFTER, refusal.retry_after_s().into());

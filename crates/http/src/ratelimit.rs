@@ -2,17 +2,27 @@
 //! per tenant, checked right after authentication (docs/rate-limits.md).
 //!
 //! Every authenticated `/v1` request takes one token from its key's bucket (sized by the
-//! key's role) and, for a tenant-scoped key, one from its tenant's bucket too. Over
-//! either: 429 `rate-limited` with `Retry-After`; every answer to a limited caller
-//! carries `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-09).
+//! key's own limit, else its role's) and, for a tenant-scoped key, one from its
+//! tenant's bucket too (sized by its plan's limit, else the server's). Over either: 429
+//! `rate-limited` with `Retry-After`; every answer to a limited caller carries
+//! `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-09), naming
+//! the policy applied (`"key"`, `"key:own"`, `"tenant"`, `"plan:<id>"`).
 //!
 //! The buckets are governor's GCRA, in this process's memory: exact on one replica; N
 //! replicas each keep their own, so a caller spread over them gets at most N times the
 //! limit (no shared state on the hot path). Buckets untouched for a full refill are
 //! dropped every [`SWEEP_EVERY`], so memory follows the keys recently seen.
+//!
+//! A governor limiter has one quota for all its keys, so the server's sizes have one
+//! limiter each, and the plans' and keys' own sizes one limiter per distinct size (and
+//! kind of bucket), made on first use and dropped by the sweep once all its buckets
+//! have refilled. A plan or key whose limit changes finds its bucket in the limiter of
+//! the new size: a bucket of that size, starting full (the old one refills and goes).
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -22,10 +32,11 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use tenancy_app::Principal;
 use tenancy_domain::apikey::Role;
+use tenancy_domain::ratelimit::RateLimit;
 
 /// One bucket's size: `per_second` tokens refill each second, up to `burst`. Either
 /// 0: no bucket (unlimited).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limit {
     pub per_second: u32,
     pub burst: u32,
@@ -34,6 +45,11 @@ pub struct Limit {
 impl Limit {
     pub const fn new(per_second: u32, burst: u32) -> Limit {
         Limit { per_second, burst }
+    }
+
+    /// The bucket of a plan's or a key's own limit.
+    pub const fn of(r: RateLimit) -> Limit {
+        Limit { per_second: r.per_second, burst: r.burst }
     }
 
     fn quota(self) -> Option<Quota> {
@@ -100,7 +116,7 @@ impl Buckets {
     }
 
     /// Takes a token from `key`'s bucket.
-    fn check(&self, policy: &'static str, key: &str) -> Result<Verdict, Refusal> {
+    fn check(&self, policy: Policy, key: &str) -> Result<Verdict, Refusal> {
         let interval = self.limiter_interval();
         match self.limiter.check_key(&key.to_owned()) {
             Ok(snapshot) => {
@@ -135,10 +151,33 @@ fn ceil_s(d: Duration) -> u64 {
 /// How often buckets that have refilled completely are dropped.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+/// The policy a bucket follows, as the RateLimit headers name it: the key's bucket at
+/// its role's size (`"key"`) or its own (`"key:own"`), the tenant's bucket at the
+/// server's size (`"tenant"`) or its plan's (`"plan:<plan id>"`; plan ids are slugs, so
+/// the name is a plain structured-field string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    Key,
+    KeyOwn,
+    Tenant,
+    Plan(String),
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::Key => f.write_str("key"),
+            Policy::KeyOwn => f.write_str("key:own"),
+            Policy::Tenant => f.write_str("tenant"),
+            Policy::Plan(id) => write!(f, "plan:{id}"),
+        }
+    }
+}
+
 /// The state of one bucket after a request: what the RateLimit headers report.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Verdict {
-    policy: &'static str,
+    policy: Policy,
     limit: Limit,
     remaining: u32,
     /// Seconds until the bucket is full again (refused: until a token is back).
@@ -146,7 +185,7 @@ pub struct Verdict {
 }
 
 /// A request over a bucket's limit.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Refusal {
     pub verdict: Verdict,
 }
@@ -159,7 +198,12 @@ impl Refusal {
 
     /// The problem's detail.
     pub fn detail(&self) -> String {
-        let whose = if self.verdict.policy == "tenant" { "this key's tenant" } else { "this API key" };
+        let whose = match &self.verdict.policy {
+            Policy::Key => "this API key".to_owned(),
+            Policy::KeyOwn => "this API key (its own limit)".to_owned(),
+            Policy::Tenant => "this key's tenant".to_owned(),
+            Policy::Plan(id) => format!("this key's tenant (its plan {id:?})"),
+        };
         let l = self.verdict.limit;
         format!(
             "the request rate of {whose} is over its limit of {} requests per second (burst {}); retry after {} s",
@@ -178,15 +222,52 @@ pub struct RateLimiters {
     service: Option<Buckets>,
     tenant_key: Option<Buckets>,
     tenant: Option<Buckets>,
+    /// The limiters of plans' and keys' own limits, by kind and size. A check holds the
+    /// read lock while it takes its token, so the sweep (the write lock) never drops a
+    /// limiter between a lookup and the token taken from it.
+    own: RwLock<HashMap<(Kind, Limit), Buckets>>,
     started: Instant,
     /// Milliseconds since `started` of the last sweep.
     swept_ms: AtomicU64,
+}
+
+/// Which bucket of a caller a limiter of [`RateLimiters::own`] holds (a tenant's id and
+/// a key's never share one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Key,
+    Tenant,
+}
+
+/// The rate limit of a tenant's plan, when the plan sets one (from the tenant's terms).
+#[derive(Debug, Clone, Copy)]
+pub struct PlanLimit<'a> {
+    pub plan: &'a str,
+    pub limit: RateLimit,
 }
 
 /// What a request's buckets said: the headers of the answer, or a refusal.
 pub struct Checked {
     pub verdicts: Vec<Verdict>,
     pub refusal: Option<Refusal>,
+}
+
+impl Checked {
+    /// Records what one bucket said; false when it refused.
+    fn take(&mut self, taken: Option<Result<Verdict, Refusal>>) -> bool {
+        match taken {
+            None => true,
+            Some(Ok(v)) => {
+                self.verdicts.push(v);
+                true
+            }
+            Some(Err(r)) => {
+                self.verdicts.push(r.verdict.clone());
+                self.refusal = Some(r);
+                false
+            }
+        }
+    }
 }
 
 impl RateLimiters {
@@ -198,6 +279,7 @@ impl RateLimiters {
             service: Buckets::new(limits.service),
             tenant_key: Buckets::new(limits.tenant_key),
             tenant: Buckets::new(limits.tenant),
+            own: RwLock::new(HashMap::new()),
             started: Instant::now(),
             swept_ms: AtomicU64::new(0),
         }
@@ -215,32 +297,45 @@ impl RateLimiters {
 
     /// Takes a token from the caller's key bucket and then, for a tenant-scoped key,
     /// from its tenant's (a request the key's bucket refuses takes none from the
-    /// tenant's).
-    pub fn check(&self, principal: &Principal) -> Checked {
+    /// tenant's). The key's bucket has the key's own size when it has one, else its
+    /// role's; the tenant's has its plan's (`plan`) when the plan sets one, else the
+    /// server's. An own size applies even where the server's bucket of its kind is off.
+    pub fn check(&self, principal: &Principal, plan: Option<PlanLimit<'_>>) -> Checked {
         self.maybe_sweep();
         let mut out = Checked { verdicts: Vec::with_capacity(2), refusal: None };
-        if let Some(b) = self.of_role(principal.role) {
-            // The bootstrap admin token has no key id: one bucket of its own.
-            let key = principal.key_id.as_deref().unwrap_or("(admin token)");
-            match b.check("key", key) {
-                Ok(v) => out.verdicts.push(v),
-                Err(r) => {
-                    out.verdicts.push(r.verdict);
-                    out.refusal = Some(r);
-                    return out;
-                }
-            }
+        // The bootstrap admin token has no key id: one bucket of its own.
+        let key = principal.key_id.as_deref().unwrap_or("(admin token)");
+        let taken = match principal.rate_limit {
+            Some(own) => self.check_own(Kind::Key, Limit::of(own), Policy::KeyOwn, key),
+            None => self.of_role(principal.role).map(|b| b.check(Policy::Key, key)),
+        };
+        if !out.take(taken) {
+            return out;
         }
-        if let (Some(b), Some(tenant)) = (&self.tenant, &principal.tenant_id) {
-            match b.check("tenant", tenant) {
-                Ok(v) => out.verdicts.push(v),
-                Err(r) => {
-                    out.verdicts.push(r.verdict);
-                    out.refusal = Some(r);
-                }
-            }
+        if let Some(tenant) = &principal.tenant_id {
+            let taken = match plan {
+                Some(p) => self.check_own(Kind::Tenant, Limit::of(p.limit), Policy::Plan(p.plan.to_owned()), tenant),
+                None => self.tenant.as_ref().map(|b| b.check(Policy::Tenant, tenant)),
+            };
+            out.take(taken);
         }
         out
+    }
+
+    /// Takes a token from `key`'s bucket in the limiter of `limit` (made on first use).
+    fn check_own(&self, kind: Kind, limit: Limit, policy: Policy, key: &str) -> Option<Result<Verdict, Refusal>> {
+        {
+            let own = self.own.read().expect("rate limiters poisoned");
+            if let Some(b) = own.get(&(kind, limit)) {
+                return Some(b.check(policy, key));
+            }
+        }
+        let mut own = self.own.write().expect("rate limiters poisoned");
+        let b = match own.entry((kind, limit)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Buckets::new(limit)?),
+        };
+        Some(b.check(policy, key))
     }
 
     /// Drops full buckets once per [`SWEEP_EVERY`] (one caller does it; the others go on).
@@ -257,7 +352,7 @@ impl RateLimiters {
     }
 
     /// Drops every bucket that has refilled completely (it holds nothing a new one
-    /// would not).
+    /// would not), and the limiters of own sizes left without buckets.
     pub fn sweep(&self) {
         for b in [&self.admin, &self.operator, &self.viewer, &self.service, &self.tenant_key, &self.tenant]
             .into_iter()
@@ -265,15 +360,32 @@ impl RateLimiters {
         {
             b.sweep();
         }
+        // The buckets under the read lock (checks go on meanwhile); then the empty
+        // limiters under the write lock, where no check is half-way.
+        let empty = {
+            let own = self.own.read().expect("rate limiters poisoned");
+            own.values().for_each(Buckets::sweep);
+            own.values().any(|b| b.limiter.is_empty())
+        };
+        if empty {
+            self.own.write().expect("rate limiters poisoned").retain(|_, b| !b.limiter.is_empty());
+        }
     }
 
     /// Buckets held (all kinds).
     pub fn len(&self) -> usize {
+        let own: usize = self.own.read().expect("rate limiters poisoned").values().map(|b| b.limiter.len()).sum();
         [&self.admin, &self.operator, &self.viewer, &self.service, &self.tenant_key, &self.tenant]
             .into_iter()
             .flatten()
             .map(|b| b.limiter.len())
-            .sum()
+            .sum::<usize>()
+            + own
+    }
+
+    /// Limiters of plans' and keys' own sizes held.
+    pub fn own_limiters(&self) -> usize {
+        self.own.read().expect("rate limiters poisoned").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -310,7 +422,7 @@ mod tests {
     use super::*;
 
     fn principal(role: Role, key: &str, tenant: Option<&str>) -> Principal {
-        Principal { key_id: Some(key.into()), role, tenant_id: tenant.map(Into::into) }
+        Principal { key_id: Some(key.into()), role, tenant_id: tenant.map(Into::into), rate_limit: None }
     }
 
     #[test]
@@ -319,34 +431,34 @@ mod tests {
         let l = RateLimiters::new(limits);
         let a = principal(Role::Tenant, "a", Some("t1"));
         for i in 0..3 {
-            let c = l.check(&a);
+            let c = l.check(&a, None);
             assert!(c.refusal.is_none(), "request {i}");
             assert_eq!(c.verdicts[0].remaining, 2 - i);
         }
-        let c = l.check(&a);
+        let c = l.check(&a, None);
         let r = c.refusal.expect("the fourth is over the key's burst");
-        assert_eq!(r.verdict.policy, "key");
+        assert_eq!(r.verdict.policy, Policy::Key);
         assert!(r.retry_after_s() >= 1);
         // Another key of t1: its own bucket is full, the tenant's has one token left.
         let b = principal(Role::Tenant, "b", Some("t1"));
-        assert!(l.check(&b).refusal.is_none());
-        assert_eq!(l.check(&b).refusal.expect("t1's bucket is empty").verdict.policy, "tenant");
+        assert!(l.check(&b, None).refusal.is_none());
+        assert_eq!(l.check(&b, None).refusal.expect("t1's bucket is empty").verdict.policy, Policy::Tenant);
         // Another tenant is not affected.
-        assert!(l.check(&principal(Role::Tenant, "c", Some("t2"))).refusal.is_none());
+        assert!(l.check(&principal(Role::Tenant, "c", Some("t2")), None).refusal.is_none());
         // A service key has no tenant bucket.
         let s = principal(Role::Service, "s", None);
-        assert_eq!(l.check(&s).verdicts.len(), 1);
+        assert_eq!(l.check(&s, None).verdicts.len(), 1);
     }
 
     #[test]
     fn zero_disables_and_headers_follow_the_draft() {
         let l = RateLimiters::new(RateLimits::OFF);
-        let c = l.check(&principal(Role::Tenant, "a", Some("t")));
+        let c = l.check(&principal(Role::Tenant, "a", Some("t")), None);
         assert!(c.verdicts.is_empty() && c.refusal.is_none());
         assert!(l.is_empty());
 
         let l = RateLimiters::new(RateLimits { tenant_key: Limit::new(100, 200), ..RateLimits::OFF });
-        let c = l.check(&principal(Role::Tenant, "a", Some("t")));
+        let c = l.check(&principal(Role::Tenant, "a", Some("t")), None);
         let mut h = HeaderMap::new();
         set_headers(&mut h, &c.verdicts);
         assert_eq!(h["ratelimit-policy"], "\"key\";q=200;w=2");
@@ -362,11 +474,69 @@ mod tests {
             ..RateLimits::OFF
         });
         for i in 0..100 {
-            l.check(&principal(Role::Tenant, &format!("k{i}"), Some("t")));
+            l.check(&principal(Role::Tenant, &format!("k{i}"), Some("t")), None);
         }
         assert_eq!(l.len(), 101, "a bucket per key and the tenant's");
         std::thread::sleep(Duration::from_millis(20));
         l.sweep();
         assert_eq!(l.len(), 1, "the keys' buckets refilled in 1 ms; the tenant's (1/s) is still draining");
+    }
+
+    fn own(role: Role, key: &str, tenant: Option<&str>, limit: RateLimit) -> Principal {
+        Principal { rate_limit: Some(limit), ..principal(role, key, tenant) }
+    }
+
+    /// A key's own size replaces its role's, a plan's the server's tenant size; each
+    /// is named in the headers; siblings keep the defaults.
+    #[test]
+    fn own_sizes_replace_the_defaults_and_are_named() {
+        let l = RateLimiters::new(RateLimits {
+            tenant_key: Limit::new(100, 100),
+            tenant: Limit::new(100, 100),
+            ..RateLimits::OFF
+        });
+        let small = own(Role::Tenant, "a", Some("t1"), RateLimit::new(1, 2));
+        let plan = PlanLimit { plan: "tiny", limit: RateLimit::new(1, 50) };
+        for _ in 0..2 {
+            assert!(l.check(&small, Some(plan)).refusal.is_none());
+        }
+        let c = l.check(&small, Some(plan));
+        assert_eq!(c.refusal.expect("the key's own burst is 2").verdict.policy, Policy::KeyOwn);
+        let mut h = HeaderMap::new();
+        set_headers(&mut h, &c.verdicts);
+        assert_eq!(h["ratelimit-policy"], "\"key:own\";q=2;w=2");
+        // A sibling key of the same role: its role's size, and the plan's tenant bucket.
+        let c = l.check(&principal(Role::Tenant, "b", Some("t1")), Some(plan));
+        assert!(c.refusal.is_none());
+        set_headers(&mut h, &c.verdicts);
+        assert_eq!(h["ratelimit-policy"], "\"key\";q=100;w=1, \"plan:tiny\";q=50;w=50");
+        assert_eq!(h["ratelimit"], "\"key\";r=99;t=1, \"plan:tiny\";r=47;t=3");
+        // An own size applies where the server's bucket of its kind is off.
+        let off = RateLimiters::new(RateLimits::OFF);
+        let c = off.check(&own(Role::Service, "s", None, RateLimit::new(1, 1)), None);
+        assert_eq!(c.verdicts.len(), 1);
+        assert!(off.check(&own(Role::Service, "s", None, RateLimit::new(1, 1)), None).refusal.is_some());
+    }
+
+    /// A plan whose limit changes: the tenant's bucket is the new size's (full), and the
+    /// old size's limiter goes once its buckets have refilled.
+    #[test]
+    fn a_changed_size_takes_effect_and_old_limiters_go() {
+        let l = RateLimiters::new(RateLimits { tenant_key: Limit::new(1000, 1000), ..RateLimits::OFF });
+        let p = principal(Role::Tenant, "a", Some("t1"));
+        let before = PlanLimit { plan: "pro", limit: RateLimit::new(1000, 3) };
+        for _ in 0..3 {
+            assert!(l.check(&p, Some(before)).refusal.is_none());
+        }
+        assert!(l.check(&p, Some(before)).refusal.is_some());
+        let after = PlanLimit { plan: "pro", limit: RateLimit::new(1, 5) };
+        for i in 0..5 {
+            assert!(l.check(&p, Some(after)).refusal.is_none(), "request {i} on the new size");
+        }
+        assert_eq!(l.check(&p, Some(after)).refusal.expect("the new burst is 5").verdict.limit, Limit::new(1, 5));
+        assert_eq!(l.own_limiters(), 2);
+        std::thread::sleep(Duration::from_millis(20));
+        l.sweep();
+        assert_eq!(l.own_limiters(), 1, "the old size's bucket refilled in 3 ms: its limiter is gone");
     }
 }

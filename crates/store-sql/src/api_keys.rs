@@ -8,7 +8,7 @@ use tenancy_domain::tenant::TenantStatus;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
-use super::{db_err, is_unique_violation, rows, SqlStore, Where};
+use super::{db_err, is_unique_violation, json_text, rows, SqlStore, Where};
 use tenancy_store::Effects;
 
 pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result<()> {
@@ -31,8 +31,8 @@ pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result
                     }
                 }
                 let res = sqlx::query(
-                    "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at, rate_limit) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&k.id)
                 .bind(&k.name)
@@ -41,6 +41,7 @@ pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result
                 .bind(&k.hash)
                 .bind(k.created_at.millis())
                 .bind(k.expires_at.map(Timestamp::millis))
+                .bind(k.rate_limit.as_ref().map(json_text))
                 .execute(&mut *c)
                 .await;
                 match res {

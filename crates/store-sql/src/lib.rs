@@ -36,6 +36,7 @@ mod master_key;
 mod migrations;
 mod plans;
 mod queues;
+mod quota_pruning;
 mod quotas;
 mod rows;
 mod tenants;

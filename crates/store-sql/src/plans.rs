@@ -87,10 +87,10 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                 stored.version = found + 1;
                 let sql = if found == 0 {
                     "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at, \
-                     workflows, config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                     workflows, config, rate_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 } else {
                     "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
-                     created_at = $7, updated_at = $8, workflows = $9, config = $10 WHERE id = $1"
+                     created_at = $7, updated_at = $8, workflows = $9, config = $10, rate_limit = $11 WHERE id = $1"
                 };
                 let res = sqlx::query(sql)
                     .bind(&stored.id)
@@ -103,6 +103,7 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                     .bind(stored.updated_at.millis())
                     .bind((!stored.workflows.is_empty()).then(|| json_text(&stored.workflows)))
                     .bind(json_text(&stored.config))
+                    .bind(stored.rate_limit.as_ref().map(json_text))
                     .execute(&mut *c)
                     .await;
                 match res {

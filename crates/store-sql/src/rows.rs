@@ -26,6 +26,14 @@ fn json<T: DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::internal(format!("corrupt JSON in column {col}: {e}")))
 }
 
+/// A nullable JSON column: `None` when NULL.
+fn json_opt<T: DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>> {
+    get::<Option<String>>(row, col)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| Error::internal(format!("corrupt JSON in column {col}: {e}")))
+}
+
 fn corrupt(what: &str, value: &str) -> Error {
     Error::internal(format!("corrupt {what} {value:?} in the store"))
 }
@@ -44,6 +52,7 @@ pub(super) fn plan(row: &AnyRow) -> Result<Plan> {
                 .map_err(|e| Error::internal(format!("corrupt JSON in column workflows: {e}")))?,
             None => Default::default(),
         },
+        rate_limit: json_opt(row, "rate_limit")?,
         version: get(row, "version")?,
         created_at: Timestamp(get(row, "created_at")?),
         updated_at: Timestamp(get(row, "updated_at")?),
@@ -75,6 +84,7 @@ pub(super) fn api_key(row: &AnyRow) -> Result<ApiKey> {
         tenant_id: get(row, "tenant_id")?,
         created_at: Timestamp(get(row, "created_at")?),
         expires_at: get::<Option<i64>>(row, "expires_at")?.map(Timestamp),
+        rate_limit: json_opt(row, "rate_limit")?,
         hash: get(row, "hash")?,
     })
 }

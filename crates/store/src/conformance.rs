@@ -41,7 +41,8 @@ macro_rules! store_conformance_suite {
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
                 functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
-                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides);
+                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
+                quotas_prune_ended_periods_and_old_grants);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -65,6 +66,7 @@ pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
         quotas: Default::default(),
         workflows: Default::default(),
         config: Default::default(),
+        rate_limit: None,
         version: 1,
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
@@ -152,8 +154,19 @@ pub async fn plan_config_and_overrides(store: Arc<dyn Store>) {
     let mut p = plan("pro", Isolation::Pool);
     p.config.insert("theme".into(), json!("dark"));
     p.config.insert("limits".into(), json!({"upload_mb": 5}));
+    p.rate_limit = Some(tenancy_domain::ratelimit::RateLimit::new(5, 10));
     store.plan_put(&p, None, &Effects::none()).await.unwrap();
-    assert_eq!(store.plan_get("pro").await.unwrap().config, p.config);
+    let stored = store.plan_get("pro").await.unwrap();
+    assert_eq!((&stored.config, stored.rate_limit), (&p.config, p.rate_limit));
+    // The rate limit is replaced with the plan, and goes when the plan has none.
+    let none = Plan { rate_limit: None, ..stored.clone() };
+    let stored = store.plan_put(&none, Some(stored.version), &Effects::none()).await.unwrap();
+    assert_eq!(store.plan_get("pro").await.unwrap().rate_limit, None);
+    store
+        .plan_put(&Plan { rate_limit: p.rate_limit, ..stored.clone() }, Some(stored.version), &Effects::none())
+        .await
+        .unwrap();
+    assert_eq!(store.plan_get("pro").await.unwrap().rate_limit, p.rate_limit);
     let t = tenant("acme", "pro", "eu");
     store.tenant_create(&t, &created(&t)).await.unwrap();
     let ents = store.entitlements();
@@ -427,6 +440,7 @@ pub async fn api_keys(store: Arc<dyn Store>) {
         tenant_id: Some("acme".into()),
         created_at: Timestamp(1),
         expires_at: Some(Timestamp(99)),
+        rate_limit: Some(tenancy_domain::ratelimit::RateLimit::new(3, 7)),
         hash: "ff".repeat(32),
     };
     // A tenant key names a tenant that exists.
@@ -974,6 +988,48 @@ pub async fn quotas_release_and_periods(store: Arc<dyn Store>) {
     let periods = [("calls".to_owned(), Some(QuotaPeriod::Day))];
     assert_eq!(q.quota_usage("qf", &periods, Timestamp(10 * D)).await.unwrap()[0].used, 3);
     assert_eq!(q.quota_usage("qf", &periods, Timestamp(11 * D + 7)).await.unwrap()[0].used, 1);
+}
+
+/// The ledger's housekeeping deletes period rows before the cutoff (but the kept
+/// starts, and never a count quota's row) and grants before theirs, in batches; what
+/// it leaves answers as before, and a pruned grant's key counts again.
+pub async fn quotas_prune_ended_periods_and_old_grants(store: Arc<dyn Store>) {
+    use tenancy_domain::plan::QuotaPeriod;
+    const D: i64 = 86_400_000;
+    let q = store.quotas();
+    let fx = Effects::none();
+    let at = |now: i64, period: Option<QuotaPeriod>, key: Option<&str>| crate::QuotaConsumeRequest {
+        tenant_id: "qp".into(),
+        demands: vec![crate::QuotaDemand { period, ..demand("calls", 1, 100, false) }],
+        idempotency_key: key.map(str::to_owned),
+        now: Timestamp(now),
+    };
+    // Day rows of days 1 to 9, a count row, and grants made on days 1 and 9.
+    for day in 1..10 {
+        q.quota_consume(&at(day * D + 5, Some(QuotaPeriod::Day), None), &fx).await.unwrap();
+    }
+    q.quota_consume(&at(D, None, Some("old")), &fx).await.unwrap();
+    q.quota_consume(&at(9 * D, None, Some("new")), &fx).await.unwrap();
+    let prune = |limit| crate::QuotaPrune {
+        periods_before: Timestamp(8 * D),
+        keep_starts: vec![Timestamp(2 * D)],
+        grants_before: Timestamp(5 * D),
+        limit,
+    };
+    // Days 1 and 3..7 go (6 rows), day 2 is kept, days 8 and 9 are after the cutoff.
+    assert_eq!(q.quota_prune(&prune(4)).await.unwrap(), crate::QuotaPruned { usage: 4, grants: 1 });
+    assert_eq!(q.quota_prune(&prune(4)).await.unwrap(), crate::QuotaPruned { usage: 2, grants: 0 });
+    assert_eq!(q.quota_prune(&prune(4)).await.unwrap(), crate::QuotaPruned::default());
+    let day = [("calls".to_owned(), Some(QuotaPeriod::Day))];
+    for (d, used) in [(1, 0), (2, 1), (3, 0), (7, 0), (8, 1), (9, 1)] {
+        assert_eq!(q.quota_usage("qp", &day, Timestamp(d * D)).await.unwrap()[0].used, used, "day {d}");
+    }
+    let count = [("calls".to_owned(), None)];
+    assert_eq!(q.quota_usage("qp", &count, Timestamp(9 * D)).await.unwrap()[0].used, 2, "a count row stays");
+    // The kept grant still answers a repeat; the pruned one's key counts again.
+    let repeat = q.quota_consume(&at(9 * D, None, Some("new")), &fx).await.unwrap();
+    assert!(matches!(repeat, crate::QuotaOutcome::Granted { repeat: true, .. }), "{repeat:?}");
+    assert_eq!(used(&q.quota_consume(&at(9 * D, None, Some("old")), &fx).await.unwrap()), [3]);
 }
 
 pub async fn quotas_concurrent_consumers_never_over_grant(store: Arc<dyn Store>) {

@@ -55,7 +55,7 @@ pub enum QuotaOutcome {
 /// its usage last went down (or its period began); all with the consume, in its
 /// transaction, beside `fx`.
 #[async_trait]
-pub trait QuotaStore: Send + Sync {
+pub trait QuotaStore: QuotaPruning + Send + Sync {
     /// Consumes every demand in one transaction, each with one conditional write
     /// (usage never goes over a hard limit, whatever runs at the same time), or none.
     async fn quota_consume(&self, req: &QuotaConsumeRequest, fx: &Effects) -> Result<QuotaOutcome>;
@@ -78,4 +78,39 @@ pub trait QuotaStore: Send + Sync {
         quotas: &[(String, Option<QuotaPeriod>)],
         now: Timestamp,
     ) -> Result<Vec<QuotaCount>>;
+}
+
+/// What [`QuotaPruning::quota_prune`] deletes: the ledger's housekeeping
+/// (docs/entitlements.md, "Housekeeping").
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaPrune {
+    /// Usage rows of periods that started before this go (rows of quotas without a
+    /// period, whose start is 0, never do)...
+    pub periods_before: Timestamp,
+    /// ...except those that started at one of these instants (the starts of months
+    /// still kept: the ledger does not record whether a row counts a day or a month,
+    /// and a row starting on the first of a month may be a month's).
+    pub keep_starts: Vec<Timestamp>,
+    /// Idempotency records of consumes granted before this go: a consume repeating
+    /// their key after that counts again.
+    pub grants_before: Timestamp,
+    /// The most rows of each kind one call deletes.
+    pub limit: u32,
+}
+
+/// Rows a prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaPruned {
+    pub usage: u64,
+    pub grants: u64,
+}
+
+/// The quota ledger's housekeeping, a part of every [`QuotaStore`] (a trait of its own
+/// so that a backend keeps it beside the ledger's hot path rather than in it).
+#[async_trait]
+pub trait QuotaPruning: Send + Sync {
+    /// Deletes at most `prune.limit` usage rows of ended periods and as many old
+    /// idempotency records (see [`QuotaPrune`]); a call that deletes fewer than the
+    /// limit of both has left none.
+    async fn quota_prune(&self, prune: &QuotaPrune) -> Result<QuotaPruned>;
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use tenancy_domain::entitlements::{effective, Entitlements};
+use tenancy_domain::ratelimit::RateLimit;
 use tenancy_domain::tenant::Tenant;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
@@ -21,6 +22,9 @@ pub struct TenantTerms {
     /// The effective entitlements when these terms were read; they stay right until
     /// `entitlements.overrides_expire_at`, if any.
     pub entitlements: Entitlements,
+    /// The API rate limit of the tenant's plan (the bucket all its keys share), if the
+    /// plan sets one; the server's `--rate-limit-tenant-*` otherwise.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl App {
@@ -30,6 +34,6 @@ impl App {
         let plan = self.store().plan_get(&tenant.plan).await?;
         let overrides = self.store().entitlements().overrides_get(tenant_id).await?;
         let entitlements = effective(tenant_id, &plan, overrides.as_ref(), Timestamp::now());
-        Ok(Arc::new(TenantTerms { tenant, entitlements }))
+        Ok(Arc::new(TenantTerms { tenant, entitlements, rate_limit: plan.rate_limit }))
     }
 }

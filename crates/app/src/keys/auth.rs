@@ -43,7 +43,7 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         if let Some(admin) = &self.admin_token {
             if apikey::secrets_equal(token, admin.expose_secret()) {
-                return Ok(Principal { key_id: None, role: Role::Admin, tenant_id: None });
+                return Ok(Principal { key_id: None, role: Role::Admin, tenant_id: None, rate_limit: None });
             }
         }
         let id = apikey::parse(token).ok_or(Error::Unauthenticated)?;
@@ -70,7 +70,9 @@ impl Authenticator {
         if matches!(key.expires_at, Some(t) if t <= Timestamp::now()) {
             return Err(Error::Unauthenticated);
         }
-        Ok(Principal { key_id: Some(key.id), role: key.role, tenant_id: key.tenant_id })
+        // A key's rate limit is fixed at its creation, so the cached key carries the
+        // right one: the bucket's size comes with the principal, no read per request.
+        Ok(Principal { key_id: Some(key.id), role: key.role, tenant_id: key.tenant_id, rate_limit: key.rate_limit })
     }
 
     pub fn evict(&self, key_id: &str) {
@@ -106,6 +108,7 @@ pub async fn bootstrap_admin(auth: &Authenticator, store: &dyn Store, data_dir: 
         tenant_id: None,
         created_at: Timestamp::now(),
         expires_at: None,
+        rate_limit: None,
         hash: generated.hash,
     };
     let audit = crate::OpContext::system().audit(

@@ -25,14 +25,14 @@ impl App {
             tenant_id: new.tenant_id,
             created_at: now,
             expires_at: new.expires_at,
+            rate_limit: new.rate_limit,
             hash: generated.hash,
         };
-        let audit = ctx.audit(
-            "api_key.create",
-            format!("api-key/{}", key.id),
-            key.tenant_id.as_deref(),
-            json!({"name": key.name, "role": key.role}),
-        );
+        let mut detail = json!({"name": key.name, "role": key.role});
+        if let Some(limit) = &key.rate_limit {
+            detail["rate_limit"] = json!(limit);
+        }
+        let audit = ctx.audit("api_key.create", format!("api-key/{}", key.id), key.tenant_id.as_deref(), detail);
         self.store.api_key_create(&key, &Effects::none().with_audit(audit)).await?;
         Ok((key, generated.plaintext))
     }

@@ -10,3 +10,4 @@
 //! traffic); their refusals are 429s and `QuotaExceeded` events.
 
 pub mod ops;
+pub mod pruner;

@@ -21,6 +21,10 @@ pub enum KeyCmd {
         /// RFC 3339 expiry time.
         #[arg(long)]
         expires_at: Option<String>,
+        /// The key's own API rate limit as PER_SECOND/BURST (e.g. 10/20), instead of its
+        /// role's default.
+        #[arg(long, value_name = "PER_SECOND/BURST")]
+        rate_limit: Option<String>,
     },
     List,
     Delete {
@@ -30,7 +34,7 @@ pub enum KeyCmd {
 
 pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        KeyCmd::Create { name, role, tenant, expires_at } => {
+        KeyCmd::Create { name, role, tenant, expires_at, rate_limit } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 CliError::Usage(format!("--role {role:?}: use admin, operator, viewer, service or tenant"))
             })?;
@@ -40,7 +44,8 @@ pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
                         .ok_or_else(|| CliError::Usage(format!("--expires-at {e:?}: use an RFC 3339 time")))
                 })
                 .transpose()?;
-            to_json(c.key_create(&NewApiKey { name, role, tenant_id: tenant, expires_at }).await?)
+            let rate_limit = rate_limit.map(|r| parse_rate_limit(&r)).transpose()?;
+            to_json(c.key_create(&NewApiKey { name, role, tenant_id: tenant, expires_at, rate_limit }).await?)
         }
         KeyCmd::List => to_json(c.key_list(&PageParams::default()).await?),
         KeyCmd::Delete { id } => {

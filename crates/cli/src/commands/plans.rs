@@ -30,6 +30,10 @@ pub enum PlanCmd {
         /// several. Admin-only.
         #[arg(long = "workflow")]
         workflows: Vec<String>,
+        /// The API rate limit of each tenant on the plan, PER_SECOND/BURST (e.g. 100/200);
+        /// absent: the server's.
+        #[arg(long, value_name = "PER_SECOND/BURST")]
+        rate_limit: Option<String>,
     },
     /// Change only the fields given (PATCH); the others keep their values.
     Patch {
@@ -58,6 +62,12 @@ pub enum PlanCmd {
         /// offboard); repeat for several. Admin-only.
         #[arg(long = "remove-workflow")]
         remove_workflows: Vec<String>,
+        /// Set the tenants' API rate limit, PER_SECOND/BURST (e.g. 100/200).
+        #[arg(long, value_name = "PER_SECOND/BURST", conflicts_with = "no_rate_limit")]
+        rate_limit: Option<String>,
+        /// Remove the plan's rate limit (its tenants get the server's).
+        #[arg(long)]
+        no_rate_limit: bool,
     },
     List,
     Get {
@@ -97,7 +107,7 @@ fn workflow_member<'a, T>(
 
 pub async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        PlanCmd::Put { id, name, isolation, features, quotas, workflows } => {
+        PlanCmd::Put { id, name, isolation, features, quotas, workflows, rate_limit } => {
             let mut q = BTreeMap::new();
             for s in &quotas {
                 let (name, quota) = parse_quota(s)?;
@@ -115,6 +125,7 @@ pub async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
                 quotas: q,
                 workflows: w,
                 config: Default::default(),
+                rate_limit: rate_limit.map(|r| parse_rate_limit(&r)).transpose()?,
             };
             to_json(c.plan_put(&id, &spec).await?)
         }
@@ -128,12 +139,19 @@ pub async fn plans(c: &Client, cmd: PlanCmd) -> Result<Value, CliError> {
             remove_quotas,
             workflows,
             remove_workflows,
+            rate_limit,
+            no_rate_limit,
         } => {
             let mut patch = PlanPatch {
                 name: name.map(Some),
                 isolation: isolation.map(|i| parse_isolation(&i)).transpose()?.map(Some),
                 ..Default::default()
             };
+            if let Some(r) = rate_limit {
+                patch.rate_limit = Some(Some(parse_rate_limit(&r)?));
+            } else if no_rate_limit {
+                patch.rate_limit = Some(None);
+            }
             if no_features || !features.is_empty() {
                 patch.features = Some(Some(features));
             }

@@ -32,6 +32,7 @@ pub async fn create_key(
         tenant_id: k.tenant_id,
         created_at: k.created_at,
         expires_at: k.expires_at,
+        rate_limit: k.rate_limit,
         key: plaintext,
     };
     Ok((StatusCode::CREATED, axum::Json(body)))
