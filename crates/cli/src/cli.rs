@@ -12,6 +12,7 @@ use crate::commands::plans::{self, PlanCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
+use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Functions (the Lambda role) that Task states invoke.
     #[command(subcommand)]
     Functions(FunctionCmd),
+    /// The secret store: tenants' secrets (--tenant) and the platform's.
+    #[command(subcommand)]
+    Secrets(SecretCmd),
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(ReconciliationCmd),
@@ -119,6 +123,10 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Overrides(cmd) => (entitlements::overrides(&client, cmd).await?, entitlements::OVERRIDE_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
+        Command::Secrets(cmd) => match secrets::secrets(&client, cmd, output).await? {
+            Some(v) => (v, secrets::SECRET_COLUMNS),
+            None => return Ok(()),
+        },
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
         }

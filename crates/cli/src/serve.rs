@@ -68,6 +68,9 @@ pub struct ServeOptions {
     /// The workflow engine's lease, batch and concurrency, and the caps on running
     /// executions.
     pub workflow: WorkflowSettings,
+    /// How often deleted secrets past their recovery window are purged (60 s; not a
+    /// setting: tests shorten it).
+    pub secret_sweep_interval: std::time::Duration,
 }
 
 /// The workflow engine's settings (`--workflow-*`).
@@ -131,6 +134,7 @@ impl ServeOptions {
             connections: tenancy_http::ConnectionLimits::default(),
             rate_limits: tenancy_http::RateLimits::default(),
             workflow: WorkflowSettings::default(),
+            secret_sweep_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -278,6 +282,8 @@ fn start_event_loops(
     tasks.push(tokio::spawn(pruner.run(shutdown.clone())));
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
     let sweeper = tenancy_app::queues::worker::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
+    tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
+    let sweeper = tenancy_app::secrets::worker::SecretSweeper::new(store.clone(), opts.secret_sweep_interval);
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
 }
 

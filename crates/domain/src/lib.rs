@@ -18,6 +18,7 @@ pub mod page;
 pub mod plan;
 pub mod queue;
 pub mod quota;
+pub mod secret;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

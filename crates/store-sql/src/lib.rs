@@ -38,6 +38,7 @@ mod plans;
 mod queues;
 mod quotas;
 mod rows;
+mod secrets;
 mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -331,6 +332,10 @@ impl Store for SqlStore {
     }
 
     fn functions(&self) -> Arc<dyn tenancy_store::FunctionStore> {
+        Arc::new(self.clone())
+    }
+
+    fn secrets(&self) -> Arc<dyn tenancy_store::SecretStore> {
         Arc::new(self.clone())
     }
 
