@@ -86,8 +86,21 @@ pub enum Command {
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(ReconciliationCmd),
+    /// The master key: `rotate` (offline, with the servers stopped).
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCmd),
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCmd {
+    /// Re-wrap every secret's data key and re-seal every sealed value under a new
+    /// master key, in one transaction, on the database `serve` would open with these
+    /// settings; stop the servers first. A key file is replaced (the new key is written
+    /// to `<file>.new` first); a key from TENANCY_MASTER_KEY is replaced by one printed
+    /// on stdout.
+    Rotate(Box<ServeArgs>),
 }
 
 /// The token to use: the flag/env, else the generated admin key of the local data dir.
@@ -104,7 +117,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
     let token = resolve_token(cli.token);
     let client = Client::new(&cli.server, token);
     let (value, columns): (Value, &[&str]) = match cli.command {
-        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Serve(_) | Command::MasterKey(_) => unreachable!("serve and master-key are not client commands"),
         Command::Openapi => {
             println!("{}", tenancy_http::openapi_json());
             return Ok(());

@@ -223,11 +223,11 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks a value's size: over [`MAX_VALUE_BYTES`] is 413 `secret-too-large`.
+/// Checks a value's size: over [`MAX_VALUE_BYTES`] is 413 `payload-too-large`.
 pub fn check_value(value: &str) -> Result<()> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(Error::InvalidRequest {
-            code: ErrorCode::SecretTooLarge,
+            code: ErrorCode::PayloadTooLarge,
             message: format!("a secret value is at most {MAX_VALUE_BYTES} bytes, this one has {}", value.len()),
         });
     }
@@ -270,7 +270,7 @@ mod tests {
             assert_eq!(validate_name(bad).unwrap_err().code(), ErrorCode::InvalidSecret, "{bad}");
         }
         check_value(&"x".repeat(MAX_VALUE_BYTES)).unwrap();
-        assert_eq!(check_value(&"x".repeat(MAX_VALUE_BYTES + 1)).unwrap_err().code(), ErrorCode::SecretTooLarge);
+        assert_eq!(check_value(&"x".repeat(MAX_VALUE_BYTES + 1)).unwrap_err().code(), ErrorCode::PayloadTooLarge);
         assert_eq!(recovery_window(None, false).unwrap(), Some(7));
         assert_eq!(recovery_window(Some(30), false).unwrap(), Some(30));
         assert_eq!(recovery_window(None, true).unwrap(), None);
