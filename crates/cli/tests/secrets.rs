@@ -80,7 +80,8 @@ async fn a_put_moves_the_stages(backend: Backend) {
     assert_eq!(res.body["tenant_id"], Value::Null);
     let key = s.get("/v1/secrets/db-password").await.body["value"].as_str().unwrap().to_owned();
     assert_eq!(key.len(), 44, "32 bytes in base64: {key}");
-    let res = s.call(Method::PUT, "/v1/secrets/blob", Some(json!({"generate": {"type": "random_bytes", "length": 3}}))).await;
+    let res =
+        s.call(Method::PUT, "/v1/secrets/blob", Some(json!({"generate": {"type": "random_bytes", "length": 3}}))).await;
     assert_eq!(res.status, StatusCode::CREATED);
     assert_eq!(s.get("/v1/secrets/blob").await.body["value"].as_str().unwrap().len(), 4);
 
@@ -101,7 +102,8 @@ async fn metadata_never_carries_values(backend: Backend) {
     put(&s, "/v1/tenants/globex/secrets/g", "distinctive-value-g").await;
     let first = s.get("/v1/tenants/acme/secrets?limit=2").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
-    let names: Vec<&str> = first.body["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        first.body["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["a", "b"]);
     assert_eq!(first.body["items"][0]["versions"].as_array().unwrap().len(), 2);
     let cursor = first.body["next_cursor"].as_str().unwrap();
@@ -186,7 +188,10 @@ async fn who_may_read_what(backend: Backend) {
     // Service: tenants' values, no writes, no platform values.
     assert_eq!(as_(&service, Method::GET, "/v1/tenants/globex/secrets/k", None).await.body["value"], "globex-value");
     let body = Some(json!({"value": "x"}));
-    assert_eq!(as_(&service, Method::PUT, "/v1/tenants/acme/secrets/k", body.clone()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        as_(&service, Method::PUT, "/v1/tenants/acme/secrets/k", body.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(as_(&service, Method::GET, "/v1/secrets/platform", None).await.status, StatusCode::FORBIDDEN);
     // A tenant key: its own tenant's secrets; the others' are 404, not 403.
     assert_eq!(as_(&acme, Method::GET, "/v1/tenants/acme/secrets/k", None).await.body["value"], "acme-value");
@@ -313,9 +318,7 @@ async fn refuses_to_start_when_the_key_of_sealed_data_is_gone() {
         let (mut server, url) = try_spawn(&dir, Spawn::default()).expect("starts");
         let s = TestServer::attach(url);
         let res = match what {
-            "function" => {
-                s.call(Method::PUT, "/v1/functions/f", Some(json!({"url": "http://127.0.0.1:9/f"}))).await
-            }
+            "function" => s.call(Method::PUT, "/v1/functions/f", Some(json!({"url": "http://127.0.0.1:9/f"}))).await,
             _ => s.call(Method::PUT, "/v1/secrets/s", Some(json!({"value": "v"}))).await,
         };
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
@@ -374,7 +377,9 @@ async fn master_key_rotate_rewraps_without_touching_ciphertexts() {
     s.put_plan("basic", "pool").await;
     s.create_tenant("acme", "basic").await;
     s.wait_status("acme", "active").await;
-    for (p, v) in [("/v1/tenants/acme/secrets/db", "one"), ("/v1/tenants/acme/secrets/db", "two"), ("/v1/secrets/crm", "three")] {
+    for (p, v) in
+        [("/v1/tenants/acme/secrets/db", "one"), ("/v1/tenants/acme/secrets/db", "two"), ("/v1/secrets/crm", "three")]
+    {
         assert!(s.call(Method::PUT, p, Some(json!({"value": v}))).await.status.is_success());
     }
     // A value sealed directly with the master key too (a function's signing secret).
