@@ -19,6 +19,7 @@ both_backends!(
     who_may_read_what,
     a_ciphertext_moved_to_another_row_does_not_open,
     values_are_bounded_and_bodies_checked,
+    the_cli_puts_reads_lists_deletes_and_restores,
 );
 
 async fn server(backend: Backend) -> TestServer {
@@ -267,6 +268,41 @@ async fn values_are_bounded_and_bodies_checked(backend: Backend) {
     let res = s.call(Method::PUT, "/v1/tenants/acme/secrets/x", Some(json!({"valeu": "a"}))).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert_eq!(s.get("/v1/tenants/acme/secrets/x").await.status, StatusCode::NOT_FOUND, "nothing was written");
+}
+
+async fn the_cli_puts_reads_lists_deletes_and_restores(backend: Backend) {
+    let s = server(backend).await;
+    let file = s.dir.path().join("value.txt");
+    std::fs::write(&file, "cli-value-1\n").unwrap();
+    let put = |args: &[&str]| support::run_cli(&s.url, args);
+    let (code, out, err) = put(&["secrets", "put", "db", "--tenant", "acme", "--value-file", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("cli-value"), "put prints metadata only: {out}");
+    std::fs::write(&file, "cli-value-2").unwrap();
+    put(&["secrets", "put", "db", "--tenant", "acme", "--value-file", file.to_str().unwrap()]);
+    let (code, out, err) = put(&["secrets", "get", "db", "--tenant", "acme"]);
+    assert_eq!((code, out.as_str()), (0, "cli-value-2\n"), "{err}");
+    let (_, out, _) = put(&["secrets", "get", "db", "--tenant", "acme", "--stage", "previous"]);
+    assert_eq!(out, "cli-value-1\n", "one trailing newline of the file is dropped");
+    let (_, out, _) = put(&["-o", "json", "secrets", "get", "db", "--tenant", "acme", "--version", "1"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["value"].as_str(), v["stages"].clone()), (Some("cli-value-1"), json!(["previous"])));
+    let (code, _, err) = put(&["secrets", "put", "token", "--generate", "random-string", "--length", "12"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = put(&["secrets", "get", "token"]);
+    assert_eq!(out.trim().len(), 12, "a platform secret: {out}");
+    let (_, out, _) = put(&["-o", "json", "secrets", "list", "--tenant", "acme"]);
+    assert!(out.contains("\"db\"") && !out.contains("cli-value"), "{out}");
+    let (code, out, _) = put(&["-o", "json", "secrets", "delete", "db", "--tenant", "acme", "--recovery-days", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("purge_at"), "{out}");
+    let (code, _, err) = put(&["secrets", "get", "db", "--tenant", "acme"]);
+    assert!(code != 0 && err.contains("scheduled for deletion"), "{err}");
+    assert_eq!(put(&["secrets", "restore", "db", "--tenant", "acme"]).0, 0);
+    assert_eq!(put(&["secrets", "get", "db", "--tenant", "acme"]).1, "cli-value-2\n");
+    let (code, _, err) = put(&["secrets", "delete", "db", "--tenant", "acme", "--force"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.get("/v1/tenants/acme/secrets/db").await.status, StatusCode::NOT_FOUND);
 }
 
 /// Every file under `dir`, recursively.
