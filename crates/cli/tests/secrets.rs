@@ -477,3 +477,57 @@ async fn master_key_rotate_with_an_environment_key_prints_the_new_one() {
     assert_ne!(code, 0);
     assert!(stderr.contains("is not the key of this database"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_key_rotate_on_postgres_reseals_database_passwords() {
+    const KEY: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+    let db = support::database_url(Backend::Postgres).await.unwrap();
+    let prefix = format!("tsr{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let tmp = tempfile::tempdir().unwrap();
+    let env = |key: &str| {
+        vec![
+            ("TENANCY_DATABASE_URL", db.clone()),
+            ("TENANCY_DATA_PLANE_PREFIX", prefix.clone()),
+            ("TENANCY_MASTER_KEY", key.to_owned()),
+        ]
+    };
+    let (mut server, url) =
+        try_spawn(&tmp.path().join("a"), Spawn { env: env(KEY), ..Spawn::default() }).expect("starts");
+    let s = TestServer::attach(url);
+    s.put_plan("vault", "silo").await;
+    s.create_tenant("acme", "vault").await;
+    s.wait_status("acme", "active").await;
+    let creds = s.get("/v1/tenants/acme/database-credentials").await;
+    assert_eq!(creds.status, StatusCode::OK, "{}", creds.body);
+    assert!(s
+        .call(Method::PUT, "/v1/tenants/acme/secrets/api", Some(json!({"value": "pg-value"})))
+        .await
+        .status
+        .is_success());
+    server.kill_9();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenancy"))
+        .args(["master-key", "rotate"])
+        .env("TENANCY_DATA_DIR", tmp.path().join("a"))
+        .envs(env(KEY))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("re-wrapped 1 data keys") && !stderr.contains("re-sealed 0 values"), "{stderr}");
+    let new_key = stdout.trim().to_owned();
+
+    // A replica with the new key (another data directory) reads everything.
+    let (_server, url) =
+        try_spawn(&tmp.path().join("b"), Spawn { env: env(&new_key), ..Spawn::default() }).expect("the new key starts");
+    let s = TestServer::attach(url);
+    let again = s.get("/v1/tenants/acme/database-credentials").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(creds.body["password"].as_str().is_some_and(|p| p.len() >= 16), "{}", creds.body);
+    assert_eq!(again.body["password"], creds.body["password"], "the same password, re-sealed");
+    assert_eq!(s.get("/v1/tenants/acme/secrets/api").await.body["value"], "pg-value");
+    match try_spawn(&tmp.path().join("c"), Spawn { env: env(KEY), ..Spawn::default() }) {
+        Ok(_) => panic!("the old key started"),
+        Err((_, stderr)) => assert!(stderr.contains("is not the key of this database"), "{stderr}"),
+    }
+}
