@@ -531,3 +531,64 @@ async fn master_key_rotate_on_postgres_reseals_database_passwords() {
         Err((_, stderr)) => assert!(stderr.contains("is not the key of this database"), "{stderr}"),
     }
 }
+
+/// Kills a child process when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plaintext_in_debug_logs() {
+    const VALUE: &str = "Lg4-distinctive-logged-value-9Wd";
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("server.log");
+    let _child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tenancy"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env("TENANCY_DATA_DIR", tmp.path().join("data"))
+            .env("TENANCY_ADMIN_TOKEN", support::ADMIN)
+            .env("RUST_LOG", "debug")
+            .env_remove("TENANCY_DATABASE_URL")
+            .env_remove("TENANCY_MASTER_KEY")
+            .env_remove("TENANCY_MASTER_KEY_FILE")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found =
+            text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["message"] == "listening");
+        if let Some(v) = found {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "never listened: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let s = TestServer::attach(format!("http://{addr}"));
+    for (i, p) in ["/v1/secrets/a", "/v1/secrets/a", "/v1/secrets/b"].iter().enumerate() {
+        let res = s.call(Method::PUT, p, Some(json!({"value": format!("{VALUE}{i}")}))).await;
+        assert!(res.status.is_success(), "{}", res.body);
+    }
+    assert_eq!(s.get("/v1/secrets/a?stage=previous").await.body["value"], format!("{VALUE}0"));
+    // Refused writes too: a value with an unknown member beside it, one too large.
+    s.call(Method::PUT, "/v1/secrets/c", Some(json!({"value": VALUE, "extra": 1}))).await;
+    s.call(Method::PUT, "/v1/secrets/c", Some(json!({"value": format!("{VALUE}{}", "x".repeat(70_000))}))).await;
+    // The debug log has the requests, never the values.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains(VALUE), "a value in the log");
+        if text.contains("INSERT INTO secret_versions") && text.contains("\"status\":413") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the requests are not in the debug log: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
