@@ -9,6 +9,7 @@ mod event_delivery;
 mod http_load;
 mod provision;
 mod queue;
+mod secrets;
 mod tenants;
 mod workflow_throughput;
 
@@ -44,6 +45,9 @@ enum Scenario {
     TenantList(tenants::ListArgs),
     /// GET /v1/tenants/{id} throughput against the hello-world handler.
     TenantGet(tenants::LoadArgs),
+    /// GET of a tenant's secret (the current version) by a service key, against the
+    /// hello-world handler.
+    SecretRead(tenants::LoadArgs),
     /// Events fanned out to webhook subscriptions on a local receiver.
     EventDelivery(event_delivery::EventDeliveryArgs),
     /// Executions of a 5-state machine through the durable engine.
@@ -80,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TenantCreate(args) => tenants::tenant_create(args).await,
         Scenario::TenantList(args) => tenants::tenant_list(args).await,
         Scenario::TenantGet(args) => tenants::tenant_get(args).await,
+        Scenario::SecretRead(args) => secrets::secret_read(args).await,
         Scenario::EventDelivery(args) => event_delivery::run(args).await,
         Scenario::Queue(args) => queue::run(args).await,
         Scenario::Provision(args) => provision::run(args).await,

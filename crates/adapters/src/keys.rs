@@ -12,6 +12,8 @@
 //! the stored values were sealed with, and reveals nothing about the key (guessing it
 //! from the fingerprint is guessing 256 random bits).
 
+pub mod envelope;
+
 use std::io::Write;
 use std::path::Path;
 
@@ -97,11 +99,16 @@ impl SecretBox {
 
     /// Encrypts `plaintext` for the record `owner`.
     pub fn seal(&self, owner: &str, plaintext: &str) -> String {
+        self.seal_bytes(owner.as_bytes(), plaintext.as_bytes())
+    }
+
+    /// Encrypts `plaintext` with `aad` as associated data.
+    pub fn seal_bytes(&self, aad: &[u8], plaintext: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: owner.as_bytes() })
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
             .expect("AES-GCM encryption of a short value cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -111,16 +118,20 @@ impl SecretBox {
     /// Decrypts a value sealed for `owner`.
     pub fn open(&self, owner: &str, sealed: &str) -> Result<String> {
         let corrupt = || Error::internal(format!("a stored secret of {owner:?} does not decrypt under the master key"));
+        let plain = self.open_bytes(owner.as_bytes(), sealed).map_err(|_| corrupt())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| corrupt())
+    }
+
+    /// Decrypts a value sealed with `aad` as associated data.
+    pub fn open_bytes(&self, aad: &[u8], sealed: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let corrupt = || Error::internal("a sealed value does not decrypt under the master key");
         let bytes = sealed.strip_prefix(PREFIX).and_then(|b| B64.decode(b).ok()).ok_or_else(corrupt)?;
         if bytes.len() < NONCE_LEN {
             return Err(corrupt());
         }
         let (nonce, ct) = bytes.split_at(NONCE_LEN);
-        let plain = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: owner.as_bytes() })
-            .map_err(|_| corrupt())?;
-        String::from_utf8(plain).map_err(|_| corrupt())
+        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| corrupt())?;
+        Ok(zeroize::Zeroizing::new(plain))
     }
 }
 

@@ -86,6 +86,17 @@ pub enum Permission {
     /// Consume and release a tenant's quotas: admins, operators, services, tenant keys
     /// (their own).
     QuotaUse,
+    /// A tenant's secrets' metadata, never values (tenant keys: their own).
+    SecretRead,
+    /// A tenant's secrets' values: admins, operators, services, tenant keys (their own).
+    SecretValue,
+    /// Put, delete and restore a tenant's secrets: admins, operators, tenant keys
+    /// (their own).
+    SecretWrite,
+    /// Platform secrets' metadata: admins, operators, viewers.
+    PlatformSecretRead,
+    /// Platform secrets' values and writes: admins and operators.
+    PlatformSecretAdmin,
 }
 
 impl OpContext {
@@ -112,6 +123,9 @@ impl OpContext {
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Viewer, P::QuotaRead) => true,
+            (R::Viewer, P::SecretRead | P::PlatformSecretRead) => true,
+            (R::Service, P::SecretRead | P::SecretValue) => true,
+            (R::Tenant, P::SecretRead | P::SecretValue | P::SecretWrite) => true,
             (R::Service | R::Tenant, P::QuotaRead | P::QuotaUse) => true,
             (R::Viewer, P::StateMachineRead | P::ExecutionRead | P::QueueRead | P::HookRead | P::FunctionRead) => true,
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,

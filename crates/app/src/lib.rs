@@ -25,6 +25,7 @@ pub mod plans;
 pub mod queues;
 pub mod quotas;
 pub mod reconcile;
+pub mod secrets;
 pub mod services;
 pub mod subscriptions;
 pub mod tenants;

@@ -17,6 +17,7 @@ use tenancy_store::Store;
 
 use crate::dataplane::plane::DataPlane;
 use tenancy_adapters::blob::BlobStore;
+use tenancy_adapters::keys::envelope::{KeyProvider, MasterKeyProvider};
 use tenancy_adapters::keys::SecretBox;
 use tenancy_adapters::outbound::OutboundPolicy;
 
@@ -30,6 +31,9 @@ pub struct Services {
     /// The master key's box: webhook, hook and function secrets and data-plane
     /// passwords are sealed with it. Without one nothing can be sealed (tests).
     pub secrets: Option<Arc<SecretBox>>,
+    /// The key-encryption keys of the secret store (the master key by default, see
+    /// [`Services::with_secrets`]); without one, secrets are 503 `unavailable`.
+    pub keks: Option<Arc<dyn KeyProvider>>,
     /// Creates tenants' databases; without one, no database is provisioned (a
     /// `database` resource is only recorded).
     pub data_plane: Option<Arc<dyn DatabaseProvisioner>>,
@@ -42,7 +46,7 @@ impl Services {
     /// The store alone: no blob store, no master key, no data plane, the default
     /// outbound policy.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Services { store, blobs: None, secrets: None, data_plane: None, outbound: Arc::default() }
+        Services { store, blobs: None, secrets: None, keks: None, data_plane: None, outbound: Arc::default() }
     }
 
     pub fn with_blobs(mut self, blobs: BlobStore) -> Self {
@@ -50,7 +54,9 @@ impl Services {
         self
     }
 
+    /// The master key's box; also the secret store's key-encryption key.
     pub fn with_secrets(mut self, secrets: Arc<SecretBox>) -> Self {
+        self.keks = Some(Arc::new(MasterKeyProvider::new(secrets.clone(), "the master key")));
         self.secrets = Some(secrets);
         self
     }

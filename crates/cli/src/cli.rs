@@ -12,6 +12,7 @@ use crate::commands::plans::{self, PlanCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
+use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
@@ -79,11 +80,27 @@ pub enum Command {
     /// Functions (the Lambda role) that Task states invoke.
     #[command(subcommand)]
     Functions(FunctionCmd),
+    /// The secret store: tenants' secrets (--tenant) and the platform's.
+    #[command(subcommand)]
+    Secrets(SecretCmd),
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(ReconciliationCmd),
+    /// The master key: `rotate` (offline, with the servers stopped).
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCmd),
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCmd {
+    /// Re-wrap every secret's data key and re-seal every sealed value under a new
+    /// master key, in one transaction, on the database `serve` would open with these
+    /// settings; stop the servers first. A key file is replaced (the new key is written
+    /// to `<file>.new` first); a key from TENANCY_MASTER_KEY is replaced by one printed
+    /// on stdout.
+    Rotate(Box<ServeArgs>),
 }
 
 /// The token to use: the flag/env, else the generated admin key of the local data dir.
@@ -100,7 +117,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
     let token = resolve_token(cli.token);
     let client = Client::new(&cli.server, token);
     let (value, columns): (Value, &[&str]) = match cli.command {
-        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Serve(_) | Command::MasterKey(_) => unreachable!("serve and master-key are not client commands"),
         Command::Openapi => {
             println!("{}", tenancy_http::openapi_json());
             return Ok(());
@@ -119,6 +136,10 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Overrides(cmd) => (entitlements::overrides(&client, cmd).await?, entitlements::OVERRIDE_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
+        Command::Secrets(cmd) => match secrets::secrets(&client, cmd, output).await? {
+            Some(v) => (v, secrets::SECRET_COLUMNS),
+            None => return Ok(()),
+        },
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
         }

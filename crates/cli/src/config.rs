@@ -331,6 +331,7 @@ impl Config {
                 max_running_per_machine: s.workflow_max_running_per_machine.unwrap_or(defaults.max_running_per_machine),
                 max_running_per_tenant: s.workflow_max_running_per_tenant.unwrap_or(defaults.max_running_per_tenant),
             },
+            secret_sweep_interval: Duration::from_secs(60),
         };
         Ok(Config { log_format: s.log_format.expect("clap holds a default"), serve })
     }

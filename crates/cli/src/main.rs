@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use secrecy::ExposeSecret;
-use tenancy::cli::{run_client, Cli, Command};
+use tenancy::cli::{run_client, Cli, Command, MasterKeyCmd};
 use tenancy::config::{Config, LogFormat};
 use tenancy::serve::start;
 use tracing_subscriber::EnvFilter;
@@ -94,6 +94,25 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::MasterKey(MasterKeyCmd::Rotate(args)) => {
+            let m = matches.subcommand_matches("master-key").and_then(|m| m.subcommand_matches("rotate"));
+            let config = Config::load(*args, m.expect("master-key rotate"));
+            let run = async {
+                let config = config?;
+                init_tracing(config.log_format);
+                tenancy::serve::rotate_master_key(&config.serve).await
+            };
+            match run.await {
+                Ok(message) => {
+                    eprintln!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => match run_client(cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

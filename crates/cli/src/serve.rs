@@ -68,6 +68,9 @@ pub struct ServeOptions {
     /// The workflow engine's lease, batch and concurrency, and the caps on running
     /// executions.
     pub workflow: WorkflowSettings,
+    /// How often deleted secrets past their recovery window are purged (60 s; not a
+    /// setting: tests shorten it).
+    pub secret_sweep_interval: std::time::Duration,
 }
 
 /// The workflow engine's settings (`--workflow-*`).
@@ -131,6 +134,7 @@ impl ServeOptions {
             connections: tenancy_http::ConnectionLimits::default(),
             rate_limits: tenancy_http::RateLimits::default(),
             workflow: WorkflowSettings::default(),
+            secret_sweep_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -220,6 +224,69 @@ pub async fn open_secret_box(
     Ok(Arc::new(b))
 }
 
+/// `tenancy master-key rotate`: a new master key (the key-encryption key) for the
+/// database of `opts`, with the servers stopped (they hold the old key in memory).
+///
+/// The old key is read and checked as `serve` does. With a key file, the new key is
+/// written beside it as `<file>.new` (mode 0600) before anything changes; one
+/// transaction then re-wraps every data key of the secret store (the ciphertexts stay
+/// as they are), re-seals the values sealed directly with the master key and records
+/// the new key's fingerprint; then `<file>.new` replaces the file. (Stopped between
+/// the commit and the rename, the server refuses to start with the old file: move
+/// `<file>.new` over it.) With `TENANCY_MASTER_KEY`, the new key is printed on stdout
+/// for the operator to store where the old one was. Either way the old key is no
+/// longer needed afterwards. Returns what to tell the operator.
+pub async fn rotate_master_key(opts: &ServeOptions) -> anyhow::Result<String> {
+    use tenancy_adapters::keys::SecretBox;
+    restrict_file_modes();
+    let store = open_store(opts).await?;
+    let old = open_secret_box(opts, &*store).await?;
+    let file = match (&opts.master_key, &opts.master_key_file) {
+        (Some(_), _) => None,
+        (None, file) => Some(file.clone().unwrap_or_else(|| opts.data_dir.join("master.key"))),
+    };
+    let (new, printed) = match &file {
+        Some(path) => {
+            let next = PathBuf::from(format!("{}.new", path.display()));
+            anyhow::ensure!(
+                !next.exists(),
+                "{} exists (left by an unfinished rotation?): if the server refuses the key in {}, move it over \
+                 that file; else delete it, then rotate again",
+                next.display(),
+                path.display()
+            );
+            (SecretBox::create_file(&next)?, None)
+        }
+        None => {
+            let (b, text) = SecretBox::generate();
+            (b, Some(text))
+        }
+    };
+    let rotated = tenancy_app::secrets::rotate::rotate_master_key(&store, old, Arc::new(new))
+        .await
+        .context("failed to rotate the master key (nothing was changed)")?;
+    let done = format!(
+        "re-wrapped {} data keys and re-sealed {} values under the new master key",
+        rotated.data_keys, rotated.sealed_values
+    );
+    match (file, printed) {
+        (Some(path), _) => {
+            let next = PathBuf::from(format!("{}.new", path.display()));
+            std::fs::rename(&next, &path)
+                .with_context(|| format!("failed to move {} over {}", next.display(), path.display()))?;
+            Ok(format!("{done}; it is in {} (the old key is no longer needed)", path.display()))
+        }
+        (None, Some(text)) => {
+            println!("{text}");
+            Ok(format!(
+                "{done}; set TENANCY_MASTER_KEY to the key printed on stdout on every server (the old key is no \
+                 longer needed)"
+            ))
+        }
+        (None, None) => unreachable!("a key is either a file or printed"),
+    }
+}
+
 /// The data plane tenants' databases live on:
 ///
 /// * `--data-plane-url postgres://...`: that PostgreSQL server (a database and role per
@@ -282,6 +349,8 @@ fn start_event_loops(
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
     use tenancy_app::quotas::pruner::{QuotaPruner, PRUNE_EVERY};
     tasks.push(tokio::spawn(QuotaPruner::new(store.clone(), PRUNE_EVERY).run(shutdown.clone())));
+    let sweeper = tenancy_app::secrets::worker::SecretSweeper::new(store.clone(), opts.secret_sweep_interval);
+    tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
 }
 
 /// A started server.

@@ -54,6 +54,16 @@ enum Class {
     QuotaRead,
     /// Consume and release quotas: admins, operators, services, the tenant's own key.
     QuotaUse,
+    /// A tenant's secrets' metadata: every role but a tenant key of another tenant.
+    SecretRead,
+    /// A tenant's secrets' values: admins, operators, services, the tenant's own key.
+    SecretValue,
+    /// Put, delete, restore a tenant's secrets: admins, operators, the tenant's own key.
+    SecretWrite,
+    /// Platform secrets' metadata: admins, operators, viewers.
+    PlatformSecretRead,
+    /// Platform secrets' values and writes: admins and operators.
+    PlatformSecretAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,6 +100,10 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, FunctionRead | QuotaRead) => Allowed,
+        (Who::Viewer, SecretRead | PlatformSecretRead) => Allowed,
+        (Who::Service, SecretRead | SecretValue) => Allowed,
+        (Who::TenantOwn, SecretRead | SecretValue | SecretWrite) => Allowed,
+        (Who::TenantOther, SecretRead | SecretValue | SecretWrite) => Hidden,
         (Who::Viewer, _) => Forbidden,
         (Who::Service, PlanRead | TenantList | TenantRead | TaskCallback) => Allowed,
         (Who::Service, QueueRead | QueueUse | QuotaRead | QuotaUse) => Allowed,
@@ -202,6 +216,16 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/v1/tenants/{tenant}/quotas/{quota}/consume", Some(json!({"amount": 1})), QuotaUse),
         route(Method::POST, "/v1/tenants/{tenant}/quotas/consume", Some(json!({"items": {"seats": 1}})), QuotaUse),
         route(Method::POST, "/v1/tenants/{tenant}/quotas/{quota}/release", Some(json!({"amount": 1})), QuotaUse),
+        route(Method::GET, "/v1/tenants/{tenant}/secrets", None, SecretRead),
+        route(Method::GET, "/v1/tenants/{tenant}/secrets/{secret}", None, SecretValue),
+        route(Method::PUT, "/v1/tenants/{tenant}/secrets/{secret}", Some(json!({"value": "v"})), SecretWrite),
+        route(Method::DELETE, "/v1/tenants/{tenant}/secrets/{secret}", None, SecretWrite),
+        route(Method::POST, "/v1/tenants/{tenant}/secrets/{secret}/restore", None, SecretWrite),
+        route(Method::GET, "/v1/secrets", None, PlatformSecretRead),
+        route(Method::GET, "/v1/secrets/{secret}", None, PlatformSecretAdmin),
+        route(Method::PUT, "/v1/secrets/{secret}", Some(json!({"value": "v"})), PlatformSecretAdmin),
+        route(Method::DELETE, "/v1/secrets/{secret}", None, PlatformSecretAdmin),
+        route(Method::POST, "/v1/secrets/{secret}/restore", None, PlatformSecretAdmin),
         route(Method::GET, "/v1/functions", None, FunctionRead),
         route(Method::GET, "/v1/functions/{function}", None, FunctionRead),
         route(Method::PUT, "/v1/functions/{function}", Some(function_body()), FunctionAdmin),
@@ -351,8 +375,16 @@ async fn every_role_on_every_route(backend: Backend) {
                 let res = s.call(Method::PUT, &format!("/v1/functions/{function}"), Some(function_body())).await;
                 assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
             }
+            let secret = format!("s-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{secret}") {
+                for p in [format!("/v1/tenants/{tenant}/secrets/{secret}"), format!("/v1/secrets/{secret}")] {
+                    let res = s.call(Method::PUT, &p, Some(json!({"value": "authz"}))).await;
+                    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+                }
+            }
             let path = r
                 .path
+                .replace("{secret}", &secret)
                 .replace("{hook}", &hook)
                 .replace("{function}", &function)
                 .replace("{queue}", &queue)

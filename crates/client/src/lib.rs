@@ -655,6 +655,86 @@ impl Client {
         self.delete(&format!("/v1/functions/{}", segment(name))).await
     }
 
+    // Secrets: a tenant's (`Some(tenant)`) or the platform's (`None`).
+
+    fn secret_path(tenant: Option<&str>, name: Option<&str>) -> String {
+        let base = match tenant {
+            Some(t) => format!("/v1/tenants/{}/secrets", segment(t)),
+            None => "/v1/secrets".to_owned(),
+        };
+        match name {
+            Some(n) => format!("{base}/{}", segment(n)),
+            None => base,
+        }
+    }
+
+    /// `PUT .../secrets/{name}`: a new version (the secret when it is new).
+    pub async fn secret_put(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        body: &tenancy_domain::secret::SecretPut,
+    ) -> Result<tenancy_domain::secret::SecretMeta> {
+        self.with_body(Method::PUT, &Client::secret_path(tenant, Some(name)), body).await
+    }
+
+    /// A secret's value: current, or the version of `stage` or `version`.
+    pub async fn secret_get(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        stage: Option<&str>,
+        version: Option<i64>,
+    ) -> Result<tenancy_domain::secret::SecretValue> {
+        #[derive(Serialize)]
+        struct Q<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stage: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            version: Option<i64>,
+        }
+        self.get(&Client::secret_path(tenant, Some(name)), &Q { stage, version }).await
+    }
+
+    /// Secrets' metadata, never values.
+    pub async fn secret_list(
+        &self,
+        tenant: Option<&str>,
+        page: &PageParams,
+    ) -> Result<Page<tenancy_domain::secret::SecretMeta>> {
+        self.get(&Client::secret_path(tenant, None), page).await
+    }
+
+    /// Schedules a deletion (the secret with its `purge_at`), or deletes at once with
+    /// `force` (`None`).
+    pub async fn secret_delete(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        recovery_days: Option<u32>,
+        force: bool,
+    ) -> Result<Option<tenancy_domain::secret::SecretMeta>> {
+        #[derive(Serialize)]
+        struct Q {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            recovery_days: Option<u32>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            force: bool,
+        }
+        let req =
+            self.request(Method::DELETE, &Client::secret_path(tenant, Some(name))).query(&Q { recovery_days, force });
+        let (status, body) = self.send(req).await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body).map(Some).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Cancels a scheduled deletion.
+    pub async fn secret_restore(&self, tenant: Option<&str>, name: &str) -> Result<tenancy_domain::secret::SecretMeta> {
+        self.without_body(Method::POST, &format!("{}/restore", Client::secret_path(tenant, Some(name)))).await
+    }
+
     // Quotas.
 
     /// Every quota of the tenant's plan with its usage.

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod queue;
 pub mod quota;
 pub mod ratelimit;
+pub mod secret;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

@@ -22,6 +22,7 @@ use crate::problem::Problem;
         (name = "hooks", description = "Provisioning hooks: product services called by the lifecycle workflows"),
         (name = "queues", description = "Queues: visibility timeouts, dead-letter queues, redrive, long polling"),
         (name = "entitlements", description = "Entitlements: per-tenant overrides of the plan and the effective view"),
+        (name = "secrets", description = "The secret store: versions with stages, envelope encryption, deletion with a recovery window"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
         (name = "quotas", description = "Quotas: exact consumption of a tenant's plan quotas (docs/entitlements.md)"),
     )

@@ -11,6 +11,7 @@ mod queues;
 mod quotas;
 mod reconciliation;
 mod records;
+mod secrets;
 mod subscriptions;
 mod system;
 mod tenants;
@@ -67,8 +68,19 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(entitlements::get_entitlements))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
+        .merge(secrets_api())
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
         .routes(routes!(reconciliation::repair_drift))
+}
+
+fn secrets_api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(secrets::list_tenant_secrets))
+        .routes(routes!(secrets::put_tenant_secret, secrets::get_tenant_secret, secrets::delete_tenant_secret))
+        .routes(routes!(secrets::restore_tenant_secret))
+        .routes(routes!(secrets::list_platform_secrets))
+        .routes(routes!(secrets::put_platform_secret, secrets::get_platform_secret, secrets::delete_platform_secret))
+        .routes(routes!(secrets::restore_platform_secret))
 }
 
 fn queues_api() -> OpenApiRouter<Arc<ServerState>> {

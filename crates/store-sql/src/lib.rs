@@ -39,6 +39,7 @@ mod queues;
 mod quota_pruning;
 mod quotas;
 mod rows;
+mod secrets;
 mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -332,6 +333,10 @@ impl Store for SqlStore {
     }
 
     fn functions(&self) -> Arc<dyn tenancy_store::FunctionStore> {
+        Arc::new(self.clone())
+    }
+
+    fn secrets(&self) -> Arc<dyn tenancy_store::SecretStore> {
         Arc::new(self.clone())
     }
 

@@ -13,7 +13,10 @@ pub(super) async fn state(store: &SqlStore) -> Result<MasterKeyState> {
         .map_err(db_err)?;
     let sealed: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM subscriptions WHERE secret IS NOT NULL OR previous_secret IS NOT NULL \
-         UNION ALL SELECT 1 FROM tenant_secrets LIMIT 1",
+         UNION ALL SELECT 1 FROM hooks WHERE secret IS NOT NULL OR previous_secret IS NOT NULL \
+         UNION ALL SELECT 1 FROM functions \
+         UNION ALL SELECT 1 FROM tenant_secrets \
+         UNION ALL SELECT 1 FROM secret_versions LIMIT 1",
     )
     .fetch_optional(&store.reader)
     .await

@@ -175,7 +175,14 @@ pub(super) async fn purge(store: &SqlStore, id: &str, expected_version: i64, fx:
                             message: format!("tenant {id:?} is {status}: only an offboarded tenant can be purged"),
                         });
                     }
-                    for table in ["tenant_resources", "tenant_secrets", "quota_usage", "quota_grants"] {
+                    for table in [
+                        "tenant_resources",
+                        "tenant_secrets",
+                        "quota_usage",
+                        "quota_grants",
+                        "secret_versions",
+                        "secrets",
+                    ] {
                         sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                             .bind(&id)
                             .execute(&mut *c)

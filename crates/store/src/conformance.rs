@@ -42,7 +42,9 @@ macro_rules! store_conformance_suite {
                 functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
                 quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
-                quotas_prune_ended_periods_and_old_grants);
+                quotas_prune_ended_periods_and_old_grants,
+
+                secrets_stages_versions_and_deletion, secrets_rewrap_is_all_or_nothing);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -1069,4 +1071,109 @@ pub async fn quotas_go_with_a_purged_tenant(store: Arc<dyn Store>) {
     let fresh =
         q.quota_consume(&consume_req("acme", vec![demand("seats", 1, 5, false)], Some("k")), &Effects::none()).await;
     assert_eq!(used(&fresh.unwrap()), [1]);
+}
+
+// Secrets.
+
+fn sealed(version: i64, at: i64) -> crate::SealedVersion {
+    crate::SealedVersion {
+        version,
+        ciphertext: format!("v1:ct{version}"),
+        wrapped_key: format!("v1:wk{version}"),
+        kek_id: "v1:kek-a".into(),
+        created_at: Timestamp(at),
+    }
+}
+
+/// Puts move the labels (current to previous, the old previous unlabelled), a stale
+/// expected version is refused and writes nothing, a tenant's and the platform's
+/// secrets of one name are apart, unlabelled versions beyond the kept window go, and a
+/// deleted secret refuses puts until restored, then is purged only once due.
+pub async fn secrets_stages_versions_and_deletion(store: Arc<dyn Store>) {
+    let sec = store.secrets();
+    let fx = || Effects::none().with_audit(audit("secret.put", Some("acme")));
+    let rec = sec.secret_put(Some("acme"), "db", None, &sealed(1, 1_000), &fx()).await.unwrap();
+    assert_eq!((rec.current_version, rec.previous_version), (1, None));
+    let rec = sec.secret_put(Some("acme"), "db", Some(1), &sealed(2, 2_000), &fx()).await.unwrap();
+    assert_eq!((rec.current_version, rec.previous_version), (2, Some(1)));
+    let stale = sec.secret_put(Some("acme"), "db", Some(1), &sealed(3, 3_000), &fx()).await;
+    assert!(matches!(stale, Err(Error::PreconditionFailed { .. })), "{stale:?}");
+    let dup = sec.secret_put(Some("acme"), "db", None, &sealed(1, 3_000), &fx()).await;
+    assert!(dup.is_err(), "a second first put");
+    let rec = sec.secret_put(Some("acme"), "db", Some(2), &sealed(3, 3_000), &fx()).await.unwrap();
+    assert_eq!((rec.current_version, rec.previous_version), (3, Some(2)));
+    let versions: Vec<i64> = rec.versions.iter().map(|v| v.0).collect();
+    assert_eq!(versions, [3, 2, 1]);
+    assert_eq!(sec.secret_version_get(Some("acme"), "db", 1).await.unwrap(), sealed(1, 1_000));
+    assert!(matches!(sec.secret_get(None, "db").await, Err(Error::NotFound { .. })), "the platform's is another");
+    assert!(matches!(sec.secret_get(Some("globex"), "db").await, Err(Error::NotFound { .. })));
+    sec.secret_put(None, "db", None, &sealed(1, 1_000), &fx()).await.unwrap();
+    assert_eq!(sec.secret_get(None, "db").await.unwrap().tenant_id, None);
+    let audits = store.audit_list(&AuditFilter::default(), &page(100)).await.unwrap();
+    assert_eq!(audits.items.len(), 4, "the refused puts wrote nothing");
+
+    // The kept window: labelled versions and the most recent unlabelled ones.
+    let mut current = 3;
+    for v in 4..=14 {
+        sec.secret_put(Some("acme"), "db", Some(current), &sealed(v, v * 1_000), &fx()).await.unwrap();
+        current = v;
+    }
+    let rec = sec.secret_get(Some("acme"), "db").await.unwrap();
+    let versions: Vec<i64> = rec.versions.iter().map(|v| v.0).collect();
+    assert_eq!(versions, (5..=14).rev().collect::<Vec<_>>(), "10 kept");
+    assert!(matches!(sec.secret_version_get(Some("acme"), "db", 4).await, Err(Error::NotFound { .. })));
+
+    // Listing is by name, per scope, paged.
+    sec.secret_put(Some("acme"), "api", None, &sealed(1, 1_000), &fx()).await.unwrap();
+    let p1 = sec.secret_list(Some("acme"), &page(1)).await.unwrap();
+    assert_eq!((p1.items[0].name.as_str(), p1.items[0].versions.len()), ("api", 1));
+    let p2 = sec.secret_list(Some("acme"), &PageRequest { limit: 1, after: p1.next_cursor.clone() }).await.unwrap();
+    assert_eq!((p2.items[0].name.as_str(), p2.items[0].versions.len(), p2.next_cursor), ("db", 10, None));
+
+    // Deletion, restore, purge.
+    let del = || Effects::none().with_audit(audit("secret.delete", Some("acme")));
+    sec.secret_delete(Some("acme"), "db", Timestamp(20_000), Some(Timestamp(30_000)), &del()).await.unwrap();
+    let again = sec.secret_delete(Some("acme"), "db", Timestamp(20_000), Some(Timestamp(30_000)), &del()).await;
+    assert_eq!(again.unwrap_err().code(), ErrorCode::SecretDeleted);
+    let put = sec.secret_put(Some("acme"), "db", Some(14), &sealed(15, 21_000), &fx()).await;
+    assert_eq!(put.unwrap_err().code(), ErrorCode::SecretDeleted);
+    assert_eq!(sec.secret_purge_due(Timestamp(29_999), 10).await.unwrap(), vec![]);
+    assert!(!sec.secret_purge(Some("acme"), "db", Timestamp(29_999), &del()).await.unwrap(), "not due yet");
+    let rec = sec.secret_restore(Some("acme"), "db", &del()).await.unwrap();
+    assert_eq!((rec.deleted_at, rec.purge_at), (None, None));
+    let again = sec.secret_restore(Some("acme"), "db", &del()).await;
+    assert_eq!(again.unwrap_err().code(), ErrorCode::SecretNotDeleted);
+    sec.secret_delete(Some("acme"), "db", Timestamp(20_000), Some(Timestamp(30_000)), &del()).await.unwrap();
+    let due = sec.secret_purge_due(Timestamp(30_000), 10).await.unwrap();
+    assert_eq!(due, vec![(Some("acme".to_owned()), "db".to_owned())]);
+    assert!(sec.secret_purge(Some("acme"), "db", Timestamp(30_000), &del()).await.unwrap());
+    assert!(matches!(sec.secret_get(Some("acme"), "db").await, Err(Error::NotFound { .. })));
+    assert!(matches!(sec.secret_version_get(Some("acme"), "db", 14).await, Err(Error::NotFound { .. })));
+    sec.secret_delete(None, "db", Timestamp(20_000), None, &del()).await.unwrap();
+    assert!(matches!(sec.secret_get(None, "db").await, Err(Error::NotFound { .. })), "forced: gone at once");
+    let missing = sec.secret_delete(None, "db", Timestamp(20_000), None, &del()).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })));
+}
+
+/// A re-wrap replaces wrapped keys and the fingerprint together, and only from the
+/// recorded fingerprint; the ciphertexts stay.
+pub async fn secrets_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
+    let sec = store.secrets();
+    assert_eq!(store.master_key_record("v1:kek-a").await.unwrap(), "v1:kek-a");
+    sec.secret_put(Some("acme"), "db", None, &sealed(1, 1_000), &Effects::none()).await.unwrap();
+    assert!(store.master_key_state().await.unwrap().sealed_values, "a secret version is sealed data");
+    let mut keys = sec.secret_wrapped_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    keys[0].wrapped_key = "v1:rewrapped".into();
+    keys[0].kek_id = "v1:kek-b".into();
+    let wrong = sec.secret_rewrap(&keys, &[], "v1:kek-x", "v1:kek-b").await;
+    assert!(wrong.is_err());
+    assert_eq!(sec.secret_version_get(Some("acme"), "db", 1).await.unwrap(), sealed(1, 1_000), "nothing changed");
+    sec.secret_rewrap(&keys, &[], "v1:kek-a", "v1:kek-b").await.unwrap();
+    let v = sec.secret_version_get(Some("acme"), "db", 1).await.unwrap();
+    assert_eq!(
+        (v.ciphertext.as_str(), v.wrapped_key.as_str(), v.kek_id.as_str()),
+        ("v1:ct1", "v1:rewrapped", "v1:kek-b")
+    );
+    assert_eq!(store.master_key_state().await.unwrap().fingerprint.as_deref(), Some("v1:kek-b"));
 }

@@ -27,6 +27,7 @@ mod hooks;
 pub mod queue_conformance;
 mod queues;
 mod quotas;
+mod secrets;
 mod store;
 mod workflow;
 #[cfg(feature = "testsuite")]
@@ -40,5 +41,6 @@ pub use functions::*;
 pub use hooks::*;
 pub use queues::*;
 pub use quotas::*;
+pub use secrets::*;
 pub use store::*;
 pub use workflow::*;

@@ -139,8 +139,8 @@ pub use tenancy_audit::StoredAudit;
 pub struct MasterKeyState {
     /// The fingerprint recorded by the first server that ran on this database.
     pub fingerprint: Option<String>,
-    /// Whether any value sealed with a master key is stored (webhook secrets, database
-    /// passwords).
+    /// Whether any value sealed with a master key is stored (webhook, hook and
+    /// function secrets, database passwords, the secret store's data keys).
     pub sealed_values: bool,
 }
 
@@ -168,6 +168,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
 
     /// The functions' storage, on the same database.
     fn functions(&self) -> std::sync::Arc<dyn crate::functions::FunctionStore>;
+
+    /// The secret store's rows and sealed versions, on the same database.
+    fn secrets(&self) -> std::sync::Arc<dyn crate::secrets::SecretStore>;
 
     /// The reconciler's record of reported drift, on the same database.
     fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;

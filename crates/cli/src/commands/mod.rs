@@ -11,5 +11,6 @@ pub mod plans;
 pub mod queues;
 pub mod quotas;
 pub mod reconciliation;
+pub mod secrets;
 pub mod tenants;
 pub mod workflows;

@@ -1,0 +1,7 @@
+//! The secret store (the Secrets Manager role, docs/secrets.md): `ops.rs` the API
+//! operations, `worker.rs` the sweeper that purges deleted secrets after their
+//! recovery window, `rotate.rs` the master key's rotation (`tenancy master-key rotate`).
+
+pub mod ops;
+pub mod rotate;
+pub mod worker;
