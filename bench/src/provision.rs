@@ -114,6 +114,9 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
             quotas: Default::default(),
             workflows: Default::default(),
             config: Default::default(),
+            regions: vec![],
+            max_tenants: None,
+            self_service: false,
         };
         client.plan_put(id, &spec).await.with_context(|| format!("PUT /v1/plans/{id}"))?;
     }

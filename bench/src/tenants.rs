@@ -126,6 +126,9 @@ async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
             quotas: [("seats".to_owned(), QuotaSpec::Limit(10))].into(),
             workflows: Default::default(),
             config: Default::default(),
+            regions: vec![],
+            max_tenants: None,
+            self_service: false,
         };
         client.plan_put(id, &spec).await.context("put plan")?;
     }

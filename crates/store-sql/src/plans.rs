@@ -12,7 +12,7 @@ use super::{db_err, is_unique_violation, json_text, rows, SqlStore, Where};
 use tenancy_store::Effects;
 
 /// Tenants that hold plan `id` (all but the offboarded tombstones).
-async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
+pub(super) async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
         .bind(id)
         .bind(TenantStatus::Offboarded.as_str())
@@ -20,6 +20,36 @@ async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
         .await
         .map_err(db_err)?
         .get(0))
+}
+
+/// The error of a tenant created on a plan that holds its `max_tenants` already.
+pub(super) fn plan_full(plan: &str, max: i64) -> Error {
+    Error::Conflict {
+        code: ErrorCode::PlanUnavailable,
+        message: format!(
+            "plan {plan:?} is full: it holds its max_tenants ({max}) tenants already (offboarded ones do not count); \
+             raise max_tenants or choose another plan"
+        ),
+    }
+}
+
+/// Whether plan `id`, whose `max_tenants` is `max`, has room for one more tenant:
+/// the tenants on it are counted in the transaction that inserts the new one, under
+/// the plan's cap lock (a transaction-scoped advisory lock on PostgreSQL, so creates
+/// on one capped plan take turns across replicas and each counts the ones committed
+/// before it; SQLite has one writer). The caller holds the plan row `FOR SHARE`, so
+/// the cap cannot change meanwhile.
+pub(super) async fn check_room(
+    c: &mut sqlx::AnyConnection,
+    dialect: super::dialect::Dialect,
+    id: &str,
+    max: i64,
+) -> Result<()> {
+    dialect.advisory_xact_lock_text(&mut *c, &format!("tenancy.plan-cap/{id}")).await.map_err(db_err)?;
+    if tenants_on_plan(c, id).await? >= max {
+        return Err(plan_full(id, max));
+    }
+    Ok(())
 }
 
 pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan> {
@@ -87,10 +117,12 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                 stored.version = found + 1;
                 let sql = if found == 0 {
                     "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at, \
-                     workflows, config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                     workflows, config, regions, max_tenants, self_service) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 } else {
                     "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
-                     created_at = $7, updated_at = $8, workflows = $9, config = $10 WHERE id = $1"
+                     created_at = $7, updated_at = $8, workflows = $9, config = $10, regions = $11, \
+                     max_tenants = $12, self_service = $13 WHERE id = $1"
                 };
                 let res = sqlx::query(sql)
                     .bind(&stored.id)
@@ -103,6 +135,9 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                     .bind(stored.updated_at.millis())
                     .bind((!stored.workflows.is_empty()).then(|| json_text(&stored.workflows)))
                     .bind(json_text(&stored.config))
+                    .bind(json_text(&stored.regions))
+                    .bind(stored.max_tenants.map(|m| i64::try_from(m).unwrap_or(i64::MAX)))
+                    .bind(i64::from(stored.self_service))
                     .execute(&mut *c)
                     .await;
                 match res {
@@ -138,6 +173,17 @@ pub(super) async fn get(store: &SqlStore, id: &str) -> Result<Plan> {
         c.plans.fill(generation, id, &plan);
     }
     Ok(plan)
+}
+
+pub(super) async fn tenant_count(store: &SqlStore, id: &str) -> Result<u64> {
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
+        .bind(id)
+        .bind(TenantStatus::Offboarded.as_str())
+        .fetch_one(&store.reader)
+        .await
+        .map_err(db_err)?
+        .get(0);
+    Ok(n.max(0) as u64)
 }
 
 pub(super) async fn list(store: &SqlStore, page: &PageRequest) -> Result<Page<Plan>> {

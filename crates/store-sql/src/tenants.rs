@@ -59,7 +59,7 @@ pub(super) async fn create(store: &SqlStore, t: &Tenant, fx: &Effects) -> Result
         Ok(t.clone())
     } else {
         let t = t.clone();
-        let lock = store.dialect.for_share();
+        let (lock, dialect) = (store.dialect.for_share(), store.dialect);
         store
             .writer
             .write_atomic_then(
@@ -68,9 +68,14 @@ pub(super) async fn create(store: &SqlStore, t: &Tenant, fx: &Effects) -> Result
                     Box::pin(async move {
                         // On PostgreSQL the plan row stays share-locked until commit, so a
                         // concurrent plan delete either sees this tenant or comes first.
-                        let sql = format!("SELECT id FROM plans WHERE id = $1{lock}");
-                        if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
+                        let sql = format!("SELECT max_tenants FROM plans WHERE id = $1{lock}");
+                        let Some(plan) =
+                            sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?
+                        else {
                             return Err(writer::unknown_plan(&t.plan));
+                        };
+                        if let Some(max) = plan.try_get::<Option<i64>, _>(0).map_err(db_err)? {
+                            super::plans::check_room(c, dialect, &t.plan, max).await?;
                         }
                         let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
                                created_at, updated_at, lifecycle_execution_id) \

@@ -41,7 +41,8 @@ macro_rules! store_conformance_suite {
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
                 functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
-                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides);
+                quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
+                tenant_create_keeps_to_max_tenants);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -65,6 +66,9 @@ pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
         quotas: Default::default(),
         workflows: Default::default(),
         config: Default::default(),
+        regions: vec![],
+        max_tenants: None,
+        self_service: false,
         version: 1,
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
@@ -242,6 +246,43 @@ pub async fn tenant_create_and_duplicate(store: Arc<dyn Store>) {
     let dup = store.tenant_create(&t, &created(&t)).await.unwrap_err();
     assert!(matches!(dup, Error::AlreadyExists { .. }), "{dup:?}");
     assert!(all_events(&*store, "acme").await.is_empty(), "a rejected create wrote an event");
+}
+
+/// A plan's `max_tenants` holds under concurrent creates (each with its event): exactly
+/// the cap commit, the others are `plan-unavailable` and write nothing; an offboarded
+/// tenant makes room; a plan without a cap takes any number.
+pub async fn tenant_create_keeps_to_max_tenants(store: Arc<dyn Store>) {
+    let mut capped = plan("tiny", Isolation::Pool);
+    capped.max_tenants = Some(3);
+    store.plan_put(&capped, None, &Effects::none()).await.unwrap();
+    store.plan_put(&plan("open", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let creates = (0..16).map(|i| {
+        let store = store.clone();
+        // Half on the open plan: they share the SQLite writer's batches with the capped ones.
+        let t = tenant(&format!("t{i}"), if i % 2 == 0 { "tiny" } else { "open" }, "eu");
+        tokio::spawn(async move { store.tenant_create(&t, &created(&t)).await })
+    });
+    let results: Vec<_> = futures::future::join_all(creates).await.into_iter().map(|r| r.unwrap()).collect();
+    let (ok, refused): (Vec<_>, Vec<_>) =
+        results.iter().enumerate().filter(|(i, _)| i % 2 == 0).partition(|(_, r)| r.is_ok());
+    assert_eq!(ok.len(), 3, "exactly max_tenants creates commit");
+    for (i, r) in &refused {
+        assert_eq!(r.as_ref().unwrap_err().code(), ErrorCode::PlanUnavailable, "{r:?}");
+        assert!(all_events(&*store, &format!("t{i}")).await.is_empty(), "a refused create wrote an event");
+    }
+    assert!(results.iter().enumerate().filter(|(i, _)| i % 2 == 1).all(|(_, r)| r.is_ok()), "no cap, no refusal");
+    assert_eq!(store.plan_tenant_count("tiny").await.unwrap(), 3);
+    let filter = TenantFilter { plan: Some("tiny".into()), ..Default::default() };
+    assert_eq!(store.tenant_list(&filter, &page(100)).await.unwrap().items.len(), 3);
+    // An offboarded tenant does not hold the plan: room for one more.
+    let i = ok[0].0;
+    let mut gone = store.tenant_get(&format!("t{i}")).await.unwrap();
+    let version = gone.version;
+    gone.status = TenantStatus::Offboarded;
+    store.tenant_update(&gone, version, &Effects::none()).await.unwrap();
+    store.tenant_create(&tenant("late", "tiny", "eu"), &Effects::none()).await.unwrap();
+    let full = store.tenant_create(&tenant("later", "tiny", "eu"), &Effects::none()).await.unwrap_err();
+    assert_eq!(full.code(), ErrorCode::PlanUnavailable, "{full:?}");
 }
 
 pub async fn tenant_unknown_plan(store: Arc<dyn Store>) {
