@@ -17,6 +17,7 @@ both_backends!(
     plans_carry_regions_caps_and_self_service,
     a_plan_is_available_only_in_its_regions,
     max_tenants_is_exact_under_concurrent_creates,
+    max_tenants_is_exact_under_concurrent_moves,
     a_downgrade_usage_does_not_fit_is_refused_with_the_violations,
     force_moves_anyway_and_the_audit_record_says_so,
     a_validate_hook_refuses_a_create_and_a_plan_change,
@@ -148,6 +149,60 @@ async fn max_tenants_is_exact_under_concurrent_creates(backend: Backend) {
     assert_eq!(create(&s, "later", "tiny", "default").await.code(), "plan-unavailable");
     s.call(Method::PATCH, "/v1/plans/tiny", Some(json!({"max_tenants": 6}))).await;
     assert_eq!(create(&s, "later", "tiny", "default").await.status, StatusCode::ACCEPTED);
+    s.stop().await;
+}
+
+/// Tenants moving to a plan count toward its cap from the request that starts the move
+/// (they hold their old plan until the move is applied): concurrent moves and creates
+/// never pass it.
+async fn max_tenants_is_exact_under_concurrent_moves(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.put_plan("basic", "pool").await;
+    put_plan(&s, "roomy", json!({"name": "Roomy", "isolation": "pool", "max_tenants": 3})).await;
+    assert_eq!(create(&s, "first", "roomy", "default").await.status, StatusCode::ACCEPTED);
+    let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    for id in &ids {
+        assert_eq!(create(&s, id, "basic", "default").await.status, StatusCode::ACCEPTED);
+    }
+    for id in &ids {
+        s.wait_status(id, "active").await;
+    }
+    let moves = ids.iter().map(|id| {
+        let s = &s;
+        async move { change_plan(s, id, json!({"plan": "roomy"})).await }
+    });
+    let results = join_all(moves).await;
+    let moved: Vec<&String> =
+        ids.iter().zip(&results).filter(|(_, r)| r.status == StatusCode::ACCEPTED).map(|(id, _)| id).collect();
+    assert_eq!(
+        moved.len(),
+        2,
+        "exactly the room left: {:?}",
+        results.iter().map(|r| r.body.to_string()).collect::<Vec<_>>()
+    );
+    assert!(results.iter().filter(|r| r.status != StatusCode::ACCEPTED).all(|r| r.code() == "plan-unavailable"));
+    // While they move (still on basic), the plan is full for creates too.
+    assert_eq!(create(&s, "late", "roomy", "default").await.code(), "plan-unavailable");
+    for id in &moved {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while s.get(&format!("/v1/tenants/{id}")).await.body["plan"] != "roomy" {
+            assert!(std::time::Instant::now() < deadline, "{id} never moved");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        s.wait_status(id, "active").await;
+    }
+    let listed = s.get("/v1/tenants?plan=roomy&limit=100").await.body;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3, "{listed}");
+    assert_eq!(create(&s, "late", "roomy", "default").await.code(), "plan-unavailable");
+    // A finished move counts once, as a holder: moving one away makes room for one.
+    assert_eq!(change_plan(&s, moved[0], json!({"plan": "basic"})).await.status, StatusCode::ACCEPTED);
+    s.wait_status(moved[0], "active").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while s.get(&format!("/v1/tenants/{}", moved[0])).await.body["plan"] != "basic" {
+        assert!(std::time::Instant::now() < deadline, "never moved back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(create(&s, "late", "roomy", "default").await.status, StatusCode::ACCEPTED);
     s.stop().await;
 }
 

@@ -27,14 +27,15 @@ pub(super) fn plan_full(plan: &str, max: i64) -> Error {
     Error::Conflict {
         code: ErrorCode::PlanUnavailable,
         message: format!(
-            "plan {plan:?} is full: it holds its max_tenants ({max}) tenants already (offboarded ones do not count); \
-             raise max_tenants or choose another plan"
+            "plan {plan:?} is full: it holds its max_tenants ({max}) tenants already (tenants moving to it count, \
+             offboarded ones do not); raise max_tenants or choose another plan"
         ),
     }
 }
 
 /// Whether plan `id`, whose `max_tenants` is `max`, has room for one more tenant:
-/// the tenants on it are counted in the transaction that inserts the new one, under
+/// the tenants on it and moving to it ([`plan_load`]) are counted in the transaction
+/// that inserts the new one (or starts its move), under
 /// the plan's cap lock (a transaction-scoped advisory lock on PostgreSQL, so creates
 /// on one capped plan take turns across replicas and each counts the ones committed
 /// before it; SQLite has one writer). The caller holds the plan row `FOR SHARE`, so
@@ -46,10 +47,30 @@ pub(super) async fn check_room(
     max: i64,
 ) -> Result<()> {
     dialect.advisory_xact_lock_text(&mut *c, &format!("tenancy.plan-cap/{id}")).await.map_err(db_err)?;
-    if tenants_on_plan(c, id).await? >= max {
+    if plan_load(c, id).await? >= max {
         return Err(plan_full(id, max));
     }
     Ok(())
+}
+
+/// What counts toward plan `id`'s `max_tenants`: the tenants holding it (all but the
+/// offboarded) and those moving to it (updating, by the execution recorded in
+/// `plan_moves`).
+pub(super) async fn plan_load(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
+    let sql = "SELECT (SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2) + \
+               (SELECT COUNT(*) FROM plan_moves m JOIN tenants t ON t.id = m.tenant_id \
+                WHERE m.plan_id = $3 AND t.status = $4 AND t.lifecycle_execution_id = m.execution_id \
+                AND t.plan_id <> $5)";
+    Ok(sqlx::query(sql)
+        .bind(id)
+        .bind(TenantStatus::Offboarded.as_str())
+        .bind(id)
+        .bind(TenantStatus::Updating.as_str())
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db_err)?
+        .get(0))
 }
 
 pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan> {

@@ -250,7 +250,7 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
             Some(cap) => {
                 // A capped plan (or one that lost its cap since the statement above).
                 let full = match cap {
-                    Some(max) if super::plans::tenants_on_plan(conn, &t.plan).await? >= max => {
+                    Some(max) if super::plans::plan_load(conn, &t.plan).await? >= max => {
                         Some(super::plans::plan_full(&t.plan, max))
                     }
                     _ => None,

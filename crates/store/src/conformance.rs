@@ -42,7 +42,7 @@ macro_rules! store_conformance_suite {
                 functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
                 quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
-                tenant_create_keeps_to_max_tenants);
+                tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -283,6 +283,54 @@ pub async fn tenant_create_keeps_to_max_tenants(store: Arc<dyn Store>) {
     store.tenant_create(&tenant("late", "tiny", "eu"), &Effects::none()).await.unwrap();
     let full = store.tenant_create(&tenant("later", "tiny", "eu"), &Effects::none()).await.unwrap_err();
     assert_eq!(full.code(), ErrorCode::PlanUnavailable, "{full:?}");
+}
+
+/// A tenant moving to a capped plan counts toward it from the write that starts the
+/// move until the move ends (applied: as a holder; reverted: not at all), for other
+/// moves and for creates alike.
+pub async fn tenant_moves_count_toward_max_tenants(store: Arc<dyn Store>) {
+    let mut capped = plan("tiny", Isolation::Pool);
+    capped.max_tenants = Some(1);
+    store.plan_put(&capped, None, &Effects::none()).await.unwrap();
+    store.plan_put(&plan("open", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let start = |id: &str, execution: &str| {
+        let store = store.clone();
+        let (id, execution) = (id.to_owned(), execution.to_owned());
+        async move {
+            let mut t = store.tenant_get(&id).await.unwrap();
+            let version = t.version;
+            t.status = TenantStatus::Updating;
+            t.lifecycle_execution_id = Some(execution);
+            store.tenant_move_start(&t, version, "tiny", &Effects::none()).await
+        }
+    };
+    for id in ["a", "b"] {
+        let mut t = store.tenant_create(&tenant(id, "open", "eu"), &Effects::none()).await.unwrap();
+        t.status = TenantStatus::Active;
+        store.tenant_update(&t, 1, &Effects::none()).await.unwrap();
+    }
+    let a = start("a", "exe-a1").await.unwrap();
+    assert_eq!((a.plan.as_str(), a.status), ("open", TenantStatus::Updating), "the move starts; the plan is kept");
+    let err = start("b", "exe-b1").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PlanUnavailable, "{err:?}");
+    assert_eq!(store.tenant_get("b").await.unwrap().status, TenantStatus::Active, "a refused move writes nothing");
+    let err = store.tenant_create(&tenant("c", "tiny", "eu"), &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PlanUnavailable, "a mover counts for creates: {err:?}");
+    // Reverted (back to active on its old plan): it no longer counts.
+    let mut reverted = store.tenant_get("a").await.unwrap();
+    let version = reverted.version;
+    reverted.status = TenantStatus::Active;
+    store.tenant_update(&reverted, version, &Effects::none()).await.unwrap();
+    let b = start("b", "exe-b2").await.unwrap();
+    // Applied: it counts once, as a holder.
+    let mut applied = b.clone();
+    applied.plan = "tiny".into();
+    applied.status = TenantStatus::Active;
+    store.tenant_update(&applied, b.version, &Effects::none()).await.unwrap();
+    let err = start("a", "exe-a2").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PlanUnavailable, "{err:?}");
+    let err = store.tenant_move_start(&reverted, 0, "ghost", &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownPlan, "{err:?}");
 }
 
 pub async fn tenant_unknown_plan(store: Arc<dyn Store>) {

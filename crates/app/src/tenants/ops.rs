@@ -35,17 +35,6 @@ fn check_offered(plan: &Plan, region: &str) -> Result<()> {
     })
 }
 
-/// A plan that holds its `max_tenants` already (409 `plan-unavailable`).
-fn plan_full(plan: &str, max: u64) -> Error {
-    Error::Conflict {
-        code: ErrorCode::PlanUnavailable,
-        message: format!(
-            "plan {plan:?} is full: it holds its max_tenants ({max}) tenants already (offboarded ones do not count); \
-             raise max_tenants or choose another plan"
-        ),
-    }
-}
-
 /// A lifecycle operation that finishes in the background.
 struct Operation<'a> {
     transition: Transition,
@@ -159,6 +148,18 @@ impl App {
         if_match: Option<i64>,
         change: impl Fn(&mut Tenant) -> Result<Effects>,
     ) -> Result<Tenant> {
+        self.tenant_modify_joining(id, if_match, None, change).await
+    }
+
+    /// [`App::tenant_modify`]; with `joining`, the change starts the tenant's move to
+    /// that plan, written only if the plan has room (`Store::tenant_move_start`).
+    async fn tenant_modify_joining(
+        &self,
+        id: &str,
+        if_match: Option<i64>,
+        joining: Option<&str>,
+        change: impl Fn(&mut Tenant) -> Result<Effects>,
+    ) -> Result<Tenant> {
         let change = &change;
         retry_stale(if_match, || async move {
             let mut tenant = self.store.tenant_get(id).await?;
@@ -171,7 +172,10 @@ impl App {
             tenant.ensure_mutable()?;
             let fx = change(&mut tenant)?;
             tenant.updated_at = Timestamp::now();
-            self.store.tenant_update(&tenant, version, &fx).await
+            match joining {
+                Some(plan) => self.store.tenant_move_start(&tenant, version, plan, &fx).await,
+                None => self.store.tenant_update(&tenant, version, &fx).await,
+            }
         })
         .await
     }
@@ -274,7 +278,7 @@ impl App {
         let plan = op.target_plan.unwrap_or(&current.plan);
         let job = self.lifecycle_execution(ctx, op.machine, Some(plan), id, input).await?;
         let tenant = self
-            .tenant_modify(id, if_match, |tenant| {
+            .tenant_modify_joining(id, if_match, op.target_plan, |tenant| {
                 // Checked on the tenant as read for this attempt, so a racing change
                 // that already moved it to the plan makes this one a conflict.
                 if op.target_plan == Some(tenant.plan.as_str()) {
@@ -322,14 +326,9 @@ impl App {
         let mut payload = json!({"plan": plan});
         // Moving to the plan it is on is refused below, as before, without asking.
         if current.plan != plan {
+            // Room on the plan (`max_tenants`) is counted by the store in the write that
+            // starts the move, with the other tenants moving to it.
             check_offered(&next, &current.region)?;
-            if let Some(max) = next.max_tenants {
-                // At request time: the move counts once it is applied (docs/entitlements.md).
-                let holders = self.store.plan_tenant_count(plan).await?;
-                if holders >= max {
-                    return Err(plan_full(plan, max));
-                }
-            }
             let violations = self.plan_change_violations(&current, &next).await?;
             if !violations.is_empty() {
                 if !force {
