@@ -109,6 +109,13 @@ async fn a_plan_is_available_only_in_its_regions(backend: Backend) {
     let res = change_plan(&s, "globex", json!({"plan": "eu"})).await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "plan-unavailable"), "{}", res.body);
     unmoved(&s, "globex", "basic").await;
+    // A tenant moves only to a region its plan is offered in.
+    s.wait_status("acme", "active").await;
+    let res = s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"region": "us-east"}))).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "plan-unavailable"), "{}", res.body);
+    assert_eq!(s.get("/v1/tenants/acme").await.body["region"], "eu-west");
+    let res = s.call(Method::PATCH, "/v1/tenants/acme", Some(json!({"region": "eu-central", "name": "Acme"}))).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     s.stop().await;
 }
 
@@ -401,6 +408,27 @@ async fn a_validate_hook_that_cannot_be_asked_fails_closed(backend: Backend) {
     assert_eq!((res.status, res.code()), (StatusCode::SERVICE_UNAVAILABLE, "hook-unavailable"), "{}", res.body);
     assert!(res.body["detail"].as_str().unwrap().contains("HTTP 500"), "{}", res.body);
     never_created(&s, "acme").await;
+    // Nor is an answer that comes after timeout_s.
+    let slow = axum::Router::new().route(
+        "/validate",
+        axum::routing::post(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            axum::Json(json!({"allow": true}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}/validate", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let hook = json!({"url": slow_url, "events": ["validate"], "timeout_s": 1});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/gate", Some(hook)).await.status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let res = create(&s, "acme", "basic", "default").await;
+    assert_eq!((res.status, res.code()), (StatusCode::SERVICE_UNAVAILABLE, "hook-unavailable"), "{}", res.body);
+    assert!(res.body["detail"].as_str().unwrap().contains("timed out"), "{}", res.body);
+    assert!(started.elapsed() < std::time::Duration::from_millis(2900), "the caller waits timeout_s, not the hook");
+    never_created(&s, "acme").await;
+    let hook = json!({"url": url, "events": ["validate"], "timeout_s": 2});
+    assert_eq!(s.call(Method::PUT, "/v1/hooks/gate", Some(hook)).await.status, StatusCode::OK);
     // Once it answers, creates go through; without validate hooks nothing is asked.
     *answer.lock().unwrap() = (200, json!({"allow": true}));
     assert_eq!(create(&s, "acme", "basic", "default").await.status, StatusCode::ACCEPTED);

@@ -188,6 +188,15 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<Tenant> {
         ctx.authorize_tenant(P::TenantWrite, id)?;
+        // A tenant moves only to a region its plan is offered in (as it is created in
+        // one; checked at request time); a plan withdrawn from its current region does
+        // not stop other changes.
+        if let Some(region) = patch.region.as_deref() {
+            let current = self.store.tenant_get(id).await?;
+            if region != current.region {
+                check_offered(&self.store.plan_get(&current.plan).await?, region)?;
+            }
+        }
         self.tenant_modify(id, if_match, |t| {
             let changed = t.patch(patch.clone())?;
             let mut fx = Effects::none().with_audit(ctx.audit(
