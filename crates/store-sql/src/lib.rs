@@ -358,9 +358,6 @@ impl Store for SqlStore {
         plans::get(self, id).await
     }
 
-    async fn plan_tenant_count(&self, id: &str) -> Result<u64> {
-        plans::tenant_count(self, id).await
-    }
     async fn plan_list(&self, page: &PageRequest) -> Result<Page<Plan>> {
         plans::list(self, page).await
     }

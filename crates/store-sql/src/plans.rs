@@ -196,17 +196,6 @@ pub(super) async fn get(store: &SqlStore, id: &str) -> Result<Plan> {
     Ok(plan)
 }
 
-pub(super) async fn tenant_count(store: &SqlStore, id: &str) -> Result<u64> {
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
-        .bind(id)
-        .bind(TenantStatus::Offboarded.as_str())
-        .fetch_one(&store.reader)
-        .await
-        .map_err(db_err)?
-        .get(0);
-    Ok(n.max(0) as u64)
-}
-
 pub(super) async fn list(store: &SqlStore, page: &PageRequest) -> Result<Page<Plan>> {
     let mut w = Where::new("SELECT * FROM plans");
     w.gt("id", page.after.as_deref());

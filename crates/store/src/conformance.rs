@@ -271,7 +271,6 @@ pub async fn tenant_create_keeps_to_max_tenants(store: Arc<dyn Store>) {
         assert!(all_events(&*store, &format!("t{i}")).await.is_empty(), "a refused create wrote an event");
     }
     assert!(results.iter().enumerate().filter(|(i, _)| i % 2 == 1).all(|(_, r)| r.is_ok()), "no cap, no refusal");
-    assert_eq!(store.plan_tenant_count("tiny").await.unwrap(), 3);
     let filter = TenantFilter { plan: Some("tiny".into()), ..Default::default() };
     assert_eq!(store.tenant_list(&filter, &page(100)).await.unwrap().items.len(), 3);
     // An offboarded tenant does not hold the plan: room for one more.

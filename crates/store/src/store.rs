@@ -188,8 +188,6 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     async fn plan_put(&self, plan: &Plan, if_version: Option<i64>, fx: &Effects) -> Result<Plan>;
     async fn plan_get(&self, id: &str) -> Result<Plan>;
     async fn plan_list(&self, page: &PageRequest) -> Result<Page<Plan>>;
-    /// How many tenants hold the plan (all but the offboarded), as read now.
-    async fn plan_tenant_count(&self, id: &str) -> Result<u64>;
     /// Deletes the plan; a conflict while any tenant that is not offboarded uses it.
     async fn plan_delete(&self, id: &str, fx: &Effects) -> Result<()>;
 
