@@ -115,6 +115,9 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
             workflows: Default::default(),
             config: Default::default(),
             rate_limit: None,
+            regions: vec![],
+            max_tenants: None,
+            self_service: false,
         };
         client.plan_put(id, &spec).await.with_context(|| format!("PUT /v1/plans/{id}"))?;
     }

@@ -29,7 +29,8 @@ pub async fn secret_read(args: LoadArgs) -> anyhow::Result<()> {
         let body = SecretPut { value: Some(format!("bench-password-{i:07}-{}", "x".repeat(24))), generate: None };
         client.secret_put(Some(&format!("t{i:07}")), "db-password", &body).await.context("secret put")?;
     }
-    let new_key = NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
+    let new_key =
+        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let baseline = hello_load(args.seconds, args.clients).await?;
     let r = {

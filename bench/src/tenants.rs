@@ -127,6 +127,9 @@ pub(crate) async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Res
             workflows: Default::default(),
             config: Default::default(),
             rate_limit: None,
+            regions: vec![],
+            max_tenants: None,
+            self_service: false,
         };
         client.plan_put(id, &spec).await.context("put plan")?;
     }

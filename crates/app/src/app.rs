@@ -37,6 +37,8 @@ pub struct App {
     /// The kinds of missing resources the reconciler repairs on its own (see
     /// [`App::set_reconcile_repair`]).
     pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::ops::DriftKind>,
+    /// Asks the `validate` hooks, under the outbound policy, with the hooks' secrets.
+    pub(crate) validator: crate::hooks::tasks::CallHooks,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -78,7 +80,9 @@ impl App {
         let plane = services.plane();
         let handlers = crate::handlers::handlers(&services, plane.as_ref());
         let engine = Engine::new(store.clone(), handlers, Arc::new(crate::tenants::lifecycle::LifecycleGuard));
+        let validator = crate::hooks::tasks::CallHooks::new(services.outbound.clone(), services.secrets.clone());
         App {
+            validator,
             auth: Authenticator::new(store.clone(), None),
             engine,
             store,

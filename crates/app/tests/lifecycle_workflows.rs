@@ -233,7 +233,7 @@ async fn every_lifecycle_step_run_twice_gives_the_same_result() {
     h.wait_execution(&execution, "SUCCEEDED").await;
     assert_eq!(h.resources("acme").await, ["database", "defaults", "namespace"]);
 
-    let op = h.app.tenant_change_plan(&ctx, "acme", "pro", None).await.unwrap();
+    let op = h.app.tenant_change_plan(&ctx, "acme", "pro", false, None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
     let t = h.app.store().tenant_get("acme").await.unwrap();
     assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "pro"));
@@ -259,7 +259,7 @@ async fn a_failed_plan_change_is_reverted() {
     let registry = h.app.engine().handlers();
     let inner = registry.get("tenancy:tenant.apply_plan").unwrap();
     registry.register("tenancy:tenant.apply_plan", FailAt { kind: None, inner });
-    let op = h.app.tenant_change_plan(&ctx, "acme", "pro", None).await.unwrap();
+    let op = h.app.tenant_change_plan(&ctx, "acme", "pro", false, None).await.unwrap();
     let execution = op.execution_id.unwrap();
     h.wait_execution(&execution, "FAILED").await;
     let t = h.app.store().tenant_get("acme").await.unwrap();
@@ -276,7 +276,7 @@ async fn plan_change_steps_that_run() -> Vec<TaskState> {
     let h = Harness::start().await;
     h.create("clean").await;
     h.wait_tenant("clean", "active").await;
-    let op = h.app.tenant_change_plan(&OpContext::system(), "clean", "vault", None).await.unwrap();
+    let op = h.app.tenant_change_plan(&OpContext::system(), "clean", "vault", false, None).await.unwrap();
     let steps = forward_states_that_ran(&h, CHANGE_PLAN_MACHINE, &op.execution_id.unwrap()).await;
     h.stop().await;
     steps
@@ -297,7 +297,7 @@ async fn a_failure_at_each_plan_change_step_is_reverted() {
         h.create(&tenant).await;
         h.wait_tenant(&tenant, "active").await;
         let fired = steps::fail_state(h.app.engine().handlers(), &state, "Test.Injected");
-        let op = h.app.tenant_change_plan(&OpContext::system(), &tenant, "vault", None).await.unwrap();
+        let op = h.app.tenant_change_plan(&OpContext::system(), &tenant, "vault", false, None).await.unwrap();
         let execution = op.execution_id.unwrap();
         h.wait_execution(&execution, "FAILED").await;
         assert!(fired.load(Ordering::SeqCst), "{step}: the failure was not injected");
@@ -490,7 +490,7 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     h.create("acme").await;
     h.wait_tenant("acme", "active").await;
     for (plan, exists) in [("vault", true), ("basic", false), ("vault", true)] {
-        let op = h.app.tenant_change_plan(&ctx, "acme", plan, None).await.unwrap();
+        let op = h.app.tenant_change_plan(&ctx, "acme", plan, false, None).await.unwrap();
         h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
         assert_eq!(file.exists(), exists, "on {plan}");
         let want = if exists { "silo" } else { "pool" };
@@ -508,7 +508,7 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
             "tenancy:tenant.apply_plan" => registry.register(step, FailAt { kind: None, inner: inner.clone() }),
             _ => registry.register(step, FailAfter { inner: inner.clone() }),
         }
-        let op = h.app.tenant_change_plan(&ctx, "acme", "basic", None).await.unwrap();
+        let op = h.app.tenant_change_plan(&ctx, "acme", "basic", false, None).await.unwrap();
         h.wait_execution(&op.execution_id.unwrap(), "FAILED").await;
         let t = h.app.store().tenant_get("acme").await.unwrap();
         assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "vault"), "{step}");
@@ -518,11 +518,11 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     }
 
     // Pool -> silo failing after the new database exists: the undo deletes it.
-    let op = h.app.tenant_change_plan(&ctx, "acme", "basic", None).await.unwrap();
+    let op = h.app.tenant_change_plan(&ctx, "acme", "basic", false, None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
     let export = originals.iter().find(|(r, _)| r == "tenancy:database.export").unwrap().1.clone();
     registry.register("tenancy:database.export", FailAfter { inner: export });
-    let op = h.app.tenant_change_plan(&ctx, "acme", "vault", None).await.unwrap();
+    let op = h.app.tenant_change_plan(&ctx, "acme", "vault", false, None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "FAILED").await;
     assert!(!file.exists(), "the new silo database was removed");
     assert_eq!(h.app.store().tenant_get("acme").await.unwrap().plan, "basic");

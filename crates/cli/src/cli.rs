@@ -147,7 +147,14 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             (workflows::state_machines(&client, cmd).await?, workflows::STATE_MACHINE_COLUMNS)
         }
         Command::Executions(cmd) => workflows::executions(&client, cmd).await?,
-        Command::Plans(cmd) => (plans::plans(&client, cmd).await?, &["id", "name", "isolation", "features", "version"]),
+        Command::Plans(cmd) => {
+            let columns = match &cmd {
+                PlanCmd::Get { .. } => plans::PLAN_COLUMNS,
+                PlanCmd::List => plans::PLAN_LIST_COLUMNS,
+                _ => &["id", "name", "isolation", "regions", "max_tenants", "self_service", "features", "version"],
+            };
+            (plans::plans(&client, cmd, output == Output::Json).await?, columns)
+        }
         Command::Keys(cmd) => {
             (keys::keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "rate_limit", "key"])
         }

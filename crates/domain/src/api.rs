@@ -30,6 +30,10 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code, e.g. `not-found`, `invalid-body`.
     pub code: String,
+    /// `entitlement-violation` only: each hard quota the tenant's usage is over on the
+    /// plan it would move to (an RFC 9457 extension member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<crate::entitlements::QuotaViolation>>,
 }
 
 // Tenants.
@@ -47,6 +51,11 @@ pub struct TenantOperation {
 #[serde(deny_unknown_fields)]
 pub struct PlanChange {
     pub plan: String,
+    /// Move even when the tenant's usage is over a hard quota of the new plan (else
+    /// 409 `entitlement-violation`); the audit record notes it. The plan's
+    /// availability (regions, `max_tenants`) and the `validate` hooks still apply.
+    #[serde(default)]
+    pub force: bool,
 }
 
 // API keys.

@@ -88,6 +88,31 @@ impl Overrides {
     }
 }
 
+/// A hard quota whose usage is over the limit a plan change would give it (see
+/// `entitlement-violation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaViolation {
+    pub quota: String,
+    /// Usage now (in the current period for a period quota).
+    pub used: u64,
+    /// The limit on the new plan, the tenant's unexpired overrides included.
+    pub limit: u64,
+}
+
+/// The hard quotas of `next` (a tenant's effective entitlements on the plan it would
+/// move to) that `usage` (by quota, in current periods) is over, by name. Soft quotas
+/// never block; a quota `next` does not have is not limited there.
+pub fn violations(next: &Entitlements, usage: &BTreeMap<String, u64>) -> Vec<QuotaViolation> {
+    next.quotas
+        .iter()
+        .filter(|(_, q)| !q.soft)
+        .filter_map(|(name, q)| {
+            let used = usage.get(name).copied().unwrap_or(0);
+            (used > q.limit).then(|| QuotaViolation { quota: name.clone(), used, limit: q.limit })
+        })
+        .collect()
+}
+
 /// One quota in the effective view. The quota ledger adds `used`, `remaining` and
 /// `resets_at` as optional members; this type holds the limits only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -89,6 +89,8 @@ error_codes! {
     InvalidTransition = ("invalid-transition", 409, "The tenant's status does not allow this lifecycle transition."),
     TenantNotActive = ("tenant-not-active", 409, "A quota consumed or released for a tenant that is not active (or updating)."),
     PlanInUse = ("plan-in-use", 409, "Deleting a plan, or changing its isolation, while tenants hold it."),
+    PlanUnavailable = ("plan-unavailable", 409, "A tenant created on, or moved to, a plan not offered in its region (the detail names the region and the plan's regions) or holding its `max_tenants` already (docs/entitlements.md)."),
+    EntitlementViolation = ("entitlement-violation", 409, "A plan change the tenant's current usage does not fit: `violations` lists each hard quota over the new limit as `{quota, used, limit}`; nothing changed (send `force: true` to move anyway)."),
     Conflict = ("conflict", 409, "The request conflicts with the current state in a way no more specific code names."),
     IdempotencyKeyInUse = ("idempotency-key-in-use", 409, "A request with this `Idempotency-Key` is still in progress."),
     QueueInUse = ("queue-in-use", 409, "Deleting a queue that is another queue's dead-letter queue."),
@@ -107,11 +109,13 @@ error_codes! {
     PayloadTooLarge = ("payload-too-large", 413, "A body over 1 MiB, whichever layer notices; a secret value over 64 KiB."),
     UnsupportedMediaType = ("unsupported-media-type", 415, "A request body that is not `application/json`."),
     IdempotencyKeyReused = ("idempotency-key-reused", 422, "A repeated `Idempotency-Key` carried a different request."),
+    ValidationRefused = ("validation-refused", 422, "A `validate` hook refused the tenant create or plan change; the detail carries its reason, and nothing changed (docs/entitlements.md)."),
     TooManyRequests = ("too-many-requests", 429, "Running executions over a cap (docs/workflows.md)."),
     QuotaExceeded = ("quota-exceeded", 429, "A consume over a hard quota's limit; the detail names the quota, and nothing was consumed (docs/entitlements.md)."),
     RateLimited = ("rate-limited", 429, "The API key's or its tenant's request rate is over its limit; `Retry-After` says when to retry (docs/rate-limits.md)."),
     Internal = ("internal", 500, "An internal error; details only in the log, under the request id."),
     Unavailable = ("unavailable", 503, "A dependency (the store) is unreachable or overloaded; retrying may succeed."),
+    HookUnavailable = ("hook-unavailable", 503, "A `validate` hook could not be asked (unreachable, timed out, refused by the outbound policy, or an answer other than a 2xx with a JSON object): the tenant create or plan change fails closed and nothing changed; the detail names the hook."),
 }
 
 impl ErrorCode {
@@ -164,6 +168,14 @@ pub enum Error {
     Unprocessable(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// A plan change the tenant's usage does not fit (`entitlement-violation`): each
+    /// hard quota over its new limit.
+    #[error("{message}")]
+    EntitlementViolation { message: String, violations: Vec<crate::entitlements::QuotaViolation> },
+    /// A product service's answer to a change it was asked to validate: a refusal
+    /// (`validation-refused`, its reason in `message`) or none (`hook-unavailable`).
+    #[error("{message}")]
+    Hook { code: ErrorCode, message: String },
     /// A dependency (the store) is unreachable or overloaded; retrying may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -202,6 +214,8 @@ impl Error {
             Error::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             Error::Unprocessable(_) => ErrorCode::IdempotencyKeyReused,
             Error::TooManyRequests(_) => ErrorCode::TooManyRequests,
+            Error::EntitlementViolation { .. } => ErrorCode::EntitlementViolation,
+            Error::Hook { code, .. } => *code,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }

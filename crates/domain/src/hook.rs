@@ -14,6 +14,9 @@ pub enum HookEvent {
     PlanChange,
     Suspend,
     Resume,
+    /// Asked before a tenant create or plan change commits, within the request; it may
+    /// refuse the change (`sync` URL hooks only; docs/entitlements.md).
+    Validate,
 }
 
 impl HookEvent {
@@ -24,6 +27,7 @@ impl HookEvent {
             HookEvent::PlanChange => "plan_change",
             HookEvent::Suspend => "suspend",
             HookEvent::Resume => "resume",
+            HookEvent::Validate => "validate",
         }
     }
 }
@@ -44,6 +48,8 @@ pub const DEFAULT_TIMEOUT_S: u64 = 10;
 pub const MAX_TIMEOUT_S: u64 = 300;
 /// A callback hook's longest wait for its callback (24 hours).
 pub const MAX_CALLBACK_TIMEOUT_S: u64 = 86_400;
+/// A `validate` hook's longest request: it holds up the caller's request.
+pub const MAX_VALIDATE_TIMEOUT_S: u64 = 30;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const MAX_MAX_ATTEMPTS: u32 = 10;
 
@@ -59,7 +65,9 @@ pub struct HookSpec {
     /// idempotency_key, task_token}`; its worker answers through the task token.
     #[serde(default)]
     pub queue: Option<String>,
-    /// At least one of `provision`, `offboard`, `plan_change`, `suspend`, `resume`.
+    /// At least one of `provision`, `offboard`, `plan_change`, `suspend`, `resume`,
+    /// `validate` (a `sync` URL hook only, `timeout_s` at most 30; called once per
+    /// request, without retries).
     pub events: Vec<HookEvent>,
     /// `sync` (default for URL hooks) or `callback` (the only mode of a queue hook).
     #[serde(default)]
@@ -129,11 +137,23 @@ impl HookSpec {
         };
         if self.events.is_empty() {
             return Err(invalid(
-                "events must name at least one of provision, offboard, plan_change, suspend, resume".into(),
+                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate".into(),
+            ));
+        }
+        let validates = self.events.contains(&HookEvent::Validate);
+        if validates && mode != HookMode::Sync {
+            return Err(invalid(
+                "a validate hook answers within the request it validates: it is a sync URL hook (no callback, no \
+                 queue)"
+                    .into(),
             ));
         }
         let timeout_s = self.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
-        let max = if mode == HookMode::Callback { MAX_CALLBACK_TIMEOUT_S } else { MAX_TIMEOUT_S };
+        let max = match mode {
+            HookMode::Callback => MAX_CALLBACK_TIMEOUT_S,
+            HookMode::Sync if validates => MAX_VALIDATE_TIMEOUT_S,
+            HookMode::Sync => MAX_TIMEOUT_S,
+        };
         if timeout_s == 0 || timeout_s > max {
             return Err(invalid(format!("timeout_s must be between 1 and {max} for a {mode:?} hook, got {timeout_s}")));
         }
@@ -185,5 +205,15 @@ mod tests {
         assert_eq!((q.mode, q.url, q.queue.as_deref(), q.timeout_s), (HookMode::Callback, None, Some("q"), 3600));
         let u = hook(serde_json::json!({"url": "http://x/h", "events": ["provision"]})).unwrap();
         assert_eq!((u.mode, u.queue), (HookMode::Sync, None));
+    }
+
+    #[test]
+    fn validate_hooks_are_sync_url_hooks_with_a_short_timeout() {
+        let refused = |v| matches!(hook(v), Err(Error::InvalidRequest { code: ErrorCode::InvalidHook, .. }));
+        assert!(refused(serde_json::json!({"url": "http://x/h", "events": ["validate"], "mode": "callback"})));
+        assert!(refused(serde_json::json!({"queue": "q", "events": ["validate"]})));
+        assert!(refused(serde_json::json!({"url": "http://x/h", "events": ["validate"], "timeout_s": 31})));
+        let v = hook(serde_json::json!({"url": "http://x/h", "events": ["validate", "provision"]})).unwrap();
+        assert_eq!((v.mode, v.events), (HookMode::Sync, vec![HookEvent::Provision, HookEvent::Validate]));
     }
 }

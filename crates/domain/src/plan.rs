@@ -164,6 +164,17 @@ pub struct PlanSpec {
     /// share), instead of the server's `--rate-limit-tenant-*` (docs/rate-limits.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// The regions the plan is offered in (a tenant is created on it, or moves to it,
+    /// only in one of them); empty or absent: every region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// The most tenants that may hold the plan at once (every tenant on it but the
+    /// offboarded); absent: no cap.
+    #[serde(default)]
+    pub max_tenants: Option<u64>,
+    /// Whether self-service signup may put new tenants on the plan (default false).
+    #[serde(default)]
+    pub self_service: bool,
 }
 
 /// The body of `PATCH /v1/plans/{id}`: a JSON merge patch (RFC 7386). Absent members
@@ -200,6 +211,17 @@ pub struct PlanPatch {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<RateLimit>, nullable)]
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Replaces the regions; `null` or `[]`: offered everywhere.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub regions: Option<Option<Vec<String>>>,
+    /// Sets the cap of tenants; `null` removes it.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub max_tenants: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<bool>)]
+    pub self_service: Option<Option<bool>>,
 }
 
 /// A member that is present (`Some`), `null` included (`Some(None)`); absent is `None`
@@ -230,11 +252,25 @@ pub struct Plan {
     /// (`--rate-limit-tenant-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// The regions the plan is offered in, sorted; empty: every region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// The most tenants (all but the offboarded) that may hold the plan; `null`: no cap.
+    #[serde(default)]
+    pub max_tenants: Option<u64>,
+    /// Whether self-service signup may put new tenants on the plan.
+    #[serde(default)]
+    pub self_service: bool,
     /// Optimistic-concurrency version; the `ETag` of the resource.
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// Most regions a plan names.
+pub const MAX_REGIONS: usize = 100;
+/// Highest `max_tenants` (it is stored as a signed 64-bit number).
+pub const MAX_TENANTS_CAP: u64 = i64::MAX as u64;
 
 pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -284,6 +320,18 @@ impl PlanSpec {
         if let Some(limit) = &self.rate_limit {
             limit.validate("rate_limit")?;
         }
+        let mut regions = self.regions;
+        if regions.len() > MAX_REGIONS {
+            return Err(Error::invalid(format!("a plan names at most {MAX_REGIONS} regions")));
+        }
+        for r in &regions {
+            crate::ids::validate_slug("region", r)?;
+        }
+        regions.sort();
+        regions.dedup();
+        if self.max_tenants.is_some_and(|m| m > MAX_TENANTS_CAP) {
+            return Err(Error::invalid(format!("max_tenants must be at most {MAX_TENANTS_CAP}")));
+        }
         Ok(Plan {
             id: id.to_owned(),
             name: self.name,
@@ -293,6 +341,9 @@ impl PlanSpec {
             workflows: self.workflows,
             config: self.config,
             rate_limit: self.rate_limit,
+            regions,
+            max_tenants: self.max_tenants,
+            self_service: self.self_service,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -311,7 +362,16 @@ impl Plan {
             workflows: self.workflows.clone(),
             config: self.config.clone(),
             rate_limit: self.rate_limit,
+            regions: self.regions.clone(),
+            max_tenants: self.max_tenants,
+            self_service: self.self_service,
         }
+    }
+
+    /// Whether the plan is offered in `region` (a plan without regions is offered in
+    /// every one).
+    pub fn offered_in(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|r| r == region)
     }
 
     /// The spec of this plan with `patch` applied (validated by `into_plan`), and the
@@ -379,6 +439,19 @@ impl Plan {
         if let Some(limit) = patch.rate_limit {
             spec.rate_limit = limit;
             given.push("rate_limit");
+        }
+        if let Some(regions) = patch.regions {
+            spec.regions = regions.unwrap_or_default();
+            given.push("regions");
+        }
+        if let Some(max) = patch.max_tenants {
+            spec.max_tenants = max;
+            given.push("max_tenants");
+        }
+        if let Some(self_service) = patch.self_service {
+            spec.self_service =
+                self_service.ok_or_else(|| Error::invalid("self_service is true or false, not null"))?;
+            given.push("self_service");
         }
         Ok((spec, given))
     }
@@ -484,6 +557,34 @@ mod tests {
         assert_eq!(next.rate_limit, Some(RateLimit::new(1, 2)));
         let (next, given) = plan.patched(patch(serde_json::json!({"rate_limit": null}))).unwrap();
         assert_eq!((next.rate_limit, given), (None, vec!["rate_limit"]));
+    }
+
+    #[test]
+    fn availability_validates_and_patches() {
+        let spec = |v: serde_json::Value| -> PlanSpec { serde_json::from_value(v).unwrap() };
+        let plan =
+            spec(serde_json::json!({"name": "x", "isolation": "pool", "regions": ["us-east", "eu-west", "us-east"],
+                                           "max_tenants": 3, "self_service": true}))
+            .into_plan("x", Timestamp(0))
+            .unwrap();
+        assert_eq!(
+            (plan.regions.as_slice(), plan.max_tenants, plan.self_service),
+            (&["eu-west".to_owned(), "us-east".to_owned()][..], Some(3), true)
+        );
+        assert!(plan.offered_in("eu-west") && !plan.offered_in("ap-south"));
+        let everywhere =
+            spec(serde_json::json!({"name": "x", "isolation": "pool"})).into_plan("x", Timestamp(0)).unwrap();
+        assert!(everywhere.offered_in("anywhere") && everywhere.max_tenants.is_none() && !everywhere.self_service);
+        assert!(spec(serde_json::json!({"name": "x", "isolation": "pool", "regions": ["Bad Region"]}))
+            .into_plan("x", Timestamp(0))
+            .is_err());
+        let patch = |v| serde_json::from_value::<PlanPatch>(v).unwrap();
+        let (next, given) = plan.patched(patch(serde_json::json!({"regions": null, "max_tenants": null}))).unwrap();
+        assert_eq!(given, ["regions", "max_tenants"]);
+        assert!(next.regions.is_empty() && next.max_tenants.is_none() && next.self_service);
+        let (next, _) = plan.patched(patch(serde_json::json!({"name": "y"}))).unwrap();
+        assert_eq!((next.regions.len(), next.max_tenants), (2, Some(3)), "absent: kept");
+        assert!(plan.patched(patch(serde_json::json!({"self_service": null}))).is_err());
     }
 
     #[test]

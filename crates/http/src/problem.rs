@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub detail: String,
+    /// The `violations` extension member of `entitlement-violation`.
+    pub violations: Option<Vec<tenancy_domain::entitlements::QuotaViolation>>,
 }
 
 impl ApiError {
@@ -22,7 +24,7 @@ impl ApiError {
 
     /// A problem whose status another layer decided (axum's body rejections).
     pub fn with_status(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into() }
+        ApiError { status, code, detail: detail.into(), violations: None }
     }
 
     /// 413, whichever layer noticed: one code, `payload-too-large`.
@@ -58,7 +60,11 @@ impl From<Error> for ApiError {
             }
             _ => e.to_string(),
         };
-        ApiError { status, code: e.code(), detail }
+        let violations = match &e {
+            Error::EntitlementViolation { violations, .. } => Some(violations.clone()),
+            _ => None,
+        };
+        ApiError { status, code: e.code(), detail, violations }
     }
 }
 
@@ -73,6 +79,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             code: self.code.as_str().to_owned(),
+            violations: self.violations,
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
         let mut res = (self.status, body).into_response();

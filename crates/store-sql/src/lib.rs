@@ -388,6 +388,10 @@ impl Store for SqlStore {
         tenants::update(self, t, expected_version, fx).await
     }
 
+    async fn tenant_move_start(&self, t: &Tenant, expected_version: i64, plan: &str, fx: &Effects) -> Result<Tenant> {
+        tenants::move_start(self, t, expected_version, plan, fx).await
+    }
+
     async fn tenant_purge(&self, id: &str, expected_version: i64, fx: &Effects) -> Result<()> {
         tenants::purge(self, id, expected_version, fx).await
     }

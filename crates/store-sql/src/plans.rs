@@ -12,10 +12,61 @@ use super::{db_err, is_unique_violation, json_text, rows, SqlStore, Where};
 use tenancy_store::Effects;
 
 /// Tenants that hold plan `id` (all but the offboarded tombstones).
-async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
+pub(super) async fn tenants_on_plan(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2")
         .bind(id)
         .bind(TenantStatus::Offboarded.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db_err)?
+        .get(0))
+}
+
+/// The error of a tenant created on a plan that holds its `max_tenants` already.
+pub(super) fn plan_full(plan: &str, max: i64) -> Error {
+    Error::Conflict {
+        code: ErrorCode::PlanUnavailable,
+        message: format!(
+            "plan {plan:?} is full: it holds its max_tenants ({max}) tenants already (tenants moving to it count, \
+             offboarded ones do not); raise max_tenants or choose another plan"
+        ),
+    }
+}
+
+/// Whether plan `id`, whose `max_tenants` is `max`, has room for one more tenant:
+/// the tenants on it and moving to it ([`plan_load`]) are counted in the transaction
+/// that inserts the new one (or starts its move), under
+/// the plan's cap lock (a transaction-scoped advisory lock on PostgreSQL, so creates
+/// on one capped plan take turns across replicas and each counts the ones committed
+/// before it; SQLite has one writer). The caller holds the plan row `FOR SHARE`, so
+/// the cap cannot change meanwhile.
+pub(super) async fn check_room(
+    c: &mut sqlx::AnyConnection,
+    dialect: super::dialect::Dialect,
+    id: &str,
+    max: i64,
+) -> Result<()> {
+    dialect.advisory_xact_lock_text(&mut *c, &format!("tenancy.plan-cap/{id}")).await.map_err(db_err)?;
+    if plan_load(c, id).await? >= max {
+        return Err(plan_full(id, max));
+    }
+    Ok(())
+}
+
+/// What counts toward plan `id`'s `max_tenants`: the tenants holding it (all but the
+/// offboarded) and those moving to it (updating, by the execution recorded in
+/// `plan_moves`).
+pub(super) async fn plan_load(c: &mut sqlx::AnyConnection, id: &str) -> Result<i64> {
+    let sql = "SELECT (SELECT COUNT(*) FROM tenants WHERE plan_id = $1 AND status <> $2) + \
+               (SELECT COUNT(*) FROM plan_moves m JOIN tenants t ON t.id = m.tenant_id \
+                WHERE m.plan_id = $3 AND t.status = $4 AND t.lifecycle_execution_id = m.execution_id \
+                AND t.plan_id <> $5)";
+    Ok(sqlx::query(sql)
+        .bind(id)
+        .bind(TenantStatus::Offboarded.as_str())
+        .bind(id)
+        .bind(TenantStatus::Updating.as_str())
+        .bind(id)
         .fetch_one(&mut *c)
         .await
         .map_err(db_err)?
@@ -87,10 +138,12 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                 stored.version = found + 1;
                 let sql = if found == 0 {
                     "INSERT INTO plans (id, name, isolation, features, quotas, version, created_at, updated_at, \
-                     workflows, config, rate_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                     workflows, config, regions, max_tenants, self_service, rate_limit) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                 } else {
                     "UPDATE plans SET name = $2, isolation = $3, features = $4, quotas = $5, version = $6, \
-                     created_at = $7, updated_at = $8, workflows = $9, config = $10, rate_limit = $11 WHERE id = $1"
+                     created_at = $7, updated_at = $8, workflows = $9, config = $10, regions = $11, \
+                     max_tenants = $12, self_service = $13, rate_limit = $14 WHERE id = $1"
                 };
                 let res = sqlx::query(sql)
                     .bind(&stored.id)
@@ -103,6 +156,9 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
                     .bind(stored.updated_at.millis())
                     .bind((!stored.workflows.is_empty()).then(|| json_text(&stored.workflows)))
                     .bind(json_text(&stored.config))
+                    .bind(json_text(&stored.regions))
+                    .bind(stored.max_tenants.map(|m| i64::try_from(m).unwrap_or(i64::MAX)))
+                    .bind(i64::from(stored.self_service))
                     .bind(stored.rate_limit.as_ref().map(json_text))
                     .execute(&mut *c)
                     .await;

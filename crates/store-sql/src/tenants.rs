@@ -59,7 +59,7 @@ pub(super) async fn create(store: &SqlStore, t: &Tenant, fx: &Effects) -> Result
         Ok(t.clone())
     } else {
         let t = t.clone();
-        let lock = store.dialect.for_share();
+        let (lock, dialect) = (store.dialect.for_share(), store.dialect);
         store
             .writer
             .write_atomic_then(
@@ -68,9 +68,14 @@ pub(super) async fn create(store: &SqlStore, t: &Tenant, fx: &Effects) -> Result
                     Box::pin(async move {
                         // On PostgreSQL the plan row stays share-locked until commit, so a
                         // concurrent plan delete either sees this tenant or comes first.
-                        let sql = format!("SELECT id FROM plans WHERE id = $1{lock}");
-                        if sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
+                        let sql = format!("SELECT max_tenants FROM plans WHERE id = $1{lock}");
+                        let Some(plan) =
+                            sqlx::query(&sql).bind(&t.plan).fetch_optional(&mut *c).await.map_err(db_err)?
+                        else {
                             return Err(writer::unknown_plan(&t.plan));
+                        };
+                        if let Some(max) = plan.try_get::<Option<i64>, _>(0).map_err(db_err)? {
+                            super::plans::check_room(c, dialect, &t.plan, max).await?;
                         }
                         let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
                                created_at, updated_at, lifecycle_execution_id) \
@@ -134,6 +139,55 @@ pub(super) async fn update(store: &SqlStore, t: &Tenant, expected_version: i64, 
         .await
 }
 
+/// [`update`] of a tenant starting its move to `plan`, if the plan has room: under the
+/// plan's cap lock, counted with the tenants holding it and those moving to it, so
+/// concurrent moves and creates never pass `max_tenants`. Records the move
+/// (`plan_moves`) with the tenant's new current execution.
+pub(super) async fn move_start(
+    store: &SqlStore,
+    t: &Tenant,
+    expected_version: i64,
+    plan: &str,
+    fx: &Effects,
+) -> Result<Tenant> {
+    let mut stored = t.clone();
+    stored.version = expected_version + 1;
+    let write = TenantWrite { tenant: stored, expected_version };
+    let (plan, lock, dialect) = (plan.to_owned(), store.dialect.for_share(), store.dialect);
+    store
+        .writer
+        .write_then(
+            fx,
+            move |c| {
+                Box::pin(async move {
+                    let sql = format!("SELECT max_tenants FROM plans WHERE id = $1{lock}");
+                    let Some(row) = sqlx::query(&sql).bind(&plan).fetch_optional(&mut *c).await.map_err(db_err)? else {
+                        return Err(writer::unknown_plan(&plan));
+                    };
+                    if let Some(max) = row.try_get::<Option<i64>, _>(0).map_err(db_err)? {
+                        super::plans::check_room(c, dialect, &plan, max).await?;
+                    }
+                    effects::update_tenant(c, &write).await?;
+                    let execution = write.tenant.lifecycle_execution_id.clone().unwrap_or_default();
+                    sqlx::query(
+                        "INSERT INTO plan_moves (tenant_id, plan_id, execution_id) VALUES ($1, $2, $3) \
+                         ON CONFLICT (tenant_id) DO UPDATE SET plan_id = excluded.plan_id, \
+                         execution_id = excluded.execution_id",
+                    )
+                    .bind(&write.tenant.id)
+                    .bind(&plan)
+                    .bind(execution)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(write.tenant)
+                })
+            },
+            store.cache_tenant(),
+        )
+        .await
+}
+
 pub(super) async fn purge(store: &SqlStore, id: &str, expected_version: i64, fx: &Effects) -> Result<()> {
     let id = id.to_owned();
     let cache = store.tenants.clone();
@@ -182,6 +236,7 @@ pub(super) async fn purge(store: &SqlStore, id: &str, expected_version: i64, fx:
                         "quota_grants",
                         "secret_versions",
                         "secrets",
+                        "plan_moves",
                     ] {
                         sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                             .bind(&id)

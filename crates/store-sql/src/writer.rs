@@ -194,9 +194,12 @@ impl Writer {
     }
 }
 
-/// Inserts tenants whose plans exist with one `INSERT ... SELECT ... ON CONFLICT DO
-/// NOTHING RETURNING` per 100; then tells the others apart: an id taken (by an earlier
-/// tenant or one earlier in `tenants`) is `AlreadyExists`, else the plan is unknown.
+/// Inserts tenants whose plans exist and have no `max_tenants` with one `INSERT ...
+/// SELECT ... ON CONFLICT DO NOTHING RETURNING` per 100; then tells the others apart:
+/// an id taken (by an earlier tenant or one earlier in `tenants`) is `AlreadyExists`,
+/// an unknown plan `unknown-plan`, and a tenant of a capped plan is inserted alone,
+/// after counting the tenants on its plan (one writer: the count of each sees the
+/// inserts before it, those of this batch included), or refused as `plan-unavailable`.
 async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result<Vec<Result<()>>> {
     let mut inserted = std::collections::HashSet::new();
     for chunk in tenants.chunks(100) {
@@ -206,7 +209,7 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
              v_lifecycle) AS (VALUES {values}) \
              INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at, \
              lifecycle_execution_id) \
-             SELECT * FROM v WHERE EXISTS (SELECT 1 FROM plans WHERE id = v_plan) \
+             SELECT * FROM v WHERE EXISTS (SELECT 1 FROM plans WHERE id = v_plan AND max_tenants IS NULL) \
              ON CONFLICT (id) DO NOTHING RETURNING id"
         );
         let mut q = sqlx::query(&sql);
@@ -230,10 +233,41 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
             .await
             .map_err(db_err)?
             .is_some();
-        results.push(Err(match exists {
-            true => Error::AlreadyExists { kind: "tenant", id: t.id.clone() },
-            false => unknown_plan(&t.plan),
-        }));
+        if exists {
+            results.push(Err(Error::AlreadyExists { kind: "tenant", id: t.id.clone() }));
+            continue;
+        }
+        let cap = sqlx::query("SELECT max_tenants FROM plans WHERE id = ?")
+            .bind(&t.plan)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?
+            .map(|row| row.try_get::<Option<i64>, _>(0))
+            .transpose()
+            .map_err(db_err)?;
+        let result = match cap {
+            None => Err(unknown_plan(&t.plan)),
+            Some(cap) => {
+                // A capped plan (or one that lost its cap since the statement above).
+                let full = match cap {
+                    Some(max) if super::plans::plan_load(conn, &t.plan).await? >= max => {
+                        Some(super::plans::plan_full(&t.plan, max))
+                    }
+                    _ => None,
+                };
+                match full {
+                    Some(e) => Err(e),
+                    None => {
+                        let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
+                                   created_at, updated_at, lifecycle_execution_id) \
+                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                        super::tenants::bind_tenant(sqlx::query(sql), t).execute(&mut *conn).await.map_err(db_err)?;
+                        Ok(())
+                    }
+                }
+            }
+        };
+        results.push(result);
     }
     Ok(results)
 }

@@ -43,8 +43,9 @@ macro_rules! store_conformance_suite {
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
                 quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
                 quotas_prune_ended_periods_and_old_grants,
+                secrets_stages_versions_and_deletion, secrets_rewrap_is_all_or_nothing,
 
-                secrets_stages_versions_and_deletion, secrets_rewrap_is_all_or_nothing);
+                tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -69,6 +70,9 @@ pub(crate) fn plan(id: &str, isolation: Isolation) -> Plan {
         workflows: Default::default(),
         config: Default::default(),
         rate_limit: None,
+        regions: vec![],
+        max_tenants: None,
+        self_service: false,
         version: 1,
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
@@ -257,6 +261,90 @@ pub async fn tenant_create_and_duplicate(store: Arc<dyn Store>) {
     let dup = store.tenant_create(&t, &created(&t)).await.unwrap_err();
     assert!(matches!(dup, Error::AlreadyExists { .. }), "{dup:?}");
     assert!(all_events(&*store, "acme").await.is_empty(), "a rejected create wrote an event");
+}
+
+/// A plan's `max_tenants` holds under concurrent creates (each with its event): exactly
+/// the cap commit, the others are `plan-unavailable` and write nothing; an offboarded
+/// tenant makes room; a plan without a cap takes any number.
+pub async fn tenant_create_keeps_to_max_tenants(store: Arc<dyn Store>) {
+    let mut capped = plan("tiny", Isolation::Pool);
+    capped.max_tenants = Some(3);
+    store.plan_put(&capped, None, &Effects::none()).await.unwrap();
+    store.plan_put(&plan("open", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let creates = (0..16).map(|i| {
+        let store = store.clone();
+        // Half on the open plan: they share the SQLite writer's batches with the capped ones.
+        let t = tenant(&format!("t{i}"), if i % 2 == 0 { "tiny" } else { "open" }, "eu");
+        tokio::spawn(async move { store.tenant_create(&t, &created(&t)).await })
+    });
+    let results: Vec<_> = futures::future::join_all(creates).await.into_iter().map(|r| r.unwrap()).collect();
+    let (ok, refused): (Vec<_>, Vec<_>) =
+        results.iter().enumerate().filter(|(i, _)| i % 2 == 0).partition(|(_, r)| r.is_ok());
+    assert_eq!(ok.len(), 3, "exactly max_tenants creates commit");
+    for (i, r) in &refused {
+        assert_eq!(r.as_ref().unwrap_err().code(), ErrorCode::PlanUnavailable, "{r:?}");
+        assert!(all_events(&*store, &format!("t{i}")).await.is_empty(), "a refused create wrote an event");
+    }
+    assert!(results.iter().enumerate().filter(|(i, _)| i % 2 == 1).all(|(_, r)| r.is_ok()), "no cap, no refusal");
+    let filter = TenantFilter { plan: Some("tiny".into()), ..Default::default() };
+    assert_eq!(store.tenant_list(&filter, &page(100)).await.unwrap().items.len(), 3);
+    // An offboarded tenant does not hold the plan: room for one more.
+    let i = ok[0].0;
+    let mut gone = store.tenant_get(&format!("t{i}")).await.unwrap();
+    let version = gone.version;
+    gone.status = TenantStatus::Offboarded;
+    store.tenant_update(&gone, version, &Effects::none()).await.unwrap();
+    store.tenant_create(&tenant("late", "tiny", "eu"), &Effects::none()).await.unwrap();
+    let full = store.tenant_create(&tenant("later", "tiny", "eu"), &Effects::none()).await.unwrap_err();
+    assert_eq!(full.code(), ErrorCode::PlanUnavailable, "{full:?}");
+}
+
+/// A tenant moving to a capped plan counts toward it from the write that starts the
+/// move until the move ends (applied: as a holder; reverted: not at all), for other
+/// moves and for creates alike.
+pub async fn tenant_moves_count_toward_max_tenants(store: Arc<dyn Store>) {
+    let mut capped = plan("tiny", Isolation::Pool);
+    capped.max_tenants = Some(1);
+    store.plan_put(&capped, None, &Effects::none()).await.unwrap();
+    store.plan_put(&plan("open", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    let start = |id: &str, execution: &str| {
+        let store = store.clone();
+        let (id, execution) = (id.to_owned(), execution.to_owned());
+        async move {
+            let mut t = store.tenant_get(&id).await.unwrap();
+            let version = t.version;
+            t.status = TenantStatus::Updating;
+            t.lifecycle_execution_id = Some(execution);
+            store.tenant_move_start(&t, version, "tiny", &Effects::none()).await
+        }
+    };
+    for id in ["a", "b"] {
+        let mut t = store.tenant_create(&tenant(id, "open", "eu"), &Effects::none()).await.unwrap();
+        t.status = TenantStatus::Active;
+        store.tenant_update(&t, 1, &Effects::none()).await.unwrap();
+    }
+    let a = start("a", "exe-a1").await.unwrap();
+    assert_eq!((a.plan.as_str(), a.status), ("open", TenantStatus::Updating), "the move starts; the plan is kept");
+    let err = start("b", "exe-b1").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PlanUnavailable, "{err:?}");
+    assert_eq!(store.tenant_get("b").await.unwrap().status, TenantStatus::Active, "a refused move writes nothing");
+    let err = store.tenant_create(&tenant("c", "tiny", "eu"), &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PlanUnavailable, "a mover counts for creates: {err:?}");
+    // Reverted (back to active on its old plan): it no longer counts.
+    let mut reverted = store.tenant_get("a").await.unwrap();
+    let version = reverted.version;
+    reverted.status = TenantStatus::Active;
+    store.tenant_update(&reverted, version, &Effects::none()).await.unwrap();
+    let b = start("b", "exe-b2").await.unwrap();
+    // Applied: it counts once, as a holder.
+    let mut applied = b.clone();
+    applied.plan = "tiny".into();
+    applied.status = TenantStatus::Active;
+    store.tenant_update(&applied, b.version, &Effects::none()).await.unwrap();
+    let err = start("a", "exe-a2").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PlanUnavailable, "{err:?}");
+    let err = store.tenant_move_start(&reverted, 0, "ghost", &Effects::none()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownPlan, "{err:?}");
 }
 
 pub async fn tenant_unknown_plan(store: Arc<dyn Store>) {

@@ -195,13 +195,27 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     async fn plan_delete(&self, id: &str, fx: &Effects) -> Result<()>;
 
     // Tenants.
-    /// Inserts a new tenant; its plan must exist.
+    /// Inserts a new tenant; its plan must exist and, when it has a `max_tenants`, hold
+    /// fewer tenants than that (counted in the insert's transaction, so concurrent
+    /// inserts never pass it: else a conflict `plan-unavailable`).
     async fn tenant_create(&self, tenant: &Tenant, fx: &Effects) -> Result<Tenant>;
     async fn tenant_get(&self, id: &str) -> Result<Tenant>;
     async fn tenant_list(&self, filter: &TenantFilter, page: &PageRequest) -> Result<Page<Tenant>>;
     /// Writes `tenant` if the stored version is still `expected_version`; returns the
     /// stored tenant with its new version. A stale version is `PreconditionFailed`.
     async fn tenant_update(&self, tenant: &Tenant, expected_version: i64, fx: &Effects) -> Result<Tenant>;
+    /// [`Store::tenant_update`] of a tenant starting its move to `plan` (its
+    /// `lifecycle_execution_id` the move's execution), if `plan` exists (else
+    /// `unknown-plan`) and has room: its `max_tenants` counts the tenants holding it
+    /// and those moving to it, in this transaction, so concurrent moves and creates
+    /// never pass it (else a conflict `plan-unavailable`).
+    async fn tenant_move_start(
+        &self,
+        tenant: &Tenant,
+        expected_version: i64,
+        plan: &str,
+        fx: &Effects,
+    ) -> Result<Tenant>;
     /// Deletes an offboarded tenant's record (the tombstone) with its resource records
     /// and stored secrets, and writes `fx`, in one transaction, if it is still at
     /// `expected_version` (else `PreconditionFailed`) and offboarded (else a conflict

@@ -46,8 +46,8 @@ pub fn register(r: &Registry, services: &Services) {
 /// hooks: [the callback and queue hooks of the event], cursor: {i: 0}}`: the workflow
 /// notifies those next, one by one.
 pub struct CallHooks {
-    client: reqwest::Client,
-    policy: Arc<OutboundPolicy>,
+    pub(super) client: reqwest::Client,
+    pub(super) policy: Arc<OutboundPolicy>,
     secrets: SecretCell,
 }
 
@@ -60,7 +60,11 @@ impl CallHooks {
 
     /// The secrets a call of `hook` is signed with: its current one (generated now for a
     /// hook created before hooks were signed) and the previous one during a rotation.
-    async fn signing_secrets(&self, store: &dyn Store, hook: &str) -> std::result::Result<Vec<WebhookSecret>, Failure> {
+    pub(super) async fn signing_secrets(
+        &self,
+        store: &dyn Store,
+        hook: &str,
+    ) -> std::result::Result<Vec<WebhookSecret>, Failure> {
         let Some(sb) = &self.secrets else { return Ok(Vec::new()) };
         let owner = secret_owner(hook);
         let stored = store.hooks().hook_secrets(hook).await.map_err(app_failure)?;

@@ -3,18 +3,37 @@
 
 use crate::app::retry_stale;
 use crate::context::Permission as P;
+use crate::hooks::validate::Validation;
 use crate::tenants::lifecycle::{self, tenant_event};
 use crate::{App, OpContext};
 use serde_json::json;
+use tenancy_domain::entitlements::{self, QuotaViolation};
 use tenancy_domain::event::names;
 use tenancy_domain::hook::HookEvent;
 use tenancy_domain::page::{Page, PageRequest};
+use tenancy_domain::plan::{Plan, QuotaPeriod};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantFilter, TenantPatch, TenantStatus, Transition};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{Effects, NewExecution};
 
 pub use tenancy_domain::api::{TenantOperation, TenantResourceView, TenantResources};
+
+/// A tenant may be created on, or moved to, `plan` in `region` only where the plan is
+/// offered (409 `plan-unavailable` naming both).
+fn check_offered(plan: &Plan, region: &str) -> Result<()> {
+    if plan.offered_in(region) {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        code: ErrorCode::PlanUnavailable,
+        message: format!(
+            "plan {:?} is not offered in region {region:?}: it is offered in {}",
+            plan.id,
+            plan.regions.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
 
 /// A lifecycle operation that finishes in the background.
 struct Operation<'a> {
@@ -36,6 +55,16 @@ impl App {
     pub async fn tenant_create(&self, ctx: &OpContext, new: NewTenant) -> Result<TenantOperation> {
         ctx.authorize(P::TenantAdmin)?;
         let mut tenant = new.into_tenant(Timestamp::now())?;
+        // The door: the plan is offered in the tenant's region, and the validate hooks
+        // allow the tenant. Room on the plan (`max_tenants`) is counted by the store in
+        // the insert's transaction, so concurrent creates never pass the cap.
+        let plan = self.target_plan(&tenant.plan).await?;
+        check_offered(&plan, &tenant.region)?;
+        self.validate_with_hooks(
+            ctx,
+            Validation { action: "tenant.create", tenant: &tenant, plan: &plan, from_plan: None },
+        )
+        .await?;
         let execution = self
             .lifecycle_execution(
                 ctx,
@@ -119,6 +148,18 @@ impl App {
         if_match: Option<i64>,
         change: impl Fn(&mut Tenant) -> Result<Effects>,
     ) -> Result<Tenant> {
+        self.tenant_modify_joining(id, if_match, None, change).await
+    }
+
+    /// [`App::tenant_modify`]; with `joining`, the change starts the tenant's move to
+    /// that plan, written only if the plan has room (`Store::tenant_move_start`).
+    async fn tenant_modify_joining(
+        &self,
+        id: &str,
+        if_match: Option<i64>,
+        joining: Option<&str>,
+        change: impl Fn(&mut Tenant) -> Result<Effects>,
+    ) -> Result<Tenant> {
         let change = &change;
         retry_stale(if_match, || async move {
             let mut tenant = self.store.tenant_get(id).await?;
@@ -131,7 +172,10 @@ impl App {
             tenant.ensure_mutable()?;
             let fx = change(&mut tenant)?;
             tenant.updated_at = Timestamp::now();
-            self.store.tenant_update(&tenant, version, &fx).await
+            match joining {
+                Some(plan) => self.store.tenant_move_start(&tenant, version, plan, &fx).await,
+                None => self.store.tenant_update(&tenant, version, &fx).await,
+            }
         })
         .await
     }
@@ -144,6 +188,15 @@ impl App {
         if_match: Option<i64>,
     ) -> Result<Tenant> {
         ctx.authorize_tenant(P::TenantWrite, id)?;
+        // A tenant moves only to a region its plan is offered in (as it is created in
+        // one; checked at request time); a plan withdrawn from its current region does
+        // not stop other changes.
+        if let Some(region) = patch.region.as_deref() {
+            let current = self.store.tenant_get(id).await?;
+            if region != current.region {
+                check_offered(&self.store.plan_get(&current.plan).await?, region)?;
+            }
+        }
         self.tenant_modify(id, if_match, |t| {
             let changed = t.patch(patch.clone())?;
             let mut fx = Effects::none().with_audit(ctx.audit(
@@ -234,7 +287,7 @@ impl App {
         let plan = op.target_plan.unwrap_or(&current.plan);
         let job = self.lifecycle_execution(ctx, op.machine, Some(plan), id, input).await?;
         let tenant = self
-            .tenant_modify(id, if_match, |tenant| {
+            .tenant_modify_joining(id, if_match, op.target_plan, |tenant| {
                 // Checked on the tenant as read for this attempt, so a racing change
                 // that already moved it to the plan makes this one a conflict.
                 if op.target_plan == Some(tenant.plan.as_str()) {
@@ -262,33 +315,93 @@ impl App {
         Ok(TenantOperation { tenant, execution_id: Some(job.id) })
     }
 
+    /// Moves a tenant to `plan` (in the background). At the door, in this order: the
+    /// plan exists (400 `unknown-plan`), is offered in the tenant's region and has room
+    /// (409 `plan-unavailable`); the tenant's usage fits the plan's hard quotas, its
+    /// unexpired overrides applied (409 `entitlement-violation` listing each quota over,
+    /// unless `force`, which the audit record then notes with the violations); the
+    /// validate hooks allow it. A refusal changes nothing.
     pub async fn tenant_change_plan(
         &self,
         ctx: &OpContext,
         id: &str,
         plan: &str,
+        force: bool,
         if_match: Option<i64>,
     ) -> Result<TenantOperation> {
         ctx.authorize_tenant(P::TenantAdmin, id)?;
-        match self.store.plan_get(plan).await {
-            Ok(_) => {}
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::InvalidRequest {
-                    code: ErrorCode::UnknownPlan,
-                    message: format!("plan {plan:?} does not exist"),
-                })
+        let next = self.target_plan(plan).await?;
+        let current = self.store.tenant_get(id).await?;
+        let mut payload = json!({"plan": plan});
+        // Moving to the plan it is on is refused below, as before, without asking.
+        if current.plan != plan {
+            // Room on the plan (`max_tenants`) is counted by the store in the write that
+            // starts the move, with the other tenants moving to it.
+            check_offered(&next, &current.region)?;
+            let violations = self.plan_change_violations(&current, &next).await?;
+            if !violations.is_empty() {
+                if !force {
+                    let list = violations
+                        .iter()
+                        .map(|v| format!("{} ({} used, limit {})", v.quota, v.used, v.limit))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(Error::EntitlementViolation {
+                        message: format!(
+                            "tenant {id:?} uses more than plan {plan:?} allows: {list}; nothing was changed \
+                             (release usage first, or send force: true to move anyway)"
+                        ),
+                        violations,
+                    });
+                }
+                payload["force"] = json!(true);
+                payload["violations"] = json!(violations);
             }
-            Err(e) => return Err(e),
+            let from = self.store.plan_get(&current.plan).await.ok();
+            self.validate_with_hooks(
+                ctx,
+                Validation { action: "tenant.change_plan", tenant: &current, plan: &next, from_plan: from.as_ref() },
+            )
+            .await?;
         }
         let op = Operation {
             transition: Transition::ChangePlan,
             kind: lifecycle::CHANGE_PLAN,
             machine: lifecycle::CHANGE_PLAN_MACHINE,
-            payload: json!({"plan": plan}),
+            payload,
             event: None,
             target_plan: Some(plan),
         };
         self.tenant_start_operation(ctx, id, if_match, op).await
+    }
+
+    /// The plan a tenant is created on or moved to (400 `unknown-plan` when it does not
+    /// exist).
+    async fn target_plan(&self, plan: &str) -> Result<Plan> {
+        match self.store.plan_get(plan).await {
+            Ok(p) => Ok(p),
+            Err(Error::NotFound { .. }) => Err(Error::InvalidRequest {
+                code: ErrorCode::UnknownPlan,
+                message: format!("plan {plan:?} does not exist"),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The hard quotas `tenant`'s usage now is over on `next`, with its unexpired
+    /// overrides applied (usage counted in the periods `next` gives the quotas).
+    async fn plan_change_violations(&self, tenant: &Tenant, next: &Plan) -> Result<Vec<QuotaViolation>> {
+        let now = Timestamp::now();
+        let overrides = self.store.entitlements().overrides_get(&tenant.id).await?;
+        let terms = entitlements::effective(&tenant.id, next, overrides.as_ref(), now);
+        let hard: Vec<(String, Option<QuotaPeriod>)> =
+            terms.quotas.iter().filter(|(_, q)| !q.soft).map(|(k, q)| (k.clone(), q.period)).collect();
+        if hard.is_empty() {
+            return Ok(Vec::new());
+        }
+        let usage = self.store.quotas().quota_usage(&tenant.id, &hard, now).await?;
+        let usage = usage.into_iter().map(|c| (c.quota, c.used)).collect();
+        Ok(entitlements::violations(&terms, &usage))
     }
 
     pub async fn tenant_offboard(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {

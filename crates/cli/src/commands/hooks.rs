@@ -20,7 +20,8 @@ pub enum HookCmd {
         /// idempotency_key, task_token}; its worker answers through the task token.
         #[arg(long)]
         queue: Option<String>,
-        /// provision, offboard, plan_change, suspend or resume; repeat for several.
+        /// provision, offboard, plan_change, suspend, resume or validate (asked before a
+        /// tenant create or plan change commits; sync only); repeat for several.
         #[arg(long = "event", required = true)]
         events: Vec<String>,
         /// sync (a 2xx is success) or callback (202, then the task-token endpoint).
@@ -52,7 +53,7 @@ pub async fn hooks(c: &Client, cmd: HookCmd) -> Result<Value, CliError> {
         HookCmd::Put { name, url, queue, events, mode, timeout_s, max_attempts, rotate_secret } => {
             let events = events
                 .iter()
-                .map(|e| parse_wire("--event", e, "provision, offboard, plan_change, suspend or resume"))
+                .map(|e| parse_wire("--event", e, "provision, offboard, plan_change, suspend, resume or validate"))
                 .collect::<Result<Vec<HookEvent>, _>>()?;
             let mode: Option<HookMode> = mode.map(|m| parse_wire("--mode", &m, "sync or callback")).transpose()?;
             let spec = HookSpec { url, queue, events, mode, timeout_s, max_attempts, rotate_secret };

@@ -66,6 +66,10 @@ pub enum TenantCmd {
         id: String,
         #[arg(long)]
         plan: String,
+        /// Move even when the tenant's usage is over a hard quota of the new plan (the
+        /// audit record notes it).
+        #[arg(long)]
+        force: bool,
     },
     /// Offboard a tenant.
     Delete {
@@ -102,7 +106,9 @@ pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
         TenantCmd::Suspend { id } => to_json(c.tenant_suspend(&id).await?),
         TenantCmd::Resume { id } => to_json(c.tenant_resume(&id).await?),
         TenantCmd::Retry { id } => to_json(c.tenant_retry(&id).await?),
-        TenantCmd::ChangePlan { id, plan } => to_json(c.tenant_change_plan(&id, &PlanChange { plan }).await?),
+        TenantCmd::ChangePlan { id, plan, force } => {
+            to_json(c.tenant_change_plan(&id, &PlanChange { plan, force }).await?)
+        }
         TenantCmd::Delete { id } => to_json(c.tenant_offboard(&id).await?),
         TenantCmd::Purge { id } => {
             c.tenant_purge(&id).await?;

@@ -170,7 +170,7 @@ pub async fn change_plan(
     Json(body): Json<PlanChange>,
 ) -> ApiResult<impl IntoResponse> {
     record_tenant(&id);
-    Ok(accepted(s.app.tenant_change_plan(&ctx, &id, &body.plan, if_match).await?))
+    Ok(accepted(s.app.tenant_change_plan(&ctx, &id, &body.plan, body.force, if_match).await?))
 }
 
 /// Offboard a tenant; runs in the background (`status: offboarding`) and leaves a
