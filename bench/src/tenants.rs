@@ -79,10 +79,10 @@ pub async fn hello_load(seconds: u64, clients: usize) -> anyhow::Result<LoadResu
 }
 
 /// A running Tenancy server on a fresh database, and its database URL.
-struct Bench {
-    server: RunningServer,
-    database_url: String,
-    backend: &'static str,
+pub(crate) struct Bench {
+    pub(crate) server: RunningServer,
+    pub(crate) database_url: String,
+    pub(crate) backend: &'static str,
     _dir: tempfile::TempDir,
 }
 
@@ -99,7 +99,7 @@ pub async fn fresh_database(server_url: Option<&str>, dir: &std::path::Path) -> 
     }
 }
 
-async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
+pub(crate) async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
     let dir = tempfile::tempdir()?;
     let (database_url, backend) = fresh_database(server_url, dir.path()).await?;
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
