@@ -146,7 +146,7 @@ async fn check(app: &tenancy_app::App, id: &str, used: &mut u64) -> anyhow::Resu
     let terms = app.tenant_terms(id).await?;
     let sso = terms.entitlements.features.get("sso").copied().unwrap_or(false);
     let q = terms.entitlements.quotas.get("calls").context("the plan has calls")?;
-    let admitted = sso && *used + 1 <= q.limit;
+    let admitted = sso && *used < q.limit;
     if admitted {
         *used += 1;
     }

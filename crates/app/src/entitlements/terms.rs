@@ -21,7 +21,7 @@
 //! staleness can and cannot do to a quota is in docs/entitlements.md.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -77,9 +77,7 @@ impl Default for TermsMemory {
 
 impl TermsMemory {
     fn shard(&self, tenant_id: &str) -> &RwLock<HashMap<String, Kept>> {
-        let mut h = self.hasher.build_hasher();
-        tenant_id.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(tenant_id) as usize % SHARDS]
     }
 
     /// The kept terms, if still current under `epoch` (see the module).
