@@ -9,6 +9,7 @@ mod event_delivery;
 mod http_load;
 mod provision;
 mod queue;
+mod quotas;
 mod secrets;
 mod tenants;
 mod workflow_throughput;
@@ -56,6 +57,10 @@ enum Scenario {
     Provision(provision::ProvisionArgs),
     /// Messages sent in batches, then received and deleted by 32 consumers.
     Queue(queue::QueueArgs),
+    /// Quota consumes over HTTP across 1,000 tenants against the hello-world handler.
+    QuotaCheck(tenants::LoadArgs),
+    /// `App::tenant_terms` with a feature lookup and a quota decision, in process.
+    TermsCheck(quotas::TermsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::SecretRead(args) => secrets::secret_read(args).await,
         Scenario::EventDelivery(args) => event_delivery::run(args).await,
         Scenario::Queue(args) => queue::run(args).await,
+        Scenario::QuotaCheck(args) => quotas::quota_check(args).await,
+        Scenario::TermsCheck(args) => quotas::terms_check(args).await,
         Scenario::Provision(args) => provision::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }

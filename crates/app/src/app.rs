@@ -39,6 +39,9 @@ pub struct App {
     pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::ops::DriftKind>,
     /// Asks the `validate` hooks, under the outbound policy, with the hooks' secrets.
     pub(crate) validator: crate::hooks::tasks::CallHooks,
+    /// Tenants' terms computed from the store, kept while current
+    /// (`crate::entitlements::terms`).
+    pub(crate) terms: crate::entitlements::terms::TermsMemory,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -94,6 +97,7 @@ impl App {
             execution_caps: (tenancy_engine::MAX_RUNNING_PER_STATE_MACHINE, tenancy_engine::MAX_RUNNING_PER_TENANT),
             export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
+            terms: Default::default(),
         }
     }
 

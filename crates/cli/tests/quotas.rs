@@ -22,6 +22,7 @@ both_backends!(
     the_cli_lists_consumes_and_releases,
     overrides_set_the_limits_consumption_obeys,
     an_enormous_amount_is_refused_and_changes_nothing,
+    a_plan_change_of_limits_applies_to_the_next_consume,
 );
 
 async fn server(backend: Backend) -> TestServer {
@@ -313,4 +314,30 @@ async fn an_enormous_amount_is_refused_and_changes_nothing(backend: Backend) {
     let res = s.call(Method::POST, "/v1/tenants/acme/quotas/consume", Some(batch)).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
     assert_eq!(used(&s, "acme", "calls").await, 0);
+}
+
+/// Terms are kept in memory (`App::tenant_terms`): a plan's new limit, a suspension
+/// and a resumption apply to the very next consume, however warm the memory was.
+async fn a_plan_change_of_limits_applies_to_the_next_consume(backend: Backend) {
+    let s = server(backend).await;
+    let plan = |seats: u64| json!({"name": "Metered", "isolation": "pool", "quotas": {"seats": seats}});
+    for _ in 0..5 {
+        assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.status, StatusCode::OK);
+    }
+    assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(s.call(Method::PUT, "/v1/plans/metered", Some(plan(8))).await.status.is_success());
+    let res = consume(&s, "acme", "seats", json!({"amount": 3})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!((res.body["used"].as_u64(), res.body["limit"].as_u64()), (Some(8), Some(8)));
+    assert!(s.call(Method::PUT, "/v1/plans/metered", Some(plan(20))).await.status.is_success());
+    assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.body["limit"], 20);
+    let res = s.call(Method::POST, "/v1/tenants/acme/suspend", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_status("acme", "suspended").await;
+    let res = consume(&s, "acme", "seats", json!({"amount": 1})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "tenant-not-active"), "{}", res.body);
+    let res = s.call(Method::POST, "/v1/tenants/acme/resume", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_status("acme", "active").await;
+    assert_eq!(consume(&s, "acme", "seats", json!({"amount": 1})).await.body["used"], 10);
 }

@@ -132,6 +132,7 @@ pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effec
 /// (a batch with two writes of one tenant fails too; the step committer then commits
 /// its steps one by one).
 async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], dialect: Dialect) -> Result<()> {
+    super::terms::moved();
     if dialect.update_from_values() {
         for chunk in writes.chunks(100) {
             let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -181,6 +182,7 @@ pub(super) async fn revoke_offboarded_keys<'a>(
 
 /// Writes one tenant's new state over the version it was computed from.
 pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> Result<()> {
+    super::terms::moved();
     // created_at ($8) is bound with the other columns but never written.
     let sql = "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
                updated_at = $9, lifecycle_execution_id = $10 WHERE id = $1 AND version = $11";

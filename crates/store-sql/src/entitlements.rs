@@ -16,6 +16,7 @@ impl EntitlementStore for SqlStore {
         self.writer
             .write(fx, move |c| {
                 Box::pin(async move {
+                    super::terms::moved();
                     sqlx::query(
                         "INSERT INTO tenant_overrides (tenant_id, overrides, expires_at, updated_at) \
                          VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET \
@@ -53,6 +54,7 @@ impl EntitlementStore for SqlStore {
         self.writer
             .write(fx, move |c| {
                 Box::pin(async move {
+                    super::terms::moved();
                     let res = sqlx::query("DELETE FROM tenant_overrides WHERE tenant_id = $1")
                         .bind(&tenant_id)
                         .execute(&mut *c)

@@ -41,6 +41,7 @@ mod quotas;
 mod rows;
 mod secrets;
 mod tenants;
+mod terms;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wakeup;
@@ -310,6 +311,10 @@ fn parse_cursor_i64(cursor: Option<&str>) -> Result<Option<i64>> {
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
         self.dialect.backend()
+    }
+
+    fn terms_epoch(&self) -> TermsEpoch {
+        TermsEpoch { value: terms::current(), exact: self.dialect.single_writer() }
     }
 
     fn workflows(&self) -> std::sync::Arc<dyn tenancy_store::WorkflowStore> {

@@ -79,6 +79,7 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
         .writer
         .write(fx, move |c| {
             Box::pin(async move {
+                super::terms::moved();
                 let sql =
                     format!("SELECT version, created_at, isolation FROM plans WHERE id = $1{}", dialect.for_update());
                 let current = sqlx::query(&sql).bind(&plan.id).fetch_optional(&mut *c).await.map_err(db_err)?;
@@ -180,6 +181,8 @@ pub(super) async fn put(store: &SqlStore, plan: &Plan, if_version: Option<i64>, 
     if let Some(c) = &store.records {
         c.plans.clear();
     }
+    // After the plan cache forgot it (see the `terms` module).
+    super::terms::moved();
     stored
 }
 
@@ -212,6 +215,7 @@ pub(super) async fn delete(store: &SqlStore, id: &str, fx: &Effects) -> Result<(
         .writer
         .write(fx, move |c| {
             Box::pin(async move {
+                super::terms::moved();
                 let sql = format!("SELECT id FROM plans WHERE id = $1{}", dialect.for_update());
                 if sqlx::query(&sql).bind(&id).fetch_optional(&mut *c).await.map_err(db_err)?.is_none() {
                     return Err(Error::not_found("plan", id));
@@ -231,5 +235,6 @@ pub(super) async fn delete(store: &SqlStore, id: &str, fx: &Effects) -> Result<(
     if let Some(c) = &store.records {
         c.plans.clear();
     }
+    super::terms::moved();
     deleted
 }

@@ -3,6 +3,17 @@
 //! consumers on any number of replicas never grant more than the limit: on PostgreSQL
 //! the row lock serializes them and each re-checks the guard against the committed
 //! usage; on SQLite one writer does.
+//!
+//! The common consume (one quota, no idempotency key, no effects of the caller's) is
+//! one statement, [`FAST_CONSUME`]: an upsert whose guard grants only what needs no
+//! event (no threshold crossing, no soft quota going over). On PostgreSQL it runs
+//! without BEGIN/COMMIT (one round trip, committed when answered); on SQLite it joins
+//! the writer's group commit as one statement without a savepoint, answered after
+//! the COMMIT. When its guard holds back (a refusal, an event to write, a first
+//! consume bigger than the threshold), the full transaction ([`consume`]) decides
+//! (docs/entitlements.md "The fast path").
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
@@ -25,6 +36,87 @@ fn period_start(period: Option<QuotaPeriod>, now: Timestamp) -> i64 {
 fn crossed_threshold(before: u64, after: u64, limit: u64) -> bool {
     let (b, a, l) = (before as u128 * 5, after as u128 * 5, limit as u128 * 4);
     limit > 0 && b < l && a >= l
+}
+
+/// The least usage at 80% of `limit` or more (0 for a limit of 0, which has no
+/// crossing): usage `b` is under 80% iff `b < threshold(limit)`, so [`crossed_threshold`]
+/// is `b < t && a >= t`.
+fn threshold(limit: u64) -> u64 {
+    (limit as u128 * 4).div_ceil(5) as u64
+}
+
+/// The one statement of the common consume: `$1` tenant, `$2` quota, `$3` period start,
+/// `$4` amount, `$5` 1 when a first consume of the period may be granted here, `$6`
+/// limit, `$7` the threshold ([`threshold`]), `$8` 1 for a soft quota. It adds `$4` to
+/// the usage only where that needs no event: within the limit (or a soft quota already
+/// over it) and not across the threshold; otherwise it writes nothing and returns no
+/// row. On PostgreSQL the conflicting row is locked and the guard evaluated against
+/// its latest committed usage, as [`consume`]'s `UPDATE` is.
+const FAST_CONSUME: &str = "INSERT INTO quota_usage (tenant_id, quota, period_start, used, refused) \
+     SELECT $1, $2, $3, $4, 0 WHERE $5 = 1 \
+     ON CONFLICT (tenant_id, quota, period_start) DO UPDATE SET used = quota_usage.used + $4 \
+     WHERE (quota_usage.used + $4 <= $6 OR ($8 = 1 AND quota_usage.used > $6)) \
+     AND NOT (quota_usage.used < $7 AND quota_usage.used + $4 >= $7) \
+     RETURNING used";
+
+/// A consume [`FAST_CONSUME`] may answer: one demand, no idempotency key, no effects.
+struct Fast {
+    tenant: String,
+    quota: String,
+    start: i64,
+    amount: i64,
+    first_ok: i64,
+    limit: i64,
+    threshold: i64,
+    soft: i64,
+}
+
+impl Fast {
+    fn of(req: &QuotaConsumeRequest, fx: &Effects) -> Option<Fast> {
+        let [d] = req.demands.as_slice() else { return None };
+        if req.idempotency_key.is_some() || !effects_are_empty(fx) {
+            return None;
+        }
+        let amount = i64::try_from(d.amount).ok()?;
+        // A first consume (from 0) granted here: within the limit and under the threshold.
+        let t = threshold(d.limit);
+        let first_ok = d.amount <= d.limit && !crossed_threshold(0, d.amount, d.limit);
+        Some(Fast {
+            tenant: req.tenant_id.clone(),
+            quota: d.quota.clone(),
+            start: period_start(d.period, req.now),
+            amount,
+            first_ok: i64::from(first_ok),
+            limit: i64::try_from(d.limit).unwrap_or(i64::MAX),
+            threshold: i64::try_from(t).unwrap_or(i64::MAX),
+            soft: i64::from(d.soft),
+        })
+    }
+
+    /// The usage after the grant, or `None` when the full transaction must decide.
+    async fn run<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(&self, e: E) -> Result<Option<u64>> {
+        let row = sqlx::query(FAST_CONSUME)
+            .bind(&self.tenant)
+            .bind(&self.quota)
+            .bind(self.start)
+            .bind(self.amount)
+            .bind(self.first_ok)
+            .bind(self.limit)
+            .bind(self.threshold)
+            .bind(self.soft)
+            .fetch_optional(e)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+}
+
+fn effects_are_empty(fx: &Effects) -> bool {
+    fx.events.is_empty()
+        && fx.audit.is_empty()
+        && fx.executions.is_empty()
+        && fx.resources.is_empty()
+        && fx.tenants.is_empty()
 }
 
 fn quota_event(detail_type: &str, tenant_id: &str, d: &QuotaDemand, used: u64, now: Timestamp) -> Event {
@@ -212,6 +304,21 @@ async fn refuse(
 #[async_trait]
 impl QuotaStore for SqlStore {
     async fn quota_consume(&self, req: &QuotaConsumeRequest, fx: &Effects) -> Result<QuotaOutcome> {
+        if let Some(fast) = Fast::of(req, fx) {
+            let fast = Arc::new(fast);
+            // One writer: the statement joins its group commit (one statement, atomic,
+            // so no savepoint). Many writers: the statement is its own transaction.
+            let used = if self.dialect.single_writer() {
+                let f = fast.clone();
+                self.writer.write_atomic(fx, move |c| Box::pin(async move { f.run(&mut *c).await })).await?
+            } else {
+                fast.run(&self.write_pool).await?
+            };
+            if let Some(used) = used {
+                let usage = vec![QuotaCount { quota: fast.quota.clone(), used }];
+                return Ok(QuotaOutcome::Granted { usage, repeat: false });
+            }
+        }
         let req = req.clone();
         self.writer.write(fx, move |c| Box::pin(consume(c, req))).await
     }
@@ -271,5 +378,28 @@ impl QuotaStore for SqlStore {
                 QuotaCount { quota: name.clone(), used }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`FAST_CONSUME`]'s guard names the crossing with [`threshold`]; it must be
+    /// [`crossed_threshold`]'s, for every limit and usage (here: all small ones and
+    /// the largest).
+    #[test]
+    fn the_threshold_is_the_crossing_of_80_percent() {
+        let limits = (0..=60u64).chain([u64::MAX / 5, u64::MAX / 4, u64::MAX]);
+        for limit in limits {
+            let t = threshold(limit);
+            for before in (0..=70u64).chain([t.saturating_sub(1), t, t.saturating_add(1)]) {
+                for amount in [1, 2, 5, 13] {
+                    let after = before.saturating_add(amount);
+                    let fast = before < t && after >= t;
+                    assert_eq!(fast, crossed_threshold(before, after, limit), "limit {limit}, {before} -> {after}");
+                }
+            }
+        }
     }
 }

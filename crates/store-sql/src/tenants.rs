@@ -38,6 +38,8 @@ impl Drop for ForgetOnDrop {
         if let Some(c) = &self.0 {
             c.forget(&self.1);
         }
+        // After the tenant cache forgot it (see the `terms` module).
+        super::terms::moved();
     }
 }
 
@@ -201,6 +203,7 @@ pub(super) async fn purge(store: &SqlStore, id: &str, expected_version: i64, fx:
             fx,
             move |c| {
                 Box::pin(async move {
+                    super::terms::moved();
                     let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1 AND version = $2 AND status = $3")
                         .bind(&id)
                         .bind(expected_version)

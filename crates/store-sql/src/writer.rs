@@ -288,6 +288,9 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, tenants: Optio
             let _ = done.send(Err(e.clone()));
         }
     };
+    // Whether a write of this batch moved the terms epoch: it moves again once the
+    // COMMIT is over and the tenant cache shows it (see the `terms` module).
+    let terms_epoch = super::terms::current();
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch.into_iter().map(|p| p.done).collect(), db_err(e)),
@@ -376,6 +379,9 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, tenants: Optio
             Err(e) => Err(e),
         }
     };
+    if super::terms::current() != terms_epoch {
+        super::terms::moved();
+    }
     match committed {
         Ok(()) => {
             for (done, r, _) in outcomes {

@@ -144,6 +144,19 @@ pub struct MasterKeyState {
     pub sealed_values: bool,
 }
 
+/// A counter of the writes of what a tenant's terms are made of (tenant records, plans,
+/// overrides), for the app's memory of computed terms (`App::tenant_terms`): a value
+/// computed from records read after the counter showed `value` is current for as long
+/// as the counter shows it (see [`Store::terms_epoch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermsEpoch {
+    pub value: u64,
+    /// Every such write is counted: this process is the database's only writer
+    /// (SQLite). Without it (PostgreSQL, shared by replicas) only this process's writes
+    /// are, and the other replicas' are seen only when the records are read again.
+    pub exact: bool,
+}
+
 /// The whole store. Object safe: held as `Arc<dyn Store>`. Event delivery and audit
 /// sealing are the supertraits [`crate::EventStore`] and [`crate::AuditStore`].
 #[async_trait]
@@ -174,6 +187,14 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
 
     /// The reconciler's record of reported drift, on the same database.
     fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;
+
+    /// The terms epoch now. It moves when a write of a tenant record (but its creation,
+    /// which changes no terms anyone holds), a plan or a tenant's overrides is made, twice:
+    /// before the write commits and after the COMMIT, before the writer is answered
+    /// (and after the store's own caches show the write). So whoever computes terms
+    /// from records read after seeing a value, and keeps them only while the epoch
+    /// still shows that value, never serves an acknowledged write's older records.
+    fn terms_epoch(&self) -> TermsEpoch;
 
     /// Succeeds when the database answers and every migration is applied.
     async fn ready(&self) -> Result<()>;

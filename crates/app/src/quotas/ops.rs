@@ -45,8 +45,8 @@ impl App {
         if amount == 0 || amount > MAX_AMOUNT {
             return Err(Error::invalid(format!("amount must be 1 to {MAX_AMOUNT}")));
         }
-        let items = BTreeMap::from([(name.to_owned(), amount)]);
-        let mut granted = self.quota_consume_batch(ctx, tenant_id, &items, idempotency_key).await?;
+        let items = [(name, amount)];
+        let mut granted = self.consume_items(tenant_id, &items, idempotency_key).await?;
         Ok(QuotaGranted { allowed: true, usage: granted.items.remove(0) })
     }
 
@@ -66,20 +66,35 @@ impl App {
         if let Some((name, _)) = items.iter().find(|(_, a)| **a == 0 || **a > MAX_AMOUNT) {
             return Err(Error::invalid(format!("items.{name}: amount must be 1 to {MAX_AMOUNT}")));
         }
+        let items: Vec<(&str, u64)> = items.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        self.consume_items(tenant_id, &items, idempotency_key).await
+    }
+
+    /// Consumes `items` (validated amounts), all or nothing, with the tenant's terms
+    /// as they are in memory (`App::tenant_terms`): the one path of single and batch
+    /// consumes.
+    async fn consume_items(
+        &self,
+        tenant_id: &str,
+        items: &[(&str, u64)],
+        idempotency_key: Option<String>,
+    ) -> Result<QuotaBatchGranted> {
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.len() > MAX_KEY_LEN {
                 return Err(Error::invalid(format!("idempotency_key: 1 to {MAX_KEY_LEN} characters")));
             }
         }
-        let (tenant, quotas) = self.quota_terms(tenant_id).await?;
+        let terms = self.tenant_terms(tenant_id).await?;
+        let tenant = &terms.tenant;
         if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Updating) {
-            return Err(not_active(&tenant, "consume"));
+            return Err(not_active(tenant, "consume"));
         }
+        let quotas = &terms.entitlements.quotas;
         let mut demands = Vec::with_capacity(items.len());
         for (name, amount) in items {
-            let q = quotas.get(name).ok_or_else(|| Error::not_found("quota", name))?;
+            let q = quotas.get(*name).ok_or_else(|| Error::not_found("quota", *name))?;
             demands.push(QuotaDemand {
-                quota: name.clone(),
+                quota: (*name).to_owned(),
                 amount: *amount,
                 limit: q.limit,
                 soft: q.soft,
@@ -96,14 +111,15 @@ impl App {
                     .map(|u| {
                         // A repeat answers a grant of the quotas it named then; a quota
                         // since removed from the plan has no terms left to show.
-                        let q = quotas.get(&u.quota).cloned().unwrap_or(Quota { limit: 0, period: None, soft: false });
+                        let q =
+                            quotas.get(&u.quota).map_or(Quota { limit: 0, period: None, soft: false }, |q| q.terms());
                         QuotaUsage::new(&u.quota, &q, u.used, now)
                     })
                     .collect(),
             }),
             QuotaOutcome::Refused { quota, used } => {
                 let limit = quotas.get(&quota).map_or(0, |q| q.limit);
-                let amount = items.get(&quota).copied().unwrap_or_default();
+                let amount = items.iter().find(|(n, _)| *n == quota).map_or(0, |(_, a)| *a);
                 tracing::info!(tenant_id, quota, used, limit, amount, "quota refused a consume");
                 Err(Error::Conflict {
                     code: ErrorCode::QuotaExceeded,
