@@ -79,10 +79,10 @@ pub async fn hello_load(seconds: u64, clients: usize) -> anyhow::Result<LoadResu
 }
 
 /// A running Tenancy server on a fresh database, and its database URL.
-struct Bench {
-    server: RunningServer,
-    database_url: String,
-    backend: &'static str,
+pub(crate) struct Bench {
+    pub(crate) server: RunningServer,
+    pub(crate) database_url: String,
+    pub(crate) backend: &'static str,
     _dir: tempfile::TempDir,
 }
 
@@ -99,7 +99,7 @@ pub async fn fresh_database(server_url: Option<&str>, dir: &std::path::Path) -> 
     }
 }
 
-async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
+pub(crate) async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
     let dir = tempfile::tempdir()?;
     let (database_url, backend) = fresh_database(server_url, dir.path()).await?;
     let mut opts = ServeOptions::for_tests(dir.path().to_owned(), Some(database_url.clone()), TOKEN);
@@ -111,7 +111,7 @@ async fn start_tenancy(server_url: Option<&str>) -> anyhow::Result<Bench> {
     Ok(Bench { server, database_url, backend, _dir: dir })
 }
 
-async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(crate) async fn put_plans(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let client = Client::with_http(http.clone(), base, Some(TOKEN.to_owned()));
     for (id, isolation) in [
         ("free", Isolation::Pool),
@@ -140,7 +140,7 @@ async fn count_status(database_url: &str, status: &str) -> anyhow::Result<i64> {
     Ok(row.0)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -215,7 +215,7 @@ pub async fn tenant_create(args: CreateArgs) -> anyhow::Result<()> {
 
 /// Loads `n` tenants with multi-row inserts straight into the database (the API would
 /// take minutes for a million): plans round-robin, 80% active, regions round-robin.
-async fn bulk_load(database_url: &str, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn bulk_load(database_url: &str, n: usize) -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(database_url).await?;
     let plans = ["free", "pro", "business", "enterprise"];

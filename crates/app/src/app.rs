@@ -37,6 +37,8 @@ pub struct App {
     /// The kinds of missing resources the reconciler repairs on its own (see
     /// [`App::set_reconcile_repair`]).
     pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::ops::DriftKind>,
+    /// The features every plan names, for flag evaluation (`flags::catalogue`).
+    pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -90,6 +92,7 @@ impl App {
             execution_caps: (tenancy_engine::MAX_RUNNING_PER_STATE_MACHINE, tenancy_engine::MAX_RUNNING_PER_TENANT),
             export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
+            flag_catalogue: Default::default(),
         }
     }
 

@@ -82,6 +82,9 @@ pub enum Permission {
     /// Consume and release a tenant's quotas: admins, operators, services, tenant keys
     /// (their own).
     QuotaUse,
+    /// Evaluate feature flags (OFREP): admins, operators, viewers and services for any
+    /// tenant; tenant keys for their own only (the app targets it whatever they send).
+    FlagEvaluate,
 }
 
 impl OpContext {
@@ -114,6 +117,7 @@ impl OpContext {
             (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,
             (R::Service | R::Tenant, P::EventPut) => true,
+            (R::Viewer | R::Service | R::Tenant, P::FlagEvaluate) => true,
             (_, P::PatternTest) => true,
             _ => false,
         };
@@ -194,5 +198,13 @@ mod tests {
         own.authorize_tenant(Permission::QuotaUse, "acme").unwrap();
         own.authorize_tenant(Permission::QuotaRead, "acme").unwrap();
         assert!(matches!(own.authorize_tenant(Permission::QuotaUse, "globex"), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn every_role_evaluates_flags() {
+        for role in [Role::Admin, Role::Operator, Role::Viewer, Role::Service] {
+            ctx(role, None).authorize(Permission::FlagEvaluate).unwrap();
+        }
+        ctx(Role::Tenant, Some("acme")).authorize(Permission::FlagEvaluate).unwrap();
     }
 }
