@@ -312,3 +312,33 @@ async fn who_may_evaluate(backend: Backend) {
     let res = s.call(Method::GET, "/ofrep/v1/evaluate/flags/sso", None).await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED, "{}", res.body);
 }
+
+/// Two replicas on one PostgreSQL database: a feature one adds to a plan becomes a flag
+/// on the other within the catalogue's refresh bound (1 s; polled here for up to 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_learns_of_another_replicas_plan_change() {
+    let url = support::database_url(Backend::Postgres).await;
+    let a = TestServer::start_replica(url.clone()).await;
+    let b = TestServer::start_replica(url).await;
+    let plan = json!({"name": "Pro", "isolation": "pool", "features": ["sso"]});
+    assert!(a.call(Method::PUT, "/v1/plans/pro", Some(plan)).await.status.is_success());
+    let plan = json!({"name": "Free", "isolation": "pool", "features": []});
+    assert!(a.call(Method::PUT, "/v1/plans/free", Some(plan)).await.status.is_success());
+    a.create_tenant("acme", "pro").await;
+    b.wait_status("acme", "active").await;
+    // b reads its catalogue: no `export` anywhere.
+    assert_eq!(flag(&b, "acme", "export").await.status, StatusCode::NOT_FOUND);
+    let res = a.call(Method::PATCH, "/v1/plans/free", Some(json!({"features": ["export"]}))).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(value(&a, "acme", "export").await, off("DEFAULT"), "the writing replica knows at once");
+    let start = std::time::Instant::now();
+    loop {
+        let res = flag(&b, "acme", "export").await;
+        if res.status == StatusCode::OK {
+            assert_eq!((res.body["value"].as_bool(), res.body["reason"].as_str()), (Some(false), Some("DEFAULT")));
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "b never learned of export: {}", res.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
