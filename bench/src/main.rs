@@ -6,6 +6,7 @@
 //! compared on the same machine at the same moment (the machines are shared and noisy).
 
 mod event_delivery;
+mod flags;
 mod http_load;
 mod provision;
 mod queue;
@@ -49,6 +50,9 @@ enum Scenario {
     /// GET of a tenant's secret (the current version) by a service key, against the
     /// hello-world handler.
     SecretRead(tenants::LoadArgs),
+    /// OFREP single-flag evaluation (POST /ofrep/v1/evaluate/flags/{key}) over 1,000
+    /// tenants against the hello-world handler.
+    FlagEval(tenants::LoadArgs),
     /// Events fanned out to webhook subscriptions on a local receiver.
     EventDelivery(event_delivery::EventDeliveryArgs),
     /// Executions of a 5-state machine through the durable engine.
@@ -90,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TenantList(args) => tenants::tenant_list(args).await,
         Scenario::TenantGet(args) => tenants::tenant_get(args).await,
         Scenario::SecretRead(args) => secrets::secret_read(args).await,
+        Scenario::FlagEval(args) => flags::flag_eval(args).await,
         Scenario::EventDelivery(args) => event_delivery::run(args).await,
         Scenario::Queue(args) => queue::run(args).await,
         Scenario::QuotaCheck(args) => quotas::quota_check(args).await,

@@ -43,6 +43,10 @@ async fn setup(database_url: Option<&str>) -> anyhow::Result<Bench> {
         quotas: [("calls".to_owned(), QuotaSpec::Full(Quota { limit: LIMIT, period: None, soft: false }))].into(),
         workflows: Default::default(),
         config: Default::default(),
+        regions: vec![],
+        max_tenants: None,
+        self_service: false,
+        rate_limit: None,
     };
     client.plan_put("metered", &spec).await.context("put plan")?;
     sqlx::any::install_default_drivers();
@@ -73,7 +77,7 @@ pub async fn quota_check(args: LoadArgs) -> anyhow::Result<()> {
     let http = http_load::client(args.clients);
     // A data-plane caller: a service key (verified once, then cached).
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
-    let new_key = NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None };
+    let new_key = NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let granted = Arc::new(AtomicUsize::new(0));
     let consume = {

@@ -42,6 +42,8 @@ pub struct App {
     /// Tenants' terms computed from the store, kept while current
     /// (`crate::entitlements::terms`).
     pub(crate) terms: crate::entitlements::terms::TermsMemory,
+    /// The features every plan names, for flag evaluation (`flags::catalogue`).
+    pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -98,6 +100,7 @@ impl App {
             export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
             terms: Default::default(),
+            flag_catalogue: Default::default(),
         }
     }
 

@@ -97,6 +97,9 @@ pub enum Permission {
     PlatformSecretRead,
     /// Platform secrets' values and writes: admins and operators.
     PlatformSecretAdmin,
+    /// Evaluate feature flags (OFREP): admins, operators, viewers and services for any
+    /// tenant; tenant keys for their own only (the app targets it whatever they send).
+    FlagEvaluate,
 }
 
 impl OpContext {
@@ -132,6 +135,7 @@ impl OpContext {
             (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,
             (R::Service | R::Tenant, P::EventPut) => true,
+            (R::Viewer | R::Service | R::Tenant, P::FlagEvaluate) => true,
             (_, P::PatternTest) => true,
             _ => false,
         };
@@ -217,5 +221,13 @@ mod tests {
         own.authorize_tenant(Permission::QuotaUse, "acme").unwrap();
         own.authorize_tenant(Permission::QuotaRead, "acme").unwrap();
         assert!(matches!(own.authorize_tenant(Permission::QuotaUse, "globex"), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn every_role_evaluates_flags() {
+        for role in [Role::Admin, Role::Operator, Role::Viewer, Role::Service] {
+            ctx(role, None).authorize(Permission::FlagEvaluate).unwrap();
+        }
+        ctx(Role::Tenant, Some("acme")).authorize(Permission::FlagEvaluate).unwrap();
     }
 }

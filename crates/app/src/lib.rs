@@ -17,6 +17,7 @@ mod context;
 pub mod dataplane;
 pub mod entitlements;
 pub mod events;
+pub mod flags;
 pub mod functions;
 pub mod handlers;
 pub mod hooks;

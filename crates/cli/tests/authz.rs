@@ -64,6 +64,9 @@ enum Class {
     PlatformSecretRead,
     /// Platform secrets' values and writes: admins and operators.
     PlatformSecretAdmin,
+    /// Evaluate feature flags (OFREP): every role; a tenant key naming another tenant
+    /// is answered for its own (no 404: the target is in the body, not the path).
+    FlagEvaluate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,7 +93,7 @@ fn expected(who: Who, class: Class) -> Outcome {
     use Outcome::*;
     match (who, class) {
         (Who::Admin, _) => Allowed,
-        (_, PatternTest) => Allowed,
+        (_, PatternTest | FlagEvaluate) => Allowed,
         (Who::Viewer, EventPut) => Forbidden,
         (_, EventPut) => Allowed,
         (Who::Operator, KeyAdmin) => Forbidden,
@@ -226,6 +229,18 @@ fn table() -> Vec<Route> {
         route(Method::PUT, "/v1/secrets/{secret}", Some(json!({"value": "v"})), PlatformSecretAdmin),
         route(Method::DELETE, "/v1/secrets/{secret}", None, PlatformSecretAdmin),
         route(Method::POST, "/v1/secrets/{secret}/restore", None, PlatformSecretAdmin),
+        route(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags/{flag}",
+            Some(json!({"context": {"targetingKey": "{tenant}"}})),
+            FlagEvaluate,
+        ),
+        route(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags",
+            Some(json!({"context": {"targetingKey": "{tenant}"}})),
+            FlagEvaluate,
+        ),
         route(Method::GET, "/v1/functions", None, FunctionRead),
         route(Method::GET, "/v1/functions/{function}", None, FunctionRead),
         route(Method::PUT, "/v1/functions/{function}", Some(function_body()), FunctionAdmin),
@@ -363,8 +378,10 @@ async fn every_role_on_every_route(backend: Backend) {
             };
             let (queue, receipt) =
                 if r.path.contains("{queue}") { queue_with_receipt(&s).await } else { Default::default() };
-            let body =
-                r.body.as_ref().map(|b| serde_json::from_str(&b.to_string().replace("{receipt}", &receipt)).unwrap());
+            let body = r.body.as_ref().map(|b| {
+                serde_json::from_str(&b.to_string().replace("{receipt}", &receipt).replace("{tenant}", &tenant))
+                    .unwrap()
+            });
             let hook = format!("h-{}", uuid::Uuid::new_v4().simple());
             if r.path.contains("{hook}") {
                 let res = s.call(Method::PUT, &format!("/v1/hooks/{hook}"), Some(hook_body())).await;
@@ -391,6 +408,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .replace("{receipt}", &receipt)
                 .replace("{tenant}", &tenant)
                 .replace("{quota}", "seats")
+                .replace("{flag}", "sso")
                 .replace("{plan}", &plan)
                 .replace("{key}", &key)
                 .replace("{sub}", &sub)
@@ -459,6 +477,13 @@ async fn every_role_on_every_route(backend: Backend) {
                         ));
                     }
                 }
+            }
+            // A tenant key's evaluation is its own tenant's, whatever tenant the body names.
+            if r.class == Class::FlagEvaluate
+                && matches!(who, Who::TenantOwn | Who::TenantOther)
+                && res.body["metadata"]["tenantId"] != own.as_str()
+            {
+                failures.push(format!("{who:?} {path} evaluated {}", res.body["metadata"]));
             }
             // A tenant key's listing holds its own tenant and nothing else.
             if r.class == Class::TenantList && matches!(who, Who::TenantOwn | Who::TenantOther) {

@@ -11,6 +11,7 @@ pub mod apikey;
 pub mod entitlements;
 pub mod error;
 pub mod event;
+pub mod flags;
 pub mod function;
 pub mod hook;
 pub mod ids;

@@ -1,6 +1,6 @@
 //! Who may call which route, decided before anything reads the request body.
 //!
-//! Every `/v1` request passes [`middleware`] first: it authenticates the bearer token
+//! Every `/v1` (and `/ofrep/v1`) request passes [`middleware`] first: it authenticates the bearer token
 //! (401), takes a token from the caller's rate-limit buckets (429, see
 //! [`crate::ratelimit`]), authorizes the caller for the matched route by its role (403; 404 when a
 //! tenant key names another tenant in the path), and refuses a NUL character anywhere
@@ -121,6 +121,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
             | "/v1/queues/{name}/messages/{receipt}/visibility",
         )
         | ("DELETE", "/v1/queues/{name}/messages/{receipt}") => any(&[P::QueueUse]),
+        // The app targets a tenant key's own tenant whatever the body says.
+        ("POST", "/ofrep/v1/evaluate/flags" | "/ofrep/v1/evaluate/flags/{key}") => any(&[P::FlagEvaluate]),
         _ => None,
     }
 }

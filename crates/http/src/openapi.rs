@@ -25,6 +25,7 @@ use crate::problem::Problem;
         (name = "secrets", description = "The secret store: versions with stages, envelope encryption, deletion with a recovery window"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
         (name = "quotas", description = "Quotas: exact consumption of a tenant's plan quotas (docs/entitlements.md)"),
+        (name = "flags", description = "Feature flags over the OpenFeature Remote Evaluation Protocol (OFREP, docs/flags.md): OFREP's JSON, not problem+json, for evaluation failures"),
     )
 )]
 struct ApiDoc;

@@ -1,8 +1,10 @@
-//! The route table: every endpoint of the v1 API, documented for OpenAPI.
+//! The route table: every endpoint of the v1 API and of OFREP (`/ofrep/v1`), documented
+//! for OpenAPI.
 
 mod audit;
 mod entitlements;
 mod events;
+mod flags;
 mod functions;
 mod hooks;
 mod keys;
@@ -66,6 +68,8 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(quotas::release_quota))
         .routes(routes!(entitlements::put_overrides, entitlements::get_overrides, entitlements::delete_overrides))
         .routes(routes!(entitlements::get_entitlements))
+        .routes(routes!(flags::evaluate_flag))
+        .routes(routes!(flags::evaluate_flags))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .merge(secrets_api())

@@ -46,6 +46,7 @@ impl App {
             self.store.plan_put(&plan, guard, &Effects::none().with_audit(audit)).await
         })
         .await?;
+        self.flag_catalogue.plans_changed();
         let created = stored.version == 1;
         Ok((stored, created))
     }
@@ -53,7 +54,7 @@ impl App {
     /// Changes the fields `patch` gives (a JSON merge patch); the others stay.
     pub async fn plan_patch(&self, ctx: &OpContext, id: &str, patch: PlanPatch, if_match: Option<i64>) -> Result<Plan> {
         ctx.authorize(P::PlanWrite)?;
-        retry_stale(if_match, || async {
+        let plan = retry_stale(if_match, || async {
             let current = self.store.plan_get(id).await?;
             if let Some(expected) = if_match {
                 if expected != current.version {
@@ -79,7 +80,9 @@ impl App {
             let fx = Effects::none().with_audit(audit);
             self.store.plan_put(&plan, Some(current.version), &fx).await
         })
-        .await
+        .await?;
+        self.flag_catalogue.plans_changed();
+        Ok(plan)
     }
 
     /// Every state machine a plan names exists and is a lifecycle state machine (400
@@ -152,7 +155,9 @@ impl App {
     pub async fn plan_delete(&self, ctx: &OpContext, id: &str) -> Result<()> {
         ctx.authorize(P::PlanWrite)?;
         let audit = ctx.audit("plan.delete", format!("plan/{id}"), None, json!({}));
-        self.store.plan_delete(id, &Effects::none().with_audit(audit)).await
+        self.store.plan_delete(id, &Effects::none().with_audit(audit)).await?;
+        self.flag_catalogue.plans_changed();
+        Ok(())
     }
 }
 
