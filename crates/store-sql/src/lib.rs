@@ -36,6 +36,7 @@ mod master_key;
 mod migrations;
 mod plans;
 mod queues;
+mod quota_batch;
 mod quota_pruning;
 mod quotas;
 mod rows;
@@ -99,6 +100,8 @@ pub struct SqlStore {
     /// With listen/notify ([`Dialect::listen_notify`]): the URL of the wake-up
     /// listeners' own connections.
     listen_url: Option<String>,
+    /// PostgreSQL only: the group commit of the common consume ([`quota_batch`]).
+    consumes: Option<Arc<quota_batch::ConsumeBatcher>>,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
@@ -127,6 +130,7 @@ impl SqlStore {
                 .connect(&opts.url)
                 .await
                 .map_err(db_err)?;
+            let consumes = Arc::new(quota_batch::ConsumeBatcher::new(pool.clone()));
             SqlStore {
                 dialect: Dialect::POSTGRES,
                 writer: Writer::direct(pool.clone()),
@@ -136,6 +140,7 @@ impl SqlStore {
                 records: None,
                 _lock: None,
                 listen_url: Some(opts.url.clone()),
+                consumes: Some(consumes),
             }
         } else if opts.url.starts_with("sqlite:") {
             let lock = lock_sqlite(&opts.url)?;
@@ -171,6 +176,7 @@ impl SqlStore {
                 records: Some(Arc::default()),
                 _lock: Some(lock),
                 listen_url: None,
+                consumes: None,
             }
         } else {
             return Err(Error::invalid(format!(

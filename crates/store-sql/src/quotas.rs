@@ -60,15 +60,15 @@ const FAST_CONSUME: &str = "INSERT INTO quota_usage (tenant_id, quota, period_st
      RETURNING used";
 
 /// A consume [`FAST_CONSUME`] may answer: one demand, no idempotency key, no effects.
-struct Fast {
-    tenant: String,
-    quota: String,
-    start: i64,
-    amount: i64,
-    first_ok: i64,
-    limit: i64,
-    threshold: i64,
-    soft: i64,
+pub(super) struct Fast {
+    pub(super) tenant: String,
+    pub(super) quota: String,
+    pub(super) start: i64,
+    pub(super) amount: i64,
+    pub(super) first_ok: i64,
+    pub(super) limit: i64,
+    pub(super) threshold: i64,
+    pub(super) soft: i64,
 }
 
 impl Fast {
@@ -94,7 +94,7 @@ impl Fast {
     }
 
     /// The usage after the grant, or `None` when the full transaction must decide.
-    async fn run<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(&self, e: E) -> Result<Option<u64>> {
+    pub(super) async fn run<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(&self, e: E) -> Result<Option<u64>> {
         let row = sqlx::query(FAST_CONSUME)
             .bind(&self.tenant)
             .bind(&self.quota)
@@ -307,10 +307,13 @@ impl QuotaStore for SqlStore {
         if let Some(fast) = Fast::of(req, fx) {
             let fast = Arc::new(fast);
             // One writer: the statement joins its group commit (one statement, atomic,
-            // so no savepoint). Many writers: the statement is its own transaction.
+            // so no savepoint). Many writers: it joins the consumes gathered into one
+            // multi-row statement ([`super::quota_batch`]).
             let used = if self.dialect.single_writer() {
                 let f = fast.clone();
                 self.writer.write_atomic(fx, move |c| Box::pin(async move { f.run(&mut *c).await })).await?
+            } else if let Some(batcher) = &self.consumes {
+                batcher.consume(fast.clone()).await?
             } else {
                 fast.run(&self.write_pool).await?
             };
