@@ -18,7 +18,7 @@
 //! its consumes are retried one by one. What the guard holds back (a refusal, an event
 //! to write) goes, as for one consume, to the full transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::{AnyPool, Row};
@@ -87,15 +87,26 @@ impl ConsumeBatcher {
     }
 }
 
-async fn run_batch(pool: &AnyPool, mut jobs: Vec<Job>) {
-    while !jobs.is_empty() {
-        // This round: the first consume of each key; the rest wait for the next.
-        let mut seen = HashSet::new();
-        let (round, rest): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| seen.insert((j.fast.tenant.clone(), j.fast.quota.clone(), j.fast.start)));
-        jobs = rest;
+async fn run_batch(pool: &AnyPool, jobs: Vec<Job>) {
+    for round in rounds(jobs, |j| &j.fast) {
         run_round(pool, round).await;
     }
+}
+
+/// Splits `items` into rounds in which each (tenant, quota, period) appears once: the
+/// first consume of each key, then the second, and so on.
+fn rounds<T>(mut items: Vec<T>, fast: impl Fn(&T) -> &Fast) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    while !items.is_empty() {
+        let mut seen = HashSet::new();
+        let (round, rest): (Vec<T>, Vec<T>) = items.into_iter().partition(|i| {
+            let f = fast(i);
+            seen.insert((f.tenant.clone(), f.quota.clone(), f.start))
+        });
+        out.push(round);
+        items = rest;
+    }
+    out
 }
 
 async fn run_round(pool: &AnyPool, mut round: Vec<Job>) {
@@ -105,23 +116,37 @@ async fn run_round(pool: &AnyPool, mut round: Vec<Job>) {
         let _ = job.done.send(result);
         return;
     }
-    round.sort_by(|a, b| {
-        (&a.fast.tenant, &a.fast.quota, a.fast.start).cmp(&(&b.fast.tenant, &b.fast.quota, b.fast.start))
-    });
+    let fasts: Vec<&Fast> = round.iter().map(|j| &*j.fast).collect();
+    match grant_round(pool, &fasts).await {
+        Ok(used) => {
+            for (job, used) in round.into_iter().zip(used) {
+                let _ = job.done.send(Ok(used));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, consumes = round.len(), "a batch of consumes failed; each is retried alone");
+            for job in round {
+                let result = job.fast.run(pool).await;
+                let _ = job.done.send(result);
+            }
+        }
+    }
+}
+
+/// Grants `round` (consumes of distinct keys) with one multi-row statement, rows
+/// inserted in key order; each consume's usage after its grant, or `None` where its
+/// guard held back. The parameters' types are spelled out: PostgreSQL infers a
+/// `VALUES` list's types from them.
+async fn grant_round<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    e: E,
+    round: &[&Fast],
+) -> Result<Vec<Option<u64>>> {
+    let types = ["text", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint"];
     let values: Vec<String> = (0..round.len())
         .map(|i| {
-            let p = i * 8;
-            format!(
-                "(${}::text, ${}::text, ${}::bigint, ${}::bigint, ${}::bigint, ${}::bigint, ${}::bigint, ${}::bigint)",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8
-            )
+            let params: Vec<String> =
+                types.iter().enumerate().map(|(k, t)| format!("${}::{t}", i * 8 + k + 1)).collect();
+            format!("({})", params.join(", "))
         })
         .collect();
     let sql = format!(
@@ -134,12 +159,11 @@ async fn run_round(pool: &AnyPool, mut round: Vec<Job>) {
          AND v.period_start = excluded.period_start \
          AND (u.used + v.amount <= v.lim OR (v.soft = 1 AND u.used > v.lim)) \
          AND NOT (u.used < v.thr AND u.used + v.amount >= v.thr)) \
-         RETURNING u.tenant_id, u.quota, u.period_start, u.used",
+         RETURNING tenant_id, quota, period_start, used",
         values.join(", ")
     );
     let mut q = sqlx::query(&sql);
-    for j in &round {
-        let f = &j.fast;
+    for f in round {
         q = q
             .bind(f.tenant.clone())
             .bind(f.quota.clone())
@@ -150,24 +174,12 @@ async fn run_round(pool: &AnyPool, mut round: Vec<Job>) {
             .bind(f.threshold)
             .bind(f.soft);
     }
-    match q.fetch_all(pool).await.map_err(db_err) {
-        Ok(rows) => {
-            let mut granted = std::collections::HashMap::with_capacity(rows.len());
-            for r in rows {
-                granted.insert((r.get::<String, _>(0), r.get::<String, _>(1), r.get::<i64, _>(2)), r.get::<i64, _>(3));
-            }
-            for job in round {
-                let f = &job.fast;
-                let used = granted.get(&(f.tenant.clone(), f.quota.clone(), f.start)).map(|u| *u as u64);
-                let _ = job.done.send(Ok(used));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, consumes = round.len(), "a batch of consumes failed; each is retried alone");
-            for job in round {
-                let result = job.fast.run(pool).await;
-                let _ = job.done.send(result);
-            }
-        }
+    let rows = q.fetch_all(e).await.map_err(db_err)?;
+    let mut granted = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let key = (r.try_get::<String, _>(0).map_err(db_err)?, r.try_get::<String, _>(1).map_err(db_err)?);
+        granted
+            .insert((key.0, key.1, r.try_get::<i64, _>(2).map_err(db_err)?), r.try_get::<i64, _>(3).map_err(db_err)?);
     }
+    Ok(round.iter().map(|f| granted.get(&(f.tenant.clone(), f.quota.clone(), f.start)).map(|u| *u as u64)).collect())
 }
