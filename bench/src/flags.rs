@@ -10,7 +10,7 @@ use tenancy_client::Client;
 use tenancy_domain::apikey::{NewApiKey, Role};
 
 use crate::http_load;
-use crate::tenants::{bulk_load, hello_load, ms, put_plans, start_tenancy, LoadArgs, TOKEN};
+use crate::tenants::{bulk_load, hello_load, put_plans, start_tenancy, LoadArgs, TOKEN};
 
 /// Tenants the evaluations are spread over.
 const TENANTS: usize = 1_000;
@@ -50,24 +50,8 @@ pub async fn flag_eval(args: LoadArgs) -> anyhow::Result<()> {
         .await
     };
     anyhow::ensure!(r.errors == 0, "{} evaluations failed", r.errors);
-    println!(
-        "POST /ofrep/v1/evaluate/flags/{{key}}: {} requests, p50 {:.2} ms, p99 {:.2} ms; hello-world p50 {:.2} ms, p99 {:.2} ms",
-        r.requests,
-        ms(r.percentile(50.0)),
-        ms(r.percentile(99.0)),
-        ms(baseline.percentile(50.0)),
-        ms(baseline.percentile(99.0))
-    );
-    println!(
-        "flag-eval: {:.0} req/s, p99 {:.2} ms ({}, {} clients, {TENANTS} tenants); baseline hello-world {:.0} req/s, p99 {:.2} ms; ratio {:.3}",
-        r.rate(),
-        ms(r.percentile(99.0)),
-        b.backend,
-        args.clients,
-        baseline.rate(),
-        ms(baseline.percentile(99.0)),
-        r.rate() / baseline.rate()
-    );
+    let what = format!("POST /ofrep/v1/evaluate/flags/{{key}} over {TENANTS} tenants");
+    http_load::report("flag-eval", &what, "", &r, &baseline, b.backend);
     b.server.stop().await;
     Ok(())
 }

@@ -10,6 +10,8 @@ use futures::future::BoxFuture;
 /// What a load run measured.
 pub struct LoadResult {
     pub requests: usize,
+    /// Requests in flight.
+    pub clients: usize,
     pub errors: usize,
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
@@ -76,7 +78,7 @@ where
         latencies.extend(l);
         errors += e;
     }
-    LoadResult { requests: total, errors, elapsed: start.elapsed(), latencies }
+    LoadResult { requests: total, clients, errors, elapsed: start.elapsed(), latencies }
 }
 
 /// Runs requests for `duration` with `clients` in flight.
@@ -113,5 +115,31 @@ where
         latencies.extend(l);
         errors += e;
     }
-    LoadResult { requests: latencies.len(), errors, elapsed: start.elapsed(), latencies }
+    LoadResult { requests: latencies.len(), clients, errors, elapsed: start.elapsed(), latencies }
+}
+
+/// Prints a load scenario's two lines against the hello-world run of the same
+/// invocation: the detail (`what` was measured, with `note` appended) and the summary
+/// `<scenario>: <rate> req/s, p99 ... (<backend>, <clients> clients); baseline ...;
+/// ratio ...`, the line docs/BENCHMARKS.md quotes.
+pub fn report(scenario: &str, what: &str, note: &str, r: &LoadResult, baseline: &LoadResult, backend: &str) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what}: {} requests, p50 {:.2} ms, p99 {:.2} ms; hello-world p50 {:.2} ms, p99 {:.2} ms{note}",
+        r.requests,
+        ms(r.percentile(50.0)),
+        ms(r.percentile(99.0)),
+        ms(baseline.percentile(50.0)),
+        ms(baseline.percentile(99.0))
+    );
+    println!(
+        "{scenario}: {:.0} req/s, p99 {:.2} ms ({backend}, {} clients); baseline hello-world {:.0} req/s, p99 {:.2} ms; \
+         ratio {:.3}",
+        r.rate(),
+        ms(r.percentile(99.0)),
+        r.clients,
+        baseline.rate(),
+        ms(baseline.percentile(99.0)),
+        r.rate() / baseline.rate()
+    );
 }

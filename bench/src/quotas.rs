@@ -23,10 +23,6 @@ const TENANTS: usize = 1_000;
 /// refused and no threshold event is written (the figure is the common case).
 const LIMIT: u64 = 1_000_000_000_000;
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn tenant_id(i: usize) -> String {
     format!("q{i:05}")
 }
@@ -113,24 +109,9 @@ pub async fn quota_check(args: LoadArgs) -> anyhow::Result<()> {
     let total = ledger_total(&b.database_url).await?;
     let grants = granted.load(Ordering::Relaxed);
     anyhow::ensure!(total as usize == grants, "the ledger holds {total}, {grants} grants were answered");
-    println!(
-        "POST /v1/tenants/{{id}}/quotas/calls/consume over {TENANTS} tenants: {} requests, p50 {:.2} ms, p99 {:.2} ms; \
-         hello-world p50 {:.2} ms, p99 {:.2} ms; ledger total {total} = grants {grants}",
-        r.requests,
-        ms(r.percentile(50.0)),
-        ms(r.percentile(99.0)),
-        ms(baseline.percentile(50.0)),
-        ms(baseline.percentile(99.0))
-    );
-    println!(
-        "quota-check: {:.0} req/s, p99 {:.2} ms ({}, {} clients); baseline hello-world {:.0} req/s; ratio {:.3}",
-        r.rate(),
-        ms(r.percentile(99.0)),
-        b.backend,
-        args.clients,
-        baseline.rate(),
-        r.rate() / baseline.rate()
-    );
+    let what = format!("POST /v1/tenants/{{id}}/quotas/calls/consume over {TENANTS} tenants");
+    let note = format!("; ledger total {total} = grants {grants}");
+    http_load::report("quota-check", &what, &note, &r, &baseline, b.backend);
     b.server.stop().await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::secret::SecretPut;
 
 use crate::http_load;
-use crate::tenants::{bulk_load, hello_load, ms, put_plans, start_tenancy, LoadArgs, TOKEN};
+use crate::tenants::{bulk_load, hello_load, put_plans, start_tenancy, LoadArgs, TOKEN};
 
 /// Tenants with a secret each; reads go round them.
 const TENANTS: usize = 100;
@@ -47,23 +47,7 @@ pub async fn secret_read(args: LoadArgs) -> anyhow::Result<()> {
         .await
     };
     anyhow::ensure!(r.errors == 0, "{} reads failed", r.errors);
-    println!(
-        "GET /v1/tenants/{{id}}/secrets/{{name}}: {} requests, p50 {:.2} ms, p99 {:.2} ms; hello-world p50 {:.2} ms, \
-         p99 {:.2} ms",
-        r.requests,
-        ms(r.percentile(50.0)),
-        ms(r.percentile(99.0)),
-        ms(baseline.percentile(50.0)),
-        ms(baseline.percentile(99.0))
-    );
-    println!(
-        "secret-read: {:.0} req/s ({}, {} clients); baseline hello-world {:.0} req/s; ratio {:.3}",
-        r.rate(),
-        b.backend,
-        args.clients,
-        baseline.rate(),
-        r.rate() / baseline.rate()
-    );
+    http_load::report("secret-read", "GET /v1/tenants/{id}/secrets/{name}", "", &r, &baseline, b.backend);
     b.server.stop().await;
     Ok(())
 }

@@ -371,22 +371,7 @@ pub async fn tenant_get(args: LoadArgs) -> anyhow::Result<()> {
         .await
     };
     anyhow::ensure!(r.errors == 0, "{} reads failed", r.errors);
-    println!(
-        "GET /v1/tenants/{{id}}: {} requests, p50 {:.2} ms, p99 {:.2} ms; hello-world p50 {:.2} ms, p99 {:.2} ms",
-        r.requests,
-        ms(r.percentile(50.0)),
-        ms(r.percentile(99.0)),
-        ms(baseline.percentile(50.0)),
-        ms(baseline.percentile(99.0))
-    );
-    println!(
-        "tenant-get: {:.0} req/s ({}, {} clients); baseline hello-world {:.0} req/s; ratio {:.3}",
-        r.rate(),
-        b.backend,
-        args.clients,
-        baseline.rate(),
-        r.rate() / baseline.rate()
-    );
+    http_load::report("tenant-get", "GET /v1/tenants/{id}", "", &r, &baseline, b.backend);
     b.server.stop().await;
     Ok(())
 }
