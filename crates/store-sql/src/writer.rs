@@ -261,8 +261,12 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
                         let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
                                    created_at, updated_at, lifecycle_execution_id) \
                                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-                        super::tenants::bind_tenant(sqlx::query(sql), t).execute(&mut *conn).await.map_err(db_err)?;
-                        Ok(())
+                        // One statement, atomic by itself: its failure is this tenant's.
+                        super::tenants::bind_tenant(sqlx::query(sql), t)
+                            .execute(&mut *conn)
+                            .await
+                            .map(|_| ())
+                            .map_err(db_err)
                     }
                 }
             }
@@ -306,10 +310,25 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<Pending>, tenants: Optio
     if !inserts.is_empty() {
         let tenants: Vec<&Tenant> =
             inserts.iter().filter_map(|p| if let Op::InsertTenant(t) = &p.op { Some(&**t) } else { None }).collect();
-        // One statement, atomic by itself: when it fails, nothing of it was written.
-        let results = match insert_tenants(&mut tx, &tenants).await {
-            Ok(results) => results,
+        // In a savepoint: when it fails after its merged statement wrote rows, those
+        // rows go too, since every insert of the batch is then answered with the error
+        // (without it, other writes of the batch would commit them, eventless).
+        let results = match exec(&mut tx, "SAVEPOINT inserts").await {
             Err(e) => vec![Err(e); inserts.len()],
+            Ok(()) => match insert_tenants(&mut tx, &tenants).await {
+                Ok(results) => match exec(&mut tx, "RELEASE inserts").await {
+                    Ok(()) => results,
+                    Err(e) => vec![Err(e); inserts.len()],
+                },
+                Err(e) => {
+                    let undone = exec(&mut tx, "ROLLBACK TO inserts").await.and(exec(&mut tx, "RELEASE inserts").await);
+                    let e = match undone {
+                        Ok(()) => e,
+                        Err(u) => Error::internal(format!("failed to roll back tenant inserts ({e}): {u}")),
+                    };
+                    vec![Err(e); inserts.len()]
+                }
+            },
         };
         for (p, result) in inserts.into_iter().zip(results) {
             if result.is_ok() {
