@@ -79,6 +79,37 @@ impl SecretStore for SqlStore {
         get_in(&mut c, &scope_of(scope), name, "").await?.ok_or_else(|| not_found(name))
     }
 
+    async fn secret_read(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(SecretRecord, Option<SealedVersion>)> {
+        let secret_columns = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {secret_columns}, v.version, v.ciphertext, v.wrapped_key, v.kek_id, v.created_at \
+             FROM secrets s LEFT JOIN secret_versions v ON v.tenant_id = s.tenant_id AND v.name = s.name \
+             AND v.version = COALESCE($3, s.current_version) WHERE s.tenant_id = $1 AND s.name = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope_of(scope))
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found(name))?;
+        let base = COLUMNS.split(", ").count();
+        let sealed = row.get::<Option<i64>, _>(base).map(|version| SealedVersion {
+            version,
+            ciphertext: row.get(base + 1),
+            wrapped_key: row.get(base + 2),
+            kek_id: row.get(base + 3),
+            created_at: Timestamp(row.get(base + 4)),
+        });
+        Ok((record_of(&row), sealed))
+    }
+
     async fn secret_version_get(&self, scope: SecretScope<'_>, name: &str, version: i64) -> Result<SealedVersion> {
         let row = sqlx::query(
             "SELECT version, ciphertext, wrapped_key, kek_id, created_at FROM secret_versions \

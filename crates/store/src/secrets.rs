@@ -56,6 +56,17 @@ pub trait SecretStore: Send + Sync {
     /// The secret with its versions; `NotFound` when there is none (a deleted one,
     /// until purged, is found with `deleted_at` set).
     async fn secret_get(&self, scope: SecretScope<'_>, name: &str) -> Result<SecretRecord>;
+    /// The secret (without its version list) and, in the same read, its sealed version
+    /// `version`, or its current one when `None`: the hot path of a read, one query
+    /// where [`SecretStore::secret_get`] and [`SecretStore::secret_version_get`] take
+    /// three. `NotFound` when there is no secret; the version is `None` when not kept
+    /// (a deleted secret is found with `deleted_at` set, as by `secret_get`).
+    async fn secret_read(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(SecretRecord, Option<SealedVersion>)>;
     /// One sealed version; `NotFound` when it is not kept.
     async fn secret_version_get(&self, scope: SecretScope<'_>, name: &str, version: i64) -> Result<SealedVersion>;
     /// Adds `v` as the new current version, in one transaction with `fx`: the old

@@ -218,7 +218,9 @@ impl App {
     ) -> Result<SecretValue> {
         self.secret_scope(ctx, scope, P::SecretValue, P::PlatformSecretAdmin).await?;
         let secrets = self.store().secrets();
-        let rec = secrets.secret_get(scope, name).await?;
+        // One query reads the record and the asked version (the current one unless a
+        // version is named); a stage other than current needs its number first.
+        let (rec, read) = secrets.secret_read(scope, name, sel.version).await?;
         if rec.deleted_at.is_some() {
             return Err(deleted_error(&rec));
         }
@@ -238,7 +240,10 @@ impl App {
                 }
             },
         };
-        let stored = secrets.secret_version_get(scope, name, version).await?;
+        let stored = match read {
+            Some(v) if v.version == version => v,
+            _ => secrets.secret_version_get(scope, name, version).await?,
+        };
         let sealed = Sealed {
             ciphertext: stored.ciphertext,
             key: WrappedKey { kek_id: stored.kek_id, wrapped: stored.wrapped_key },
