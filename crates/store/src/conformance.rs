@@ -599,6 +599,7 @@ fn subscription(id: &str, pattern: serde_json::Value) -> StoredSubscription {
                 max_concurrency: None,
                 timeout_ms: None,
                 max_attempts: Some(3),
+                connection: None,
             },
             version: 1,
             created_at: Timestamp(1_000),
