@@ -391,6 +391,8 @@ async fn hooks_and_subscriptions_carry_their_connection(backend: Backend) {
     }
     assert_eq!(seen.last_header("/api", "x-api-key").as_deref(), Some(API_KEY));
     assert!(seen.last_header("/api", "webhook-signature").is_some());
+    assert_absent("the deliveries", &s.get(&format!("/v1/subscriptions/{sub}/deliveries")).await.body, &[API_KEY]);
+    assert_absent("the subscription", &s.get(&format!("/v1/subscriptions/{sub}")).await.body, &[API_KEY]);
 
     // In use: 409 naming the users; free again once they are gone.
     let res = s.call(Method::DELETE, "/v1/connections/crm", None).await;
@@ -402,7 +404,6 @@ async fn hooks_and_subscriptions_carry_their_connection(backend: Backend) {
     assert_eq!(s.call(Method::DELETE, &format!("/v1/subscriptions/{sub}"), None).await.status, StatusCode::NO_CONTENT);
     let res = s.call(Method::DELETE, "/v1/connections/crm", None).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
-    assert_absent("the deliveries", &s.get(&format!("/v1/events?limit=1000")).await.body, &[API_KEY]);
 }
 
 /// Runs the CLI with `stdin`; exit code, stdout, stderr.
