@@ -71,7 +71,7 @@ error_codes! {
     InvalidHook = ("invalid-hook", 400, "A hook is invalid; also one with both or neither of `url` and `queue`, a queue hook with `mode: \"sync\"` or `rotate_secret`."),
     InvalidFunction = ("invalid-function", 400, "A function's name or `timeout_s` is invalid."),
     UnsupportedConnection = ("unsupported-connection", 400, "A function's `connection`: connections do not exist yet."),
-    InvalidConnection = ("invalid-connection", 400, "A connection's name, auth or description is invalid; also a hook or subscription naming a connection that does not exist, and writes of the platform secrets `connection.*` that hold connections' credentials."),
+    InvalidConnection = ("invalid-connection", 400, "A connection's name, auth or description is invalid; also a hook or subscription naming a connection that does not exist, and any request through `/v1/secrets` for the platform secrets `connection.*` that hold connections' credentials."),
     InvalidSecret = ("invalid-secret", 400, "A secret's name, generator or recovery window is invalid, or a put with both or neither of `value` and `generate`."),
     InvalidDefinition = ("invalid-definition", 400, "An ASL definition is invalid; the detail names the state."),
     UnknownStateMachine = ("unknown-state-machine", 400, "A request names a state machine that does not exist; also a plan's `workflows` naming one."),
