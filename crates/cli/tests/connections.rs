@@ -145,6 +145,18 @@ async fn run(s: &TestServer, machine: &str) -> (Value, Value) {
     }
 }
 
+/// Every file under `dir`, recursively.
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
 fn assert_absent(what: &str, v: &Value, secrets: &[&str]) {
     let text = v.to_string();
     for secret in secrets {
@@ -272,6 +284,20 @@ async fn http_invoke_carries_api_keys_and_basic_credentials(backend: Backend) {
     assert_eq!(seen.last_header("/api", "authorization"), Some(format!("Basic {basic}")));
     assert_absent("the history", &history, &[PASSWORD, &basic]);
     assert_absent("the audit log", &s.get("/v1/audit?limit=1000").await.body, &[PASSWORD, &basic, API_KEY]);
+
+    // Nor is it anywhere on disk (the SQLite database, its WAL, the data directory).
+    if backend == Backend::Sqlite {
+        let mut paths = Vec::new();
+        files(s.dir.path(), &mut paths);
+        assert!(!paths.is_empty());
+        for p in paths {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            for secret in [API_KEY, PASSWORD] {
+                let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "{} holds a credential in plaintext", p.display());
+            }
+        }
+    }
 
     // An unknown connection fails the task, saying which (a definition naming one is
     // accepted: connections may come and go after it).

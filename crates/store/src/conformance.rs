@@ -1311,10 +1311,7 @@ pub async fn connections_put_with_their_secret_and_refuse_deletion_in_use(store:
         .unwrap()
     };
     let missing = store.hooks().hook_put(&hook("nobody"), &HookSecretWrite::Keep, &Effects::none()).await;
-    assert!(
-        matches!(&missing, Err(Error::InvalidRequest { code: ErrorCode::InvalidConnection, .. })),
-        "{missing:?}"
-    );
+    assert!(matches!(&missing, Err(Error::InvalidRequest { code: ErrorCode::InvalidConnection, .. })), "{missing:?}");
     store.hooks().hook_put(&hook("crm"), &HookSecretWrite::Keep, &Effects::none()).await.unwrap();
     let del = || Effects::none().with_audit(audit("connection.delete", None));
     match conns.connection_delete("crm", &del()).await {
