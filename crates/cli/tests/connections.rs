@@ -359,6 +359,22 @@ async fn oauth_tokens_are_cached_and_refetched(backend: Backend) {
     for h in &histories {
         assert_absent("the history", h, &[CLIENT_SECRET, "tok-1", "tok-2"]);
     }
+    // Replacing the connection drops its token; tasks running at once share one fetch.
+    seen.expires_in.store(3600, Ordering::SeqCst);
+    put_connection(
+        &s,
+        "idp",
+        json!({"type": "oauth_client_credentials", "token_url": format!("{base}/token"),
+               "client_id": "tenancy app", "client_secret": CLIENT_SECRET}),
+    )
+    .await;
+    let before = seen.fetches();
+    let runs: Vec<_> = (0..4).map(|_| run(&s, "oauth-call")).collect();
+    for (e, _) in futures::future::join_all(runs).await {
+        assert_eq!(e["status"], "SUCCEEDED", "{e}");
+    }
+    assert_eq!(seen.fetches(), before + 1, "one fetch for the replaced connection and four concurrent calls");
+    assert_eq!(seen.token_requests.lock().unwrap().last().unwrap().1, "grant_type=client_credentials", "no scope now");
     // A token endpoint the outbound policy refuses fails the task in a fixed text.
     put_connection(
         &s,
