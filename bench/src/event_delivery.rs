@@ -160,6 +160,7 @@ pub async fn run(args: EventDeliveryArgs) -> anyhow::Result<()> {
                 max_concurrency: Some(args.concurrency),
                 timeout_ms: None,
                 max_attempts: None,
+                connection: None,
             },
         };
         client.subscription_create(&sub).await.context("create subscription")?;

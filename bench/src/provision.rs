@@ -104,6 +104,7 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
         timeout_s: None,
         max_attempts: None,
         rotate_secret: false,
+        connection: None,
     };
     client.hook_put("bench-crm", &hook).await.context("PUT /v1/hooks/bench-crm")?;
     for (id, name, isolation) in [("pooled", "Pooled", Isolation::Pool), ("dedicated", "Dedicated", Isolation::Silo)] {

@@ -85,7 +85,8 @@ impl App {
         let plane = services.plane();
         let handlers = crate::handlers::handlers(&services, plane.as_ref());
         let engine = Engine::new(store.clone(), handlers, Arc::new(crate::tenants::lifecycle::LifecycleGuard));
-        let validator = crate::hooks::tasks::CallHooks::new(services.outbound.clone(), services.secrets.clone());
+        let validator = crate::hooks::tasks::CallHooks::new(services.outbound.clone(), services.secrets.clone())
+            .with_connector(services.connector.clone());
         App {
             validator,
             auth: Authenticator::new(store.clone(), None),

@@ -97,6 +97,10 @@ pub enum Permission {
     PlatformSecretRead,
     /// Platform secrets' values and writes: admins and operators.
     PlatformSecretAdmin,
+    /// Connections' metadata, never their credentials: admins, operators, viewers.
+    ConnectionRead,
+    /// Create, replace and delete connections: admins and operators.
+    ConnectionAdmin,
     /// Evaluate feature flags (OFREP): admins, operators, viewers and services for any
     /// tenant; tenant keys for their own only (the app targets it whatever they send).
     FlagEvaluate,
@@ -126,7 +130,7 @@ impl OpContext {
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Viewer, P::QuotaRead) => true,
-            (R::Viewer, P::SecretRead | P::PlatformSecretRead) => true,
+            (R::Viewer, P::SecretRead | P::PlatformSecretRead | P::ConnectionRead) => true,
             (R::Service, P::SecretRead | P::SecretValue) => true,
             (R::Tenant, P::SecretRead | P::SecretValue | P::SecretWrite) => true,
             (R::Service | R::Tenant, P::QuotaRead | P::QuotaUse) => true,

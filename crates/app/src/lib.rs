@@ -13,6 +13,7 @@
 
 mod app;
 pub mod audit;
+pub mod connections;
 mod context;
 pub mod dataplane;
 pub mod entitlements;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tenancy_adapters::dataplane::DatabaseProvisioner;
 use tenancy_store::Store;
 
+use crate::connections::auth::Connector;
 use crate::dataplane::plane::DataPlane;
 use tenancy_adapters::blob::BlobStore;
 use tenancy_adapters::keys::envelope::{KeyProvider, MasterKeyProvider};
@@ -40,13 +41,24 @@ pub struct Services {
     /// The policy every outbound request obeys (`http:invoke`, hooks, functions;
     /// webhook deliveries take it in their worker's options).
     pub outbound: Arc<OutboundPolicy>,
+    /// Turns connections into request headers (`http:invoke`, hooks, webhook
+    /// deliveries), with the process's OAuth token cache; rebuilt by the builders
+    /// below from the store, the key-encryption keys and the outbound policy.
+    pub connector: Arc<Connector>,
 }
 
 impl Services {
     /// The store alone: no blob store, no master key, no data plane, the default
     /// outbound policy.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Services { store, blobs: None, secrets: None, keks: None, data_plane: None, outbound: Arc::default() }
+        let outbound: Arc<OutboundPolicy> = Arc::default();
+        let connector = Arc::new(Connector::new(store.clone(), None, outbound.clone()));
+        Services { store, blobs: None, secrets: None, keks: None, data_plane: None, outbound, connector }
+    }
+
+    fn rebuild_connector(mut self) -> Self {
+        self.connector = Arc::new(Connector::new(self.store.clone(), self.keks.clone(), self.outbound.clone()));
+        self
     }
 
     pub fn with_blobs(mut self, blobs: BlobStore) -> Self {
@@ -58,7 +70,7 @@ impl Services {
     pub fn with_secrets(mut self, secrets: Arc<SecretBox>) -> Self {
         self.keks = Some(Arc::new(MasterKeyProvider::new(secrets.clone(), "the master key")));
         self.secrets = Some(secrets);
-        self
+        self.rebuild_connector()
     }
 
     pub fn with_data_plane(mut self, provisioner: Arc<dyn DatabaseProvisioner>) -> Self {
@@ -68,7 +80,7 @@ impl Services {
 
     pub fn with_outbound(mut self, policy: Arc<OutboundPolicy>) -> Self {
         self.outbound = policy;
-        self
+        self.rebuild_connector()
     }
 
     /// The data plane with what its steps need from the other services.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::commands::audit::{self, AuditCmd};
+use crate::commands::connections::{self, ConnectionCmd};
 use crate::commands::entitlements::{self, EntitlementCmd, OverrideCmd};
 use crate::commands::events::EventCmd;
 use crate::commands::functions::{self, FunctionCmd};
@@ -83,6 +84,9 @@ pub enum Command {
     /// The secret store: tenants' secrets (--tenant) and the platform's.
     #[command(subcommand)]
     Secrets(SecretCmd),
+    /// Connections: named credentials for http:invoke, hooks and webhook subscriptions.
+    #[command(subcommand)]
+    Connections(ConnectionCmd),
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(ReconciliationCmd),
@@ -140,6 +144,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             Some(v) => (v, secrets::SECRET_COLUMNS),
             None => return Ok(()),
         },
+        Command::Connections(cmd) => (connections::connections(&client, cmd).await?, connections::CONNECTION_COLUMNS),
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
         }

@@ -322,7 +322,7 @@ pub fn open_data_plane(
 /// queue sweeper and the quota ledger's pruner.
 fn start_event_loops(
     secrets: &Arc<tenancy_adapters::keys::SecretBox>,
-    outbound: &Arc<tenancy_adapters::outbound::OutboundPolicy>,
+    services: &Services,
     store: &Arc<dyn Store>,
     opts: &ServeOptions,
     node_id: &str,
@@ -338,7 +338,8 @@ fn start_event_loops(
     let mut delivery = DeliveryOptions::new(format!("{node_id}/delivery"));
     delivery.retry_window = opts.delivery_retry_window;
     delivery.secrets = Some(secrets.clone());
-    delivery.outbound = outbound.clone();
+    delivery.outbound = services.outbound.clone();
+    delivery.connector = Some(services.connector.clone());
     tasks.push(tokio::spawn(DeliveryWorker::new(store.clone(), delivery).run(shutdown.clone())));
     let retention = std::time::Duration::from_secs(u64::from(opts.event_retention_days) * 86_400);
     let pruner =
@@ -465,7 +466,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let mut tasks = Vec::new();
 
     if opts.worker {
-        start_event_loops(&secrets, &outbound, &store, &opts, &node_id, &shutdown, &mut tasks);
+        start_event_loops(&secrets, app.services(), &store, &opts, &node_id, &shutdown, &mut tasks);
         let mut engine_opts = tenancy_app::engine::EngineOptions::new(format!("{node_id}/engine"));
         engine_opts.lease = opts.workflow.lease;
         engine_opts.batch = opts.workflow.batch;

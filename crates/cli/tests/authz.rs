@@ -64,6 +64,10 @@ enum Class {
     PlatformSecretRead,
     /// Platform secrets' values and writes: admins and operators.
     PlatformSecretAdmin,
+    /// Connections' metadata: admins, operators, viewers.
+    ConnectionRead,
+    /// Create, replace, delete connections: admins and operators.
+    ConnectionAdmin,
     /// Evaluate feature flags (OFREP): every role; a tenant key naming another tenant
     /// is answered for its own (no 404: the target is in the body, not the path).
     FlagEvaluate,
@@ -103,7 +107,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, FunctionRead | QuotaRead) => Allowed,
-        (Who::Viewer, SecretRead | PlatformSecretRead) => Allowed,
+        (Who::Viewer, SecretRead | PlatformSecretRead | ConnectionRead) => Allowed,
         (Who::Service, SecretRead | SecretValue) => Allowed,
         (Who::TenantOwn, SecretRead | SecretValue | SecretWrite) => Allowed,
         (Who::TenantOther, SecretRead | SecretValue | SecretWrite) => Hidden,
@@ -241,6 +245,10 @@ fn table() -> Vec<Route> {
             Some(json!({"context": {"targetingKey": "{tenant}"}})),
             FlagEvaluate,
         ),
+        route(Method::GET, "/v1/connections", None, ConnectionRead),
+        route(Method::GET, "/v1/connections/{connection}", None, ConnectionRead),
+        route(Method::PUT, "/v1/connections/{connection}", Some(connection_body()), ConnectionAdmin),
+        route(Method::DELETE, "/v1/connections/{connection}", None, ConnectionAdmin),
         route(Method::GET, "/v1/functions", None, FunctionRead),
         route(Method::GET, "/v1/functions/{function}", None, FunctionRead),
         route(Method::PUT, "/v1/functions/{function}", Some(function_body()), FunctionAdmin),
@@ -267,6 +275,11 @@ fn table() -> Vec<Route> {
 /// A hook that provisioning never calls (this test creates tenants throughout).
 fn hook_body() -> Value {
     json!({"url": "http://127.0.0.1:9/hook", "events": ["offboard"]})
+}
+
+/// A connection nothing of this test uses.
+fn connection_body() -> Value {
+    json!({"auth": {"type": "api_key", "header": "X-Api-Key", "value": "authz-key"}})
 }
 
 /// A function no state machine of this test invokes.
@@ -392,6 +405,11 @@ async fn every_role_on_every_route(backend: Backend) {
                 let res = s.call(Method::PUT, &format!("/v1/functions/{function}"), Some(function_body())).await;
                 assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
             }
+            let connection = format!("c-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{connection}") {
+                let res = s.call(Method::PUT, &format!("/v1/connections/{connection}"), Some(connection_body())).await;
+                assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+            }
             let secret = format!("s-{}", uuid::Uuid::new_v4().simple());
             if r.path.contains("{secret}") {
                 for p in [format!("/v1/tenants/{tenant}/secrets/{secret}"), format!("/v1/secrets/{secret}")] {
@@ -402,6 +420,7 @@ async fn every_role_on_every_route(backend: Backend) {
             let path = r
                 .path
                 .replace("{secret}", &secret)
+                .replace("{connection}", &connection)
                 .replace("{hook}", &hook)
                 .replace("{function}", &function)
                 .replace("{queue}", &queue)

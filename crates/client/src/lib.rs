@@ -57,6 +57,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tenancy_audit::AuditRecordView;
+use tenancy_domain::api::ConnectionList;
 use tenancy_domain::api::{
     CreatedKey, DeleteBatch, DeletedBatch, Drift, ExecutionView, FunctionList, FunctionWithSecret, HistoryEventView,
     HookList, HookWithSecret, PlanChange, Problem, QuotaBatchGranted, QuotaConsume, QuotaConsumeBatch, QuotaGranted,
@@ -65,6 +66,7 @@ use tenancy_domain::api::{
     TaskSuccess, TenantOperation, TenantResources,
 };
 use tenancy_domain::apikey::{ApiKey, NewApiKey};
+use tenancy_domain::connection::{Connection, ConnectionSpec};
 use tenancy_domain::event::Event;
 use tenancy_domain::function::{Function, FunctionSpec};
 use tenancy_domain::hook::{Hook, HookSpec};
@@ -653,6 +655,24 @@ impl Client {
 
     pub async fn function_delete(&self, name: &str) -> Result<()> {
         self.delete(&format!("/v1/functions/{}", segment(name))).await
+    }
+
+    // Connections: metadata only comes back, never the credential.
+
+    pub async fn connection_put(&self, name: &str, spec: &ConnectionSpec) -> Result<Connection> {
+        self.with_body(Method::PUT, &format!("/v1/connections/{}", segment(name)), spec).await
+    }
+
+    pub async fn connection_list(&self) -> Result<ConnectionList> {
+        self.get("/v1/connections", NO_QUERY).await
+    }
+
+    pub async fn connection_get(&self, name: &str) -> Result<Connection> {
+        self.get(&format!("/v1/connections/{}", segment(name)), NO_QUERY).await
+    }
+
+    pub async fn connection_delete(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/v1/connections/{}", segment(name))).await
     }
 
     // Secrets: a tenant's (`Some(tenant)`) or the platform's (`None`).

@@ -237,6 +237,14 @@ pub struct ReconciliationReport {
     pub drift: Vec<Drift>,
 }
 
+// Connections.
+
+/// `GET /v1/connections`: every connection by name (metadata only).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConnectionList {
+    pub items: Vec<crate::connection::Connection>,
+}
+
 // Functions.
 
 /// Every function.

@@ -84,6 +84,10 @@ pub struct HookSpec {
     /// the secret.
     #[serde(default)]
     pub rotate_secret: bool,
+    /// A connection (`PUT /v1/connections/{name}`, it must exist) whose credential
+    /// every request of this HTTP hook carries besides the signature.
+    #[serde(default)]
+    pub connection: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -99,6 +103,9 @@ pub struct Hook {
     pub mode: HookMode,
     pub timeout_s: u64,
     pub max_attempts: u32,
+    /// The connection whose credential the hook's requests carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -161,6 +168,12 @@ impl HookSpec {
         if max_attempts == 0 || max_attempts > MAX_MAX_ATTEMPTS {
             return Err(invalid(format!("max_attempts must be between 1 and {MAX_MAX_ATTEMPTS}, got {max_attempts}")));
         }
+        if let Some(c) = &self.connection {
+            if self.queue.is_some() {
+                return Err(invalid("a queue hook sends no HTTP request: it takes no connection".into()));
+            }
+            crate::connection::validate_name(c)?;
+        }
         let mut events = self.events;
         events.sort_by_key(|e| e.as_str());
         events.dedup();
@@ -172,6 +185,7 @@ impl HookSpec {
             mode,
             timeout_s,
             max_attempts,
+            connection: self.connection,
             created_at: now,
             updated_at: now,
         })

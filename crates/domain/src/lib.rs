@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apikey;
+pub mod connection;
 pub mod entitlements;
 pub mod error;
 pub mod event;

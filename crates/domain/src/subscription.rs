@@ -29,6 +29,10 @@ pub enum Target {
         /// Attempts before a delivery is dead (retries span at most 24 hours).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_attempts: Option<u32>,
+        /// A connection (it must exist) whose credential every delivery carries
+        /// besides the signature.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<String>,
     },
     /// A built-in queue: each matching event's envelope becomes a message of it.
     Queue { queue: String },
@@ -41,6 +45,7 @@ pub struct WebhookSettings {
     pub max_concurrency: u32,
     pub timeout_ms: u64,
     pub max_attempts: u32,
+    pub connection: Option<String>,
 }
 
 impl Target {
@@ -48,8 +53,11 @@ impl Target {
     pub fn validate(&self) -> Result<()> {
         match self {
             Target::Queue { queue } => crate::queue::validate_name(queue),
-            Target::Webhook { url, max_concurrency, timeout_ms, max_attempts } => {
+            Target::Webhook { url, max_concurrency, timeout_ms, max_attempts, connection } => {
                 validate_url(url)?;
+                if let Some(c) = connection {
+                    crate::connection::validate_name(c)?;
+                }
                 if max_concurrency.is_some_and(|c| c == 0 || c > MAX_CONCURRENCY) {
                     return Err(Error::invalid(format!("max_concurrency must be between 1 and {MAX_CONCURRENCY}")));
                 }
@@ -66,11 +74,12 @@ impl Target {
 
     pub fn webhook(&self) -> Option<WebhookSettings> {
         match self {
-            Target::Webhook { url, max_concurrency, timeout_ms, max_attempts } => Some(WebhookSettings {
+            Target::Webhook { url, max_concurrency, timeout_ms, max_attempts, connection } => Some(WebhookSettings {
                 url: url.clone(),
                 max_concurrency: max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
                 timeout_ms: timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
                 max_attempts: max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                connection: connection.clone(),
             }),
             Target::Queue { .. } => None,
         }
@@ -201,7 +210,13 @@ mod tests {
         t.validate().unwrap();
         assert_eq!(t.webhook().unwrap().max_attempts, DEFAULT_MAX_ATTEMPTS);
         for bad in ["ftp://x", "https://", "example.com", "http:// x", "https://:80/"] {
-            let t = Target::Webhook { url: bad.into(), max_concurrency: None, timeout_ms: None, max_attempts: None };
+            let t = Target::Webhook {
+                url: bad.into(),
+                max_concurrency: None,
+                timeout_ms: None,
+                max_attempts: None,
+                connection: None,
+            };
             assert_eq!(t.validate().unwrap_err().code(), ErrorCode::InvalidUrl, "{bad}");
         }
         let q: Target = serde_json::from_value(json!({"type": "queue", "queue": "q"})).unwrap();

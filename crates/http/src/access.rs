@@ -108,6 +108,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ) => any(&[P::TaskCallback]),
         ("GET", "/v1/hooks" | "/v1/hooks/{name}") => any(&[P::HookRead]),
         ("PUT" | "DELETE", "/v1/hooks/{name}") => any(&[P::HookAdmin]),
+        ("GET", "/v1/connections" | "/v1/connections/{name}") => any(&[P::ConnectionRead]),
+        ("PUT" | "DELETE", "/v1/connections/{name}") => any(&[P::ConnectionAdmin]),
         ("GET", "/v1/functions" | "/v1/functions/{name}") => any(&[P::FunctionRead]),
         ("PUT" | "DELETE", "/v1/functions/{name}") => any(&[P::FunctionAdmin]),
         ("GET", "/v1/queues" | "/v1/queues/{name}") => any(&[P::QueueRead]),

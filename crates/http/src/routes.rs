@@ -2,6 +2,7 @@
 //! for OpenAPI.
 
 mod audit;
+mod connections;
 mod entitlements;
 mod events;
 mod flags;
@@ -70,6 +71,8 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(entitlements::get_entitlements))
         .routes(routes!(flags::evaluate_flag))
         .routes(routes!(flags::evaluate_flags))
+        .routes(routes!(connections::list_connections))
+        .routes(routes!(connections::put_connection, connections::get_connection, connections::delete_connection))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::put_function, functions::get_function, functions::delete_function))
         .merge(secrets_api())

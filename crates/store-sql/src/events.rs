@@ -241,6 +241,9 @@ impl EventStore for SqlStore {
     async fn subscription_create(&self, s: &StoredSubscription, fx: &Effects) -> Result<()> {
         let mut tx = self.begin_direct().await?;
         let sub = &s.subscription;
+        if let Some(conn) = sub.target.webhook().and_then(|w| w.connection) {
+            crate::connections::must_exist(&mut tx, self.dialect, &conn).await?;
+        }
         let res = sqlx::query(
             "INSERT INTO subscriptions (id, name, pattern, target, secret, previous_secret, \
              previous_secret_expires_at, version, created_at, updated_at) \
@@ -294,6 +297,9 @@ impl EventStore for SqlStore {
         let mut stored = s.clone();
         stored.subscription.version = expected_version + 1;
         let sub = &stored.subscription;
+        if let Some(conn) = sub.target.webhook().and_then(|w| w.connection) {
+            crate::connections::must_exist(&mut tx, self.dialect, &conn).await?;
+        }
         let res = sqlx::query(
             "UPDATE subscriptions SET name = $2, pattern = $3, target = $4, secret = $5, previous_secret = $6, \
              previous_secret_expires_at = $7, version = $8, updated_at = $9 WHERE id = $1 AND version = $10",

@@ -31,6 +31,9 @@ impl HookStore for SqlStore {
             .writer
             .write(fx, move |c| {
                 Box::pin(async move {
+                    if let Some(conn) = &hook.connection {
+                        crate::connections::must_exist(c, dialect, conn).await?;
+                    }
                     let sql = format!("SELECT created_at, secret FROM hooks WHERE name = $1{}", dialect.for_update());
                     let existing = sqlx::query(&sql).bind(&hook.name).fetch_optional(&mut *c).await.map_err(db_err)?;
                     let mut stored = hook.clone();

@@ -24,6 +24,7 @@
 mod api_keys;
 mod audit;
 mod cache;
+mod connections;
 mod dialect;
 mod drift;
 mod effects;
@@ -348,6 +349,10 @@ impl Store for SqlStore {
     }
 
     fn secrets(&self) -> Arc<dyn tenancy_store::SecretStore> {
+        Arc::new(self.clone())
+    }
+
+    fn connections(&self) -> Arc<dyn tenancy_store::ConnectionStore> {
         Arc::new(self.clone())
     }
 

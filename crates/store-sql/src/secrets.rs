@@ -72,6 +72,89 @@ async fn get_in(c: &mut AnyConnection, tenant: &str, name: &str, lock: &str) -> 
     Ok(Some(rec))
 }
 
+/// [`SecretStore::secret_put`] inside a transaction (connections put their credential
+/// with their own row).
+pub(crate) async fn put_in(
+    c: &mut AnyConnection,
+    dialect: crate::dialect::Dialect,
+    tenant: &str,
+    name: &str,
+    expected_current: Option<i64>,
+    v: &SealedVersion,
+) -> Result<SecretRecord> {
+    let (tenant, name) = (tenant.to_owned(), name.to_owned());
+    let existing = get_in(c, &tenant, &name, dialect.for_update()).await?;
+    let now = v.created_at.millis();
+    match (&existing, expected_current) {
+        (Some(e), _) if e.deleted_at.is_some() => return Err(deleted(&name, e.purge_at.map(|t| t.millis()))),
+        (None, None) => {
+            sqlx::query(
+                "INSERT INTO secrets (tenant_id, name, current_version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(&tenant)
+            .bind(&name)
+            .bind(v.version)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        }
+        (Some(e), Some(expected)) if e.current_version == expected => {
+            sqlx::query(
+                "UPDATE secrets SET previous_version = current_version, current_version = $3, \
+                     updated_at = $4 WHERE tenant_id = $1 AND name = $2",
+            )
+            .bind(&tenant)
+            .bind(&name)
+            .bind(v.version)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        }
+        (e, expected) => {
+            return Err(Error::PreconditionFailed {
+                kind: "secret",
+                id: name.clone(),
+                expected: expected.unwrap_or(0),
+                found: e.as_ref().map_or(0, |e| e.current_version),
+            })
+        }
+    }
+    sqlx::query(
+        "INSERT INTO secret_versions \
+             (tenant_id, name, version, ciphertext, wrapped_key, kek_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&tenant)
+    .bind(&name)
+    .bind(v.version)
+    .bind(&v.ciphertext)
+    .bind(&v.wrapped_key)
+    .bind(&v.kek_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    // Older unlabelled versions beyond the kept window go.
+    sqlx::query(
+        "DELETE FROM secret_versions WHERE tenant_id = $1 AND name = $2 AND version <= $3 \
+             AND version NOT IN (SELECT current_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
+               UNION ALL SELECT previous_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
+                 AND previous_version IS NOT NULL \
+               UNION ALL SELECT pending_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
+                 AND pending_version IS NOT NULL)",
+    )
+    .bind(&tenant)
+    .bind(&name)
+    .bind(v.version - KEPT_VERSIONS)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    get_in(c, &tenant, &name, "").await?.ok_or_else(|| not_found(&name))
+}
+
 #[async_trait]
 impl SecretStore for SqlStore {
     async fn secret_get(&self, scope: SecretScope<'_>, name: &str) -> Result<SecretRecord> {
@@ -141,82 +224,7 @@ impl SecretStore for SqlStore {
     ) -> Result<SecretRecord> {
         let (tenant, name, v, dialect) = (scope_of(scope), name.to_owned(), v.clone(), self.dialect);
         self.writer
-            .write(fx, move |c| {
-                Box::pin(async move {
-                    let existing = get_in(c, &tenant, &name, dialect.for_update()).await?;
-                    let now = v.created_at.millis();
-                    match (&existing, expected_current) {
-                        (Some(e), _) if e.deleted_at.is_some() => {
-                            return Err(deleted(&name, e.purge_at.map(|t| t.millis())))
-                        }
-                        (None, None) => {
-                            sqlx::query(
-                                "INSERT INTO secrets (tenant_id, name, current_version, created_at, updated_at) \
-                                 VALUES ($1, $2, $3, $4, $4)",
-                            )
-                            .bind(&tenant)
-                            .bind(&name)
-                            .bind(v.version)
-                            .bind(now)
-                            .execute(&mut *c)
-                            .await
-                            .map_err(db_err)?;
-                        }
-                        (Some(e), Some(expected)) if e.current_version == expected => {
-                            sqlx::query(
-                                "UPDATE secrets SET previous_version = current_version, current_version = $3, \
-                                 updated_at = $4 WHERE tenant_id = $1 AND name = $2",
-                            )
-                            .bind(&tenant)
-                            .bind(&name)
-                            .bind(v.version)
-                            .bind(now)
-                            .execute(&mut *c)
-                            .await
-                            .map_err(db_err)?;
-                        }
-                        (e, expected) => {
-                            return Err(Error::PreconditionFailed {
-                                kind: "secret",
-                                id: name.clone(),
-                                expected: expected.unwrap_or(0),
-                                found: e.as_ref().map_or(0, |e| e.current_version),
-                            })
-                        }
-                    }
-                    sqlx::query(
-                        "INSERT INTO secret_versions \
-                         (tenant_id, name, version, ciphertext, wrapped_key, kek_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&tenant)
-                    .bind(&name)
-                    .bind(v.version)
-                    .bind(&v.ciphertext)
-                    .bind(&v.wrapped_key)
-                    .bind(&v.kek_id)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    // Older unlabelled versions beyond the kept window go.
-                    sqlx::query(
-                        "DELETE FROM secret_versions WHERE tenant_id = $1 AND name = $2 AND version <= $3 \
-                         AND version NOT IN (SELECT current_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
-                           UNION ALL SELECT previous_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
-                             AND previous_version IS NOT NULL \
-                           UNION ALL SELECT pending_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
-                             AND pending_version IS NOT NULL)",
-                    )
-                    .bind(&tenant)
-                    .bind(&name)
-                    .bind(v.version - KEPT_VERSIONS)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    get_in(c, &tenant, &name, "").await?.ok_or_else(|| not_found(&name))
-                })
-            })
+            .write(fx, move |c| Box::pin(async move { put_in(c, dialect, &tenant, &name, expected_current, &v).await }))
             .await
     }
 
@@ -478,7 +486,7 @@ impl SecretStore for SqlStore {
     }
 }
 
-async fn purge_rows(c: &mut AnyConnection, tenant: &str, name: &str) -> Result<()> {
+pub(crate) async fn purge_rows(c: &mut AnyConnection, tenant: &str, name: &str) -> Result<()> {
     for table in ["secret_versions", "secrets"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1 AND name = $2"))
             .bind(tenant)

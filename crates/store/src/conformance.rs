@@ -44,6 +44,7 @@ macro_rules! store_conformance_suite {
                 quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
                 quotas_prune_ended_periods_and_old_grants,
                 secrets_stages_versions_and_deletion, secrets_rewrap_is_all_or_nothing,
+                connections_put_with_their_secret_and_refuse_deletion_in_use,
 
                 tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants);
         }
@@ -599,6 +600,7 @@ fn subscription(id: &str, pattern: serde_json::Value) -> StoredSubscription {
                 max_concurrency: None,
                 timeout_ms: None,
                 max_attempts: Some(3),
+                connection: None,
             },
             version: 1,
             created_at: Timestamp(1_000),
@@ -1264,4 +1266,66 @@ pub async fn secrets_rewrap_is_all_or_nothing(store: Arc<dyn Store>) {
         ("v1:ct1", "v1:rewrapped", "v1:kek-b")
     );
     assert_eq!(store.master_key_state().await.unwrap().fingerprint.as_deref(), Some("v1:kek-b"));
+}
+
+// Connections.
+
+/// A connection's put writes its row and its credential as a version of the platform
+/// secret `connection.<name>` together (a stale expected version writes neither); a
+/// replace keeps `created_at`; a hook may name only an existing connection; a
+/// connection a hook names cannot be deleted (409 naming the hook), and a delete takes
+/// the secret with it; every write commits with its audit entry, a refused one with
+/// nothing.
+pub async fn connections_put_with_their_secret_and_refuse_deletion_in_use(store: Arc<dyn Store>) {
+    use crate::hooks::HookSecretWrite;
+    use tenancy_domain::connection::{AuthMeta, Connection};
+    let conn = |header: &str, at: i64| Connection {
+        name: "crm".into(),
+        auth: AuthMeta::ApiKey { header: header.into() },
+        description: None,
+        created_at: Timestamp(at),
+        updated_at: Timestamp(at),
+    };
+    let conns = store.connections();
+    let secret = tenancy_domain::connection::secret_name("crm");
+    let fx = || Effects::none().with_audit(audit("connection.put", None));
+    let (c, created) = conns.connection_put(&conn("X-A", 1_000), None, &sealed(1, 1_000), &fx()).await.unwrap();
+    assert!(created);
+    assert_eq!(c, conn("X-A", 1_000));
+    let (c, created) = conns.connection_put(&conn("X-B", 2_000), Some(1), &sealed(2, 2_000), &fx()).await.unwrap();
+    assert!(!created);
+    assert_eq!((c.created_at, c.updated_at, c.auth.header()), (Timestamp(1_000), Timestamp(2_000), "X-B"));
+    let stale = conns.connection_put(&conn("X-C", 3_000), Some(1), &sealed(3, 3_000), &fx()).await;
+    assert!(matches!(stale, Err(Error::PreconditionFailed { .. })), "{stale:?}");
+    assert_eq!(conns.connection_get("crm").await.unwrap().auth.header(), "X-B", "the stale put wrote nothing");
+    let rec = store.secrets().secret_get(None, &secret).await.unwrap();
+    assert_eq!((rec.current_version, rec.previous_version), (2, Some(1)));
+    assert_eq!(store.secrets().secret_version_get(None, &secret, 2).await.unwrap(), sealed(2, 2_000));
+
+    let hook = |connection: &str| {
+        serde_json::from_value::<tenancy_domain::hook::HookSpec>(
+            json!({"url": "http://a/h", "events": ["provision"], "connection": connection}),
+        )
+        .unwrap()
+        .into_hook("billing", Timestamp(4_000))
+        .unwrap()
+    };
+    let missing = store.hooks().hook_put(&hook("nobody"), &HookSecretWrite::Keep, &Effects::none()).await;
+    assert!(matches!(&missing, Err(Error::InvalidRequest { code: ErrorCode::InvalidConnection, .. })), "{missing:?}");
+    store.hooks().hook_put(&hook("crm"), &HookSecretWrite::Keep, &Effects::none()).await.unwrap();
+    let del = || Effects::none().with_audit(audit("connection.delete", None));
+    match conns.connection_delete("crm", &del()).await {
+        Err(Error::Conflict { code: ErrorCode::ConnectionInUse, message }) => {
+            assert!(message.contains("hook/billing"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    store.hooks().hook_delete("billing", &Effects::none()).await.unwrap();
+    conns.connection_delete("crm", &del()).await.unwrap();
+    assert!(matches!(conns.connection_get("crm").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.secrets().secret_get(None, &secret).await, Err(Error::NotFound { .. })));
+    assert!(matches!(conns.connection_delete("crm", &del()).await, Err(Error::NotFound { .. })));
+    assert!(conns.connection_list().await.unwrap().is_empty());
+    let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
+    assert_eq!(audit.items.len(), 3, "two puts and one delete; the refused writes wrote nothing");
 }

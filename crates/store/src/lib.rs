@@ -18,6 +18,7 @@
 mod audit;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
+mod connections;
 mod drift;
 mod entitlements;
 mod events;
@@ -34,6 +35,7 @@ mod workflow;
 pub mod workflow_conformance;
 
 pub use audit::*;
+pub use connections::*;
 pub use drift::*;
 pub use entitlements::*;
 pub use events::*;

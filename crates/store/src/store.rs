@@ -185,6 +185,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The secret store's rows and sealed versions, on the same database.
     fn secrets(&self) -> std::sync::Arc<dyn crate::secrets::SecretStore>;
 
+    /// The connections' metadata and credentials, on the same database.
+    fn connections(&self) -> std::sync::Arc<dyn crate::connections::ConnectionStore>;
+
     /// The reconciler's record of reported drift, on the same database.
     fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;
 

@@ -50,6 +50,9 @@ impl App {
             }
             self.queue_must_exist(queue).await?;
         }
+        if let Some(conn) = &hook.connection {
+            self.connection_must_exist(conn).await?;
+        }
         let secret = WebhookSecret::generate().expose();
         let write = match (&hook.url, rotate) {
             (None, _) => HookSecretWrite::Keep,
@@ -64,7 +67,7 @@ impl App {
             format!("hook/{name}"),
             None,
             json!({"url": hook.url, "queue": hook.queue, "events": hook.events, "mode": hook.mode,
-                   "rotate_secret": rotate}),
+                   "rotate_secret": rotate, "connection": hook.connection}),
         );
         let put = self.store().hooks().hook_put(&hook, &write, &Effects::none().with_audit(audit)).await?;
         let secret = put.secret_stored.then_some(secret);

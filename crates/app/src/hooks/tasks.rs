@@ -1,5 +1,6 @@
 //! The hooks' task handlers: call the synchronous hooks, list and notify the callback hooks.
 
+use crate::connections::auth::{Connector, Credential};
 use crate::services::Services;
 use serde_json::json;
 use std::sync::Arc;
@@ -36,8 +37,9 @@ type SecretCell = Option<Arc<SecretBox>>;
 /// Registers the hooks' handlers, calling out under the services' outbound policy.
 pub fn register(r: &Registry, services: &Services) {
     let (policy, secrets) = (&services.outbound, &services.secrets);
-    r.register(CALL_RESOURCE, CallHooks::new(policy.clone(), secrets.clone()));
-    r.register(NOTIFY_RESOURCE, NotifyCallbackHook::new(policy.clone(), secrets.clone()));
+    let calls = || CallHooks::new(policy.clone(), secrets.clone()).with_connector(services.connector.clone());
+    r.register(CALL_RESOURCE, calls());
+    r.register(NOTIFY_RESOURCE, NotifyCallbackHook { calls: calls() });
     r.register(LIST_RESOURCE, ListCallbackHooks);
 }
 
@@ -49,13 +51,31 @@ pub struct CallHooks {
     pub(super) client: reqwest::Client,
     pub(super) policy: Arc<OutboundPolicy>,
     secrets: SecretCell,
+    /// Resolves the hooks' connections (none: a hook naming one fails).
+    connector: Option<Arc<Connector>>,
 }
 
 impl CallHooks {
     /// Hooks under `policy`, signed with the secrets `secrets` opens (unsigned while it
     /// is empty: an embedded app without a master key).
     pub fn new(policy: Arc<OutboundPolicy>, secrets: SecretCell) -> Self {
-        CallHooks { client: crate::subscriptions::worker::http_client(&policy), policy, secrets }
+        CallHooks { client: crate::subscriptions::worker::http_client(&policy), policy, secrets, connector: None }
+    }
+
+    /// Calls hooks that name a connection with its credential from `connector`.
+    pub fn with_connector(mut self, connector: Arc<Connector>) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
+    /// The credential of `hook`'s connection, if it names one.
+    pub(super) async fn hook_credential(&self, hook: &Hook) -> std::result::Result<Option<Credential>, Failure> {
+        let Some(name) = &hook.connection else { return Ok(None) };
+        let connector = self
+            .connector
+            .as_ref()
+            .ok_or_else(|| fail_hook(&hook.name, format!("connection {name:?} does not exist")))?;
+        connector.credential(name).await.map(Some).map_err(|e| fail_hook(&hook.name, e))
     }
 
     /// The secrets a call of `hook` is signed with: its current one (generated now for a
@@ -102,6 +122,7 @@ impl CallHooks {
             return Err(refused());
         }
         let secrets = self.signing_secrets(store, &hook.name).await?;
+        let mut cred = self.hook_credential(hook).await?;
         let body = serde_json::to_vec(body)
             .map_err(|e| failure(&format!("Tenancy.{}", ErrorCode::Internal), e.to_string()))?;
         let mut last = String::new();
@@ -125,8 +146,22 @@ impl CallHooks {
             if !secrets.is_empty() {
                 req = req.header(webhook::HEADER_SIGNATURE, webhook::sign_all(&secrets[..], key, ts, &body));
             }
+            if let Some(c) = &cred {
+                req = req.header(c.header.clone(), c.value.clone());
+            }
             match req.body(body.clone()).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
+                // A cached OAuth token refused: the next attempt fetches a new one.
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::UNAUTHORIZED
+                        && cred.as_ref().is_some_and(|c| c.cached_token) =>
+                {
+                    last = "HTTP 401".to_owned();
+                    let (Some(connector), Some(name), Some(stale)) = (&self.connector, &hook.connection, &cred) else {
+                        continue;
+                    };
+                    cred = Some(connector.refresh(name, stale).await.map_err(|e| fail_hook(&hook.name, e))?);
+                }
                 Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
                 // Refused names stay refused: no point in retrying.
                 Err(e) if tenancy_adapters::outbound::is_refused(&e) => return Err(refused()),
@@ -240,6 +275,12 @@ pub struct NotifyCallbackHook {
 impl NotifyCallbackHook {
     pub fn new(policy: Arc<OutboundPolicy>, secrets: SecretCell) -> Self {
         NotifyCallbackHook { calls: CallHooks::new(policy, secrets) }
+    }
+
+    /// Notifies hooks that name a connection with its credential from `connector`.
+    pub fn with_connector(mut self, connector: Arc<Connector>) -> Self {
+        self.calls = self.calls.with_connector(connector);
+        self
     }
 }
 

@@ -110,6 +110,13 @@ async fn ask(calls: &CallHooks, store: &dyn tenancy_store::Store, hook: &Hook, b
     if !secrets.is_empty() {
         req = req.header(webhook::HEADER_SIGNATURE, webhook::sign_all(&secrets[..], &id, ts, body));
     }
+    let cred = calls
+        .hook_credential(hook)
+        .await
+        .map_err(|f| unavailable(&hook.name, f.cause.as_deref().unwrap_or("its connection failed")))?;
+    if let Some(c) = cred {
+        req = req.header(c.header, c.value);
+    }
     let res = match req.body(body.to_vec()).send().await {
         Ok(res) => res,
         Err(e) => return Err(unavailable(&hook.name, tenancy_adapters::outbound::describe(&e))),

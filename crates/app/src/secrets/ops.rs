@@ -139,6 +139,21 @@ impl App {
         }
     }
 
+    /// 400 `invalid-connection` for the platform secrets holding connections'
+    /// credentials (`connection.*`): only connections' own operations touch them.
+    fn not_a_connection(scope: Option<&str>, name: &str) -> Result<()> {
+        if scope.is_none() && tenancy_domain::connection::is_reserved_secret(name) {
+            return Err(Error::InvalidRequest {
+                code: ErrorCode::InvalidConnection,
+                message: format!(
+                    "the platform secrets {:?}* hold connections' credentials: use /v1/connections",
+                    tenancy_domain::connection::SECRET_PREFIX
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates a new version of the secret (the secret itself when it is new) from
     /// `body`'s value or generator; it becomes current, the old current previous.
     pub async fn secret_put(
@@ -150,6 +165,7 @@ impl App {
     ) -> Result<PutOutcome> {
         self.secret_scope(ctx, scope, P::SecretWrite, P::PlatformSecretAdmin).await?;
         secret::validate_name(name)?;
+        Self::not_a_connection(scope, name)?;
         let (value, generated) = match (body.value.take(), &body.generate) {
             (Some(v), None) => (Zeroizing::new(v), None),
             (None, Some(g)) => {
@@ -217,6 +233,7 @@ impl App {
         sel: Selector,
     ) -> Result<SecretValue> {
         self.secret_scope(ctx, scope, P::SecretValue, P::PlatformSecretAdmin).await?;
+        Self::not_a_connection(scope, name)?;
         let secrets = self.store().secrets();
         // One query reads the record and the asked version (the current one unless a
         // version is named); a stage other than current needs its number first.
@@ -282,6 +299,7 @@ impl App {
         force: bool,
     ) -> Result<Option<SecretMeta>> {
         self.secret_scope(ctx, scope, P::SecretWrite, P::PlatformSecretAdmin).await?;
+        Self::not_a_connection(scope, name)?;
         let days = secret::recovery_window(recovery_days, force)?;
         let now = Timestamp::now();
         let purge_at = days.map(|d| now.plus_millis(i64::from(d) * 86_400_000));
@@ -302,6 +320,7 @@ impl App {
     /// Cancels a scheduled deletion.
     pub async fn secret_restore(&self, ctx: &OpContext, scope: Option<&str>, name: &str) -> Result<SecretMeta> {
         self.secret_scope(ctx, scope, P::SecretWrite, P::PlatformSecretAdmin).await?;
+        Self::not_a_connection(scope, name)?;
         let audit = ctx.audit("secret.restore", target(scope, name), scope, json!({}));
         let rec = self.store().secrets().secret_restore(scope, name, &Effects::none().with_audit(audit)).await?;
         Ok(meta_of(&rec))

@@ -55,6 +55,7 @@ impl App {
     pub(crate) async fn target_exists(&self, target: &Target) -> Result<()> {
         match target {
             Target::Queue { queue } => self.queue_must_exist(queue).await,
+            Target::Webhook { connection: Some(c), .. } => self.connection_must_exist(c).await,
             Target::Webhook { .. } => Ok(()),
         }
     }

@@ -139,6 +139,8 @@ pub struct DeliveryOptions {
     pub secrets: Option<Arc<tenancy_adapters::keys::SecretBox>>,
     /// Where webhooks may go (internal addresses refused by default).
     pub outbound: Arc<tenancy_adapters::outbound::OutboundPolicy>,
+    /// Resolves the targets' connections (none: a delivery naming one fails its attempt).
+    pub connector: Option<Arc<crate::connections::auth::Connector>>,
 }
 
 impl DeliveryOptions {
@@ -152,6 +154,7 @@ impl DeliveryOptions {
             retry_window: Schedule::DEFAULT_WINDOW,
             secrets: None,
             outbound: Arc::default(),
+            connector: None,
         }
     }
 }
@@ -341,6 +344,7 @@ impl Shared {
                 max_concurrency: tenancy_domain::subscription::DEFAULT_MAX_CONCURRENCY,
                 timeout_ms: tenancy_domain::subscription::DEFAULT_TIMEOUT_MS,
                 max_attempts: tenancy_domain::subscription::DEFAULT_MAX_ATTEMPTS,
+                connection: None,
             },
             None => sub
                 .subscription
@@ -411,9 +415,24 @@ impl Shared {
         let body = serde_json::to_vec(&c.event).expect("events serialize");
         let ts = now.millis() / 1000;
         let signature = webhook::sign_all(&endpoint.secrets[..], &c.event.id, ts, &body);
-        let res = self
-            .client
-            .post(url)
+        let cred = match &endpoint.settings.connection {
+            None => None,
+            Some(name) => {
+                let Some(connector) = &self.opts.connector else {
+                    let e = format!("connection {name:?} does not exist");
+                    return self.result(endpoint, c, now, started, None, Some(e));
+                };
+                match connector.credential(name).await {
+                    Ok(cred) => Some(cred),
+                    Err(e) => return self.result(endpoint, c, now, started, None, Some(e.to_string())),
+                }
+            }
+        };
+        let mut req = self.client.post(url);
+        if let Some(cred) = &cred {
+            req = req.header(cred.header.clone(), cred.value.clone());
+        }
+        let res = req
             .timeout(Duration::from_millis(endpoint.settings.timeout_ms))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(webhook::HEADER_ID, &c.event.id)
@@ -425,6 +444,15 @@ impl Shared {
         let (status_code, error) = match res {
             Ok(r) => {
                 let status = r.status();
+                // A cached OAuth token refused: the next attempt goes with a new one.
+                if let (reqwest::StatusCode::UNAUTHORIZED, Some(stale), Some(name), Some(connector)) = (
+                    status,
+                    cred.as_ref().filter(|c| c.cached_token),
+                    &endpoint.settings.connection,
+                    &self.opts.connector,
+                ) {
+                    let _ = connector.refresh(name, stale).await;
+                }
                 // Read a small body so the connection goes back to the pool; a large
                 // one is not read (its connection is closed).
                 tenancy_adapters::outbound::drain(r, 64 * 1024).await;

@@ -11,6 +11,17 @@
 //! any non-2xx); a response body over 256 KiB fails with `States.DataLimitExceeded`
 //! (read no further); only [`KEPT_HEADERS`] of the response are kept, each cut at
 //! [`MAX_HEADER_VALUE`] bytes.
+//!
+//! `Authentication: {ConnectionArn}` names a connection (docs/connections.md): a bare
+//! name or an EventBridge connection ARN (`arn:aws:events:REGION:ACCOUNT:connection/NAME[/ID]`).
+//! Its credential is added at call time by the [`Connector`] and is never part of the
+//! parameters, the result or the history. A header in `Headers` with the name the
+//! connection sets (`Authorization` for basic and OAuth) is dropped: the connection
+//! wins. An unknown connection fails the task with `Tenancy.ConnectionNotFound` (at run
+//! time: a definition naming one is accepted, as a connection may be created or
+//! deleted later); a connection that cannot be used (its token endpoint fails or is
+//! refused) with `Tenancy.ConnectionFailed`. A `401` answering a cached OAuth token
+//! fetches a new token and sends the request once more.
 
 use std::sync::Arc;
 
@@ -19,6 +30,7 @@ use serde_json::{json, Map, Value};
 
 use tenancy_engine::{failure, Registry, TaskCall, TaskHandler, TaskOutput, TaskResult};
 
+use crate::connections::auth::{Connector, Credential};
 use crate::services::Services;
 use tenancy_adapters::outbound::{self, OutboundPolicy, ReadError};
 
@@ -42,7 +54,7 @@ pub const KEPT_HEADERS: &[&str] = &[
 ];
 /// Registers `http:invoke` under the services' outbound policy.
 pub fn register(r: &Registry, services: &Services) {
-    r.register(RESOURCE, HttpInvoke::with_policy(services.outbound.clone()));
+    r.register(RESOURCE, HttpInvoke::with_policy(services.outbound.clone()).with_connector(services.connector.clone()));
 }
 
 /// A kept header value longer than this is cut.
@@ -51,6 +63,7 @@ pub const MAX_HEADER_VALUE: usize = 1024;
 pub struct HttpInvoke {
     client: reqwest::Client,
     policy: Arc<OutboundPolicy>,
+    connector: Option<Arc<Connector>>,
 }
 
 impl HttpInvoke {
@@ -60,7 +73,14 @@ impl HttpInvoke {
     }
 
     pub fn with_policy(policy: Arc<OutboundPolicy>) -> Self {
-        HttpInvoke { client: policy.client(), policy }
+        HttpInvoke { client: policy.client(), policy, connector: None }
+    }
+
+    /// Resolves `Authentication.ConnectionArn` with `connector` (without one, a task
+    /// naming a connection fails with `Tenancy.ConnectionNotFound`).
+    pub fn with_connector(mut self, connector: Arc<Connector>) -> Self {
+        self.connector = Some(connector);
+        self
     }
 }
 
@@ -89,17 +109,59 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// The parameters of `http:invoke`, named as Step Functions names them (its
-/// `Authentication` member is not supported: credentials come with connections).
+/// The parameters of `http:invoke`, named as Step Functions names them.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct InvokeParams {
+    authentication: Option<Authentication>,
     api_endpoint: Option<String>,
     method: Option<String>,
     headers: Option<Map<String, Value>>,
     query_parameters: Option<Map<String, Value>>,
     #[serde(default)]
     request_body: Value,
+}
+
+/// `Authentication`: the connection whose credential the request carries.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Authentication {
+    connection_arn: Option<String>,
+}
+
+impl HttpInvoke {
+    /// Sends the request once, with `cred` (replacing any header of its name).
+    async fn send(
+        &self,
+        call: &TaskCall<'_>,
+        method: &reqwest::Method,
+        url: &reqwest::Url,
+        p: &InvokeParams,
+        cred: Option<&Credential>,
+    ) -> Result<reqwest::Response, tenancy_asl::Failure> {
+        let mut req = self.client.request(method.clone(), url.clone()).header("Idempotency-Key", call.idempotency_key);
+        if let Some(headers) = &p.headers {
+            for (k, v) in headers {
+                if cred.is_some_and(|c| c.header.as_str().eq_ignore_ascii_case(k)) {
+                    continue;
+                }
+                req = req.header(k.as_str(), text(v));
+            }
+        }
+        if let Some(c) = cred {
+            req = req.header(c.header.clone(), c.value.clone());
+        }
+        if let Some(q) = &p.query_parameters {
+            let pairs: Vec<(String, String)> = q.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+            req = req.query(&pairs);
+        }
+        match &p.request_body {
+            Value::Null => {}
+            Value::String(s) => req = req.body(s.clone()),
+            v => req = req.json(v),
+        }
+        req.send().await.map_err(|e| transport(&e))
+    }
 }
 
 #[async_trait]
@@ -116,22 +178,38 @@ impl TaskHandler for HttpInvoke {
         let url = reqwest::Url::parse(url)
             .map_err(|_| failure("States.Runtime", format!("ApiEndpoint {url:?} is not a valid URL")))?;
         self.policy.check_url(&url).map_err(|_| refused())?;
-        let mut req = self.client.request(method, url).header("Idempotency-Key", call.idempotency_key);
-        if let Some(headers) = &p.headers {
-            for (k, v) in headers {
-                req = req.header(k.as_str(), text(v));
+        let connection = match p.authentication.as_ref().map(|a| a.connection_arn.as_deref()) {
+            None => None,
+            Some(arn) => {
+                let arn = arn.ok_or_else(|| failure("States.Runtime", "Authentication needs ConnectionArn"))?;
+                let name = tenancy_domain::connection::name_of_arn(arn).ok_or_else(|| {
+                    failure(
+                        "States.Runtime",
+                        format!("ConnectionArn {arn:?} is not a connection name nor arn:aws:events:REGION:ACCOUNT:connection/NAME"),
+                    )
+                })?;
+                Some(name)
+            }
+        };
+        let mut cred = match connection {
+            None => None,
+            Some(name) => {
+                let connector = self.connector.as_ref().ok_or_else(|| {
+                    failure("Tenancy.ConnectionNotFound", format!("connection {name:?} does not exist"))
+                })?;
+                Some(connector.credential(name).await.map_err(|e| e.failure())?)
+            }
+        };
+        let mut res = self.send(&call, &method, &url, &p, cred.as_ref()).await?;
+        if let (Some(name), Some(c)) = (connection, cred.as_ref()) {
+            if res.status() == reqwest::StatusCode::UNAUTHORIZED && c.cached_token {
+                let connector = self.connector.as_ref().expect("a credential came from it");
+                let fresh = connector.refresh(name, c).await.map_err(|e| e.failure())?;
+                res = self.send(&call, &method, &url, &p, Some(&fresh)).await?;
+                cred = Some(fresh);
             }
         }
-        if let Some(q) = &p.query_parameters {
-            let pairs: Vec<(String, String)> = q.iter().map(|(k, v)| (k.clone(), text(v))).collect();
-            req = req.query(&pairs);
-        }
-        match &p.request_body {
-            Value::Null => {}
-            Value::String(s) => req = req.body(s.clone()),
-            v => req = req.json(v),
-        }
-        let res = req.send().await.map_err(|e| transport(&e))?;
+        drop(cred);
         let status = res.status();
         let mut headers = Map::new();
         for (k, v) in res.headers() {

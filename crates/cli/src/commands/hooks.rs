@@ -35,6 +35,10 @@ pub enum HookCmd {
         /// too for 24 hours).
         #[arg(long)]
         rotate_secret: bool,
+        /// A connection (tenancy connections put) whose credential every request of
+        /// the hook carries besides the signature.
+        #[arg(long)]
+        connection: Option<String>,
     },
     List,
     Get {
@@ -46,17 +50,17 @@ pub enum HookCmd {
 }
 
 pub const HOOK_COLUMNS: &[&str] =
-    &["name", "url", "queue", "events", "mode", "timeout_s", "max_attempts", "secret", "deleted"];
+    &["name", "url", "queue", "events", "mode", "timeout_s", "max_attempts", "connection", "secret", "deleted"];
 
 pub async fn hooks(c: &Client, cmd: HookCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        HookCmd::Put { name, url, queue, events, mode, timeout_s, max_attempts, rotate_secret } => {
+        HookCmd::Put { name, url, queue, events, mode, timeout_s, max_attempts, rotate_secret, connection } => {
             let events = events
                 .iter()
                 .map(|e| parse_wire("--event", e, "provision, offboard, plan_change, suspend, resume or validate"))
                 .collect::<Result<Vec<HookEvent>, _>>()?;
             let mode: Option<HookMode> = mode.map(|m| parse_wire("--mode", &m, "sync or callback")).transpose()?;
-            let spec = HookSpec { url, queue, events, mode, timeout_s, max_attempts, rotate_secret };
+            let spec = HookSpec { url, queue, events, mode, timeout_s, max_attempts, rotate_secret, connection };
             to_json(c.hook_put(&name, &spec).await?)
         }
         HookCmd::List => to_json(c.hook_list().await?),
