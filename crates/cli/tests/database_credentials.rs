@@ -28,6 +28,7 @@ both_backends!(
     provisioned_credentials_are_a_reserved_tenant_secret,
     single_user_rotation_replaces_the_password,
     alternating_users_keep_a_valid_login_throughout,
+    passwords_sealed_before_the_secret_store_move_into_it,
 );
 
 /// A throwaway PostgreSQL cluster with SCRAM authentication, stopped when dropped.
@@ -451,4 +452,40 @@ async fn alternating_users_keep_a_valid_login_throughout(backend: Backend) {
         Ok(s) => s.stop().await,
         Err(_) => panic!("the client still holds the server"),
     }
+}
+
+/// A silo password provisioned before the secret store (sealed with the master key in
+/// `tenant_secrets`) is still served, and the start-up move makes it version 1 of
+/// `tenancy.database` (the same password) and deletes the old row; moving again
+/// changes nothing.
+async fn passwords_sealed_before_the_secret_store_move_into_it(backend: Backend) {
+    let cluster = Cluster::start();
+    let s = server(backend, &cluster).await;
+    let (_, creds) = current(&s).await;
+    let app = app(&s);
+    let store = app.store().clone();
+    // The layout of earlier versions: no secret, the password sealed in tenant_secrets.
+    let fx = tenancy_store::Effects::none();
+    let now = tenancy_domain::time::Timestamp::now();
+    store.secrets().secret_delete(Some("acme"), SECRET_NAME, now, None, &fx).await.unwrap();
+    let key = tenancy_adapters::keys::SecretBox::read_file(&s.dir.path().join("master.key")).unwrap().unwrap();
+    let sealed = key.seal("tenant/acme/database:silo", &creds.password);
+    store.workflows().tenant_secret_put("acme", "database:silo", &sealed).await.unwrap();
+    assert!(app.data_plane().unwrap().credentials_current(&*store, "acme").await.unwrap().is_none());
+
+    let res = s.get("/v1/tenants/acme/database-credentials").await;
+    assert_eq!(res.status, StatusCode::OK, "read from the old row until moved: {}", res.body);
+    assert_eq!(res.body["password"].as_str(), Some(creds.password.as_str()));
+
+    assert_eq!(app.adopt_database_credentials().await.unwrap(), 1);
+    let (version, moved) = current(&s).await;
+    assert_eq!((version, &moved), (1, &creds), "the same credentials, as version 1");
+    assert_eq!(store.workflows().tenant_secret_get("acme", "database:silo").await.unwrap(), None, "old row gone");
+    assert_eq!(app.adopt_database_credentials().await.unwrap(), 0, "idempotent");
+    let res = s.get("/v1/tenants/acme/database-credentials").await.body;
+    assert_eq!(res["password"].as_str(), Some(creds.password.as_str()));
+    login_as(&moved).await.expect("the moved password logs in");
+    let audit = s.get("/v1/audit?limit=1000").await.body.to_string();
+    assert!(!audit.contains(&creds.password), "the move is audited without the value");
+    s.stop().await;
 }
