@@ -442,6 +442,11 @@ async fn alternating_users_keep_a_valid_login_throughout(backend: Backend) {
         .expect("the role owns what its alternate created");
     conn.close().await.unwrap();
 
+    // The alternate is no stray login to the reconciler.
+    let report = s.call(Method::POST, "/v1/reconciliation", None).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert_eq!(report.body["drift"], serde_json::json!([]), "{}", report.body);
+
     let res = s.call(Method::DELETE, "/v1/tenants/acme", None).await;
     assert!(res.status.is_success(), "{}", res.body);
     s.wait_status("acme", "offboarded").await;

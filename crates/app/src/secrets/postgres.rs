@@ -177,3 +177,60 @@ impl PostgresRotation {
         self.provisioner.login_test(tenant_id, isolation, &pending.username, &pending.password).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenancy_adapters::dataplane::postgres::PostgresDataPlane;
+    use tenancy_adapters::dataplane::SqliteFiles;
+
+    fn creds(username: &str) -> PostgresCredentials {
+        PostgresCredentials {
+            engine: "postgres".into(),
+            host: "db".into(),
+            port: 5432,
+            dbname: "tenancy_t_acme".into(),
+            username: username.into(),
+            password: "s3cret-Password".into(),
+        }
+    }
+
+    #[test]
+    fn the_value_is_secrets_managers_rds_shape_and_hides_its_password() {
+        let c = creds("tenancy_t_acme");
+        let text = c.to_secret_text();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"engine": "postgres", "host": "db", "port": 5432, "dbname": "tenancy_t_acme",
+                               "username": "tenancy_t_acme", "password": "s3cret-Password"})
+        );
+        assert_eq!(PostgresCredentials::from_secret_text(&text).unwrap(), c);
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        let err = PostgresCredentials::from_secret_text(r#"{"password": "s3cret-Password"}"#).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let p = generate_password();
+        assert!(p.len() == 32 && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[tokio::test]
+    async fn create_picks_the_login_by_strategy_and_refuses_strangers() {
+        let plane = PostgresDataPlane::new("postgres://u:p@db:5432/postgres", "tenancy").unwrap();
+        let r = PostgresRotation::new(Arc::new(plane)).unwrap();
+        let single = r.create("acme", PostgresStrategy::SingleUser, &creds("tenancy_t_acme")).await.unwrap();
+        assert_eq!(single.username, "tenancy_t_acme");
+        assert_ne!(single.password, "s3cret-Password");
+        let alt = r.create("acme", PostgresStrategy::AlternatingUsers, &creds("tenancy_t_acme")).await.unwrap();
+        assert_eq!(alt.username, "tenancy_tc_acme");
+        let back = r.create("acme", PostgresStrategy::AlternatingUsers, &alt).await.unwrap();
+        assert_eq!(back.username, "tenancy_t_acme");
+        let pool = r.create("acme", PostgresStrategy::AlternatingUsers, &creds("tenancy_p_acme")).await.unwrap();
+        assert_eq!((pool.username.as_str(), pool.dbname.as_str()), ("tenancy_pc_acme", "tenancy_pool"));
+        for stranger in ["postgres", "tenancy_t_globex"] {
+            let err = r.create("acme", PostgresStrategy::SingleUser, &creds(stranger)).await.unwrap_err();
+            assert_eq!(err.code(), tenancy_domain::ErrorCode::InvalidRequest, "{err}");
+        }
+        let files = SqliteFiles::new(std::env::temp_dir().join("no-logins"));
+        assert!(PostgresRotation::new(Arc::new(files)).is_err(), "SQLite files have no logins");
+    }
+}
