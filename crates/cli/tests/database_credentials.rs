@@ -200,7 +200,7 @@ async fn finish(s: &TestServer, expected: i64, pending: &PostgresCredentials) ->
 }
 
 fn rotation(s: &TestServer) -> PostgresRotation {
-    PostgresRotation::new(app(s).provisioner().unwrap().clone()).unwrap()
+    app(s).postgres_rotation().unwrap()
 }
 
 /// Every text an API caller can read about the tenant but its secrets: the record, its

@@ -23,6 +23,13 @@ impl App {
         }
     }
 
+    /// The PostgreSQL side of credential rotation on this server's data plane
+    /// (`invalid` on the SQLite data plane, whose databases have no logins).
+    pub fn postgres_rotation(&self) -> Result<crate::secrets::postgres::PostgresRotation> {
+        let provisioner = self.provisioner().ok_or_else(|| Error::invalid("this server has no data plane"))?;
+        crate::secrets::postgres::PostgresRotation::new(provisioner.clone())
+    }
+
     pub fn provisioner(&self) -> Option<&Arc<dyn DatabaseProvisioner>> {
         self.plane.as_ref().map(|d| &d.provisioner)
     }
