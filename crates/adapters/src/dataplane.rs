@@ -45,6 +45,22 @@ pub struct ListedDatabase {
     pub location: String,
 }
 
+/// How a tenant's service reaches its database's login: no password (the caller keeps
+/// that), nothing the provisioner had to ask the server for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoginTarget {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    /// The tenant's schema, for a pool tenant.
+    pub schema: Option<String>,
+    /// The tenant's login role.
+    pub user: String,
+    /// The alternate login of the alternating-users rotation (see
+    /// [`DatabaseProvisioner::login_set_password`]).
+    pub alternate: String,
+}
+
 /// Creates, observes, exports and deletes a tenant's database for one isolation model.
 /// Object safe; every operation is idempotent (create finds an existing one, delete a
 /// missing one).
@@ -95,6 +111,30 @@ pub trait DatabaseProvisioner: Send + Sync + 'static {
     /// a provisioner without logins): the reconciler reports a missing one.
     async fn login_exists(&self, _tenant_id: &str, _isolation: Isolation) -> Result<bool> {
         Ok(true)
+    }
+    /// Where the tenant's login of this isolation connects (no IO), for a provisioner
+    /// whose databases have logins ([`uses_credentials`]); `None` for the others.
+    ///
+    /// [`uses_credentials`]: DatabaseProvisioner::uses_credentials
+    fn login_target(&self, _tenant_id: &str, _isolation: Isolation) -> Result<Option<LoginTarget>> {
+        Ok(None)
+    }
+    /// Sets the password of `user`, which must be the tenant's login or its alternate
+    /// ([`LoginTarget::alternate`], created on first use with the login's privileges),
+    /// for credential rotation. Idempotent. Refused by a provisioner without logins.
+    async fn login_set_password(
+        &self,
+        _tenant_id: &str,
+        _isolation: Isolation,
+        _user: &str,
+        _password: &str,
+    ) -> Result<()> {
+        Err(Error::invalid("this data plane's databases have no logins"))
+    }
+    /// Logs in to the tenant's database as `user` with `password` and runs `SELECT 1`:
+    /// `Unavailable` naming the user (never the password) when the server refuses.
+    async fn login_test(&self, _tenant_id: &str, _isolation: Isolation, _user: &str, _password: &str) -> Result<()> {
+        Err(Error::invalid("this data plane's databases have no logins"))
     }
     /// Logins of this isolation that follow this provisioner's naming scheme but have
     /// no database (or schema) of their own: what a failed or partial delete leaves

@@ -86,6 +86,11 @@ impl Services {
     /// The data plane with what its steps need from the other services.
     pub(crate) fn plane(&self) -> Option<Arc<DataPlane>> {
         let provisioner = self.data_plane.clone()?;
-        Some(Arc::new(DataPlane { provisioner, secrets: self.secrets.clone(), blobs: self.blobs.clone() }))
+        Some(Arc::new(DataPlane {
+            provisioner,
+            secrets: self.secrets.clone(),
+            keks: self.keks.clone(),
+            blobs: self.blobs.clone(),
+        }))
     }
 }

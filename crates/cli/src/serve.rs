@@ -462,6 +462,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tracing::info!(path = %path.display(), "wrote a generated admin key (use it as TENANCY_TOKEN)");
     }
     app.register_builtin_workflows().await.context("failed to register the built-in workflows")?;
+    // Silo passwords sealed before the secret store kept them move into it, before any
+    // worker provisions (docs/secrets.md, "Database credentials").
+    let adopted = app.adopt_database_credentials().await.context("failed to move database passwords")?;
+    if adopted > 0 {
+        tracing::info!(tenants = adopted, "moved silo database passwords into the secret store");
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 

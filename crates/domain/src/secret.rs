@@ -223,6 +223,43 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// Names starting with this are Tenancy's own (`tenancy.database`, a silo tenant's
+/// PostgreSQL credentials): readable like any secret, but never written, deleted or
+/// restored through the API (403 `forbidden`); Tenancy writes them itself and rotation
+/// replaces their versions.
+pub const RESERVED_PREFIX: &str = "tenancy.";
+
+/// Whether `name` is reserved for Tenancy ([`RESERVED_PREFIX`]).
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// Refuses a write (put, delete, restore) of a reserved name: 403 `forbidden`. The
+/// caller may well be allowed to write secrets; this name is Tenancy's.
+pub fn check_writable(name: &str) -> Result<()> {
+    if is_reserved(name) {
+        return Err(Error::Forbidden(format!(
+            "secret {name:?} is managed by Tenancy (names starting with {RESERVED_PREFIX:?} are reserved): \
+             read it, or rotate it, but it cannot be written, deleted or restored"
+        )));
+    }
+    Ok(())
+}
+
+/// How a PostgreSQL login's password is rotated (docs/secrets.md, "Rotating database
+/// credentials").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PostgresStrategy {
+    /// One login whose password is replaced: simple, but connections opened with the
+    /// old password fail between the new password's set and clients reading it.
+    SingleUser,
+    /// Two logins taking turns (the tenant's role and its alternate): each rotation
+    /// sets a new password on the login not in use, so the previous version's login
+    /// keeps working until the next rotation.
+    AlternatingUsers,
+}
+
 /// Checks a value's size: over [`MAX_VALUE_BYTES`] is 413 `payload-too-large`.
 pub fn check_value(value: &str) -> Result<()> {
     if value.len() > MAX_VALUE_BYTES {
@@ -277,6 +314,18 @@ mod tests {
         for (days, force) in [(Some(0), false), (Some(31), false), (Some(3), true)] {
             assert_eq!(recovery_window(days, force).unwrap_err().code(), ErrorCode::InvalidSecret);
         }
+    }
+
+    #[test]
+    fn reserved_names_and_strategies() {
+        assert!(is_reserved("tenancy.database"));
+        assert!(!is_reserved("tenancy-database") && !is_reserved("db.tenancy."));
+        assert_eq!(check_writable("tenancy.database").unwrap_err().code(), ErrorCode::Forbidden);
+        check_writable("database").unwrap();
+        let s: PostgresStrategy = serde_json::from_value(json!("alternating_users")).unwrap();
+        assert_eq!(s, PostgresStrategy::AlternatingUsers);
+        assert_eq!(serde_json::to_value(PostgresStrategy::SingleUser).unwrap(), json!("single_user"));
+        assert!(serde_json::from_value::<PostgresStrategy>(json!("alternating")).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | --- | --- | --- |
 //! | silo | a database owned by a login role | database and role `<prefix>_t_<id>` |
 //! | pool | a schema in the shared database `<prefix>_pool` (created if missing), owned by a login role whose `search_path` in that database is the schema | schema `t_<id>`, role `<prefix>_p_<id>` |
+//! | both | the alternate login of the alternating-users rotation, made on first use | role `<prefix>_tc_<id>` (silo), `<prefix>_pc_<id>` (pool) |
 //!
 //! A name longer than PostgreSQL's 63 bytes is cut and ends in 12 hex digits of its
 //! SHA-256. `CONNECT` on the databases is revoked from `PUBLIC`, so one tenant's role
@@ -22,6 +23,16 @@
 //! roles `<prefix>_p_*` that own no schema in the pool database. Prefixes of
 //! installations sharing a server must therefore not extend one another by `_t_...` or
 //! `_p_...` (`tenancy` and `tenancy_t_x` would see each other's databases).
+//!
+//! Alternate logins: credential rotation with the alternating-users strategy
+//! (`tenancy_app::secrets::postgres`) takes turns between the tenant's role and its
+//! alternate. The alternate is a member of the role (so it holds every privilege of the
+//! role, ownership included) and its sessions start as the role (`ALTER ROLE alt SET
+//! role = '<role>'`), so tables either login creates belong to the role and both can use
+//! them. Its name cannot be `<role>_clone`: tenant ids may contain `-`, which becomes
+//! `_`, so `acme`'s clone would be tenant `acme-clone`'s role; `_tc_`/`_pc_` are no
+//! tenant's. The reconciler does not report a lone alternate (it owns nothing); deleting
+//! the tenant's database drops it with the role.
 //!
 //! Passwords: the caller supplies the role's password (it keeps it sealed, see
 //! `tenancy_app::provisioning`); it is sent to the server only as a SCRAM-SHA-256
@@ -60,7 +71,7 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, Result};
 use tokio::io::AsyncWriteExt;
 
-use super::{DatabaseProvisioner, ListedDatabase, ObservedDatabase};
+use super::{DatabaseProvisioner, ListedDatabase, LoginTarget, ObservedDatabase};
 
 /// The default prefix of every name this data plane creates.
 pub const DEFAULT_PREFIX: &str = "tenancy";
@@ -87,6 +98,8 @@ struct Target {
     /// `Some` for a pool tenant.
     schema: Option<String>,
     role: String,
+    /// The alternate login of the alternating-users rotation (created on first use).
+    alternate: String,
 }
 
 fn pg(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
@@ -223,12 +236,18 @@ impl PostgresDataPlane {
         Ok(match isolation {
             Isolation::Silo => {
                 let name = ident(format!("{}_t_{id}", self.prefix));
-                Target { database: name.clone(), schema: None, role: name }
+                Target {
+                    database: name.clone(),
+                    schema: None,
+                    role: name,
+                    alternate: ident(format!("{}_tc_{id}", self.prefix)),
+                }
             }
             Isolation::Pool => Target {
                 database: self.pool_database(),
                 schema: Some(ident(format!("t_{id}"))),
                 role: ident(format!("{}_p_{id}", self.prefix)),
+                alternate: ident(format!("{}_pc_{id}", self.prefix)),
             },
         })
     }
@@ -431,6 +450,56 @@ impl DatabaseProvisioner for PostgresDataPlane {
         Ok(Some(self.target(tenant_id, isolation)?.role))
     }
 
+    fn login_target(&self, tenant_id: &str, isolation: Isolation) -> Result<Option<LoginTarget>> {
+        let t = self.target(tenant_id, isolation)?;
+        Ok(Some(LoginTarget {
+            host: self.host.clone(),
+            port: self.port,
+            database: t.database,
+            schema: t.schema,
+            user: t.role,
+            alternate: t.alternate,
+        }))
+    }
+
+    async fn login_set_password(
+        &self,
+        tenant_id: &str,
+        isolation: Isolation,
+        user: &str,
+        password: &str,
+    ) -> Result<()> {
+        let t = self.target(tenant_id, isolation)?;
+        if user == t.role {
+            return self.serialized(self.set_password(&t.role, password)).await;
+        }
+        if user == t.alternate {
+            return self.serialized(self.ensure_alternate(&t, password)).await;
+        }
+        Err(Error::invalid(format!(
+            "{user:?} is neither the login of tenant {tenant_id:?}'s database nor its alternate"
+        )))
+    }
+
+    async fn login_test(&self, tenant_id: &str, isolation: Isolation, user: &str, password: &str) -> Result<()> {
+        let t = self.target(tenant_id, isolation)?;
+        if user != t.role && user != t.alternate {
+            return Err(Error::invalid(format!(
+                "{user:?} is neither the login of tenant {tenant_id:?}'s database nor its alternate"
+            )));
+        }
+        let options = self.options.clone().database(&t.database).username(user).password(password);
+        let refused =
+            |e: sqlx::Error| Error::Unavailable(format!("failed to log in to database {} as {user}: {e}", t.database));
+        let mut conn = PgConnection::connect_with(&options).await.map_err(refused)?;
+        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.map_err(refused)?;
+        let _ = conn.close().await;
+        if one != 1 {
+            return Err(Error::Unavailable(format!("SELECT 1 as {user} answered {one}")));
+        }
+        Ok(())
+    }
+
     async fn login_exists(&self, tenant_id: &str, isolation: Isolation) -> Result<bool> {
         let role = self.target(tenant_id, isolation)?.role;
         let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
@@ -518,6 +587,49 @@ impl PostgresDataPlane {
         .fetch_all(conn)
         .await
         .map_err(pg("list roles"))
+    }
+
+    /// Sets an existing role's password (as a SCRAM verifier).
+    async fn set_password(&self, role: &str, password: &str) -> Result<()> {
+        if !self.role_exists(role).await? {
+            return Err(Error::not_found("database login", role));
+        }
+        let sql = format!("ALTER ROLE {} WITH LOGIN PASSWORD {}", q(role), literal(&scram_verifier(password)));
+        self.admin.execute(sql.as_str()).await.map_err(pg("set a password"))?;
+        Ok(())
+    }
+
+    /// Creates the tenant's alternate login unless it exists, with `password`: a member
+    /// of the tenant's role (so it has every privilege the role has, ownership included)
+    /// whose sessions start as that role (`ALTER ROLE ... SET role`), so whatever either
+    /// login creates is owned by the tenant's role and usable by both. On the pool it
+    /// also gets the role's `search_path` in the pool database.
+    async fn ensure_alternate(&self, t: &Target, password: &str) -> Result<()> {
+        if !self.role_exists(&t.role).await? {
+            return Err(Error::not_found("database login", t.role.as_str()));
+        }
+        let verifier = literal(&scram_verifier(password));
+        let (alt, role) = (q(&t.alternate), q(&t.role));
+        if !self.role_exists(&t.alternate).await? {
+            let create = format!("CREATE ROLE {alt} LOGIN PASSWORD {verifier} IN ROLE {role}");
+            match self.admin.execute(create.as_str()).await {
+                Ok(_) => {}
+                Err(e) if has_code(&e, &["42710", "23505"]) => {}
+                Err(e) => return Err(pg("create a role")(e)),
+            }
+        }
+        let mut statements = vec![
+            format!("GRANT {role} TO {alt}"),
+            format!("ALTER ROLE {alt} WITH LOGIN PASSWORD {verifier}"),
+            format!("ALTER ROLE {alt} SET role = {}", literal(&t.role)),
+        ];
+        if let Some(schema) = &t.schema {
+            statements.push(format!("ALTER ROLE {alt} IN DATABASE {} SET search_path = {}", q(&t.database), q(schema)));
+        }
+        for sql in statements {
+            self.admin.execute(sql.as_str()).await.map_err(pg("set up the alternate login"))?;
+        }
+        Ok(())
     }
 
     /// Runs `ddl` holding a cluster-wide advisory lock of this data plane: PostgreSQL
@@ -624,6 +736,10 @@ impl PostgresDataPlane {
                         let owned = format!("DROP OWNED BY {}", q(&t.role));
                         conn.execute(owned.as_str()).await.map_err(pg("drop a role's objects"))?;
                     }
+                    if self.role_exists(&t.alternate).await? {
+                        let owned = format!("DROP OWNED BY {}", q(&t.alternate));
+                        conn.execute(owned.as_str()).await.map_err(pg("drop a role's objects"))?;
+                    }
                     let _ = conn.close().await;
                     if role {
                         let revoke = format!("REVOKE ALL ON DATABASE {} FROM {}", q(&t.database), q(&t.role));
@@ -632,8 +748,10 @@ impl PostgresDataPlane {
                 }
             }
         }
-        let drop = format!("DROP ROLE IF EXISTS {}", q(&t.role));
-        self.admin.execute(drop.as_str()).await.map_err(pg("drop a role"))?;
+        for role in [&t.alternate, &t.role] {
+            let drop = format!("DROP ROLE IF EXISTS {}", q(role));
+            self.admin.execute(drop.as_str()).await.map_err(pg("drop a role"))?;
+        }
         Ok(())
     }
 
@@ -684,6 +802,14 @@ mod tests {
             (pool.database.as_str(), pool.schema.as_deref(), pool.role.as_str()),
             ("tenancy_pool", Some("t_acme_corp"), "tenancy_p_acme_corp")
         );
+        // Alternates: no tenant's role, whatever its id (`acme-clone` is a tenant id).
+        assert_eq!(
+            (silo.alternate.as_str(), pool.alternate.as_str()),
+            ("tenancy_tc_acme_corp", "tenancy_pc_acme_corp")
+        );
+        let other = p.target("acme-corp-clone", Isolation::Silo).unwrap();
+        assert_ne!(other.role, silo.alternate);
+        assert!(!silo.alternate.starts_with(&p.silo_prefix()), "not listed as a lone silo login");
         let long = "a".repeat(63);
         let t = p.target(&long, Isolation::Silo).unwrap();
         assert_eq!(t.database.len(), 63);

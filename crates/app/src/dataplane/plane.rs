@@ -12,11 +12,13 @@
 //!
 //! **Passwords.** A provisioner with logins ([`DatabaseProvisioner::uses_credentials`])
 //! gets a password generated here once per tenant and isolation (32 random letters and
-//! digits), sealed with the master key ([`SecretBox`], associated data
-//! `tenant/<id>/database:<isolation>`) and stored in `tenant_secrets` *before* the
-//! database is created, so a repeated step (after a crash) finds and reuses it. It is
-//! never part of a resource, an event, an audit entry, a workflow's input or output, or
-//! a log line; `GET /v1/tenants/{id}/database-credentials` returns it (audited).
+//! digits), stored *before* the database is created, so a repeated step (after a
+//! crash) finds and reuses it: a silo tenant's as the tenant secret `tenancy.database`
+//! in the secret store (envelope-encrypted, rotatable; see
+//! [`crate::dataplane::credentials`]), a pool tenant's sealed with the master key
+//! ([`SecretBox`], associated data `tenant/<id>/database:pool`) in `tenant_secrets`. It
+//! is never part of a resource, an event, an audit entry, a workflow's input or output,
+//! or a log line; `GET /v1/tenants/{id}/database-credentials` returns it (audited).
 //!
 //! **Moves.** A plan change between a pool and a silo plan moves the database
 //! (`tenant-change-plan.json`): `tenancy:database.move_create` creates the target
@@ -38,6 +40,7 @@ use tenancy_store::{Store, TenantResource};
 use tokio::io::AsyncWriteExt;
 
 use tenancy_adapters::blob::BlobStore;
+use tenancy_adapters::keys::envelope::KeyProvider;
 use tenancy_adapters::keys::SecretBox;
 
 pub const MOVE_CREATE: &str = "tenancy:database.move_create";
@@ -50,6 +53,8 @@ pub const FINISH_MOVE: &str = "tenancy:database.finish_move";
 pub struct DataPlane {
     pub provisioner: Arc<dyn DatabaseProvisioner>,
     pub(crate) secrets: Option<Arc<SecretBox>>,
+    /// The secret store's key-encryption keys: silo credentials are a tenant secret.
+    pub(crate) keks: Option<Arc<dyn KeyProvider>>,
     pub(crate) blobs: Option<BlobStore>,
 }
 
@@ -59,11 +64,6 @@ pub(crate) fn secret_name(isolation: Isolation) -> String {
 
 pub(crate) fn secret_owner(tenant_id: &str, isolation: Isolation) -> String {
     format!("tenant/{tenant_id}/{}", secret_name(isolation))
-}
-
-fn generate_password() -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
 /// The isolation a `database` resource record is for (records written before moves
@@ -97,7 +97,7 @@ impl DataPlane {
         let sealed = match w.tenant_secret_get(tenant_id, &secret_name(isolation)).await? {
             Some(s) => s,
             None => {
-                let fresh = secrets.seal(&owner, &generate_password());
+                let fresh = secrets.seal(&owner, &crate::secrets::postgres::generate_password());
                 // The first stored one wins when two attempts race.
                 w.tenant_secret_put(tenant_id, &secret_name(isolation), &fresh).await?
             }
@@ -111,11 +111,23 @@ impl DataPlane {
         if !self.provisioner.provisions(isolation) {
             return Ok(None);
         }
-        let password = match self.provisioner.uses_credentials() {
-            true => Some(self.password(store, tenant_id, isolation).await?),
-            false => None,
-        };
-        Ok(Some(self.provisioner.database_create(tenant_id, isolation, password.as_deref()).await?))
+        if !self.provisioner.uses_credentials() {
+            return Ok(Some(self.provisioner.database_create(tenant_id, isolation, None).await?));
+        }
+        if isolation == Isolation::Pool {
+            let password = self.password(store, tenant_id, isolation).await?;
+            return Ok(Some(self.provisioner.database_create(tenant_id, isolation, Some(&password)).await?));
+        }
+        // Silo: the credentials secret, whose login may be the role or (after an
+        // alternating-users rotation) its alternate; the other login keeps its password.
+        let creds = self.credentials_ensure(store, tenant_id).await?;
+        let role = self.provisioner.login_key(tenant_id, isolation)?;
+        let own = (role.as_deref() == Some(creds.username.as_str())).then_some(creds.password.as_str());
+        let detail = self.provisioner.database_create(tenant_id, isolation, own).await?;
+        if own.is_none() {
+            self.provisioner.login_set_password(tenant_id, isolation, &creds.username, &creds.password).await?;
+        }
+        Ok(Some(detail))
     }
 
     /// Deletes the tenant's database for `isolation` and its password.
@@ -125,6 +137,9 @@ impl DataPlane {
         }
         self.provisioner.database_delete(tenant_id, isolation).await?;
         store.workflows().tenant_secret_delete(tenant_id, &secret_name(isolation)).await?;
+        if isolation == Isolation::Silo && self.provisioner.uses_credentials() {
+            self.credentials_delete(store, tenant_id).await?;
+        }
         Ok(())
     }
 

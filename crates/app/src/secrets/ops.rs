@@ -17,6 +17,10 @@
 //! | viewer | yes | 403 | 403 | yes | 403 |
 //! | service | yes | yes (data-plane services read their credentials) | 403 | 403 | 403 |
 //! | tenant | its own (others 404) | its own | its own | 403 | 403 |
+//!
+//! Names starting with `tenancy.` are Tenancy's own (`tenancy.database`, a silo
+//! tenant's database credentials): read and listed like any secret, but a put, delete
+//! or restore is 403 `forbidden` whatever the role.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -164,6 +168,7 @@ impl App {
         mut body: SecretPut,
     ) -> Result<PutOutcome> {
         self.secret_scope(ctx, scope, P::SecretWrite, P::PlatformSecretAdmin).await?;
+        secret::check_writable(name)?;
         secret::validate_name(name)?;
         Self::not_a_connection(scope, name)?;
         let (value, generated) = match (body.value.take(), &body.generate) {
@@ -299,6 +304,7 @@ impl App {
         force: bool,
     ) -> Result<Option<SecretMeta>> {
         self.secret_scope(ctx, scope, P::SecretWrite, P::PlatformSecretAdmin).await?;
+        secret::check_writable(name)?;
         Self::not_a_connection(scope, name)?;
         let days = secret::recovery_window(recovery_days, force)?;
         let now = Timestamp::now();
@@ -320,6 +326,7 @@ impl App {
     /// Cancels a scheduled deletion.
     pub async fn secret_restore(&self, ctx: &OpContext, scope: Option<&str>, name: &str) -> Result<SecretMeta> {
         self.secret_scope(ctx, scope, P::SecretWrite, P::PlatformSecretAdmin).await?;
+        secret::check_writable(name)?;
         Self::not_a_connection(scope, name)?;
         let audit = ctx.audit("secret.restore", target(scope, name), scope, json!({}));
         let rec = self.store().secrets().secret_restore(scope, name, &Effects::none().with_audit(audit)).await?;
