@@ -23,6 +23,7 @@ use crate::problem::Problem;
         (name = "queues", description = "Queues: visibility timeouts, dead-letter queues, redrive, long polling"),
         (name = "entitlements", description = "Entitlements: per-tenant overrides of the plan and the effective view"),
         (name = "secrets", description = "The secret store: versions with stages, envelope encryption, deletion with a recovery window"),
+        (name = "releases", description = "Releases, their bundles, and tenants' upgrades to them (docs/releases.md)"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
         (name = "quotas", description = "Quotas: exact consumption of a tenant's plan quotas (docs/entitlements.md)"),
         (name = "flags", description = "Feature flags over the OpenFeature Remote Evaluation Protocol (OFREP, docs/flags.md): OFREP's JSON, not problem+json, for evaluation failures"),

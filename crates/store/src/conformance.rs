@@ -92,6 +92,8 @@ pub(crate) fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
         updated_at: Timestamp(2_000),
         // Round-trips through create, update and get like the other columns.
         lifecycle_execution_id: Some(format!("exe_{id}")),
+        release: Some("1.0.0".into()),
+        pinned: Some(tenancy_domain::release::Pin { reason: "audit".into(), pinned_at: Timestamp(2_000) }),
     }
 }
 
