@@ -381,11 +381,17 @@ pub async fn tenant_list_filters_and_pages(store: Arc<dyn Store>) {
     }
     let expected: Vec<String> = (0..30).filter(|i| i % 3 == 0).map(|i| format!("t{i:02}")).collect();
     assert_eq!(seen, expected);
-    let filter =
-        TenantFilter { plan: Some("pro".into()), status: Some(TenantStatus::Active), region: Some("eu".into()) };
+    let filter = TenantFilter {
+        plan: Some("pro".into()),
+        status: Some(TenantStatus::Active),
+        region: Some("eu".into()),
+        release: Some("1.0.0".into()),
+    };
     let ids: Vec<String> =
         store.tenant_list(&filter, &page(100)).await.unwrap().items.into_iter().map(|t| t.id).collect();
     assert_eq!(ids, ["t00"]);
+    let other = TenantFilter { release: Some("2.0.0".into()), ..Default::default() };
+    assert!(store.tenant_list(&other, &page(100)).await.unwrap().items.is_empty(), "no tenant is on 2.0.0");
 }
 
 pub async fn tenant_update_versions(store: Arc<dyn Store>) {
