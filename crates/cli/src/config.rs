@@ -435,6 +435,7 @@ mod tests {
         master_key_file = "/run/secrets/master.key"
         event_retention_days = 7
         export_retention_days = 90
+        bundle_max_mib = 64
         reconcile_repair = ["record", "database"]
         reconcile_interval_s = 15
         blob_url = "s3://bucket/exports"
@@ -566,6 +567,7 @@ mod tests {
         assert_eq!(o.master_key_file, Some(PathBuf::from("/run/secrets/master.key")));
         assert_eq!(o.event_retention_days, 7);
         assert_eq!(o.export_retention_days, 90);
+        assert_eq!(o.bundle_max_bytes, 64 * 1024 * 1024);
         {
             use tenancy_app::reconcile::ops::DriftKind;
             assert_eq!(o.reconcile_repair, [DriftKind::Record, DriftKind::Database]);
