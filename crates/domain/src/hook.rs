@@ -150,7 +150,9 @@ impl HookSpec {
         };
         if self.events.is_empty() {
             return Err(invalid(
-                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate".into(),
+                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate, \
+                 upgrade_pre_check, upgrade_apply, upgrade_verify, upgrade_rollback"
+                    .into(),
             ));
         }
         let validates = self.events.contains(&HookEvent::Validate);
