@@ -34,6 +34,8 @@ pub struct App {
     pub(crate) execution_caps: (u64, u64),
     /// How long an offboarded tenant's id stays taken (see [`App::set_export_retention`]).
     pub(crate) export_retention: std::time::Duration,
+    /// The largest release bundle accepted (see [`App::set_bundle_max_bytes`]).
+    pub(crate) bundle_max_bytes: u64,
     /// The kinds of missing resources the reconciler repairs on its own (see
     /// [`App::set_reconcile_repair`]).
     pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::ops::DriftKind>,
@@ -99,6 +101,7 @@ impl App {
             node_id: "local".to_owned(),
             execution_caps: (tenancy_engine::MAX_RUNNING_PER_STATE_MACHINE, tenancy_engine::MAX_RUNNING_PER_TENANT),
             export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
+            bundle_max_bytes: crate::releases::bundle::DEFAULT_MAX_BYTES,
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
             terms: Default::default(),
             flag_catalogue: Default::default(),
@@ -115,6 +118,17 @@ impl App {
     /// from the end of the offboarding.
     pub fn set_export_retention(&mut self, d: std::time::Duration) {
         self.export_retention = d;
+    }
+
+    /// The largest release bundle `PUT /v1/releases/{version}/bundle` accepts (413
+    /// past it; `serve --bundle-max-mib`, 512 MiB by default).
+    pub fn set_bundle_max_bytes(&mut self, max: u64) {
+        self.bundle_max_bytes = max;
+    }
+
+    /// The largest release bundle accepted.
+    pub fn bundle_max_bytes(&self) -> u64 {
+        self.bundle_max_bytes
     }
 
     /// Names this process among the replicas (`serve --node-id`, or a random one), in

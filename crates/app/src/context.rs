@@ -104,6 +104,11 @@ pub enum Permission {
     /// Evaluate feature flags (OFREP): admins, operators, viewers and services for any
     /// tenant; tenant keys for their own only (the app targets it whatever they send).
     FlagEvaluate,
+    /// Read releases and download their bundles: admins, operators, viewers, services
+    /// (a product service applying an upgrade fetches the bundle).
+    ReleaseRead,
+    /// Create and change releases, upload bundles: admins and operators.
+    ReleaseAdmin,
 }
 
 impl OpContext {
@@ -140,6 +145,7 @@ impl OpContext {
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,
             (R::Service | R::Tenant, P::EventPut) => true,
             (R::Viewer | R::Service | R::Tenant, P::FlagEvaluate) => true,
+            (R::Viewer | R::Service, P::ReleaseRead) => true,
             (_, P::PatternTest) => true,
             _ => false,
         };

@@ -27,6 +27,7 @@ pub mod plans;
 pub mod queues;
 pub mod quotas;
 pub mod reconcile;
+pub mod releases;
 pub mod secrets;
 pub mod services;
 pub mod subscriptions;

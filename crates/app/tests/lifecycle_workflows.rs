@@ -12,7 +12,7 @@ use tenancy_adapters::blob::BlobStore;
 use tenancy_adapters::dataplane::SqliteFiles;
 use tenancy_app::engine::failure;
 use tenancy_app::engine::{EngineOptions, TaskCall, TaskHandler, TaskResult};
-use tenancy_app::tenants::lifecycle::{BUILTIN_MACHINES, CHANGE_PLAN_MACHINE, PROVISION_MACHINE};
+use tenancy_app::tenants::lifecycle::{BUILTIN_MACHINES, CHANGE_PLAN_MACHINE, PROVISION_MACHINE, UPGRADE_MACHINE};
 use tenancy_app::{App, OpContext};
 use tenancy_domain::apikey::{NewApiKey, Role};
 use tenancy_domain::page::PageRequest;
@@ -106,6 +106,12 @@ impl Harness {
             assert!(Instant::now() < deadline, "execution {id} is {} not {status}", e.status);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Creates release `version`.
+    async fn release(&self, version: &str) {
+        let spec = tenancy_domain::release::ReleaseSpec::default();
+        self.app.release_put(&OpContext::system(), version, spec).await.unwrap();
     }
 
     async fn resources(&self, tenant: &str) -> Vec<String> {
@@ -238,13 +244,19 @@ async fn every_lifecycle_step_run_twice_gives_the_same_result() {
     let t = h.app.store().tenant_get("acme").await.unwrap();
     assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "pro"));
 
+    h.release("2.0.0").await;
+    let op = h.app.start_tenant_upgrade(&ctx, "acme", "2.0.0", false).await.unwrap();
+    h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
+    let t = h.app.store().tenant_get("acme").await.unwrap();
+    assert_eq!((t.status.as_str(), t.release.as_deref()), ("active", Some("2.0.0")));
+
     let op = h.app.tenant_offboard(&ctx, "acme", None).await.unwrap();
     h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
     h.wait_tenant("acme", "offboarded").await;
     assert_eq!(h.resources("acme").await, ["export"], "only the export's record outlives the tenant");
 
     let types: Vec<String> = h.events("acme").await.into_iter().map(|(t, _)| t).collect();
-    for once in ["TenantCreated", "TenantProvisioned", "TenantPlanChanged", "TenantOffboarded"] {
+    for once in ["TenantCreated", "TenantProvisioned", "TenantPlanChanged", "TenantUpgraded", "TenantOffboarded"] {
         assert_eq!(types.iter().filter(|t| *t == once).count(), 1, "{once}: {types:?}");
     }
     h.stop().await;
@@ -575,4 +587,57 @@ async fn a_status_change_computed_from_a_stale_tenant_runs_again() {
     assert_eq!(provisioned[0]["name"], "Renamed meanwhile");
     h.history_is_clean(&execution).await;
     h.stop().await;
+}
+
+/// The upgrade's forward Task states that a clean upgrade (without hooks) runs.
+async fn upgrade_steps_that_run() -> Vec<TaskState> {
+    let h = Harness::start().await;
+    h.create("clean").await;
+    h.wait_tenant("clean", "active").await;
+    h.release("2.0.0").await;
+    let op = h.app.start_tenant_upgrade(&OpContext::system(), "clean", "2.0.0", false).await.unwrap();
+    let steps = forward_states_that_ran(&h, UPGRADE_MACHINE, &op.execution_id.unwrap()).await;
+    h.stop().await;
+    steps
+}
+
+/// A failure at each step of an upgrade is rolled back: the tenant is active on the
+/// release it was on, and `TenantUpgradeFailed` names the step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_upgrade_step_is_rolled_back() {
+    let steps = upgrade_steps_that_run().await;
+    assert_eq!(steps.len(), 4, "the upgrade ran {steps:?}");
+    for state in steps {
+        let step = state.name.as_str();
+        assert!(state.caught, "{step} has no Catch");
+        let h = Harness::start().await;
+        h.app
+            .release_put(&OpContext::system(), "1.0.0", serde_json::from_value(json!({"default": true})).unwrap())
+            .await
+            .unwrap();
+        let tenant = format!("t-{}", step.to_lowercase());
+        h.create(&tenant).await;
+        h.wait_tenant(&tenant, "active").await;
+        h.release("2.0.0").await;
+        let fired = steps::fail_state(h.app.engine().handlers(), &state, "Test.Injected");
+        let op = h.app.start_tenant_upgrade(&OpContext::system(), &tenant, "2.0.0", false).await.unwrap();
+        let execution = op.execution_id.unwrap();
+        h.wait_execution(&execution, "FAILED").await;
+        assert!(fired.load(Ordering::SeqCst), "{step}: the failure was not injected");
+        let t = h.app.store().tenant_get(&tenant).await.unwrap();
+        assert_eq!((t.status.as_str(), t.release.as_deref()), ("active", Some("1.0.0")), "{step}");
+        let events = h.events(&tenant).await;
+        let failed: Vec<&Value> = events.iter().filter(|(t, _)| t == "TenantUpgradeFailed").map(|(_, d)| d).collect();
+        assert_eq!(failed.len(), 1, "{step}: {events:?}");
+        let expected = match step {
+            "PreCheck" => "pre_check",
+            "Apply" => "apply",
+            "Verify" => "verify",
+            _ => "upgraded",
+        };
+        assert_eq!(failed[0]["step"], expected, "{step}");
+        assert!(!events.iter().any(|(t, _)| t == "TenantUpgraded"), "{step}");
+        h.history_is_clean(&execution).await;
+        h.stop().await;
+    }
 }

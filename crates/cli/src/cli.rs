@@ -13,6 +13,7 @@ use crate::commands::plans::{self, PlanCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
+use crate::commands::releases::{self, ReleaseCmd};
 use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
@@ -81,6 +82,9 @@ pub enum Command {
     /// Functions (the Lambda role) that Task states invoke.
     #[command(subcommand)]
     Functions(FunctionCmd),
+    /// Releases (versions tenants are on) and their bundles.
+    #[command(subcommand)]
+    Releases(ReleaseCmd),
     /// The secret store: tenants' secrets (--tenant) and the platform's.
     #[command(subcommand)]
     Secrets(SecretCmd),
@@ -140,6 +144,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Overrides(cmd) => (entitlements::overrides(&client, cmd).await?, entitlements::OVERRIDE_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
+        Command::Releases(cmd) => (releases::releases(&client, cmd).await?, releases::RELEASE_COLUMNS),
         Command::Secrets(cmd) => match secrets::secrets(&client, cmd, output).await? {
             Some(v) => (v, secrets::SECRET_COLUMNS),
             None => return Ok(()),

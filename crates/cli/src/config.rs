@@ -124,6 +124,9 @@ settings! {
     /// (`tenants purge`).
     #[arg(long, env = "TENANCY_EXPORT_RETENTION_DAYS", default_value = "30")]
     export_retention_days: u32,
+    /// The largest release bundle accepted (`PUT /v1/releases/{version}/bundle`), in MiB.
+    #[arg(long, env = "TENANCY_BUNDLE_MAX_MIB", default_value = "512")]
+    bundle_max_mib: u64,
     /// Kinds of missing resources the reconciler recreates on its own, comma separated:
     /// database, schema, role, record, or none; the others are only reported, for
     /// `reconciliation repair`.
@@ -302,6 +305,7 @@ impl Config {
             node_id: s.node_id.filter(|n| !n.is_empty()),
             event_retention_days: s.event_retention_days.expect("clap holds a default"),
             export_retention_days: s.export_retention_days.expect("clap holds a default"),
+            bundle_max_bytes: s.bundle_max_mib.expect("clap holds a default").saturating_mul(1024 * 1024),
             reconcile_repair,
             reconcile_interval: Duration::from_secs(s.reconcile_interval_s.expect("clap holds a default").max(1)),
             blob_url: s.blob_url,
@@ -431,6 +435,7 @@ mod tests {
         master_key_file = "/run/secrets/master.key"
         event_retention_days = 7
         export_retention_days = 90
+        bundle_max_mib = 64
         reconcile_repair = ["record", "database"]
         reconcile_interval_s = 15
         blob_url = "s3://bucket/exports"
@@ -562,6 +567,7 @@ mod tests {
         assert_eq!(o.master_key_file, Some(PathBuf::from("/run/secrets/master.key")));
         assert_eq!(o.event_retention_days, 7);
         assert_eq!(o.export_retention_days, 90);
+        assert_eq!(o.bundle_max_bytes, 64 * 1024 * 1024);
         {
             use tenancy_app::reconcile::ops::DriftKind;
             assert_eq!(o.reconcile_repair, [DriftKind::Record, DriftKind::Database]);
@@ -687,6 +693,7 @@ mod tests {
         assert_eq!(o.data_plane_prefix.as_deref(), Some(tenancy_adapters::dataplane::postgres::DEFAULT_PREFIX));
         assert_eq!(o.event_retention_days, crate::serve::DEFAULT_EVENT_RETENTION_DAYS);
         assert_eq!(o.export_retention_days, crate::serve::DEFAULT_EXPORT_RETENTION_DAYS);
+        assert_eq!(o.bundle_max_bytes, tenancy_app::releases::bundle::DEFAULT_MAX_BYTES);
         assert_eq!(o.reconcile_repair, tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR);
         assert_eq!(o.reconcile_interval, ServeOptions::for_tests(PathBuf::new(), None, "").reconcile_interval);
         assert_eq!(o.listen.to_string(), DEFAULT_LISTEN);

@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub event_retention_days: u32,
     /// An offboarded tenant's id may be purged this many days after its offboarding.
     pub export_retention_days: u32,
+    /// The largest release bundle accepted, in bytes (512 MiB).
+    pub bundle_max_bytes: u64,
     /// Kinds of missing resources the reconciler recreates on its own; the others
     /// are reported for an operator's repair.
     pub reconcile_repair: Vec<tenancy_app::reconcile::ops::DriftKind>,
@@ -121,6 +123,7 @@ impl ServeOptions {
             node_id: None,
             event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
             export_retention_days: DEFAULT_EXPORT_RETENTION_DAYS,
+            bundle_max_bytes: tenancy_app::releases::bundle::DEFAULT_MAX_BYTES,
             reconcile_repair: tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR.to_vec(),
             reconcile_interval: std::time::Duration::from_secs(60),
             blob_url: None,
@@ -454,6 +457,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     app.set_node_id(node_id.clone());
     // Caps on RUNNING user executions per state machine and per tenant (429 beyond).
     app.set_execution_caps(opts.workflow.max_running_per_machine, opts.workflow.max_running_per_tenant);
+    app.set_bundle_max_bytes(opts.bundle_max_bytes);
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
     app.set_reconcile_repair(&opts.reconcile_repair);
     let app = Arc::new(app);

@@ -110,6 +110,8 @@ pub(crate) fn cell(v: Option<&Value>) -> String {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        // A tenant's pin: its reason.
+        Some(Value::Object(m)) if m.contains_key("reason") => cell(m.get("reason")),
         Some(other) => other.to_string(),
     }
 }

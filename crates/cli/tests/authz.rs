@@ -71,6 +71,10 @@ enum Class {
     /// Evaluate feature flags (OFREP): every role; a tenant key naming another tenant
     /// is answered for its own (no 404: the target is in the body, not the path).
     FlagEvaluate,
+    /// Read releases and download bundles: admins, operators, viewers, services.
+    ReleaseRead,
+    /// Create releases and upload bundles: admins and operators.
+    ReleaseAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,6 +112,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, FunctionRead | QuotaRead) => Allowed,
         (Who::Viewer, SecretRead | PlatformSecretRead | ConnectionRead) => Allowed,
+        (Who::Viewer | Who::Service, ReleaseRead) => Allowed,
         (Who::Service, SecretRead | SecretValue) => Allowed,
         (Who::TenantOwn, SecretRead | SecretValue | SecretWrite) => Allowed,
         (Who::TenantOther, SecretRead | SecretValue | SecretWrite) => Hidden,
@@ -253,6 +258,14 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/v1/functions/{function}", None, FunctionRead),
         route(Method::PUT, "/v1/functions/{function}", Some(function_body()), FunctionAdmin),
         route(Method::DELETE, "/v1/functions/{function}", None, FunctionAdmin),
+        route(Method::GET, "/v1/releases", None, ReleaseRead),
+        route(Method::GET, "/v1/releases/{release}", None, ReleaseRead),
+        route(Method::PUT, "/v1/releases/{release}", Some(json!({"description": "authz"})), ReleaseAdmin),
+        route(Method::GET, "/v1/releases/{release}/bundle", None, ReleaseRead),
+        route(Method::PUT, "/v1/releases/{release}/bundle", Some(json!({"bundle": "authz"})), ReleaseAdmin),
+        route(Method::PUT, "/v1/tenants/{tenant}/pin", Some(json!({"reason": "authz"})), TenantAdmin),
+        route(Method::DELETE, "/v1/tenants/{tenant}/pin", None, TenantAdmin),
+        route(Method::POST, "/v1/tenants/{tenant}/upgrade", Some(json!({"version": "{release}"})), TenantAdmin),
         route(Method::GET, "/v1/queues", None, QueueRead),
         route(Method::GET, "/v1/queues/{queue}", None, QueueRead),
         route(Method::PUT, "/v1/queues/{queue}", Some(json!({"visibility_timeout_s": 30})), QueueAdmin),
@@ -391,9 +404,18 @@ async fn every_role_on_every_route(backend: Backend) {
             };
             let (queue, receipt) =
                 if r.path.contains("{queue}") { queue_with_receipt(&s).await } else { Default::default() };
+            // A fresh release with a bundle.
+            let release = format!("r-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{release}") || r.path.ends_with("/upgrade") {
+                let res = s.call(Method::PUT, &format!("/v1/releases/{release}"), Some(json!({}))).await;
+                assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+                let bundle = format!("/v1/releases/{release}/bundle");
+                let res = s.send_bytes(Some(support::ADMIN), Method::PUT, &bundle, b"authz".to_vec(), &[]).await;
+                assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+            }
             let body = r.body.as_ref().map(|b| {
-                serde_json::from_str(&b.to_string().replace("{receipt}", &receipt).replace("{tenant}", &tenant))
-                    .unwrap()
+                let text = b.to_string().replace("{receipt}", &receipt).replace("{tenant}", &tenant);
+                serde_json::from_str(&text.replace("{release}", &release)).unwrap()
             });
             let hook = format!("h-{}", uuid::Uuid::new_v4().simple());
             if r.path.contains("{hook}") {
@@ -421,6 +443,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .path
                 .replace("{secret}", &secret)
                 .replace("{connection}", &connection)
+                .replace("{release}", &release)
                 .replace("{hook}", &hook)
                 .replace("{function}", &function)
                 .replace("{queue}", &queue)

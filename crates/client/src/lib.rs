@@ -74,6 +74,7 @@ use tenancy_domain::page::Page;
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
+use tenancy_domain::release::{PinRequest, Release, ReleaseList, ReleaseSpec, UpgradeRequest};
 use tenancy_domain::subscription::{NewSubscription, Subscription};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};
 use tenancy_domain::ErrorCode;
@@ -167,6 +168,9 @@ pub struct TenantListParams {
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The tenants on this release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,6 +281,30 @@ pub struct AuditExport {
 
 impl AuditExport {
     /// The next chunk of NDJSON, `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(self.res.chunk().await.map_err(ClientError::unreachable)?.map(|b| b.to_vec()))
+    }
+}
+
+/// A streamed `GET /v1/releases/{version}/bundle`: the bytes as they arrive, checked
+/// by the server against the recorded SHA-256 (a mismatch cuts the stream: `chunk`
+/// fails before the end).
+pub struct BundleDownload {
+    res: reqwest::Response,
+}
+
+impl BundleDownload {
+    /// The bundle's SHA-256 from `Repr-Digest` (base64, as RFC 9530 writes it).
+    pub fn repr_digest(&self) -> Option<&str> {
+        self.res.headers().get("repr-digest").and_then(|v| v.to_str().ok())
+    }
+
+    /// The bundle's size, from `Content-Length`.
+    pub fn size(&self) -> Option<u64> {
+        self.res.content_length()
+    }
+
+    /// The next chunk, `None` at the end.
     pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
         Ok(self.res.chunk().await.map_err(ClientError::unreachable)?.map(|b| b.to_vec()))
     }
@@ -636,6 +664,64 @@ impl Client {
     pub async fn task_failure(&self, token: &str, failure: &TaskFailure) -> Result<()> {
         let req = self.request(Method::POST, &format!("/v1/task-tokens/{}/failure", segment(token))).json(failure);
         self.call_empty(req).await
+    }
+
+    // Releases.
+
+    /// `PUT /v1/releases/{version}`: create or replace a release.
+    pub async fn release_put(&self, version: &str, spec: &ReleaseSpec) -> Result<Release> {
+        self.with_body(Method::PUT, &format!("/v1/releases/{}", segment(version)), spec).await
+    }
+
+    pub async fn release_get(&self, version: &str) -> Result<Release> {
+        self.get(&format!("/v1/releases/{}", segment(version)), NO_QUERY).await
+    }
+
+    pub async fn release_list(&self) -> Result<ReleaseList> {
+        self.get("/v1/releases", NO_QUERY).await
+    }
+
+    /// `PUT /v1/releases/{version}/bundle`: uploads `body` (a `tokio::fs::File` streams)
+    /// as the release's bundle.
+    pub async fn release_bundle_put(
+        &self,
+        version: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Release> {
+        let req = self
+            .request(Method::PUT, &format!("/v1/releases/{}/bundle", segment(version)))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.call(req).await
+    }
+
+    /// `GET /v1/releases/{version}/bundle`, streamed.
+    pub async fn release_bundle_get(&self, version: &str) -> Result<BundleDownload> {
+        let req = self.request(Method::GET, &format!("/v1/releases/{}/bundle", segment(version)));
+        let res = req.send().await.map_err(ClientError::unreachable)?;
+        let status = res.status();
+        if !status.is_success() {
+            let body = res.bytes().await.map_err(ClientError::unreachable)?;
+            return Err(ClientError::from_problem(status, &body));
+        }
+        Ok(BundleDownload { res })
+    }
+
+    /// `PUT /v1/tenants/{id}/pin`.
+    pub async fn tenant_pin(&self, id: &str, reason: &str) -> Result<Tenant> {
+        let body = PinRequest { reason: reason.to_owned() };
+        self.with_body(Method::PUT, &format!("/v1/tenants/{}/pin", segment(id)), &body).await
+    }
+
+    /// `DELETE /v1/tenants/{id}/pin`.
+    pub async fn tenant_unpin(&self, id: &str) -> Result<Tenant> {
+        self.without_body(Method::DELETE, &format!("/v1/tenants/{}/pin", segment(id))).await
+    }
+
+    /// `POST /v1/tenants/{id}/upgrade`: the upgrade runs in the background.
+    pub async fn tenant_upgrade(&self, id: &str, req: &UpgradeRequest) -> Result<TenantOperation> {
+        self.with_body(Method::POST, &format!("/v1/tenants/{}/upgrade", segment(id)), req).await
     }
 
     // Functions.

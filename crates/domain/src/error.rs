@@ -73,6 +73,7 @@ error_codes! {
     UnsupportedConnection = ("unsupported-connection", 400, "A function's `connection`: connections do not exist yet."),
     InvalidConnection = ("invalid-connection", 400, "A connection's name, auth or description is invalid; also a hook or subscription naming a connection that does not exist, and any request through `/v1/secrets` for the platform secrets `connection.*` that hold connections' credentials."),
     InvalidSecret = ("invalid-secret", 400, "A secret's name, generator or recovery window is invalid, or a put with both or neither of `value` and `generate`."),
+    InvalidRelease = ("invalid-release", 400, "A release version breaks the naming rules (1-64 of `A-Za-z0-9._+-`), a release's fields are invalid, or an upgrade names a release that does not exist."),
     InvalidDefinition = ("invalid-definition", 400, "An ASL definition is invalid; the detail names the state."),
     UnknownStateMachine = ("unknown-state-machine", 400, "A request names a state machine that does not exist; also a plan's `workflows` naming one."),
     InvalidPlanWorkflow = ("invalid-plan-workflow", 400, "A plan's `workflows` names a state machine outside `tenancy.lifecycle.`."),
@@ -107,8 +108,9 @@ error_codes! {
     ConnectionInUse = ("connection-in-use", 409, "Deleting a connection that hooks or webhook subscriptions name; the detail lists them."),
     SecretDeleted = ("secret-deleted", 409, "The secret is scheduled for deletion: reads and puts are refused until it is restored (`POST .../restore`) or purged; the detail says when."),
     SecretNotDeleted = ("secret-not-deleted", 409, "A restore of a secret that is not scheduled for deletion."),
+    TenantPinned = ("tenant-pinned", 409, "An upgrade of a tenant pinned to its release (`PUT /v1/tenants/{id}/pin`); send `force: true` to upgrade it anyway (docs/releases.md)."),
     PreconditionFailed = ("precondition-failed", 412, "`If-Match` did not match the current version."),
-    PayloadTooLarge = ("payload-too-large", 413, "A body over 1 MiB, whichever layer notices; a secret value over 64 KiB."),
+    PayloadTooLarge = ("payload-too-large", 413, "A body over 1 MiB, whichever layer notices; a secret value over 64 KiB; a release bundle over the server's bundle limit (512 MiB by default)."),
     UnsupportedMediaType = ("unsupported-media-type", 415, "A request body that is not `application/json`."),
     IdempotencyKeyReused = ("idempotency-key-reused", 422, "A repeated `Idempotency-Key` carried a different request."),
     ValidationRefused = ("validation-refused", 422, "A `validate` hook refused the tenant create or plan change; the detail carries its reason, and nothing changed (docs/entitlements.md)."),
@@ -116,6 +118,7 @@ error_codes! {
     QuotaExceeded = ("quota-exceeded", 429, "A consume over a hard quota's limit; the detail names the quota, and nothing was consumed (docs/entitlements.md)."),
     RateLimited = ("rate-limited", 429, "The API key's or its tenant's request rate is over its limit; `Retry-After` says when to retry (docs/rate-limits.md)."),
     Internal = ("internal", 500, "An internal error; details only in the log, under the request id."),
+    BundleIntegrity = ("bundle-integrity", 500, "A release bundle's bytes read back from the blob store do not match the SHA-256 (or size) recorded at upload: nothing corrupt is served (docs/releases.md)."),
     Unavailable = ("unavailable", 503, "A dependency (the store) is unreachable or overloaded; retrying may succeed."),
     HookUnavailable = ("hook-unavailable", 503, "A `validate` hook could not be asked (unreachable, timed out, refused by the outbound policy, or an answer other than a 2xx with a JSON object): the tenant create or plan change fails closed and nothing changed; the detail names the hook."),
 }
@@ -183,6 +186,14 @@ pub enum Error {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Stored bytes do not match the digest recorded when they were written
+    /// (`bundle-integrity`); the message names the object, never its content.
+    #[error("{0}")]
+    Integrity(String),
+    /// A body over a limit the operation itself enforces (a release bundle's size):
+    /// `payload-too-large`.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -220,6 +231,8 @@ impl Error {
             Error::Hook { code, .. } => *code,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::Integrity(_) => ErrorCode::BundleIntegrity,
+            Error::TooLarge(_) => ErrorCode::PayloadTooLarge,
         }
     }
 }

@@ -26,6 +26,22 @@ pub mod names {
     pub const TENANT_OFFBOARDING_STARTED: &str = "TenantOffboardingStarted";
     pub const TENANT_OFFBOARDED: &str = "TenantOffboarded";
     pub const EXECUTION_FAILED: &str = "ExecutionFailed";
+    /// A release was created (`PUT /v1/releases/{version}` of a new version).
+    pub const RELEASE_CREATED: &str = "ReleaseCreated";
+    /// A release's description, upgrade workflow or default flag changed.
+    pub const RELEASE_UPDATED: &str = "ReleaseUpdated";
+    /// A release's bundle was uploaded (its SHA-256 and size in the detail).
+    pub const RELEASE_BUNDLE_UPLOADED: &str = "ReleaseBundleUploaded";
+    /// A tenant was pinned to its release, or unpinned.
+    pub const TENANT_PINNED: &str = "TenantPinned";
+    pub const TENANT_UNPINNED: &str = "TenantUnpinned";
+    /// A tenant's upgrade to a release started (status `updating`).
+    pub const TENANT_UPGRADE_STARTED: &str = "TenantUpgradeStarted";
+    /// A tenant is on its new release (status back to `active`).
+    pub const TENANT_UPGRADED: &str = "TenantUpgraded";
+    /// A tenant's upgrade failed and was rolled back: `active` on its old release;
+    /// the detail names the failed step and why.
+    pub const TENANT_UPGRADE_FAILED: &str = "TenantUpgradeFailed";
 }
 
 /// An event in the EventBridge envelope.

@@ -17,6 +17,14 @@ pub enum HookEvent {
     /// Asked before a tenant create or plan change commits, within the request; it may
     /// refuse the change (`sync` URL hooks only; docs/entitlements.md).
     Validate,
+    /// The steps of a tenant's upgrade to a release (docs/releases.md): checked before
+    /// anything changes, applied, verified, and rolled back after a failed apply or
+    /// verify. Called by the built-in upgrade as `sync` hooks (a callback hook of these
+    /// events is not notified by it).
+    UpgradePreCheck,
+    UpgradeApply,
+    UpgradeVerify,
+    UpgradeRollback,
 }
 
 impl HookEvent {
@@ -28,6 +36,10 @@ impl HookEvent {
             HookEvent::Suspend => "suspend",
             HookEvent::Resume => "resume",
             HookEvent::Validate => "validate",
+            HookEvent::UpgradePreCheck => "upgrade_pre_check",
+            HookEvent::UpgradeApply => "upgrade_apply",
+            HookEvent::UpgradeVerify => "upgrade_verify",
+            HookEvent::UpgradeRollback => "upgrade_rollback",
         }
     }
 }
@@ -67,7 +79,8 @@ pub struct HookSpec {
     pub queue: Option<String>,
     /// At least one of `provision`, `offboard`, `plan_change`, `suspend`, `resume`,
     /// `validate` (a `sync` URL hook only, `timeout_s` at most 30; called once per
-    /// request, without retries).
+    /// request, without retries), `upgrade_pre_check`, `upgrade_apply`,
+    /// `upgrade_verify`, `upgrade_rollback` (docs/releases.md).
     pub events: Vec<HookEvent>,
     /// `sync` (default for URL hooks) or `callback` (the only mode of a queue hook).
     #[serde(default)]
@@ -144,7 +157,9 @@ impl HookSpec {
         };
         if self.events.is_empty() {
             return Err(invalid(
-                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate".into(),
+                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate, \
+                 upgrade_pre_check, upgrade_apply, upgrade_verify, upgrade_rollback"
+                    .into(),
             ));
         }
         let validates = self.events.contains(&HookEvent::Validate);

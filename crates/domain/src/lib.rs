@@ -21,6 +21,7 @@ pub mod plan;
 pub mod queue;
 pub mod quota;
 pub mod ratelimit;
+pub mod release;
 pub mod secret;
 pub mod subscription;
 pub mod tenant;

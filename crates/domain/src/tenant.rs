@@ -10,7 +10,7 @@ use crate::{Error, ErrorCode, Result};
 /// ```text
 ///   provisioning ──ok──▶ active ◀──resume── suspended
 ///        │                 │ ▲  └──suspend──▶  │
-///      fail                │ └──done── updating (plan change)
+///      fail                │ └──done── updating (plan change, upgrade)
 ///        ▼                 ▼                   ▼
 ///      failed ──────▶ offboarding ──▶ offboarded
 /// ```
@@ -74,6 +74,10 @@ pub enum Transition {
     Offboarded,
     /// A new provisioning attempt of a failed tenant (`POST /v1/tenants/{id}/retry`).
     RetryProvisioning,
+    /// An upgrade to a release started (`POST /v1/tenants/{id}/upgrade`).
+    Upgrade,
+    /// An upgrade finished: upgraded, or rolled back to the old release.
+    UpgradeFinished,
 }
 
 impl Transition {
@@ -88,6 +92,8 @@ impl Transition {
             Transition::Offboard => "offboard",
             Transition::Offboarded => "offboarded",
             Transition::RetryProvisioning => "retry_provisioning",
+            Transition::Upgrade => "upgrade",
+            Transition::UpgradeFinished => "upgrade_finished",
         }
     }
 }
@@ -104,6 +110,8 @@ impl TenantStatus {
             (S::Suspended, T::Resume) => S::Active,
             (S::Active, T::ChangePlan) => S::Updating,
             (S::Updating, T::PlanChanged) => S::Active,
+            (S::Active, T::Upgrade) => S::Updating,
+            (S::Updating, T::UpgradeFinished) => S::Active,
             (S::Active | S::Suspended | S::Failed, T::Offboard) => S::Offboarding,
             (S::Offboarding, T::Offboarded) => S::Offboarded,
             (S::Failed, T::RetryProvisioning) => S::Provisioning,
@@ -138,6 +146,13 @@ pub struct Tenant {
     /// tenant (each operation returns its `execution_id`).
     #[serde(skip)]
     pub lifecycle_execution_id: Option<String>,
+    /// The release the tenant is on (`None`: created before any default release and
+    /// never upgraded). Named `release` because `version` is the tenant's ETag.
+    #[serde(default)]
+    pub release: Option<String>,
+    /// Set when the tenant is pinned to its release (upgrades refused unless forced).
+    #[serde(default)]
+    pub pinned: Option<crate::release::Pin>,
 }
 
 pub const DEFAULT_REGION: &str = "default";
@@ -211,6 +226,8 @@ impl NewTenant {
             created_at: now,
             updated_at: now,
             lifecycle_execution_id: None,
+            release: None,
+            pinned: None,
         })
     }
 }
@@ -268,6 +285,8 @@ pub struct TenantFilter {
     pub plan: Option<String>,
     pub status: Option<TenantStatus>,
     pub region: Option<String>,
+    /// The tenants on this release.
+    pub release: Option<String>,
 }
 
 #[cfg(test)]
@@ -275,7 +294,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const TRANSITIONS: [Transition; 9] = [
+    const TRANSITIONS: [Transition; 11] = [
+        Transition::Upgrade,
+        Transition::UpgradeFinished,
         Transition::Provisioned,
         Transition::ProvisioningFailed,
         Transition::Suspend,
@@ -319,7 +340,7 @@ mod tests {
         /// Whatever sequence of transitions is attempted, offboarded is terminal and
         /// every accepted step is one the diagram allows.
         #[test]
-        fn offboarded_is_terminal(steps in proptest::collection::vec(0usize..9, 0..40)) {
+        fn offboarded_is_terminal(steps in proptest::collection::vec(0usize..11, 0..40)) {
             let mut s = TenantStatus::Provisioning;
             for i in steps {
                 let before = s;

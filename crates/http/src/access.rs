@@ -123,6 +123,11 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
             | "/v1/queues/{name}/messages/{receipt}/visibility",
         )
         | ("DELETE", "/v1/queues/{name}/messages/{receipt}") => any(&[P::QueueUse]),
+        ("GET", "/v1/releases" | "/v1/releases/{version}" | "/v1/releases/{version}/bundle") => any(&[P::ReleaseRead]),
+        ("PUT", "/v1/releases/{version}" | "/v1/releases/{version}/bundle") => any(&[P::ReleaseAdmin]),
+        ("PUT" | "DELETE", "/v1/tenants/{id}/pin") | ("POST", "/v1/tenants/{id}/upgrade") => {
+            of_tenant(&[P::TenantAdmin])
+        }
         // The app targets a tenant key's own tenant whatever the body says.
         ("POST", "/ofrep/v1/evaluate/flags" | "/ofrep/v1/evaluate/flags/{key}") => any(&[P::FlagEvaluate]),
         _ => None,

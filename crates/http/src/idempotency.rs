@@ -105,6 +105,11 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
     let Some(key) = req.headers().get(HEADER).cloned() else {
         return next.run(req).await;
     };
+    // A bundle upload streams its body (hundreds of MB) and is idempotent by itself
+    // (the same bytes give the same bundle): the key is not recorded for it.
+    if crate::routes::releases::is_bundle_path(req.uri().path()) {
+        return next.run(req).await;
+    }
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
         _ => {

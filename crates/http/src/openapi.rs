@@ -24,6 +24,7 @@ use crate::problem::Problem;
         (name = "entitlements", description = "Entitlements: per-tenant overrides of the plan and the effective view"),
         (name = "secrets", description = "The secret store: versions with stages, envelope encryption, deletion with a recovery window"),
         (name = "connections", description = "Connections: named credentials that http:invoke, hooks and webhook subscriptions use without holding them"),
+        (name = "releases", description = "Releases, their bundles, and tenants' upgrades to them (docs/releases.md)"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
         (name = "quotas", description = "Quotas: exact consumption of a tenant's plan quotas (docs/entitlements.md)"),
         (name = "flags", description = "Feature flags over the OpenFeature Remote Evaluation Protocol (OFREP, docs/flags.md): OFREP's JSON, not problem+json, for evaluation failures"),

@@ -14,6 +14,7 @@ mod queues;
 mod quotas;
 mod reconciliation;
 mod records;
+pub(crate) mod releases;
 mod secrets;
 mod subscriptions;
 mod system;
@@ -78,6 +79,16 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .merge(secrets_api())
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
         .routes(routes!(reconciliation::repair_drift))
+        .merge(releases_api())
+}
+
+fn releases_api() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new()
+        .routes(routes!(releases::list_releases))
+        .routes(routes!(releases::put_release, releases::get_release))
+        .routes(routes!(releases::put_bundle, releases::get_bundle))
+        .routes(routes!(releases::pin_tenant, releases::unpin_tenant))
+        .routes(routes!(releases::upgrade_tenant))
 }
 
 fn secrets_api() -> OpenApiRouter<Arc<ServerState>> {

@@ -13,7 +13,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tenancy_app::App;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
@@ -25,6 +24,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A request that has not been answered after this long is 503 (its body included:
 /// a body sent slowly is cut off here).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A bundle upload or download (`/v1/releases/{version}/bundle`): up to hundreds of MB
+/// streamed, so its request gets an hour rather than [`REQUEST_TIMEOUT`] (a download's
+/// body streams after the response head, which no timeout covers).
+pub const BUNDLE_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What one process accepts of its clients' connections.
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +234,19 @@ async fn drop_unfit_request_id(mut req: Request) -> Request {
     req
 }
 
+/// 503 for a request not answered within [`REQUEST_TIMEOUT`] ([`BUNDLE_REQUEST_TIMEOUT`]
+/// for a bundle's). The bundle routes are also the only ones whose bodies the
+/// [`DefaultBodyLimit`] does not bound: they read the raw body stream, which the app
+/// bounds by the bundle limit.
+async fn request_timeout(req: Request, next: Next) -> Response {
+    let limit =
+        if routes::releases::is_bundle_path(req.uri().path()) { BUNDLE_REQUEST_TIMEOUT } else { REQUEST_TIMEOUT };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 /// The whole HTTP API.
 pub fn router(state: Arc<ServerState>) -> Router {
     let (api, _) = routes::api().split_for_parts();
@@ -249,7 +265,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(request_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -135,13 +135,13 @@ async fn apply_tenant_writes(conn: &mut AnyConnection, writes: &[&TenantWrite], 
     super::terms::moved();
     if dialect.update_from_values() {
         for chunk in writes.chunks(100) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated, \
-                 v_lifecycle, v_expected) AS (VALUES {values}) \
+                 v_lifecycle, v_release, v_pinned, v_expected) AS (VALUES {values}) \
                  UPDATE tenants SET name = v_name, plan_id = v_plan, region = v_region, status = v_status, \
                  metadata = v_metadata, version = v_version, updated_at = v_updated, \
-                 lifecycle_execution_id = v_lifecycle \
+                 lifecycle_execution_id = v_lifecycle, release = v_release, pinned = v_pinned \
                  FROM v WHERE id = v_id AND version = v_expected RETURNING id"
             );
             let mut q = sqlx::query(&sql);
@@ -185,7 +185,7 @@ pub(super) async fn update_tenant(conn: &mut AnyConnection, w: &TenantWrite) -> 
     super::terms::moved();
     // created_at ($8) is bound with the other columns but never written.
     let sql = "UPDATE tenants SET name = $2, plan_id = $3, region = $4, status = $5, metadata = $6, version = $7, \
-               updated_at = $9, lifecycle_execution_id = $10 WHERE id = $1 AND version = $11";
+               updated_at = $9, lifecycle_execution_id = $10, release = $11, pinned = $12 WHERE id = $1 AND version = $13";
     let res = super::tenants::bind_tenant(sqlx::query(sql), &w.tenant)
         .bind(w.expected_version)
         .execute(&mut *conn)

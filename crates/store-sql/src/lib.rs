@@ -40,6 +40,7 @@ mod queues;
 mod quota_batch;
 mod quota_pruning;
 mod quotas;
+mod releases;
 mod rows;
 mod secrets;
 mod tenants;
@@ -345,6 +346,10 @@ impl Store for SqlStore {
     }
 
     fn functions(&self) -> Arc<dyn tenancy_store::FunctionStore> {
+        Arc::new(self.clone())
+    }
+
+    fn releases(&self) -> Arc<dyn tenancy_store::ReleaseStore> {
         Arc::new(self.clone())
     }
 

@@ -75,6 +75,8 @@ pub(super) fn tenant(row: &AnyRow) -> Result<Tenant> {
         created_at: Timestamp(get(row, "created_at")?),
         updated_at: Timestamp(get(row, "updated_at")?),
         lifecycle_execution_id: get(row, "lifecycle_execution_id")?,
+        release: get(row, "release")?,
+        pinned: json_opt(row, "pinned")?,
     })
 }
 

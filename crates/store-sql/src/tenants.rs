@@ -13,7 +13,7 @@ use super::{db_err, effects, is_unique_violation, json_text, rows, writer, SqlSt
 use tenancy_store::{Effects, TenantWrite};
 
 /// Binds a tenant's columns in table order (id, name, plan_id, region, status, metadata,
-/// version, created_at, updated_at): 9 values.
+/// version, created_at, updated_at, lifecycle_execution_id, release, pinned): 12 values.
 pub(super) fn bind_tenant<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     t: &'q Tenant,
@@ -28,6 +28,8 @@ pub(super) fn bind_tenant<'q>(
         .bind(t.created_at.millis())
         .bind(t.updated_at.millis())
         .bind(t.lifecycle_execution_id.as_deref())
+        .bind(t.release.as_deref())
+        .bind(t.pinned.as_ref().map(json_text))
 }
 
 /// Forgets a tenant in the cache when dropped (see `tenant_purge`).
@@ -80,8 +82,8 @@ pub(super) async fn create(store: &SqlStore, t: &Tenant, fx: &Effects) -> Result
                             super::plans::check_room(c, dialect, &t.plan, max).await?;
                         }
                         let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
-                               created_at, updated_at, lifecycle_execution_id) \
-                               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+                               created_at, updated_at, lifecycle_execution_id, release, pinned) \
+                               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
                         let res = bind_tenant(sqlx::query(sql), &t).execute(&mut *c).await;
                         match res {
                             Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists { kind: "tenant", id: t.id }),
@@ -114,6 +116,7 @@ pub(super) async fn list(store: &SqlStore, filter: &TenantFilter, page: &PageReq
     w.eq("plan_id", filter.plan.as_deref());
     w.eq("status", filter.status.map(TenantStatus::as_str));
     w.eq("region", filter.region.as_deref());
+    w.eq("release", filter.release.as_deref());
     w.gt("id", page.after.as_deref());
     w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
     let rows = w.query().fetch_all(&store.reader).await.map_err(db_err)?;

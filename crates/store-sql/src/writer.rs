@@ -203,12 +203,12 @@ impl Writer {
 async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result<Vec<Result<()>>> {
     let mut inserted = std::collections::HashSet::new();
     for chunk in tenants.chunks(100) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "WITH v(v_id, v_name, v_plan, v_region, v_status, v_metadata, v_version, v_created, v_updated, \
-             v_lifecycle) AS (VALUES {values}) \
+             v_lifecycle, v_release, v_pinned) AS (VALUES {values}) \
              INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, created_at, updated_at, \
-             lifecycle_execution_id) \
+             lifecycle_execution_id, release, pinned) \
              SELECT * FROM v WHERE EXISTS (SELECT 1 FROM plans WHERE id = v_plan AND max_tenants IS NULL) \
              ON CONFLICT (id) DO NOTHING RETURNING id"
         );
@@ -259,8 +259,8 @@ async fn insert_tenants(conn: &mut AnyConnection, tenants: &[&Tenant]) -> Result
                     Some(e) => Err(e),
                     None => {
                         let sql = "INSERT INTO tenants (id, name, plan_id, region, status, metadata, version, \
-                                   created_at, updated_at, lifecycle_execution_id) \
-                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                                   created_at, updated_at, lifecycle_execution_id, release, pinned) \
+                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
                         // One statement, atomic by itself: its failure is this tenant's.
                         super::tenants::bind_tenant(sqlx::query(sql), t)
                             .execute(&mut *conn)

@@ -47,6 +47,8 @@ fn tenant(id: &str, plan: &str) -> Tenant {
         created_at: Timestamp(2_000),
         updated_at: Timestamp(2_000),
         lifecycle_execution_id: None,
+        release: None,
+        pinned: None,
     }
 }
 

@@ -39,7 +39,8 @@ macro_rules! store_conformance_suite {
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
-                functions_keep_their_secret, quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
+                functions_keep_their_secret, releases_move_the_default_and_keep_their_bundle,
+                quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
                 quotas_soft_overage_and_events, quotas_idempotency_keys, quotas_release_and_periods,
                 quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
                 quotas_prune_ended_periods_and_old_grants,
@@ -93,6 +94,8 @@ pub(crate) fn tenant(id: &str, plan: &str, region: &str) -> Tenant {
         updated_at: Timestamp(2_000),
         // Round-trips through create, update and get like the other columns.
         lifecycle_execution_id: Some(format!("exe_{id}")),
+        release: Some("1.0.0".into()),
+        pinned: Some(tenancy_domain::release::Pin { reason: "audit".into(), pinned_at: Timestamp(2_000) }),
     }
 }
 
@@ -380,11 +383,17 @@ pub async fn tenant_list_filters_and_pages(store: Arc<dyn Store>) {
     }
     let expected: Vec<String> = (0..30).filter(|i| i % 3 == 0).map(|i| format!("t{i:02}")).collect();
     assert_eq!(seen, expected);
-    let filter =
-        TenantFilter { plan: Some("pro".into()), status: Some(TenantStatus::Active), region: Some("eu".into()) };
+    let filter = TenantFilter {
+        plan: Some("pro".into()),
+        status: Some(TenantStatus::Active),
+        region: Some("eu".into()),
+        release: Some("1.0.0".into()),
+    };
     let ids: Vec<String> =
         store.tenant_list(&filter, &page(100)).await.unwrap().items.into_iter().map(|t| t.id).collect();
     assert_eq!(ids, ["t00"]);
+    let other = TenantFilter { release: Some("2.0.0".into()), ..Default::default() };
+    assert!(store.tenant_list(&other, &page(100)).await.unwrap().items.is_empty(), "no tenant is on 2.0.0");
 }
 
 pub async fn tenant_update_versions(store: Arc<dyn Store>) {
@@ -949,6 +958,52 @@ pub async fn functions_keep_their_secret(store: Arc<dyn Store>) {
     assert!(matches!(fns.function_delete("allocate", &fx).await, Err(Error::NotFound { .. })));
     let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
     assert_eq!(audit.items.len(), 4, "three puts and one delete; the failed delete wrote nothing");
+}
+
+/// A release's put creates it; `default` moves the fleet's default in the same
+/// transaction; a replace keeps `created_at`, the bundle and the default flag; a bundle
+/// set returns the one it replaced; writes commit with their audit entries.
+pub async fn releases_move_the_default_and_keep_their_bundle(store: Arc<dyn Store>) {
+    use tenancy_domain::release::{Bundle, Release};
+    let r = |version: &str, default: bool, at: i64| Release {
+        version: version.into(),
+        description: Some(format!("release {version}")),
+        upgrade_workflow: None,
+        default,
+        bundle: None,
+        created_at: Timestamp(at),
+        updated_at: Timestamp(at),
+    };
+    let bundle = |sha: &str| Bundle {
+        sha256: sha.into(),
+        size: 3,
+        content_type: "application/octet-stream".into(),
+        location: format!("releases/x/{sha}"),
+        uploaded_at: Timestamp(5),
+    };
+    let rel = store.releases();
+    let fx = || Effects::none().with_audit(audit("release.put", None));
+    assert_eq!(rel.release_default().await.unwrap(), None);
+    let (one, created) = rel.release_put(&r("1.0.0", true, 1_000), &fx()).await.unwrap();
+    assert!(created && one.default);
+    let (_, old) = rel.release_bundle_set("1.0.0", &bundle("aaa"), &fx()).await.unwrap();
+    assert_eq!(old, None);
+    let (again, created) = rel.release_put(&r("1.0.0", false, 2_000), &fx()).await.unwrap();
+    assert!(!created);
+    assert_eq!((again.created_at, again.default), (Timestamp(1_000), true), "a replace keeps the default");
+    assert_eq!(again.bundle, Some(bundle("aaa")));
+    rel.release_put(&r("2.0.0", true, 3_000), &fx()).await.unwrap();
+    assert_eq!(rel.release_default().await.unwrap().map(|r| r.version).as_deref(), Some("2.0.0"));
+    let listed: Vec<(String, bool)> =
+        rel.release_list().await.unwrap().into_iter().map(|r| (r.version, r.default)).collect();
+    assert_eq!(listed, [("1.0.0".to_owned(), false), ("2.0.0".to_owned(), true)]);
+    let (with, old) = rel.release_bundle_set("1.0.0", &bundle("bbb"), &fx()).await.unwrap();
+    assert_eq!((with.bundle, old), (Some(bundle("bbb")), Some(bundle("aaa"))));
+    assert!(matches!(rel.release_get("9.9.9").await, Err(Error::NotFound { .. })));
+    let missing = rel.release_bundle_set("9.9.9", &bundle("ccc"), &fx()).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })));
+    let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
+    assert_eq!(audit.items.len(), 5, "three puts and two bundles; the failed one wrote nothing");
 }
 
 // Quotas.

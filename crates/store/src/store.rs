@@ -182,6 +182,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The functions' storage, on the same database.
     fn functions(&self) -> std::sync::Arc<dyn crate::functions::FunctionStore>;
 
+    /// The releases' storage, on the same database.
+    fn releases(&self) -> std::sync::Arc<dyn crate::releases::ReleaseStore>;
+
     /// The secret store's rows and sealed versions, on the same database.
     fn secrets(&self) -> std::sync::Arc<dyn crate::secrets::SecretStore>;
 

@@ -138,6 +138,8 @@ mod tests {
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
             lifecycle_execution_id: None,
+            release: None,
+            pinned: None,
         };
         let entitlements = Entitlements {
             tenant_id: "acme".into(),

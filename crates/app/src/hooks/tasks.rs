@@ -191,8 +191,11 @@ impl TaskHandler for CallHooks {
         let mut called = Vec::new();
         for hook in hooks.iter().filter(|h| h.events.contains(&event) && h.mode == HookMode::Sync) {
             let key = format!("{}-{}", call.idempotency_key, hook.name);
-            let body = json!({"event": event, "tenant": tenant, "execution_id": call.execution_id,
+            let mut body = json!({"event": event, "tenant": tenant, "execution_id": call.execution_id,
                               "idempotency_key": key});
+            if let Some(upgrade) = &p.upgrade {
+                body["upgrade"] = upgrade.clone();
+            }
             self.call_one(&**call.store, hook, &body, &key).await?;
             called.push(hook.name.clone());
         }
@@ -223,6 +226,10 @@ struct CallParams {
     event: HookEvent,
     /// By default the execution's tenant.
     tenant_id: Option<String>,
+    /// An upgrade's target: `{release, previous_release, bundle}`, passed to the hooks
+    /// as `upgrade` (docs/releases.md).
+    #[serde(default)]
+    upgrade: Option<serde_json::Value>,
 }
 
 /// The parameters of `tenancy:hooks.notify`.

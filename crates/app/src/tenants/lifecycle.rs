@@ -27,11 +27,15 @@ pub const CHANGE_PLAN_MACHINE: &str = "tenancy.tenant.change-plan";
 pub const OFFBOARD_MACHINE: &str = "tenancy.tenant.offboard";
 /// Tells the hooks of a status change that completed in its request (suspend, resume).
 pub const NOTIFY_MACHINE: &str = "tenancy.tenant.notify";
+/// Upgrades one tenant to a release (docs/releases.md); a release's `upgrade_workflow`
+/// replaces it.
+pub const UPGRADE_MACHINE: &str = "tenancy.tenant.upgrade";
 pub const BUILTIN_MACHINES: &[(&str, &str)] = &[
     (PROVISION_MACHINE, include_str!("../../workflows/tenant-provision.json")),
     (CHANGE_PLAN_MACHINE, include_str!("../../workflows/tenant-change-plan.json")),
     (OFFBOARD_MACHINE, include_str!("../../workflows/tenant-offboard.json")),
     (NOTIFY_MACHINE, include_str!("../../workflows/tenant-notify.json")),
+    (UPGRADE_MACHINE, include_str!("../../workflows/tenant-upgrade.json")),
 ];
 /// Names reserved for built-in state machines.
 pub const RESERVED_PREFIX: &str = "tenancy.";
@@ -197,6 +201,7 @@ pub fn tenant_detail(t: &Tenant, changed: &[&str], extra: Value) -> Value {
         "region": t.region,
         "status": t.status,
         "version": t.version,
+        "release": t.release,
         "changed": changed,
     });
     if let (Some(d), Value::Object(extra)) = (d.as_object_mut(), extra) {

@@ -55,6 +55,9 @@ impl App {
     pub async fn tenant_create(&self, ctx: &OpContext, new: NewTenant) -> Result<TenantOperation> {
         ctx.authorize(P::TenantAdmin)?;
         let mut tenant = new.into_tenant(Timestamp::now())?;
+        // A new tenant starts on the fleet's default release, if there is one (as read
+        // now: a default moved concurrently may not be seen).
+        tenant.release = self.default_release().await?;
         // The door: the plan is offered in the tenant's region, and the validate hooks
         // allow the tenant. Room on the plan (`max_tenants`) is counted by the store in
         // the insert's transaction, so concurrent creates never pass the cap.
@@ -130,6 +133,7 @@ impl App {
                     filter.plan.as_ref().is_none_or(|p| *p == t.plan)
                         && filter.status.is_none_or(|s| s == t.status)
                         && filter.region.as_ref().is_none_or(|r| *r == t.region)
+                        && filter.release.as_ref().is_none_or(|r| Some(r) == t.release.as_ref())
                         && page.after.as_ref().is_none_or(|a| t.id > *a)
                 })
                 .into_iter()

@@ -12,6 +12,7 @@ pub mod plans;
 pub mod queues;
 pub mod quotas;
 pub mod reconciliation;
+pub mod releases;
 pub mod secrets;
 pub mod tenants;
 pub mod workflows;

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use tenancy_client::{Client, TenantListParams};
 use tenancy_domain::api::PlanChange;
+use tenancy_domain::release::UpgradeRequest;
 use tenancy_domain::tenant::{NewTenant, TenantPatch};
 
 use crate::support::*;
@@ -33,6 +34,9 @@ pub enum TenantCmd {
         status: Option<String>,
         #[arg(long)]
         region: Option<String>,
+        /// The tenants on this release.
+        #[arg(long)]
+        release: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]
@@ -80,6 +84,29 @@ pub enum TenantCmd {
     Purge {
         id: String,
     },
+    /// Upgrade a tenant to a release (in the background; --wait waits for the end).
+    Upgrade {
+        id: String,
+        /// The release to upgrade to.
+        #[arg(long)]
+        version: String,
+        /// Upgrade a pinned tenant anyway.
+        #[arg(long)]
+        force: bool,
+        /// Wait until the upgrade ends (the tenant active on the new release, or rolled
+        /// back: exit 1 then).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Pin a tenant to its release: upgrades are refused unless forced.
+    Pin {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Unpin {
+        id: String,
+    },
     /// What the lifecycle workflows created for a tenant (namespace, database, ...),
     /// with what the data plane sees of its database now.
     Resources {
@@ -87,7 +114,8 @@ pub enum TenantCmd {
     },
 }
 
-pub const TENANT_COLUMNS: &[&str] = &["id", "name", "plan", "region", "status", "version", "execution_id"];
+pub const TENANT_COLUMNS: &[&str] =
+    &["id", "name", "plan", "region", "status", "release", "pinned", "version", "execution_id"];
 
 pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
     Ok(match cmd {
@@ -95,9 +123,29 @@ pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
             let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
             to_json(c.tenant_create(&NewTenant { id, name, plan, region, metadata }).await?)
         }
-        TenantCmd::List { plan, status, region, limit, cursor } => {
-            to_json(c.tenant_list(&TenantListParams { plan, status, region, limit, cursor }).await?)
+        TenantCmd::List { plan, status, region, release, limit, cursor } => {
+            to_json(c.tenant_list(&TenantListParams { plan, status, region, release, limit, cursor }).await?)
         }
+        TenantCmd::Upgrade { id, version, force, wait } => {
+            let op = c.tenant_upgrade(&id, &UpgradeRequest { version: version.clone(), force }).await?;
+            if !wait {
+                return Ok(to_json(op));
+            }
+            let execution = op.execution_id.clone().unwrap_or_default();
+            let t = wait_for_upgrade(c, &id, &execution).await?;
+            if t.release.as_deref() != Some(version.as_str()) {
+                return Err(CliError::Other(anyhow::anyhow!(
+                    "the upgrade of tenant {id:?} to {version:?} failed and was rolled back: it is on release {:?} \
+                     (execution {execution}; the TenantUpgradeFailed event names the step)",
+                    t.release
+                )));
+            }
+            let mut v = to_json(t);
+            v["execution_id"] = execution.into();
+            v
+        }
+        TenantCmd::Pin { id, reason } => to_json(c.tenant_pin(&id, &reason).await?),
+        TenantCmd::Unpin { id } => to_json(c.tenant_unpin(&id).await?),
         TenantCmd::Get { id } => to_json(c.tenant_get(&id).await?),
         TenantCmd::Update { id, name, region, metadata } => {
             let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
@@ -116,6 +164,23 @@ pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
         }
         TenantCmd::Resources { .. } => unreachable!("handled by run_client"),
     })
+}
+
+/// Polls the upgrade's execution until it ends (a 10 minute deadline), then the tenant.
+async fn wait_for_upgrade(c: &Client, id: &str, execution: &str) -> Result<tenancy_domain::tenant::Tenant, CliError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let e = c.execution_get(execution).await?;
+        if e.status != "RUNNING" {
+            return Ok(c.tenant_get(id).await?);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::Other(anyhow::anyhow!(
+                "the upgrade of tenant {id:?} is still running (execution {execution})"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 pub const RESOURCE_COLUMNS: &[&str] = &["kind", "isolation", "location", "exists", "created_at"];

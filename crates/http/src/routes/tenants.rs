@@ -21,6 +21,8 @@ pub struct TenantListQuery {
     pub plan: Option<String>,
     pub status: Option<TenantStatus>,
     pub region: Option<String>,
+    /// The tenants on this release (`release` in the tenant).
+    pub release: Option<String>,
     /// Items per page, 1 to 1000 (default 100).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -67,7 +69,7 @@ pub async fn list_tenants(
     Query(q): Query<TenantListQuery>,
 ) -> ApiResult<axum::Json<Page<Tenant>>> {
     let page = PageRequest::new(q.limit, q.cursor)?;
-    let filter = TenantFilter { plan: q.plan, status: q.status, region: q.region };
+    let filter = TenantFilter { plan: q.plan, status: q.status, region: q.region, release: q.release };
     Ok(axum::Json(s.app.tenant_list(&ctx, &filter, &page).await?))
 }
 
