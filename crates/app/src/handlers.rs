@@ -21,5 +21,6 @@ pub fn handlers(services: &Services, plane: Option<&Arc<DataPlane>>) -> Registry
     crate::queues::tasks::register(&r);
     crate::functions::tasks::register(&r, services);
     crate::workflows::tasks::register(&r, services);
+    crate::secrets::tasks::register(&r, services);
     r
 }

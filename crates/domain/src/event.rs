@@ -26,6 +26,10 @@ pub mod names {
     pub const TENANT_OFFBOARDING_STARTED: &str = "TenantOffboardingStarted";
     pub const TENANT_OFFBOARDED: &str = "TenantOffboarded";
     pub const EXECUTION_FAILED: &str = "ExecutionFailed";
+    /// A secret's rotation finished: its pending version became current.
+    pub const SECRET_ROTATED: &str = "SecretRotated";
+    /// A secret's rotation failed: its current version is untouched.
+    pub const SECRET_ROTATION_FAILED: &str = "SecretRotationFailed";
 }
 
 /// An event in the EventBridge envelope.

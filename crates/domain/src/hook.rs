@@ -17,6 +17,10 @@ pub enum HookEvent {
     /// Asked before a tenant create or plan change commits, within the request; it may
     /// refuse the change (`sync` URL hooks only; docs/entitlements.md).
     Validate,
+    /// Called by the set and test steps of the rotations of secrets whose rotation
+    /// target names the hook, with the new value (`sync` URL hooks only;
+    /// docs/secrets.md). A hook gets secret values only when it subscribes to this.
+    SecretRotation,
 }
 
 impl HookEvent {
@@ -28,6 +32,7 @@ impl HookEvent {
             HookEvent::Suspend => "suspend",
             HookEvent::Resume => "resume",
             HookEvent::Validate => "validate",
+            HookEvent::SecretRotation => "secret_rotation",
         }
     }
 }
@@ -137,7 +142,9 @@ impl HookSpec {
         };
         if self.events.is_empty() {
             return Err(invalid(
-                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate".into(),
+                "events must name at least one of provision, offboard, plan_change, suspend, resume, validate, \
+                 secret_rotation"
+                    .into(),
             ));
         }
         let validates = self.events.contains(&HookEvent::Validate);
