@@ -24,6 +24,7 @@ both_backends!(
     rotation_specs_are_checked,
     a_schedule_rotates_the_secret,
     the_cli_rotates,
+    every_step_run_twice_changes_things_once,
 );
 
 const P: &str = "/v1/tenants/acme/secrets/api-key";
@@ -574,5 +575,68 @@ async fn the_cli_rotates(backend: Backend) {
     let (code, _, err) = support::run_cli(&s.url, &["secrets", "rotate", "db", "--tenant", "acme", "--wait"]);
     assert_ne!(code, 0);
     assert!(err.contains("not available in this build"), "{err}");
+    s.stop().await;
+}
+
+/// Runs every step it wraps twice in a row with the same call (a re-run after a crash).
+struct Twice {
+    inner: Arc<dyn tenancy_app::engine::TaskHandler>,
+}
+
+#[async_trait::async_trait]
+impl tenancy_app::engine::TaskHandler for Twice {
+    async fn call(&self, call: tenancy_app::engine::TaskCall<'_>) -> tenancy_app::engine::TaskResult {
+        let first = self.inner.call(call).await;
+        let second = self.inner.call(call).await;
+        match (&first, &second) {
+            (Ok(a), Ok(b)) => assert_eq!(a.result, b.result, "{}: a repeated step gave another result", call.resource),
+            (Err(a), Err(b)) => assert_eq!(a.error, b.error, "{}", call.resource),
+            (a, b) => panic!("{}: one run failed: {:?} / {:?}", call.resource, a.as_ref().err(), b.as_ref().err()),
+        }
+        second
+    }
+}
+
+async fn every_step_run_twice_changes_things_once(backend: Backend) {
+    let s = server(backend).await;
+    with_tenant(&s).await;
+    let registry = s.server.as_ref().unwrap().app.engine().handlers();
+    for step in ["create", "set", "test", "finish", "fail"] {
+        let resource = format!("tenancy:secret.{step}");
+        let inner = registry.get(&resource).unwrap();
+        registry.register(&resource, Twice { inner });
+    }
+    let status = Arc::new(AtomicU16::new(200));
+    let (url, calls) = hook(status.clone()).await;
+    let spec = json!({"url": url, "events": ["secret_rotation"], "max_attempts": 1});
+    s.call(Method::PUT, "/v1/hooks/vault", Some(spec)).await;
+    put(
+        &s,
+        P,
+        json!({"generate": {"type": "random_string", "length": 20},
+               "rotation": {"target": {"type": "hook", "hook": "vault"}}}),
+    )
+    .await;
+    // Quick: a step that panicked (results differing between runs) would be retried
+    // only after the engine's lease expires.
+    let started = Instant::now();
+    let id = rotate(&s, P).await;
+    s.wait_execution(&id, "SUCCEEDED").await;
+    assert!(started.elapsed() < Duration::from_secs(20), "a re-run step failed its check");
+    let m = meta(&s, "/v1/tenants/acme/secrets", "api-key").await;
+    assert_eq!(stages(&m), [(2, json!(["current"])), (1, json!(["previous"]))], "one new version: {m}");
+    assert_eq!(events_of(&s, "SecretRotated").await.len(), 1);
+    // The hook got the same call (key and value) twice: it can tell it is a repeat.
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 4, "set and test, each twice");
+    assert_eq!(calls[0], calls[1]);
+
+    status.store(500, Ordering::SeqCst);
+    let started = Instant::now();
+    let id = rotate(&s, P).await;
+    s.wait_execution(&id, "FAILED").await;
+    assert!(started.elapsed() < Duration::from_secs(20), "a re-run step failed its check");
+    assert_eq!(events_of(&s, "SecretRotationFailed").await.len(), 1);
+    assert_eq!(meta(&s, "/v1/tenants/acme/secrets", "api-key").await["current_version"], 2);
     s.stop().await;
 }

@@ -11,7 +11,7 @@
 //!
 //! Who may do what (checked again by the route table, `crates/http/src/access.rs`):
 //!
-//! | role | tenant secrets: metadata | values | put, delete, restore | platform secrets: metadata | values, writes |
+//! | role | tenant secrets: metadata | values | put, delete, restore, rotate | platform secrets: metadata | values, writes, rotate |
 //! |---|---|---|---|---|---|
 //! | admin, operator | yes | yes | yes | yes | yes |
 //! | viewer | yes | 403 | 403 | yes | 403 |
@@ -181,7 +181,7 @@ fn ed25519_pair() -> Zeroizing<String> {
     // Encoding a valid key into PEM cannot fail (no I/O, fixed sizes).
     let private = key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding of an Ed25519 key");
     let public = key.verifying_key().to_public_key_pem(LineEnding::LF).expect("SPKI encoding of an Ed25519 key");
-    let json = serde_json::json!({"private_key": &*private.as_str(), "public_key": public});
+    let json = serde_json::json!({"private_key": private.as_str(), "public_key": public});
     Zeroizing::new(json.to_string())
 }
 
@@ -370,5 +370,31 @@ impl App {
         let audit = ctx.audit("secret.restore", target(scope, name), scope, json!({}));
         let rec = self.store().secrets().secret_restore(scope, name, &Effects::none().with_audit(audit)).await?;
         Ok(meta_of(&rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ed25519_pair_loads_and_its_halves_match() {
+        use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+        use ed25519_dalek::{Signer, Verifier};
+        let text = generate(&Generator::Ed25519 {});
+        let pair: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let private = ed25519_dalek::SigningKey::from_pkcs8_pem(pair["private_key"].as_str().unwrap()).unwrap();
+        let public = ed25519_dalek::VerifyingKey::from_public_key_pem(pair["public_key"].as_str().unwrap()).unwrap();
+        let signature = private.sign(b"tenancy");
+        public.verify(b"tenancy", &signature).unwrap();
+        assert_ne!(*generate(&Generator::Ed25519 {}), *text, "a fresh pair each time");
+    }
+
+    #[test]
+    fn postgres_passwords_are_safe_in_connection_strings_and_literals() {
+        let a = generate(&Generator::PostgresPassword {});
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()), "{}", a.as_str());
+        assert_ne!(*a, *generate(&Generator::PostgresPassword {}));
     }
 }

@@ -6,7 +6,7 @@
 //! | `tenancy:secret.set` (also `.waitForTaskToken`) | `{tenant_id, name, version, token?}` | `{version}` |
 //! | `tenancy:secret.test` (also `.waitForTaskToken`) | `{tenant_id, name, version, token?}` | `{version}` |
 //! | `tenancy:secret.finish` | `{tenant_id, name, version}` | `{version, previous_version}` |
-//! | `tenancy:secret.fail` | `{tenant_id, name, error: {Error, Cause}}` | `{failed}` |
+//! | `tenancy:secret.fail` | `{tenant_id, name, error: {Error, Cause}}` | `{name}` |
 //!
 //! Values never pass through the execution: the steps hand on the version number, and
 //! each handler reads the value from the store (and opens it with the key provider)
@@ -314,6 +314,7 @@ impl TaskHandler for Finish {
             .secret_rotation_end(p.scope(), &p.name, call.execution_id, Some(version), &last_json, &fx)
             .await
             .map_err(app_failure)?;
+        let mut previous = rec.current_version;
         if !ended {
             // Done before by this execution (a re-run), or taken over.
             let rec = store.secrets().secret_get(p.scope(), &p.name).await.map_err(app_failure)?;
@@ -321,8 +322,9 @@ impl TaskHandler for Finish {
             if !done.is_some_and(|d| d.execution_id == call.execution_id && d.status == "succeeded") {
                 return Err(failure(SUPERSEDED, format!("the rotation of secret {:?} was taken over", p.name)));
             }
+            previous = rec.previous_version.unwrap_or(previous);
         }
-        Ok(TaskOutput::new(json!({"version": version, "previous_version": rec.current_version})))
+        Ok(TaskOutput::new(json!({"version": version, "previous_version": previous})))
     }
 }
 
@@ -342,8 +344,11 @@ impl TaskHandler for Fail {
             _ => "unknown".to_owned(),
         };
         let rec = store.secrets().secret_get(p.scope(), &p.name).await.map_err(app_failure)?;
+        // The result is the same whether this run ended the rotation or an earlier one
+        // did (a re-run), or it was taken over meanwhile.
+        let out = TaskOutput::new(json!({"name": p.name}));
         if rec.rotation_execution_id.as_deref() != Some(call.execution_id) {
-            return Ok(TaskOutput::new(json!({"failed": false})));
+            return Ok(out);
         }
         let version = rec.pending_version;
         let last = LastRotation {
@@ -361,18 +366,12 @@ impl TaskHandler for Fail {
                    "reason": reason, "execution_id": call.execution_id}),
         );
         let last_json = serde_json::to_string(&last).map_err(|e| app_failure(Error::internal(e)))?;
-        let ended = store
+        let fx = Effects::none().with_event(event);
+        store
             .secrets()
-            .secret_rotation_end(
-                p.scope(),
-                &p.name,
-                call.execution_id,
-                None,
-                &last_json,
-                &Effects::none().with_event(event),
-            )
+            .secret_rotation_end(p.scope(), &p.name, call.execution_id, None, &last_json, &fx)
             .await
             .map_err(app_failure)?;
-        Ok(TaskOutput::new(json!({"failed": ended})))
+        Ok(out)
     }
 }
