@@ -124,6 +124,17 @@ async fn rotations_move_the_stages(backend: Backend) {
     assert_eq!(audit.body["items"].as_array().unwrap().len(), 2, "{}", audit.body);
     assert_eq!(audit.body["items"][0]["target"], "tenant/acme/secret/api-key");
 
+    // A tenant key rotates its own secrets, but sets no platform target.
+    let own = s.key("tenant", Some("acme")).await;
+    let res = s.call_with(Some(&own), Method::POST, &format!("{P}/rotate"), None, &[]).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    s.wait_execution(res.body["execution_id"].as_str().unwrap(), "SUCCEEDED").await;
+    let body = json!({"generate": {"type": "hmac_key"}, "rotation": {"every": "30d", "target": {"type": "queue", "queue": "q"}}});
+    let res = s.call_with(Some(&own), Method::PUT, P, Some(body), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let body = json!({"rotation": {"every": "30d"}, "value": "tenant-typed"});
+    assert_eq!(s.call_with(Some(&own), Method::PUT, P, Some(body), &[]).await.status, StatusCode::OK);
+
     // A platform secret rotates the same way; a secret without a generator does not.
     put(&s, "/v1/secrets/platform-key", json!({"generate": {"type": "hmac_key"}})).await;
     let id = rotate(&s, "/v1/secrets/platform-key").await;

@@ -215,6 +215,7 @@ impl App {
         secret::validate_name(name)?;
         let rotation = match body.rotation.take() {
             Some(spec) => {
+                super::rotation::check_caller(ctx, &spec)?;
                 super::rotation::check_spec(&**self.store(), &spec).await?;
                 let next = super::rotation::next_rotation(&spec, Timestamp::now())?;
                 Some((serde_json::to_string(&spec).map_err(Error::internal)?, next))

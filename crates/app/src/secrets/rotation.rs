@@ -18,6 +18,8 @@
 //!   at put and moved by each scheduled start (a rotation requested through the API
 //!   leaves the schedule as it is). The minimum interval can be lowered by the test
 //!   servers only ([`set_min_interval`]; not a flag of `serve`).
+//! - Only admins and operators set a `hook`, `queue` or `postgres` target: those are
+//!   the platform's; a tenant key may set schedules and the default target (403).
 //! - Targets: a hook or a queue named by the spec must exist when the spec is put
 //!   (400 `invalid-rotation`), and are looked up again at each step. A hook target
 //!   must be a `sync` URL hook subscribed to the `secret_rotation` event: a hook gets
@@ -72,6 +74,18 @@ fn parse_every(every: &str) -> Result<Duration> {
         return Err(invalid(format!("rotation.every must be between 1h and 1000d, got {every:?}")));
     }
     Ok(d)
+}
+
+/// A tenant key may give its secrets a schedule and the default target, but not a
+/// target outside the tenant (a platform hook or queue, a database): 403.
+pub fn check_caller(ctx: &OpContext, spec: &RotationSpec) -> Result<()> {
+    let platform_target = !matches!(spec.target(), RotationTarget::Generated {});
+    if platform_target && ctx.principal.tenant_id.is_some() {
+        return Err(Error::Forbidden(
+            "a tenant key cannot set a hook, queue or postgres rotation target: ask an operator".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a rotation spec: its schedule parses and its target exists.
