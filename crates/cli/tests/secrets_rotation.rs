@@ -25,6 +25,7 @@ both_backends!(
     a_schedule_rotates_the_secret,
     the_cli_rotates,
     every_step_run_twice_changes_things_once,
+    a_failure_at_each_step_leaves_current_untouched,
 );
 
 const P: &str = "/v1/tenants/acme/secrets/api-key";
@@ -649,5 +650,44 @@ async fn every_step_run_twice_changes_things_once(backend: Backend) {
     assert!(started.elapsed() < Duration::from_secs(20), "a re-run step failed its check");
     assert_eq!(events_of(&s, "SecretRotationFailed").await.len(), 1);
     assert_eq!(meta(&s, "/v1/tenants/acme/secrets", "api-key").await["current_version"], 2);
+    s.stop().await;
+}
+
+/// Fails every call with `Test.Injected`.
+struct Failing;
+
+#[async_trait::async_trait]
+impl tenancy_app::engine::TaskHandler for Failing {
+    async fn call(&self, _: tenancy_app::engine::TaskCall<'_>) -> tenancy_app::engine::TaskResult {
+        Err(tenancy_app::engine::failure("Test.Injected", "injected"))
+    }
+}
+
+async fn a_failure_at_each_step_leaves_current_untouched(backend: Backend) {
+    let s = server(backend).await;
+    with_tenant(&s).await;
+    put(&s, P, json!({"generate": {"type": "random_string", "length": 20}})).await;
+    let (before, _) = value(&s, P, "").await;
+    let registry = s.server.as_ref().unwrap().app.engine().handlers();
+    for (i, step) in ["create", "set", "test", "finish"].iter().enumerate() {
+        let resource = format!("tenancy:secret.{step}");
+        let original = registry.get(&resource).unwrap();
+        registry.register(&resource, Failing);
+        let id = rotate(&s, P).await;
+        let failed = s.wait_execution(&id, "FAILED").await;
+        registry.register_arc(&resource, original);
+        assert_eq!(failed["error"], "Test.Injected", "{step}: {failed}");
+        assert_eq!(value(&s, P, "").await, (before.clone(), 1), "{step}: current untouched");
+        assert_eq!(s.get(&format!("{P}?stage=pending")).await.status, StatusCode::NOT_FOUND, "{step}");
+        let m = meta(&s, "/v1/tenants/acme/secrets", "api-key").await;
+        assert_eq!(m["last_rotation"]["status"], "failed", "{step}");
+        assert_eq!(m["last_rotation"]["error"], "Test.Injected: injected", "{step}");
+        assert_eq!(events_of(&s, "SecretRotationFailed").await.len(), i + 1, "{step}");
+    }
+    assert!(events_of(&s, "SecretRotated").await.is_empty());
+    // And afterwards a rotation goes through.
+    let id = rotate(&s, P).await;
+    s.wait_execution(&id, "SUCCEEDED").await;
+    assert_eq!(value(&s, P, "?stage=previous").await, (before, 1));
     s.stop().await;
 }

@@ -94,9 +94,13 @@ impl Params {
     }
 }
 
-/// The secret, when `execution_id` is its running rotation.
+/// The secret, when `execution_id` is its running rotation and it is not deleted (a
+/// secret deleted during its rotation fails it with `Tenancy.secret-deleted`).
 async fn running(store: &dyn Store, p: &Params, execution_id: &str) -> Result<SecretRecord, Failure> {
     let rec = store.secrets().secret_get(p.scope(), &p.name).await.map_err(app_failure)?;
+    if rec.deleted_at.is_some() {
+        return Err(app_failure(super::ops::deleted_error(&rec)));
+    }
     if rec.rotation_execution_id.as_deref() != Some(execution_id) {
         return Err(failure(
             SUPERSEDED,
