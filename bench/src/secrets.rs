@@ -26,7 +26,11 @@ pub async fn secret_read(args: LoadArgs) -> anyhow::Result<()> {
     bulk_load(&b.database_url, TENANTS).await?;
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
     for i in 0..TENANTS {
-        let body = SecretPut { value: Some(format!("bench-password-{i:07}-{}", "x".repeat(24))), generate: None };
+        let body = SecretPut {
+            value: Some(format!("bench-password-{i:07}-{}", "x".repeat(24))),
+            generate: None,
+            rotation: None,
+        };
         client.secret_put(Some(&format!("t{i:07}")), "db-password", &body).await.context("secret put")?;
     }
     let new_key =

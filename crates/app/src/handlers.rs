@@ -22,5 +22,6 @@ pub fn handlers(services: &Services, plane: Option<&Arc<DataPlane>>) -> Registry
     crate::functions::tasks::register(&r, services);
     crate::workflows::tasks::register(&r, services);
     crate::releases::tasks::register(&r);
+    crate::secrets::tasks::register(&r, services);
     r
 }

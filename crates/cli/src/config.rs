@@ -336,6 +336,8 @@ impl Config {
                 max_running_per_tenant: s.workflow_max_running_per_tenant.unwrap_or(defaults.max_running_per_tenant),
             },
             secret_sweep_interval: Duration::from_secs(60),
+            rotation_schedule_interval: Duration::from_secs(30),
+            rotation_min_interval: None,
         };
         Ok(Config { log_format: s.log_format.expect("clap holds a default"), serve })
     }

@@ -73,6 +73,12 @@ pub struct ServeOptions {
     /// How often deleted secrets past their recovery window are purged (60 s; not a
     /// setting: tests shorten it).
     pub secret_sweep_interval: std::time::Duration,
+    /// How often the rotation scheduler looks for due rotations (30 s; not a setting:
+    /// tests shorten it).
+    pub rotation_schedule_interval: std::time::Duration,
+    /// For test servers only: a shorter minimum for `rotation.every` than 1 hour, so a
+    /// schedule runs within a test (`None`: the 1 hour minimum; not a setting).
+    pub rotation_min_interval: Option<std::time::Duration>,
 }
 
 /// The workflow engine's settings (`--workflow-*`).
@@ -138,6 +144,8 @@ impl ServeOptions {
             rate_limits: tenancy_http::RateLimits::default(),
             workflow: WorkflowSettings::default(),
             secret_sweep_interval: std::time::Duration::from_secs(60),
+            rotation_schedule_interval: std::time::Duration::from_secs(30),
+            rotation_min_interval: None,
         }
     }
 }
@@ -460,6 +468,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     app.set_bundle_max_bytes(opts.bundle_max_bytes);
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
     app.set_reconcile_repair(&opts.reconcile_repair);
+    if let Some(min) = opts.rotation_min_interval {
+        tenancy_app::secrets::rotation::set_min_interval(min);
+    }
     let app = Arc::new(app);
     tracing::info!(allowed = ?outbound.allow_list(), "outbound policy: internal addresses refused except those allowed");
     if let Some(path) = tenancy_app::keys::auth::bootstrap_admin(&app.auth, &*store, &opts.data_dir).await? {
@@ -485,6 +496,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         tasks.push(tokio::spawn(app.engine().clone().run(engine_opts, shutdown.clone())));
         let reconciler = tenancy_app::reconcile::worker::Reconciler::new(app.clone(), opts.reconcile_interval);
         tasks.push(tokio::spawn(reconciler.run(shutdown.clone())));
+        let owner = format!("{node_id}/rotation-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let scheduler = tenancy_app::secrets::scheduler::RotationScheduler::new(
+            app.clone(),
+            opts.rotation_schedule_interval,
+            owner,
+        );
+        tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

@@ -233,11 +233,13 @@ fn table() -> Vec<Route> {
         route(Method::PUT, "/v1/tenants/{tenant}/secrets/{secret}", Some(json!({"value": "v"})), SecretWrite),
         route(Method::DELETE, "/v1/tenants/{tenant}/secrets/{secret}", None, SecretWrite),
         route(Method::POST, "/v1/tenants/{tenant}/secrets/{secret}/restore", None, SecretWrite),
+        route(Method::POST, "/v1/tenants/{tenant}/secrets/{secret}/rotate", None, SecretWrite),
         route(Method::GET, "/v1/secrets", None, PlatformSecretRead),
         route(Method::GET, "/v1/secrets/{secret}", None, PlatformSecretAdmin),
         route(Method::PUT, "/v1/secrets/{secret}", Some(json!({"value": "v"})), PlatformSecretAdmin),
         route(Method::DELETE, "/v1/secrets/{secret}", None, PlatformSecretAdmin),
         route(Method::POST, "/v1/secrets/{secret}/restore", None, PlatformSecretAdmin),
+        route(Method::POST, "/v1/secrets/{secret}/rotate", None, PlatformSecretAdmin),
         route(
             Method::POST,
             "/ofrep/v1/evaluate/flags/{flag}",

@@ -841,6 +841,15 @@ impl Client {
         self.without_body(Method::POST, &format!("{}/restore", Client::secret_path(tenant, Some(name)))).await
     }
 
+    /// `POST .../secrets/{name}/rotate`: starts a rotation (its execution id).
+    pub async fn secret_rotate(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+    ) -> Result<tenancy_domain::secret::RotationStarted> {
+        self.without_body(Method::POST, &format!("{}/rotate", Client::secret_path(tenant, Some(name)))).await
+    }
+
     // Quotas.
 
     /// Every quota of the tenant's plan with its usage.

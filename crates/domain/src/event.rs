@@ -42,6 +42,10 @@ pub mod names {
     /// A tenant's upgrade failed and was rolled back: `active` on its old release;
     /// the detail names the failed step and why.
     pub const TENANT_UPGRADE_FAILED: &str = "TenantUpgradeFailed";
+    /// A secret's rotation finished: its pending version became current.
+    pub const SECRET_ROTATED: &str = "SecretRotated";
+    /// A secret's rotation failed: its current version is untouched.
+    pub const SECRET_ROTATION_FAILED: &str = "SecretRotationFailed";
 }
 
 /// An event in the EventBridge envelope.

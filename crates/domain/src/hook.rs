@@ -25,6 +25,10 @@ pub enum HookEvent {
     UpgradeApply,
     UpgradeVerify,
     UpgradeRollback,
+    /// Called by the set and test steps of the rotations of secrets whose rotation
+    /// target names the hook, with the new value (`sync` URL hooks only;
+    /// docs/secrets.md). A hook gets secret values only when it subscribes to this.
+    SecretRotation,
 }
 
 impl HookEvent {
@@ -40,6 +44,7 @@ impl HookEvent {
             HookEvent::UpgradeApply => "upgrade_apply",
             HookEvent::UpgradeVerify => "upgrade_verify",
             HookEvent::UpgradeRollback => "upgrade_rollback",
+            HookEvent::SecretRotation => "secret_rotation",
         }
     }
 }
@@ -158,7 +163,8 @@ impl HookSpec {
         if self.events.is_empty() {
             return Err(invalid(
                 "events must name at least one of provision, offboard, plan_change, suspend, resume, validate, \
-                 upgrade_pre_check, upgrade_apply, upgrade_verify, upgrade_rollback"
+                 upgrade_pre_check, upgrade_apply, upgrade_verify, upgrade_rollback, \
+                 secret_rotation"
                     .into(),
             ));
         }

@@ -11,7 +11,11 @@
 //! - Stages: `current`, `previous` and `pending` each label at most one version (a
 //!   secret always has a current one). A put makes the new version current, the old
 //!   current previous, and the old previous loses its label. `pending` is set only by
-//!   rotation (a later feature), so today it labels nothing.
+//!   a rotation: its create step labels a new version `pending`, its finish step moves
+//!   pending -> current and current -> previous (docs/secrets.md, "Rotation").
+//! - A secret remembers the generator of the last put that gave one, and the rotation
+//!   spec of the last put that gave one ([`RotationSpec`]): a rotation makes its pending
+//!   value with that generator; a secret without one cannot be rotated.
 //! - Versions are numbered 1, 2, ... per secret; a put keeps the labelled versions and
 //!   the [`KEPT_VERSIONS`] most recent ones, and deletes older unlabelled versions in
 //!   its transaction.
@@ -86,6 +90,12 @@ pub enum Generator {
     RandomBytes { length: u32 },
     /// A 256-bit key for HMAC-SHA256, as standard base64 text.
     HmacKey {},
+    /// An Ed25519 key pair: the JSON text `{"private_key": PKCS#8 PEM, "public_key":
+    /// SubjectPublicKeyInfo PEM}` (what OpenSSL and most libraries load).
+    Ed25519 {},
+    /// A password for a PostgreSQL role: 32 letters and digits, safe unquoted in a
+    /// connection string (URL or key=value) and inside a SQL string literal.
+    PostgresPassword {},
 }
 
 impl Generator {
@@ -114,7 +124,7 @@ impl Generator {
                 Ok(())
             }
             Generator::RandomBytes { length } => length_ok(*length),
-            Generator::HmacKey {} => Ok(()),
+            Generator::HmacKey {} | Generator::Ed25519 {} | Generator::PostgresPassword {} => Ok(()),
         }
     }
 }
@@ -126,9 +136,82 @@ pub struct SecretPut {
     /// The new version's value: UTF-8 text of at most 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Or a generator of the value.
+    /// Or a generator of the value (kept on the secret: rotations use it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate: Option<Generator>,
+    /// How the secret rotates (kept on the secret until a put gives another one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+}
+
+/// The characters of a generated PostgreSQL password.
+pub const POSTGRES_PASSWORD_LEN: u32 = 32;
+
+/// How a secret rotates: when (`every` or `cron`, or only on request) and what the set
+/// and test steps do (`target`). See docs/secrets.md, "Rotation".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSpec {
+    /// An interval, e.g. `30d`, `12h` (at least 1 hour, at most 1000 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// A cron expression in UTC (5 fields, or 6 with seconds), e.g. `0 3 * * *`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// What the set and test steps do; `generated` (nothing) by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RotationTarget>,
+}
+
+/// Where a rotation applies and verifies the new value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RotationTarget {
+    /// Nothing to apply: the value is only generated (set and test do nothing).
+    Generated {},
+    /// A hook (`PUT /v1/hooks/{name}`) is called for set and for test, signed, with
+    /// `{action, tenant_id, secret, version, value}`.
+    Hook { hook: String },
+    /// A worker on a queue gets `{action, task_token, tenant_id, secret, version}` for
+    /// set and for test and answers with the task token; it reads the pending value
+    /// itself.
+    Queue { queue: String },
+    /// The PostgreSQL login of a silo tenant's `tenancy.database` secret (docs/secrets.md,
+    /// "Rotating database credentials").
+    Postgres { strategy: PostgresStrategy },
+}
+
+impl RotationSpec {
+    /// The target, `generated` when none is given.
+    pub fn target(&self) -> RotationTarget {
+        self.target.clone().unwrap_or(RotationTarget::Generated {})
+    }
+}
+
+/// What the last rotation of a secret did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LastRotation {
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub execution_id: String,
+    /// The version the rotation created (once its create step ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Why it failed (the failing step's error and cause; never a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The answer of `POST .../secrets/{name}/rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RotationStarted {
+    /// The rotation's execution (`GET /v1/executions/{id}`).
+    pub execution_id: String,
+    pub name: String,
+    pub tenant_id: Option<String>,
+    /// `running`.
+    pub status: String,
 }
 
 impl std::fmt::Debug for SecretPut {
@@ -136,6 +219,7 @@ impl std::fmt::Debug for SecretPut {
         f.debug_struct("SecretPut")
             .field("value", &self.value.as_ref().map(|_| "<redacted>"))
             .field("generate", &self.generate)
+            .field("rotation", &self.rotation)
             .finish()
     }
 }
@@ -180,6 +264,18 @@ pub struct SecretMeta {
     /// When the sweeper purges a deleted secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_at: Option<Timestamp>,
+    /// The generator rotations make values with (its type and parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Generator>,
+    /// How the secret rotates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+    /// When the scheduler starts the next rotation (with `rotation.every` or `cron`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<Timestamp>,
+    /// The last rotation: running, succeeded or failed (with why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation: Option<LastRotation>,
 }
 
 /// A secret's value: the answer of `GET .../secrets/{name}`.
@@ -344,7 +440,9 @@ mod tests {
         ] {
             assert!(g(bad.clone()).unwrap().validate().is_err(), "{bad}");
         }
-        assert!(g(json!({"type": "ed25519"})).is_err());
+        g(json!({"type": "ed25519"})).unwrap().validate().unwrap();
+        g(json!({"type": "postgres_password"})).unwrap().validate().unwrap();
+        assert!(g(json!({"type": "rsa"})).is_err());
         assert!(g(json!({"type": "hmac_key", "length": 3})).is_err());
     }
 
@@ -358,7 +456,7 @@ mod tests {
             created_at: Timestamp(0),
         };
         assert!(!format!("{v:?}").contains("hunter2"));
-        let p = SecretPut { value: Some("hunter2-distinctive".into()), generate: None };
+        let p = SecretPut { value: Some("hunter2-distinctive".into()), generate: None, rotation: None };
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }

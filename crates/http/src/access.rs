@@ -70,13 +70,13 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ) => of_tenant(&[P::QuotaUse]),
         ("GET", "/v1/tenants/{id}/secrets") => of_tenant(&[P::SecretRead]),
         ("GET", "/v1/tenants/{id}/secrets/{name}") => of_tenant(&[P::SecretValue]),
-        ("PUT" | "DELETE", "/v1/tenants/{id}/secrets/{name}") | ("POST", "/v1/tenants/{id}/secrets/{name}/restore") => {
+        ("PUT" | "DELETE", "/v1/tenants/{id}/secrets/{name}")
+        | ("POST", "/v1/tenants/{id}/secrets/{name}/restore" | "/v1/tenants/{id}/secrets/{name}/rotate") => {
             of_tenant(&[P::SecretWrite])
         }
         ("GET", "/v1/secrets") => any(&[P::PlatformSecretRead]),
-        ("GET" | "PUT" | "DELETE", "/v1/secrets/{name}") | ("POST", "/v1/secrets/{name}/restore") => {
-            any(&[P::PlatformSecretAdmin])
-        }
+        ("GET" | "PUT" | "DELETE", "/v1/secrets/{name}")
+        | ("POST", "/v1/secrets/{name}/restore" | "/v1/secrets/{name}/rotate") => any(&[P::PlatformSecretAdmin]),
         ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") => any(&[P::KeyAdmin]),
         ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
             any(&[P::RecordsRead])

@@ -96,9 +96,11 @@ fn secrets_api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(secrets::list_tenant_secrets))
         .routes(routes!(secrets::put_tenant_secret, secrets::get_tenant_secret, secrets::delete_tenant_secret))
         .routes(routes!(secrets::restore_tenant_secret))
+        .routes(routes!(secrets::rotate_tenant_secret))
         .routes(routes!(secrets::list_platform_secrets))
         .routes(routes!(secrets::put_platform_secret, secrets::get_platform_secret, secrets::delete_platform_secret))
         .routes(routes!(secrets::restore_platform_secret))
+        .routes(routes!(secrets::rotate_platform_secret))
 }
 
 fn queues_api() -> OpenApiRouter<Arc<ServerState>> {

@@ -104,7 +104,8 @@ impl ConnectionStore for SqlStore {
                         .await
                         .map_err(db_err)?;
                     let secret = connection::secret_name(&stored.name);
-                    crate::secrets::put_in(c, dialect, "", &secret, expected_version, &credential).await?;
+                    crate::secrets::put_in(c, dialect, "", &secret, expected_version, &credential, &Default::default())
+                        .await?;
                     Ok((stored, created))
                 })
             })

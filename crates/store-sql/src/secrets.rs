@@ -11,10 +11,13 @@ use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 
 use super::{db_err, SqlStore};
-use tenancy_store::{Effects, Resealed, SealedVersion, SecretRecord, SecretScope, SecretStore, WrappedVersionKey};
+use tenancy_store::{
+    Effects, Resealed, RotationStart, SealedVersion, SecretConfig, SecretRecord, SecretScope, SecretStore,
+    WrappedVersionKey,
+};
 
-const COLUMNS: &str =
-    "tenant_id, name, current_version, previous_version, pending_version, created_at, updated_at, deleted_at, purge_at";
+const COLUMNS: &str = "tenant_id, name, current_version, previous_version, pending_version, created_at, updated_at, \
+     deleted_at, purge_at, generator, rotation, next_rotation_at, rotation_execution_id, last_rotation";
 
 fn scope_of(scope: SecretScope<'_>) -> String {
     scope.unwrap_or("").to_owned()
@@ -33,6 +36,11 @@ fn record_of(row: &AnyRow) -> SecretRecord {
         deleted_at: row.get::<Option<i64>, _>(7).map(Timestamp),
         purge_at: row.get::<Option<i64>, _>(8).map(Timestamp),
         versions: Vec::new(),
+        generator: row.get(9),
+        rotation: row.get(10),
+        next_rotation_at: row.get::<Option<i64>, _>(11).map(Timestamp),
+        rotation_execution_id: row.get(12),
+        last_rotation: row.get(13),
     }
 }
 
@@ -81,6 +89,7 @@ pub(crate) async fn put_in(
     name: &str,
     expected_current: Option<i64>,
     v: &SealedVersion,
+    config: &SecretConfig,
 ) -> Result<SecretRecord> {
     let (tenant, name) = (tenant.to_owned(), name.to_owned());
     let existing = get_in(c, &tenant, &name, dialect.for_update()).await?;
@@ -137,6 +146,25 @@ pub(crate) async fn put_in(
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
+    if let Some(g) = &config.generator {
+        sqlx::query("UPDATE secrets SET generator = $3 WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant)
+            .bind(&name)
+            .bind(g)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    if let Some((spec, next)) = &config.rotation {
+        sqlx::query("UPDATE secrets SET rotation = $3, next_rotation_at = $4 WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant)
+            .bind(&name)
+            .bind(spec)
+            .bind(next.map(|t| t.millis()))
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
     // Older unlabelled versions beyond the kept window go.
     sqlx::query(
         "DELETE FROM secret_versions WHERE tenant_id = $1 AND name = $2 AND version <= $3 \
@@ -222,9 +250,24 @@ impl SecretStore for SqlStore {
         v: &SealedVersion,
         fx: &Effects,
     ) -> Result<SecretRecord> {
-        let (tenant, name, v, dialect) = (scope_of(scope), name.to_owned(), v.clone(), self.dialect);
+        self.secret_put_configured(scope, name, expected_current, v, &SecretConfig::default(), fx).await
+    }
+
+    async fn secret_put_configured(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        expected_current: Option<i64>,
+        v: &SealedVersion,
+        config: &SecretConfig,
+        fx: &Effects,
+    ) -> Result<SecretRecord> {
+        let (tenant, name, v, dialect, config) =
+            (scope_of(scope), name.to_owned(), v.clone(), self.dialect, config.clone());
         self.writer
-            .write(fx, move |c| Box::pin(async move { put_in(c, dialect, &tenant, &name, expected_current, &v).await }))
+            .write(fx, move |c| {
+                Box::pin(async move { put_in(c, dialect, &tenant, &name, expected_current, &v, &config).await })
+            })
             .await
     }
 
@@ -460,6 +503,255 @@ impl SecretStore for SqlStore {
             .await
     }
 
+    async fn secret_rotation_start(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        start: &RotationStart,
+        fx: &Effects,
+    ) -> Result<()> {
+        let (tenant, name, dialect, start) = (scope_of(scope), name.to_owned(), self.dialect, start.clone());
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let rec = lock_row(c, dialect, &tenant, &name).await?;
+                    if rec.deleted_at.is_some() {
+                        return Err(deleted(&name, rec.purge_at.map(|t| t.millis())));
+                    }
+                    if let Some(running) = &rec.rotation_execution_id {
+                        if start.takeover.as_deref() != Some(running.as_str()) {
+                            return Err(Error::Conflict {
+                                code: ErrorCode::RotationInProgress,
+                                message: format!(
+                                    "secret {name:?} is being rotated by execution {running}: wait for it to end"
+                                ),
+                            });
+                        }
+                    }
+                    if start.due.is_some() && rec.next_rotation_at != start.due {
+                        return Err(Error::Conflict {
+                            code: ErrorCode::RotationInProgress,
+                            message: format!("the scheduled rotation of secret {name:?} was started already"),
+                        });
+                    }
+                    let next = match start.next_rotation_at {
+                        Some(n) => n.map(|t| t.millis()),
+                        None => rec.next_rotation_at.map(|t| t.millis()),
+                    };
+                    // A taken-over rotation's pending version loses its label.
+                    let pending = if start.takeover.is_some() { None } else { rec.pending_version };
+                    sqlx::query(
+                        "UPDATE secrets SET rotation_execution_id = $3, last_rotation = $4, next_rotation_at = $5, \
+                         pending_version = $6 WHERE tenant_id = $1 AND name = $2",
+                    )
+                    .bind(&tenant)
+                    .bind(&name)
+                    .bind(&start.execution_id)
+                    .bind(&start.last_rotation)
+                    .bind(next)
+                    .bind(pending)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn secret_pending_put(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        execution_id: &str,
+        v: &SealedVersion,
+    ) -> Result<()> {
+        let (tenant, name, dialect, v, exe) =
+            (scope_of(scope), name.to_owned(), self.dialect, v.clone(), execution_id.to_owned());
+        self.writer
+            .write(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    let rec = lock_row(c, dialect, &tenant, &name).await?;
+                    if rec.rotation_execution_id.as_deref() != Some(exe.as_str()) {
+                        return Err(Error::PreconditionFailed {
+                            kind: "secret rotation",
+                            id: name.clone(),
+                            expected: 0,
+                            found: 0,
+                        });
+                    }
+                    if rec.pending_version == Some(v.version) {
+                        return Ok(());
+                    }
+                    sqlx::query(
+                        "INSERT INTO secret_versions \
+                         (tenant_id, name, version, ciphertext, wrapped_key, kek_id, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&tenant)
+                    .bind(&name)
+                    .bind(v.version)
+                    .bind(&v.ciphertext)
+                    .bind(&v.wrapped_key)
+                    .bind(&v.kek_id)
+                    .bind(v.created_at.millis())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| {
+                        if super::is_unique_violation(&e) {
+                            // A put took this version number meanwhile.
+                            Error::PreconditionFailed {
+                                kind: "secret version",
+                                id: name.clone(),
+                                expected: v.version,
+                                found: 0,
+                            }
+                        } else {
+                            db_err(e)
+                        }
+                    })?;
+                    sqlx::query(
+                        "UPDATE secrets SET pending_version = $3, updated_at = $4 WHERE tenant_id = $1 AND name = $2",
+                    )
+                    .bind(&tenant)
+                    .bind(&name)
+                    .bind(v.version)
+                    .bind(v.created_at.millis())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn secret_rotation_end(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        execution_id: &str,
+        finish: Option<i64>,
+        last_rotation: &str,
+        fx: &Effects,
+    ) -> Result<bool> {
+        let (tenant, name, dialect, exe, last) =
+            (scope_of(scope), name.to_owned(), self.dialect, execution_id.to_owned(), last_rotation.to_owned());
+        self.writer
+            .write(fx, move |c| {
+                Box::pin(async move {
+                    let rec = lock_row(c, dialect, &tenant, &name).await?;
+                    if rec.rotation_execution_id.as_deref() != Some(exe.as_str()) {
+                        // Ended before (a re-run step), or taken over: nothing, no effects.
+                        return Err(Error::Conflict { code: ErrorCode::ExecutionMoved, message: String::new() });
+                    }
+                    let now = Timestamp::now().millis();
+                    match finish {
+                        Some(version) => {
+                            if rec.pending_version != Some(version) {
+                                return Err(Error::PreconditionFailed {
+                                    kind: "secret pending version",
+                                    id: name.clone(),
+                                    expected: version,
+                                    found: rec.pending_version.unwrap_or(0),
+                                });
+                            }
+                            sqlx::query(
+                                "UPDATE secrets SET previous_version = current_version, current_version = $3, \
+                                 pending_version = NULL, rotation_execution_id = NULL, last_rotation = $4, \
+                                 updated_at = $5 WHERE tenant_id = $1 AND name = $2",
+                            )
+                            .bind(&tenant)
+                            .bind(&name)
+                            .bind(version)
+                            .bind(&last)
+                            .bind(now)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                            // The old previous lost its label: trim as a put does.
+                            sqlx::query(
+                                "DELETE FROM secret_versions WHERE tenant_id = $1 AND name = $2 AND version <= $3 \
+                                 AND version NOT IN (SELECT current_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
+                                   UNION ALL SELECT previous_version FROM secrets WHERE tenant_id = $1 AND name = $2 \
+                                     AND previous_version IS NOT NULL)",
+                            )
+                            .bind(&tenant)
+                            .bind(&name)
+                            .bind(version - KEPT_VERSIONS)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        }
+                        None => {
+                            sqlx::query(
+                                "UPDATE secrets SET pending_version = NULL, rotation_execution_id = NULL, \
+                                 last_rotation = $3, updated_at = $4 WHERE tenant_id = $1 AND name = $2",
+                            )
+                            .bind(&tenant)
+                            .bind(&name)
+                            .bind(&last)
+                            .bind(now)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        }
+                    }
+                    Ok(true)
+                })
+            })
+            .await
+            .or_else(|e| match e {
+                Error::Conflict { code: ErrorCode::ExecutionMoved, .. } => Ok(false),
+                e => Err(e),
+            })
+    }
+
+    async fn secret_rotation_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Option<String>, String, Timestamp)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT tenant_id, name, next_rotation_at FROM secrets WHERE next_rotation_at <= $1 \
+             AND rotation_execution_id IS NULL AND deleted_at IS NULL ORDER BY next_rotation_at LIMIT {limit}"
+        ))
+        .bind(now.millis())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let t: String = r.get(0);
+                ((!t.is_empty()).then_some(t), r.get(1), Timestamp(r.get(2)))
+            })
+            .collect())
+    }
+
+    async fn job_lease(&self, job: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
+        let (job, owner) = (job.to_owned(), owner.to_owned());
+        self.writer
+            .write(&Effects::none(), move |c| {
+                Box::pin(async move {
+                    let res = sqlx::query(
+                        "INSERT INTO job_leases (name, owner, expires_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                         WHERE job_leases.owner = excluded.owner OR job_leases.expires_at <= $4",
+                    )
+                    .bind(&job)
+                    .bind(&owner)
+                    .bind(until.millis())
+                    .bind(now.millis())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(res.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
     async fn sealed_values(&self) -> Result<Vec<Resealed>> {
         let mut out = Vec::new();
         let sources: [(&'static str, &'static str, &[&'static str]); 6] = [
@@ -484,6 +776,15 @@ impl SecretStore for SqlStore {
         }
         Ok(out)
     }
+}
+
+async fn lock_row(
+    c: &mut AnyConnection,
+    dialect: crate::dialect::Dialect,
+    tenant: &str,
+    name: &str,
+) -> Result<SecretRecord> {
+    get_in(c, tenant, name, dialect.for_update()).await?.ok_or_else(|| not_found(name))
 }
 
 pub(crate) async fn purge_rows(c: &mut AnyConnection, tenant: &str, name: &str) -> Result<()> {

@@ -46,6 +46,7 @@ macro_rules! store_conformance_suite {
                 quotas_prune_ended_periods_and_old_grants,
                 secrets_stages_versions_and_deletion, secrets_rewrap_is_all_or_nothing,
                 connections_put_with_their_secret_and_refuse_deletion_in_use,
+                secrets_rotations_run_one_at_a_time, job_leases_expire,
 
                 tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants);
         }
@@ -1383,4 +1384,71 @@ pub async fn connections_put_with_their_secret_and_refuse_deletion_in_use(store:
     assert!(conns.connection_list().await.unwrap().is_empty());
     let audit = store.audit_list(&AuditFilter::default(), &page(10)).await.unwrap();
     assert_eq!(audit.items.len(), 3, "two puts and one delete; the refused writes wrote nothing");
+}
+
+// Rotations.
+
+/// A rotation starts only when none runs (or the running one is taken over), only its
+/// execution may label a pending version or end it, its finish moves pending ->
+/// current -> previous once, and a scheduled start is refused when the due time moved.
+pub async fn secrets_rotations_run_one_at_a_time(store: Arc<dyn Store>) {
+    let sec = store.secrets();
+    let start = |id: &str, takeover: Option<&str>, due: Option<i64>| crate::RotationStart {
+        execution_id: id.into(),
+        takeover: takeover.map(str::to_owned),
+        due: due.map(Timestamp),
+        next_rotation_at: None,
+        last_rotation: format!("{{\"execution_id\": \"{id}\"}}"),
+    };
+    let none = Effects::none();
+    sec.secret_put(None, "k", None, &sealed(1, 1_000), &none).await.unwrap();
+    sec.secret_rotation_start(None, "k", &start("e1", None, None), &none).await.unwrap();
+    let busy = sec.secret_rotation_start(None, "k", &start("e2", None, None), &none).await.unwrap_err();
+    assert_eq!(busy.code(), ErrorCode::RotationInProgress);
+    let stranger = sec.secret_pending_put(None, "k", "e2", &sealed(2, 2_000)).await;
+    assert!(matches!(stranger, Err(Error::PreconditionFailed { .. })), "{stranger:?}");
+    sec.secret_pending_put(None, "k", "e1", &sealed(2, 2_000)).await.unwrap();
+    sec.secret_pending_put(None, "k", "e1", &sealed(2, 2_000)).await.unwrap();
+    let rec = sec.secret_get(None, "k").await.unwrap();
+    assert_eq!(
+        (rec.current_version, rec.pending_version, rec.rotation_execution_id.as_deref()),
+        (1, Some(2), Some("e1"))
+    );
+    assert!(!sec.secret_rotation_end(None, "k", "e2", Some(2), "{}", &none).await.unwrap(), "not its rotation");
+    assert!(sec.secret_rotation_end(None, "k", "e1", Some(3), "{}", &none).await.is_err(), "3 is not pending");
+    assert!(sec.secret_rotation_end(None, "k", "e1", Some(2), "{\"done\": 1}", &none).await.unwrap());
+    assert!(!sec.secret_rotation_end(None, "k", "e1", Some(2), "{}", &none).await.unwrap(), "once");
+    let rec = sec.secret_get(None, "k").await.unwrap();
+    assert_eq!((rec.current_version, rec.previous_version, rec.pending_version), (2, Some(1), None));
+    assert_eq!((rec.rotation_execution_id, rec.last_rotation.as_deref()), (None, Some("{\"done\": 1}")));
+
+    // A scheduled start whose due time moved is refused; a taken-over rotation loses
+    // its pending label and can no longer end.
+    let moved = sec.secret_rotation_start(None, "k", &start("e3", None, Some(5)), &none).await.unwrap_err();
+    assert_eq!(moved.code(), ErrorCode::RotationInProgress);
+    sec.secret_rotation_start(None, "k", &start("e3", None, None), &none).await.unwrap();
+    sec.secret_pending_put(None, "k", "e3", &sealed(3, 3_000)).await.unwrap();
+    sec.secret_rotation_start(None, "k", &start("e4", Some("e3"), None), &none).await.unwrap();
+    let rec = sec.secret_get(None, "k").await.unwrap();
+    assert_eq!((rec.pending_version, rec.rotation_execution_id.as_deref()), (None, Some("e4")));
+    assert!(!sec.secret_rotation_end(None, "k", "e3", Some(3), "{}", &none).await.unwrap());
+
+    // Due rotations: scheduled, none running.
+    let config = crate::SecretConfig { generator: None, rotation: Some(("{}".into(), Some(Timestamp(100)))) };
+    sec.secret_put_configured(None, "k", Some(2), &sealed(4, 4_000), &config, &none).await.unwrap();
+    assert!(sec.secret_rotation_due(Timestamp(200), 10).await.unwrap().is_empty(), "one is running");
+    assert!(sec.secret_rotation_end(None, "k", "e4", None, "{}", &none).await.unwrap());
+    assert!(sec.secret_rotation_due(Timestamp(50), 10).await.unwrap().is_empty());
+    assert_eq!(sec.secret_rotation_due(Timestamp(200), 10).await.unwrap(), [(None, "k".to_owned(), Timestamp(100))]);
+}
+
+/// A job lease is its owner's until it expires, renewable by its owner.
+pub async fn job_leases_expire(store: Arc<dyn Store>) {
+    let sec = store.secrets();
+    assert!(sec.job_lease("j", "a", Timestamp(0), Timestamp(10)).await.unwrap());
+    assert!(!sec.job_lease("j", "b", Timestamp(5), Timestamp(15)).await.unwrap(), "held by a");
+    assert!(sec.job_lease("j", "a", Timestamp(5), Timestamp(20)).await.unwrap(), "renewed");
+    assert!(!sec.job_lease("j", "b", Timestamp(15), Timestamp(30)).await.unwrap(), "still a's");
+    assert!(sec.job_lease("j", "b", Timestamp(20), Timestamp(40)).await.unwrap(), "expired: taken over");
+    assert!(!sec.job_lease("j", "a", Timestamp(25), Timestamp(50)).await.unwrap());
 }

@@ -26,6 +26,42 @@ pub struct SecretRecord {
     pub purge_at: Option<Timestamp>,
     /// The kept versions and when each was created, newest first.
     pub versions: Vec<(i64, Timestamp)>,
+    /// The generator rotations use (JSON of `tenancy_domain::secret::Generator`).
+    pub generator: Option<String>,
+    /// The rotation spec (JSON of `tenancy_domain::secret::RotationSpec`).
+    pub rotation: Option<String>,
+    /// When the scheduler starts the next rotation.
+    pub next_rotation_at: Option<Timestamp>,
+    /// The running rotation's execution.
+    pub rotation_execution_id: Option<String>,
+    /// The last rotation's outcome (JSON of `tenancy_domain::secret::LastRotation`).
+    pub last_rotation: Option<String>,
+}
+
+/// What a put sets on the secret besides the version; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretConfig {
+    /// The generator (JSON).
+    pub generator: Option<String>,
+    /// The rotation spec (JSON) and the next scheduled rotation.
+    pub rotation: Option<(String, Option<Timestamp>)>,
+}
+
+/// How a rotation starts: the execution that runs it and what the secret's row must
+/// look like for it to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationStart {
+    pub execution_id: String,
+    /// A rotation whose execution is no longer running (stopped, timed out): it is
+    /// taken over (its pending label dropped) instead of refusing the start.
+    pub takeover: Option<String>,
+    /// For a scheduled start: the `next_rotation_at` it was due at (another replica
+    /// that started it first moved it, and this start is refused).
+    pub due: Option<Timestamp>,
+    /// The `next_rotation_at` after this start (`None`: unchanged).
+    pub next_rotation_at: Option<Option<Timestamp>>,
+    /// The last rotation record (JSON, status `running`).
+    pub last_rotation: String,
 }
 
 /// A sealed version as stored.
@@ -116,6 +152,60 @@ pub trait SecretStore: Send + Sync {
     /// Every value sealed directly with the master key (webhook, hook and function
     /// signing secrets, data-plane passwords), for re-sealing under a new one.
     async fn sealed_values(&self) -> Result<Vec<Resealed>>;
+
+    /// [`SecretStore::secret_put`] that also sets the secret's generator and rotation
+    /// spec (`config`), in the same transaction.
+    async fn secret_put_configured(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        expected_current: Option<i64>,
+        v: &SealedVersion,
+        config: &SecretConfig,
+        fx: &Effects,
+    ) -> Result<SecretRecord>;
+    /// Marks a rotation of the secret running (`rotation_execution_id`), with `fx` (the
+    /// execution's start, the audit entry) in one transaction, only when no other
+    /// rotation is running (else 409 `rotation-in-progress`, nothing written) and the
+    /// secret is not deleted (409 `secret-deleted`).
+    async fn secret_rotation_start(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        start: &RotationStart,
+        fx: &Effects,
+    ) -> Result<()>;
+    /// Adds `v` labelled `pending` (replacing an older pending label) for the rotation
+    /// `execution_id`; `PreconditionFailed` when that rotation is not the running one.
+    /// A repeat with the same version (a re-run step) changes nothing.
+    async fn secret_pending_put(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        execution_id: &str,
+        v: &SealedVersion,
+    ) -> Result<()>;
+    /// Ends the rotation `execution_id`, with `fx`, in one transaction: with
+    /// `finish = Some(version)` moves pending -> current and current -> previous, only
+    /// if `version` is still the pending one; with `None` drops the pending label.
+    /// Records `last_rotation` and frees the secret for the next rotation. Returns
+    /// `false`, writing nothing, when that rotation is not the running one (done before).
+    async fn secret_rotation_end(
+        &self,
+        scope: SecretScope<'_>,
+        name: &str,
+        execution_id: &str,
+        finish: Option<i64>,
+        last_rotation: &str,
+        fx: &Effects,
+    ) -> Result<bool>;
+    /// Secrets whose scheduled rotation is due by `now` (none running), at most `limit`:
+    /// scope, name and the due time.
+    async fn secret_rotation_due(&self, now: Timestamp, limit: u32)
+        -> Result<Vec<(Option<String>, String, Timestamp)>>;
+    /// Takes or renews the lease of the singleton job `job` for `owner` until `until`:
+    /// `true` when `owner` holds it (it was free, expired by `now`, or already its own).
+    async fn job_lease(&self, job: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool>;
 }
 
 /// A value sealed directly with the master key, where it is: its table, the row's key

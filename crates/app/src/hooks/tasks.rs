@@ -109,7 +109,7 @@ impl CallHooks {
 
     /// POSTs `body` to an HTTP hook, signed (Standard Webhooks, `webhook-id` = `key`),
     /// retried up to its `max_attempts`.
-    async fn call_one(
+    pub(crate) async fn call_one(
         &self,
         store: &dyn Store,
         hook: &Hook,

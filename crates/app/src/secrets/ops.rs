@@ -11,7 +11,7 @@
 //!
 //! Who may do what (checked again by the route table, `crates/http/src/access.rs`):
 //!
-//! | role | tenant secrets: metadata | values | put, delete, restore | platform secrets: metadata | values, writes |
+//! | role | tenant secrets: metadata | values | put, delete, restore, rotate | platform secrets: metadata | values, writes, rotate |
 //! |---|---|---|---|---|---|
 //! | admin, operator | yes | yes | yes | yes | yes |
 //! | viewer | yes | 403 | 403 | yes | 403 |
@@ -31,7 +31,7 @@ use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::secret::{self, Generator, SecretMeta, SecretPut, SecretValue, SecretVersionMeta, Stage};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
-use tenancy_store::{Effects, SealedVersion, SecretRecord};
+use tenancy_store::{Effects, SealedVersion, SecretConfig, SecretRecord};
 
 use crate::context::Permission as P;
 use crate::{App, OpContext};
@@ -54,7 +54,7 @@ pub struct Selector {
     pub version: Option<i64>,
 }
 
-fn target(scope: Option<&str>, name: &str) -> String {
+pub(crate) fn target(scope: Option<&str>, name: &str) -> String {
     match scope {
         Some(t) => format!("tenant/{t}/secret/{name}"),
         None => format!("secret/{name}"),
@@ -91,10 +91,54 @@ pub fn meta_of(rec: &SecretRecord) -> SecretMeta {
         updated_at: rec.updated_at,
         deleted_at: rec.deleted_at,
         purge_at: rec.purge_at,
+        generator: rec.generator.as_deref().and_then(|g| serde_json::from_str(g).ok()),
+        rotation: rec.rotation.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+        next_rotation_at: rec.next_rotation_at,
+        last_rotation: rec.last_rotation.as_deref().and_then(|r| serde_json::from_str(r).ok()),
     }
 }
 
-fn deleted_error(rec: &SecretRecord) -> Error {
+/// `value` sealed as `version` of the secret (a fresh data key, the binding as
+/// associated data).
+pub(crate) fn seal_version(
+    kek: &dyn KeyProvider,
+    scope: Option<&str>,
+    name: &str,
+    version: i64,
+    value: &str,
+) -> Result<SealedVersion> {
+    let sealed = envelope::seal(kek, &envelope::binding(scope, name, version), value.as_bytes())?;
+    Ok(SealedVersion {
+        version,
+        ciphertext: sealed.ciphertext,
+        wrapped_key: sealed.key.wrapped,
+        kek_id: sealed.key.kek_id,
+        created_at: Timestamp::now(),
+    })
+}
+
+/// The plaintext of a stored version.
+pub(crate) fn open_version(
+    kek: &dyn KeyProvider,
+    scope: Option<&str>,
+    name: &str,
+    stored: SealedVersion,
+) -> Result<Zeroizing<String>> {
+    let version = stored.version;
+    let sealed = Sealed {
+        ciphertext: stored.ciphertext,
+        key: WrappedKey { kek_id: stored.kek_id, wrapped: stored.wrapped_key },
+    };
+    let binding = envelope::binding(scope, name, version);
+    let plain = envelope::open(kek, &binding, &sealed).map_err(|e| {
+        Error::internal(format!("secret {:?} version {version} does not open: {e}", target(scope, name)))
+    })?;
+    let value = String::from_utf8(plain.to_vec())
+        .map_err(|_| Error::internal(format!("secret {:?} version {version} is not UTF-8", target(scope, name))))?;
+    Ok(Zeroizing::new(value))
+}
+
+pub(crate) fn deleted_error(rec: &SecretRecord) -> Error {
     Error::Conflict {
         code: ErrorCode::SecretDeleted,
         message: format!(
@@ -123,17 +167,36 @@ pub fn generate(g: &Generator) -> Zeroizing<String> {
             rng.fill(&mut bytes[..]);
             Zeroizing::new(B64.encode(&bytes[..]))
         }
+        Generator::Ed25519 {} => ed25519_pair(),
+        Generator::PostgresPassword {} => {
+            let chars = secret::ALPHANUMERIC.as_bytes();
+            Zeroizing::new(
+                (0..secret::POSTGRES_PASSWORD_LEN).map(|_| chars[rng.gen_range(0..chars.len())] as char).collect(),
+            )
+        }
     }
 }
 
+/// A fresh Ed25519 key pair as `{"private_key": PKCS#8 PEM, "public_key": SPKI PEM}`.
+fn ed25519_pair() -> Zeroizing<String> {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    // Encoding a valid key into PEM cannot fail (no I/O, fixed sizes).
+    let private = key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding of an Ed25519 key");
+    let public = key.verifying_key().to_public_key_pem(LineEnding::LF).expect("SPKI encoding of an Ed25519 key");
+    let json = serde_json::json!({"private_key": private.as_str(), "public_key": public});
+    Zeroizing::new(json.to_string())
+}
+
 impl App {
-    fn key_provider(&self) -> Result<&dyn KeyProvider> {
+    pub(crate) fn key_provider(&self) -> Result<&dyn KeyProvider> {
         self.services.keks.as_deref().ok_or_else(|| Error::Unavailable("no master key configured".into()))
     }
 
     /// Authorizes `p` (tenant scope) or `platform` (no tenant), and checks the tenant
     /// exists.
-    async fn secret_scope(&self, ctx: &OpContext, scope: Option<&str>, p: P, platform: P) -> Result<()> {
+    pub(crate) async fn secret_scope(&self, ctx: &OpContext, scope: Option<&str>, p: P, platform: P) -> Result<()> {
         match scope {
             Some(t) => {
                 ctx.authorize_tenant(p, t)?;
@@ -171,6 +234,17 @@ impl App {
         secret::check_writable(name)?;
         secret::validate_name(name)?;
         Self::not_a_connection(scope, name)?;
+        let rotation = match body.rotation.take() {
+            Some(spec) => {
+                super::rotation::check_caller(ctx, &spec)?;
+                super::rotation::check_spec(&**self.store(), &spec).await?;
+                let next = super::rotation::next_rotation(&spec, Timestamp::now())?;
+                Some((serde_json::to_string(&spec).map_err(Error::internal)?, next))
+            }
+            None => None,
+        };
+        let generator = body.generate.as_ref().map(serde_json::to_string).transpose().map_err(Error::internal)?;
+        let config = SecretConfig { generator: generator.clone(), rotation };
         let (value, generated) = match (body.value.take(), &body.generate) {
             (Some(v), None) => (Zeroizing::new(v), None),
             (None, Some(g)) => {
@@ -198,24 +272,29 @@ impl App {
             if let Some(rec) = existing.as_ref().filter(|r| r.deleted_at.is_some()) {
                 return Err(deleted_error(rec));
             }
+            if config.rotation.is_some()
+                && generator.is_none()
+                && existing.as_ref().is_none_or(|r| r.generator.is_none())
+            {
+                return Err(Error::InvalidRequest {
+                    code: ErrorCode::InvalidRotation,
+                    message: format!(
+                        "secret {name:?} has no generator to rotate with: put it with generate (and rotation) once"
+                    ),
+                });
+            }
             let expected = existing.as_ref().map(|r| r.current_version);
             let newest = existing.as_ref().and_then(|r| r.versions.first().map(|v| v.0)).unwrap_or(0);
             let version = newest.max(expected.unwrap_or(0)) + 1;
-            let sealed = envelope::seal(kek, &envelope::binding(scope, name, version), value.as_bytes())?;
-            let stored = SealedVersion {
-                version,
-                ciphertext: sealed.ciphertext,
-                wrapped_key: sealed.key.wrapped,
-                kek_id: sealed.key.kek_id,
-                created_at: Timestamp::now(),
-            };
+            let stored = seal_version(kek, scope, name, version, &value)?;
             let audit = ctx.audit(
                 "secret.put",
                 target(scope, name),
                 scope,
-                json!({"version": version, "generated": generated}),
+                json!({"version": version, "generated": generated, "rotation": config.rotation.as_ref().map(|r| &r.0)}),
             );
-            match secrets.secret_put(scope, name, expected, &stored, &Effects::none().with_audit(audit)).await {
+            let fx = Effects::none().with_audit(audit);
+            match secrets.secret_put_configured(scope, name, expected, &stored, &config, &fx).await {
                 Ok(rec) => return Ok(PutOutcome { secret: meta_of(&rec), version, created: expected.is_none() }),
                 Err(e @ Error::PreconditionFailed { .. }) => last = Some(e),
                 // Two first puts of one name: the loser's insert hits the primary key.
@@ -266,20 +345,12 @@ impl App {
             Some(v) if v.version == version => v,
             _ => secrets.secret_version_get(scope, name, version).await?,
         };
-        let sealed = Sealed {
-            ciphertext: stored.ciphertext,
-            key: WrappedKey { kek_id: stored.kek_id, wrapped: stored.wrapped_key },
-        };
-        let binding = envelope::binding(scope, name, version);
-        let plain = envelope::open(self.key_provider()?, &binding, &sealed).map_err(|e| {
-            Error::internal(format!("secret {:?} version {version} does not open: {e}", target(scope, name)))
-        })?;
-        let value = String::from_utf8(plain.to_vec())
-            .map_err(|_| Error::internal(format!("secret {:?} version {version} is not UTF-8", target(scope, name))))?;
+        let created_at = stored.created_at;
+        let value = std::mem::take(&mut *open_version(self.key_provider()?, scope, name, stored)?);
         let stages = stages_of(&rec, version);
         let audit = ctx.audit("secret.read", target(scope, name), scope, json!({"version": version, "stages": stages}));
         self.store().commit_effects(&Effects::none().with_audit(audit)).await?;
-        Ok(SecretValue { name: name.to_owned(), version, stages, value, created_at: stored.created_at })
+        Ok(SecretValue { name: name.to_owned(), version, stages, value, created_at })
     }
 
     /// Metadata of the scope's secrets (never values), by name; deleted ones too.
@@ -331,5 +402,31 @@ impl App {
         let audit = ctx.audit("secret.restore", target(scope, name), scope, json!({}));
         let rec = self.store().secrets().secret_restore(scope, name, &Effects::none().with_audit(audit)).await?;
         Ok(meta_of(&rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ed25519_pair_loads_and_its_halves_match() {
+        use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+        use ed25519_dalek::{Signer, Verifier};
+        let text = generate(&Generator::Ed25519 {});
+        let pair: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let private = ed25519_dalek::SigningKey::from_pkcs8_pem(pair["private_key"].as_str().unwrap()).unwrap();
+        let public = ed25519_dalek::VerifyingKey::from_public_key_pem(pair["public_key"].as_str().unwrap()).unwrap();
+        let signature = private.sign(b"tenancy");
+        public.verify(b"tenancy", &signature).unwrap();
+        assert_ne!(*generate(&Generator::Ed25519 {}), *text, "a fresh pair each time");
+    }
+
+    #[test]
+    fn postgres_passwords_are_safe_in_connection_strings_and_literals() {
+        let a = generate(&Generator::PostgresPassword {});
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()), "{}", a.as_str());
+        assert_ne!(*a, *generate(&Generator::PostgresPassword {}));
     }
 }

@@ -36,6 +36,7 @@ pub const BUILTIN_MACHINES: &[(&str, &str)] = &[
     (OFFBOARD_MACHINE, include_str!("../../workflows/tenant-offboard.json")),
     (NOTIFY_MACHINE, include_str!("../../workflows/tenant-notify.json")),
     (UPGRADE_MACHINE, include_str!("../../workflows/tenant-upgrade.json")),
+    (crate::secrets::rotation::ROTATE_MACHINE, include_str!("../../workflows/secret-rotate.json")),
 ];
 /// Names reserved for built-in state machines.
 pub const RESERVED_PREFIX: &str = "tenancy.";
@@ -44,8 +45,10 @@ pub const RESERVED_PREFIX: &str = "tenancy.";
 /// statuses, resources and databases and call the provisioning hooks, trusting their
 /// parameters. A user state machine naming one is refused (`PUT`), and an execution of
 /// one that is not built in fails if it reaches one anyway.
+/// The secret rotation's steps (`tenancy:secret.*`) are reserved too: they trust their
+/// parameters (which secret to rotate).
 pub const RESERVED_RESOURCES: &[&str] =
-    &["tenancy:tenant.", "tenancy:resource.", "tenancy:database.", "tenancy:hooks."];
+    &["tenancy:tenant.", "tenancy:resource.", "tenancy:database.", "tenancy:hooks.", "tenancy:secret."];
 
 /// Whether a Task resource (with or without `.waitForTaskToken`) is reserved.
 pub fn is_reserved_resource(resource: &str) -> bool {
@@ -154,7 +157,12 @@ pub async fn check_current(
     rec: &tenancy_store::ExecutionRecord,
     resource: &str,
 ) -> Result<(), tenancy_asl::Failure> {
-    if !is_reserved_resource(resource) || rec.state_machine == NOTIFY_MACHINE {
+    // Notifications change nothing; a secret's rotation is not a lifecycle execution
+    // (its steps check that it is the secret's running rotation instead).
+    if !is_reserved_resource(resource)
+        || rec.state_machine == NOTIFY_MACHINE
+        || rec.state_machine == crate::secrets::rotation::ROTATE_MACHINE
+    {
         return Ok(());
     }
     // Lifecycle executions always name their tenant; a purge detaches the old tenant's

@@ -5,7 +5,9 @@
 //! process list): it reads `--value-file`, or standard input, whole, less one trailing
 //! newline (`echo` adds one); or it asks the server to generate one with `--generate`.
 //! `get` prints the bare value in table mode (for pipes), the whole answer with
-//! `--output json`.
+//! `--output json`. `rotate` starts a rotation; with `--wait` it polls the rotation's
+//! execution until it ends and fails (exit code of an API error) when the rotation
+//! failed, printing the secret's `last_rotation`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use tenancy_client::{Client, PageParams};
-use tenancy_domain::secret::{Generator, SecretPut};
+use tenancy_domain::secret::{Generator, PostgresStrategy, RotationSpec, RotationTarget, SecretPut};
 
 use crate::support::*;
 
@@ -22,6 +24,22 @@ pub enum GenerateKind {
     RandomString,
     RandomBytes,
     HmacKey,
+    Ed25519,
+    PostgresPassword,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    Generated,
+    Hook,
+    Queue,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyKind {
+    SingleUser,
+    AlternatingUsers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +63,33 @@ pub enum SecretCmd {
         /// Characters of a generated random string [default: letters and digits].
         #[arg(long, requires = "generate")]
         charset: Option<String>,
+        /// Rotate on this interval (e.g. 30d, 12h; at least 1h).
+        #[arg(long, conflicts_with = "rotate_cron")]
+        rotate_every: Option<String>,
+        /// Rotate on this cron schedule, in UTC (e.g. "0 3 * * *").
+        #[arg(long)]
+        rotate_cron: Option<String>,
+        /// Where a rotation applies and tests the new value [default: generated].
+        #[arg(long, value_enum)]
+        rotation_target: Option<TargetKind>,
+        /// The hook of --rotation-target hook.
+        #[arg(long)]
+        rotation_hook: Option<String>,
+        /// The queue of --rotation-target queue.
+        #[arg(long)]
+        rotation_queue: Option<String>,
+        /// The strategy of --rotation-target postgres.
+        #[arg(long, value_enum)]
+        rotation_strategy: Option<StrategyKind>,
+    },
+    /// Start a rotation (create, set, test, finish): prints its execution id.
+    Rotate {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Wait until the rotation ends; fail when it failed.
+        #[arg(long)]
+        wait: bool,
     },
     /// Print a secret's value (current, or --stage / --version).
     Get {
@@ -112,19 +157,55 @@ fn read_value(file: Option<&PathBuf>) -> Result<String, CliError> {
 /// Runs a command; `Ok(None)` when it printed its answer itself.
 pub async fn secrets(c: &Client, cmd: SecretCmd, output: Output) -> Result<Option<Value>, CliError> {
     Ok(Some(match cmd {
-        SecretCmd::Put { name, tenant, value_file, generate, length, charset } => {
-            let body = match generate {
-                None => SecretPut { value: Some(read_value(value_file.as_ref())?), generate: None },
+        SecretCmd::Put {
+            name,
+            tenant,
+            value_file,
+            generate,
+            length,
+            charset,
+            rotate_every,
+            rotate_cron,
+            rotation_target,
+            rotation_hook,
+            rotation_queue,
+            rotation_strategy,
+        } => {
+            let target = match rotation_target {
+                None => None,
+                Some(TargetKind::Generated) => Some(RotationTarget::Generated {}),
+                Some(TargetKind::Hook) => Some(RotationTarget::Hook {
+                    hook: rotation_hook
+                        .ok_or_else(|| CliError::Usage("--rotation-target hook needs --rotation-hook".into()))?,
+                }),
+                Some(TargetKind::Queue) => Some(RotationTarget::Queue {
+                    queue: rotation_queue
+                        .ok_or_else(|| CliError::Usage("--rotation-target queue needs --rotation-queue".into()))?,
+                }),
+                Some(TargetKind::Postgres) => Some(RotationTarget::Postgres {
+                    strategy: match rotation_strategy {
+                        Some(StrategyKind::AlternatingUsers) => PostgresStrategy::AlternatingUsers,
+                        _ => PostgresStrategy::SingleUser,
+                    },
+                }),
+            };
+            let rotation = (rotate_every.is_some() || rotate_cron.is_some() || target.is_some())
+                .then_some(RotationSpec { every: rotate_every, cron: rotate_cron, target });
+            let mut body = match generate {
+                None => SecretPut { value: Some(read_value(value_file.as_ref())?), generate: None, rotation: None },
                 Some(kind) => {
                     let length = length.unwrap_or(32);
                     let g = match kind {
                         GenerateKind::RandomString => Generator::RandomString { length, charset },
                         GenerateKind::RandomBytes => Generator::RandomBytes { length },
                         GenerateKind::HmacKey => Generator::HmacKey {},
+                        GenerateKind::Ed25519 => Generator::Ed25519 {},
+                        GenerateKind::PostgresPassword => Generator::PostgresPassword {},
                     };
-                    SecretPut { value: None, generate: Some(g) }
+                    SecretPut { value: None, generate: Some(g), rotation: None }
                 }
             };
+            body.rotation = rotation;
             to_json(c.secret_put(tenant.as_deref(), &name, &body).await?)
         }
         SecretCmd::Get { name, tenant, stage, version } => {
@@ -145,5 +226,27 @@ pub async fn secrets(c: &Client, cmd: SecretCmd, output: Output) -> Result<Optio
             }
         }
         SecretCmd::Restore { name, tenant } => to_json(c.secret_restore(tenant.as_deref(), &name).await?),
+        SecretCmd::Rotate { name, tenant, wait } => {
+            let started = c.secret_rotate(tenant.as_deref(), &name).await?;
+            if !wait {
+                return Ok(Some(to_json(started)));
+            }
+            let status = loop {
+                let e = c.execution_get(&started.execution_id).await?;
+                if e.status != "RUNNING" {
+                    break e.status;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            };
+            let page = c.secret_list(tenant.as_deref(), &PageParams { limit: Some(1000), cursor: None }).await?;
+            let last = page.items.into_iter().find(|s| s.name == name).and_then(|s| s.last_rotation);
+            let out = json!({"execution_id": started.execution_id, "name": name, "tenant_id": tenant,
+                             "status": status, "last_rotation": last});
+            if status != "SUCCEEDED" {
+                let why = last.and_then(|l| l.error).unwrap_or_else(|| format!("execution {status}"));
+                return Err(CliError::Other(anyhow::anyhow!("the rotation of {name:?} failed: {why}")));
+            }
+            out
+        }
     }))
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tenancy_app::secrets::ops::Selector;
 use tenancy_domain::page::{Page, PageRequest};
-use tenancy_domain::secret::{SecretMeta, SecretPut, SecretValue, Stage};
+use tenancy_domain::secret::{RotationStarted, SecretMeta, SecretPut, SecretValue, Stage};
 
 use crate::extract::{record_tenant, Caller, Json, Path, Query};
 use crate::problem::ApiResult;
@@ -207,4 +207,36 @@ pub async fn list_platform_secrets(
 ) -> ApiResult<axum::Json<Page<SecretMeta>>> {
     let page = PageRequest::new(q.limit, q.cursor)?;
     Ok(axum::Json(s.app.secret_list(&ctx, None, &page).await?))
+}
+
+fn rotate_answer(r: RotationStarted) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(r)).into_response()
+}
+
+/// Rotate a tenant's secret (docs/secrets.md, "Rotation"): starts the built-in
+/// `tenancy.secret.rotate` execution (create, set, test, finish) and answers 202 with
+/// its id. 409 `rotation-in-progress` while one runs; 400 `invalid-rotation` for a
+/// secret without a generator. Audited (`secret.rotate`).
+#[utoipa::path(post, path = "/v1/tenants/{id}/secrets/{name}/rotate", tag = "secrets",
+    params(("id" = String, Path, description = "Tenant id"), ("name" = String, Path, description = "Secret name")),
+    responses((status = 202, description = "Rotation started", body = RotationStarted)))]
+pub async fn rotate_tenant_secret(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    record_tenant(&id);
+    Ok(rotate_answer(s.app.secret_rotate(&ctx, Some(&id), &name).await?))
+}
+
+/// Rotate a platform secret (admins and operators); as for a tenant's.
+#[utoipa::path(post, path = "/v1/secrets/{name}/rotate", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name")),
+    responses((status = 202, description = "Rotation started", body = RotationStarted)))]
+pub async fn rotate_platform_secret(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(rotate_answer(s.app.secret_rotate(&ctx, None, &name).await?))
 }
