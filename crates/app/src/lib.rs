@@ -28,6 +28,7 @@ pub mod quotas;
 pub mod reconcile;
 pub mod secrets;
 pub mod services;
+pub mod signup;
 pub mod subscriptions;
 pub mod tenants;
 pub mod workflows;

@@ -26,6 +26,9 @@ pub mod names {
     pub const TENANT_OFFBOARDING_STARTED: &str = "TenantOffboardingStarted";
     pub const TENANT_OFFBOARDED: &str = "TenantOffboarded";
     pub const EXECUTION_FAILED: &str = "ExecutionFailed";
+    /// A self-service sign-up: its detail carries the activation token (a credential,
+    /// by design: docs/self-service.md), for a trusted product service to send.
+    pub const SIGNUP_REQUESTED: &str = "SignupRequested";
 }
 
 /// An event in the EventBridge envelope.

@@ -21,6 +21,7 @@ pub mod queue;
 pub mod quota;
 pub mod ratelimit;
 pub mod secret;
+pub mod signup;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

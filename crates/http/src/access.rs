@@ -38,6 +38,12 @@ const fn any(perms: &'static [P]) -> Option<Rule> {
     Some(Rule { perms, tenant: None })
 }
 
+/// A route that needs no credentials (sign-up): mounted without this middleware
+/// (`routes::public`); the rule says so for `routes_have_rules` and the reader.
+const fn public() -> Option<Rule> {
+    Some(Rule { perms: &[], tenant: None })
+}
+
 const fn of_tenant(perms: &'static [P]) -> Option<Rule> {
     Some(Rule { perms, tenant: Some("id") })
 }
@@ -53,11 +59,10 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("POST", "/v1/tenants") => any(&[P::TenantAdmin]),
         ("GET", "/v1/tenants/{id}" | "/v1/tenants/{id}/resources") => of_tenant(&[P::TenantRead]),
         ("PATCH", "/v1/tenants/{id}") => of_tenant(&[P::TenantWrite]),
-        (
-            "POST",
-            "/v1/tenants/{id}/suspend" | "/v1/tenants/{id}/resume" | "/v1/tenants/{id}/retry" | "/v1/tenants/{id}/plan",
-        )
+        ("POST", "/v1/tenants/{id}/suspend" | "/v1/tenants/{id}/resume" | "/v1/tenants/{id}/retry")
         | ("DELETE", "/v1/tenants/{id}") => of_tenant(&[P::TenantAdmin]),
+        // A tenant key moves its own tenant to self-service plans (the app checks which).
+        ("POST", "/v1/tenants/{id}/plan") => of_tenant(&[P::PlanChange]),
         ("GET", "/v1/tenants/{id}/overrides" | "/v1/tenants/{id}/entitlements") => of_tenant(&[P::TenantRead]),
         ("PUT" | "DELETE", "/v1/tenants/{id}/overrides") => of_tenant(&[P::TenantAdmin]),
         ("GET", "/v1/tenants/{id}/database-credentials") => of_tenant(&[P::DatabaseCredentials]),
@@ -77,7 +82,11 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("GET" | "PUT" | "DELETE", "/v1/secrets/{name}") | ("POST", "/v1/secrets/{name}/restore") => {
             any(&[P::PlatformSecretAdmin])
         }
-        ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") => any(&[P::KeyAdmin]),
+        // Admins any key; a tenant key its own tenant's, of role tenant (the app checks).
+        ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") | ("POST", "/v1/api-keys/{id}/rotate") => {
+            any(&[P::KeyOwn])
+        }
+        ("POST", "/v1/signup" | "/v1/signup/activate") => public(),
         ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
             any(&[P::RecordsRead])
         }

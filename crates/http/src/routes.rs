@@ -14,6 +14,7 @@ mod quotas;
 mod reconciliation;
 mod records;
 mod secrets;
+mod signup;
 mod subscriptions;
 mod system;
 mod tenants;
@@ -40,6 +41,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(tenants::change_plan))
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::delete_key))
+        .routes(routes!(keys::rotate_key))
         .routes(routes!(records::list_events, events::put_events))
         .routes(routes!(events::test_pattern))
         .routes(routes!(records::list_audit))
@@ -75,6 +77,12 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .merge(secrets_api())
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
         .routes(routes!(reconciliation::repair_drift))
+}
+
+/// The routes that need no credentials (self-service sign-up), served without the
+/// access middleware: each has a rule in `access.rs` all the same, naming it public.
+pub fn public() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new().routes(routes!(signup::signup)).routes(routes!(signup::activate))
 }
 
 fn secrets_api() -> OpenApiRouter<Arc<ServerState>> {

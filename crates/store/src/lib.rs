@@ -28,6 +28,7 @@ pub mod queue_conformance;
 mod queues;
 mod quotas;
 mod secrets;
+mod signups;
 mod store;
 mod workflow;
 #[cfg(feature = "testsuite")]
@@ -38,6 +39,7 @@ pub use drift::*;
 pub use entitlements::*;
 pub use events::*;
 pub use functions::*;
+pub use signups::*;
 pub use hooks::*;
 pub use queues::*;
 pub use quotas::*;

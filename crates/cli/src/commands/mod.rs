@@ -12,5 +12,6 @@ pub mod queues;
 pub mod quotas;
 pub mod reconciliation;
 pub mod secrets;
+pub mod signup;
 pub mod tenants;
 pub mod workflows;
