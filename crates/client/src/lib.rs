@@ -65,7 +65,6 @@ use tenancy_domain::api::{
     TaskSuccess, TenantOperation, TenantResources,
 };
 use tenancy_domain::apikey::{ApiKey, NewApiKey, RotateKey};
-use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
 use tenancy_domain::event::Event;
 use tenancy_domain::function::{Function, FunctionSpec};
 use tenancy_domain::hook::{Hook, HookSpec};
@@ -73,6 +72,7 @@ use tenancy_domain::page::Page;
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
+use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
 use tenancy_domain::subscription::{NewSubscription, Subscription};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};
 use tenancy_domain::ErrorCode;

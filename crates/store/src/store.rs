@@ -255,8 +255,13 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()>;
     /// Replaces a key's secret by the one hashed `hash`; the secret it replaces stays
     /// valid until `previous_expires_at` (a grace of 0: now). Returns the key as stored.
-    async fn api_key_rotate(&self, id: &str, hash: &str, previous_expires_at: Timestamp, fx: &Effects)
-        -> Result<ApiKey>;
+    async fn api_key_rotate(
+        &self,
+        id: &str,
+        hash: &str,
+        previous_expires_at: Timestamp,
+        fx: &Effects,
+    ) -> Result<ApiKey>;
     /// Records that the key was used at `at` (never moving `last_used_at` back); no
     /// effects: bookkeeping, not a change anyone is told about.
     async fn api_key_touch(&self, id: &str, at: Timestamp) -> Result<()>;

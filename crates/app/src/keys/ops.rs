@@ -79,7 +79,7 @@ impl App {
 
     /// The key `id` if the caller may manage it: any for admins, its own tenant's for
     /// a tenant key (any other: 404).
-    async fn managed_key(&self, ctx: &OpContext, id: &str) -> Result<ApiKey> {
+    pub async fn managed_key(&self, ctx: &OpContext, id: &str) -> Result<ApiKey> {
         ctx.authorize(P::KeyOwn)?;
         match ctx.own_tenant() {
             Some(own) => {

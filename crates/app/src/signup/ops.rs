@@ -21,7 +21,7 @@ use tenancy_domain::apikey::{self, ApiKey, Role};
 use tenancy_domain::event::{names, Event};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::plan::Plan;
-use tenancy_domain::signup::{self, Activated, ActivateRequest, Signup, SignupAccepted, SignupRequest};
+use tenancy_domain::signup::{self, ActivateRequest, Activated, Signup, SignupAccepted, SignupRequest};
 use tenancy_domain::tenant::NewTenant;
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};

@@ -35,7 +35,11 @@ pub enum SignupCmd {
 pub const SIGNUP_COLUMNS: &[&str] = &["status", "message"];
 pub const ACTIVATED_COLUMNS: &[&str] = &["tenant_id", "name", "plan", "status", "key_id", "key"];
 
-pub async fn signup(c: &Client, args: SignupArgs, json_output: bool) -> Result<(Value, &'static [&'static str]), CliError> {
+pub async fn signup(
+    c: &Client,
+    args: SignupArgs,
+    json_output: bool,
+) -> Result<(Value, &'static [&'static str]), CliError> {
     Ok(match args.cmd {
         Some(SignupCmd::Activate { token }) => {
             let a = c.signup_activate(&ActivateRequest { token }).await?;
@@ -49,7 +53,9 @@ pub async fn signup(c: &Client, args: SignupArgs, json_output: bool) -> Result<(
         }
         None => {
             let (Some(email), Some(org_name)) = (args.email, args.org) else {
-                return Err(CliError::Usage("tenancy signup needs --email and --org (or: signup activate TOKEN)".into()));
+                return Err(CliError::Usage(
+                    "tenancy signup needs --email and --org (or: signup activate TOKEN)".into(),
+                ));
             };
             (to_json(c.signup(&SignupRequest { email, org_name, plan: args.plan }).await?), SIGNUP_COLUMNS)
         }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use tenancy_domain::apikey::{ApiKey, NewApiKey, RotateKey};
@@ -54,9 +54,14 @@ pub async fn rotate_key(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
     Path(id): Path<String>,
-    RawBody(body): RawBody,
+    req: Request,
 ) -> ApiResult<axum::Json<CreatedKey>> {
-    let req: RotateKey = if body.iter().all(u8::is_ascii_whitespace) { RotateKey::default() } else { parse_json(&body)? };
+    // Authorized on the key before the body is read (a key the caller may not manage
+    // is 404 whatever the body).
+    s.app.managed_key(&ctx, &id).await?;
+    let RawBody(body) = RawBody::from_request(req, &()).await?;
+    let req: RotateKey =
+        if body.iter().all(u8::is_ascii_whitespace) { RotateKey::default() } else { parse_json(&body)? };
     let (k, plaintext) = s.app.api_key_rotate(&ctx, &id, req).await?;
     Ok(axum::Json(created(k, plaintext)))
 }

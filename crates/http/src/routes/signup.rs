@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tenancy_app::signup::ops::Visitor;
-use tenancy_domain::signup::{Activated, ActivateRequest, SignupAccepted, SignupRequest};
+use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
 use tenancy_domain::ErrorCode;
 
 use crate::extract::{request_id_of, Json};
