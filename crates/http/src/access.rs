@@ -32,20 +32,28 @@ use tenancy_domain::ErrorCode;
 pub(crate) struct Rule {
     pub perms: &'static [P],
     pub tenant: Option<&'static str>,
+    /// The path parameter naming an API key: a tenant key may act only on its own
+    /// tenant's keys (any other is 404, checked here, before the body is read).
+    pub key: Option<&'static str>,
 }
 
 const fn any(perms: &'static [P]) -> Option<Rule> {
-    Some(Rule { perms, tenant: None })
+    Some(Rule { perms, tenant: None, key: None })
+}
+
+/// A route about one API key (`{id}`): for a tenant key, one of its own tenant's.
+const fn of_key(perms: &'static [P]) -> Option<Rule> {
+    Some(Rule { perms, tenant: None, key: Some("id") })
 }
 
 /// A route that needs no credentials (sign-up): mounted without this middleware
 /// (`routes::public`); the rule says so for `routes_have_rules` and the reader.
 const fn public() -> Option<Rule> {
-    Some(Rule { perms: &[], tenant: None })
+    Some(Rule { perms: &[], tenant: None, key: None })
 }
 
 const fn of_tenant(perms: &'static [P]) -> Option<Rule> {
-    Some(Rule { perms, tenant: Some("id") })
+    Some(Rule { perms, tenant: Some("id"), key: None })
 }
 
 /// The rule of a route (its method and its matched path, as in the OpenAPI document).
@@ -83,9 +91,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
             any(&[P::PlatformSecretAdmin])
         }
         // Admins any key; a tenant key its own tenant's, of role tenant (the app checks).
-        ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") | ("POST", "/v1/api-keys/{id}/rotate") => {
-            any(&[P::KeyOwn])
-        }
+        ("GET" | "POST", "/v1/api-keys") => any(&[P::KeyOwn]),
+        ("DELETE", "/v1/api-keys/{id}") | ("POST", "/v1/api-keys/{id}/rotate") => of_key(&[P::KeyOwn]),
         ("POST", "/v1/signup" | "/v1/signup/activate") => public(),
         ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
             any(&[P::RecordsRead])
@@ -181,14 +188,19 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
         crate::ratelimit::set_headers(res.headers_mut(), &checked.verdicts);
         return res;
     }
-    let mut res = authorize_and_run(principal, req, next).await;
+    let mut res = authorize_and_run(&state.app, principal, req, next).await;
     crate::ratelimit::set_headers(res.headers_mut(), &checked.verdicts);
     res
 }
 
 /// Authorizes the authenticated `principal` for the route, refuses NUL in the URI, and
 /// runs the rest with the caller's [`OpContext`].
-async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, next: Next) -> Response {
+async fn authorize_and_run(
+    app: &tenancy_app::App,
+    principal: tenancy_app::Principal,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let source_ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
     let ctx = OpContext { principal, request_id: request_id_of(req.headers()), source_ip };
 
@@ -200,10 +212,11 @@ async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, 
         let e = tenancy_domain::Error::internal(format!("no access rule for {} {path}", req.method()));
         return ApiError::from(e).into_response();
     };
-    let tenant = match rule.tenant {
-        None => None,
-        Some(name) => match req.extract_parts::<RawPathParams>().await {
-            Ok(params) => params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()),
+    let param = |params: &RawPathParams, name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+    let (tenant, key) = match (rule.tenant, rule.key) {
+        (None, None) => (None, None),
+        (t, k) => match req.extract_parts::<RawPathParams>().await {
+            Ok(params) => (t.and_then(|n| param(&params, n)), k.and_then(|n| param(&params, n))),
             Err(e) => return ApiError::new(ErrorCode::InvalidPath, e.body_text()).into_response(),
         },
     };
@@ -213,6 +226,12 @@ async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, 
             None => ctx.authorize(*p),
         };
         if let Err(e) = checked {
+            return ApiError::from(e).into_response();
+        }
+    }
+    // A tenant key names one of its own tenant's keys, or learns nothing (404).
+    if let (Some(id), Some(_)) = (&key, ctx.own_tenant()) {
+        if let Err(e) = app.managed_key(&ctx, id).await {
             return ApiError::from(e).into_response();
         }
     }
