@@ -470,6 +470,9 @@ mod tests {
         rate_limit_tenant_key_burst = 5
         rate_limit_tenant_per_s = 7
         rate_limit_tenant_burst = 9
+        signup_token_ttl_s = 600
+        signup_rate_per_address = 4
+        signup_rate_per_domain = 6
     "#;
 
     fn with_file(text: &str, flags: &[&str]) -> anyhow::Result<Config> {
@@ -608,6 +611,11 @@ mod tests {
                 tenant_key: tenancy_http::Limit::new(3, 5),
                 tenant: tenancy_http::Limit::new(7, 9),
             }
+        );
+        assert_eq!(o.signup.token_ttl, Duration::from_secs(600));
+        assert_eq!(
+            o.signup.limits,
+            tenancy_http::SignupLimits { per_address_per_hour: 4, per_domain_per_hour: 6 }
         );
 
         let flags = [
