@@ -613,10 +613,7 @@ mod tests {
             }
         );
         assert_eq!(o.signup.token_ttl, Duration::from_secs(600));
-        assert_eq!(
-            o.signup.limits,
-            tenancy_http::SignupLimits { per_address_per_hour: 4, per_domain_per_hour: 6 }
-        );
+        assert_eq!(o.signup.limits, tenancy_http::SignupLimits { per_address_per_hour: 4, per_domain_per_hour: 6 });
 
         let flags = [
             "--rate-limit-tenant-key-per-s=0",

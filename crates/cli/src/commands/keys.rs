@@ -41,8 +41,17 @@ pub enum KeyCmd {
     },
 }
 
-pub const KEY_COLUMNS: &[&str] =
-    &["id", "name", "role", "tenant_id", "expires_at", "last_used_at", "previous_secret_expires_at", "key"];
+pub const KEY_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "role",
+    "tenant_id",
+    "expires_at",
+    "rate_limit",
+    "last_used_at",
+    "previous_secret_expires_at",
+    "key",
+];
 
 /// A duration as seconds: `90`, `90s`, `30m`, `1h`, `2d`.
 fn parse_grace(s: &str) -> Result<u64, CliError> {
