@@ -121,6 +121,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::TenantOwn | Who::TenantOther, PlanGet) => Hidden,
+        (Who::TenantOwn | Who::TenantOther, PlanRead) => Allowed,
         (_, PlanGet) => expected(who, PlanRead),
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,

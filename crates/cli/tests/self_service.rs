@@ -312,6 +312,14 @@ async fn tenant_keys_change_plans_only_to_self_service_plans(backend: Backend) {
         s.wait_status(t, "active").await;
     }
     let key = s.key("tenant", Some("acme")).await;
+    // It sees what it may move to: its plan and the self-service plans.
+    let res = s.call_with(Some(&key), Method::GET, "/v1/plans", None, &[]).await;
+    let ids: Vec<&str> = res.body["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["basic", "starter"], "{}", res.body);
+    let res = s.call_with(Some(&key), Method::GET, "/v1/plans/starter", None, &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = s.call_with(Some(&key), Method::GET, "/v1/plans/pro", None, &[]).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.body);
     let change = |tenant: &str, body: Value| {
         let (s, key) = (&s, key.clone());
         let path = format!("/v1/tenants/{tenant}/plan");

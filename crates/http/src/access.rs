@@ -59,7 +59,8 @@ const fn of_tenant(perms: &'static [P]) -> Option<Rule> {
 /// The rule of a route (its method and its matched path, as in the OpenAPI document).
 pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
     match (method.as_str(), path) {
-        ("GET", "/v1/plans") => any(&[P::PlanRead]),
+        // A tenant key lists its current plan and the self-service plans (the app filters).
+        ("GET", "/v1/plans") => any(&[P::TenantRead]),
         // A tenant key reads its own tenant's current plan (the app checks which).
         ("GET", "/v1/plans/{id}") => any(&[P::TenantRead]),
         ("PUT" | "PATCH" | "DELETE", "/v1/plans/{id}") => any(&[P::PlanWrite]),
