@@ -435,6 +435,10 @@ async fn the_cli_signs_up_activates_and_rotates(backend: Backend) {
     .unwrap();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("accepted"), "{out}");
+    let url = s.url.clone();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || support::run_cli(&url, &["signup", "--org", "Dee Inc"])).await.unwrap();
+    assert_eq!(code, 2, "an email is needed: {err}");
     let token = token_of(&s, "dee@example.com").await;
     let url = s.url.clone();
     let (code, out, err) =
