@@ -46,6 +46,8 @@ pub struct App {
     pub(crate) terms: crate::entitlements::terms::TermsMemory,
     /// The features every plan names, for flag evaluation (`flags::catalogue`).
     pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
+    /// How long sign-up activation tokens work (see [`App::set_signup_token_ttl`]).
+    pub(crate) signup_ttl: std::time::Duration,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -105,6 +107,7 @@ impl App {
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
             terms: Default::default(),
             flag_catalogue: Default::default(),
+            signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
         }
     }
 

@@ -41,6 +41,12 @@ pub enum Permission {
     /// Change a tenant's own fields (name, region, metadata).
     TenantWrite,
     KeyAdmin,
+    /// Create, list, rotate and revoke API keys: admins any key; a tenant key its own
+    /// tenant's, of role `tenant` only (the app checks which).
+    KeyOwn,
+    /// Move a tenant to another plan: admins and operators any plan; a tenant key its
+    /// own tenant, to plans marked `self_service` only (the app checks which).
+    PlanChange,
     /// The event archive and the audit log.
     RecordsRead,
     /// Subscriptions and their deliveries, never their secrets.
@@ -131,7 +137,7 @@ impl OpContext {
         use Role as R;
         let allowed = match (self.principal.role, p) {
             (R::Admin, _) => true,
-            (R::Operator, P::KeyAdmin | P::TenantPurge) => false,
+            (R::Operator, P::KeyAdmin | P::KeyOwn | P::TenantPurge) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Viewer, P::QuotaRead) => true,
@@ -143,6 +149,7 @@ impl OpContext {
             (R::Service, P::PlanRead | P::TenantRead | P::TaskCallback) => true,
             (R::Service, P::QueueRead | P::QueueUse) => true,
             (R::Tenant, P::TenantRead | P::TenantWrite | P::ExecutionRead | P::DatabaseCredentials) => true,
+            (R::Tenant, P::KeyOwn | P::PlanChange) => true,
             (R::Service | R::Tenant, P::EventPut) => true,
             (R::Viewer | R::Service | R::Tenant, P::FlagEvaluate) => true,
             (R::Viewer | R::Service, P::ReleaseRead) => true,
@@ -165,6 +172,14 @@ impl OpContext {
             }
         }
         self.authorize(p)
+    }
+
+    /// The tenant of a tenant-scoped caller (a `tenant` key), `None` for the others.
+    pub fn own_tenant(&self) -> Option<&str> {
+        match self.principal.role {
+            Role::Tenant => self.principal.tenant_id.as_deref(),
+            _ => None,
+        }
     }
 
     /// An audit entry for an action of this caller.

@@ -30,6 +30,7 @@ pub mod reconcile;
 pub mod releases;
 pub mod secrets;
 pub mod services;
+pub mod signup;
 pub mod subscriptions;
 pub mod tenants;
 pub mod workflows;

@@ -15,6 +15,7 @@ use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
 use crate::commands::releases::{self, ReleaseCmd};
 use crate::commands::secrets::{self, SecretCmd};
+use crate::commands::signup::{self, SignupArgs};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeyCmd),
+    /// Self-service sign-up (no credentials): `--email E --org NAME [--plan P]`, or
+    /// `activate TOKEN`.
+    Signup(SignupArgs),
     /// Read the event archive.
     #[command(subcommand)]
     Events(EventCmd),
@@ -165,9 +169,8 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             };
             (plans::plans(&client, cmd, output == Output::Json).await?, columns)
         }
-        Command::Keys(cmd) => {
-            (keys::keys(&client, cmd).await?, &["id", "name", "role", "tenant_id", "expires_at", "rate_limit", "key"])
-        }
+        Command::Keys(cmd) => (keys::keys(&client, cmd).await?, keys::KEY_COLUMNS),
+        Command::Signup(args) => signup::signup(&client, args, output == Output::Json).await?,
         Command::Events(EventCmd::List { detail_type, tenant, limit }) => {
             let params = EventListParams { detail_type, tenant_id: tenant, limit, ..Default::default() };
             (to_json(client.event_list(&params).await?), &["id", "time", "detail-type", "tenant_id"])

@@ -219,6 +219,15 @@ settings! {
     /// Requests a full bucket allows at once per tenant, all of one tenant's keys together (0: no limit).
     #[arg(long, env = "TENANCY_RATE_LIMIT_TENANT_BURST", default_value = "2000")]
     rate_limit_tenant_burst: u32,
+    /// Seconds a self-service sign-up's activation token works (docs/self-service.md).
+    #[arg(long, env = "TENANCY_SIGNUP_TOKEN_TTL_S", default_value = "86400")]
+    signup_token_ttl_s: u64,
+    /// Sign-up and activation requests per hour from one client address (0: no limit; docs/self-service.md).
+    #[arg(long, env = "TENANCY_SIGNUP_RATE_PER_ADDRESS", default_value = "20")]
+    signup_rate_per_address: u32,
+    /// Sign-ups per hour for addresses of one email domain (0: no limit; docs/self-service.md).
+    #[arg(long, env = "TENANCY_SIGNUP_RATE_PER_DOMAIN", default_value = "50")]
+    signup_rate_per_domain: u32,
 }
 
 /// `tenancy serve`'s arguments: the config file, and every setting.
@@ -338,6 +347,14 @@ impl Config {
             secret_sweep_interval: Duration::from_secs(60),
             rotation_schedule_interval: Duration::from_secs(30),
             rotation_min_interval: None,
+            signup: crate::serve::SignupSettings {
+                token_ttl: Duration::from_secs(s.signup_token_ttl_s.expect("clap holds a default").max(1)),
+                limits: tenancy_http::SignupLimits {
+                    per_address_per_hour: s.signup_rate_per_address.expect("clap holds a default"),
+                    per_domain_per_hour: s.signup_rate_per_domain.expect("clap holds a default"),
+                },
+                sweep_interval: Duration::from_secs(60),
+            },
         };
         Ok(Config { log_format: s.log_format.expect("clap holds a default"), serve })
     }
@@ -460,6 +477,9 @@ mod tests {
         rate_limit_tenant_key_burst = 5
         rate_limit_tenant_per_s = 7
         rate_limit_tenant_burst = 9
+        signup_token_ttl_s = 600
+        signup_rate_per_address = 4
+        signup_rate_per_domain = 6
     "#;
 
     fn with_file(text: &str, flags: &[&str]) -> anyhow::Result<Config> {
@@ -600,6 +620,8 @@ mod tests {
                 tenant: tenancy_http::Limit::new(7, 9),
             }
         );
+        assert_eq!(o.signup.token_ttl, Duration::from_secs(600));
+        assert_eq!(o.signup.limits, tenancy_http::SignupLimits { per_address_per_hour: 4, per_domain_per_hour: 6 });
 
         let flags = [
             "--rate-limit-tenant-key-per-s=0",
@@ -691,6 +713,8 @@ mod tests {
         assert_eq!((c.log_format, o.api, o.worker), (LogFormat::Text, true, true));
         assert_eq!(o.workflow, WorkflowSettings::default());
         assert_eq!(o.rate_limits, tenancy_http::RateLimits::default());
+        assert_eq!(o.signup.limits, tenancy_http::SignupLimits::default());
+        assert_eq!(o.signup.token_ttl.as_secs(), tenancy_domain::signup::DEFAULT_TOKEN_TTL_S);
         assert_eq!(o.connections.max_connections, tenancy_http::DEFAULT_MAX_CONNECTIONS);
         assert_eq!(o.data_plane_prefix.as_deref(), Some(tenancy_adapters::dataplane::postgres::DEFAULT_PREFIX));
         assert_eq!(o.event_retention_days, crate::serve::DEFAULT_EVENT_RETENTION_DAYS);

@@ -79,6 +79,29 @@ pub struct ServeOptions {
     /// For test servers only: a shorter minimum for `rotation.every` than 1 hour, so a
     /// schedule runs within a test (`None`: the 1 hour minimum; not a setting).
     pub rotation_min_interval: Option<std::time::Duration>,
+    /// Self-service sign-up: the tokens' lifetime, the rate limits, the sweep.
+    pub signup: SignupSettings,
+}
+
+/// Self-service sign-up's settings (`--signup-*`, docs/self-service.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignupSettings {
+    /// How long an activation token works (24 h).
+    pub token_ttl: std::time::Duration,
+    /// Requests an hour per client address and sign-ups an hour per email domain.
+    pub limits: tenancy_http::SignupLimits,
+    /// How often expired sign-ups are purged (60 s; not a setting: tests shorten it).
+    pub sweep_interval: std::time::Duration,
+}
+
+impl Default for SignupSettings {
+    fn default() -> Self {
+        SignupSettings {
+            token_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
+            limits: tenancy_http::SignupLimits::default(),
+            sweep_interval: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// The workflow engine's settings (`--workflow-*`).
@@ -146,6 +169,7 @@ impl ServeOptions {
             secret_sweep_interval: std::time::Duration::from_secs(60),
             rotation_schedule_interval: std::time::Duration::from_secs(30),
             rotation_min_interval: None,
+            signup: SignupSettings::default(),
         }
     }
 }
@@ -363,6 +387,8 @@ fn start_event_loops(
     tasks.push(tokio::spawn(QuotaPruner::new(store.clone(), PRUNE_EVERY).run(shutdown.clone())));
     let sweeper = tenancy_app::secrets::worker::SecretSweeper::new(store.clone(), opts.secret_sweep_interval);
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
+    let sweeper = tenancy_app::signup::worker::SignupSweeper::new(store.clone(), opts.signup.sweep_interval);
+    tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
 }
 
 /// A started server.
@@ -467,6 +493,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     app.set_execution_caps(opts.workflow.max_running_per_machine, opts.workflow.max_running_per_tenant);
     app.set_bundle_max_bytes(opts.bundle_max_bytes);
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
+    app.set_signup_token_ttl(opts.signup.token_ttl);
     app.set_reconcile_repair(&opts.reconcile_repair);
     if let Some(min) = opts.rotation_min_interval {
         tenancy_app::secrets::rotation::set_min_interval(min);
@@ -510,7 +537,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("failed to listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     if opts.api {
-        let router = tenancy_http::router(ServerState::with_rate_limits(app.clone(), opts.rate_limits));
+        let router = tenancy_http::router(ServerState::with_limits(app.clone(), opts.rate_limits, opts.signup.limits));
         let token = shutdown.clone();
         let limits = opts.connections;
         tasks.push(tokio::spawn(tenancy_http::serve(listener, router, limits, async move { token.cancelled().await })));

@@ -27,7 +27,18 @@ enum Class {
     TenantWrite,
     TenantAdmin,
     TenantCreate,
+    /// A plan change (to a plan not marked self_service here): admins, operators; a
+    /// tenant key of its own tenant is refused by the app (403), of another hidden.
+    PlanChange,
+    /// Create a viewer key: admins only (a tenant key may create tenant keys only).
     KeyAdmin,
+    /// List keys: admins all, a tenant key its own tenant's.
+    KeyList,
+    /// Revoke or rotate a viewer key: admins; a tenant key finds no such key of its
+    /// tenant (404).
+    KeyOne,
+    /// Sign-up: no credentials needed, every caller (whatever it sends).
+    Public,
     RecordsRead,
     SubscriptionRead,
     SubscriptionWrite,
@@ -82,6 +93,10 @@ enum Outcome {
     Allowed,
     Forbidden,
     Hidden,
+    /// The caller may call the route, and the app refuses what the (valid) body asks
+    /// (403): a tenant key asking for a wider key or a plan not marked self_service. A
+    /// malformed body is a 400 for it, as for any caller of the route.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,12 +116,20 @@ fn expected(who: Who, class: Class) -> Outcome {
     use Outcome::*;
     match (who, class) {
         (Who::Admin, _) => Allowed,
-        (_, PatternTest | FlagEvaluate) => Allowed,
+        (_, PatternTest | FlagEvaluate | Public) => Allowed,
+        (Who::TenantOwn | Who::TenantOther, KeyList) => Allowed,
+        (Who::TenantOwn | Who::TenantOther, KeyOne) => Hidden,
+        (Who::TenantOwn, PlanChange) => Refused,
+        (Who::TenantOwn | Who::TenantOther, KeyAdmin) => Refused,
+        (Who::TenantOther, PlanChange) => Hidden,
+        (Who::Operator, KeyList | KeyOne) => Forbidden,
+        (_, PlanChange) => expected(who, TenantAdmin),
         (Who::Viewer, EventPut) => Forbidden,
         (_, EventPut) => Allowed,
         (Who::Operator, KeyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::TenantOwn | Who::TenantOther, PlanGet) => Hidden,
+        (Who::TenantOwn | Who::TenantOther, PlanRead) => Allowed,
         (_, PlanGet) => expected(who, PlanRead),
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
@@ -158,11 +181,14 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/v1/tenants/{tenant}/suspend", None, TenantAdmin),
         route(Method::POST, "/v1/tenants/{tenant}/resume", None, TenantAdmin),
         route(Method::POST, "/v1/tenants/{tenant}/retry", None, TenantAdmin),
-        route(Method::POST, "/v1/tenants/{tenant}/plan", Some(json!({"plan": "pro"})), TenantAdmin),
+        route(Method::POST, "/v1/tenants/{tenant}/plan", Some(json!({"plan": "pro"})), PlanChange),
         route(Method::DELETE, "/v1/tenants/{tenant}", None, TenantAdmin),
-        route(Method::GET, "/v1/api-keys", None, KeyAdmin),
+        route(Method::GET, "/v1/api-keys", None, KeyList),
         route(Method::POST, "/v1/api-keys", Some(json!({"name": "k", "role": "viewer"})), KeyAdmin),
-        route(Method::DELETE, "/v1/api-keys/{key}", None, KeyAdmin),
+        route(Method::DELETE, "/v1/api-keys/{key}", None, KeyOne),
+        route(Method::POST, "/v1/api-keys/{key}/rotate", Some(json!({"grace_s": 0})), KeyOne),
+        route(Method::POST, "/v1/signup", Some(json!({"email": "a@example.com", "org_name": "A"})), Public),
+        route(Method::POST, "/v1/signup/activate", Some(json!({"token": "act_x"})), Public),
         route(Method::GET, "/v1/events", None, RecordsRead),
         route(
             Method::POST,
@@ -481,7 +507,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 Outcome::Allowed => {
                     !matches!(res.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
                 }
-                Outcome::Forbidden => res.status == StatusCode::FORBIDDEN,
+                Outcome::Forbidden | Outcome::Refused => res.status == StatusCode::FORBIDDEN,
                 Outcome::Hidden => res.status == StatusCode::NOT_FOUND,
             };
             if !ok {
@@ -495,13 +521,13 @@ async fn every_role_on_every_route(backend: Backend) {
                 let denied = match want {
                     Outcome::Forbidden => Some(StatusCode::FORBIDDEN),
                     Outcome::Hidden => Some(StatusCode::NOT_FOUND),
-                    Outcome::Allowed => None,
+                    Outcome::Allowed | Outcome::Refused => None,
                 };
                 let mut callers = vec![];
                 if let Some(status) = denied {
                     callers.push((Some(token.as_str()), status));
                 }
-                if *who == Who::Admin {
+                if *who == Who::Admin && r.class != Class::Public {
                     callers.push((None, StatusCode::UNAUTHORIZED));
                 }
                 for (caller, status) in callers {

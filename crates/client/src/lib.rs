@@ -65,7 +65,7 @@ use tenancy_domain::api::{
     StartExecution, StateMachineSpec, StateMachineView, StopExecution, SubscriptionWithSecret, TaskFailure,
     TaskSuccess, TenantOperation, TenantResources,
 };
-use tenancy_domain::apikey::{ApiKey, NewApiKey};
+use tenancy_domain::apikey::{ApiKey, NewApiKey, RotateKey};
 use tenancy_domain::connection::{Connection, ConnectionSpec};
 use tenancy_domain::event::Event;
 use tenancy_domain::function::{Function, FunctionSpec};
@@ -75,6 +75,7 @@ use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
 use tenancy_domain::release::{PinRequest, Release, ReleaseList, ReleaseSpec, UpgradeRequest};
+use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
 use tenancy_domain::subscription::{NewSubscription, Subscription};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};
 use tenancy_domain::ErrorCode;
@@ -485,6 +486,25 @@ impl Client {
 
     pub async fn key_delete(&self, id: &str) -> Result<()> {
         self.delete(&format!("/v1/api-keys/{}", segment(id))).await
+    }
+
+    /// `POST /v1/api-keys/{id}/rotate`: the new secret is in the answer, this once; the
+    /// old one works until `previous_secret_expires_at`.
+    pub async fn key_rotate(&self, id: &str, rotate: &RotateKey) -> Result<CreatedKey> {
+        self.with_body(Method::POST, &format!("/v1/api-keys/{}/rotate", segment(id)), rotate).await
+    }
+
+    // Self-service sign-up (no credentials needed).
+
+    /// `POST /v1/signup`: the same answer whatever the email; the activation token goes
+    /// out in a `SignupRequested` event.
+    pub async fn signup(&self, req: &SignupRequest) -> Result<SignupAccepted> {
+        self.with_body(Method::POST, "/v1/signup", req).await
+    }
+
+    /// `POST /v1/signup/activate`: the new tenant and its first tenant key, this once.
+    pub async fn signup_activate(&self, req: &ActivateRequest) -> Result<Activated> {
+        self.with_body(Method::POST, "/v1/signup/activate", req).await
     }
 
     // Events and subscriptions.

@@ -72,6 +72,9 @@ pub struct CreatedKey {
     /// The key's own API rate limit; absent: its role's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    /// After a rotation: until when the secret it replaced still works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<Timestamp>,
     /// The key itself. It is stored only as a hash and cannot be shown again.
     pub key: String,
 }

@@ -66,8 +66,44 @@ pub struct ApiKey {
     /// absent: its role's (docs/rate-limits.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// When the key was last used, to the minute: each replica records a key's use at
+    /// most once a minute, off the request path (docs/api.md, "API keys").
+    #[serde(default)]
+    pub last_used_at: Option<Timestamp>,
+    /// After a rotation: until when the secret it replaced still works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<Timestamp>,
     #[serde(skip)]
     pub hash: String,
+    /// The hash of the secret a rotation replaced, valid until
+    /// `previous_secret_expires_at`.
+    #[serde(skip)]
+    pub previous_hash: Option<String>,
+}
+
+/// The default grace of a rotation: the old secret works for an hour more.
+pub const DEFAULT_ROTATION_GRACE_S: u64 = 3_600;
+/// The longest grace of a rotation: 7 days.
+pub const MAX_ROTATION_GRACE_S: u64 = 7 * 86_400;
+
+/// The body of `POST /v1/api-keys/{id}/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// Seconds the old secret keeps working (0 to 604800; default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<u64>,
+}
+
+impl RotateKey {
+    /// The grace in seconds, checked.
+    pub fn grace_s(&self) -> Result<u64> {
+        let g = self.grace_s.unwrap_or(DEFAULT_ROTATION_GRACE_S);
+        if g > MAX_ROTATION_GRACE_S {
+            return Err(Error::invalid(format!("grace_s must be at most {MAX_ROTATION_GRACE_S} (7 days)")));
+        }
+        Ok(g)
+    }
 }
 
 /// The body of `POST /v1/api-keys`.
@@ -135,10 +171,25 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn generate(rng: &mut impl Rng) -> GeneratedKey {
-    let body = format!("{KEY_PREFIX}{}{}", base62(rng, ID_LEN), base62(rng, SECRET_LEN));
+    let lookup = base62(rng, ID_LEN);
+    with_lookup(rng, &lookup)
+}
+
+fn with_lookup(rng: &mut impl Rng, lookup: &str) -> GeneratedKey {
+    let body = format!("{KEY_PREFIX}{lookup}{}", base62(rng, SECRET_LEN));
     let plaintext = format!("{body}{}", checksum(&body));
     let id = format!("key_{}", &body[KEY_PREFIX.len()..KEY_PREFIX.len() + ID_LEN]);
     GeneratedKey { hash: hash_key(&plaintext), plaintext, id }
+}
+
+/// A new secret for the key `id` (a rotation): the same lookup id, a fresh secret.
+/// `None` when `id` is not the id of a generated key.
+pub fn regenerate(rng: &mut impl Rng, id: &str) -> Option<GeneratedKey> {
+    let lookup = id.strip_prefix("key_")?;
+    if lookup.len() != ID_LEN || !lookup.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some(with_lookup(rng, lookup))
 }
 
 /// Checks the shape and checksum of a presented key and returns its key id, without
@@ -178,6 +229,19 @@ mod tests {
         assert_eq!(parse(&k.plaintext).as_deref(), Some(k.id.as_str()));
         assert!(verify(&k.plaintext, &k.hash));
         assert!(!k.hash.contains(&k.plaintext[4..20]));
+    }
+
+    #[test]
+    fn a_regenerated_key_keeps_its_id_with_a_new_secret() {
+        let mut rng = rand::thread_rng();
+        let k = generate(&mut rng);
+        let r = regenerate(&mut rng, &k.id).unwrap();
+        assert_eq!(parse(&r.plaintext).as_deref(), Some(k.id.as_str()));
+        assert_ne!(r.plaintext, k.plaintext);
+        assert!(verify(&r.plaintext, &r.hash) && !verify(&k.plaintext, &r.hash));
+        assert!(regenerate(&mut rng, "key_short").is_none());
+        assert!(RotateKey { grace_s: Some(MAX_ROTATION_GRACE_S + 1) }.grace_s().is_err());
+        assert_eq!(RotateKey::default().grace_s().unwrap(), 3600);
     }
 
     #[test]

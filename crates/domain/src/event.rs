@@ -46,6 +46,9 @@ pub mod names {
     pub const SECRET_ROTATED: &str = "SecretRotated";
     /// A secret's rotation failed: its current version is untouched.
     pub const SECRET_ROTATION_FAILED: &str = "SecretRotationFailed";
+    /// A self-service sign-up: its detail carries the activation token (a credential,
+    /// by design: docs/self-service.md), for a trusted product service to send.
+    pub const SIGNUP_REQUESTED: &str = "SignupRequested";
 }
 
 /// An event in the EventBridge envelope.

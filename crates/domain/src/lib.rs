@@ -23,6 +23,7 @@ pub mod quota;
 pub mod ratelimit;
 pub mod release;
 pub mod secret;
+pub mod signup;
 pub mod subscription;
 pub mod tenant;
 pub mod time;

@@ -32,20 +32,35 @@ use tenancy_domain::ErrorCode;
 pub(crate) struct Rule {
     pub perms: &'static [P],
     pub tenant: Option<&'static str>,
+    /// The path parameter naming an API key: a tenant key may act only on its own
+    /// tenant's keys (any other is 404, checked here, before the body is read).
+    pub key: Option<&'static str>,
 }
 
 const fn any(perms: &'static [P]) -> Option<Rule> {
-    Some(Rule { perms, tenant: None })
+    Some(Rule { perms, tenant: None, key: None })
+}
+
+/// A route about one API key (`{id}`): for a tenant key, one of its own tenant's.
+const fn of_key(perms: &'static [P]) -> Option<Rule> {
+    Some(Rule { perms, tenant: None, key: Some("id") })
+}
+
+/// A route that needs no credentials (sign-up): mounted without this middleware
+/// (`routes::public`); the rule says so for `routes_have_rules` and the reader.
+const fn public() -> Option<Rule> {
+    Some(Rule { perms: &[], tenant: None, key: None })
 }
 
 const fn of_tenant(perms: &'static [P]) -> Option<Rule> {
-    Some(Rule { perms, tenant: Some("id") })
+    Some(Rule { perms, tenant: Some("id"), key: None })
 }
 
 /// The rule of a route (its method and its matched path, as in the OpenAPI document).
 pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
     match (method.as_str(), path) {
-        ("GET", "/v1/plans") => any(&[P::PlanRead]),
+        // A tenant key lists its current plan and the self-service plans (the app filters).
+        ("GET", "/v1/plans") => any(&[P::TenantRead]),
         // A tenant key reads its own tenant's current plan (the app checks which).
         ("GET", "/v1/plans/{id}") => any(&[P::TenantRead]),
         ("PUT" | "PATCH" | "DELETE", "/v1/plans/{id}") => any(&[P::PlanWrite]),
@@ -53,11 +68,10 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("POST", "/v1/tenants") => any(&[P::TenantAdmin]),
         ("GET", "/v1/tenants/{id}" | "/v1/tenants/{id}/resources") => of_tenant(&[P::TenantRead]),
         ("PATCH", "/v1/tenants/{id}") => of_tenant(&[P::TenantWrite]),
-        (
-            "POST",
-            "/v1/tenants/{id}/suspend" | "/v1/tenants/{id}/resume" | "/v1/tenants/{id}/retry" | "/v1/tenants/{id}/plan",
-        )
+        ("POST", "/v1/tenants/{id}/suspend" | "/v1/tenants/{id}/resume" | "/v1/tenants/{id}/retry")
         | ("DELETE", "/v1/tenants/{id}") => of_tenant(&[P::TenantAdmin]),
+        // A tenant key moves its own tenant to self-service plans (the app checks which).
+        ("POST", "/v1/tenants/{id}/plan") => of_tenant(&[P::PlanChange]),
         ("GET", "/v1/tenants/{id}/overrides" | "/v1/tenants/{id}/entitlements") => of_tenant(&[P::TenantRead]),
         ("PUT" | "DELETE", "/v1/tenants/{id}/overrides") => of_tenant(&[P::TenantAdmin]),
         ("GET", "/v1/tenants/{id}/database-credentials") => of_tenant(&[P::DatabaseCredentials]),
@@ -77,7 +91,10 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("GET", "/v1/secrets") => any(&[P::PlatformSecretRead]),
         ("GET" | "PUT" | "DELETE", "/v1/secrets/{name}")
         | ("POST", "/v1/secrets/{name}/restore" | "/v1/secrets/{name}/rotate") => any(&[P::PlatformSecretAdmin]),
-        ("GET" | "POST", "/v1/api-keys") | ("DELETE", "/v1/api-keys/{id}") => any(&[P::KeyAdmin]),
+        // Admins any key; a tenant key its own tenant's, of role tenant (the app checks).
+        ("GET" | "POST", "/v1/api-keys") => any(&[P::KeyOwn]),
+        ("DELETE", "/v1/api-keys/{id}") | ("POST", "/v1/api-keys/{id}/rotate") => of_key(&[P::KeyOwn]),
+        ("POST", "/v1/signup" | "/v1/signup/activate") => public(),
         ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
             any(&[P::RecordsRead])
         }
@@ -179,14 +196,19 @@ pub async fn middleware(State(state): State<Arc<ServerState>>, req: Request, nex
         crate::ratelimit::set_headers(res.headers_mut(), &checked.verdicts);
         return res;
     }
-    let mut res = authorize_and_run(principal, req, next).await;
+    let mut res = authorize_and_run(&state.app, principal, req, next).await;
     crate::ratelimit::set_headers(res.headers_mut(), &checked.verdicts);
     res
 }
 
 /// Authorizes the authenticated `principal` for the route, refuses NUL in the URI, and
 /// runs the rest with the caller's [`OpContext`].
-async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, next: Next) -> Response {
+async fn authorize_and_run(
+    app: &tenancy_app::App,
+    principal: tenancy_app::Principal,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let source_ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
     let ctx = OpContext { principal, request_id: request_id_of(req.headers()), source_ip };
 
@@ -198,10 +220,11 @@ async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, 
         let e = tenancy_domain::Error::internal(format!("no access rule for {} {path}", req.method()));
         return ApiError::from(e).into_response();
     };
-    let tenant = match rule.tenant {
-        None => None,
-        Some(name) => match req.extract_parts::<RawPathParams>().await {
-            Ok(params) => params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()),
+    let param = |params: &RawPathParams, name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+    let (tenant, key) = match (rule.tenant, rule.key) {
+        (None, None) => (None, None),
+        (t, k) => match req.extract_parts::<RawPathParams>().await {
+            Ok(params) => (t.and_then(|n| param(&params, n)), k.and_then(|n| param(&params, n))),
             Err(e) => return ApiError::new(ErrorCode::InvalidPath, e.body_text()).into_response(),
         },
     };
@@ -211,6 +234,12 @@ async fn authorize_and_run(principal: tenancy_app::Principal, mut req: Request, 
             None => ctx.authorize(*p),
         };
         if let Err(e) = checked {
+            return ApiError::from(e).into_response();
+        }
+    }
+    // A tenant key names one of its own tenant's keys, or learns nothing (404).
+    if let (Some(id), Some(_)) = (&key, ctx.own_tenant()) {
+        if let Err(e) = app.managed_key(&ctx, id).await {
             return ApiError::from(e).into_response();
         }
     }

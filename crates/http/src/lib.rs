@@ -14,5 +14,5 @@ mod routes;
 mod server;
 
 pub use openapi::openapi_json;
-pub use ratelimit::{Limit, RateLimits};
+pub use ratelimit::{Limit, RateLimits, SignupLimits};
 pub use server::{router, serve, ConnectionLimits, ServerState, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};

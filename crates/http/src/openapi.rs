@@ -15,6 +15,7 @@ use crate::problem::Problem;
         (name = "plans", description = "Plans: isolation, features and quotas"),
         (name = "tenants", description = "Tenants and their lifecycle"),
         (name = "api-keys", description = "API keys and roles"),
+        (name = "signup", description = "Self-service sign-up: no credentials; rate limited per client address and email domain (docs/self-service.md)"),
         (name = "events", description = "The event archive"),
         (name = "subscriptions", description = "Event subscriptions, webhook deliveries, retries and replay"),
         (name = "audit", description = "The audit log"),
@@ -80,8 +81,10 @@ impl Modify for SharedResponses {
 
 pub(crate) fn document() -> OpenApi {
     let (_, api) = crate::routes::api().split_for_parts();
+    let (_, public) = crate::routes::public().split_for_parts();
     let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
     doc.merge(api);
+    doc.merge(public);
     SharedResponses.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -107,12 +107,36 @@ type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, S
 struct Buckets {
     limit: Limit,
     limiter: Keyed,
+    /// The time one token takes to come back.
+    interval: Duration,
+    /// The policy's window (`w` of `RateLimit-Policy`): the seconds an empty bucket
+    /// takes to refill.
+    window_s: u64,
 }
 
 impl Buckets {
     fn new(limit: Limit) -> Option<Buckets> {
         let quota = limit.quota()?;
-        Some(Buckets { limit, limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>() })
+        Some(Buckets {
+            limit,
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            interval: Duration::from_secs(1) / limit.per_second.max(1),
+            window_s: limit.window_s(),
+        })
+    }
+
+    /// `n` requests an hour, all of them at once at most (`n` 0: no bucket). Its
+    /// [`Limit`] has `per_second` 0: only `burst` (= `n`) means something.
+    fn hourly(n: u32) -> Option<Buckets> {
+        let burst = NonZeroU32::new(n)?;
+        let interval = Duration::from_secs(3600) / n;
+        let quota = Quota::with_period(interval)?.allow_burst(burst);
+        Some(Buckets {
+            limit: Limit::new(0, n),
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            interval,
+            window_s: 3600,
+        })
     }
 
     /// Takes a token from `key`'s bucket.
@@ -123,19 +147,25 @@ impl Buckets {
                 let remaining = snapshot.remaining_burst_capacity();
                 let missing = self.limit.burst.saturating_sub(remaining);
                 let reset = interval.saturating_mul(missing);
-                Ok(Verdict { policy, limit: self.limit, remaining, reset_s: ceil_s(reset) })
+                Ok(Verdict { policy, limit: self.limit, window_s: self.window_s, remaining, reset_s: ceil_s(reset) })
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.limiter.clock().now());
                 Err(Refusal {
-                    verdict: Verdict { policy, limit: self.limit, remaining: 0, reset_s: ceil_s(wait).max(1) },
+                    verdict: Verdict {
+                        policy,
+                        limit: self.limit,
+                        window_s: self.window_s,
+                        remaining: 0,
+                        reset_s: ceil_s(wait).max(1),
+                    },
                 })
             }
         }
     }
 
     fn limiter_interval(&self) -> Duration {
-        Duration::from_secs(1) / self.limit.per_second.max(1)
+        self.interval
     }
 
     fn sweep(&self) {
@@ -161,6 +191,10 @@ pub enum Policy {
     KeyOwn,
     Tenant,
     Plan(String),
+    /// Sign-ups and activations from one client address (`"signup:address"`).
+    SignupAddress,
+    /// Sign-ups for addresses of one email domain (`"signup:domain"`).
+    SignupDomain,
 }
 
 impl std::fmt::Display for Policy {
@@ -170,6 +204,8 @@ impl std::fmt::Display for Policy {
             Policy::KeyOwn => f.write_str("key:own"),
             Policy::Tenant => f.write_str("tenant"),
             Policy::Plan(id) => write!(f, "plan:{id}"),
+            Policy::SignupAddress => f.write_str("signup:address"),
+            Policy::SignupDomain => f.write_str("signup:domain"),
         }
     }
 }
@@ -179,6 +215,7 @@ impl std::fmt::Display for Policy {
 pub struct Verdict {
     policy: Policy,
     limit: Limit,
+    window_s: u64,
     remaining: u32,
     /// Seconds until the bucket is full again (refused: until a token is back).
     reset_s: u64,
@@ -198,7 +235,16 @@ impl Refusal {
 
     /// The problem's detail.
     pub fn detail(&self) -> String {
+        let hourly = |whose: &str| {
+            format!(
+                "{whose} are over their limit of {} per hour; retry after {} s",
+                self.verdict.limit.burst,
+                self.retry_after_s()
+            )
+        };
         let whose = match &self.verdict.policy {
+            Policy::SignupAddress => return hourly("sign-up requests from this client address"),
+            Policy::SignupDomain => return hourly("sign-ups for addresses of this email domain"),
             Policy::Key => "this API key".to_owned(),
             Policy::KeyOwn => "this API key (its own limit)".to_owned(),
             Policy::Tenant => "this key's tenant".to_owned(),
@@ -399,6 +445,65 @@ impl Default for RateLimiters {
     }
 }
 
+/// The sign-up buckets' sizes (`--signup-rate-per-address`, `--signup-rate-per-domain`):
+/// requests an hour per client address (sign-ups and activations alike) and sign-ups an
+/// hour per email domain; 0: no bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignupLimits {
+    pub per_address_per_hour: u32,
+    pub per_domain_per_hour: u32,
+}
+
+impl Default for SignupLimits {
+    fn default() -> Self {
+        SignupLimits { per_address_per_hour: 20, per_domain_per_hour: 50 }
+    }
+}
+
+/// The buckets of the unauthenticated sign-up routes: one per client address, one per
+/// email domain (lower case), each `n` an hour with a burst of `n`.
+pub struct SignupLimiters {
+    address: Option<Buckets>,
+    domain: Option<Buckets>,
+    started: Instant,
+    swept_ms: AtomicU64,
+}
+
+impl SignupLimiters {
+    pub fn new(limits: SignupLimits) -> SignupLimiters {
+        SignupLimiters {
+            address: Buckets::hourly(limits.per_address_per_hour),
+            domain: Buckets::hourly(limits.per_domain_per_hour),
+            started: Instant::now(),
+            swept_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token from the client address's bucket.
+    pub fn check_address(&self, address: &str) -> Checked {
+        self.maybe_sweep();
+        let mut out = Checked { verdicts: Vec::with_capacity(2), refusal: None };
+        out.take(self.address.as_ref().map(|b| b.check(Policy::SignupAddress, address)));
+        out
+    }
+
+    /// Takes a token from the email domain's bucket, adding its verdict to `checked`.
+    pub fn check_domain(&self, checked: &mut Checked, domain: &str) {
+        checked.take(self.domain.as_ref().map(|b| b.check(Policy::SignupDomain, domain)));
+    }
+
+    fn maybe_sweep(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.swept_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY.as_millis() as u64 {
+            return;
+        }
+        if self.swept_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            [&self.address, &self.domain].into_iter().flatten().for_each(Buckets::sweep);
+        }
+    }
+}
+
 /// Sets `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-09,
 /// structured-field lists: `"key";q=200;w=2` and `"key";r=150;t=1`).
 pub fn set_headers(headers: &mut HeaderMap, verdicts: &[Verdict]) {
@@ -406,7 +511,7 @@ pub fn set_headers(headers: &mut HeaderMap, verdicts: &[Verdict]) {
         return;
     }
     let policy: Vec<String> =
-        verdicts.iter().map(|v| format!("\"{}\";q={};w={}", v.policy, v.limit.burst, v.limit.window_s())).collect();
+        verdicts.iter().map(|v| format!("\"{}\";q={};w={}", v.policy, v.limit.burst, v.window_s)).collect();
     let state: Vec<String> =
         verdicts.iter().map(|v| format!("\"{}\";r={};t={}", v.policy, v.remaining, v.reset_s)).collect();
     if let Ok(v) = HeaderValue::from_str(&policy.join(", ")) {

@@ -16,6 +16,7 @@ mod reconciliation;
 mod records;
 pub(crate) mod releases;
 mod secrets;
+mod signup;
 mod subscriptions;
 mod system;
 mod tenants;
@@ -42,6 +43,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(tenants::change_plan))
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::delete_key))
+        .routes(routes!(keys::rotate_key))
         .routes(routes!(records::list_events, events::put_events))
         .routes(routes!(events::test_pattern))
         .routes(routes!(records::list_audit))
@@ -89,6 +91,12 @@ fn releases_api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(releases::put_bundle, releases::get_bundle))
         .routes(routes!(releases::pin_tenant, releases::unpin_tenant))
         .routes(routes!(releases::upgrade_tenant))
+}
+
+/// The routes that need no credentials (self-service sign-up), served without the
+/// access middleware: each has a rule in `access.rs` all the same, naming it public.
+pub fn public() -> OpenApiRouter<Arc<ServerState>> {
+    OpenApiRouter::new().routes(routes!(signup::signup)).routes(routes!(signup::activate))
 }
 
 fn secrets_api() -> OpenApiRouter<Arc<ServerState>> {

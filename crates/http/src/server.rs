@@ -16,7 +16,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::problem::ApiError;
-use crate::ratelimit::{RateLimiters, RateLimits};
+use crate::ratelimit::{RateLimiters, RateLimits, SignupLimiters, SignupLimits};
 use crate::{access, idempotency, routes};
 use tenancy_domain::ErrorCode;
 
@@ -143,6 +143,8 @@ pub struct ServerState {
     pub metrics: PrometheusHandle,
     /// This process's rate-limit buckets.
     pub rate_limits: RateLimiters,
+    /// The sign-up routes' buckets (per client address, per email domain).
+    pub signup_limits: SignupLimiters,
 }
 
 impl ServerState {
@@ -152,7 +154,16 @@ impl ServerState {
     }
 
     pub fn with_rate_limits(app: Arc<App>, limits: RateLimits) -> Arc<Self> {
-        Arc::new(ServerState { app, metrics: prometheus(), rate_limits: RateLimiters::new(limits) })
+        ServerState::with_limits(app, limits, SignupLimits::default())
+    }
+
+    pub fn with_limits(app: Arc<App>, limits: RateLimits, signup: SignupLimits) -> Arc<Self> {
+        Arc::new(ServerState {
+            app,
+            metrics: prometheus(),
+            rate_limits: RateLimiters::new(limits),
+            signup_limits: SignupLimiters::new(signup),
+        })
     }
 }
 
@@ -255,8 +266,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let api = api
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .route_layer(middleware::from_fn_with_state(state.clone(), access::middleware));
+    // The unauthenticated routes (sign-up): no access middleware, no idempotency keys;
+    // their handlers rate-limit by client address first (docs/self-service.md).
+    let (public, _) = routes::public().split_for_parts();
     Router::new()
         .merge(api)
+        .merge(public)
         .route_layer(middleware::from_fn(record_metrics))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

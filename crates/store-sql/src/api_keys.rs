@@ -1,5 +1,6 @@
 //! API keys on SQL: created (a tenant key only for a tenant that is not offboarded),
-//! read, listed, deleted. The key itself is never stored, only its hash.
+//! read, listed (all, or a tenant's), deleted, rotated (the replaced secret's hash kept
+//! for its grace), and their use recorded. The key itself is never stored, only its hash.
 
 use sqlx::Row;
 use tenancy_domain::apikey::ApiKey;
@@ -31,8 +32,9 @@ pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result
                     }
                 }
                 let res = sqlx::query(
-                    "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at, rate_limit) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at, rate_limit, \
+                     last_used_at, previous_hash, previous_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&k.id)
                 .bind(&k.name)
@@ -42,6 +44,9 @@ pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result
                 .bind(k.created_at.millis())
                 .bind(k.expires_at.map(Timestamp::millis))
                 .bind(k.rate_limit.as_ref().map(json_text))
+                .bind(k.last_used_at.map(Timestamp::millis))
+                .bind(k.previous_hash.as_deref())
+                .bind(k.previous_secret_expires_at.map(Timestamp::millis))
                 .execute(&mut *c)
                 .await;
                 match res {
@@ -59,8 +64,9 @@ pub(super) async fn get(store: &SqlStore, id: &str) -> Result<ApiKey> {
     rows::api_key(&row)
 }
 
-pub(super) async fn list(store: &SqlStore, page: &PageRequest) -> Result<Page<ApiKey>> {
+pub(super) async fn list(store: &SqlStore, tenant_id: Option<&str>, page: &PageRequest) -> Result<Page<ApiKey>> {
     let mut w = Where::new("SELECT * FROM api_keys");
+    w.eq("tenant_id", tenant_id);
     w.gt("id", page.after.as_deref());
     w.sql.push_str(&format!(" ORDER BY id LIMIT {}", page.limit + 1));
     let rows = w.query().fetch_all(&store.reader).await.map_err(db_err)?;
@@ -82,6 +88,63 @@ pub(super) async fn delete(store: &SqlStore, id: &str, fx: &Effects) -> Result<(
                 if res.rows_affected() == 0 {
                     return Err(Error::not_found("api key", id));
                 }
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(super) async fn rotate(
+    store: &SqlStore,
+    id: &str,
+    hash: &str,
+    previous_expires_at: Timestamp,
+    fx: &Effects,
+) -> Result<ApiKey> {
+    let (id, hash) = (id.to_owned(), hash.to_owned());
+    store
+        .writer
+        .write(fx, move |c| {
+            Box::pin(async move {
+                // The right-hand sides read the row as it was: the current hash becomes
+                // the previous one.
+                let res = sqlx::query(
+                    "UPDATE api_keys SET previous_hash = hash, previous_expires_at = $3, hash = $2 WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&hash)
+                .bind(previous_expires_at.millis())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                if res.rows_affected() == 0 {
+                    return Err(Error::not_found("api key", id));
+                }
+                let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+                    .bind(&id)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                rows::api_key(&row)
+            })
+        })
+        .await
+}
+
+pub(super) async fn touch(store: &SqlStore, id: &str, at: Timestamp) -> Result<()> {
+    let id = id.to_owned();
+    store
+        .writer
+        .write(&Effects::none(), move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                )
+                .bind(&id)
+                .bind(at.millis())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
                 Ok(())
             })
         })

@@ -16,7 +16,7 @@
 //! checkpoints) and the [`Store`] trait's glue. Each resource's SQL is a file of its own
 //! of this crate: `plans`, `tenants`, `api_keys`, `idempotency`, `master_key`,
 //! `migrations`, and the per-area traits (`events`, `audit`, `workflows`, `queues`,
-//! `hooks`, `functions`, `drift`, `entitlements`). Beside them: `dialect` (what each engine can do),
+//! `hooks`, `functions`, `drift`, `entitlements`, `signups`). Beside them: `dialect` (what each engine can do),
 //! `effects` (writes a change's [`Effects`]), `writer` (the SQLite group-committing
 //! writer), `cache` (the SQLite record caches), `rows` (row decoders) and `wakeup` (the
 //! wake-ups of background loops).
@@ -43,6 +43,7 @@ mod quotas;
 mod releases;
 mod rows;
 mod secrets;
+mod signups;
 mod tenants;
 mod terms;
 #[cfg(feature = "testing")]
@@ -361,6 +362,10 @@ impl Store for SqlStore {
         Arc::new(self.clone())
     }
 
+    fn signups(&self) -> Arc<dyn tenancy_store::SignupStore> {
+        Arc::new(self.clone())
+    }
+
     fn drift(&self) -> Arc<dyn tenancy_store::DriftStore> {
         Arc::new(self.clone())
     }
@@ -425,8 +430,22 @@ impl Store for SqlStore {
         api_keys::get(self, id).await
     }
 
-    async fn api_key_list(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
-        api_keys::list(self, page).await
+    async fn api_key_list(&self, tenant_id: Option<&str>, page: &PageRequest) -> Result<Page<ApiKey>> {
+        api_keys::list(self, tenant_id, page).await
+    }
+
+    async fn api_key_rotate(
+        &self,
+        id: &str,
+        hash: &str,
+        previous_expires_at: Timestamp,
+        fx: &Effects,
+    ) -> Result<ApiKey> {
+        api_keys::rotate(self, id, hash, previous_expires_at, fx).await
+    }
+
+    async fn api_key_touch(&self, id: &str, at: Timestamp) -> Result<()> {
+        api_keys::touch(self, id, at).await
     }
 
     async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()> {

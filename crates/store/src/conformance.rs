@@ -35,7 +35,7 @@ macro_rules! store_conformance_suite {
                 ready, plans_put_get_list, plan_versions, plan_delete_in_use, plan_isolation_in_use, tenant_create_and_duplicate,
                 tenant_unknown_plan, tenant_list_filters_and_pages, tenant_update_versions, tenant_purge_releases_the_id,
                 effects_commit_with_the_change, effects_roll_back_with_the_change,
-                idempotency_keys, idempotency_lease_expiry, api_keys, event_and_audit_lists, subscriptions_crud,
+                idempotency_keys, idempotency_lease_expiry, api_keys, signups_are_claimed_once, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
                 replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
@@ -542,18 +542,36 @@ pub async fn api_keys(store: Arc<dyn Store>) {
         created_at: Timestamp(1),
         expires_at: Some(Timestamp(99)),
         rate_limit: Some(tenancy_domain::ratelimit::RateLimit::new(3, 7)),
+        last_used_at: None,
+        previous_secret_expires_at: None,
         hash: "ff".repeat(32),
+        previous_hash: None,
     };
     // A tenant key names a tenant that exists.
     let err = store.api_key_create(&key, &Effects::none()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::UnknownTenant);
-    assert!(store.api_key_list(&page(10)).await.unwrap().items.is_empty());
+    assert!(store.api_key_list(None, &page(10)).await.unwrap().items.is_empty());
     store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
     let acme = store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
     store.api_key_create(&key, &Effects::none()).await.unwrap();
     assert!(matches!(store.api_key_create(&key, &Effects::none()).await, Err(Error::AlreadyExists { .. })));
     assert_eq!(store.api_key_get("key_abc").await.unwrap(), key);
-    assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![key.clone()]);
+    assert_eq!(store.api_key_list(None, &page(10)).await.unwrap().items, vec![key.clone()]);
+    assert_eq!(store.api_key_list(Some("acme"), &page(10)).await.unwrap().items, vec![key.clone()]);
+    assert!(store.api_key_list(Some("other"), &page(10)).await.unwrap().items.is_empty());
+    // Use is recorded, never backwards; a rotation keeps the replaced secret's hash
+    // with the end of its grace.
+    store.api_key_touch("key_abc", Timestamp(50)).await.unwrap();
+    store.api_key_touch("key_abc", Timestamp(40)).await.unwrap();
+    assert_eq!(store.api_key_get("key_abc").await.unwrap().last_used_at, Some(Timestamp(50)));
+    let rotated = store.api_key_rotate("key_abc", &"ee".repeat(32), Timestamp(77), &Effects::none()).await.unwrap();
+    assert_eq!(
+        (rotated.hash.as_str(), rotated.previous_hash.as_deref(), rotated.previous_secret_expires_at),
+        ("ee".repeat(32).as_str(), Some("ff".repeat(32).as_str()), Some(Timestamp(77)))
+    );
+    assert_eq!(store.api_key_get("key_abc").await.unwrap(), rotated);
+    let missing = store.api_key_rotate("key_nope", "00", Timestamp(1), &Effects::none()).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })));
     store.api_key_delete("key_abc", &Effects::none()).await.unwrap();
     assert!(matches!(store.api_key_get("key_abc").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.api_key_delete("key_abc", &Effects::none()).await, Err(Error::NotFound { .. })));
@@ -565,9 +583,44 @@ pub async fn api_keys(store: Arc<dyn Store>) {
     store.api_key_create(&ApiKey { id: "key_acme".into(), ..key.clone() }, &Effects::none()).await.unwrap();
     let gone = Tenant { status: TenantStatus::Offboarded, ..acme.clone() };
     store.tenant_update(&gone, acme.version, &Effects::none()).await.unwrap();
-    assert_eq!(store.api_key_list(&page(10)).await.unwrap().items, vec![theirs]);
+    assert_eq!(store.api_key_list(None, &page(10)).await.unwrap().items, vec![theirs]);
     let err = store.api_key_create(&key, &Effects::none()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::UnknownTenant);
+}
+
+pub async fn signups_are_claimed_once(store: Arc<dyn Store>) {
+    use tenancy_domain::signup::Signup;
+    let signups = store.signups();
+    let s = Signup {
+        token_hash: "aa".repeat(32),
+        email: "ann@example.com".into(),
+        org_name: "Acme".into(),
+        plan: "pro".into(),
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(2_000),
+        activated_at: None,
+        tenant_id: None,
+    };
+    signups.signup_create(&s, &Effects::none()).await.unwrap();
+    assert_eq!(signups.signup_get(&s.token_hash).await.unwrap(), Some(s.clone()));
+    assert_eq!(signups.signup_get("nope").await.unwrap(), None);
+    // Expired: no claim.
+    assert!(!signups.signup_claim(&s.token_hash, "t1", Timestamp(2_000)).await.unwrap());
+    // Once, and not twice.
+    assert!(signups.signup_claim(&s.token_hash, "t1", Timestamp(1_500)).await.unwrap());
+    assert!(!signups.signup_claim(&s.token_hash, "t2", Timestamp(1_500)).await.unwrap());
+    let got = signups.signup_get(&s.token_hash).await.unwrap().unwrap();
+    assert_eq!((got.activated_at, got.tenant_id.as_deref()), (Some(Timestamp(1_500)), Some("t1")));
+    // Undone: claimable again.
+    signups.signup_unclaim(&s.token_hash).await.unwrap();
+    assert!(signups.signup_claim(&s.token_hash, "t3", Timestamp(1_600)).await.unwrap());
+    // Purged once expired, the others stay.
+    let later = Signup { token_hash: "bb".repeat(32), expires_at: Timestamp(9_000), ..s.clone() };
+    signups.signup_create(&later, &Effects::none()).await.unwrap();
+    assert_eq!(signups.signup_purge_expired(Timestamp(1_999)).await.unwrap(), 0);
+    assert_eq!(signups.signup_purge_expired(Timestamp(2_000)).await.unwrap(), 1);
+    assert_eq!(signups.signup_get(&s.token_hash).await.unwrap(), None);
+    assert!(signups.signup_get(&later.token_hash).await.unwrap().is_some());
 }
 
 pub async fn event_and_audit_lists(store: Arc<dyn Store>) {

@@ -30,6 +30,7 @@ mod queues;
 mod quotas;
 mod releases;
 mod secrets;
+mod signups;
 mod store;
 mod workflow;
 #[cfg(feature = "testsuite")]
@@ -46,5 +47,6 @@ pub use queues::*;
 pub use quotas::*;
 pub use releases::*;
 pub use secrets::*;
+pub use signups::*;
 pub use store::*;
 pub use workflow::*;

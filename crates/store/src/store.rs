@@ -190,6 +190,8 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
 
     /// The connections' metadata and credentials, on the same database.
     fn connections(&self) -> std::sync::Arc<dyn crate::connections::ConnectionStore>;
+    /// Self-service sign-ups awaiting activation, on the same database.
+    fn signups(&self) -> std::sync::Arc<dyn crate::signups::SignupStore>;
 
     /// The reconciler's record of reported drift, on the same database.
     fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;
@@ -253,8 +255,21 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     // API keys.
     async fn api_key_create(&self, key: &ApiKey, fx: &Effects) -> Result<()>;
     async fn api_key_get(&self, id: &str) -> Result<ApiKey>;
-    async fn api_key_list(&self, page: &PageRequest) -> Result<Page<ApiKey>>;
+    /// Keys in id order; of one tenant only when `tenant_id` is given.
+    async fn api_key_list(&self, tenant_id: Option<&str>, page: &PageRequest) -> Result<Page<ApiKey>>;
     async fn api_key_delete(&self, id: &str, fx: &Effects) -> Result<()>;
+    /// Replaces a key's secret by the one hashed `hash`; the secret it replaces stays
+    /// valid until `previous_expires_at` (a grace of 0: now). Returns the key as stored.
+    async fn api_key_rotate(
+        &self,
+        id: &str,
+        hash: &str,
+        previous_expires_at: Timestamp,
+        fx: &Effects,
+    ) -> Result<ApiKey>;
+    /// Records that the key was used at `at` (never moving `last_used_at` back); no
+    /// effects: bookkeeping, not a change anyone is told about.
+    async fn api_key_touch(&self, id: &str, at: Timestamp) -> Result<()>;
 
     // Idempotency keys.
     /// Claims `key` in `scope` for a request whose canonical hash is `request_hash`,

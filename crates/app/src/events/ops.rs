@@ -219,6 +219,20 @@ impl App {
         page: &PageRequest,
     ) -> Result<Page<StoredEvent>> {
         ctx.authorize(P::RecordsRead)?;
-        self.store.event_list(&filter, page).await
+        let mut page = self.store.event_list(&filter, page).await?;
+        // A `SignupRequested` event's activation token is a credential for a new
+        // tenant: in the archive only callers who may create tenants (admins,
+        // operators, who may also subscribe to the event) see it; viewers read it
+        // redacted (docs/self-service.md).
+        if ctx.authorize(P::TenantAdmin).is_err() {
+            for e in &mut page.items {
+                if e.event.detail_type == tenancy_domain::event::names::SIGNUP_REQUESTED {
+                    if let Some(t) = e.event.detail.get_mut("activation_token") {
+                        *t = serde_json::Value::String("[redacted]".into());
+                    }
+                }
+            }
+        }
+        Ok(page)
     }
 }

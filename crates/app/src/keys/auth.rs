@@ -1,10 +1,22 @@
 //! Authentication: API keys, the bootstrap admin token, and a short-lived cache.
 //!
 //! Presented keys are checked for shape and checksum before storage is touched, then
-//! looked up by their id and compared in constant time with the stored hash. Verified
+//! looked up by their id and compared in constant time with the stored hash (and, after
+//! a rotation, with the replaced secret's hash until its grace ends). Verified
 //! keys are cached for [`CACHE_TTL`] so the data-plane check endpoints do not pay a
-//! database round trip per request; a key deleted through this process is evicted at
-//! once, one deleted through another replica stops working within the TTL.
+//! database round trip per request; a key deleted or rotated through this process is
+//! evicted at once, one deleted through another replica stops working within the TTL
+//! (a secret that does not match a cached key is looked up again once, so a key
+//! rotated on another replica works here at once).
+//!
+//! Only a key presented with its right secret learns that it expired (401
+//! `key-expired`); a wrong, unknown or malformed key is the generic 401
+//! `unauthenticated`, so the distinction tells a stranger nothing.
+//!
+//! `last_used_at`: the hot path never waits for it. Each process remembers when it last
+//! recorded each key's use and records it again at most once per [`TOUCH_EVERY`], in a
+//! task of its own (one small conditional UPDATE that never moves the time back), so a
+//! key's `last_used_at` is right to the minute per replica.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,12 +26,14 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use tenancy_domain::apikey::{self, ApiKey, Role};
 use tenancy_domain::time::Timestamp;
-use tenancy_domain::{Error, Result};
+use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::{Effects, Store};
 
 use crate::Principal;
 
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
+/// How often one process records a key's use (`last_used_at`) at most.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 const BOOTSTRAP_KEY_NAME: &str = "bootstrap-admin";
 
 #[derive(Clone)]
@@ -32,11 +46,13 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     admin_token: Option<SecretString>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// When this process last recorded each key's use.
+    touched: Mutex<HashMap<String, Instant>>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, admin_token: Option<SecretString>) -> Self {
-        Authenticator { store, admin_token, cache: Mutex::new(HashMap::new()) }
+        Authenticator { store, admin_token, cache: Mutex::new(HashMap::new()), touched: Mutex::new(HashMap::new()) }
     }
 
     /// Resolves a bearer token to a principal.
@@ -48,8 +64,9 @@ impl Authenticator {
         }
         let id = apikey::parse(token).ok_or(Error::Unauthenticated)?;
         let cached = self.cache.lock().expect("auth cache poisoned").get(&id).cloned();
+        let now = Timestamp::now();
         let key = match cached {
-            Some(c) if c.at.elapsed() < CACHE_TTL => c.key,
+            Some(c) if c.at.elapsed() < CACHE_TTL && matches(token, &c.key, now) => c.key,
             _ => {
                 let key = match self.store.api_key_get(&id).await {
                     Ok(k) => k,
@@ -64,15 +81,40 @@ impl Authenticator {
                 key
             }
         };
-        if !apikey::verify(token, &key.hash) {
+        if !matches(token, &key, now) {
             return Err(Error::Unauthenticated);
         }
-        if matches!(key.expires_at, Some(t) if t <= Timestamp::now()) {
-            return Err(Error::Unauthenticated);
+        if let Some(at) = key.expires_at.filter(|t| *t <= now) {
+            return Err(Error::InvalidRequest {
+                code: ErrorCode::KeyExpired,
+                message: format!("the API key {} expired at {}", key.id, at.to_rfc3339()),
+            });
         }
+        self.touch(&key.id);
         // A key's rate limit is fixed at its creation, so the cached key carries the
         // right one: the bucket's size comes with the principal, no read per request.
         Ok(Principal { key_id: Some(key.id), role: key.role, tenant_id: key.tenant_id, rate_limit: key.rate_limit })
+    }
+
+    /// Records the use of key `id` unless this process did within [`TOUCH_EVERY`]: in
+    /// a task of its own, never waited for (a failure is only logged).
+    fn touch(&self, id: &str) {
+        {
+            let mut touched = self.touched.lock().expect("auth touch map poisoned");
+            if touched.get(id).is_some_and(|at| at.elapsed() < TOUCH_EVERY) {
+                return;
+            }
+            if touched.len() > 100_000 {
+                touched.retain(|_, at| at.elapsed() < TOUCH_EVERY);
+            }
+            touched.insert(id.to_owned(), Instant::now());
+        }
+        let (store, id) = (self.store.clone(), id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = store.api_key_touch(&id, Timestamp::now()).await {
+                tracing::debug!(error = %e, key_id = %id, "failed to record an API key's use");
+            }
+        });
     }
 
     pub fn evict(&self, key_id: &str) {
@@ -81,6 +123,18 @@ impl Authenticator {
 
     pub fn has_admin_token(&self) -> bool {
         self.admin_token.is_some()
+    }
+}
+
+/// Whether `token` is `key`'s secret, or the secret a rotation replaced while its grace
+/// lasts.
+fn matches(token: &str, key: &ApiKey, now: Timestamp) -> bool {
+    if apikey::verify(token, &key.hash) {
+        return true;
+    }
+    match (&key.previous_hash, key.previous_secret_expires_at) {
+        (Some(hash), Some(until)) => now < until && apikey::verify(token, hash),
+        _ => false,
     }
 }
 
@@ -109,7 +163,10 @@ pub async fn bootstrap_admin(auth: &Authenticator, store: &dyn Store, data_dir: 
         created_at: Timestamp::now(),
         expires_at: None,
         rate_limit: None,
+        last_used_at: None,
+        previous_secret_expires_at: None,
         hash: generated.hash,
+        previous_hash: None,
     };
     let audit = crate::OpContext::system().audit(
         "api_key.create",

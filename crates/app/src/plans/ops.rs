@@ -134,20 +134,33 @@ impl App {
         }
     }
 
-    /// A plan. A tenant key reads its own tenant's current plan only (any other: 404).
+    /// A plan. A tenant key reads its own tenant's current plan and the plans marked
+    /// `self_service` (which it may move to) only (any other: 404).
     pub async fn plan_get(&self, ctx: &OpContext, id: &str) -> Result<Plan> {
         if let Some(own) = &ctx.principal.tenant_id {
             ctx.authorize_tenant(P::TenantRead, own)?;
-            if self.store.tenant_get(own).await?.plan != id {
-                return Err(Error::not_found("plan", id));
-            }
-        } else {
-            ctx.authorize(P::PlanRead)?;
+            let current = self.store.tenant_get(own).await?.plan;
+            return match self.store.plan_get(id).await {
+                Ok(p) if p.id == current || p.self_service => Ok(p),
+                Ok(_) | Err(Error::NotFound { .. }) => Err(Error::not_found("plan", id)),
+                Err(e) => Err(e),
+            };
         }
+        ctx.authorize(P::PlanRead)?;
         self.store.plan_get(id).await
     }
 
+    /// The plans. A tenant key lists its own tenant's current plan and the plans marked
+    /// `self_service` (pages are cut from the whole catalogue, so one may hold fewer
+    /// than `limit` items and still have a next page).
     pub async fn plan_list(&self, ctx: &OpContext, page: &PageRequest) -> Result<Page<Plan>> {
+        if let Some(own) = &ctx.principal.tenant_id {
+            ctx.authorize_tenant(P::TenantRead, own)?;
+            let current = self.store.tenant_get(own).await?.plan;
+            let mut got = self.store.plan_list(page).await?;
+            got.items.retain(|p| p.id == current || p.self_service);
+            return Ok(got);
+        }
         ctx.authorize(P::PlanRead)?;
         self.store.plan_list(page).await
     }

@@ -368,8 +368,8 @@ async fn tenant_api_keys(store: &dyn Store, tenant_id: &str) -> Result<Vec<Value
     let mut page = PageRequest { limit: PAGE, after: None };
     let mut out = Vec::new();
     loop {
-        let got = store.api_key_list(&page).await?;
-        for k in got.items.iter().filter(|k| k.tenant_id.as_deref() == Some(tenant_id)) {
+        let got = store.api_key_list(Some(tenant_id), &page).await?;
+        for k in &got.items {
             out.push(json!({"id": k.id, "name": k.name, "role": k.role, "created_at": k.created_at,
                             "expires_at": k.expires_at}));
         }

@@ -282,7 +282,10 @@ impl App {
         if_match: Option<i64>,
         op: Operation<'_>,
     ) -> Result<TenantOperation> {
-        ctx.authorize_tenant(P::TenantAdmin, id)?;
+        // A plan change was authorized by its operation (`PlanChange`); the others
+        // (offboarding) need `TenantAdmin`: a tenant key may not offboard its tenant.
+        let needed = if op.target_plan.is_some() { P::PlanChange } else { P::TenantAdmin };
+        ctx.authorize_tenant(needed, id)?;
         let current = self.store.tenant_get(id).await?;
         let mut input = op.payload.clone();
         input["tenant_id"] = json!(id);
@@ -333,7 +336,24 @@ impl App {
         force: bool,
         if_match: Option<i64>,
     ) -> Result<TenantOperation> {
-        ctx.authorize_tenant(P::TenantAdmin, id)?;
+        ctx.authorize_tenant(P::PlanChange, id)?;
+        if ctx.own_tenant().is_some() {
+            // Self-service: a tenant key moves its tenant to plans marked
+            // `self_service` only (an unknown plan gets the same answer), never by force.
+            if force {
+                return Err(Error::Forbidden("a tenant key may not force a plan change".into()));
+            }
+            let open = match self.store.plan_get(plan).await {
+                Ok(p) => p.self_service,
+                Err(Error::NotFound { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            if !open {
+                return Err(Error::Forbidden(format!(
+                    "a tenant key may move its tenant only to plans marked self_service; plan {plan:?} is not one"
+                )));
+            }
+        }
         let next = self.target_plan(plan).await?;
         let current = self.store.tenant_get(id).await?;
         let mut payload = json!({"plan": plan});

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::{json, Value};
 use tenancy_client::{Client, PageParams};
-use tenancy_domain::apikey::{NewApiKey, Role};
+use tenancy_domain::apikey::{NewApiKey, Role, RotateKey};
 use tenancy_domain::time::Timestamp;
 
 use crate::support::*;
@@ -30,6 +30,46 @@ pub enum KeyCmd {
     Delete {
         id: String,
     },
+    /// Issue a new secret for a key (printed once); the old one keeps working for the
+    /// grace (default 1h, at most 7d).
+    Rotate {
+        id: String,
+        /// How long the old secret keeps working: seconds, or a number with s, m, h or d
+        /// (e.g. 90s, 30m, 1h, 2d); 0: not at all.
+        #[arg(long)]
+        grace: Option<String>,
+    },
+}
+
+pub const KEY_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "role",
+    "tenant_id",
+    "expires_at",
+    "rate_limit",
+    "last_used_at",
+    "previous_secret_expires_at",
+    "key",
+];
+
+/// A duration as seconds: `90`, `90s`, `30m`, `1h`, `2d`.
+fn parse_grace(s: &str) -> Result<u64, CliError> {
+    let usage = || CliError::Usage(format!("--grace {s:?}: use seconds, or a number with s, m, h or d (e.g. 1h)"));
+    let t = s.trim();
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let n: u64 = num.parse().map_err(|_| usage())?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(usage()),
+    };
+    n.checked_mul(mult).ok_or_else(usage)
 }
 
 pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
@@ -52,5 +92,22 @@ pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
             c.key_delete(&id).await?;
             json!({"id": id, "deleted": true})
         }
+        KeyCmd::Rotate { id, grace } => {
+            let grace_s = grace.map(|g| parse_grace(&g)).transpose()?;
+            to_json(c.key_rotate(&id, &RotateKey { grace_s }).await?)
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn graces_parse() {
+        for (s, n) in [("90", 90), ("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172_800), ("0", 0)] {
+            assert_eq!(super::parse_grace(s).unwrap(), n, "{s}");
+        }
+        for bad in ["", "h", "1w", "-1", "1.5h"] {
+            assert!(super::parse_grace(bad).is_err(), "{bad}");
+        }
+    }
 }

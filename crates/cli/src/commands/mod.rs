@@ -14,5 +14,6 @@ pub mod quotas;
 pub mod reconciliation;
 pub mod releases;
 pub mod secrets;
+pub mod signup;
 pub mod tenants;
 pub mod workflows;
