@@ -139,6 +139,32 @@ pub fn print_value(v: &Value, columns: &[&str], output: Output) {
     }
 }
 
+/// A secret given to a command (a secret's value, a connection's credential): the file,
+/// or standard input when there is none or it is `-`, less one trailing newline (`echo`
+/// and editors add one). `what` names it in the error.
+pub(crate) fn read_secret_input(file: Option<&std::path::PathBuf>, what: &str) -> Result<String, CliError> {
+    use std::io::Read;
+    let mut text = String::new();
+    match file.filter(|f| f.as_os_str() != "-") {
+        Some(f) => {
+            text =
+                std::fs::read_to_string(f).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", f.display())))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::Usage(format!("cannot read {what} from standard input: {e}")))?;
+        }
+    }
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,29 @@ async fn get_in(c: &mut AnyConnection, tenant: &str, name: &str, lock: &str) -> 
 
 /// [`SecretStore::secret_put`] inside a transaction (connections put their credential
 /// with their own row).
+/// Stores one sealed version (the caller's transaction decides its labels).
+async fn insert_version(
+    c: &mut AnyConnection,
+    tenant: &str,
+    name: &str,
+    v: &SealedVersion,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO secret_versions (tenant_id, name, version, ciphertext, wrapped_key, kek_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant)
+    .bind(name)
+    .bind(v.version)
+    .bind(&v.ciphertext)
+    .bind(&v.wrapped_key)
+    .bind(&v.kek_id)
+    .bind(v.created_at.millis())
+    .execute(&mut *c)
+    .await
+    .map(|_| ())
+}
+
 pub(crate) async fn put_in(
     c: &mut AnyConnection,
     dialect: crate::dialect::Dialect,
@@ -131,21 +154,7 @@ pub(crate) async fn put_in(
             })
         }
     }
-    sqlx::query(
-        "INSERT INTO secret_versions \
-             (tenant_id, name, version, ciphertext, wrapped_key, kek_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&tenant)
-    .bind(&name)
-    .bind(v.version)
-    .bind(&v.ciphertext)
-    .bind(&v.wrapped_key)
-    .bind(&v.kek_id)
-    .bind(now)
-    .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
+    insert_version(c, &tenant, &name, v).await.map_err(db_err)?;
     if let Some(g) = &config.generator {
         sqlx::query("UPDATE secrets SET generator = $3 WHERE tenant_id = $1 AND name = $2")
             .bind(&tenant)
@@ -583,21 +592,7 @@ impl SecretStore for SqlStore {
                     if rec.pending_version == Some(v.version) {
                         return Ok(());
                     }
-                    sqlx::query(
-                        "INSERT INTO secret_versions \
-                         (tenant_id, name, version, ciphertext, wrapped_key, kek_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&tenant)
-                    .bind(&name)
-                    .bind(v.version)
-                    .bind(&v.ciphertext)
-                    .bind(&v.wrapped_key)
-                    .bind(&v.kek_id)
-                    .bind(v.created_at.millis())
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| {
+                    insert_version(c, &tenant, &name, &v).await.map_err(|e| {
                         if super::is_unique_violation(&e) {
                             // A put took this version number meanwhile.
                             Error::PreconditionFailed {

@@ -6,7 +6,6 @@
 //! password or the client secret is read from `--credential-file` or standard input,
 //! whole, less one trailing newline. Answers are metadata only.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -55,28 +54,6 @@ pub enum ConnectionCmd {
 
 pub const CONNECTION_COLUMNS: &[&str] = &["name", "auth", "description", "updated_at", "deleted"];
 
-fn read_credential(file: Option<&PathBuf>) -> Result<String, CliError> {
-    let mut text = String::new();
-    match file.filter(|f| f.as_os_str() != "-") {
-        Some(f) => {
-            text =
-                std::fs::read_to_string(f).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", f.display())))?;
-        }
-        None => {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| CliError::Usage(format!("cannot read the credential from standard input: {e}")))?;
-        }
-    }
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    Ok(text)
-}
-
 pub async fn connections(c: &Client, cmd: ConnectionCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         ConnectionCmd::Put {
@@ -91,15 +68,16 @@ pub async fn connections(c: &Client, cmd: ConnectionCmd) -> Result<Value, CliErr
         } => {
             let auth = match (api_key_header, basic_username, oauth_token_url, client_id) {
                 (Some(header), None, None, None) => {
-                    AuthSpec::ApiKey { header, value: read_credential(credential_file.as_ref())? }
+                    AuthSpec::ApiKey { header, value: read_secret_input(credential_file.as_ref(), "the credential")? }
                 }
-                (None, Some(username), None, None) => {
-                    AuthSpec::Basic { username, password: read_credential(credential_file.as_ref())? }
-                }
+                (None, Some(username), None, None) => AuthSpec::Basic {
+                    username,
+                    password: read_secret_input(credential_file.as_ref(), "the credential")?,
+                },
                 (None, None, Some(token_url), Some(client_id)) => AuthSpec::OauthClientCredentials {
                     token_url,
                     client_id,
-                    client_secret: read_credential(credential_file.as_ref())?,
+                    client_secret: read_secret_input(credential_file.as_ref(), "the credential")?,
                     scope,
                 },
                 _ => {

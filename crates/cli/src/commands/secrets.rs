@@ -9,7 +9,6 @@
 //! execution until it ends and fails (exit code of an API error) when the rotation
 //! failed, printing the secret's `last_rotation`.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
@@ -131,29 +130,6 @@ pub enum SecretCmd {
 pub const SECRET_COLUMNS: &[&str] =
     &["name", "tenant_id", "current_version", "updated_at", "purge_at", "version", "stages", "deleted"];
 
-/// The value of `put`: the file or standard input, less one trailing newline.
-fn read_value(file: Option<&PathBuf>) -> Result<String, CliError> {
-    let mut text = String::new();
-    match file.filter(|f| f.as_os_str() != "-") {
-        Some(f) => {
-            text =
-                std::fs::read_to_string(f).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", f.display())))?;
-        }
-        None => {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| CliError::Usage(format!("cannot read the value from standard input: {e}")))?;
-        }
-    }
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    Ok(text)
-}
-
 /// Runs a command; `Ok(None)` when it printed its answer itself.
 pub async fn secrets(c: &Client, cmd: SecretCmd, output: Output) -> Result<Option<Value>, CliError> {
     Ok(Some(match cmd {
@@ -192,7 +168,11 @@ pub async fn secrets(c: &Client, cmd: SecretCmd, output: Output) -> Result<Optio
             let rotation = (rotate_every.is_some() || rotate_cron.is_some() || target.is_some())
                 .then_some(RotationSpec { every: rotate_every, cron: rotate_cron, target });
             let mut body = match generate {
-                None => SecretPut { value: Some(read_value(value_file.as_ref())?), generate: None, rotation: None },
+                None => SecretPut {
+                    value: Some(read_secret_input(value_file.as_ref(), "the value")?),
+                    generate: None,
+                    rotation: None,
+                },
                 Some(kind) => {
                     let length = length.unwrap_or(32);
                     let g = match kind {
