@@ -314,3 +314,39 @@ async fn pinned_tenants_are_skipped_and_overlapping_rollouts_refused(backend: Ba
     assert_eq!(release_of(&s, "t01").await, json!("1.0.0"), "a pinned tenant stays");
     assert_eq!(release_of(&s, "t02").await, json!("2.0.0"));
 }
+
+/// `kill -9` of the server in the middle of a rollout: a new process on the same data
+/// directory (same node id, so it takes its own lease back at once) finishes it, and no
+/// tenant's upgrade was started twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rollout_finishes_and_upgrades_each_tenant_once() {
+    use support::process::{try_spawn, Spawn};
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |dir: &std::path::Path| {
+        let how = Spawn { env: vec![("TENANCY_NODE_ID", "n1".to_owned())], ..Default::default() };
+        try_spawn(dir, how).unwrap_or_else(|(code, err)| panic!("the server exited ({code}): {err}"))
+    };
+    let (url, seen) = receiver(&[], Duration::from_millis(150)).await;
+    let (mut first, base) = spawn(dir.path());
+    let s = TestServer::attach(base);
+    let ids = setup(&s, 24, &url).await;
+    let res = start(&s, json!({"release": "2.0.0", "strategy": {"canary": 2, "waves": ["25%"], "max_concurrency": 3}})).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    wait_rollout(&s, &id, "half way", |r| {
+        r["waves"].as_array().unwrap().iter().map(|w| w["counts"]["succeeded"].as_u64().unwrap()).sum::<u64>() >= 8
+    })
+    .await;
+    first.kill_9();
+    let before = seen.applied.lock().unwrap().len();
+    assert!(before < 24, "the kill came too late: {before}");
+
+    let (_second, base) = spawn(dir.path());
+    let s = TestServer::attach(base);
+    wait_rollout(&s, &id, "completed after the restart", |r| r["status"] == "completed").await;
+    for t in &ids {
+        assert_eq!(release_of(&s, t).await, json!("2.0.0"), "{t}");
+        let started = s.get(&format!("/v1/events?tenant_id={t}&detail_type=TenantUpgradeStarted&limit=100")).await;
+        assert_eq!(started.body["items"].as_array().unwrap().len(), 1, "{t} was upgraded once: {}", started.body);
+    }
+}
