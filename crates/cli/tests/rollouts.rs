@@ -121,11 +121,8 @@ async fn a_rollout_in_waves_moves_every_tenant(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (url, seen) = receiver(&[], Duration::from_millis(40)).await;
     let ids = setup(&s, 40, &url).await;
-    let res = start(
-        &s,
-        json!({"release": "2.0.0", "strategy": {"canary": 2, "waves": ["10%"], "max_concurrency": 4}}),
-    )
-    .await;
+    let res =
+        start(&s, json!({"release": "2.0.0", "strategy": {"canary": 2, "waves": ["10%"], "max_concurrency": 4}})).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
     assert_eq!(res.body["status"], json!("running"));
     assert_eq!(res.body["tenants"], json!(40));
@@ -190,12 +187,18 @@ async fn a_wave_over_its_threshold_halts_and_rolls_back(backend: Backend) {
         "{wave}"
     );
     assert_eq!(r["waves"][2]["counts"]["pending"], json!(4), "the next wave did not start");
-    let failed: Vec<(&str, &str)> =
-        r["failed"].as_array().unwrap().iter().map(|f| (f["tenant_id"].as_str().unwrap(), f["step"].as_str().unwrap())).collect();
+    let failed: Vec<(&str, &str)> = r["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["tenant_id"].as_str().unwrap(), f["step"].as_str().unwrap()))
+        .collect();
     assert_eq!(failed, [("t04", "apply"), ("t05", "apply")]);
     assert!(r["failed"][0]["reason"].as_str().unwrap().contains("product"), "{r}");
     // The canary stays upgraded; wave 1's are all back on 1.0.0; the rest untouched.
-    for (id, want) in ids.iter().zip(["2.0.0", "2.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0"]) {
+    for (id, want) in
+        ids.iter().zip(["2.0.0", "2.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0", "1.0.0"])
+    {
         assert_eq!(release_of(&s, id).await, json!(want), "{id}");
     }
     let applied = seen.applied.lock().unwrap().clone();
@@ -291,8 +294,11 @@ async fn pinned_tenants_are_skipped_and_overlapping_rollouts_refused(backend: Ba
     assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-release"), "{}", res.body);
     assert!(s.get("/v1/rollouts").await.body["items"].as_array().unwrap().is_empty(), "refusals record nothing");
 
-    let res = start(&s, json!({"release": "2.0.0", "selector": {"tenant_ids": ["t00", "t01", "t02"]},
-        "strategy": {"max_concurrency": 1}}))
+    let res = start(
+        &s,
+        json!({"release": "2.0.0", "selector": {"tenant_ids": ["t00", "t01", "t02"]},
+        "strategy": {"max_concurrency": 1}}),
+    )
     .await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
     assert_eq!(res.body["skipped"], json!([{"tenant_id": "t01", "reason": "pinned"}]));
@@ -305,7 +311,8 @@ async fn pinned_tenants_are_skipped_and_overlapping_rollouts_refused(backend: Ba
     s.call(Method::POST, &format!("/v1/rollouts/{first}/pause"), None).await;
     let res = start(&s, json!({"release": "2.0.0", "selector": {"tenant_ids": ["t02"]}})).await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "rollout-conflict"), "{}", res.body);
-    let (code, out, err) = run_cli(&s.url, &["--output", "json", "rollouts", "start", "--release", "2.0.0", "--tenant", "t03"]);
+    let (code, out, err) =
+        run_cli(&s.url, &["--output", "json", "rollouts", "start", "--release", "2.0.0", "--tenant", "t03"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"release\""), "{out}");
     s.call(Method::POST, &format!("/v1/rollouts/{first}/resume"), None).await;
@@ -330,7 +337,8 @@ async fn kill_9_mid_rollout_finishes_and_upgrades_each_tenant_once() {
     let (mut first, base) = spawn(dir.path());
     let s = TestServer::attach(base);
     let ids = setup(&s, 24, &url).await;
-    let res = start(&s, json!({"release": "2.0.0", "strategy": {"canary": 2, "waves": ["25%"], "max_concurrency": 3}})).await;
+    let res =
+        start(&s, json!({"release": "2.0.0", "strategy": {"canary": 2, "waves": ["25%"], "max_concurrency": 3}})).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
     let id = res.body["id"].as_str().unwrap().to_owned();
     wait_rollout(&s, &id, "half way", |r| {

@@ -75,7 +75,9 @@ use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
 use tenancy_domain::release::{PinRequest, Release, ReleaseList, ReleaseSpec, UpgradeRequest};
-pub use tenancy_domain::rollout::{Rollout, RolloutList, RolloutRequest, RolloutSelector, RolloutStarted, RolloutStrategy};
+pub use tenancy_domain::rollout::{
+    Rollout, RolloutList, RolloutRequest, RolloutSelector, RolloutStarted, RolloutStrategy,
+};
 use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
 use tenancy_domain::subscription::{NewSubscription, Subscription};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};

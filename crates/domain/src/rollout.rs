@@ -96,7 +96,9 @@ impl WaveSize {
                 let p = s.strip_suffix('%').and_then(|p| p.trim().parse::<f64>().ok());
                 match p {
                     Some(p) if p > 0.0 && p <= 100.0 => Ok(WaveSize::Percent(p)),
-                    _ => Err(invalid(format!("a wave size must be a positive whole number or \"N%\" (0-100], not {s:?}"))),
+                    _ => Err(invalid(format!(
+                        "a wave size must be a positive whole number or \"N%\" (0-100], not {s:?}"
+                    ))),
                 }
             }
             _ => Err(invalid(format!("a wave size must be a positive whole number or \"N%\", not {v}"))),
@@ -317,9 +319,11 @@ impl Rollout {
                 match t.state.as_str() {
                     S::PENDING => c.pending += 1,
                     S::STARTING | S::UPGRADING => c.upgrading += 1,
-                    S::SUCCEEDED | S::ROLLBACK_PENDING | S::ROLLBACK_STARTING | S::ROLLING_BACK | S::NOT_ROLLED_BACK => {
-                        c.succeeded += 1
-                    }
+                    S::SUCCEEDED
+                    | S::ROLLBACK_PENDING
+                    | S::ROLLBACK_STARTING
+                    | S::ROLLING_BACK
+                    | S::NOT_ROLLED_BACK => c.succeeded += 1,
                     S::FAILED => c.failed += 1,
                     S::SKIPPED => c.skipped += 1,
                     S::ROLLED_BACK => c.rolled_back += 1,

@@ -44,8 +44,7 @@ use serde_json::json;
 use tenancy_domain::event::{names, Event};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::rollout::{
-    plan_waves, status, tenant_state as S, Rollout, RolloutRequest, RolloutTenant, SkippedTenant, Wave,
-    WaveCounts,
+    plan_waves, status, tenant_state as S, Rollout, RolloutRequest, RolloutTenant, SkippedTenant, Wave, WaveCounts,
 };
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
@@ -305,4 +304,3 @@ impl App {
 fn settled(t: &RolloutTenant) -> bool {
     matches!(t.state.as_str(), S::SUCCEEDED | S::FAILED | S::SKIPPED)
 }
-

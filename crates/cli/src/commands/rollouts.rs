@@ -177,7 +177,10 @@ async fn watch(c: &Client, id: &str) -> Result<Value, CliError> {
             ));
         }
         let settled = r.waves.iter().flat_map(|w| &w.tenants).all(|t| {
-            !matches!(t.state.as_str(), "starting" | "upgrading" | "rollback_pending" | "rollback_starting" | "rolling_back")
+            !matches!(
+                t.state.as_str(),
+                "starting" | "upgrading" | "rollback_pending" | "rollback_starting" | "rolling_back"
+            )
         });
         let ended = matches!(r.status.as_str(), "completed" | "aborted") || (r.status == "halted" && settled);
         if ended {

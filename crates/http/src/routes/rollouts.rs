@@ -55,7 +55,10 @@ pub async fn get_rollout(
 
 /// Every rollout, newest first.
 #[utoipa::path(get, path = "/v1/rollouts", tag = "releases", responses((status = 200, body = RolloutList)))]
-pub async fn list_rollouts(State(s): State<Arc<ServerState>>, Caller(ctx): Caller) -> ApiResult<axum::Json<RolloutList>> {
+pub async fn list_rollouts(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+) -> ApiResult<axum::Json<RolloutList>> {
     Ok(axum::Json(RolloutList { items: s.app.rollout_list(&ctx).await? }))
 }
 
