@@ -20,6 +20,7 @@ both_backends!(
     a_paused_rollout_starts_nothing_until_resumed,
     an_aborted_rollout_stops,
     pinned_tenants_are_skipped_and_overlapping_rollouts_refused,
+    the_bake_time_separates_waves,
 );
 
 /// The hook receiver's record: apply calls by tenant, in order, and the most applies
@@ -286,10 +287,15 @@ async fn pinned_tenants_are_skipped_and_overlapping_rollouts_refused(backend: Ba
         json!({"release": "2.0.0", "strategy": {"max_concurrency": 0}}),
         json!({"release": "2.0.0", "strategy": {"tolerated_failure_percent": 150}}),
         json!({"release": "2.0.0", "selector": {"statuses": ["sleeping"]}}),
+        json!({"release": "2.0.0", "selector": {"tenant_ids": ["t00", "nobody"]}}),
+        json!({"release": "2.0.0", "strategy": {"bake_s": 100000}}),
     ] {
         let res = start(&s, bad.clone()).await;
         assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-rollout"), "{bad}: {}", res.body);
     }
+    // An unknown field is a malformed body, as everywhere.
+    let res = start(&s, json!({"release": "2.0.0", "strategy": {"surprise": 1}})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-body"), "{}", res.body);
     let res = start(&s, json!({"release": "9.9.9"})).await;
     assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-release"), "{}", res.body);
     assert!(s.get("/v1/rollouts").await.body["items"].as_array().unwrap().is_empty(), "refusals record nothing");
@@ -357,4 +363,23 @@ async fn kill_9_mid_rollout_finishes_and_upgrades_each_tenant_once() {
         let started = s.get(&format!("/v1/events?tenant_id={t}&detail_type=TenantUpgradeStarted&limit=100")).await;
         assert_eq!(started.body["items"].as_array().unwrap().len(), 1, "{t} was upgraded once: {}", started.body);
     }
+}
+
+async fn the_bake_time_separates_waves(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, seen) = receiver(&[], Duration::ZERO).await;
+    setup(&s, 3, &url).await;
+    let res = start(&s, json!({"release": "2.0.0", "strategy": {"canary": 1, "bake_s": 3}})).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "past the canary", |r| r["waves"][0]["status"] == "completed").await;
+    let ended = Instant::now();
+    assert!(r["bake_until"].is_string(), "{r}");
+    assert_eq!(r["current_wave"], json!(1));
+    // The canary's tenant alone for the bake time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(seen.applied.lock().unwrap().clone(), ["t00->2.0.0"]);
+    assert_eq!(s.get(&format!("/v1/rollouts/{id}")).await.body["waves"][1]["counts"]["pending"], json!(2));
+    wait_rollout(&s, &id, "completed", |r| r["status"] == "completed").await;
+    assert!(ended.elapsed() >= Duration::from_millis(2000), "{:?}", ended.elapsed());
 }
