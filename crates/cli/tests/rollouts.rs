@@ -21,6 +21,7 @@ both_backends!(
     an_aborted_rollout_stops,
     pinned_tenants_are_skipped_and_overlapping_rollouts_refused,
     the_bake_time_separates_waves,
+    tenants_without_a_previous_release_are_left_and_listed,
 );
 
 /// The hook receiver's record: apply calls by tenant, in order, and the most applies
@@ -382,4 +383,32 @@ async fn the_bake_time_separates_waves(backend: Backend) {
     assert_eq!(s.get(&format!("/v1/rollouts/{id}")).await.body["waves"][1]["counts"]["pending"], json!(2));
     wait_rollout(&s, &id, "completed", |r| r["status"] == "completed").await;
     assert!(ended.elapsed() >= Duration::from_millis(2000), "{:?}", ended.elapsed());
+}
+
+async fn tenants_without_a_previous_release_are_left_and_listed(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, _) = receiver(&["t02"], Duration::ZERO).await;
+    // Tenants created before any default release: on no release.
+    s.put_plan("basic", "pool").await;
+    for id in ["t00", "t01", "t02"] {
+        s.create_tenant(id, "basic").await;
+        s.wait_status(id, "active").await;
+    }
+    s.call(Method::PUT, "/v1/releases/2.0.0", Some(json!({}))).await;
+    let events = ["upgrade_pre_check", "upgrade_apply", "upgrade_verify", "upgrade_rollback"];
+    let hook = json!({"url": url, "events": events, "max_attempts": 1});
+    s.call(Method::PUT, "/v1/hooks/product", Some(hook)).await;
+    let res = start(&s, json!({"release": "2.0.0"})).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "halted", |r| r["status"] == "halted" && settled(r)).await;
+    let left: Vec<&str> =
+        r["not_rolled_back"].as_array().unwrap().iter().map(|t| t["tenant_id"].as_str().unwrap()).collect();
+    assert_eq!(left, ["t00", "t01"], "{r}");
+    assert!(r["not_rolled_back"][0]["reason"].as_str().unwrap().contains("no previous release"), "{r}");
+    assert_eq!(release_of(&s, "t00").await, json!("2.0.0"));
+    assert_eq!(release_of(&s, "t02").await, Value::Null, "the failed one was rolled back to none");
+    // Aborted: terminal.
+    let res = s.call(Method::POST, &format!("/v1/rollouts/{id}/abort"), None).await;
+    assert_eq!((res.status, res.body["status"].clone()), (StatusCode::OK, json!("aborted")), "{}", res.body);
 }

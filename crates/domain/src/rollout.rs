@@ -299,6 +299,10 @@ pub struct Rollout {
     pub waves: Vec<Wave>,
     pub failed: Vec<FailedTenant>,
     pub skipped: Vec<SkippedTenant>,
+    /// Succeeded tenants of a halted wave that stayed on the new release: no previous
+    /// release to go back to, or a failed rollback (`reason`).
+    #[serde(default)]
+    pub not_rolled_back: Vec<SkippedTenant>,
     /// Who started it (key id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
@@ -313,6 +317,7 @@ impl Rollout {
     pub fn refresh(&mut self) {
         use tenant_state as S;
         self.failed.clear();
+        self.not_rolled_back.clear();
         for w in &mut self.waves {
             let mut c = WaveCounts::default();
             for t in &w.tenants {
@@ -328,6 +333,12 @@ impl Rollout {
                     S::SKIPPED => c.skipped += 1,
                     S::ROLLED_BACK => c.rolled_back += 1,
                     _ => {}
+                }
+                if t.state == S::NOT_ROLLED_BACK {
+                    self.not_rolled_back.push(SkippedTenant {
+                        tenant_id: t.tenant_id.clone(),
+                        reason: t.reason.clone().unwrap_or_default(),
+                    });
                 }
                 if t.state == S::FAILED {
                     self.failed.push(FailedTenant {

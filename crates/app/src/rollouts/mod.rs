@@ -130,6 +130,7 @@ impl App {
             waves,
             failed: Vec::new(),
             skipped,
+            not_rolled_back: Vec::new(),
             started_by: ctx.principal.key_id.clone(),
             created_at: now,
             updated_at: now,
