@@ -1,7 +1,9 @@
 //! Rollouts on both backends, through the upgrade hooks on a local receiver: waves
 //! (canary, percentages, the rest) at a bounded concurrency until every tenant is on
 //! the release; a wave failing over its threshold halts and rolls back; pause and
-//! resume; abort; pinned tenants skipped; overlapping rollouts refused; the CLI.
+//! resume; abort; pinned tenants skipped; overlapping rollouts refused; the bake time;
+//! the CLI; and, on one engine each, `kill -9` mid-rollout (SQLite) and two replicas
+//! driving rollouts (PostgreSQL), with no tenant's upgrade started twice.
 
 mod support;
 
@@ -411,4 +413,38 @@ async fn tenants_without_a_previous_release_are_left_and_listed(backend: Backend
     // Aborted: terminal.
     let res = s.call(Method::POST, &format!("/v1/rollouts/{id}/abort"), None).await;
     assert_eq!((res.status, res.body["status"].clone()), (StatusCode::OK, json!("aborted")), "{}", res.body);
+}
+
+/// Two replicas on one PostgreSQL database: each rollout is driven by one replica at a
+/// time (its lease), an operator's pause on either replica holds, and every tenant's
+/// upgrade is started once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_drive_rollouts_once() {
+    let url = support::database_url(Backend::Postgres).await;
+    let a = TestServer::start_replica(url.clone()).await;
+    let b = TestServer::start_replica(url).await;
+    let (hook, _) = receiver(&[], Duration::from_millis(100)).await;
+    let ids = setup(&a, 12, &hook).await;
+    let body = |ids: &[String]| json!({"release": "2.0.0", "selector": {"tenant_ids": ids}, "strategy": {"canary": 1, "max_concurrency": 2}});
+    let first = start(&a, body(&ids[..6])).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let second = start(&b, body(&ids[6..])).await;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
+    let (first, second) =
+        (first.body["id"].as_str().unwrap().to_owned(), second.body["id"].as_str().unwrap().to_owned());
+    // Paused through the other replica than the one it was started on.
+    let res = b.call(Method::POST, &format!("/v1/rollouts/{first}/pause"), None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let r = wait_rollout(&a, &first, "settled", settled).await;
+    assert_eq!(r["status"], json!("paused"));
+    let res = a.call(Method::POST, &format!("/v1/rollouts/{first}/resume"), None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    for id in [&first, &second] {
+        wait_rollout(&b, id, "completed", |r| r["status"] == "completed").await;
+    }
+    for t in &ids {
+        assert_eq!(release_of(&a, t).await, json!("2.0.0"), "{t}");
+        let started = a.get(&format!("/v1/events?tenant_id={t}&detail_type=TenantUpgradeStarted&limit=100")).await;
+        assert_eq!(started.body["items"].as_array().unwrap().len(), 1, "{t} was upgraded once: {}", started.body);
+    }
 }
