@@ -24,6 +24,7 @@ both_backends!(
     pinned_tenants_are_skipped_and_overlapping_rollouts_refused,
     the_bake_time_separates_waves,
     tenants_without_a_previous_release_are_left_and_listed,
+    a_wave_stops_starting_once_over_its_threshold,
 );
 
 /// The hook receiver's record: apply calls by tenant, in order, and the most applies
@@ -447,4 +448,24 @@ async fn two_replicas_drive_rollouts_once() {
         let started = a.get(&format!("/v1/events?tenant_id={t}&detail_type=TenantUpgradeStarted&limit=100")).await;
         assert_eq!(started.body["items"].as_array().unwrap().len(), 1, "{t} was upgraded once: {}", started.body);
     }
+}
+
+async fn a_wave_stops_starting_once_over_its_threshold(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (url, seen) = receiver(&["t00"], Duration::ZERO).await;
+    setup(&s, 5, &url).await;
+    // One wave of five, one at a time: t00 fails first, which is over 10% of five.
+    let body = json!({"release": "2.0.0", "strategy": {"max_concurrency": 1, "tolerated_failure_percent": 10}});
+    let res = start(&s, body).await;
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "halted", |r| r["status"] == "halted").await;
+    assert_eq!(r["waves"][0]["counts"]["pending"], json!(4), "{r}");
+    assert_eq!(seen.applied.lock().unwrap().clone(), ["t00->2.0.0"], "nothing more started");
+    // Resumed: nothing is left after the halted wave; its unstarted tenants stay.
+    let res = s.call(Method::POST, &format!("/v1/rollouts/{id}/resume"), None).await;
+    assert_eq!((res.status, res.body["status"].clone()), (StatusCode::OK, json!("completed")), "{}", res.body);
+    let skipped: Vec<&str> =
+        res.body["skipped"].as_array().unwrap().iter().map(|t| t["reason"].as_str().unwrap()).collect();
+    assert_eq!(skipped, ["halted-wave"; 4]);
+    assert_eq!(release_of(&s, "t04").await, json!("1.0.0"));
 }

@@ -260,6 +260,15 @@ impl App {
                     r.status = status::RUNNING.into();
                     r.halted_reason = None;
                     events.push(names::ROLLOUT_RESUMED);
+                    // The halted wave's tenants that never started stay where they are.
+                    if let Some(w) = r.waves.get_mut(r.current_wave) {
+                        for t in w.tenants.iter_mut().filter(|t| t.state == S::PENDING) {
+                            t.state = S::SKIPPED.into();
+                            t.reason = Some("its wave halted before its turn".into());
+                            r.skipped
+                                .push(SkippedTenant { tenant_id: t.tenant_id.clone(), reason: "halted-wave".into() });
+                        }
+                    }
                     r.current_wave += 1;
                     if r.current_wave >= r.waves.len() {
                         r.status = status::COMPLETED.into();

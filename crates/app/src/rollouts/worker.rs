@@ -93,13 +93,18 @@ impl App {
         // 2. The current wave's end.
         let mut fx = Effects::none();
         let cw = r.current_wave;
-        if r.status == status::RUNNING && cw < r.waves.len() && r.waves[cw].tenants.iter().all(settled) {
+        let over = r.waves.get(cw).is_some_and(|w| over_threshold(w, r.strategy.tolerated()));
+        let wave_ended = r.waves.get(cw).is_some_and(|w| {
+            w.tenants.iter().all(settled)
+                || (over && !w.tenants.iter().any(|t| matches!(t.state.as_str(), S::STARTING | S::UPGRADING)))
+        });
+        if r.status == status::RUNNING && wave_ended {
             let w = &r.waves[cw];
             let failed = w.tenants.iter().filter(|t| t.state == S::FAILED).count();
-            let attempted = failed + w.tenants.iter().filter(|t| t.state == S::SUCCEEDED).count();
+            let attempted = w.tenants.iter().filter(|t| t.state != S::SKIPPED).count();
             let pct = if attempted == 0 { 0.0 } else { failed as f64 * 100.0 / attempted as f64 };
             let wave_name = w.name.clone();
-            if pct > r.strategy.tolerated() {
+            if over {
                 r.status = status::HALTED.into();
                 r.halted_reason = Some(format!(
                     "{failed} of {attempted} upgrades of {wave_name} failed ({pct:.1}%, tolerated {}%)",
@@ -178,7 +183,11 @@ impl App {
                 }
                 if t.state == S::ROLLBACK_PENDING && w.status == "halted" {
                     picked.push((wi, ti, true));
-                } else if t.state == S::PENDING && wi == r.current_wave && r.status == status::RUNNING {
+                } else if t.state == S::PENDING
+                    && wi == r.current_wave
+                    && r.status == status::RUNNING
+                    && !over_threshold(w, r.strategy.tolerated())
+                {
                     picked.push((wi, ti, false));
                 }
             }
@@ -340,6 +349,14 @@ impl App {
             None => (None, None),
         }
     }
+}
+
+/// Whether a wave's failures are over the tolerated share of its tenants (those not
+/// skipped): it starts no more upgrades and halts once those in flight have ended.
+fn over_threshold(w: &tenancy_domain::rollout::Wave, tolerated: f64) -> bool {
+    let size = w.tenants.iter().filter(|t| t.state != S::SKIPPED).count();
+    let failed = w.tenants.iter().filter(|t| t.state == S::FAILED).count();
+    size > 0 && failed as f64 * 100.0 / size as f64 > tolerated
 }
 
 /// A start refusal that means "leave this tenant": pinned, not active, on the release
