@@ -29,8 +29,9 @@
 //!
 //! The canary first, then the `waves` in order, then the tenants left over. At most
 //! `max_concurrency` upgrades run at once; a wave starts after the previous one ended
-//! and `bake_s` passed. When a wave has ended, failures over `tolerated_failure_percent`
-//! of its attempted upgrades halt the rollout (`RolloutHalted`), and with
+//! and `bake_s` passed. Once a wave's failures are over `tolerated_failure_percent` of
+//! its tenants it starts no more upgrades and, those in flight ended, the rollout
+//! halts (`RolloutHalted`); with
 //! `rollback_failed_wave` (the default) the wave's succeeded tenants are upgraded back
 //! (with force) to their previous release; a tenant without one is left and listed
 //! (`not_rolled_back`). A halted rollout waits for the operator: resume goes on with
