@@ -36,6 +36,8 @@ pub struct App {
     pub(crate) export_retention: std::time::Duration,
     /// The largest release bundle accepted (see [`App::set_bundle_max_bytes`]).
     pub(crate) bundle_max_bytes: u64,
+    /// Wakes the rollout worker after a rollout's change (`crate::rollouts`).
+    pub(crate) rollouts_notify: Arc<tokio::sync::Notify>,
     /// The kinds of missing resources the reconciler repairs on its own (see
     /// [`App::set_reconcile_repair`]).
     pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::ops::DriftKind>,
@@ -104,6 +106,7 @@ impl App {
             execution_caps: (tenancy_engine::MAX_RUNNING_PER_STATE_MACHINE, tenancy_engine::MAX_RUNNING_PER_TENANT),
             export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
             bundle_max_bytes: crate::releases::bundle::DEFAULT_MAX_BYTES,
+            rollouts_notify: Arc::default(),
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
             terms: Default::default(),
             flag_catalogue: Default::default(),

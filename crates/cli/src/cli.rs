@@ -14,6 +14,7 @@ use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
 use crate::commands::releases::{self, ReleaseCmd};
+use crate::commands::rollouts::{self, RolloutCmd};
 use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::signup::{self, SignupArgs};
 use crate::commands::tenants::{self, TenantCmd};
@@ -89,6 +90,9 @@ pub enum Command {
     /// Releases (versions tenants are on) and their bundles.
     #[command(subcommand)]
     Releases(ReleaseCmd),
+    /// Rollouts of a release across tenants: canary, waves, bake time, halting.
+    #[command(subcommand)]
+    Rollouts(RolloutCmd),
     /// The secret store: tenants' secrets (--tenant) and the platform's.
     #[command(subcommand)]
     Secrets(SecretCmd),
@@ -149,6 +153,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Overrides(cmd) => (entitlements::overrides(&client, cmd).await?, entitlements::OVERRIDE_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
         Command::Releases(cmd) => (releases::releases(&client, cmd).await?, releases::RELEASE_COLUMNS),
+        Command::Rollouts(cmd) => (rollouts::rollouts(&client, cmd).await?, rollouts::ROLLOUT_COLUMNS),
         Command::Secrets(cmd) => match secrets::secrets(&client, cmd, output).await? {
             Some(v) => (v, secrets::SECRET_COLUMNS),
             None => return Ok(()),

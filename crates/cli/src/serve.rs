@@ -530,6 +530,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             owner,
         );
         tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
+        // Rollouts (docs/releases.md "Rollouts"): a pass a second, or at once after a
+        // change on this replica; leased per rollout across replicas.
+        let rollouts = tenancy_app::rollouts::RolloutWorker::new(
+            app.clone(),
+            format!("{node_id}/rollouts"),
+            std::time::Duration::from_millis(500),
+        );
+        tasks.push(tokio::spawn(rollouts.run(shutdown.clone())));
     }
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

@@ -162,6 +162,11 @@ struct Route {
     class: Class,
 }
 
+/// A rollout over no tenant (see the `{rollout}` set-up).
+fn rollout_body() -> Value {
+    json!({"release": "{release}", "selector": {"plans": ["authz-none"]}, "strategy": {"canary": 1}})
+}
+
 fn route(method: Method, path: &'static str, body: Option<Value>, class: Class) -> Route {
     Route { method, path, body, class }
 }
@@ -294,6 +299,12 @@ fn table() -> Vec<Route> {
         route(Method::PUT, "/v1/tenants/{tenant}/pin", Some(json!({"reason": "authz"})), TenantAdmin),
         route(Method::DELETE, "/v1/tenants/{tenant}/pin", None, TenantAdmin),
         route(Method::POST, "/v1/tenants/{tenant}/upgrade", Some(json!({"version": "{release}"})), TenantAdmin),
+        route(Method::GET, "/v1/rollouts", None, ReleaseRead),
+        route(Method::POST, "/v1/rollouts", Some(rollout_body()), ReleaseAdmin),
+        route(Method::GET, "/v1/rollouts/{rollout}", None, ReleaseRead),
+        route(Method::POST, "/v1/rollouts/{rollout}/pause", None, ReleaseAdmin),
+        route(Method::POST, "/v1/rollouts/{rollout}/resume", None, ReleaseAdmin),
+        route(Method::POST, "/v1/rollouts/{rollout}/abort", None, ReleaseAdmin),
         route(Method::GET, "/v1/queues", None, QueueRead),
         route(Method::GET, "/v1/queues/{queue}", None, QueueRead),
         route(Method::PUT, "/v1/queues/{queue}", Some(json!({"visibility_timeout_s": 30})), QueueAdmin),
@@ -434,7 +445,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 if r.path.contains("{queue}") { queue_with_receipt(&s).await } else { Default::default() };
             // A fresh release with a bundle.
             let release = format!("r-{}", uuid::Uuid::new_v4().simple());
-            if r.path.contains("{release}") || r.path.ends_with("/upgrade") {
+            if r.path.contains("{release}") || r.path.ends_with("/upgrade") || r.path.starts_with("/v1/rollouts") {
                 let res = s.call(Method::PUT, &format!("/v1/releases/{release}"), Some(json!({}))).await;
                 assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
                 let bundle = format!("/v1/releases/{release}/bundle");
@@ -445,6 +456,15 @@ async fn every_role_on_every_route(backend: Backend) {
                 let text = b.to_string().replace("{receipt}", &receipt).replace("{tenant}", &tenant);
                 serde_json::from_str(&text.replace("{release}", &release)).unwrap()
             });
+            // A rollout selecting no tenant (it completes at once: nothing is upgraded).
+            let rollout = if r.path.contains("{rollout}") {
+                let body = json!({"release": release, "selector": {"plans": ["authz-none"]}});
+                let res = s.call(Method::POST, "/v1/rollouts", Some(body)).await;
+                assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+                res.body["id"].as_str().unwrap().to_owned()
+            } else {
+                String::new()
+            };
             let hook = format!("h-{}", uuid::Uuid::new_v4().simple());
             if r.path.contains("{hook}") {
                 let res = s.call(Method::PUT, &format!("/v1/hooks/{hook}"), Some(hook_body())).await;
@@ -472,6 +492,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .replace("{secret}", &secret)
                 .replace("{connection}", &connection)
                 .replace("{release}", &release)
+                .replace("{rollout}", &rollout)
                 .replace("{hook}", &hook)
                 .replace("{function}", &function)
                 .replace("{queue}", &queue)

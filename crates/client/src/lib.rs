@@ -75,6 +75,9 @@ use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
 use tenancy_domain::release::{PinRequest, Release, ReleaseList, ReleaseSpec, UpgradeRequest};
+pub use tenancy_domain::rollout::{
+    Rollout, RolloutList, RolloutRequest, RolloutSelector, RolloutStarted, RolloutStrategy,
+};
 use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
 use tenancy_domain::subscription::{NewSubscription, Subscription};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};
@@ -684,6 +687,27 @@ impl Client {
     pub async fn task_failure(&self, token: &str, failure: &TaskFailure) -> Result<()> {
         let req = self.request(Method::POST, &format!("/v1/task-tokens/{}/failure", segment(token))).json(failure);
         self.call_empty(req).await
+    }
+
+    // Rollouts.
+
+    /// `POST /v1/rollouts`: start a rollout.
+    pub async fn rollout_start(&self, req: &RolloutRequest) -> Result<RolloutStarted> {
+        self.with_body(Method::POST, "/v1/rollouts", req).await
+    }
+
+    pub async fn rollout_get(&self, id: &str) -> Result<Rollout> {
+        self.get(&format!("/v1/rollouts/{}", segment(id)), NO_QUERY).await
+    }
+
+    pub async fn rollout_list(&self) -> Result<RolloutList> {
+        self.get("/v1/rollouts", NO_QUERY).await
+    }
+
+    /// `POST /v1/rollouts/{id}/{op}` with `op` one of `pause`, `resume`, `abort`.
+    pub async fn rollout_operate(&self, id: &str, op: &str) -> Result<Rollout> {
+        let req = self.request(Method::POST, &format!("/v1/rollouts/{}/{}", segment(id), segment(op)));
+        self.call(req).await
     }
 
     // Releases.

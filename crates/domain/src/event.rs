@@ -32,6 +32,18 @@ pub mod names {
     pub const RELEASE_UPDATED: &str = "ReleaseUpdated";
     /// A release's bundle was uploaded (its SHA-256 and size in the detail).
     pub const RELEASE_BUNDLE_UPLOADED: &str = "ReleaseBundleUploaded";
+    /// A rollout started (its tenants resolved, its waves planned).
+    pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+    /// A rollout's wave finished within its tolerated failures.
+    pub const WAVE_COMPLETED: &str = "WaveCompleted";
+    /// A rollout halted: a wave failed more than tolerated.
+    pub const ROLLOUT_HALTED: &str = "RolloutHalted";
+    /// Every wave of a rollout completed.
+    pub const ROLLOUT_COMPLETED: &str = "RolloutCompleted";
+    /// A rollout was paused, resumed or aborted by an operator.
+    pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
+    pub const ROLLOUT_RESUMED: &str = "RolloutResumed";
+    pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
     /// A tenant was pinned to its release, or unpinned.
     pub const TENANT_PINNED: &str = "TenantPinned";
     pub const TENANT_UNPINNED: &str = "TenantUnpinned";

@@ -22,6 +22,7 @@ pub mod queue;
 pub mod quota;
 pub mod ratelimit;
 pub mod release;
+pub mod rollout;
 pub mod secret;
 pub mod signup;
 pub mod subscription;

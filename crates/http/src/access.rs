@@ -142,6 +142,11 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         | ("DELETE", "/v1/queues/{name}/messages/{receipt}") => any(&[P::QueueUse]),
         ("GET", "/v1/releases" | "/v1/releases/{version}" | "/v1/releases/{version}/bundle") => any(&[P::ReleaseRead]),
         ("PUT", "/v1/releases/{version}" | "/v1/releases/{version}/bundle") => any(&[P::ReleaseAdmin]),
+        ("GET", "/v1/rollouts" | "/v1/rollouts/{id}") => any(&[P::ReleaseRead]),
+        (
+            "POST",
+            "/v1/rollouts" | "/v1/rollouts/{id}/pause" | "/v1/rollouts/{id}/resume" | "/v1/rollouts/{id}/abort",
+        ) => any(&[P::ReleaseAdmin]),
         ("PUT" | "DELETE", "/v1/tenants/{id}/pin") | ("POST", "/v1/tenants/{id}/upgrade") => {
             of_tenant(&[P::TenantAdmin])
         }

@@ -15,6 +15,7 @@ mod quotas;
 mod reconciliation;
 mod records;
 pub(crate) mod releases;
+pub(crate) mod rollouts;
 mod secrets;
 mod signup;
 mod subscriptions;
@@ -91,6 +92,11 @@ fn releases_api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(releases::put_bundle, releases::get_bundle))
         .routes(routes!(releases::pin_tenant, releases::unpin_tenant))
         .routes(routes!(releases::upgrade_tenant))
+        .routes(routes!(rollouts::start_rollout, rollouts::list_rollouts))
+        .routes(routes!(rollouts::get_rollout))
+        .routes(routes!(rollouts::pause_rollout))
+        .routes(routes!(rollouts::resume_rollout))
+        .routes(routes!(rollouts::abort_rollout))
 }
 
 /// The routes that need no credentials (self-service sign-up), served without the

@@ -41,6 +41,7 @@ mod quota_batch;
 mod quota_pruning;
 mod quotas;
 mod releases;
+mod rollouts;
 mod rows;
 mod secrets;
 mod signups;
@@ -351,6 +352,10 @@ impl Store for SqlStore {
     }
 
     fn releases(&self) -> Arc<dyn tenancy_store::ReleaseStore> {
+        Arc::new(self.clone())
+    }
+
+    fn rollouts(&self) -> Arc<dyn tenancy_store::RolloutStore> {
         Arc::new(self.clone())
     }
 

@@ -185,6 +185,9 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// The releases' storage, on the same database.
     fn releases(&self) -> std::sync::Arc<dyn crate::releases::ReleaseStore>;
 
+    /// The rollouts' storage, on the same database.
+    fn rollouts(&self) -> std::sync::Arc<dyn crate::rollouts::RolloutStore>;
+
     /// The secret store's rows and sealed versions, on the same database.
     fn secrets(&self) -> std::sync::Arc<dyn crate::secrets::SecretStore>;
 

@@ -13,6 +13,7 @@ pub mod queues;
 pub mod quotas;
 pub mod reconciliation;
 pub mod releases;
+pub mod rollouts;
 pub mod secrets;
 pub mod signup;
 pub mod tenants;

@@ -1,0 +1,210 @@
+//! `tenancy rollouts ...`: rollouts of a release across tenants, over the v1 API.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use tenancy_client::{Client, Rollout, RolloutRequest, RolloutSelector, RolloutStrategy};
+
+use crate::support::*;
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Start a rollout of a release over the tenants selected (every tenant without
+    /// a selector), in waves.
+    Start {
+        #[arg(long)]
+        release: String,
+        /// Only tenants on this plan (repeatable: any of them).
+        #[arg(long = "plan")]
+        plans: Vec<String>,
+        /// Only tenants in this region (repeatable).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Only tenants with this status (repeatable).
+        #[arg(long = "status")]
+        statuses: Vec<String>,
+        /// Exactly these tenants (repeatable).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Tenants in the first wave.
+        #[arg(long)]
+        canary: Option<u64>,
+        /// Wave sizes, comma separated: counts or percentages (10%,50%); the rest
+        /// make a last wave.
+        #[arg(long, value_delimiter = ',')]
+        waves: Vec<String>,
+        #[arg(long)]
+        max_concurrency: Option<u64>,
+        #[arg(long)]
+        tolerated_failure_percent: Option<f64>,
+        /// Time between waves: 30s, 5m, 1h or seconds.
+        #[arg(long)]
+        bake: Option<String>,
+        /// Leave a halting wave's succeeded tenants on the new release.
+        #[arg(long)]
+        no_rollback: bool,
+    },
+    Get {
+        id: String,
+    },
+    List,
+    /// No new upgrades start; running ones finish.
+    Pause {
+        id: String,
+    },
+    /// Go on after a pause or a halt.
+    Resume {
+        id: String,
+    },
+    /// End the rollout; no new upgrades.
+    Abort {
+        id: String,
+    },
+    /// Show each wave's progress until the rollout completes, halts or is aborted
+    /// (exit 1 unless it completed).
+    Watch {
+        id: String,
+    },
+}
+
+pub const ROLLOUT_COLUMNS: &[&str] =
+    &["id", "release", "status", "wave", "pending", "upgrading", "succeeded", "failed", "rolled_back", "skipped"];
+
+fn parse_bake(s: &str) -> Result<u64, CliError> {
+    let bad = || CliError::Usage(format!("--bake {s:?}: expected e.g. 30s, 5m, 1h or a number of seconds"));
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| bad())
+}
+
+/// A rollout flattened for the table: the totals over its waves beside it.
+fn row(r: &Rollout) -> Value {
+    let mut v = to_json(r);
+    let sum = |f: fn(&tenancy_domain::rollout::WaveCounts) -> u64| r.waves.iter().map(|w| f(&w.counts)).sum::<u64>();
+    if let Some(m) = v.as_object_mut() {
+        let wave = r.waves.get(r.current_wave).map(|w| w.name.clone()).unwrap_or_default();
+        m.insert("wave".into(), json!(format!("{} ({}/{})", wave, r.current_wave + 1, r.waves.len())));
+        m.insert("pending".into(), json!(sum(|c| c.pending)));
+        m.insert("upgrading".into(), json!(sum(|c| c.upgrading)));
+        m.insert("succeeded".into(), json!(sum(|c| c.succeeded)));
+        m.insert("failed".into(), json!(sum(|c| c.failed)));
+        m.insert("rolled_back".into(), json!(sum(|c| c.rolled_back)));
+        m.insert("skipped".into(), json!(r.skipped.len()));
+    }
+    v
+}
+
+pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
+    Ok(match cmd {
+        RolloutCmd::Start {
+            release,
+            plans,
+            regions,
+            statuses,
+            tenants,
+            canary,
+            waves,
+            max_concurrency,
+            tolerated_failure_percent,
+            bake,
+            no_rollback,
+        } => {
+            let bake_s = bake.as_deref().map(parse_bake).transpose()?;
+            let waves = waves
+                .iter()
+                .filter(|w| !w.trim().is_empty())
+                .map(|w| match w.trim().parse::<u64>() {
+                    Ok(n) => json!(n),
+                    Err(_) => json!(w.trim()),
+                })
+                .collect();
+            let req = RolloutRequest {
+                release,
+                selector: RolloutSelector { plans, regions, statuses, tenant_ids: tenants },
+                strategy: RolloutStrategy {
+                    canary,
+                    waves,
+                    max_concurrency,
+                    tolerated_failure_percent,
+                    bake_s,
+                    rollback_failed_wave: no_rollback.then_some(false),
+                },
+            };
+            let started = c.rollout_start(&req).await?;
+            for s in &started.skipped {
+                eprintln!("skipped {}: {}", s.tenant_id, s.reason);
+            }
+            row(&c.rollout_get(&started.id).await?)
+        }
+        RolloutCmd::Get { id } => row(&c.rollout_get(&id).await?),
+        RolloutCmd::List => Value::Array(c.rollout_list().await?.items.iter().map(row).collect()),
+        RolloutCmd::Pause { id } => row(&c.rollout_operate(&id, "pause").await?),
+        RolloutCmd::Resume { id } => row(&c.rollout_operate(&id, "resume").await?),
+        RolloutCmd::Abort { id } => row(&c.rollout_operate(&id, "abort").await?),
+        RolloutCmd::Watch { id } => watch(c, &id).await?,
+    })
+}
+
+/// One bar per wave (done = succeeded + failed + skipped + rolled back, of its
+/// tenants), refreshed every second until the rollout is no longer running or paused.
+async fn watch(c: &Client, id: &str) -> Result<Value, CliError> {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bars: Vec<ProgressBar> = Vec::new();
+    loop {
+        let r = c.rollout_get(id).await?;
+        while bars.len() < r.waves.len() {
+            let w = &r.waves[bars.len()];
+            let bar = multi.add(ProgressBar::new(w.tenants.len() as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(w.name.clone());
+            bars.push(bar);
+        }
+        for (w, bar) in r.waves.iter().zip(&bars) {
+            let k = &w.counts;
+            bar.set_position(k.succeeded + k.failed + k.skipped + k.rolled_back);
+            bar.set_message(format!(
+                "{} | upgrading {} succeeded {} failed {} rolled back {}",
+                w.status, k.upgrading, k.succeeded, k.failed, k.rolled_back
+            ));
+        }
+        let settled = r.waves.iter().flat_map(|w| &w.tenants).all(|t| {
+            !matches!(
+                t.state.as_str(),
+                "starting" | "upgrading" | "rollback_pending" | "rollback_starting" | "rolling_back"
+            )
+        });
+        let ended = matches!(r.status.as_str(), "completed" | "aborted") || (r.status == "halted" && settled);
+        if ended {
+            for bar in &bars {
+                bar.finish();
+            }
+            if r.status != "completed" {
+                for f in &r.failed {
+                    eprintln!(
+                        "failed {} ({}): {} {}",
+                        f.tenant_id,
+                        f.wave,
+                        f.step.as_deref().unwrap_or("-"),
+                        f.reason.as_deref().unwrap_or("")
+                    );
+                }
+                return Err(CliError::Other(anyhow::anyhow!(
+                    "rollout {id} is {}{}",
+                    r.status,
+                    r.halted_reason.as_deref().map(|h| format!(": {h}")).unwrap_or_default()
+                )));
+            }
+            return Ok(row(&r));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
