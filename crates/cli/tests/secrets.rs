@@ -332,14 +332,28 @@ async fn no_plaintext_in_the_data_dir() {
         assert!(res.status.is_success(), "{}", res.body);
     }
     assert_eq!(s.get("/v1/tenants/acme/secrets/db").await.body["value"], format!("{VALUE}2"));
+    // Rotations too: every generated version's value, read back through the API.
+    let rotated = "/v1/tenants/acme/secrets/rotated";
+    let body = json!({"generate": {"type": "random_string", "length": 40}});
+    assert!(s.call(Method::PUT, rotated, Some(body)).await.status.is_success());
+    let mut values = vec![s.get(rotated).await.body["value"].as_str().unwrap().to_owned()];
+    for _ in 0..2 {
+        let res = s.call(Method::POST, &format!("{rotated}/rotate"), None).await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+        s.wait_execution(res.body["execution_id"].as_str().unwrap(), "SUCCEEDED").await;
+        values.push(s.get(rotated).await.body["value"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(values.iter().collect::<std::collections::HashSet<_>>().len(), 3, "{values:?}");
     let mut found = Vec::new();
     files(&dir, &mut found);
     let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
     assert!(names.iter().any(|n| n.ends_with("tenancy.db-wal")), "{names:?}");
     for f in &found {
         let bytes = std::fs::read(f).unwrap();
-        let hit = bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes());
-        assert!(!hit, "the plaintext is in {}", f.display());
+        for v in std::iter::once(VALUE).chain(values.iter().map(String::as_str)) {
+            let hit = bytes.windows(v.len()).any(|w| w == v.as_bytes());
+            assert!(!hit, "the plaintext {v:?} is in {}", f.display());
+        }
     }
     server.kill_9();
 }

@@ -28,6 +28,7 @@ mod connections;
 mod dialect;
 mod drift;
 mod effects;
+mod effects_batch;
 mod entitlements;
 mod events;
 mod functions;
@@ -106,6 +107,8 @@ pub struct SqlStore {
     listen_url: Option<String>,
     /// PostgreSQL only: the group commit of the common consume ([`quota_batch`]).
     consumes: Option<Arc<quota_batch::ConsumeBatcher>>,
+    /// PostgreSQL only: the group commit of effects written alone ([`effects_batch`]).
+    effects: Option<Arc<effects_batch::EffectsBatcher>>,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
@@ -135,6 +138,7 @@ impl SqlStore {
                 .await
                 .map_err(db_err)?;
             let consumes = Arc::new(quota_batch::ConsumeBatcher::new(pool.clone()));
+            let effects = Arc::new(effects_batch::EffectsBatcher::new(pool.clone()));
             SqlStore {
                 dialect: Dialect::POSTGRES,
                 writer: Writer::direct(pool.clone()),
@@ -145,6 +149,7 @@ impl SqlStore {
                 _lock: None,
                 listen_url: Some(opts.url.clone()),
                 consumes: Some(consumes),
+                effects: Some(effects),
             }
         } else if opts.url.starts_with("sqlite:") {
             let lock = lock_sqlite(&opts.url)?;
@@ -181,6 +186,7 @@ impl SqlStore {
                 _lock: Some(lock),
                 listen_url: None,
                 consumes: None,
+                effects: None,
             }
         } else {
             return Err(Error::invalid(format!(
@@ -480,6 +486,9 @@ impl Store for SqlStore {
     }
 
     async fn commit_effects(&self, fx: &Effects) -> Result<()> {
+        if let Some(batcher) = &self.effects {
+            return batcher.commit(fx).await;
+        }
         // Nothing to undo: the write is the effects alone, so no savepoint (on SQLite two
         // round trips to the connection's thread per write, most of a batch's time when
         // every secret read commits its audit entry).
