@@ -3,6 +3,8 @@
 //! The effects of a whole batch of writes are inserted together: one multi-row INSERT
 //! per table and chunk, instead of one statement per record.
 
+use std::borrow::Borrow;
+
 use sqlx::{AnyConnection, Row};
 use tenancy_domain::tenant::{Tenant, TenantStatus};
 use tenancy_domain::{Error, Result};
@@ -57,7 +59,8 @@ pub(super) fn insert_sql(head: &str, columns: usize, rows: usize, dialect: Diale
 /// Inserts the executions named by their ids, events, audit entries and resource
 /// changes of every write in `batch` (the executions with chosen names were applied
 /// with their writes).
-pub(super) async fn apply_effects_batch(conn: &mut AnyConnection, batch: &[Effects]) -> Result<()> {
+pub(super) async fn apply_effects_batch<B: Borrow<Effects>>(conn: &mut AnyConnection, batch: &[B]) -> Result<()> {
+    let batch: Vec<&Effects> = batch.iter().map(Borrow::borrow).collect();
     let dialect = Dialect::of(conn);
     let executions: Vec<&NewExecution> =
         batch.iter().flat_map(|fx| &fx.executions).filter(|e| e.named_by_id()).collect();

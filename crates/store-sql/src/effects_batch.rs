@@ -10,19 +10,18 @@
 //! answers each caller after the COMMIT. [`RUNNERS`] runners take turns at the queue,
 //! so a batch gathers while the previous one commits. Should a batch fail (a duplicate
 //! execution name, a lost connection), its writes are retried one transaction each, so
-//! one write's failure is its own.
+//! one write's failure is its own. The queue and its runners are [`GroupCommit`]'s.
 //!
 //! [`Store::commit_effects`]: tenancy_store::Store::commit_effects
-
-use std::sync::Arc;
 
 use sqlx::{AnyPool, Connection};
 use tenancy_domain::{Error, Result};
 use tenancy_store::Effects;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::oneshot;
 
 use super::db_err;
 use super::effects::{apply_effects_batch, start_executions};
+use super::group_commit::GroupCommit;
 
 /// Most writes one transaction commits.
 const MAX_BATCH: usize = 256;
@@ -36,43 +35,24 @@ struct Job {
 
 /// The queue of effects written alone and its runners.
 pub(super) struct EffectsBatcher {
-    tx: mpsc::UnboundedSender<Job>,
+    queue: GroupCommit<Job>,
 }
 
 impl EffectsBatcher {
     pub(super) fn new(pool: AnyPool) -> EffectsBatcher {
-        let (tx, rx) = mpsc::unbounded_channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..RUNNERS {
-            let (rx, pool) = (rx.clone(), pool.clone());
-            tokio::spawn(async move {
-                loop {
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(job) => batch.push(job),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
-                    };
-                    run_batch(&pool, batch).await;
-                }
-            });
-        }
-        EffectsBatcher { tx }
+        let queue = GroupCommit::spawn(RUNNERS, MAX_BATCH, move |batch| {
+            let pool = pool.clone();
+            async move { run_batch(&pool, batch).await }
+        });
+        EffectsBatcher { queue }
     }
 
     /// Commits `fx`, answered once its transaction (shared with others) committed.
     pub(super) async fn commit(&self, fx: &Effects) -> Result<()> {
+        let stopped = || Error::Unavailable("the store's effects writer has stopped".into());
         let (done, answer) = oneshot::channel();
-        self.tx
-            .send(Job { fx: fx.clone(), done })
-            .map_err(|_| Error::Unavailable("the store's effects writer has stopped".into()))?;
-        answer.await.map_err(|_| Error::Unavailable("the store's effects writer has stopped".into()))?
+        self.queue.submit(Job { fx: fx.clone(), done }).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -101,7 +81,6 @@ async fn commit(pool: &AnyPool, batch: &[&Effects]) -> Result<()> {
     for fx in batch {
         start_executions(&mut tx, fx).await?;
     }
-    let owned: Vec<Effects> = batch.iter().map(|fx| (*fx).clone()).collect();
-    apply_effects_batch(&mut tx, &owned).await?;
+    apply_effects_batch(&mut tx, batch).await?;
     tx.commit().await.map_err(db_err)
 }

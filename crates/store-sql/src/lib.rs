@@ -32,6 +32,7 @@ mod effects_batch;
 mod entitlements;
 mod events;
 mod functions;
+mod group_commit;
 mod hooks;
 mod idempotency;
 mod master_key;

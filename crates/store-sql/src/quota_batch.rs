@@ -6,8 +6,7 @@
 //! consumes are gathered, as the SQLite writer gathers writes: a runner takes every
 //! consume queued since its last statement (up to [`MAX_BATCH`]) and grants them with
 //! one multi-row statement of the same upsert, one commit for all of them; each caller
-//! is answered after it. [`RUNNERS`] runners take turns at the queue, so a batch
-//! gathers while the previous one commits.
+//! is answered after it ([`GroupCommit`] holds the queue and its runners).
 //!
 //! Exactness is the single statement's: each row's guard is evaluated against the
 //! row's latest committed usage under its row lock, so batches of several replicas
@@ -23,9 +22,10 @@ use std::sync::Arc;
 
 use sqlx::{AnyPool, Row};
 use tenancy_domain::Result;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::oneshot;
 
 use super::db_err;
+use super::group_commit::GroupCommit;
 use super::quotas::Fast;
 
 /// Most consumes one statement grants.
@@ -41,42 +41,25 @@ struct Job {
 
 /// The queue of common consumes and its runners.
 pub(super) struct ConsumeBatcher {
-    tx: mpsc::UnboundedSender<Job>,
+    queue: GroupCommit<Job>,
     pool: AnyPool,
 }
 
 impl ConsumeBatcher {
     pub(super) fn new(pool: AnyPool) -> ConsumeBatcher {
-        let (tx, rx) = mpsc::unbounded_channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..RUNNERS {
-            let (rx, pool) = (rx.clone(), pool.clone());
-            tokio::spawn(async move {
-                loop {
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(job) => batch.push(job),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
-                    };
-                    run_batch(&pool, batch).await;
-                }
-            });
-        }
-        ConsumeBatcher { tx, pool }
+        let runner_pool = pool.clone();
+        let queue = GroupCommit::spawn(RUNNERS, MAX_BATCH, move |jobs| {
+            let pool = runner_pool.clone();
+            async move { run_batch(&pool, jobs).await }
+        });
+        ConsumeBatcher { queue, pool }
     }
 
     /// The usage after the grant, or `None` when the full transaction must decide;
     /// answered once the grant is committed.
     pub(super) async fn consume(&self, fast: Arc<Fast>) -> Result<Option<u64>> {
         let (done, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { fast, done }) {
+        if let Err(job) = self.queue.submit(Job { fast, done }) {
             return job.fast.run(&self.pool).await;
         }
         match answer.await {
