@@ -95,7 +95,7 @@ async fn sign_out(c: &Client) {
 
 /// Saves the current page as docs/images/console-`name`.png when asked to.
 async fn screenshot(c: &Client, name: &str) {
-    if std::env::var_os("UPDATE_SCREENSHOTS").is_none() {
+    if !tenancy::config::env_flag("UPDATE_SCREENSHOTS") {
         return;
     }
     let png = c.screenshot().await.unwrap();
@@ -106,14 +106,18 @@ async fn screenshot(c: &Client, name: &str) {
 
 /// A state machine whose only Task fails: an execution to redrive.
 async fn failed_execution(s: &TestServer, tenant: &str) -> String {
-    let def = json!({"StartAt": "Charge", "States": {
+    let def = json!({"StartAt": "Prepare", "States": {
         "Prepare": {"Type": "Pass", "Next": "Charge"},
         "Charge": {"Type": "Task", "Resource": "tenancy:fail",
                    "Parameters": {"Error": "Billing.Declined", "Cause": "the card was declined"}, "End": true}}});
     let res = s.call(Method::PUT, "/v1/state-machines/billing", Some(json!({"definition": def}))).await;
     assert!(res.status.is_success(), "{}", res.body);
     let res = s
-        .call(Method::POST, "/v1/executions", Some(json!({"state_machine": "billing", "tenant_id": tenant, "input": {"amount": 42}})))
+        .call(
+            Method::POST,
+            "/v1/executions",
+            Some(json!({"state_machine": "billing", "tenant_id": tenant, "input": {"amount": 42}})),
+        )
         .await;
     assert!(res.status.is_success(), "{}", res.body);
     let id = res.body["id"].as_str().unwrap().to_owned();
@@ -242,7 +246,13 @@ async fn console_in_a_browser() {
         let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
         assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     }
-    let res = http.post(format!("{base}/console/tenants/acme/suspend")).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
+    let res = http
+        .post(format!("{base}/console/tenants/acme/suspend"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(s.get(&format!("/v1/executions/{execution}")).await.body["redrive_count"], 1);
     assert_eq!(s.get("/v1/tenants/acme").await.body["status"], "active");

@@ -38,13 +38,14 @@ impl Session {
         self.ctx.authorize(p).is_ok()
     }
 
-    /// Checks a form's CSRF token (constant time), else the 403 page.
-    pub fn check_csrf(&self, form: &HashMap<String, String>) -> Result<(), Response> {
+    /// Checks a form's CSRF token (constant time): `None` when it is right, else the
+    /// 403 page to answer with.
+    pub fn csrf_refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
         let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
         if bool::from(sent.ct_eq(self.csrf.as_bytes())) {
-            Ok(())
+            None
         } else {
-            Err(view::message_page(
+            Some(view::message_page(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "The form's CSRF token is missing or wrong: reload the page and try again.",
@@ -147,7 +148,7 @@ pub async fn login(
 
 /// Signs out (a POST with the CSRF token: another site cannot sign you out).
 pub async fn logout(session: Session, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(res) = session.check_csrf(&form) {
+    if let Some(res) = session.csrf_refusal(&form) {
         return res;
     }
     let mut res = Redirect::to("/console/login").into_response();

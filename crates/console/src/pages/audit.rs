@@ -46,7 +46,8 @@ pub struct ListQuery {
 }
 
 pub async fn list(State(s): State<Arc<Console>>, session: Session, Query(lq): Query<ListQuery>) -> Response {
-    let filter = AuditFilter { tenant_id: set(&lq.tenant), actor: set(&lq.actor), action: set(&lq.action), after: None };
+    let filter =
+        AuditFilter { tenant_id: set(&lq.tenant), actor: set(&lq.actor), action: set(&lq.action), after: None };
     let page = match s.app.audit_list(&session.ctx, filter, &page_of(100, set(&lq.cursor))).await {
         Ok(p) => p,
         Err(e) => return view::error_page(&e),

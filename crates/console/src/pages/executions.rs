@@ -192,7 +192,7 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
     axum::Form(form): Fields,
 ) -> Response {
-    if let Err(res) = session.check_csrf(&form) {
+    if let Some(res) = session.csrf_refusal(&form) {
         return res;
     }
     if let Err(e) = session.ctx.authorize(P::WorkflowWrite) {
@@ -201,7 +201,8 @@ pub async fn act(
     let result = match action.as_str() {
         "redrive" => s.app.execution_redrive(&session.ctx, &id).await.map(|_| "redriven"),
         "stop" => {
-            let req = StopExecution { error: Some("Console.Stopped".into()), cause: Some("stopped from the console".into()) };
+            let req =
+                StopExecution { error: Some("Console.Stopped".into()), cause: Some("stopped from the console".into()) };
             s.app.execution_stop(&session.ctx, &id, req).await.map(|_| "stopped")
         }
         _ => return view::message_page(StatusCode::NOT_FOUND, "Not found", "There is no such action."),

@@ -65,7 +65,7 @@ pub async fn redrive(
     Path(name): Path<String>,
     axum::Form(form): Fields,
 ) -> Response {
-    if let Err(res) = session.check_csrf(&form) {
+    if let Some(res) = session.csrf_refusal(&form) {
         return res;
     }
     if let Err(e) = session.ctx.authorize(P::QueueAdmin) {

@@ -39,11 +39,12 @@ pub async fn list(State(s): State<Arc<Console>>, session: Session) -> Response {
 
 fn target(t: &Target) -> String {
     match serde_json::to_value(t) {
-        Ok(serde_json::Value::Object(m)) => {
-            m.get("url").or_else(|| m.get("queue")).and_then(|v| v.as_str()).map(str::to_owned).unwrap_or_else(|| {
-                serde_json::Value::Object(m).to_string()
-            })
-        }
+        Ok(serde_json::Value::Object(m)) => m
+            .get("url")
+            .or_else(|| m.get("queue"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| serde_json::Value::Object(m).to_string()),
         Ok(v) => v.to_string(),
         Err(_) => String::new(),
     }
@@ -117,7 +118,7 @@ pub async fn retry(
     Path((id, delivery)): Path<(String, String)>,
     axum::Form(form): Fields,
 ) -> Response {
-    if let Err(res) = session.check_csrf(&form) {
+    if let Some(res) = session.csrf_refusal(&form) {
         return res;
     }
     if let Err(e) = session.ctx.authorize(P::SubscriptionWrite) {
@@ -135,7 +136,7 @@ pub async fn replay(
     Path(id): Path<String>,
     axum::Form(form): Fields,
 ) -> Response {
-    if let Err(res) = session.check_csrf(&form) {
+    if let Some(res) = session.csrf_refusal(&form) {
         return res;
     }
     if let Err(e) = session.ctx.authorize(P::SubscriptionWrite) {

@@ -254,7 +254,7 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
     axum::Form(form): Fields,
 ) -> Response {
-    if let Err(res) = session.check_csrf(&form) {
+    if let Some(res) = session.csrf_refusal(&form) {
         return res;
     }
     let ctx = &session.ctx;
