@@ -277,6 +277,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi))
+        // The web console authenticates its own session cookie (not the bearer
+        // token of the access middleware) and calls the same app operations.
+        .nest_service("/console", tenancy_console::router(state.app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
