@@ -225,6 +225,72 @@ fn intrinsic_case(text: &str, input: &Value, seed: u64) -> Result<(), TestCaseEr
     })
 }
 
+/// JSONata's built-in functions (`crates/asl/src/jsonata/functions.rs`).
+const JSONATA_FUNCTIONS: &[&str] = &[
+    "abs", "append", "assert", "average", "boolean", "ceil", "contains", "count", "decodeUrl", "decodeUrlComponent",
+    "distinct", "each", "encodeUrl", "encodeUrlComponent", "error", "eval", "exists", "filter", "floor", "formatBase",
+    "formatInteger", "formatNumber", "fromMillis", "hash", "join", "keys", "length", "lookup", "lowercase", "map",
+    "match", "max", "merge", "millis", "min", "not", "now", "number", "pad", "parse", "parseInteger", "partition",
+    "power", "random", "range", "reduce", "replace", "reverse", "round", "shuffle", "sift", "single", "sort", "split",
+    "spread", "sqrt", "string", "substring", "substringAfter", "substringBefore", "sum", "toMillis", "trim", "type",
+    "uppercase", "uuid", "values", "zip",
+];
+
+/// Argument values at the edges: huge, tiny, negative, fractional, non-finite as
+/// text, empty, odd types, functions, regular expressions, undefined.
+const JSONATA_ARGS: &[&str] = &[
+    "0", "-1", "1", "2", "1.5", "-0.5", "1e308", "-1e308", "1e-308", "9007199254740993", "-9223372036854775808",
+    "18446744073709551616", "4294967296", "2147483648", "36", "37", "\"\"", "\"abc\"", "\"#0.00\"",
+    "\"#,##0.###e0\"", "\"%\"", "\"%E0\"", "\"\u{e9}\u{e9}\"", "\"[Y0001]-[M01]-[D01]\"", "\"w\"", "\"I\"",
+    "\"MD5\"", "\"SHA-256\"", "\"2026-01-01T00:00:00Z\"", "[]", "[1,2,3]", "[\"b\",\"a\"]", "[[1],[2,[3]]]",
+    "{}", "{\"a\":1}", "null", "true", "$nothing", "/a*/", "/(x)(y)?/i", "function($a,$b){$a>$b}", "function($v){$v}",
+    "$string", "$states", "$states.input", "\"x\" & $pad(\"\", 100000)",
+];
+
+fn jsonata_call() -> impl Strategy<Value = String> {
+    let arg = prop::sample::select(JSONATA_ARGS);
+    (prop::sample::select(JSONATA_FUNCTIONS), prop::collection::vec(arg, 0..5), any::<bool>()).prop_map(
+        |(f, args, chain)| {
+            let call = format!("${f}({})", args.join(", "));
+            if chain {
+                // The result as the input of a path and another call.
+                format!("({call}).a[0] ~> $string()")
+            } else {
+                call
+            }
+        },
+    )
+}
+
+const INTRINSICS: &[&str] = &[
+    "States.Array", "States.ArrayContains", "States.ArrayGetItem", "States.ArrayLength", "States.ArrayPartition",
+    "States.ArrayRange", "States.ArrayUnique", "States.Base64Decode", "States.Base64Encode", "States.Format",
+    "States.Hash", "States.JsonMerge", "States.JsonToString", "States.MathAdd", "States.MathRandom",
+    "States.StringSplit", "States.StringToJson", "States.UUID",
+];
+
+const INTRINSIC_ARGS: &[&str] = &[
+    "0", "-1", "1", "3", "1.5", "-0.5", "1e308", "-1e308", "9223372036854775807", "-9223372036854775808",
+    "18446744073709551616", "2147483648", "'x'", "''", "'{}'", "'a{}b{}'", "'\\{'", "'SHA-512'", "'MD5'", "'=='",
+    "'eyJhIjoxfQ=='", "'!!'", "'[1,2'", "'1e400'", "null", "true", "$", "$.a", "$.a[0]", "$$.Execution.Input",
+    "$.items[*]", "States.Array(1, 2)", "States.ArrayRange(1, 1000000, 1)", "States.StringToJson('[1,[2]]')",
+];
+
+fn intrinsic_call() -> impl Strategy<Value = String> {
+    (prop::sample::select(INTRINSICS), prop::collection::vec(prop::sample::select(INTRINSIC_ARGS), 0..5))
+        .prop_map(|(f, args)| format!("{f}({})", args.join(", ")))
+}
+
+#[test]
+fn jsonata_function_calls() {
+    check(500, (jsonata_call(), input(), any::<u64>()), |(text, states, seed)| jsonata_case(&text, &states, seed));
+}
+
+#[test]
+fn intrinsic_function_calls() {
+    check(500, (intrinsic_call(), input(), any::<u64>()), |(text, input, seed)| intrinsic_case(&text, &input, seed));
+}
+
 #[test]
 fn jsonpath_parse_select_write() {
     check(600, (mutated(|s| &s.paths), input(), json_value()), |(text, doc, value)| jsonpath_case(&text, &doc, &value));
