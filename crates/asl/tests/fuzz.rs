@@ -24,7 +24,10 @@ use tenancy_asl::{jsonata, ExecutionContext, Failure, StateMachine, TaskRequest}
 
 /// Cases per target: `TENANCY_FUZZ_CASES`, else a count that takes a few seconds.
 fn cases(default: u32) -> u32 {
-    std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    // A test hook, not a setting of the server.
+    #[allow(clippy::disallowed_methods)]
+    let cases = std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok());
+    cases.unwrap_or(default)
 }
 
 /// One evaluation slower than this is reported as a hang (the limits of
@@ -43,8 +46,7 @@ fn seeds() -> &'static Seeds {
     static SEEDS: OnceLock<Seeds> = OnceLock::new();
     SEEDS.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/asl-conformance");
-        let mut s =
-            Seeds { definitions: vec![], inputs: vec![], paths: vec![], jsonata: vec![], intrinsics: vec![] };
+        let mut s = Seeds { definitions: vec![], inputs: vec![], paths: vec![], jsonata: vec![], intrinsics: vec![] };
         let mut files: Vec<_> = std::fs::read_dir(&dir).expect("the conformance corpus").flatten().collect();
         files.sort_by_key(|e| e.path());
         for f in files {
@@ -80,9 +82,49 @@ fn collect_strings(v: &Value, s: &mut Seeds) {
 
 /// Characters the grammars care about, plus a few that they do not.
 const ALPHABET: &[char] = &[
-    '$', '.', '[', ']', '(', ')', '{', '}', '\'', '"', '\\', ',', ':', ';', '*', '?', '@', '=', '<', '>', '!', '&',
-    '|', '%', '~', '^', '#', '/', '-', '+', ' ', '0', '1', '9', 'a', 'x', 'e', 'E', '`', '\u{e9}', '\u{1f600}',
-    '\0', '\n',
+    '$',
+    '.',
+    '[',
+    ']',
+    '(',
+    ')',
+    '{',
+    '}',
+    '\'',
+    '"',
+    '\\',
+    ',',
+    ':',
+    ';',
+    '*',
+    '?',
+    '@',
+    '=',
+    '<',
+    '>',
+    '!',
+    '&',
+    '|',
+    '%',
+    '~',
+    '^',
+    '#',
+    '/',
+    '-',
+    '+',
+    ' ',
+    '0',
+    '1',
+    '9',
+    'a',
+    'x',
+    'e',
+    'E',
+    '`',
+    '\u{e9}',
+    '\u{1f600}',
+    '\0',
+    '\n',
 ];
 
 #[derive(Debug, Clone)]
@@ -160,10 +202,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// An input: a corpus input or an arbitrary value.
 fn input() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        any::<prop::sample::Index>().prop_map(|i| i.get(&seeds().inputs).clone()),
-        json_value(),
-    ]
+    prop_oneof![any::<prop::sample::Index>().prop_map(|i| i.get(&seeds().inputs).clone()), json_value(),]
 }
 
 struct Rng(u64);
@@ -227,24 +266,125 @@ fn intrinsic_case(text: &str, input: &Value, seed: u64) -> Result<(), TestCaseEr
 
 /// JSONata's built-in functions (`crates/asl/src/jsonata/functions.rs`).
 const JSONATA_FUNCTIONS: &[&str] = &[
-    "abs", "append", "assert", "average", "boolean", "ceil", "contains", "count", "decodeUrl", "decodeUrlComponent",
-    "distinct", "each", "encodeUrl", "encodeUrlComponent", "error", "eval", "exists", "filter", "floor", "formatBase",
-    "formatInteger", "formatNumber", "fromMillis", "hash", "join", "keys", "length", "lookup", "lowercase", "map",
-    "match", "max", "merge", "millis", "min", "not", "now", "number", "pad", "parse", "parseInteger", "partition",
-    "power", "random", "range", "reduce", "replace", "reverse", "round", "shuffle", "sift", "single", "sort", "split",
-    "spread", "sqrt", "string", "substring", "substringAfter", "substringBefore", "sum", "toMillis", "trim", "type",
-    "uppercase", "uuid", "values", "zip",
+    "abs",
+    "append",
+    "assert",
+    "average",
+    "boolean",
+    "ceil",
+    "contains",
+    "count",
+    "decodeUrl",
+    "decodeUrlComponent",
+    "distinct",
+    "each",
+    "encodeUrl",
+    "encodeUrlComponent",
+    "error",
+    "eval",
+    "exists",
+    "filter",
+    "floor",
+    "formatBase",
+    "formatInteger",
+    "formatNumber",
+    "fromMillis",
+    "hash",
+    "join",
+    "keys",
+    "length",
+    "lookup",
+    "lowercase",
+    "map",
+    "match",
+    "max",
+    "merge",
+    "millis",
+    "min",
+    "not",
+    "now",
+    "number",
+    "pad",
+    "parse",
+    "parseInteger",
+    "partition",
+    "power",
+    "random",
+    "range",
+    "reduce",
+    "replace",
+    "reverse",
+    "round",
+    "shuffle",
+    "sift",
+    "single",
+    "sort",
+    "split",
+    "spread",
+    "sqrt",
+    "string",
+    "substring",
+    "substringAfter",
+    "substringBefore",
+    "sum",
+    "toMillis",
+    "trim",
+    "type",
+    "uppercase",
+    "uuid",
+    "values",
+    "zip",
 ];
 
 /// Argument values at the edges: huge, tiny, negative, fractional, non-finite as
 /// text, empty, odd types, functions, regular expressions, undefined.
 const JSONATA_ARGS: &[&str] = &[
-    "0", "-1", "1", "2", "1.5", "-0.5", "1e308", "-1e308", "1e-308", "9007199254740993", "-9223372036854775808",
-    "18446744073709551616", "4294967296", "2147483648", "36", "37", "\"\"", "\"abc\"", "\"#0.00\"",
-    "\"#,##0.###e0\"", "\"%\"", "\"%E0\"", "\"\u{e9}\u{e9}\"", "\"[Y0001]-[M01]-[D01]\"", "\"w\"", "\"I\"",
-    "\"MD5\"", "\"SHA-256\"", "\"2026-01-01T00:00:00Z\"", "[]", "[1,2,3]", "[\"b\",\"a\"]", "[[1],[2,[3]]]",
-    "{}", "{\"a\":1}", "null", "true", "$nothing", "/a*/", "/(x)(y)?/i", "function($a,$b){$a>$b}", "function($v){$v}",
-    "$string", "$states", "$states.input", "\"x\" & $pad(\"\", 100000)",
+    "0",
+    "-1",
+    "1",
+    "2",
+    "1.5",
+    "-0.5",
+    "1e308",
+    "-1e308",
+    "1e-308",
+    "9007199254740993",
+    "-9223372036854775808",
+    "18446744073709551616",
+    "4294967296",
+    "2147483648",
+    "36",
+    "37",
+    "\"\"",
+    "\"abc\"",
+    "\"#0.00\"",
+    "\"#,##0.###e0\"",
+    "\"%\"",
+    "\"%E0\"",
+    "\"\u{e9}\u{e9}\"",
+    "\"[Y0001]-[M01]-[D01]\"",
+    "\"w\"",
+    "\"I\"",
+    "\"MD5\"",
+    "\"SHA-256\"",
+    "\"2026-01-01T00:00:00Z\"",
+    "[]",
+    "[1,2,3]",
+    "[\"b\",\"a\"]",
+    "[[1],[2,[3]]]",
+    "{}",
+    "{\"a\":1}",
+    "null",
+    "true",
+    "$nothing",
+    "/a*/",
+    "/(x)(y)?/i",
+    "function($a,$b){$a>$b}",
+    "function($v){$v}",
+    "$string",
+    "$states",
+    "$states.input",
+    "\"x\" & $pad(\"\", 100000)",
 ];
 
 fn jsonata_call() -> impl Strategy<Value = String> {
@@ -263,17 +403,61 @@ fn jsonata_call() -> impl Strategy<Value = String> {
 }
 
 const INTRINSICS: &[&str] = &[
-    "States.Array", "States.ArrayContains", "States.ArrayGetItem", "States.ArrayLength", "States.ArrayPartition",
-    "States.ArrayRange", "States.ArrayUnique", "States.Base64Decode", "States.Base64Encode", "States.Format",
-    "States.Hash", "States.JsonMerge", "States.JsonToString", "States.MathAdd", "States.MathRandom",
-    "States.StringSplit", "States.StringToJson", "States.UUID",
+    "States.Array",
+    "States.ArrayContains",
+    "States.ArrayGetItem",
+    "States.ArrayLength",
+    "States.ArrayPartition",
+    "States.ArrayRange",
+    "States.ArrayUnique",
+    "States.Base64Decode",
+    "States.Base64Encode",
+    "States.Format",
+    "States.Hash",
+    "States.JsonMerge",
+    "States.JsonToString",
+    "States.MathAdd",
+    "States.MathRandom",
+    "States.StringSplit",
+    "States.StringToJson",
+    "States.UUID",
 ];
 
 const INTRINSIC_ARGS: &[&str] = &[
-    "0", "-1", "1", "3", "1.5", "-0.5", "1e308", "-1e308", "9223372036854775807", "-9223372036854775808",
-    "18446744073709551616", "2147483648", "'x'", "''", "'{}'", "'a{}b{}'", "'\\{'", "'SHA-512'", "'MD5'", "'=='",
-    "'eyJhIjoxfQ=='", "'!!'", "'[1,2'", "'1e400'", "null", "true", "$", "$.a", "$.a[0]", "$$.Execution.Input",
-    "$.items[*]", "States.Array(1, 2)", "States.ArrayRange(1, 1000000, 1)", "States.StringToJson('[1,[2]]')",
+    "0",
+    "-1",
+    "1",
+    "3",
+    "1.5",
+    "-0.5",
+    "1e308",
+    "-1e308",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551616",
+    "2147483648",
+    "'x'",
+    "''",
+    "'{}'",
+    "'a{}b{}'",
+    "'\\{'",
+    "'SHA-512'",
+    "'MD5'",
+    "'=='",
+    "'eyJhIjoxfQ=='",
+    "'!!'",
+    "'[1,2'",
+    "'1e400'",
+    "null",
+    "true",
+    "$",
+    "$.a",
+    "$.a[0]",
+    "$$.Execution.Input",
+    "$.items[*]",
+    "States.Array(1, 2)",
+    "States.ArrayRange(1, 1000000, 1)",
+    "States.StringToJson('[1,[2]]')",
 ];
 
 fn intrinsic_call() -> impl Strategy<Value = String> {
@@ -426,11 +610,7 @@ fn definition_case(def: &Value, input: &Value) -> Result<(), TestCaseError> {
 
 #[test]
 fn definitions_parse_validate_run() {
-    let strategy = (
-        any::<prop::sample::Index>(),
-        prop::collection::vec(node_edit(), 1..5),
-        input(),
-    );
+    let strategy = (any::<prop::sample::Index>(), prop::collection::vec(node_edit(), 1..5), input());
     check(300, strategy, |(i, edits, input)| {
         let def = mutate_definition(i.get(&seeds().definitions).clone(), &edits);
         definition_case(&def, &input)

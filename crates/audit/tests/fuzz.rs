@@ -10,11 +10,36 @@ use serde_json::Value;
 use tenancy_audit::chain::ChainStart;
 use tenancy_audit::ndjson::{verify_ndjson, verify_ndjson_from};
 
-
 /// Characters the grammars care about, plus a few that they do not.
 const ALPHABET: &[char] = &[
-    '{', '}', '[', ']', '"', '\\', ',', ':', '-', '+', '.', 'e', 'E', '0', '1', '9', 'a', 'x', ' ', '\n', 't', 'n',
-    'u', '$', '*', '\u{e9}', '\u{1f600}', '\0',
+    '{',
+    '}',
+    '[',
+    ']',
+    '"',
+    '\\',
+    ',',
+    ':',
+    '-',
+    '+',
+    '.',
+    'e',
+    'E',
+    '0',
+    '1',
+    '9',
+    'a',
+    'x',
+    ' ',
+    '\n',
+    't',
+    'n',
+    'u',
+    '$',
+    '*',
+    '\u{e9}',
+    '\u{1f600}',
+    '\0',
 ];
 
 #[derive(Debug, Clone)]
@@ -78,15 +103,21 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     leaf.prop_recursive(4, 32, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec(("[a-c]{1,2}|prefix|suffix|numeric|anything-but|exists|equals-ignore-case|wildcard|cidr|\\$or", inner), 0..4)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec(
+                ("[a-c]{1,2}|prefix|suffix|numeric|anything-but|exists|equals-ignore-case|wildcard|cidr|\\$or", inner),
+                0..4
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
 
 /// Cases per target: `TENANCY_FUZZ_CASES`, else a count that takes a few seconds.
 fn cases(default: u32) -> u32 {
-    std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    // A test hook, not a setting of the server.
+    #[allow(clippy::disallowed_methods)]
+    let cases = std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok());
+    cases.unwrap_or(default)
 }
 
 fn check<S: Strategy>(
@@ -101,7 +132,8 @@ fn check<S: Strategy>(
     }
 }
 
-const FIXTURES: [&str; 2] = [include_str!("fixtures/export.ndjson"), include_str!("fixtures/export_before_issue_13.ndjson")];
+const FIXTURES: [&str; 2] =
+    [include_str!("fixtures/export.ndjson"), include_str!("fixtures/export_before_issue_13.ndjson")];
 
 /// The head hash of a verified export (none when it does not verify).
 fn head(text: &str) -> Option<String> {
@@ -122,7 +154,12 @@ fn text_edits() {
         if text != FIXTURES[f] && head(&text).is_some() {
             // Whitespace between JSON tokens does not change a record: only a changed
             // record must fail.
-            let records = |t: &str| t.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<Value>(l).ok()).collect::<Vec<_>>();
+            let records = |t: &str| {
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str::<Value>(l).ok())
+                    .collect::<Vec<_>>()
+            };
             prop_assert_eq!(records(&text), records(FIXTURES[f]), "a changed export verified");
         }
         Ok(())

@@ -33,9 +33,7 @@ fn tenancy(args: &[&str]) -> (i32, String, String) {
 }
 
 async fn tenancy_async(args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || tenancy(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || tenancy(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
 }
 
 /// Waits until every audit record is sealed and returns `/v1/audit/verify`.
@@ -219,6 +217,20 @@ async fn restore_refuses_a_backup_that_does_not_verify_and_a_target_in_use() {
     let (code, _, err) = tenancy(&["restore", "--from", &dir(&extra), "--data-dir", &dir(&root.path().join("t3"))]);
     assert_eq!(code, 1);
     assert!(err.contains("tenancy.db: missing"), "{err}");
+
+    // A manifest whose audit head is not the database's: the files verify, the
+    // restored database is checked against the head and the restore refused.
+    let head = root.path().join("head");
+    copy_dir(&good, &head);
+    let mut m: Value = serde_json::from_slice(&std::fs::read(head.join("manifest.json")).unwrap()).unwrap();
+    m["audit_head"] = json!({"seq": 999_999, "hash": "ab".repeat(32)});
+    std::fs::write(head.join("manifest.json"), m.to_string()).unwrap();
+    let (code, _, err) = tenancy(&["restore", "--from", &dir(&head), "--data-dir", &dir(&root.path().join("t4"))]);
+    assert_eq!(code, 1);
+    assert!(err.contains("audit head") && err.contains("999999"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!root.path().join("t4").join("tenancy.db").exists(), "nothing left from a refused restore: {left:?}");
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("restoring")), "no staging left: {left:?}");
 
     // A target that is not empty is refused.
     let busy = root.path().join("busy");

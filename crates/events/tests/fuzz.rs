@@ -14,11 +14,36 @@ use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 use tenancy_events::Pattern;
 
-
 /// Characters the grammars care about, plus a few that they do not.
 const ALPHABET: &[char] = &[
-    '{', '}', '[', ']', '"', '\\', ',', ':', '-', '+', '.', 'e', 'E', '0', '1', '9', 'a', 'x', ' ', '\n', 't', 'n',
-    'u', '$', '*', '\u{e9}', '\u{1f600}', '\0',
+    '{',
+    '}',
+    '[',
+    ']',
+    '"',
+    '\\',
+    ',',
+    ':',
+    '-',
+    '+',
+    '.',
+    'e',
+    'E',
+    '0',
+    '1',
+    '9',
+    'a',
+    'x',
+    ' ',
+    '\n',
+    't',
+    'n',
+    'u',
+    '$',
+    '*',
+    '\u{e9}',
+    '\u{1f600}',
+    '\0',
 ];
 
 #[derive(Debug, Clone)]
@@ -82,15 +107,21 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     leaf.prop_recursive(4, 32, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec(("[a-c]{1,2}|prefix|suffix|numeric|anything-but|exists|equals-ignore-case|wildcard|cidr|\\$or", inner), 0..4)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec(
+                ("[a-c]{1,2}|prefix|suffix|numeric|anything-but|exists|equals-ignore-case|wildcard|cidr|\\$or", inner),
+                0..4
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
 
 /// Cases per target: `TENANCY_FUZZ_CASES`, else a count that takes a few seconds.
 fn cases(default: u32) -> u32 {
-    std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    // A test hook, not a setting of the server.
+    #[allow(clippy::disallowed_methods)]
+    let cases = std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok());
+    cases.unwrap_or(default)
 }
 
 fn check<S: Strategy>(
@@ -211,7 +242,8 @@ fn pattern_case(text: Option<&str>, value: &Value, events: &[Value]) -> Result<(
 
 #[test]
 fn pattern_text_compile_match() {
-    let strategy = (any::<prop::sample::Index>(), prop::collection::vec(edit(), 0..6), prop::collection::vec(event(), 1..4));
+    let strategy =
+        (any::<prop::sample::Index>(), prop::collection::vec(edit(), 0..6), prop::collection::vec(event(), 1..4));
     check(300, strategy, |(i, edits, events)| {
         let text = apply(i.get::<String>(seeds()), &edits);
         let value = serde_json::from_str(&text).unwrap_or(Value::Null);

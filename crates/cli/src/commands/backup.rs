@@ -141,8 +141,7 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
             ));
         }
     }
-    let m = if let Some(rest) = to.strip_prefix("s3://") {
-        let _ = rest;
+    let m = if to.starts_with("s3://") {
         let tmp = tempdir_near(&std::env::temp_dir()).map_err(other)?;
         let m = write_backup(&args.source, args.include_master_key, &tmp).await.map_err(other)?;
         upload(&tmp, &to, &m).await.map_err(other)?;
@@ -325,7 +324,8 @@ fn list_files(root: &Path) -> anyhow::Result<Vec<FileEntry>> {
                 walk(root, &path, out)?;
                 continue;
             }
-            let rel = path.strip_prefix(root)?.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>();
+            let rel =
+                path.strip_prefix(root)?.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>();
             let rel = rel.join("/");
             if rel == MANIFEST {
                 continue;
@@ -360,7 +360,9 @@ fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
 
 /// A relative, `/`-separated path with no `..`, absolute or empty part.
 fn safe_relative(p: &str) -> bool {
-    !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'))
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'))
 }
 
 /// Reads `<dir>/manifest.json` and checks it against the files: each listed file with
@@ -369,7 +371,8 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{} has no readable {MANIFEST}: not a complete backup", dir.display()))?;
-    let m: Manifest = serde_json::from_str(&text).with_context(|| format!("{} is not a backup manifest", path.display()))?;
+    let m: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a backup manifest", path.display()))?;
     ensure!(m.format == FORMAT, "unsupported backup format {:?} (this build reads {FORMAT})", m.format);
     let mut problems = Vec::new();
     for f in &m.files {
@@ -402,18 +405,25 @@ pub fn verify_dir(dir: &Path) -> anyhow::Result<Manifest> {
 }
 
 /// Verifies the backup in `from`, copies it into the empty `data_dir`, and checks the
-/// restored control-plane database's audit head against the manifest's.
+/// restored control-plane database's audit head against the manifest's. The files are
+/// copied into a staging directory beside `data_dir` and renamed into place once all
+/// checks pass: a refused restore leaves `data_dir` as it was.
 pub async fn restore_dir(from: &Path, data_dir: &Path) -> anyhow::Result<Manifest> {
     let m = verify_dir(from)?;
     ensure!(m.engine == "sqlite", "a {} backup is restored with that engine's tools (docs/backup.md)", m.engine);
     empty_dir(data_dir, "the data directory")?;
+    let name = data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
+    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stage = parent.join(format!(".{name}.restoring-{}", uuid::Uuid::new_v4().simple()));
+    let staged = TempDir(stage.clone());
+    std::fs::create_dir_all(&stage).with_context(|| format!("failed to create {}", stage.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o700))?;
     }
     for f in &m.files {
-        let dest = data_dir.join(&f.path);
+        let dest = stage.join(&f.path);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -422,13 +432,17 @@ pub async fn restore_dir(from: &Path, data_dir: &Path) -> anyhow::Result<Manifes
         let (bytes, sha) = hash_file(&dest)?;
         ensure!(bytes == f.bytes && sha == f.sha256, "{} changed while restoring it", f.path);
     }
-    let (head, _) = audit_head(&data_dir.join(CONTROL_DB)).await?;
+    let (head, _) = audit_head(&stage.join(CONTROL_DB)).await?;
     ensure!(
         head == m.audit_head,
-        "the restored database's audit head ({}) is not the manifest's ({})",
+        "the restored database's audit head ({}) is not the manifest's ({}): refusing the backup",
         head_text(&head),
         head_text(&m.audit_head)
     );
+    // `data_dir` is empty: rename(2) replaces an empty directory.
+    std::fs::rename(&stage, data_dir)
+        .with_context(|| format!("failed to move {} to {}", stage.display(), data_dir.display()))?;
+    std::mem::forget(staged);
     Ok(m)
 }
 
