@@ -151,16 +151,18 @@ fn text_edits() {
     check(400, (0usize..2, prop::collection::vec(edit(), 1..6)), |(f, edits)| {
         let text = apply(FIXTURES[f], &edits);
         verify_all_ways(&text);
-        if text != FIXTURES[f] && head(&text).is_some() {
-            // Whitespace between JSON tokens does not change a record: only a changed
-            // record must fail.
+        // An export cut after a whole record is a shorter export that verifies with
+        // its own head (the truncation is found by comparing heads, as `tenancy audit
+        // verify` prints it): with the original's head, it must hold the original's
+        // records. Whitespace between JSON tokens does not change a record.
+        if text != FIXTURES[f] && head(&text).is_some() && head(&text) == head(FIXTURES[f]) {
             let records = |t: &str| {
                 t.lines()
                     .filter(|l| !l.trim().is_empty())
                     .map(|l| serde_json::from_str::<Value>(l).ok())
                     .collect::<Vec<_>>()
             };
-            prop_assert_eq!(records(&text), records(FIXTURES[f]), "a changed export verified");
+            prop_assert_eq!(records(&text), records(FIXTURES[f]), "a changed export verified with the same head");
         }
         Ok(())
     });
@@ -225,6 +227,15 @@ fn arbitrary_lines() {
         verify_all_ways(&text.join("\n"));
         Ok(())
     });
+}
+
+/// Found by the fuzzer: an export cut after its first record verifies, with a head of
+/// one record; the property compares heads, not only the verdict.
+#[test]
+fn a_truncated_export_verifies_with_a_shorter_head() {
+    let cut: String = FIXTURES[0].lines().next().unwrap().to_owned();
+    assert!(head(&cut).is_some());
+    assert_ne!(head(&cut), head(FIXTURES[0]));
 }
 
 #[test]
