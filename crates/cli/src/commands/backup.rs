@@ -250,10 +250,21 @@ pub async fn write_backup(source: &Source, include_master_key: bool, to: &Path) 
         master_key_included: include_master_key,
         files: list_files(to)?,
     };
+    // On disk before the manifest says the backup is complete (`VACUUM INTO` does not
+    // sync the file it writes).
+    for f in &manifest.files {
+        std::fs::File::open(to.join(&f.path))?.sync_all()?;
+    }
     let text = serde_json::to_string_pretty(&manifest)? + "\n";
     // Written under another name and renamed: a backup with a manifest is complete.
-    std::fs::write(to.join("manifest.json.partial"), text)?;
-    std::fs::rename(to.join("manifest.json.partial"), to.join(MANIFEST))?;
+    let partial = to.join("manifest.json.partial");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&partial, to.join(MANIFEST))?;
     Ok(manifest)
 }
 
