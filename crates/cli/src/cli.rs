@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::commands::audit::{self, AuditCmd};
+use crate::commands::backup::{self, BackupArgs, RestoreArgs};
 use crate::commands::connections::{self, ConnectionCmd};
 use crate::commands::entitlements::{self, EntitlementCmd, OverrideCmd};
 use crate::commands::events::EventCmd;
@@ -105,6 +106,11 @@ pub enum Command {
     /// The master key: `rotate` (offline, with the servers stopped).
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCmd),
+    /// Back up a SQLite data directory (online: the server may be running) with a
+    /// verifiable manifest, or `verify` a backup (docs/backup.md).
+    Backup(Box<BackupArgs>),
+    /// Restore a verified backup into a new, empty data directory.
+    Restore(RestoreArgs),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -138,6 +144,8 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             println!("{}", tenancy_http::openapi_json());
             return Ok(());
         }
+        Command::Backup(args) => return backup::backup(*args).await,
+        Command::Restore(args) => return backup::restore(args).await,
         Command::Audit(AuditCmd::Verify { file }) => return audit::verify_audit(&file, output),
         Command::Audit(AuditCmd::Export { from, to }) => return audit::export_audit(&client, from, to).await,
         Command::Tenants(TenantCmd::Resources { id }) => {

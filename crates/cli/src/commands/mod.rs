@@ -2,6 +2,7 @@
 //! columns and the function that calls the API through `tenancy-client`.
 
 pub mod audit;
+pub mod backup;
 pub mod connections;
 pub mod entitlements;
 pub mod events;
