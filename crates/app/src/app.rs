@@ -50,6 +50,8 @@ pub struct App {
     pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
     /// How long sign-up activation tokens work (see [`App::set_signup_token_ttl`]).
     pub(crate) signup_ttl: std::time::Duration,
+    /// The last collection of the stored-state gauges (`crate::metrics`).
+    pub(crate) metrics: crate::metrics::Collector,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -111,6 +113,7 @@ impl App {
             terms: Default::default(),
             flag_catalogue: Default::default(),
             signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
+            metrics: Default::default(),
         }
     }
 

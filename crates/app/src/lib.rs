@@ -23,6 +23,7 @@ pub mod functions;
 pub mod handlers;
 pub mod hooks;
 pub mod keys;
+pub mod metrics;
 pub mod plans;
 pub mod queues;
 pub mod quotas;

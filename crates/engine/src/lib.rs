@@ -455,13 +455,22 @@ impl Engine {
             tenant_id: rec.tenant_id.as_deref(),
             store: &self.store,
         };
-        let mut out = match request.timeout_seconds {
+        let start = std::time::Instant::now();
+        let out = match request.timeout_seconds {
             Some(s) => match tokio::time::timeout(Duration::from_secs(s), handler.call(call)).await {
                 Ok(r) => r,
                 Err(_) => Err(failure("States.Timeout", format!("task timed out after {s} s"))),
             },
             None => handler.call(call).await,
-        }?;
+        };
+        metrics::histogram!(
+            "tenancy_execution_step_duration_seconds",
+            "state_machine" => rec.state_machine.clone(),
+            "resource" => resource.to_owned(),
+            "outcome" => if out.is_ok() { "succeeded" } else { "failed" },
+        )
+        .record(start.elapsed().as_secs_f64());
+        let mut out = out?;
         self.guard.stamp(rec, &mut out.effects);
         Ok(out)
     }
@@ -635,6 +644,7 @@ impl Engine {
                 commit.keep_lease = false;
             }
             let final_status = commit.state.stopped_at.map(|_| commit.state.status.clone());
+            let transitions = state_transitions(&commit.state.history);
             if let Err(e) = send(commits, commit).await {
                 if matches!(e, Error::PreconditionFailed { .. }) && stale < MAX_STALE_RETRIES {
                     // A step's effect was computed from a record that changed meanwhile
@@ -652,7 +662,12 @@ impl Engine {
             }
             committed = None;
             stale = 0;
+            if transitions > 0 {
+                metrics::counter!("tenancy_execution_state_transitions_total", "state_machine" => rec.state_machine.clone())
+                    .increment(transitions);
+            }
             if let Some(status) = final_status {
+                count_finished(&rec.state_machine, &status);
                 let _ = self.finished.send((rec.id.clone(), status));
             }
             if !runnable || yielding {
@@ -736,6 +751,7 @@ impl Engine {
             ..StepCommit::default()
         };
         if send(commits, commit).await.is_ok() {
+            count_finished(&rec.state_machine, status::TIMED_OUT);
             let _ = self.finished.send((rec.id.clone(), status::TIMED_OUT.into()));
         }
     }
@@ -790,7 +806,11 @@ impl Engine {
                     ..Claim::new(&opts.owner, lease_ms, (free as u32).min(opts.batch), Timestamp::now())
                 }
             };
-            let claimed = match self.wf.execution_claim(&claim).await {
+            let started = std::time::Instant::now();
+            let claimed = self.wf.execution_claim(&claim).await;
+            metrics::histogram!("tenancy_store_query_duration_seconds", "op" => "execution_claim")
+                .record(started.elapsed().as_secs_f64());
+            let claimed = match claimed {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to claim executions");
@@ -1047,6 +1067,18 @@ fn callback(request: TaskRequest, now: i64, token_hash: Option<String>) -> (Pend
     (Pending::Callback { request, timeout_at, heartbeat_at, token_hash }, wake)
 }
 
+/// The states a step entered (its `*StateEntered` history events).
+fn state_transitions(history: &[HistoryRecord]) -> u64 {
+    history.iter().filter(|h| h.kind.ends_with("StateEntered")).count() as u64
+}
+
+/// Counts an execution the engine ended (`tenancy_executions_finished_total`).
+fn count_finished(state_machine: &str, status: &str) {
+    metrics::counter!("tenancy_executions_finished_total", "state_machine" => state_machine.to_owned(),
+        "status" => status.to_owned())
+    .increment(1);
+}
+
 async fn send(commits: &mpsc::Sender<CommitRequest>, c: StepCommit) -> Result<()> {
     let (tx, rx) = oneshot::channel();
     commits.send((c, tx)).await.map_err(|_| Error::Unavailable("the committer stopped".into()))?;
@@ -1064,7 +1096,11 @@ async fn commit_loop(wf: Arc<dyn WorkflowStore>, mut rx: mpsc::Receiver<CommitRe
             }
         }
         let (commits, replies): (Vec<StepCommit>, Vec<_>) = batch.into_iter().unzip();
-        match wf.execution_commit(&commits).await {
+        let started = std::time::Instant::now();
+        let committed = wf.execution_commit(&commits).await;
+        metrics::histogram!("tenancy_store_query_duration_seconds", "op" => "execution_commit")
+            .record(started.elapsed().as_secs_f64());
+        match committed {
             Ok(results) => {
                 for (r, reply) in results.into_iter().zip(replies) {
                     let _ = reply.send(r);

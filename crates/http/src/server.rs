@@ -9,7 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tenancy_app::App;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -49,21 +49,21 @@ impl Default for ConnectionLimits {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An open connection: holds its permit, counted in `http_connections_open`.
+/// An open connection: holds its permit, counted in `tenancy_http_connections_open`.
 struct OpenConnection {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl OpenConnection {
     fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
-        metrics::gauge!("http_connections_open").increment(1.0);
+        metrics::gauge!("tenancy_http_connections_open").increment(1.0);
         OpenConnection { _permit: permit }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        metrics::gauge!("http_connections_open").decrement(1.0);
+        metrics::gauge!("tenancy_http_connections_open").decrement(1.0);
     }
 }
 
@@ -167,6 +167,9 @@ impl ServerState {
     }
 }
 
+/// The buckets of the histograms of outbound calls (seconds).
+const SLOW_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
 /// The process-wide Prometheus recorder (the `metrics` facade has one global recorder).
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -174,6 +177,12 @@ fn prometheus() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .expect("valid buckets")
+                // Steps (a hook, an `http:invoke`) and webhook deliveries take up to
+                // their timeouts: seconds, not milliseconds.
+                .set_buckets_for_metric(Matcher::Full("tenancy_execution_step_duration_seconds".into()), SLOW_BUCKETS)
+                .expect("valid buckets")
+                .set_buckets_for_metric(Matcher::Full("tenancy_webhook_delivery_duration_seconds".into()), SLOW_BUCKETS)
                 .expect("valid buckets")
                 .build_recorder();
             let handle = recorder.handle();
@@ -205,9 +214,9 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let res = next.run(req).await;
-    let labels = [("method", method), ("path", path), ("status", res.status().as_u16().to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    let labels = [("method", method), ("route", path), ("status", res.status().as_u16().to_string())];
+    metrics::counter!("tenancy_http_requests_total", &labels).increment(1);
+    metrics::histogram!("tenancy_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
     res
 }
 

@@ -36,6 +36,7 @@ mod group_commit;
 mod hooks;
 mod idempotency;
 mod master_key;
+mod metrics;
 mod migrations;
 mod plans;
 mod queues;
@@ -384,6 +385,10 @@ impl Store for SqlStore {
 
     async fn ready(&self) -> Result<()> {
         migrations::ready(self).await
+    }
+
+    async fn metrics_gauges(&self, now: Timestamp, stuck_before: Timestamp) -> Result<tenancy_store::StoreGauges> {
+        metrics::gauges(self, now, stuck_before).await
     }
 
     async fn master_key_state(&self) -> Result<MasterKeyState> {

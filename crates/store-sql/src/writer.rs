@@ -160,7 +160,13 @@ impl Writer {
         let after = after.map(|a| -> AfterFn {
             Box::new(move |v: &BoxAny| a(v.downcast_ref::<T>().expect("a write returns the type it was given")))
         });
-        self.queue(Op::Run(f), fx, savepoint, after).await
+        // The write's latency as its caller sees it: waiting for its batch, the
+        // statements, the commit.
+        let start = std::time::Instant::now();
+        let res = self.queue(Op::Run(f), fx, savepoint, after).await;
+        metrics::histogram!("tenancy_store_query_duration_seconds", "op" => "write")
+            .record(start.elapsed().as_secs_f64());
+        res
     }
 
     /// Whether [`Writer::insert_tenant`] takes a tenant created with `fx`: on SQLite,

@@ -48,7 +48,8 @@ macro_rules! store_conformance_suite {
                 connections_put_with_their_secret_and_refuse_deletion_in_use,
                 secrets_rotations_run_one_at_a_time, job_leases_expire,
 
-                tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants);
+                tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants,
+                metrics_gauges_count_stored_state);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -1504,4 +1505,101 @@ pub async fn job_leases_expire(store: Arc<dyn Store>) {
     assert!(!sec.job_lease("j", "b", Timestamp(15), Timestamp(30)).await.unwrap(), "still a's");
     assert!(sec.job_lease("j", "b", Timestamp(20), Timestamp(40)).await.unwrap(), "expired: taken over");
     assert!(!sec.job_lease("j", "a", Timestamp(25), Timestamp(50)).await.unwrap());
+}
+
+/// The `/metrics` gauges of stored state: tenants by status and plan, running and
+/// stuck executions by state machine, queue depths with the oldest message and which
+/// queues are dead-letter queues; a deleted queue and an emptied one are counted right.
+pub async fn metrics_gauges_count_stored_state(store: Arc<dyn Store>) {
+    use crate::workflow::*;
+    use crate::StoreGauges;
+    let now = Timestamp::now();
+    let empty = store.metrics_gauges(now, now).await.unwrap();
+    assert_eq!(empty, StoreGauges::default());
+    store.plan_put(&plan("basic", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    for (id, plan, status) in [
+        ("a1", "basic", TenantStatus::Active),
+        ("a2", "basic", TenantStatus::Active),
+        ("p1", "basic", TenantStatus::Provisioning),
+        ("b1", "pro", TenantStatus::Active),
+    ] {
+        let t = Tenant { status, ..tenant(id, plan, "eu") };
+        store.tenant_create(&t, &created(&t)).await.unwrap();
+    }
+    let wf = store.workflows();
+    let new = |id: &str, machine: &str, wake_at: Option<i64>, status: &str| NewExecution {
+        id: id.into(),
+        name: id.into(),
+        state_machine: machine.into(),
+        version: 1,
+        tenant_id: None,
+        input: json!({}),
+        started_at: Timestamp(1_000),
+        first: StepState {
+            status: status.into(),
+            cursor: Some(json!({})),
+            pending: Some(json!({})),
+            wake_at: wake_at.map(Timestamp),
+            stopped_at: (status != status::RUNNING).then_some(Timestamp(2_000)),
+            ..StepState::default()
+        },
+    };
+    // Due long ago: stuck. Waiting for a callback without a deadline, or due later: not.
+    wf.execution_start(&new("e1", "sm", Some(1_000), status::RUNNING), &Effects::none()).await.unwrap();
+    wf.execution_start(&new("e2", "sm", None, status::RUNNING), &Effects::none()).await.unwrap();
+    let later = now.plus_millis(3_600_000).millis();
+    wf.execution_start(&new("e3", "other", Some(later), status::RUNNING), &Effects::none()).await.unwrap();
+    wf.execution_start(&new("e4", "other", None, status::SUCCEEDED), &Effects::none()).await.unwrap();
+    let spec = |s: serde_json::Value| serde_json::from_value::<tenancy_domain::queue::QueueSpec>(s).unwrap();
+    let q = |name: &str, s: serde_json::Value| spec(s).into_queue(name, Timestamp(1_000)).unwrap();
+    let queues = store.queues();
+    queues.queue_put(&q("dlq", json!({})), &Effects::none()).await.unwrap();
+    queues
+        .queue_put(&q("orders", json!({"max_receive_count": 3, "dead_letter_queue": "dlq"})), &Effects::none())
+        .await
+        .unwrap();
+    queues.queue_put(&q("idle", json!({})), &Effects::none()).await.unwrap();
+    let msg = || tenancy_domain::queue::NewMessage {
+        id: tenancy_domain::ids::new_id("msg"),
+        body: "{}".into(),
+        delay_ms: None,
+        group_id: None,
+        dedup_id: None,
+    };
+    let sent_at = now.plus_millis(-5_000);
+    queues.message_send("orders", &[msg(), msg(), msg()], sent_at).await.unwrap();
+    queues.message_send("dlq", &[msg()], now).await.unwrap();
+    let received = queues.message_receive("orders", 1, now).await.unwrap();
+    assert_eq!(received.messages.len(), 1);
+
+    let g = store.metrics_gauges(now, now.plus_millis(60_000)).await.unwrap();
+    assert_eq!(
+        g.tenants,
+        vec![
+            ("active".into(), "basic".into(), 2),
+            ("active".into(), "pro".into(), 1),
+            ("provisioning".into(), "basic".into(), 1)
+        ]
+    );
+    assert_eq!(g.running_executions, vec![("other".into(), 1), ("sm".into(), 2)]);
+    assert_eq!(g.stuck_executions, vec![("sm".into(), 1)]);
+    let by_name = |n: &str| g.queues.iter().find(|q| q.queue == n).cloned().unwrap();
+    assert_eq!(g.queues.len(), 3);
+    let orders = by_name("orders");
+    assert_eq!((orders.waiting, orders.in_flight, orders.dead_letter), (2, 1, false));
+    assert_eq!(orders.oldest_sent_at, Some(sent_at));
+    let dlq = by_name("dlq");
+    assert_eq!((dlq.waiting, dlq.in_flight, dlq.dead_letter), (1, 0, true));
+    let idle = by_name("idle");
+    assert_eq!((idle.waiting, idle.in_flight, idle.oldest_sent_at), (0, 0, None));
+    assert!(g.deliveries.is_empty());
+    assert!(g.rollouts.is_empty());
+
+    // A deleted queue is no longer listed.
+    queues.queue_delete("idle", &Effects::none()).await.unwrap();
+    let g = store.metrics_gauges(now, now).await.unwrap();
+    assert_eq!(g.queues.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), vec!["dlq", "orders"]);
+    // A stuck cutoff before the execution's last move: not stuck.
+    assert!(g.stuck_executions.is_empty());
 }

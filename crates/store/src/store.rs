@@ -210,6 +210,11 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// Succeeds when the database answers and every migration is applied.
     async fn ready(&self) -> Result<()>;
 
+    /// The gauges of `/metrics` that reflect stored state (tenants, running and stuck
+    /// executions, queue depths, deliveries, rollouts): aggregate queries only.
+    /// `stuck_before`: an execution due before it and not moved since is stuck.
+    async fn metrics_gauges(&self, now: Timestamp, stuck_before: Timestamp) -> Result<crate::StoreGauges>;
+
     // The master key that seals stored secrets (see `tenancy_app::secretbox`).
 
     /// The recorded fingerprint of the master key, and whether sealed values exist.

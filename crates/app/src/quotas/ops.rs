@@ -104,20 +104,29 @@ impl App {
         let now = Timestamp::now();
         let req = QuotaConsumeRequest { tenant_id: tenant_id.to_owned(), demands, idempotency_key, now };
         match self.store().quotas().quota_consume(&req, &Effects::none()).await? {
-            QuotaOutcome::Granted { usage, .. } => Ok(QuotaBatchGranted {
-                allowed: true,
-                items: usage
-                    .into_iter()
-                    .map(|u| {
-                        // A repeat answers a grant of the quotas it named then; a quota
-                        // since removed from the plan has no terms left to show.
-                        let q =
-                            quotas.get(&u.quota).map_or(Quota { limit: 0, period: None, soft: false }, |q| q.terms());
-                        QuotaUsage::new(&u.quota, &q, u.used, now)
-                    })
-                    .collect(),
-            }),
+            QuotaOutcome::Granted { usage, .. } => {
+                for (quota, _) in items {
+                    metrics::counter!("tenancy_quota_decisions_total", "quota" => (*quota).to_owned(), "decision" => "granted")
+                        .increment(1);
+                }
+                Ok(QuotaBatchGranted {
+                    allowed: true,
+                    items: usage
+                        .into_iter()
+                        .map(|u| {
+                            // A repeat answers a grant of the quotas it named then; a quota
+                            // since removed from the plan has no terms left to show.
+                            let q = quotas
+                                .get(&u.quota)
+                                .map_or(Quota { limit: 0, period: None, soft: false }, |q| q.terms());
+                            QuotaUsage::new(&u.quota, &q, u.used, now)
+                        })
+                        .collect(),
+                })
+            }
             QuotaOutcome::Refused { quota, used } => {
+                metrics::counter!("tenancy_quota_decisions_total", "quota" => quota.clone(), "decision" => "refused")
+                    .increment(1);
                 let limit = quotas.get(&quota).map_or(0, |q| q.limit);
                 let amount = items.iter().find(|(n, _)| *n == quota).map_or(0, |(_, a)| *a);
                 tracing::info!(tenant_id, quota, used, limit, amount, "quota refused a consume");

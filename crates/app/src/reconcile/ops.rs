@@ -245,6 +245,13 @@ impl App {
     /// One pass, recorded as the last one for every replica to serve.
     pub async fn reconcile_once(&self) -> Result<ReconciliationReport> {
         let report = self.reconcile_pass().await?;
+        for d in &report.drift {
+            metrics::counter!("tenancy_drift_found_total", "resource" => d.resource.clone(), "problem" => d.problem.clone())
+                .increment(1);
+            if d.repaired {
+                metrics::counter!("tenancy_drift_repaired_total", "resource" => d.resource.clone()).increment(1);
+            }
+        }
         let run = ReconciliationRun {
             started_at: report.started_at,
             finished_at: report.finished_at,
@@ -684,6 +691,7 @@ impl App {
         }
         self.repair(plane.as_deref(), &t, &drift, ctx).await?;
         tracing::warn!(tenant_id, resource = %drift.resource, key = ?drift.key, "drift: missing, recreated on request");
+        metrics::counter!("tenancy_drift_repaired_total", "resource" => drift.resource.clone()).increment(1);
         drift.repaired = true;
         drift.repairable = false;
         drift.error = None;

@@ -492,6 +492,16 @@ impl Shared {
         if let Some(e) = &error {
             tracing::debug!(delivery = %c.id, attempt = c.attempts + 1, error = %e, "delivery attempt failed");
         }
+        // `delivered`, `retry` (failed, tried again later) or `dead` (failed, no more tries).
+        let outcome = match next {
+            DeliveryNext::Delivered => "delivered",
+            DeliveryNext::RetryAt(_) => "retry",
+            DeliveryNext::Dead => "dead",
+        };
+        let target = if endpoint.queue.is_some() { "queue" } else { "http" };
+        metrics::counter!("tenancy_webhook_deliveries_total", "outcome" => outcome, "target" => target).increment(1);
+        metrics::histogram!("tenancy_webhook_delivery_duration_seconds", "outcome" => outcome, "target" => target)
+            .record(started.elapsed().as_secs_f64());
         AttemptResult {
             delivery_id: c.id.clone(),
             attempt: c.attempts + 1,

@@ -21,7 +21,13 @@ pub async fn readyz(State(s): State<Arc<ServerState>>) -> ApiResult<impl IntoRes
     Ok(axum::Json(json!({"status": "ready", "store": s.app.store().backend().as_str()})))
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics (docs/operations.md lists them). The stored-state gauges are
+/// collected first (at most once a second, see `tenancy_app::metrics`); when the store
+/// does not answer, the rest is served and the failure is counted.
 pub async fn metrics(State(s): State<Arc<ServerState>>) -> impl IntoResponse {
+    if let Err(e) = s.app.collect_metrics().await {
+        tracing::warn!(error = %e, "failed to collect the stored-state gauges");
+        ::metrics::counter!("tenancy_metrics_collection_errors_total").increment(1);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
