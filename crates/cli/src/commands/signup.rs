@@ -29,7 +29,10 @@ pub struct SignupArgs {
 pub enum SignupCmd {
     /// Activate a sign-up with the token of its SignupRequested event: prints the new
     /// tenant and its tenant key, once.
-    Activate { token: String },
+    Activate {
+        /// The activation token (from the SignupRequested event's message).
+        token: String,
+    },
 }
 
 pub const SIGNUP_COLUMNS: &[&str] = &["status", "message"];
