@@ -237,9 +237,9 @@ async fn run(cli: Cli, token: Option<String>) -> Result<(), CliError> {
             return tenants::import(&client, &file, wait, output).await
         }
         Command::Tenants(cmd @ TenantCmd::DatabaseCredentials { .. }) => {
-            (tenants::tenants(&client, cmd, output).await?, tenants::CREDENTIAL_COLUMNS)
+            (tenants::tenants(&client, cmd).await?, tenants::CREDENTIAL_COLUMNS)
         }
-        Command::Tenants(cmd) => (tenants::tenants(&client, cmd, output).await?, tenants::TENANT_COLUMNS),
+        Command::Tenants(cmd) => (tenants::tenants(&client, cmd).await?, tenants::TENANT_COLUMNS),
         Command::Subscriptions(cmd) => subscriptions::subscriptions(&client, cmd, output.raw()).await?,
         Command::TaskTokens(cmd) => (task_tokens::task_tokens(&client, cmd).await?, task_tokens::TASK_TOKEN_COLUMNS),
         Command::Events(cmd) => match events::events(&client, cmd, output).await? {

@@ -218,6 +218,30 @@ mod tests {
         assert!(missing.is_empty(), "commands and arguments without help text:\n{}", missing.join("\n"));
     }
 
+    /// No argument of a subcommand has the id of a global one (`token`, `server`,
+    /// `output`): its value would replace the global's (a task token sent as the API key).
+    #[test]
+    fn no_argument_shadows_a_global_one() {
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str, clashes: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                for arg in sub.get_arguments().filter(|a| !a.is_global_set()) {
+                    if globals.iter().any(|g| g == arg.get_id().as_str()) {
+                        clashes.push(format!("{sub_path} <{}>", arg.get_id()));
+                    }
+                }
+                walk(sub, globals, &sub_path, clashes);
+            }
+        }
+        let root = Cli::command();
+        let globals: Vec<String> =
+            root.get_arguments().filter(|a| a.is_global_set()).map(|a| a.get_id().to_string()).collect();
+        assert!(globals.contains(&"token".to_owned()), "{globals:?}");
+        let mut clashes = Vec::new();
+        walk(&root, &globals, "tenancy", &mut clashes);
+        assert!(clashes.is_empty(), "arguments with the id of a global one: {clashes:?}");
+    }
+
     /// The completion scripts name the commands (a smoke test of clap_complete's output
     /// for each shell offered).
     #[test]

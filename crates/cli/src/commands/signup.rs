@@ -31,7 +31,8 @@ pub enum SignupCmd {
     /// tenant and its tenant key, once.
     Activate {
         /// The activation token (from the SignupRequested event's message).
-        token: String,
+        #[arg(value_name = "TOKEN")]
+        activation_token: String,
     },
 }
 
@@ -44,7 +45,7 @@ pub async fn signup(
     json_output: bool,
 ) -> Result<(Value, &'static [&'static str]), CliError> {
     Ok(match args.cmd {
-        Some(SignupCmd::Activate { token }) => {
+        Some(SignupCmd::Activate { activation_token: token }) => {
             let a = c.signup_activate(&ActivateRequest { token }).await?;
             let value = if json_output {
                 to_json(&a)

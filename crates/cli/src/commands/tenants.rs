@@ -204,7 +204,7 @@ async fn settle(c: &Client, op: TenantOperation, wait: bool, what: &str) -> Resu
     Ok(v)
 }
 
-pub async fn tenants(c: &Client, cmd: TenantCmd, output: Output) -> Result<Value, CliError> {
+pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         TenantCmd::Create { id, name, plan, region, metadata, wait } => {
             let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
@@ -212,7 +212,7 @@ pub async fn tenants(c: &Client, cmd: TenantCmd, output: Output) -> Result<Value
             settle(c, op, wait, "provisioning").await?
         }
         TenantCmd::Import { .. } => unreachable!("run by run_client"),
-        TenantCmd::Get { id, watch: true } => watch(c, &id, output).await?,
+        TenantCmd::Get { id, watch: true } => watch(c, &id).await?,
         TenantCmd::DatabaseCredentials { id } => c.tenant_database_credentials(&id).await?,
         TenantCmd::List { plan, status, region, release, limit, cursor } => {
             to_json(c.tenant_list(&TenantListParams { plan, status, region, release, limit, cursor }).await?)
@@ -312,9 +312,9 @@ fn transitional(status: &str) -> bool {
     matches!(status, "provisioning" | "updating" | "offboarding")
 }
 
-/// Prints the tenant, then each change of its status, plan or release, until it
-/// settles; the tenant as it is then.
-async fn watch(c: &Client, id: &str, output: Output) -> Result<Value, CliError> {
+/// Prints (on stderr) the tenant's status, then each change of its status, plan or
+/// release, until it settles; the tenant as it is then (printed on stdout as any `get`).
+async fn watch(c: &Client, id: &str) -> Result<Value, CliError> {
     let deadline = std::time::Instant::now() + WAIT_LIMIT;
     let mut last: Option<(String, String, Option<String>)> = None;
     loop {
@@ -322,15 +322,12 @@ async fn watch(c: &Client, id: &str, output: Output) -> Result<Value, CliError> 
         let status = to_json(t.status).as_str().unwrap_or_default().to_owned();
         let now = (status.clone(), t.plan.clone(), t.release.clone());
         if last.as_ref() != Some(&now) {
-            match output {
-                Output::Table => eprintln!(
-                    "{} {id}: {status} on plan {}{}",
-                    tenancy_domain::time::Timestamp::now().to_rfc3339(),
-                    t.plan,
-                    t.release.as_deref().map(|r| format!(", release {r}")).unwrap_or_default()
-                ),
-                _ => println!("{}", serde_json::to_string(&t).expect("tenants serialize")),
-            }
+            eprintln!(
+                "{} {id}: {status} on plan {}{}",
+                tenancy_domain::time::Timestamp::now().to_rfc3339(),
+                t.plan,
+                t.release.as_deref().map(|r| format!(", release {r}")).unwrap_or_default()
+            );
             last = Some(now);
         }
         if !transitional(&status) {
@@ -420,9 +417,8 @@ pub async fn import(c: &Client, file: &std::path::Path, wait: bool, output: Outp
     let total = created + failures.len() as u64;
     let failed = failures.len();
     let summary = json!({"created": created, "failed": failed, "items": failures});
-    if output.raw() {
-        print_value(&summary, IMPORT_COLUMNS, output);
-    } else if failed > 0 {
+    // A table lists the failures only; JSON and YAML print the summary always.
+    if output.raw() || failed > 0 {
         print_value(&summary, IMPORT_COLUMNS, output);
     }
     if failed == 0 {

@@ -195,9 +195,9 @@ pub async fn executions(
     })
 }
 
-/// Prints each history event of the execution as it appears (type and state, on
-/// stderr for a table, as JSON lines otherwise) until the execution ends; fails unless
-/// it succeeded, after printing it.
+/// Prints each history event of the execution as it appears (time, type and state, on
+/// stderr: stdout gets the execution at its end, as any `show`) until the execution
+/// ends; fails unless it succeeded, after printing it.
 async fn watch(c: &Client, id: &str, output: Output) -> Result<Value, CliError> {
     let mut last_event: i64 = 0;
     let mut cursor: Option<String> = None;
@@ -211,12 +211,7 @@ async fn watch(c: &Client, id: &str, output: Output) -> Result<Value, CliError> 
                     continue;
                 }
                 last_event = h.id;
-                match output {
-                    Output::Table => {
-                        eprintln!("{} {:<32} {}", h.timestamp.to_rfc3339(), h.kind, h.state.as_deref().unwrap_or(""))
-                    }
-                    _ => println!("{}", serde_json::to_string(h).expect("history serializes")),
-                }
+                eprintln!("{} {:<32} {}", h.timestamp.to_rfc3339(), h.kind, h.state.as_deref().unwrap_or(""));
             }
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
