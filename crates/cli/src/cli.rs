@@ -6,7 +6,7 @@ use crate::commands::audit::{self, AuditCmd};
 use crate::commands::backup::{self, BackupArgs, RestoreArgs};
 use crate::commands::connections::{self, ConnectionCmd};
 use crate::commands::entitlements::{self, EntitlementCmd, OverrideCmd};
-use crate::commands::events::EventCmd;
+use crate::commands::events::{self, EventCmd};
 use crate::commands::functions::{self, FunctionCmd};
 use crate::commands::hooks::{self, HookCmd};
 use crate::commands::keys::{self, KeyCmd};
@@ -18,13 +18,15 @@ use crate::commands::releases::{self, ReleaseCmd};
 use crate::commands::rollouts::{self, RolloutCmd};
 use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::signup::{self, SignupArgs};
+use crate::commands::subscriptions::{self, SubscriptionCmd};
+use crate::commands::task_tokens::{self, TaskTokenCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
-use crate::support::{print_value, to_json, CliError, Output};
+use crate::support::{print_value, CliError, Output};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use tenancy_client::{AuditListParams, Client, EventListParams};
+use tenancy_client::{Client, ClientError};
 
 #[derive(Debug, Parser)]
 #[command(name = "tenancy", version, about = "Control plane for multi-tenant SaaS")]
@@ -34,10 +36,11 @@ pub struct Cli {
     /// Server URL for the operator commands.
     #[arg(long, global = true, env = "TENANCY_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
-    /// API key for the operator commands (default: <data dir>/admin-token when readable).
+    /// API key for the operator commands [default: the admin-token file in
+    /// TENANCY_DATA_DIR (./tenancy-data), the one `serve` writes, when readable].
     #[arg(long, global = true, env = "TENANCY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Output of the operator commands.
+    /// How the operator commands print their answer.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -58,10 +61,16 @@ pub enum Command {
     /// Self-service sign-up (no credentials): `--email E --org NAME [--plan P]`, or
     /// `activate TOKEN`.
     Signup(SignupArgs),
-    /// Read the event archive.
+    /// The event archive (with a cursor, or followed), custom events, pattern tests.
     #[command(subcommand)]
     Events(EventCmd),
-    /// Read and verify the audit log.
+    /// Event subscriptions (webhooks, queues), their deliveries, retries and replays.
+    #[command(subcommand)]
+    Subscriptions(SubscriptionCmd),
+    /// Answer a waiting task through its task token: success, failure, heartbeat.
+    #[command(subcommand, name = "task-tokens")]
+    TaskTokens(TaskTokenCmd),
+    /// Read, export and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
     /// Manage state machines (ASL definitions).
@@ -113,6 +122,13 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Print a shell completion script: `source <(tenancy completions bash)`, or write
+    /// it where the shell loads completions from.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,18 +141,84 @@ pub enum MasterKeyCmd {
     Rotate(Box<ServeArgs>),
 }
 
-/// The token to use: the flag/env, else the generated admin key of the local data dir.
-pub fn resolve_token(token: Option<String>) -> Option<String> {
-    token.or_else(|| {
-        let dir = crate::config::env_var("TENANCY_DATA_DIR").unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-        std::fs::read_to_string(PathBuf::from(dir).join("admin-token")).ok().map(|s| s.trim().to_owned())
-    })
+/// Where the API key of an operator command came from, for the hint of a 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `--token` or `TENANCY_TOKEN`.
+    Given,
+    /// The admin-token file of the data dir.
+    File(PathBuf),
+    /// None: no flag, no variable, and no readable file at this path.
+    Missing(PathBuf),
 }
 
-/// Runs an operator command (anything but `serve`), printing to stdout.
+/// The admin-token file the CLI reads when no token is given, and whether the data
+/// dir came from `TENANCY_DATA_DIR`.
+fn admin_token_file() -> (PathBuf, bool) {
+    match crate::config::env_var("TENANCY_DATA_DIR") {
+        Some(dir) => (PathBuf::from(dir).join("admin-token"), true),
+        None => (PathBuf::from(crate::config::DEFAULT_DATA_DIR).join("admin-token"), false),
+    }
+}
+
+/// The token to use: the flag/env, else the generated admin key of the local data dir.
+pub fn resolve_token(token: Option<String>) -> Option<String> {
+    resolve_token_source(token).0
+}
+
+/// [`resolve_token`] with where it looked.
+pub fn resolve_token_source(token: Option<String>) -> (Option<String>, TokenSource) {
+    if token.is_some() {
+        return (token, TokenSource::Given);
+    }
+    let (file, _) = admin_token_file();
+    match std::fs::read_to_string(&file) {
+        Ok(s) => (Some(s.trim().to_owned()), TokenSource::File(file)),
+        Err(_) => (None, TokenSource::Missing(file)),
+    }
+}
+
+/// What a 401 means given where the token came from: where to look, what to set.
+pub fn unauthorized_hint(source: &TokenSource) -> String {
+    let (_, from_env) = admin_token_file();
+    let dir = if from_env {
+        "TENANCY_DATA_DIR".to_owned()
+    } else {
+        format!("TENANCY_DATA_DIR (unset: {})", crate::config::DEFAULT_DATA_DIR)
+    };
+    match source {
+        TokenSource::Given => "the token given with --token or TENANCY_TOKEN is not a valid API key of this server \
+             (revoked, expired, or of another server)"
+            .to_owned(),
+        TokenSource::File(f) => format!(
+            "no --token or TENANCY_TOKEN was given, so the token was read from {} (the admin-token file in {dir}); \
+             it is not a valid key of this server: point TENANCY_DATA_DIR at the data dir of the server you call, \
+             or pass --token",
+            f.display()
+        ),
+        TokenSource::Missing(f) => format!(
+            "no token was sent: no --token, no TENANCY_TOKEN, and no readable admin-token file at {} \
+             (the data dir is {dir}); pass --token or set TENANCY_TOKEN, or set TENANCY_DATA_DIR to the \
+             server's data dir",
+            f.display()
+        ),
+    }
+}
+
+/// Runs an operator command (anything but `serve`), printing to stdout. A 401 says
+/// where the token was looked for.
 pub async fn run_client(cli: Cli) -> Result<(), CliError> {
+    let (token, source) = resolve_token_source(cli.token.clone());
+    match run(cli, token).await {
+        Err(CliError::Api(e @ ClientError::Api { .. })) if e.status().map(|s| s.as_u16()) == Some(401) => {
+            Err(CliError::Other(anyhow::anyhow!("{e}\nhint: {}", unauthorized_hint(&source))))
+        }
+        other => other,
+    }
+}
+
+async fn run(cli: Cli, token: Option<String>) -> Result<(), CliError> {
     let output = cli.output;
-    let token = resolve_token(cli.token);
     let client = Client::new(&cli.server, token);
     let (value, columns): (Value, &[&str]) = match cli.command {
         Command::Serve(_) | Command::MasterKey(_) => unreachable!("serve and master-key are not client commands"),
@@ -146,17 +228,37 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Backup(args) => return backup::backup(*args).await,
         Command::Restore(args) => return backup::restore(args).await,
-        Command::Audit(AuditCmd::Verify { file }) => return audit::verify_audit(&file, output),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "tenancy", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Audit(AuditCmd::Verify { file, expect_head, complete }) => {
+            return audit::verify_audit(&file, expect_head.as_deref(), complete, output)
+        }
         Command::Audit(AuditCmd::Export { from, to }) => return audit::export_audit(&client, from, to).await,
+        Command::Audit(cmd) => audit::audit(&client, cmd).await?,
         Command::Tenants(TenantCmd::Resources { id }) => {
-            (tenants::tenant_resources(&client, &id, output == Output::Json).await?, tenants::RESOURCE_COLUMNS)
+            (tenants::tenant_resources(&client, &id, output.raw()).await?, tenants::RESOURCE_COLUMNS)
+        }
+        Command::Tenants(TenantCmd::Import { file, wait }) => {
+            return tenants::import(&client, &file, wait, output).await
+        }
+        Command::Tenants(cmd @ TenantCmd::DatabaseCredentials { .. }) => {
+            (tenants::tenants(&client, cmd).await?, tenants::CREDENTIAL_COLUMNS)
         }
         Command::Tenants(cmd) => (tenants::tenants(&client, cmd).await?, tenants::TENANT_COLUMNS),
+        Command::Subscriptions(cmd) => subscriptions::subscriptions(&client, cmd, output.raw()).await?,
+        Command::TaskTokens(cmd) => (task_tokens::task_tokens(&client, cmd).await?, task_tokens::TASK_TOKEN_COLUMNS),
+        Command::Events(cmd) => match events::events(&client, cmd, output).await? {
+            Some(v) => v,
+            None => return Ok(()),
+        },
         Command::Queues(cmd) => queues::queues(&client, cmd).await?,
         Command::Quotas(cmd) => (quotas::quotas(&client, cmd).await?, quotas::QUOTA_COLUMNS),
         Command::Hooks(cmd) => (hooks::hooks(&client, cmd).await?, hooks::HOOK_COLUMNS),
         Command::Entitlements(cmd) => {
-            (entitlements::entitlements(&client, cmd, output == Output::Json).await?, entitlements::ENTITLEMENT_COLUMNS)
+            (entitlements::entitlements(&client, cmd, output.raw()).await?, entitlements::ENTITLEMENT_COLUMNS)
         }
         Command::Overrides(cmd) => (entitlements::overrides(&client, cmd).await?, entitlements::OVERRIDE_COLUMNS),
         Command::Functions(cmd) => (functions::functions(&client, cmd).await?, functions::FUNCTION_COLUMNS),
@@ -168,34 +270,25 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         },
         Command::Connections(cmd) => (connections::connections(&client, cmd).await?, connections::CONNECTION_COLUMNS),
         Command::Reconciliation(cmd) => {
-            (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
+            (reconciliation::reconciliation(&client, cmd, output.raw()).await?, reconciliation::DRIFT_COLUMNS)
         }
         Command::StateMachines(cmd) => {
             (workflows::state_machines(&client, cmd).await?, workflows::STATE_MACHINE_COLUMNS)
         }
-        Command::Executions(cmd) => workflows::executions(&client, cmd).await?,
+        Command::Executions(cmd) => workflows::executions(&client, cmd, output).await?,
         Command::Plans(cmd) => {
             let columns = match &cmd {
                 PlanCmd::Get { .. } => plans::PLAN_COLUMNS,
                 PlanCmd::List => plans::PLAN_LIST_COLUMNS,
                 _ => &["id", "name", "isolation", "regions", "max_tenants", "self_service", "features", "version"],
             };
-            (plans::plans(&client, cmd, output == Output::Json).await?, columns)
+            (plans::plans(&client, cmd, output.raw()).await?, columns)
         }
         Command::Keys(cmd) => (keys::keys(&client, cmd).await?, keys::KEY_COLUMNS),
-        Command::Signup(args) => signup::signup(&client, args, output == Output::Json).await?,
-        Command::Events(EventCmd::List { detail_type, tenant, limit }) => {
-            let params = EventListParams { detail_type, tenant_id: tenant, limit, ..Default::default() };
-            (to_json(client.event_list(&params).await?), &["id", "time", "detail-type", "tenant_id"])
-        }
-        Command::Audit(AuditCmd::List { tenant, action, limit }) => {
-            let params = AuditListParams { tenant_id: tenant, action, limit, ..Default::default() };
-            (
-                to_json(client.audit_list(&params).await?),
-                &["time", "actor_role", "actor_key_id", "action", "target", "outcome"],
-            )
-        }
+        Command::Signup(args) => signup::signup(&client, args, output.raw()).await?,
     };
-    print_value(&value, columns, output);
+    if !value.is_null() {
+        print_value(&value, columns, output);
+    }
     Ok(())
 }

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod inventory;
 pub mod serve;
 pub mod support;

@@ -4,15 +4,74 @@
 use clap::ValueEnum;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use tenancy_client::ClientError;
 use tenancy_domain::plan::{Isolation, Quota, QuotaPeriod};
 use tenancy_domain::ratelimit::RateLimit;
 
+/// How an operator command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// A table of the fields that matter (the default).
     Table,
+    /// The API's answer as JSON, whole.
     Json,
+    /// The API's answer as YAML, whole.
+    Yaml,
+}
+
+impl Output {
+    /// Whether the answer is printed whole (JSON or YAML) rather than as a table.
+    pub fn raw(self) -> bool {
+        self != Output::Table
+    }
+}
+
+/// `--yes`: the flag of every destructive command.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Confirm {
+    /// Do not ask for confirmation (needed when standard input is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Asks `question` on a terminal before a destructive command; without a terminal
+/// (scripts, CI) refuses unless `--yes` was given, so that nothing is destroyed by a
+/// command nobody saw.
+pub(crate) fn confirm(confirm: Confirm, question: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if confirm.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(format!(
+            "refusing to {question} without confirmation: standard input is not a terminal; pass --yes to confirm"
+        )));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question}? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Usage(format!("cannot read the confirmation: {e}")))?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(CliError::Usage(format!("not confirmed: did not {question}"))),
+    }
+}
+
+/// A spinner on standard error (drawn only on a terminal) with `message`.
+pub(crate) fn spinner(message: impl Into<std::borrow::Cow<'static, str>>) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 /// Why a command failed, with the exit code it maps to.
@@ -116,11 +175,12 @@ pub(crate) fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// Prints a value: JSON as is, or a table of `columns` for a list (`items`) or object.
+/// Prints a value: JSON or YAML as is, or a table of `columns` for a list (`items`) or object.
 pub fn print_value(v: &Value, columns: &[&str], output: Output) {
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(v).expect("JSON prints"));
-        return;
+    match output {
+        Output::Json => return println!("{}", serde_json::to_string_pretty(v).expect("JSON prints")),
+        Output::Yaml => return print!("{}", serde_norway::to_string(v).expect("YAML prints")),
+        Output::Table => {}
     }
     let rows: Vec<&Value> = match v.get("items").and_then(Value::as_array) {
         Some(items) => items.iter().collect(),
@@ -137,6 +197,84 @@ pub fn print_value(v: &Value, columns: &[&str], output: Output) {
     if let Some(next) = v.get("next_cursor").and_then(Value::as_str) {
         eprintln!("more: --cursor {next}");
     }
+}
+
+/// The columns of a single record shown as a table of its fields.
+pub const FIELD_COLUMNS: &[&str] = &["field", "value"];
+
+/// A record as rows of `field`/`value`, for the fields of `names` it has (JSON values
+/// compact on one line), so that long ones (an error's cause) are not cut off a wide
+/// row.
+pub(crate) fn fields(v: &Value, names: &[&str]) -> Value {
+    let items: Vec<Value> = names
+        .iter()
+        .filter_map(|n| match v.get(*n) {
+            None | Some(Value::Null) => None,
+            Some(x @ (Value::Object(_) | Value::Array(_))) => Some(json!({"field": n, "value": x.to_string()})),
+            Some(x) => Some(json!({"field": n, "value": cell(Some(x))})),
+        })
+        .collect();
+    json!({"items": items})
+}
+
+/// How long `--wait` waits before giving up (the work goes on in the server).
+pub(crate) const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Waits, with a spinner showing the current state, until the execution ends; fails
+/// (exit 1) with its error and cause unless it succeeded. `what` names the work
+/// ("the provisioning of tenant acme").
+pub(crate) async fn wait_execution(
+    c: &tenancy_client::Client,
+    execution: &str,
+    what: &str,
+) -> Result<tenancy_domain::api::ExecutionView, CliError> {
+    wait_for(c, execution, what, spinner(format!("waiting for {what} (execution {execution})"))).await
+}
+
+/// [`wait_execution`] without a spinner (under another progress bar).
+pub(crate) async fn wait_execution_quietly(
+    c: &tenancy_client::Client,
+    execution: &str,
+    what: &str,
+) -> Result<tenancy_domain::api::ExecutionView, CliError> {
+    wait_for(c, execution, what, indicatif::ProgressBar::hidden()).await
+}
+
+async fn wait_for(
+    c: &tenancy_client::Client,
+    execution: &str,
+    what: &str,
+    bar: indicatif::ProgressBar,
+) -> Result<tenancy_domain::api::ExecutionView, CliError> {
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    let result = loop {
+        let e = match c.execution_get(execution).await {
+            Ok(e) => e,
+            Err(e) => break Err(e.into()),
+        };
+        if e.status != "RUNNING" {
+            break Ok(e);
+        }
+        if std::time::Instant::now() > deadline {
+            break Err(CliError::Other(anyhow::anyhow!(
+                "{what} is still running after {}s (execution {execution}); \
+                 `tenancy executions show {execution} --watch` follows it",
+                WAIT_LIMIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    let e = result?;
+    if e.status != "SUCCEEDED" {
+        return Err(CliError::Other(anyhow::anyhow!(
+            "{what} ended {}: {}{} (execution {execution}; `tenancy executions history {execution}` shows the steps)",
+            e.status,
+            e.error.as_deref().unwrap_or("no error"),
+            e.cause.as_deref().map(|c| format!(": {c}")).unwrap_or_default(),
+        )));
+    }
+    Ok(e)
 }
 
 /// A secret given to a command (a secret's value, a connection's credential): the file,

@@ -518,7 +518,7 @@ async fn the_cli_reads_the_credential_from_stdin(backend: Backend) {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["auth"]["scope"], "read");
-    let (code, _, err) = support::run_cli(&s.url, &["connections", "delete", "idp"]);
+    let (code, _, err) = support::run_cli(&s.url, &["connections", "delete", "idp", "--yes"]);
     assert_eq!(code, 0, "{err}");
     let (code, _, _) = support::run_cli(&s.url, &["connections", "get", "idp"]);
     assert_ne!(code, 0);

@@ -254,7 +254,7 @@ async fn the_cli_sets_shows_and_clears_overrides(backend: Backend) {
         let show = support::run_cli(&url, &["--output", "json", "entitlements", "show", "acme"]);
         let table = support::run_cli(&url, &["entitlements", "show", "acme"]);
         let bad = support::run_cli(&url, &["overrides", "set", "acme", "--feature", "sso=maybe"]);
-        let clear = support::run_cli(&url, &["overrides", "clear", "acme"]);
+        let clear = support::run_cli(&url, &["overrides", "clear", "acme", "--yes"]);
         let after = support::run_cli(&url, &["--output", "json", "entitlements", "show", "acme"]);
         [set, show, table, bad, clear, after]
     })

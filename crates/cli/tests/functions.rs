@@ -471,7 +471,7 @@ async fn the_secret_is_shown_once(backend: Backend) {
         let again = support::run_cli(&url, &["--output", "json", "functions", "put", "notify", "--url", &fn_url]);
         let get = support::run_cli(&url, &["--output", "json", "functions", "get", "notify"]);
         let list = support::run_cli(&url, &["functions", "list"]);
-        let delete = support::run_cli(&url, &["functions", "delete", "notify"]);
+        let delete = support::run_cli(&url, &["functions", "delete", "notify", "--yes"]);
         let missing = support::run_cli(&url, &["functions", "get", "notify"]);
         [put, again, get, list, delete, missing]
     })

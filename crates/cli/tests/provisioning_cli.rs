@@ -92,7 +92,7 @@ async fn hook_resource_and_reconciliation_commands() {
     assert!(list.contains("crm") && list.contains("callback") && list.contains("offboard"), "{list}");
     let (code, err) = fails(url, &["hooks", "put", "bad", "--url", "ftp://x", "--event", "provision"]).await;
     assert_eq!(code, 1, "{err}");
-    ok(url, &["hooks", "delete", "crm"]).await;
+    ok(url, &["hooks", "delete", "crm", "--yes"]).await;
     let (code, err) = fails(url, &["hooks", "get", "crm"]).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("HTTP 404"), "{err}");

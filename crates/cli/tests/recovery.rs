@@ -165,7 +165,9 @@ async fn purge_releases_an_offboarded_id(backend: Backend) {
     s.wait_status("beta", "offboarded").await;
     let url = s.url.clone();
     let (code, out, err) =
-        tokio::task::spawn_blocking(move || support::run_cli(&url, &["tenants", "purge", "beta"])).await.unwrap();
+        tokio::task::spawn_blocking(move || support::run_cli(&url, &["tenants", "purge", "beta", "--yes"]))
+            .await
+            .unwrap();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("beta"), "{out}");
     assert_eq!(s.get("/v1/tenants/beta").await.status, StatusCode::NOT_FOUND);

@@ -261,7 +261,7 @@ async fn an_aborted_rollout_stops(backend: Backend) {
     let res = start(&s, json!({"release": "2.0.0", "strategy": {"max_concurrency": 1}})).await;
     let id = res.body["id"].as_str().unwrap().to_owned();
     wait_rollout(&s, &id, "upgraded a tenant", |r| r["waves"][0]["counts"]["succeeded"].as_u64() >= Some(1)).await;
-    let (code, _, err) = run_cli(&s.url, &["rollouts", "abort", &id]);
+    let (code, _, err) = run_cli(&s.url, &["rollouts", "abort", &id, "--yes"]);
     assert_eq!(code, 0, "{err}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let r = s.get(&format!("/v1/rollouts/{id}")).await.body;

@@ -293,14 +293,15 @@ async fn the_cli_puts_reads_lists_deletes_and_restores(backend: Backend) {
     assert_eq!(out.trim().len(), 12, "a platform secret: {out}");
     let (_, out, _) = put(&["-o", "json", "secrets", "list", "--tenant", "acme"]);
     assert!(out.contains("\"db\"") && !out.contains("cli-value"), "{out}");
-    let (code, out, _) = put(&["-o", "json", "secrets", "delete", "db", "--tenant", "acme", "--recovery-days", "2"]);
+    let (code, out, _) =
+        put(&["-o", "json", "secrets", "delete", "db", "--tenant", "acme", "--recovery-days", "2", "--yes"]);
     assert_eq!(code, 0);
     assert!(out.contains("purge_at"), "{out}");
     let (code, _, err) = put(&["secrets", "get", "db", "--tenant", "acme"]);
     assert!(code != 0 && err.contains("scheduled for deletion"), "{err}");
     assert_eq!(put(&["secrets", "restore", "db", "--tenant", "acme"]).0, 0);
     assert_eq!(put(&["secrets", "get", "db", "--tenant", "acme"]).1, "cli-value-2\n");
-    let (code, _, err) = put(&["secrets", "delete", "db", "--tenant", "acme", "--force"]);
+    let (code, _, err) = put(&["secrets", "delete", "db", "--tenant", "acme", "--force", "--yes"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(s.get("/v1/tenants/acme/secrets/db").await.status, StatusCode::NOT_FOUND);
 }

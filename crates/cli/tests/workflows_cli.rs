@@ -24,7 +24,7 @@ async fn workflow_commands() {
         let id = id.unwrap_or_default();
         results.push(run(&url, &["executions", "list", "--state-machine", "hold"]));
         results.push(run(&url, &["executions", "history", &id]));
-        results.push(run(&url, &["executions", "stop", &id]));
+        results.push(run(&url, &["executions", "stop", &id, "--yes"]));
         results.push(run(&url, &["executions", "show", &id]));
         results.push(run(&url, &["executions", "redrive", &id]));
         results

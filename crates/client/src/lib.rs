@@ -63,7 +63,7 @@ use tenancy_domain::api::{
     HookList, HookWithSecret, PlanChange, Problem, QuotaBatchGranted, QuotaConsume, QuotaConsumeBatch, QuotaGranted,
     QuotaList, QuotaRelease, ReceiveRequest, ReceivedMessages, ReconciliationReport, Redriven, SendBatch, SentBatch,
     StartExecution, StateMachineSpec, StateMachineView, StopExecution, SubscriptionWithSecret, TaskFailure,
-    TaskSuccess, TenantOperation, TenantResources,
+    TaskSuccess, TenantOperation, TenantResources, VisibilityChange,
 };
 use tenancy_domain::apikey::{ApiKey, NewApiKey, RotateKey};
 use tenancy_domain::connection::{Connection, ConnectionSpec};
@@ -79,7 +79,7 @@ pub use tenancy_domain::rollout::{
     Rollout, RolloutList, RolloutRequest, RolloutSelector, RolloutStarted, RolloutStrategy,
 };
 use tenancy_domain::signup::{ActivateRequest, Activated, SignupAccepted, SignupRequest};
-use tenancy_domain::subscription::{NewSubscription, Subscription};
+use tenancy_domain::subscription::{Delivery, NewSubscription, Subscription, SubscriptionPatch};
 use tenancy_domain::tenant::{NewTenant, Tenant, TenantPatch};
 use tenancy_domain::ErrorCode;
 
@@ -191,6 +191,18 @@ pub struct EventListParams {
     /// RFC 3339: events at or after this time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The query of `GET /v1/subscriptions/{id}/deliveries`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeliveryListParams {
+    /// `pending`, `delivered` or `dead`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -471,6 +483,11 @@ impl Client {
         self.call_empty(req).await
     }
 
+    /// How the tenant's service connects to its database (the password included).
+    pub async fn tenant_database_credentials(&self, id: &str) -> Result<serde_json::Value> {
+        self.get(&format!("/v1/tenants/{}/database-credentials", segment(id)), NO_QUERY).await
+    }
+
     /// What the lifecycle workflows created for a tenant.
     pub async fn tenant_resources(&self, id: &str) -> Result<TenantResources> {
         self.get(&format!("/v1/tenants/{}/resources", segment(id)), NO_QUERY).await
@@ -534,6 +551,50 @@ impl Client {
         self.delete(&format!("/v1/subscriptions/{}", segment(id))).await
     }
 
+    /// `PATCH /v1/subscriptions/{id}`: replace the name, pattern or target given.
+    pub async fn subscription_patch(&self, id: &str, patch: &SubscriptionPatch) -> Result<Subscription> {
+        self.with_body(Method::PATCH, &format!("/v1/subscriptions/{}", segment(id)), patch).await
+    }
+
+    /// `POST /v1/subscriptions/{id}/rotate-secret`: the new secret is in the answer,
+    /// this once; the old one signs beside it for 24 hours.
+    pub async fn subscription_rotate_secret(&self, id: &str) -> Result<SubscriptionWithSecret> {
+        self.without_body(Method::POST, &format!("/v1/subscriptions/{}/rotate-secret", segment(id))).await
+    }
+
+    /// A subscription's deliveries with their attempts, oldest first.
+    pub async fn delivery_list(&self, id: &str, params: &DeliveryListParams) -> Result<Page<Delivery>> {
+        self.get(&format!("/v1/subscriptions/{}/deliveries", segment(id)), params).await
+    }
+
+    /// `POST .../deliveries/{delivery_id}/retry`: queue a dead delivery again.
+    pub async fn delivery_retry(&self, id: &str, delivery_id: &str) -> Result<Delivery> {
+        let path = format!("/v1/subscriptions/{}/deliveries/{}/retry", segment(id), segment(delivery_id));
+        self.without_body(Method::POST, &path).await
+    }
+
+    /// `POST /v1/subscriptions/{id}/replay`: deliver the archived events with
+    /// `from <= time < to` (RFC 3339) that match again; answers `{"count": N}`.
+    pub async fn subscription_replay(&self, id: &str, from: &str, to: &str) -> Result<serde_json::Value> {
+        let body = serde_json::json!({"from": from, "to": to});
+        self.with_body(Method::POST, &format!("/v1/subscriptions/{}/replay", segment(id)), &body).await
+    }
+
+    /// `POST /v1/events`: publish custom events (EventBridge's PutEvents body and answer).
+    pub async fn events_put(&self, request: &serde_json::Value) -> Result<serde_json::Value> {
+        self.with_body(Method::POST, "/v1/events", request).await
+    }
+
+    /// `POST /v1/events/test-pattern`: whether `event` matches `pattern` (`{"result": bool}`).
+    pub async fn events_test_pattern(
+        &self,
+        pattern: &serde_json::Value,
+        event: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let body = serde_json::json!({"pattern": pattern, "event": event});
+        self.with_body(Method::POST, "/v1/events/test-pattern", &body).await
+    }
+
     // Audit.
 
     /// Audit records, oldest first (unsealed ones without `seq` and hashes).
@@ -551,6 +612,17 @@ impl Client {
             return Err(ClientError::from_problem(status, &body));
         }
         Ok(AuditExport { res })
+    }
+
+    /// `GET /v1/audit/verify`: the server's check of its sealed chain and checkpoint.
+    pub async fn audit_verify(&self) -> Result<serde_json::Value> {
+        self.get("/v1/audit/verify", NO_QUERY).await
+    }
+
+    /// `POST /v1/audit/exports`: an NDJSON export written to the blob store.
+    pub async fn audit_export_create(&self, from: Option<&str>, to: Option<&str>) -> Result<serde_json::Value> {
+        let body = serde_json::json!({"from": from, "to": to});
+        self.with_body(Method::POST, "/v1/audit/exports", &body).await
     }
 
     // Queues.
@@ -596,6 +668,12 @@ impl Client {
     }
 
     /// Move a dead-letter queue's messages back to their source queues.
+    /// Change how long a received message stays invisible.
+    pub async fn queue_change_visibility(&self, name: &str, receipt: &str, change: &VisibilityChange) -> Result<()> {
+        let path = format!("/v1/queues/{}/messages/{}/visibility", segment(name), segment(receipt));
+        self.call_empty(self.request(Method::POST, &path).json(change)).await
+    }
+
     pub async fn queue_redrive(&self, name: &str) -> Result<Redriven> {
         self.without_body(Method::POST, &format!("/v1/queues/{}/redrive", segment(name))).await
     }
@@ -680,6 +758,12 @@ impl Client {
     /// Report a waiting task's success through its task token.
     pub async fn task_success(&self, token: &str, success: &TaskSuccess) -> Result<()> {
         let req = self.request(Method::POST, &format!("/v1/task-tokens/{}/success", segment(token))).json(success);
+        self.call_empty(req).await
+    }
+
+    /// Report that a waiting task is still working (pushes its heartbeat deadline).
+    pub async fn task_heartbeat(&self, token: &str) -> Result<()> {
+        let req = self.request(Method::POST, &format!("/v1/task-tokens/{}/heartbeat", segment(token)));
         self.call_empty(req).await
     }
 

@@ -21,6 +21,7 @@ pub enum ConnectionCmd {
     /// --oauth-token-url with --client-id; the credential (the key's value, the
     /// password or the client secret) comes from standard input or --credential-file.
     Put {
+        /// The connection's name (1-64 letters, digits, '-' and '_').
         name: String,
         /// An API key sent in this header.
         #[arg(long, conflicts_with_all = ["basic_username", "oauth_token_url"])]
@@ -37,18 +38,26 @@ pub enum ConnectionCmd {
         /// OAuth client credentials: the scope asked for (space-separated).
         #[arg(long, requires = "oauth_token_url")]
         scope: Option<String>,
+        /// What the connection is for, for people.
         #[arg(long)]
         description: Option<String>,
         /// Read the credential from this file instead of standard input (`-`: stdin).
         #[arg(long)]
         credential_file: Option<PathBuf>,
     },
+    /// List connections (metadata only, never credentials).
     List,
+    /// A connection's metadata (never its credential).
     Get {
+        /// The connection's name.
         name: String,
     },
+    /// Delete a connection (what names it then fails to call; asks first).
     Delete {
+        /// The connection's name.
         name: String,
+        #[command(flatten)]
+        confirm: Confirm,
     },
 }
 
@@ -90,7 +99,8 @@ pub async fn connections(c: &Client, cmd: ConnectionCmd) -> Result<Value, CliErr
         }
         ConnectionCmd::List => to_json(c.connection_list().await?),
         ConnectionCmd::Get { name } => to_json(c.connection_get(&name).await?),
-        ConnectionCmd::Delete { name } => {
+        ConnectionCmd::Delete { name, confirm: yes } => {
+            confirm(yes, &format!("delete connection {name}"))?;
             c.connection_delete(&name).await?;
             json!({"name": name, "deleted": true})
         }

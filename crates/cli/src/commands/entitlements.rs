@@ -14,13 +14,17 @@ use crate::support::*;
 #[derive(Debug, Subcommand)]
 pub enum EntitlementCmd {
     /// A tenant's effective entitlements: its plan with its unexpired overrides.
-    Show { tenant: String },
+    Show {
+        /// The tenant's id.
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OverrideCmd {
     /// Set a tenant's overrides, replacing any it had.
     Set {
+        /// The tenant's id.
         tenant: String,
         /// A feature turned on or off, NAME=on|off; repeat for several.
         #[arg(long = "feature")]
@@ -36,9 +40,17 @@ pub enum OverrideCmd {
         expires_at: Option<String>,
     },
     /// Show a tenant's overrides as set.
-    Show { tenant: String },
-    /// Clear a tenant's overrides: its plan alone applies again.
-    Clear { tenant: String },
+    Show {
+        /// The tenant's id.
+        tenant: String,
+    },
+    /// Clear a tenant's overrides: its plan alone applies again (asks first).
+    Clear {
+        /// The tenant's id.
+        tenant: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
 }
 
 /// The columns of `entitlements show` as a table: one row per feature, quota and
@@ -106,7 +118,8 @@ pub async fn overrides(c: &Client, cmd: OverrideCmd) -> Result<Value, CliError> 
             to_json(c.overrides_put(&tenant, &spec).await?)
         }
         OverrideCmd::Show { tenant } => to_json(c.overrides_get(&tenant).await?),
-        OverrideCmd::Clear { tenant } => {
+        OverrideCmd::Clear { tenant, confirm: yes } => {
+            confirm(yes, &format!("clear the overrides of tenant {tenant}"))?;
             c.overrides_clear(&tenant).await?;
             json!({"tenant_id": tenant, "cleared": true})
         }

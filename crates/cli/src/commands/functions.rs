@@ -22,14 +22,20 @@ pub enum FunctionCmd {
         #[arg(long)]
         timeout_s: Option<u64>,
     },
+    /// List functions.
     List,
+    /// A function's url and timeout (never its secret).
     Get {
+        /// The function's name.
         name: String,
     },
     /// Delete a function (state machines naming it then fail their task with
-    /// Lambda.ResourceNotFoundException).
+    /// Lambda.ResourceNotFoundException; asks first).
     Delete {
+        /// The function's name.
         name: String,
+        #[command(flatten)]
+        confirm: Confirm,
     },
 }
 
@@ -46,7 +52,8 @@ pub async fn functions(c: &Client, cmd: FunctionCmd) -> Result<Value, CliError> 
         }
         FunctionCmd::List => to_json(c.function_list().await?),
         FunctionCmd::Get { name } => to_json(c.function_get(&name).await?),
-        FunctionCmd::Delete { name } => {
+        FunctionCmd::Delete { name, confirm: yes } => {
+            confirm(yes, &format!("delete function {name}"))?;
             c.function_delete(&name).await?;
             json!({"name": name, "deleted": true})
         }

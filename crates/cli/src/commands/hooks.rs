@@ -12,6 +12,7 @@ pub enum HookCmd {
     /// Create or replace a provisioning hook: an HTTP hook (--url) or a queue hook
     /// (--queue). A new HTTP hook's signing secret (whsec_...) is printed once.
     Put {
+        /// The hook's name (1-64 letters, digits, '-' and '_').
         name: String,
         /// Absolute http:// or https:// URL receiving signed POSTs (Standard Webhooks).
         #[arg(long, required_unless_present = "queue", conflicts_with = "queue")]
@@ -24,11 +25,14 @@ pub enum HookCmd {
         /// tenant create or plan change commits; sync only); repeat for several.
         #[arg(long = "event", required = true)]
         events: Vec<String>,
-        /// sync (a 2xx is success) or callback (202, then the task-token endpoint).
-        #[arg(long)]
+        /// sync (a 2xx is success) or callback (202, then the task-token endpoint)
+        /// [default: sync].
+        #[arg(long, value_parser = ["sync", "callback"])]
         mode: Option<String>,
+        /// How long a call (sync) or the callback (callback) may take, in seconds.
         #[arg(long)]
         timeout_s: Option<u64>,
+        /// Attempts before the hook's step fails.
         #[arg(long)]
         max_attempts: Option<u32>,
         /// Replace the signing secret; the new one is printed once (the old one signs
@@ -40,12 +44,19 @@ pub enum HookCmd {
         #[arg(long)]
         connection: Option<String>,
     },
+    /// List provisioning hooks.
     List,
+    /// A hook's settings (never its secret).
     Get {
+        /// The hook's name.
         name: String,
     },
+    /// Delete a hook: lifecycle workflows stop calling it (asks first).
     Delete {
+        /// The hook's name.
         name: String,
+        #[command(flatten)]
+        confirm: Confirm,
     },
 }
 
@@ -65,7 +76,8 @@ pub async fn hooks(c: &Client, cmd: HookCmd) -> Result<Value, CliError> {
         }
         HookCmd::List => to_json(c.hook_list().await?),
         HookCmd::Get { name } => to_json(c.hook_get(&name).await?),
-        HookCmd::Delete { name } => {
+        HookCmd::Delete { name, confirm: yes } => {
+            confirm(yes, &format!("delete hook {name}"))?;
             c.hook_delete(&name).await?;
             json!({"name": name, "deleted": true})
         }

@@ -12,10 +12,13 @@ use crate::support::*;
 pub enum KeyCmd {
     /// Create an API key; the key is printed once.
     Create {
+        /// A name for people (e.g. the service using it).
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        /// What the key may do.
+        #[arg(long, value_parser = ["admin", "operator", "viewer", "service", "tenant"])]
         role: String,
+        /// The tenant of a tenant key (role tenant).
         #[arg(long)]
         tenant: Option<String>,
         /// RFC 3339 expiry time.
@@ -26,13 +29,20 @@ pub enum KeyCmd {
         #[arg(long, value_name = "PER_SECOND/BURST")]
         rate_limit: Option<String>,
     },
+    /// List API keys (never their secrets).
     List,
+    /// Revoke an API key: it is refused at once (asks first).
+    #[command(visible_alias = "revoke")]
     Delete {
+        /// The key's id (key_...).
         id: String,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Issue a new secret for a key (printed once); the old one keeps working for the
     /// grace (default 1h, at most 7d).
     Rotate {
+        /// The key's id (key_...).
         id: String,
         /// How long the old secret keeps working: seconds, or a number with s, m, h or d
         /// (e.g. 90s, 30m, 1h, 2d); 0: not at all.
@@ -88,7 +98,8 @@ pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
             to_json(c.key_create(&NewApiKey { name, role, tenant_id: tenant, expires_at, rate_limit }).await?)
         }
         KeyCmd::List => to_json(c.key_list(&PageParams::default()).await?),
-        KeyCmd::Delete { id } => {
+        KeyCmd::Delete { id, confirm: yes } => {
+            confirm(yes, &format!("revoke API key {id}"))?;
             c.key_delete(&id).await?;
             json!({"id": id, "deleted": true})
         }

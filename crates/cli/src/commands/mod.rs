@@ -17,5 +17,7 @@ pub mod releases;
 pub mod rollouts;
 pub mod secrets;
 pub mod signup;
+pub mod subscriptions;
+pub mod task_tokens;
 pub mod tenants;
 pub mod workflows;

@@ -17,10 +17,13 @@ pub enum PlanCmd {
     /// are removed (use `plans patch` to change only some).
     #[command(visible_alias = "create")]
     Put {
+        /// The plan's id (e.g. pro).
         id: String,
+        /// A name for people.
         #[arg(long)]
         name: String,
-        #[arg(long, default_value = "pool")]
+        /// pool (tenants share a database, a schema each) or silo (a database each).
+        #[arg(long, default_value = "pool", value_parser = ["pool", "silo"])]
         isolation: String,
         /// A feature; repeat for several.
         #[arg(long = "feature")]
@@ -50,7 +53,9 @@ pub enum PlanCmd {
     /// Change only the fields given (PATCH); the others keep their values.
     #[command(visible_alias = "update")]
     Patch {
+        /// The plan's id.
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
         /// pool or silo; refused while tenants use the plan.
@@ -102,10 +107,15 @@ pub enum PlanCmd {
     /// A plan: its fields and one row per quota (name, limit, period, soft).
     #[command(visible_alias = "show")]
     Get {
+        /// The plan's id.
         id: String,
     },
+    /// Delete a plan no tenant is on (asks first).
     Delete {
+        /// The plan's id.
         id: String,
+        #[command(flatten)]
+        confirm: Confirm,
     },
 }
 
@@ -315,7 +325,8 @@ pub async fn plans(c: &Client, cmd: PlanCmd, json_output: bool) -> Result<Value,
                 plan_rows(&plan)
             }
         }
-        PlanCmd::Delete { id } => {
+        PlanCmd::Delete { id, confirm: yes } => {
+            confirm(yes, &format!("delete plan {id}"))?;
             c.plan_delete(&id).await?;
             json!({"id": id, "deleted": true})
         }

@@ -12,6 +12,7 @@ use crate::support::*;
 pub enum QueueCmd {
     /// Create a queue or change its settings.
     Put {
+        /// The queue's name (1-80 letters, digits, '-' and '_').
         name: String,
         /// How long a received message stays invisible to other receivers (0-43200).
         #[arg(long, default_value_t = 30)]
@@ -29,21 +30,34 @@ pub enum QueueCmd {
         #[arg(long)]
         retention_s: Option<u64>,
     },
+    /// List queues with their depth.
     List {
+        /// Items per page, 1-1000 [default: 100].
         #[arg(long)]
         limit: Option<u32>,
+        /// The cursor printed after the previous page ("more: --cursor ...").
         #[arg(long)]
         cursor: Option<String>,
     },
     /// A queue's settings and depth (visible, in flight, delayed, dead-lettered, oldest age).
-    Get { name: String },
-    /// Delete a queue and its messages.
-    Delete { name: String },
+    Get {
+        /// The queue's name.
+        name: String,
+    },
+    /// Delete a queue and its messages (asks first).
+    Delete {
+        /// The queue's name.
+        name: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
     /// Send one message.
     Send {
+        /// The queue's name.
         name: String,
         /// The body, as JSON.
         body: String,
+        /// Seconds before the message is visible (0-900) [default: the queue's].
         #[arg(long)]
         delay_s: Option<u64>,
         /// Messages of one group are received in order, one at a time.
@@ -55,6 +69,7 @@ pub enum QueueCmd {
     },
     /// Receive messages (they stay invisible for the visibility timeout).
     Receive {
+        /// The queue's name.
         name: String,
         /// Most messages to return (1-100).
         #[arg(long, default_value_t = 1)]
@@ -64,9 +79,27 @@ pub enum QueueCmd {
         wait_s: u64,
     },
     /// Delete a received message by its receipt (the message was handled).
-    Ack { name: String, receipt: String },
+    Ack {
+        /// The queue's name.
+        name: String,
+        /// The receipt of the receive that returned the message.
+        receipt: String,
+    },
+    /// Change how long a received message stays invisible (0: visible again at once).
+    Visibility {
+        /// The queue's name.
+        name: String,
+        /// The receipt of the receive that returned the message.
+        receipt: String,
+        /// Seconds from now until the message is visible again (0-43200).
+        #[arg(long)]
+        timeout_s: u64,
+    },
     /// Move a dead-letter queue's messages back to their source queues.
-    Redrive { name: String },
+    Redrive {
+        /// The dead-letter queue's name.
+        name: String,
+    },
 }
 
 pub const QUEUE_COLUMNS: &[&str] = &[
@@ -92,7 +125,8 @@ pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'sta
             (to_json(c.queue_list(&PageParams { limit, cursor }).await?), QUEUE_COLUMNS)
         }
         QueueCmd::Get { name } => (to_json(c.queue_get(&name).await?), QUEUE_COLUMNS),
-        QueueCmd::Delete { name } => {
+        QueueCmd::Delete { name, confirm: yes } => {
+            confirm(yes, &format!("delete queue {name} and its messages"))?;
             c.queue_delete(&name).await?;
             (json!({"name": name, "deleted": true}), &["name", "deleted"])
         }
@@ -112,6 +146,11 @@ pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'sta
         QueueCmd::Ack { name, receipt } => {
             c.queue_ack(&name, &receipt).await?;
             (json!({"receipt": receipt, "deleted": true}), &["receipt", "deleted"])
+        }
+        QueueCmd::Visibility { name, receipt, timeout_s } => {
+            let change = tenancy_domain::api::VisibilityChange { visibility_timeout_s: timeout_s };
+            c.queue_change_visibility(&name, &receipt, &change).await?;
+            (json!({"receipt": receipt, "visibility_timeout_s": timeout_s}), &["receipt", "visibility_timeout_s"])
         }
         QueueCmd::Redrive { name } => (to_json(c.queue_redrive(&name).await?), &["moved"]),
     })

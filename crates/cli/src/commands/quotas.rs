@@ -11,11 +11,17 @@ use crate::support::*;
 #[derive(Debug, Subcommand)]
 pub enum QuotaCmd {
     /// Every quota of the tenant's plan with its usage in the current period.
-    List { tenant: String },
+    List {
+        /// The tenant's id.
+        tenant: String,
+    },
     /// Consume from a quota (a hard quota over its limit refuses: quota-exceeded, exit 1).
     Consume {
+        /// The tenant's id.
         tenant: String,
+        /// The quota's name (as the plan names it).
         name: String,
+        /// How much to consume, at least 1.
         #[arg(long, default_value_t = 1)]
         amount: u64,
         /// Idempotency key: a repeat with the same key counts once.
@@ -24,8 +30,11 @@ pub enum QuotaCmd {
     },
     /// Give back usage of a quota (never below 0).
     Release {
+        /// The tenant's id.
         tenant: String,
+        /// The quota's name (as the plan names it).
         name: String,
+        /// How much to give back, at least 1.
         #[arg(long, default_value_t = 1)]
         amount: u64,
     },

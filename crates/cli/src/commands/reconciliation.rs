@@ -14,7 +14,10 @@ pub enum ReconciliationCmd {
     /// report the rest and extras.
     Run,
     /// Recreate a missing resource of the last pass by its drift id (`drift_...`).
-    Repair { id: String },
+    Repair {
+        /// The drift's id (drift_..., from `reconciliation show`).
+        id: String,
+    },
 }
 
 pub const DRIFT_COLUMNS: &[&str] =

@@ -14,6 +14,7 @@ pub enum ReleaseCmd {
     Put {
         /// 1-64 of A-Z a-z 0-9 . _ + - (e.g. 2.4.0).
         version: String,
+        /// What the release is, for people.
         #[arg(long)]
         description: Option<String>,
         /// A file uploaded as the release's bundle (its SHA-256 is recorded).
@@ -30,13 +31,25 @@ pub enum ReleaseCmd {
         #[arg(long)]
         upgrade_workflow: Option<String>,
     },
+    /// List releases.
     List,
+    /// A release: its description, upgrade workflow and bundle's digest and size.
     Get {
+        /// The release's version.
         version: String,
+    },
+    /// Download a release's bundle (checked against its recorded SHA-256).
+    Download {
+        /// The release's version.
+        version: String,
+        /// Write the bundle to this file ("-": standard output).
+        #[arg(long, short = 'O')]
+        out: std::path::PathBuf,
     },
 }
 
-pub const RELEASE_COLUMNS: &[&str] = &["version", "default", "description", "upgrade_workflow", "sha256", "size"];
+pub const RELEASE_COLUMNS: &[&str] =
+    &["version", "default", "description", "upgrade_workflow", "sha256", "size", "file"];
 
 /// A release flattened for the table: its bundle's digest and size beside it.
 fn row(r: tenancy_domain::release::Release) -> Value {
@@ -72,5 +85,25 @@ pub async fn releases(c: &Client, cmd: ReleaseCmd) -> Result<Value, CliError> {
         }
         ReleaseCmd::List => Value::Array(c.release_list().await?.items.into_iter().map(row).collect()),
         ReleaseCmd::Get { version } => row(c.release_get(&version).await?),
+        ReleaseCmd::Download { version, out } => {
+            use std::io::Write;
+            let mut bundle = c.release_bundle_get(&version).await?;
+            let fail = |e: std::io::Error| CliError::Other(anyhow::anyhow!("cannot write {}: {e}", out.display()));
+            let mut sink: Box<dyn Write> = if out.as_os_str() == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(std::fs::File::create(&out).map_err(fail)?)
+            };
+            let mut size = 0u64;
+            while let Some(chunk) = bundle.chunk().await? {
+                size += chunk.len() as u64;
+                sink.write_all(&chunk).map_err(fail)?;
+            }
+            sink.flush().map_err(fail)?;
+            if out.as_os_str() == "-" {
+                return Ok(Value::Null);
+            }
+            serde_json::json!({"version": version, "file": out.display().to_string(), "size": size})
+        }
     })
 }

@@ -14,6 +14,7 @@ pub enum RolloutCmd {
     /// Start a rollout of a release over the tenants selected (every tenant without
     /// a selector), in waves.
     Start {
+        /// The release to roll out (tenancy releases list).
         #[arg(long)]
         release: String,
         /// Only tenants on this plan (repeatable: any of them).
@@ -35,8 +36,10 @@ pub enum RolloutCmd {
         /// make a last wave.
         #[arg(long, value_delimiter = ',')]
         waves: Vec<String>,
+        /// Upgrades running at once within a wave.
         #[arg(long)]
         max_concurrency: Option<u64>,
+        /// The share of a wave's tenants that may fail (0-100) before the rollout halts.
         #[arg(long)]
         tolerated_failure_percent: Option<f64>,
         /// Time between waves: 30s, 5m, 1h or seconds.
@@ -45,26 +48,39 @@ pub enum RolloutCmd {
         /// Leave a halting wave's succeeded tenants on the new release.
         #[arg(long)]
         no_rollback: bool,
+        /// Show each wave's progress until the rollout completes, halts or is aborted
+        /// (exit 1 unless it completed), as `rollouts watch` does.
+        #[arg(long)]
+        wait: bool,
     },
+    /// A rollout: its waves and their counts.
     Get {
+        /// The rollout's id.
         id: String,
     },
+    /// List rollouts.
     List,
     /// No new upgrades start; running ones finish.
     Pause {
+        /// The rollout's id.
         id: String,
     },
     /// Go on after a pause or a halt.
     Resume {
+        /// The rollout's id.
         id: String,
     },
-    /// End the rollout; no new upgrades.
+    /// End the rollout; no new upgrades (asks first).
     Abort {
+        /// The rollout's id.
         id: String,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Show each wave's progress until the rollout completes, halts or is aborted
     /// (exit 1 unless it completed).
     Watch {
+        /// The rollout's id.
         id: String,
     },
 }
@@ -114,6 +130,7 @@ pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
             tolerated_failure_percent,
             bake,
             no_rollback,
+            wait,
         } => {
             let bake_s = bake.as_deref().map(parse_bake).transpose()?;
             let waves = waves
@@ -140,13 +157,19 @@ pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
             for s in &started.skipped {
                 eprintln!("skipped {}: {}", s.tenant_id, s.reason);
             }
+            if wait {
+                return watch(c, &started.id).await;
+            }
             row(&c.rollout_get(&started.id).await?)
         }
         RolloutCmd::Get { id } => row(&c.rollout_get(&id).await?),
         RolloutCmd::List => Value::Array(c.rollout_list().await?.items.iter().map(row).collect()),
         RolloutCmd::Pause { id } => row(&c.rollout_operate(&id, "pause").await?),
         RolloutCmd::Resume { id } => row(&c.rollout_operate(&id, "resume").await?),
-        RolloutCmd::Abort { id } => row(&c.rollout_operate(&id, "abort").await?),
+        RolloutCmd::Abort { id, confirm: yes } => {
+            confirm(yes, &format!("abort rollout {id}"))?;
+            row(&c.rollout_operate(&id, "abort").await?)
+        }
         RolloutCmd::Watch { id } => watch(c, &id).await?,
     })
 }

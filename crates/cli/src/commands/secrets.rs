@@ -46,6 +46,7 @@ pub enum SecretCmd {
     /// Put a new version (it becomes current; the old current becomes previous). The
     /// value comes from --value-file or standard input, or --generate.
     Put {
+        /// The secret's name.
         name: String,
         /// The owning tenant; without it, a platform secret.
         #[arg(long)]
@@ -83,7 +84,9 @@ pub enum SecretCmd {
     },
     /// Start a rotation (create, set, test, finish): prints its execution id.
     Rotate {
+        /// The secret's name.
         name: String,
+        /// The owning tenant; without it, a platform secret.
         #[arg(long)]
         tenant: Option<String>,
         /// Wait until the rotation ends; fail when it failed.
@@ -92,7 +95,9 @@ pub enum SecretCmd {
     },
     /// Print a secret's value (current, or --stage / --version).
     Get {
+        /// The secret's name.
         name: String,
+        /// The owning tenant; without it, a platform secret.
         #[arg(long)]
         tenant: Option<String>,
         /// current, previous or pending.
@@ -103,25 +108,35 @@ pub enum SecretCmd {
     },
     /// List secrets' metadata (never values).
     List {
+        /// The owning tenant; without it, the platform's secrets.
         #[arg(long)]
         tenant: Option<String>,
+        /// Items per page, 1-1000 [default: 100].
         #[arg(long)]
         limit: Option<u32>,
     },
-    /// Schedule a deletion after a recovery window, or delete at once with --force.
+    /// Schedule a deletion after a recovery window, or delete at once with --force
+    /// (asks first).
     Delete {
+        /// The secret's name.
         name: String,
+        /// The owning tenant; without it, a platform secret.
         #[arg(long)]
         tenant: Option<String>,
         /// Days before the purge, 1-30 [default: 7].
         #[arg(long, conflicts_with = "force")]
         recovery_days: Option<u32>,
+        /// Delete every version now, without a recovery window.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Cancel a scheduled deletion.
     Restore {
+        /// The secret's name.
         name: String,
+        /// The owning tenant; without it, a platform secret.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -199,7 +214,10 @@ pub async fn secrets(c: &Client, cmd: SecretCmd, output: Output) -> Result<Optio
         SecretCmd::List { tenant, limit } => {
             to_json(c.secret_list(tenant.as_deref(), &PageParams { limit, cursor: None }).await?)
         }
-        SecretCmd::Delete { name, tenant, recovery_days, force } => {
+        SecretCmd::Delete { name, tenant, recovery_days, force, confirm: yes } => {
+            let whose = tenant.as_deref().map(|t| format!(" of tenant {t}")).unwrap_or_default();
+            let how = if force { "now, with every version" } else { "after its recovery window" };
+            confirm(yes, &format!("delete secret {name}{whose} {how}"))?;
             match c.secret_delete(tenant.as_deref(), &name, recovery_days, force).await? {
                 Some(meta) => to_json(meta),
                 None => json!({"name": name, "deleted": true}),

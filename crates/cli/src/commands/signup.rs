@@ -29,7 +29,11 @@ pub struct SignupArgs {
 pub enum SignupCmd {
     /// Activate a sign-up with the token of its SignupRequested event: prints the new
     /// tenant and its tenant key, once.
-    Activate { token: String },
+    Activate {
+        /// The activation token (from the SignupRequested event's message).
+        #[arg(value_name = "TOKEN")]
+        activation_token: String,
+    },
 }
 
 pub const SIGNUP_COLUMNS: &[&str] = &["status", "message"];
@@ -41,7 +45,7 @@ pub async fn signup(
     json_output: bool,
 ) -> Result<(Value, &'static [&'static str]), CliError> {
     Ok(match args.cmd {
-        Some(SignupCmd::Activate { token }) => {
+        Some(SignupCmd::Activate { activation_token: token }) => {
             let a = c.signup_activate(&ActivateRequest { token }).await?;
             let value = if json_output {
                 to_json(&a)
