@@ -50,6 +50,8 @@ pub struct App {
     pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
     /// How long sign-up activation tokens work (see [`App::set_signup_token_ttl`]).
     pub(crate) signup_ttl: std::time::Duration,
+    /// The time of day for calendar decisions (see [`App::set_clock`]).
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -111,7 +113,14 @@ impl App {
             terms: Default::default(),
             flag_catalogue: Default::default(),
             signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
+            clock: Default::default(),
         }
+    }
+
+    /// The clock that calendar decisions read (a rollout's maintenance windows): the
+    /// system's by default; tests inject theirs (`ServeOptions::clock`).
+    pub fn set_clock(&mut self, clock: crate::clock::Clock) {
+        self.clock = clock;
     }
 
     /// The token of the built-in admin (`serve --admin-token`), if any.
