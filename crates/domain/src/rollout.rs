@@ -118,7 +118,7 @@ impl MaintenanceWindow {
         let day = at.millis().div_euclid(DAY_MS);
         let duration = i64::from(self.duration_m) * 60_000;
         // Every opening that may still be open at `at`: today's and those of the days before.
-        let back = (duration + DAY_MS - 1) / DAY_MS;
+        let back = duration / DAY_MS + 1;
         (0..=back).any(|k| {
             let d = day - k;
             // 1970-01-01 was a Thursday (index 3 from Monday).
