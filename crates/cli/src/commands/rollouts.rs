@@ -10,6 +10,8 @@ use tenancy_domain::rollout::MaintenanceWindow;
 
 use crate::support::*;
 
+// Parsed once per process: the size of the `start` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum RolloutCmd {
     /// Start a rollout of a release (`--release`), or a bulk plan change
