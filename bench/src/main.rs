@@ -11,6 +11,7 @@ mod http_load;
 mod provision;
 mod queue;
 mod quotas;
+mod rollout;
 mod secrets;
 mod tenants;
 mod workflow_throughput;
@@ -65,6 +66,9 @@ enum Scenario {
     QuotaCheck(tenants::LoadArgs),
     /// `App::tenant_terms` with a feature lookup and a quota decision, in process.
     TermsCheck(quotas::TermsArgs),
+    /// Tenants upgraded per second by a rollout (waves of 1%, 10%, the rest; a sync hook
+    /// on a local receiver), and the time from a wave's first failure to the halt.
+    Rollout(rollout::RolloutArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::QuotaCheck(args) => quotas::quota_check(args).await,
         Scenario::TermsCheck(args) => quotas::terms_check(args).await,
         Scenario::Provision(args) => provision::run(args).await,
+        Scenario::Rollout(args) => rollout::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }
 }

@@ -52,6 +52,8 @@ pub struct App {
     pub(crate) signup_ttl: std::time::Duration,
     /// The last collection of the stored-state gauges (`crate::metrics`).
     pub(crate) metrics: crate::metrics::Collector,
+    /// The time of day for calendar decisions (see [`App::set_clock`]).
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -114,7 +116,14 @@ impl App {
             flag_catalogue: Default::default(),
             signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
             metrics: Default::default(),
+            clock: Default::default(),
         }
+    }
+
+    /// The clock that calendar decisions read (a rollout's maintenance windows): the
+    /// system's by default; tests inject theirs (`ServeOptions::clock`).
+    pub fn set_clock(&mut self, clock: crate::clock::Clock) {
+        self.clock = clock;
     }
 
     /// The token of the built-in admin (`serve --admin-token`), if any.

@@ -13,6 +13,7 @@
 
 mod app;
 pub mod audit;
+pub mod clock;
 pub mod connections;
 mod context;
 pub mod dataplane;
@@ -38,6 +39,7 @@ pub mod tenants;
 pub mod workflows;
 
 pub use app::{App, DEFAULT_EXPORT_RETENTION_DAYS};
+pub use clock::Clock;
 pub use context::{OpContext, Permission, Principal};
 pub use services::Services;
 pub use tenancy_engine as engine;

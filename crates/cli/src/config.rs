@@ -355,6 +355,7 @@ impl Config {
                 },
                 sweep_interval: Duration::from_secs(60),
             },
+            clock: None,
         };
         Ok(Config { log_format: s.log_format.expect("clap holds a default"), serve })
     }

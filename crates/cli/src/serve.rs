@@ -81,6 +81,9 @@ pub struct ServeOptions {
     pub rotation_min_interval: Option<std::time::Duration>,
     /// Self-service sign-up: the tokens' lifetime, the rate limits, the sweep.
     pub signup: SignupSettings,
+    /// The app's clock for calendar decisions (rollouts' maintenance windows); the
+    /// system's when `None`. Tests only: no flag sets it.
+    pub clock: Option<tenancy_app::Clock>,
 }
 
 /// Self-service sign-up's settings (`--signup-*`, docs/self-service.md).
@@ -170,6 +173,7 @@ impl ServeOptions {
             rotation_schedule_interval: std::time::Duration::from_secs(30),
             rotation_min_interval: None,
             signup: SignupSettings::default(),
+            clock: None,
         }
     }
 }
@@ -495,6 +499,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
     app.set_signup_token_ttl(opts.signup.token_ttl);
     app.set_reconcile_repair(&opts.reconcile_repair);
+    if let Some(clock) = &opts.clock {
+        app.set_clock(clock.clone());
+    }
     if let Some(min) = opts.rotation_min_interval {
         tenancy_app::secrets::rotation::set_min_interval(min);
     }

@@ -2,8 +2,9 @@
 //! (canary, percentages, the rest) at a bounded concurrency until every tenant is on
 //! the release; a wave failing over its threshold halts and rolls back; pause and
 //! resume; abort; pinned tenants skipped; overlapping rollouts refused; the bake time;
-//! the CLI; and, on one engine each, `kill -9` mid-rollout (SQLite) and two replicas
-//! driving rollouts (PostgreSQL), with no tenant's upgrade started twice.
+//! the CLI; `kill -9` mid-rollout with no tenant's upgrade started twice; 200 tenants
+//! with a tenth failing; maintenance windows on an injected clock; bulk plan changes;
+//! and, on PostgreSQL, two replicas driving rollouts.
 
 mod support;
 
@@ -25,6 +26,10 @@ both_backends!(
     the_bake_time_separates_waves,
     tenants_without_a_previous_release_are_left_and_listed,
     a_wave_stops_starting_once_over_its_threshold,
+    two_hundred_tenants_with_a_tenth_failing_halt_at_the_first_wave_over_threshold,
+    maintenance_windows_are_read_on_the_injected_clock,
+    a_bulk_plan_change_moves_tenants_in_waves_and_rolls_a_failed_wave_back,
+    kill_9_mid_rollout_finishes_and_upgrades_each_tenant_once,
 );
 
 /// The hook receiver's record: apply calls by tenant, in order, and the most applies
@@ -49,6 +54,15 @@ async fn receiver(failing: &'static [&'static str], delay: Duration) -> (String,
                 let event = body["event"].as_str().unwrap_or("").to_owned();
                 let tenant = body["tenant"]["id"].as_str().unwrap_or("").to_owned();
                 let to = body["upgrade"]["release"].as_str().unwrap_or("").to_owned();
+                if event == "plan_change" {
+                    // A failing tenant's first plan change fails; its rollback passes.
+                    let mut applied = s.applied.lock().unwrap();
+                    let first = !applied.iter().any(|a| a == &format!("{tenant}->plan"));
+                    applied.push(format!("{tenant}->plan"));
+                    if first && failing.contains(&tenant.as_str()) {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                }
                 if event == "upgrade_apply" {
                     s.applied.lock().unwrap().push(format!("{tenant}->{to}"));
                     let now = s.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -79,7 +93,8 @@ async fn setup(s: &TestServer, n: usize, hook_url: &str) -> Vec<String> {
     let hook = json!({"url": hook_url, "events": events, "max_attempts": 1});
     let res = s.call(Method::PUT, "/v1/hooks/product", Some(hook)).await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
-    let ids: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
+    // Ids sort as the tenants were made: `t00` ... `t99`, or `t000` ... past 100.
+    let ids: Vec<String> = (0..n).map(|i| if n > 100 { format!("t{i:03}") } else { format!("t{i:02}") }).collect();
     for id in &ids {
         s.create_tenant(id, "basic").await;
     }
@@ -335,12 +350,14 @@ async fn pinned_tenants_are_skipped_and_overlapping_rollouts_refused(backend: Ba
 /// `kill -9` of the server in the middle of a rollout: a new process on the same data
 /// directory (same node id, so it takes its own lease back at once) finishes it, and no
 /// tenant's upgrade was started twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_rollout_finishes_and_upgrades_each_tenant_once() {
+async fn kill_9_mid_rollout_finishes_and_upgrades_each_tenant_once(backend: Backend) {
     use support::process::{try_spawn, Spawn};
     let dir = tempfile::tempdir().unwrap();
+    let database_url = support::database_url(backend).await;
     let spawn = |dir: &std::path::Path| {
-        let how = Spawn { env: vec![("TENANCY_NODE_ID", "n1".to_owned())], ..Default::default() };
+        let mut env = vec![("TENANCY_NODE_ID", "n1".to_owned())];
+        env.extend(database_url.iter().map(|u| ("TENANCY_DATABASE_URL", u.clone())));
+        let how = Spawn { env, ..Default::default() };
         try_spawn(dir, how).unwrap_or_else(|(code, err)| panic!("the server exited ({code}): {err}"))
     };
     let (url, seen) = receiver(&[], Duration::from_millis(150)).await;
@@ -468,4 +485,207 @@ async fn a_wave_stops_starting_once_over_its_threshold(backend: Backend) {
         res.body["skipped"].as_array().unwrap().iter().map(|t| t["reason"].as_str().unwrap()).collect();
     assert_eq!(skipped, ["halted-wave"; 4]);
     assert_eq!(release_of(&s, "t04").await, json!("1.0.0"));
+}
+
+/// 200 tenants, every tenth failing its apply hook (`t007`, `t017`, ...): the canary has
+/// none and completes; wave 1 (`10%`: t005-t024) fails 2 of 20, over the 5% tolerated,
+/// so it halts there, its succeeded tenants go back to 1.0.0, and nothing after it starts.
+async fn two_hundred_tenants_with_a_tenth_failing_halt_at_the_first_wave_over_threshold(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let failing: Vec<&'static str> = (0..20).map(|k| &*format!("t{:03}", k * 10 + 7).leak()).collect();
+    let failing: &'static [&'static str] = failing.leak();
+    let (url, seen) = receiver(failing, Duration::ZERO).await;
+    let ids = setup(&s, 200, &url).await;
+    let body = json!({"release": "2.0.0", "strategy": {"canary": 5, "waves": ["10%", "25%"],
+        "tolerated_failure_percent": 5, "max_concurrency": 10}});
+    let res = start(&s, body).await;
+    assert_eq!(
+        (res.status, res.body["tenants"].clone(), res.body["waves"].clone()),
+        (StatusCode::ACCEPTED, json!(200), json!(4)),
+        "{}",
+        res.body
+    );
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "halted and rolled back", |r| r["status"] == "halted" && settled(r)).await;
+    assert_eq!(r["current_wave"], json!(1), "{}", r["halted_reason"]);
+    assert_eq!(r["waves"][0]["status"], json!("completed"));
+    assert_eq!(r["waves"][0]["counts"]["succeeded"], json!(5));
+    let wave = &r["waves"][1];
+    assert_eq!(wave["status"], json!("halted"));
+    assert_eq!(wave["counts"]["failed"], json!(2), "{wave}");
+    assert_eq!(wave["counts"]["succeeded"], json!(0), "every succeeded tenant was rolled back: {wave}");
+    let rolled = wave["counts"]["rolled_back"].as_u64().unwrap();
+    let pending = wave["counts"]["pending"].as_u64().unwrap();
+    assert_eq!(rolled + pending + 2, 20, "{wave}");
+    assert!(rolled >= 8, "the wave ran up to its second failure: {wave}");
+    let failed: Vec<&str> = r["failed"].as_array().unwrap().iter().map(|f| f["tenant_id"].as_str().unwrap()).collect();
+    assert_eq!(failed, ["t007", "t017"]);
+    for w in &r["waves"].as_array().unwrap()[2..] {
+        assert_eq!(
+            w["counts"]["pending"].as_u64().unwrap() as usize,
+            w["tenants"].as_array().unwrap().len(),
+            "{}",
+            w["name"]
+        );
+    }
+    // On the releases: the canary moved, wave 1 and everything after it did not.
+    for (i, t) in ids.iter().enumerate() {
+        let want = if i < 5 { "2.0.0" } else { "1.0.0" };
+        assert_eq!(release_of(&s, t).await, json!(want), "{t}");
+    }
+    let applied = seen.applied.lock().unwrap().clone();
+    assert!(applied.iter().all(|a| a[1..4].parse::<usize>().unwrap() < 25), "nothing past wave 1: {applied:?}");
+    assert_eq!(applied.iter().filter(|a| a.ends_with("->1.0.0")).count() as u64, rolled, "{applied:?}");
+    let halted = events_of(&s, "RolloutHalted").await;
+    assert_eq!(halted.len(), 1);
+    assert_eq!(
+        (halted[0]["detail"]["wave"].clone(), halted[0]["detail"]["failed"].clone()),
+        (json!("wave 1"), json!(2))
+    );
+    assert_eq!(events_of(&s, "WaveCompleted").await.len(), 1, "the canary's only");
+}
+
+/// Maintenance windows against the server's injected clock (Saturday 23:00 UTC, then
+/// Sunday 01:30): a tenant outside its own window (metadata) or the strategy's is
+/// skipped and listed when its turn comes; one with a window that does not parse is
+/// skipped at the start; the same tenant inside its window later is upgraded.
+async fn maintenance_windows_are_read_on_the_injected_clock(backend: Backend) {
+    use std::sync::atomic::AtomicI64;
+    let at = |s: &str| tenancy_domain::time::Timestamp::parse_rfc3339(s).unwrap().millis();
+    let now = Arc::new(AtomicI64::new(at("2026-12-05T23:00:00Z"))); // a Saturday
+    let clock = {
+        let now = now.clone();
+        tenancy_app::Clock::from_fn(move || tenancy_domain::time::Timestamp(now.load(Ordering::SeqCst)))
+    };
+    let database_url = support::database_url(backend).await;
+    let s = TestServer::start_configured(database_url, |o| o.clock = Some(clock)).await;
+    let (url, seen) = receiver(&[], Duration::ZERO).await;
+    setup(&s, 5, &url).await;
+    let window = |days: &[&str], start: &str, m: u32| json!({"days": days, "start": start, "duration_m": m});
+    for (t, w) in [
+        ("t01", window(&["sun"], "01:00", 60)),
+        ("t02", window(&["sat"], "22:00", 120)),
+        ("t03", json!({"days": ["someday"], "start": "01:00", "duration_m": 10})),
+    ] {
+        let res = s
+            .call(Method::PATCH, &format!("/v1/tenants/{t}"), Some(json!({"metadata": {"maintenance_window": w}})))
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    }
+    let res =
+        start(&s, json!({"release": "2.0.0", "strategy": {"maintenance_window": window(&["sat"], "25:00", 60)}})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-rollout"), "{}", res.body);
+    // t00 and t04 take the strategy's window (Saturdays 22:30 for an hour): inside.
+    let body = json!({"release": "2.0.0", "strategy": {"maintenance_window": window(&["sat"], "22:30", 60)}});
+    let res = start(&s, body).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    assert_eq!(res.body["skipped"], json!([{"tenant_id": "t03", "reason": "invalid-maintenance-window"}]));
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "completed", |r| r["status"] == "completed").await;
+    let skipped: Vec<(&str, &str)> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tenant_id"].as_str().unwrap(), t["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(skipped, [("t03", "invalid-maintenance-window"), ("t01", "outside-maintenance-window")]);
+    let t01 = r["waves"][0]["tenants"].as_array().unwrap().iter().find(|t| t["tenant_id"] == "t01").unwrap().clone();
+    assert_eq!(t01["state"], json!("skipped"));
+    assert!(t01["reason"].as_str().unwrap().contains("2026-12-05T23:00"), "the injected time: {t01}");
+    for (t, want) in [("t00", "2.0.0"), ("t01", "1.0.0"), ("t02", "2.0.0"), ("t03", "1.0.0"), ("t04", "2.0.0")] {
+        assert_eq!(release_of(&s, t).await, json!(want), "{t}");
+    }
+
+    // Sunday 01:30: t01's window is open, the strategy's (Saturdays) is not.
+    now.store(at("2026-12-06T01:30:00Z"), Ordering::SeqCst);
+    let body = json!({"release": "2.0.0", "selector": {"tenant_ids": ["t01"]},
+        "strategy": {"maintenance_window": window(&["sat"], "22:30", 60)}});
+    let id = start(&s, body).await.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "completed", |r| r["status"] == "completed").await;
+    assert_eq!(r["skipped"], json!([]), "{r}");
+    assert_eq!(release_of(&s, "t01").await, json!("2.0.0"));
+    let (code, _, err) =
+        run_cli(&s.url, &["rollouts", "start", "--release", "2.0.0", "--tenant", "t03", "--window", "sun@01:00+60"]);
+    assert_eq!(code, 0, "{err}");
+    let applied = seen.applied.lock().unwrap().clone();
+    assert_eq!(applied.iter().filter(|a| a.starts_with("t01")).count(), 1, "{applied:?}");
+}
+
+/// A bulk plan change through the rollout machinery: `{plan}` instead of `{release}`;
+/// each tenant's step is its plan change (same checks, events and audit as one
+/// tenant's); a wave whose plan changes fail over the threshold halts and its changed
+/// tenants go back to their plan.
+async fn a_bulk_plan_change_moves_tenants_in_waves_and_rolls_a_failed_wave_back(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    // Wave 1 is t02..t05: the first plan change of t04 and t05 fails (50% > 25%).
+    let (url, seen) = receiver(&["t04", "t05"], Duration::ZERO).await;
+    let ids = setup(&s, 10, &url).await;
+    s.put_plan("pro", "pool").await;
+    let hook = json!({"url": url, "events": ["plan_change"], "max_attempts": 1});
+    let res = s.call(Method::PUT, "/v1/hooks/plans", Some(hook)).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+
+    for (bad, code) in [
+        (json!({"release": "2.0.0", "plan": "pro"}), "invalid-rollout"),
+        (json!({"selector": {"plans": ["basic"]}}), "invalid-rollout"),
+        (json!({"plan": "platinum"}), "unknown-plan"),
+    ] {
+        let res = start(&s, bad.clone()).await;
+        assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, code), "{bad}: {}", res.body);
+    }
+    let viewer = s.key("viewer", None).await;
+    let res = s.call_with(Some(&viewer), Method::POST, "/v1/rollouts", Some(json!({"plan": "pro"})), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+
+    let body = json!({"plan": "pro", "selector": {"plans": ["basic"]},
+        "strategy": {"canary": 2, "waves": [4], "tolerated_failure_percent": 25, "max_concurrency": 4}});
+    let res = start(&s, body).await;
+    assert_eq!((res.status, res.body["tenants"].clone()), (StatusCode::ACCEPTED, json!(10)), "{}", res.body);
+    let id = res.body["id"].as_str().unwrap().to_owned();
+    let r = wait_rollout(&s, &id, "halted and rolled back", |r| r["status"] == "halted" && settled(r)).await;
+    assert_eq!((r["plan"].clone(), r.get("release").cloned()), (json!("pro"), None), "{r}");
+    let wave = &r["waves"][1];
+    assert_eq!(
+        (wave["counts"]["failed"].clone(), wave["counts"]["rolled_back"].clone()),
+        (json!(2), json!(2)),
+        "{wave}"
+    );
+    assert_eq!(wave["tenants"][0]["previous_plan"], json!("basic"));
+    let failed: Vec<&str> = r["failed"].as_array().unwrap().iter().map(|f| f["tenant_id"].as_str().unwrap()).collect();
+    assert_eq!(failed, ["t04", "t05"]);
+    let plan_of = |t: String| {
+        let s = &s;
+        async move { s.get(&format!("/v1/tenants/{t}")).await.body["plan"].clone() }
+    };
+    for (i, t) in ids.iter().enumerate() {
+        let want = if i < 2 { "pro" } else { "basic" };
+        assert_eq!(plan_of(t.clone()).await, json!(want), "{t}");
+    }
+    // The same record as one tenant's plan change: its audit entry and event.
+    let audited = s.get("/v1/audit?action=tenant.change_plan&limit=100").await.body;
+    // The canary's 2 and wave 1's 4, then the 2 rollbacks.
+    assert_eq!(audited["items"].as_array().unwrap().len(), 8, "{audited}");
+    assert!(events_of(&s, "TenantPlanChanged").await.len() >= 2);
+
+    // Resumed: the rest moves (their first change fails only for t04 and t05).
+    let res = s.call(Method::POST, &format!("/v1/rollouts/{id}/resume"), None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    wait_rollout(&s, &id, "completed", |r| r["status"] == "completed").await;
+    for t in &ids[6..] {
+        assert_eq!(plan_of(t.clone()).await, json!("pro"), "{t}");
+    }
+    // The CLI: the tenants left on basic, to pro, all of them this time.
+    let (code, out, err) = run_cli(
+        &s.url,
+        &["--output", "json", "rollouts", "start", "--to-plan", "pro", "--plan", "basic", "--max-concurrency", "2"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let started: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(started["plan"], json!("pro"), "{out}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    wait_rollout(&s, &id, "completed", |r| r["status"] == "completed").await;
+    for t in &ids {
+        assert_eq!(plan_of(t.clone()).await, json!("pro"), "{t}");
+    }
+    assert!(seen.applied.lock().unwrap().iter().filter(|a| a.ends_with("->plan")).count() >= 14);
 }

@@ -61,13 +61,86 @@ pub struct RolloutStrategy {
     /// (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_failed_wave: Option<bool>,
+    /// The maintenance window of the tenants that give none of their own (their
+    /// metadata's `maintenance_window`): a tenant whose turn comes outside its window is
+    /// skipped and listed. Without either, a tenant may be moved at any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<MaintenanceWindow>,
+}
+
+/// When a tenant may be moved: from `start` (UTC, `HH:MM`) for `duration_m` minutes
+/// on each of `days` (`mon` ... `sun`; none given: every day). A window may run past
+/// midnight into the next day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    pub start: String,
+    pub duration_m: u32,
+}
+
+/// The metadata key of a tenant's own maintenance window.
+pub const MAINTENANCE_WINDOW_KEY: &str = "maintenance_window";
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const DAY_MS: i64 = 86_400_000;
+
+impl MaintenanceWindow {
+    /// Checks the window: known days, `start` as `HH:MM`, a duration of 1 minute to a week.
+    pub fn validate(&self) -> Result<()> {
+        for d in &self.days {
+            if !DAYS.contains(&d.as_str()) {
+                return Err(invalid(format!("unknown maintenance window day {d:?} (mon ... sun)")));
+            }
+        }
+        self.start_minute()?;
+        if self.duration_m == 0 || self.duration_m > 7 * 24 * 60 {
+            return Err(invalid("a maintenance window's duration_m must be 1 to 10080 minutes"));
+        }
+        Ok(())
+    }
+
+    fn start_minute(&self) -> Result<i64> {
+        let bad = || invalid(format!("a maintenance window's start must be HH:MM (UTC), not {:?}", self.start));
+        let (h, m) = self.start.split_once(':').ok_or_else(bad)?;
+        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if (0..24).contains(&h) && (0..60).contains(&m) {
+            Ok(h * 60 + m)
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// Whether `at` falls within the window.
+    pub fn contains(&self, at: Timestamp) -> bool {
+        let Ok(start) = self.start_minute() else { return false };
+        let day = at.millis().div_euclid(DAY_MS);
+        let duration = i64::from(self.duration_m) * 60_000;
+        // Every opening that may still be open at `at`: today's and those of the days before.
+        let back = duration / DAY_MS + 1;
+        (0..=back).any(|k| {
+            let d = day - k;
+            // 1970-01-01 was a Thursday (index 3 from Monday).
+            let weekday = DAYS[(d + 3).rem_euclid(7) as usize];
+            let opens = d * DAY_MS + start * 60_000;
+            (self.days.is_empty() || self.days.iter().any(|x| x == weekday))
+                && at.millis() >= opens
+                && at.millis() < opens + duration
+        })
+    }
 }
 
 /// The body of `POST /v1/rollouts`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
-    pub release: String,
+    /// The release to move the tenants to; or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// the plan to move them to (a bulk plan change): exactly one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
     #[serde(default)]
     pub selector: RolloutSelector,
     #[serde(default)]
@@ -131,6 +204,9 @@ impl RolloutStrategy {
         }
         if self.bake_s.is_some_and(|b| b > MAX_BAKE_S) {
             return Err(invalid(format!("bake_s must be at most {MAX_BAKE_S}")));
+        }
+        if let Some(w) = &self.maintenance_window {
+            w.validate()?;
         }
         Ok(sizes)
     }
@@ -222,6 +298,12 @@ pub struct RolloutTenant {
     pub tenant_id: String,
     /// The release it was on when the rollout started.
     pub previous_release: Option<String>,
+    /// The plan it was on when the rollout started (a plan rollout's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_plan: Option<String>,
+    /// Its maintenance window (its own, else the strategy's), as resolved at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<MaintenanceWindow>,
     pub state: String,
     /// The upgrade's execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,7 +365,12 @@ pub struct FailedTenant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub id: String,
-    pub release: String,
+    /// The release the tenants move to (a release rollout), or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// the plan they move to (a bulk plan change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
     /// `running`, `paused`, `halted`, `completed`, `aborted`.
     pub status: String,
     pub selector: RolloutSelector,
@@ -354,9 +441,37 @@ impl Rollout {
         }
     }
 
+    /// What the rollout moves its tenants to.
+    pub fn target(&self) -> Target<'_> {
+        match (&self.plan, &self.release) {
+            (Some(p), _) => Target::Plan(p),
+            (None, r) => Target::Release(r.as_deref().unwrap_or_default()),
+        }
+    }
+
     /// Every tenant id of the rollout (those in waves).
     pub fn tenant_ids(&self) -> Vec<String> {
         self.waves.iter().flat_map(|w| w.tenants.iter().map(|t| t.tenant_id.clone())).collect()
+    }
+}
+
+/// What a rollout moves its tenants to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Release(&'a str),
+    Plan(&'a str),
+}
+
+impl RolloutRequest {
+    /// The target: exactly one of `release` and `plan` (400 `invalid-rollout`).
+    pub fn target(&self) -> Result<Target<'_>> {
+        match (&self.release, &self.plan) {
+            (Some(r), None) => Ok(Target::Release(r)),
+            (None, Some(p)) => Ok(Target::Plan(p)),
+            _ => {
+                Err(invalid("a rollout moves tenants to a release or to a plan: give exactly one of release and plan"))
+            }
+        }
     }
 }
 
@@ -389,6 +504,31 @@ mod tests {
         assert_eq!(shape, [("canary", 2), ("wave 1", 4), ("wave 2", 5), ("rest", 29)]);
         let waves = plan_waves((0..3).collect(), Some(5), &sizes);
         assert_eq!(waves.len(), 1, "sizes past the tenants make no empty waves");
+    }
+
+    #[test]
+    fn maintenance_windows_open_on_their_days_and_cross_midnight() {
+        let w = |days: &[&str], start: &str, d| MaintenanceWindow {
+            days: days.iter().map(|s| s.to_string()).collect(),
+            start: start.into(),
+            duration_m: d,
+        };
+        let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        // 2026-12-05 is a Saturday.
+        let sat = w(&["sat"], "22:00", 180);
+        assert!(sat.contains(at("2026-12-05T22:00:00Z")));
+        assert!(sat.contains(at("2026-12-06T00:59:59Z")), "past midnight, into Sunday");
+        assert!(!sat.contains(at("2026-12-06T01:00:00Z")));
+        assert!(!sat.contains(at("2026-12-05T21:59:59Z")));
+        assert!(!sat.contains(at("2026-12-12T21:00:00Z")));
+        assert!(sat.contains(at("2026-12-12T23:00:00Z")), "the next Saturday");
+        assert!(!sat.contains(at("2026-12-07T23:00:00Z")), "Monday");
+        let daily = w(&[], "02:30", 60);
+        assert!(daily.contains(at("2026-12-07T03:00:00Z")) && !daily.contains(at("2026-12-07T03:30:00Z")));
+        for bad in [w(&["someday"], "01:00", 10), w(&[], "25:00", 10), w(&[], "1am", 10), w(&[], "01:00", 0)] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert!(sat.validate().is_ok());
     }
 
     #[test]

@@ -45,7 +45,8 @@ use serde_json::json;
 use tenancy_domain::event::{names, Event};
 use tenancy_domain::page::PageRequest;
 use tenancy_domain::rollout::{
-    plan_waves, status, tenant_state as S, Rollout, RolloutRequest, RolloutTenant, SkippedTenant, Wave, WaveCounts,
+    plan_waves, status, tenant_state as S, MaintenanceWindow, Rollout, RolloutRequest, RolloutTenant, SkippedTenant,
+    Target, Wave, WaveCounts, MAINTENANCE_WINDOW_KEY,
 };
 use tenancy_domain::tenant::{Tenant, TenantFilter, TenantStatus};
 use tenancy_domain::time::Timestamp;
@@ -63,7 +64,11 @@ fn invalid(message: impl Into<String>) -> Error {
 
 /// The event of a change to a rollout.
 pub(crate) fn rollout_event(detail_type: &str, r: &Rollout, extra: serde_json::Value) -> Event {
-    let mut detail = json!({"rollout_id": r.id, "release": r.release, "status": r.status});
+    let mut detail = json!({"rollout_id": r.id, "status": r.status});
+    match r.target() {
+        Target::Release(v) => detail["release"] = json!(v),
+        Target::Plan(p) => detail["plan"] = json!(p),
+    }
     if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
         d.extend(extra);
     }
@@ -79,23 +84,44 @@ impl App {
     /// rollout (running) holding its tenants, with `RolloutStarted` and the audit entry.
     pub async fn rollout_start(&self, ctx: &OpContext, req: RolloutRequest) -> Result<Rollout> {
         ctx.authorize(P::ReleaseAdmin)?;
+        let target = req.target()?;
         let sizes = req.strategy.validate()?;
         req.selector.validate()?;
-        tenancy_domain::release::validate_version(&req.release)?;
-        match self.store.releases().release_get(&req.release).await {
-            Ok(_) => {}
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::InvalidRequest {
-                    code: ErrorCode::InvalidRelease,
-                    message: format!("release {:?} does not exist", req.release),
-                })
+        match target {
+            Target::Release(release) => {
+                tenancy_domain::release::validate_version(release)?;
+                match self.store.releases().release_get(release).await {
+                    Ok(_) => {}
+                    Err(Error::NotFound { .. }) => {
+                        return Err(Error::InvalidRequest {
+                            code: ErrorCode::InvalidRelease,
+                            message: format!("release {release:?} does not exist"),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
+            Target::Plan(plan) => {
+                // Moving tenants between plans is also each tenant's plan change.
+                ctx.authorize(P::PlanChange)?;
+                match self.store.plan_get(plan).await {
+                    Ok(_) => {}
+                    Err(Error::NotFound { .. }) => {
+                        return Err(Error::InvalidRequest {
+                            code: ErrorCode::UnknownPlan,
+                            message: format!("plan {plan:?} does not exist"),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         let (chosen, skipped) = self.rollout_resolve(&req).await?;
         let tenants: Vec<RolloutTenant> = chosen
             .into_iter()
-            .map(|t| RolloutTenant {
+            .map(|(t, window)| RolloutTenant {
+                previous_plan: matches!(target, Target::Plan(_)).then(|| t.plan.clone()),
+                maintenance_window: window,
                 tenant_id: t.id,
                 previous_release: t.release,
                 state: S::PENDING.into(),
@@ -121,6 +147,7 @@ impl App {
         let mut r = Rollout {
             id: tenancy_domain::ids::new_id("rol"),
             release: req.release.clone(),
+            plan: req.plan.clone(),
             // A rollout without a tenant to upgrade has nothing to do: it completes at once.
             status: if waves.is_empty() { status::COMPLETED } else { status::RUNNING }.into(),
             selector: req.selector.clone(),
@@ -141,6 +168,7 @@ impl App {
         let sizes: Vec<usize> = r.waves.iter().map(|w| w.tenants.len()).collect();
         let detail = json!({
             "release": r.release,
+            "plan": r.plan,
             "selector": r.selector,
             "strategy": r.strategy,
             "tenants": count,
@@ -158,8 +186,13 @@ impl App {
         Ok(r)
     }
 
-    /// The tenants a rollout upgrades (in id order) and those it skips.
-    async fn rollout_resolve(&self, req: &RolloutRequest) -> Result<(Vec<Tenant>, Vec<SkippedTenant>)> {
+    /// The tenants a rollout moves (in id order, each with its maintenance window) and
+    /// those it skips.
+    async fn rollout_resolve(
+        &self,
+        req: &RolloutRequest,
+    ) -> Result<(Vec<(Tenant, Option<MaintenanceWindow>)>, Vec<SkippedTenant>)> {
+        let target = req.target()?;
         let sel = &req.selector;
         let mut all = Vec::new();
         if sel.tenant_ids.is_empty() {
@@ -197,15 +230,31 @@ impl App {
                 } else {
                     sel.statuses.contains(&st)
                 });
-            if !selected || t.release.as_deref() == Some(req.release.as_str()) {
+            let there = match target {
+                Target::Release(release) => t.release.as_deref() == Some(release),
+                Target::Plan(plan) => t.plan == plan,
+            };
+            if !selected || there {
                 continue;
             }
+            // A tenant's own window (its metadata's), else the strategy's.
+            let window = match t.metadata.get(MAINTENANCE_WINDOW_KEY) {
+                Some(v) => match serde_json::from_value::<MaintenanceWindow>(v.clone()) {
+                    Ok(w) if w.validate().is_ok() => Some(w),
+                    _ => {
+                        skipped.push(SkippedTenant { tenant_id: t.id, reason: "invalid-maintenance-window".into() });
+                        continue;
+                    }
+                },
+                None => req.strategy.maintenance_window.clone(),
+            };
+            // A pinned tenant is left alone by every rollout, of a release or a plan.
             if t.pinned.is_some() {
                 skipped.push(SkippedTenant { tenant_id: t.id, reason: "pinned".into() });
             } else if t.status != TenantStatus::Active {
                 skipped.push(SkippedTenant { tenant_id: t.id, reason: format!("not-active ({st})") });
             } else {
-                chosen.push(t);
+                chosen.push((t, window));
             }
         }
         Ok((chosen, skipped))

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::json;
 use tenancy_domain::event::names;
 use tenancy_domain::page::PageRequest;
-use tenancy_domain::rollout::{status, tenant_state as S, Rollout, RolloutTenant, SkippedTenant};
+use tenancy_domain::rollout::{status, tenant_state as S, Rollout, RolloutTenant, SkippedTenant, Target};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tenancy_store::status as exec_status;
@@ -35,14 +36,35 @@ impl RolloutWorker {
 
     pub async fn run(self, shutdown: CancellationToken) {
         let notify = self.app.rollouts_notify.clone();
+        // While this replica drives a rollout, an execution finishing on it (one of the
+        // rollout's upgrades, likely) starts the next pass at once instead of after
+        // `interval`: the upgrades' pace, not the poll's, sets the rollout's.
+        let mut finished = self.app.engine.subscribe_finished();
         loop {
-            if let Err(e) = self.app.rollouts_pass(&self.owner).await {
-                tracing::warn!(error = %e, "rollout pass failed");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(self.interval) => {}
+            let driving = match self.app.rollouts_pass(&self.owner).await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rollout pass failed");
+                    false
+                }
+            };
+            let sleep = tokio::time::sleep(self.interval);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = notify.notified() => break,
+                    _ = &mut sleep => break,
+                    got = finished.recv() => match got {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) if driving => break,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            finished = self.app.engine.subscribe_finished();
+                            sleep.as_mut().await;
+                            break;
+                        }
+                    },
+                }
             }
         }
     }
@@ -53,17 +75,18 @@ fn now_ms() -> i64 {
 }
 
 impl App {
-    /// One pass: lease the active rollouts and advance each.
-    pub async fn rollouts_pass(&self, owner: &str) -> Result<()> {
+    /// One pass: lease the active rollouts and advance each; how many it leased.
+    pub async fn rollouts_pass(&self, owner: &str) -> Result<usize> {
         let now = now_ms();
         let ids = self.store.rollouts().rollout_lease(owner, now, now + LEASE.as_millis() as i64).await?;
+        let leased = ids.len();
         for id in ids {
             match self.rollout_advance(&id).await {
                 Ok(()) | Err(Error::PreconditionFailed { .. }) => {}
                 Err(e) => tracing::warn!(rollout = %id, error = %e, "failed to advance a rollout"),
             }
         }
-        Ok(())
+        Ok(leased)
     }
 
     /// Saves `r` as the next revision with `fx`.
@@ -84,11 +107,33 @@ impl App {
         }
         let before = r.clone();
         // 1. What became of the upgrades and rollbacks in flight, in every wave.
-        let release = r.release.clone();
-        for w in &mut r.waves {
-            for t in &mut w.tenants {
-                self.rollout_poll(&release, t).await?;
-            }
+        // Read side by side: a 10,000-tenant rollout has hundreds in flight.
+        let target = Goal::of(&r);
+        let in_flight: Vec<(usize, usize)> = r
+            .waves
+            .iter()
+            .enumerate()
+            .flat_map(|(wi, w)| w.tenants.iter().enumerate().map(move |(ti, t)| (wi, ti, t)))
+            .filter(|(_, _, t)| {
+                matches!(t.state.as_str(), S::STARTING | S::UPGRADING | S::ROLLBACK_STARTING | S::ROLLING_BACK)
+            })
+            .map(|(wi, ti, _)| (wi, ti))
+            .collect();
+        let polled: Vec<(usize, usize, RolloutTenant, Result<()>)> = {
+            let (r, target) = (&r, &target);
+            futures::stream::iter(in_flight)
+                .map(|(wi, ti)| async move {
+                    let mut t = r.waves[wi].tenants[ti].clone();
+                    let res = self.rollout_poll(target, &mut t).await;
+                    (wi, ti, t, res)
+                })
+                .buffer_unordered(32)
+                .collect()
+                .await
+        };
+        for (wi, ti, t, res) in polled {
+            res?;
+            r.waves[wi].tenants[ti] = t;
         }
         // 2. The current wave's end.
         let mut fx = Effects::none();
@@ -116,7 +161,7 @@ impl App {
                 if rollback {
                     for t in &mut w.tenants {
                         if t.state == S::SUCCEEDED {
-                            if t.previous_release.is_some() {
+                            if target.back_to(t).is_some() {
                                 t.state = S::ROLLBACK_PENDING.into();
                             } else {
                                 t.state = S::NOT_ROLLED_BACK.into();
@@ -176,6 +221,8 @@ impl App {
             return Ok(());
         }
         let mut picked: Vec<(usize, usize, bool)> = Vec::new();
+        let mut outside: Vec<(usize, usize)> = Vec::new();
+        let now = self.clock.now();
         for (wi, w) in r.waves.iter().enumerate() {
             for (ti, t) in w.tenants.iter().enumerate() {
                 if picked.len() >= room {
@@ -188,14 +235,32 @@ impl App {
                     && r.status == status::RUNNING
                     && !over_threshold(w, r.strategy.tolerated())
                 {
-                    picked.push((wi, ti, false));
+                    // A tenant whose turn comes outside its maintenance window is skipped.
+                    if t.maintenance_window.as_ref().is_some_and(|mw| !mw.contains(now)) {
+                        outside.push((wi, ti));
+                    } else {
+                        picked.push((wi, ti, false));
+                    }
                 }
             }
         }
+        for &(wi, ti) in &outside {
+            let t = &mut r.waves[wi].tenants[ti];
+            t.state = S::SKIPPED.into();
+            t.reason = Some(format!("its turn came at {} outside its maintenance window", now.to_rfc3339()));
+            r.skipped
+                .push(SkippedTenant { tenant_id: t.tenant_id.clone(), reason: "outside-maintenance-window".into() });
+        }
         if picked.is_empty() {
+            if !outside.is_empty() {
+                // Saved now; the next pass ends the wave if that was its last tenants.
+                self.rollout_commit(&mut r, Effects::none()).await?;
+                self.rollouts_notify.notify_one();
+            }
             return Ok(());
         }
         // Recorded before the starts (see "No tenant upgraded twice").
+        let target = Goal::of(&r);
         let started_at = Timestamp::now();
         for &(wi, ti, back) in &picked {
             let t = &mut r.waves[wi].tenants[ti];
@@ -204,14 +269,23 @@ impl App {
         }
         self.rollout_commit(&mut r, Effects::none()).await?;
         let ctx = OpContext::system();
-        for &(wi, ti, back) in &picked {
-            let (tenant_id, version, force) = {
-                let t = &r.waves[wi].tenants[ti];
-                let v = if back { t.previous_release.clone().unwrap_or_default() } else { r.release.clone() };
-                (t.tenant_id.clone(), v, back)
-            };
-            let res = self.start_tenant_upgrade(&ctx, &tenant_id, &version, force).await;
+        // Started side by side (their transactions group-commit), at most `room` at once.
+        let starts: Vec<(usize, usize, bool, Result<crate::TenantOperation>)> = {
+            let r = &r;
+            let ctx = &ctx;
+            let target = &target;
+            futures::stream::iter(picked.iter().copied())
+                .map(|(wi, ti, back)| async move {
+                    let t = &r.waves[wi].tenants[ti];
+                    (wi, ti, back, self.rollout_start_one(ctx, target, t, back).await)
+                })
+                .buffer_unordered(room.clamp(1, 64))
+                .collect()
+                .await
+        };
+        for (wi, ti, back, res) in starts {
             let t = &mut r.waves[wi].tenants[ti];
+            let tenant_id = t.tenant_id.clone();
             match (res, back) {
                 (Ok(op), false) => {
                     t.state = S::UPGRADING.into();
@@ -247,10 +321,27 @@ impl App {
         self.rollout_commit(&mut r, Effects::none()).await
     }
 
+    /// Starts one tenant's move (`back`: its rollback) through the per-tenant operation:
+    /// the upgrade of one tenant, or its plan change.
+    async fn rollout_start_one(
+        &self,
+        ctx: &OpContext,
+        target: &Goal,
+        t: &RolloutTenant,
+        back: bool,
+    ) -> Result<crate::TenantOperation> {
+        let to = if back { target.back_to(t).unwrap_or_default() } else { target.to().to_owned() };
+        match target {
+            Goal::Release(_) => self.start_tenant_upgrade(ctx, &t.tenant_id, &to, back).await,
+            // A rollback returns the tenant to its plan even over that plan's quotas.
+            Goal::Plan(_) => self.tenant_change_plan(ctx, &t.tenant_id, &to, back, None).await,
+        }
+    }
+
     /// Updates `t` from its upgrade's (or rollback's) execution.
-    async fn rollout_poll(&self, release: &str, t: &mut RolloutTenant) -> Result<()> {
+    async fn rollout_poll(&self, target: &Goal, t: &mut RolloutTenant) -> Result<()> {
         match t.state.as_str() {
-            S::STARTING => match self.rollout_adopt(&t.tenant_id, release, t.started_at).await? {
+            S::STARTING => match self.rollout_adopt(&t.tenant_id, target, target.to(), t.started_at).await? {
                 Some(eid) => {
                     t.state = S::UPGRADING.into();
                     t.execution_id = Some(eid);
@@ -258,8 +349,8 @@ impl App {
                 None => t.state = S::PENDING.into(),
             },
             S::ROLLBACK_STARTING => {
-                let prev = t.previous_release.clone().unwrap_or_default();
-                match self.rollout_adopt(&t.tenant_id, &prev, t.started_at).await? {
+                let prev = target.back_to(t).unwrap_or_default();
+                match self.rollout_adopt(&t.tenant_id, target, &prev, t.started_at).await? {
                     Some(eid) => {
                         t.state = S::ROLLING_BACK.into();
                         t.rollback_execution_id = Some(eid);
@@ -278,7 +369,10 @@ impl App {
                     exec_status::SUCCEEDED => t.state = S::SUCCEEDED.into(),
                     _ => {
                         t.state = S::FAILED.into();
-                        let (step, reason) = self.upgrade_failure(&t.tenant_id, &eid).await;
+                        let (step, reason) = match target {
+                            Goal::Release(_) => self.upgrade_failure(&t.tenant_id, &eid).await,
+                            Goal::Plan(_) => (e.output.as_ref().and_then(failed_step), None),
+                        };
                         t.step = step;
                         t.reason = reason.or_else(|| {
                             Some(format!("{}: {}", e.error.unwrap_or_default(), e.cause.unwrap_or_default()))
@@ -297,8 +391,14 @@ impl App {
                     exec_status::SUCCEEDED => t.state = S::ROLLED_BACK.into(),
                     _ => {
                         t.state = S::NOT_ROLLED_BACK.into();
-                        let (_, reason) = self.upgrade_failure(&t.tenant_id, &eid).await;
-                        t.reason = Some(format!("the rollback failed: {}", reason.unwrap_or_default()));
+                        let reason = match target {
+                            Goal::Release(_) => self.upgrade_failure(&t.tenant_id, &eid).await.1,
+                            Goal::Plan(_) => None,
+                        };
+                        let reason = reason.unwrap_or_else(|| {
+                            format!("{}: {}", e.error.unwrap_or_default(), e.cause.unwrap_or_default())
+                        });
+                        t.reason = Some(format!("the rollback failed: {reason}"));
                     }
                 }
             }
@@ -307,9 +407,15 @@ impl App {
         Ok(())
     }
 
-    /// The upgrade of `tenant_id` to `release` started since `since`, if one did: the
-    /// tenant's current lifecycle execution, when it is that.
-    async fn rollout_adopt(&self, tenant_id: &str, release: &str, since: Option<Timestamp>) -> Result<Option<String>> {
+    /// The move of `tenant_id` to `to` (a release or a plan, as `target` says) started
+    /// since `since`, if one did: the tenant's current lifecycle execution, when it is that.
+    async fn rollout_adopt(
+        &self,
+        tenant_id: &str,
+        target: &Goal,
+        to: &str,
+        since: Option<Timestamp>,
+    ) -> Result<Option<String>> {
         let tenant = match self.store.tenant_get(tenant_id).await {
             Ok(t) => t,
             Err(Error::NotFound { .. }) => return Ok(None),
@@ -321,8 +427,11 @@ impl App {
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let same = e.input["upgrade"]["release"].as_str() == Some(release)
-            && since.is_none_or(|s| e.started_at.millis() >= s.millis());
+        let moved_to = match target {
+            Goal::Release(_) => e.input["upgrade"]["release"].as_str(),
+            Goal::Plan(_) => e.input["plan"].as_str().filter(|_| e.input.get("previous_plan").is_some()),
+        };
+        let same = moved_to == Some(to) && since.is_none_or(|s| e.started_at.millis() >= s.millis());
         Ok(same.then_some(eid))
     }
 
@@ -360,12 +469,53 @@ fn over_threshold(w: &tenancy_domain::rollout::Wave, tolerated: f64) -> bool {
 }
 
 /// A start refusal that means "leave this tenant": pinned, not active, on the release
-/// already, gone.
+/// (plan) already, gone; for a plan change also what the one tenant's plan change
+/// refuses (the plan not offered in its region or full, its usage over the plan's
+/// quotas, a validate hook's no).
 fn skip_reason(e: &Error) -> Option<&'static str> {
     match e {
         Error::Conflict { code: ErrorCode::TenantPinned, .. } => Some("pinned"),
         Error::Conflict { code: ErrorCode::InvalidTransition, .. } => Some("not-upgradable"),
+        Error::Conflict { code: ErrorCode::PlanUnavailable, .. } => Some("plan-unavailable"),
+        Error::EntitlementViolation { .. } => Some("entitlement-violation"),
+        Error::Forbidden(_) => Some("refused"),
+        Error::InvalidRequest { .. } => Some("refused"),
         Error::NotFound { .. } => Some("gone"),
         _ => None,
+    }
+}
+
+/// The failed step a plan change's output names (`failed_step`).
+fn failed_step(output: &serde_json::Value) -> Option<String> {
+    output["failed_step"].as_str().map(str::to_owned)
+}
+
+/// What a rollout moves its tenants to, owned (the record changes while it is used).
+#[derive(Debug, Clone)]
+pub(crate) enum Goal {
+    Release(String),
+    Plan(String),
+}
+
+impl Goal {
+    pub(crate) fn of(r: &Rollout) -> Goal {
+        match r.target() {
+            Target::Release(v) => Goal::Release(v.to_owned()),
+            Target::Plan(p) => Goal::Plan(p.to_owned()),
+        }
+    }
+
+    fn to(&self) -> &str {
+        match self {
+            Goal::Release(v) | Goal::Plan(v) => v,
+        }
+    }
+
+    /// Where a rollback takes `t`: the release or plan it was on, if it had one.
+    fn back_to(&self, t: &RolloutTenant) -> Option<String> {
+        match self {
+            Goal::Release(_) => t.previous_release.clone(),
+            Goal::Plan(_) => t.previous_plan.clone(),
+        }
     }
 }

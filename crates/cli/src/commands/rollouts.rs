@@ -6,17 +6,25 @@ use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tenancy_client::{Client, Rollout, RolloutRequest, RolloutSelector, RolloutStrategy};
+use tenancy_domain::rollout::MaintenanceWindow;
 
 use crate::support::*;
 
+// Parsed once per process: the size of the `start` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum RolloutCmd {
-    /// Start a rollout of a release over the tenants selected (every tenant without
-    /// a selector), in waves.
+    /// Start a rollout of a release (`--release`), or a bulk plan change
+    /// (`--to-plan`), over the tenants selected (every tenant without a selector), in
+    /// waves.
     Start {
-        /// The release to roll out (tenancy releases list).
+        /// The release to move the tenants to.
+        #[arg(long, required_unless_present = "to_plan", conflicts_with = "to_plan")]
+        release: Option<String>,
+        /// The plan to move the tenants to (a bulk plan change; `--plan` selects the
+        /// tenants on a plan).
         #[arg(long)]
-        release: String,
+        to_plan: Option<String>,
         /// Only tenants on this plan (repeatable: any of them).
         #[arg(long = "plan")]
         plans: Vec<String>,
@@ -52,6 +60,10 @@ pub enum RolloutCmd {
         /// (exit 1 unless it completed), as `rollouts watch` does.
         #[arg(long)]
         wait: bool,
+        /// The maintenance window of tenants without their own: `DAYS@HH:MM+MINUTES`
+        /// in UTC, e.g. `sat,sun@22:00+180` or `@02:00+60` (every day).
+        #[arg(long)]
+        window: Option<String>,
     },
     /// A rollout: its waves and their counts.
     Get {
@@ -85,8 +97,19 @@ pub enum RolloutCmd {
     },
 }
 
-pub const ROLLOUT_COLUMNS: &[&str] =
-    &["id", "release", "status", "wave", "pending", "upgrading", "succeeded", "failed", "rolled_back", "skipped"];
+pub const ROLLOUT_COLUMNS: &[&str] = &[
+    "id",
+    "release",
+    "plan",
+    "status",
+    "wave",
+    "pending",
+    "upgrading",
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "skipped",
+];
 
 fn parse_bake(s: &str) -> Result<u64, CliError> {
     let bad = || CliError::Usage(format!("--bake {s:?}: expected e.g. 30s, 5m, 1h or a number of seconds"));
@@ -97,6 +120,16 @@ fn parse_bake(s: &str) -> Result<u64, CliError> {
         _ => (s, 1),
     };
     num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| bad())
+}
+
+/// `--window DAYS@HH:MM+MINUTES` (days comma separated, none: every day).
+fn parse_window(s: &str) -> Result<MaintenanceWindow, CliError> {
+    let bad = || CliError::Usage(format!("--window {s:?}: expected DAYS@HH:MM+MINUTES, e.g. sat,sun@22:00+180"));
+    let (days, rest) = s.split_once('@').ok_or_else(bad)?;
+    let (start, minutes) = rest.split_once('+').ok_or_else(bad)?;
+    let days = days.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_lowercase).collect();
+    let duration_m = minutes.trim().parse().map_err(|_| bad())?;
+    Ok(MaintenanceWindow { days, start: start.trim().to_owned(), duration_m })
 }
 
 /// A rollout flattened for the table: the totals over its waves beside it.
@@ -120,6 +153,8 @@ pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
     Ok(match cmd {
         RolloutCmd::Start {
             release,
+            to_plan,
+            window,
             plans,
             regions,
             statuses,
@@ -141,8 +176,10 @@ pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
                     Err(_) => json!(w.trim()),
                 })
                 .collect();
+            let maintenance_window = window.as_deref().map(parse_window).transpose()?;
             let req = RolloutRequest {
                 release,
+                plan: to_plan,
                 selector: RolloutSelector { plans, regions, statuses, tenant_ids: tenants },
                 strategy: RolloutStrategy {
                     canary,
@@ -151,6 +188,7 @@ pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
                     tolerated_failure_percent,
                     bake_s,
                     rollback_failed_wave: no_rollback.then_some(false),
+                    maintenance_window,
                 },
             };
             let started = c.rollout_start(&req).await?;

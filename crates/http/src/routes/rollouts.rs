@@ -12,15 +12,16 @@ use crate::extract::{Caller, Json, Path};
 use crate::problem::ApiResult;
 use crate::server::ServerState;
 
-/// Start a rollout of a release.
+/// Start a rollout of a release, or a bulk plan change (`plan` instead of `release`).
 ///
 /// The tenants are resolved now: those the selector matches that are not on the
-/// release already; pinned (and not active) ones are skipped and listed. They are
+/// release (plan) already; pinned (and not active) ones are skipped and listed, as are,
+/// when their turn comes, those outside their maintenance window. They are
 /// upgraded in waves (the canary, the `waves`, the rest), at most `max_concurrency`
 /// at a time, `bake_s` apart; a wave failing more than `tolerated_failure_percent`
 /// halts the rollout and (by default) rolls its succeeded tenants back. 400
 /// `invalid-rollout` (bad strategy or selector, no tenant to upgrade), 400
-/// `invalid-release` (no such release), 409 `rollout-conflict` (a tenant is held by a
+/// `invalid-release` (no such release), 400 `unknown-plan` (no such plan), 409 `rollout-conflict` (a tenant is held by a
 /// running, paused or halted rollout). Emits `RolloutStarted`.
 #[utoipa::path(post, path = "/v1/rollouts", tag = "releases", request_body = RolloutRequest,
     responses((status = 202, description = "Started", body = RolloutStarted)))]
