@@ -126,6 +126,8 @@ impl App {
                     c.skipped += w.counts.skipped;
                     c.rolled_back += w.counts.rolled_back;
                 }
+                // A bulk plan change has a plan and no release; a release rollout the reverse.
+                let (release, plan) = (r.release.as_deref().unwrap_or(""), r.plan.as_deref().unwrap_or(""));
                 for (state, n) in [
                     ("pending", c.pending),
                     ("upgrading", c.upgrading),
@@ -134,10 +136,10 @@ impl App {
                     ("skipped", c.skipped),
                     ("rolled_back", c.rolled_back),
                 ] {
-                    let labels = l(&[("rollout", &r.id), ("release", &r.release), ("state", state)]);
+                    let labels = l(&[("rollout", &r.id), ("release", release), ("plan", plan), ("state", state)]);
                     g.set("tenancy_rollout_tenants", labels, n as f64);
                 }
-                g.set("tenancy_rollout_wave", l(&[("rollout", &r.id), ("release", &r.release)]), r.current_wave as f64);
+                g.set("tenancy_rollout_wave", l(&[("rollout", &r.id), ("release", release), ("plan", plan)]), r.current_wave as f64);
             }
         }
         if let Some(run) = self.store.drift().reconciliation_last().await? {
