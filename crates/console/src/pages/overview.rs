@@ -200,11 +200,11 @@ async fn rollouts(s: &Console, session: &Session) -> Markup {
             }
             html! {
                 table.compact {
-                    tr { th { "rollout" } th { "release" } th { "status" } th { "wave" } }
+                    tr { th { "rollout" } th { "target" } th { "status" } th { "wave" } }
                     @for r in running {
                         tr {
                             td { a href={"/console/rollouts/" (q(&r.id))} { (r.id) } }
-                            td { (r.release) }
+                            td { (super::rollouts::target(r)) }
                             td { (badge(&r.status)) }
                             td { (r.waves.get(r.current_wave).map(|w| w.name.as_str()).unwrap_or("—")) }
                         }

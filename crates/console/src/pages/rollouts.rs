@@ -14,6 +14,15 @@ use crate::session::Session;
 use crate::view::{self, action_button, badge, notice, q, time};
 use crate::Console;
 
+/// What a rollout moves its tenants to: a release, or a plan (a bulk plan change).
+pub(crate) fn target(r: &tenancy_domain::rollout::Rollout) -> String {
+    match (&r.release, &r.plan) {
+        (Some(release), _) => format!("release {release}"),
+        (None, Some(plan)) => format!("plan {plan}"),
+        (None, None) => String::new(),
+    }
+}
+
 pub async fn list(State(s): State<Arc<Console>>, session: Session) -> Response {
     let list = match s.app.rollout_list(&session.ctx).await {
         Ok(l) => l,
@@ -21,13 +30,13 @@ pub async fn list(State(s): State<Arc<Console>>, session: Session) -> Response {
     };
     let body = html! {
         table #rollout-rows {
-            tr { th { "rollout" } th { "release" } th { "status" } th { "progress" } th { "created" } }
+            tr { th { "rollout" } th { "target" } th { "status" } th { "progress" } th { "created" } }
             @for r in &list {
                 @let total: u64 = r.waves.iter().map(|w| w.tenants.len() as u64).sum();
                 @let finished: u64 = r.waves.iter().map(|w| w.counts.succeeded + w.counts.failed + w.counts.skipped + w.counts.rolled_back).sum();
                 tr {
                     td { a href={"/console/rollouts/" (q(&r.id))} { (r.id) } }
-                    td { (r.release) }
+                    td { (target(r)) }
                     td { (badge(&r.status)) }
                     td { (view::usage(finished, total)) }
                     td { (time(r.created_at)) }
@@ -59,7 +68,7 @@ pub async fn detail(
     let body = html! {
         (notice(dq.notice.as_deref()))
         dl.facts {
-            dt { "Release" } dd { (r.release) }
+            dt { "Target" } dd { (target(&r)) }
             dt { "Status" } dd #rollout-status { (badge(&r.status)) }
             dt { "Current wave" } dd { (r.waves.get(r.current_wave).map(|w| w.name.as_str()).unwrap_or("—")) }
             dt { "Bake until" } dd { (view::opt_time(r.bake_until)) }
