@@ -50,6 +50,8 @@ pub struct App {
     pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
     /// How long sign-up activation tokens work (see [`App::set_signup_token_ttl`]).
     pub(crate) signup_ttl: std::time::Duration,
+    /// How long finished executions and events are kept (see [`App::set_retention`]).
+    pub(crate) retention: crate::retention::RetentionPolicy,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -111,6 +113,7 @@ impl App {
             terms: Default::default(),
             flag_catalogue: Default::default(),
             signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
+            retention: Default::default(),
         }
     }
 
@@ -124,6 +127,12 @@ impl App {
     /// from the end of the offboarding.
     pub fn set_export_retention(&mut self, d: std::time::Duration) {
         self.export_retention = d;
+    }
+
+    /// The retention the storage report previews (`serve --execution-retention`,
+    /// `--event-retention-days`); the pruner is given the same.
+    pub fn set_retention(&mut self, policy: crate::retention::RetentionPolicy) {
+        self.retention = policy;
     }
 
     /// The largest release bundle `PUT /v1/releases/{version}/bundle` accepts (413

@@ -13,6 +13,7 @@ use crate::commands::plans::{self, PlanCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
+use crate::commands::storage::{self, StorageCmd};
 use crate::commands::releases::{self, ReleaseCmd};
 use crate::commands::rollouts::{self, RolloutCmd};
 use crate::commands::secrets::{self, SecretCmd};
@@ -102,6 +103,9 @@ pub enum Command {
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(ReconciliationCmd),
+    /// The control plane's storage: `stats` (tables' rows and bytes, the next prune).
+    #[command(subcommand)]
+    Storage(StorageCmd),
     /// The master key: `rotate` (offline, with the servers stopped).
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCmd),
@@ -162,6 +166,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
         }
+        Command::Storage(cmd) => (storage::storage(&client, cmd, output == Output::Json).await?, storage::TABLE_COLUMNS),
         Command::StateMachines(cmd) => {
             (workflows::state_machines(&client, cmd).await?, workflows::STATE_MACHINE_COLUMNS)
         }

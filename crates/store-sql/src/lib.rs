@@ -42,6 +42,7 @@ mod quota_batch;
 mod quota_pruning;
 mod quotas;
 mod releases;
+mod retention;
 mod rollouts;
 mod rows;
 mod secrets;
@@ -374,6 +375,10 @@ impl Store for SqlStore {
     }
 
     fn signups(&self) -> Arc<dyn tenancy_store::SignupStore> {
+        Arc::new(self.clone())
+    }
+
+    fn retention(&self) -> Arc<dyn tenancy_store::RetentionStore> {
         Arc::new(self.clone())
     }
 

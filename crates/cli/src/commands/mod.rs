@@ -12,6 +12,7 @@ pub mod plans;
 pub mod queues;
 pub mod quotas;
 pub mod reconciliation;
+pub mod storage;
 pub mod releases;
 pub mod rollouts;
 pub mod secrets;
