@@ -13,11 +13,11 @@ use crate::commands::plans::{self, PlanCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
-use crate::commands::storage::{self, StorageCmd};
 use crate::commands::releases::{self, ReleaseCmd};
 use crate::commands::rollouts::{self, RolloutCmd};
 use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::signup::{self, SignupArgs};
+use crate::commands::storage::{self, StorageCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
@@ -166,7 +166,9 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
         }
-        Command::Storage(cmd) => (storage::storage(&client, cmd, output == Output::Json).await?, storage::TABLE_COLUMNS),
+        Command::Storage(cmd) => {
+            (storage::storage(&client, cmd, output == Output::Json).await?, storage::TABLE_COLUMNS)
+        }
         Command::StateMachines(cmd) => {
             (workflows::state_machines(&client, cmd).await?, workflows::STATE_MACHINE_COLUMNS)
         }

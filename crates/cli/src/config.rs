@@ -463,6 +463,8 @@ mod tests {
         max_connections = 64
         master_key_file = "/run/secrets/master.key"
         event_retention_days = 7
+        execution_retention_days = 30
+        prune_interval_s = 120
         export_retention_days = 90
         bundle_max_mib = 64
         reconcile_repair = ["record", "database"]
@@ -598,6 +600,8 @@ mod tests {
         assert_eq!(o.connections.max_connections, 64);
         assert_eq!(o.master_key_file, Some(PathBuf::from("/run/secrets/master.key")));
         assert_eq!(o.event_retention_days, 7);
+        assert_eq!(o.execution_retention_days, 30);
+        assert_eq!(o.prune_interval, Duration::from_secs(120));
         assert_eq!(o.export_retention_days, 90);
         assert_eq!(o.bundle_max_bytes, 64 * 1024 * 1024);
         {

@@ -8,7 +8,7 @@
 //! verifies, and `GET /v1/storage` reports the same rows.
 //!
 //! Scale: `TENANCY_GROWTH_TENANTS` tenants (default 120 in the normal suite, which must
-//! stay fast in a debug build; `scripts/growth` runs 10,000).
+//! stay fast in a debug build; the issue's figure is `TENANCY_GROWTH_TENANTS=10000`).
 
 mod events_support;
 
@@ -99,7 +99,8 @@ async fn growth(db: Db) {
     let (st, body) = s.call(Method::PUT, "/v1/state-machines/yearly", Some(keep)).await;
     assert!(ok(st), "{body}");
     assert_eq!(body["retention_days"], 365);
-    let (st, body) = s.call(Method::PUT, "/v1/state-machines/x", Some(json!({"definition": pass, "retention_days": 40000}))).await;
+    let (st, body) =
+        s.call(Method::PUT, "/v1/state-machines/x", Some(json!({"definition": pass, "retention_days": 40000}))).await;
     assert_eq!(st, 400, "{body}");
 
     // Provisionings, each with an Idempotency-Key (a row per request), 16 at a time.
@@ -155,7 +156,9 @@ async fn growth(db: Db) {
     // Queue traffic: 100 sent, 90 received and deleted, 10 left.
     assert!(ok(s.call(Method::PUT, "/v1/queues/jobs", Some(json!({}))).await.0));
     for i in 0..100 {
-        let (st, _) = s.call(Method::POST, "/v1/queues/jobs/messages", Some(json!({"body": i, "dedup_id": format!("d{i}")}))).await;
+        let (st, _) = s
+            .call(Method::POST, "/v1/queues/jobs/messages", Some(json!({"body": i, "dedup_id": format!("d{i}")})))
+            .await;
         assert!(ok(st), "{st}");
     }
     let mut deleted = 0;
@@ -187,7 +190,8 @@ async fn growth(db: Db) {
     let live = "SELECT id FROM executions WHERE id IN (SELECT lifecycle_execution_id FROM tenants) \
                 OR state_machine = 'yearly'";
     let live_executions = count(&pool, &format!("SELECT COUNT(*) FROM ({live}) l")).await;
-    let live_history = count(&pool, &format!("SELECT COUNT(*) FROM execution_history WHERE execution_id IN ({live})")).await;
+    let live_history =
+        count(&pool, &format!("SELECT COUNT(*) FROM execution_history WHERE execution_id IN ({live})")).await;
     assert_eq!(live_executions, n as i64 + 1);
     assert!(before["executions"] >= live_executions + n as i64 + 2 * ((n as i64 + 2) / 3), "{before:?}");
     assert!(before["execution_history"] > live_history);
@@ -198,7 +202,9 @@ async fn growth(db: Db) {
     // Nothing is past retention now: the report's next prune removes no execution.
     let (st, report) = s.call(Method::GET, "/v1/storage", None).await;
     assert_eq!(st, 200, "{report}");
-    let row = |report: &Value, t: &str| report["tables"].as_array().unwrap().iter().find(|r| r["table"] == t).cloned().unwrap();
+    let row = |report: &Value, t: &str| {
+        report["tables"].as_array().unwrap().iter().find(|r| r["table"] == t).cloned().unwrap()
+    };
     assert_eq!(row(&report, "executions")["rows"], json!(before["executions"]));
     assert_eq!(row(&report, "executions")["next_prune_rows"], 0);
     assert_eq!(report["execution_retention_days"], 90);

@@ -177,7 +177,10 @@ impl RetentionStore for SqlStore {
         let now = vec![h.now.millis()];
         let events = vec![cut.events_before.millis()];
         Ok(vec![
-            ("executions".into(), count(format!("SELECT COUNT(*) FROM executions e WHERE {EXPIRED}"), ex.clone()).await?),
+            (
+                "executions".into(),
+                count(format!("SELECT COUNT(*) FROM executions e WHERE {EXPIRED}"), ex.clone()).await?,
+            ),
             (
                 "execution_history".into(),
                 count(
@@ -191,9 +194,10 @@ impl RetentionStore for SqlStore {
             ),
             (
                 "idempotency_keys".into(),
-                count("SELECT COUNT(*) FROM idempotency_keys WHERE created_at < $1".into(), vec![cut
-                    .idempotency_before
-                    .millis()])
+                count(
+                    "SELECT COUNT(*) FROM idempotency_keys WHERE created_at < $1".into(),
+                    vec![cut.idempotency_before.millis()],
+                )
                 .await?,
             ),
             (
@@ -216,11 +220,17 @@ impl RetentionStore for SqlStore {
                 "queue_messages".into(),
                 count("SELECT COUNT(*) FROM queue_messages WHERE expires_at <= $1".into(), now.clone()).await?,
             ),
-            ("queue_dedup".into(), count("SELECT COUNT(*) FROM queue_dedup WHERE expires_at <= $1".into(), now.clone()).await?),
+            (
+                "queue_dedup".into(),
+                count("SELECT COUNT(*) FROM queue_dedup WHERE expires_at <= $1".into(), now.clone()).await?,
+            ),
             (
                 "quota_grants".into(),
-                count("SELECT COUNT(*) FROM quota_grants WHERE created_at < $1".into(), vec![cut.grants_before.millis()])
-                    .await?,
+                count(
+                    "SELECT COUNT(*) FROM quota_grants WHERE created_at < $1".into(),
+                    vec![cut.grants_before.millis()],
+                )
+                .await?,
             ),
             ("signups".into(), count("SELECT COUNT(*) FROM signups WHERE expires_at <= $1".into(), now).await?),
         ])

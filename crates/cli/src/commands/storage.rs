@@ -29,7 +29,8 @@ pub async fn storage(c: &Client, cmd: StorageCmd, json_output: bool) -> Result<V
         if report.state_machine_retention.is_empty() {
             String::new()
         } else {
-            let own: Vec<String> = report.state_machine_retention.iter().map(|(n, d)| format!("{n} {d} days")).collect();
+            let own: Vec<String> =
+                report.state_machine_retention.iter().map(|(n, d)| format!("{n} {d} days")).collect();
             format!(" (own: {})", own.join(", "))
         }
     );
