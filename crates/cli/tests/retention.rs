@@ -207,6 +207,7 @@ async fn growth(db: Db) {
     };
     assert_eq!(row(&report, "executions")["rows"], json!(before["executions"]));
     assert_eq!(row(&report, "executions")["next_prune_rows"], 0);
+    assert!(row(&report, "execution_history")["bytes"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["execution_retention_days"], 90);
     assert_eq!(report["state_machine_retention"], json!({"yearly": 365}));
 
