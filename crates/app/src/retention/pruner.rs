@@ -136,7 +136,7 @@ impl Pruner {
             r.history += n.history;
             batches += 1;
             // A long pass keeps its lease.
-            if batches % 1_000 == 0 && !self.lease(now).await? {
+            if batches.is_multiple_of(1_000) && !self.lease(now).await? {
                 return Ok(Some(r));
             }
             self.pause().await;
