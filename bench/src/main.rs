@@ -9,6 +9,7 @@ mod event_delivery;
 mod flags;
 mod http_load;
 mod provision;
+mod prune;
 mod queue;
 mod quotas;
 mod rollout;
@@ -64,6 +65,9 @@ enum Scenario {
     Queue(queue::QueueArgs),
     /// Quota consumes over HTTP across 1,000 tenants against the hello-world handler.
     QuotaCheck(tenants::LoadArgs),
+    /// p99 of GET /v1/tenants/{id} while the leased pruner deletes 1,000,000 history
+    /// rows, against the same load without a prune.
+    Prune(prune::PruneArgs),
     /// `App::tenant_terms` with a feature lookup and a quota decision, in process.
     TermsCheck(quotas::TermsArgs),
     /// Tenants upgraded per second by a rollout (waves of 1%, 10%, the rest; a sync hook
@@ -105,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::TermsCheck(args) => quotas::terms_check(args).await,
         Scenario::Provision(args) => provision::run(args).await,
         Scenario::Rollout(args) => rollout::run(args).await,
+        Scenario::Prune(args) => prune::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }
 }

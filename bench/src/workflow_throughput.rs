@@ -65,7 +65,7 @@ pub async fn run(database_url: Option<String>, executions: usize, concurrency: u
     let app = Arc::new(App::new(tenancy_app::Services::new(store)));
     let ctx = OpContext::system();
     let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    app.state_machine_put(&ctx, &name, StateMachineSpec { definition: machine() }).await?;
+    app.state_machine_put(&ctx, &name, StateMachineSpec { definition: machine(), retention_days: None }).await?;
 
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(app.engine().clone().run(EngineOptions::new("bench-worker"), shutdown.clone()));

@@ -54,6 +54,8 @@ pub struct App {
     pub(crate) metrics: crate::metrics::Collector,
     /// The time of day for calendar decisions (see [`App::set_clock`]).
     pub(crate) clock: crate::clock::Clock,
+    /// How long finished executions and events are kept (see [`App::set_retention`]).
+    pub(crate) retention: crate::retention::RetentionPolicy,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -117,6 +119,7 @@ impl App {
             signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
             metrics: Default::default(),
             clock: Default::default(),
+            retention: Default::default(),
         }
     }
 
@@ -136,6 +139,12 @@ impl App {
     /// from the end of the offboarding.
     pub fn set_export_retention(&mut self, d: std::time::Duration) {
         self.export_retention = d;
+    }
+
+    /// The retention the storage report previews (`serve --execution-retention`,
+    /// `--event-retention-days`); the pruner is given the same.
+    pub fn set_retention(&mut self, policy: crate::retention::RetentionPolicy) {
+        self.retention = policy;
     }
 
     /// The largest release bundle `PUT /v1/releases/{version}/bundle` accepts (413

@@ -115,6 +115,8 @@ pub enum Permission {
     ReleaseRead,
     /// Create and change releases, upload bundles: admins and operators.
     ReleaseAdmin,
+    /// The storage report (`GET /v1/storage`): admins and operators.
+    StorageRead,
 }
 
 impl OpContext {

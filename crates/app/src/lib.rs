@@ -30,6 +30,7 @@ pub mod queues;
 pub mod quotas;
 pub mod reconcile;
 pub mod releases;
+pub mod retention;
 pub mod rollouts;
 pub mod secrets;
 pub mod services;

@@ -34,7 +34,7 @@ async fn a_task_longer_than_the_lease_runs_once() {
     app.engine().handlers().register("test:slow", Slow { calls: calls.clone() });
     let ctx = OpContext::system();
     let def = json!({"StartAt": "S", "States": {"S": {"Type": "Task", "Resource": "test:slow", "End": true}}});
-    app.state_machine_put(&ctx, "slow", StateMachineSpec { definition: def }).await.unwrap();
+    app.state_machine_put(&ctx, "slow", StateMachineSpec { definition: def, retention_days: None }).await.unwrap();
 
     let shutdown = CancellationToken::new();
     let mut workers = Vec::new();
@@ -96,7 +96,7 @@ async fn one_tenants_backlog_does_not_starve_another() {
         app.tenant_create(&ctx, new).await.unwrap();
     }
     let def = json!({"StartAt": "S", "States": {"S": {"Type": "Task", "Resource": "test:sleepy", "End": true}}});
-    app.state_machine_put(&ctx, "sleepy", StateMachineSpec { definition: def }).await.unwrap();
+    app.state_machine_put(&ctx, "sleepy", StateMachineSpec { definition: def, retention_days: None }).await.unwrap();
     let start = |tenant: &str| StartExecution {
         state_machine: "sleepy".into(),
         input: None,

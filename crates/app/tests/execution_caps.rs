@@ -29,7 +29,9 @@ async fn starts_beyond_the_caps_are_refused(db: TestDb) {
     // No worker runs: the executions stay RUNNING in their Wait.
     let def = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}});
     for name in ["one", "two"] {
-        app.state_machine_put(&ctx, name, StateMachineSpec { definition: def.clone() }).await.unwrap();
+        app.state_machine_put(&ctx, name, StateMachineSpec { definition: def.clone(), retention_days: None })
+            .await
+            .unwrap();
     }
     let plan: PlanSpec = serde_json::from_value(json!({"name": "basic", "isolation": "pool"})).unwrap();
     app.plan_put(&ctx, "basic", plan, None).await.unwrap();

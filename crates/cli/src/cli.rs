@@ -20,6 +20,7 @@ use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::signup::{self, SignupArgs};
 use crate::commands::subscriptions::{self, SubscriptionCmd};
 use crate::commands::task_tokens::{self, TaskTokenCmd};
+use crate::commands::storage::{self, StorageCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
@@ -112,6 +113,9 @@ pub enum Command {
     /// The reconciler's last pass, or a pass now.
     #[command(subcommand)]
     Reconciliation(ReconciliationCmd),
+    /// The control plane's storage: `stats` (tables' rows and bytes, the next prune).
+    #[command(subcommand)]
+    Storage(StorageCmd),
     /// The master key: `rotate` (offline, with the servers stopped).
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCmd),
@@ -271,6 +275,9 @@ async fn run(cli: Cli, token: Option<String>) -> Result<(), CliError> {
         Command::Connections(cmd) => (connections::connections(&client, cmd).await?, connections::CONNECTION_COLUMNS),
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output.raw()).await?, reconciliation::DRIFT_COLUMNS)
+        }
+        Command::Storage(cmd) => {
+            (storage::storage(&client, cmd, output == Output::Json).await?, storage::TABLE_COLUMNS)
         }
         Command::StateMachines(cmd) => {
             (workflows::state_machines(&client, cmd).await?, workflows::STATE_MACHINE_COLUMNS)

@@ -120,6 +120,14 @@ settings! {
     /// Days archived events and finished deliveries are kept.
     #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS", default_value = "30")]
     event_retention_days: u32,
+    /// Days finished workflow executions and their history are kept (a state machine's
+    /// own `retention_days` wins).
+    #[arg(long, env = "TENANCY_EXECUTION_RETENTION_DAYS", default_value = "90")]
+    execution_retention_days: u32,
+    /// Seconds between the leased pruner's passes (shared by the replicas running the
+    /// worker).
+    #[arg(long, env = "TENANCY_PRUNE_INTERVAL_S", default_value = "600")]
+    prune_interval_s: u64,
     /// Days an offboarded tenant's export is kept before its id may be purged
     /// (`tenants purge`).
     #[arg(long, env = "TENANCY_EXPORT_RETENTION_DAYS", default_value = "30")]
@@ -313,6 +321,8 @@ impl Config {
             worker: roles.iter().any(|r| r == "worker"),
             node_id: s.node_id.filter(|n| !n.is_empty()),
             event_retention_days: s.event_retention_days.expect("clap holds a default"),
+            execution_retention_days: s.execution_retention_days.expect("clap holds a default"),
+            prune_interval: Duration::from_secs(s.prune_interval_s.expect("clap holds a default").max(1)),
             export_retention_days: s.export_retention_days.expect("clap holds a default"),
             bundle_max_bytes: s.bundle_max_mib.expect("clap holds a default").saturating_mul(1024 * 1024),
             reconcile_repair,
@@ -454,6 +464,8 @@ mod tests {
         max_connections = 64
         master_key_file = "/run/secrets/master.key"
         event_retention_days = 7
+        execution_retention_days = 30
+        prune_interval_s = 120
         export_retention_days = 90
         bundle_max_mib = 64
         reconcile_repair = ["record", "database"]
@@ -589,6 +601,8 @@ mod tests {
         assert_eq!(o.connections.max_connections, 64);
         assert_eq!(o.master_key_file, Some(PathBuf::from("/run/secrets/master.key")));
         assert_eq!(o.event_retention_days, 7);
+        assert_eq!(o.execution_retention_days, 30);
+        assert_eq!(o.prune_interval, Duration::from_secs(120));
         assert_eq!(o.export_retention_days, 90);
         assert_eq!(o.bundle_max_bytes, 64 * 1024 * 1024);
         {

@@ -31,6 +31,11 @@ pub struct ServeOptions {
     pub node_id: Option<String>,
     /// Events and finished deliveries older than this many days are deleted.
     pub event_retention_days: u32,
+    /// Finished executions and their history older than this many days are deleted
+    /// (a state machine's own `retention_days` wins; docs/storage.md, "Retention").
+    pub execution_retention_days: u32,
+    /// Time between the leased pruner's passes (10 minutes).
+    pub prune_interval: std::time::Duration,
     /// An offboarded tenant's id may be purged this many days after its offboarding.
     pub export_retention_days: u32,
     /// The largest release bundle accepted, in bytes (512 MiB).
@@ -154,6 +159,8 @@ impl ServeOptions {
             worker: true,
             node_id: None,
             event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
+            execution_retention_days: tenancy_app::retention::DEFAULT_EXECUTION_RETENTION_DAYS,
+            prune_interval: tenancy_app::retention::pruner::DEFAULT_INTERVAL,
             export_retention_days: DEFAULT_EXPORT_RETENTION_DAYS,
             bundle_max_bytes: tenancy_app::releases::bundle::DEFAULT_MAX_BYTES,
             reconcile_repair: tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR.to_vec(),
@@ -357,8 +364,14 @@ pub fn open_data_plane(
     }
 }
 
-/// Starts event delivery (dispatcher, delivery worker, pruner), the audit sealer, the
-/// queue sweeper and the quota ledger's pruner.
+/// The retention of finished executions and of events, as configured.
+fn retention_policy(opts: &ServeOptions) -> tenancy_app::retention::RetentionPolicy {
+    use tenancy_app::retention::{days, RetentionPolicy};
+    RetentionPolicy { executions: days(opts.execution_retention_days), events: days(opts.event_retention_days) }
+}
+
+/// Starts event delivery (dispatcher, delivery worker), the leased pruner, the audit
+/// sealer, the queue sweeper and the sign-up and secret sweepers.
 fn start_event_loops(
     secrets: &Arc<tenancy_adapters::keys::SecretBox>,
     services: &Services,
@@ -369,9 +382,8 @@ fn start_event_loops(
     tasks: &mut Vec<JoinHandle<()>>,
 ) {
     use tenancy_app::audit::worker::{Sealer, SealerOptions};
-    use tenancy_app::subscriptions::worker::{
-        DeliveryOptions, DeliveryWorker, Dispatcher, DispatcherOptions, Pruner, PrunerOptions,
-    };
+    use tenancy_app::retention::pruner::{Pruner, PrunerOptions};
+    use tenancy_app::subscriptions::worker::{DeliveryOptions, DeliveryWorker, Dispatcher, DispatcherOptions};
     let dispatcher = Dispatcher::new(store.clone(), DispatcherOptions::default());
     tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     let mut delivery = DeliveryOptions::new(format!("{node_id}/delivery"));
@@ -380,15 +392,15 @@ fn start_event_loops(
     delivery.outbound = services.outbound.clone();
     delivery.connector = Some(services.connector.clone());
     tasks.push(tokio::spawn(DeliveryWorker::new(store.clone(), delivery).run(shutdown.clone())));
-    let retention = std::time::Duration::from_secs(u64::from(opts.event_retention_days) * 86_400);
-    let pruner =
-        Pruner::new(store.clone(), PrunerOptions { retention, interval: std::time::Duration::from_secs(3600) });
-    tasks.push(tokio::spawn(pruner.run(shutdown.clone())));
+    // The one leased pruner: executions, idempotency keys, events and deliveries, queue
+    // messages, the quota ledger and sign-ups past their retention.
+    let mut prune = PrunerOptions::new(format!("{node_id}/prune-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    prune.policy = retention_policy(opts);
+    prune.interval = opts.prune_interval;
+    tasks.push(tokio::spawn(Pruner::new(store.clone(), prune).run(shutdown.clone())));
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
     let sweeper = tenancy_app::queues::worker::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
-    use tenancy_app::quotas::pruner::{QuotaPruner, PRUNE_EVERY};
-    tasks.push(tokio::spawn(QuotaPruner::new(store.clone(), PRUNE_EVERY).run(shutdown.clone())));
     let sweeper = tenancy_app::secrets::worker::SecretSweeper::new(store.clone(), opts.secret_sweep_interval);
     tasks.push(tokio::spawn(sweeper.run(shutdown.clone())));
     let sweeper = tenancy_app::signup::worker::SignupSweeper::new(store.clone(), opts.signup.sweep_interval);
@@ -496,6 +508,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     // Caps on RUNNING user executions per state machine and per tenant (429 beyond).
     app.set_execution_caps(opts.workflow.max_running_per_machine, opts.workflow.max_running_per_tenant);
     app.set_bundle_max_bytes(opts.bundle_max_bytes);
+    app.set_retention(retention_policy(&opts));
     app.set_export_retention(std::time::Duration::from_secs(u64::from(opts.export_retention_days) * 86_400));
     app.set_signup_token_ttl(opts.signup.token_ttl);
     app.set_reconcile_repair(&opts.reconcile_repair);

@@ -211,6 +211,8 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/v1/reconciliation", None, RecordsRead),
         route(Method::POST, "/v1/reconciliation", None, PlanWrite),
         route(Method::POST, "/v1/reconciliation/{drift}/repair", None, PlanWrite),
+        // Admins and operators, as plan writes.
+        route(Method::GET, "/v1/storage", None, PlanWrite),
         route(Method::GET, "/v1/audit/verify", None, RecordsRead),
         route(Method::GET, "/v1/audit/export", None, RecordsRead),
         route(Method::POST, "/v1/audit/exports", Some(json!({})), AuditExport),

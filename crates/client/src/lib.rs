@@ -58,6 +58,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tenancy_audit::AuditRecordView;
 use tenancy_domain::api::ConnectionList;
+use tenancy_domain::api::StorageReport;
 use tenancy_domain::api::{
     CreatedKey, DeleteBatch, DeletedBatch, Drift, ExecutionView, FunctionList, FunctionWithSecret, HistoryEventView,
     HookList, HookWithSecret, PlanChange, Problem, QuotaBatchGranted, QuotaConsume, QuotaConsumeBatch, QuotaGranted,
@@ -712,6 +713,13 @@ impl Client {
     /// Recreate a missing resource of the last pass by its drift id.
     pub async fn reconciliation_repair(&self, drift_id: &str) -> Result<Drift> {
         self.without_body(Method::POST, &format!("/v1/reconciliation/{}/repair", segment(drift_id))).await
+    }
+
+    // Storage.
+
+    /// The tables' rows and bytes, and what the next prune removes (`GET /v1/storage`).
+    pub async fn storage_report(&self) -> Result<StorageReport> {
+        self.get("/v1/storage", NO_QUERY).await
     }
 
     // State machines, executions and task tokens.

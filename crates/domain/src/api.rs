@@ -286,6 +286,11 @@ pub struct StateMachineSpec {
     /// The Amazon States Language definition.
     #[schema(value_type = Object)]
     pub definition: Value,
+    /// How many days this state machine's finished executions and their history are
+    /// kept (0 to 36500), instead of the server's `--execution-retention`. Absent: the
+    /// server's. A PUT sets it as sent (absent clears it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 /// A state machine version.
@@ -296,6 +301,34 @@ pub struct StateMachineView {
     #[schema(value_type = Object)]
     pub definition: Value,
     pub created_at: Timestamp,
+    /// Its own retention of finished executions in days, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// `GET /v1/storage`: the control plane's tables and what the next prune removes.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StorageReport {
+    pub tables: Vec<TableStorage>,
+    /// The server's retention of finished executions, in days (`--execution-retention`).
+    pub execution_retention_days: u32,
+    /// The server's retention of events and finished deliveries, in days.
+    pub event_retention_days: u32,
+    /// Every state machine with a retention of its own, by name, in days.
+    pub state_machine_retention: std::collections::BTreeMap<String, u32>,
+}
+
+/// One table in a [`StorageReport`].
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TableStorage {
+    pub table: String,
+    pub rows: u64,
+    /// Bytes with its indexes (PostgreSQL's `pg_total_relation_size`, SQLite's `dbstat`
+    /// pages); `null` where the engine cannot tell.
+    pub bytes: Option<u64>,
+    /// Rows a prune run now would delete (0 for tables it never prunes, such as the
+    /// audit log).
+    pub next_prune_rows: u64,
 }
 
 /// `POST /v1/executions`.

@@ -98,6 +98,7 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("GET", "/v1/events" | "/v1/audit" | "/v1/audit/verify" | "/v1/audit/export" | "/v1/reconciliation") => {
             any(&[P::RecordsRead])
         }
+        ("GET", "/v1/storage") => any(&[P::StorageRead]),
         ("POST", "/v1/events") => any(&[P::EventPut]),
         ("POST", "/v1/events/test-pattern") => any(&[P::PatternTest]),
         ("POST", "/v1/reconciliation" | "/v1/reconciliation/{id}/repair") => any(&[P::TenantAdmin]),

@@ -28,6 +28,7 @@ use crate::problem::Problem;
         (name = "releases", description = "Releases, their bundles, and tenants' upgrades to them (docs/releases.md)"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),
         (name = "quotas", description = "Quotas: exact consumption of a tenant's plan quotas (docs/entitlements.md)"),
+        (name = "storage", description = "Storage: the tables' sizes and the retention's next prune (docs/storage.md)"),
         (name = "flags", description = "Feature flags over the OpenFeature Remote Evaluation Protocol (OFREP, docs/flags.md): OFREP's JSON, not problem+json, for evaluation failures"),
     )
 )]

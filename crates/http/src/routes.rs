@@ -18,6 +18,7 @@ pub(crate) mod releases;
 pub(crate) mod rollouts;
 mod secrets;
 mod signup;
+mod storage;
 mod subscriptions;
 mod system;
 mod tenants;
@@ -82,6 +83,7 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .merge(secrets_api())
         .routes(routes!(reconciliation::last_reconciliation, reconciliation::run_reconciliation))
         .routes(routes!(reconciliation::repair_drift))
+        .routes(routes!(storage::storage_report))
         .merge(releases_api())
 }
 

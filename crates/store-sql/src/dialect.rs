@@ -52,6 +52,10 @@ pub(super) struct Dialect {
     /// Notifies channel `$1` with payload `$2` when the transaction commits: the
     /// listeners of other processes wake up (LISTEN/NOTIFY).
     notify: Option<&'static str>,
+    /// The bytes a table (`$1`) takes with its indexes, one BIGINT. SQLite's comes from
+    /// the `dbstat` virtual table, which a build may lack (the storage report then says
+    /// `null`, not a guess).
+    table_bytes: &'static str,
 }
 
 impl Dialect {
@@ -68,6 +72,8 @@ impl Dialect {
         advisory_xact_lock_text: None,
         advisory_lock: None,
         notify: None,
+        table_bytes: "SELECT CAST(COALESCE(SUM(pgsize), 0) AS BIGINT) FROM dbstat \
+                      WHERE name = $1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1)",
     };
 
     pub(super) const POSTGRES: Dialect = Dialect {
@@ -83,6 +89,7 @@ impl Dialect {
         advisory_xact_lock_text: Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
         advisory_lock: Some(("SELECT pg_advisory_lock($1)", "SELECT pg_advisory_unlock($1)")),
         notify: Some("SELECT pg_notify($1, $2)"),
+        table_bytes: "SELECT CAST(pg_total_relation_size(CAST($1 AS TEXT)::regclass) AS BIGINT)",
     };
 
     /// The dialect of a connection's engine.
@@ -100,6 +107,11 @@ impl Dialect {
 
     pub(super) fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         self.migrations
+    }
+
+    /// See the field: a table's bytes with its indexes.
+    pub(super) fn table_bytes(self) -> &'static str {
+        self.table_bytes
     }
 
     /// Row lock taken by a reader that must keep a row alive until commit.

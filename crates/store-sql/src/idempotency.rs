@@ -96,11 +96,24 @@ pub(super) async fn abandon(store: &SqlStore, scope: &str, key: &str) -> Result<
     Ok(())
 }
 
+/// Deletes the keys created before `before` in batches of [`PRUNE_BATCH`], each its own
+/// short statement (seeking by migration 0032's `idempotency_keys (created_at)`), so a
+/// backlog never holds the write lock (SQLite) or a transaction (PostgreSQL) for long.
 pub(super) async fn prune(store: &SqlStore, before: Timestamp) -> Result<u64> {
-    let res = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-        .bind(before.millis())
-        .execute(&store.write_pool)
-        .await
-        .map_err(db_err)?;
-    Ok(res.rows_affected())
+    let sql = format!(
+        "DELETE FROM idempotency_keys WHERE (scope, key) IN \
+         (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 LIMIT {PRUNE_BATCH})"
+    );
+    let mut total = 0;
+    loop {
+        let res = sqlx::query(&sql).bind(before.millis()).execute(&store.write_pool).await.map_err(db_err)?;
+        total += res.rows_affected();
+        if res.rows_affected() < PRUNE_BATCH {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
 }
+
+/// Keys deleted per statement by [`prune`].
+const PRUNE_BATCH: u64 = 1_000;

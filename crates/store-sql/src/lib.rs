@@ -44,6 +44,7 @@ mod quota_batch;
 mod quota_pruning;
 mod quotas;
 mod releases;
+mod retention;
 mod rollouts;
 mod rows;
 mod secrets;
@@ -376,6 +377,10 @@ impl Store for SqlStore {
     }
 
     fn signups(&self) -> Arc<dyn tenancy_store::SignupStore> {
+        Arc::new(self.clone())
+    }
+
+    fn retention(&self) -> Arc<dyn tenancy_store::RetentionStore> {
         Arc::new(self.clone())
     }
 

@@ -196,6 +196,10 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
     /// Self-service sign-ups awaiting activation, on the same database.
     fn signups(&self) -> std::sync::Arc<dyn crate::signups::SignupStore>;
 
+    /// Retention (finished executions' pruning, per-state-machine retention) and the
+    /// storage report, on the same database.
+    fn retention(&self) -> std::sync::Arc<dyn crate::retention::RetentionStore>;
+
     /// The reconciler's record of reported drift, on the same database.
     fn drift(&self) -> std::sync::Arc<dyn crate::drift::DriftStore>;
 

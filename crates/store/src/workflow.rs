@@ -80,7 +80,13 @@ pub struct ExecutionRecord {
 
 impl From<StateMachineRecord> for StateMachineView {
     fn from(r: StateMachineRecord) -> Self {
-        StateMachineView { name: r.name, version: r.version, definition: r.definition, created_at: r.created_at }
+        StateMachineView {
+            name: r.name,
+            version: r.version,
+            definition: r.definition,
+            created_at: r.created_at,
+            retention_days: None,
+        }
     }
 }
 

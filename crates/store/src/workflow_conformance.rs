@@ -21,7 +21,8 @@ macro_rules! workflow_conformance_suite {
                 claims_are_leased, claims_are_fair_across_tenants, effects_start_executions, execution_lists_and_tokens,
                 tenant_resources_and_secrets, step_tenant_writes_are_version_checked,
                 a_claimed_execution_reads_the_tenant_write_that_started_it,
-                claims_by_state_machine_prefix_and_running_counts);
+                claims_by_state_machine_prefix_and_running_counts,
+                finished_executions_are_pruned_in_batches_after_their_retention);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -415,4 +416,88 @@ pub async fn a_claimed_execution_reads_the_tenant_write_that_started_it(store: A
         let seen = worker.await.unwrap();
         assert_eq!(seen, acme.version, "run {i}: the worker read the tenant before the write that started it");
     }
+}
+
+/// The retention's batches: a finished execution stopped before its state machine's
+/// cutoff goes with its history, at most `limit` rows per statement (history first);
+/// running executions, recent ones, a tenant's current lifecycle execution and those
+/// of a state machine with a longer retention of its own stay. The preview counts what
+/// a prune removes.
+pub async fn finished_executions_are_pruned_in_batches_after_their_retention(store: Arc<dyn Store>) {
+    use crate::conformance::{plan, tenant};
+    use crate::retention::{ExecutionHorizon, ExecutionsPruned, PruneCutoffs};
+    use tenancy_domain::plan::Isolation;
+    const DAY: i64 = 86_400_000;
+    let wf = store.workflows();
+    let ret = store.retention();
+    store.plan_put(&plan("pro", Isolation::Pool), None, &Effects::none()).await.unwrap();
+    // acme's current lifecycle execution is exe_acme (see `tenant`).
+    store.tenant_create(&tenant("acme", "pro", "eu"), &Effects::none()).await.unwrap();
+    let finish = |id: &str, machine: &str, status: &str, stopped: Option<i64>, events: i64| {
+        let mut n = new_execution(id, id, None);
+        n.state_machine = machine.into();
+        n.first.status = status.into();
+        n.first.stopped_at = stopped.map(Timestamp);
+        n.first.history = (1..=events).map(|i| hist(i, "Event")).collect();
+        n
+    };
+    for (id, machine, status, stopped, events) in [
+        ("exe_old1", "sm", status::SUCCEEDED, Some(DAY), 3),
+        ("exe_old2", "sm", status::FAILED, Some(2 * DAY), 2),
+        ("exe_old3", "sm", status::ABORTED, Some(3 * DAY), 1),
+        ("exe_acme", "tenancy.tenant.provision", status::SUCCEEDED, Some(DAY), 2),
+        ("exe_running", "sm", status::RUNNING, None, 2),
+        ("exe_recent", "sm", status::TIMED_OUT, Some(95 * DAY), 2),
+        ("exe_kept", "long", status::SUCCEEDED, Some(DAY), 2),
+        ("exe_short", "short", status::SUCCEEDED, Some(99 * DAY), 1),
+    ] {
+        wf.execution_start(&finish(id, machine, status, stopped, events), &Effects::none()).await.unwrap();
+    }
+    ret.retention_set("long", Some(365), &Effects::none()).await.unwrap();
+    ret.retention_set("short", Some(0), &Effects::none()).await.unwrap();
+    ret.retention_set("gone", Some(5), &Effects::none()).await.unwrap();
+    ret.retention_set("gone", None, &Effects::none()).await.unwrap();
+    assert_eq!(ret.retention_list().await.unwrap(), [("long".to_owned(), 365), ("short".to_owned(), 0)]);
+
+    // At day 100 with 90 days of retention: before day 10, or `short` at once.
+    let h = ExecutionHorizon { now: Timestamp(100 * DAY), before: Timestamp(10 * DAY), limit: 4 };
+    let cut = PruneCutoffs {
+        executions: h.clone(),
+        idempotency_before: Timestamp(0),
+        events_before: Timestamp(0),
+        grants_before: Timestamp(0),
+    };
+    let preview = ret.prune_preview(&cut).await.unwrap();
+    let of = |t: &str| preview.iter().find(|(n, _)| n == t).unwrap().1;
+    assert_eq!((of("executions"), of("execution_history")), (4, 7), "{preview:?}");
+
+    // 7 history rows in batches of 4: history first, then the emptied executions.
+    assert_eq!(ret.executions_prune(&h).await.unwrap(), ExecutionsPruned { executions: 0, history: 4 });
+    let mut total = ExecutionsPruned { executions: 0, history: 4 };
+    loop {
+        let n = ret.executions_prune(&h).await.unwrap();
+        assert!(n.history <= 4 && n.executions <= 4, "{n:?}");
+        if n == ExecutionsPruned::default() {
+            break;
+        }
+        total.executions += n.executions;
+        total.history += n.history;
+    }
+    assert_eq!(total, ExecutionsPruned { executions: 4, history: 7 });
+    for gone in ["exe_old1", "exe_old2", "exe_old3", "exe_short"] {
+        assert!(matches!(wf.execution_get(gone).await, Err(Error::NotFound { .. })), "{gone}");
+        assert!(wf.execution_history(gone, &page(10)).await.unwrap().items.is_empty(), "{gone}");
+    }
+    for kept in ["exe_acme", "exe_running", "exe_recent", "exe_kept"] {
+        wf.execution_get(kept).await.unwrap();
+        assert_eq!(wf.execution_history(kept, &page(10)).await.unwrap().items.len(), 2, "{kept}");
+    }
+    let preview = ret.prune_preview(&cut).await.unwrap();
+    assert_eq!(preview.iter().find(|(n, _)| n == "executions").unwrap().1, 0);
+
+    // The report counts every listed table's rows.
+    let sizes = ret.storage_sizes().await.unwrap();
+    let executions = sizes.iter().find(|t| t.table == "executions").unwrap();
+    assert_eq!(executions.rows, 4);
+    assert!(sizes.iter().any(|t| t.table == "audit_log"));
 }

@@ -283,24 +283,56 @@ impl App {
         let mut functions = Vec::new();
         check_resources(&spec.definition, self.engine.handlers(), lifecycle, &mut functions)?;
         self.check_functions(&functions).await?;
+        crate::retention::check_retention_days(spec.retention_days)?;
         let audit = ctx.audit("state_machine.put", format!("state-machine/{name}"), None, json!({}));
         let (rec, added) = self
             .engine
             .workflows()
             .state_machine_put(name, &spec.definition, &Effects::none().with_audit(audit))
             .await?;
-        Ok((rec.into(), added))
+        let retention = self.retention_of(name).await?;
+        if retention != spec.retention_days {
+            let audit = ctx.audit(
+                "state_machine.retention",
+                format!("state-machine/{name}"),
+                None,
+                json!({"retention_days": spec.retention_days}),
+            );
+            self.store.retention().retention_set(name, spec.retention_days, &Effects::none().with_audit(audit)).await?;
+        }
+        let mut view: StateMachineView = rec.into();
+        view.retention_days = spec.retention_days;
+        Ok((view, added))
     }
 
     pub async fn state_machine_get(&self, ctx: &OpContext, name: &str) -> Result<StateMachineView> {
         ctx.authorize(P::StateMachineRead)?;
-        Ok(self.engine.workflows().state_machine_get(name, None).await?.into())
+        let mut view: StateMachineView = self.engine.workflows().state_machine_get(name, None).await?.into();
+        view.retention_days = self.retention_of(name).await?;
+        Ok(view)
     }
 
     pub async fn state_machine_list(&self, ctx: &OpContext, page: &PageRequest) -> Result<Page<StateMachineView>> {
         ctx.authorize(P::StateMachineRead)?;
         let p = self.engine.workflows().state_machine_list(page).await?;
-        Ok(Page { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor })
+        let own: std::collections::HashMap<String, u32> =
+            self.store.retention().retention_list().await?.into_iter().collect();
+        let items = p
+            .items
+            .into_iter()
+            .map(|r| {
+                let days = own.get(&r.name).copied();
+                let mut view: StateMachineView = r.into();
+                view.retention_days = days;
+                view
+            })
+            .collect();
+        Ok(Page { items, next_cursor: p.next_cursor })
+    }
+
+    /// A state machine's own retention in days, if it has one.
+    async fn retention_of(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.store.retention().retention_list().await?.into_iter().find(|(n, _)| n == name).map(|(_, d)| d))
     }
 
     /// Registers (or updates) the built-in lifecycle state machines.

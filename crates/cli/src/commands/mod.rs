@@ -19,5 +19,6 @@ pub mod secrets;
 pub mod signup;
 pub mod subscriptions;
 pub mod task_tokens;
+pub mod storage;
 pub mod tenants;
 pub mod workflows;

@@ -18,6 +18,10 @@ pub enum StateMachineCmd {
         /// The ASL definition (JSON).
         #[arg(long)]
         file: PathBuf,
+        /// Days its finished executions are kept, instead of the server's
+        /// `--execution-retention-days` (absent: the server's).
+        #[arg(long)]
+        retention_days: Option<u32>,
     },
     /// List state machines (their latest versions).
     List,
@@ -132,13 +136,13 @@ const EXECUTION_FIELDS: &[&str] = &[
 
 pub async fn state_machines(c: &Client, cmd: StateMachineCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        StateMachineCmd::Put { name, file } => {
+        StateMachineCmd::Put { name, file, retention_days } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
             // The ASL definition is the user's own JSON, sent as it is.
             let definition: Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
-            to_json(c.state_machine_put(&name, &StateMachineSpec { definition }).await?)
+            to_json(c.state_machine_put(&name, &StateMachineSpec { definition, retention_days }).await?)
         }
         StateMachineCmd::List => to_json(c.state_machine_list(&PageParams::default()).await?),
         StateMachineCmd::Get { name } => to_json(c.state_machine_get(&name).await?),
