@@ -50,6 +50,9 @@ pub struct App {
     pub(crate) flag_catalogue: crate::flags::catalogue::Catalogue,
     /// How long sign-up activation tokens work (see [`App::set_signup_token_ttl`]).
     pub(crate) signup_ttl: std::time::Duration,
+    /// The authorization policies: schema, policy set in force, decision cache
+    /// (`crate::policies`; see [`App::set_policy_actions`]).
+    pub(crate) policies: crate::policies::engine::PolicyEngine,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -111,6 +114,7 @@ impl App {
             terms: Default::default(),
             flag_catalogue: Default::default(),
             signup_ttl: std::time::Duration::from_secs(tenancy_domain::signup::DEFAULT_TOKEN_TTL_S),
+            policies: crate::policies::engine::PolicyEngine::new(vec![]),
         }
     }
 

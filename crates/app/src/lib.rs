@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod hooks;
 pub mod keys;
 pub mod plans;
+pub mod policies;
 pub mod queues;
 pub mod quotas;
 pub mod reconcile;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::commands::audit::{self, AuditCmd};
 use crate::commands::connections::{self, ConnectionCmd};
+use crate::commands::policies::{self, PolicyCmd};
 use crate::commands::entitlements::{self, EntitlementCmd, OverrideCmd};
 use crate::commands::events::EventCmd;
 use crate::commands::functions::{self, FunctionCmd};
@@ -96,6 +97,9 @@ pub enum Command {
     /// The secret store: tenants' secrets (--tenant) and the platform's.
     #[command(subcommand)]
     Secrets(SecretCmd),
+    /// Policies: operators' Cedar authorization policies, and checking a decision.
+    #[command(subcommand)]
+    Policies(PolicyCmd),
     /// Connections: named credentials for http:invoke, hooks and webhook subscriptions.
     #[command(subcommand)]
     Connections(ConnectionCmd),
@@ -159,6 +163,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             None => return Ok(()),
         },
         Command::Connections(cmd) => (connections::connections(&client, cmd).await?, connections::CONNECTION_COLUMNS),
+        Command::Policies(cmd) => (policies::policies(&client, cmd).await?, policies::POLICY_COLUMNS),
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output == Output::Json).await?, reconciliation::DRIFT_COLUMNS)
         }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod connections;
+mod policies;
 mod entitlements;
 mod events;
 mod flags;
@@ -75,6 +76,9 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(entitlements::get_entitlements))
         .routes(routes!(flags::evaluate_flag))
         .routes(routes!(flags::evaluate_flags))
+        .routes(routes!(policies::list_policies))
+        .routes(routes!(policies::put_policy, policies::get_policy, policies::delete_policy))
+        .routes(routes!(policies::check_policy))
         .routes(routes!(connections::list_connections))
         .routes(routes!(connections::put_connection, connections::get_connection, connections::delete_connection))
         .routes(routes!(functions::list_functions))

@@ -25,6 +25,7 @@ mod api_keys;
 mod audit;
 mod cache;
 mod connections;
+mod policies;
 mod dialect;
 mod drift;
 mod effects;
@@ -370,6 +371,10 @@ impl Store for SqlStore {
     }
 
     fn connections(&self) -> Arc<dyn tenancy_store::ConnectionStore> {
+        Arc::new(self.clone())
+    }
+
+    fn policies(&self) -> Arc<dyn tenancy_store::PolicyStore> {
         Arc::new(self.clone())
     }
 

@@ -24,6 +24,7 @@ mod entitlements;
 mod events;
 mod functions;
 mod hooks;
+mod policies;
 #[cfg(feature = "testsuite")]
 pub mod queue_conformance;
 mod queues;
@@ -44,6 +45,7 @@ pub use entitlements::*;
 pub use events::*;
 pub use functions::*;
 pub use hooks::*;
+pub use policies::*;
 pub use queues::*;
 pub use quotas::*;
 pub use releases::*;

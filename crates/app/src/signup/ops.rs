@@ -186,6 +186,8 @@ impl App {
             created_at: now,
             expires_at: None,
             rate_limit: None,
+            labels: vec![],
+            region: None,
             last_used_at: None,
             previous_secret_expires_at: None,
             hash: generated.hash,

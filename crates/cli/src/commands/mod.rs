@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod policies;
 pub mod entitlements;
 pub mod events;
 pub mod functions;
