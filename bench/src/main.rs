@@ -5,6 +5,7 @@
 //! `<scenario>: <figure> <unit>` followed by the baseline and the ratio, so figures are
 //! compared on the same machine at the same moment (the machines are shared and noisy).
 
+mod authz;
 mod event_delivery;
 mod flags;
 mod http_load;
@@ -63,6 +64,9 @@ enum Scenario {
     Queue(queue::QueueArgs),
     /// Quota consumes over HTTP across 1,000 tenants against the hello-world handler.
     QuotaCheck(tenants::LoadArgs),
+    /// GET /v1/tenants/{id} with operators' Cedar policies in force against without
+    /// them, in one run.
+    Authz(tenants::LoadArgs),
     /// `App::tenant_terms` with a feature lookup and a quota decision, in process.
     TermsCheck(quotas::TermsArgs),
 }
@@ -99,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Queue(args) => queue::run(args).await,
         Scenario::QuotaCheck(args) => quotas::quota_check(args).await,
         Scenario::TermsCheck(args) => quotas::terms_check(args).await,
+        Scenario::Authz(args) => authz::run(args).await,
         Scenario::Provision(args) => provision::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use crate::commands::audit::{self, AuditCmd};
 use crate::commands::connections::{self, ConnectionCmd};
-use crate::commands::policies::{self, PolicyCmd};
 use crate::commands::entitlements::{self, EntitlementCmd, OverrideCmd};
 use crate::commands::events::EventCmd;
 use crate::commands::functions::{self, FunctionCmd};
 use crate::commands::hooks::{self, HookCmd};
 use crate::commands::keys::{self, KeyCmd};
 use crate::commands::plans::{self, PlanCmd};
+use crate::commands::policies::{self, PolicyCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};

@@ -299,7 +299,9 @@ fn table() -> Vec<Route> {
         route(
             Method::POST,
             "/v1/policies/check",
-            Some(json!({"principal": "admin-token", "action": "get_tenant", "resource": "Tenancy::Tenant::\"{tenant}\""})),
+            Some(
+                json!({"principal": "admin-token", "action": "get_tenant", "resource": "Tenancy::Tenant::\"{tenant}\""}),
+            ),
             PolicyRead,
         ),
         route(Method::GET, "/v1/connections", None, ConnectionRead),

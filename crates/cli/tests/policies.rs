@@ -198,21 +198,22 @@ async fn invalid_policies_are_refused_with_line_and_column(backend: Backend) {
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert_eq!(res.code(), "invalid-policy");
     assert!(res.body["detail"].as_str().unwrap().starts_with("line 2, column "), "{}", res.body);
-    let res = put("forbid (principal, action, resource is Tenancy::Tenant)\n  when { resource.colour == \"red\" };").await;
+    let res =
+        put("forbid (principal, action, resource is Tenancy::Tenant)\n  when { resource.colour == \"red\" };").await;
     assert_eq!(res.code(), "invalid-policy", "{}", res.body);
     assert!(res.body["detail"].as_str().unwrap().starts_with("line 2, column 10"), "{}", res.body);
     let res = put("forbid (principal, action == Tenancy::Action::\"fly\", resource);").await;
     assert_eq!(res.code(), "invalid-policy", "{}", res.body);
     assert!(res.body["detail"].as_str().unwrap().starts_with("line 1, column "), "{}", res.body);
-    let res = s.call(Method::PUT, "/v1/policies/builtin.x", Some(json!({"cedar": "permit(principal, action, resource);"}))).await;
+    let res = s
+        .call(Method::PUT, "/v1/policies/builtin.x", Some(json!({"cedar": "permit(principal, action, resource);"})))
+        .await;
     assert_eq!(res.code(), "invalid-policy");
     assert_eq!(s.call(Method::GET, "/v1/policies/bad", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(s.call(Method::GET, "/v1/policies", None).await.body["items"], json!([]));
     // Authorize before validate: an operator learns nothing of the text's errors.
     let op = s.key("operator", None).await;
-    let res = s
-        .call_with(Some(&op), Method::PUT, "/v1/policies/bad", Some(json!({"cedar": "nonsense"})), &[])
-        .await;
+    let res = s.call_with(Some(&op), Method::PUT, "/v1/policies/bad", Some(json!({"cedar": "nonsense"})), &[]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 
     // The CLI: put from standard input, list, get, check, delete.

@@ -67,12 +67,12 @@ use tenancy_domain::api::{
 };
 use tenancy_domain::apikey::{ApiKey, NewApiKey, RotateKey};
 use tenancy_domain::connection::{Connection, ConnectionSpec};
-use tenancy_domain::policy::{Policy, PolicyCheck, PolicyDecision, PolicyList, PolicySpec};
 use tenancy_domain::event::Event;
 use tenancy_domain::function::{Function, FunctionSpec};
 use tenancy_domain::hook::{Hook, HookSpec};
 use tenancy_domain::page::Page;
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
+use tenancy_domain::policy::{Policy, PolicyCheck, PolicyDecision, PolicyList, PolicySpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
 use tenancy_domain::release::{PinRequest, Release, ReleaseList, ReleaseSpec, UpgradeRequest};

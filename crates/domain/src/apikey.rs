@@ -279,7 +279,15 @@ mod tests {
     #[test]
     fn tenant_keys_need_a_tenant() {
         let now = Timestamp(0);
-        let k = NewApiKey { name: "x".into(), role: Role::Tenant, tenant_id: None, expires_at: None, rate_limit: None, labels: vec![], region: None };
+        let k = NewApiKey {
+            name: "x".into(),
+            role: Role::Tenant,
+            tenant_id: None,
+            expires_at: None,
+            rate_limit: None,
+            labels: vec![],
+            region: None,
+        };
         assert!(k.validate(now).is_err());
         let k = NewApiKey {
             name: "x".into(),

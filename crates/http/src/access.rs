@@ -224,7 +224,8 @@ fn route_actions() -> &'static std::collections::HashMap<(String, String), Route
                         _ => (PLATFORM.to_owned(), None),
                     }
                 };
-                let def = ActionDef { name: name.to_owned(), perms: rule.perms.to_vec(), resource, read: m == Method::GET };
+                let def =
+                    ActionDef { name: name.to_owned(), perms: rule.perms.to_vec(), resource, read: m == Method::GET };
                 out.insert((m.as_str().to_owned(), path.clone()), RouteAction { def, param });
             }
         }

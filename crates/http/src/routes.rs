@@ -3,7 +3,6 @@
 
 mod audit;
 mod connections;
-mod policies;
 mod entitlements;
 mod events;
 mod flags;
@@ -11,6 +10,7 @@ mod functions;
 mod hooks;
 mod keys;
 mod plans;
+mod policies;
 mod queues;
 mod quotas;
 mod reconciliation;

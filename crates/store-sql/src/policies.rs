@@ -14,12 +14,7 @@ use tenancy_store::{Effects, PolicyStore};
 const COLUMNS: &str = "name, cedar, created_at, updated_at";
 
 fn policy_of(row: &AnyRow) -> Policy {
-    Policy {
-        name: row.get(0),
-        cedar: row.get(1),
-        created_at: Timestamp(row.get(2)),
-        updated_at: Timestamp(row.get(3)),
-    }
+    Policy { name: row.get(0), cedar: row.get(1), created_at: Timestamp(row.get(2)), updated_at: Timestamp(row.get(3)) }
 }
 
 /// Moves the revision (the row is locked by the update until the commit).

@@ -1518,18 +1518,18 @@ pub async fn policies_move_the_revision(store: Arc<dyn Store>) {
         created_at: Timestamp(1_000),
         updated_at: Timestamp(1_000),
     };
-    let (stored, created) = policies.policy_put(&p, &Effects::none().with_audit(audit("policy.put", None))).await.unwrap();
+    let (stored, created) =
+        policies.policy_put(&p, &Effects::none().with_audit(audit("policy.put", None))).await.unwrap();
     assert!(created);
     assert_eq!(stored, p);
     let after_create = policies.policy_revision().await.unwrap();
     assert!(after_create > start, "a put moves the revision");
 
     // A replace keeps created_at and moves the revision again.
-    let newer = Policy { cedar: "permit(principal, action, resource);".into(), updated_at: Timestamp(2_000), ..p.clone() };
-    let (stored, created) = policies
-        .policy_put(&Policy { created_at: Timestamp(2_000), ..newer.clone() }, &Effects::none())
-        .await
-        .unwrap();
+    let newer =
+        Policy { cedar: "permit(principal, action, resource);".into(), updated_at: Timestamp(2_000), ..p.clone() };
+    let (stored, created) =
+        policies.policy_put(&Policy { created_at: Timestamp(2_000), ..newer.clone() }, &Effects::none()).await.unwrap();
     assert!(!created);
     assert_eq!(stored, newer);
     assert_eq!(policies.policy_get("eu-only").await.unwrap(), newer);

@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityUid, Policy as CedarPolicy, PolicyId, PolicySet,
-    Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, Entity, EntityUid, Policy as CedarPolicy, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use tenancy_domain::apikey::Role;
 use tenancy_domain::policy::{self, Policy, PolicyDecision};

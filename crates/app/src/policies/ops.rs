@@ -118,7 +118,9 @@ impl App {
                 self.policies.check(store, &principal, &check.action, Resource::Tenant(&id), tenant.as_ref()).await
             }
             "Platform" => self.policies.check(store, &principal, &check.action, Resource::Platform, None).await,
-            k => self.policies.check(store, &principal, &check.action, Resource::Named { kind: k, id: &id }, None).await,
+            k => {
+                self.policies.check(store, &principal, &check.action, Resource::Named { kind: k, id: &id }, None).await
+            }
         }
     }
 
@@ -171,7 +173,10 @@ impl App {
         if !self.policies.has_operator_policies(store).await? {
             return Ok(true);
         }
-        let v = self.policies.decide(store, &ctx.principal, "get_tenant", Resource::Tenant(&tenant.id), Some(tenant)).await?;
+        let v = self
+            .policies
+            .decide(store, &ctx.principal, "get_tenant", Resource::Tenant(&tenant.id), Some(tenant))
+            .await?;
         Ok(v.allow)
     }
 }

@@ -91,7 +91,18 @@ pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
                 })
                 .transpose()?;
             let rate_limit = rate_limit.map(|r| parse_rate_limit(&r)).transpose()?;
-            to_json(c.key_create(&NewApiKey { name, role, tenant_id: tenant, expires_at, rate_limit, labels: label, region }).await?)
+            to_json(
+                c.key_create(&NewApiKey {
+                    name,
+                    role,
+                    tenant_id: tenant,
+                    expires_at,
+                    rate_limit,
+                    labels: label,
+                    region,
+                })
+                .await?,
+            )
         }
         KeyCmd::List => to_json(c.key_list(&PageParams::default()).await?),
         KeyCmd::Delete { id } => {

@@ -3,13 +3,13 @@
 
 pub mod audit;
 pub mod connections;
-pub mod policies;
 pub mod entitlements;
 pub mod events;
 pub mod functions;
 pub mod hooks;
 pub mod keys;
 pub mod plans;
+pub mod policies;
 pub mod queues;
 pub mod quotas;
 pub mod reconciliation;
