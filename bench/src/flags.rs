@@ -24,8 +24,15 @@ pub async fn flag_eval(args: LoadArgs) -> anyhow::Result<()> {
     bulk_load(&b.database_url, TENANTS).await?;
     // A data-plane caller: a service key (verified once, then cached).
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
-    let new_key =
-        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
+    let new_key = NewApiKey {
+        name: "bench".into(),
+        role: Role::Service,
+        tenant_id: None,
+        expires_at: None,
+        rate_limit: None,
+        labels: vec![],
+        region: None,
+    };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let url = format!("{base}/ofrep/v1/evaluate/flags/sso");
     // The bodies are built once: the client's JSON work is not the server's.

@@ -5,6 +5,7 @@
 //! `<scenario>: <figure> <unit>` followed by the baseline and the ratio, so figures are
 //! compared on the same machine at the same moment (the machines are shared and noisy).
 
+mod authz;
 mod event_delivery;
 mod flags;
 mod http_load;
@@ -68,6 +69,9 @@ enum Scenario {
     /// p99 of GET /v1/tenants/{id} while the leased pruner deletes 1,000,000 history
     /// rows, against the same load without a prune.
     Prune(prune::PruneArgs),
+    /// GET /v1/tenants/{id} with operators' Cedar policies in force against without
+    /// them, in one run.
+    Authz(tenants::LoadArgs),
     /// `App::tenant_terms` with a feature lookup and a quota decision, in process.
     TermsCheck(quotas::TermsArgs),
     /// Tenants upgraded per second by a rollout (waves of 1%, 10%, the rest; a sync hook
@@ -107,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Queue(args) => queue::run(args).await,
         Scenario::QuotaCheck(args) => quotas::quota_check(args).await,
         Scenario::TermsCheck(args) => quotas::terms_check(args).await,
+        Scenario::Authz(args) => authz::run(args).await,
         Scenario::Provision(args) => provision::run(args).await,
         Scenario::Rollout(args) => rollout::run(args).await,
         Scenario::Prune(args) => prune::run(args).await,

@@ -86,8 +86,15 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let rows = args.executions * args.history;
     println!("loaded {} executions, {rows} history rows in {:.1} s", args.executions, t.elapsed().as_secs_f64());
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
-    let new_key =
-        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
+    let new_key = NewApiKey {
+        name: "bench".into(),
+        role: Role::Service,
+        tenant_id: None,
+        expires_at: None,
+        rate_limit: None,
+        labels: vec![],
+        region: None,
+    };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let load = |seconds: u64| {
         let (http, base, key) = (http.clone(), base.clone(), key.clone());

@@ -73,8 +73,15 @@ pub async fn quota_check(args: LoadArgs) -> anyhow::Result<()> {
     let http = http_load::client(args.clients);
     // A data-plane caller: a service key (verified once, then cached).
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
-    let new_key =
-        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
+    let new_key = NewApiKey {
+        name: "bench".into(),
+        role: Role::Service,
+        tenant_id: None,
+        expires_at: None,
+        rate_limit: None,
+        labels: vec![],
+        region: None,
+    };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let granted = Arc::new(AtomicUsize::new(0));
     let consume = {

@@ -33,8 +33,15 @@ pub async fn secret_read(args: LoadArgs) -> anyhow::Result<()> {
         };
         client.secret_put(Some(&format!("t{i:07}")), "db-password", &body).await.context("secret put")?;
     }
-    let new_key =
-        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
+    let new_key = NewApiKey {
+        name: "bench".into(),
+        role: Role::Service,
+        tenant_id: None,
+        expires_at: None,
+        rate_limit: None,
+        labels: vec![],
+        region: None,
+    };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let baseline = hello_load(args.seconds, args.clients).await?;
     let r = {

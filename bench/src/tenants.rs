@@ -353,8 +353,15 @@ pub async fn tenant_get(args: LoadArgs) -> anyhow::Result<()> {
     bulk_load(&b.database_url, 1_000).await?;
     // A data-plane caller: a service key (verified once, then cached).
     let client = Client::with_http(http.clone(), &base, Some(TOKEN.to_owned()));
-    let new_key =
-        NewApiKey { name: "bench".into(), role: Role::Service, tenant_id: None, expires_at: None, rate_limit: None };
+    let new_key = NewApiKey {
+        name: "bench".into(),
+        role: Role::Service,
+        tenant_id: None,
+        expires_at: None,
+        rate_limit: None,
+        labels: vec![],
+        region: None,
+    };
     let key = client.key_create(&new_key).await.context("key created")?.key;
     let baseline = hello_load(args.seconds, args.clients).await?;
     let r = {

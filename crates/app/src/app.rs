@@ -56,6 +56,9 @@ pub struct App {
     pub(crate) clock: crate::clock::Clock,
     /// How long finished executions and events are kept (see [`App::set_retention`]).
     pub(crate) retention: crate::retention::RetentionPolicy,
+    /// The authorization policies: schema, policy set in force, decision cache
+    /// (`crate::policies`; see [`App::set_policy_actions`]).
+    pub(crate) policies: crate::policies::engine::PolicyEngine,
 }
 
 /// The default of [`App::set_export_retention`]: 30 days.
@@ -120,6 +123,7 @@ impl App {
             metrics: Default::default(),
             clock: Default::default(),
             retention: Default::default(),
+            policies: crate::policies::engine::PolicyEngine::new(vec![]),
         }
     }
 

@@ -18,6 +18,10 @@ pub struct Principal {
     /// The key's own API rate limit, when it has one (its role's otherwise): the
     /// access middleware sizes the key's bucket with it.
     pub rate_limit: Option<RateLimit>,
+    /// The key's labels, for policies (`principal.labels`).
+    pub labels: Vec<String>,
+    /// The key's region, for policies (`principal.region`).
+    pub region: Option<String>,
 }
 
 /// The context of one operation: the caller and the request it came in.
@@ -84,6 +88,11 @@ pub enum Permission {
     EventPut,
     /// Test a pattern against an event: any caller.
     PatternTest,
+    /// Read operators' authorization policies and check decisions: admins, operators,
+    /// viewers.
+    PolicyRead,
+    /// Put and delete operators' authorization policies: admins only.
+    PolicyAdmin,
     /// Release an offboarded tenant's id (`DELETE /v1/tenants/{id}?purge=true`):
     /// admins only.
     TenantPurge,
@@ -123,7 +132,14 @@ impl OpContext {
     /// The context of work Tenancy does on its own (background workers).
     pub fn system() -> Self {
         OpContext {
-            principal: Principal { key_id: None, role: Role::Admin, tenant_id: None, rate_limit: None },
+            principal: Principal {
+                key_id: None,
+                role: Role::Admin,
+                tenant_id: None,
+                rate_limit: None,
+                labels: vec![],
+                region: None,
+            },
             request_id: None,
             source_ip: None,
         }
@@ -139,11 +155,11 @@ impl OpContext {
         use Role as R;
         let allowed = match (self.principal.role, p) {
             (R::Admin, _) => true,
-            (R::Operator, P::KeyAdmin | P::KeyOwn | P::TenantPurge) => false,
+            (R::Operator, P::KeyAdmin | P::KeyOwn | P::TenantPurge | P::PolicyAdmin) => false,
             (R::Operator, _) => true,
             (R::Viewer, P::PlanRead | P::TenantRead | P::RecordsRead | P::SubscriptionRead) => true,
             (R::Viewer, P::QuotaRead) => true,
-            (R::Viewer, P::SecretRead | P::PlatformSecretRead | P::ConnectionRead) => true,
+            (R::Viewer, P::SecretRead | P::PlatformSecretRead | P::ConnectionRead | P::PolicyRead) => true,
             (R::Service, P::SecretRead | P::SecretValue) => true,
             (R::Tenant, P::SecretRead | P::SecretValue | P::SecretWrite) => true,
             (R::Service | R::Tenant, P::QuotaRead | P::QuotaUse) => true,
@@ -213,6 +229,8 @@ mod tests {
                 role,
                 tenant_id: tenant.map(Into::into),
                 rate_limit: None,
+                labels: vec![],
+                region: None,
             },
             request_id: Some("r".into()),
             source_ip: None,

@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod keys;
 pub mod metrics;
 pub mod plans;
+pub mod policies;
 pub mod queues;
 pub mod quotas;
 pub mod reconcile;

@@ -139,7 +139,11 @@ impl App {
                     let labels = l(&[("rollout", &r.id), ("release", release), ("plan", plan), ("state", state)]);
                     g.set("tenancy_rollout_tenants", labels, n as f64);
                 }
-                g.set("tenancy_rollout_wave", l(&[("rollout", &r.id), ("release", release), ("plan", plan)]), r.current_wave as f64);
+                g.set(
+                    "tenancy_rollout_wave",
+                    l(&[("rollout", &r.id), ("release", release), ("plan", plan)]),
+                    r.current_wave as f64,
+                );
             }
         }
         if let Some(run) = self.store.drift().reconciliation_last().await? {

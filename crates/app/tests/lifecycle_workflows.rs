@@ -342,6 +342,8 @@ async fn offboarding_exports_a_silo_tenant_once() {
         tenant_id: Some("acme".into()),
         expires_at: None,
         rate_limit: None,
+        labels: vec![],
+        region: None,
     };
     let (key, plaintext) = h.app.api_key_create(&ctx, new_key).await.unwrap();
 

@@ -11,6 +11,7 @@ use crate::commands::functions::{self, FunctionCmd};
 use crate::commands::hooks::{self, HookCmd};
 use crate::commands::keys::{self, KeyCmd};
 use crate::commands::plans::{self, PlanCmd};
+use crate::commands::policies::{self, PolicyCmd};
 use crate::commands::queues::{self, QueueCmd};
 use crate::commands::quotas::{self, QuotaCmd};
 use crate::commands::reconciliation::{self, ReconciliationCmd};
@@ -18,9 +19,9 @@ use crate::commands::releases::{self, ReleaseCmd};
 use crate::commands::rollouts::{self, RolloutCmd};
 use crate::commands::secrets::{self, SecretCmd};
 use crate::commands::signup::{self, SignupArgs};
+use crate::commands::storage::{self, StorageCmd};
 use crate::commands::subscriptions::{self, SubscriptionCmd};
 use crate::commands::task_tokens::{self, TaskTokenCmd};
-use crate::commands::storage::{self, StorageCmd};
 use crate::commands::tenants::{self, TenantCmd};
 use crate::commands::workflows::{self, ExecutionCmd, StateMachineCmd};
 pub use crate::config::ServeArgs;
@@ -107,6 +108,9 @@ pub enum Command {
     /// The secret store: tenants' secrets (--tenant) and the platform's.
     #[command(subcommand)]
     Secrets(SecretCmd),
+    /// Policies: operators' Cedar authorization policies, and checking a decision.
+    #[command(subcommand)]
+    Policies(PolicyCmd),
     /// Connections: named credentials for http:invoke, hooks and webhook subscriptions.
     #[command(subcommand)]
     Connections(ConnectionCmd),
@@ -273,12 +277,11 @@ async fn run(cli: Cli, token: Option<String>) -> Result<(), CliError> {
             None => return Ok(()),
         },
         Command::Connections(cmd) => (connections::connections(&client, cmd).await?, connections::CONNECTION_COLUMNS),
+        Command::Policies(cmd) => (policies::policies(&client, cmd).await?, policies::POLICY_COLUMNS),
         Command::Reconciliation(cmd) => {
             (reconciliation::reconciliation(&client, cmd, output.raw()).await?, reconciliation::DRIFT_COLUMNS)
         }
-        Command::Storage(cmd) => {
-            (storage::storage(&client, cmd, output == Output::Json).await?, storage::TABLE_COLUMNS)
-        }
+        Command::Storage(cmd) => (storage::storage(&client, cmd, output.raw()).await?, storage::TABLE_COLUMNS),
         Command::StateMachines(cmd) => {
             (workflows::state_machines(&client, cmd).await?, workflows::STATE_MACHINE_COLUMNS)
         }

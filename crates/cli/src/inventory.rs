@@ -41,6 +41,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("get_hook", "hooks get"),
     ("put_hook", "hooks put"),
     ("delete_hook", "hooks delete"),
+    // Policies.
+    ("list_policies", "policies list"),
+    ("get_policy", "policies get"),
+    ("put_policy", "policies put"),
+    ("delete_policy", "policies delete"),
+    ("check_policy", "policies check"),
     // Plans.
     ("list_plans", "plans list"),
     ("get_plan", "plans get"),
@@ -57,6 +63,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("change_visibility", "queues visibility"),
     ("receive", "queues receive"),
     ("redrive", "queues redrive"),
+    // Storage.
+    ("storage_report", "storage stats"),
     // Reconciliation.
     ("last_reconciliation", "reconciliation show"),
     ("run_reconciliation", "reconciliation run"),

@@ -504,6 +504,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         opts.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     let mut app = App::new(services);
     app.set_admin_token(opts.admin_token.clone());
+    app.set_policy_actions(tenancy_http::policy_actions());
     app.set_node_id(node_id.clone());
     // Caps on RUNNING user executions per state machine and per tenant (429 beyond).
     app.set_execution_caps(opts.workflow.max_running_per_machine, opts.workflow.max_running_per_tenant);

@@ -86,6 +86,10 @@ enum Class {
     ReleaseRead,
     /// Create releases and upload bundles: admins and operators.
     ReleaseAdmin,
+    /// Read policies and check decisions: admins, operators, viewers.
+    PolicyRead,
+    /// Put and delete policies: admins only.
+    PolicyAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,7 +130,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (_, PlanChange) => expected(who, TenantAdmin),
         (Who::Viewer, EventPut) => Forbidden,
         (_, EventPut) => Allowed,
-        (Who::Operator, KeyAdmin) => Forbidden,
+        (Who::Operator, KeyAdmin | PolicyAdmin) => Forbidden,
         (Who::Operator, _) => Allowed,
         (Who::TenantOwn | Who::TenantOther, PlanGet) => Hidden,
         (Who::TenantOwn | Who::TenantOther, PlanRead) => Allowed,
@@ -134,7 +138,7 @@ fn expected(who: Who, class: Class) -> Outcome {
         (Who::Viewer, PlanRead | TenantList | TenantRead | RecordsRead | SubscriptionRead) => Allowed,
         (Who::Viewer, StateMachineRead | ExecutionList | ExecutionRead | QueueRead | HookRead) => Allowed,
         (Who::Viewer, FunctionRead | QuotaRead) => Allowed,
-        (Who::Viewer, SecretRead | PlatformSecretRead | ConnectionRead) => Allowed,
+        (Who::Viewer, SecretRead | PlatformSecretRead | ConnectionRead | PolicyRead) => Allowed,
         (Who::Viewer | Who::Service, ReleaseRead) => Allowed,
         (Who::Service, SecretRead | SecretValue) => Allowed,
         (Who::TenantOwn, SecretRead | SecretValue | SecretWrite) => Allowed,
@@ -160,6 +164,11 @@ struct Route {
     path: &'static str,
     body: Option<Value>,
     class: Class,
+}
+
+/// An operator policy that applies to no key of the walk.
+fn policy_text() -> &'static str {
+    "forbid (principal, action, resource) when { principal.labels.contains(\"authz-nobody\") };"
 }
 
 /// A rollout over no tenant (see the `{rollout}` set-up).
@@ -284,6 +293,18 @@ fn table() -> Vec<Route> {
             "/ofrep/v1/evaluate/flags",
             Some(json!({"context": {"targetingKey": "{tenant}"}})),
             FlagEvaluate,
+        ),
+        route(Method::GET, "/v1/policies", None, PolicyRead),
+        route(Method::GET, "/v1/policies/{policy}", None, PolicyRead),
+        route(Method::PUT, "/v1/policies/{policy}", Some(json!({"cedar": policy_text()})), PolicyAdmin),
+        route(Method::DELETE, "/v1/policies/{policy}", None, PolicyAdmin),
+        route(
+            Method::POST,
+            "/v1/policies/check",
+            Some(
+                json!({"principal": "admin-token", "action": "get_tenant", "resource": "Tenancy::Tenant::\"{tenant}\""}),
+            ),
+            PolicyRead,
         ),
         route(Method::GET, "/v1/connections", None, ConnectionRead),
         route(Method::GET, "/v1/connections/{connection}", None, ConnectionRead),
@@ -482,6 +503,14 @@ async fn every_role_on_every_route(backend: Backend) {
                 let res = s.call(Method::PUT, &format!("/v1/connections/{connection}"), Some(connection_body())).await;
                 assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
             }
+            // A policy that forbids nothing any caller here does: from the first one
+            // on, the walk also runs with operators' policies in force.
+            let policy = format!("p-{}", uuid::Uuid::new_v4().simple());
+            if r.path.contains("{policy}") {
+                let res =
+                    s.call(Method::PUT, &format!("/v1/policies/{policy}"), Some(json!({"cedar": policy_text()}))).await;
+                assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+            }
             let secret = format!("s-{}", uuid::Uuid::new_v4().simple());
             if r.path.contains("{secret}") {
                 for p in [format!("/v1/tenants/{tenant}/secrets/{secret}"), format!("/v1/secrets/{secret}")] {
@@ -493,6 +522,7 @@ async fn every_role_on_every_route(backend: Backend) {
                 .path
                 .replace("{secret}", &secret)
                 .replace("{connection}", &connection)
+                .replace("{policy}", &policy)
                 .replace("{release}", &release)
                 .replace("{rollout}", &rollout)
                 .replace("{hook}", &hook)

@@ -73,6 +73,7 @@ use tenancy_domain::function::{Function, FunctionSpec};
 use tenancy_domain::hook::{Hook, HookSpec};
 use tenancy_domain::page::Page;
 use tenancy_domain::plan::{Plan, PlanPatch, PlanSpec};
+use tenancy_domain::policy::{Policy, PolicyCheck, PolicyDecision, PolicyList, PolicySpec};
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
 use tenancy_domain::quota::QuotaUsage;
 use tenancy_domain::release::{PinRequest, Release, ReleaseList, ReleaseSpec, UpgradeRequest};
@@ -877,6 +878,28 @@ impl Client {
 
     pub async fn function_delete(&self, name: &str) -> Result<()> {
         self.delete(&format!("/v1/functions/{}", segment(name))).await
+    }
+
+    // Policies: operators' Cedar authorization policies.
+
+    pub async fn policy_put(&self, name: &str, spec: &PolicySpec) -> Result<Policy> {
+        self.with_body(Method::PUT, &format!("/v1/policies/{}", segment(name)), spec).await
+    }
+
+    pub async fn policy_list(&self) -> Result<PolicyList> {
+        self.get("/v1/policies", NO_QUERY).await
+    }
+
+    pub async fn policy_get(&self, name: &str) -> Result<Policy> {
+        self.get(&format!("/v1/policies/{}", segment(name)), NO_QUERY).await
+    }
+
+    pub async fn policy_delete(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/v1/policies/{}", segment(name))).await
+    }
+
+    pub async fn policy_check(&self, check: &PolicyCheck) -> Result<PolicyDecision> {
+        self.with_body(Method::POST, "/v1/policies/check", check).await
     }
 
     // Connections: metadata only comes back, never the credential.

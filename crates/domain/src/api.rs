@@ -72,6 +72,12 @@ pub struct CreatedKey {
     /// The key's own API rate limit; absent: its role's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    /// Labels policies can match (`principal.labels`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The region policies can scope the key to (`principal.region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// After a rotation: until when the secret it replaced still works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<Timestamp>,

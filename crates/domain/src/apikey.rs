@@ -66,6 +66,12 @@ pub struct ApiKey {
     /// absent: its role's (docs/rate-limits.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Labels policies can match (`principal.labels`, docs/policies.md); set at creation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The region policies can scope the key to (`principal.region`); set at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// When the key was last used, to the minute: each replica records a key's use at
     /// most once a minute, off the request path (docs/api.md, "API keys").
     #[serde(default)]
@@ -118,6 +124,12 @@ pub struct NewApiKey {
     /// within the bounds, above the role's default too: only admins create keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Labels policies can match (`principal.labels`): up to 32 of 1-64 characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The region policies can scope the key to (`principal.region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl NewApiKey {
@@ -136,6 +148,14 @@ impl NewApiKey {
         }
         if let Some(limit) = &self.rate_limit {
             limit.validate("rate_limit")?;
+        }
+        if self.labels.len() > 32 {
+            return Err(Error::invalid("a key takes at most 32 labels"));
+        }
+        for l in self.labels.iter().chain(self.region.iter()) {
+            if l.is_empty() || l.len() > 64 || l.chars().any(char::is_control) {
+                return Err(Error::invalid(format!("labels and region must be 1-64 printable characters, not {l:?}")));
+            }
         }
         Ok(())
     }
@@ -259,7 +279,15 @@ mod tests {
     #[test]
     fn tenant_keys_need_a_tenant() {
         let now = Timestamp(0);
-        let k = NewApiKey { name: "x".into(), role: Role::Tenant, tenant_id: None, expires_at: None, rate_limit: None };
+        let k = NewApiKey {
+            name: "x".into(),
+            role: Role::Tenant,
+            tenant_id: None,
+            expires_at: None,
+            rate_limit: None,
+            labels: vec![],
+            region: None,
+        };
         assert!(k.validate(now).is_err());
         let k = NewApiKey {
             name: "x".into(),
@@ -267,6 +295,8 @@ mod tests {
             tenant_id: Some("acme".into()),
             expires_at: None,
             rate_limit: None,
+            labels: vec![],
+            region: None,
         };
         assert!(k.validate(now).is_err());
     }

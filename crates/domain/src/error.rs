@@ -75,6 +75,7 @@ error_codes! {
     InvalidRotation = ("invalid-rotation", 400, "A secret's rotation spec is invalid (schedule, target), or a rotation of a secret with no generator."),
     InvalidSecret = ("invalid-secret", 400, "A secret's name, generator or recovery window is invalid, or a put with both or neither of `value` and `generate`."),
     InvalidRelease = ("invalid-release", 400, "A release version breaks the naming rules (1-64 of `A-Za-z0-9._+-`), a release's fields are invalid, or an upgrade names a release that does not exist."),
+    InvalidPolicy = ("invalid-policy", 400, "A policy's name is invalid, or its Cedar text does not parse or does not validate against the schema; the detail names the line and column (docs/policies.md)."),
     InvalidRollout = ("invalid-rollout", 400, "A rollout's selector or strategy is invalid (wave sizes, concurrency, tolerated failure percent, bake time) (docs/releases.md, \"Rollouts\")."),
     InvalidDefinition = ("invalid-definition", 400, "An ASL definition is invalid; the detail names the state."),
     UnknownStateMachine = ("unknown-state-machine", 400, "A request names a state machine that does not exist; also a plan's `workflows` naming one."),

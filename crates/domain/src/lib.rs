@@ -18,6 +18,7 @@ pub mod hook;
 pub mod ids;
 pub mod page;
 pub mod plan;
+pub mod policy;
 pub mod queue;
 pub mod quota;
 pub mod ratelimit;

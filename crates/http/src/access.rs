@@ -8,6 +8,12 @@
 //! and validation, and the handler run, so a caller who may not call a route never
 //! learns how its body is validated, and a stranger never writes an idempotency row.
 //!
+//! The role check is the policies' decision (crate `tenancy_app::policies`, Cedar):
+//! each route is an action (its OpenAPI `operationId`, see [`route_action`]) on a
+//! resource (the tenant of the path, the named resource of the path, or the platform);
+//! the built-in policies grant each role exactly the routes this table's permissions
+//! allow it, operators' policies narrow that further (docs/policies.md).
+//!
 //! The app authorizes again when it acts (it sees the resources, such as the tenant of
 //! an execution); this table is the coarse check by route. `routes_have_rules` proves
 //! that every documented route has one; a route without one is refused.
@@ -19,6 +25,7 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::RequestExt;
+use tenancy_app::policies::engine::{ActionDef, Resource, PLATFORM};
 use tenancy_app::{OpContext, Permission as P};
 
 use crate::extract::request_id_of;
@@ -148,6 +155,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
             "POST",
             "/v1/rollouts" | "/v1/rollouts/{id}/pause" | "/v1/rollouts/{id}/resume" | "/v1/rollouts/{id}/abort",
         ) => any(&[P::ReleaseAdmin]),
+        ("GET", "/v1/policies" | "/v1/policies/{name}") | ("POST", "/v1/policies/check") => any(&[P::PolicyRead]),
+        ("PUT" | "DELETE", "/v1/policies/{name}") => any(&[P::PolicyAdmin]),
         ("PUT" | "DELETE", "/v1/tenants/{id}/pin") | ("POST", "/v1/tenants/{id}/upgrade") => {
             of_tenant(&[P::TenantAdmin])
         }
@@ -155,6 +164,88 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("POST", "/ofrep/v1/evaluate/flags" | "/ofrep/v1/evaluate/flags/{key}") => any(&[P::FlagEvaluate]),
         _ => None,
     }
+}
+
+/// A route as a policy action: the action and the path parameter naming its resource
+/// (none for tenant routes, whose rule names it, and for the platform's).
+pub(crate) struct RouteAction {
+    pub def: ActionDef,
+    pub param: Option<String>,
+}
+
+/// The resource type of a path about one named resource, by its first segment.
+fn resource_kind(segment: &str) -> Option<&'static str> {
+    Some(match segment {
+        "plans" => "Plan",
+        "api-keys" => "Key",
+        "subscriptions" => "Subscription",
+        "state-machines" => "StateMachine",
+        "executions" => "Execution",
+        "task-tokens" => "TaskToken",
+        "hooks" => "Hook",
+        "connections" => "Connection",
+        "functions" => "Function",
+        "queues" => "Queue",
+        "releases" => "Release",
+        "rollouts" => "Rollout",
+        "secrets" => "Secret",
+        "reconciliation" => "Drift",
+        "policies" => "Policy",
+        "evaluate" => "Flag",
+        _ => return None,
+    })
+}
+
+/// Every authenticated route as a policy action, keyed by method and matched path,
+/// derived once from the OpenAPI document and the rules above.
+fn route_actions() -> &'static std::collections::HashMap<(String, String), RouteAction> {
+    static ACTIONS: std::sync::OnceLock<std::collections::HashMap<(String, String), RouteAction>> =
+        std::sync::OnceLock::new();
+    ACTIONS.get_or_init(|| {
+        let doc: serde_json::Value = serde_json::from_str(&crate::openapi_json()).expect("the OpenAPI document");
+        let mut out = std::collections::HashMap::new();
+        for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+                let (Some(rule), Some(name)) = (rule(&m, path), op["operationId"].as_str()) else { continue };
+                if rule.perms.is_empty() {
+                    continue; // public: no caller to authorize
+                }
+                let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix("/ofrep/v1/")).unwrap_or(path);
+                let first = rest.split('/').next().unwrap_or_default();
+                let param = rest
+                    .split('/')
+                    .find_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                    .map(str::to_owned);
+                let (resource, param) = if rule.tenant.is_some() {
+                    ("Tenant".to_owned(), None)
+                } else {
+                    match (resource_kind(first), param) {
+                        (Some(kind), Some(p)) => (kind.to_owned(), Some(p)),
+                        _ => (PLATFORM.to_owned(), None),
+                    }
+                };
+                let def =
+                    ActionDef { name: name.to_owned(), perms: rule.perms.to_vec(), resource, read: m == Method::GET };
+                out.insert((m.as_str().to_owned(), path.clone()), RouteAction { def, param });
+            }
+        }
+        out
+    })
+}
+
+/// The policy action of a route (its method and matched path).
+pub(crate) fn route_action(method: &Method, path: &str) -> Option<&'static RouteAction> {
+    route_actions().get(&(method.as_str().to_owned(), path.to_owned()))
+}
+
+/// Every API operation as a policy action: what `serve` gives the app
+/// ([`tenancy_app::App::set_policy_actions`]) to build the schema and the built-in
+/// policies from.
+pub fn policy_actions() -> Vec<ActionDef> {
+    let mut defs: Vec<ActionDef> = route_actions().values().map(|a| a.def.clone()).collect();
+    defs.sort_by(|a, b| a.name.cmp(&b.name));
+    defs
 }
 
 /// The bearer token of a request, if it has one.
@@ -226,22 +317,35 @@ async fn authorize_and_run(
         let e = tenancy_domain::Error::internal(format!("no access rule for {} {path}", req.method()));
         return ApiError::from(e).into_response();
     };
+    let Some(action) = route_action(req.method(), &path) else {
+        let e = tenancy_domain::Error::internal(format!("no policy action for {} {path}", req.method()));
+        return ApiError::from(e).into_response();
+    };
     let param = |params: &RawPathParams, name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
-    let (tenant, key) = match (rule.tenant, rule.key) {
-        (None, None) => (None, None),
-        (t, k) => match req.extract_parts::<RawPathParams>().await {
-            Ok(params) => (t.and_then(|n| param(&params, n)), k.and_then(|n| param(&params, n))),
+    let (tenant, key, named) = match (rule.tenant, rule.key, &action.param) {
+        (None, None, None) => (None, None, None),
+        (t, k, n) => match req.extract_parts::<RawPathParams>().await {
+            Ok(params) => (
+                t.and_then(|n| param(&params, n)),
+                k.and_then(|n| param(&params, n)),
+                n.as_deref().and_then(|n| param(&params, n)),
+            ),
             Err(e) => return ApiError::new(ErrorCode::InvalidPath, e.body_text()).into_response(),
         },
     };
-    for p in rule.perms {
-        let checked = match &tenant {
-            Some(t) => ctx.authorize_tenant(*p, t),
-            None => ctx.authorize(*p),
-        };
-        if let Err(e) = checked {
-            return ApiError::from(e).into_response();
+    // A tenant key asking about another tenant learns nothing (404), before any policy.
+    if let (Some(t), Some(own)) = (&tenant, &ctx.principal.tenant_id) {
+        if t != own {
+            return ApiError::from(tenancy_domain::Error::not_found("tenant", t.as_str())).into_response();
         }
+    }
+    let resource = match (&tenant, &named) {
+        (Some(t), _) => Resource::Tenant(t),
+        (None, Some(id)) => Resource::Named { kind: &action.def.resource, id },
+        (None, None) => Resource::Platform,
+    };
+    if let Err(e) = app.authorize_action(&ctx, &action.def.name, resource).await {
+        return ApiError::from(e).into_response();
     }
     // A tenant key names one of its own tenant's keys, or learns nothing (404).
     if let (Some(id), Some(_)) = (&key, ctx.own_tenant()) {

@@ -13,6 +13,7 @@ mod ratelimit;
 mod routes;
 mod server;
 
+pub use access::policy_actions;
 pub use openapi::openapi_json;
 pub use ratelimit::{Limit, RateLimits, SignupLimits};
 pub use server::{router, serve, ConnectionLimits, ServerState, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};

@@ -24,6 +24,7 @@ use crate::problem::Problem;
         (name = "queues", description = "Queues: visibility timeouts, dead-letter queues, redrive, long polling"),
         (name = "entitlements", description = "Entitlements: per-tenant overrides of the plan and the effective view"),
         (name = "secrets", description = "The secret store: versions with stages, envelope encryption, deletion with a recovery window"),
+        (name = "policies", description = "Policies: operators' Cedar authorization policies, evaluated with the built-in role policies on every request"),
         (name = "connections", description = "Connections: named credentials that http:invoke, hooks and webhook subscriptions use without holding them"),
         (name = "releases", description = "Releases, their bundles, and tenants' upgrades to them (docs/releases.md)"),
         (name = "functions", description = "Functions (the Lambda role): HTTP endpoints Task states invoke, signed like webhooks"),

@@ -527,7 +527,14 @@ mod tests {
     use super::*;
 
     fn principal(role: Role, key: &str, tenant: Option<&str>) -> Principal {
-        Principal { key_id: Some(key.into()), role, tenant_id: tenant.map(Into::into), rate_limit: None }
+        Principal {
+            key_id: Some(key.into()),
+            role,
+            tenant_id: tenant.map(Into::into),
+            rate_limit: None,
+            labels: vec![],
+            region: None,
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod functions;
 mod hooks;
 mod keys;
 mod plans;
+mod policies;
 mod queues;
 mod quotas;
 mod reconciliation;
@@ -76,6 +77,9 @@ pub fn api() -> OpenApiRouter<Arc<ServerState>> {
         .routes(routes!(entitlements::get_entitlements))
         .routes(routes!(flags::evaluate_flag))
         .routes(routes!(flags::evaluate_flags))
+        .routes(routes!(policies::list_policies))
+        .routes(routes!(policies::put_policy, policies::get_policy, policies::delete_policy))
+        .routes(routes!(policies::check_policy))
         .routes(routes!(connections::list_connections))
         .routes(routes!(connections::put_connection, connections::get_connection, connections::delete_connection))
         .routes(routes!(functions::list_functions))

@@ -33,8 +33,8 @@ pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result
                 }
                 let res = sqlx::query(
                     "INSERT INTO api_keys (id, name, role, tenant_id, hash, created_at, expires_at, rate_limit, \
-                     last_used_at, previous_hash, previous_expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     last_used_at, previous_hash, previous_expires_at, labels, region) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&k.id)
                 .bind(&k.name)
@@ -47,6 +47,8 @@ pub(super) async fn create(store: &SqlStore, k: &ApiKey, fx: &Effects) -> Result
                 .bind(k.last_used_at.map(Timestamp::millis))
                 .bind(k.previous_hash.as_deref())
                 .bind(k.previous_secret_expires_at.map(Timestamp::millis))
+                .bind((!k.labels.is_empty()).then(|| json_text(&k.labels)))
+                .bind(k.region.as_deref())
                 .execute(&mut *c)
                 .await;
                 match res {

@@ -39,6 +39,7 @@ mod master_key;
 mod metrics;
 mod migrations;
 mod plans;
+mod policies;
 mod queues;
 mod quota_batch;
 mod quota_pruning;
@@ -373,6 +374,10 @@ impl Store for SqlStore {
     }
 
     fn connections(&self) -> Arc<dyn tenancy_store::ConnectionStore> {
+        Arc::new(self.clone())
+    }
+
+    fn policies(&self) -> Arc<dyn tenancy_store::PolicyStore> {
         Arc::new(self.clone())
     }
 

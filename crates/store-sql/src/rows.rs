@@ -90,6 +90,8 @@ pub(super) fn api_key(row: &AnyRow) -> Result<ApiKey> {
         created_at: Timestamp(get(row, "created_at")?),
         expires_at: get::<Option<i64>>(row, "expires_at")?.map(Timestamp),
         rate_limit: json_opt(row, "rate_limit")?,
+        labels: json_opt::<Vec<String>>(row, "labels")?.unwrap_or_default(),
+        region: get(row, "region")?,
         last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(Timestamp),
         previous_secret_expires_at: get::<Option<i64>>(row, "previous_expires_at")?.map(Timestamp),
         hash: get(row, "hash")?,

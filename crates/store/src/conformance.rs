@@ -45,7 +45,7 @@ macro_rules! store_conformance_suite {
                 quotas_concurrent_consumers_never_over_grant, quotas_go_with_a_purged_tenant, plan_config_and_overrides,
                 quotas_prune_ended_periods_and_old_grants,
                 secrets_stages_versions_and_deletion, secrets_rewrap_is_all_or_nothing,
-                connections_put_with_their_secret_and_refuse_deletion_in_use,
+                connections_put_with_their_secret_and_refuse_deletion_in_use, policies_move_the_revision,
                 secrets_rotations_run_one_at_a_time, job_leases_expire,
 
                 tenant_create_keeps_to_max_tenants, tenant_moves_count_toward_max_tenants,
@@ -543,6 +543,8 @@ pub async fn api_keys(store: Arc<dyn Store>) {
         created_at: Timestamp(1),
         expires_at: Some(Timestamp(99)),
         rate_limit: Some(tenancy_domain::ratelimit::RateLimit::new(3, 7)),
+        labels: vec!["eu".into(), "support".into()],
+        region: Some("eu-west-1".into()),
         last_used_at: None,
         previous_secret_expires_at: None,
         hash: "ff".repeat(32),
@@ -1602,4 +1604,44 @@ pub async fn metrics_gauges_count_stored_state(store: Arc<dyn Store>) {
     assert_eq!(g.queues.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), vec!["dlq", "orders"]);
     // A stuck cutoff before the execution's last move: not stuck.
     assert!(g.stuck_executions.is_empty());
+}
+
+pub async fn policies_move_the_revision(store: Arc<dyn Store>) {
+    use tenancy_domain::policy::Policy;
+    let policies = store.policies();
+    let start = policies.policy_revision().await.unwrap();
+    let p = Policy {
+        name: "eu-only".into(),
+        cedar: "forbid(principal, action, resource);".into(),
+        created_at: Timestamp(1_000),
+        updated_at: Timestamp(1_000),
+    };
+    let (stored, created) =
+        policies.policy_put(&p, &Effects::none().with_audit(audit("policy.put", None))).await.unwrap();
+    assert!(created);
+    assert_eq!(stored, p);
+    let after_create = policies.policy_revision().await.unwrap();
+    assert!(after_create > start, "a put moves the revision");
+
+    // A replace keeps created_at and moves the revision again.
+    let newer =
+        Policy { cedar: "permit(principal, action, resource);".into(), updated_at: Timestamp(2_000), ..p.clone() };
+    let (stored, created) =
+        policies.policy_put(&Policy { created_at: Timestamp(2_000), ..newer.clone() }, &Effects::none()).await.unwrap();
+    assert!(!created);
+    assert_eq!(stored, newer);
+    assert_eq!(policies.policy_get("eu-only").await.unwrap(), newer);
+    let after_replace = policies.policy_revision().await.unwrap();
+    assert!(after_replace > after_create);
+
+    let other = Policy { name: "another".into(), ..p.clone() };
+    policies.policy_put(&other, &Effects::none()).await.unwrap();
+    let names: Vec<String> = policies.policy_list().await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["another", "eu-only"]);
+
+    policies.policy_delete("eu-only", &Effects::none()).await.unwrap();
+    assert!(matches!(policies.policy_get("eu-only").await, Err(Error::NotFound { .. })));
+    assert!(matches!(policies.policy_delete("eu-only", &Effects::none()).await, Err(Error::NotFound { .. })));
+    assert!(policies.policy_revision().await.unwrap() > after_replace);
+    assert_eq!(policies.policy_list().await.unwrap().len(), 1);
 }

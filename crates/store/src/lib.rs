@@ -25,6 +25,7 @@ mod events;
 mod functions;
 mod hooks;
 mod metrics;
+mod policies;
 #[cfg(feature = "testsuite")]
 pub mod queue_conformance;
 mod queues;
@@ -47,6 +48,7 @@ pub use events::*;
 pub use functions::*;
 pub use hooks::*;
 pub use metrics::*;
+pub use policies::*;
 pub use queues::*;
 pub use quotas::*;
 pub use releases::*;

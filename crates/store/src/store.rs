@@ -193,6 +193,8 @@ pub trait Store: crate::EventStore + crate::AuditStore + Send + Sync + 'static {
 
     /// The connections' metadata and credentials, on the same database.
     fn connections(&self) -> std::sync::Arc<dyn crate::connections::ConnectionStore>;
+    /// Operators' authorization policies, on the same database.
+    fn policies(&self) -> std::sync::Arc<dyn crate::policies::PolicyStore>;
     /// Self-service sign-ups awaiting activation, on the same database.
     fn signups(&self) -> std::sync::Arc<dyn crate::signups::SignupStore>;
 

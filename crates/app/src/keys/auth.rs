@@ -59,7 +59,14 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         if let Some(admin) = &self.admin_token {
             if apikey::secrets_equal(token, admin.expose_secret()) {
-                return Ok(Principal { key_id: None, role: Role::Admin, tenant_id: None, rate_limit: None });
+                return Ok(Principal {
+                    key_id: None,
+                    role: Role::Admin,
+                    tenant_id: None,
+                    rate_limit: None,
+                    labels: vec![],
+                    region: None,
+                });
             }
         }
         let id = apikey::parse(token).ok_or(Error::Unauthenticated)?;
@@ -93,7 +100,14 @@ impl Authenticator {
         self.touch(&key.id);
         // A key's rate limit is fixed at its creation, so the cached key carries the
         // right one: the bucket's size comes with the principal, no read per request.
-        Ok(Principal { key_id: Some(key.id), role: key.role, tenant_id: key.tenant_id, rate_limit: key.rate_limit })
+        Ok(Principal {
+            key_id: Some(key.id),
+            role: key.role,
+            tenant_id: key.tenant_id,
+            rate_limit: key.rate_limit,
+            labels: key.labels,
+            region: key.region,
+        })
     }
 
     /// Records the use of key `id` unless this process did within [`TOUCH_EVERY`]: in
@@ -163,6 +177,8 @@ pub async fn bootstrap_admin(auth: &Authenticator, store: &dyn Store, data_dir: 
         created_at: Timestamp::now(),
         expires_at: None,
         rate_limit: None,
+        labels: vec![],
+        region: None,
         last_used_at: None,
         previous_secret_expires_at: None,
         hash: generated.hash,

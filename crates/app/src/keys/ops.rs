@@ -51,6 +51,8 @@ impl App {
             created_at: now,
             expires_at: new.expires_at,
             rate_limit: new.rate_limit,
+            labels: new.labels,
+            region: new.region,
             last_used_at: None,
             previous_secret_expires_at: None,
             hash: generated.hash,
@@ -59,6 +61,12 @@ impl App {
         let mut detail = json!({"name": key.name, "role": key.role});
         if let Some(limit) = &key.rate_limit {
             detail["rate_limit"] = json!(limit);
+        }
+        if !key.labels.is_empty() {
+            detail["labels"] = json!(key.labels);
+        }
+        if let Some(region) = &key.region {
+            detail["region"] = json!(region);
         }
         let audit = ctx.audit("api_key.create", format!("api-key/{}", key.id), key.tenant_id.as_deref(), detail);
         self.store.api_key_create(&key, &Effects::none().with_audit(audit)).await?;

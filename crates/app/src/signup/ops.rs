@@ -186,6 +186,8 @@ impl App {
             created_at: now,
             expires_at: None,
             rate_limit: None,
+            labels: vec![],
+            region: None,
             last_used_at: None,
             previous_secret_expires_at: None,
             hash: generated.hash,
@@ -214,6 +216,8 @@ impl App {
             created_at: key.created_at,
             expires_at: key.expires_at,
             rate_limit: None,
+            labels: vec![],
+            region: None,
             previous_secret_expires_at: None,
             key: generated.plaintext,
         };

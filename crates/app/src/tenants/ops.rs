@@ -140,7 +140,38 @@ impl App {
                 .collect();
             return Ok(Page { items, next_cursor: None });
         }
-        self.store.tenant_list(filter, page).await
+        if !self.policies.has_operator_policies(self.store.as_ref()).await? {
+            return self.store.tenant_list(filter, page).await;
+        }
+        // Operators' policies may hide tenants (docs/policies.md, "Lists"): read pages
+        // of the store and keep what the caller may see (`get_tenant`) until the page
+        // is full; the cursor is the last tenant read, so the next page starts after
+        // what this one examined and no visible tenant is skipped or repeated.
+        let mut items = Vec::new();
+        let mut after = page.after.clone();
+        loop {
+            let want = page.limit.max(100);
+            let chunk = self.store.tenant_list(filter, &PageRequest { after: after.clone(), limit: want }).await?;
+            let more = chunk.next_cursor.is_some();
+            for t in chunk.items {
+                after = Some(t.id.clone());
+                if self.may_see_tenant(ctx, &t).await? {
+                    items.push(t);
+                }
+                if items.len() as u32 == page.limit {
+                    break;
+                }
+            }
+            if items.len() as u32 == page.limit {
+                // Full: another page exists if the store has anything after `after`.
+                let rest = self.store.tenant_list(filter, &PageRequest { after: after.clone(), limit: 1 }).await?;
+                let next_cursor = if rest.items.is_empty() { None } else { after };
+                return Ok(Page { items, next_cursor });
+            }
+            if !more {
+                return Ok(Page { items, next_cursor: None });
+            }
+        }
     }
 
     /// Reads the tenant, applies `change` and writes it back with its effects. With

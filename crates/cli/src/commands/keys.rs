@@ -28,6 +28,12 @@ pub enum KeyCmd {
         /// role's default.
         #[arg(long, value_name = "PER_SECOND/BURST")]
         rate_limit: Option<String>,
+        /// A label policies can match (`principal.labels`); repeat for more.
+        #[arg(long)]
+        label: Vec<String>,
+        /// The region policies can scope the key to (`principal.region`).
+        #[arg(long)]
+        region: Option<String>,
     },
     /// List API keys (never their secrets).
     List,
@@ -84,7 +90,7 @@ fn parse_grace(s: &str) -> Result<u64, CliError> {
 
 pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
     Ok(match cmd {
-        KeyCmd::Create { name, role, tenant, expires_at, rate_limit } => {
+        KeyCmd::Create { name, role, tenant, expires_at, rate_limit, label, region } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 CliError::Usage(format!("--role {role:?}: use admin, operator, viewer, service or tenant"))
             })?;
@@ -95,7 +101,18 @@ pub async fn keys(c: &Client, cmd: KeyCmd) -> Result<Value, CliError> {
                 })
                 .transpose()?;
             let rate_limit = rate_limit.map(|r| parse_rate_limit(&r)).transpose()?;
-            to_json(c.key_create(&NewApiKey { name, role, tenant_id: tenant, expires_at, rate_limit }).await?)
+            to_json(
+                c.key_create(&NewApiKey {
+                    name,
+                    role,
+                    tenant_id: tenant,
+                    expires_at,
+                    rate_limit,
+                    labels: label,
+                    region,
+                })
+                .await?,
+            )
         }
         KeyCmd::List => to_json(c.key_list(&PageParams::default()).await?),
         KeyCmd::Delete { id, confirm: yes } => {

@@ -25,6 +25,8 @@ fn created(k: ApiKey, plaintext: String) -> CreatedKey {
         created_at: k.created_at,
         expires_at: k.expires_at,
         rate_limit: k.rate_limit,
+        labels: k.labels,
+        region: k.region,
         previous_secret_expires_at: k.previous_secret_expires_at,
         key: plaintext,
     }
