@@ -1544,6 +1544,7 @@ pub async fn metrics_gauges_count_stored_state(store: Arc<dyn Store>) {
             stopped_at: (status != status::RUNNING).then_some(Timestamp(2_000)),
             ..StepState::default()
         },
+        trace_context: None,
     };
     // Due long ago: stuck. Waiting for a callback without a deadline, or due later: not.
     wf.execution_start(&new("e1", "sm", Some(1_000), status::RUNNING), &Effects::none()).await.unwrap();

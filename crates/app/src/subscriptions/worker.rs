@@ -428,7 +428,7 @@ impl Shared {
                 }
             }
         };
-        let mut req = self.client.post(url);
+        let mut req = tenancy_adapters::outbound::traced(self.client.post(url));
         if let Some(cred) = &cred {
             req = req.header(cred.header.clone(), cred.value.clone());
         }

@@ -1,0 +1,5 @@
+-- Traces (issue 18, docs/operations.md "Traces"): the W3C traceparent of the span
+-- that started an execution (an API request's), so the spans of its steps join that
+-- trace on whichever replica runs them, also after a restart. NULL when the server
+-- exported no traces then.
+ALTER TABLE executions ADD COLUMN trace_context TEXT;
