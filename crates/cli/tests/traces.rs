@@ -94,17 +94,24 @@ async fn otlp_receiver() -> (String, Spans) {
     (url, spans)
 }
 
-/// A hook receiver answering 200 and keeping the `traceparent` header of every call.
-async fn hook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+/// The `traceparent` header and the JSON body of every call a receiver got.
+type Calls = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+fn spans_now(spans: &Spans) -> Vec<Span> {
+    spans.lock().unwrap().clone()
+}
+
+/// A hook (or webhook) receiver answering 200 and keeping every call.
+async fn hook_receiver() -> (String, Calls) {
+    let calls: Calls = Arc::default();
     let c = calls.clone();
     let app = axum::Router::new().route(
         "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap| {
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
             let c = c.clone();
             async move {
                 let tp = headers.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                c.lock().unwrap().push(tp);
+                c.lock().unwrap().push((tp, body.0));
                 axum::http::StatusCode::OK
             }
         }),
@@ -120,8 +127,8 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provisioning_is_one_trace_from_the_request_to_its_hook() {
-    let (otlp, spans) = otlp_receiver().await;
+async fn a_provisioning_is_one_trace_from_the_request_to_its_hook_and_deliveries() {
+    let (otlp, received) = otlp_receiver().await;
     let (hook_url, hook_calls) = hook_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let how = Spawn {
@@ -131,6 +138,12 @@ async fn a_provisioning_is_one_trace_from_the_request_to_its_hook() {
     let (_server, url) = try_spawn(dir.path(), how).unwrap_or_else(|(code, err)| panic!("exited {code}: {err}"));
     let s = TestServer::attach(url);
     let res = s.call(Method::PUT, "/v1/hooks/billing", Some(json!({"url": hook_url, "events": ["provision"]}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    // A webhook subscription to an event the request emits and one a step emits.
+    let (webhook_url, deliveries) = hook_receiver().await;
+    let pattern = json!({"detail-type": ["TenantCreated", "TenantProvisioned"]});
+    let body = json!({"name": "w", "pattern": pattern, "target": {"type": "webhook", "url": webhook_url}});
+    let res = s.call(Method::POST, "/v1/subscriptions", Some(body)).await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
     s.put_plan("basic", "pool").await;
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
@@ -149,14 +162,30 @@ async fn a_provisioning_is_one_trace_from_the_request_to_its_hook() {
     // The hook was called with the trace context of the step calling it.
     let calls = hook_calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    let parts: Vec<&str> = calls[0].split('-').collect();
-    assert_eq!((parts.len(), parts[0], parts[1]), (4, "00", TRACE), "the hook's traceparent: {}", calls[0]);
+    let parts: Vec<&str> = calls[0].0.split('-').collect();
+    assert_eq!((parts.len(), parts[0], parts[1]), (4, "00", TRACE), "the hook's traceparent: {}", calls[0].0);
     let hook_parent = parts[2].to_owned();
+    // Both webhook deliveries continue the trace of the span that emitted their event.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let delivered = loop {
+        let got = deliveries.lock().unwrap().clone();
+        if got.len() >= 2 {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "the deliveries never came: {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut delivery_parents = Vec::new();
+    for (tp, event) in &delivered {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!((parts.len(), parts[1]), (4, TRACE), "the delivery of {}: {tp:?}", event["detail-type"]);
+        delivery_parents.push(parts[2].to_owned());
+    }
 
     // Wait for the spans: the step that called the hook, and its execution's.
     let deadline = Instant::now() + Duration::from_secs(30);
     let spans = loop {
-        let got = spans.lock().unwrap().clone();
+        let got = spans_now(&received);
         let step = got.iter().find(|s| s.id == hook_parent);
         if step.is_some_and(|step| got.iter().any(|s| s.id == step.parent)) {
             break got;
@@ -212,6 +241,32 @@ async fn a_provisioning_is_one_trace_from_the_request_to_its_hook() {
     let hook_step = by_id[hook_parent.as_str()];
     assert_eq!(hook_step.name, "task", "{hook_step:#?}");
     assert!(executions.iter().any(|e| e.id == hook_step.parent), "{hook_step:#?}");
+    // The deliveries' spans (named in their headers) descend from the request too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let got = spans_now(&received);
+        if delivery_parents.iter().all(|id| got.iter().any(|s| &s.id == id)) {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "the deliveries' spans never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.id.as_str(), s)).collect();
+    let descends = |s: &Span| {
+        let mut at = s;
+        while let Some(parent) = by_id.get(at.parent.as_str()) {
+            if parent.id == request.id {
+                return true;
+            }
+            at = parent;
+        }
+        false
+    };
+    for id in &delivery_parents {
+        let d = by_id[id.as_str()];
+        assert_eq!((d.name.as_str(), d.trace.as_str()), ("delivery", TRACE), "{d:#?}");
+        assert!(descends(d), "below the request: {d:#?}");
+    }
     // Nothing else of the provisioning went into another trace.
     let stray: Vec<&Span> = spans
         .iter()
