@@ -158,6 +158,10 @@ async fn a_provisioning_is_one_trace_from_the_request_to_its_hook_and_deliveries
         .await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
     s.wait_status("acme", "active").await;
+    // A malformed traceparent is ignored: the request starts a trace of its own.
+    let bad = format!("00-{TRACE}-{CALLER_SPAN}");
+    let res = s.call_with(Some(support::ADMIN), Method::GET, "/v1/tenants/acme", None, &[("traceparent", &bad)]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
 
     // The hook was called with the trace context of the step calling it.
     let calls = hook_calls.lock().unwrap().clone();
@@ -267,6 +271,17 @@ async fn a_provisioning_is_one_trace_from_the_request_to_its_hook_and_deliveries
         assert_eq!((d.name.as_str(), d.trace.as_str()), ("delivery", TRACE), "{d:#?}");
         assert!(descends(d), "below the request: {d:#?}");
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let get = loop {
+        let got = spans_now(&received);
+        let path = |s: &Span| s.attributes.get("path").map(String::as_str) == Some("/v1/tenants/{id}");
+        if let Some(get) = got.iter().find(|s| s.name == "request" && path(s)) {
+            break get.clone();
+        }
+        assert!(Instant::now() < deadline, "the GET's span never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(get.trace != TRACE && get.parent.is_empty(), "{get:#?}");
     // Nothing else of the provisioning went into another trace.
     let stray: Vec<&Span> = spans
         .iter()
