@@ -241,6 +241,16 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
+/// `req` with a `traceparent` header carrying the current span's trace context, when
+/// traces are exported (docs/operations.md "Traces"): the receiver of a hook call, a
+/// webhook delivery or a function invocation can continue the trace.
+pub fn traced(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match tenancy_trace::traceparent() {
+        Some(tp) => req.header(tenancy_trace::TRACEPARENT, tp),
+        None => req,
+    }
+}
+
 /// Whether `e` (or an error it wraps) is a refusal by the policy.
 pub fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);

@@ -5,11 +5,15 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use secrecy::ExposeSecret;
 use tenancy::cli::{run_client, Cli, Command, MasterKeyCmd};
 use tenancy::config::{Config, LogFormat};
 use tenancy::serve::start;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// mimalloc rather than glibc's malloc: the server allocates many small, short-lived
 /// buffers across threads, and glibc's arenas spent a fifth of the `provision`
@@ -17,14 +21,61 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_tracing(format: LogFormat) {
+/// The log subscriber, and with `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set a layer exporting spans over OTLP/HTTP
+/// (docs/operations.md "Traces"). Returns the trace provider to shut down (flush) on exit.
+fn init_tracing(format: LogFormat) -> Option<SdkTracerProvider> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Colours only for a terminal: piped or redirected logs stay plain text.
     let ansi = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
-        LogFormat::Text => builder.init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    let (provider, failed) = match otlp_provider() {
+        Ok(p) => (p, None),
+        Err(e) => (None, Some(e)),
+    };
+    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("tenancy")));
+    tracing_subscriber::registry().with(fmt).with(otel).with(filter).init();
+    if let Some(e) = failed {
+        tracing::error!(error = %e, "cannot export traces: check the OTEL_EXPORTER_OTLP_* variables");
+    }
+    provider
+}
+
+/// The OTLP trace pipeline the standard `OTEL_*` variables describe, or `None` when no
+/// endpoint is set. The exporter and the batch processor read their own variables
+/// (`OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `OTEL_BSP_SCHEDULE_DELAY`, ...), the
+/// sampler `OTEL_TRACES_SAMPLER` (parent-based, always on by default), the resource
+/// `OTEL_RESOURCE_ATTRIBUTES`; the service is `OTEL_SERVICE_NAME`, else `tenancy`.
+fn otlp_provider() -> anyhow::Result<Option<SdkTracerProvider>> {
+    use tenancy::config::env_var;
+    if env_var("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() && env_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none() {
+        return Ok(None);
+    }
+    if let Some(p) = env_var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env_var("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+        anyhow::ensure!(p == "http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL {p:?} is not supported: use http/protobuf");
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if env_var("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("tenancy");
+    }
+    let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build();
+    Ok(Some(provider))
+}
+
+/// Flushes the spans not exported yet and stops the exporter (blocking: off the runtime).
+async fn shutdown_traces(provider: Option<SdkTracerProvider>) {
+    if let Some(p) = provider {
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = p.shutdown() {
+                eprintln!("error: flushing traces: {e}");
+            }
+        })
+        .await;
     }
 }
 
@@ -33,7 +84,7 @@ const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let Config { log_format, serve: opts } = config;
-    init_tracing(log_format);
+    let traces = init_tracing(log_format);
     if let Some(t) = &opts.admin_token {
         anyhow::ensure!(
             t.expose_secret().chars().count() >= MIN_ADMIN_TOKEN_CHARS,
@@ -50,6 +101,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     server.wait().await;
     tracing::info!("stopped");
+    shutdown_traces(traces).await;
     Ok(())
 }
 
@@ -99,8 +151,10 @@ async fn main() -> ExitCode {
             let config = Config::load(*args, m.expect("master-key rotate"));
             let run = async {
                 let config = config?;
-                init_tracing(config.log_format);
-                tenancy::serve::rotate_master_key(&config.serve).await
+                let traces = init_tracing(config.log_format);
+                let out = tenancy::serve::rotate_master_key(&config.serve).await;
+                shutdown_traces(traces).await;
+                out
             };
             match run.await {
                 Ok(message) => {

@@ -35,6 +35,7 @@ use tenancy_store::{
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use builtin::{register_builtin, PUT_EVENTS_RESOURCES, WORKFLOW_SOURCE};
 pub use guard::{OpenGuard, TaskGuard};
@@ -331,6 +332,8 @@ impl Engine {
             started_at: Timestamp(now),
             stopped_at: None,
             updated_at: Timestamp(now),
+            // The current span's: an API request's when one starts the execution.
+            trace_context: tenancy_trace::traceparent(),
         };
         let ctx = context(&rec);
         let m = machine.clone();
@@ -347,6 +350,7 @@ impl Engine {
             input: rec.input.clone(),
             started_at: rec.started_at,
             first: prepared.state,
+            trace_context: rec.trace_context,
         })
     }
 
@@ -438,8 +442,19 @@ impl Engine {
         (commit, runnable)
     }
 
-    /// Calls a task's handler (the base resource for a callback task).
+    /// Calls a task's handler (the base resource for a callback task), in a `task`
+    /// span (a child of the execution's span: hooks and deliveries it makes carry it).
     async fn run_handler(&self, request: &TaskRequest, rec: &ExecutionRecord) -> TaskResult {
+        let span = tracing::info_span!(
+            "task",
+            execution_id = %rec.id,
+            state = %request.state,
+            resource = %request.resource,
+        );
+        self.call_handler(request, rec).instrument(span).await
+    }
+
+    async fn call_handler(&self, request: &TaskRequest, rec: &ExecutionRecord) -> TaskResult {
         let resource = request.resource.strip_suffix(WAIT_FOR_TASK_TOKEN).unwrap_or(&request.resource);
         self.guard.admit(&*self.store, rec, resource, &request.parameters).await?;
         let handler = self
@@ -496,7 +511,24 @@ impl Engine {
         }
     }
 
-    async fn advance(&self, mut rec: ExecutionRecord, commits: &mpsc::Sender<CommitRequest>, lease: &Lease) {
+    /// [`Engine::advance_steps`] in an `execution` span that continues the trace of the
+    /// request that started the execution (its stored `trace_context`), on whichever
+    /// replica claimed it and also after a restart.
+    async fn advance(&self, rec: ExecutionRecord, commits: &mpsc::Sender<CommitRequest>, lease: &Lease) {
+        let span = tracing::info_span!(
+            parent: None,
+            "execution",
+            execution_id = %rec.id,
+            state_machine = %rec.state_machine,
+            tenant_id = rec.tenant_id.as_deref().unwrap_or(""),
+        );
+        if let Some(tp) = &rec.trace_context {
+            tenancy_trace::continue_from(&span, tp);
+        }
+        self.advance_steps(rec, commits, lease).instrument(span).await
+    }
+
+    async fn advance_steps(&self, mut rec: ExecutionRecord, commits: &mpsc::Sender<CommitRequest>, lease: &Lease) {
         let machine = match self.machine(&rec.state_machine, rec.version).await {
             Ok(m) => m,
             Err(e) => {

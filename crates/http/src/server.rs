@@ -228,13 +228,19 @@ fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
 fn request_span(req: &Request) -> tracing::Span {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or(req.uri().path());
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %path,
         request_id = %request_id,
         tenant_id = tracing::field::Empty,
-    )
+    );
+    // A caller's W3C trace context: the request (and the executions it starts) joins
+    // the caller's trace. A malformed one is ignored (docs/operations.md "Traces").
+    if let Some(tp) = req.headers().get(tenancy_trace::TRACEPARENT).and_then(|v| v.to_str().ok()) {
+        tenancy_trace::continue_from(&span, tp);
+    }
+    span
 }
 
 /// The longest `X-Request-Id` a caller may choose.

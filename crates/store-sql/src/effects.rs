@@ -71,16 +71,16 @@ pub(super) async fn apply_effects_batch<B: Borrow<Effects>>(conn: &mut AnyConnec
     if !tenants.is_empty() {
         apply_tenant_writes(conn, &tenants, dialect).await?;
     }
-    let events: Vec<_> = batch.iter().flat_map(|fx| &fx.events).collect();
+    let events: Vec<_> = batch.iter().flat_map(|fx| fx.events.iter().map(|e| (e, fx.traces.get(&e.id)))).collect();
     for chunk in events.chunks(CHUNK) {
         let sql = insert_sql(
-            "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail)",
-            7,
+            "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail, trace_context)",
+            8,
             chunk.len(),
             dialect,
         );
         let mut q = sqlx::query(&sql);
-        for e in chunk {
+        for (e, trace) in chunk {
             q = q
                 .bind(&e.id)
                 .bind(&e.source)
@@ -88,7 +88,8 @@ pub(super) async fn apply_effects_batch<B: Borrow<Effects>>(conn: &mut AnyConnec
                 .bind(e.time.millis())
                 .bind(e.tenant_id.as_deref())
                 .bind(json_text(&e.resources))
-                .bind(json_text(&e.detail));
+                .bind(json_text(&e.detail))
+                .bind(trace.map(String::as_str));
         }
         q.execute(&mut *conn).await.map_err(db_err)?;
     }

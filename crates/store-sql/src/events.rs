@@ -480,7 +480,8 @@ impl EventStore for SqlStore {
             }
             for row in q.fetch_all(&self.reader).await.map_err(db_err)? {
                 let e = rows::event(&row)?.event;
-                events.insert(e.id.clone(), e);
+                let trace: Option<String> = row.try_get("trace_context").map_err(db_err)?;
+                events.insert(e.id.clone(), (e, trace));
             }
         }
         let mut sub_ids: Vec<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
@@ -504,7 +505,7 @@ impl EventStore for SqlStore {
         let mut out = Vec::with_capacity(claimed.len());
         for (id, subscription_id, event_id, attempts, tries) in claimed {
             match events.get(&event_id) {
-                Some(event) => {
+                Some((event, trace)) => {
                     let subscription_version = versions.get(&subscription_id).copied().unwrap_or(0);
                     out.push(ClaimedDelivery {
                         id,
@@ -513,6 +514,7 @@ impl EventStore for SqlStore {
                         event: event.clone(),
                         attempts,
                         tries,
+                        trace_context: trace.clone(),
                     })
                 }
                 None => {

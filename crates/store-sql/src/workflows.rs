@@ -17,7 +17,7 @@ use tenancy_store::Effects;
 use tenancy_store::*;
 
 const EXECUTION_COLUMNS: &str = "id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
-     cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at";
+     cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at, trace_context";
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
 where
@@ -55,6 +55,7 @@ fn execution(row: &AnyRow) -> Result<ExecutionRecord> {
         started_at: Timestamp(get(row, "started_at")?),
         stopped_at: get::<Option<i64>>(row, "stopped_at")?.map(Timestamp),
         updated_at: Timestamp(get(row, "updated_at")?),
+        trace_context: get(row, "trace_context")?,
     })
 }
 
@@ -152,8 +153,9 @@ pub(super) async fn insert_executions(conn: &mut AnyConnection, new: &[&NewExecu
     for chunk in new.chunks(50) {
         let sql = insert_sql(
             "INSERT INTO executions (id, name, state_machine, version, tenant_id, status, input, output, error, cause, \
-             cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at)",
-            19,
+             cursor, pending, task_token, wake_at, redrive_count, seq, started_at, stopped_at, updated_at, \
+             trace_context)",
+            20,
             chunk.len(),
             dialect,
         );
@@ -179,7 +181,8 @@ pub(super) async fn insert_executions(conn: &mut AnyConnection, new: &[&NewExecu
                 .bind(1i64)
                 .bind(n.started_at.millis())
                 .bind(s.stopped_at.map(Timestamp::millis))
-                .bind(now);
+                .bind(now)
+                .bind(n.trace_context.as_deref());
         }
         match q.execute(&mut *conn).await {
             Err(e) if is_unique_violation(&e) => {
@@ -422,6 +425,7 @@ impl WorkflowStore for SqlStore {
                 started_at: new.started_at,
                 stopped_at: s.stopped_at,
                 updated_at: now,
+                trace_context: new.trace_context.clone(),
             },
             true,
         ))

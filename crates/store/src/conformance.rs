@@ -744,11 +744,17 @@ pub async fn deliveries_are_leased_and_recorded(store: Arc<dyn Store>) {
     use tenancy_domain::subscription::DeliveryStatus;
     store.subscription_create(&subscription("sub_a", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
     store.subscription_create(&subscription("sub_b", json!({"detail-type": ["X"]})), &Effects::none()).await.unwrap();
-    let e = emit(&*store, "X", Timestamp::now()).await;
+    // Emitted in a traced span: the delivery continues its trace.
+    let e = Event::new("X", Some("acme"), vec![], json!({}));
+    let mut fx = Effects::none().with_event(e.clone());
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    fx.traces.insert(e.id.clone(), traceparent.to_owned());
+    store.commit_effects(&fx).await.unwrap();
     store.outbox_dispatch(100, &by_type, Timestamp(1_000)).await.unwrap();
     let skip = vec!["sub_b".to_owned()];
     let claimed = store.delivery_claim("w1", 1_000, 10, Timestamp(2_000), &skip).await.unwrap();
     assert_eq!(claimed.len(), 1, "sub_b is skipped");
+    assert_eq!(claimed[0].trace_context.as_deref(), Some(traceparent));
     assert_eq!((claimed[0].subscription_id.as_str(), &claimed[0].event, claimed[0].attempts), ("sub_a", &e, 0));
     let version = store.subscription_get("sub_a").await.unwrap().subscription.version;
     assert_eq!(claimed[0].subscription_version, version, "the claim carries the subscription's version");
@@ -796,6 +802,7 @@ pub async fn dead_deliveries_retry(store: Arc<dyn Store>) {
     emit(&*store, "X", Timestamp::now()).await;
     store.outbox_dispatch(100, &by_type, Timestamp(1_000)).await.unwrap();
     let c = store.delivery_claim("w1", 1_000, 10, Timestamp(1_000), &[]).await.unwrap().remove(0);
+    assert_eq!(c.trace_context, None, "emitted outside a traced span");
     let conflict = store.delivery_retry("sub_a", &c.id, Timestamp(1_100), &Effects::none()).await.unwrap_err();
     assert_eq!(conflict.code(), ErrorCode::DeliveryNotDead);
     let dead = AttemptResult {
@@ -1546,6 +1553,7 @@ pub async fn metrics_gauges_count_stored_state(store: Arc<dyn Store>) {
             stopped_at: (status != status::RUNNING).then_some(Timestamp(2_000)),
             ..StepState::default()
         },
+        trace_context: None,
     };
     // Due long ago: stuck. Waiting for a callback without a deadline, or due later: not.
     wf.execution_start(&new("e1", "sm", Some(1_000), status::RUNNING), &Effects::none()).await.unwrap();

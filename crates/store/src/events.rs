@@ -66,6 +66,8 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
     /// Attempts since the delivery was last queued (backoff and the attempt limit).
     pub tries: i64,
+    /// The `traceparent` of the span that emitted the event (see `Effects::traces`).
+    pub trace_context: Option<String>,
 }
 
 /// What happened to a leased delivery.

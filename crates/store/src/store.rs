@@ -42,6 +42,9 @@ pub struct Effects {
     /// [`crate::Store`] and step commits apply these (they keep the SQLite store's
     /// tenant cache coherent).
     pub tenants: Vec<TenantWrite>,
+    /// The W3C `traceparent` of the span each event was added in (by event id), when
+    /// traces are exported: the event's webhook deliveries continue that trace.
+    pub traces: std::collections::HashMap<String, String>,
 }
 
 /// A tenant's new state and the version it replaces (see [`Effects::tenants`]).
@@ -66,6 +69,9 @@ impl Effects {
         Effects::default()
     }
     pub fn with_event(mut self, e: Event) -> Self {
+        if let Some(tp) = tenancy_trace::traceparent() {
+            self.traces.insert(e.id.clone(), tp);
+        }
         self.events.push(e);
         self
     }
@@ -95,6 +101,7 @@ impl Effects {
         self.executions.extend(more.executions);
         self.resources.extend(more.resources);
         self.tenants.extend(more.tenants);
+        self.traces.extend(more.traces);
     }
 }
 

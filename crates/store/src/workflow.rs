@@ -73,6 +73,9 @@ pub struct ExecutionRecord {
     pub started_at: Timestamp,
     pub stopped_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// The W3C `traceparent` of the span that started the execution (see
+    /// `tenancy_trace`): the spans of its steps continue that trace.
+    pub trace_context: Option<String>,
 }
 
 // The API's views of the records (`tenancy_domain::api`, shared with the typed client):
@@ -129,6 +132,8 @@ pub struct NewExecution {
     pub started_at: Timestamp,
     /// The first step: status, cursor, pending action, timer, history.
     pub first: StepState,
+    /// The W3C `traceparent` of the span starting it (see [`ExecutionRecord::trace_context`]).
+    pub trace_context: Option<String>,
 }
 
 impl NewExecution {

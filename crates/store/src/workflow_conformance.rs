@@ -45,6 +45,9 @@ fn hist(id: i64, kind: &str) -> HistoryRecord {
     HistoryRecord { event_id: id, kind: kind.into(), state: Some("S".into()), details: json!({}), time: Timestamp(5) }
 }
 
+/// The trace context every test execution is started with.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn new_execution(id: &str, name: &str, due: Option<i64>) -> NewExecution {
     NewExecution {
         id: id.into(),
@@ -62,6 +65,7 @@ fn new_execution(id: &str, name: &str, due: Option<i64>) -> NewExecution {
             history: vec![hist(1, "ExecutionStarted"), hist(2, "TaskStateEntered")],
             ..StepState::default()
         },
+        trace_context: Some(TRACEPARENT.into()),
     }
 }
 
@@ -88,12 +92,14 @@ pub async fn execution_start_is_idempotent_by_name(store: Arc<dyn Store>) {
     let (e, created) = wf.execution_start(&new_execution("exe_1", "n1", Some(0)), &Effects::none()).await.unwrap();
     assert!(created);
     assert_eq!((e.status.as_str(), e.seq), ("RUNNING", 1));
+    assert_eq!(e.trace_context.as_deref(), Some(TRACEPARENT));
     let (again, created) = wf.execution_start(&new_execution("exe_2", "n1", Some(0)), &Effects::none()).await.unwrap();
     assert!(!created);
     assert_eq!(again.id, "exe_1");
     let got = wf.execution_get("exe_1").await.unwrap();
     assert_eq!(got.cursor, Some(json!({"at": "S"})));
     assert_eq!(got.input, json!({"a": 1}));
+    assert_eq!(got.trace_context.as_deref(), Some(TRACEPARENT));
     let h = wf.execution_history("exe_1", &page(10)).await.unwrap();
     assert_eq!(h.items.iter().map(|h| h.kind.as_str()).collect::<Vec<_>>(), ["ExecutionStarted", "TaskStateEntered"]);
     assert!(matches!(wf.execution_get("exe_2").await, Err(Error::NotFound { .. })));
@@ -150,6 +156,8 @@ pub async fn claims_are_leased(store: Arc<dyn Store>) {
     wf.execution_start(&new_execution("exe_3", "n3", None), &Effects::none()).await.unwrap();
     let a = wf.execution_claim(&Claim::new("a", 1_000, 10, Timestamp(200))).await.unwrap();
     assert_eq!(a.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["exe_1"]);
+    // A claim restores the trace context (another replica's steps join the trace).
+    assert_eq!(a[0].trace_context.as_deref(), Some(TRACEPARENT));
     assert!(wf.execution_claim(&Claim::new("b", 1_000, 10, Timestamp(300))).await.unwrap().is_empty());
     // The lease expires: another worker takes the execution over.
     let b = wf.execution_claim(&Claim::new("b", 1_000, 10, Timestamp(1_300))).await.unwrap();
@@ -256,7 +264,12 @@ pub async fn effects_start_executions(store: Arc<dyn Store>) {
     let wf = store.workflows();
     let fx = Effects::none().with_execution(new_execution("exe_1", "n1", Some(0)));
     store.commit_effects(&fx).await.unwrap();
-    assert_eq!(wf.execution_get("exe_1").await.unwrap().name, "n1");
+    let got = wf.execution_get("exe_1").await.unwrap();
+    assert_eq!((got.name.as_str(), got.trace_context.as_deref()), ("n1", Some(TRACEPARENT)));
+    // Without a trace context (no traces exported): none is stored.
+    let fx = Effects::none().with_execution(NewExecution { trace_context: None, ..new_execution("exe_4", "n4", None) });
+    store.commit_effects(&fx).await.unwrap();
+    assert_eq!(wf.execution_get("exe_4").await.unwrap().trace_context, None);
     // A change that fails takes its executions with it.
     let fx = Effects::none().with_execution(new_execution("exe_2", "n2", Some(0))).with_execution(new_execution(
         "exe_3",

@@ -129,9 +129,7 @@ impl Invoker {
                 failure("Lambda.SdkClientException", format!("function {name:?}: {}", outbound::describe(e)))
             }
         };
-        let res = self
-            .client
-            .post(url)
+        let res = outbound::traced(self.client.post(url))
             .timeout(Duration::from_secs(f.timeout_s))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", id)

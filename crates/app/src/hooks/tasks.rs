@@ -131,9 +131,7 @@ impl CallHooks {
                 tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
             }
             let ts = Timestamp::now().millis() / 1000;
-            let mut req = self
-                .client
-                .post(url.clone())
+            let mut req = tenancy_adapters::outbound::traced(self.client.post(url.clone()))
                 .timeout(Duration::from_secs(match hook.mode {
                     HookMode::Sync => hook.timeout_s,
                     // The callback comes later; the notification itself is quick.

@@ -100,9 +100,7 @@ async fn ask(calls: &CallHooks, store: &dyn tenancy_store::Store, hook: &Hook, b
     let id = tenancy_domain::ids::new_id("val");
     let ts = Timestamp::now().millis() / 1000;
     let timeout = Duration::from_secs(hook.timeout_s.min(tenancy_domain::hook::MAX_VALIDATE_TIMEOUT_S));
-    let mut req = calls
-        .client
-        .post(url)
+    let mut req = tenancy_adapters::outbound::traced(calls.client.post(url))
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(webhook::HEADER_ID, &id)

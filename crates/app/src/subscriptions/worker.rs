@@ -397,7 +397,26 @@ impl Shared {
 
     /// One attempt: POST the envelope, signed; 2xx within the timeout is success. For a
     /// queue target: the envelope enqueued.
+    /// [`Self::attempt_in_span`] in a `delivery` span continuing the trace of the span
+    /// that emitted the event (docs/operations.md "Traces"): the POST's `traceparent`
+    /// header names it.
     async fn attempt(&self, endpoint: &Endpoint, c: &ClaimedDelivery) -> AttemptResult {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            parent: None,
+            "delivery",
+            delivery_id = %c.id,
+            subscription_id = %c.subscription_id,
+            event_id = %c.event.id,
+            detail_type = %c.event.detail_type,
+        );
+        if let Some(tp) = &c.trace_context {
+            tenancy_trace::continue_from(&span, tp);
+        }
+        self.attempt_in_span(endpoint, c).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, endpoint: &Endpoint, c: &ClaimedDelivery) -> AttemptResult {
         if let Some(queue) = &endpoint.queue {
             let now = Timestamp::now();
             let started = Instant::now();
@@ -428,7 +447,7 @@ impl Shared {
                 }
             }
         };
-        let mut req = self.client.post(url);
+        let mut req = tenancy_adapters::outbound::traced(self.client.post(url));
         if let Some(cred) = &cred {
             req = req.header(cred.header.clone(), cred.value.clone());
         }

@@ -140,6 +140,11 @@ impl HttpInvoke {
         cred: Option<&Credential>,
     ) -> Result<reqwest::Response, tenancy_asl::Failure> {
         let mut req = self.client.request(method.clone(), url.clone()).header("Idempotency-Key", call.idempotency_key);
+        // The state machine's own `traceparent`, if it sets one, wins.
+        let own_trace = p.headers.as_ref().is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("traceparent")));
+        if !own_trace {
+            req = tenancy_adapters::outbound::traced(req);
+        }
         if let Some(headers) = &p.headers {
             for (k, v) in headers {
                 if cred.is_some_and(|c| c.header.as_str().eq_ignore_ascii_case(k)) {
