@@ -92,8 +92,11 @@ async fn a_pass_prunes_ended_periods_and_old_grants_only(backend: Backend) {
         .unwrap();
     }
 
-    // A pass a little over 24 h from now: k1's grant is past its retention.
-    let later = now.plus_millis(GRANT_RETENTION.as_millis() as i64 + 3_600_000);
+    // A pass a little over 24 h from now: k1's grant is past its retention. Still
+    // tomorrow, though: run after 23:00 UTC, an hour more would be the day after, when
+    // yesterday's row has ended two full days ago.
+    let later = (now.millis() + GRANT_RETENTION.as_millis() as i64 + 3_600_000).min(today + 2 * DAY - 1);
+    let later = Timestamp(later);
     let pruner = QuotaPruner::new(s.server.as_ref().unwrap().app.store().clone(), GRANT_RETENTION);
     let pruned = pruner.run_once(later).await.unwrap();
     assert_eq!(pruned.grants, 1, "{pruned:?}");
