@@ -77,8 +77,20 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a WebDriver session")
 }
 
+/// The text of the element `css` names, waiting for it. An element found just before a
+/// form's redirect replaced the page is stale by the time it is read: it is found again.
 async fn text(c: &Client, css: &str) -> String {
-    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap();
+        match found.text().await {
+            Ok(text) => return text,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("reading {css}: {e}"),
+        }
+    }
 }
 
 async fn sign_in(c: &Client, base: &str, key: &str) {
