@@ -476,8 +476,9 @@ fn skip_reason(e: &Error) -> Option<&'static str> {
     match e {
         Error::Conflict { code: ErrorCode::TenantPinned, .. } => Some("pinned"),
         Error::Conflict { code: ErrorCode::InvalidTransition, .. } => Some("not-upgradable"),
-        Error::Conflict { code: ErrorCode::PlanUnavailable, .. } => Some("plan-unavailable"),
-        Error::EntitlementViolation { .. } => Some("entitlement-violation"),
+        // The reason is the refusal's own problem code.
+        Error::Conflict { code: ErrorCode::PlanUnavailable, .. } => Some(ErrorCode::PlanUnavailable.as_str()),
+        Error::EntitlementViolation { .. } => Some(ErrorCode::EntitlementViolation.as_str()),
         Error::Forbidden(_) => Some("refused"),
         Error::InvalidRequest { .. } => Some("refused"),
         Error::NotFound { .. } => Some("gone"),
