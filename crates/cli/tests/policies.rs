@@ -14,7 +14,8 @@ both_backends!(
     region_limited_operator,
     support_key_reads_enterprise_tenants_only,
     suspend_but_not_offboard,
-    invalid_policies_are_refused_with_line_and_column
+    invalid_policies_are_refused_with_line_and_column,
+    deeply_nested_policies_are_refused
 );
 
 /// A key of `role` with `labels` and `region`: (id, token).
@@ -237,6 +238,65 @@ async fn invalid_policies_are_refused_with_line_and_column(backend: Backend) {
     let (code, _, _) = cli(&s.url, &["policies", "delete", "cli-one", "--yes"], "");
     assert_eq!(code, 0);
     assert_eq!(s.call(Method::GET, "/v1/policies/cli-one", None).await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// Hostile input: a policy text that nests expressions as deep as the size limit
+/// allows is refused with `invalid-policy` (never a crashed server), and nothing is
+/// stored.
+async fn deeply_nested_policies_are_refused(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let depth = 30_000;
+    let texts = [
+        format!("forbid (principal, action, resource) when {{ {}true{} }};", "(".repeat(depth), ")".repeat(depth)),
+        format!("forbid (principal, action, resource) when {{ {}true }};", "!".repeat(depth * 2)),
+        format!("forbid (principal, action, resource) when {{ {}1{} == 1 }};", "[".repeat(depth), "]".repeat(depth)),
+        format!(
+            "forbid (principal, action, resource) when {{ {}true{} }};",
+            "if true then ".repeat(depth / 10),
+            " else false".repeat(depth / 10)
+        ),
+        format!("forbid (principal, action, resource) when {{ true{} }};", " && true".repeat(depth / 5)),
+        // Within the lexical bounds, but a tree deeper than the engine takes.
+        format!("forbid (principal, action, resource) when {{ true{} }};", " && true".repeat(600)),
+    ];
+    for text in &texts {
+        let res = s.call(Method::PUT, "/v1/policies/deep", Some(json!({"cedar": text}))).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+        assert_eq!(res.code(), "invalid-policy", "{}", res.body);
+    }
+    assert_eq!(s.call(Method::GET, "/v1/policies/deep", None).await.status, StatusCode::NOT_FOUND);
+
+    // The deepest chain the engine takes is evaluated on every request, on a
+    // request's thread, without reaching Cedar's recursion limit (a forbid that
+    // errors would be ignored).
+    let wide = |n: usize| {
+        let terms: Vec<String> = (0..n).map(|i| format!("principal.labels.contains(\"l{i}\")")).collect();
+        json!({"cedar": format!("forbid (principal, action, resource) when {{ {} }};", terms.join(" || "))})
+    };
+    let mut n = 5;
+    loop {
+        let res = s.call(Method::PUT, "/v1/policies/wide", Some(wide(n + 5))).await;
+        if res.status == StatusCode::BAD_REQUEST {
+            assert_eq!(res.code(), "invalid-policy", "{}", res.body);
+            break;
+        }
+        assert!(res.status.is_success(), "{}", res.body);
+        n += 5;
+        assert!(n < 1_000, "no chain is refused");
+    }
+    assert!(n >= 20, "a chain of {n} terms is too short a limit");
+    let res = s.call(Method::PUT, "/v1/policies/wide", Some(wide(n))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let (id, labelled) = key(&s, "operator", &[&format!("l{}", n - 1)], None).await;
+    let res = s.call_with(Some(&labelled), Method::GET, "/v1/plans", None, &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let body = json!({"principal": id, "action": "list_plans", "resource": "Tenancy::Platform::\"tenancy\""});
+    let res = s.call(Method::POST, "/v1/policies/check", Some(body)).await;
+    assert_eq!(res.body, json!({"decision": "deny", "policies": ["wide"]}));
+    let (_, plain) = key(&s, "operator", &["other"], None).await;
+    let res = s.call_with(Some(&plain), Method::GET, "/v1/plans", None, &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     s.stop().await;
 }
 

@@ -10,6 +10,16 @@ use crate::{Error, ErrorCode, Result};
 /// The longest Cedar text a policy may hold.
 pub const MAX_CEDAR_BYTES: usize = 64 * 1024;
 
+/// The deepest a policy's brackets (`(`, `[`, `{`) may nest, outside string literals
+/// and comments. Hostile input: Cedar's parser, validator and evaluator recurse on
+/// the expression tree, so a text nested thousands deep would overflow a thread's
+/// stack; no real policy comes near this.
+pub const MAX_CEDAR_NESTING: usize = 32;
+
+/// The most expression-building tokens (operators, `.`, `if`, brackets) a policy's
+/// text may hold: a chain like `a && a && ...` nests as deep as it is long.
+pub const MAX_CEDAR_OPERATORS: usize = 2_000;
+
 /// A stored operator policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policy {
@@ -86,8 +96,60 @@ impl PolicySpec {
         if self.cedar.len() > MAX_CEDAR_BYTES {
             return Err(invalid(format!("a policy's cedar text is over {MAX_CEDAR_BYTES} bytes")));
         }
-        Ok(())
+        check_shape(&self.cedar)
     }
+}
+
+/// The lexical bounds on a policy's text ([`MAX_CEDAR_NESTING`],
+/// [`MAX_CEDAR_OPERATORS`]), checked without recursion before anything parses it.
+/// String literals and `//` comments are skipped.
+pub fn check_shape(cedar: &str) -> Result<()> {
+    let bytes = cedar.as_bytes();
+    let (mut depth, mut operators, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                operators += 1;
+                if depth > MAX_CEDAR_NESTING {
+                    return Err(invalid_at(
+                        cedar,
+                        Some(i),
+                        &format!("brackets nest deeper than {MAX_CEDAR_NESTING} levels"),
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'&' | b'|' | b'!' | b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'.' => operators += 1,
+            b'i' if bytes.get(i + 1) == Some(&b'f') && is_word_edge(bytes, i, 2) => operators += 1,
+            _ => {}
+        }
+        if operators > MAX_CEDAR_OPERATORS {
+            return Err(invalid_at(cedar, Some(i), &format!("the text holds over {MAX_CEDAR_OPERATORS} operators")));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Whether the `len` bytes at `i` are a whole word (not part of an identifier).
+fn is_word_edge(bytes: &[u8], i: usize, len: usize) -> bool {
+    let ident = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let before = i > 0 && ident(&bytes[i - 1]);
+    let after = bytes.get(i + len).is_some_and(ident);
+    !before && !after
 }
 
 /// An invalid policy's error at a place in its text (1-based line and column).

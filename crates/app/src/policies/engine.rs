@@ -165,8 +165,34 @@ impl Catalogue {
     /// Parses and validates an operator policy's text: the policies of it, named
     /// `name` (one statement) or `name[i]` (several). 400 `invalid-policy` naming the
     /// line and column of the first error.
+    ///
+    /// Hostile input: the text's lexical shape is bounded first
+    /// ([`policy::check_shape`]); Cedar's parser and validator then run on a thread
+    /// of their own with a [`COMPILE_STACK`] stack, and a policy whose expression tree
+    /// is deeper than [`MAX_TREE_DEPTH`] is refused, so that evaluating it on a
+    /// request's (small-stack) thread stays shallow.
     pub fn compile(&self, name: &str, cedar: &str) -> Result<Vec<CedarPolicy>> {
+        policy::check_shape(cedar)?;
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("cedar-compile".into())
+                .stack_size(COMPILE_STACK)
+                .spawn_scoped(scope, || self.compile_here(name, cedar))
+                .map_err(|e| Error::Internal(format!("starting the policy compiler: {e}")))?
+                .join()
+                .map_err(|_| Error::Internal("the policy compiler panicked".into()))?
+        })
+    }
+
+    fn compile_here(&self, name: &str, cedar: &str) -> Result<Vec<CedarPolicy>> {
         let parsed = PolicySet::from_str(cedar).map_err(|e| diagnostic_error(cedar, &e))?;
+        for p in parsed.policies() {
+            let tree = p.to_json().map_err(|e| policy::invalid_at(cedar, None, &e.to_string()))?;
+            if json_depth(&tree) > MAX_TREE_DEPTH {
+                let message = format!("the policy's expressions nest deeper than {MAX_TREE_DEPTH} levels");
+                return Err(policy::invalid_at(cedar, None, &message));
+            }
+        }
         let result = self.validator.validate(&parsed, ValidationMode::Strict);
         if let Some(e) = result.validation_errors().next() {
             return Err(diagnostic_error(cedar, e));
@@ -185,6 +211,34 @@ impl Catalogue {
             .map(|(i, p)| p.new_id(PolicyId::new(if many { format!("{name}[{i}]") } else { name.to_owned() })))
             .collect())
     }
+}
+
+/// The stack of the thread that parses and validates an operator's policy: enough
+/// for the deepest tree [`policy::check_shape`] lets through (reserved, not touched
+/// unless used).
+const COMPILE_STACK: usize = 256 * 1024 * 1024;
+
+/// The stack an evaluation is given (see [`PolicyEngine::evaluate`]): the deepest
+/// tree [`MAX_TREE_DEPTH`] admits evaluates within it, in debug builds too.
+const EVAL_STACK: usize = 2 * 1024 * 1024;
+
+/// The deepest a policy's tree may be, counted in levels of its JSON form (about two
+/// per expression). Real policies are under 20.
+const MAX_TREE_DEPTH: usize = 96;
+
+/// The nesting depth of a JSON value, without recursion.
+fn json_depth(v: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// 400 `invalid-policy` at the first labelled place of a Cedar diagnostic.
@@ -413,7 +467,13 @@ impl PolicyEngine {
             let entities =
                 self.catalogue.action_entities.clone().add_entities(entities, None).map_err(|e| e.to_string())?;
             let request = Request::new(p_uid, a_uid, r_uid, Context::empty(), None).map_err(|e| e.to_string())?;
-            let response = Authorizer::new().is_authorized(&request, set, &entities);
+            // Cedar's evaluator recurses on the tree and gives up ("recursion limit
+            // reached", and an erroring forbid is ignored) when the thread's stack runs
+            // low; a request's thread may be deep in its handlers already, so the
+            // evaluation gets a fresh segment when less than EVAL_STACK is left.
+            let response = stacker::maybe_grow(EVAL_STACK, 4 * EVAL_STACK, || {
+                Authorizer::new().is_authorized(&request, set, &entities)
+            });
             let by = response.diagnostics().reason().map(|id| id.to_string()).collect();
             let errors = response.diagnostics().errors().map(|e| e.to_string()).collect();
             Ok((response.decision() == Decision::Allow, by, errors))
