@@ -15,20 +15,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value};
 use tenancy_asl::intrinsics::{Call, Entropy};
 use tenancy_asl::path::{JsonPath, Scope};
 use tenancy_asl::runner::{self, BoxFuture, TaskRunner};
 use tenancy_asl::{jsonata, ExecutionContext, Failure, StateMachine, TaskRequest};
-
-/// Cases per target: `TENANCY_FUZZ_CASES`, else a count that takes a few seconds.
-fn cases(default: u32) -> u32 {
-    // A test hook, not a setting of the server.
-    #[allow(clippy::disallowed_methods)]
-    let cases = std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok());
-    cases.unwrap_or(default)
-}
+use tenancy_fuzzkit::{apply, check, pointers};
 
 /// One evaluation slower than this is reported as a hang (the limits of
 /// `tenancy_asl::limits` bound every evaluation to about a second in a debug build).
@@ -127,51 +120,8 @@ const ALPHABET: &[char] = &[
     '\n',
 ];
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Insert(usize, char),
-    Delete(usize),
-    Replace(usize, char),
-    /// Repeats the span `[at, at+len)` `times` times: nesting and long inputs.
-    Repeat(usize, usize, usize),
-    Truncate(usize),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    let ch = prop::sample::select(ALPHABET);
-    prop_oneof![
-        3 => (any::<usize>(), ch.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
-        2 => any::<usize>().prop_map(Edit::Delete),
-        3 => (any::<usize>(), ch).prop_map(|(i, c)| Edit::Replace(i, c)),
-        1 => (any::<usize>(), 1usize..6, prop_oneof![2usize..8, 100usize..400]).prop_map(|(a, l, t)| Edit::Repeat(a, l, t)),
-        1 => any::<usize>().prop_map(Edit::Truncate),
-    ]
-}
-
-fn apply(seed: &str, edits: &[Edit]) -> String {
-    let mut c: Vec<char> = seed.chars().collect();
-    for e in edits {
-        let n = c.len();
-        match *e {
-            Edit::Insert(i, ch) => c.insert(i % (n + 1), ch),
-            Edit::Delete(i) if n > 0 => {
-                c.remove(i % n);
-            }
-            Edit::Replace(i, ch) if n > 0 => c[i % n] = ch,
-            Edit::Repeat(at, len, times) if n > 0 => {
-                let at = at % n;
-                let span: Vec<char> = c[at..(at + len).min(n)].to_vec();
-                let tail = c.split_off(at);
-                for _ in 0..times {
-                    c.extend_from_slice(&span);
-                }
-                c.extend(tail);
-            }
-            Edit::Truncate(i) if n > 0 => c.truncate(i % n),
-            _ => {}
-        }
-    }
-    c.into_iter().collect()
+fn edit() -> impl Strategy<Value = tenancy_fuzzkit::Edit> {
+    tenancy_fuzzkit::edit(ALPHABET)
 }
 
 /// A seed from `pick` with edits, or (less often) a string of alphabet characters.
@@ -184,20 +134,7 @@ fn mutated(pick: fn(&Seeds) -> &Vec<String>) -> impl Strategy<Value = String> {
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        prop_oneof![Just(0.5f64), Just(-1e300), Just(1e-300), Just(f64::MAX), any::<f64>()]
-            .prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
-        "[a-c0-9$.\\-{}% ]{0,8}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 32, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec(("[a-c]{1,2}", inner), 0..4).prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        ]
-    })
+    tenancy_fuzzkit::json_value("[a-c0-9$.\\-{}% ]{0,8}", "[a-c]{1,2}")
 }
 
 /// An input: a corpus input or an arbitrary value.
@@ -221,14 +158,6 @@ fn timed<T>(what: &str, text: &str, f: impl FnOnce() -> T) -> Result<T, TestCase
         return Err(TestCaseError::fail(format!("{what} took {:?} on {text:?}", t.elapsed())));
     }
     Ok(out)
-}
-
-fn check<S: Strategy>(default_cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let config = Config { cases: cases(default_cases), failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new(config);
-    if let Err(e) = runner.run(&strategy, test) {
-        panic!("{e}");
-    }
 }
 
 fn jsonpath_case(text: &str, doc: &Value, value: &Value) -> Result<(), TestCaseError> {
@@ -527,7 +456,7 @@ enum NodeEdit {
     /// Replaces the node with an arbitrary value.
     Replace(prop::sample::Index, Value),
     /// Replaces a string node with a mutated string (edits of its own text).
-    EditString(prop::sample::Index, Vec<Edit>),
+    EditString(prop::sample::Index, Vec<tenancy_fuzzkit::Edit>),
     /// Removes an object member or array item.
     Remove(prop::sample::Index),
     /// Puts a copy of one node in place of another (a subtree inside itself nests).
@@ -542,24 +471,6 @@ fn node_edit() -> impl Strategy<Value = NodeEdit> {
         2 => ix().prop_map(NodeEdit::Remove),
         1 => (ix(), ix()).prop_map(|(a, b)| NodeEdit::Graft(a, b)),
     ]
-}
-
-/// JSON pointers of every node of `v` but the root.
-fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
-    let esc = |k: &str| k.replace('~', "~0").replace('/', "~1");
-    match v {
-        Value::Object(m) => m.iter().for_each(|(k, c)| {
-            let p = format!("{at}/{}", esc(k));
-            out.push(p.clone());
-            pointers(c, p, out);
-        }),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| {
-            let p = format!("{at}/{i}");
-            out.push(p.clone());
-            pointers(c, p, out);
-        }),
-        _ => {}
-    }
 }
 
 fn mutate_definition(mut def: Value, edits: &[NodeEdit]) -> Value {

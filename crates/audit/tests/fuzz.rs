@@ -9,127 +9,18 @@ use proptest::prelude::*;
 use serde_json::Value;
 use tenancy_audit::chain::ChainStart;
 use tenancy_audit::ndjson::{verify_ndjson, verify_ndjson_from};
+use tenancy_fuzzkit::{apply, check, JSON_ALPHABET};
 
-/// Characters the grammars care about, plus a few that they do not.
-const ALPHABET: &[char] = &[
-    '{',
-    '}',
-    '[',
-    ']',
-    '"',
-    '\\',
-    ',',
-    ':',
-    '-',
-    '+',
-    '.',
-    'e',
-    'E',
-    '0',
-    '1',
-    '9',
-    'a',
-    'x',
-    ' ',
-    '\n',
-    't',
-    'n',
-    'u',
-    '$',
-    '*',
-    '\u{e9}',
-    '\u{1f600}',
-    '\0',
-];
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Insert(usize, char),
-    Delete(usize),
-    Replace(usize, char),
-    /// Repeats the span `[at, at+len)` `times` times: nesting and long inputs.
-    Repeat(usize, usize, usize),
-    Truncate(usize),
+fn json_value() -> impl Strategy<Value = Value> {
+    // Keys are the record's own fields, so a grafted object can pass for a record.
+    tenancy_fuzzkit::json_value(
+        "[a-c0-9:.\\- ]{0,8}",
+        "seq|id|time|action|target|tenant_id|outcome|detail|prev_hash|hash|[a-c]{1,2}",
+    )
 }
 
-fn edit() -> impl Strategy<Value = Edit> {
-    let ch = prop::sample::select(ALPHABET);
-    prop_oneof![
-        3 => (any::<usize>(), ch.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
-        2 => any::<usize>().prop_map(Edit::Delete),
-        3 => (any::<usize>(), ch).prop_map(|(i, c)| Edit::Replace(i, c)),
-        1 => (any::<usize>(), 1usize..6, prop_oneof![2usize..8, 100usize..400])
-            .prop_map(|(a, l, t)| Edit::Repeat(a, l, t)),
-        1 => any::<usize>().prop_map(Edit::Truncate),
-    ]
-}
-
-fn apply(seed: &str, edits: &[Edit]) -> String {
-    let mut c: Vec<char> = seed.chars().collect();
-    for e in edits {
-        let n = c.len();
-        match *e {
-            Edit::Insert(i, ch) => c.insert(i % (n + 1), ch),
-            Edit::Delete(i) if n > 0 => {
-                c.remove(i % n);
-            }
-            Edit::Replace(i, ch) if n > 0 => c[i % n] = ch,
-            Edit::Repeat(at, len, times) if n > 0 => {
-                let at = at % n;
-                let span: Vec<char> = c[at..(at + len).min(n)].to_vec();
-                let tail = c.split_off(at);
-                for _ in 0..times {
-                    c.extend_from_slice(&span);
-                }
-                c.extend(tail);
-            }
-            Edit::Truncate(i) if n > 0 => c.truncate(i % n),
-            _ => {}
-        }
-    }
-    c.into_iter().collect()
-}
-
-fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    use serde_json::Value;
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        prop_oneof![Just(0.5f64), Just(-1e300), Just(5e-324), Just(f64::MAX), any::<f64>()]
-            .prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
-        "[a-c0-9*$.\\- ]{0,8}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 32, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec(
-                ("[a-c]{1,2}|prefix|suffix|numeric|anything-but|exists|equals-ignore-case|wildcard|cidr|\\$or", inner),
-                0..4
-            )
-            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        ]
-    })
-}
-
-/// Cases per target: `TENANCY_FUZZ_CASES`, else a count that takes a few seconds.
-fn cases(default: u32) -> u32 {
-    // A test hook, not a setting of the server.
-    #[allow(clippy::disallowed_methods)]
-    let cases = std::env::var("TENANCY_FUZZ_CASES").ok().and_then(|s| s.parse().ok());
-    cases.unwrap_or(default)
-}
-
-fn check<S: Strategy>(
-    default_cases: u32,
-    strategy: S,
-    test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
-) {
-    use proptest::test_runner::{Config, TestRunner};
-    let config = Config { cases: cases(default_cases), failure_persistence: None, ..Config::default() };
-    if let Err(e) = TestRunner::new(config).run(&strategy, test) {
-        panic!("{e}");
-    }
+fn edit() -> impl Strategy<Value = tenancy_fuzzkit::Edit> {
+    tenancy_fuzzkit::edit(JSON_ALPHABET)
 }
 
 const FIXTURES: [&str; 2] =
