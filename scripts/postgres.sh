@@ -6,6 +6,7 @@
 #   2. else the server on 127.0.0.1:5432 when it answers (user postgres, trust auth);
 #   3. else a throwaway cluster under target/pg (initdb + pg_ctl from Debian's
 #      postgresql, installed with apt-get when missing), stopped when the tests end.
+# In every case PostgreSQL's server programs are there and TENANCY_PG_BIN names them.
 
 pg_answers() { # host port
   (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
@@ -23,14 +24,26 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-start_throwaway_postgres() {
-  local bin root port=55432
+# PostgreSQL's server programs (initdb, pg_ctl, pg_basebackup), installed with apt-get
+# when missing; exported as TENANCY_PG_BIN for the tests that start clusters of their
+# own (crates/cli/tests/region_failover.rs), whichever server TENANCY_TEST_DATABASE_URL
+# names.
+ensure_pg_bin() {
+  local bin
+  if [ -n "${TENANCY_PG_BIN:-}" ] && [ -x "$TENANCY_PG_BIN/initdb" ]; then return 0; fi
   if ! bin=$(pg_bin_dir); then
     echo "scripts/test: installing PostgreSQL (apt-get install postgresql)" >&2
     local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
     bin=$(pg_bin_dir) || { echo "scripts/test: no initdb after installing postgresql" >&2; return 1; }
   fi
+  export TENANCY_PG_BIN="$bin"
+}
+
+start_throwaway_postgres() {
+  local bin root port=55432
+  ensure_pg_bin || return 1
+  bin=$TENANCY_PG_BIN
   root="$(pwd)/target/pg"
   mkdir -p "$root"
   [ "$(id -u)" = 0 ] && chown postgres "$root"
@@ -49,6 +62,8 @@ start_throwaway_postgres() {
 stop_throwaway_postgres() {
   if [ -n "${TENANCY_PG_STOP:-}" ]; then as_postgres $TENANCY_PG_STOP >/dev/null 2>&1 || true; fi
 }
+
+ensure_pg_bin
 
 if [ -z "${TENANCY_TEST_DATABASE_URL:-}" ]; then
   if pg_answers 127.0.0.1 5432; then

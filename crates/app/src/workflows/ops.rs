@@ -355,7 +355,15 @@ impl App {
             .ok_or_else(|| Error::internal(format!("no built-in state machine {name:?}")))?;
         let definition: Value = serde_json::from_str(text).map_err(Error::internal)?;
         StateMachine::parse(&definition).map_err(|e| Error::internal(format!("built-in {name}: {e}")))?;
-        let (rec, _) = self.engine.workflows().state_machine_put(name, &definition, &Effects::none()).await?;
+        // Replicas starting together on a fresh database race to store version 1; the
+        // loser's insert conflicts, and its second try finds the winner's equal definition.
+        let mut tries = 0;
+        let rec = loop {
+            match self.engine.workflows().state_machine_put(name, &definition, &Effects::none()).await {
+                Err(Error::Conflict { code: ErrorCode::Conflict, .. }) if tries < 3 => tries += 1,
+                r => break r?.0,
+            }
+        };
         self.builtins.lock().expect("builtins lock").insert(name.to_owned(), rec.clone());
         Ok(rec)
     }
