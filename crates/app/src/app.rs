@@ -38,6 +38,10 @@ pub struct App {
     pub(crate) bundle_max_bytes: u64,
     /// Wakes the rollout worker after a rollout's change (`crate::rollouts`).
     pub(crate) rollouts_notify: Arc<tokio::sync::Notify>,
+    /// The active rollouts as this replica's worker last read or saved them, by id: a
+    /// pass reads only the stored revision when nobody else changed the record
+    /// (`crate::rollouts::worker`).
+    pub(crate) rollouts_kept: std::sync::Mutex<std::collections::HashMap<String, tenancy_domain::rollout::Rollout>>,
     /// The kinds of missing resources the reconciler repairs on its own (see
     /// [`App::set_reconcile_repair`]).
     pub(crate) reconcile_repair: std::collections::BTreeSet<crate::reconcile::ops::DriftKind>,
@@ -116,6 +120,7 @@ impl App {
             export_retention: std::time::Duration::from_secs(u64::from(DEFAULT_EXPORT_RETENTION_DAYS) * 86_400),
             bundle_max_bytes: crate::releases::bundle::DEFAULT_MAX_BYTES,
             rollouts_notify: Arc::default(),
+            rollouts_kept: Default::default(),
             reconcile_repair: crate::reconcile::ops::DriftKind::DEFAULT_REPAIR.iter().copied().collect(),
             terms: Default::default(),
             flag_catalogue: Default::default(),

@@ -449,6 +449,54 @@ impl Rollout {
         }
     }
 
+    /// The rollout without its tenants (its waves' `tenants` empty): what a store keeps
+    /// beside the tenants' own rows.
+    pub fn without_tenants(&self) -> Rollout {
+        Rollout {
+            id: self.id.clone(),
+            release: self.release.clone(),
+            plan: self.plan.clone(),
+            status: self.status.clone(),
+            selector: self.selector.clone(),
+            strategy: self.strategy.clone(),
+            current_wave: self.current_wave,
+            bake_until: self.bake_until,
+            halted_reason: self.halted_reason.clone(),
+            waves: self
+                .waves
+                .iter()
+                .map(|w| Wave {
+                    name: w.name.clone(),
+                    status: w.status.clone(),
+                    counts: w.counts.clone(),
+                    tenants: Vec::new(),
+                })
+                .collect(),
+            failed: self.failed.clone(),
+            skipped: self.skipped.clone(),
+            not_rolled_back: self.not_rolled_back.clone(),
+            started_by: self.started_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            rev: self.rev,
+        }
+    }
+
+    /// The positions (`(wave, index)`) of the tenants whose state differs from
+    /// `before`'s, the same rollout at an earlier revision (same waves, same tenants).
+    pub fn changed_tenants(&self, before: &Rollout) -> Vec<(usize, usize)> {
+        let mut changed = Vec::new();
+        for (wi, w) in self.waves.iter().enumerate() {
+            let old = before.waves.get(wi).map(|w| &w.tenants[..]).unwrap_or(&[]);
+            for (ti, t) in w.tenants.iter().enumerate() {
+                if old.get(ti) != Some(t) {
+                    changed.push((wi, ti));
+                }
+            }
+        }
+        changed
+    }
+
     /// Every tenant id of the rollout (those in waves).
     pub fn tenant_ids(&self) -> Vec<String> {
         self.waves.iter().flat_map(|w| w.tenants.iter().map(|t| t.tenant_id.clone())).collect()

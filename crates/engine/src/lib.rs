@@ -547,6 +547,9 @@ impl Engine {
         let mut stale = 0;
         // Steps of this claim (see MAX_STEPS_PER_CLAIM).
         let mut steps = 0;
+        // Whether every step not committed yet, this one included, ran only local
+        // tasks and produced no effects (see `quiet` below).
+        let mut quiet_chain = true;
         loop {
             let (Some(pending), Ok(cursor)) = (parse_pending(&rec), parse_cursor(&rec)) else {
                 tracing::warn!(execution_id = %rec.id, "execution without a pending action or cursor");
@@ -559,8 +562,12 @@ impl Engine {
             let mut fx = Effects::none();
             let mut branch_history = Vec::new();
             let now;
+            // A step is quiet when it ran no remote task: a timer, a callback's
+            // timeout, or a task that is local for this call.
+            let mut quiet = !matches!(pending, Pending::Branches { .. });
             let outcome = match &pending {
                 Pending::Task { request, token_hash } => {
+                    quiet = self.is_local(request).await;
                     let run = self.leased(&rec, lease, self.run_handler(request, &rec));
                     let Some(out) = until_deadline(deadline, run).await else {
                         self.time_out(&rec, &cursor, &machine, deferred.take(), commits).await;
@@ -646,6 +653,7 @@ impl Engine {
                     }
                 }
             };
+            quiet_chain = quiet_chain && quiet && fx.is_empty();
             let mut step = self.interpret_step(&machine, &ctx, &cursor, outcome, now).await;
             if !branch_history.is_empty() {
                 branch_history.append(&mut step.history);
@@ -662,9 +670,17 @@ impl Engine {
             // Enough for this claim: commit, release the lease, and take a turn again.
             let yielding = runnable && steps >= MAX_STEPS_PER_CLAIM;
             let (cursor, pending) = (commit.state.cursor.clone(), commit.state.pending.clone());
-            if runnable && !yielding && fused < MAX_FUSED_STEPS && self.next_is_inline(&pending) {
-                // The next task is local and idempotent: run it before committing, and
-                // commit both steps at once.
+            // The next task is local and idempotent: run it before committing, and
+            // commit both steps at once. Or every step not committed yet was quiet (ran
+            // only local tasks, wrote nothing): running them again after a crash is
+            // harmless, so they commit with the next task's step, remote or not (an
+            // upgrade's pre-check with no hook subscribed costs no commit of its own).
+            // Either way at most one remote task runs between two commits.
+            let fuse_next = runnable
+                && !yielding
+                && fused < MAX_FUSED_STEPS
+                && ((quiet_chain && next_is_task(&pending)) || self.next_is_inline(&pending).await);
+            if fuse_next {
                 fused += 1;
                 deferred = Some(commit);
                 let before = (std::mem::replace(&mut rec.cursor, cursor), std::mem::replace(&mut rec.pending, pending));
@@ -672,6 +688,7 @@ impl Engine {
                 continue;
             }
             fused = 0;
+            quiet_chain = true;
             if yielding {
                 commit.keep_lease = false;
             }
@@ -788,13 +805,25 @@ impl Engine {
         }
     }
 
-    /// Whether `pending` is a task whose handler runs inline ([`TaskHandler::inline`]).
-    fn next_is_inline(&self, pending: &Option<Value>) -> bool {
+    /// Whether `pending` is a task whose handler runs inline ([`TaskHandler::inline`],
+    /// or [`TaskHandler::local_call`] for this call).
+    async fn next_is_inline(&self, pending: &Option<Value>) -> bool {
         let Some(Ok(Pending::Task { request, .. })) = pending.as_ref().map(Pending::deserialize) else {
             return false;
         };
-        !request.resource.ends_with(WAIT_FOR_TASK_TOKEN)
-            && self.handlers.get(&request.resource).is_some_and(|h| h.inline())
+        self.is_local(&request).await
+    }
+
+    /// Whether the task `request` runs locally: its handler is inline, or says this
+    /// call is local (a callback task never is: it waits for somebody).
+    async fn is_local(&self, request: &TaskRequest) -> bool {
+        if request.resource.ends_with(WAIT_FOR_TASK_TOKEN) {
+            return false;
+        }
+        match self.handlers.get(&request.resource) {
+            Some(h) => h.inline() || h.local_call(&self.store, &request.parameters).await,
+            None => false,
+        }
     }
 
     /// Runs the worker until `shutdown`: claims due executions in batches, advances up
@@ -902,6 +931,15 @@ const MAX_FUSED_STEPS: usize = 16;
 /// Times [`Engine::advance`] runs steps again whose commit found the data they read
 /// changed; past this the execution waits for its lease to expire and is retried then.
 const MAX_STALE_RETRIES: u32 = 5;
+
+/// Whether `pending` is a task that runs and ends (not a callback task, which commits
+/// its wait alone, nor a timer or branches).
+fn next_is_task(pending: &Option<Value>) -> bool {
+    match pending.as_ref().map(Pending::deserialize) {
+        Some(Ok(Pending::Task { request, .. })) => !request.resource.ends_with(WAIT_FOR_TASK_TOKEN),
+        _ => false,
+    }
+}
 
 /// One commit for two consecutive steps of an execution: the later state, the history
 /// and the effects of both.

@@ -65,6 +65,15 @@ pub trait TaskHandler: Send + Sync + 'static {
     fn inline(&self) -> bool {
         false
     }
+
+    /// Whether this one call (its `parameters`) is local, as [`TaskHandler::inline`]
+    /// says of every call of an inline handler: a handler that is remote only some of
+    /// the time (a hook step with no hook subscribed to its event calls nobody) says so
+    /// here, and the engine then runs it without a commit of its own. Asked before the
+    /// call; by default [`TaskHandler::inline`].
+    async fn local_call(&self, _store: &Arc<dyn Store>, _parameters: &Value) -> bool {
+        self.inline()
+    }
 }
 
 /// A failure with an error name and a cause.

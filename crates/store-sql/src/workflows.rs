@@ -437,6 +437,22 @@ impl WorkflowStore for SqlStore {
         row.as_ref().map(execution).transpose()?.ok_or_else(|| Error::not_found("execution", id))
     }
 
+    async fn execution_statuses(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, status FROM executions WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.reader).await.map_err(db_err)? {
+                out.push((row.try_get(0).map_err(db_err)?, row.try_get(1).map_err(db_err)?));
+            }
+        }
+        Ok(out)
+    }
+
     async fn execution_by_token(&self, token: &str) -> Result<ExecutionRecord> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE task_token = $1");
         let row = sqlx::query(&sql).bind(token).fetch_optional(&self.reader).await.map_err(db_err)?;

@@ -94,6 +94,14 @@ impl Effects {
         self.tenants.push(TenantWrite { tenant, expected_version });
         self
     }
+    /// Whether there is nothing to commit.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.audit.is_empty()
+            && self.executions.is_empty()
+            && self.resources.is_empty()
+            && self.tenants.is_empty()
+    }
     /// Appends `more`'s effects after these.
     pub fn extend(&mut self, more: Effects) {
         self.events.extend(more.events);

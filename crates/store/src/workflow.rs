@@ -258,6 +258,9 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// that state machine with that name (`false`: nothing was written).
     async fn execution_start(&self, new: &NewExecution, fx: &Effects) -> Result<(ExecutionRecord, bool)>;
     async fn execution_get(&self, id: &str) -> Result<ExecutionRecord>;
+    /// The status of each execution of `ids` that exists, as `(id, status)`, in one
+    /// read (a rollout polls hundreds of upgrades a pass).
+    async fn execution_statuses(&self, ids: &[String]) -> Result<Vec<(String, String)>>;
     async fn execution_by_token(&self, token: &str) -> Result<ExecutionRecord>;
     async fn execution_list(&self, filter: &ExecutionFilter, page: &PageRequest) -> Result<Page<ExecutionRecord>>;
     async fn execution_history(&self, id: &str, page: &PageRequest) -> Result<Page<HistoryRecord>>;

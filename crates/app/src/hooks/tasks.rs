@@ -2,6 +2,7 @@
 
 use crate::connections::auth::{Connector, Credential};
 use crate::services::Services;
+use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,6 +177,18 @@ impl CallHooks {
 
 #[async_trait::async_trait]
 impl TaskHandler for CallHooks {
+    /// A call with no `sync` hook subscribed to its event calls nobody: it reads the
+    /// tenant and the hook list and writes nothing, so the engine runs it without a
+    /// commit of its own (an upgrade's pre-check and verify steps, when the product
+    /// subscribed only `upgrade_apply`). A hook added meanwhile is called all the same.
+    async fn local_call(&self, store: &Arc<dyn Store>, parameters: &serde_json::Value) -> bool {
+        let Ok(p) = CallParams::deserialize(parameters) else { return false };
+        match store.hooks().hook_list().await {
+            Ok(hooks) => !hooks.iter().any(|h| h.events.contains(&p.event) && h.mode == HookMode::Sync),
+            Err(_) => false,
+        }
+    }
+
     async fn call(&self, call: TaskCall<'_>) -> TaskResult {
         let p: CallParams = call.params()?;
         let event = p.event;

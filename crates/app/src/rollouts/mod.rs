@@ -290,7 +290,8 @@ impl App {
     async fn rollout_operate(&self, ctx: &OpContext, id: &str, op: &str) -> Result<Rollout> {
         ctx.authorize(P::ReleaseAdmin)?;
         for _ in 0..20 {
-            let mut r = self.store.rollouts().rollout_get(id).await?;
+            let stored = self.store.rollouts().rollout_get(id).await?;
+            let mut r = stored.clone();
             let from = r.status.clone();
             let refuse = || Error::Conflict {
                 code: ErrorCode::InvalidTransition,
@@ -347,7 +348,8 @@ impl App {
             for e in events {
                 fx = fx.with_event(rollout_event(e, &r, json!({"previous_status": from})));
             }
-            match self.store.rollouts().rollout_save(&r, &fx).await {
+            let changed = r.changed_tenants(&stored);
+            match self.store.rollouts().rollout_save(&r, &changed, &fx).await {
                 Ok(()) => {
                     self.rollouts_notify.notify_one();
                     return Ok(r);

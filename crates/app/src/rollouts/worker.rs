@@ -1,6 +1,7 @@
 //! [`RolloutWorker`]: the loop that drives rollouts (see the module docs of
 //! [`crate::rollouts`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,23 +90,55 @@ impl App {
         Ok(leased)
     }
 
-    /// Saves `r` as the next revision with `fx`.
-    async fn rollout_commit(&self, r: &mut Rollout, fx: Effects) -> Result<()> {
-        r.rev += 1;
+    /// Saves `r` as the next revision of `saved` (the record as stored) with `fx`:
+    /// only its tenants that differ from `saved`'s are written. `saved` is then `r`.
+    async fn rollout_commit(&self, saved: &mut Rollout, r: &mut Rollout, fx: Effects) -> Result<()> {
+        r.rev = saved.rev + 1;
         r.updated_at = Timestamp::now();
         r.refresh();
-        self.store.rollouts().rollout_save(r, &fx).await
+        let changed = r.changed_tenants(saved);
+        self.store.rollouts().rollout_save(r, &changed, &fx).await?;
+        // `saved` becomes `r` without cloning the tenants that did not change.
+        let mut next = r.without_tenants();
+        for (w, old) in next.waves.iter_mut().zip(saved.waves.iter_mut()) {
+            w.tenants = std::mem::take(&mut old.tenants);
+        }
+        for &(wi, ti) in &changed {
+            next.waves[wi].tenants[ti] = r.waves[wi].tenants[ti].clone();
+        }
+        *saved = next;
+        Ok(())
     }
 
     /// Advances one rollout: polls its upgrades, ends or halts its wave, starts the
     /// next upgrades. Every change is saved with a compare-and-set (a lost race is 412:
     /// the next pass starts over from the stored record).
+    ///
+    /// The record is kept in memory between passes (`App::rollouts_kept`): a pass reads
+    /// the stored revision only, and the whole record when another writer (an
+    /// operator's pause, another replica) moved it, or after a failed pass.
     pub async fn rollout_advance(&self, id: &str) -> Result<()> {
-        let mut r = self.store.rollouts().rollout_get(id).await?;
-        if !status::is_active(&r.status) {
+        let kept = self.rollouts_kept.lock().expect("rollouts_kept lock").remove(id);
+        let mut saved = match kept {
+            Some(k) => match self.store.rollouts().rollout_get_changed(id, k.rev).await? {
+                Some(fresh) => fresh,
+                None => k,
+            },
+            None => self.store.rollouts().rollout_get(id).await?,
+        };
+        if !status::is_active(&saved.status) {
             return Ok(());
         }
-        let before = r.clone();
+        self.rollout_advance_from(&mut saved).await?;
+        if status::is_active(&saved.status) {
+            self.rollouts_kept.lock().expect("rollouts_kept lock").insert(id.to_owned(), saved);
+        }
+        Ok(())
+    }
+
+    /// [`App::rollout_advance`] of the rollout stored as `saved` (kept up to date).
+    async fn rollout_advance_from(&self, saved: &mut Rollout) -> Result<()> {
+        let mut r = saved.clone();
         // 1. What became of the upgrades and rollbacks in flight, in every wave.
         // Read side by side: a 10,000-tenant rollout has hundreds in flight.
         let target = Goal::of(&r);
@@ -119,9 +152,44 @@ impl App {
             })
             .map(|(wi, ti, _)| (wi, ti))
             .collect();
+        // The upgrades and rollbacks under way: their executions' statuses in one read;
+        // only those that did not simply succeed or run on are looked at one by one.
+        let ids: Vec<String> = in_flight
+            .iter()
+            .filter_map(|&(wi, ti)| {
+                let t = &r.waves[wi].tenants[ti];
+                match t.state.as_str() {
+                    S::UPGRADING => t.execution_id.clone(),
+                    S::ROLLING_BACK => t.rollback_execution_id.clone(),
+                    _ => None,
+                }
+            })
+            .collect();
+        let statuses: HashMap<String, String> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.engine.workflows().execution_statuses(&ids).await?.into_iter().collect()
+        };
+        let mut one_by_one = Vec::new();
+        for (wi, ti) in in_flight {
+            let t = &mut r.waves[wi].tenants[ti];
+            let (eid, done) = match t.state.as_str() {
+                S::UPGRADING => (&t.execution_id, S::SUCCEEDED),
+                S::ROLLING_BACK => (&t.rollback_execution_id, S::ROLLED_BACK),
+                _ => {
+                    one_by_one.push((wi, ti));
+                    continue;
+                }
+            };
+            match eid.as_ref().and_then(|e| statuses.get(e)).map(String::as_str) {
+                Some(exec_status::RUNNING) => {}
+                Some(exec_status::SUCCEEDED) => t.state = done.into(),
+                _ => one_by_one.push((wi, ti)),
+            }
+        }
         let polled: Vec<(usize, usize, RolloutTenant, Result<()>)> = {
             let (r, target) = (&r, &target);
-            futures::stream::iter(in_flight)
+            futures::stream::iter(one_by_one)
                 .map(|(wi, ti)| async move {
                     let mut t = r.waves[wi].tenants[ti].clone();
                     let res = self.rollout_poll(target, &mut t).await;
@@ -200,8 +268,8 @@ impl App {
                 }
             }
         }
-        if r != before {
-            self.rollout_commit(&mut r, fx).await?;
+        if r != *saved {
+            self.rollout_commit(saved, &mut r, fx).await?;
         }
         if r.bake_until.is_some_and(|b| b.millis() > now_ms()) {
             return Ok(());
@@ -254,7 +322,7 @@ impl App {
         if picked.is_empty() {
             if !outside.is_empty() {
                 // Saved now; the next pass ends the wave if that was its last tenants.
-                self.rollout_commit(&mut r, Effects::none()).await?;
+                self.rollout_commit(saved, &mut r, Effects::none()).await?;
                 self.rollouts_notify.notify_one();
             }
             return Ok(());
@@ -267,7 +335,7 @@ impl App {
             t.state = if back { S::ROLLBACK_STARTING } else { S::STARTING }.into();
             t.started_at = Some(started_at);
         }
-        self.rollout_commit(&mut r, Effects::none()).await?;
+        self.rollout_commit(saved, &mut r, Effects::none()).await?;
         let ctx = OpContext::system();
         // Started side by side (their transactions group-commit), at most `room` at once.
         let starts: Vec<(usize, usize, bool, Result<crate::TenantOperation>)> = {
@@ -318,7 +386,7 @@ impl App {
                 },
             }
         }
-        self.rollout_commit(&mut r, Effects::none()).await
+        self.rollout_commit(saved, &mut r, Effects::none()).await
     }
 
     /// Starts one tenant's move (`back`: its rollback) through the per-tenant operation:
