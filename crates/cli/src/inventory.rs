@@ -62,6 +62,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("delete_message", "queues ack"),
     ("change_visibility", "queues visibility"),
     ("receive", "queues receive"),
+    ("peek_messages", "queues peek"),
     ("redrive", "queues redrive"),
     // Storage.
     ("storage_report", "storage stats"),

@@ -333,6 +333,7 @@ fn table() -> Vec<Route> {
         route(Method::PUT, "/v1/queues/{queue}", Some(json!({"visibility_timeout_s": 30})), QueueAdmin),
         route(Method::DELETE, "/v1/queues/{queue}", None, QueueAdmin),
         route(Method::POST, "/v1/queues/{queue}/redrive", None, QueueAdmin),
+        route(Method::GET, "/v1/queues/{queue}/messages", None, QueueRead),
         route(Method::POST, "/v1/queues/{queue}/messages", Some(json!({"body": 1})), QueueUse),
         route(Method::POST, "/v1/queues/{queue}/messages/batch", Some(json!({"entries": [{"body": 1}]})), QueueUse),
         route(Method::POST, "/v1/queues/{queue}/receive", Some(json!({"max": 1})), QueueUse),

@@ -204,6 +204,26 @@ async fn wait_watch_yaml_confirmations_and_causes() {
     let t = ok_json(&url, &["tenants", "create", "--id", "acme", "--name", "Acme", "--plan", "pro", "--wait"]).await;
     assert_eq!(t["status"], "active", "{t}");
     assert!(t["execution_id"].is_string());
+    // Suspend and resume --wait return once their workflows ended.
+    let t = ok_json(&url, &["tenants", "suspend", "acme", "--wait"]).await;
+    assert_eq!(t["status"], "suspended", "{t}");
+    let t = ok_json(&url, &["tenants", "resume", "acme", "--wait"]).await;
+    assert_eq!(t["status"], "active", "{t}");
+    // A queue message with an attribute, peeked at (not received) and then received.
+    let (code, _, err) = cli(&url, &["queues", "put", "q"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(&url, &["queues", "send", "q", r#"{"n": 1}"#, "--attribute", "kind=nightly"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(&url, &["queues", "send", "q", "1", "--attribute", "no-equals-sign"]).await;
+    assert_eq!(code, 2, "{err}");
+    let peeked = ok_json(&url, &["queues", "peek", "q"]).await;
+    assert_eq!(peeked["messages"][0]["attributes"]["kind"], "nightly", "{peeked}");
+    assert_eq!(peeked["messages"][0]["state"], "visible", "{peeked}");
+    let (code, out, _) = cli(&url, &["queues", "peek", "q"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("visible") && out.contains("nightly"), "the table: {out}");
+    let got = ok_json(&url, &["queues", "receive", "q"]).await;
+    assert_eq!(got["messages"][0]["receive_count"], 1, "the peek received nothing: {got}");
     // --watch on a settled tenant prints it and ends.
     let (code, _, err) = cli(&url, &["tenants", "get", "acme", "--watch"]).await;
     assert_eq!(code, 0, "{err}");

@@ -137,6 +137,25 @@ async fn failed_execution(s: &TestServer, tenant: &str) -> String {
     id
 }
 
+/// A queue `jobs` whose dead-letter queue `jobs-dlq` holds one message (with an
+/// attribute) received once too often.
+async fn dead_lettered_message(s: &TestServer) {
+    let res = s.call(Method::PUT, "/v1/queues/jobs-dlq", Some(json!({}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let spec = json!({"visibility_timeout_s": 0, "max_receive_count": 1, "dead_letter_queue": "jobs-dlq"});
+    let res = s.call(Method::PUT, "/v1/queues/jobs", Some(spec)).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let msg = json!({"body": {"job": 7}, "attributes": {"kind": "nightly"}});
+    let res = s.call(Method::POST, "/v1/queues/jobs/messages", Some(msg)).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    for _ in 0..2 {
+        let res = s.call(Method::POST, "/v1/queues/jobs/receive", Some(json!({"max": 1}))).await;
+        assert!(res.status.is_success(), "{}", res.body);
+    }
+    let dlq = s.get("/v1/queues/jobs-dlq/messages").await.body;
+    assert_eq!(dlq["messages"][0]["source_queue"], "jobs", "dead-lettered: {dlq}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_browser() {
     let s = TestServer::start(Backend::Sqlite).await;
@@ -154,6 +173,7 @@ async fn console_in_a_browser() {
     let res = s.call(Method::POST, "/v1/tenants/acme/quotas/seats/consume", Some(json!({"amount": 4}))).await;
     assert!(res.status.is_success(), "{}", res.body);
     let execution = failed_execution(&s, "acme").await;
+    dead_lettered_message(&s).await;
     let viewer = s.key("viewer", None).await;
 
     let d = driver().await;
@@ -221,8 +241,22 @@ async fn console_in_a_browser() {
     assert_eq!(audited["items"].as_array().unwrap().len(), 1, "{audited}");
     s.wait_execution(&execution, "FAILED").await;
 
+    // Queues: the dead-letter queue's peek shows its message without receiving it,
+    // then a redrive moves it back.
     c.goto(&format!("{base}/console/queues")).await.unwrap();
-    text(&c, "#queue-rows").await;
+    assert!(text(&c, "tr[data-queue=jobs-dlq]").await.contains("DLQ"));
+    c.find(Locator::Css("a[href='/console/queues/jobs-dlq']")).await.unwrap().click().await.unwrap();
+    let peek = text(&c, "#peek-rows").await;
+    assert!(peek.contains("\"job\": 7") && peek.contains("jobs") && peek.contains("kind=nightly"), "{peek}");
+    let peeked = s.get("/v1/queues/jobs-dlq/messages").await.body;
+    assert_eq!(peeked["messages"][0]["receive_count"], 0, "the console's peek received nothing: {peeked}");
+    screenshot(&c, "queue").await;
+    c.find(Locator::Css("button[data-action=Redrive]")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, "#notice").await.contains("moved back"));
+    assert!(text(&c, "#peek-rows").await.contains("No messages."));
+    let peeked = s.get("/v1/queues/jobs/messages").await.body;
+    assert_eq!(peeked["messages"][0]["body"], json!({"job": 7}), "back in its queue: {peeked}");
+    assert_eq!(peeked["messages"][0]["attributes"]["kind"], "nightly");
     c.goto(&format!("{base}/console/audit")).await.unwrap();
     assert!(text(&c, "table.audit").await.contains("execution.redrive"));
     screenshot(&c, "audit").await;
@@ -242,6 +276,10 @@ async fn console_in_a_browser() {
     c.goto(&format!("{base}/console/tenants/acme")).await.unwrap();
     assert_eq!(text(&c, "#tenant-name").await, "Acme Corp");
     assert!(c.find_all(Locator::Css("#actions")).await.unwrap().is_empty(), "a viewer sees no action");
+    // A viewer peeks at a queue (read-only) but gets no redrive button.
+    c.goto(&format!("{base}/console/queues/jobs")).await.unwrap();
+    assert!(text(&c, "#peek-rows").await.contains("\"job\": 7"));
+    assert!(c.find_all(Locator::Css("button[data-action]")).await.unwrap().is_empty(), "a viewer sees no action");
     c.close().await.unwrap();
 
     // ... and cannot post one: a forged redrive with the viewer's own cookie and CSRF

@@ -15,7 +15,8 @@ both_backends!(
     empty_settings_are_sqs_defaults,
     long_poll_is_woken_by_a_send,
     dead_letters_and_redrive,
-    events_into_a_queue
+    events_into_a_queue,
+    attributes_and_peek
 );
 
 async fn put(s: &TestServer, name: &str, spec: Value) -> support::Res {
@@ -246,4 +247,68 @@ async fn empty_settings_are_sqs_defaults(backend: Backend) {
     assert_eq!(got["delay_s"], 0, "{got}");
     assert!(got["dead_letter_queue"].is_null(), "{got}");
     s.stop().await;
+}
+
+/// Message attributes: stored with the message and returned on receive and peek;
+/// bad ones are 400 `invalid-message-attributes` and enqueue nothing (the whole batch
+/// neither). A peek shows the first messages with their state and never receives
+/// them; viewers may peek, not receive.
+async fn attributes_and_peek(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    assert_eq!(put(&s, "jobs", json!({"visibility_timeout_s": 30})).await.status, StatusCode::CREATED);
+    let eleven: serde_json::Map<String, Value> = (0..11).map(|i| (format!("a{i}"), json!("v"))).collect();
+    for (attributes, says) in [
+        (Value::Object(eleven), "at most 10"),
+        (json!({"bad name": "v"}), "bad name"),
+        (json!({"big": "x".repeat(1025)}), "1024"),
+    ] {
+        let res =
+            s.call(Method::POST, "/v1/queues/jobs/messages", Some(json!({"body": 1, "attributes": attributes}))).await;
+        assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-message-attributes"), "{}", res.body);
+        assert!(res.body["detail"].as_str().unwrap().contains(says), "{}", res.body);
+    }
+    let entries = json!([{"body": 1}, {"body": 2, "attributes": {"bad name": "v"}}]);
+    let res = s.call(Method::POST, "/v1/queues/jobs/messages/batch", Some(json!({"entries": entries}))).await;
+    assert_eq!(res.code(), "invalid-message-attributes", "{}", res.body);
+    assert!(res.body["detail"].as_str().unwrap().starts_with("entries[1]"), "{}", res.body);
+    let res = s.call(Method::POST, "/v1/queues/jobs/messages", Some(json!({"body": 1, "attributes": {"n": 1}}))).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid-body"), "values are strings: {}", res.body);
+    assert_eq!(s.get("/v1/queues/jobs").await.body["visible"], 0, "nothing was enqueued");
+
+    let attrs = json!({"tenant": "acme", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
+    let res =
+        s.call(Method::POST, "/v1/queues/jobs/messages", Some(json!({"body": {"n": 1}, "attributes": attrs}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let res = s.call(Method::POST, "/v1/queues/jobs/messages", Some(json!({"body": {"n": 2}, "delay_s": 600}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+
+    let viewer = s.key("viewer", None).await;
+    let peek = |limit: &'static str| {
+        let viewer = viewer.clone();
+        let s = &s;
+        async move {
+            let res =
+                s.call_with(Some(&viewer), Method::GET, &format!("/v1/queues/jobs/messages{limit}"), None, &[]).await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+            res.body["messages"].as_array().unwrap().clone()
+        }
+    };
+    let peeked = peek("").await;
+    assert_eq!(peeked.len(), 2);
+    assert_eq!((peeked[0]["state"].clone(), peeked[0]["attributes"].clone()), (json!("visible"), attrs.clone()));
+    assert_eq!((peeked[1]["state"].clone(), peeked[1]["attributes"].clone()), (json!("delayed"), json!({})));
+    assert!(peeked[0].get("receipt").is_none(), "a peek hands out no receipt");
+    assert_eq!(peek("?limit=1").await.len(), 1);
+    for bad in ["?limit=0", "?limit=101", "?colour=blue"] {
+        let res = s.get(&format!("/v1/queues/jobs/messages{bad}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}: {}", res.body);
+    }
+    assert_eq!(s.get("/v1/queues/nope/messages").await.status, StatusCode::NOT_FOUND);
+    // Peeking received nothing: the message is still there, with its attributes.
+    let service = s.key("service", None).await;
+    let got = receive(&s, &service, "jobs", 10, 0).await;
+    assert_eq!((got.len(), got[0]["attributes"].clone(), got[0]["receive_count"].clone()), (1, attrs, json!(1)));
+    assert_eq!(peek("").await[0]["state"], "in_flight");
+    let res = s.call_with(Some(&viewer), Method::POST, "/v1/queues/jobs/receive", Some(json!({"max": 1})), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "a viewer peeks but does not receive");
 }

@@ -1,7 +1,9 @@
 //! Traces (docs/operations.md "Traces"): a server exporting over OTLP/HTTP to a receiver
 //! of this test, a provisioning started with the caller's `traceparent`, and the span
 //! tree the receiver gets: one trace from the API request through the execution's
-//! steps to the hook call, whose `traceparent` header continues it.
+//! steps to the hook call, whose `traceparent` header continues it. Queue messages
+//! carry the sending span's context as their `traceparent` attribute, and receiving
+//! one records a `queue.message` span continuing it, linked to the receive request.
 
 mod support;
 
@@ -26,6 +28,8 @@ struct Span {
     name: String,
     attributes: HashMap<String, String>,
     service: String,
+    /// The span ids of its links.
+    links: Vec<String>,
 }
 
 type Spans = Arc<Mutex<Vec<Span>>>;
@@ -77,6 +81,7 @@ async fn otlp_receiver() -> (String, Spans) {
                                 .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
                                 .collect(),
                             service: service.clone(),
+                            links: span.links.iter().map(|l| hex(&l.span_id)).collect(),
                         });
                     }
                 }
@@ -289,4 +294,91 @@ async fn a_provisioning_is_one_trace_from_the_request_to_its_hook_and_deliveries
         .filter(|s| s.name == "execution")
         .collect();
     assert!(stray.is_empty(), "{stray:#?}");
+}
+
+/// Waits until the receiver holds a span matching `f`.
+async fn wait_span(spans: &Spans, what: &str, f: impl Fn(&Span) -> bool) -> Span {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = spans_now(spans).into_iter().find(|s| f(s)) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} never arrived: {:#?}", spans_now(spans));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn path_is(s: &Span, method: &str, path: &str) -> bool {
+    s.name == "request"
+        && s.attributes.get("method").map(String::as_str) == Some(method)
+        && s.attributes.get("path").map(String::as_str) == Some(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_messages_carry_the_trace_of_their_sender() {
+    let (otlp, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let how = Spawn {
+        env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp), ("OTEL_BSP_SCHEDULE_DELAY", "100".into())],
+        ..Spawn::default()
+    };
+    let (_server, url) = try_spawn(dir.path(), how).unwrap_or_else(|(code, err)| panic!("exited {code}: {err}"));
+    let s = TestServer::attach(url);
+    let res = s.call(Method::PUT, "/v1/queues/work", Some(json!({}))).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+
+    // Sent through the API in the caller's trace: the attribute names the send
+    // request's span.
+    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let res = s
+        .call_with(
+            Some(support::ADMIN),
+            Method::POST,
+            "/v1/queues/work/messages",
+            Some(json!({"body": {"n": 1}})),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    // Sent by a workflow's step: the attribute names the step's span.
+    let def = json!({"StartAt": "Send", "States": {"Send": {"Type": "Task", "Resource": "tenancy:queue.send",
+        "Parameters": {"QueueName": "work", "MessageBody": {"n": 2},
+                       "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "step"}}}, "End": true}}});
+    let res = s.call(Method::PUT, "/v1/state-machines/sender", Some(json!({"definition": def}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let res = s.call(Method::POST, "/v1/executions", Some(json!({"state_machine": "sender"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    s.wait_execution(res.body["id"].as_str().unwrap(), "SUCCEEDED").await;
+
+    let res = s.call(Method::POST, "/v1/queues/work/receive", Some(json!({"max": 10}))).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let messages = res.body["messages"].as_array().unwrap().clone();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    let parent_of = |m: &serde_json::Value| {
+        let tp = m["attributes"]["traceparent"].as_str().unwrap_or_else(|| panic!("no traceparent: {m}"));
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        (parts[1].to_owned(), parts[2].to_owned())
+    };
+    let (api_trace, api_parent) = parent_of(&messages[0]);
+    assert_eq!(api_trace, TRACE, "the caller's trace");
+    let (step_trace, step_parent) = parent_of(&messages[1]);
+    assert_eq!(messages[1]["attributes"]["kind"], "step", "the step's own attributes stay");
+
+    let send =
+        wait_span(&received, "the send request's span", |s| path_is(s, "POST", "/v1/queues/{name}/messages")).await;
+    assert_eq!((send.trace.as_str(), send.id.as_str()), (TRACE, api_parent.as_str()), "{send:#?}");
+    let step = wait_span(&received, "the step's span", |s| s.id == step_parent).await;
+    assert_eq!((step.name.as_str(), step.trace.as_str()), ("task", step_trace.as_str()), "{step:#?}");
+
+    // Each received message is a `queue.message` span below its sender's span, linked
+    // to the receive request's span.
+    let receive = wait_span(&received, "the receive's span", |s| path_is(s, "POST", "/v1/queues/{name}/receive")).await;
+    for (trace, parent) in [(&api_trace, &api_parent), (&step_trace, &step_parent)] {
+        let got =
+            wait_span(&received, "a queue.message span", |s| s.name == "queue.message" && &s.parent == parent).await;
+        assert_eq!(&got.trace, trace, "{got:#?}");
+        assert_eq!(got.attributes.get("queue").map(String::as_str), Some("work"), "{got:#?}");
+        assert_eq!(got.links, [receive.id.clone()], "linked to the receive: {got:#?}");
+    }
 }

@@ -665,6 +665,16 @@ impl Client {
         self.delete(&format!("/v1/queues/{}/messages/{}", segment(name), segment(receipt))).await
     }
 
+    /// `GET /v1/queues/{name}/messages`: the first `limit` messages, not received.
+    pub async fn queue_peek(&self, name: &str, limit: Option<u32>) -> Result<tenancy_domain::api::PeekedMessages> {
+        #[derive(Serialize)]
+        struct Q {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<u32>,
+        }
+        self.get(&format!("/v1/queues/{}/messages", segment(name)), &Q { limit }).await
+    }
+
     pub async fn queue_ack_batch(&self, name: &str, batch: &DeleteBatch) -> Result<DeletedBatch> {
         self.with_body(Method::POST, &format!("/v1/queues/{}/messages/delete", segment(name)), batch).await
     }

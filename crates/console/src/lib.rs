@@ -57,6 +57,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/executions/{id}", get(pages::executions::detail))
         .route("/executions/{id}/{action}", post(pages::executions::act))
         .route("/queues", get(pages::queues::list))
+        .route("/queues/{name}", get(pages::queues::detail))
         .route("/queues/{name}/redrive", post(pages::queues::redrive))
         .route("/audit", get(pages::audit::list))
         .route("/audit/verify", get(pages::audit::verify))

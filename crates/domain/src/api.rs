@@ -99,6 +99,13 @@ pub struct ReceiveRequest {
     pub wait_s: Option<u64>,
 }
 
+/// Peeked messages (`GET /v1/queues/{name}/messages`): the first of the queue in send
+/// order, none received.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeekedMessages {
+    pub messages: Vec<crate::queue::PeekedMessage>,
+}
+
 /// Received messages.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceivedMessages {

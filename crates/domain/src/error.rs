@@ -66,6 +66,7 @@ error_codes! {
     InvalidBatch = ("invalid-batch", 400, "A batch of queue messages or receipts is empty or over the batch limit."),
     InvalidReceipt = ("invalid-receipt", 400, "A queue message receipt is malformed."),
     MessageTooLarge = ("message-too-large", 400, "A queue message body is over the size limit."),
+    InvalidMessageAttributes = ("invalid-message-attributes", 400, "A queue message's attributes are over the count or size limits, or a name is malformed."),
     InvalidUrl = ("invalid-url", 400, "A URL is invalid: a subscription, hook, function or HTTP target."),
     InvalidPattern = ("invalid-pattern", 400, "An event pattern is invalid."),
     InvalidHook = ("invalid-hook", 400, "A hook is invalid; also one with both or neither of `url` and `queue`, a queue hook with `mode: \"sync\"` or `rotate_secret`."),

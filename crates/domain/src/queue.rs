@@ -1,5 +1,7 @@
 //! Queues (the SQS role): settings, messages, receipts and depth figures.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,6 +24,17 @@ pub const MAX_WAIT_S: u64 = 20;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// A repeated dedup id within this window is accepted but not enqueued again.
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Attributes per message (SQS's limit).
+pub const MAX_ATTRIBUTES: usize = 10;
+/// The longest attribute name, in bytes.
+pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 128;
+/// The longest attribute value, in bytes.
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+/// Messages a peek shows at most.
+pub const MAX_PEEK: u32 = 100;
+/// The attribute carrying the trace context of the span that sent a message (W3C
+/// `traceparent`); set by the server when the sender gave none.
+pub const TRACEPARENT_ATTRIBUTE: &str = "traceparent";
 
 /// The body of `PUT /v1/queues/{name}`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -149,6 +162,42 @@ pub struct SendMessage {
     /// A repeat within 5 minutes is accepted but not enqueued again.
     #[serde(default)]
     pub dedup_id: Option<String>,
+    /// String attributes returned with the message (as SQS's message attributes): at
+    /// most 10, names of 1-128 letters, digits, `-`, `_` and `.`, values of 0-1024
+    /// printable characters. `traceparent` carries a W3C trace context; the server
+    /// sets it to the sending span's when tracing is on and the sender gave none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+fn invalid_attributes(message: String) -> Error {
+    Error::InvalidRequest { code: ErrorCode::InvalidMessageAttributes, message }
+}
+
+/// Checks a message's attributes against the limits above.
+pub fn validate_attributes(attributes: &BTreeMap<String, String>) -> Result<()> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(invalid_attributes(format!(
+            "a message has at most {MAX_ATTRIBUTES} attributes, got {}",
+            attributes.len()
+        )));
+    }
+    for (name, value) in attributes {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_ATTRIBUTE_NAME_BYTES
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(invalid_attributes(format!(
+                "attribute name {name:?} is invalid: use 1-{MAX_ATTRIBUTE_NAME_BYTES} letters, digits, '-', '_' and '.'"
+            )));
+        }
+        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES || value.chars().any(char::is_control) {
+            return Err(invalid_attributes(format!(
+                "attribute {name:?}: the value must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes of printable characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn validate_token(field: &str, v: &str) -> Result<()> {
@@ -168,6 +217,20 @@ pub struct NewMessage {
     pub delay_ms: Option<i64>,
     pub group_id: Option<String>,
     pub dedup_id: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl NewMessage {
+    /// Stamps the `traceparent` attribute with `traceparent` (the sending span's) unless
+    /// the sender set one, and unless the message is at the attribute limit already.
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        if let Some(tp) = traceparent {
+            if !self.attributes.contains_key(TRACEPARENT_ATTRIBUTE) && self.attributes.len() < MAX_ATTRIBUTES {
+                self.attributes.insert(TRACEPARENT_ATTRIBUTE.to_owned(), tp);
+            }
+        }
+        self
+    }
 }
 
 impl SendMessage {
@@ -188,12 +251,14 @@ impl SendMessage {
         if let Some(d) = &self.dedup_id {
             validate_token("dedup_id", d)?;
         }
+        validate_attributes(&self.attributes)?;
         Ok(NewMessage {
             id: crate::ids::new_id("msg"),
             body,
             delay_ms: self.delay_s.map(|d| d as i64 * 1000),
             group_id: self.group_id,
             dedup_id: self.dedup_id,
+            attributes: self.attributes,
         })
     }
 }
@@ -218,6 +283,40 @@ pub struct Message {
     pub receive_count: i64,
     pub group_id: Option<String>,
     pub sent_at: Timestamp,
+    /// For a message in a dead-letter queue: the queue it came from.
+    pub source_queue: Option<String>,
+    /// The attributes it was sent with (`traceparent`: the sender's trace context).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Where a peeked message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Receivable now.
+    Visible,
+    /// Received, within its visibility timeout.
+    InFlight,
+    /// Not receivable yet (its delay, or a visibility change).
+    Delayed,
+}
+
+/// A message as a peek shows it (`GET /v1/queues/{name}/messages`): no receipt, and
+/// nothing about it changed by looking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeekedMessage {
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub body: Value,
+    pub attributes: BTreeMap<String, String>,
+    pub state: MessageState,
+    /// How many times it was received so far.
+    pub receive_count: i64,
+    pub group_id: Option<String>,
+    pub sent_at: Timestamp,
+    /// When it is (or was) receivable.
+    pub visible_at: Timestamp,
     /// For a message in a dead-letter queue: the queue it came from.
     pub source_queue: Option<String>,
 }
@@ -280,6 +379,32 @@ mod tests {
         assert!(spec(json!({"visibility_timeout_s": 1, "delay_s": 901})).is_err());
         assert!(spec(json!({"visibility_timeout_s": 1, "retention_s": 10})).is_err());
         assert!(validate_name("a b").is_err());
+    }
+
+    #[test]
+    fn attributes_are_bounded() {
+        use serde_json::json;
+        let send =
+            |a: Value| serde_json::from_value::<SendMessage>(json!({"body": 1, "attributes": a})).unwrap().into_new();
+        let m = send(json!({"traceparent": "00-x", "a.b_c-d": ""})).unwrap();
+        assert_eq!(m.attributes.len(), 2);
+        let code = |r: Result<NewMessage>| match r {
+            Err(Error::InvalidRequest { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        let many: serde_json::Map<String, Value> = (0..11).map(|i| (format!("a{i}"), json!("v"))).collect();
+        assert_eq!(code(send(Value::Object(many))), ErrorCode::InvalidMessageAttributes);
+        assert_eq!(code(send(json!({"a b": "v"}))), ErrorCode::InvalidMessageAttributes);
+        assert_eq!(code(send(json!({"": "v"}))), ErrorCode::InvalidMessageAttributes);
+        assert_eq!(code(send(json!({"a": "x".repeat(1025)}))), ErrorCode::InvalidMessageAttributes);
+        assert_eq!(code(send(json!({"a": "line\nbreak"}))), ErrorCode::InvalidMessageAttributes);
+        assert!(serde_json::from_value::<SendMessage>(json!({"body": 1, "attributes": {"a": 1}})).is_err());
+        // The server's trace context goes in unless the sender set one.
+        let stamped = send(json!({})).unwrap().with_traceparent(Some("00-t".into()));
+        assert_eq!(stamped.attributes[TRACEPARENT_ATTRIBUTE], "00-t");
+        let kept = send(json!({"traceparent": "mine"})).unwrap().with_traceparent(Some("00-t".into()));
+        assert_eq!(kept.attributes[TRACEPARENT_ATTRIBUTE], "mine");
+        assert!(send(json!({})).unwrap().with_traceparent(None).attributes.is_empty());
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("PUT" | "DELETE", "/v1/connections/{name}") => any(&[P::ConnectionAdmin]),
         ("GET", "/v1/functions" | "/v1/functions/{name}") => any(&[P::FunctionRead]),
         ("PUT" | "DELETE", "/v1/functions/{name}") => any(&[P::FunctionAdmin]),
-        ("GET", "/v1/queues" | "/v1/queues/{name}") => any(&[P::QueueRead]),
+        ("GET", "/v1/queues" | "/v1/queues/{name}" | "/v1/queues/{name}/messages") => any(&[P::QueueRead]),
         ("PUT" | "DELETE", "/v1/queues/{name}") | ("POST", "/v1/queues/{name}/redrive") => any(&[P::QueueAdmin]),
         (
             "POST",

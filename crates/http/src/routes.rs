@@ -127,7 +127,7 @@ fn queues_api() -> OpenApiRouter<Arc<ServerState>> {
     OpenApiRouter::new()
         .routes(routes!(queues::list_queues))
         .routes(routes!(queues::put_queue, queues::get_queue, queues::delete_queue))
-        .routes(routes!(queues::send_message))
+        .routes(routes!(queues::send_message, queues::peek_messages))
         .routes(routes!(queues::send_batch))
         .routes(routes!(queues::receive))
         .routes(routes!(queues::delete_message))

@@ -21,7 +21,9 @@ use sqlx::any::AnyRow;
 use sqlx::postgres::PgListener;
 use sqlx::{AnyConnection, Row};
 use tenancy_domain::page::{Page, PageRequest};
-use tenancy_domain::queue::{self, Message, NewMessage, Queue, QueueDepth, Sent, DEDUP_WINDOW_MS};
+use tenancy_domain::queue::{
+    self, Message, MessageState, NewMessage, PeekedMessage, Queue, QueueDepth, Sent, DEDUP_WINDOW_MS,
+};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
 use tokio::sync::watch;
@@ -36,7 +38,7 @@ use tenancy_store::{QueueStore, Received};
 const CHANNEL: &str = "tenancy_queues";
 /// Wake-up buckets: a send wakes the long polls of the queues sharing its bucket.
 const BUCKETS: u32 = 256;
-/// Rows per multi-row INSERT (7 values each).
+/// Rows per multi-row INSERT (8 values each).
 const CHUNK: usize = 200;
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
@@ -59,16 +61,54 @@ fn queue_row(row: &AnyRow) -> Result<Queue> {
     })
 }
 
+/// The `attributes` column: a JSON object of strings, NULL for none.
+fn attributes_of(row: &AnyRow) -> Result<std::collections::BTreeMap<String, String>> {
+    match get::<Option<String>>(row, "attributes")? {
+        None => Ok(Default::default()),
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| Error::internal(format!("corrupt message attributes: {e}")))
+        }
+    }
+}
+
+fn body_of(row: &AnyRow) -> Result<serde_json::Value> {
+    let body: String = get(row, "body")?;
+    serde_json::from_str(&body).map_err(|e| Error::internal(format!("corrupt message body: {e}")))
+}
+
 fn message_row(row: &AnyRow, nonce: &str) -> Result<Message> {
     let seq: i64 = get(row, "seq")?;
-    let body: String = get(row, "body")?;
     Ok(Message {
         id: get(row, "id")?,
         receipt: queue::receipt(seq, nonce),
-        body: serde_json::from_str(&body).map_err(|e| Error::internal(format!("corrupt message body: {e}")))?,
+        body: body_of(row)?,
         receive_count: get(row, "receive_count")?,
         group_id: get(row, "group_id")?,
         sent_at: Timestamp(get(row, "sent_at")?),
+        source_queue: get(row, "source_queue")?,
+        attributes: attributes_of(row)?,
+    })
+}
+
+fn peeked_row(row: &AnyRow, now: Timestamp) -> Result<PeekedMessage> {
+    let visible_at: i64 = get(row, "visible_at")?;
+    let in_flight: i64 = get(row, "in_flight")?;
+    let state = if visible_at <= now.millis() {
+        MessageState::Visible
+    } else if in_flight == 1 {
+        MessageState::InFlight
+    } else {
+        MessageState::Delayed
+    };
+    Ok(PeekedMessage {
+        id: get(row, "id")?,
+        body: body_of(row)?,
+        attributes: attributes_of(row)?,
+        state,
+        receive_count: get(row, "receive_count")?,
+        group_id: get(row, "group_id")?,
+        sent_at: Timestamp(get(row, "sent_at")?),
+        visible_at: Timestamp(visible_at),
         source_queue: get(row, "source_queue")?,
     })
 }
@@ -162,20 +202,25 @@ pub(super) async fn insert_messages(
     let expires = now.millis() + q.retention_s as i64 * 1000;
     for chunk in fresh.chunks(CHUNK) {
         let mut sql = String::from(
-            "INSERT INTO queue_messages (id, queue, body, group_id, visible_at, sent_at, expires_at) VALUES ",
+            "INSERT INTO queue_messages (id, queue, body, group_id, visible_at, sent_at, expires_at, attributes) \
+             VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            let b = i * 7;
+            let b = i * 8;
             sql.push('(');
-            sql.push_str(&dialect.placeholders(b + 1, 7));
+            sql.push_str(&dialect.placeholders(b + 1, 8));
             sql.push(')');
         }
         let mut qy = sqlx::query(&sql);
         for m in chunk {
             let delay = m.delay_ms.unwrap_or(q.delay_s as i64 * 1000);
+            let attributes = (!m.attributes.is_empty())
+                .then(|| serde_json::to_string(&m.attributes))
+                .transpose()
+                .map_err(Error::internal)?;
             qy = qy
                 .bind(&m.id)
                 .bind(&q.name)
@@ -183,7 +228,8 @@ pub(super) async fn insert_messages(
                 .bind(m.group_id.as_deref())
                 .bind(now.millis() + delay)
                 .bind(now.millis())
-                .bind(expires);
+                .bind(expires)
+                .bind(attributes);
         }
         qy.execute(&mut *c).await.map_err(db_err)?;
     }
@@ -466,7 +512,7 @@ impl QueueStore for SqlStore {
                         let sql = format!(
                             "UPDATE queue_messages SET visible_at = $1, in_flight = 1, nonce = $2, \
                              receive_count = receive_count + 1 WHERE seq IN ({list}) \
-                             RETURNING seq, id, body, receive_count, group_id, sent_at, source_queue"
+                             RETURNING seq, id, body, receive_count, group_id, sent_at, source_queue, attributes"
                         );
                         let rows = sqlx::query(&sql)
                             .bind(t + q.visibility_timeout_s as i64 * 1000)
@@ -512,6 +558,17 @@ impl QueueStore for SqlStore {
             bump(&dlq);
         }
         Ok(out)
+    }
+
+    async fn message_peek(&self, queue: &str, limit: u32, now: Timestamp) -> Result<Vec<PeekedMessage>> {
+        self.queue_get(queue).await?;
+        let sql = format!(
+            "SELECT id, body, attributes, visible_at, in_flight, receive_count, group_id, sent_at, source_queue \
+             FROM queue_messages WHERE queue = $1 AND expires_at > $2 ORDER BY seq LIMIT {}",
+            limit.max(1)
+        );
+        let rows = sqlx::query(&sql).bind(queue).bind(now.millis()).fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(|r| peeked_row(r, now)).collect()
     }
 
     async fn message_delete(&self, queue: &str, receipts: &[String]) -> Result<Vec<bool>> {

@@ -1576,6 +1576,7 @@ pub async fn metrics_gauges_count_stored_state(store: Arc<dyn Store>) {
         delay_ms: None,
         group_id: None,
         dedup_id: None,
+        attributes: Default::default(),
     };
     let sent_at = now.plus_millis(-5_000);
     queues.message_send("orders", &[msg(), msg(), msg()], sent_at).await.unwrap();

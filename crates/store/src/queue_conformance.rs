@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tenancy_audit::AuditEntry;
 use tenancy_domain::page::PageRequest;
-use tenancy_domain::queue::{NewMessage, Queue, QueueSpec};
+use tenancy_domain::queue::{MessageState, NewMessage, Queue, QueueSpec};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode};
 
@@ -26,7 +26,7 @@ macro_rules! queue_conformance_suite {
             $crate::queue_conformance_suite!(@cases $make;
                 queues_crud, visibility_timeout_redelivers, receive_counts_and_dead_letters, redrive,
                 delay, dedup, group_ordering, group_fairness, depth, visibility_changes, concurrent_receivers,
-                retention, wakeups, hooks_crud, groups_under_concurrency);
+                retention, wakeups, hooks_crud, groups_under_concurrency, attributes_and_peek);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -62,6 +62,7 @@ fn msg(body: serde_json::Value) -> NewMessage {
         delay_ms: None,
         group_id: None,
         dedup_id: None,
+        attributes: Default::default(),
     }
 }
 
@@ -435,4 +436,50 @@ pub async fn groups_under_concurrency(store: Arc<dyn Store>) {
         let mine: Vec<i64> = seen.iter().filter(|b| b[0] == p).map(|b| b[1].as_i64().unwrap()).collect();
         assert_eq!(mine, (0..15).collect::<Vec<_>>(), "producer {p} in order");
     }
+}
+
+/// Attributes come back with a receive, a peek and after a dead-lettering and redrive;
+/// a peek shows every message in send order with its state and changes nothing.
+pub async fn attributes_and_peek(store: Arc<dyn Store>) {
+    let qs = store.queues();
+    make(&*qs, "dlq", json!({"visibility_timeout_s": 1})).await;
+    make(&*qs, "q", json!({"visibility_timeout_s": 10, "max_receive_count": 1, "dead_letter_queue": "dlq"})).await;
+    let attrs: std::collections::BTreeMap<String, String> =
+        [("traceparent".to_owned(), "00-abc".to_owned()), ("kind".to_owned(), "é ü".to_owned())].into();
+    let first = NewMessage { attributes: attrs.clone(), ..msg(json!(1)) };
+    let delayed = NewMessage { delay_ms: Some(60_000), ..msg(json!(3)) };
+    qs.message_send("q", &[first, msg(json!(2)), delayed], T).await.unwrap();
+    assert!(qs.message_peek("q", 10, T).await.unwrap().iter().all(|m| m.receive_count == 0));
+    let got = qs.message_receive("q", 1, at(1)).await.unwrap().messages;
+    assert_eq!((got[0].body.clone(), got[0].attributes.clone()), (json!(1), attrs.clone()));
+
+    let peeked = qs.message_peek("q", 10, at(2)).await.unwrap();
+    let seen: Vec<_> = peeked.iter().map(|m| (m.body.clone(), m.state, m.receive_count)).collect();
+    assert_eq!(
+        seen,
+        [
+            (json!(1), MessageState::InFlight, 1),
+            (json!(2), MessageState::Visible, 0),
+            (json!(3), MessageState::Delayed, 0)
+        ]
+    );
+    assert_eq!(peeked[0].attributes, attrs);
+    assert!(peeked[1].attributes.is_empty());
+    assert_eq!(qs.message_peek("q", 1, at(2)).await.unwrap().len(), 1, "the limit");
+    // Peeking twice received nothing: the visible message is still there to receive.
+    qs.message_peek("q", 10, at(3)).await.unwrap();
+    assert_eq!(bodies(&*qs, "q", 10, at(3)).await, [json!(2)]);
+
+    // Past its visibility timeout the first message goes to the dead-letter queue with
+    // its attributes; a peek there shows where it came from; a redrive keeps them.
+    let r = qs.message_receive("q", 10, at(20_000)).await.unwrap();
+    assert!(r.dead_lettered >= 1);
+    let dead = qs.message_peek("dlq", 10, at(20_001)).await.unwrap();
+    let first = dead.iter().find(|m| m.body == json!(1)).expect("dead-lettered");
+    assert_eq!((first.source_queue.as_deref(), &first.attributes), (Some("q"), &attrs));
+    qs.queue_redrive("dlq", at(20_002), &Effects::none()).await.unwrap();
+    let again = qs.message_receive("q", 10, at(20_003)).await.unwrap().messages;
+    let first = again.iter().find(|m| m.body == json!(1)).expect("redriven");
+    assert_eq!(first.attributes, attrs);
+    assert!(matches!(qs.message_peek("nope", 10, T).await, Err(Error::NotFound { .. })));
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use tenancy_domain::page::{Page, PageRequest};
-use tenancy_domain::queue::{Message, NewMessage, Queue, QueueDepth, Sent};
+use tenancy_domain::queue::{Message, NewMessage, PeekedMessage, Queue, QueueDepth, Sent};
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::Result;
 
@@ -44,6 +44,10 @@ pub trait QueueStore: Send + Sync {
     /// times moves to the dead-letter queue instead. Concurrent receivers never get the
     /// same message while it is in flight.
     async fn message_receive(&self, queue: &str, max: u32, now: Timestamp) -> Result<Received>;
+    /// The first `limit` messages of the queue in send order, whatever their state
+    /// (visible, in flight, delayed; not past retention), without receiving them:
+    /// nothing about them changes.
+    async fn message_peek(&self, queue: &str, limit: u32, now: Timestamp) -> Result<Vec<PeekedMessage>>;
     /// Deletes messages by receipt; per receipt, whether it named a message (a receipt
     /// is stale once its message was received again).
     async fn message_delete(&self, queue: &str, receipts: &[String]) -> Result<Vec<bool>>;

@@ -45,6 +45,20 @@ pub fn continue_from(span: &tracing::Span, traceparent: &str) {
     }
 }
 
+/// Adds to `span` a link to the current span (when both have a trace context): for a
+/// span continuing another trace, such as a received queue message's, that names the
+/// span it happened in (the receive request's).
+pub fn link_to_current(span: &tracing::Span) {
+    let current = tracing::Span::current();
+    if span.is_disabled() || current.is_disabled() {
+        return;
+    }
+    let sc = current.context().span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link(sc);
+    }
+}
+
 fn format(sc: &SpanContext) -> String {
     format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
 }

@@ -322,8 +322,17 @@ impl TaskHandler for NotifyCallbackHook {
         match &hook.queue {
             Some(queue) => {
                 // The key as dedup id: a re-run of the attempt (after a crash) sends nothing new.
-                let send = SendMessage { body, delay_s: None, group_id: None, dedup_id: Some(key.clone()) };
-                let message = send.into_new().map_err(|e| fail_hook(&hook.name, e))?;
+                let send = SendMessage {
+                    body,
+                    delay_s: None,
+                    group_id: None,
+                    dedup_id: Some(key.clone()),
+                    attributes: Default::default(),
+                };
+                let message = send
+                    .into_new()
+                    .map_err(|e| fail_hook(&hook.name, e))?
+                    .with_traceparent(tenancy_trace::traceparent());
                 call.store
                     .queues()
                     .message_send(queue, &[message], Timestamp::now())

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::queue::{
-    self, Message, Queue, QueueInfo, QueueSpec, SendMessage, Sent, MAX_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S,
+    self, Message, PeekedMessage, Queue, QueueInfo, QueueSpec, SendMessage, Sent, MAX_BATCH, MAX_PEEK,
+    MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S, TRACEPARENT_ATTRIBUTE,
 };
 use tenancy_domain::time::Timestamp;
 use tenancy_domain::{Error, ErrorCode, Result};
@@ -22,8 +23,20 @@ use crate::context::Permission as P;
 use crate::{App, OpContext};
 
 pub use tenancy_domain::api::{
-    DeleteBatch, DeletedBatch, ReceiveRequest, ReceivedMessages, Redriven, SendBatch, SentBatch, VisibilityChange,
+    DeleteBatch, DeletedBatch, PeekedMessages, ReceiveRequest, ReceivedMessages, Redriven, SendBatch, SentBatch,
+    VisibilityChange,
 };
+
+/// A `queue.message` span per received message carrying a `traceparent` attribute:
+/// a child of the span that sent it (so the sender's trace shows the message taken),
+/// linked to the receive request's span (docs/operations.md "Traces").
+fn received_span(queue: &str, m: &Message) {
+    let Some(tp) = m.attributes.get(TRACEPARENT_ATTRIBUTE) else { return };
+    let span = tracing::info_span!(parent: None, "queue.message", queue = %queue, message_id = %m.id,
+        receive_count = m.receive_count);
+    tenancy_trace::continue_from(&span, tp);
+    tenancy_trace::link_to_current(&span);
+}
 
 fn batch_size(n: usize, what: &str) -> Result<()> {
     if n == 0 || n > MAX_BATCH {
@@ -95,8 +108,10 @@ impl App {
             .into_iter()
             .enumerate()
             .map(|(i, m)| {
-                m.into_new().map_err(|e| match e {
-                    Error::InvalidRequest { code, message } if code == ErrorCode::InvalidRequest => {
+                m.into_new().map(|m| m.with_traceparent(tenancy_trace::traceparent())).map_err(|e| match e {
+                    Error::InvalidRequest { code, message }
+                        if matches!(code, ErrorCode::InvalidRequest | ErrorCode::InvalidMessageAttributes) =>
+                    {
                         Error::InvalidRequest { code, message: format!("entries[{i}]: {message}") }
                     }
                     e => e,
@@ -127,6 +142,7 @@ impl App {
             let now = Timestamp::now();
             let r = queues.message_receive(queue, max, now).await?;
             if !r.messages.is_empty() || Instant::now() >= deadline {
+                r.messages.iter().for_each(|m| received_span(queue, m));
                 return Ok(r.messages);
             }
             if r.dead_lettered > 0 {
@@ -146,6 +162,18 @@ impl App {
                 _ = tokio::time::sleep_until(until) => {}
             }
         }
+    }
+
+    /// The first `limit` messages (1-100, default 10) in send order, whatever their
+    /// state, without receiving them (read-only: for operators looking into a queue or
+    /// a dead-letter queue).
+    pub async fn message_peek(&self, ctx: &OpContext, queue: &str, limit: Option<u32>) -> Result<Vec<PeekedMessage>> {
+        ctx.authorize(P::QueueRead)?;
+        let limit = limit.unwrap_or(10);
+        if limit == 0 || limit > MAX_PEEK {
+            return Err(Error::invalid(format!("limit must be between 1 and {MAX_PEEK}, got {limit}")));
+        }
+        self.store().queues().message_peek(queue, limit, Timestamp::now()).await
     }
 
     /// Deletes messages by receipt.

@@ -15,7 +15,10 @@ pub const SEND_RESOURCES: [&str; 2] = ["arn:aws:states:::sqs:sendMessage", "tena
 /// `arn:aws:states:::sqs:sendMessage` and `tenancy:queue.send`: parameters `QueueUrl`
 /// (the queue is its last path segment) or `QueueName`, `MessageBody` (any JSON; with
 /// `.waitForTaskToken` put `$$.Task.Token` in it), and optionally `MessageGroupId`,
-/// `MessageDeduplicationId`, `DelaySeconds`. Result `{"MessageId"}`. The dedup id
+/// `MessageDeduplicationId`, `DelaySeconds`, `MessageAttributes` (SQS's form,
+/// `{"name": {"DataType": "String", "StringValue": "..."}}`, or a plain string per
+/// name). The message carries the step's trace context as its `traceparent`
+/// attribute. Result `{"MessageId"}`. The dedup id
 /// defaults to the task's idempotency key, so a re-run of the same attempt (after a
 /// crash) does not enqueue twice within the 5-minute dedup window.
 pub struct SendMessageTask;
@@ -33,6 +36,38 @@ struct SendParams {
     /// A whole number of seconds (checked by hand for SQS's wording).
     #[serde(default)]
     delay_seconds: Value,
+    #[serde(default)]
+    message_attributes: Option<serde_json::Map<String, Value>>,
+}
+
+/// SQS's `MessageAttributes` as string attributes: `{"StringValue": ...}` (of any
+/// `DataType`, numbers being strings in SQS too) or a plain string.
+fn attributes(
+    given: Option<serde_json::Map<String, Value>>,
+) -> Result<std::collections::BTreeMap<String, String>, tenancy_asl::Failure> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, v) in given.unwrap_or_default() {
+        let value = match &v {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => match o.get("StringValue") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(tenancy_engine::failure(
+                        "States.Runtime",
+                        format!("MessageAttributes.{name} needs a StringValue"),
+                    ))
+                }
+            },
+            _ => {
+                return Err(tenancy_engine::failure(
+                    "States.Runtime",
+                    format!("MessageAttributes.{name} must be a string or {{\"StringValue\": ...}}"),
+                ))
+            }
+        };
+        out.insert(name, value);
+    }
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -57,8 +92,9 @@ impl tenancy_engine::TaskHandler for SendMessageTask {
             delay_s,
             group_id: p.message_group_id,
             dedup_id: Some(p.message_deduplication_id.unwrap_or_else(|| call.idempotency_key.to_owned())),
+            attributes: attributes(p.message_attributes)?,
         };
-        let message = send.into_new().map_err(app_failure)?;
+        let message = send.into_new().map_err(app_failure)?.with_traceparent(tenancy_trace::traceparent());
         let sent = call.store.queues().message_send(&queue, &[message], Timestamp::now()).await.map_err(app_failure)?;
         Ok(TaskOutput::new(json!({"MessageId": sent[0].id})))
     }

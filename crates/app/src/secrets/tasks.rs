@@ -328,8 +328,8 @@ async fn queue_apply(
         "version": version,
         "execution_id": call.execution_id,
     });
-    let send = SendMessage { body, delay_s: None, group_id: None, dedup_id: Some(key) };
-    let message = send.into_new().map_err(app_failure)?;
+    let send = SendMessage { body, delay_s: None, group_id: None, dedup_id: Some(key), attributes: Default::default() };
+    let message = send.into_new().map_err(app_failure)?.with_traceparent(tenancy_trace::traceparent());
     call.store
         .queues()
         .message_send(queue, &[message], Timestamp::now())

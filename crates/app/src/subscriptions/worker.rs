@@ -388,7 +388,9 @@ impl Shared {
             delay_ms: None,
             group_id: None,
             dedup_id: Some(c.id.clone()),
-        };
+            attributes: Default::default(),
+        }
+        .with_traceparent(tenancy_trace::traceparent());
         match self.store.queues().message_send(queue, &[message], Timestamp::now()).await {
             Ok(_) => None,
             Err(e) => Some(format!("failed to send to queue {queue:?}: {e}")),

@@ -66,6 +66,19 @@ pub enum QueueCmd {
         /// A repeat within 5 minutes is not sent again.
         #[arg(long)]
         dedup_id: Option<String>,
+        /// A string attribute NAME=VALUE (repeatable, at most 10; names of letters,
+        /// digits, '-', '_' and '.'). `traceparent` carries a W3C trace context.
+        #[arg(long = "attribute", value_name = "NAME=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Show the first messages of a queue (or dead-letter queue) without receiving
+    /// them: state, receive count, attributes, body. Nothing changes.
+    Peek {
+        /// The queue's name.
+        name: String,
+        /// Messages to show (1-100).
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
     },
     /// Receive messages (they stay invisible for the visibility timeout).
     Receive {
@@ -113,7 +126,10 @@ pub const QUEUE_COLUMNS: &[&str] = &[
     "dead_lettered",
     "oldest_age_s",
 ];
-pub const MESSAGE_COLUMNS: &[&str] = &["id", "receive_count", "group_id", "body", "receipt", "message_id", "moved"];
+pub const MESSAGE_COLUMNS: &[&str] =
+    &["id", "receive_count", "group_id", "attributes", "body", "receipt", "message_id", "moved"];
+pub const PEEK_COLUMNS: &[&str] =
+    &["id", "state", "receive_count", "group_id", "source_queue", "sent_at", "attributes", "body"];
 
 pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'static str]), CliError> {
     Ok(match cmd {
@@ -130,11 +146,19 @@ pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'sta
             c.queue_delete(&name).await?;
             (json!({"name": name, "deleted": true}), &["name", "deleted"])
         }
-        QueueCmd::Send { name, body, delay_s, group_id, dedup_id } => {
+        QueueCmd::Send { name, body, delay_s, group_id, dedup_id, attributes } => {
             // The body is the user's own JSON, sent as it is.
             let body: Value =
                 serde_json::from_str(&body).map_err(|e| CliError::Usage(format!("the body is not JSON: {e}")))?;
-            let msg = SendMessage { body, delay_s, group_id, dedup_id };
+            let attributes = attributes
+                .iter()
+                .map(|a| {
+                    a.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| CliError::Usage(format!("--attribute {a:?}: expected NAME=VALUE")))
+                })
+                .collect::<Result<_, _>>()?;
+            let msg = SendMessage { body, delay_s, group_id, dedup_id, attributes };
             (to_json(c.queue_send(&name, &msg).await?), MESSAGE_COLUMNS)
         }
         QueueCmd::Receive { name, max, wait_s } => {
@@ -142,6 +166,11 @@ pub async fn queues(c: &Client, cmd: QueueCmd) -> Result<(Value, &'static [&'sta
             // A list for the table; `-o json` prints it as the API returns it.
             let messages = to_json(&got.messages);
             (json!({"items": messages, "messages": messages}), MESSAGE_COLUMNS)
+        }
+        QueueCmd::Peek { name, limit } => {
+            let got = c.queue_peek(&name, Some(limit)).await?;
+            let messages = to_json(&got.messages);
+            (json!({"items": messages, "messages": messages}), PEEK_COLUMNS)
         }
         QueueCmd::Ack { name, receipt } => {
             c.queue_ack(&name, &receipt).await?;

@@ -76,11 +76,19 @@ pub enum RolloutCmd {
     Pause {
         /// The rollout's id.
         id: String,
+        /// Wait (a spinner on a terminal) until the upgrades running when it paused
+        /// have finished.
+        #[arg(long)]
+        wait: bool,
     },
     /// Go on after a pause or a halt.
     Resume {
         /// The rollout's id.
         id: String,
+        /// Show each wave's progress until the rollout completes, halts or is aborted
+        /// (exit 1 unless it completed), as `rollouts watch` does.
+        #[arg(long)]
+        wait: bool,
     },
     /// End the rollout; no new upgrades (asks first).
     Abort {
@@ -202,14 +210,59 @@ pub async fn rollouts(c: &Client, cmd: RolloutCmd) -> Result<Value, CliError> {
         }
         RolloutCmd::Get { id } => row(&c.rollout_get(&id).await?),
         RolloutCmd::List => Value::Array(c.rollout_list().await?.items.iter().map(row).collect()),
-        RolloutCmd::Pause { id } => row(&c.rollout_operate(&id, "pause").await?),
-        RolloutCmd::Resume { id } => row(&c.rollout_operate(&id, "resume").await?),
+        RolloutCmd::Pause { id, wait } => {
+            let r = c.rollout_operate(&id, "pause").await?;
+            if wait {
+                row(&quiesce(c, &id).await?)
+            } else {
+                row(&r)
+            }
+        }
+        RolloutCmd::Resume { id, wait } => {
+            let r = c.rollout_operate(&id, "resume").await?;
+            if wait {
+                watch(c, &id).await?
+            } else {
+                row(&r)
+            }
+        }
         RolloutCmd::Abort { id, confirm: yes } => {
             confirm(yes, &format!("abort rollout {id}"))?;
             row(&c.rollout_operate(&id, "abort").await?)
         }
         RolloutCmd::Watch { id } => watch(c, &id).await?,
     })
+}
+
+/// Whether no upgrade or rollback of the rollout is under way.
+fn settled(r: &Rollout) -> bool {
+    r.waves.iter().flat_map(|w| &w.tenants).all(|t| {
+        !matches!(
+            t.state.as_str(),
+            "starting" | "upgrading" | "rollback_pending" | "rollback_starting" | "rolling_back"
+        )
+    })
+}
+
+/// After a pause: waits (a spinner) until the upgrades it let finish have finished.
+async fn quiesce(c: &Client, id: &str) -> Result<Rollout, CliError> {
+    let bar = spinner(format!("waiting for the running upgrades of rollout {id} to finish"));
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        let r = c.rollout_get(id).await?;
+        if settled(&r) {
+            bar.finish_and_clear();
+            return Ok(r);
+        }
+        if std::time::Instant::now() > deadline {
+            bar.finish_and_clear();
+            return Err(CliError::Other(anyhow::anyhow!(
+                "rollout {id} still has upgrades running after {}s; `tenancy rollouts get {id}` shows them",
+                WAIT_LIMIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// One bar per wave (done = succeeded + failed + skipped + rolled back, of its
@@ -237,13 +290,7 @@ async fn watch(c: &Client, id: &str) -> Result<Value, CliError> {
                 w.status, k.upgrading, k.succeeded, k.failed, k.rolled_back
             ));
         }
-        let settled = r.waves.iter().flat_map(|w| &w.tenants).all(|t| {
-            !matches!(
-                t.state.as_str(),
-                "starting" | "upgrading" | "rollback_pending" | "rollback_starting" | "rolling_back"
-            )
-        });
-        let ended = matches!(r.status.as_str(), "completed" | "aborted") || (r.status == "halted" && settled);
+        let ended = matches!(r.status.as_str(), "completed" | "aborted") || (r.status == "halted" && settled(&r));
         if ended {
             for bar in &bars {
                 bar.finish();

@@ -99,16 +99,25 @@ pub enum TenantCmd {
     Suspend {
         /// The tenant's id.
         id: String,
+        /// Wait until its suspension (the suspend hooks) ends; exit 1 with the cause when it failed.
+        #[arg(long)]
+        wait: bool,
     },
     /// Resume a suspended tenant.
     Resume {
         /// The tenant's id.
         id: String,
+        /// Wait until its resumption ends; exit 1 with the cause when it failed.
+        #[arg(long)]
+        wait: bool,
     },
     /// Provision a failed tenant again (after fixing what failed, e.g. a hook).
     Retry {
         /// The tenant's id.
         id: String,
+        /// Wait until provisioning ends (a spinner on a terminal); exit 1 with the cause when it failed.
+        #[arg(long)]
+        wait: bool,
     },
     /// Move a tenant to another plan.
     ChangePlan {
@@ -242,9 +251,9 @@ pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
             let metadata = metadata.map(|m| parse_object("--metadata", &m)).transpose()?;
             to_json(c.tenant_update(&id, &TenantPatch { name, region, metadata }).await?)
         }
-        TenantCmd::Suspend { id } => to_json(c.tenant_suspend(&id).await?),
-        TenantCmd::Resume { id } => to_json(c.tenant_resume(&id).await?),
-        TenantCmd::Retry { id } => to_json(c.tenant_retry(&id).await?),
+        TenantCmd::Suspend { id, wait } => settle(c, c.tenant_suspend(&id).await?, wait, "suspension").await?,
+        TenantCmd::Resume { id, wait } => settle(c, c.tenant_resume(&id).await?, wait, "resumption").await?,
+        TenantCmd::Retry { id, wait } => settle(c, c.tenant_retry(&id).await?, wait, "provisioning").await?,
         TenantCmd::ChangePlan { id, plan, force, wait } => {
             let op = c.tenant_change_plan(&id, &PlanChange { plan, force }).await?;
             settle(c, op, wait, "plan change").await?

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use tenancy_app::queues::ops::{
-    DeleteBatch, DeletedBatch, ReceiveRequest, ReceivedMessages, Redriven, SendBatch, SentBatch, VisibilityChange,
+    DeleteBatch, DeletedBatch, PeekedMessages, ReceiveRequest, ReceivedMessages, Redriven, SendBatch, SentBatch,
+    VisibilityChange,
 };
 use tenancy_domain::page::Page;
 use tenancy_domain::queue::{Queue, QueueInfo, QueueSpec, SendMessage, Sent};
@@ -78,6 +79,28 @@ pub async fn send_message(
     Json(m): Json<SendMessage>,
 ) -> ApiResult<impl IntoResponse> {
     Ok((StatusCode::CREATED, axum::Json(s.app.message_send(&ctx, &name, m).await?)))
+}
+
+/// The query of `GET /v1/queues/{name}/messages`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PeekQuery {
+    /// Messages to show, 1-100 [default: 10].
+    pub limit: Option<u32>,
+}
+
+/// Peek: the first `limit` messages (1-100, default 10) in send order with their state, attributes and receive counts, without receiving them (nothing changes; no receipts).
+#[utoipa::path(get, path = "/v1/queues/{name}/messages", tag = "queues",
+    params(("name" = String, Path, description = "Queue name"), PeekQuery),
+    responses((status = 200, body = PeekedMessages)))]
+pub async fn peek_messages(
+    State(s): State<Arc<ServerState>>,
+    Caller(ctx): Caller,
+    Path(name): Path<String>,
+    Query(q): Query<PeekQuery>,
+) -> ApiResult<axum::Json<PeekedMessages>> {
+    Ok(axum::Json(PeekedMessages { messages: s.app.message_peek(&ctx, &name, q.limit).await? }))
 }
 
 /// Send up to 100 messages in one transaction, in order.
