@@ -101,7 +101,6 @@ const LINKS: &[(&str, &str, &[(&str, &str)])] = &[
     ("create_tenant", "put_overrides", &[("id", "$response.body#/id")]),
     ("create_tenant", "list_quotas", &[("id", "$response.body#/id")]),
     ("create_tenant", "consume_quotas", &[("id", "$response.body#/id")]),
-    ("create_tenant", "put_tenant_secret", &[("id", "$response.body#/id")]),
     ("create_tenant", "list_tenant_secrets", &[("id", "$response.body#/id")]),
     ("create_tenant", "tenant_resources", &[("id", "$response.body#/id")]),
     ("put_tenant_secret", "get_tenant_secret", &[("id", "$request.path.id"), ("name", "$request.path.name")]),
@@ -207,7 +206,35 @@ pub(crate) fn document() -> OpenApi {
 
 /// The document as pretty JSON, as served at `/openapi.json` and checked in.
 pub fn openapi_json() -> String {
-    document().to_pretty_json().expect("the OpenAPI document serializes")
+    let mut doc = serde_json::to_value(document()).expect("the OpenAPI document serializes");
+    camel_case_links(&mut doc);
+    serde_json::to_string_pretty(&doc).expect("the OpenAPI document serializes")
+}
+
+/// utoipa 5 writes a link's fields in snake case (`operation_id`), which no OpenAPI
+/// tool reads: the specification's names are `operationId`, `operationRef` and
+/// `requestBody`.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+        for op in item.values_mut() {
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else { continue };
+            for response in responses.values_mut() {
+                let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else { continue };
+                for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                    for (snake, camel) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(v) = link.remove(snake) {
+                            link.insert(camel.to_owned(), v);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
