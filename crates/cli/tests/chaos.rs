@@ -49,7 +49,7 @@ struct Cluster {
 }
 
 fn as_postgres(cmd: &Path) -> Command {
-    // SAFETY-free check of the effective user: root runs PostgreSQL's tools as `postgres`.
+    // Root runs PostgreSQL's tools as `postgres` (initdb refuses to run as root).
     let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
     if root {
         let mut c = Command::new("runuser");
