@@ -387,7 +387,7 @@ async fn provision(client: Client, tenants: usize, next: Arc<AtomicUsize>) {
         if i >= tenants {
             return;
         }
-        let plan = if i % SILO_EVERY == 0 { "dedicated" } else { "pooled" };
+        let plan = if i.is_multiple_of(SILO_EVERY) { "dedicated" } else { "pooled" };
         let body = json!({"id": tenant_id(i), "name": "Chaos", "plan": plan});
         let key = format!("create-{}", tenant_id(i));
         let res = client.send(Method::POST, "/v1/tenants", Some(&body), Some(&key), Retry::Always).await.unwrap();
@@ -615,23 +615,24 @@ async fn chaos_across_replicas_keeps_every_invariant() {
     // Invariants, once the background work settles.
     let settle = Instant::now();
     let all: Vec<String> = (0..tenants).map(tenant_id).collect();
-    let statuses = eventually("every tenant in a terminal status", Duration::from_secs(120.max(tenants as u64 / 5)), || async {
-        let list = client.all("/v1/tenants").await;
-        let statuses: BTreeMap<String, String> = list
-            .iter()
-            .map(|t| (t["id"].as_str().unwrap().to_owned(), t["status"].as_str().unwrap().to_owned()))
-            .collect();
-        let pending: Vec<_> = all
-            .iter()
-            .filter(|id| !matches!(statuses.get(*id).map(String::as_str), Some("active" | "failed")))
-            .collect();
-        if pending.is_empty() {
-            Ok(statuses)
-        } else {
-            Err(format!("{} not terminal, e.g. {:?}", pending.len(), &pending[..pending.len().min(5)]))
-        }
-    })
-    .await;
+    let statuses =
+        eventually("every tenant in a terminal status", Duration::from_secs(120.max(tenants as u64 / 5)), || async {
+            let list = client.all("/v1/tenants").await;
+            let statuses: BTreeMap<String, String> = list
+                .iter()
+                .map(|t| (t["id"].as_str().unwrap().to_owned(), t["status"].as_str().unwrap().to_owned()))
+                .collect();
+            let pending: Vec<_> = all
+                .iter()
+                .filter(|id| !matches!(statuses.get(*id).map(String::as_str), Some("active" | "failed")))
+                .collect();
+            if pending.is_empty() {
+                Ok(statuses)
+            } else {
+                Err(format!("{} not terminal, e.g. {:?}", pending.len(), &pending[..pending.len().min(5)]))
+            }
+        })
+        .await;
     let failed: Vec<_> = statuses.iter().filter(|(_, s)| *s == "failed").map(|(id, _)| id.clone()).collect();
 
     let provisioned = client.all("/v1/events?detail_type=TenantProvisioned").await;
