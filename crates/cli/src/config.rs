@@ -174,6 +174,11 @@ settings! {
     /// Seconds a crashed worker's executions stay leased before another takes them.
     #[arg(long, env = "TENANCY_WORKFLOW_LEASE_S", default_value = "60")]
     workflow_lease_s: u64,
+    /// Seconds a crashed worker's claimed webhook deliveries stay leased before another
+    /// worker sends them (a shorter lease: a delivery waiting longer in a slow worker may
+    /// be sent twice, which receivers deduplicate on `webhook-id`).
+    #[arg(long, env = "TENANCY_DELIVERY_LEASE_S", default_value = "300")]
+    delivery_lease_s: u64,
     /// Executions the engine claims at once.
     #[arg(long, env = "TENANCY_WORKFLOW_BATCH", default_value = "32")]
     workflow_batch: u32,
@@ -329,6 +334,7 @@ impl Config {
             reconcile_interval: Duration::from_secs(s.reconcile_interval_s.expect("clap holds a default").max(1)),
             blob_url: s.blob_url,
             delivery_retry_window: tenancy_events::backoff::Schedule::DEFAULT_WINDOW,
+            delivery_lease: Duration::from_secs(s.delivery_lease_s.expect("clap holds a default").max(1)),
             master_key: env("TENANCY_MASTER_KEY").map(SecretString::from),
             master_key_file: s.master_key_file,
             data_plane_url: s.data_plane_url,
@@ -473,6 +479,7 @@ mod tests {
         blob_url = "s3://bucket/exports"
         node_id = "n1"
         workflow_lease_s = 5
+        delivery_lease_s = 7
         workflow_batch = 8
         workflow_in_flight = 64
         workflow_lifecycle_slots = 4
@@ -603,6 +610,7 @@ mod tests {
         assert_eq!(o.event_retention_days, 7);
         assert_eq!(o.execution_retention_days, 30);
         assert_eq!(o.prune_interval, Duration::from_secs(120));
+        assert_eq!(o.delivery_lease, Duration::from_secs(7));
         assert_eq!(o.export_retention_days, 90);
         assert_eq!(o.bundle_max_bytes, 64 * 1024 * 1024);
         {
@@ -737,6 +745,7 @@ mod tests {
         assert_eq!(o.bundle_max_bytes, tenancy_app::releases::bundle::DEFAULT_MAX_BYTES);
         assert_eq!(o.reconcile_repair, tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR);
         assert_eq!(o.reconcile_interval, ServeOptions::for_tests(PathBuf::new(), None, "").reconcile_interval);
+        assert_eq!(o.delivery_lease, ServeOptions::for_tests(PathBuf::new(), None, "").delivery_lease);
         assert_eq!(o.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(o.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(DEFAULT_ROLES.join(","), "api,worker");

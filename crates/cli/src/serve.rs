@@ -49,6 +49,9 @@ pub struct ServeOptions {
     pub blob_url: Option<String>,
     /// Retries of a failed delivery are spread over at most this window (24 hours).
     pub delivery_retry_window: std::time::Duration,
+    /// How long a claimed webhook delivery stays leased (300 s): the longest a crashed
+    /// worker's deliveries wait before another worker sends them.
+    pub delivery_lease: std::time::Duration,
     /// The master key (base64 of 32 bytes) sealing stored secrets
     /// (`TENANCY_MASTER_KEY`); `None`: read from `master_key_file`. Replicas must
     /// share it.
@@ -167,6 +170,7 @@ impl ServeOptions {
             reconcile_interval: std::time::Duration::from_secs(60),
             blob_url: None,
             delivery_retry_window: tenancy_events_window(),
+            delivery_lease: tenancy_app::subscriptions::worker::DeliveryOptions::new(String::new()).lease,
             master_key: None,
             master_key_file: None,
             data_plane_url: None,
@@ -388,6 +392,7 @@ fn start_event_loops(
     tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     let mut delivery = DeliveryOptions::new(format!("{node_id}/delivery"));
     delivery.retry_window = opts.delivery_retry_window;
+    delivery.lease = opts.delivery_lease;
     delivery.secrets = Some(secrets.clone());
     delivery.outbound = services.outbound.clone();
     delivery.connector = Some(services.connector.clone());

@@ -461,11 +461,19 @@ impl Engine {
             .handlers
             .get(resource)
             .ok_or_else(|| failure("States.Runtime", format!("no task handler for resource {resource:?}")))?;
+        let place = if request.scope.is_empty() {
+            request.state.clone()
+        } else {
+            format!("{}/{}", request.scope, request.state)
+        };
+        // The first attempt's idempotency key: the same for every retry of the task.
+        let task_key = tenancy_asl::idempotency_key(&rec.id, &place, 0);
         let call = TaskCall {
             resource,
             state: &request.state,
             parameters: &request.parameters,
             idempotency_key: &request.idempotency_key,
+            task_key: &task_key,
             execution_id: &rec.id,
             tenant_id: rec.tenant_id.as_deref(),
             store: &self.store,

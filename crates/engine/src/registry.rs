@@ -23,6 +23,10 @@ pub struct TaskCall<'a> {
     pub parameters: &'a Value,
     /// Stable across restarts for one attempt of one task (`$$.Task.Token` of callbacks).
     pub idempotency_key: &'a str,
+    /// Stable across restarts and across the retries (`Retry` attempts) of one task of
+    /// one execution: the key of what the task does outside, for callees that must see
+    /// one request however often the task is tried (provisioning hooks).
+    pub task_key: &'a str,
     pub execution_id: &'a str,
     pub tenant_id: Option<&'a str>,
     pub store: &'a Arc<dyn Store>,

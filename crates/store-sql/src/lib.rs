@@ -115,11 +115,31 @@ pub struct SqlStore {
     effects: Option<Arc<effects_batch::EffectsBatcher>>,
 }
 
+/// A store error as the application sees it: what retrying may cure (the database is
+/// unreachable, restarting, shutting down, dropped the connection, or refused a
+/// transaction on a serialization failure or deadlock) is `Unavailable` (503, and
+/// `Tenancy.unavailable` in workflows, which retry it), anything else `Internal`.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Error::Unavailable(e.to_string()),
-        sqlx::Error::Database(d) if d.message().contains("database is locked") => Error::Unavailable(e.to_string()),
-        _ => Error::Internal(format!("database error: {e}")),
+    if is_transient(&e) {
+        Error::Unavailable(e.to_string())
+    } else {
+        Error::Internal(format!("database error: {e}"))
+    }
+}
+
+/// SQLSTATEs worth a retry: class 08 (connection exception), 40001 (serialization
+/// failure), 40P01 (deadlock), 57P01-57P03 (administrator or crash shutdown, cannot
+/// connect now: a restarting server), 53300 (too many connections).
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            code.starts_with("08")
+                || matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+                || d.message().contains("database is locked")
+        }
+        _ => false,
     }
 }
 
@@ -517,5 +537,37 @@ impl Store for SqlStore {
 
     async fn audit_list(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<StoredAudit>> {
         audit::list(self, filter, page).await
+    }
+}
+
+#[cfg(test)]
+mod transient_errors {
+    use sqlx::Connection;
+    use tenancy_domain::Error;
+
+    use super::db_err;
+
+    async fn error_of(conn: &mut sqlx::PgConnection, sql: &str) -> Error {
+        db_err(sqlx::query(sql).execute(conn).await.expect_err("the statement fails"))
+    }
+
+    /// What a restarting PostgreSQL or a concurrent transaction does to a statement is
+    /// `Unavailable` (503, retried by clients and workflows), not `Internal` (500): the
+    /// chaos test (crates/cli/tests/chaos.rs) saw 500s on a `pg_ctl restart -m fast`.
+    #[tokio::test]
+    async fn postgres_shutdowns_serialization_failures_and_deadlocks_are_unavailable() {
+        let url = crate::testing::fresh_postgres_url().await;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        for code in ["40001", "40P01", "08006", "57P03"] {
+            let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{code}'; END $$");
+            let e = error_of(&mut conn, &sql).await;
+            assert!(matches!(e, Error::Unavailable(_)), "{code}: {e:?}");
+        }
+        // A mistake stays a 500.
+        let e = error_of(&mut conn, "SELECT * FROM no_such_table").await;
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        // The server ends the session (what `pg_ctl stop -m fast` does to every one).
+        let e = error_of(&mut conn, "SELECT pg_terminate_backend(pg_backend_pid())").await;
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
     }
 }

@@ -201,7 +201,9 @@ impl TaskHandler for CallHooks {
         let hooks = call.store.hooks().hook_list().await.map_err(app_failure)?;
         let mut called = Vec::new();
         for hook in hooks.iter().filter(|h| h.events.contains(&event) && h.mode == HookMode::Sync) {
-            let key = format!("{}-{}", call.idempotency_key, hook.name);
+            // The task's key, not its attempt's: a step retried after a store error
+            // calls the hook with the same key (docs/hooks.md).
+            let key = format!("{}-{}", call.task_key, hook.name);
             let mut body = json!({"event": event, "tenant": tenant, "execution_id": call.execution_id,
                               "idempotency_key": key});
             if let Some(upgrade) = &p.upgrade {
