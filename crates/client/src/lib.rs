@@ -621,6 +621,12 @@ impl Client {
         self.get("/v1/audit/verify", NO_QUERY).await
     }
 
+    /// `GET /v1/audit/verify?archive=true`: the chain and the Parquet archive in the
+    /// blob store verified against it.
+    pub async fn audit_verify_archive(&self) -> Result<serde_json::Value> {
+        self.get("/v1/audit/verify", &[("archive", "true")]).await
+    }
+
     /// `POST /v1/audit/exports`: an NDJSON export written to the blob store.
     pub async fn audit_export_create(&self, from: Option<&str>, to: Option<&str>) -> Result<serde_json::Value> {
         let body = serde_json::json!({"from": from, "to": to});

@@ -336,7 +336,8 @@ impl App {
                 }
                 let from = tenant.transition(op.transition)?;
                 tenant.lifecycle_execution_id = Some(job.id.clone());
-                let detail = json!({"from": from, "request": op.payload, "execution_id": job.id});
+                let detail =
+                    json!({"from": from, "request": op.payload, "execution_id": job.id, "region": tenant.region});
                 let mut fx = Effects::none()
                     .with_audit(ctx.audit(op.kind, format!("tenant/{}", tenant.id), Some(&tenant.id), detail))
                     .with_execution(job.clone());
