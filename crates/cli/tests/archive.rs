@@ -157,6 +157,28 @@ async fn archive(db: Db) {
     let plan_changed = replayed[delivered_before..].iter().find(|g| g.json()["detail-type"] == "TenantPlanChanged");
     assert!(plan_changed.is_some(), "the archived events keep their detail");
 
+    // An offboarding export in Parquet: the events and audit records in the archive's
+    // columns, each file as its manifest lists it.
+    let (st, op) = s.call(Method::DELETE, "/v1/tenants/eu1?format=parquet", None).await;
+    assert_eq!(st, 202, "{op}");
+    let (st, body) = s.call(Method::DELETE, "/v1/tenants/us1?format=xml", None).await;
+    assert_eq!(st, 400, "{body}");
+    let execution = op["execution_id"].as_str().unwrap().to_owned();
+    eventually("offboarded", || async { (s.get("/v1/tenants/eu1").await["status"] == "offboarded").then_some(()) })
+        .await;
+    let export = root.join(format!("tenants/eu1/offboard-{execution}"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(export.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["files_format"], "parquet", "{manifest}");
+    let names: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..2], ["events.parquet", "audit.parquet"], "and the silo database on PostgreSQL");
+    let bytes = std::fs::read(export.join("events.parquet")).unwrap();
+    use sha2::Digest;
+    assert_eq!(manifest["files"][0]["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+    let exported = tenancy_app::archive::columns::events_from_parquet(bytes.into()).unwrap();
+    assert_eq!(exported.len() as u64, manifest["counts"]["events"].as_u64().unwrap());
+    assert!(!exported.is_empty() && exported.iter().all(|e| e.event.tenant_id.as_deref() == Some("eu1")));
+    assert!(manifest["counts"]["audit_records"].as_u64().unwrap() > 0);
+
     // A changed file no longer verifies, and the answer names it.
     let victim = parquet.iter().find(|p| p.starts_with(root.join("audit"))).unwrap();
     let mut bytes = std::fs::read(victim).unwrap();

@@ -479,6 +479,13 @@ impl Client {
         self.without_body(Method::DELETE, &format!("/v1/tenants/{}", segment(id))).await
     }
 
+    /// `DELETE /v1/tenants/{id}?format=ndjson|parquet`: offboard, the export's events
+    /// and audit records in that format.
+    pub async fn tenant_offboard_as(&self, id: &str, format: &str) -> Result<TenantOperation> {
+        let req = self.request(Method::DELETE, &format!("/v1/tenants/{}", segment(id))).query(&[("format", format)]);
+        self.call(req).await
+    }
+
     /// `DELETE /v1/tenants/{id}?purge=true`: release an offboarded tenant's id.
     pub async fn tenant_purge(&self, id: &str) -> Result<()> {
         let req = self.request(Method::DELETE, &format!("/v1/tenants/{}", segment(id))).query(&[("purge", "true")]);

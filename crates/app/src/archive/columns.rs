@@ -52,6 +52,20 @@ pub fn audit_schema() -> SchemaRef {
     ]))
 }
 
+/// The columns of an offboarding export's `audit.parquet`: the archive's, but `seq`,
+/// `prev_hash` and `hash` are null for records not sealed yet.
+pub fn export_audit_schema() -> SchemaRef {
+    let fields = audit_schema()
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "seq" | "prev_hash" | "hash" => f.as_ref().clone().with_nullable(true),
+            _ => f.as_ref().clone(),
+        })
+        .collect::<Vec<_>>();
+    Arc::new(Schema::new(fields))
+}
+
 /// The event files' columns.
 pub fn events_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -80,15 +94,45 @@ fn times(values: impl Iterator<Item = i64>) -> ArrayRef {
 
 fn write(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<u8>> {
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(batch.num_rows().max(1)))
-        .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(Error::internal)?;
+    let mut writer = writer(&mut out, schema, batch.num_rows())?;
     writer.write(&batch).map_err(Error::internal)?;
     writer.close().map_err(Error::internal)?;
     Ok(out)
+}
+
+/// A Parquet writer with the archive's settings (Snappy, `rows` per row group).
+pub fn writer<W: std::io::Write + Send>(out: W, schema: SchemaRef, rows: usize) -> Result<ArrowWriter<W>> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(rows.max(1)))
+        .build();
+    ArrowWriter::try_new(out, schema, Some(props)).map_err(Error::internal)
+}
+
+/// Audit records sealed or not (an offboarding export's), as a batch of
+/// [`export_audit_schema`].
+pub fn export_audit_batch(rows: &[tenancy_audit::StoredAudit]) -> Result<RecordBatch> {
+    let details = rows.iter().map(|r| json_text(&r.entry.detail)).collect::<Result<Vec<_>>>()?;
+    let e = |f: fn(&AuditEntry) -> &str| strings(rows.iter().map(move |r| f(&r.entry)));
+    let o = |f: fn(&AuditEntry) -> Option<&str>| opt_strings(rows.iter().map(move |r| f(&r.entry)));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(rows.iter().map(|r| r.seq).collect::<Int64Array>()),
+        e(|e| &e.id),
+        times(rows.iter().map(|r| r.entry.time.millis())),
+        o(|e| e.actor_key_id.as_deref()),
+        e(|e| &e.actor_role),
+        e(|e| &e.action),
+        e(|e| &e.target),
+        o(|e| e.tenant_id.as_deref()),
+        o(|e| e.request_id.as_deref()),
+        o(|e| e.source_ip.as_deref()),
+        e(|e| &e.outcome),
+        strings(details.iter().map(String::as_str)),
+        opt_strings(rows.iter().map(|r| r.prev_hash.as_deref())),
+        opt_strings(rows.iter().map(|r| r.hash.as_deref())),
+    ];
+    RecordBatch::try_new(export_audit_schema(), columns).map_err(Error::internal)
 }
 
 fn json_text(v: &impl serde::Serialize) -> Result<String> {
@@ -121,6 +165,16 @@ pub fn audit_to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
 
 /// Events as one Parquet file.
 pub fn events_to_parquet(events: &[StoredEvent]) -> Result<Vec<u8>> {
+    let batch = events_batch(events)?;
+    let mut out = Vec::new();
+    let mut w = writer(&mut out, events_schema(), batch.num_rows())?;
+    w.write(&batch).map_err(Error::internal)?;
+    w.close().map_err(Error::internal)?;
+    Ok(out)
+}
+
+/// Events as a batch of [`events_schema`].
+pub fn events_batch(events: &[StoredEvent]) -> Result<RecordBatch> {
     let resources = events.iter().map(|e| json_text(&e.event.resources)).collect::<Result<Vec<_>>>()?;
     let details = events.iter().map(|e| json_text(&e.event.detail)).collect::<Result<Vec<_>>>()?;
     let columns: Vec<ArrayRef> = vec![
@@ -133,7 +187,7 @@ pub fn events_to_parquet(events: &[StoredEvent]) -> Result<Vec<u8>> {
         strings(resources.iter().map(String::as_str)),
         strings(details.iter().map(String::as_str)),
     ];
-    write(events_schema(), columns)
+    RecordBatch::try_new(events_schema(), columns).map_err(Error::internal)
 }
 
 fn corrupt(e: impl std::fmt::Display) -> Error {

@@ -461,11 +461,22 @@ impl App {
     }
 
     pub async fn tenant_offboard(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        self.tenant_offboard_as(ctx, id, if_match, crate::tenants::offboarding::ExportFormat::Ndjson).await
+    }
+
+    /// [`App::tenant_offboard`] with the export's events and audit records in `format`.
+    pub async fn tenant_offboard_as(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        if_match: Option<i64>,
+        format: crate::tenants::offboarding::ExportFormat,
+    ) -> Result<TenantOperation> {
         let op = Operation {
             transition: Transition::Offboard,
             kind: lifecycle::OFFBOARD,
             machine: lifecycle::OFFBOARD_MACHINE,
-            payload: json!({}),
+            payload: json!({"format": format}),
             event: Some(names::TENANT_OFFBOARDING_STARTED),
             target_plan: None,
         };
