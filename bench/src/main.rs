@@ -5,6 +5,7 @@
 //! `<scenario>: <figure> <unit>` followed by the baseline and the ratio, so figures are
 //! compared on the same machine at the same moment (the machines are shared and noisy).
 
+mod archive;
 mod authz;
 mod event_delivery;
 mod flags;
@@ -70,6 +71,9 @@ enum Scenario {
     /// p99 of GET /v1/tenants/{id} while the leased pruner deletes 1,000,000 history
     /// rows, against the same load without a prune.
     Prune(prune::PruneArgs),
+    /// Sealed audit records archived per second to the blob store as Parquet, against
+    /// the export's read of the same records.
+    Archive(archive::ArchiveArgs),
     /// GET /v1/tenants/{id} with operators' Cedar policies in force against without
     /// them, in one run.
     Authz(tenants::LoadArgs),
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Rollout(args) => rollout::run(args).await,
         Scenario::Prune(args) => prune::run(args).await,
         Scenario::Soak(args) => soak::run(args).await,
+        Scenario::Archive(args) => archive::run(args).await,
         Scenario::WorkflowThroughput(a) => workflow_throughput::run(a.database_url, a.executions, a.concurrency).await,
     }
 }

@@ -12,6 +12,7 @@
 //! area registers its task handlers with the engine ([`tenancy_engine`]).
 
 mod app;
+pub mod archive;
 pub mod audit;
 pub mod clock;
 pub mod connections;

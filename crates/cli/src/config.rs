@@ -128,6 +128,11 @@ settings! {
     /// worker).
     #[arg(long, env = "TENANCY_PRUNE_INTERVAL_S", default_value = "600")]
     prune_interval_s: u64,
+    /// Seconds between the leased archiver's passes, which write sealed audit records
+    /// and events to the blob store as Parquet; 0 turns archiving off (events past
+    /// their retention are then pruned unarchived).
+    #[arg(long, env = "TENANCY_ARCHIVE_INTERVAL_S", default_value = "300")]
+    archive_interval_s: u64,
     /// Days an offboarded tenant's export is kept before its id may be purged
     /// (`tenants purge`).
     #[arg(long, env = "TENANCY_EXPORT_RETENTION_DAYS", default_value = "30")]
@@ -328,6 +333,10 @@ impl Config {
             event_retention_days: s.event_retention_days.expect("clap holds a default"),
             execution_retention_days: s.execution_retention_days.expect("clap holds a default"),
             prune_interval: Duration::from_secs(s.prune_interval_s.expect("clap holds a default").max(1)),
+            archive_interval: match s.archive_interval_s.expect("clap holds a default") {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
+            },
             export_retention_days: s.export_retention_days.expect("clap holds a default"),
             bundle_max_bytes: s.bundle_max_mib.expect("clap holds a default").saturating_mul(1024 * 1024),
             reconcile_repair,
@@ -472,6 +481,7 @@ mod tests {
         event_retention_days = 7
         execution_retention_days = 30
         prune_interval_s = 120
+        archive_interval_s = 0
         export_retention_days = 90
         bundle_max_mib = 64
         reconcile_repair = ["record", "database"]
@@ -611,6 +621,7 @@ mod tests {
         assert_eq!(o.execution_retention_days, 30);
         assert_eq!(o.prune_interval, Duration::from_secs(120));
         assert_eq!(o.delivery_lease, Duration::from_secs(7));
+        assert_eq!(o.archive_interval, None);
         assert_eq!(o.export_retention_days, 90);
         assert_eq!(o.bundle_max_bytes, 64 * 1024 * 1024);
         {

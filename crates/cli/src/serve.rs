@@ -36,6 +36,9 @@ pub struct ServeOptions {
     pub execution_retention_days: u32,
     /// Time between the leased pruner's passes (10 minutes).
     pub prune_interval: std::time::Duration,
+    /// Time between the leased archiver's passes (5 minutes); `None`: no archiving,
+    /// and the pruner drops events past their retention unarchived.
+    pub archive_interval: Option<std::time::Duration>,
     /// An offboarded tenant's id may be purged this many days after its offboarding.
     pub export_retention_days: u32,
     /// The largest release bundle accepted, in bytes (512 MiB).
@@ -164,6 +167,7 @@ impl ServeOptions {
             event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
             execution_retention_days: tenancy_app::retention::DEFAULT_EXECUTION_RETENTION_DAYS,
             prune_interval: tenancy_app::retention::pruner::DEFAULT_INTERVAL,
+            archive_interval: Some(tenancy_app::archive::worker::DEFAULT_INTERVAL),
             export_retention_days: DEFAULT_EXPORT_RETENTION_DAYS,
             bundle_max_bytes: tenancy_app::releases::bundle::DEFAULT_MAX_BYTES,
             reconcile_repair: tenancy_app::reconcile::ops::DriftKind::DEFAULT_REPAIR.to_vec(),
@@ -402,6 +406,16 @@ fn start_event_loops(
     let mut prune = PrunerOptions::new(format!("{node_id}/prune-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     prune.policy = retention_policy(opts);
     prune.interval = opts.prune_interval;
+    // The leased archiver: sealed audit records and events to the blob store as
+    // Parquet; with it, the pruner drops only archived events.
+    if let (Some(interval), Some(blobs)) = (opts.archive_interval, services.blobs.clone()) {
+        use tenancy_app::archive::worker::{Archiver, ArchiverOptions};
+        let mut archive =
+            ArchiverOptions::new(format!("{node_id}/archive-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        archive.interval = interval;
+        tasks.push(tokio::spawn(Archiver::new(store.clone(), blobs, archive).run(shutdown.clone())));
+        prune.archived_events_only = true;
+    }
     tasks.push(tokio::spawn(Pruner::new(store.clone(), prune).run(shutdown.clone())));
     tasks.push(tokio::spawn(Sealer::new(store.clone(), SealerOptions::default()).run(shutdown.clone())));
     let sweeper = tenancy_app::queues::worker::QueueSweeper::new(store.clone(), std::time::Duration::from_secs(60));

@@ -479,6 +479,13 @@ impl Client {
         self.without_body(Method::DELETE, &format!("/v1/tenants/{}", segment(id))).await
     }
 
+    /// `DELETE /v1/tenants/{id}?format=ndjson|parquet`: offboard, the export's events
+    /// and audit records in that format.
+    pub async fn tenant_offboard_as(&self, id: &str, format: &str) -> Result<TenantOperation> {
+        let req = self.request(Method::DELETE, &format!("/v1/tenants/{}", segment(id))).query(&[("format", format)]);
+        self.call(req).await
+    }
+
     /// `DELETE /v1/tenants/{id}?purge=true`: release an offboarded tenant's id.
     pub async fn tenant_purge(&self, id: &str) -> Result<()> {
         let req = self.request(Method::DELETE, &format!("/v1/tenants/{}", segment(id))).query(&[("purge", "true")]);
@@ -619,6 +626,12 @@ impl Client {
     /// `GET /v1/audit/verify`: the server's check of its sealed chain and checkpoint.
     pub async fn audit_verify(&self) -> Result<serde_json::Value> {
         self.get("/v1/audit/verify", NO_QUERY).await
+    }
+
+    /// `GET /v1/audit/verify?archive=true`: the chain and the Parquet archive in the
+    /// blob store verified against it.
+    pub async fn audit_verify_archive(&self) -> Result<serde_json::Value> {
+        self.get("/v1/audit/verify", &[("archive", "true")]).await
     }
 
     /// `POST /v1/audit/exports`: an NDJSON export written to the blob store.

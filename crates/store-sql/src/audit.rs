@@ -72,6 +72,37 @@ impl AuditStore for SqlStore {
             .map_err(db_err)
     }
 
+    async fn audit_archive_cursor(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT seq FROM archive_cursors WHERE name = 'audit'")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(row) => row.try_get(0).map_err(db_err),
+            None => Ok(0),
+        }
+    }
+
+    async fn audit_archive_advance(&self, from: i64, to: i64) -> Result<bool> {
+        let mut tx = self.begin_direct().await?;
+        let moved = if from == 0 {
+            sqlx::query(
+                "INSERT INTO archive_cursors (name, seq) VALUES ('audit', $2) \
+                 ON CONFLICT (name) DO UPDATE SET seq = $2 WHERE archive_cursors.seq = $1",
+            )
+        } else {
+            sqlx::query("UPDATE archive_cursors SET seq = $2 WHERE name = 'audit' AND seq = $1")
+        }
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(moved == 1)
+    }
+
     async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>> {
         let row =
             sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_log WHERE seq IS NOT NULL AND time >= $1 AND time < $2")

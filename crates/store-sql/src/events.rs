@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use tenancy_domain::event::Event;
 use tenancy_domain::page::{Page, PageRequest};
 use tenancy_domain::subscription::{Delivery, DeliveryAttempt, DeliveryStatus, Subscription};
 use tenancy_domain::time::Timestamp;
@@ -715,7 +716,7 @@ impl EventStore for SqlStore {
         rows.iter().map(rows::event).collect()
     }
 
-    async fn events_prune(&self, before: Timestamp) -> Result<(u64, u64)> {
+    async fn events_prune(&self, before: Timestamp, archived_only: bool) -> Result<(u64, u64)> {
         const BATCH: i64 = 5_000;
         let mut tx = self.begin_direct().await?;
         let finished = format!(
@@ -733,9 +734,10 @@ impl EventStore for SqlStore {
             .map_err(db_err)?
             .rows_affected();
         let events = sqlx::query(&format!(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE e.time < $1 AND e.dispatched = 1 \
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE e.time < $1 AND e.dispatched = 1 {} \
              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending') \
-             ORDER BY e.seq LIMIT {BATCH})"
+             ORDER BY e.seq LIMIT {BATCH})",
+            if archived_only { "AND e.archived = 1" } else { "" }
         ))
         .bind(before.millis())
         .execute(&mut *tx)
@@ -744,6 +746,55 @@ impl EventStore for SqlStore {
         .rows_affected();
         tx.commit().await.map_err(db_err)?;
         Ok((events, deliveries))
+    }
+
+    async fn events_unarchived(&self, limit: u32) -> Result<Vec<StoredEvent>> {
+        let sql = format!("SELECT * FROM events WHERE archived = 0 ORDER BY seq LIMIT {limit}");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn events_mark_archived(&self, seqs: &[i64]) -> Result<()> {
+        for chunk in seqs.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("UPDATE events SET archived = 1 WHERE seq IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            let mut tx = self.begin_direct().await?;
+            q.execute(&mut *tx).await.map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn events_restore(&self, events: &[Event]) -> Result<()> {
+        let mut tx = self.begin_direct().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO events (id, source, detail_type, time, tenant_id, resources, detail, dispatched, archived) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 1) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&e.id)
+            .bind(&e.source)
+            .bind(&e.detail_type)
+            .bind(e.time.millis())
+            .bind(e.tenant_id.as_deref())
+            .bind(serde_json::to_string(&e.resources).map_err(Error::internal)?)
+            .bind(serde_json::to_string(&e.detail).map_err(Error::internal)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn events_oldest(&self) -> Result<Option<Timestamp>> {
+        let row = sqlx::query("SELECT MIN(time) FROM events").fetch_one(&self.reader).await.map_err(db_err)?;
+        let min: Option<i64> = row.try_get(0).map_err(db_err)?;
+        Ok(min.map(Timestamp))
     }
 
     fn subscribe_wakeups(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -36,6 +36,11 @@ pub trait AuditStore: Send + Sync {
     async fn audit_seq_range(&self, from: Option<Timestamp>, to: Option<Timestamp>) -> Result<Option<(i64, i64)>>;
     /// (sealed, unsealed) record counts.
     async fn audit_counts(&self) -> Result<(u64, u64)>;
+    /// The last `seq` the archiver has written to the blob store (0: none).
+    async fn audit_archive_cursor(&self) -> Result<i64>;
+    /// Moves the archive cursor from `from` to `to`; false (and nothing changed) when
+    /// it is no longer at `from` (another archiver moved it).
+    async fn audit_archive_advance(&self, from: i64, to: i64) -> Result<bool>;
     async fn audit_checkpoint_put(&self, cp: &AuditCheckpoint) -> Result<()>;
     async fn audit_checkpoint_latest(&self) -> Result<Option<AuditCheckpoint>>;
 }

@@ -37,7 +37,7 @@ macro_rules! store_conformance_suite {
                 effects_commit_with_the_change, effects_roll_back_with_the_change,
                 idempotency_keys, idempotency_lease_expiry, api_keys, signups_are_claimed_once, event_and_audit_lists, subscriptions_crud,
                 outbox_dispatch_fans_out_once, deliveries_are_leased_and_recorded, dead_deliveries_retry,
-                replay_ranges_and_pruning, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
+                replay_ranges_and_pruning, events_and_audit_archive, audit_sealing, concurrent_writes_fail_alone, drift_is_reported_once,
                 the_latest_reconciliation_run_is_kept, the_first_master_key_fingerprint_stays,
                 functions_keep_their_secret, releases_move_the_default_and_keep_their_bundle,
                 quotas_refuse_over_a_hard_limit, quotas_batches_are_all_or_nothing,
@@ -840,9 +840,13 @@ pub async fn replay_ranges_and_pruning(store: Arc<dyn Store>) {
     assert_eq!(next.len(), 1);
     store.delivery_create(&[NewDelivery::new("sub_a", &old.id, Timestamp(0))], &Effects::none()).await.unwrap();
     // Undispatched events and events with pending deliveries are kept.
-    assert_eq!(store.events_prune(Timestamp(25_000)).await.unwrap(), (0, 0));
+    assert_eq!(store.events_prune(Timestamp(25_000), false).await.unwrap(), (0, 0));
     store.outbox_dispatch(100, &|_, _| false, Timestamp(1)).await.unwrap();
-    assert_eq!(store.events_prune(Timestamp(25_000)).await.unwrap(), (1, 0), "only mid: old has a pending delivery");
+    assert_eq!(
+        store.events_prune(Timestamp(25_000), false).await.unwrap(),
+        (1, 0),
+        "only mid: old has a pending delivery"
+    );
     let c = store.delivery_claim("w", 1_000, 10, Timestamp(1), &[]).await.unwrap().remove(0);
     let done = AttemptResult {
         delivery_id: c.id,
@@ -855,8 +859,38 @@ pub async fn replay_ranges_and_pruning(store: Arc<dyn Store>) {
     };
     store.delivery_record("w", &[done]).await.unwrap();
     let far = Timestamp::now().plus_millis(60_000);
-    assert_eq!(store.events_prune(far).await.unwrap(), (2, 1));
+    assert_eq!(store.events_prune(far, false).await.unwrap(), (2, 1));
     assert!(store.delivery_list("sub_a", Some(DeliveryStatus::Delivered), &page(10)).await.unwrap().items.is_empty());
+}
+
+pub async fn events_and_audit_archive(store: Arc<dyn Store>) {
+    assert_eq!(store.events_oldest().await.unwrap(), None);
+    let old = emit(&*store, "X", Timestamp(10_000)).await;
+    let new = emit(&*store, "X", Timestamp(20_000)).await;
+    assert_eq!(store.events_oldest().await.unwrap(), Some(Timestamp(10_000)));
+    store.outbox_dispatch(100, &|_, _| false, Timestamp(1)).await.unwrap();
+    let pending = store.events_unarchived(10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.event.id.clone()).collect::<Vec<_>>(), [old.id.clone(), new.id.clone()]);
+    assert_eq!(store.events_unarchived(1).await.unwrap().len(), 1);
+    // Not archived yet: an archiving pruner keeps both.
+    assert_eq!(store.events_prune(Timestamp(30_000), true).await.unwrap(), (0, 0));
+    store.events_mark_archived(&[pending[0].seq]).await.unwrap();
+    assert_eq!(store.events_unarchived(10).await.unwrap().len(), 1);
+    assert_eq!(store.events_prune(Timestamp(30_000), true).await.unwrap(), (1, 0), "only the archived one");
+    assert_eq!(store.events_oldest().await.unwrap(), Some(Timestamp(20_000)));
+    // Restored from the archive: present again, neither dispatched again nor archived again.
+    store.events_restore(&[old.clone(), new.clone()]).await.unwrap();
+    let range = store.event_range(Timestamp(0), Timestamp(30_000), 0, 10).await.unwrap();
+    assert_eq!(range.len(), 2);
+    assert_eq!(range.iter().find(|e| e.event.id == old.id).unwrap().event, old);
+    assert_eq!(store.events_unarchived(10).await.unwrap().len(), 1, "the restored event counts as archived");
+    assert_eq!(store.outbox_dispatch(100, &|_, _| true, Timestamp(1)).await.unwrap().events, 0);
+    // The audit archive's cursor moves by compare-and-set.
+    assert_eq!(store.audit_archive_cursor().await.unwrap(), 0);
+    assert!(store.audit_archive_advance(0, 5).await.unwrap());
+    assert!(!store.audit_archive_advance(0, 7).await.unwrap(), "a stale cursor moves nothing");
+    assert!(store.audit_archive_advance(5, 9).await.unwrap());
+    assert_eq!(store.audit_archive_cursor().await.unwrap(), 9);
 }
 
 pub async fn audit_sealing(store: Arc<dyn Store>) {

@@ -162,10 +162,22 @@ pub trait EventStore: Send + Sync {
     /// Archived events with `from <= time < to`, after archive position `after_seq`.
     async fn event_range(&self, from: Timestamp, to: Timestamp, after_seq: i64, limit: u32)
         -> Result<Vec<StoredEvent>>;
-    /// Deletes dispatched events older than `before` that no pending delivery needs,
+    /// Deletes dispatched events older than `before` that no pending delivery needs
+    /// (with `archived_only`, only those the archiver has written to the blob store),
     /// and finished deliveries (with their attempts) last updated before it.
     /// Returns (events, deliveries) deleted.
-    async fn events_prune(&self, before: Timestamp) -> Result<(u64, u64)>;
+    async fn events_prune(&self, before: Timestamp, archived_only: bool) -> Result<(u64, u64)>;
+
+    /// Up to `limit` events the archiver has not written yet, in `seq` order.
+    async fn events_unarchived(&self, limit: u32) -> Result<Vec<StoredEvent>>;
+    /// Marks events (by `seq`) as written to the archive.
+    async fn events_mark_archived(&self, seqs: &[i64]) -> Result<()>;
+    /// Puts events read back from the archive into the table, dispatched and archived
+    /// (so neither the dispatcher nor the archiver takes them again), for a replay's
+    /// deliveries to name; an event still present is left as it is.
+    async fn events_restore(&self, events: &[Event]) -> Result<()>;
+    /// The time of the oldest event the database holds.
+    async fn events_oldest(&self) -> Result<Option<Timestamp>>;
 
     /// A receiver that changes whenever the outbox, deliveries or the audit log may
     /// have new work: in-process commits, and on PostgreSQL any replica's (LISTEN/NOTIFY).

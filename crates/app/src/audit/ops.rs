@@ -48,6 +48,9 @@ pub struct AuditVerification {
     pub seq: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With `?archive=true`: the blob store's archive verified against the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::archive::ops::ArchiveVerification>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -105,6 +108,7 @@ impl App {
                         index: Some(b.index),
                         seq: Some(b.seq),
                         reason: Some(b.reason.to_string()),
+                        archive: None,
                     });
                 }
                 records += 1;
@@ -131,7 +135,22 @@ impl App {
             checkpoint,
             index: None,
             seq: None,
+            archive: None,
         })
+    }
+
+    /// [`App::audit_verify`], and the archive in the blob store verified against the
+    /// chain (`crate::archive::ops::verify`): `ok` only when both hold.
+    pub async fn audit_verify_archive(&self, ctx: &OpContext) -> Result<AuditVerification> {
+        let mut v = self.audit_verify(ctx).await?;
+        let blobs = self.services.blobs.clone().ok_or_else(|| Error::Unavailable("no blob store configured".into()))?;
+        let archive = crate::archive::ops::verify(&**self.store(), &blobs).await?;
+        if !archive.ok && v.ok {
+            v.ok = false;
+            v.reason = Some(format!("the archive does not verify: {}", archive.reason.as_deref().unwrap_or("")));
+        }
+        v.archive = Some(archive);
+        Ok(v)
     }
 
     /// Sealed records from the first with `time >= from` to the last with `time < to`

@@ -78,6 +78,8 @@ pub struct PrunerOptions {
     pub pause: Duration,
     /// Who holds the lease: unique per process.
     pub owner: String,
+    /// Events are dropped only once the archiver wrote them (`serve` runs one).
+    pub archived_events_only: bool,
 }
 
 impl PrunerOptions {
@@ -88,6 +90,7 @@ impl PrunerOptions {
             batch: DEFAULT_BATCH,
             pause: DEFAULT_PAUSE,
             owner,
+            archived_events_only: false,
         }
     }
 }
@@ -144,7 +147,8 @@ impl Pruner {
         // Batched inside the store (1,000 keys per statement).
         r.idempotency_keys = self.store.idempotency_prune(cut.idempotency_before).await?;
         loop {
-            let (events, deliveries) = self.store.events_prune(cut.events_before).await?;
+            let (events, deliveries) =
+                self.store.events_prune(cut.events_before, self.opts.archived_events_only).await?;
             if events == 0 && deliveries == 0 {
                 break;
             }

@@ -203,7 +203,11 @@ impl App {
     }
 
     /// Creates a delivery for every archived event with `from <= time < to` that the
-    /// subscription's pattern matches; returns how many.
+    /// subscription's pattern matches; returns how many. Events are read from the
+    /// database, and from the blob store's archive for the part of the range older than
+    /// the database's oldest event (the pruner drops archived events past their
+    /// retention); those are put back in the table, dispatched and archived, for their
+    /// deliveries to name, and pruned again in a later pass.
     pub async fn subscription_replay(
         &self,
         ctx: &OpContext,
@@ -219,22 +223,46 @@ impl App {
         let pattern = parse_pattern(&sub.subscription.pattern)?;
         let now = Timestamp::now();
         let mut deliveries = Vec::new();
+        let too_many = || {
+            Error::invalid(format!("the range holds more than {MAX_REPLAY} matching events; replay a shorter range"))
+        };
+        let mut seen = std::collections::HashSet::new();
         let mut after = 0;
         loop {
             let events = self.store().event_range(from, to, after, 1000).await?;
             let Some(last) = events.last() else { break };
             after = last.seq;
             for e in &events {
+                seen.insert(e.event.id.clone());
                 let value = serde_json::to_value(&e.event).map_err(Error::internal)?;
                 if pattern.matches(&value) {
                     deliveries.push(NewDelivery::new(subscription_id, &e.event.id, now));
                 }
             }
             if deliveries.len() > MAX_REPLAY {
-                return Err(Error::invalid(format!(
-                    "the range holds more than {MAX_REPLAY} matching events; replay a shorter range"
-                )));
+                return Err(too_many());
             }
+        }
+        let oldest = self.store().events_oldest().await?;
+        if let (Some(blobs), true) = (&self.services.blobs, oldest.is_none_or(|o| from < o)) {
+            // Older than the database holds: the archive, up to the oldest event kept
+            // (inclusive: events of that millisecond may have been pruned beside it).
+            let until = oldest.map_or(to, |o| o.plus_millis(1).min(to));
+            let mut restore = Vec::new();
+            for e in crate::archive::ops::events_between(blobs, from, until).await? {
+                if seen.contains(&e.id) {
+                    continue;
+                }
+                let value = serde_json::to_value(&e).map_err(Error::internal)?;
+                if pattern.matches(&value) {
+                    deliveries.push(NewDelivery::new(subscription_id, &e.id, now));
+                    restore.push(e);
+                }
+                if deliveries.len() > MAX_REPLAY {
+                    return Err(too_many());
+                }
+            }
+            self.store().events_restore(&restore).await?;
         }
         let audit = ctx.audit(
             "subscription.replay",

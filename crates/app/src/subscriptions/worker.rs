@@ -592,7 +592,7 @@ impl Pruner {
         let before = Timestamp::now().plus_millis(-(self.opts.retention.as_millis() as i64));
         let mut total = (0, 0);
         loop {
-            let (e, d) = self.store.events_prune(before).await?;
+            let (e, d) = self.store.events_prune(before, false).await?;
             total = (total.0 + e, total.1 + d);
             if e == 0 && d == 0 {
                 return Ok(total);

@@ -7,6 +7,10 @@
 //! * `events.ndjson`: the tenant's events (EventBridge envelopes, oldest first);
 //! * `audit.ndjson`: the tenant's audit records (sealed ones with `seq`, `prev_hash`
 //!   and `hash`, so each can be checked against the log; unsealed ones with nulls);
+//!   with `format: parquet` (`DELETE /v1/tenants/{id}?format=parquet`) these two are
+//!   `events.parquet` and `audit.parquet` instead, in the archive's columns
+//!   (`crate::archive::columns`; audit records not sealed yet with null `seq` and
+//!   hashes). NDJSON stays the default: it is what `tenancy audit verify` reads offline;
 //! * `database.<engine>`: a consistent snapshot of the silo database
 //!   ([`DatabaseProvisioner::database_export`]), when the tenant has one;
 //! * `manifest.json`, written last: the tenant record, its plan, its resources, its API
@@ -75,6 +79,20 @@ struct ExportParams {
     tenant_id: String,
     /// The offboarding's execution (by default the one running the task).
     execution_id: Option<String>,
+    /// The execution's input, whose `format` (when present) is the export's.
+    #[serde(default)]
+    input: Value,
+}
+
+/// The format of an offboarding export's events and audit records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// `events.ndjson`, `audit.ndjson`: verifiable offline (`tenancy audit verify`).
+    #[default]
+    Ndjson,
+    /// `events.parquet`, `audit.parquet`: for analysts (Athena, DuckDB).
+    Parquet,
 }
 
 #[async_trait]
@@ -88,7 +106,8 @@ impl TaskHandler for ExportTenant {
             return Ok(TaskOutput::new(Value::Null));
         };
         let provisioner = self.plane.as_ref().map(|plane| plane.provisioner.as_ref());
-        let export = export_tenant(call.store.as_ref(), blobs, provisioner, tenant_id, execution_id)
+        let format = serde_json::from_value(params.input["format"].clone()).unwrap_or_default();
+        let export = export_tenant_as(call.store.as_ref(), blobs, provisioner, tenant_id, execution_id, format)
             .await
             .map_err(app_failure)?;
         let result = json!({"location": export.location, "manifest": export.manifest,
@@ -140,6 +159,18 @@ pub async fn export_tenant(
     tenant_id: &str,
     execution_id: &str,
 ) -> Result<Export> {
+    export_tenant_as(store, blobs, provisioner, tenant_id, execution_id, ExportFormat::Ndjson).await
+}
+
+/// [`export_tenant`] with the events and audit records in `format`.
+pub async fn export_tenant_as(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    provisioner: Option<&dyn DatabaseProvisioner>,
+    tenant_id: &str,
+    execution_id: &str,
+    format: ExportFormat,
+) -> Result<Export> {
     tenancy_domain::ids::validate_slug("tenant", tenant_id)?;
     let prefix = export_prefix(tenant_id, execution_id);
     let base = format!("{}/{prefix}/", blobs.url.trim_end_matches('/'));
@@ -177,9 +208,13 @@ pub async fn export_tenant(
     let api_keys = tenant_api_keys(store, tenant_id).await?;
 
     let mut files = Vec::new();
-    let (events, count_events) = put_events(store, blobs, &prefix, tenant_id).await?;
+    let ((events, count_events), (audit, count_audit)) = match format {
+        ExportFormat::Ndjson => {
+            (put_events(store, blobs, &prefix, tenant_id).await?, put_audit(store, blobs, &prefix, tenant_id).await?)
+        }
+        ExportFormat::Parquet => parquet::put_both(store, blobs, &prefix, tenant_id).await?,
+    };
     files.push(events);
-    let (audit, count_audit) = put_audit(store, blobs, &prefix, tenant_id).await?;
     files.push(audit);
     let mut database = Value::Null;
     if let Some(p) = provisioner {
@@ -197,6 +232,7 @@ pub async fn export_tenant(
         "api_keys": api_keys,
         "database": database,
         "execution_id": execution_id,
+        "files_format": format,
         "exported_at": Timestamp::now(),
         "counts": {"events": count_events, "audit_records": count_audit,
                    "resources": resources.len(), "api_keys": api_keys.len()},
@@ -314,6 +350,68 @@ async fn put_database(
     }
     writer.finish().await.map_err(|e| blob_err("write", &path, e))?;
     Ok(Some(json!({"name": name, "bytes": size, "sha256": hex::encode(hash.finalize()), "engine": engine})))
+}
+
+/// The Parquet files of an export: written page by page to a temporary file (never
+/// the whole tenant in memory), then uploaded whole, hashed.
+mod parquet {
+    use super::*;
+    use crate::archive::columns::{events_batch, events_schema, export_audit_batch, export_audit_schema, writer};
+
+    fn local_err(e: impl std::fmt::Display) -> Error {
+        Error::Unavailable(format!("failed to write a temporary export file: {e}"))
+    }
+
+    async fn upload(blobs: &BlobStore, prefix: &str, name: &str, local: &std::path::Path) -> Result<Value> {
+        let bytes = tokio::fs::read(local).await.map_err(local_err)?;
+        let path = BlobPath::from(format!("{prefix}/{name}"));
+        let (size, sha256) = (bytes.len(), sha256_hex(&bytes));
+        blobs.store.put(&path, bytes::Bytes::from(bytes).into()).await.map_err(|e| blob_err("write", &path, e))?;
+        Ok(json!({"name": name, "bytes": size, "sha256": sha256}))
+    }
+
+    pub(super) async fn put_both(
+        store: &dyn Store,
+        blobs: &BlobStore,
+        prefix: &str,
+        tenant_id: &str,
+    ) -> Result<((Value, u64), (Value, u64))> {
+        let tmp = tempfile::tempdir().map_err(local_err)?;
+        let (events_file, audit_file) = (tmp.path().join("events.parquet"), tmp.path().join("audit.parquet"));
+        let mut w = writer(std::fs::File::create(&events_file).map_err(local_err)?, events_schema(), PAGE as usize)?;
+        let filter = EventFilter { tenant_id: Some(tenant_id.to_owned()), ..Default::default() };
+        let mut page = PageRequest { limit: PAGE, after: None };
+        let mut events = 0u64;
+        loop {
+            let got = store.event_list(&filter, &page).await?;
+            events += got.items.len() as u64;
+            w.write(&events_batch(&got.items)?).map_err(local_err)?;
+            match got.next_cursor {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        w.close().map_err(local_err)?;
+        let mut w =
+            writer(std::fs::File::create(&audit_file).map_err(local_err)?, export_audit_schema(), PAGE as usize)?;
+        let filter = AuditFilter { tenant_id: Some(tenant_id.to_owned()), ..Default::default() };
+        let mut page = PageRequest { limit: PAGE, after: None };
+        let mut audit = 0u64;
+        loop {
+            let got = store.audit_list(&filter, &page).await?;
+            audit += got.items.len() as u64;
+            w.write(&export_audit_batch(&got.items)?).map_err(local_err)?;
+            match got.next_cursor {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        w.close().map_err(local_err)?;
+        Ok((
+            (upload(blobs, prefix, "events.parquet", &events_file).await?, events),
+            (upload(blobs, prefix, "audit.parquet", &audit_file).await?, audit),
+        ))
+    }
 }
 
 /// Streams the tenant's events, oldest first, to `events.ndjson`.

@@ -336,7 +336,8 @@ impl App {
                 }
                 let from = tenant.transition(op.transition)?;
                 tenant.lifecycle_execution_id = Some(job.id.clone());
-                let detail = json!({"from": from, "request": op.payload, "execution_id": job.id});
+                let detail =
+                    json!({"from": from, "request": op.payload, "execution_id": job.id, "region": tenant.region});
                 let mut fx = Effects::none()
                     .with_audit(ctx.audit(op.kind, format!("tenant/{}", tenant.id), Some(&tenant.id), detail))
                     .with_execution(job.clone());
@@ -460,11 +461,22 @@ impl App {
     }
 
     pub async fn tenant_offboard(&self, ctx: &OpContext, id: &str, if_match: Option<i64>) -> Result<TenantOperation> {
+        self.tenant_offboard_as(ctx, id, if_match, crate::tenants::offboarding::ExportFormat::Ndjson).await
+    }
+
+    /// [`App::tenant_offboard`] with the export's events and audit records in `format`.
+    pub async fn tenant_offboard_as(
+        &self,
+        ctx: &OpContext,
+        id: &str,
+        if_match: Option<i64>,
+        format: crate::tenants::offboarding::ExportFormat,
+    ) -> Result<TenantOperation> {
         let op = Operation {
             transition: Transition::Offboard,
             kind: lifecycle::OFFBOARD,
             machine: lifecycle::OFFBOARD_MACHINE,
-            payload: json!({}),
+            payload: json!({"format": format}),
             event: Some(names::TENANT_OFFBOARDING_STARTED),
             target_plan: None,
         };

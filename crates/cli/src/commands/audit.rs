@@ -76,7 +76,12 @@ pub enum AuditCmd {
     },
     /// Ask the server to verify its sealed chain and latest checkpoint; prints the head
     /// (for `audit verify --expect-head`). Exit 1 when the chain does not hold.
-    Check,
+    Check {
+        /// Also verify the Parquet archive in the blob store against the chain (files
+        /// against their manifests, records against the database's).
+        #[arg(long)]
+        archive: bool,
+    },
 }
 
 pub const AUDIT_COLUMNS: &[&str] = &["time", "actor_role", "actor_key_id", "action", "target", "outcome"];
@@ -92,14 +97,39 @@ pub async fn audit(c: &Client, cmd: AuditCmd) -> Result<(Value, &'static [&'stat
             c.audit_export_create(from.as_deref(), to.as_deref()).await?,
             &["location", "records", "first_seq", "last_seq", "head"],
         ),
-        AuditCmd::Check => {
-            let v = c.audit_verify().await?;
+        AuditCmd::Check { archive } => {
+            let mut v = if archive { c.audit_verify_archive().await? } else { c.audit_verify().await? };
             if v.get("ok") != Some(&Value::Bool(true)) {
+                if let Some(reason) = v.pointer("/archive/reason") {
+                    return Err(CliError::Other(anyhow::anyhow!(
+                        "the audit archive does not verify: {}",
+                        cell(Some(reason))
+                    )));
+                }
                 return Err(CliError::Other(anyhow::anyhow!(
                     "the audit chain does not hold at seq {}: {}",
                     cell(v.get("seq")),
                     cell(v.get("reason"))
                 )));
+            }
+            if archive {
+                // The archive's figures beside the chain's, for the table.
+                let a = v.get("archive").cloned().unwrap_or_default();
+                for k in ["audit_files", "audit_records", "last_seq", "event_files", "events"] {
+                    v[format!("archive_{k}")] = a.get(k).cloned().unwrap_or(Value::Null);
+                }
+                return Ok((
+                    v,
+                    &[
+                        "ok",
+                        "records",
+                        "pending",
+                        "head",
+                        "archive_audit_records",
+                        "archive_last_seq",
+                        "archive_events",
+                    ],
+                ));
             }
             (v, &["ok", "records", "pending", "head"])
         }

@@ -142,6 +142,10 @@ pub enum TenantCmd {
         /// Wait until offboarding ends; exit 1 with the cause when it failed.
         #[arg(long)]
         wait: bool,
+        /// The export's events and audit records: ndjson (verifiable offline with
+        /// `tenancy audit verify`) or parquet (for Athena, DuckDB).
+        #[arg(long, value_parser = ["ndjson", "parquet"], default_value = "ndjson")]
+        format: String,
         #[command(flatten)]
         confirm: Confirm,
     },
@@ -258,9 +262,9 @@ pub async fn tenants(c: &Client, cmd: TenantCmd) -> Result<Value, CliError> {
             let op = c.tenant_change_plan(&id, &PlanChange { plan, force }).await?;
             settle(c, op, wait, "plan change").await?
         }
-        TenantCmd::Delete { id, wait, confirm: yes } => {
+        TenantCmd::Delete { id, wait, format, confirm: yes } => {
             confirm(yes, &format!("offboard tenant {id} (its resources are removed)"))?;
-            let op = c.tenant_offboard(&id).await?;
+            let op = c.tenant_offboard_as(&id, &format).await?;
             settle(c, op, wait, "offboarding").await?
         }
         TenantCmd::Purge { id, confirm: yes } => {

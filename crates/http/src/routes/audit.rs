@@ -16,14 +16,28 @@ use crate::extract::{Caller, Json, Query};
 use crate::problem::ApiResult;
 use crate::server::ServerState;
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// Also verify the Parquet archive in the blob store against the chain (every file
+    /// against its manifest, the audit records from seq 1 without gap or repeat, each
+    /// equal to the database's).
+    pub archive: Option<bool>,
+}
+
 /// Verify the hash chain of the sealed audit records and the latest Merkle checkpoint.
 /// Entries not sealed yet (sealing runs within about a second) are counted in `pending`.
-#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", params(VerifyQuery),
     responses((status = 200, body = AuditVerification)))]
 pub async fn verify_audit(
     State(s): State<Arc<ServerState>>,
     Caller(ctx): Caller,
+    Query(q): Query<VerifyQuery>,
 ) -> ApiResult<axum::Json<AuditVerification>> {
+    if q.archive == Some(true) {
+        return Ok(axum::Json(s.app.audit_verify_archive(&ctx).await?));
+    }
     Ok(axum::Json(s.app.audit_verify(&ctx).await?))
 }
 

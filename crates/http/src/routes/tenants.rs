@@ -37,6 +37,10 @@ pub struct DeleteTenantQuery {
     /// `true`: release an offboarded tenant's id once the export retention has passed
     /// (admins only) instead of offboarding.
     pub purge: Option<bool>,
+    /// The offboarding export's events and audit records: `ndjson` (the default,
+    /// verifiable offline with `tenancy audit verify`) or `parquet` (the archive's
+    /// columns, for Athena or DuckDB).
+    pub format: Option<tenancy_app::tenants::offboarding::ExportFormat>,
 }
 
 pub use tenancy_domain::api::PlanChange;
@@ -205,5 +209,6 @@ pub async fn delete_tenant(
         s.app.tenant_purge(&ctx, &id, if_match).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(accepted(s.app.tenant_offboard(&ctx, &id, if_match).await?).into_response())
+    let format = q.format.unwrap_or_default();
+    Ok(accepted(s.app.tenant_offboard_as(&ctx, &id, if_match, format).await?).into_response())
 }
