@@ -97,7 +97,7 @@ impl Client {
 
 /// A message of the benchmark's body.
 fn message(body: Value) -> SendMessage {
-    SendMessage { body, delay_s: None, group_id: None, dedup_id: None }
+    SendMessage { body, delay_s: None, group_id: None, dedup_id: None, attributes: Default::default() }
 }
 
 pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
