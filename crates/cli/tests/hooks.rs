@@ -859,6 +859,22 @@ async fn a_lifecycle_machine_that_ends_without_settling_its_tenant_does_not_leav
     assert!(err.contains("ended with the tenant failed"), "{err}");
     s.wait_status("hush", "failed").await;
 
+    // Timed out (TimeoutSeconds) before its end: failed, naming the timeout.
+    let mut late = with_end(json!({"Type": "Wait", "Seconds": 3600, "End": true}));
+    late["TimeoutSeconds"] = json!(1);
+    put("tenancy.lifecycle.late", late).await;
+    let plan = json!({"name": "Late", "isolation": "pool", "workflows": {"provision": "tenancy.lifecycle.late"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/late", Some(plan)).await.status, StatusCode::CREATED);
+    s.create_tenant("late", "late").await;
+    s.wait_status("late", "failed").await;
+    let events = s.get("/v1/events?tenant_id=late&detail_type=TenantProvisioningFailed").await.body;
+    let detail = &events["items"][0]["detail"];
+    assert_eq!(
+        (detail["execution_status"].clone(), detail["error"]["Error"].clone()),
+        (json!("TIMED_OUT"), json!("States.Timeout")),
+        "{events}"
+    );
+
     // A plan change whose machine is stopped: the tenant is back on its plan, active.
     put("tenancy.lifecycle.slow", with_end(json!({"Type": "Wait", "Seconds": 3600, "End": true}))).await;
     let plan = json!({"name": "Slow", "isolation": "pool", "workflows": {"change_plan": "tenancy.lifecycle.slow"}});
@@ -876,6 +892,28 @@ async fn a_lifecycle_machine_that_ends_without_settling_its_tenant_does_not_leav
         events["items"].as_array().unwrap().iter().filter(|e| e["detail"]["execution_id"] == change).collect();
     assert_eq!(reverted.len(), 1, "{events}");
     assert_eq!(reverted[0]["detail"]["execution_status"], "ABORTED");
+
+    // An upgrade by a release's machine that fails before `upgrade_failed`: the tenant
+    // is active on the release it had.
+    let fail = json!({"Type": "Fail", "Error": "Team.NoUpgrade"});
+    put(
+        "tenancy.lifecycle.noup",
+        json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Task", "Resource": "tenancy:noop", "Next": "Then"},
+                                             "Then": fail}}),
+    )
+    .await;
+    let res =
+        s.call(Method::PUT, "/v1/releases/9.0.0", Some(json!({"upgrade_workflow": "tenancy.lifecycle.noup"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let res = s.call(Method::POST, "/v1/tenants/acme/upgrade", Some(json!({"version": "9.0.0"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let upgrade = res.body["execution_id"].as_str().unwrap().to_owned();
+    s.wait_execution(&upgrade, "FAILED").await;
+    let tenant = s.get("/v1/tenants/acme").await.body;
+    assert_eq!((tenant["status"].clone(), tenant["release"].clone()), (json!("active"), Value::Null), "{tenant}");
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=TenantUpgradeFailed").await.body;
+    assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events["items"][0]["detail"]["error"]["Error"], "Team.NoUpgrade", "{events}");
 
     // An offboarding stopped before its end stays `offboarding` (as the built-in leaves
     // a failed one); offboarding again starts it anew, here with the machine fixed.
