@@ -226,15 +226,13 @@ pub async fn settle_end(
 ) -> Result<()> {
     use tenancy_domain::tenant::TenantStatus;
     let Some(tenant_id) = rec.tenant_id.as_deref() else { return Ok(()) };
+    // Only lifecycle executions settle tenants: the built-in ones and the
+    // `tenancy.lifecycle.*` ones plans and releases name (no read for any other).
     if !is_builtin_machine(&rec.state_machine)
         || rec.state_machine == NOTIFY_MACHINE
         || rec.state_machine == crate::secrets::rotation::ROTATE_MACHINE
     {
-        // Only lifecycle executions settle tenants (a release's own upgrade machine is
-        // checked below by the tenant's marker, whatever its name).
-        if rec.input.get("upgrade").is_none() {
-            return Ok(());
-        }
+        return Ok(());
     }
     // A tenant write already in the commit is the tenant as it will be: the settled
     // tenant replaces it (computed from the same stored version).
