@@ -24,6 +24,7 @@ both_backends!(
     hooks_are_signed_with_standard_webhooks,
     queue_hooks_wait_for_their_worker,
     plans_run_their_own_lifecycle_state_machines,
+    a_lifecycle_machine_that_ends_without_settling_its_tenant_does_not_leave_it_stuck,
     a_hook_from_before_signing_gets_a_secret
 );
 
@@ -779,5 +780,175 @@ async fn a_hook_from_before_signing_gets_a_secret(backend: Backend) {
         calls[2..].iter().find(|c| standard_webhooks_verify(&rotated, c)).expect("signed with the new secret");
     assert_eq!(header(old_call).split(' ').count(), 2, "and with the generated one: {}", header(old_call));
     assert!(!standard_webhooks_verify(&rotated, &generated));
+    s.stop().await;
+}
+
+/// A plan's lifecycle machine that ends without settling its tenant (a `Fail` state
+/// before `provisioning_failed`, a stop, a SUCCEEDED end without `activate`) does not
+/// leave the tenant in its transitional status: the end settles it as the built-in
+/// machines do on a failure, once, and `tenants retry --wait` provisions it once the
+/// plan's machine is fixed.
+async fn a_lifecycle_machine_that_ends_without_settling_its_tenant_does_not_leave_it_stuck(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let sm = |name: &str| format!("/v1/state-machines/{name}");
+    let namespace = json!({"Type": "Task", "Resource": "tenancy:resource.create", "ResultPath": null,
+        "Parameters": {"tenant_id.$": "$.tenant_id", "kind": "namespace", "plan.$": "$.plan"}, "Next": "Then"});
+    let with_end =
+        |then: Value| json!({"StartAt": "CreateNamespace", "States": {"CreateNamespace": namespace, "Then": then}});
+    let put = |name: &'static str, definition: Value| {
+        let s = &s;
+        async move {
+            let res = s.call(Method::PUT, &sm(name), Some(json!({"definition": definition}))).await;
+            assert!(res.status.is_success(), "{}", res.body);
+        }
+    };
+    put("tenancy.lifecycle.broken", with_end(json!({"Type": "Fail", "Error": "Team.Broken", "Cause": "no warehouse"})))
+        .await;
+    let plan = json!({"name": "Broken", "isolation": "pool", "workflows": {"provision": "tenancy.lifecycle.broken"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/broken", Some(plan)).await.status, StatusCode::CREATED);
+
+    // Ends in a Fail state: the tenant is failed, with one event naming the end.
+    let created = s.create_tenant("acme", "broken").await;
+    let execution = created.body["execution_id"].as_str().unwrap().to_owned();
+    s.wait_status("acme", "failed").await;
+    s.wait_execution(&execution, "FAILED").await;
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=TenantProvisioningFailed").await.body;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{events}");
+    let detail = &items[0]["detail"];
+    assert_eq!(
+        (detail["execution_id"].clone(), detail["step"].clone(), detail["error"].clone(), detail["status"].clone()),
+        (json!(execution), json!("Then"), json!({"Error": "Team.Broken", "Cause": "no warehouse"}), json!("failed")),
+        "{events}"
+    );
+    let audit = s.get("/v1/audit?tenant_id=acme&action=tenant.fail_provision").await.body;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+    // Fixed: the retry (CLI, waiting) provisions the tenant with the plan's new version.
+    let activate = json!({"Type": "Task", "Resource": "tenancy:tenant.activate",
+        "Parameters": {"tenant_id.$": "$.tenant_id", "execution_id.$": "$$.Execution.Id"}, "End": true});
+    put("tenancy.lifecycle.broken", with_end(activate)).await;
+    let url = s.url.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || support::run_cli(&url, &["tenants", "retry", "acme", "--wait"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(s.get("/v1/tenants/acme").await.body["status"], "active");
+    let failures = s.event_types("acme").await.iter().filter(|t| *t == "TenantProvisioningFailed").count();
+    assert_eq!(failures, 1, "the settlement happened once");
+
+    // Ends SUCCEEDED without activating the tenant: failed too, saying so.
+    put("tenancy.lifecycle.quiet", with_end(json!({"Type": "Succeed"}))).await;
+    let plan = json!({"name": "Quiet", "isolation": "pool", "workflows": {"provision": "tenancy.lifecycle.quiet"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/quiet", Some(plan)).await.status, StatusCode::CREATED);
+    s.create_tenant("hush", "quiet").await;
+    s.wait_status("hush", "failed").await;
+    let events = s.get("/v1/events?tenant_id=hush&detail_type=TenantProvisioningFailed").await.body;
+    assert_eq!(
+        events["items"][0]["detail"]["error"]["Cause"], "the workflow ended SUCCEEDED without activating the tenant",
+        "{events}"
+    );
+    // ... which `--wait` reports as a failure, though the execution SUCCEEDED.
+    let url = s.url.clone();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || support::run_cli(&url, &["tenants", "retry", "hush", "--wait"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ended with the tenant failed"), "{err}");
+    s.wait_status("hush", "failed").await;
+
+    // Timed out (TimeoutSeconds) before its end: failed, naming the timeout.
+    let mut late = with_end(json!({"Type": "Wait", "Seconds": 3600, "End": true}));
+    late["TimeoutSeconds"] = json!(1);
+    put("tenancy.lifecycle.late", late).await;
+    let plan = json!({"name": "Late", "isolation": "pool", "workflows": {"provision": "tenancy.lifecycle.late"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/late", Some(plan)).await.status, StatusCode::CREATED);
+    s.create_tenant("late", "late").await;
+    s.wait_status("late", "failed").await;
+    let events = s.get("/v1/events?tenant_id=late&detail_type=TenantProvisioningFailed").await.body;
+    let detail = &events["items"][0]["detail"];
+    assert_eq!(
+        (detail["execution_status"].clone(), detail["error"]["Error"].clone()),
+        (json!("TIMED_OUT"), json!("States.Timeout")),
+        "{events}"
+    );
+
+    // A plan change whose machine is stopped: the tenant is back on its plan, active.
+    put("tenancy.lifecycle.slow", with_end(json!({"Type": "Wait", "Seconds": 3600, "End": true}))).await;
+    let plan = json!({"name": "Slow", "isolation": "pool", "workflows": {"change_plan": "tenancy.lifecycle.slow"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/slow", Some(plan)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::POST, "/v1/tenants/acme/plan", Some(json!({"plan": "slow"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    assert_eq!(res.body["status"], "updating", "{}", res.body);
+    let change = res.body["execution_id"].as_str().unwrap().to_owned();
+    let res = s.call(Method::POST, &format!("/v1/executions/{change}/stop"), None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let tenant = s.get("/v1/tenants/acme").await.body;
+    assert_eq!((tenant["status"].clone(), tenant["plan"].clone()), (json!("active"), json!("broken")), "{tenant}");
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=TenantUpdated").await.body;
+    let reverted: Vec<&Value> =
+        events["items"].as_array().unwrap().iter().filter(|e| e["detail"]["execution_id"] == change).collect();
+    assert_eq!(reverted.len(), 1, "{events}");
+    assert_eq!(reverted[0]["detail"]["execution_status"], "ABORTED");
+
+    // An upgrade by a release's machine that fails before `upgrade_failed`: the tenant
+    // is active on the release it had.
+    let fail = json!({"Type": "Fail", "Error": "Team.NoUpgrade"});
+    put(
+        "tenancy.lifecycle.noup",
+        json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Task", "Resource": "tenancy:noop", "Next": "Then"},
+                                             "Then": fail}}),
+    )
+    .await;
+    let res =
+        s.call(Method::PUT, "/v1/releases/9.0.0", Some(json!({"upgrade_workflow": "tenancy.lifecycle.noup"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let res = s.call(Method::POST, "/v1/tenants/acme/upgrade", Some(json!({"version": "9.0.0"}))).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let upgrade = res.body["execution_id"].as_str().unwrap().to_owned();
+    s.wait_execution(&upgrade, "FAILED").await;
+    let tenant = s.get("/v1/tenants/acme").await.body;
+    assert_eq!((tenant["status"].clone(), tenant["release"].clone()), (json!("active"), Value::Null), "{tenant}");
+    let events = s.get("/v1/events?tenant_id=acme&detail_type=TenantUpgradeFailed").await.body;
+    assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events["items"][0]["detail"]["error"]["Error"], "Team.NoUpgrade", "{events}");
+
+    // An offboarding stopped before its end stays `offboarding` (as the built-in leaves
+    // a failed one); offboarding again starts it anew, here with the machine fixed.
+    let hold = |then: Value| {
+        json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Task", "Resource": "tenancy:noop", "Next": "Then"},
+                                              "Then": then}})
+    };
+    put("tenancy.lifecycle.stuck", hold(json!({"Type": "Wait", "Seconds": 3600, "End": true}))).await;
+    let plan = json!({"name": "Sticky", "isolation": "pool", "workflows": {"offboard": "tenancy.lifecycle.stuck"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/sticky", Some(plan)).await.status, StatusCode::CREATED);
+    s.create_tenant("gone", "sticky").await;
+    s.wait_status("gone", "active").await;
+    let res = s.call(Method::DELETE, "/v1/tenants/gone", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    let first = res.body["execution_id"].as_str().unwrap().to_owned();
+    let res = s.call(Method::DELETE, "/v1/tenants/gone", None).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "invalid-transition"), "running: {}", res.body);
+    let res = s.call(Method::POST, &format!("/v1/executions/{first}/stop"), None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    assert_eq!(s.get("/v1/tenants/gone").await.body["status"], "offboarding");
+    let offboarded = json!({"Type": "Task", "Resource": "tenancy:tenant.offboarded",
+        "Parameters": {"tenant_id.$": "$.tenant_id", "execution_id.$": "$$.Execution.Id"}, "End": true});
+    put("tenancy.lifecycle.stuck", hold(offboarded)).await;
+    let res = s.call(Method::DELETE, "/v1/tenants/gone", None).await;
+    assert!(res.status.is_success(), "{}", res.body);
+    assert_ne!(res.body["execution_id"], json!(first));
+    s.wait_status("gone", "offboarded").await;
+
+    // A machine that would end before any task is refused at the door: nothing changes.
+    put("tenancy.lifecycle.void", json!({"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "Team.No"}}}))
+        .await;
+    let plan = json!({"name": "Void", "isolation": "pool", "workflows": {"provision": "tenancy.lifecycle.void"}});
+    assert_eq!(s.call(Method::PUT, "/v1/plans/void", Some(plan)).await.status, StatusCode::CREATED);
+    let res = s.call(Method::POST, "/v1/tenants", Some(json!({"id": "nil", "name": "nil", "plan": "void"}))).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "lifecycle-ends-at-start"), "{}", res.body);
+    assert_eq!(s.get("/v1/tenants/nil").await.status, StatusCode::NOT_FOUND);
     s.stop().await;
 }

@@ -116,6 +116,7 @@ error_codes! {
     RotationInProgress = ("rotation-in-progress", 409, "A rotation of the secret is already running; the detail names its execution."),
     SecretNotDeleted = ("secret-not-deleted", 409, "A restore of a secret that is not scheduled for deletion."),
     TenantPinned = ("tenant-pinned", 409, "An upgrade of a tenant pinned to its release (`PUT /v1/tenants/{id}/pin`); send `force: true` to upgrade it anyway (docs/releases.md)."),
+    LifecycleEndsAtStart = ("lifecycle-ends-at-start", 409, "A tenant operation whose lifecycle state machine (a plan's or a release's own) would end at its first step, before any task, so it could never settle the tenant: nothing changed; the detail names the machine and its end."),
     RolloutConflict = ("rollout-conflict", 409, "A rollout would take tenants that a running, paused or halted rollout holds; abort that one or leave its tenants out."),
     PreconditionFailed = ("precondition-failed", 412, "`If-Match` did not match the current version."),
     PayloadTooLarge = ("payload-too-large", 413, "A body over 1 MiB, whichever layer notices; a secret value over 64 KiB; a release bundle over the server's bundle limit (512 MiB by default)."),

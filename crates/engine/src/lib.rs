@@ -700,6 +700,14 @@ impl Engine {
             if yielding {
                 commit.keep_lease = false;
             }
+            if commit.state.stopped_at.is_some() {
+                // The end commits with what it means beyond the execution (the guard's
+                // settlement of a tenant its lifecycle execution left unsettled).
+                if let Err(e) = self.guard.settle(&*self.store, &rec, &commit.state, &mut commit.effects).await {
+                    tracing::warn!(execution_id = %rec.id, error = %e, "cannot settle the end of the execution");
+                    return;
+                }
+            }
             let final_status = commit.state.stopped_at.map(|_| commit.state.status.clone());
             let transitions = state_transitions(&commit.state.history);
             if let Err(e) = send(commits, commit).await {
@@ -799,6 +807,10 @@ impl Engine {
             json!({"execution_id": rec.id, "name": rec.name, "state_machine": rec.state_machine,
                    "status": status::TIMED_OUT, "error": "States.Timeout", "cause": cause}),
         ));
+        if let Err(e) = self.guard.settle(&*self.store, rec, &state, &mut fx).await {
+            tracing::warn!(execution_id = %rec.id, error = %e, "cannot settle the end of the execution");
+            return;
+        }
         let commit = StepCommit {
             execution_id: rec.id.clone(),
             expected_seq,

@@ -113,6 +113,7 @@ impl App {
             "started_by": lifecycle::started_by(ctx),
         });
         let job = self.engine.prepare_start(&machine, None, input, Some(id.to_owned())).await?;
+        lifecycle::refuse_ended_at_start(&job)?;
         let tenant = self
             .tenant_modify(id, None, |tenant| {
                 // Checked again on the tenant as read for this attempt.

@@ -196,6 +196,167 @@ pub async fn check_current(
     }
 }
 
+/// The safety net under a tenant's lifecycle executions (docs/provisioning.md, "When a
+/// lifecycle execution ends without settling its tenant"): `rec` ends (`end`, its final
+/// state) while it is still its tenant's current lifecycle execution and the tenant is
+/// still in that lifecycle's transitional status: a machine that ended in a `Fail`
+/// state, timed out or was stopped before its last status step, or one that ended
+/// SUCCEEDED without it. The tenant is then settled as the built-in machines settle it
+/// on a failure, in the commit of the end (guarded by the tenant's version, with its
+/// event and audit entry):
+///
+/// - `provisioning` -> `failed` (`TenantProvisioningFailed`, `tenant.fail_provision`),
+///   `step` the state the execution ended in and `error` its final error and cause (or
+///   "the workflow ended SUCCEEDED without activating the tenant"), so `tenants retry`
+///   starts a new attempt;
+/// - `updating` by a plan change -> `active` on the plan it had (`TenantUpdated`,
+///   `tenant.revert_change_plan`); by an upgrade -> `active` on its release
+///   (`TenantUpgradeFailed`, `tenant.fail_upgrade`);
+/// - `offboarding` is left as it is, as the built-in offboarding leaves it: a failed
+///   offboarding is redriven (its steps are idempotent), and one that timed out or was
+///   stopped is started again by offboarding the tenant again.
+///
+/// `effects` are what the end's commit already carries: a tenant write among them (a
+/// status step fused into the end) is the tenant as it will be.
+pub async fn settle_end(
+    store: &dyn Store,
+    rec: &tenancy_store::ExecutionRecord,
+    end: &tenancy_store::StepState,
+    effects: &mut tenancy_store::Effects,
+) -> Result<()> {
+    use tenancy_domain::tenant::TenantStatus;
+    let Some(tenant_id) = rec.tenant_id.as_deref() else { return Ok(()) };
+    // Only lifecycle executions settle tenants: the built-in ones and the
+    // `tenancy.lifecycle.*` ones plans and releases name (no read for any other).
+    if !is_builtin_machine(&rec.state_machine)
+        || rec.state_machine == NOTIFY_MACHINE
+        || rec.state_machine == crate::secrets::rotation::ROTATE_MACHINE
+    {
+        return Ok(());
+    }
+    // A tenant write already in the commit is the tenant as it will be: the settled
+    // tenant replaces it (computed from the same stored version).
+    let written = effects.tenants.iter().rposition(|w| w.tenant.id == tenant_id);
+    let (mut tenant, expected) = match written {
+        Some(i) => (effects.tenants[i].tenant.clone(), effects.tenants[i].expected_version),
+        None => match store.tenant_get(tenant_id).await {
+            Ok(t) => {
+                let v = t.version;
+                (t, v)
+            }
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        },
+    };
+    if tenant.lifecycle_execution_id.as_deref() != Some(rec.id.as_str()) {
+        return Ok(());
+    }
+    if !matches!(tenant.status, TenantStatus::Provisioning | TenantStatus::Updating) {
+        return Ok(());
+    }
+    tenant.version = expected;
+    let Some((event, mut audit, next)) = settlement(&tenant, rec, end) else { return Ok(()) };
+    stamp_audit(std::slice::from_mut(&mut audit), rec);
+    if let Some(i) = written {
+        effects.tenants.remove(i);
+    }
+    effects.events.push(event);
+    effects.audit.push(audit);
+    effects.tenants.push(tenancy_store::TenantWrite { tenant: next, expected_version: expected });
+    Ok(())
+}
+
+/// Refuses a lifecycle execution `job` that ended at its first step, before any task
+/// ran (a machine of `Pass`, `Choice`, `Fail` or `Succeed` states only, or one whose
+/// first task's parameters do not evaluate on the input): it could run no status step, so starting it would leave the tenant in its transitional status for
+/// good; 409 `lifecycle-ends-at-start`, and the operation changes nothing.
+pub fn refuse_ended_at_start(job: &tenancy_store::NewExecution) -> Result<()> {
+    if job.first.stopped_at.is_none() {
+        return Ok(());
+    }
+    let end = match (&job.first.error, &job.first.cause) {
+        (Some(e), Some(c)) => format!(" ({e}: {c})"),
+        (Some(e), None) => format!(" ({e})"),
+        (None, Some(c)) => format!(" ({c})"),
+        (None, None) => String::new(),
+    };
+    Err(Error::Conflict {
+        code: tenancy_domain::ErrorCode::LifecycleEndsAtStart,
+        message: format!(
+            "state machine {:?} ends {}{end} at its start, before any of its tasks ran, so it could not settle the \
+             tenant: nothing changed",
+            job.state_machine, job.first.status
+        ),
+    })
+}
+
+/// What [`settle_end`] writes for `tenant` (in its transitional status) at the end of
+/// its current lifecycle execution `rec`: the event, the audit entry and the settled
+/// tenant (its version still to set), or nothing when the status is not a lifecycle's.
+fn settlement(
+    tenant: &Tenant,
+    rec: &tenancy_store::ExecutionRecord,
+    end: &tenancy_store::StepState,
+) -> Option<(Event, tenancy_audit::AuditEntry, Tenant)> {
+    use tenancy_domain::event::names;
+    use tenancy_domain::tenant::{TenantStatus, Transition};
+    let ended = end.status.as_str();
+    // The state the execution ended in: the last one its final step's history names.
+    let step = end.history.iter().rev().find_map(|h| h.state.clone()).map(Value::from).unwrap_or(Value::Null);
+    let error = if ended == tenancy_store::status::SUCCEEDED {
+        let cause = match tenant.status {
+            TenantStatus::Provisioning => "the workflow ended SUCCEEDED without activating the tenant",
+            _ => "the workflow ended SUCCEEDED without finishing the change",
+        };
+        json!({"Error": "Tenancy.LifecycleUnsettled", "Cause": cause})
+    } else {
+        json!({
+            "Error": end.error.clone().unwrap_or_else(|| "Tenancy.LifecycleUnsettled".into()),
+            "Cause": end.cause.clone().unwrap_or_else(|| format!("the workflow ended {ended} without marking the tenant")),
+        })
+    };
+    let from = tenant.status;
+    let mut next = tenant.clone();
+    next.updated_at = tenancy_domain::time::Timestamp::now();
+    let mut extra = json!({
+        "previous_status": from,
+        "execution_id": rec.id,
+        "execution_status": ended,
+        "step": step,
+        "error": error,
+    });
+    let (detail_type, action, changed): (&str, &str, &[&str]) = match from {
+        TenantStatus::Provisioning => {
+            next.transition(Transition::ProvisioningFailed).ok()?;
+            (names::TENANT_PROVISIONING_FAILED, "tenant.fail_provision", &["status"])
+        }
+        TenantStatus::Updating if rec.input.get("upgrade").is_some_and(Value::is_object) => {
+            next.transition(Transition::UpgradeFinished).ok()?;
+            let upgrade = &rec.input["upgrade"];
+            extra["target_release"] = upgrade["release"].clone();
+            extra["reason"] = error["Cause"].clone();
+            extra["rollback_error"] = Value::Null;
+            (names::TENANT_UPGRADE_FAILED, "tenant.fail_upgrade", &["status"])
+        }
+        TenantStatus::Updating => {
+            // A plan change applies the plan only at its end (`apply_plan`): the tenant
+            // is still on the plan it had.
+            next.transition(Transition::PlanChanged).ok()?;
+            extra["previous_plan"] = json!(tenant.plan);
+            (names::TENANT_UPDATED, "tenant.revert_change_plan", &["status"])
+        }
+        _ => return None,
+    };
+    next.version = tenant.version + 1;
+    let event = tenant_event(detail_type, &next, changed, extra.clone());
+    let mut detail = json!({"execution_id": rec.id, "from": from, "to": next.status, "settled": true});
+    detail["execution_status"] = json!(ended);
+    detail["step"] = extra["step"].clone();
+    detail["error"] = error;
+    let audit = OpContext::system().audit(action, format!("tenant/{}", tenant.id), Some(&tenant.id), detail);
+    Some((event, audit, next))
+}
+
 /// The audit actions of the plan change and the offboarding.
 pub const CHANGE_PLAN: &str = "tenant.change_plan";
 pub const OFFBOARD: &str = "tenant.offboard";
@@ -242,6 +403,16 @@ impl tenancy_engine::TaskGuard for LifecycleGuard {
 
     fn stamp(&self, rec: &tenancy_store::ExecutionRecord, effects: &mut tenancy_store::Effects) {
         stamp_audit(&mut effects.audit, rec);
+    }
+
+    async fn settle(
+        &self,
+        store: &dyn Store,
+        rec: &tenancy_store::ExecutionRecord,
+        end: &tenancy_store::StepState,
+        effects: &mut tenancy_store::Effects,
+    ) -> Result<()> {
+        settle_end(store, rec, end, effects).await
     }
 }
 

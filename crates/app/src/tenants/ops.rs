@@ -106,7 +106,9 @@ impl App {
     ) -> Result<NewExecution> {
         input["started_by"] = lifecycle::started_by(ctx);
         let sm = self.lifecycle_machine(machine, plan).await?;
-        self.engine.prepare_start(&sm, None, input, Some(tenant_id.to_owned())).await
+        let job = self.engine.prepare_start(&sm, None, input, Some(tenant_id.to_owned())).await?;
+        lifecycle::refuse_ended_at_start(&job)?;
+        Ok(job)
     }
 
     pub async fn tenant_get(&self, ctx: &OpContext, id: &str) -> Result<Tenant> {
@@ -323,6 +325,18 @@ impl App {
         input["previous_plan"] = json!(current.plan);
         // A plan change runs the target plan's machine, offboarding the tenant's plan's.
         let plan = op.target_plan.unwrap_or(&current.plan);
+        // An offboarding whose execution ended without finishing (TIMED_OUT or ABORTED,
+        // which cannot be redriven, or FAILED) is started again by offboarding again.
+        let again = match (&current.lifecycle_execution_id, op.transition, current.status) {
+            (Some(eid), Transition::Offboard, TenantStatus::Offboarding) => {
+                match self.engine.workflows().execution_get(eid).await {
+                    Ok(rec) => rec.status != tenancy_store::status::RUNNING,
+                    Err(Error::NotFound { .. }) => true,
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => false,
+        };
         let job = self.lifecycle_execution(ctx, op.machine, Some(plan), id, input).await?;
         let tenant = self
             .tenant_modify_joining(id, if_match, op.target_plan, |tenant| {
@@ -334,7 +348,15 @@ impl App {
                         message: format!("tenant {:?} is already on plan {:?}", tenant.id, tenant.plan),
                     });
                 }
-                let from = tenant.transition(op.transition)?;
+                let from = if again
+                    && tenant.status == TenantStatus::Offboarding
+                    && tenant.lifecycle_execution_id == current.lifecycle_execution_id
+                {
+                    // The ended offboarding's steps fail as stale from now on.
+                    tenant.status
+                } else {
+                    tenant.transition(op.transition)?
+                };
                 tenant.lifecycle_execution_id = Some(job.id.clone());
                 let detail =
                     json!({"from": from, "request": op.payload, "execution_id": job.id, "region": tenant.region});

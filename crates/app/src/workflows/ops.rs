@@ -508,7 +508,7 @@ impl App {
             let audit = ctx.audit("execution.stop", format!("execution/{id}"), rec.tenant_id.as_deref(), json!({}));
             let mut c = cursor.clone();
             c.next_event_id += 1;
-            let commit = StepCommit {
+            let mut commit = StepCommit {
                 execution_id: rec.id.clone(),
                 expected_seq: rec.seq,
                 state: StepState {
@@ -524,8 +524,12 @@ impl App {
                 effects: Effects::none().with_audit(audit),
                 ..StepCommit::default()
             };
+            // A tenant's lifecycle execution stopped before it settled its tenant
+            // settles it in the same commit (guarded by the tenant's version).
+            crate::tenants::lifecycle::settle_end(&*self.store, &rec, &commit.state, &mut commit.effects).await?;
             match self.commit_one(commit).await {
                 Err(Error::Conflict { code: ErrorCode::ExecutionMoved, .. }) => continue,
+                Err(Error::PreconditionFailed { .. }) => continue,
                 r => r?,
             }
             return self.execution_get(ctx, id).await;

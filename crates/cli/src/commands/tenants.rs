@@ -2,8 +2,8 @@
 //! offboard and purge tenants, import many from a CSV file, and list their resources
 //! and database credentials.
 //!
-//! `--wait` on the commands that start a lifecycle workflow (create, change-plan,
-//! delete) waits with a spinner until the workflow ends and fails with its error and
+//! `--wait` on the commands that start a lifecycle workflow (create, retry,
+//! change-plan, delete) waits with a spinner until the workflow ends and fails with its error and
 //! cause when it failed; `get --watch` prints each change of the tenant until it
 //! settles (active, suspended, failed or offboarded).
 
@@ -212,7 +212,15 @@ async fn settle(c: &Client, op: TenantOperation, wait: bool, what: &str) -> Resu
     };
     let id = op.tenant.id.clone();
     wait_execution(c, &execution, &format!("the {what} of tenant {id}")).await?;
-    let mut v = to_json(c.tenant_get(&id).await?);
+    let tenant = c.tenant_get(&id).await?;
+    if tenant.status == tenancy_domain::tenant::TenantStatus::Failed {
+        // A plan's machine that ended SUCCEEDED without activating the tenant.
+        return Err(CliError::Other(anyhow::anyhow!(
+            "the {what} of tenant {id} ended with the tenant failed (execution {execution}; \
+             `tenancy events list --tenant {id}` shows why)"
+        )));
+    }
+    let mut v = to_json(tenant);
     v["execution_id"] = execution.into();
     Ok(v)
 }

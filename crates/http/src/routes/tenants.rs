@@ -185,7 +185,9 @@ pub async fn change_plan(
 ///
 /// The offboarding exports the tenant's data to the blob store before it deletes
 /// anything; the export's location is the tombstone's `export` resource and is named in
-/// `TenantOffboarded`.
+/// `TenantOffboarded`. A tenant still `offboarding` whose offboarding execution ended
+/// without finishing (failed, timed out, stopped) is offboarded again: a new execution
+/// starts; while one runs, 409 `invalid-transition`.
 ///
 /// A purge (admins only) deletes the tombstone and its resource records once the
 /// export retention (`serve --export-retention-days`) has passed since the offboarding
