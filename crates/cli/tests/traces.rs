@@ -379,6 +379,6 @@ async fn queue_messages_carry_the_trace_of_their_sender() {
             wait_span(&received, "a queue.message span", |s| s.name == "queue.message" && &s.parent == parent).await;
         assert_eq!(&got.trace, trace, "{got:#?}");
         assert_eq!(got.attributes.get("queue").map(String::as_str), Some("work"), "{got:#?}");
-        assert_eq!(got.links, [receive.id.clone()], "linked to the receive: {got:#?}");
+        assert_eq!(got.links, std::slice::from_ref(&receive.id), "linked to the receive: {got:#?}");
     }
 }

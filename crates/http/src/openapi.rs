@@ -82,6 +82,9 @@ impl Modify for SharedResponses {
     }
 }
 
+/// One link: source operation, target operation, `(parameter, runtime expression)`s.
+type Link = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
 /// OpenAPI links between operations (`responses.<code>.links`): where a response
 /// names a resource, which operations take it next. Clients and tools follow them; the
 /// stateful phase of scripts/schemathesis chains calls along them (create a tenant,
@@ -89,7 +92,7 @@ impl Modify for SharedResponses {
 ///
 /// Each row: the source operation, the operation it links to, and its parameters as
 /// runtime expressions. The link is added to every 2xx response of the source.
-const LINKS: &[(&str, &str, &[(&str, &str)])] = &[
+const LINKS: &[Link] = &[
     // Tenants: the created tenant's id.
     ("create_tenant", "get_tenant", &[("id", "$response.body#/id")]),
     ("create_tenant", "patch_tenant", &[("id", "$response.body#/id")]),
