@@ -23,6 +23,23 @@ pub struct ArchiveArgs {
     /// Audit records to archive.
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,
+    /// Rows the archiver reads at a time (`--page 10000`: a whole batch at once, as it
+    /// did before 2026-12-07).
+    #[arg(long, default_value_t = tenancy_app::archive::worker::DEFAULT_PAGE)]
+    pub page: u32,
+}
+
+/// `VmRSS` and `VmHWM` (the peak since the last reset) of this process, in KiB.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn entry(i: usize) -> AuditEntry {
@@ -73,10 +90,15 @@ pub async fn run(args: ArchiveArgs) -> anyhow::Result<()> {
     anyhow::ensure!(read == n, "read {read} of {n}");
 
     let blobs = BlobStore::local(&dir.path().join("blobs"))?;
-    let archiver = Archiver::new(store.clone(), blobs, ArchiverOptions::new("bench/archive".into()));
+    let opts = ArchiverOptions { page: args.page, ..ArchiverOptions::new("bench/archive".into()) };
+    let archiver = Archiver::new(store.clone(), blobs, opts);
+    // The peak RSS from here on: writing 5 to clear_refs resets VmHWM (Linux).
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let (before, _) = memory();
     let t = Instant::now();
     let report = archiver.run_once(Timestamp::now()).await?.context("the archive lease")?;
     let took = t.elapsed();
+    let (_, peak) = memory();
     anyhow::ensure!(report.audit_records as usize == n, "archived {} of {n}", report.audit_records);
     let rate = n as f64 / took.as_secs_f64();
     let base_rate = n as f64 / baseline.as_secs_f64();
@@ -91,5 +113,14 @@ pub async fn run(args: ArchiveArgs) -> anyhow::Result<()> {
          {base_rate:.0} records/s; ratio {:.3}",
         rate / base_rate
     );
+    if reset {
+        println!(
+            "archive memory: RSS {:.1} MiB before the pass, peak {:.1} MiB during it (+{:.1} MiB; {} rows read at a time)",
+            before as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            peak.saturating_sub(before) as f64 / 1024.0,
+            args.page
+        );
+    }
     Ok(())
 }

@@ -4,6 +4,12 @@
 //! and of the database, and the p50/p99 latency of the interval's requests; then a
 //! table and a verdict on whether each stayed flat.
 //!
+//! RSS is the highest of the interval, read every second: a transient, such as the
+//! archiver's pass every five minutes (a few seconds, tens of MiB), then counts in
+//! whichever interval it falls, not only when a 30-second sample happens to land on it
+//! (the server's timers and the sampler start together, so they would keep landing
+//! on it, or keep missing it).
+//!
 //! The server is the `tenancy` binary next to this one (`--server-bin` to choose
 //! another), run as its own process with `tenancy serve`, so its RSS and descriptors
 //! are its own and not the load generator's. Rate limits are off (0) and the
@@ -464,6 +470,20 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         })
     };
 
+    // The highest RSS since the last sample, read every second.
+    let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let peak_rss = peak_rss.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                if let Ok(now) = rss(pid) {
+                    peak_rss.fetch_max(now, Ordering::Relaxed);
+                }
+            }
+        })
+    };
     let mut samples: Vec<Sample> = Vec::new();
     let mut next = started + Duration::from_secs(args.interval_s);
     println!(
@@ -474,7 +494,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         "skipped",
         "p50 ms",
         "p99 ms",
-        "RSS MiB",
+        "RSS max",
         "fds",
         "WAL MiB",
         "DB MiB",
@@ -498,7 +518,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             skipped: skipped.swap(0, Ordering::Relaxed),
             p50_ms: ms(crate::http_load::percentile(&i.latencies, 50.0)),
             p99_ms: ms(crate::http_load::percentile(&i.latencies, 99.0)),
-            rss: rss(pid)?,
+            rss: {
+                let now = rss(pid)?;
+                peak_rss.swap(now, Ordering::Relaxed).max(now)
+            },
             fds: fds(pid)?,
             wal,
             db,
@@ -525,6 +548,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         samples.push(s);
     }
     load.await?;
+    watcher.abort();
     let _ = child.start_kill();
     let _ = child.wait().await;
 

@@ -111,6 +111,11 @@ settings! {
     #[arg(long, env = "TENANCY_DATABASE_URL", hide_env_values = true, value_parser = secret)]
     #[serde(default, deserialize_with = "de_secret")]
     database_url: SecretString,
+    /// SQLite only: MiB of page cache for all the store's connections together (three
+    /// quarters to the writer, the rest shared by the readers; at least 1 MiB each).
+    #[arg(long, env = "TENANCY_SQLITE_CACHE_MIB", default_value = "32",
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    sqlite_cache_mib: u64,
     /// Log format.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -326,6 +331,7 @@ impl Config {
             listen: s.listen.expect("clap holds a default"),
             data_dir: s.data_dir.expect("clap holds a default"),
             database_url: s.database_url,
+            sqlite_cache_mib: s.sqlite_cache_mib.expect("clap holds a default"),
             admin_token: env("TENANCY_ADMIN_TOKEN").map(SecretString::from),
             api: roles.iter().any(|r| r == "api"),
             worker: roles.iter().any(|r| r == "worker"),
@@ -471,6 +477,7 @@ mod tests {
         listen = "127.0.0.1:9191"
         data_dir = "/srv/tenancy"
         database_url = "postgres://db/control"
+        sqlite_cache_mib = 48
         data_plane_url = "postgres://db/plane"
         data_plane_prefix = "acme"
         log_format = "json"
@@ -611,6 +618,7 @@ mod tests {
         assert_eq!(o.listen.to_string(), "127.0.0.1:9191");
         assert_eq!(o.data_dir, PathBuf::from("/srv/tenancy"));
         assert_eq!(o.database_url.as_ref().map(|s| s.expose_secret()), Some("postgres://db/control"));
+        assert_eq!(o.sqlite_cache_mib, 48);
         assert_eq!(o.data_plane_url.as_ref().map(|s| s.expose_secret()), Some("postgres://db/plane"));
         assert_eq!(o.data_plane_prefix.as_deref(), Some("acme"));
         assert_eq!((o.api, o.worker), (false, true));
@@ -685,6 +693,8 @@ mod tests {
         assert!(Config::parse_from(["--roles=api,cron"]).is_err());
         let bad = Config::parse_from(["--reconcile-repair=databases"]).unwrap_err();
         assert!(bad.to_string().contains("databases"), "{bad}");
+        let bad = Config::parse_from(["--sqlite-cache-mib=0"]).unwrap_err();
+        assert!(format!("{bad:#}").contains("sqlite-cache-mib"), "{bad:#}");
     }
 
     /// A flag beats its variable, which beats the file's key, which beats the default.

@@ -18,6 +18,12 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// mimalloc rather than glibc's malloc: the server allocates many small, short-lived
 /// buffers across threads, and glibc's arenas spent a fifth of the `provision`
 /// benchmark's CPU in malloc/free and consolidation (docs/BENCHMARKS.md).
+///
+/// Built without transparent huge pages (the `no_thp` feature, in the workspace's
+/// Cargo.toml): with them, mimalloc asks the kernel for 2 MiB pages, so the resident
+/// memory moves in 2 MiB steps and memory mimalloc purges stays resident inside a huge
+/// page. In the soak (docs/BENCHMARKS.md, 2026-12-07) the server started at 64 MiB
+/// instead of 86, and the archiver's pass lifted it by 16 MiB instead of 33.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

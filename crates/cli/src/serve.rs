@@ -21,6 +21,8 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// `None`: SQLite in the data directory. A secret: the URL may hold a password.
     pub database_url: Option<SecretString>,
+    /// SQLite only: the page cache of all the store's connections together, in MiB.
+    pub sqlite_cache_mib: u64,
     pub admin_token: Option<SecretString>,
     /// Serve the HTTP API.
     pub api: bool,
@@ -160,6 +162,7 @@ impl ServeOptions {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             data_dir,
             database_url: database_url.map(SecretString::from),
+            sqlite_cache_mib: tenancy_store_sql::DEFAULT_SQLITE_CACHE_KIB / 1024,
             admin_token: Some(SecretString::from(admin_token.to_owned())),
             api: true,
             worker: true,
@@ -496,9 +499,10 @@ pub async fn open_store(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
         Some(url) => secrecy::ExposeSecret::expose_secret(url).to_owned(),
         None => format!("sqlite://{}", opts.data_dir.join("tenancy.db").display()),
     };
-    let store = SqlStore::connect(&SqlOptions::new(&url))
-        .await
-        .with_context(|| format!("failed to open the store at {}", redact_url(&url)))?;
+    let store =
+        SqlStore::connect(&SqlOptions { sqlite_cache_kib: opts.sqlite_cache_mib * 1024, ..SqlOptions::new(&url) })
+            .await
+            .with_context(|| format!("failed to open the store at {}", redact_url(&url)))?;
     tracing::info!(backend = store.backend().as_str(), url = %redact_url(&url), "store ready");
     Ok(Arc::new(store))
 }

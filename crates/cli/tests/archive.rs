@@ -58,7 +58,10 @@ async fn archive(db: Db) {
     let pool = s.raw_db().await;
     let blobs = s.server.app.services().blobs.clone().expect("serve has a blob store");
     let store = s.server.app.store().clone();
-    let archiver = Archiver::new(store.clone(), blobs, ArchiverOptions::new("archive-test".into()));
+    // Pages of 3 rows: each file is written a page at a time, as a pass over a long
+    // backlog writes it.
+    let archiver =
+        Archiver::new(store.clone(), blobs, ArchiverOptions { page: 3, ..ArchiverOptions::new("archive-test".into()) });
 
     s.post(
         "/v1/subscriptions",

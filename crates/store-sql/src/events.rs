@@ -748,9 +748,9 @@ impl EventStore for SqlStore {
         Ok((events, deliveries))
     }
 
-    async fn events_unarchived(&self, limit: u32) -> Result<Vec<StoredEvent>> {
-        let sql = format!("SELECT * FROM events WHERE archived = 0 ORDER BY seq LIMIT {limit}");
-        let rows = sqlx::query(&sql).fetch_all(&self.reader).await.map_err(db_err)?;
+    async fn events_unarchived(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+        let sql = format!("SELECT * FROM events WHERE archived = 0 AND seq > $1 ORDER BY seq LIMIT {limit}");
+        let rows = sqlx::query(&sql).bind(after_seq).fetch_all(&self.reader).await.map_err(db_err)?;
         rows.iter().map(rows::event).collect()
     }
 

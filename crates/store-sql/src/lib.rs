@@ -83,11 +83,44 @@ pub struct SqlOptions {
     pub url: String,
     /// Connections of the (reader) pool.
     pub max_connections: u32,
+    /// SQLite only: the page cache of all the store's connections together, in KiB
+    /// (see [`SqliteCache`]).
+    pub sqlite_cache_kib: u64,
 }
 
 impl SqlOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        SqlOptions { url: url.into(), max_connections: 8 }
+        SqlOptions { url: url.into(), max_connections: 8, sqlite_cache_kib: DEFAULT_SQLITE_CACHE_KIB }
+    }
+}
+
+/// The default bound on the SQLite page cache of all connections together: 32 MiB.
+pub const DEFAULT_SQLITE_CACHE_KIB: u64 = 32 * 1024;
+
+/// How a total page-cache bound is split between SQLite connections: three quarters
+/// to the one writer, the rest shared equally by the readers.
+///
+/// The writer's cache is the one that pays: it is never invalidated (no other
+/// connection writes), and it holds the index pages every insert walks. A reader's
+/// cache is emptied at the start of each read transaction that finds the database
+/// changed since its last one, which under a steady write load is nearly every one;
+/// a large reader cache then only holds memory until the next reset. Each connection
+/// gets at least 1 MiB. SQLite's `cache_size` is per connection, so without this split
+/// an operator could not bound the total: before it, each of the nine connections
+/// could grow to 64 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteCache {
+    pub writer_kib: u64,
+    pub reader_kib: u64,
+}
+
+impl SqliteCache {
+    const MIN_KIB: u64 = 1024;
+
+    pub fn split(total_kib: u64, readers: u32) -> SqliteCache {
+        let writer_kib = (total_kib * 3 / 4).max(Self::MIN_KIB);
+        let reader_kib = (total_kib.saturating_sub(writer_kib) / u64::from(readers.max(1))).max(Self::MIN_KIB);
+        SqliteCache { writer_kib, reader_kib }
     }
 }
 
@@ -181,19 +214,21 @@ impl SqlStore {
             // No liveness ping before each acquire (sqlx's default): a local file's
             // connection does not go stale, and on the write path the ping was a round
             // trip to the connection's thread per transaction.
+            let readers = opts.max_connections.max(1);
+            let cache = SqliteCache::split(opts.sqlite_cache_kib, readers);
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .test_before_acquire(false)
-                .after_connect(sqlite_pragmas)
+                .after_connect(move |conn, _| sqlite_pragmas(conn, cache.writer_kib))
                 .connect(&url)
                 .await
                 .map_err(db_err)?;
             let reader = AnyPoolOptions::new()
-                .max_connections(opts.max_connections.max(1))
+                .max_connections(readers)
                 .acquire_timeout(Duration::from_secs(30))
                 .test_before_acquire(false)
-                .after_connect(sqlite_pragmas)
+                .after_connect(move |conn, _| sqlite_pragmas(conn, cache.reader_kib))
                 .connect(&url)
                 .await
                 .map_err(db_err)?;
@@ -261,16 +296,20 @@ fn lock_sqlite(url: &str) -> Result<std::fs::File> {
 
 /// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL
 /// synchronous (durable across process crashes; an OS crash may lose the last
-/// transactions, the usual WAL trade-off), a busy timeout, foreign keys on, and the
-/// writer's own WAL checkpoints only as a backstop (see [`checkpoints`]).
+/// transactions, the usual WAL trade-off), a busy timeout, foreign keys on, the
+/// connection's share of the page cache ([`SqliteCache`]), and the writer's own WAL
+/// checkpoints only as a backstop (see [`checkpoints`]).
 fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
-    _meta: sqlx::pool::PoolConnectionMetadata,
+    cache_kib: u64,
 ) -> futures_core::future::BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
         conn.execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-             PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
+            format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+                 PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; PRAGMA wal_autocheckpoint = 10000;"
+            )
+            .as_str(),
         )
         .await?;
         Ok(())
@@ -569,5 +608,35 @@ mod transient_errors {
         // The server ends the session (what `pg_ctl stop -m fast` does to every one).
         let e = error_of(&mut conn, "SELECT pg_terminate_backend(pg_backend_pid())").await;
         assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod sqlite_cache {
+    use super::{SqlOptions, SqlStore, SqliteCache};
+
+    #[test]
+    fn the_total_is_split_three_quarters_to_the_writer() {
+        assert_eq!(SqliteCache::split(32 * 1024, 8), SqliteCache { writer_kib: 24 * 1024, reader_kib: 1024 });
+        assert_eq!(SqliteCache::split(64 * 1024, 8), SqliteCache { writer_kib: 48 * 1024, reader_kib: 2048 });
+        // A tiny bound still leaves each connection 1 MiB; zero readers is one.
+        assert_eq!(SqliteCache::split(1, 0), SqliteCache { writer_kib: 1024, reader_kib: 1024 });
+    }
+
+    async fn cache_size(pool: &sqlx::AnyPool) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("PRAGMA cache_size").fetch_one(pool).await.unwrap();
+        n
+    }
+
+    /// The bound an operator sets reaches every connection: before it, each of the
+    /// nine could hold 64 MiB whatever the operator wanted.
+    #[tokio::test]
+    async fn every_connection_gets_its_share_of_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tenancy.db").display());
+        let opts = SqlOptions { sqlite_cache_kib: 20 * 1024, max_connections: 4, ..SqlOptions::new(&url) };
+        let store = SqlStore::connect(&opts).await.unwrap();
+        assert_eq!(cache_size(&store.write_pool).await, -15 * 1024, "the writer's KiB");
+        assert_eq!(cache_size(&store.reader).await, -1280, "each reader's KiB");
     }
 }

@@ -869,13 +869,15 @@ pub async fn events_and_audit_archive(store: Arc<dyn Store>) {
     let new = emit(&*store, "X", Timestamp(20_000)).await;
     assert_eq!(store.events_oldest().await.unwrap(), Some(Timestamp(10_000)));
     store.outbox_dispatch(100, &|_, _| false, Timestamp(1)).await.unwrap();
-    let pending = store.events_unarchived(10).await.unwrap();
+    let pending = store.events_unarchived(0, 10).await.unwrap();
     assert_eq!(pending.iter().map(|e| e.event.id.clone()).collect::<Vec<_>>(), [old.id.clone(), new.id.clone()]);
-    assert_eq!(store.events_unarchived(1).await.unwrap().len(), 1);
+    assert_eq!(store.events_unarchived(0, 1).await.unwrap().len(), 1);
+    let rest = store.events_unarchived(pending[0].seq, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(), [new.id.as_str()], "the next page");
     // Not archived yet: an archiving pruner keeps both.
     assert_eq!(store.events_prune(Timestamp(30_000), true).await.unwrap(), (0, 0));
     store.events_mark_archived(&[pending[0].seq]).await.unwrap();
-    assert_eq!(store.events_unarchived(10).await.unwrap().len(), 1);
+    assert_eq!(store.events_unarchived(0, 10).await.unwrap().len(), 1);
     assert_eq!(store.events_prune(Timestamp(30_000), true).await.unwrap(), (1, 0), "only the archived one");
     assert_eq!(store.events_oldest().await.unwrap(), Some(Timestamp(20_000)));
     // Restored from the archive: present again, neither dispatched again nor archived again.
@@ -883,7 +885,7 @@ pub async fn events_and_audit_archive(store: Arc<dyn Store>) {
     let range = store.event_range(Timestamp(0), Timestamp(30_000), 0, 10).await.unwrap();
     assert_eq!(range.len(), 2);
     assert_eq!(range.iter().find(|e| e.event.id == old.id).unwrap().event, old);
-    assert_eq!(store.events_unarchived(10).await.unwrap().len(), 1, "the restored event counts as archived");
+    assert_eq!(store.events_unarchived(0, 10).await.unwrap().len(), 1, "the restored event counts as archived");
     assert_eq!(store.outbox_dispatch(100, &|_, _| true, Timestamp(1)).await.unwrap().events, 0);
     // The audit archive's cursor moves by compare-and-set.
     assert_eq!(store.audit_archive_cursor().await.unwrap(), 0);

@@ -168,8 +168,9 @@ pub trait EventStore: Send + Sync {
     /// Returns (events, deliveries) deleted.
     async fn events_prune(&self, before: Timestamp, archived_only: bool) -> Result<(u64, u64)>;
 
-    /// Up to `limit` events the archiver has not written yet, in `seq` order.
-    async fn events_unarchived(&self, limit: u32) -> Result<Vec<StoredEvent>>;
+    /// Up to `limit` events the archiver has not written yet with `seq > after_seq`, in
+    /// `seq` order (the archiver reads a pass page by page).
+    async fn events_unarchived(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredEvent>>;
     /// Marks events (by `seq`) as written to the archive.
     async fn events_mark_archived(&self, seqs: &[i64]) -> Result<()>;
     /// Puts events read back from the archive into the table, dispatched and archived

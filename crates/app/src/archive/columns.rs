@@ -1,6 +1,8 @@
 //! The archive's Parquet files: sealed audit records and events as columns, written to
-//! bytes and read back. One row group per file (a file holds at most one archiver batch),
-//! Snappy pages. Times are `TIMESTAMP(MILLIS, UTC)`; `detail` (and an event's
+//! bytes and read back. One row group per file (a file holds at most one archiver batch,
+//! appended a page of rows at a time), Snappy pages, no dictionary for the columns
+//! whose values are all distinct (ids, hashes, details: a dictionary there only costs
+//! memory and time). Times are `TIMESTAMP(MILLIS, UTC)`; `detail` (and an event's
 //! `resources`) are JSON text, which Athena's `json_extract_scalar` and DuckDB's
 //! `json_extract_string` read. The `date` partition is the path's, not a column.
 //!
@@ -92,22 +94,25 @@ fn times(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampMillisecondArray::from_iter_values(values).with_timezone("UTC"))
 }
 
-fn write(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<u8>> {
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::internal)?;
-    let mut out = Vec::new();
-    let mut writer = writer(&mut out, schema, batch.num_rows())?;
-    writer.write(&batch).map_err(Error::internal)?;
-    writer.close().map_err(Error::internal)?;
-    Ok(out)
+/// One batch as one Parquet file.
+fn one_file(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut w = writer(Vec::new(), batch.schema(), batch.num_rows())?;
+    w.write(batch).map_err(Error::internal)?;
+    w.into_inner().map_err(Error::internal)
 }
 
-/// A Parquet writer with the archive's settings (Snappy, `rows` per row group).
+/// Columns whose values are (nearly) all distinct: written without a dictionary.
+const DISTINCT: [&str; 6] = ["id", "detail", "prev_hash", "hash", "request_id", "resources"];
+
+/// A Parquet writer with the archive's settings (Snappy, `rows` per row group, no
+/// dictionary for [`DISTINCT`] columns).
 pub fn writer<W: std::io::Write + Send>(out: W, schema: SchemaRef, rows: usize) -> Result<ArrowWriter<W>> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(rows.max(1)))
-        .build();
-    ArrowWriter::try_new(out, schema, Some(props)).map_err(Error::internal)
+    let mut props =
+        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(rows.max(1)));
+    for f in schema.fields().iter().filter(|f| DISTINCT.contains(&f.name().as_str())) {
+        props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(f.name().as_str()), false);
+    }
+    ArrowWriter::try_new(out, schema, Some(props.build())).map_err(Error::internal)
 }
 
 /// Audit records sealed or not (an offboarding export's), as a batch of
@@ -141,6 +146,11 @@ fn json_text(v: &impl serde::Serialize) -> Result<String> {
 
 /// Sealed audit records as one Parquet file.
 pub fn audit_to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
+    one_file(&audit_batch(records)?)
+}
+
+/// Sealed audit records as a batch of [`audit_schema`].
+pub fn audit_batch(records: &[AuditRecord]) -> Result<RecordBatch> {
     let details = records.iter().map(|r| json_text(&r.entry.detail)).collect::<Result<Vec<_>>>()?;
     let e = |f: fn(&AuditEntry) -> &str| strings(records.iter().map(move |r| f(&r.entry)));
     let o = |f: fn(&AuditEntry) -> Option<&str>| opt_strings(records.iter().map(move |r| f(&r.entry)));
@@ -160,17 +170,12 @@ pub fn audit_to_parquet(records: &[AuditRecord]) -> Result<Vec<u8>> {
         strings(records.iter().map(|r| r.prev_hash.as_str())),
         strings(records.iter().map(|r| r.hash.as_str())),
     ];
-    write(audit_schema(), columns)
+    RecordBatch::try_new(audit_schema(), columns).map_err(Error::internal)
 }
 
 /// Events as one Parquet file.
 pub fn events_to_parquet(events: &[StoredEvent]) -> Result<Vec<u8>> {
-    let batch = events_batch(events)?;
-    let mut out = Vec::new();
-    let mut w = writer(&mut out, events_schema(), batch.num_rows())?;
-    w.write(&batch).map_err(Error::internal)?;
-    w.close().map_err(Error::internal)?;
-    Ok(out)
+    one_file(&events_batch(events)?)
 }
 
 /// Events as a batch of [`events_schema`].

@@ -29,6 +29,14 @@ impl ArchiveKind {
             ArchiveKind::Events => "events",
         }
     }
+
+    /// The columns of the kind's files.
+    pub fn schema(self) -> arrow_schema::SchemaRef {
+        match self {
+            ArchiveKind::Audit => columns::audit_schema(),
+            ArchiveKind::Events => columns::events_schema(),
+        }
+    }
 }
 
 /// The manifest written beside (not among) each archive file.

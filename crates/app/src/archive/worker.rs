@@ -1,15 +1,17 @@
 //! The leased archiver: one pass every `--archive-interval-s` on whichever replica holds
 //! the `archive` lease (a `job_leases` row, as the pruner's). A pass writes the sealed
 //! audit records after the archive cursor, then the events not archived yet, in
-//! batches of [`DEFAULT_BATCH`] rows, one Parquet file and one manifest per day in a
-//! batch; only then does it move the cursor (compare-and-set) or mark the events
-//! archived. A pass cut short by a crash is written again under the same names, so the
-//! archive never holds a row twice in two audit files.
+//! batches of [`DEFAULT_BATCH`] rows read [`DEFAULT_PAGE`] at a time, one Parquet file
+//! and one manifest per run of one day's rows in a batch (one per day, unless rows of
+//! two days interleave around midnight); only then does it move the cursor
+//! (compare-and-set) or mark the events archived. A pass cut short by a crash is
+//! written again under the same names, so the archive never holds a row twice in two
+//! audit files.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use object_store::path::Path;
 use object_store::PutPayload;
 use sha2::{Digest, Sha256};
@@ -20,13 +22,17 @@ use tenancy_domain::{Error, Result};
 use tenancy_store::{Store, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
-use super::columns::{audit_to_parquet, events_to_parquet};
+use super::columns::{audit_batch, events_batch, writer};
 use super::{data_path, day, manifest_path, ArchiveKind, Manifest};
 
 /// The lease's name in `job_leases`.
 pub const LEASE: &str = "archive";
-/// Rows read (and at most written to one file) per batch.
+/// Rows at most in one file, and in one batch (the cursor moves once per batch).
 pub const DEFAULT_BATCH: u32 = 10_000;
+/// Rows read from the store at a time. A pass holds one page of rows (each as the
+/// driver's row, the record with its JSON parsed, the Arrow columns) and the file being
+/// written (its encoded columns), never a whole batch of rows.
+pub const DEFAULT_PAGE: u32 = 1_000;
 /// How often a pass runs by default (`--archive-interval-s`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -34,13 +40,14 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 pub struct ArchiverOptions {
     pub interval: Duration,
     pub batch: u32,
+    pub page: u32,
     /// Who holds the lease: unique per process.
     pub owner: String,
 }
 
 impl ArchiverOptions {
     pub fn new(owner: String) -> Self {
-        ArchiverOptions { interval: DEFAULT_INTERVAL, batch: DEFAULT_BATCH, owner }
+        ArchiverOptions { interval: DEFAULT_INTERVAL, batch: DEFAULT_BATCH, page: DEFAULT_PAGE, owner }
     }
 }
 
@@ -50,6 +57,30 @@ pub struct ArchiveReport {
     pub audit_records: u64,
     pub events: u64,
     pub files: u64,
+}
+
+/// The file a batch is writing: a run of one day's rows, a page at a time.
+struct OpenFile {
+    kind: ArchiveKind,
+    date: String,
+    first_seq: i64,
+    last_seq: i64,
+    rows: u64,
+    /// Audit files: the hash of the record with `last_seq`.
+    last_hash: Option<String>,
+    writer: parquet::arrow::ArrowWriter<Vec<u8>>,
+}
+
+/// What a file needs of a row: its `seq`, its time (the day) and, for audit records,
+/// its hash.
+type Row<'a> = (i64, Timestamp, Option<&'a str>);
+
+fn audit_row(r: &AuditRecord) -> Row<'_> {
+    (r.seq, r.entry.time, Some(r.hash.as_str()))
+}
+
+fn event_row(e: &StoredEvent) -> Row<'_> {
+    (e.seq, e.event.time, None)
 }
 
 pub struct Archiver {
@@ -79,82 +110,118 @@ impl Archiver {
 
     /// Writes one file and its manifest (the manifest last: a file without one is an
     /// unfinished write, which the pass retried overwrites).
-    async fn write(
-        &self,
-        kind: ArchiveKind,
-        date: &str,
-        seqs: (i64, i64),
-        rows: u64,
-        bytes: Vec<u8>,
-        last_hash: Option<String>,
-    ) -> Result<()> {
-        let file = data_path(kind, date, seqs.0);
+    async fn write(&self, file: OpenFile) -> Result<()> {
+        let OpenFile { kind, date, first_seq, last_seq, rows, last_hash, writer } = file;
+        let bytes = writer.into_inner().map_err(Error::internal)?;
+        let path = data_path(kind, &date, first_seq);
         let manifest = Manifest {
-            file: file.clone(),
+            file: path.clone(),
             kind,
-            date: date.to_owned(),
+            date: date.clone(),
             rows,
             bytes: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(&bytes)),
-            first_seq: seqs.0,
-            last_seq: seqs.1,
+            first_seq,
+            last_seq,
             last_hash,
             created_at: Timestamp::now(),
         };
-        self.put(&file, bytes).await?;
+        self.put(&path, bytes).await?;
         let text = serde_json::to_vec_pretty(&manifest).map_err(Error::internal)?;
-        self.put(&manifest_path(kind, date, seqs.0), text).await
+        self.put(&manifest_path(kind, &date, first_seq), text).await
+    }
+
+    /// Appends a page of rows (in `seq` order) to the files of a batch: a run of rows of
+    /// one day goes to the open file when it is of that day, else to a new one (the open
+    /// one is written first). Returns the files written.
+    async fn append<R>(
+        &self,
+        kind: ArchiveKind,
+        open: &mut Option<OpenFile>,
+        page: &[R],
+        row: fn(&R) -> Row<'_>,
+        batch: fn(&[R]) -> Result<RecordBatch>,
+    ) -> Result<u64> {
+        let mut written = 0;
+        for run in page.chunk_by(|a, b| day(row(a).1) == day(row(b).1)) {
+            let (first_seq, time, _) = row(&run[0]);
+            let (last_seq, _, last_hash) = row(&run[run.len() - 1]);
+            let date = day(time);
+            if let Some(file) = open.take_if(|f| f.date != date) {
+                self.write(file).await?;
+                written += 1;
+            }
+            let file = match open {
+                Some(f) => f,
+                None => open.insert(OpenFile {
+                    kind,
+                    writer: writer(Vec::new(), kind.schema(), self.opts.batch as usize)?,
+                    date,
+                    first_seq,
+                    last_seq,
+                    rows: 0,
+                    last_hash: None,
+                }),
+            };
+            file.writer.write(&batch(run)?).map_err(Error::internal)?;
+            file.last_seq = last_seq;
+            file.rows += run.len() as u64;
+            file.last_hash = last_hash.map(str::to_owned);
+        }
+        Ok(written)
     }
 
     /// One batch of sealed audit records after the cursor: (records, files) written.
     async fn audit_batch(&self) -> Result<(u64, u64)> {
         let cursor = self.store.audit_archive_cursor().await?;
-        let records = self.store.audit_sealed(cursor, self.opts.batch.max(1)).await?;
-        let Some(last) = records.last().map(|r| r.seq) else { return Ok((0, 0)) };
-        let mut days: BTreeMap<String, Vec<AuditRecord>> = BTreeMap::new();
-        for r in records {
-            days.entry(day(r.entry.time)).or_default().push(r);
+        let (mut after, mut n, mut files) = (cursor, 0u64, 0u64);
+        let mut open = None;
+        let batch = u64::from(self.opts.batch.max(1));
+        while n < batch {
+            let want = self.opts.page.clamp(1, (batch - n) as u32);
+            let page = self.store.audit_sealed(after, want).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            n += page.len() as u64;
+            files += self.append(ArchiveKind::Audit, &mut open, &page, audit_row, audit_batch).await?;
+            if page.len() < want as usize {
+                break;
+            }
         }
-        let mut n = 0;
-        for (date, records) in &days {
-            let bytes = audit_to_parquet(records)?;
-            let (first, last) = (&records[0], &records[records.len() - 1]);
-            self.write(
-                ArchiveKind::Audit,
-                date,
-                (first.seq, last.seq),
-                records.len() as u64,
-                bytes,
-                Some(last.hash.clone()),
-            )
-            .await?;
-            n += records.len() as u64;
+        if let Some(file) = open {
+            self.write(file).await?;
+            files += 1;
         }
-        if !self.store.audit_archive_advance(cursor, last).await? {
-            // Another archiver moved it meanwhile: it wrote the same files.
+        if n == 0 || !self.store.audit_archive_advance(cursor, after).await? {
+            // Nothing to do, or another archiver moved it meanwhile: it wrote the same files.
             return Ok((0, 0));
         }
-        Ok((n, days.len() as u64))
+        Ok((n, files))
     }
 
+    /// One batch of events not archived yet: (events, files) written.
     async fn events_batch(&self) -> Result<(u64, u64)> {
-        let events = self.store.events_unarchived(self.opts.batch.max(1)).await?;
-        if events.is_empty() {
-            return Ok((0, 0));
-        }
-        let mut days: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
-        for e in events {
-            days.entry(day(e.event.time)).or_default().push(e);
-        }
+        let (mut after, mut files) = (0, 0u64);
         let mut seqs = Vec::new();
-        for (date, events) in &days {
-            let bytes = events_to_parquet(events)?;
-            let (first, last) = (events[0].seq, events[events.len() - 1].seq);
-            self.write(ArchiveKind::Events, date, (first, last), events.len() as u64, bytes, None).await?;
-            seqs.extend(events.iter().map(|e| e.seq));
+        let mut open = None;
+        let batch = self.opts.batch.max(1) as usize;
+        while seqs.len() < batch {
+            let want = self.opts.page.clamp(1, (batch - seqs.len()) as u32);
+            let page = self.store.events_unarchived(after, want).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            seqs.extend(page.iter().map(|e| e.seq));
+            files += self.append(ArchiveKind::Events, &mut open, &page, event_row, events_batch).await?;
+            if page.len() < want as usize {
+                break;
+            }
+        }
+        if let Some(file) = open {
+            self.write(file).await?;
+            files += 1;
         }
         self.store.events_mark_archived(&seqs).await?;
-        Ok((seqs.len() as u64, days.len() as u64))
+        Ok((seqs.len() as u64, files))
     }
 
     /// One pass as of `now`: every sealed audit record and every event not archived
