@@ -52,11 +52,24 @@ start_throwaway_postgres() {
   fi
   if ! pg_answers 127.0.0.1 $port; then
     as_postgres "$bin/pg_ctl" -D "$root/data" -l "$root/log" -w \
-      -o "-p $port -k $root -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+      -o "-p $port -k $root -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c log_lock_waits=on -c log_min_duration_statement=10000" start >/dev/null
     TENANCY_PG_STOP="$bin/pg_ctl -D $root/data -m fast stop"
   fi
   export TENANCY_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "scripts/test: using a throwaway PostgreSQL on 127.0.0.1:$port" >&2
+}
+
+# What the throwaway cluster logged besides routine checkpoints and disconnections:
+# lock waits, statements over 10 s, barrier waits, errors. Printed when tests fail, as
+# CI's cluster is gone afterwards.
+throwaway_postgres_log() {
+  local log
+  log="$(pwd)/target/pg/log"
+  [ -n "${TENANCY_PG_STOP:-}" ] && [ -f "$log" ] || return 0
+  echo "=== the throwaway PostgreSQL's log (lock waits, slow statements, errors; last 200 lines)" >&2
+  grep -v -e "checkpoint starting" -e "checkpoint complete" -e "could not receive data from client" \
+    -e "terminating connection due to administrator command" -e "does not exist" -e "^\s*$" "$log" |
+    tail -n 200 >&2 || true
 }
 
 stop_throwaway_postgres() {

@@ -29,17 +29,11 @@ pub struct ArchiveArgs {
     pub page: u32,
 }
 
-/// `VmRSS` and `VmHWM` (the peak since the last reset) of this process, in KiB.
+/// `VmRSS` and `VmHWM` (the peak since the last reset) of this process, in KiB (0s
+/// where `/proc` cannot tell).
 fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let [rss, hwm] = crate::soak::status_kib("self", ["VmRSS:", "VmHWM:"]).unwrap_or_default();
+    (rss, hwm)
 }
 
 fn entry(i: usize) -> AuditEntry {

@@ -157,7 +157,8 @@ pub async fn run(args: ProvisionArgs) -> anyhow::Result<()> {
             break;
         }
         let failed =
-            count(conn, "SELECT COUNT(*) FROM (SELECT 1 FROM tenants WHERE status = 'failed' LIMIT 1)").await?;
+            count(conn, "SELECT COUNT(*) FROM (SELECT 1 FROM tenants WHERE status = 'failed' LIMIT 1) AS failed")
+                .await?;
         anyhow::ensure!(failed == 0, "a provisioning failed");
         anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "provisioning did not finish: {active} active");
         // Every 50 ms: the clock stops at most that late (0.5% of a 10 s run, against

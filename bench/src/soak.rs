@@ -28,6 +28,10 @@
 //! - 4 queue sends and 3 receives, each receive deleting in one batch what it got
 //!   (up to 10 messages, no long poll), so the queue's depth stays bounded.
 //!
+//! Before the clock starts, a warm-up runs the same mix at full speed until the
+//! database has grown by `--warm-up-mib` (32 MiB, the default page-cache bound): see
+//! [`warm_up`] for why.
+//!
 //! Flat means: for each figure, the mean of the last third of the samples against the
 //! mean of the first third (the first minute left out: caches and pools fill there),
 //! within a tolerance (see [`TOLERANCES`] and docs/BENCHMARKS.md for why these).
@@ -117,7 +121,18 @@ pub struct SoakArgs {
     /// Write the samples as CSV to this file too.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Before the clock starts, run the mix at full speed until the database has grown
+    /// by this many MiB (0: no warm-up). The default is SQLite's page-cache bound
+    /// (`--sqlite-cache-mib`, 32), so the soak measures the server with its caches
+    /// full, not filling them.
+    #[arg(long, default_value_t = WARM_UP_MIB)]
+    pub warm_up_mib: u64,
 }
+
+/// The default warm-up: the server's default `--sqlite-cache-mib`.
+pub const WARM_UP_MIB: u64 = 32;
+/// Requests in flight during the warm-up (closed loop).
+const WARM_UP_CLIENTS: usize = 32;
 
 /// What the load generator collects between two samples.
 #[derive(Default)]
@@ -179,14 +194,24 @@ async fn receivers(received: Arc<Received>) -> anyhow::Result<String> {
     Ok(url)
 }
 
+/// Fields of `/proc/<process>/status` given in kB (`VmRSS:`, `VmHWM:`), in KiB, in
+/// the order asked; `process` is a pid or `self`.
+pub fn status_kib<const N: usize>(process: &str, fields: [&str; N]) -> anyhow::Result<[u64; N]> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status"))?;
+    let mut out = [0; N];
+    for (value, name) in out.iter_mut().zip(fields) {
+        *value = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .with_context(|| format!("no {name} in /proc/{process}/status"))?;
+    }
+    Ok(out)
+}
+
 /// `VmRSS` of a process, in bytes.
 fn rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("no VmRSS")?;
+    let [kib] = status_kib(&pid.to_string(), ["VmRSS:"])?;
     Ok(kib * 1024)
 }
 
@@ -393,6 +418,71 @@ async fn op(http: &reqwest::Client, base: &str, op: Op, n: usize) -> bool {
     }
 }
 
+/// The warm-up: the mix, closed loop with [`WARM_UP_CLIENTS`] in flight, until the
+/// database has grown by `mib` MiB. The page cache (SQLite's, bounded by
+/// `--sqlite-cache-mib`) fills as the database grows, so without it the first third of
+/// the soak would measure the cache filling (minutes 0-6 at 100 ops/s) rather than a
+/// server in its steady state. Returns the operations it ran: the clocked load numbers
+/// its operations after them (tenant ids stay unique).
+async fn warm_up(
+    http: &reqwest::Client,
+    base: &str,
+    database_url: &str,
+    conn: &mut sqlx::AnyConnection,
+    dir: &Path,
+    grow_mib: u64,
+) -> anyhow::Result<usize> {
+    if grow_mib == 0 {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    let (_, db0) = storage(database_url, conn, dir).await?;
+    let target = db0 + grow_mib * 1024 * 1024;
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WARM_UP_CLIENTS)
+        .map(|_| {
+            let (http, base) = (http.clone(), base.to_owned());
+            let (next, stop, errors) = (next.clone(), stop.clone(), errors.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if !op(&http, &base, MIX[n % MIX.len()], n).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = started + Duration::from_secs(600);
+    let grown = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, db) = storage(database_url, conn, dir).await?;
+        if db >= target || Instant::now() > deadline {
+            break db.saturating_sub(db0);
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await?;
+    }
+    let errors = errors.load(Ordering::Relaxed);
+    anyhow::ensure!(errors == 0, "{errors} requests failed during the warm-up");
+    anyhow::ensure!(
+        grown >= grow_mib * 1024 * 1024,
+        "the warm-up did not grow the database by {grow_mib} MiB in 10 minutes"
+    );
+    // Round up to a whole cycle of the mix, so the clocked load starts at its beginning.
+    let ops = next.load(Ordering::Relaxed).next_multiple_of(MIX.len());
+    eprintln!(
+        "soak: warm-up of {ops} operations in {:.1} s: the database grew by {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        mib(grown)
+    );
+    Ok(ops)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -427,6 +517,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     setup(&client, &receiver).await?;
     sqlx::any::install_default_drivers();
     let conn = &mut sqlx::AnyConnection::connect(&database_url).await?;
+    let first_op = warm_up(&http, &base, &database_url, conn, dir.path(), args.warm_up_mib).await?;
 
     eprintln!(
         "soak: {} min at {} ops/s ({backend}, server pid {pid}, {}), a sample every {} s",
@@ -445,7 +536,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1) as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut n = 0usize;
+            let mut n = first_op;
             while Instant::now() < end {
                 tick.tick().await;
                 let Ok(permit) = permits.clone().try_acquire_owned() else {

@@ -125,14 +125,56 @@ async fn pool_schemas_are_per_tenant_in_one_database() {
     assert_eq!(l.len(), 4, "header, table, one row, end: only this tenant's schema: {l:?}");
     assert_eq!(l[2], serde_json::json!({"table": "t_acme.notes", "row": {"id": 7, "body": "pooled"}}));
 
+    // The pool database's ACL does not grow with its tenants: they connect as members
+    // of one role (a grant each made every grant rewrite all of them).
+    let mut admin = admin().await;
+    let grantees: Vec<String> = sqlx::query_scalar(
+        "SELECT COALESCE(r.rolname::text, 'PUBLIC') FROM pg_database d, aclexplode(d.datacl) a \
+         LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE d.datname = $1 AND a.grantee <> d.datdba \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(format!("{prefix}_pool"))
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(grantees, [format!("{prefix}_pool_members")]);
+
+    // A role from before the members' role, with a grant of its own, is dropped whole.
+    let own_grant = format!("GRANT CONNECT ON DATABASE \"{prefix}_pool\" TO \"{}\"", a["user"].as_str().unwrap());
+    admin.execute(own_grant.as_str()).await.unwrap();
     p.database_delete("acme", Pool).await.unwrap();
     p.database_delete("acme", Pool).await.unwrap();
     assert!(!p.database_observe("acme", Pool).await.unwrap().exists);
     assert!(connect_as(&a).await.is_err(), "the role is gone");
     assert!(p.database_observe("bolt", Pool).await.unwrap().exists, "the other tenant stays");
     p.database_delete("bolt", Pool).await.unwrap();
-    let mut admin = admin().await;
     admin.execute(format!("DROP DATABASE IF EXISTS \"{prefix}_pool\" WITH (FORCE)").as_str()).await.unwrap();
+    admin.execute(format!("DROP ROLE \"{prefix}_pool_members\"").as_str()).await.unwrap();
+}
+
+/// The pool database dropped behind the data plane's back: the next create sets it up
+/// again rather than failing for ever on what it set up once.
+#[tokio::test]
+async fn a_pool_dropped_by_hand_is_set_up_again() {
+    let prefix = format!("tt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let p = PostgresDataPlane::new(&postgres_server_url(), &prefix).unwrap();
+    p.database_create("acme", Pool, Some("passwordA1")).await.unwrap();
+    let mut admin = admin().await;
+    admin.execute(format!("DROP DATABASE \"{prefix}_pool\" WITH (FORCE)").as_str()).await.unwrap();
+    let first = p.database_create("bolt", Pool, Some("passwordB1")).await;
+    let b = match first {
+        Ok(b) => b,
+        Err(_) => p.database_create("bolt", Pool, Some("passwordB1")).await.unwrap(),
+    };
+    assert!(p.database_observe("bolt", Pool).await.unwrap().exists);
+    let mut cb = connect_as(&b).await.unwrap();
+    cb.execute("CREATE TABLE notes (id int)").await.unwrap();
+    cb.close().await.unwrap();
+    for t in ["acme", "bolt"] {
+        p.database_delete(t, Pool).await.unwrap();
+    }
+    admin.execute(format!("DROP DATABASE IF EXISTS \"{prefix}_pool\" WITH (FORCE)").as_str()).await.unwrap();
+    admin.execute(format!("DROP ROLE \"{prefix}_pool_members\"").as_str()).await.unwrap();
 }
 
 /// The reconciler's view: databases and pool schemas of this prefix only, by the key
@@ -166,5 +208,42 @@ async fn lists_the_databases_and_schemas_of_its_prefix() {
     q.database_delete("acme", Silo).await.unwrap();
     for db in [format!("{prefix}_t_ghost"), format!("{prefix}_pool")] {
         admin.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await.unwrap();
+    }
+    admin.execute(format!("DROP ROLE \"{prefix}_pool_members\"").as_str()).await.unwrap();
+}
+
+/// A creation cancelled at any point (its step timed out, its task was aborted) leaves
+/// the data plane's advisory lock with no session: another replica on the same prefix
+/// (a second data plane here) still creates its tenant. A session that went back to the
+/// pool still holding the lock kept every other replica waiting for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_creation_does_not_keep_the_lock() {
+    let prefix = format!("tt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let url = postgres_server_url();
+    let first = PostgresDataPlane::new(&url, &prefix).unwrap();
+    let other = PostgresDataPlane::new(&url, &prefix).unwrap();
+    let mut cancelled = 0;
+    for i in 0..30u64 {
+        let tenant = format!("c{i}");
+        let create = first.database_create(&tenant, Silo, Some("s3cretPassw0rd"));
+        if tokio::time::timeout(std::time::Duration::from_millis(2 + 4 * i), create).await.is_err() {
+            cancelled += 1;
+        }
+        let other_tenant = format!("o{i}");
+        let other_create = other.database_create(&other_tenant, Pool, Some("s3cretPassw0rd"));
+        let done = tokio::time::timeout(std::time::Duration::from_secs(20), other_create).await;
+        assert!(done.is_ok(), "after {cancelled} cancelled creations, another replica waited for the lock");
+        done.unwrap().unwrap();
+    }
+    assert!(cancelled > 0, "no creation was cancelled: the test proves nothing");
+    for i in 0..30u64 {
+        first.database_delete(&format!("c{i}"), Silo).await.unwrap();
+        first.database_delete(&format!("o{i}"), Pool).await.unwrap();
+    }
+    drop((first, other));
+    let mut admin = admin().await;
+    let drop_pool = format!("DROP DATABASE IF EXISTS {prefix}_pool WITH (FORCE)");
+    for sql in [drop_pool, format!("DROP ROLE IF EXISTS {prefix}_pool_members")] {
+        admin.execute(sql.as_str()).await.unwrap();
     }
 }

@@ -544,6 +544,68 @@ async fn moves_between_pool_and_silo_run_twice_and_undo_at_each_step() {
     h.stop().await;
 }
 
+/// Holds a step until released, saying when it was entered.
+struct Gate {
+    inner: Arc<dyn TaskHandler>,
+    entered: std::sync::atomic::AtomicBool,
+    release: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl TaskHandler for Gate {
+    fn inline(&self) -> bool {
+        self.inner.inline()
+    }
+
+    async fn call(&self, call: TaskCall<'_>) -> TaskResult {
+        self.entered.store(true, Ordering::SeqCst);
+        let _open = self.release.acquire().await.unwrap();
+        self.inner.call(call).await
+    }
+}
+
+/// While a move deletes the old database, the tenant is on its new plan but still
+/// `updating`: a client waiting for `active` cannot start the next plan change, whose
+/// new database the first change's `FinishMove` would delete (a silo -> pool -> silo
+/// round trip under load once lost the silo's credentials that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_tenant_is_updating_until_its_old_database_is_gone() {
+    let h = Harness::start().await;
+    let ctx = OpContext::system();
+    h.create_on("acme", "vault").await;
+    h.wait_tenant("acme", "active").await;
+    let file = h.dir.path().join("tenants").join("acme");
+    assert!(file.exists());
+    let registry = h.app.engine().handlers();
+    let inner = registry.get("tenancy:database.finish_move").unwrap();
+    let gate =
+        Arc::new(Gate { inner: inner.clone(), entered: Default::default(), release: tokio::sync::Semaphore::new(0) });
+    registry.register_arc("tenancy:database.finish_move", gate.clone());
+    let op = h.app.tenant_change_plan(&ctx, "acme", "basic", false, None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gate.entered.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "FinishMove never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = h.app.store().tenant_get("acme").await.unwrap();
+    assert_eq!((t.status.as_str(), t.plan.as_str()), ("updating", "basic"), "the plan applies before the move ends");
+    assert!(file.exists(), "the old database is still there");
+    let again = h.app.tenant_change_plan(&ctx, "acme", "vault", false, None).await;
+    assert!(again.is_err(), "a plan change while the last one is finishing must be refused");
+
+    gate.release.add_permits(1);
+    h.wait_execution(&op.execution_id.unwrap(), "SUCCEEDED").await;
+    let t = h.app.store().tenant_get("acme").await.unwrap();
+    assert_eq!((t.status.as_str(), t.plan.as_str()), ("active", "basic"));
+    assert!(!file.exists(), "the old database is gone once the tenant is active");
+    let types: Vec<String> = h.events("acme").await.into_iter().map(|(t, _)| t).collect();
+    let tenant_types: Vec<&str> = types.iter().map(String::as_str).filter(|t| t.starts_with("Tenant")).collect();
+    let tail = &tenant_types[tenant_types.len().saturating_sub(2)..];
+    assert_eq!(tail, ["TenantPlanChanged", "TenantUpdated"], "{types:?}");
+    registry.register_arc("tenancy:database.finish_move", inner);
+    h.stop().await;
+}
+
 /// Updates the tenant behind the step's back once, after the step read it: the step's
 /// status change is then stale.
 struct RaceOnce {

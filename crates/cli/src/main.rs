@@ -24,6 +24,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// memory moves in 2 MiB steps and memory mimalloc purges stays resident inside a huge
 /// page. In the soak (docs/BENCHMARKS.md, 2026-12-07) the server started at 64 MiB
 /// instead of 86, and the archiver's pass lifted it by 16 MiB instead of 33.
+///
+/// The `system-alloc` feature leaves it out, for heap profilers that interpose the
+/// system's malloc (heaptrack; docs/operations.md "Memory").
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

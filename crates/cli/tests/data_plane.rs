@@ -325,7 +325,8 @@ async fn reconciler_reports_extra_databases_and_leaves_them() {
     assert!(!file("gone").exists(), "offboarding deleted it");
     assert_eq!(reconcile(&s).await["drift"], json!([]), "nothing extra yet");
 
-    // A move in flight: the new plan is applied before the old database is deleted.
+    // A move in flight: the new plan is applied before the old database is deleted (the
+    // tenant stays `updating` until it is).
     let app = s.server.as_ref().unwrap().app.clone();
     let finish = app.engine().handlers().get("tenancy:database.finish_move").unwrap();
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -337,7 +338,7 @@ async fn reconciler_reports_extra_databases_and_leaves_them() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = s.get("/v1/tenants/mover").await.body;
-        if t["plan"] == "shared" && t["status"] == "active" {
+        if t["plan"] == "shared" && t["status"] == "updating" {
             break;
         }
         assert!(Instant::now() < deadline, "the plan was never applied: {t}");

@@ -16,4 +16,7 @@ mod server;
 pub use access::policy_actions;
 pub use openapi::openapi_json;
 pub use ratelimit::{Limit, RateLimits, SignupLimits};
-pub use server::{router, serve, ConnectionLimits, ServerState, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};
+pub use server::{
+    prometheus, router, serve, ConnectionLimits, ServerState, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT,
+    METRICS_UPKEEP_INTERVAL,
+};

@@ -196,7 +196,10 @@ impl SqlStore {
             .write(&Effects::none(), move |conn| {
                 Box::pin(async move {
                     insert_deliveries(conn, &new, now).await?;
+                    // Its text is new every time: prepared once, not cached (a cached copy
+                    // would only push out the statements that are used again).
                     sqlx::query(&format!("UPDATE events SET dispatched = 1 WHERE seq IN ({seqs})"))
+                        .persistent(false)
                         .execute(&mut *conn)
                         .await
                         .map_err(db_err)?;
@@ -387,7 +390,9 @@ impl EventStore for SqlStore {
         let new = fan_out(&events, &subs, matches, now);
         insert_deliveries(&mut tx, &new, now).await?;
         let seqs = events.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", ");
+        // A new text every time: not cached (as in `outbox_dispatch_single_writer`).
         sqlx::query(&format!("UPDATE events SET dispatched = 1 WHERE seq IN ({seqs})"))
+            .persistent(false)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -758,7 +763,9 @@ impl EventStore for SqlStore {
         for chunk in seqs.chunks(500) {
             let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             let sql = format!("UPDATE events SET archived = 1 WHERE seq IN ({list})");
-            let mut q = sqlx::query(&sql);
+            // The last chunk's length differs from pass to pass: not cached, or each pass
+            // would leave another statement in the writer's cache.
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == 500);
             for seq in chunk {
                 q = q.bind(*seq);
             }

@@ -10,12 +10,25 @@
 //! | --- | --- | --- |
 //! | silo | a database owned by a login role | database and role `<prefix>_t_<id>` |
 //! | pool | a schema in the shared database `<prefix>_pool` (created if missing), owned by a login role whose `search_path` in that database is the schema | schema `t_<id>`, role `<prefix>_p_<id>` |
+//! | pool | the group role every pool tenant's role is a member of, which alone holds `CONNECT, TEMPORARY` on the pool database | role `<prefix>_pool_members` (no login) |
 //! | both | the alternate login of the alternating-users rotation, made on first use | role `<prefix>_tc_<id>` (silo), `<prefix>_pc_<id>` (pool) |
 //!
 //! A name longer than PostgreSQL's 63 bytes is cut and ends in 12 hex digits of its
 //! SHA-256. `CONNECT` on the databases is revoked from `PUBLIC`, so one tenant's role
 //! cannot connect to another silo tenant's database, and a pool tenant's role has no
 //! privilege on the other schemas.
+//!
+//! Pool tenants at scale: a pool tenant's role gets `CONNECT` on the pool database as a
+//! member of `<prefix>_pool_members` (a row of `pg_auth_members`), not by a grant of
+//! its own. A grant per role went into the pool database's one ACL, which every grant
+//! rewrites whole: provisioning the n-th tenant rewrote n entries, and every grant on
+//! the pool database took its turn on that one catalog row. The pool database, the
+//! group role and the pool's `public` schema are set up once per process (again after
+//! a failure); then a pool tenant is one transaction on a pooled connection to the pool
+//! database: its role, its membership, its schema and its `search_path` (one commit,
+//! where it was eleven statements, six commits and a new connection). Roles created
+//! before, with a grant of their own, keep it; deleting a tenant drops whichever it has
+//! (`DROP OWNED BY` revokes its privileges on the database too).
 //!
 //! Listing (for the reconciler's extra databases): the databases whose name starts with
 //! `<prefix>_t_`, and the schemas starting with `t_` in `<prefix>_pool`, keyed by that
@@ -83,6 +96,11 @@ pub const EXPORT_FORMAT: &str = "tenancy-export/1";
 /// Tenants' databases on a PostgreSQL server.
 pub struct PostgresDataPlane {
     admin: PgPool,
+    /// Connections to the pool database (schemas are made and dropped there).
+    pool: PgPool,
+    /// Whether this process has set up the pool database and its members' role since
+    /// start-up or the last failure of a pool tenant's creation.
+    pool_ready: std::sync::atomic::AtomicBool,
     /// Serializes this process's DDL before the cluster-wide advisory lock (see
     /// [`PostgresDataPlane::serialized`]).
     ddl: tokio::sync::Mutex<()>,
@@ -90,6 +108,25 @@ pub struct PostgresDataPlane {
     prefix: String,
     host: String,
     port: u16,
+}
+
+/// How long a data-plane DDL statement (the advisory lock's wait included) may run.
+const DDL_STATEMENT_TIMEOUT: &str = "60s";
+
+/// The admin session holding the data plane's advisory lock (see
+/// [`PostgresDataPlane::serialized`]). Dropped before it unlocked (the step holding it
+/// was cancelled, say), it closes the connection instead of returning it to the pool:
+/// the session ends and its lock with it. A pooled session still holding the lock, idle,
+/// would make every later `serialized` that got the pool's other connection wait for it
+/// for good, unseen by PostgreSQL's deadlock detector.
+struct LockSession(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for LockSession {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// Where one tenant's data lives.
@@ -169,6 +206,41 @@ pub fn scram_verifier(password: &str) -> String {
     scram_verifier_with(password, &salt, 4096)
 }
 
+/// A password as PostgreSQL keeps it (its SCRAM-SHA-256 verifier), ready for `PASSWORD`.
+struct Verifier(String);
+
+/// One verifier computed at a time, process-wide (see [`Verifier::of`]).
+static VERIFIER_TURN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+impl Verifier {
+    /// Computes it on the blocking pool: 4,096 rounds of PBKDF2 are milliseconds of CPU,
+    /// which must neither stall an async worker nor be spent holding the DDL lock that
+    /// every provisioning takes in turn ([`PostgresDataPlane::serialized`]). One at a
+    /// time: a burst of provisionings (a failover's backlog) computing theirs all at
+    /// once took every core from the store's transactions, whose connections then ran
+    /// out (found by `crates/cli/tests/region_failover.rs`). One core does hundreds a
+    /// second, more than the DDL lock lets through.
+    async fn of(password: &str) -> Result<Verifier> {
+        let password = password.to_owned();
+        let _turn = VERIFIER_TURN.acquire().await.map_err(|e| Error::internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || Verifier(scram_verifier(&password)))
+            .await
+            .map_err(|e| Error::Unavailable(format!("failed to compute a password verifier: {e}")))
+    }
+
+    async fn of_optional(password: Option<&str>) -> Result<Option<Verifier>> {
+        Ok(match password {
+            Some(p) => Some(Verifier::of(p).await?),
+            None => None,
+        })
+    }
+
+    /// ` PASSWORD '<verifier>'`, or nothing.
+    fn clause(v: Option<&Verifier>) -> String {
+        v.map(|v| format!(" PASSWORD {}", literal(&v.0))).unwrap_or_default()
+    }
+}
+
 fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine as _;
@@ -213,10 +285,24 @@ impl PostgresDataPlane {
             .map_err(|e| Error::invalid(format!("invalid data-plane URL {}: {e}", redact_url(url))))?
             // Statements here carry password verifiers: never log them.
             .disable_statement_logging();
-        let admin = PgPoolOptions::new().max_connections(2).connect_lazy_with(options.clone());
+        // DDL sessions give up on a statement after a minute (the step fails with
+        // `internal`, which the lifecycle workflows retry) rather than wait for good
+        // behind something stuck in the server; the tenants' own sessions (exports) have
+        // no such limit.
+        let ddl_options = options.clone().options([("statement_timeout", DDL_STATEMENT_TIMEOUT)]);
+        let admin = PgPoolOptions::new().max_connections(2).connect_lazy_with(ddl_options.clone());
+        // Idle connections close soon: an operator dropping the pool database must not
+        // find this process connected for long.
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .idle_timeout(std::time::Duration::from_secs(30))
+            .connect_lazy_with(ddl_options.database(&ident(format!("{prefix}_pool"))));
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         Ok(PostgresDataPlane {
             admin,
+            pool,
+            pool_ready: std::sync::atomic::AtomicBool::new(false),
             ddl: tokio::sync::Mutex::new(()),
             options,
             prefix: prefix.to_owned(),
@@ -228,6 +314,11 @@ impl PostgresDataPlane {
     /// The shared database of pool tenants.
     pub fn pool_database(&self) -> String {
         ident(format!("{}_pool", self.prefix))
+    }
+
+    /// The role whose members may connect to the pool database: every pool tenant's.
+    pub fn pool_members_role(&self) -> String {
+        ident(format!("{}_pool_members", self.prefix))
     }
 
     fn target(&self, tenant_id: &str, isolation: Isolation) -> Result<Target> {
@@ -288,8 +379,8 @@ impl PostgresDataPlane {
     }
 
     /// Creates the login role, or sets its password when it exists.
-    async fn ensure_role(&self, role: &str, password: Option<&str>) -> Result<()> {
-        let password = password.map(|p| format!(" PASSWORD {}", literal(&scram_verifier(p)))).unwrap_or_default();
+    async fn ensure_role(&self, role: &str, password: Option<&Verifier>) -> Result<()> {
+        let password = Verifier::clause(password);
         if !self.role_exists(role).await? {
             match self.admin.execute(format!("CREATE ROLE {} LOGIN{password}", q(role)).as_str()).await {
                 Ok(_) => return Ok(()),
@@ -425,7 +516,8 @@ impl DatabaseProvisioner for PostgresDataPlane {
     }
 
     async fn database_create(&self, tenant_id: &str, isolation: Isolation, password: Option<&str>) -> Result<Value> {
-        self.serialized(self.create(tenant_id, isolation, password)).await
+        let verifier = Verifier::of_optional(password).await?;
+        self.serialized(self.create(tenant_id, isolation, verifier.as_ref())).await
     }
 
     async fn database_observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
@@ -471,10 +563,12 @@ impl DatabaseProvisioner for PostgresDataPlane {
     ) -> Result<()> {
         let t = self.target(tenant_id, isolation)?;
         if user == t.role {
-            return self.serialized(self.set_password(&t.role, password)).await;
+            let verifier = Verifier::of(password).await?;
+            return self.serialized(self.set_password(&t.role, &verifier)).await;
         }
         if user == t.alternate {
-            return self.serialized(self.ensure_alternate(&t, password)).await;
+            let verifier = Verifier::of(password).await?;
+            return self.serialized(self.ensure_alternate(&t, &verifier)).await;
         }
         Err(Error::invalid(format!(
             "{user:?} is neither the login of tenant {tenant_id:?}'s database nor its alternate"
@@ -590,11 +684,11 @@ impl PostgresDataPlane {
     }
 
     /// Sets an existing role's password (as a SCRAM verifier).
-    async fn set_password(&self, role: &str, password: &str) -> Result<()> {
+    async fn set_password(&self, role: &str, password: &Verifier) -> Result<()> {
         if !self.role_exists(role).await? {
             return Err(Error::not_found("database login", role));
         }
-        let sql = format!("ALTER ROLE {} WITH LOGIN PASSWORD {}", q(role), literal(&scram_verifier(password)));
+        let sql = format!("ALTER ROLE {} WITH LOGIN{}", q(role), Verifier::clause(Some(password)));
         self.admin.execute(sql.as_str()).await.map_err(pg("set a password"))?;
         Ok(())
     }
@@ -604,14 +698,14 @@ impl PostgresDataPlane {
     /// whose sessions start as that role (`ALTER ROLE ... SET role`), so whatever either
     /// login creates is owned by the tenant's role and usable by both. On the pool it
     /// also gets the role's `search_path` in the pool database.
-    async fn ensure_alternate(&self, t: &Target, password: &str) -> Result<()> {
+    async fn ensure_alternate(&self, t: &Target, password: &Verifier) -> Result<()> {
         if !self.role_exists(&t.role).await? {
             return Err(Error::not_found("database login", t.role.as_str()));
         }
-        let verifier = literal(&scram_verifier(password));
+        let password = Verifier::clause(Some(password));
         let (alt, role) = (q(&t.alternate), q(&t.role));
         if !self.role_exists(&t.alternate).await? {
-            let create = format!("CREATE ROLE {alt} LOGIN PASSWORD {verifier} IN ROLE {role}");
+            let create = format!("CREATE ROLE {alt} LOGIN{password} IN ROLE {role}");
             match self.admin.execute(create.as_str()).await {
                 Ok(_) => {}
                 Err(e) if has_code(&e, &["42710", "23505"]) => {}
@@ -620,7 +714,7 @@ impl PostgresDataPlane {
         }
         let mut statements = vec![
             format!("GRANT {role} TO {alt}"),
-            format!("ALTER ROLE {alt} WITH LOGIN PASSWORD {verifier}"),
+            format!("ALTER ROLE {alt} WITH LOGIN{password}"),
             format!("ALTER ROLE {alt} SET role = {}", literal(&t.role)),
         ];
         if let Some(schema) = &t.schema {
@@ -639,44 +733,88 @@ impl PostgresDataPlane {
     /// pool connections the lock holder's statements need.
     async fn serialized<T>(&self, ddl: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let _turn = self.ddl.lock().await;
-        let mut lock = self.admin.acquire().await.map_err(pg("connect"))?;
+        // Guarded before the lock is asked for: a cancelled wait may still be granted.
+        let mut session = LockSession(Some(self.admin.acquire().await.map_err(pg("connect"))?));
+        let conn = session.0.as_mut().expect("the session is held until unlocked");
         let key = advisory_key(&self.prefix);
-        sqlx::query("SELECT pg_advisory_lock($1)").bind(key).execute(&mut *lock).await.map_err(pg("lock"))?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(key).execute(&mut **conn).await.map_err(pg("lock"))?;
         let result = ddl.await;
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *lock).await;
-        if unlocked.is_err() {
-            // A session that cannot unlock must not go back to the pool holding the lock.
-            let _ = lock.detach().close().await;
+        let conn = session.0.as_mut().expect("the session is held until unlocked");
+        if sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut **conn).await.is_ok() {
+            // Unlocked: back to the pool. Otherwise the guard closes it.
+            session.0.take();
         }
         result
     }
 
-    async fn create(&self, tenant_id: &str, isolation: Isolation, password: Option<&str>) -> Result<Value> {
+    async fn create(&self, tenant_id: &str, isolation: Isolation, password: Option<&Verifier>) -> Result<Value> {
         let t = self.target(tenant_id, isolation)?;
-        self.ensure_role(&t.role, password).await?;
         match &t.schema {
-            None => self.ensure_database(&t.database, Some(&t.role)).await?,
+            None => {
+                self.ensure_role(&t.role, password).await?;
+                self.ensure_database(&t.database, Some(&t.role)).await?;
+            }
             Some(schema) => {
-                self.ensure_database(&t.database, None).await?;
-                let grant = format!("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}", q(&t.database), q(&t.role));
-                self.admin.execute(grant.as_str()).await.map_err(pg("grant access to the pool"))?;
-                let mut conn = self.connect(&t.database).await?;
-                conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC").await.map_err(pg("lock the public schema"))?;
-                let create = format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}", q(schema), q(&t.role));
-                match conn.execute(create.as_str()).await {
-                    Ok(_) => {}
-                    Err(e) if has_code(&e, &["42P06", "23505"]) => {}
-                    Err(e) => return Err(pg("create a schema")(e)),
+                let created = self.create_pool_tenant(&t, schema, password).await;
+                if created.is_err() {
+                    // Whatever went wrong may have been the pool itself (dropped by hand,
+                    // say): the next attempt sets it up again.
+                    self.pool_ready.store(false, std::sync::atomic::Ordering::Release);
                 }
-                let own = format!("ALTER SCHEMA {} OWNER TO {}", q(schema), q(&t.role));
-                conn.execute(own.as_str()).await.map_err(pg("alter a schema"))?;
-                let _ = conn.close().await;
-                let path =
-                    format!("ALTER ROLE {} IN DATABASE {} SET search_path = {}", q(&t.role), q(&t.database), q(schema));
-                self.admin.execute(path.as_str()).await.map_err(pg("set the search path"))?;
+                created?;
             }
         }
         Ok(self.detail(&t, isolation))
+    }
+
+    /// Sets up, unless this process did already: the pool database (`CONNECT` revoked
+    /// from `PUBLIC`), its members' role holding `CONNECT, TEMPORARY` on it, and its
+    /// `public` schema closed to `PUBLIC`.
+    async fn ensure_pool(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.pool_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (database, members) = (self.pool_database(), self.pool_members_role());
+        self.ensure_database(&database, None).await?;
+        if !self.role_exists(&members).await? {
+            match self.admin.execute(format!("CREATE ROLE {} NOLOGIN", q(&members)).as_str()).await {
+                Ok(_) => {}
+                Err(e) if has_code(&e, &["42710", "23505"]) => {}
+                Err(e) => return Err(pg("create the pool members' role")(e)),
+            }
+        }
+        let grant = format!("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}", q(&database), q(&members));
+        self.admin.execute(grant.as_str()).await.map_err(pg("grant access to the pool"))?;
+        self.pool.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC").await.map_err(pg("lock the public schema"))?;
+        self.pool_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// A pool tenant's role (a member of the pool's members), its schema and its
+    /// `search_path` in the pool database: one transaction, repeatable.
+    async fn create_pool_tenant(&self, t: &Target, schema: &str, password: Option<&Verifier>) -> Result<()> {
+        self.ensure_pool().await?;
+        let (role, members) = (q(&t.role), q(&self.pool_members_role()));
+        let password = Verifier::clause(password);
+        let login = if self.role_exists(&t.role).await? {
+            format!("ALTER ROLE {role} WITH LOGIN{password}")
+        } else {
+            format!("CREATE ROLE {role} LOGIN{password}")
+        };
+        let statements = [
+            login,
+            format!("GRANT {members} TO {role}"),
+            format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {role}", q(schema)),
+            format!("ALTER SCHEMA {} OWNER TO {role}", q(schema)),
+            format!("ALTER ROLE {role} IN DATABASE {} SET search_path = {}", q(&t.database), q(schema)),
+        ];
+        let mut tx = self.pool.begin().await.map_err(pg("connect to the pool"))?;
+        for sql in statements {
+            (&mut *tx).execute(sql.as_str()).await.map_err(pg("create a pool tenant's schema"))?;
+        }
+        tx.commit().await.map_err(pg("create a pool tenant's schema"))?;
+        Ok(())
     }
 
     async fn observe(&self, tenant_id: &str, isolation: Isolation) -> Result<ObservedDatabase> {
@@ -740,11 +878,9 @@ impl PostgresDataPlane {
                         let owned = format!("DROP OWNED BY {}", q(&t.alternate));
                         conn.execute(owned.as_str()).await.map_err(pg("drop a role's objects"))?;
                     }
+                    // `DROP OWNED BY` also revoked the role's own grant on the pool
+                    // database (roles created before the members' role had one).
                     let _ = conn.close().await;
-                    if role {
-                        let revoke = format!("REVOKE ALL ON DATABASE {} FROM {}", q(&t.database), q(&t.role));
-                        self.admin.execute(revoke.as_str()).await.map_err(pg("revoke access to the pool"))?;
-                    }
                 }
             }
         }

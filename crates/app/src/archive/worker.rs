@@ -131,6 +131,14 @@ impl Archiver {
         self.put(&manifest_path(kind, &date, first_seq), text).await
     }
 
+    /// Writes the batch's last file, if it has one: the files written (0 or 1).
+    async fn finish(&self, open: Option<OpenFile>) -> Result<u64> {
+        match open {
+            Some(file) => self.write(file).await.map(|()| 1),
+            None => Ok(0),
+        }
+    }
+
     /// Appends a page of rows (in `seq` order) to the files of a batch: a run of rows of
     /// one day goes to the open file when it is of that day, else to a new one (the open
     /// one is written first). Returns the files written.
@@ -142,8 +150,12 @@ impl Archiver {
         row: fn(&R) -> Row<'_>,
         batch: fn(&[R]) -> Result<RecordBatch>,
     ) -> Result<u64> {
+        /// Days since the epoch (UTC): the partition key, compared without formatting.
+        fn day_number(t: Timestamp) -> i64 {
+            t.millis().div_euclid(86_400_000)
+        }
         let mut written = 0;
-        for run in page.chunk_by(|a, b| day(row(a).1) == day(row(b).1)) {
+        for run in page.chunk_by(|a, b| day_number(row(a).1) == day_number(row(b).1)) {
             let (first_seq, time, _) = row(&run[0]);
             let (last_seq, _, last_hash) = row(&run[run.len() - 1]);
             let date = day(time);
@@ -188,10 +200,7 @@ impl Archiver {
                 break;
             }
         }
-        if let Some(file) = open {
-            self.write(file).await?;
-            files += 1;
-        }
+        files += self.finish(open).await?;
         if n == 0 || !self.store.audit_archive_advance(cursor, after).await? {
             // Nothing to do, or another archiver moved it meanwhile: it wrote the same files.
             return Ok((0, 0));
@@ -216,10 +225,7 @@ impl Archiver {
                 break;
             }
         }
-        if let Some(file) = open {
-            self.write(file).await?;
-            files += 1;
-        }
+        files += self.finish(open).await?;
         self.store.events_mark_archived(&seqs).await?;
         Ok((seqs.len() as u64, files))
     }

@@ -339,8 +339,9 @@ fn settlement(
             (names::TENANT_UPGRADE_FAILED, "tenant.fail_upgrade", &["status"])
         }
         TenantStatus::Updating => {
-            // A plan change applies the plan only at its end (`apply_plan`): the tenant
-            // is still on the plan it had.
+            // A plan change applies the plan near its end (`apply_plan`): the tenant is
+            // on the plan it had, or (a move that failed deleting the old database,
+            // redriven to finish it) on the new one; either way it stays on it.
             next.transition(Transition::PlanChanged).ok()?;
             extra["previous_plan"] = json!(tenant.plan);
             (names::TENANT_UPDATED, "tenant.revert_change_plan", &["status"])

@@ -42,6 +42,7 @@ pub fn register(r: &Registry, plane: Option<&Arc<DataPlane>>) {
     r.register("tenancy:tenant.provisioning_failed", Finish { op: FinishOp::ProvisioningFailed });
     r.register("tenancy:tenant.apply_plan", Finish { op: FinishOp::ApplyPlan });
     r.register("tenancy:tenant.revert_plan", Finish { op: FinishOp::RevertPlan });
+    r.register("tenancy:tenant.finish_plan_change", Finish { op: FinishOp::FinishPlanChange });
     r.register("tenancy:tenant.offboarded", Finish { op: FinishOp::Offboarded });
     r.register("tenancy:tenant.set_status", Finish { op: FinishOp::SetStatus });
 }
@@ -65,8 +66,15 @@ struct FinishParams {
     step: Value,
     #[serde(default)]
     error: Value,
-    /// `apply_plan` and `revert_plan`: the plan the tenant ends on.
+    /// `apply_plan`, `revert_plan` and `finish_plan_change`: the plan the tenant ends on.
     plan: Option<String>,
+    /// `apply_plan`: the database moves after this step (`tenancy:database.finish_move`),
+    /// so the tenant stays `updating`, on its new plan, until
+    /// `tenancy:tenant.finish_plan_change` makes it `active`. A tenant seen `active`
+    /// is then done changing: a plan change started at once cannot create the
+    /// database the previous one is still deleting.
+    #[serde(default)]
+    moving: bool,
     /// `offboarded`: where the export went, if anywhere.
     export: Option<Value>,
     /// `set_status`: the status.
@@ -130,6 +138,7 @@ enum FinishOp {
     ProvisioningFailed,
     ApplyPlan,
     RevertPlan,
+    FinishPlanChange,
     Offboarded,
     SetStatus,
 }
@@ -169,7 +178,10 @@ impl TaskHandler for Finish {
             }
             FinishOp::ApplyPlan | FinishOp::RevertPlan => {
                 let plan = required(&call, &params.plan, "plan")?;
-                let done = tenant.status == TenantStatus::Active && tenant.plan == plan;
+                let stays_updating = params.moving && matches!(self.op, FinishOp::ApplyPlan);
+                let done = tenant.plan == plan
+                    && (tenant.status == TenantStatus::Active
+                        || (stays_updating && tenant.status == TenantStatus::Updating));
                 if done {
                     return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
                 }
@@ -183,11 +195,31 @@ impl TaskHandler for Finish {
                 tenant.plan = plan.to_owned();
                 changed.push("plan");
                 match self.op {
+                    FinishOp::ApplyPlan if stays_updating => {
+                        (TenantStatus::Updating, names::TENANT_PLAN_CHANGED, "tenant.apply_plan")
+                    }
                     FinishOp::ApplyPlan => {
                         (TenantStatus::Active, names::TENANT_PLAN_CHANGED, "tenant.complete_change_plan")
                     }
                     _ => (TenantStatus::Active, names::TENANT_UPDATED, "tenant.revert_change_plan"),
                 }
+            }
+            FinishOp::FinishPlanChange => {
+                let plan = required(&call, &params.plan, "plan")?;
+                if tenant.status == TenantStatus::Active && tenant.plan == plan {
+                    return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
+                }
+                if tenant.status != TenantStatus::Updating || tenant.plan != plan {
+                    return Err(failure(
+                        "Tenancy.invalid-transition",
+                        format!(
+                            "tenant {tenant_id:?} is {} on plan {:?}, not updating on {plan:?}",
+                            tenant.status.as_str(),
+                            tenant.plan
+                        ),
+                    ));
+                }
+                (TenantStatus::Active, names::TENANT_UPDATED, "tenant.complete_change_plan")
             }
             FinishOp::Offboarded => {
                 // Where the offboarding export went (`tenancy:tenant.export`), if anywhere.
@@ -203,7 +235,7 @@ impl TaskHandler for Finish {
                 (to, names::TENANT_UPDATED, "tenant.set_status")
             }
         };
-        if !matches!(self.op, FinishOp::ApplyPlan | FinishOp::RevertPlan) {
+        if !matches!(self.op, FinishOp::ApplyPlan | FinishOp::RevertPlan | FinishOp::FinishPlanChange) {
             if tenant.status == to {
                 return Ok(TaskOutput::new(json!({"status": tenant.status, "plan": tenant.plan})));
             }

@@ -49,6 +49,15 @@ macro_rules! both_backends {
     };
 }
 
+/// Prints the in-process servers' warnings and errors to the test's output (shown when
+/// it fails): a test that times out waiting for a state then says why. `RUST_LOG`
+/// overrides the level.
+fn show_server_warnings() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub url: String,
@@ -101,6 +110,7 @@ impl TestServer {
         database_url: Option<String>,
         configure: impl FnOnce(&mut ServeOptions),
     ) -> TestServer {
+        show_server_warnings();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url.clone(), ADMIN);
         configure(&mut opts);

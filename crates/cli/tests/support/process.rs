@@ -85,6 +85,14 @@ pub fn try_spawn(dir: &std::path::Path, how: Spawn<'_>) -> Result<(Server, Strin
             break v["addr"].as_str().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    // The server's warnings and errors go to the test's stderr, which the test runner
+    // shows when the test fails (a 503 in a test is a line here saying why).
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     Ok((Server(child), format!("http://{addr}")))
 }
