@@ -196,7 +196,12 @@ impl ServeOptions {
     }
 }
 
-fn test_prefix(database_url: &str) -> String {
+/// The data-plane prefix of a test server on `database_url`: `tt` and 12 hex digits of
+/// the URL's hash, so test servers on different databases of one PostgreSQL server
+/// (the suite runs side by side) never share tenant databases, roles or the DDL lock,
+/// and a server restarted on the same database finds its own again. `scripts/test`
+/// drops what earlier runs left under such prefixes.
+pub fn test_prefix(database_url: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     database_url.hash(&mut h);

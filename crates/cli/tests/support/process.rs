@@ -68,6 +68,14 @@ pub fn try_spawn(dir: &std::path::Path, how: Spawn<'_>) -> Result<(Server, Strin
     for (k, v) in &how.env {
         cmd.env(k, v);
     }
+    // On PostgreSQL, a data-plane prefix of this test's own (as in-process test servers
+    // get), not the default `tenancy` that every process test on the server would share.
+    let has = |key: &str| how.env.iter().any(|(k, _)| *k == key);
+    if let Some((_, url)) = how.env.iter().find(|(k, _)| *k == "TENANCY_DATABASE_URL") {
+        if !has("TENANCY_DATA_PLANE_PREFIX") {
+            cmd.env("TENANCY_DATA_PLANE_PREFIX", tenancy::serve::test_prefix(url));
+        }
+    }
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
