@@ -69,7 +69,7 @@ async fn a_backup_under_load_restores_every_acknowledged_write() {
     for w in 0..2 {
         let (acked, stop, url) = (acked.clone(), stop.clone(), s.url.clone());
         writers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = tenancy_client::http_client();
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let id = format!("load-{w}-{n}");

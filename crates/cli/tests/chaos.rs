@@ -523,7 +523,7 @@ async fn chaos_across_replicas_keeps_every_invariant() {
         tokio::task::spawn_blocking(move || r.spawn_one(i)).await.unwrap();
     }
     let seen = Arc::new(Seen::default());
-    let client = Client { replicas: replicas.clone(), http: reqwest::Client::new(), seen: seen.clone() };
+    let client = Client { replicas: replicas.clone(), http: tenancy_client::http_client(), seen: seen.clone() };
 
     // Set-up, before any chaos.
     let received = Arc::new(Received::default());

@@ -34,7 +34,7 @@ async fn events_two_replicas_deliver_every_event() {
     let (status, sub) = a.call(Method::POST, "/v1/subscriptions", Some(body)).await;
     assert_eq!(status, 201);
     let sub = sub["id"].as_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
+    let http = tenancy_client::http_client();
     for i in 0..40 {
         // Alternate replicas.
         let base = if i % 2 == 0 { a.base.clone() } else { b.url() };

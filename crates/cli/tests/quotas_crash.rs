@@ -44,7 +44,7 @@ struct Tally {
 
 /// Consumers of one seat each until `stop`, a refusal (429) or an unanswered request.
 fn consumers(url: &str, tally: &Arc<Tally>) -> Vec<tokio::task::JoinHandle<()>> {
-    let http = reqwest::Client::new();
+    let http = tenancy_client::http_client();
     (0..CONSUMERS)
         .map(|_| {
             let (http, tally) = (http.clone(), tally.clone());

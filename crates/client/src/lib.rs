@@ -349,11 +349,25 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// How long a pooled connection may sit idle before the client closes it: below the
+/// server's keep-alive idle timeout (10 s, `tenancy_http::HEADER_READ_TIMEOUT`). A
+/// client that kept connections longer (reqwest's default is 90 s) would now and then
+/// send a request on a connection the server was closing at that moment, and get
+/// `IncompleteMessage` instead of an answer (seen in the replica tests, whose requests
+/// pause for about 10 s while tenants provision).
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A `reqwest::Client` set up for a Tenancy server: pooled connections closed after
+/// [`POOL_IDLE_TIMEOUT`] idle.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(POOL_IDLE_TIMEOUT).build().expect("an HTTP client")
+}
+
 impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`), calling with
     /// `token` as its bearer API key.
     pub fn new(base: &str, token: Option<String>) -> Self {
-        Client::with_http(reqwest::Client::new(), base, token)
+        Client::with_http(http_client(), base, token)
     }
 
     /// A client over a configured `reqwest::Client` (timeouts, pool size).

@@ -40,7 +40,7 @@ pub async fn server(db: Db, tweak: impl FnOnce(&mut ServeOptions)) -> TestServer
     tweak(&mut opts);
     let server = start(opts).await.expect("server starts");
     let db_url = db_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("tenancy.db").display()));
-    TestServer { base: server.url(), server, http: reqwest::Client::new(), db_url, dir }
+    TestServer { base: server.url(), server, http: tenancy_client::http_client(), db_url, dir }
 }
 
 impl TestServer {

@@ -115,7 +115,7 @@ impl TestServer {
         let mut opts = ServeOptions::for_tests(dir.path().to_owned(), database_url.clone(), ADMIN);
         configure(&mut opts);
         let server = start(opts).await.expect("server starts");
-        TestServer { url: server.url(), server: Some(server), database_url, http: reqwest::Client::new(), dir }
+        TestServer { url: server.url(), server: Some(server), database_url, http: tenancy_client::http_client(), dir }
     }
 
     pub async fn call_with(
@@ -320,7 +320,7 @@ impl TestServer {
     /// A client for a server started elsewhere (e.g. restarted on the same database).
     pub fn attach(url: String) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestServer { url, server: None, database_url: None, http: reqwest::Client::new(), dir }
+        TestServer { url, server: None, database_url: None, http: tenancy_client::http_client(), dir }
     }
 
     pub async fn stop(mut self) {
