@@ -225,6 +225,10 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+// The CLI's client lets go of idle connections before the server closes them (a
+// request on a connection the server is closing gets no answer).
+const _: () = assert!(tenancy_client::POOL_IDLE_TIMEOUT.as_millis() < tenancy_http::HEADER_READ_TIMEOUT.as_millis());
+
 async fn run(cli: Cli, token: Option<String>) -> Result<(), CliError> {
     let output = cli.output;
     let client = Client::new(&cli.server, token);

@@ -439,13 +439,6 @@ pub fn explain(e: clap::Error, argv: &[std::ffi::OsString]) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    /// The CLI's client closes pooled connections before the server closes them idle
-    /// (a request on a connection the server is closing gets no answer).
-    #[test]
-    fn the_client_lets_go_of_idle_connections_before_the_server_does() {
-        assert!(tenancy_client::POOL_IDLE_TIMEOUT < tenancy_http::HEADER_READ_TIMEOUT);
-    }
-
     use std::sync::Mutex;
 
     use secrecy::ExposeSecret;

@@ -74,7 +74,7 @@ async fn postgres_replicas_must_share_the_master_key() {
     let db = support::database_url(Backend::Postgres).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let env = |key: Option<&str>| {
-        let mut env = vec![("TENANCY_DATABASE_URL", db.clone()), ("TENANCY_DATA_PLANE_PREFIX", "tkey".to_owned())];
+        let mut env = vec![("TENANCY_DATABASE_URL", db.clone())];
         env.extend(key.map(|k| ("TENANCY_MASTER_KEY", k.to_owned())));
         env
     };

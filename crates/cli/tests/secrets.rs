@@ -497,15 +497,8 @@ async fn master_key_rotate_with_an_environment_key_prints_the_new_one() {
 async fn master_key_rotate_on_postgres_reseals_database_passwords() {
     const KEY: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
     let db = support::database_url(Backend::Postgres).await.unwrap();
-    let prefix = format!("tsr{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let tmp = tempfile::tempdir().unwrap();
-    let env = |key: &str| {
-        vec![
-            ("TENANCY_DATABASE_URL", db.clone()),
-            ("TENANCY_DATA_PLANE_PREFIX", prefix.clone()),
-            ("TENANCY_MASTER_KEY", key.to_owned()),
-        ]
-    };
+    let env = |key: &str| vec![("TENANCY_DATABASE_URL", db.clone()), ("TENANCY_MASTER_KEY", key.to_owned())];
     let (mut server, url) =
         try_spawn(&tmp.path().join("a"), Spawn { env: env(KEY), ..Spawn::default() }).expect("starts");
     let s = TestServer::attach(url);

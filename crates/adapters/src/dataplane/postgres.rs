@@ -241,6 +241,11 @@ impl Verifier {
     }
 }
 
+/// The pool database's name under `prefix`.
+fn pool_database(prefix: &str) -> String {
+    ident(format!("{prefix}_pool"))
+}
+
 fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine as _;
@@ -297,7 +302,7 @@ impl PostgresDataPlane {
             .max_connections(2)
             .min_connections(0)
             .idle_timeout(std::time::Duration::from_secs(30))
-            .connect_lazy_with(ddl_options.database(&ident(format!("{prefix}_pool"))));
+            .connect_lazy_with(ddl_options.database(&pool_database(prefix)));
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         Ok(PostgresDataPlane {
             admin,
@@ -313,7 +318,7 @@ impl PostgresDataPlane {
 
     /// The shared database of pool tenants.
     pub fn pool_database(&self) -> String {
-        ident(format!("{}_pool", self.prefix))
+        pool_database(&self.prefix)
     }
 
     /// The role whose members may connect to the pool database: every pool tenant's.

@@ -70,11 +70,12 @@ pub fn try_spawn(dir: &std::path::Path, how: Spawn<'_>) -> Result<(Server, Strin
     }
     // On PostgreSQL, a data-plane prefix of this test's own (as in-process test servers
     // get), not the default `tenancy` that every process test on the server would share.
-    let has = |key: &str| how.env.iter().any(|(k, _)| *k == key);
-    if let Some((_, url)) = how.env.iter().find(|(k, _)| *k == "TENANCY_DATABASE_URL") {
-        if !has("TENANCY_DATA_PLANE_PREFIX") {
+    let prefix_given = how.env.iter().any(|(k, _)| *k == "TENANCY_DATA_PLANE_PREFIX");
+    match how.env.iter().find(|(k, _)| *k == "TENANCY_DATABASE_URL") {
+        Some((_, url)) if !prefix_given => {
             cmd.env("TENANCY_DATA_PLANE_PREFIX", tenancy::serve::test_prefix(url));
         }
+        _ => {}
     }
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
